@@ -1,0 +1,1 @@
+"""Benchmarks and load: `ponte bench ...`, pytest-benchmark cases, locust, population model."""

@@ -1,0 +1,13 @@
+"""`ponte bench ...`: measured figures for every part of Ponte, as JSON and reports.
+
+Each subcommand lives in its own module beside this one and is added here.
+"""
+
+from __future__ import annotations
+
+import click
+
+
+@click.group()
+def bench() -> None:
+    """Benchmarks: ledger, core, directory, end-to-end. Use --json for machine output."""

@@ -1,0 +1,1 @@
+"""Operator API: authentication, roles, maker-checker and the audit log."""

@@ -1,0 +1,53 @@
+"""The `ponte` command line: one entry point for operators, developers and testers.
+
+Each group lives beside the code it drives (`bench/cli.py`, `switch/store/cli.py`); this
+module only assembles them, so `ponte --help` lists what exists.
+"""
+
+from __future__ import annotations
+
+import platform
+
+import click
+
+import switch
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(switch.__version__, prog_name="ponte")
+def main() -> None:
+    """Ponte: an open real-time payment switch.
+
+    Start with `ponte version`, then see the README for the demo and the tests.
+    """
+
+
+@main.command()
+def version() -> None:
+    """Print versions and which ledger implementation is loaded."""
+    import msgspec
+
+    import ledger
+
+    click.echo(f"ponte-switch {switch.__version__}")
+    click.echo(f"python {platform.python_version()} ({platform.machine()})")
+    click.echo(f"msgspec {msgspec.__version__}")
+    if ledger.IMPLEMENTATION == "compiled":
+        click.echo("ledger: compiled (Cython core ledger._core)")
+    else:
+        reason = ledger.COMPILED_IMPORT_ERROR or "PONTE_PURE_PYTHON=1"
+        click.echo(f"ledger: pure-Python twin ({reason})")
+
+
+def _register() -> None:
+    from bench.cli import bench
+    from switch.store.cli import db
+
+    main.add_command(db)
+    main.add_command(bench)
+
+
+_register()
+
+if __name__ == "__main__":
+    main()

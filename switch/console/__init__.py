@@ -1,0 +1,1 @@
+"""The operator web console: server-rendered pages, live over Server-Sent Events."""

@@ -1,0 +1,1 @@
+"""The I/O shell: event loop, listeners, timers and group commit around the core."""

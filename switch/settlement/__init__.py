@@ -1,0 +1,1 @@
+"""Settlement models, windows, multilateral netting and statements."""

@@ -1,0 +1,1 @@
+"""Persistence adapters: embedded (file/SQLite), PostgreSQL (asyncpg) and Redis."""
