@@ -1,0 +1,45 @@
+"""Every bound of the journal, snapshots and recovery in one place, with the asserts that
+relate them.
+
+They live beside `ledger/limits.py` (the state machine's bounds, owned with the core) rather
+than inside it so the two can change without touching each other; both are "the ledger's
+limits". Nothing here may depend on I/O or configuration read at run time.
+"""
+
+from ledger.limits import BATCH_EVENTS_MAX
+
+# One journal record's payload. A full ledger batch is 8,189 x 72 B events plus its result
+# trailer (8 B per failed event) and a 24 B prefix: ~655 KB. The switch's own event records
+# are far smaller. A header claiming more than this is corruption, never a read size.
+RECORD_PAYLOAD_BYTES_MAX = 4 * 1024 * 1024
+
+# Group commit: what one commit() may carry. append() refuses (typed error, nothing changed)
+# past either bound, so a stalled disk turns into back-pressure instead of unbounded memory.
+# Records are handed to os.writev as two buffers each; IOV_MAX is 1,024 on Linux.
+COMMIT_RECORDS_MAX_DEFAULT = 512
+COMMIT_RECORDS_MAX_LIMIT = 512
+COMMIT_BYTES_MAX_DEFAULT = 64 * 1024 * 1024
+WRITEV_BUFFERS_MAX = 1024
+
+# Rows fetched per round trip when PostgreSQL streams the journal back (verify / replay).
+POSTGRES_FETCH_ROWS_MAX = 64
+# Records per newest-first window when find_transfer searches the PostgreSQL journal.
+POSTGRES_FIND_WINDOW_RECORDS_MAX = 256
+
+# Snapshots kept on disk; older ones are deleted after a new one is durable.
+SNAPSHOTS_RETAINED_MAX = 3
+# A snapshot is the whole ledger state: accounts_max (2**28) accounts x ~100 B is the
+# theoretical ceiling; refuse to read anything claiming more.
+SNAPSHOT_BYTES_MAX = 64 * 1024 * 1024 * 1024
+
+# find_transfer walks headers forward from the nearest known record start; one checkpoint is
+# remembered per this many bytes of journal, so the walk and the index both stay bounded.
+FIND_CHECKPOINT_BYTES = 4 * 1024 * 1024
+
+assert RECORD_PAYLOAD_BYTES_MAX >= BATCH_EVENTS_MAX * (72 + 8) + 64
+assert 2 * COMMIT_RECORDS_MAX_LIMIT <= WRITEV_BUFFERS_MAX
+assert 1 <= COMMIT_RECORDS_MAX_DEFAULT <= COMMIT_RECORDS_MAX_LIMIT
+assert COMMIT_BYTES_MAX_DEFAULT >= RECORD_PAYLOAD_BYTES_MAX + 96
+assert SNAPSHOTS_RETAINED_MAX >= 2  # keep a fallback if the newest one is damaged
+assert POSTGRES_FETCH_ROWS_MAX >= 1
+assert POSTGRES_FIND_WINDOW_RECORDS_MAX >= 1
