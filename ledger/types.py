@@ -156,6 +156,33 @@ class CreateTransferResult(IntEnum):
     PENDING_TRANSFERS_FULL = 60
 
 
+# Results that depend on ledger state: an id that failed with one of them answers
+# ID_ALREADY_FAILED ever after (while retained), so a retry cannot succeed by luck.
+# Input-validation failures (and EXISTS*, LINKED_*) do not poison the id.
+TRANSFER_RESULTS_POISONING_ID = frozenset({
+    CreateTransferResult.PENDING_TRANSFER_NOT_FOUND,
+    CreateTransferResult.PENDING_TRANSFER_NOT_PENDING,
+    CreateTransferResult.EXCEEDS_PENDING_TRANSFER_AMOUNT,
+    CreateTransferResult.PENDING_TRANSFER_ALREADY_POSTED,
+    CreateTransferResult.PENDING_TRANSFER_ALREADY_VOIDED,
+    CreateTransferResult.PENDING_TRANSFER_EXPIRED,
+    CreateTransferResult.DEBIT_ACCOUNT_NOT_FOUND,
+    CreateTransferResult.CREDIT_ACCOUNT_NOT_FOUND,
+    CreateTransferResult.DEBIT_ACCOUNT_ALREADY_CLOSED,
+    CreateTransferResult.CREDIT_ACCOUNT_ALREADY_CLOSED,
+    CreateTransferResult.OVERFLOWS_TIMEOUT,
+    CreateTransferResult.OVERFLOWS_DEBITS_PENDING,
+    CreateTransferResult.OVERFLOWS_CREDITS_PENDING,
+    CreateTransferResult.OVERFLOWS_DEBITS_POSTED,
+    CreateTransferResult.OVERFLOWS_CREDITS_POSTED,
+    CreateTransferResult.OVERFLOWS_DEBITS,
+    CreateTransferResult.OVERFLOWS_CREDITS,
+    CreateTransferResult.EXCEEDS_CREDITS,
+    CreateTransferResult.EXCEEDS_DEBITS,
+    CreateTransferResult.PENDING_TRANSFERS_FULL,
+})
+
+
 class PendingStatus(IntEnum):
     """Where a two-phase transfer stands. `NONE` for a single-phase transfer or an unknown id."""
 
