@@ -9,20 +9,32 @@ Batches
     length is a multiple of 72 and at most BATCH_EVENTS_MAX records) and return the
     failures only, as a list of `(index, result)` pairs in index order; an empty list means
     every event was OK. A malformed buffer (wrong length, too many records) is a caller bug
-    and raises ValueError; business outcomes never raise.
+    and raises ValueError; business outcomes never raise. An empty batch returns [] and
+    changes nothing (it consumes no timestamp).
+
+Single event
+    `create_transfer(id, debit_account_id, credit_account_id, amount_minor, pending_id,
+    user_data_64, user_data_32, timeout_ms, ledger, code, flags, now_ns)` is the switch
+    core's per-transfer fast path: exactly `create_transfers` with a batch of one (same
+    timestamp, same checks; LINKED alone answers LINKED_EVENT_CHAIN_OPEN), returning the
+    `CreateTransferResult` (OK on success) instead of a list. A field outside its unsigned
+    range raises ValueError.
 
 Timestamps
     The ledger assigns them. For a batch of n events: `base = max(now_ns, last + 1)`, event i
     gets `base + i`, and `last = base + n - 1`. Every event consumes its timestamp, failed or
     not. `expire_pending(now_ns)` consumes one timestamp per expired transfer the same way.
-    Replaying the same calls with the same `now_ns` rebuilds the identical state.
+    Replaying the same calls with the same `now_ns` rebuilds the identical state. A `now_ns`
+    outside [0, 2**64-1], or one that would push the clock past 2**64-1, raises ValueError
+    and changes nothing.
 
 Accounts
     Checks in `CreateAccountResult` order. `timestamp` and the four balances of the input
     must be zero; the reserved u32 must be zero; unknown flag bits → RESERVED_FLAG; both
     `*_must_not_exceed_*` flags → FLAGS_ARE_MUTUALLY_EXCLUSIVE. An id seen before answers
     EXISTS when flags, user_data and ledger/code are identical, else the first differing
-    field's EXISTS_WITH_DIFFERENT_*. When `accounts_max` accounts exist → ACCOUNTS_FULL.
+    field's EXISTS_WITH_DIFFERENT_* (CLOSED is left out of the flags comparison: closing
+    transfers change it after creation). When `accounts_max` accounts exist → ACCOUNTS_FULL.
     Accounts are never evicted. The CLOSED flag at creation is allowed (a closed account).
 
 Transfers (single-phase and pending)
@@ -34,7 +46,11 @@ Transfers (single-phase and pending)
     BALANCING_* is set (then it is an upper bound, 0 meaning "no bound"). With
     BALANCING_DEBIT the amount is reduced to what the debit account can still be debited
     under DEBITS_MUST_NOT_EXCEED_CREDITS (credits_posted - debits_posted - debits_pending);
-    BALANCING_CREDIT symmetrically; the recorded transfer carries the reduced amount.
+    BALANCING_CREDIT symmetrically (debits_posted - credits_posted - credits_pending of the
+    credit account). The reduction applies whatever the account's flags (TigerBeetle's rule),
+    saturates at 0 (a balancing transfer may record amount 0), and runs after
+    OVERFLOWS_TIMEOUT, before the balance checks; the recorded transfer carries the reduced
+    amount.
     Limits: with DEBITS_MUST_NOT_EXCEED_CREDITS on the debit account,
     debits_pending + debits_posted + amount > credits_posted → EXCEEDS_CREDITS; symmetric
     for CREDITS_MUST_NOT_EXCEED_DEBITS on the credit account → EXCEEDS_DEBITS. A pending
@@ -66,15 +82,22 @@ Idempotency
     ledger state (*_NOT_FOUND, *_ALREADY_CLOSED, PENDING_TRANSFER_NOT_PENDING / ALREADY_* /
     EXPIRED, OVERFLOWS_*, EXCEEDS_*, PENDING_TRANSFERS_FULL) answer ID_ALREADY_FAILED ever
     after; input-validation failures do not poison the id. Both are kept for the most recent
-    `transfers_retained_max` ids (a ring); beyond the window an id is forgotten and lookups
-    return nothing (the journal answers for older transfers).
+    `transfers_retained_max` ids (one ring: a recorded transfer or a failed id takes one
+    slot each, the oldest is evicted first); beyond the window an id is forgotten and
+    lookups return nothing (the journal answers for older transfers). An open pending
+    transfer is the exception: it stays in the pending pool (bounded by `pending_max`) after
+    its ring slot is reused, so it can still be looked up, posted, voided, expired and
+    deduplicated; once resolved outside the window it is forgotten.
 
 Linked chains
     Events with LINKED chain to the next; the chain ends at the first event without it. If
     any event of a chain fails, every event of the chain is rolled back: the failing event
     keeps its result and all the others answer LINKED_EVENT_FAILED; no state changes
     (balances, CLOSED flags, pending statuses, retained ids) survive, except that the
-    failing event's id is remembered as failed if its result poisons ids. A batch whose
+    failing event's id is remembered as failed if its result poisons ids
+    (`ledger.types.TRANSFER_RESULTS_POISONING_ID`). Any result but OK fails a chain, EXISTS
+    included. Events of a chain after the failing one are not evaluated
+    (LINKED_EVENT_FAILED, so they cannot poison ids). A batch whose
     last event has LINKED fails that open chain with LINKED_EVENT_CHAIN_OPEN on the last
     event and LINKED_EVENT_FAILED on the rest of the chain.
 
@@ -83,7 +106,10 @@ Lookups
     `ledger.types.Account` / `Transfer`) in the order asked, skipping unknown ids.
     `pending_status(id)` gives a `PendingStatus`. `get_account_history(id, limit)` returns
     up to `limit` most recent `AccountBalance` rows, oldest first, for an account created
-    with HISTORY (one global ring of `history_retained_max` rows).
+    with HISTORY (one global ring of `history_retained_max` rows). A row is written for
+    each account with HISTORY after every change to its balances (a create, post or void
+    transfer: debit account first, then credit; an expiry, with the timestamp the expiry
+    consumed).
 
 Expiry
     `expire_pending(now_ns)` voids every pending transfer whose deadline <= now_ns, in
@@ -92,10 +118,15 @@ Expiry
 
 State export
     `snapshot() -> bytes` serialises the complete state in one format shared by both twins
-    (a snapshot from one loads in the other): `Ledger.from_snapshot(data, config)`.
-    `totals()` returns (debits_pending, debits_posted, credits_pending, credits_posted)
-    summed over all accounts; `check_invariants()` raises AssertionError if pending or
-    posted debits and credits differ. `digest()` is a hash of `snapshot()`.
+    (a snapshot from one loads in the other; layout in `ledger/reference.py`):
+    `Ledger.from_snapshot(data, config)`. The snapshot records the four size bounds of the
+    config; `config=None` reuses them; a config too small for the state raises ValueError,
+    as does data that is not a whole snapshot. `totals()` returns (debits_pending,
+    debits_posted, credits_pending, credits_posted) summed over all accounts;
+    `check_invariants()` raises AssertionError (even under -O) if pending or posted debits
+    and credits differ, if the open pending amounts do not add up to debits_pending, or if
+    an account is beyond a *_must_not_exceed_* limit. `digest()` is the SHA-256 of
+    `snapshot()`.
 """
 
 from __future__ import annotations
@@ -123,6 +154,12 @@ class LedgerApi(Protocol):
         self, batch, now_ns: int
     ) -> list[tuple[int, CreateTransferResult]]: ...
 
+    def create_transfer(
+        self, id: int, debit_account_id: int, credit_account_id: int, amount_minor: int,
+        pending_id: int, user_data_64: int, user_data_32: int, timeout_ms: int, ledger: int,
+        code: int, flags: int, now_ns: int,
+    ) -> CreateTransferResult: ...
+
     def lookup_accounts(self, ids: Sequence[int]) -> list[Account]: ...
 
     def lookup_transfers(self, ids: Sequence[int]) -> list[Transfer]: ...
@@ -140,6 +177,9 @@ class LedgerApi(Protocol):
     def snapshot(self) -> bytes: ...
 
     def digest(self) -> bytes: ...
+
+    @classmethod
+    def from_snapshot(cls, data, config: LedgerConfig | None = None) -> "LedgerApi": ...
 
     @property
     def last_timestamp(self) -> int: ...
