@@ -1,0 +1,159 @@
+"""CPU seconds and resident memory of one process, sampled every second into a bounded buffer.
+
+The bench drivers point it at the switch's pid while load runs and hand the samples to
+`bench.report`. It reads only `/proc/<pid>/stat` and `/proc/<pid>/status` (Linux), never
+signals or otherwise touches the watched process, and never grows without bound: the oldest
+samples fall out of a ring of `samples_max`.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import threading
+import time
+import msgspec
+
+from bench import limits
+
+_CLOCK_TICKS_PER_S = os.sysconf("SC_CLK_TCK")
+
+
+class ProcessGone(Exception):
+    """The pid names no (live) process: it never existed, exited, or is a zombie."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(f"process {pid} is not running")
+        self.pid = pid
+
+
+class ResourceSample(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    # Seconds since the sampler was created (monotonic clock).
+    t_s: float
+    # User + system CPU time the process has used since it started.
+    cpu_s: float
+    # CPU used since the previous sample over the wall time between them, as `top` shows
+    # it: 100 is one core busy, 200 two. The first sample has no previous one: 0.
+    cpu_percent: float
+    rss_bytes: int
+
+
+def read_cpu_seconds(pid: int) -> float:
+    """utime + stime of `pid` in seconds, from /proc/<pid>/stat."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        raise ProcessGone(pid) from None
+    # The command name (field 2) is in parentheses and may itself hold spaces or ')', so
+    # split only after the last ')'. Fields from there on: state(3) ... utime(14) stime(15).
+    fields = stat[stat.rindex(b")") + 2 :].split()
+    if fields[0] == b"Z":
+        raise ProcessGone(pid)
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS_PER_S
+
+
+def read_rss_bytes(pid: int) -> int:
+    """VmRSS of `pid` in bytes, from /proc/<pid>/status."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            status = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        raise ProcessGone(pid) from None
+    for line in status.splitlines():
+        if line.startswith(b"VmRSS:"):
+            value, unit = line.split()[1:3]
+            assert unit == b"kB", unit
+            return int(value) * 1024
+    raise ProcessGone(pid)  # a zombie has released its memory and has no VmRSS line
+
+
+class ResourceSampler:
+    """Samples one pid: call `sample()` yourself, or `start()` a thread that samples every
+    `interval_s` until `stop()` (or use it as a context manager). When the process exits,
+    sampling stops and `process_exited` becomes True; the samples taken are kept."""
+
+    def __init__(
+        self,
+        pid: int,
+        interval_s: float = 1.0,
+        samples_max: int = limits.SAMPLER_SAMPLES_MAX_DEFAULT,
+    ) -> None:
+        if not 0.01 <= interval_s <= 3600.0:
+            raise ValueError(f"interval_s must be in [0.01, 3600], not {interval_s}")
+        if not 1 <= samples_max <= limits.SERIES_SAMPLES_MAX:
+            raise ValueError(f"samples_max must be in [1, {limits.SERIES_SAMPLES_MAX}]")
+        self.pid = pid
+        self.interval_s = interval_s
+        self.samples_max = samples_max
+        self.process_exited = False
+        self._ring: collections.deque[ResourceSample] = collections.deque(maxlen=samples_max)
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._start_monotonic_s = time.monotonic()
+        self._previous: tuple[float, float] | None = None  # (monotonic_s, cpu_s)
+        # Fail now, not in a background thread, if the pid is wrong.
+        read_cpu_seconds(pid)
+
+    def sample(self) -> ResourceSample | None:
+        """Take one sample now and keep it; None (and `process_exited`) if the process is gone."""
+        if self.process_exited:
+            return None
+        try:
+            now_s = time.monotonic()
+            cpu_s = read_cpu_seconds(self.pid)
+            rss_bytes = read_rss_bytes(self.pid)
+        except ProcessGone:
+            self.process_exited = True
+            return None
+        with self._lock:
+            cpu_percent = 0.0
+            if self._previous is not None:
+                wall_s = now_s - self._previous[0]
+                if wall_s > 0.0:
+                    cpu_percent = max(0.0, 100.0 * (cpu_s - self._previous[1]) / wall_s)
+            self._previous = (now_s, cpu_s)
+            result = ResourceSample(
+                t_s=now_s - self._start_monotonic_s,
+                cpu_s=cpu_s,
+                cpu_percent=cpu_percent,
+                rss_bytes=rss_bytes,
+            )
+            self._ring.append(result)
+        return result
+
+    def samples(self) -> list[ResourceSample]:
+        with self._lock:
+            return list(self._ring)
+
+    def latest(self) -> ResourceSample | None:
+        with self._lock:
+            return self._ring[-1] if self._ring else None
+
+    def start(self) -> None:
+        assert self._thread is None, "already started"
+        self._thread = threading.Thread(
+            target=self._run, name=f"ponte-sampler-{self.pid}", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=self.interval_s + 5.0)
+            assert not self._thread.is_alive(), "sampler thread did not stop"
+
+    def _run(self) -> None:
+        # Sample, then wait the rest of the interval; waking on stop() ends it at once.
+        while not self._stop.is_set():
+            if self.sample() is None:
+                return
+            self._stop.wait(self.interval_s)
+
+    def __enter__(self) -> ResourceSampler:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
