@@ -1,0 +1,1177 @@
+"""The switch core: a deterministic state machine from events to commands.
+
+`SwitchCore(config, ledger).step(event, now_ns) -> list[Command]` decides every transfer,
+return, request-to-pay and operator request. It owns the participant and transfer state and
+an in-process ledger (`ledger.Ledger`), which it calls synchronously: the ledger is sans-I/O
+too. Given the same events with the same `now_ns`, a fresh core on a fresh ledger reaches
+the identical state (`replay`), which is how the server recovers from its journal.
+
+It must never do I/O, read the clock, start threads or raise for a business outcome: those
+are `Result` values in commands. It raises `ProtocolError` (state unchanged) for a peer that
+breaks the protocol and `AssertionError` for its own bugs. See docs/core.md.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Callable, Iterable
+
+import msgspec
+
+from ledger.types import (
+    TRANSFER_STRUCT,
+    Account,
+    AccountFlags,
+    CreateAccountResult,
+    CreateTransferResult,
+    TransferFlags,
+    pack_accounts,
+)
+from switch.core import limits
+from switch.core.accounts import Leg, TransferCode, account_id
+from switch.core.config import CoreConfig
+from switch.core.fees import fee_minor
+from switch.core.messages import (
+    AdminAnswer,
+    ArmTimer,
+    CancelTimer,
+    Command,
+    ConsultStore,
+    CreditRequest,
+    CurrencyAdded,
+    Event,
+    FundsDeposited,
+    FundsWithdrawn,
+    NetDebitCapSet,
+    ParticipantAccountOpened,
+    ParticipantAdded,
+    ParticipantDailyLimitSet,
+    ParticipantResumed,
+    ParticipantSuspended,
+    ParticipantView,
+    PayeeAnswered,
+    RefundLookupToken,
+    Refused,
+    RequestToPayDecided,
+    RequestToPayNotice,
+    RequestToPayOutcome,
+    RequestToPayRequested,
+    ReturnRequested,
+    SchemeRulesChanged,
+    Send,
+    StatusQueried,
+    TimerFired,
+    TransferOutcome,
+    TransferRequest,
+    TransferRequested,
+)
+from switch.core.participants import CurrencyState, Participant, ParticipantAccount
+from switch.core.results import (
+    ParticipantStatus,
+    ProtocolError,
+    RequestToPayState,
+    Result,
+    SettlementModel,
+    TransferState,
+)
+
+_ID_LENGTH_MAX = limits.ID_LENGTH_MAX
+_AMOUNT_MINOR_MAX = limits.AMOUNT_MINOR_MAX
+_NS_PER_MS = limits.NS_PER_MS
+_NS_PER_DAY = limits.NS_PER_DAY
+_SHIFT = limits.LEDGER_ID_SHIFT
+
+_PENDING = int(TransferFlags.PENDING)
+_LINKED = int(TransferFlags.LINKED)
+_POST = int(TransferFlags.POST_PENDING_TRANSFER)
+_VOID = int(TransferFlags.VOID_PENDING_TRANSFER)
+_RESULT_OK = CreateTransferResult.OK
+_EXCEEDS_CREDITS = CreateTransferResult.EXCEEDS_CREDITS
+_LINKED_EVENT_FAILED = CreateTransferResult.LINKED_EVENT_FAILED
+
+_FORWARDED = TransferState.FORWARDED
+_COMMITTED = TransferState.COMMITTED
+_REJECTED = TransferState.REJECTED
+_EXPIRED = TransferState.EXPIRED
+_OK = Result.OK
+
+Observer = Callable[[int, str, TransferState, int], None]
+
+
+class TransferRecord(msgspec.Struct, kw_only=True, gc=False):
+    """One transfer (or return) the core recorded. Never leaves the core; not a message."""
+
+    seq: int
+    event: TransferRequested | ReturnRequested  # the request as first received
+    payer_participant_id: int
+    transfer_id: str
+    payee_participant_id: int
+    amount_minor: int
+    currency: str
+    expires_at_ns: int
+    state: TransferState = TransferState.RECEIVED
+    result: Result = Result.OK
+    fee_minor: int = 0
+    deadline_ns: int = 0  # min(payer expiry, forward time + payee timeout)
+    day: int = 0  # UTC day it counted against the payer's daily total
+    payer_account: ParticipantAccount | None = None
+    payee_account_ref: str = ""
+    original: TransferRecord | None = None  # the transfer a return returns
+    returned_minor: int = 0  # reserved or committed returns of this transfer
+    forwarded: bool = False  # the payee was sent a credit request
+    decided_at_ns: int = 0
+    reason: str = ""
+    outcome: TransferOutcome | None = None  # set when final; resent as is
+
+
+class RequestToPayRecord(msgspec.Struct, kw_only=True, gc=False):
+    seq: int
+    event: RequestToPayRequested
+    payee_participant_id: int
+    request_id: str
+    payer_participant_id: int
+    state: RequestToPayState = RequestToPayState.OPEN
+    result: Result = Result.OK
+    transfer_id: str = ""
+    outcome: RequestToPayOutcome | None = None
+
+
+class SwitchCore:
+    """The sans-I/O switch. See the module docstring and docs/core.md."""
+
+    def __init__(self, config: CoreConfig, ledger, observer: Observer | None = None):
+        assert config.in_flight_max <= config.transfers_retained_max
+        # Every in-flight transfer holds up to two pending ledger transfers (payment + fee).
+        assert ledger.config.pending_max >= 2 * config.in_flight_max, "ledger pending_max too small"
+        assert ledger.account_count == 0, "the core needs a fresh ledger (it replays into it)"
+        self.config = config
+        self.ledger = ledger
+        self._observer = observer
+        self._expiry_ns_max = config.expiry_ms_max * _NS_PER_MS
+        self._now_ns = 0
+        self._seq = 0
+        self._currencies: dict[str, CurrencyState] = {}
+        self._ledger_ids: set[int] = set()
+        self._participants: dict[int, Participant] = {}
+        self._participant_names: dict[str, int] = {}
+        self._transfers: dict[tuple[int, str], TransferRecord] = {}
+        self._transfers_final: deque[tuple[int, str]] = deque()
+        self._in_flight = 0
+        self._requests: dict[tuple[int, str], RequestToPayRecord] = {}
+        self._requests_final: deque[tuple[int, str]] = deque()
+        self._timers: dict[int, TransferRecord | RequestToPayRecord] = {}
+        self._admin_seen: dict[str, tuple[object, AdminAnswer]] = {}
+        self._admin_order: deque[str] = deque()
+        self._buffer = bytearray(2 * TRANSFER_STRUCT.size)  # a linked payment + fee pair
+        self._handlers = {
+            TransferRequested: self._on_transfer,
+            PayeeAnswered: self._on_payee_answer,
+            TimerFired: self._on_timer,
+            StatusQueried: self._on_status,
+            ReturnRequested: self._on_return,
+            RequestToPayRequested: self._on_request_to_pay,
+            RequestToPayDecided: self._on_request_to_pay_decision,
+            CurrencyAdded: self._admin_currency_added,
+            SchemeRulesChanged: self._admin_rules_changed,
+            ParticipantAdded: self._admin_participant_added,
+            ParticipantAccountOpened: self._admin_account_opened,
+            ParticipantSuspended: self._admin_suspended,
+            ParticipantResumed: self._admin_resumed,
+            ParticipantDailyLimitSet: self._admin_daily_limit,
+            FundsDeposited: self._admin_deposit,
+            FundsWithdrawn: self._admin_withdrawal,
+            NetDebitCapSet: self._admin_cap,
+        }
+
+    # -- the interface -----------------------------------------------------------------
+
+    def step(self, event: Event, now_ns: int) -> list[Command]:
+        """Decide one event. `now_ns` is UTC nanoseconds; it is clamped so it never goes
+        back (a replay sees the same clamped values, so decisions are identical)."""
+        if now_ns < self._now_ns:
+            now_ns = self._now_ns
+        else:
+            self._now_ns = now_ns
+        commands = self._handlers[type(event)](event, now_ns)
+        assert len(commands) <= limits.COMMANDS_PER_STEP_MAX
+        if self.config.debug_checks:
+            self.check_invariants()
+        return commands
+
+    def replay(self, entries: Iterable[tuple[int, Event]]) -> list[Command]:
+        """Rebuild state from journaled (now_ns, event) pairs (on a fresh core and a fresh
+        ledger) and return what the shell must do to resume: `recovery_commands()`.
+        Events that raised ProtocolError live were not acted on; they raise again and are
+        skipped."""
+        for now_ns, event in entries:
+            try:
+                self.step(event, now_ns)
+            except ProtocolError:
+                pass
+        return self.recovery_commands()
+
+    def recovery_commands(self) -> list[Command]:
+        """After a restart: re-arm every live timer; re-send the credit request of every
+        transfer waiting for its payee (payees answer duplicates the same way) and the notice
+        of every open request-to-pay. Outcomes are not re-sent: participants that missed one
+        resend or query, and get it then."""
+        commands: list[Command] = []
+        for timer_id, record in self._timers.items():
+            if isinstance(record, TransferRecord):
+                commands.append(ArmTimer(timer_id=timer_id, deadline_ns=record.deadline_ns))
+                commands.append(Send(participant_id=record.payee_participant_id,
+                                     message=self._credit_request(record)))
+            else:
+                request = record.event.request
+                commands.append(ArmTimer(timer_id=timer_id, deadline_ns=request.expires_at_ns))
+                commands.append(Send(participant_id=record.payer_participant_id,
+                                     message=self._request_to_pay_notice(record)))
+        return commands
+
+    # -- read-only views for the shell, console and settlement -------------------------
+
+    def transfer_outcome(self, payer_participant_id: int, transfer_id: str) -> TransferOutcome | None:
+        record = self._transfers.get((payer_participant_id, transfer_id))
+        return None if record is None else self._current_outcome(record)
+
+    def request_to_pay_outcome(self, payee_participant_id: int,
+                               request_id: str) -> RequestToPayOutcome | None:
+        record = self._requests.get((payee_participant_id, request_id))
+        return None if record is None else self._request_outcome(record)
+
+    def participant(self, participant_id: int) -> ParticipantView | None:
+        participant = self._participants.get(participant_id)
+        if participant is None:
+            return None
+        return ParticipantView(
+            participant_id=participant.participant_id,
+            name=participant.name,
+            status=participant.status,
+            currencies=tuple(participant.accounts),
+        )
+
+    def participant_ids(self) -> list[int]:
+        return list(self._participants)
+
+    def participant_id_by_name(self, name: str) -> int | None:
+        return self._participant_names.get(name)
+
+    def currency(self, currency: str) -> CurrencyState | None:
+        return self._currencies.get(currency)
+
+    def currencies(self) -> list[str]:
+        return list(self._currencies)
+
+    def account_id(self, participant_id: int, currency: str) -> int | None:
+        participant = self._participants.get(participant_id)
+        if participant is None:
+            return None
+        account = participant.accounts.get(currency)
+        return None if account is None else account.account_id
+
+    def daily_used_minor(self, participant_id: int, currency: str) -> int:
+        account = self._participants[participant_id].accounts[currency]
+        today = self._now_ns // _NS_PER_DAY
+        return account.daily_used_minor if account.daily_day == today else 0
+
+    def daily_max_minor(self, participant_id: int, currency: str) -> int:
+        return self._participants[participant_id].accounts[currency].daily_max_minor()
+
+    def live_timers(self) -> dict[int, int]:
+        """timer_id -> deadline_ns of every armed timer."""
+        result = {}
+        for timer_id, record in self._timers.items():
+            if isinstance(record, TransferRecord):
+                result[timer_id] = record.deadline_ns
+            else:
+                result[timer_id] = record.event.request.expires_at_ns
+        return result
+
+    @property
+    def in_flight_count(self) -> int:
+        return self._in_flight
+
+    @property
+    def transfers_retained(self) -> int:
+        return len(self._transfers)
+
+    @property
+    def now_ns(self) -> int:
+        return self._now_ns
+
+    def transfer_records(self) -> Iterable[TransferRecord]:
+        """Every retained transfer, oldest first (tests, simulator, console search)."""
+        return self._transfers.values()
+
+    def check_invariants(self) -> None:
+        """The core's own bookkeeping agrees with itself and with the ledger."""
+        self.ledger.check_invariants()
+        forwarded = [r for r in self._transfers.values() if r.state == _FORWARDED]
+        assert len(forwarded) == self._in_flight
+        assert len(forwarded) <= self.config.in_flight_max
+        assert len(self._transfers) <= self.config.transfers_retained_max
+        assert len(self._requests) <= self.config.requests_to_pay_retained_max
+        for record in forwarded:
+            assert self._timers.get(record.seq) is record
+        open_requests = [r for r in self._requests.values() if r.state == RequestToPayState.OPEN]
+        assert len(self._timers) == len(forwarded) + len(open_requests)
+        assert len(self._transfers_final) + len(forwarded) == len(self._transfers)
+
+    # -- transfers -----------------------------------------------------------------------
+
+    def _on_transfer(self, event: TransferRequested, now_ns: int) -> list[Command]:
+        request = event.request
+        payer_id = event.payer_participant_id
+        transfer_id = request.transfer_id
+        if not 0 < len(transfer_id) <= _ID_LENGTH_MAX:
+            return [_refuse(payer_id, "transfer", payer_id, transfer_id, Result.ID_INVALID)]
+        key = (payer_id, transfer_id)
+        record = self._transfers.get(key)
+        if record is not None:
+            return self._answer_resend(record, event, payer_id)
+        amount_minor = request.amount_minor
+        result = self._check_request(amount_minor, request.expires_at_ns, now_ns)
+        if result is not _OK:
+            return self._refuse_transfer(payer_id, transfer_id, result)
+        payer = self._participants.get(payer_id)
+        if payer is None:
+            return self._refuse_transfer(payer_id, transfer_id, Result.PAYER_NOT_FOUND)
+        payee_id = event.payee_participant_id
+        payee = self._participants.get(payee_id)
+        if payee is None:
+            return self._refuse_transfer(payer_id, transfer_id, Result.PAYEE_NOT_FOUND)
+        if payee is payer:
+            return self._refuse_transfer(payer_id, transfer_id, Result.PAYER_AND_PAYEE_SAME)
+        currency = self._currencies.get(request.currency)
+        if currency is None:
+            return self._refuse_transfer(payer_id, transfer_id, Result.CURRENCY_NOT_SUPPORTED)
+        if not self._room_for_transfer(now_ns):
+            return self._refuse_transfer(payer_id, transfer_id, Result.SERVER_BUSY)
+        record = self._record_transfer(
+            key, event, payee_id, amount_minor, request.currency, request.expires_at_ns, now_ns
+        )
+        record.payee_account_ref = event.payee_account_ref
+        return self._admit(record, payer, payee, currency, None, now_ns)
+
+    def _on_return(self, event: ReturnRequested, now_ns: int) -> list[Command]:
+        request = event.request
+        payer_id = event.payer_participant_id
+        transfer_id = request.transfer_id
+        original_ref = request.original
+        if not 0 < len(transfer_id) <= _ID_LENGTH_MAX or not (
+            0 < len(original_ref.transfer_id) <= _ID_LENGTH_MAX
+        ):
+            return [_refuse(payer_id, "return", payer_id, transfer_id, Result.ID_INVALID)]
+        key = (payer_id, transfer_id)
+        record = self._transfers.get(key)
+        if record is not None:
+            return self._answer_resend(record, event, payer_id)
+        amount_minor = request.amount_minor
+        result = self._check_request(amount_minor, request.expires_at_ns, now_ns)
+        if result is not _OK:
+            return self._refuse_transfer(payer_id, transfer_id, result, "return")
+        payer = self._participants.get(payer_id)
+        if payer is None:
+            return self._refuse_transfer(payer_id, transfer_id, Result.PAYER_NOT_FOUND, "return")
+        if not self._room_for_transfer(now_ns):
+            return self._refuse_transfer(payer_id, transfer_id, Result.SERVER_BUSY, "return")
+        original = self._transfers.get(
+            (original_ref.payer_participant_id, original_ref.transfer_id)
+        )
+        # A participant that is neither party learns nothing about the original.
+        if original is None or payer_id not in (
+            original.payer_participant_id, original.payee_participant_id
+        ) or not original.forwarded:
+            return self._reject_recorded_return(key, event, 0, "", now_ns,
+                                                Result.ORIGINAL_TRANSFER_NOT_FOUND)
+        if original.state != _COMMITTED:
+            return self._reject_recorded_return(
+                key, event, original.payer_participant_id, original.currency, now_ns,
+                Result.RETURN_ORIGINAL_NOT_COMMITTED,
+            )
+        if original.payee_participant_id != payer_id:
+            return self._reject_recorded_return(
+                key, event, original.payer_participant_id, original.currency, now_ns,
+                Result.RETURN_PARTIES_MISMATCH,
+            )
+        payee = self._participants[original.payer_participant_id]
+        record = self._record_transfer(
+            key, event, payee.participant_id, amount_minor, original.currency,
+            request.expires_at_ns, now_ns,
+        )
+        record.payee_account_ref = original.event.request.payer_account_ref if isinstance(
+            original.event, TransferRequested) else ""
+        currency = self._currencies[original.currency]
+        return self._admit(record, payer, payee, currency, original, now_ns)
+
+    def _check_request(self, amount_minor: int, expires_at_ns: int, now_ns: int) -> Result:
+        """The checks that need no state beyond the request and the clock."""
+        if not 1 <= amount_minor <= _AMOUNT_MINOR_MAX:
+            return Result.AMOUNT_INVALID
+        if expires_at_ns <= now_ns:
+            return Result.TRANSFER_EXPIRED
+        if expires_at_ns - now_ns > self._expiry_ns_max:
+            return Result.EXPIRY_TOO_FAR
+        return _OK
+
+    def _refuse_transfer(self, payer_id: int, transfer_id: str, result: Result,
+                         request_type: str = "transfer") -> list[Command]:
+        if result is Result.TRANSFER_EXPIRED:
+            # Unknown id, expiry passed: it may be a resend of a transfer older than the
+            # retained window. The shell's store knows; if not, it really is expired.
+            return [ConsultStore(participant_id=payer_id, payer_participant_id=payer_id,
+                                 transfer_id=transfer_id, result_if_absent=result)]
+        return [_refuse(payer_id, request_type, payer_id, transfer_id, result)]
+
+    def _room_for_transfer(self, now_ns: int) -> bool:
+        """Room for one more record. Drops the oldest final transfer if the table is full and
+        that transfer's expiry has passed (a resend of it is then refused as expired)."""
+        if self._in_flight >= self.config.in_flight_max:
+            return False
+        transfers = self._transfers
+        if len(transfers) < self.config.transfers_retained_max:
+            return True
+        final = self._transfers_final
+        if not final or transfers[final[0]].expires_at_ns > now_ns:
+            return False
+        del transfers[final.popleft()]
+        assert len(transfers) < self.config.transfers_retained_max
+        return True
+
+    def _record_transfer(self, key: tuple[int, str], event, payee_id: int, amount_minor: int,
+                         currency: str, expires_at_ns: int, now_ns: int) -> TransferRecord:
+        self._seq += 1
+        assert self._seq <= limits.SEQUENCE_MAX
+        record = TransferRecord(
+            seq=self._seq,
+            event=event,
+            payer_participant_id=key[0],
+            transfer_id=key[1],
+            payee_participant_id=payee_id,
+            amount_minor=amount_minor,
+            currency=currency,
+            expires_at_ns=expires_at_ns,
+            day=now_ns // _NS_PER_DAY,
+        )
+        self._transfers[key] = record
+        self._transition(record, TransferState.RECEIVED, now_ns)
+        return record
+
+    def _reject_recorded_return(self, key, event: ReturnRequested, payee_id: int,
+                                currency: str, now_ns: int, result: Result) -> list[Command]:
+        record = self._record_transfer(key, event, payee_id, event.request.amount_minor,
+                                       currency, event.request.expires_at_ns, now_ns)
+        return self._reject_at_admission(record, result, now_ns)
+
+    def _admit(self, record: TransferRecord, payer: Participant, payee: Participant,
+               currency: CurrencyState, original: TransferRecord | None,
+               now_ns: int) -> list[Command]:
+        """The recorded checks, in `Result` order, then the ledger reserve and the forward."""
+        if payer.status != ParticipantStatus.ACTIVE:
+            return self._reject_at_admission(record, Result.PAYER_BLOCKED, now_ns)
+        if payee.status != ParticipantStatus.ACTIVE:
+            return self._reject_at_admission(record, Result.PAYEE_BLOCKED, now_ns)
+        payer_account = payer.accounts.get(currency.currency)
+        if payer_account is None:
+            return self._reject_at_admission(record, Result.PAYER_CURRENCY_NOT_ENABLED, now_ns)
+        payee_account = payee.accounts.get(currency.currency)
+        if payee_account is None:
+            return self._reject_at_admission(record, Result.PAYEE_CURRENCY_NOT_ENABLED, now_ns)
+        amount_minor = record.amount_minor
+        if original is not None and (
+            original.returned_minor + amount_minor > original.amount_minor
+        ):
+            return self._reject_at_admission(record, Result.RETURN_EXCEEDS_ORIGINAL, now_ns)
+        rules = currency.rules
+        if amount_minor > rules.transfer_max_minor:
+            return self._reject_at_admission(record, Result.AMOUNT_ABOVE_TRANSFER_MAX, now_ns)
+        if amount_minor > payer_account.daily_room_minor(record.day):
+            return self._reject_at_admission(record, Result.PAYER_DAILY_LIMIT_EXCEEDED, now_ns)
+        fee = 0 if original is not None else fee_minor(rules, amount_minor)
+        if not self._ledger_reserve(record, payer_account, payee_account, currency, fee, now_ns):
+            return self._reject_at_admission(record, Result.PAYER_INSUFFICIENT_LIQUIDITY, now_ns)
+        # Reserved: the pending debit now counts against the payer's liquidity.
+        self._transition(record, TransferState.RESERVED, now_ns)
+        payer_account.daily_add(record.day, amount_minor)
+        if original is not None:
+            original.returned_minor += amount_minor
+            record.original = original
+        record.fee_minor = fee
+        record.payer_account = payer_account
+        deadline_ns = now_ns + rules.payee_timeout_ms * _NS_PER_MS
+        record.deadline_ns = deadline_ns if deadline_ns < record.expires_at_ns else record.expires_at_ns
+        record.forwarded = True
+        self._in_flight += 1
+        self._timers[record.seq] = record
+        self._transition(record, _FORWARDED, now_ns)
+        return [
+            Send(participant_id=record.payee_participant_id, message=self._credit_request(record)),
+            ArmTimer(timer_id=record.seq, deadline_ns=record.deadline_ns),
+        ]
+
+    def _reject_at_admission(self, record: TransferRecord, result: Result,
+                             now_ns: int) -> list[Command]:
+        """A recorded refusal: nothing reached the ledger; only the payer hears of it."""
+        self._finish(record, _REJECTED, result, now_ns)
+        return [Send(participant_id=record.payer_participant_id, message=record.outcome)]
+
+    def _credit_request(self, record: TransferRecord) -> CreditRequest:
+        event = record.event
+        if type(event) is TransferRequested:
+            request = event.request
+            return CreditRequest(
+                payer_participant_id=record.payer_participant_id,
+                transfer_id=record.transfer_id,
+                payee_account_ref=record.payee_account_ref,
+                amount_minor=record.amount_minor,
+                currency=record.currency,
+                expires_at_ns=record.deadline_ns,
+                payee_alias=request.payee,
+                end_to_end_id=request.end_to_end_id,
+                purpose=request.purpose,
+                request_to_pay_id=request.request_to_pay_id,
+            )
+        request = event.request
+        return CreditRequest(
+            payer_participant_id=record.payer_participant_id,
+            transfer_id=record.transfer_id,
+            payee_account_ref=record.payee_account_ref,
+            amount_minor=record.amount_minor,
+            currency=record.currency,
+            expires_at_ns=record.deadline_ns,
+            purpose=request.reason,
+            return_of=request.original,
+        )
+
+    def _on_payee_answer(self, event: PayeeAnswered, now_ns: int) -> list[Command]:
+        answer = event.answer
+        sender = event.payee_participant_id
+        transfer_id = answer.transfer_id
+        if not 0 < len(transfer_id) <= _ID_LENGTH_MAX:
+            return [_refuse(sender, "payee_answer", answer.payer_participant_id, transfer_id,
+                            Result.ID_INVALID)]
+        record = self._transfers.get((answer.payer_participant_id, transfer_id))
+        if record is None:
+            return [ConsultStore(participant_id=sender,
+                                 payer_participant_id=answer.payer_participant_id,
+                                 transfer_id=transfer_id,
+                                 result_if_absent=Result.TRANSFER_NOT_FOUND)]
+        if record.payee_participant_id != sender or not record.forwarded:
+            raise ProtocolError(sender, Result.TRANSFER_NOT_FOUND, 404,
+                                "answer to a transfer this participant was never sent")
+        if record.state != _FORWARDED:
+            # A duplicate or late answer: harmless, the final state is repeated.
+            return [Send(participant_id=sender, message=record.outcome)]
+        if now_ns >= record.deadline_ns:
+            # The deadline passed before the answer (its timer has not fired yet): expire
+            # now, so the answer is the same whichever of the two the shell fed first.
+            return self._expire(record, now_ns, cancel_timer=True)
+        if answer.accepted:
+            return self._commit(record, now_ns)
+        self._ledger_void(record, now_ns)
+        record.reason = answer.reason
+        self._finish(record, _REJECTED, Result.PAYEE_REJECTED, now_ns)
+        outcome = record.outcome
+        return [
+            CancelTimer(timer_id=record.seq),
+            Send(participant_id=record.payer_participant_id, message=outcome),
+            Send(participant_id=record.payee_participant_id, message=outcome),
+        ]
+
+    def _commit(self, record: TransferRecord, now_ns: int) -> list[Command]:
+        self._ledger_post(record, now_ns)
+        self._finish(record, _COMMITTED, _OK, now_ns)
+        outcome = record.outcome
+        commands: list[Command] = [
+            CancelTimer(timer_id=record.seq),
+            Send(participant_id=record.payer_participant_id, message=outcome),
+            Send(participant_id=record.payee_participant_id, message=outcome),
+        ]
+        event = record.event
+        if type(event) is TransferRequested:
+            request = event.request
+            if request.payee is not None and request.payer_user_ref:
+                commands.append(RefundLookupToken(
+                    payer_participant_id=record.payer_participant_id,
+                    payer_user_ref=request.payer_user_ref,
+                    payee_alias=request.payee,
+                ))
+        return commands
+
+    def _expire(self, record: TransferRecord, now_ns: int, cancel_timer: bool) -> list[Command]:
+        self._ledger_void(record, now_ns)
+        self._finish(record, _EXPIRED, Result.TRANSFER_EXPIRED, now_ns)
+        outcome = record.outcome
+        commands: list[Command] = [
+            Send(participant_id=record.payer_participant_id, message=outcome),
+            Send(participant_id=record.payee_participant_id, message=outcome),
+        ]
+        if cancel_timer:
+            commands.insert(0, CancelTimer(timer_id=record.seq))
+        return commands
+
+    def _finish(self, record: TransferRecord, state: TransferState, result: Result,
+                now_ns: int) -> None:
+        """Enter a final state: the one place that does, so a transfer ends exactly once."""
+        assert record.state not in (_COMMITTED, _REJECTED, _EXPIRED), "final twice"
+        if record.forwarded:
+            assert record.state == _FORWARDED
+            self._in_flight -= 1
+            del self._timers[record.seq]
+        record.state = state
+        record.result = result
+        record.decided_at_ns = now_ns
+        record.outcome = TransferOutcome(
+            payer_participant_id=record.payer_participant_id,
+            transfer_id=record.transfer_id,
+            state=state,
+            result=result,
+            payee_participant_id=record.payee_participant_id,
+            amount_minor=record.amount_minor,
+            fee_minor=record.fee_minor,
+            currency=record.currency,
+            decided_at_ns=now_ns,
+            reason=record.reason,
+        )
+        self._transfers_final.append((record.payer_participant_id, record.transfer_id))
+        if self._observer is not None:
+            self._observer(record.payer_participant_id, record.transfer_id, state, now_ns)
+
+    def _transition(self, record: TransferRecord, state: TransferState, now_ns: int) -> None:
+        record.state = state
+        if self._observer is not None:
+            self._observer(record.payer_participant_id, record.transfer_id, state, now_ns)
+
+    def _answer_resend(self, record: TransferRecord, event, sender: int) -> list[Command]:
+        result = _compare_requests(record.event, event)
+        if result is not _OK:
+            request_type = "transfer" if type(event) is TransferRequested else "return"
+            return [_refuse(sender, request_type, sender, record.transfer_id, result)]
+        return [Send(participant_id=sender, message=self._current_outcome(record))]
+
+    def _current_outcome(self, record: TransferRecord) -> TransferOutcome:
+        if record.outcome is not None:
+            return record.outcome
+        return TransferOutcome(
+            payer_participant_id=record.payer_participant_id,
+            transfer_id=record.transfer_id,
+            state=record.state,
+            result=_OK,
+            payee_participant_id=record.payee_participant_id,
+            amount_minor=record.amount_minor,
+            fee_minor=record.fee_minor,
+            currency=record.currency,
+        )
+
+    def _on_status(self, event: StatusQueried, now_ns: int) -> list[Command]:
+        query = event.query
+        sender = event.participant_id
+        if not 0 < len(query.transfer_id) <= _ID_LENGTH_MAX:
+            return [_refuse(sender, "status_query", query.payer_participant_id,
+                            query.transfer_id, Result.ID_INVALID)]
+        record = self._transfers.get((query.payer_participant_id, query.transfer_id))
+        if record is None:
+            return [ConsultStore(participant_id=sender,
+                                 payer_participant_id=query.payer_participant_id,
+                                 transfer_id=query.transfer_id,
+                                 result_if_absent=Result.TRANSFER_NOT_FOUND)]
+        if sender != record.payer_participant_id and not (
+            record.forwarded and sender == record.payee_participant_id
+        ):
+            # Not a party: answer as if it did not exist, so ids cannot be probed.
+            return [_refuse(sender, "status_query", query.payer_participant_id,
+                            query.transfer_id, Result.TRANSFER_NOT_FOUND)]
+        return [Send(participant_id=sender, message=self._current_outcome(record))]
+
+    def _on_timer(self, event: TimerFired, now_ns: int) -> list[Command]:
+        record = self._timers.get(event.timer_id)
+        if record is None:
+            return []  # cancelled, already final, or a duplicate firing after a restart
+        if type(record) is TransferRecord:
+            if now_ns < record.deadline_ns:
+                return [ArmTimer(timer_id=record.seq, deadline_ns=record.deadline_ns)]
+            return self._expire(record, now_ns, cancel_timer=False)
+        request = record.event.request
+        if now_ns < request.expires_at_ns:
+            return [ArmTimer(timer_id=record.seq, deadline_ns=request.expires_at_ns)]
+        return self._request_finish(record, RequestToPayState.EXPIRED, Result.REQUEST_EXPIRED,
+                                    notify_payer=True)
+
+    # -- ledger legs -------------------------------------------------------------------
+
+    def _ledger_reserve(self, record: TransferRecord, payer_account: ParticipantAccount,
+                        payee_account: ParticipantAccount, currency: CurrencyState, fee: int,
+                        now_ns: int) -> bool:
+        base = record.seq << _SHIFT
+        code = TransferCode.PAYMENT if type(record.event) is TransferRequested else TransferCode.RETURN
+        if not fee:
+            result = self.ledger.create_transfer(
+                base | Leg.RESERVE, payer_account.account_id, payee_account.account_id,
+                record.amount_minor, 0, record.seq, record.payer_participant_id, 0,
+                currency.ledger_id, code, _PENDING, now_ns,
+            )
+            if result == _RESULT_OK:
+                return True
+            # Only the payer's limit can refuse a reserve: ids are fresh, accounts exist,
+            # and pending_max covers in_flight_max (asserted at construction).
+            assert result == _EXCEEDS_CREDITS, result
+            return False
+        pack = TRANSFER_STRUCT.pack_into
+        buffer = self._buffer
+        pack(buffer, 0, base | Leg.RESERVE, payer_account.account_id, payee_account.account_id,
+             record.amount_minor, 0, record.seq, 0, record.payer_participant_id, 0,
+             currency.ledger_id, code, _PENDING | _LINKED)
+        pack(buffer, TRANSFER_STRUCT.size, base | Leg.RESERVE_FEE, payer_account.account_id,
+             currency.hub_fees_account_id, fee, 0, record.seq, 0,
+             record.payer_participant_id, 0, currency.ledger_id, TransferCode.FEE, _PENDING)
+        failures = self.ledger.create_transfers(buffer, now_ns)
+        if not failures:
+            return True
+        for _index, result in failures:
+            assert result in (_EXCEEDS_CREDITS, _LINKED_EVENT_FAILED), result
+        return False
+
+    def _ledger_finish(self, record: TransferRecord, leg: Leg, fee_leg: Leg, flag: int,
+                       now_ns: int) -> None:
+        base = record.seq << _SHIFT
+        if not record.fee_minor:
+            result = self.ledger.create_transfer(
+                base | leg, 0, 0, 0, base | Leg.RESERVE, record.seq, record.payer_participant_id,
+                0, 0, 0, flag, now_ns,
+            )
+            # The core posts or voids each reserve exactly once and sets no ledger timeout.
+            assert result == _RESULT_OK, result
+            return
+        pack = TRANSFER_STRUCT.pack_into
+        buffer = self._buffer
+        pack(buffer, 0, base | leg, 0, 0, 0, base | Leg.RESERVE, record.seq, 0,
+             record.payer_participant_id, 0, 0, 0, flag | _LINKED)
+        pack(buffer, TRANSFER_STRUCT.size, base | fee_leg, 0, 0, 0, base | Leg.RESERVE_FEE,
+             record.seq, 0, record.payer_participant_id, 0, 0, 0, flag)
+        failures = self.ledger.create_transfers(buffer, now_ns)
+        assert not failures, failures
+
+    def _ledger_post(self, record: TransferRecord, now_ns: int) -> None:
+        self._ledger_finish(record, Leg.POST, Leg.POST_FEE, _POST, now_ns)
+
+    def _ledger_void(self, record: TransferRecord, now_ns: int) -> None:
+        self._ledger_finish(record, Leg.VOID, Leg.VOID_FEE, _VOID, now_ns)
+        record.payer_account.daily_release(record.day, record.amount_minor)
+        if record.original is not None:
+            record.original.returned_minor -= record.amount_minor
+            assert record.original.returned_minor >= 0
+
+    # -- request-to-pay ----------------------------------------------------------------
+
+    def _on_request_to_pay(self, event: RequestToPayRequested, now_ns: int) -> list[Command]:
+        request = event.request
+        payee_id = event.payee_participant_id
+        request_id = request.request_id
+        if not 0 < len(request_id) <= _ID_LENGTH_MAX:
+            return [_refuse(payee_id, "request_to_pay", payee_id, request_id, Result.ID_INVALID)]
+        key = (payee_id, request_id)
+        record = self._requests.get(key)
+        if record is not None:
+            result = _compare_requests(record.event, event)
+            if result is not _OK:
+                return [_refuse(payee_id, "request_to_pay", payee_id, request_id, result)]
+            return [Send(participant_id=payee_id, message=self._request_outcome(record))]
+        result = self._check_request(request.amount_minor, request.expires_at_ns, now_ns)
+        if result is Result.TRANSFER_EXPIRED:
+            result = Result.REQUEST_EXPIRED
+        if result is _OK:
+            result = self._check_request_parties(event)
+        if result is not _OK:
+            return [_refuse(payee_id, "request_to_pay", payee_id, request_id, result)]
+        if not self._room_for_request(now_ns):
+            return [_refuse(payee_id, "request_to_pay", payee_id, request_id, Result.SERVER_BUSY)]
+        self._seq += 1
+        record = RequestToPayRecord(
+            seq=self._seq,
+            event=event,
+            payee_participant_id=payee_id,
+            request_id=request_id,
+            payer_participant_id=event.payer_participant_id,
+        )
+        self._requests[key] = record
+        payer = self._participants[event.payer_participant_id]
+        payee = self._participants[payee_id]
+        currency = self._currencies[request.currency]
+        result = _OK
+        if payer.status != ParticipantStatus.ACTIVE:
+            result = Result.PAYER_BLOCKED
+        elif payee.status != ParticipantStatus.ACTIVE:
+            result = Result.PAYEE_BLOCKED
+        elif currency.currency not in payer.accounts:
+            result = Result.PAYER_CURRENCY_NOT_ENABLED
+        elif currency.currency not in payee.accounts:
+            result = Result.PAYEE_CURRENCY_NOT_ENABLED
+        elif request.amount_minor > currency.rules.transfer_max_minor:
+            result = Result.AMOUNT_ABOVE_TRANSFER_MAX
+        if result is not _OK:
+            # Recorded, never shown to the payer: a resend gets the same refusal.
+            record.state = RequestToPayState.REJECTED
+            record.result = result
+            record.outcome = self._request_outcome(record)
+            self._requests_final.append(key)
+            return [Send(participant_id=payee_id, message=record.outcome)]
+        self._timers[record.seq] = record
+        return [
+            Send(participant_id=record.payer_participant_id,
+                 message=self._request_to_pay_notice(record)),
+            ArmTimer(timer_id=record.seq, deadline_ns=request.expires_at_ns),
+            Send(participant_id=payee_id, message=self._request_outcome(record)),
+        ]
+
+    def _check_request_parties(self, event: RequestToPayRequested) -> Result:
+        payer = self._participants.get(event.payer_participant_id)
+        if payer is None:
+            return Result.PAYER_NOT_FOUND
+        payee = self._participants.get(event.payee_participant_id)
+        if payee is None:
+            return Result.PAYEE_NOT_FOUND
+        if payer is payee:
+            return Result.PAYER_AND_PAYEE_SAME
+        if event.request.currency not in self._currencies:
+            return Result.CURRENCY_NOT_SUPPORTED
+        return _OK
+
+    def _room_for_request(self, now_ns: int) -> bool:
+        requests = self._requests
+        if len(requests) < self.config.requests_to_pay_retained_max:
+            return True
+        final = self._requests_final
+        if not final or requests[final[0]].event.request.expires_at_ns > now_ns:
+            return False
+        del requests[final.popleft()]
+        return True
+
+    def _request_to_pay_notice(self, record: RequestToPayRecord) -> RequestToPayNotice:
+        request = record.event.request
+        return RequestToPayNotice(
+            payee_participant_id=record.payee_participant_id,
+            request_id=record.request_id,
+            payer_account_ref=record.event.payer_account_ref,
+            amount_minor=request.amount_minor,
+            currency=request.currency,
+            expires_at_ns=request.expires_at_ns,
+            end_to_end_id=request.end_to_end_id,
+            purpose=request.purpose,
+        )
+
+    def _request_outcome(self, record: RequestToPayRecord) -> RequestToPayOutcome:
+        if record.outcome is not None:
+            return record.outcome
+        # Built fresh while OPEN; the final one is built once and kept.
+        return RequestToPayOutcome(
+            payee_participant_id=record.payee_participant_id,
+            request_id=record.request_id,
+            state=record.state,
+            result=record.result,
+            payer_participant_id=record.payer_participant_id,
+            transfer_id=record.transfer_id,
+        )
+
+    def _request_finish(self, record: RequestToPayRecord, state: RequestToPayState,
+                        result: Result, notify_payer: bool,
+                        cancel_timer: bool = False) -> list[Command]:
+        assert record.state == RequestToPayState.OPEN
+        del self._timers[record.seq]
+        record.state = state
+        record.result = result
+        record.outcome = self._request_outcome(record)
+        self._requests_final.append((record.payee_participant_id, record.request_id))
+        commands: list[Command] = [
+            Send(participant_id=record.payee_participant_id, message=record.outcome)
+        ]
+        if notify_payer:
+            commands.append(Send(participant_id=record.payer_participant_id,
+                                 message=record.outcome))
+        if cancel_timer:
+            commands.insert(0, CancelTimer(timer_id=record.seq))
+        return commands
+
+    def _on_request_to_pay_decision(self, event: RequestToPayDecided,
+                                    now_ns: int) -> list[Command]:
+        decision = event.decision
+        sender = event.payer_participant_id
+        request_id = decision.request_id
+        scope = decision.payee_participant_id
+        if not 0 < len(request_id) <= _ID_LENGTH_MAX:
+            return [_refuse(sender, "request_to_pay_decision", scope, request_id,
+                            Result.ID_INVALID)]
+        record = self._requests.get((scope, request_id))
+        if record is None or record.payer_participant_id != sender or (
+            record.state == RequestToPayState.REJECTED
+        ):
+            # Unknown, or never shown to this participant: nothing to learn from the answer.
+            return [_refuse(sender, "request_to_pay_decision", scope, request_id,
+                            Result.REQUEST_NOT_FOUND)]
+        if record.state != RequestToPayState.OPEN:
+            return [Send(participant_id=sender, message=self._request_outcome(record))]
+        if now_ns >= record.event.request.expires_at_ns:
+            return self._request_finish(record, RequestToPayState.EXPIRED, Result.REQUEST_EXPIRED,
+                                        notify_payer=True, cancel_timer=True)
+        if not decision.approved:
+            return self._request_finish(record, RequestToPayState.DECLINED,
+                                        Result.PAYER_REJECTED_REQUEST, notify_payer=True,
+                                        cancel_timer=True)
+        rtp = record.event.request
+        transfer = TransferRequested(
+            payer_participant_id=sender,
+            payee_participant_id=record.payee_participant_id,
+            payee_account_ref=rtp.payee_account_ref,
+            request=TransferRequest(
+                transfer_id=decision.transfer_id,
+                payee=None,
+                amount_minor=rtp.amount_minor,
+                currency=rtp.currency,
+                expires_at_ns=decision.expires_at_ns,
+                end_to_end_id=rtp.end_to_end_id,
+                purpose=rtp.purpose,
+                payer_account_ref=decision.payer_account_ref,
+                payer_user_ref=decision.payer_user_ref,
+                request_to_pay_id=request_id,
+            ),
+        )
+        commands = self._on_transfer(transfer, now_ns)
+        paid = self._transfers.get((sender, decision.transfer_id))
+        if paid is None or not paid.forwarded or paid.event.request.request_to_pay_id != request_id:
+            # The transfer was refused: the request stays open; the payer may approve again
+            # (e.g. after funding) under a new transfer id.
+            return commands
+        record.transfer_id = decision.transfer_id
+        return self._request_finish(record, RequestToPayState.APPROVED, _OK,
+                                    notify_payer=False, cancel_timer=True) + commands
+
+    # -- operator requests ---------------------------------------------------------------
+
+    def _admin(self, event, now_ns: int, act) -> list[Command]:
+        """Idempotency and validation for every operator request, then `act(event, now_ns)`
+        -> (Result, detail). Operator requests are rare: they are re-validated in full."""
+        request_id = event.request_id
+        try:
+            msgspec.convert(msgspec.to_builtins(event), type(event))
+        except msgspec.ValidationError as error:
+            return [AdminAnswer(request_id=str(request_id)[: limits.ID_LENGTH_MAX],
+                                result=Result.VALIDATION_ERROR, detail=str(error)[:140])]
+        seen = self._admin_seen.get(request_id)
+        if seen is not None:
+            earlier, answer = seen
+            if earlier != event:
+                return [AdminAnswer(request_id=request_id,
+                                    result=Result.EXISTS_WITH_DIFFERENT_BODY)]
+            return [answer]
+        result, detail = act(event, now_ns)
+        answer = AdminAnswer(request_id=request_id, result=result, detail=detail)
+        self._admin_seen[request_id] = (event, answer)
+        self._admin_order.append(request_id)
+        if len(self._admin_order) > self.config.admin_requests_retained_max:
+            del self._admin_seen[self._admin_order.popleft()]
+        return [answer]
+
+    def _admin_currency_added(self, event: CurrencyAdded, now_ns: int) -> list[Command]:
+        return self._admin(event, now_ns, self._currency_added)
+
+    def _currency_added(self, event: CurrencyAdded, now_ns: int) -> tuple[Result, str]:
+        if event.currency in self._currencies or event.ledger_id in self._ledger_ids:
+            return Result.ADMIN_CURRENCY_EXISTS, ""
+        if len(self._currencies) >= limits.CURRENCIES_MAX:
+            return Result.ADMIN_TABLE_FULL, "currencies"
+        state = CurrencyState.build(event.currency, event.ledger_id, event.settlement_model,
+                                    event.rules)
+        codes = state.hub_account_codes()
+        accounts = [
+            Account(id=account_id(event.ledger_id, 0, code), ledger=event.ledger_id, code=code,
+                    flags=int(AccountFlags.LINKED) if index < len(codes) - 1 else 0)
+            for index, code in enumerate(codes)
+        ]
+        if not self._create_accounts(accounts, now_ns):
+            return Result.ADMIN_TABLE_FULL, "ledger accounts"
+        self._currencies[event.currency] = state
+        self._ledger_ids.add(event.ledger_id)
+        return _OK, ""
+
+    def _admin_rules_changed(self, event: SchemeRulesChanged, now_ns: int) -> list[Command]:
+        def act(event: SchemeRulesChanged, now_ns: int) -> tuple[Result, str]:
+            currency = self._currencies.get(event.currency)
+            if currency is None:
+                return Result.ADMIN_CURRENCY_NOT_FOUND, ""
+            currency.rules = event.rules
+            return _OK, ""
+        return self._admin(event, now_ns, act)
+
+    def _admin_participant_added(self, event: ParticipantAdded, now_ns: int) -> list[Command]:
+        def act(event: ParticipantAdded, now_ns: int) -> tuple[Result, str]:
+            if event.participant_id in self._participants or (
+                event.name in self._participant_names
+            ):
+                return Result.ADMIN_PARTICIPANT_EXISTS, ""
+            if len(self._participants) >= limits.PARTICIPANTS_MAX:
+                return Result.ADMIN_TABLE_FULL, "participants"
+            self._participants[event.participant_id] = Participant(
+                participant_id=event.participant_id, name=event.name
+            )
+            self._participant_names[event.name] = event.participant_id
+            return _OK, ""
+        return self._admin(event, now_ns, act)
+
+    def _admin_account_opened(self, event: ParticipantAccountOpened,
+                              now_ns: int) -> list[Command]:
+        def act(event: ParticipantAccountOpened, now_ns: int) -> tuple[Result, str]:
+            currency = self._currencies.get(event.currency)
+            if currency is None:
+                return Result.ADMIN_CURRENCY_NOT_FOUND, ""
+            participant = self._participants.get(event.participant_id)
+            if participant is None:
+                return Result.ADMIN_PARTICIPANT_NOT_FOUND, ""
+            if event.currency in participant.accounts:
+                return Result.ADMIN_ACCOUNT_EXISTS, ""
+            new_id = account_id(currency.ledger_id, participant.participant_id,
+                                currency.participant_code)
+            account = Account(
+                id=new_id, ledger=currency.ledger_id, code=currency.participant_code,
+                flags=int(AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS),
+                user_data_32=participant.participant_id,
+            )
+            if not self._create_accounts([account], now_ns):
+                return Result.ADMIN_TABLE_FULL, "ledger accounts"
+            participant.accounts[event.currency] = ParticipantAccount(
+                account_id=new_id, currency=currency
+            )
+            return _OK, ""
+        return self._admin(event, now_ns, act)
+
+    def _admin_suspended(self, event: ParticipantSuspended, now_ns: int) -> list[Command]:
+        return self._admin(event, now_ns, self._set_status)
+
+    def _admin_resumed(self, event: ParticipantResumed, now_ns: int) -> list[Command]:
+        return self._admin(event, now_ns, self._set_status)
+
+    def _set_status(self, event, now_ns: int) -> tuple[Result, str]:
+        participant = self._participants.get(event.participant_id)
+        if participant is None:
+            return Result.ADMIN_PARTICIPANT_NOT_FOUND, ""
+        participant.status = (
+            ParticipantStatus.SUSPENDED if type(event) is ParticipantSuspended
+            else ParticipantStatus.ACTIVE
+        )
+        return _OK, ""
+
+    def _participant_account(self, event) -> tuple[Result, ParticipantAccount | None]:
+        if event.currency not in self._currencies:
+            return Result.ADMIN_CURRENCY_NOT_FOUND, None
+        participant = self._participants.get(event.participant_id)
+        if participant is None:
+            return Result.ADMIN_PARTICIPANT_NOT_FOUND, None
+        account = participant.accounts.get(event.currency)
+        if account is None:
+            return Result.ADMIN_ACCOUNT_NOT_FOUND, None
+        return _OK, account
+
+    def _admin_daily_limit(self, event: ParticipantDailyLimitSet, now_ns: int) -> list[Command]:
+        def act(event: ParticipantDailyLimitSet, now_ns: int) -> tuple[Result, str]:
+            result, account = self._participant_account(event)
+            if account is None:
+                return result, ""
+            account.daily_total_max_minor = event.daily_total_max_minor
+            return _OK, ""
+        return self._admin(event, now_ns, act)
+
+    def _admin_deposit(self, event: FundsDeposited, now_ns: int) -> list[Command]:
+        return self._admin(event, now_ns, self._move_funds)
+
+    def _admin_withdrawal(self, event: FundsWithdrawn, now_ns: int) -> list[Command]:
+        return self._admin(event, now_ns, self._move_funds)
+
+    def _move_funds(self, event, now_ns: int) -> tuple[Result, str]:
+        result, account = self._participant_account(event)
+        if account is None:
+            return result, ""
+        currency = account.currency
+        if currency.settlement_model != SettlementModel.PREFUNDED_RTGS:
+            return Result.ADMIN_SETTLEMENT_MODEL_MISMATCH, "use NetDebitCapSet"
+        if type(event) is FundsDeposited:
+            debit, credit, code = currency.hub_liquidity_account_id, account.account_id, TransferCode.DEPOSIT
+        else:
+            debit, credit, code = account.account_id, currency.hub_liquidity_account_id, TransferCode.WITHDRAWAL
+        if not self._single_phase(debit, credit, event.amount_minor, event.participant_id,
+                                  currency, code, now_ns):
+            return Result.ADMIN_FUNDS_INSUFFICIENT, ""
+        return _OK, ""
+
+    def _admin_cap(self, event: NetDebitCapSet, now_ns: int) -> list[Command]:
+        def act(event: NetDebitCapSet, now_ns: int) -> tuple[Result, str]:
+            result, account = self._participant_account(event)
+            if account is None:
+                return result, ""
+            currency = account.currency
+            if currency.settlement_model != SettlementModel.DEFERRED_NET:
+                return Result.ADMIN_SETTLEMENT_MODEL_MISMATCH, "use FundsDeposited"
+            delta = event.cap_minor - account.cap_minor
+            if delta > 0 and not self._single_phase(
+                currency.hub_liquidity_account_id, account.account_id, delta,
+                event.participant_id, currency, TransferCode.CAP_RAISE, now_ns,
+            ):
+                raise AssertionError("a cap raise has no limit to fail")
+            if delta < 0 and not self._single_phase(
+                account.account_id, currency.hub_liquidity_account_id, -delta,
+                event.participant_id, currency, TransferCode.CAP_LOWER, now_ns,
+            ):
+                return Result.ADMIN_CAP_BELOW_POSITION, ""
+            account.cap_minor = event.cap_minor
+            return _OK, ""
+        return self._admin(event, now_ns, act)
+
+    def _single_phase(self, debit: int, credit: int, amount_minor: int, participant_id: int,
+                      currency: CurrencyState, code: TransferCode, now_ns: int) -> bool:
+        self._seq += 1
+        result = self.ledger.create_transfer(
+            (self._seq << _SHIFT) | Leg.RESERVE, debit, credit, amount_minor, 0, self._seq,
+            participant_id, 0, currency.ledger_id, code, 0, now_ns,
+        )
+        if result == _RESULT_OK:
+            return True
+        assert result == _EXCEEDS_CREDITS, result
+        return False
+
+    def _create_accounts(self, accounts: list[Account], now_ns: int) -> bool:
+        failures = self.ledger.create_accounts(pack_accounts(accounts), now_ns)
+        for _index, result in failures:
+            assert result in (
+                CreateAccountResult.ACCOUNTS_FULL, CreateAccountResult.LINKED_EVENT_FAILED
+            ), failures
+        return not failures
+
+
+def _refuse(participant_id: int, request_type: str, scope_participant_id: int, id_: str,
+            result: Result) -> Send:
+    return Send(participant_id=participant_id, message=Refused(
+        request_type=request_type, scope_participant_id=scope_participant_id, id=id_,
+        result=result,
+    ))
+
+
+def _compare_requests(earlier, later) -> Result:
+    """Same id, same body -> OK (answer as before); otherwise the first difference."""
+    if type(earlier) is not type(later):
+        return Result.EXISTS_WITH_DIFFERENT_BODY
+    a = earlier.request
+    b = later.request
+    if a == b:
+        return _OK
+    if type(a) is TransferRequest:
+        if a.payee != b.payee:
+            return Result.EXISTS_WITH_DIFFERENT_PARTY
+    elif hasattr(a, "original"):
+        if a.original != b.original:
+            return Result.EXISTS_WITH_DIFFERENT_PARTY
+    elif a.payer != b.payer:
+        return Result.EXISTS_WITH_DIFFERENT_PARTY
+    if a.amount_minor != b.amount_minor:
+        return Result.EXISTS_WITH_DIFFERENT_AMOUNT
+    if getattr(a, "currency", None) != getattr(b, "currency", None):
+        return Result.EXISTS_WITH_DIFFERENT_CURRENCY
+    return Result.EXISTS_WITH_DIFFERENT_BODY
+
+

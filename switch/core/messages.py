@@ -1,0 +1,510 @@
+"""Every message of the switch core: what participants send and receive, the events the core
+consumes and the commands it returns.
+
+Three groups, all frozen kw-only msgspec Structs with `forbid_unknown_fields`:
+
+- Wire messages (string tags, field names on the wire): what a participant sends
+  (`Inbound`: transfer, return, payee answer, status query, request-to-pay and its decision,
+  resolve) and receives (`Outbound`: credit request, transfer outcome, request-to-pay notice
+  and outcome, resolve answer, error). Connectors decode them with the decoders in
+  `switch/core/codec.py`, so the constraints in the types (`Meta`) are checked there.
+- Events (`Event`, integer tags, array-like: they are journaled): a wire message plus what
+  the shell adds — the authenticated sender and, for a transfer, the payee the directory
+  resolved — and the operator's admin events and timer firings.
+- Commands (`Command`): what the shell must do — send, arm or cancel a timer, refund a
+  lookup token, answer from its store, answer the operator.
+
+Money is integer minor units, never a float. Never renumber a tag or reorder a field of an
+array-like Struct (the journal depends on it); new fields go at the end with a default.
+This module must never import anything that does I/O.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Union
+
+import msgspec
+from msgspec import Meta
+
+from switch.core import limits
+from switch.core.results import (
+    ParticipantStatus,
+    RequestToPayState,
+    Result,
+    SettlementModel,
+    TransferState,
+)
+
+# -- constrained scalar types ------------------------------------------------------------
+
+Id = Annotated[
+    str,
+    Meta(min_length=1, max_length=limits.ID_LENGTH_MAX, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:\-]*$"),
+]
+AmountMinor = Annotated[int, Meta(ge=1, le=limits.AMOUNT_MINOR_MAX)]
+Currency = Annotated[str, Meta(pattern=r"^[A-Z]{3}$")]
+ParticipantId = Annotated[int, Meta(ge=1, le=limits.PARTICIPANT_ID_MAX)]
+TimeNs = Annotated[int, Meta(ge=0, le=limits.TIME_NS_MAX)]  # int64: good until 2262
+Reference = Annotated[str, Meta(max_length=limits.REFERENCE_LENGTH_MAX)]
+Text = Annotated[str, Meta(max_length=limits.TEXT_LENGTH_MAX)]
+AliasType = Annotated[str, Meta(pattern=r"^[A-Z_]{1,16}$")]
+
+_WIRE = dict(frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True)
+_EVENT = dict(frozen=True, kw_only=True, forbid_unknown_fields=True, array_like=True)
+
+
+# -- wire: shared pieces -----------------------------------------------------------------
+
+
+class Party(msgspec.Struct, **_WIRE):
+    """An alias as the payer's customer typed it (MSISDN, EMAIL, NATIONAL_ID, HANDLE, RANDOM,
+    ACCOUNT); the directory owns the alias types and their normalisation."""
+
+    alias_type: AliasType
+    alias_value: Annotated[str, Meta(min_length=1, max_length=limits.REFERENCE_LENGTH_MAX)]
+
+
+class TransferRef(msgspec.Struct, **_WIRE):
+    """Names a transfer switch-wide: transfer ids are scoped per payer participant."""
+
+    payer_participant_id: ParticipantId
+    transfer_id: Id
+
+
+# -- wire: participant -> switch -----------------------------------------------------------
+
+
+class ResolveRequest(msgspec.Struct, tag="resolve", **_WIRE):
+    """Lookup of an alias before a transfer; answered by the directory, not the core."""
+
+    alias: Party
+    payer_user_ref: Reference = ""
+
+
+class TransferRequest(msgspec.Struct, tag="transfer", **_WIRE, gc=False):
+    """A push credit transfer. `transfer_id` is the payer participant's idempotency key.
+    `expires_at_ns` (UTC, ns since the epoch) is mandatory: past it the switch will not
+    commit, and a resend after it cannot create a second transfer."""
+
+    transfer_id: Id
+    payee: Party | None  # None only when the core builds it from a request-to-pay
+    amount_minor: AmountMinor
+    currency: Currency
+    expires_at_ns: TimeNs
+    end_to_end_id: Reference = ""
+    purpose: Text = ""
+    payer_account_ref: Reference = ""  # where a return of this transfer is credited
+    payer_user_ref: Reference = ""  # opaque payer end-user id (anti-enumeration refunds)
+    request_to_pay_id: Reference = ""  # set when the transfer pays a request-to-pay
+
+
+class ReturnRequest(msgspec.Struct, tag="return", **_WIRE):
+    """A return (refund) of an earlier committed transfer, sent by its payee: a new transfer
+    in the opposite direction; all returns of one transfer add up to at most its amount."""
+
+    transfer_id: Id
+    original: TransferRef
+    amount_minor: AmountMinor
+    expires_at_ns: TimeNs
+    reason: Text = ""
+
+
+class PayeeAnswer(msgspec.Struct, tag="payee_answer", **_WIRE, gc=False):
+    """The payee participant's answer to a credit request."""
+
+    payer_participant_id: ParticipantId
+    transfer_id: Id
+    accepted: bool
+    reason: Text = ""
+
+
+class StatusQuery(msgspec.Struct, tag="status_query", **_WIRE):
+    """Where does this transfer stand? Either party may ask, at any time (pacs.028)."""
+
+    payer_participant_id: ParticipantId
+    transfer_id: Id
+
+
+class RequestToPay(msgspec.Struct, tag="request_to_pay", **_WIRE):
+    """The payee asks the payer to pay; the payer approves (it becomes a transfer) or declines."""
+
+    request_id: Id
+    payer: Party
+    amount_minor: AmountMinor
+    currency: Currency
+    expires_at_ns: TimeNs
+    payee_account_ref: Reference = ""
+    end_to_end_id: Reference = ""
+    purpose: Text = ""
+
+
+class RequestToPayDecision(msgspec.Struct, tag="request_to_pay_decision", **_WIRE):
+    """The payer's answer to a request-to-pay. Approving names the transfer it becomes."""
+
+    payee_participant_id: ParticipantId
+    request_id: Id
+    approved: bool
+    transfer_id: Reference = ""  # required when approved
+    expires_at_ns: TimeNs = 0  # the transfer's expiry, required when approved
+    payer_account_ref: Reference = ""
+    payer_user_ref: Reference = ""
+
+
+Inbound = Union[
+    ResolveRequest,
+    TransferRequest,
+    ReturnRequest,
+    PayeeAnswer,
+    StatusQuery,
+    RequestToPay,
+    RequestToPayDecision,
+]
+
+
+# -- wire: switch -> participant -----------------------------------------------------------
+
+
+class ResolveAnswer(msgspec.Struct, tag="resolve_answer", **_WIRE):
+    """The directory's answer; `payee_account_ref` is opaque to the payer."""
+
+    alias: Party
+    result: Result
+    payee_participant_id: int = 0
+    payee_account_ref: Reference = ""
+    display_name_masked: Text = ""
+
+
+class CreditRequest(msgspec.Struct, tag="credit_request", **_WIRE, gc=False):
+    """Sent to the payee: funds are reserved; answer accept or reject before `expires_at_ns`.
+    Credit the customer only on the COMMITTED outcome that follows."""
+
+    payer_participant_id: int
+    transfer_id: str
+    payee_account_ref: str
+    amount_minor: int
+    currency: str
+    expires_at_ns: int
+    payee_alias: Party | None = None
+    end_to_end_id: str = ""
+    purpose: str = ""
+    return_of: TransferRef | None = None
+    request_to_pay_id: str = ""
+
+
+class TransferOutcome(msgspec.Struct, tag="transfer_outcome", **_WIRE, gc=False):
+    """A transfer's state, sent to both parties when it is final and in answer to a resend
+    or a status query. `result` is OK unless the transfer was refused or failed."""
+
+    payer_participant_id: int
+    transfer_id: str
+    state: TransferState
+    result: Result
+    payee_participant_id: int = 0
+    amount_minor: int = 0
+    fee_minor: int = 0
+    currency: str = ""
+    decided_at_ns: int = 0
+    reason: str = ""
+
+
+class RequestToPayNotice(msgspec.Struct, tag="request_to_pay_notice", **_WIRE):
+    """Sent to the payer: a payee asks to be paid; decide before `expires_at_ns`."""
+
+    payee_participant_id: int
+    request_id: str
+    payer_account_ref: str
+    amount_minor: int
+    currency: str
+    expires_at_ns: int
+    end_to_end_id: str = ""
+    purpose: str = ""
+
+
+class RequestToPayOutcome(msgspec.Struct, tag="request_to_pay_outcome", **_WIRE):
+    """A request-to-pay's state, sent to the payee (and the payer once it is final)."""
+
+    payee_participant_id: int
+    request_id: str
+    state: RequestToPayState
+    result: Result
+    payer_participant_id: int = 0
+    transfer_id: str = ""
+
+
+class Refused(msgspec.Struct, tag="refused", **_WIRE, gc=False):
+    """The request was not acted on and nothing was recorded for it; `result` says why.
+    A corrected resend under the same id is a new request. For EXISTS_WITH_* the earlier
+    request under that id stands, unchanged (ask its status)."""
+
+    request_type: str  # the refused message's tag, e.g. "transfer"
+    scope_participant_id: int  # ids are scoped: the payer for transfers, the payee for RTPs
+    id: str
+    result: Result
+
+
+class ErrorAnswer(msgspec.Struct, tag="error", **_WIRE):
+    """The answer to a message the switch could not act on (malformed, protocol error)."""
+
+    result: Result
+    detail: Text = ""
+
+
+Outbound = Union[
+    ResolveAnswer,
+    CreditRequest,
+    TransferOutcome,
+    RequestToPayNotice,
+    RequestToPayOutcome,
+    Refused,
+    ErrorAnswer,
+]
+
+
+# -- events: what the core consumes ------------------------------------------------------
+
+
+class TransferRequested(msgspec.Struct, tag=1, **_EVENT, gc=False):
+    """A payer's transfer, with the payee the shell resolved through the directory."""
+
+    payer_participant_id: int  # the authenticated sender, never taken from the body
+    payee_participant_id: int
+    payee_account_ref: str
+    request: TransferRequest
+
+
+class ReturnRequested(msgspec.Struct, tag=2, **_EVENT):
+    """A return sent by the original payee (who pays it)."""
+
+    payer_participant_id: int  # the authenticated sender
+    request: ReturnRequest
+
+
+class PayeeAnswered(msgspec.Struct, tag=3, **_EVENT, gc=False):
+    payee_participant_id: int  # the authenticated sender
+    answer: PayeeAnswer
+
+
+class StatusQueried(msgspec.Struct, tag=4, **_EVENT):
+    participant_id: int  # the authenticated sender
+    query: StatusQuery
+
+
+class RequestToPayRequested(msgspec.Struct, tag=5, **_EVENT):
+    """A payee's request-to-pay, with the payer the shell resolved through the directory."""
+
+    payee_participant_id: int  # the authenticated sender
+    payer_participant_id: int
+    payer_account_ref: str
+    request: RequestToPay
+
+
+class RequestToPayDecided(msgspec.Struct, tag=6, **_EVENT):
+    payer_participant_id: int  # the authenticated sender
+    decision: RequestToPayDecision
+
+
+class TimerFired(msgspec.Struct, tag=7, **_EVENT, gc=False):
+    """A timer armed by `ArmTimer` reached its deadline. Stale or early firings are ignored."""
+
+    timer_id: int
+
+
+class SchemeRules(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The scheme's rules for one currency: limits, fees and the payee's answer time."""
+
+    transfer_max_minor: AmountMinor = limits.AMOUNT_MINOR_MAX
+    daily_total_max_minor: Annotated[int, Meta(ge=0, le=limits.DAILY_TOTAL_MINOR_MAX)] = (
+        limits.DAILY_TOTAL_MINOR_MAX
+    )
+    fee_fixed_minor: Annotated[int, Meta(ge=0, le=limits.FEE_FIXED_MINOR_MAX)] = 0
+    fee_bps: Annotated[int, Meta(ge=0, le=limits.FEE_BPS_MAX)] = 0
+    payee_timeout_ms: Annotated[int, Meta(ge=1, le=limits.PAYEE_TIMEOUT_MS_MAX)] = (
+        limits.PAYEE_TIMEOUT_MS_DEFAULT
+    )
+
+
+class CurrencyAdded(msgspec.Struct, tag=20, **_EVENT):
+    """Operator: carry a currency, with its settlement model and rules. Creates the hub
+    accounts (docs/ledger-accounts.md)."""
+
+    request_id: Id
+    currency: Currency
+    ledger_id: Annotated[int, Meta(ge=1, le=limits.LEDGER_ID_MAX)]  # ISO 4217 numeric
+    settlement_model: SettlementModel
+    rules: SchemeRules = SchemeRules()
+
+
+class SchemeRulesChanged(msgspec.Struct, tag=21, **_EVENT):
+    """Operator: new limits, fees or payee timeout for a currency; in-flight transfers keep
+    the fee and deadline they were reserved with."""
+
+    request_id: Id
+    currency: Currency
+    rules: SchemeRules
+
+
+class ParticipantAdded(msgspec.Struct, tag=22, **_EVENT):
+    request_id: Id
+    participant_id: ParticipantId
+    name: Annotated[str, Meta(min_length=1, max_length=limits.TEXT_LENGTH_MAX)]
+
+
+class ParticipantAccountOpened(msgspec.Struct, tag=23, **_EVENT):
+    """Operator: let a participant send and receive in a currency (creates its account)."""
+
+    request_id: Id
+    participant_id: ParticipantId
+    currency: Currency
+
+
+class ParticipantSuspended(msgspec.Struct, tag=24, **_EVENT):
+    """Operator: the participant can neither send nor receive; in-flight transfers finish."""
+
+    request_id: Id
+    participant_id: ParticipantId
+
+
+class ParticipantResumed(msgspec.Struct, tag=25, **_EVENT):
+    request_id: Id
+    participant_id: ParticipantId
+
+
+class ParticipantDailyLimitSet(msgspec.Struct, tag=26, **_EVENT):
+    """Operator: a participant's own daily total in a currency; None restores the scheme's."""
+
+    request_id: Id
+    participant_id: ParticipantId
+    currency: Currency
+    daily_total_max_minor: Annotated[int, Meta(ge=0, le=limits.DAILY_TOTAL_MINOR_MAX)] | None
+
+
+class FundsDeposited(msgspec.Struct, tag=27, **_EVENT):
+    """Operator: prefund a participant's settlement account (prefunded RTGS currencies)."""
+
+    request_id: Id
+    participant_id: ParticipantId
+    currency: Currency
+    amount_minor: AmountMinor
+
+
+class FundsWithdrawn(msgspec.Struct, tag=28, **_EVENT):
+    """Operator: pay out of a participant's settlement account (prefunded RTGS currencies)."""
+
+    request_id: Id
+    participant_id: ParticipantId
+    currency: Currency
+    amount_minor: AmountMinor
+
+
+class NetDebitCapSet(msgspec.Struct, tag=29, **_EVENT):
+    """Operator: set a participant's net debit cap (deferred-net currencies)."""
+
+    request_id: Id
+    participant_id: ParticipantId
+    currency: Currency
+    cap_minor: Annotated[int, Meta(ge=0, le=limits.NET_DEBIT_CAP_MINOR_MAX)]
+
+
+ParticipantEvent = Union[
+    TransferRequested,
+    ReturnRequested,
+    PayeeAnswered,
+    StatusQueried,
+    RequestToPayRequested,
+    RequestToPayDecided,
+]
+AdminEvent = Union[
+    CurrencyAdded,
+    SchemeRulesChanged,
+    ParticipantAdded,
+    ParticipantAccountOpened,
+    ParticipantSuspended,
+    ParticipantResumed,
+    ParticipantDailyLimitSet,
+    FundsDeposited,
+    FundsWithdrawn,
+    NetDebitCapSet,
+]
+Event = Union[
+    TransferRequested,
+    ReturnRequested,
+    PayeeAnswered,
+    StatusQueried,
+    RequestToPayRequested,
+    RequestToPayDecided,
+    TimerFired,
+    CurrencyAdded,
+    SchemeRulesChanged,
+    ParticipantAdded,
+    ParticipantAccountOpened,
+    ParticipantSuspended,
+    ParticipantResumed,
+    ParticipantDailyLimitSet,
+    FundsDeposited,
+    FundsWithdrawn,
+    NetDebitCapSet,
+]
+ADMIN_EVENT_TYPES = AdminEvent.__args__
+
+
+# -- commands: what the shell must do ----------------------------------------------------
+
+_COMMAND = dict(frozen=True, kw_only=True, forbid_unknown_fields=True, array_like=True, gc=False)
+
+
+class Send(msgspec.Struct, tag=1, **_COMMAND):
+    """Deliver `message` to a participant. Hold it until the events behind it are durable."""
+
+    participant_id: int
+    message: Outbound
+
+
+class ArmTimer(msgspec.Struct, tag=2, **_COMMAND):
+    """Feed `TimerFired(timer_id)` once the clock reaches `deadline_ns` (re-arming replaces)."""
+
+    timer_id: int
+    deadline_ns: int
+
+
+class CancelTimer(msgspec.Struct, tag=3, **_COMMAND):
+    timer_id: int
+
+
+class RefundLookupToken(msgspec.Struct, tag=4, **_COMMAND):
+    """A payment to a resolved alias completed: give the payer's lookup token back
+    (the anti-enumeration rule: completed payments refund their lookup)."""
+
+    payer_participant_id: int
+    payer_user_ref: str
+    payee_alias: Party
+
+
+class ConsultStore(msgspec.Struct, tag=5, **_COMMAND):
+    """The core does not hold this transfer (never seen, or older than its retained window).
+    The shell answers `participant_id` from its store of sent outcomes; if the store does not
+    have it either, it answers `result_if_absent`."""
+
+    participant_id: int
+    payer_participant_id: int
+    transfer_id: str
+    result_if_absent: Result
+
+
+class AdminAnswer(msgspec.Struct, tag=6, **_COMMAND):
+    """The outcome of an operator request."""
+
+    request_id: str
+    result: Result
+    detail: str = ""
+
+
+Command = Union[Send, ArmTimer, CancelTimer, RefundLookupToken, ConsultStore, AdminAnswer]
+
+
+class ParticipantView(msgspec.Struct, frozen=True, kw_only=True):
+    """A read-only view of a participant for the shell, the console and the settlement code."""
+
+    participant_id: int
+    name: str
+    status: ParticipantStatus
+    currencies: tuple[str, ...]
