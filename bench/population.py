@@ -119,7 +119,12 @@ class UseCaseSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
 
 
 class FlatRate(
-    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, tag="flat", tag_field="kind"
+    msgspec.Struct,
+    frozen=True,
+    kw_only=True,
+    forbid_unknown_fields=True,
+    tag="flat",
+    tag_field="kind",
 ):
     """The same offered rate for the whole run (soak)."""
 
@@ -127,7 +132,12 @@ class FlatRate(
 
 
 class DiurnalRate(
-    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, tag="diurnal", tag_field="kind"
+    msgspec.Struct,
+    frozen=True,
+    kw_only=True,
+    forbid_unknown_fields=True,
+    tag="diurnal",
+    tag_field="kind",
 ):
     """A day's curve compressed into `day_s` seconds of run.
 
@@ -144,7 +154,12 @@ class DiurnalRate(
 
 
 class StepRate(
-    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, tag="step", tag_field="kind"
+    msgspec.Struct,
+    frozen=True,
+    kw_only=True,
+    forbid_unknown_fields=True,
+    tag="step",
+    tag_field="kind",
 ):
     """Step k (from 0) offers start + k * increment for `step_s` seconds (capacity search)."""
 
@@ -227,7 +242,8 @@ class Profile(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
                 raise ValueError(f"{u.use_case} cap_major is above {limits.AMOUNT_MINOR_MAX} minor")
         if self.spike is not None and self.spike.start_s + self.spike.duration_s > self.duration_s:
             raise ValueError("the spike must end within duration_s")
-        if isinstance(self.rate, StepRate) and self.rate.steps * self.rate.step_s != self.duration_s:
+        rate = self.rate
+        if isinstance(rate, StepRate) and rate.steps * rate.step_s != self.duration_s:
             raise ValueError("a step profile's duration_s must equal steps * step_s")
 
 
@@ -473,11 +489,12 @@ class Population:
         self.profile = profile
         self.seed = seed
         self.currency = profile.currency
-        self.participant_ids: tuple[str, ...] = tuple(p.participant_id for p in profile.participants)
+        self.participant_ids = tuple(p.participant_id for p in profile.participants)
         self._handle_domains = tuple(
             p.handle_domain or p.participant_id for p in profile.participants
         )
-        self._people_cuts = _block_cuts(profile.people, [p.people_share for p in profile.participants])
+        people_shares = [p.people_share for p in profile.participants]
+        self._people_cuts = _block_cuts(profile.people, people_shares)
         business_shares = [p.business_share for p in profile.participants]
         self._merchant_cuts = _block_cuts(profile.merchants, business_shares)
         self._biller_cuts = _block_cuts(profile.billers, business_shares)
@@ -495,12 +512,12 @@ class Population:
         )
 
         self._people_rank = _Rank(profile.people, profile.people_zipf_exponent, keys)
-        self._merchant_rank = (
-            _Rank(profile.merchants, profile.merchant_zipf_exponent, keys) if profile.merchants else None
-        )
-        self._biller_rank = (
-            _Rank(profile.billers, profile.biller_zipf_exponent, keys) if profile.billers else None
-        )
+        self._merchant_rank = None
+        if profile.merchants:
+            self._merchant_rank = _Rank(profile.merchants, profile.merchant_zipf_exponent, keys)
+        self._biller_rank = None
+        if profile.billers:
+            self._biller_rank = _Rank(profile.billers, profile.biller_zipf_exponent, keys)
 
         # Offered volume: cum[i] = expected payments in [0, i) seconds.
         steps = limits.RATE_GRID_SUBSAMPLES

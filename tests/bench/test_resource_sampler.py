@@ -1,0 +1,107 @@
+"""The resource sampler reads real /proc figures of real processes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from bench.sampler import ProcessGone, ResourceSampler, read_cpu_seconds, read_rss_bytes
+
+
+def burn_cpu_s(cpu_s: float) -> None:
+    start = time.process_time()
+    x = 0
+    while time.process_time() - start < cpu_s:
+        x += 1
+
+
+def wait_until(predicate, limit_s: float = 30.0) -> None:
+    # A bound on waiting so a broken sampler fails the test instead of hanging it; the
+    # test asserts the state, never how long it took.
+    deadline = time.monotonic() + limit_s
+    while not predicate():
+        assert time.monotonic() < deadline, "condition never became true"
+        time.sleep(0.01)
+
+
+def test_cpu_and_memory_of_this_process_are_measured():
+    sampler = ResourceSampler(os.getpid())
+    first = sampler.sample()
+    burn_cpu_s(0.3)
+    block = bytearray(64 * 2**20)
+    block[:: 4096] = b"\x01" * len(block[:: 4096])  # touch every page so it is resident
+    second = sampler.sample()
+    assert second.cpu_s - first.cpu_s >= 0.2
+    assert second.rss_bytes - first.rss_bytes >= 48 * 2**20
+    assert first.cpu_percent == 0.0  # no previous sample to compare with
+    assert second.cpu_percent > 0.0
+    assert second.t_s > first.t_s
+    assert sampler.samples() == [first, second]
+    del block
+
+
+def test_the_buffer_keeps_only_the_newest_samples():
+    sampler = ResourceSampler(os.getpid(), samples_max=3)
+    taken = [sampler.sample() for _ in range(5)]
+    assert sampler.samples() == taken[2:]
+    assert sampler.latest() == taken[-1]
+
+
+def test_a_pid_that_cannot_exist_is_a_typed_error():
+    with open("/proc/sys/kernel/pid_max") as f:
+        impossible = int(f.read()) + 1
+    with pytest.raises(ProcessGone):
+        ResourceSampler(impossible)
+    with pytest.raises(ProcessGone):
+        read_rss_bytes(impossible)
+
+
+def test_a_zombie_counts_as_gone():
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        # Not reaped yet: the kernel keeps it as a zombie until we wait() for it.
+        def is_zombie() -> bool:
+            with open(f"/proc/{child.pid}/stat", "rb") as f:
+                return f.read().rsplit(b")", 1)[1].split()[0] == b"Z"
+
+        wait_until(is_zombie)
+        with pytest.raises(ProcessGone):
+            read_cpu_seconds(child.pid)
+    finally:
+        child.wait()
+
+
+def test_the_thread_samples_a_child_until_it_exits():
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import sys; print('ready', flush=True); sys.stdin.read()"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert child.stdout.readline() == b"ready\n"  # the interpreter is up: its RSS is real
+        sampler = ResourceSampler(child.pid, interval_s=0.02)
+        with sampler:
+            wait_until(lambda: len(sampler.samples()) >= 3)
+            child.stdin.close()
+            child.wait(timeout=30)
+            wait_until(lambda: sampler.process_exited)
+        kept = sampler.samples()
+        assert len(kept) >= 3
+        assert all(s.rss_bytes > 1_000_000 for s in kept)  # a Python interpreter
+        assert [s.t_s for s in kept] == sorted(s.t_s for s in kept)
+        assert sampler.sample() is None
+        assert sampler.samples() == kept
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+
+
+@pytest.mark.parametrize(("interval_s", "samples_max"), [(0.0, 10), (1.0, 0), (5000.0, 10)])
+def test_bad_arguments_are_refused(interval_s, samples_max):
+    with pytest.raises(ValueError):
+        ResourceSampler(os.getpid(), interval_s=interval_s, samples_max=samples_max)
