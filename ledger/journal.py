@@ -266,7 +266,8 @@ class FileJournal:
             if appended.offset >= last_checkpoint.offset + FIND_CHECKPOINT_BYTES:
                 self._pending_checkpoints.append(appended)
         self._appended = JournalPosition(
-            sequence=sequence, record_hash=record_hash, offset=appended.offset + record_bytes
+            sequence=sequence, record_hash=record_hash, offset=appended.offset + record_bytes,
+            record_offset=appended.offset,
         )
         return sequence
 
@@ -306,9 +307,10 @@ class FileJournal:
         fields = parse_header(last_header)
         assert not isinstance(fields, RecordProblem)
         assert fields.sequence == self._durable.sequence + records
+        end_offset = self._durable.offset + total_bytes
         return JournalPosition(
-            sequence=fields.sequence, record_hash=fields.record_hash,
-            offset=self._durable.offset + total_bytes,
+            sequence=fields.sequence, record_hash=fields.record_hash, offset=end_offset,
+            record_offset=end_offset - HEADER_BYTES - fields.payload_bytes,
         )
 
     def _commit_write(self, buffers: list[bytes], total_bytes: int) -> None:

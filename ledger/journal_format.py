@@ -136,12 +136,18 @@ class JournalMissing(JournalError):
 
 
 class JournalPosition(msgspec.Struct, frozen=True, kw_only=True):
-    """The end of a verified prefix of the journal: the last record's sequence and hash, and
-    the byte offset just after it (0 for PostgreSQL). Sequence 0 is the empty journal."""
+    """The end of a verified prefix of the journal: the last record's sequence and hash, the
+    byte offset just after it and the offset where that record starts (both 0 for
+    PostgreSQL). Sequence 0 is the empty journal.
+
+    The record's start lets a reader that begins here re-verify the record itself before
+    trusting the position (see RecordScanner), so a position taken from another journal
+    can never make the writer truncate good records as a "torn tail"."""
 
     sequence: int
     record_hash: bytes
     offset: int = 0
+    record_offset: int = 0
 
 
 GENESIS = JournalPosition(sequence=0, record_hash=ZERO_HASH, offset=0)
@@ -288,6 +294,32 @@ class RecordScanner:
                 RecordProblem.MISSING_RECORDS, start.sequence + 1, file_bytes,
                 f"file ends at {file_bytes} bytes, before the known position {start.offset}",
             )
+        if start.sequence > 0:
+            self._check_anchor(start)
+
+    def _check_anchor(self, start: JournalPosition) -> None:
+        """The record a non-genesis start position names must be there, whole, with the
+        position's hash; otherwise the position belongs to another journal or history."""
+        file = self._file
+        problem: RecordProblem | None = None
+        if start.record_offset + HEADER_BYTES > start.offset:
+            problem = RecordProblem.MISSING_RECORDS
+        else:
+            file.seek(start.record_offset)
+            header = file.read(HEADER_BYTES)
+            fields = parse_header(header)
+            if not isinstance(fields, HeaderFields):
+                problem = fields
+            elif (fields.sequence != start.sequence
+                  or start.record_offset + HEADER_BYTES + fields.payload_bytes != start.offset):
+                problem = RecordProblem.MISSING_RECORDS
+            elif not checksum_matches(header, file.read(fields.payload_bytes)):
+                problem = RecordProblem.BAD_CHECKSUM
+            elif fields.record_hash != start.record_hash:
+                problem = RecordProblem.BROKEN_CHAIN
+        if problem is not None:
+            raise JournalCorrupt(problem, start.sequence, start.record_offset,
+                                 "the known start position does not match this journal")
 
     def _damaged(self, problem: RecordProblem, offset: int) -> None:
         sequence = self.end.sequence + 1
@@ -339,7 +371,8 @@ class RecordScanner:
                 payload=payload, record_hash=fields.record_hash, offset=offset,
             )
             self.end = JournalPosition(
-                sequence=fields.sequence, record_hash=fields.record_hash, offset=payload_end
+                sequence=fields.sequence, record_hash=fields.record_hash, offset=payload_end,
+                record_offset=offset,
             )
             self.records_read += 1
             offset = payload_end

@@ -22,7 +22,7 @@ COMMIT_BYTES_MAX_DEFAULT = 64 * 1024 * 1024
 WRITEV_BUFFERS_MAX = 1024
 
 # Rows fetched per round trip when PostgreSQL streams the journal back (verify / replay).
-POSTGRES_FETCH_ROWS_MAX = 64
+POSTGRES_FETCH_ROWS_MAX = 16
 # Records per newest-first window when find_transfer searches the PostgreSQL journal.
 POSTGRES_FIND_WINDOW_RECORDS_MAX = 256
 

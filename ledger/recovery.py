@@ -331,3 +331,45 @@ def recover(
         position=journal.position, snapshot_sequence=replayer.snapshot_position.sequence,
         records_replayed=replayer.records_replayed,
     )
+
+
+async def recover_postgres(
+    dsn: str,
+    *,
+    name: str = "ledger",
+    config: LedgerConfig | None = None,
+    ledger_class=None,
+    verify_from_genesis: bool = True,
+    on_opaque_record: Callable[[Record], None] | None = None,
+    **journal_options,
+) -> Recovered:
+    """`recover()` for the PostgreSQL journal and snapshot tables of journal `name`.
+
+    The returned journal is a PostgresJournal: `await recovered.durable.commit()`.
+    """
+    from ledger.journal_postgres import PostgresJournal, PostgresSnapshotStore
+
+    snapshot = await PostgresSnapshotStore(dsn, name).load_newest()
+    ledger = _load_ledger(snapshot, config, ledger_class)
+    replayer = _Replayer(ledger, snapshot, on_opaque_record)
+    start = GENESIS
+    if snapshot is not None and not verify_from_genesis:
+        start = snapshot.position
+    journal = await PostgresJournal.open(dsn, name=name, start=start, on_record=replayer,
+                                         **journal_options)
+    try:
+        replayer.finish(journal.position)
+    except BaseException:
+        await journal.close()
+        raise
+    logger.info(
+        "ledger_recovered journal=postgresql:%s snapshot_sequence=%d records_replayed=%d "
+        "last_sequence=%d accounts=%d",
+        name, replayer.snapshot_position.sequence, replayer.records_replayed,
+        journal.position.sequence, ledger.account_count,
+    )
+    return Recovered(
+        ledger=ledger, journal=journal, durable=DurableLedger(ledger, journal),
+        position=journal.position, snapshot_sequence=replayer.snapshot_position.sequence,
+        records_replayed=replayer.records_replayed,
+    )

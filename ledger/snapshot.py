@@ -1,7 +1,7 @@
 """Ledger snapshots on local files: the whole ledger state at one journal position, written
 atomically, so recovery replays only the records after it.
 
-A snapshot file is a 104-byte header and the bytes of `ledger.snapshot()`:
+A snapshot file is a 112-byte header and the bytes of `ledger.snapshot()`:
 
     offset size field
          0    4 magic b"PSNP"
@@ -9,11 +9,12 @@ A snapshot file is a 104-byte header and the bytes of `ledger.snapshot()`:
          6    2 reserved, zero
          8    8 journal sequence it covers (u64): the state after applying records 1..n
         16    8 journal byte offset just after record n (where replay starts reading)
-        24   32 hash of journal record n (the chain link recovery checks)
-        56    8 state length in bytes (u64)
-        64   32 SHA-256 of the state bytes
-        96    4 CRC-32 of bytes 0..95
-       100    4 reserved, zero
+        24    8 journal byte offset where record n starts (re-verified before trusting 16)
+        32   32 hash of journal record n (the chain link recovery checks)
+        64    8 state length in bytes (u64)
+        72   32 SHA-256 of the state bytes
+       104    4 CRC-32 of bytes 0..103
+       108    4 reserved, zero
 
 It is written to a temporary name, fsynced, renamed into place, and the directory fsynced:
 a crash leaves either the old set of snapshots or the new one, never half a file under a
@@ -40,13 +41,13 @@ logger = logging.getLogger("ponte.ledger.snapshot")
 
 SNAPSHOT_MAGIC = b"PSNP"
 SNAPSHOT_VERSION = 1
-SNAPSHOT_HEADER_STRUCT = struct.Struct("<4sHHQQ32sQ32s")
+SNAPSHOT_HEADER_STRUCT = struct.Struct("<4sHHQQQ32sQ32s")
 SNAPSHOT_CRC_STRUCT = struct.Struct("<II")
 SNAPSHOT_HEADER_BYTES = SNAPSHOT_HEADER_STRUCT.size + SNAPSHOT_CRC_STRUCT.size
 SNAPSHOT_NAME = re.compile(r"^snapshot-(\d{20})\.psnap$")
 
-assert SNAPSHOT_HEADER_STRUCT.size == 96
-assert SNAPSHOT_HEADER_BYTES == 104
+assert SNAPSHOT_HEADER_STRUCT.size == 104
+assert SNAPSHOT_HEADER_BYTES == 112
 
 
 class SnapshotError(Exception):
@@ -67,7 +68,7 @@ def state_hash(state: bytes) -> bytes:
 def encode_snapshot_header(position: JournalPosition, state: bytes) -> bytes:
     header = SNAPSHOT_HEADER_STRUCT.pack(
         SNAPSHOT_MAGIC, SNAPSHOT_VERSION, 0, position.sequence, position.offset,
-        position.record_hash, len(state), state_hash(state),
+        position.record_offset, position.record_hash, len(state), state_hash(state),
     )
     return header + SNAPSHOT_CRC_STRUCT.pack(zlib.crc32(header), 0)
 
@@ -76,9 +77,8 @@ def decode_snapshot(data: bytes, source: str) -> Snapshot | str:
     """The snapshot in `data`, or the reason it is not a valid one."""
     if len(data) < SNAPSHOT_HEADER_BYTES:
         return "shorter than its header"
-    magic, version, reserved, sequence, offset, record_hash, state_bytes, expected_hash = (
-        SNAPSHOT_HEADER_STRUCT.unpack_from(data, 0)
-    )
+    (magic, version, reserved, sequence, offset, record_offset, record_hash, state_bytes,
+     expected_hash) = SNAPSHOT_HEADER_STRUCT.unpack_from(data, 0)
     crc, reserved_2 = SNAPSHOT_CRC_STRUCT.unpack_from(data, SNAPSHOT_HEADER_STRUCT.size)
     if magic != SNAPSHOT_MAGIC:
         return "bad magic"
@@ -92,7 +92,8 @@ def decode_snapshot(data: bytes, source: str) -> Snapshot | str:
     if state_hash(state) != expected_hash:
         return "state hash mismatch"
     return Snapshot(
-        position=JournalPosition(sequence=sequence, record_hash=record_hash, offset=offset),
+        position=JournalPosition(sequence=sequence, record_hash=record_hash, offset=offset,
+                                 record_offset=record_offset),
         state=state, state_hash=expected_hash, source=source,
     )
 

@@ -11,6 +11,7 @@ import logging
 import os
 import threading
 
+import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -27,6 +28,7 @@ from ledger.journal_format import (
     JournalInvalidAppend,
     JournalLocked,
     JournalMissing,
+    JournalPosition,
     RecordKind,
     RecordProblem,
     encode_header,
@@ -403,20 +405,27 @@ def test_verification_can_start_from_a_known_position(tmp_path):
         for record in journal.records():
             if record.sequence == 4:
                 middle = record
-    from ledger.journal_format import JournalPosition
-
     start = JournalPosition(sequence=4, record_hash=middle.record_hash,
-                            offset=middle.offset + HEADER_BYTES + len(middle.payload))
+                            offset=middle.offset + HEADER_BYTES + len(middle.payload),
+                            record_offset=middle.offset)
     seen = []
     with FileJournal.open(str(path), start=start, on_record=seen.append) as journal:
         assert journal.position.sequence == 10
     assert [r.sequence for r in seen] == [5, 6, 7, 8, 9, 10]
-    # A wrong hash for the start position is caught on the first record after it.
-    wrong = JournalPosition(sequence=4, record_hash=bytes(32), offset=start.offset)
-    with pytest.raises(JournalCorrupt) as raised:
-        FileJournal.open(str(path), start=wrong)
-    assert raised.value.problem == RecordProblem.BROKEN_CHAIN
-    assert raised.value.sequence == 5
+    size = path.stat().st_size
+    # A start position that does not describe this journal's record is refused before
+    # anything is read after it, and nothing is truncated.
+    wrong_positions = {
+        RecordProblem.BROKEN_CHAIN: msgspec.structs.replace(start, record_hash=bytes(32)),
+        RecordProblem.MISSING_RECORDS: msgspec.structs.replace(start, sequence=5),
+        RecordProblem.BAD_MAGIC: msgspec.structs.replace(start,
+                                                         record_offset=middle.offset + 8),
+    }
+    for problem, wrong in wrong_positions.items():
+        with pytest.raises(JournalCorrupt) as raised:
+            FileJournal.open(str(path), start=wrong)
+        assert raised.value.problem == problem
+        assert path.stat().st_size == size
     # A position past the end of the file means records are missing.
     beyond = JournalPosition(sequence=40, record_hash=bytes(32), offset=10**9)
     with pytest.raises(JournalCorrupt) as raised:
