@@ -586,6 +586,7 @@ class Population:
     g2p_payer_user_id = "g2p_treasury"
 
     def person(self, index: int) -> Customer:
+        assert 0 <= index < self.profile.people, index
         first, last = self._person_names(index)
         return Customer(
             user_id=f"p{index}",
@@ -600,6 +601,7 @@ class Population:
         )
 
     def merchant(self, index: int) -> Customer:
+        assert 0 <= index < self.profile.merchants, index
         p = bisect_right(self._merchant_cuts, index)
         h = _mix64(self._name_key ^ (index << 1) ^ 1)
         return Customer(
@@ -615,6 +617,7 @@ class Population:
         )
 
     def biller(self, index: int) -> Customer:
+        assert 0 <= index < self.profile.billers, index
         p = bisect_right(self._biller_cuts, index)
         return Customer(
             user_id=f"b{index}",
@@ -679,8 +682,9 @@ class Population:
         return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
     def alias_kind_counts(self) -> dict[str, int]:
-        """Aliases of each kind over the whole population (a pass over every person)."""
-        counts = dict.fromkeys((k.value for k in AliasKind), 0)
+        """Directory aliases of each kind over the whole population (a pass over every
+        person). National IDs are not among them: G2P reaches people through the mapper."""
+        counts = dict.fromkeys((k.value for k in _ALIAS_KIND_ORDER), 0)
         for index in range(self.profile.people):
             for kind in self._person_alias_kinds(index):
                 counts[kind.value] += 1

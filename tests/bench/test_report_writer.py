@@ -308,6 +308,23 @@ def test_never_broke_and_broke_at_first_step():
     assert sustainable_rate(idle, 50.0, 0.99).steps[0].outcome is StepOutcome.NO_TRAFFIC
 
 
+def test_step_checks_run_in_declaration_order():
+    assert [m.value for m in StepOutcome] == list(range(len(StepOutcome)))
+    # Each row fails every check from its own onwards, so only the order picks the answer.
+    rows = [
+        (StepSample(offered_per_s=1.0, offered_count=0, ok_count=0, latency_p99_ms=None),
+         StepOutcome.NO_TRAFFIC),
+        (StepSample(offered_per_s=2.0, offered_count=10, ok_count=0, latency_p99_ms=900.0),
+         StepOutcome.P99_ABOVE_BOUND),
+        (StepSample(offered_per_s=3.0, offered_count=10, ok_count=0, latency_p99_ms=1.0),
+         StepOutcome.SUCCESS_BELOW_BOUND),
+        (StepSample(offered_per_s=4.0, offered_count=10, ok_count=10, latency_p99_ms=1.0),
+         StepOutcome.HELD),
+    ]  # fmt: skip
+    verdict = sustainable_rate([r[0] for r in rows], p99_ms_max=50.0, success_ratio_min=0.99)
+    assert [c.outcome for c in verdict.steps] == [r[1] for r in rows]
+
+
 @pytest.mark.parametrize(
     ("steps", "p99", "success", "message"),
     [
