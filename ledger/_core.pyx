@@ -1,0 +1,1576 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+# cython: initializedcheck=False, overflowcheck=False
+"""Compiled twin of the ledger: the same state machine as `ledger/reference.py`, in C.
+
+It exists for speed: batches of packed records go in, a list of failures comes out, and
+nothing in between creates a Python object per transfer (only failures become tuples).
+State lives in C arrays and open-addressing hash tables allocated with PyMem_* and freed in
+__dealloc__; every array grows up to its `LedgerConfig` bound before a batch starts, so the
+hot loop never allocates and never touches the interpreter. It must never do I/O, read the
+clock, raise for a business outcome, or differ from the reference twin in any result,
+lookup or snapshot byte (tests/ledger compare them).
+
+Not thread-safe: one caller at a time (the switch's sequencer), like the reference.
+"""
+
+import hashlib
+import struct
+import sys
+
+from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from cpython.mem cimport PyMem_Calloc, PyMem_Free, PyMem_Malloc, PyMem_Realloc
+from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t, uintptr_t
+from libc.stdlib cimport qsort
+from libc.string cimport memcpy, memset
+
+from ledger.config import LedgerConfig
+from ledger.limits import BATCH_EVENTS_MAX as _BATCH_EVENTS_MAX
+from ledger.reference import (
+    HISTORY_STRUCT,
+    RETAINED_STRUCT,
+    SNAPSHOT_HEADER,
+    SNAPSHOT_MAGIC,
+    SNAPSHOT_VERSION,
+    check_snapshot_fits,
+    parse_snapshot_header,
+)
+from ledger.types import (
+    ACCOUNT_FLAGS_KNOWN as _ACCOUNT_FLAGS_KNOWN,
+    RECORD_BYTES as _RECORD_BYTES,
+    TRANSFER_FLAGS_KNOWN as _TRANSFER_FLAGS_KNOWN,
+    TRANSFER_RESULTS_POISONING_ID,
+    Account,
+    AccountBalance,
+    CreateAccountResult,
+    CreateTransferResult,
+    PendingStatus,
+    Transfer,
+)
+
+if sys.byteorder != "little":  # the packed formats are little-endian and cast in place
+    raise ImportError("the compiled ledger needs a little-endian machine")
+
+cdef extern from *:
+    """
+    #define PONTE_U64_MAX UINT64_MAX
+    #define PONTE_NO_INDEX UINT64_MAX
+    #define PONTE_GOLDEN 0x9E3779B97F4A7C15ULL
+    #define PONTE_NO_HEAP_POSITION UINT32_MAX
+    """
+    # Constants above 2**63 must stay C literals (a DEF would make them Python ints).
+    const uint64_t U64_MAX "PONTE_U64_MAX"
+    const uint64_t NO_INDEX "PONTE_NO_INDEX"
+    const uint64_t GOLDEN "PONTE_GOLDEN"
+    const uint32_t NO_HEAP_POSITION "PONTE_NO_HEAP_POSITION"
+DEF NS_PER_MS = 1000000
+DEF TABLE_CAPACITY_MIN = 16
+DEF UNDO_PER_EVENT_MAX = 8  # 2 accounts, ring push, pool op, status, 2 history rows
+
+# Flags (ledger.types.AccountFlags / TransferFlags).
+DEF A_LINKED = 1
+DEF A_DEBITS_MUST_NOT_EXCEED_CREDITS = 2
+DEF A_CREDITS_MUST_NOT_EXCEED_DEBITS = 4
+DEF A_HISTORY = 8
+DEF A_CLOSED = 16
+DEF T_LINKED = 1
+DEF T_PENDING = 2
+DEF T_POST = 4
+DEF T_VOID = 8
+DEF T_BALANCING_DEBIT = 16
+DEF T_BALANCING_CREDIT = 32
+DEF T_CLOSING_DEBIT = 64
+DEF T_CLOSING_CREDIT = 128
+
+DEF KIND_TRANSFER = 0
+DEF KIND_FAILED = 1
+
+DEF STATUS_NONE = 0
+DEF STATUS_PENDING = 1
+DEF STATUS_POSTED = 2
+DEF STATUS_VOIDED = 3
+DEF STATUS_EXPIRED = 4
+
+DEF UNDO_ACCOUNT = 1
+DEF UNDO_ACCOUNT_CREATED = 2
+DEF UNDO_RING_PUSH = 3
+DEF UNDO_STATUS = 4
+DEF UNDO_POOL_ADD = 5
+DEF UNDO_POOL_REMOVE = 6
+DEF UNDO_HISTORY_PUSH = 7
+
+# CreateAccountResult
+DEF AR_OK = 0
+DEF AR_LINKED_EVENT_FAILED = 1
+DEF AR_LINKED_EVENT_CHAIN_OPEN = 2
+DEF AR_TIMESTAMP_MUST_BE_ZERO = 3
+DEF AR_RESERVED_FIELD = 4
+DEF AR_RESERVED_FLAG = 5
+DEF AR_ID_MUST_NOT_BE_ZERO = 6
+DEF AR_ID_MUST_NOT_BE_INT_MAX = 7
+DEF AR_EXISTS_WITH_DIFFERENT_FLAGS = 8
+DEF AR_EXISTS_WITH_DIFFERENT_USER_DATA_64 = 9
+DEF AR_EXISTS_WITH_DIFFERENT_USER_DATA_32 = 10
+DEF AR_EXISTS_WITH_DIFFERENT_LEDGER = 11
+DEF AR_EXISTS_WITH_DIFFERENT_CODE = 12
+DEF AR_EXISTS = 13
+DEF AR_FLAGS_ARE_MUTUALLY_EXCLUSIVE = 14
+DEF AR_DEBITS_PENDING_MUST_BE_ZERO = 15
+DEF AR_DEBITS_POSTED_MUST_BE_ZERO = 16
+DEF AR_CREDITS_PENDING_MUST_BE_ZERO = 17
+DEF AR_CREDITS_POSTED_MUST_BE_ZERO = 18
+DEF AR_LEDGER_MUST_NOT_BE_ZERO = 19
+DEF AR_CODE_MUST_NOT_BE_ZERO = 20
+DEF AR_ACCOUNTS_FULL = 21
+
+# CreateTransferResult
+DEF TR_OK = 0
+DEF TR_LINKED_EVENT_FAILED = 1
+DEF TR_LINKED_EVENT_CHAIN_OPEN = 2
+DEF TR_TIMESTAMP_MUST_BE_ZERO = 3
+DEF TR_RESERVED_FLAG = 4
+DEF TR_ID_MUST_NOT_BE_ZERO = 5
+DEF TR_ID_MUST_NOT_BE_INT_MAX = 6
+DEF TR_EXISTS_WITH_DIFFERENT_FLAGS = 7
+DEF TR_EXISTS_WITH_DIFFERENT_DEBIT_ACCOUNT_ID = 8
+DEF TR_EXISTS_WITH_DIFFERENT_CREDIT_ACCOUNT_ID = 9
+DEF TR_EXISTS_WITH_DIFFERENT_AMOUNT = 10
+DEF TR_EXISTS_WITH_DIFFERENT_PENDING_ID = 11
+DEF TR_EXISTS_WITH_DIFFERENT_USER_DATA_64 = 12
+DEF TR_EXISTS_WITH_DIFFERENT_USER_DATA_32 = 13
+DEF TR_EXISTS_WITH_DIFFERENT_TIMEOUT = 14
+DEF TR_EXISTS_WITH_DIFFERENT_LEDGER = 15
+DEF TR_EXISTS_WITH_DIFFERENT_CODE = 16
+DEF TR_EXISTS = 17
+DEF TR_ID_ALREADY_FAILED = 18
+DEF TR_FLAGS_ARE_MUTUALLY_EXCLUSIVE = 19
+DEF TR_TIMEOUT_RESERVED_FOR_PENDING_TRANSFER = 20
+DEF TR_PENDING_ID_MUST_NOT_BE_ZERO = 21
+DEF TR_PENDING_ID_MUST_NOT_BE_INT_MAX = 22
+DEF TR_PENDING_ID_MUST_BE_DIFFERENT = 23
+DEF TR_PENDING_TRANSFER_NOT_FOUND = 24
+DEF TR_PENDING_TRANSFER_NOT_PENDING = 25
+DEF TR_PENDING_TRANSFER_HAS_DIFFERENT_DEBIT_ACCOUNT_ID = 26
+DEF TR_PENDING_TRANSFER_HAS_DIFFERENT_CREDIT_ACCOUNT_ID = 27
+DEF TR_PENDING_TRANSFER_HAS_DIFFERENT_LEDGER = 28
+DEF TR_PENDING_TRANSFER_HAS_DIFFERENT_CODE = 29
+DEF TR_EXCEEDS_PENDING_TRANSFER_AMOUNT = 30
+DEF TR_PENDING_TRANSFER_HAS_DIFFERENT_AMOUNT = 31
+DEF TR_PENDING_TRANSFER_ALREADY_POSTED = 32
+DEF TR_PENDING_TRANSFER_ALREADY_VOIDED = 33
+DEF TR_PENDING_TRANSFER_EXPIRED = 34
+DEF TR_DEBIT_ACCOUNT_ID_MUST_NOT_BE_ZERO = 35
+DEF TR_DEBIT_ACCOUNT_ID_MUST_NOT_BE_INT_MAX = 36
+DEF TR_CREDIT_ACCOUNT_ID_MUST_NOT_BE_ZERO = 37
+DEF TR_CREDIT_ACCOUNT_ID_MUST_NOT_BE_INT_MAX = 38
+DEF TR_ACCOUNTS_MUST_BE_DIFFERENT = 39
+DEF TR_PENDING_ID_MUST_BE_ZERO = 40
+DEF TR_AMOUNT_MUST_NOT_BE_ZERO = 41
+DEF TR_LEDGER_MUST_NOT_BE_ZERO = 42
+DEF TR_CODE_MUST_NOT_BE_ZERO = 43
+DEF TR_CLOSING_TRANSFER_MUST_BE_PENDING = 44
+DEF TR_DEBIT_ACCOUNT_NOT_FOUND = 45
+DEF TR_CREDIT_ACCOUNT_NOT_FOUND = 46
+DEF TR_ACCOUNTS_MUST_HAVE_THE_SAME_LEDGER = 47
+DEF TR_TRANSFER_MUST_HAVE_THE_SAME_LEDGER_AS_ACCOUNTS = 48
+DEF TR_DEBIT_ACCOUNT_ALREADY_CLOSED = 49
+DEF TR_CREDIT_ACCOUNT_ALREADY_CLOSED = 50
+DEF TR_OVERFLOWS_TIMEOUT = 51
+DEF TR_OVERFLOWS_DEBITS_PENDING = 52
+DEF TR_OVERFLOWS_CREDITS_PENDING = 53
+DEF TR_OVERFLOWS_DEBITS_POSTED = 54
+DEF TR_OVERFLOWS_CREDITS_POSTED = 55
+DEF TR_OVERFLOWS_DEBITS = 56
+DEF TR_OVERFLOWS_CREDITS = 57
+DEF TR_EXCEEDS_CREDITS = 58
+DEF TR_EXCEEDS_DEBITS = 59
+DEF TR_PENDING_TRANSFERS_FULL = 60
+DEF TR_COUNT = 61
+
+DEF BATCH_EVENTS_MAX = 8189
+DEF RECORD_BYTES = 72
+
+# The C constants above must say what ledger/types.py says; refuse to load otherwise (the
+# package then falls back to the pure twin and test_compiled_is_loaded fails loudly).
+_C_TRANSFER_RESULTS = {
+    "OK": TR_OK, "LINKED_EVENT_FAILED": TR_LINKED_EVENT_FAILED,
+    "LINKED_EVENT_CHAIN_OPEN": TR_LINKED_EVENT_CHAIN_OPEN,
+    "EXISTS": TR_EXISTS, "ID_ALREADY_FAILED": TR_ID_ALREADY_FAILED,
+    "PENDING_TRANSFER_EXPIRED": TR_PENDING_TRANSFER_EXPIRED,
+    "OVERFLOWS_TIMEOUT": TR_OVERFLOWS_TIMEOUT,
+    "PENDING_TRANSFERS_FULL": TR_PENDING_TRANSFERS_FULL,
+}
+_C_ACCOUNT_RESULTS = {"EXISTS": AR_EXISTS, "ACCOUNTS_FULL": AR_ACCOUNTS_FULL}
+if (len(CreateTransferResult) != TR_COUNT
+        or any(CreateTransferResult[name] != value
+               for name, value in _C_TRANSFER_RESULTS.items())
+        or len(CreateAccountResult) != AR_ACCOUNTS_FULL + 1
+        or any(CreateAccountResult[name] != value
+               for name, value in _C_ACCOUNT_RESULTS.items())
+        or _BATCH_EVENTS_MAX != BATCH_EVENTS_MAX or _RECORD_BYTES != RECORD_BYTES
+        or _TRANSFER_FLAGS_KNOWN != 0xFF or _ACCOUNT_FLAGS_KNOWN != 0x1F
+        or sizeof(TransferRecord) != RECORD_BYTES or sizeof(AccountRecord) != RECORD_BYTES
+        or sizeof(Retained) != RETAINED_STRUCT.size
+        or sizeof(HistoryRow) != HISTORY_STRUCT.size):
+    raise ImportError("ledger._core was built against a different ledger.types contract")
+
+_TRANSFER_RESULTS = tuple(CreateTransferResult)
+_ACCOUNT_RESULTS = tuple(CreateAccountResult)
+assert all(member.value == index for index, member in enumerate(_TRANSFER_RESULTS))
+assert all(member.value == index for index, member in enumerate(_ACCOUNT_RESULTS))
+_PENDING_STATUSES = tuple(PendingStatus)
+
+cdef uint8_t POISONS[TR_COUNT]
+memset(POISONS, 0, sizeof(POISONS))
+for _result in TRANSFER_RESULTS_POISONING_ID:
+    POISONS[<int>_result] = 1
+
+
+# ------------------------------------------------------------------------------ id tables
+
+cdef inline uint64_t table_home(const IdTable* table, uint64_t id) noexcept nogil:
+    return (id * GOLDEN) >> table.shift
+
+
+cdef inline uint64_t table_find(const IdTable* table, uint64_t id) noexcept nogil:
+    """The index stored for `id`, or NO_INDEX."""
+    cdef uint64_t i = table_home(table, id)
+    cdef uint64_t found
+    while True:
+        found = table.slots[i].id
+        if found == id:
+            return table.slots[i].index
+        if found == 0:
+            return NO_INDEX
+        i = (i + 1) & table.mask
+
+
+cdef inline void table_insert(IdTable* table, uint64_t id, uint64_t index) noexcept nogil:
+    """Insert an id known to be absent; capacity was reserved before the batch."""
+    cdef uint64_t i = table_home(table, id)
+    while table.slots[i].id != 0:
+        i = (i + 1) & table.mask
+    table.slots[i].id = id
+    table.slots[i].index = index
+    table.count += 1
+
+
+cdef void table_remove(IdTable* table, uint64_t id) noexcept nogil:
+    """Remove a present id, shifting later entries of its probe run back (no tombstones,
+    so lookups stay short however many ids the ring evicts)."""
+    cdef uint64_t i = table_home(table, id)
+    cdef uint64_t j, home
+    cdef bint stays
+    while table.slots[i].id != id:
+        i = (i + 1) & table.mask
+    j = i
+    while True:
+        j = (j + 1) & table.mask
+        if table.slots[j].id == 0:
+            break
+        home = table_home(table, table.slots[j].id)
+        if i <= j:
+            stays = i < home and home <= j
+        else:
+            stays = i < home or home <= j
+        if not stays:
+            table.slots[i] = table.slots[j]
+            i = j
+    table.slots[i].id = 0
+    table.slots[i].index = 0
+    table.count -= 1
+
+
+cdef int table_reserve(IdTable* table, uint64_t needed) except -1:
+    """Grow so that `needed` ids keep the load factor at or under 1/2."""
+    cdef uint64_t capacity = TABLE_CAPACITY_MIN
+    cdef uint32_t bits = 4
+    cdef IdSlot* old_slots = table.slots
+    cdef uint64_t old_capacity = table.mask + 1 if old_slots != NULL else 0
+    cdef uint64_t i
+    if old_slots != NULL and needed * 2 <= old_capacity:
+        return 0
+    while capacity < needed * 2:
+        capacity <<= 1
+        bits += 1
+    cdef IdSlot* slots = <IdSlot*>PyMem_Calloc(capacity, sizeof(IdSlot))
+    if slots == NULL:
+        raise MemoryError()
+    table.slots = slots
+    table.mask = capacity - 1
+    table.shift = 64 - bits
+    table.count = 0
+    for i in range(old_capacity):
+        if old_slots[i].id != 0:
+            table_insert(table, old_slots[i].id, old_slots[i].index)
+    PyMem_Free(old_slots)
+    return 0
+
+
+cdef void table_free(IdTable* table) noexcept:
+    PyMem_Free(table.slots)
+    table.slots = NULL
+
+
+cdef int grow_array(void** array, uint64_t* capacity, uint64_t needed, uint64_t maximum,
+                    size_t item_size) except -1:
+    """Grow `*array` (contents kept) to hold `needed` items: at least double, at most
+    `maximum`, so repeated small batches stay amortised O(1)."""
+    if needed <= capacity[0]:
+        return 0
+    cdef uint64_t new_capacity = capacity[0] * 2
+    if new_capacity < needed:
+        new_capacity = needed
+    if new_capacity < 16:
+        new_capacity = 16
+    if new_capacity > maximum:
+        new_capacity = maximum
+    if new_capacity < needed:
+        raise AssertionError("growing past a configured bound")
+    cdef void* grown = PyMem_Realloc(array[0], new_capacity * item_size)
+    if grown == NULL:
+        raise MemoryError()
+    array[0] = grown
+    capacity[0] = new_capacity
+    return 0
+
+
+# ------------------------------------------------------------------------------ undo log
+
+cdef inline UndoEntry* undo_push(State* s, uint32_t kind) noexcept nogil:
+    cdef UndoEntry* entry = &s.undo[s.undo_count]
+    s.undo_count += 1
+    entry.kind = kind
+    return entry
+
+
+cdef inline void save_account(State* s, uint64_t index) noexcept nogil:
+    cdef UndoEntry* entry
+    cdef AccountRecord* account
+    if s.undo_active:
+        account = &s.accounts[index]
+        entry = undo_push(s, UNDO_ACCOUNT)
+        entry.index = index
+        entry.balances[0] = account.debits_pending
+        entry.balances[1] = account.debits_posted
+        entry.balances[2] = account.credits_pending
+        entry.balances[3] = account.credits_posted
+        entry.flags = account.flags
+
+
+# ------------------------------------------------------------------------------ ring, pool, heap, history
+
+cdef void ring_push(State* s, const Retained* retained) noexcept nogil:
+    cdef uint64_t head = s.ring_head
+    cdef UndoEntry* entry = NULL
+    cdef bint full = s.ring_count == s.ring_max
+    if s.undo_active:
+        entry = undo_push(s, UNDO_RING_PUSH)
+        entry.occupied = full
+        if full:
+            entry.saved.retained = s.ring[head]
+    if full:
+        table_remove(&s.ring_table, s.ring[head].record.id)
+    else:
+        s.ring_count += 1
+    s.ring[head] = retained[0]
+    table_insert(&s.ring_table, retained.record.id, head)
+    head += 1
+    s.ring_head = 0 if head == s.ring_max else head
+
+
+cdef void ring_pop(State* s, const UndoEntry* entry) noexcept nogil:
+    cdef uint64_t head = (s.ring_head if s.ring_head != 0 else s.ring_max) - 1
+    table_remove(&s.ring_table, s.ring[head].record.id)
+    if entry.occupied:
+        s.ring[head] = entry.saved.retained
+        table_insert(&s.ring_table, s.ring[head].record.id, head)
+    else:
+        s.ring_count -= 1
+        memset(&s.ring[head], 0, sizeof(Retained))
+    s.ring_head = head
+
+
+cdef inline bint heap_less(const HeapEntry* a, const HeapEntry* b) noexcept nogil:
+    if a.deadline_ns != b.deadline_ns:
+        return a.deadline_ns < b.deadline_ns
+    return a.timestamp < b.timestamp
+
+
+cdef inline void heap_place(State* s, uint64_t position, const HeapEntry* item) noexcept nogil:
+    s.heap[position] = item[0]
+    s.pool[item.pool_index].heap_position = <uint32_t>position
+
+
+cdef void heap_sift_up(State* s, uint64_t position) noexcept nogil:
+    cdef HeapEntry item = s.heap[position]
+    cdef uint64_t parent
+    while position > 0:
+        parent = (position - 1) >> 1
+        if not heap_less(&item, &s.heap[parent]):
+            break
+        heap_place(s, position, &s.heap[parent])
+        position = parent
+    heap_place(s, position, &item)
+
+
+cdef void heap_sift_down(State* s, uint64_t position) noexcept nogil:
+    cdef HeapEntry item = s.heap[position]
+    cdef uint64_t child
+    while True:
+        child = 2 * position + 1
+        if child >= s.heap_count:
+            break
+        if child + 1 < s.heap_count and heap_less(&s.heap[child + 1], &s.heap[child]):
+            child += 1
+        if not heap_less(&s.heap[child], &item):
+            break
+        heap_place(s, position, &s.heap[child])
+        position = child
+    heap_place(s, position, &item)
+
+
+cdef void heap_remove_at(State* s, uint64_t position) noexcept nogil:
+    cdef uint64_t last
+    s.heap_count -= 1
+    last = s.heap_count
+    if position == last:
+        return
+    heap_place(s, position, &s.heap[last])
+    if position > 0 and heap_less(&s.heap[position], &s.heap[(position - 1) >> 1]):
+        heap_sift_up(s, position)
+    else:
+        heap_sift_down(s, position)
+
+
+cdef uint64_t pool_add_entry(State* s, const PendingEntry* source) noexcept nogil:
+    """Put a pending transfer in the pool (and the heap if it can expire). Free slots are
+    chained through their deadline_ns field."""
+    cdef uint64_t index
+    cdef PendingEntry* slot
+    cdef HeapEntry item
+    if s.pool_free != NO_INDEX:
+        index = s.pool_free
+        s.pool_free = s.pool[index].deadline_ns
+    else:
+        index = s.pool_used
+        s.pool_used += 1
+    slot = &s.pool[index]
+    slot[0] = source[0]
+    slot.heap_position = NO_HEAP_POSITION
+    slot.padding = 0
+    s.pool_count += 1
+    table_insert(&s.pool_table, slot.retained.record.id, index)
+    if slot.retained.record.timeout_ms != 0:
+        item.deadline_ns = slot.deadline_ns
+        item.timestamp = slot.retained.record.timestamp
+        item.pool_index = index
+        s.heap[s.heap_count] = item
+        s.heap_count += 1
+        heap_sift_up(s, s.heap_count - 1)
+    return index
+
+
+cdef void pool_remove_entry(State* s, uint64_t index) noexcept nogil:
+    cdef PendingEntry* slot = &s.pool[index]
+    if slot.heap_position != NO_HEAP_POSITION:
+        heap_remove_at(s, slot.heap_position)
+    table_remove(&s.pool_table, slot.retained.record.id)
+    memset(slot, 0, sizeof(PendingEntry))
+    slot.deadline_ns = s.pool_free
+    s.pool_free = index
+    s.pool_count -= 1
+
+
+cdef void history_push(State* s, const AccountRecord* account,
+                       uint64_t timestamp) noexcept nogil:
+    cdef uint64_t head = s.history_head
+    cdef UndoEntry* entry
+    cdef HistoryRow* row = &s.history[head]
+    cdef bint full = s.history_count == s.history_max
+    if s.undo_active:
+        entry = undo_push(s, UNDO_HISTORY_PUSH)
+        entry.occupied = full
+        if full:
+            entry.row = row[0]
+    if not full:
+        s.history_count += 1
+    row.account_id = account.id
+    row.timestamp = timestamp
+    row.debits_pending = account.debits_pending
+    row.debits_posted = account.debits_posted
+    row.credits_pending = account.credits_pending
+    row.credits_posted = account.credits_posted
+    head += 1
+    s.history_head = 0 if head == s.history_max else head
+
+
+cdef inline void history_rows(State* s, uint64_t debit_index, uint64_t credit_index,
+                              uint64_t timestamp) noexcept nogil:
+    if s.accounts[debit_index].flags & A_HISTORY:
+        history_push(s, &s.accounts[debit_index], timestamp)
+    if s.accounts[credit_index].flags & A_HISTORY:
+        history_push(s, &s.accounts[credit_index], timestamp)
+
+
+cdef void rollback(State* s) noexcept nogil:
+    """Undo everything the open chain did, newest first, and close the undo log."""
+    cdef UndoEntry* entry
+    cdef AccountRecord* account
+    cdef uint64_t index, head
+    s.undo_active = False
+    while s.undo_count > 0:
+        s.undo_count -= 1
+        entry = &s.undo[s.undo_count]
+        if entry.kind == UNDO_ACCOUNT:
+            account = &s.accounts[entry.index]
+            account.debits_pending = entry.balances[0]
+            account.debits_posted = entry.balances[1]
+            account.credits_pending = entry.balances[2]
+            account.credits_posted = entry.balances[3]
+            account.flags = entry.flags
+        elif entry.kind == UNDO_ACCOUNT_CREATED:
+            s.account_count -= 1
+            table_remove(&s.account_table, s.accounts[s.account_count].id)
+            memset(&s.accounts[s.account_count], 0, sizeof(AccountRecord))
+        elif entry.kind == UNDO_RING_PUSH:
+            ring_pop(s, entry)
+        elif entry.kind == UNDO_STATUS:
+            s.ring[entry.index].status = <uint8_t>entry.flags
+        elif entry.kind == UNDO_POOL_ADD:
+            # By id, not slot: a re-added entry may have landed in another slot.
+            pool_remove_entry(s, table_find(&s.pool_table, entry.index))
+        elif entry.kind == UNDO_POOL_REMOVE:
+            pool_add_entry(s, &entry.saved)
+        elif entry.kind == UNDO_HISTORY_PUSH:
+            head = (s.history_head if s.history_head != 0 else s.history_max) - 1
+            if entry.occupied:
+                s.history[head] = entry.row
+            else:
+                memset(&s.history[head], 0, sizeof(HistoryRow))
+                s.history_count -= 1
+            s.history_head = head
+
+
+# ------------------------------------------------------------------------------ accounts
+
+cdef uint8_t create_account(State* s, const AccountRecord* a, uint64_t timestamp) noexcept nogil:
+    cdef uint64_t index
+    cdef AccountRecord* existing
+    if a.timestamp != 0:
+        return AR_TIMESTAMP_MUST_BE_ZERO
+    if a.reserved != 0:
+        return AR_RESERVED_FIELD
+    if a.flags & ~0x1F:
+        return AR_RESERVED_FLAG
+    if a.id == 0:
+        return AR_ID_MUST_NOT_BE_ZERO
+    if a.id == U64_MAX:
+        return AR_ID_MUST_NOT_BE_INT_MAX
+    index = table_find(&s.account_table, a.id)
+    if index != NO_INDEX:
+        existing = &s.accounts[index]
+        # CLOSED is not compared: closing transfers change it after creation.
+        if (existing.flags ^ a.flags) & ~A_CLOSED:
+            return AR_EXISTS_WITH_DIFFERENT_FLAGS
+        if existing.user_data_64 != a.user_data_64:
+            return AR_EXISTS_WITH_DIFFERENT_USER_DATA_64
+        if existing.user_data_32 != a.user_data_32:
+            return AR_EXISTS_WITH_DIFFERENT_USER_DATA_32
+        if existing.ledger != a.ledger:
+            return AR_EXISTS_WITH_DIFFERENT_LEDGER
+        if existing.code != a.code:
+            return AR_EXISTS_WITH_DIFFERENT_CODE
+        return AR_EXISTS
+    if (a.flags & A_DEBITS_MUST_NOT_EXCEED_CREDITS
+            and a.flags & A_CREDITS_MUST_NOT_EXCEED_DEBITS):
+        return AR_FLAGS_ARE_MUTUALLY_EXCLUSIVE
+    if a.debits_pending != 0:
+        return AR_DEBITS_PENDING_MUST_BE_ZERO
+    if a.debits_posted != 0:
+        return AR_DEBITS_POSTED_MUST_BE_ZERO
+    if a.credits_pending != 0:
+        return AR_CREDITS_PENDING_MUST_BE_ZERO
+    if a.credits_posted != 0:
+        return AR_CREDITS_POSTED_MUST_BE_ZERO
+    if a.ledger == 0:
+        return AR_LEDGER_MUST_NOT_BE_ZERO
+    if a.code == 0:
+        return AR_CODE_MUST_NOT_BE_ZERO
+    if s.account_count >= s.accounts_max:
+        return AR_ACCOUNTS_FULL
+    index = s.account_count
+    s.accounts[index] = a[0]
+    s.accounts[index].timestamp = timestamp
+    s.account_count += 1
+    table_insert(&s.account_table, a.id, index)
+    if s.undo_active:
+        undo_push(s, UNDO_ACCOUNT_CREATED)
+    return AR_OK
+
+
+# ------------------------------------------------------------------------------ transfers
+
+cdef uint8_t transfer_exists(const Retained* existing, const TransferRecord* t) noexcept nogil:
+    cdef const TransferRecord* e = &existing.record
+    cdef bint post_or_void = (t.flags & (T_POST | T_VOID)) != 0
+    cdef uint64_t amount
+    if e.flags != t.flags:
+        return TR_EXISTS_WITH_DIFFERENT_FLAGS
+    if post_or_void:
+        # Zero fields of a post/void take the pending transfer's values, which the record
+        # holds; an amount of 0 means the pending amount (kept in amount_bound_minor).
+        if t.debit_account_id != 0 and t.debit_account_id != e.debit_account_id:
+            return TR_EXISTS_WITH_DIFFERENT_DEBIT_ACCOUNT_ID
+        if t.credit_account_id != 0 and t.credit_account_id != e.credit_account_id:
+            return TR_EXISTS_WITH_DIFFERENT_CREDIT_ACCOUNT_ID
+        amount = t.amount_minor if t.amount_minor != 0 else existing.amount_bound_minor
+        if amount != e.amount_minor:
+            return TR_EXISTS_WITH_DIFFERENT_AMOUNT
+    else:
+        if t.debit_account_id != e.debit_account_id:
+            return TR_EXISTS_WITH_DIFFERENT_DEBIT_ACCOUNT_ID
+        if t.credit_account_id != e.credit_account_id:
+            return TR_EXISTS_WITH_DIFFERENT_CREDIT_ACCOUNT_ID
+        if t.amount_minor != existing.amount_bound_minor:
+            return TR_EXISTS_WITH_DIFFERENT_AMOUNT
+    if t.pending_id != e.pending_id:
+        return TR_EXISTS_WITH_DIFFERENT_PENDING_ID
+    if t.user_data_64 != e.user_data_64:
+        return TR_EXISTS_WITH_DIFFERENT_USER_DATA_64
+    if t.user_data_32 != e.user_data_32:
+        return TR_EXISTS_WITH_DIFFERENT_USER_DATA_32
+    if t.timeout_ms != e.timeout_ms:
+        return TR_EXISTS_WITH_DIFFERENT_TIMEOUT
+    if post_or_void:
+        if t.ledger != 0 and t.ledger != e.ledger:
+            return TR_EXISTS_WITH_DIFFERENT_LEDGER
+        if t.code != 0 and t.code != e.code:
+            return TR_EXISTS_WITH_DIFFERENT_CODE
+    else:
+        if t.ledger != e.ledger:
+            return TR_EXISTS_WITH_DIFFERENT_LEDGER
+        if t.code != e.code:
+            return TR_EXISTS_WITH_DIFFERENT_CODE
+    return TR_EXISTS
+
+
+cdef uint8_t post_or_void(State* s, const TransferRecord* t, uint64_t timestamp) noexcept nogil:
+    cdef uint64_t pool_index, ring_index, debit_index, credit_index
+    cdef const Retained* found
+    cdef AccountRecord* debit
+    cdef AccountRecord* credit
+    cdef UndoEntry* entry
+    cdef Retained record
+    cdef uint64_t pending_amount, posted_amount, deadline_ns
+    cdef uint16_t pending_flags
+    cdef bint post = (t.flags & T_POST) != 0
+    if t.pending_id == 0:
+        return TR_PENDING_ID_MUST_NOT_BE_ZERO
+    if t.pending_id == U64_MAX:
+        return TR_PENDING_ID_MUST_NOT_BE_INT_MAX
+    if t.pending_id == t.id:
+        return TR_PENDING_ID_MUST_BE_DIFFERENT
+    pool_index = table_find(&s.pool_table, t.pending_id) if s.pool_count else NO_INDEX
+    if pool_index != NO_INDEX:
+        found = &s.pool[pool_index].retained
+    else:
+        ring_index = table_find(&s.ring_table, t.pending_id)
+        if ring_index == NO_INDEX:
+            return TR_PENDING_TRANSFER_NOT_FOUND
+        found = &s.ring[ring_index]
+        if found.kind == KIND_FAILED:
+            return TR_PENDING_TRANSFER_NOT_FOUND
+    if not found.record.flags & T_PENDING:
+        return TR_PENDING_TRANSFER_NOT_PENDING
+    if t.debit_account_id != 0 and t.debit_account_id != found.record.debit_account_id:
+        return TR_PENDING_TRANSFER_HAS_DIFFERENT_DEBIT_ACCOUNT_ID
+    if t.credit_account_id != 0 and t.credit_account_id != found.record.credit_account_id:
+        return TR_PENDING_TRANSFER_HAS_DIFFERENT_CREDIT_ACCOUNT_ID
+    if t.ledger != 0 and t.ledger != found.record.ledger:
+        return TR_PENDING_TRANSFER_HAS_DIFFERENT_LEDGER
+    if t.code != 0 and t.code != found.record.code:
+        return TR_PENDING_TRANSFER_HAS_DIFFERENT_CODE
+    pending_amount = found.record.amount_minor
+    if post and t.amount_minor > pending_amount:
+        return TR_EXCEEDS_PENDING_TRANSFER_AMOUNT
+    if not post and t.amount_minor != 0 and t.amount_minor != pending_amount:
+        return TR_PENDING_TRANSFER_HAS_DIFFERENT_AMOUNT
+    if found.status == STATUS_POSTED:
+        return TR_PENDING_TRANSFER_ALREADY_POSTED
+    if found.status == STATUS_VOIDED:
+        return TR_PENDING_TRANSFER_ALREADY_VOIDED
+    if found.status == STATUS_EXPIRED:
+        return TR_PENDING_TRANSFER_EXPIRED
+    # An open pending transfer is always in the pool (status PENDING).
+    if pool_index == NO_INDEX:
+        return TR_PENDING_TRANSFER_NOT_FOUND  # unreachable unless the state is corrupt
+    deadline_ns = s.pool[pool_index].deadline_ns
+    if found.record.timeout_ms != 0 and deadline_ns <= timestamp:
+        return TR_PENDING_TRANSFER_EXPIRED
+    debit_index = table_find(&s.account_table, found.record.debit_account_id)
+    credit_index = table_find(&s.account_table, found.record.credit_account_id)
+    debit = &s.accounts[debit_index]
+    credit = &s.accounts[credit_index]
+    posted_amount = 0
+    if post:
+        posted_amount = t.amount_minor if t.amount_minor != 0 else pending_amount
+    # Cannot trigger while debits_pending + debits_posted <= 2**64-1 holds (the posted
+    # amount comes out of debits_pending); kept to mirror the reference's check order.
+    if posted_amount > U64_MAX - debit.debits_posted:
+        return TR_OVERFLOWS_DEBITS_POSTED
+    if posted_amount > U64_MAX - credit.credits_posted:
+        return TR_OVERFLOWS_CREDITS_POSTED
+    # Apply. Build the record first: `found` points into the pool slot removed below.
+    memset(&record, 0, sizeof(Retained))
+    record.record.id = t.id
+    record.record.debit_account_id = found.record.debit_account_id
+    record.record.credit_account_id = found.record.credit_account_id
+    record.record.amount_minor = posted_amount if post else pending_amount
+    record.record.pending_id = t.pending_id
+    record.record.user_data_64 = t.user_data_64
+    record.record.timestamp = timestamp
+    record.record.user_data_32 = t.user_data_32
+    record.record.ledger = found.record.ledger
+    record.record.code = found.record.code
+    record.record.flags = t.flags
+    record.amount_bound_minor = pending_amount
+    pending_flags = found.record.flags
+    save_account(s, debit_index)
+    save_account(s, credit_index)
+    debit.debits_pending -= pending_amount
+    credit.credits_pending -= pending_amount
+    debit.debits_posted += posted_amount
+    credit.credits_posted += posted_amount
+    if not post:
+        if pending_flags & T_CLOSING_DEBIT:
+            debit.flags &= ~A_CLOSED
+        if pending_flags & T_CLOSING_CREDIT:
+            credit.flags &= ~A_CLOSED
+    ring_index = table_find(&s.ring_table, t.pending_id)
+    if ring_index != NO_INDEX:
+        if s.undo_active:
+            entry = undo_push(s, UNDO_STATUS)
+            entry.index = ring_index
+            entry.flags = s.ring[ring_index].status
+        s.ring[ring_index].status = STATUS_POSTED if post else STATUS_VOIDED
+    if s.undo_active:
+        entry = undo_push(s, UNDO_POOL_REMOVE)
+        entry.saved = s.pool[pool_index]
+    pool_remove_entry(s, pool_index)
+    ring_push(s, &record)
+    history_rows(s, debit_index, credit_index, timestamp)
+    return TR_OK
+
+
+cdef uint8_t single_or_pending(State* s, const TransferRecord* t, uint64_t timestamp) noexcept nogil:
+    cdef uint16_t flags = t.flags
+    cdef bint is_pending = (flags & T_PENDING) != 0
+    cdef uint64_t debit_index, credit_index, amount, room, debit_total, credit_total
+    cdef AccountRecord* debit
+    cdef AccountRecord* credit
+    cdef Retained record
+    cdef PendingEntry pending
+    cdef UndoEntry* entry
+    if t.debit_account_id == 0:
+        return TR_DEBIT_ACCOUNT_ID_MUST_NOT_BE_ZERO
+    if t.debit_account_id == U64_MAX:
+        return TR_DEBIT_ACCOUNT_ID_MUST_NOT_BE_INT_MAX
+    if t.credit_account_id == 0:
+        return TR_CREDIT_ACCOUNT_ID_MUST_NOT_BE_ZERO
+    if t.credit_account_id == U64_MAX:
+        return TR_CREDIT_ACCOUNT_ID_MUST_NOT_BE_INT_MAX
+    if t.debit_account_id == t.credit_account_id:
+        return TR_ACCOUNTS_MUST_BE_DIFFERENT
+    if t.pending_id != 0:
+        return TR_PENDING_ID_MUST_BE_ZERO
+    if t.amount_minor == 0 and not flags & (T_BALANCING_DEBIT | T_BALANCING_CREDIT):
+        return TR_AMOUNT_MUST_NOT_BE_ZERO
+    if t.ledger == 0:
+        return TR_LEDGER_MUST_NOT_BE_ZERO
+    if t.code == 0:
+        return TR_CODE_MUST_NOT_BE_ZERO
+    if flags & (T_CLOSING_DEBIT | T_CLOSING_CREDIT) and not is_pending:
+        return TR_CLOSING_TRANSFER_MUST_BE_PENDING
+    debit_index = table_find(&s.account_table, t.debit_account_id)
+    if debit_index == NO_INDEX:
+        return TR_DEBIT_ACCOUNT_NOT_FOUND
+    credit_index = table_find(&s.account_table, t.credit_account_id)
+    if credit_index == NO_INDEX:
+        return TR_CREDIT_ACCOUNT_NOT_FOUND
+    debit = &s.accounts[debit_index]
+    credit = &s.accounts[credit_index]
+    if debit.ledger != credit.ledger:
+        return TR_ACCOUNTS_MUST_HAVE_THE_SAME_LEDGER
+    if t.ledger != debit.ledger:
+        return TR_TRANSFER_MUST_HAVE_THE_SAME_LEDGER_AS_ACCOUNTS
+    if debit.flags & A_CLOSED:
+        return TR_DEBIT_ACCOUNT_ALREADY_CLOSED
+    if credit.flags & A_CLOSED:
+        return TR_CREDIT_ACCOUNT_ALREADY_CLOSED
+    # timeout_ms < 2**32, so timeout_ms * 1e6 < 2**52 never overflows by itself.
+    if is_pending and <uint64_t>t.timeout_ms * NS_PER_MS > U64_MAX - timestamp:
+        return TR_OVERFLOWS_TIMEOUT
+    amount = t.amount_minor
+    if flags & (T_BALANCING_DEBIT | T_BALANCING_CREDIT):
+        # The input amount is an upper bound (0: none); take what the account(s) can still
+        # bear, saturating at 0.
+        if amount == 0:
+            amount = U64_MAX
+        if flags & T_BALANCING_DEBIT:
+            room = saturating_room(debit.credits_posted, debit.debits_posted,
+                                   debit.debits_pending)
+            if room < amount:
+                amount = room
+        if flags & T_BALANCING_CREDIT:
+            room = saturating_room(credit.debits_posted, credit.credits_posted,
+                                   credit.credits_pending)
+            if room < amount:
+                amount = room
+    if is_pending:
+        if amount > U64_MAX - debit.debits_pending:
+            return TR_OVERFLOWS_DEBITS_PENDING
+        if amount > U64_MAX - credit.credits_pending:
+            return TR_OVERFLOWS_CREDITS_PENDING
+    else:
+        if amount > U64_MAX - debit.debits_posted:
+            return TR_OVERFLOWS_DEBITS_POSTED
+        if amount > U64_MAX - credit.credits_posted:
+            return TR_OVERFLOWS_CREDITS_POSTED
+    # pending + posted never exceeds 2**64-1 (this check keeps it so), so the sums are safe.
+    debit_total = debit.debits_pending + debit.debits_posted
+    credit_total = credit.credits_pending + credit.credits_posted
+    if amount > U64_MAX - debit_total:
+        return TR_OVERFLOWS_DEBITS
+    if amount > U64_MAX - credit_total:
+        return TR_OVERFLOWS_CREDITS
+    if debit.flags & A_DEBITS_MUST_NOT_EXCEED_CREDITS and debit_total + amount > debit.credits_posted:
+        return TR_EXCEEDS_CREDITS
+    if credit.flags & A_CREDITS_MUST_NOT_EXCEED_DEBITS and credit_total + amount > credit.debits_posted:
+        return TR_EXCEEDS_DEBITS
+    if is_pending and s.pool_count >= s.pool_max:
+        return TR_PENDING_TRANSFERS_FULL
+    # Apply.
+    save_account(s, debit_index)
+    save_account(s, credit_index)
+    if is_pending:
+        debit.debits_pending += amount
+        credit.credits_pending += amount
+        if flags & T_CLOSING_DEBIT:
+            debit.flags |= A_CLOSED
+        if flags & T_CLOSING_CREDIT:
+            credit.flags |= A_CLOSED
+    else:
+        debit.debits_posted += amount
+        credit.credits_posted += amount
+    record.record = t[0]
+    record.record.amount_minor = amount
+    record.record.timestamp = timestamp
+    record.amount_bound_minor = t.amount_minor
+    record.kind = KIND_TRANSFER
+    record.status = STATUS_PENDING if is_pending else STATUS_NONE
+    record.failed_result = 0
+    memset(record.padding, 0, 5)
+    ring_push(s, &record)
+    if is_pending:
+        pending.retained = record
+        pending.deadline_ns = timestamp + <uint64_t>t.timeout_ms * NS_PER_MS
+        pool_add_entry(s, &pending)
+        if s.undo_active:
+            entry = undo_push(s, UNDO_POOL_ADD)
+            entry.index = t.id
+    history_rows(s, debit_index, credit_index, timestamp)
+    return TR_OK
+
+
+cdef inline uint64_t saturating_room(uint64_t limit, uint64_t used_a, uint64_t used_b) noexcept nogil:
+    """max(limit - used_a - used_b, 0) without wrapping."""
+    if used_a >= limit:
+        return 0
+    limit -= used_a
+    if used_b >= limit:
+        return 0
+    return limit - used_b
+
+
+cdef uint8_t create_transfer_event(State* s, const TransferRecord* t,
+                                   uint64_t timestamp) noexcept nogil:
+    cdef uint16_t flags = t.flags
+    cdef uint16_t phase
+    cdef uint64_t index
+    cdef const Retained* existing
+    if t.timestamp != 0:
+        return TR_TIMESTAMP_MUST_BE_ZERO
+    if flags & ~0xFF:
+        return TR_RESERVED_FLAG
+    if t.id == 0:
+        return TR_ID_MUST_NOT_BE_ZERO
+    if t.id == U64_MAX:
+        return TR_ID_MUST_NOT_BE_INT_MAX
+    index = table_find(&s.ring_table, t.id)
+    if index != NO_INDEX:
+        existing = &s.ring[index]
+        if existing.kind == KIND_FAILED:
+            return TR_ID_ALREADY_FAILED
+        return transfer_exists(existing, t)
+    if s.pool_count:
+        index = table_find(&s.pool_table, t.id)
+        if index != NO_INDEX:
+            return transfer_exists(&s.pool[index].retained, t)
+    phase = flags & (T_PENDING | T_POST | T_VOID)
+    if phase & (phase - 1):
+        return TR_FLAGS_ARE_MUTUALLY_EXCLUSIVE
+    if flags & (T_POST | T_VOID) and flags & (T_BALANCING_DEBIT | T_BALANCING_CREDIT
+                                              | T_CLOSING_DEBIT | T_CLOSING_CREDIT):
+        return TR_FLAGS_ARE_MUTUALLY_EXCLUSIVE
+    if t.timeout_ms != 0 and not flags & T_PENDING:
+        return TR_TIMEOUT_RESERVED_FOR_PENDING_TRANSFER
+    if flags & (T_POST | T_VOID):
+        return post_or_void(s, t, timestamp)
+    return single_or_pending(s, t, timestamp)
+
+
+cdef void remember_failed(State* s, uint64_t id, uint8_t result) noexcept nogil:
+    """An id whose attempt failed for a reason that depends on ledger state."""
+    cdef Retained record
+    memset(&record, 0, sizeof(Retained))
+    record.record.id = id
+    record.kind = KIND_FAILED
+    record.failed_result = result
+    ring_push(s, &record)
+
+
+cdef void run_transfers(State* s, const TransferRecord* records, uint64_t count,
+                        uint64_t base) noexcept nogil:
+    """The hot loop: TigerBeetle's chain rules around create_transfer_event."""
+    cdef uint64_t index, j
+    cdef int64_t chain_start = -1
+    cdef bint chain_broken = False
+    cdef bint linked
+    cdef uint8_t result
+    cdef uint8_t* codes = s.codes
+    for index in range(count):
+        linked = records[index].flags & T_LINKED
+        if linked and chain_start < 0:
+            chain_start = <int64_t>index
+            s.undo_active = True
+            s.undo_count = 0
+        if linked and index == count - 1:
+            result = TR_LINKED_EVENT_CHAIN_OPEN
+        elif chain_broken:
+            result = TR_LINKED_EVENT_FAILED
+        else:
+            result = create_transfer_event(s, &records[index], base + index)
+        codes[index] = result
+        if result != TR_OK:
+            if chain_start >= 0 and not chain_broken:
+                chain_broken = True
+                rollback(s)
+                for j in range(<uint64_t>chain_start, index):
+                    codes[j] = TR_LINKED_EVENT_FAILED
+            if POISONS[result]:
+                remember_failed(s, records[index].id, result)
+        if chain_start >= 0 and (not linked or result == TR_LINKED_EVENT_CHAIN_OPEN):
+            chain_start = -1
+            chain_broken = False
+            s.undo_active = False
+            s.undo_count = 0
+
+
+cdef void run_accounts(State* s, const AccountRecord* records, uint64_t count,
+                       uint64_t base) noexcept nogil:
+    cdef uint64_t index, j
+    cdef int64_t chain_start = -1
+    cdef bint chain_broken = False
+    cdef bint linked
+    cdef uint8_t result
+    cdef uint8_t* codes = s.codes
+    for index in range(count):
+        linked = records[index].flags & A_LINKED
+        if linked and chain_start < 0:
+            chain_start = <int64_t>index
+            s.undo_active = True
+            s.undo_count = 0
+        if linked and index == count - 1:
+            result = AR_LINKED_EVENT_CHAIN_OPEN
+        elif chain_broken:
+            result = AR_LINKED_EVENT_FAILED
+        else:
+            result = create_account(s, &records[index], base + index)
+        codes[index] = result
+        if result != AR_OK and chain_start >= 0 and not chain_broken:
+            chain_broken = True
+            rollback(s)
+            for j in range(<uint64_t>chain_start, index):
+                codes[j] = AR_LINKED_EVENT_FAILED
+        if chain_start >= 0 and (not linked or result == AR_LINKED_EVENT_CHAIN_OPEN):
+            chain_start = -1
+            chain_broken = False
+            s.undo_active = False
+            s.undo_count = 0
+
+
+cdef extern from *:
+    """
+    typedef struct { uint64_t timestamp; uint64_t index; } ponte_order_key;
+    static int ponte_order_key_compare(const void* a, const void* b) {
+        uint64_t x = ((const ponte_order_key*)a)->timestamp;
+        uint64_t y = ((const ponte_order_key*)b)->timestamp;
+        return (x > y) - (x < y);
+    }
+    """
+    ctypedef struct ponte_order_key:
+        uint64_t timestamp
+        uint64_t index
+    int ponte_order_key_compare(const void* a, const void* b) noexcept nogil
+
+
+cdef object _u128(uint64_t high, uint64_t low):
+    return (<object>high << 64) | <object>low
+
+
+cdef inline void _add_u128(uint64_t* high, uint64_t* low, uint64_t value) noexcept nogil:
+    low[0] += value
+    if low[0] < value:
+        high[0] += 1
+
+
+def _check_u64(value, name):
+    if not isinstance(value, int) or value < 0 or value > U64_MAX:
+        raise ValueError(f"{name} must be an int in [0, 2**64-1], got {value!r}")
+
+
+cdef class Ledger:
+    """The compiled ledger. See `ledger/api.py` for the contract."""
+
+    implementation = "compiled"
+
+    def __cinit__(self, config=None):
+        if config is None:
+            config = LedgerConfig()
+        if not isinstance(config, LedgerConfig):
+            raise TypeError("config must be a LedgerConfig")
+        self.config = config
+        self.debug_checks = config.debug_checks
+        memset(&self.state, 0, sizeof(State))
+        cdef State* s = &self.state
+        s.accounts_max = config.accounts_max
+        s.ring_max = config.transfers_retained_max
+        s.pool_max = config.pending_max
+        s.history_max = config.history_retained_max
+        s.pool_free = NO_INDEX
+        table_reserve(&s.account_table, 0)
+        table_reserve(&s.ring_table, 0)
+        table_reserve(&s.pool_table, 0)
+        s.codes = <uint8_t*>PyMem_Malloc(BATCH_EVENTS_MAX)
+        if s.codes == NULL:
+            raise MemoryError()
+
+    def __dealloc__(self):
+        cdef State* s = &self.state
+        PyMem_Free(s.accounts)
+        PyMem_Free(s.ring)
+        PyMem_Free(s.pool)
+        PyMem_Free(s.heap)
+        PyMem_Free(s.history)
+        PyMem_Free(s.undo)
+        PyMem_Free(s.codes)
+        table_free(&s.account_table)
+        table_free(&s.ring_table)
+        table_free(&s.pool_table)
+
+    # -------------------------------------------------------------------- properties
+
+    @property
+    def last_timestamp(self):
+        return self.state.last_timestamp
+
+    @property
+    def account_count(self):
+        return self.state.account_count
+
+    @property
+    def pending_count(self):
+        return self.state.pool_count
+
+    # -------------------------------------------------------------------- capacity
+
+    cdef int _reserve_for_transfers(self, uint64_t count, bint any_linked) except -1:
+        """Grow every structure so `count` more events cannot need memory mid-batch: each
+        event adds at most one retained entry, one pending entry and two history rows."""
+        cdef State* s = &self.state
+        cdef uint64_t needed
+        needed = min(s.ring_max, s.ring_count + count)
+        grow_array(<void**>&s.ring, &s.ring_capacity, needed, s.ring_max, sizeof(Retained))
+        table_reserve(&s.ring_table, needed)
+        needed = min(s.pool_max, max(s.pool_used, s.pool_count + count))
+        if needed > s.pool_capacity:
+            grow_array(<void**>&s.heap, &s.pool_capacity, needed, s.pool_max,
+                       sizeof(HeapEntry))
+            # Same capacity for the pool; grow_array updated pool_capacity already.
+            self._grow_pool_to(s.pool_capacity)
+        table_reserve(&s.pool_table, min(s.pool_max, s.pool_count + count))
+        needed = min(s.history_max, s.history_count + 2 * count)
+        grow_array(<void**>&s.history, &s.history_capacity, needed, s.history_max,
+                   sizeof(HistoryRow))
+        if any_linked:
+            needed = count * UNDO_PER_EVENT_MAX
+            grow_array(<void**>&s.undo, &s.undo_capacity, needed, needed * 2 + 16,
+                       sizeof(UndoEntry))
+        return 0
+
+    cdef int _grow_pool_to(self, uint64_t capacity) except -1:
+        cdef void* grown = PyMem_Realloc(self.state.pool, capacity * sizeof(PendingEntry))
+        if grown == NULL:
+            raise MemoryError()
+        self.state.pool = <PendingEntry*>grown
+        return 0
+
+    cdef int _reserve_for_accounts(self, uint64_t count, bint any_linked) except -1:
+        cdef State* s = &self.state
+        cdef uint64_t needed = min(s.accounts_max, s.account_count + count)
+        grow_array(<void**>&s.accounts, &s.account_capacity, needed, s.accounts_max,
+                   sizeof(AccountRecord))
+        table_reserve(&s.account_table, needed)
+        if any_linked:
+            needed = count * UNDO_PER_EVENT_MAX
+            grow_array(<void**>&s.undo, &s.undo_capacity, needed, needed * 2 + 16,
+                       sizeof(UndoEntry))
+        return 0
+
+    cdef uint64_t _base_timestamp(self, now_ns, uint64_t count) except? 0:
+        _check_u64(now_ns, "now_ns")
+        cdef uint64_t now = now_ns
+        cdef uint64_t last = self.state.last_timestamp
+        if now <= last:
+            if last == U64_MAX:
+                raise ValueError("the ledger clock would pass 2**64-1")
+            now = last + 1
+        if count - 1 > U64_MAX - now:
+            raise ValueError("the ledger clock would pass 2**64-1")
+        return now
+
+    # -------------------------------------------------------------------- batches
+
+    def create_accounts(self, batch, now_ns):
+        cdef Py_buffer view
+        cdef uint64_t count, base, index
+        cdef const AccountRecord* records
+        cdef void* aligned = NULL
+        cdef bint any_linked = False
+        _get_batch(batch, &view)
+        try:
+            count = <uint64_t>view.len // RECORD_BYTES
+            if count == 0:
+                return []
+            base = self._base_timestamp(now_ns, count)
+            records = <const AccountRecord*>view.buf
+            if (<uintptr_t>view.buf) & 7:
+                aligned = PyMem_Malloc(view.len)
+                if aligned == NULL:
+                    raise MemoryError()
+                memcpy(aligned, view.buf, view.len)
+                records = <const AccountRecord*>aligned
+            for index in range(count):
+                if records[index].flags & A_LINKED:
+                    any_linked = True
+                    break
+            self._reserve_for_accounts(count, any_linked)
+            self.state.last_timestamp = base + count - 1
+            run_accounts(&self.state, records, count, base)
+        finally:
+            PyMem_Free(aligned)
+            PyBuffer_Release(&view)
+        results = self._failures(count, _ACCOUNT_RESULTS)
+        if self.debug_checks:
+            self.check_invariants()
+        return results
+
+    def create_transfers(self, batch, now_ns):
+        cdef Py_buffer view
+        cdef uint64_t count, base, index
+        cdef const TransferRecord* records
+        cdef void* aligned = NULL
+        cdef bint any_linked = False
+        _get_batch(batch, &view)
+        try:
+            count = <uint64_t>view.len // RECORD_BYTES
+            if count == 0:
+                return []
+            base = self._base_timestamp(now_ns, count)
+            records = <const TransferRecord*>view.buf
+            if (<uintptr_t>view.buf) & 7:
+                aligned = PyMem_Malloc(view.len)
+                if aligned == NULL:
+                    raise MemoryError()
+                memcpy(aligned, view.buf, view.len)
+                records = <const TransferRecord*>aligned
+            for index in range(count):
+                if records[index].flags & T_LINKED:
+                    any_linked = True
+                    break
+            self._reserve_for_transfers(count, any_linked)
+            self.state.last_timestamp = base + count - 1
+            run_transfers(&self.state, records, count, base)
+        finally:
+            PyMem_Free(aligned)
+            PyBuffer_Release(&view)
+        results = self._failures(count, _TRANSFER_RESULTS)
+        if self.debug_checks:
+            self.check_invariants()
+        return results
+
+    cdef list _failures(self, uint64_t count, tuple members):
+        cdef list failures = []
+        cdef uint64_t index
+        cdef uint8_t* codes = self.state.codes
+        for index in range(count):
+            if codes[index]:
+                failures.append((index, members[codes[index]]))
+        return failures
+
+    def create_transfer(self, id, debit_account_id, credit_account_id, amount_minor,
+                        pending_id, user_data_64, user_data_32, timeout_ms, ledger, code,
+                        flags, now_ns):
+        """One transfer, exactly as `create_transfers` with a batch of one (see api.py)."""
+        cdef TransferRecord record
+        cdef uint64_t base
+        try:
+            record.id = id
+            record.debit_account_id = debit_account_id
+            record.credit_account_id = credit_account_id
+            record.amount_minor = amount_minor
+            record.pending_id = pending_id
+            record.user_data_64 = user_data_64
+            record.timestamp = 0
+            record.user_data_32 = user_data_32
+            record.timeout_ms = timeout_ms
+            record.ledger = ledger
+            record.code = code
+            record.flags = flags
+        except OverflowError as error:  # a field out of its unsigned range: a caller bug
+            raise ValueError(f"transfer field out of range: {error}") from None
+        base = self._base_timestamp(now_ns, 1)
+        self._reserve_for_transfers(1, (record.flags & T_LINKED) != 0)
+        self.state.last_timestamp = base
+        run_transfers(&self.state, &record, 1, base)
+        result = _TRANSFER_RESULTS[self.state.codes[0]]
+        if self.debug_checks:
+            self.check_invariants()
+        return result
+
+    # -------------------------------------------------------------------- expiry
+
+    def expire_pending(self, now_ns):
+        _check_u64(now_ns, "now_ns")
+        cdef State* s = &self.state
+        cdef uint64_t now = now_ns
+        cdef uint64_t count = 0, offset, base, index, ring_index
+        cdef uint64_t debit_index, credit_index, amount
+        cdef PendingEntry* entry
+        cdef uint16_t flags
+        # Count the due transfers first (a refused call must change nothing): walk the heap
+        # for every entry with deadline <= now (a subtree is skipped once its root is due
+        # later), then expire them in (deadline, timestamp) order by popping the minimum.
+        count = _count_due(s, 0, now)
+        if count == 0:
+            return []
+        base = self._base_timestamp(now_ns, count)
+        self.state.last_timestamp = base + count - 1
+        expired = []
+        for offset in range(count):
+            index = s.heap[0].pool_index
+            entry = &s.pool[index]
+            expired.append(entry.retained.record.id)
+            debit_index = table_find(&s.account_table, entry.retained.record.debit_account_id)
+            credit_index = table_find(&s.account_table,
+                                      entry.retained.record.credit_account_id)
+            amount = entry.retained.record.amount_minor
+            flags = entry.retained.record.flags
+            s.accounts[debit_index].debits_pending -= amount
+            s.accounts[credit_index].credits_pending -= amount
+            if flags & T_CLOSING_DEBIT:
+                s.accounts[debit_index].flags &= ~A_CLOSED
+            if flags & T_CLOSING_CREDIT:
+                s.accounts[credit_index].flags &= ~A_CLOSED
+            ring_index = table_find(&s.ring_table, entry.retained.record.id)
+            if ring_index != NO_INDEX:
+                s.ring[ring_index].status = STATUS_EXPIRED
+            pool_remove_entry(s, index)
+            history_rows(s, debit_index, credit_index, base + offset)
+        if self.debug_checks:
+            self.check_invariants()
+        return expired
+
+    # -------------------------------------------------------------------- lookups
+
+    def lookup_accounts(self, ids):
+        cdef State* s = &self.state
+        cdef uint64_t index
+        found = []
+        for id_ in ids:
+            if not isinstance(id_, int) or id_ <= 0 or id_ >= U64_MAX:
+                continue
+            index = table_find(&s.account_table, <uint64_t>id_)
+            if index != NO_INDEX:
+                found.append(_public_account(&s.accounts[index]))
+        return found
+
+    def lookup_transfers(self, ids):
+        cdef State* s = &self.state
+        cdef uint64_t index
+        found = []
+        for id_ in ids:
+            if not isinstance(id_, int) or id_ <= 0 or id_ >= U64_MAX:
+                continue
+            index = table_find(&s.ring_table, <uint64_t>id_)
+            if index != NO_INDEX:
+                if s.ring[index].kind == KIND_TRANSFER:
+                    found.append(_public_transfer(&s.ring[index].record))
+                continue
+            if s.pool_count:
+                index = table_find(&s.pool_table, <uint64_t>id_)
+                if index != NO_INDEX:
+                    found.append(_public_transfer(&s.pool[index].retained.record))
+        return found
+
+    def pending_status(self, transfer_id):
+        cdef State* s = &self.state
+        cdef uint64_t index
+        if not isinstance(transfer_id, int) or transfer_id <= 0 or transfer_id >= U64_MAX:
+            return PendingStatus.NONE
+        if s.pool_count and table_find(&s.pool_table, <uint64_t>transfer_id) != NO_INDEX:
+            return PendingStatus.PENDING
+        index = table_find(&s.ring_table, <uint64_t>transfer_id)
+        if index == NO_INDEX or s.ring[index].kind != KIND_TRANSFER:
+            return PendingStatus.NONE
+        return _PENDING_STATUSES[s.ring[index].status]
+
+    def get_account_history(self, account_id, limit):
+        cdef State* s = &self.state
+        cdef uint64_t index, back, position, wanted
+        cdef HistoryRow* row
+        if not isinstance(account_id, int) or account_id <= 0 or account_id >= U64_MAX:
+            return []
+        index = table_find(&s.account_table, <uint64_t>account_id)
+        if index == NO_INDEX or not s.accounts[index].flags & A_HISTORY or limit <= 0:
+            return []
+        wanted = account_id
+        rows = []
+        for back in range(1, s.history_count + 1):
+            position = (s.history_head + s.history_max - back) % s.history_max
+            row = &s.history[position]
+            if row.account_id == wanted:
+                rows.append(AccountBalance(
+                    timestamp=row.timestamp, debits_pending=row.debits_pending,
+                    debits_posted=row.debits_posted, credits_pending=row.credits_pending,
+                    credits_posted=row.credits_posted,
+                ))
+                if len(rows) == limit:
+                    break
+        rows.reverse()
+        return rows
+
+    # -------------------------------------------------------------------- state export
+
+    def totals(self):
+        cdef State* s = &self.state
+        cdef uint64_t sums[8]
+        cdef uint64_t index
+        cdef AccountRecord* account
+        memset(sums, 0, sizeof(sums))
+        for index in range(s.account_count):
+            account = &s.accounts[index]
+            _add_u128(&sums[0], &sums[1], account.debits_pending)
+            _add_u128(&sums[2], &sums[3], account.debits_posted)
+            _add_u128(&sums[4], &sums[5], account.credits_pending)
+            _add_u128(&sums[6], &sums[7], account.credits_posted)
+        return (_u128(sums[0], sums[1]), _u128(sums[2], sums[3]),
+                _u128(sums[4], sums[5]), _u128(sums[6], sums[7]))
+
+    def check_invariants(self):
+        """Raise AssertionError if the books do not balance or a limit is exceeded
+        (explicitly, so it still checks under `python -O`)."""
+        cdef State* s = &self.state
+        cdef uint64_t high = 0, low = 0, index
+        cdef AccountRecord* account
+        debits_pending, debits_posted, credits_pending, credits_posted = self.totals()
+        if debits_pending != credits_pending:
+            raise AssertionError(f"debits_pending {debits_pending} != credits_pending "
+                                 f"{credits_pending}")
+        if debits_posted != credits_posted:
+            raise AssertionError(f"debits_posted {debits_posted} != credits_posted "
+                                 f"{credits_posted}")
+        for index in range(s.pool_used):
+            if s.pool[index].retained.record.id != 0:
+                _add_u128(&high, &low, s.pool[index].retained.record.amount_minor)
+        if _u128(high, low) != debits_pending:
+            raise AssertionError(f"open pending amounts {_u128(high, low)} != debits_pending "
+                                 f"{debits_pending}")
+        if s.pool_table.count != s.pool_count or s.heap_count > s.pool_count:
+            raise AssertionError("pending pool bookkeeping is inconsistent")
+        if s.ring_table.count != s.ring_count or s.account_table.count != s.account_count:
+            raise AssertionError("id tables disagree with their arrays")
+        for index in range(s.account_count):
+            account = &s.accounts[index]
+            if (account.flags & A_DEBITS_MUST_NOT_EXCEED_CREDITS and
+                    account.debits_pending + account.debits_posted > account.credits_posted):
+                raise AssertionError(f"account {account.id} debits exceed credits")
+            if (account.flags & A_CREDITS_MUST_NOT_EXCEED_DEBITS and
+                    account.credits_pending + account.credits_posted > account.debits_posted):
+                raise AssertionError(f"account {account.id} credits exceed debits")
+
+    def snapshot(self):
+        cdef State* s = &self.state
+        cdef uint64_t size, index, start, first, offset, n = 0
+        cdef char* out
+        cdef ponte_order_key* keys = NULL
+        header = SNAPSHOT_HEADER.pack(
+            SNAPSHOT_MAGIC, SNAPSHOT_VERSION, 0, s.last_timestamp,
+            s.accounts_max, s.ring_max, s.pool_max, s.history_max,
+            s.account_count, s.ring_count, s.pool_count, s.history_count,
+        )
+        size = (len(header) + s.account_count * sizeof(AccountRecord)
+                + (s.ring_count + s.pool_count) * sizeof(Retained)
+                + s.history_count * sizeof(HistoryRow))
+        data = PyBytes_FromStringAndSize(NULL, size)
+        out = PyBytes_AS_STRING(data)
+        offset = len(header)
+        memcpy(out, <char*>header, offset)
+        memcpy(out + offset, s.accounts, s.account_count * sizeof(AccountRecord))
+        offset += s.account_count * sizeof(AccountRecord)
+        # Retained ring, oldest first.
+        start = (s.ring_head + s.ring_max - s.ring_count) % s.ring_max if s.ring_count else 0
+        for index in range(s.ring_count):
+            memcpy(out + offset, &s.ring[(start + index) % s.ring_max], sizeof(Retained))
+            offset += sizeof(Retained)
+        # Pending pool, by timestamp.
+        if s.pool_count:
+            keys = <ponte_order_key*>PyMem_Malloc(s.pool_count * sizeof(ponte_order_key))
+            if keys == NULL:
+                raise MemoryError()
+            for index in range(s.pool_used):
+                if s.pool[index].retained.record.id != 0:
+                    keys[n].timestamp = s.pool[index].retained.record.timestamp
+                    keys[n].index = index
+                    n += 1
+            qsort(keys, n, sizeof(ponte_order_key), ponte_order_key_compare)
+            for index in range(n):
+                memcpy(out + offset, &s.pool[keys[index].index].retained, sizeof(Retained))
+                offset += sizeof(Retained)
+            PyMem_Free(keys)
+        # History, oldest first.
+        start = ((s.history_head + s.history_max - s.history_count) % s.history_max
+                 if s.history_count else 0)
+        for index in range(s.history_count):
+            memcpy(out + offset, &s.history[(start + index) % s.history_max],
+                   sizeof(HistoryRow))
+            offset += sizeof(HistoryRow)
+        if offset != size:
+            raise AssertionError("snapshot size mismatch")
+        return data
+
+    @classmethod
+    def from_snapshot(cls, data, config=None):
+        view = memoryview(data).cast("B")
+        header = parse_snapshot_header(view)
+        (_magic, _version, _zero, last_timestamp, accounts_max, transfers_retained_max,
+         pending_max, history_retained_max, account_count, ring_count, pending_count,
+         history_count) = header
+        if config is None:
+            config = LedgerConfig(
+                accounts_max=accounts_max, transfers_retained_max=transfers_retained_max,
+                pending_max=pending_max, history_retained_max=history_retained_max,
+            )
+        check_snapshot_fits(header, config)
+        cdef Ledger ledger = cls(config)
+        ledger._load(bytes(view), account_count, ring_count, pending_count, history_count)
+        ledger.state.last_timestamp = last_timestamp
+        return ledger
+
+    cdef int _load(self, bytes data, uint64_t account_count, uint64_t ring_count,
+                   uint64_t pending_count, uint64_t history_count) except -1:
+        cdef State* s = &self.state
+        cdef const char* source = data
+        cdef uint64_t offset = SNAPSHOT_HEADER.size, index
+        cdef const AccountRecord* account
+        cdef PendingEntry pending
+        cdef uint64_t ring_index
+        self._reserve_for_accounts(account_count, False)
+        for index in range(account_count):
+            account = <const AccountRecord*>(source + offset)
+            s.accounts[index] = account[0]
+            table_insert(&s.account_table, account.id, index)
+            s.account_count += 1
+            offset += sizeof(AccountRecord)
+        grow_array(<void**>&s.ring, &s.ring_capacity, ring_count, s.ring_max,
+                   sizeof(Retained))
+        table_reserve(&s.ring_table, ring_count)
+        for index in range(ring_count):
+            ring_push(s, <const Retained*>(source + offset))
+            offset += sizeof(Retained)
+        if pending_count:
+            grow_array(<void**>&s.heap, &s.pool_capacity, pending_count, s.pool_max,
+                       sizeof(HeapEntry))
+            self._grow_pool_to(s.pool_capacity)
+            table_reserve(&s.pool_table, pending_count)
+        for index in range(pending_count):
+            memset(&pending, 0, sizeof(PendingEntry))
+            memcpy(&pending.retained, source + offset, sizeof(Retained))
+            pending.deadline_ns = (pending.retained.record.timestamp
+                                   + <uint64_t>pending.retained.record.timeout_ms * NS_PER_MS)
+            pool_add_entry(s, &pending)
+            offset += sizeof(Retained)
+        grow_array(<void**>&s.history, &s.history_capacity, history_count, s.history_max,
+                   sizeof(HistoryRow))
+        for index in range(history_count):
+            memcpy(&s.history[s.history_head], source + offset, sizeof(HistoryRow))
+            s.history_count += 1
+            s.history_head = (s.history_head + 1) % s.history_max
+            offset += sizeof(HistoryRow)
+        return 0
+
+    def digest(self):
+        return hashlib.sha256(self.snapshot()).digest()
+
+
+cdef uint64_t _count_due(State* s, uint64_t position, uint64_t now) noexcept nogil:
+    """How many heap entries under `position` are due at `now` (deadline <= now)."""
+    if position >= s.heap_count or s.heap[position].deadline_ns > now:
+        return 0
+    return (1 + _count_due(s, 2 * position + 1, now) + _count_due(s, 2 * position + 2, now))
+
+
+cdef int _get_batch(object batch, Py_buffer* view) except -1:
+    """Acquire the batch's buffer; ValueError for anything malformed (a caller bug)."""
+    try:
+        PyObject_GetBuffer(batch, view, PyBUF_SIMPLE)
+    except (BufferError, TypeError) as error:
+        raise ValueError(f"batch must be a contiguous buffer: {error}") from None
+    if view.len % RECORD_BYTES != 0:
+        length = view.len
+        PyBuffer_Release(view)
+        raise ValueError(f"batch length {length} is not a multiple of {RECORD_BYTES}")
+    if view.len // RECORD_BYTES > BATCH_EVENTS_MAX:
+        events = view.len // RECORD_BYTES
+        PyBuffer_Release(view)
+        raise ValueError(f"batch of {events} events exceeds {BATCH_EVENTS_MAX}")
+    return 0
+
+
+cdef object _public_account(const AccountRecord* a):
+    return Account(
+        id=a.id, ledger=a.ledger, code=a.code, flags=a.flags, user_data_64=a.user_data_64,
+        user_data_32=a.user_data_32, debits_pending=a.debits_pending,
+        debits_posted=a.debits_posted, credits_pending=a.credits_pending,
+        credits_posted=a.credits_posted, timestamp=a.timestamp,
+    )
+
+
+cdef object _public_transfer(const TransferRecord* t):
+    return Transfer(
+        id=t.id, debit_account_id=t.debit_account_id, credit_account_id=t.credit_account_id,
+        amount_minor=t.amount_minor, pending_id=t.pending_id, user_data_64=t.user_data_64,
+        user_data_32=t.user_data_32, timeout_ms=t.timeout_ms, ledger=t.ledger, code=t.code,
+        flags=t.flags, timestamp=t.timestamp,
+    )
