@@ -22,7 +22,6 @@ from ledger.types import (
     TRANSFER_STRUCT,
     Account,
     AccountFlags,
-    CreateAccountResult,
     CreateTransferResult,
     TransferFlags,
     pack_accounts,
@@ -947,8 +946,11 @@ class SwitchCore:
     # -- operator requests ---------------------------------------------------------------
 
     def _admin(self, event, now_ns: int, act) -> list[Command]:
-        """Idempotency and validation for every operator request, then `act(event, now_ns)`
-        -> (Result, detail). Operator requests are rare: they are re-validated in full."""
+        """Validation and idempotency for every operator request, then `act(event, now_ns)`
+        -> (Result, detail), which changes nothing unless it answers OK. Operator requests
+        are rare: they are re-validated in full (the core may be fed Structs that were
+        built, not decoded). Succeeded request ids are remembered for the last
+        `admin_requests_retained_max` requests: a resend answers the same."""
         request_id = event.request_id
         try:
             msgspec.convert(msgspec.to_builtins(event), type(event))
@@ -964,6 +966,10 @@ class SwitchCore:
             return [answer]
         result, detail = act(event, now_ns)
         answer = AdminAnswer(request_id=request_id, result=result, detail=detail)
+        if result is not _OK:
+            # A refused request changed nothing and is not remembered: the operator may fix
+            # the cause and retry under the same id.
+            return [answer]
         self._admin_seen[request_id] = (event, answer)
         self._admin_order.append(request_id)
         if len(self._admin_order) > self.config.admin_requests_retained_max:
@@ -1092,13 +1098,22 @@ class SwitchCore:
         if currency.settlement_model != SettlementModel.PREFUNDED_RTGS:
             return Result.ADMIN_SETTLEMENT_MODEL_MISMATCH, "use NetDebitCapSet"
         if type(event) is FundsDeposited:
-            debit, credit, code = currency.hub_liquidity_account_id, account.account_id, TransferCode.DEPOSIT
-        else:
-            debit, credit, code = account.account_id, currency.hub_liquidity_account_id, TransferCode.WITHDRAWAL
-        if not self._single_phase(debit, credit, event.amount_minor, event.participant_id,
-                                  currency, code, now_ns):
+            self._single_phase(currency.hub_liquidity_account_id, account.account_id,
+                               event.amount_minor, event.participant_id, currency,
+                               TransferCode.DEPOSIT, now_ns)
+            return _OK, ""
+        if event.amount_minor > self._available_minor(account):
             return Result.ADMIN_FUNDS_INSUFFICIENT, ""
+        self._single_phase(account.account_id, currency.hub_liquidity_account_id,
+                           event.amount_minor, event.participant_id, currency,
+                           TransferCode.WITHDRAWAL, now_ns)
         return _OK, ""
+
+    def _available_minor(self, account: ParticipantAccount) -> int:
+        """What the ledger would still let the account be debited (checked before asking the
+        ledger, so a refused operator request leaves no failed transfer behind)."""
+        (balances,) = self.ledger.lookup_accounts([account.account_id])
+        return balances.credits_posted - balances.debits_posted - balances.debits_pending
 
     def _admin_cap(self, event: NetDebitCapSet, now_ns: int) -> list[Command]:
         def act(event: NetDebitCapSet, now_ns: int) -> tuple[Result, str]:
@@ -1109,39 +1124,37 @@ class SwitchCore:
             if currency.settlement_model != SettlementModel.DEFERRED_NET:
                 return Result.ADMIN_SETTLEMENT_MODEL_MISMATCH, "use FundsDeposited"
             delta = event.cap_minor - account.cap_minor
-            if delta > 0 and not self._single_phase(
-                currency.hub_liquidity_account_id, account.account_id, delta,
-                event.participant_id, currency, TransferCode.CAP_RAISE, now_ns,
-            ):
-                raise AssertionError("a cap raise has no limit to fail")
-            if delta < 0 and not self._single_phase(
-                account.account_id, currency.hub_liquidity_account_id, -delta,
-                event.participant_id, currency, TransferCode.CAP_LOWER, now_ns,
-            ):
+            if delta < 0 and -delta > self._available_minor(account):
                 return Result.ADMIN_CAP_BELOW_POSITION, ""
+            if delta > 0:
+                self._single_phase(currency.hub_liquidity_account_id, account.account_id, delta,
+                                   event.participant_id, currency, TransferCode.CAP_RAISE, now_ns)
+            elif delta < 0:
+                self._single_phase(account.account_id, currency.hub_liquidity_account_id, -delta,
+                                   event.participant_id, currency, TransferCode.CAP_LOWER, now_ns)
             account.cap_minor = event.cap_minor
             return _OK, ""
         return self._admin(event, now_ns, act)
 
     def _single_phase(self, debit: int, credit: int, amount_minor: int, participant_id: int,
-                      currency: CurrencyState, code: TransferCode, now_ns: int) -> bool:
+                      currency: CurrencyState, code: TransferCode, now_ns: int) -> None:
+        """An operator's ledger transfer, already checked to fit (see `_available_minor`)."""
         self._seq += 1
+        assert self._seq <= limits.SEQUENCE_MAX
         result = self.ledger.create_transfer(
             (self._seq << _SHIFT) | Leg.RESERVE, debit, credit, amount_minor, 0, self._seq,
             participant_id, 0, currency.ledger_id, code, 0, now_ns,
         )
-        if result == _RESULT_OK:
-            return True
-        assert result == _EXCEEDS_CREDITS, result
-        return False
+        assert result == _RESULT_OK, result
 
     def _create_accounts(self, accounts: list[Account], now_ns: int) -> bool:
+        # Checked first so that a refusal leaves the ledger untouched (a failed batch would
+        # still consume timestamps).
+        if self.ledger.account_count + len(accounts) > self.ledger.config.accounts_max:
+            return False
         failures = self.ledger.create_accounts(pack_accounts(accounts), now_ns)
-        for _index, result in failures:
-            assert result in (
-                CreateAccountResult.ACCOUNTS_FULL, CreateAccountResult.LINKED_EVENT_FAILED
-            ), failures
-        return not failures
+        assert not failures, failures  # ids are derived from unique (ledger, participant, code)
+        return True
 
 
 def _refuse(participant_id: int, request_type: str, scope_participant_id: int, id_: str,
