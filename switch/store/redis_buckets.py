@@ -1,0 +1,169 @@
+"""Anti-enumeration buckets in Redis: one atomic Lua script per resolve, shared by every
+switch process.
+
+The script is a line-by-line twin of `switch.directory.buckets.charge_pair` (integer
+token counts scaled by TOKEN_SCALE; `limits.py` asserts they stay exact in Lua's doubles);
+the same tests run against both. Both buckets of a resolve carry the payer participant as
+their hash tag, so on Redis Cluster they share a slot and one script can touch both.
+Buckets expire a second after they would be full again: an absent bucket is a full one.
+User ids are hashed before they name a key (`identity.user_bucket_key`).
+"""
+
+from __future__ import annotations
+
+import redis.asyncio as redis_async
+from redis.exceptions import NoScriptError
+
+from switch.directory.buckets import SCALE, Charge, refill
+from switch.directory.config import BucketPolicy
+
+_COMMON = """
+local now = tonumber(ARGV[1])
+local function refill(key, cap, rate)
+  local v = redis.call('HMGET', key, 't', 'u')
+  local t, u = tonumber(v[1]), tonumber(v[2])
+  if t == nil then return cap, now end
+  if now > u then
+    t = math.min(cap, t + (now - u) * rate)
+    u = now
+  end
+  return t, u
+end
+local function store(key, t, u, cap, rate)
+  redis.call('HSET', key, 't', string.format('%d', t), 'u', string.format('%d', u))
+  redis.call('PEXPIRE', key, math.floor((cap - t + rate - 1) / rate) + 1000)
+end
+"""
+
+CHARGE_LUA = _COMMON + """
+-- ARGV: now_ms, found, then cap, rate, hit, miss for the user and for the participant
+local found = ARGV[2] == '1'
+local ucap, urate, uhit, umiss = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local pcap, prate, phit, pmiss = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
+local ut, uu = refill(KEYS[1], ucap, urate)
+local pt, pu = refill(KEYS[2], pcap, prate)
+local function wait(t, hit, rate)
+  local need = hit - t
+  if need <= 0 then return 0 end
+  return math.floor((need + rate - 1) / rate)
+end
+local uw, pw = wait(ut, uhit, urate), wait(pt, phit, prate)
+if uw > 0 or pw > 0 then
+  local by = 2
+  if uw >= pw then by = 1 end
+  return {0, math.max(uw, pw), by}
+end
+if found then
+  ut, pt = ut - uhit, pt - phit
+else
+  ut, pt = ut - umiss, pt - pmiss
+end
+store(KEYS[1], ut, uu, ucap, urate)
+store(KEYS[2], pt, pu, pcap, prate)
+return {1, 0, 0}
+"""
+
+REFUND_LUA = _COMMON + """
+-- ARGV: now_ms, then cap, rate, refund for the user and for the participant
+local ucap, urate, uref = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local pcap, prate, pref = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+local ut, uu = refill(KEYS[1], ucap, urate)
+local pt, pu = refill(KEYS[2], pcap, prate)
+store(KEYS[1], math.min(ucap, ut + uref), uu, ucap, urate)
+store(KEYS[2], math.min(pcap, pt + pref), pu, pcap, prate)
+return 1
+"""
+
+
+def _charge_args(policy: BucketPolicy) -> tuple[int, int, int, int]:
+    return (policy.capacity_tokens * SCALE, policy.refill_tokens_per_minute,
+            policy.hit_cost_tokens * SCALE, policy.miss_cost_tokens * SCALE)
+
+
+class RedisBuckets:
+    def __init__(self, client: redis_async.Redis, prefix: str = "ponte:dir:") -> None:
+        self.client = client
+        self._prefix = prefix.encode() + b"b:{"
+        self._charge_sha: str | None = None
+        self._refund_sha: str | None = None
+
+    @classmethod
+    def from_url(cls, url: str, prefix: str = "ponte:dir:") -> RedisBuckets:
+        client = redis_async.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+        return cls(client, prefix)
+
+    def _keys(self, user_key: bytes, participant_id: str) -> tuple[bytes, bytes]:
+        # The participant id is the hash tag of both keys (same Cluster slot).
+        base = self._prefix + participant_id.encode("ascii") + b"}:"
+        return base + b"u:" + user_key, base + b"p"
+
+    async def _load(self) -> None:
+        self._charge_sha = await self.client.script_load(CHARGE_LUA)
+        self._refund_sha = await self.client.script_load(REFUND_LUA)
+
+    async def _run(self, queue) -> list:
+        """Queue commands with `queue(pipe)` and run them; reload scripts once if Redis
+        lost them (restart, SCRIPT FLUSH): NOSCRIPT fails every EVALSHA alike, so none ran."""
+        if self._charge_sha is None:
+            await self._load()
+        for attempt in (0, 1):
+            async with self.client.pipeline(transaction=False) as pipe:
+                queue(pipe)
+                try:
+                    return await pipe.execute()
+                except NoScriptError:
+                    if attempt:
+                        raise
+                    await self._load()
+        raise AssertionError("unreachable")
+
+    async def charge(self, user_key, participant_id, user_policy, participant_policy, found,
+                     now_ms) -> Charge:
+        (charge,) = await self.charge_many(
+            [(user_key, participant_id, participant_policy, found)], user_policy, now_ms
+        )
+        return charge
+
+    async def charge_many(self, items, user_policy: BucketPolicy, now_ms: int) -> list[Charge]:
+        user_args = _charge_args(user_policy)
+
+        def queue(pipe) -> None:
+            sha = self._charge_sha
+            for user_key, participant_id, participant_policy, found in items:
+                user, participant = self._keys(user_key, participant_id)
+                pipe.execute_command(
+                    "EVALSHA", sha, 2, user, participant, now_ms, 1 if found else 0,
+                    *user_args, *_charge_args(participant_policy),
+                )
+
+        replies = await self._run(queue)
+        return [Charge(bool(admitted), int(retry_ms), int(by))
+                for admitted, retry_ms, by in replies]
+
+    async def refund(self, user_key, participant_id, user_policy, participant_policy,
+                     now_ms) -> None:
+        def queue(pipe) -> None:
+            user, participant = self._keys(user_key, participant_id)
+            pipe.execute_command(
+                "EVALSHA", self._refund_sha, 2, user, participant, now_ms,
+                user_policy.capacity_tokens * SCALE, user_policy.refill_tokens_per_minute,
+                user_policy.refund_tokens * SCALE, participant_policy.capacity_tokens * SCALE,
+                participant_policy.refill_tokens_per_minute,
+                participant_policy.refund_tokens * SCALE,
+            )
+
+        await self._run(queue)
+
+    async def peek(self, user_key, participant_id, user_policy, participant_policy,
+                   now_ms) -> tuple[int, int]:
+        """Current (user, participant) balances in whole tokens, rounded down."""
+        states = []
+        for key in self._keys(user_key, participant_id):
+            tokens, updated = await self.client.hmget(key, "t", "u")
+            states.append(None if tokens is None else (int(tokens), int(updated)))
+        user = refill(states[0], user_policy, now_ms)[0]
+        participant = refill(states[1], participant_policy, now_ms)[0]
+        return user // SCALE, participant // SCALE
+
+    async def close(self) -> None:
+        await self.client.aclose()
