@@ -1,0 +1,508 @@
+"""The gateway: the ONE interface every connector (stream, HTTP, ISO 20022, ...) uses to
+talk to the switch. A connector authenticates a participant, hands the gateway decoded core
+messages (`switch.core.messages.Inbound`) and receives `Outbound` messages through a sink.
+
+It is for translating the edge into the core's terms, never for deciding anything: the
+sequencer (`switch/server/sequencer.py`) decides, journals and releases. The gateway must
+never reveal an outcome before the sequencer says it is durable, never block the event
+loop, and never take a participant id from a message body (only from `authenticate`).
+
+How a connector uses it
+=======================
+
+Everything runs on the server's event loop thread (call it from coroutines or protocol
+callbacks of that loop, never from another thread).
+
+1. Authenticate once per connection or request::
+
+       participant_id = gateway.authenticate(api_key)      # int, or None: refuse (401)
+
+   API keys are random 256-bit tokens stored as HMAC-SHA256 under a server pepper and
+   compared in constant time. A TLS connector may instead map a client certificate:
+   ``gateway.authenticate_certificate(der_bytes)``.
+
+2. Register where this participant's outbound messages go::
+
+       gateway.attach(participant_id, sink)   # sink.deliver(message); sink.flush()
+       ...
+       gateway.detach(participant_id, sink)   # on disconnect
+
+   A sink is any object with ``deliver(message: Outbound) -> None`` and ``flush() -> None``
+   (see `Sink`). The gateway calls ``deliver`` for each message (credit requests, transfer
+   outcomes, refusals, request-to-pay notices, ...) only after the events behind it are
+   durable, then ``flush()`` once per released batch, so a connector can write everything
+   of one loop tick with a single ``transport.write``. Both must be fast and must not
+   raise (a raising sink is detached and logged). Several sinks may be attached for one
+   participant: messages go to the oldest attached one (the others take over when it
+   detaches). With no sink attached, messages go to the fallback sink if one is set
+   (``gateway.set_fallback_sink(sink)`` — the HTTP connector's callback sender sets it and
+   looks up ``gateway.callback_url(participant_id)``); otherwise they are dropped and the
+   outcome stays retrievable with ``status``. Delivery is at-least-once from the
+   participant's point of view: the same outcome may arrive again (answer to a resend, a
+   status query, a credit request re-sent after a restart). Participants must treat
+   messages idempotently by (payer_participant_id, transfer_id).
+
+3. Send requests::
+
+       result = gateway.submit(participant_id, message, origin=None)
+
+   ``message`` is any `Inbound` (TransferRequest, ReturnRequest, PayeeAnswer,
+   RequestToPay, RequestToPayDecision; StatusQuery and ResolveRequest too, whose answers
+   then arrive through the sink). It never blocks: it answers a `Result` at once —
+   ``OK`` (queued: the answer comes later through the sink), ``SERVER_BUSY`` (the bounded
+   inbound queue is full: back-pressure; retry later with the same id), or
+   ``SERVICE_UNAVAILABLE`` (starting or shutting down). Nothing was recorded unless it
+   answered OK. ``origin`` (optional) is told how many of its messages the sequencer has
+   taken and made durable: ``origin.sequenced(count)``, called once per tick. The stream
+   connector uses it to bound each connection's in-flight window.
+
+   The gateway resolves the payee alias of a TransferRequest (and the payer alias of a
+   RequestToPay) through the directory before the core sees it. If the participant
+   resolved the same alias with ``resolve`` in the last minute, that answer is used (and
+   consumed) so the lookup is charged once; otherwise the transfer's lookup is charged to
+   ``payer_user_ref`` (send it: without it every anonymous lookup of a participant shares
+   one end-user bucket). An unknown alias is answered ``Refused(PARTY_NOT_FOUND)``.
+
+4. Ask and wait (answers returned directly, after they are durable)::
+
+       answer = await gateway.resolve(participant_id, ResolveRequest(...))  # ResolveAnswer
+       answer = await gateway.status(participant_id, StatusQuery(...))
+       # -> TransferOutcome, or Refused(TRANSFER_NOT_FOUND), or ErrorAnswer(SERVER_BUSY)
+
+   and, for aliases, ``await gateway.register_alias(participant_id, alias_type,
+   alias_value, account_ref, owner_national_id, display_name, owner_kind)`` and
+   ``await gateway.delete_alias(...)``, which return `AliasAnswer`.
+
+5. Read-only: ``gateway.participant(participant_id)`` (a `ParticipantView` or None),
+   ``gateway.callback_url(participant_id)``, ``gateway.accepting`` (False while starting
+   or draining), ``gateway.inbound_depth``.
+
+Result codes the gateway itself answers are from `switch.core.results.Result`:
+SERVER_BUSY, SERVICE_UNAVAILABLE, VALIDATION_ERROR (a message type that cannot be
+submitted), PARTY_NOT_FOUND (directory), INTERNAL_SERVER_ERROR.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+import time
+from collections import OrderedDict, deque
+from typing import Any, Protocol
+
+import msgspec
+
+from switch.core.messages import (
+    ErrorAnswer,
+    Inbound,
+    Outbound,
+    Party,
+    ParticipantView,
+    Refused,
+    RequestToPay,
+    ResolveAnswer,
+    ResolveRequest,
+    StatusQuery,
+    TransferRequest,
+)
+from switch.core.results import Result
+from switch.server import limits
+
+log = logging.getLogger("ponte.server.gateway")
+
+__all__ = [
+    "AliasAnswer",
+    "Gateway",
+    "InboundItem",
+    "Origin",
+    "Sink",
+    "directory_participant_id",
+]
+
+
+class Sink(Protocol):
+    """Where a participant's outbound messages go (a stream connection, an HTTP callback
+    sender). Called on the loop thread; must not block or raise."""
+
+    def deliver(self, message: Outbound) -> None: ...
+
+    def flush(self) -> None: ...
+
+
+class Origin(Protocol):
+    """Told how many of its submitted messages a tick took and made durable."""
+
+    def sequenced(self, count: int) -> None: ...
+
+
+class AliasAnswer(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """The answer to an alias registration or deletion. `result` is OK or the reason;
+    `directory_result` is the directory's own finer code (switch.directory.types.
+    DirectoryResult) and `field` the request field at fault."""
+
+    result: Result
+    directory_result: int = 0
+    field: str = ""
+    alias_type: str = ""
+    alias_value: str = ""  # the normalised value (the issued key for RANDOM)
+    account_ref: str = ""
+    display_name_masked: str = ""
+
+
+# Kinds of items on the inbound queue (the sequencer's side of the gateway).
+ITEM_SUBMIT = 0  # (kind, participant_id, Inbound, origin or None)
+ITEM_STATUS = 1  # (kind, participant_id, StatusQuery, future)
+ITEM_ADMIN = 2  # (kind, 0, AdminEvent, future)
+ITEM_TIMER = 3  # (kind, 0, TimerFired, None)
+ITEM_ROUTED = 4  # (kind, participant_id, Event, origin): directory lookup already done
+
+InboundItem = tuple[int, int, Any, Any]
+
+# Directory alias type names (as the core's Party carries them) -> directory numbers.
+ALIAS_TYPE_NUMBERS = {
+    "MSISDN": 1, "EMAIL": 2, "NATIONAL_ID": 3, "HANDLE": 4, "RANDOM": 5, "ACCOUNT": 6,
+}
+ALIAS_TYPE_NAMES = {number: name for name, number in ALIAS_TYPE_NUMBERS.items()}
+ANONYMOUS_USER = "anonymous"
+
+
+def directory_participant_id(participant_id: int) -> str:
+    """The directory names participants by text; the switch by integer. One mapping."""
+    return str(participant_id)
+
+
+def hash_api_key(pepper: bytes, api_key: str) -> bytes:
+    return hmac.new(pepper, api_key.encode("utf-8", "surrogatepass"), hashlib.sha256).digest()
+
+
+class Gateway:
+    """See the module docstring. Built by `SwitchServer`; connectors receive it."""
+
+    def __init__(self, *, core, directory, credentials, inbound_max: int) -> None:
+        assert 1 <= inbound_max <= limits.INBOUND_QUEUE_MAX_CEILING
+        self._core = core  # read-only views only: participant(), participant_ids()
+        self._directory = directory
+        self._credentials = credentials  # switch.server.credentials.CredentialIndex
+        self.inbound_max = inbound_max
+        self._inbound: deque[InboundItem] = deque()
+        self._wakeup = asyncio.Event()
+        self._sinks: dict[int, list[Sink]] = {}
+        self._fallback: Sink | None = None
+        self._accepting = False
+        # payer -> {(alias_type, alias_value): (payee_id, account_ref, at_ns)}, bounded.
+        self._routes: OrderedDict[tuple[int, str, str], tuple[int, str, int]] = OrderedDict()
+        self.metrics = None  # set by the server: switch.server.metrics.ServerMetrics
+
+    # -- lifecycle (the server calls these) ------------------------------------------
+
+    def open(self) -> None:
+        self._accepting = True
+
+    def close(self) -> None:
+        """Stop accepting; queued items are still drained by the sequencer."""
+        self._accepting = False
+
+    @property
+    def accepting(self) -> bool:
+        return self._accepting
+
+    @property
+    def inbound_depth(self) -> int:
+        return len(self._inbound)
+
+    # -- authentication --------------------------------------------------------------
+
+    def authenticate(self, api_key: str) -> int | None:
+        """The participant an API key belongs to, or None. Constant time in the key."""
+        if not isinstance(api_key, str) or not 8 <= len(api_key) <= 256:
+            return None
+        return self._credentials.participant_for_key_hash(
+            hash_api_key(self._credentials.pepper, api_key)
+        )
+
+    def authenticate_certificate(self, certificate_der: bytes) -> int | None:
+        """The participant a TLS client certificate (DER) was registered for, or None."""
+        if not certificate_der:
+            return None
+        return self._credentials.participant_for_certificate(
+            hashlib.sha256(certificate_der).digest()
+        )
+
+    # -- outbound sinks --------------------------------------------------------------
+
+    def attach(self, participant_id: int, sink: Sink) -> None:
+        sinks = self._sinks.setdefault(participant_id, [])
+        if sink not in sinks:
+            sinks.append(sink)
+
+    def detach(self, participant_id: int, sink: Sink) -> None:
+        sinks = self._sinks.get(participant_id)
+        if not sinks:
+            return
+        try:
+            sinks.remove(sink)
+        except ValueError:
+            return
+        if not sinks:
+            del self._sinks[participant_id]
+
+    def set_fallback_sink(self, sink: Sink | None) -> None:
+        """Receives messages of participants with no attached sink (HTTP callbacks)."""
+        self._fallback = sink
+
+    def attached(self, participant_id: int) -> bool:
+        return participant_id in self._sinks
+
+    def deliver(self, sends) -> None:
+        """Release durable messages: [(participant_id, Outbound), ...]. Sequencer only."""
+        touched: dict[int, Sink] = {}
+        sinks_by_participant = self._sinks
+        fallback = self._fallback
+        for participant_id, message in sends:
+            sinks = sinks_by_participant.get(participant_id)
+            sink = sinks[0] if sinks else fallback
+            if sink is None:
+                continue  # retrievable by status query
+            try:
+                sink.deliver(message)
+            except Exception:  # noqa: BLE001 - a connector bug must not stop the switch
+                log.exception("sink_deliver_failed participant_id=%d", participant_id)
+                self.detach(participant_id, sink)
+                continue
+            touched[id(sink)] = sink
+        for sink in touched.values():
+            try:
+                sink.flush()
+            except Exception:  # noqa: BLE001
+                log.exception("sink_flush_failed")
+
+    # -- requests --------------------------------------------------------------------
+
+    def submit(self, participant_id: int, message: Inbound, origin: Origin | None = None
+               ) -> Result:
+        """Queue one message from an authenticated participant; never blocks."""
+        if not self._accepting:
+            return Result.SERVICE_UNAVAILABLE
+        if len(self._inbound) >= self.inbound_max:
+            if self.metrics is not None:
+                self.metrics.inbound_refused_total += 1
+            return Result.SERVER_BUSY
+        self._inbound.append((ITEM_SUBMIT, participant_id, message, origin))
+        if len(self._inbound) == 1:
+            self._wakeup.set()
+        return Result.OK
+
+    async def status(self, participant_id: int, query: StatusQuery) -> Outbound:
+        """Where a transfer stands, answered once the state it reveals is durable."""
+        if not self._accepting:
+            return ErrorAnswer(result=Result.SERVICE_UNAVAILABLE)
+        if len(self._inbound) >= self.inbound_max:
+            return ErrorAnswer(result=Result.SERVER_BUSY)
+        future = asyncio.get_running_loop().create_future()
+        self._inbound.append((ITEM_STATUS, participant_id, query, future))
+        if len(self._inbound) == 1:
+            self._wakeup.set()
+        return await future
+
+    async def admin(self, event) -> Any:
+        """Submit an operator event (switch.core.messages.AdminEvent); the core's
+        AdminAnswer once it is durable. Used by the admin surface, not by connectors."""
+        if not self._accepting:
+            from switch.core.messages import AdminAnswer
+            return AdminAnswer(request_id=event.request_id, result=Result.SERVICE_UNAVAILABLE)
+        future = asyncio.get_running_loop().create_future()
+        # Operator requests are rare and must not be lost to a busy queue: no bound check
+        # beyond the queue's own ceiling.
+        self._inbound.append((ITEM_ADMIN, 0, event, future))
+        if len(self._inbound) == 1:
+            self._wakeup.set()
+        return await future
+
+    def timer_fired(self, event) -> None:
+        """A timer reached its deadline (the server's timer wheel). Bypasses the bound:
+        dropping a timer would leave a transfer waiting forever."""
+        self._inbound.append((ITEM_TIMER, 0, event, None))
+        if len(self._inbound) == 1:
+            self._wakeup.set()
+
+    # -- the sequencer's side ----------------------------------------------------------
+
+    def take(self, count_max: int) -> list[InboundItem]:
+        """Up to `count_max` queued items, oldest first."""
+        inbound = self._inbound
+        if len(inbound) <= count_max:
+            items = list(inbound)
+            inbound.clear()
+        else:
+            items = [inbound.popleft() for _ in range(count_max)]
+        if not inbound:
+            self._wakeup.clear()
+        return items
+
+    def push_front(self, items: list[InboundItem]) -> None:
+        """Give back items a tick could not take (payload bound); keeps their order."""
+        self._inbound.extendleft(reversed(items))
+        if self._inbound:
+            self._wakeup.set()
+
+    async def wait_for_items(self) -> None:
+        if not self._inbound:
+            await self._wakeup.wait()
+
+    # -- directory -------------------------------------------------------------------
+
+    async def resolve(self, participant_id: int, request: ResolveRequest) -> ResolveAnswer:
+        """Look an alias up for a payer (charges the anti-enumeration buckets)."""
+        alias = request.alias
+        alias_type = ALIAS_TYPE_NUMBERS.get(alias.alias_type)
+        if alias_type is None:
+            return ResolveAnswer(alias=alias, result=Result.VALIDATION_ERROR)
+        from switch.directory.types import Rejection
+
+        try:
+            answer = await asyncio.wait_for(self._directory.resolve(
+                alias_type, alias.alias_value, directory_participant_id(participant_id),
+                request.payer_user_ref or ANONYMOUS_USER, time.time_ns(),
+            ), limits.DIRECTORY_TIMEOUT_S)
+        except asyncio.TimeoutError:
+            return ResolveAnswer(alias=alias, result=Result.SERVICE_UNAVAILABLE)
+        if type(answer) is Rejection:
+            return ResolveAnswer(alias=alias, result=rejection_result(answer))
+        payee_id = int(answer.participant_id)
+        self._remember_route(participant_id, alias, payee_id, answer.account_ref)
+        return ResolveAnswer(
+            alias=alias, result=Result.OK, payee_participant_id=payee_id,
+            payee_account_ref=answer.account_ref,
+            display_name_masked=answer.display_name_masked,
+        )
+
+    def _remember_route(self, participant_id: int, alias: Party, payee_id: int,
+                        account_ref: str) -> None:
+        routes = self._routes
+        key = (participant_id, alias.alias_type, alias.alias_value)
+        routes[key] = (payee_id, account_ref, time.monotonic_ns())
+        routes.move_to_end(key)
+        while len(routes) > limits.ROUTES_REMEMBERED_MAX:
+            routes.popitem(last=False)
+
+    def take_route(self, participant_id: int, alias: Party) -> tuple[int, str] | None:
+        """A route this payer resolved recently (consumed: one lookup, one payment)."""
+        found = self._routes.pop((participant_id, alias.alias_type, alias.alias_value), None)
+        if found is None:
+            return None
+        payee_id, account_ref, at_ns = found
+        if time.monotonic_ns() - at_ns > limits.ROUTE_TTL_NS:
+            return None
+        return payee_id, account_ref
+
+    async def route_many(self, lookups: list[tuple[int, Party, str]]) -> list:
+        """Resolve (payer_id, alias, payer_user_ref) for transfers: one directory round
+        trip. Each answer is (payee_id, account_ref) or a `Result` to refuse with."""
+        from switch.directory.types import Rejection, ResolveRequest as DirectoryResolve
+
+        answers: list = [None] * len(lookups)
+        requests = []
+        positions = []
+        for index, (payer_id, alias, user_ref) in enumerate(lookups):
+            route = self.take_route(payer_id, alias)
+            if route is not None:
+                answers[index] = route
+                continue
+            alias_type = ALIAS_TYPE_NUMBERS.get(alias.alias_type)
+            if alias_type is None:
+                answers[index] = Result.PARTY_NOT_FOUND
+                continue
+            requests.append(DirectoryResolve(
+                alias_type=alias_type, alias_value=alias.alias_value,
+                payer_participant_id=directory_participant_id(payer_id),
+                payer_user_id=user_ref or ANONYMOUS_USER,
+            ))
+            positions.append(index)
+        if requests:
+            resolved = await asyncio.wait_for(
+                self._directory.resolve_many(requests, time.time_ns()),
+                limits.DIRECTORY_TIMEOUT_S,
+            )
+            for index, answer in zip(positions, resolved):
+                if type(answer) is Rejection:
+                    answers[index] = rejection_result(answer)
+                else:
+                    answers[index] = (int(answer.participant_id), answer.account_ref)
+        return answers
+
+    async def refund_lookup(self, payer_participant_id: int, payer_user_ref: str) -> None:
+        await self._directory.refund_lookup(
+            directory_participant_id(payer_participant_id), payer_user_ref, time.time_ns()
+        )
+
+    async def register_alias(self, participant_id: int, *, alias_type: str, alias_value: str,
+                             account_ref: str, owner_national_id: str, display_name: str,
+                             owner_kind: int = 1) -> AliasAnswer:
+        """Register an alias for one of this participant's accounts. Registering the same
+        alias again answers OK with the stored registration (retries are safe)."""
+        from switch.directory.types import RegisterAlias, Rejection
+
+        number = ALIAS_TYPE_NUMBERS.get(alias_type)
+        if number is None:
+            return AliasAnswer(result=Result.VALIDATION_ERROR, field="alias_type")
+        answer = await self._directory.register(RegisterAlias(
+            alias_type=number, alias_value=alias_value,
+            participant_id=directory_participant_id(participant_id),
+            account_ref=account_ref, owner_national_id=owner_national_id,
+            owner_kind=owner_kind, display_name=display_name,
+        ), time.time_ns())
+        if type(answer) is Rejection:
+            return AliasAnswer(result=rejection_result(answer),
+                               directory_result=int(answer.result), field=answer.field)
+        return AliasAnswer(
+            result=Result.OK, alias_type=alias_type, alias_value=answer.alias_value,
+            account_ref=answer.account_ref, display_name_masked=answer.display_name_masked,
+        )
+
+    async def delete_alias(self, participant_id: int, *, alias_type: str,
+                           alias_value: str) -> AliasAnswer:
+        number = ALIAS_TYPE_NUMBERS.get(alias_type)
+        if number is None:
+            return AliasAnswer(result=Result.VALIDATION_ERROR, field="alias_type")
+        rejection = await self._directory.delete(
+            number, alias_value, directory_participant_id(participant_id), time.time_ns()
+        )
+        if rejection is not None:
+            return AliasAnswer(result=rejection_result(rejection),
+                               directory_result=int(rejection.result), field=rejection.field)
+        return AliasAnswer(result=Result.OK, alias_type=alias_type, alias_value=alias_value)
+
+    # -- read-only views -------------------------------------------------------------
+
+    def participant(self, participant_id: int) -> ParticipantView | None:
+        return self._core.participant(participant_id)
+
+    def callback_url(self, participant_id: int) -> str:
+        return self._credentials.callback_url(participant_id)
+
+
+def rejection_result(rejection) -> Result:
+    """The core-level Result for a directory Rejection."""
+    from switch.directory.types import DirectoryResult as D
+
+    code = rejection.result
+    if code is D.ALIAS_NOT_FOUND:
+        return Result.PARTY_NOT_FOUND
+    if code is D.RATE_LIMITED:
+        # The core has no RATE_LIMITED member: SERVER_BUSY says "retry later", which is
+        # what the payer must do (the rejection's retry_after_ms is not carried).
+        return Result.SERVER_BUSY
+    return Result.VALIDATION_ERROR
+
+
+def refused_for(message, participant_id: int, result: Result) -> Refused | ErrorAnswer:
+    """The typed refusal of a submitted message the core never saw."""
+    if type(message) is TransferRequest:
+        return Refused(request_type="transfer", scope_participant_id=participant_id,
+                       id=message.transfer_id, result=result)
+    if type(message) is RequestToPay:
+        return Refused(request_type="request_to_pay", scope_participant_id=participant_id,
+                       id=message.request_id, result=result)
+    return ErrorAnswer(result=result)

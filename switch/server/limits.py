@@ -1,0 +1,66 @@
+"""Every bound of the server (the I/O shell) in one place, with the asserts that relate them.
+
+Config defaults (`switch/server/config.py`) take their numbers from here; the `*_MAX`
+constants bound what a configuration may ask for. Nothing else in switch/server hard-codes
+a size or a duration.
+"""
+
+from switch.core import limits as core_limits
+from ledger.journal_limits import RECORD_PAYLOAD_BYTES_MAX
+
+# -- the inbound queue (gateway -> sequencer) ------------------------------------------
+# Requests accepted by the gateway and not yet taken by the sequencer. Past it submit()
+# answers SERVER_BUSY at once: back-pressure instead of unbounded memory.
+INBOUND_QUEUE_MAX_DEFAULT = 65_536
+INBOUND_QUEUE_MAX_CEILING = 1 << 22
+
+# -- the sequencer ---------------------------------------------------------------------
+# Events decided per loop tick (one journal record, one durable write). Larger ticks
+# amortise the fsync; smaller ones cut latency. 4,096 events of ~250 B is ~1 MB.
+TICK_EVENTS_MAX_DEFAULT = 4_096
+TICK_EVENTS_MAX_CEILING = 16_384
+# The journaled payload of one tick: a msgpack array of encoded events. A tick whose
+# payload would pass this bound is cut short (the rest waits for the next tick).
+TICK_PAYLOAD_BYTES_MAX = RECORD_PAYLOAD_BYTES_MAX // 2
+# Ticks decided but not yet durable (the pipeline: tick N+1 is decided while tick N's
+# fsync runs). 2 keeps the disk busy without letting undisclosed decisions pile up.
+TICKS_IN_FLIGHT_MAX = 2
+
+# -- timers ----------------------------------------------------------------------------
+TIMERS_MAX = core_limits.IN_FLIGHT_MAX_DEFAULT + core_limits.REQUESTS_TO_PAY_RETAINED_MAX_DEFAULT
+
+# -- outcomes archive (answers ConsultStore for transfers the core no longer holds) ----
+OUTCOMES_ARCHIVED_MAX_DEFAULT = 1 << 20
+
+# -- routing cache: a payer's resolve answer, consumed by its next transfer to that alias
+ROUTES_REMEMBERED_MAX = 1 << 18
+ROUTE_TTL_NS = 60 * 1_000_000_000
+
+# -- directory calls -------------------------------------------------------------------
+# Transfers resolved per tick with one resolve_many round trip.
+RESOLVE_BATCH_MAX = 4_096
+DIRECTORY_TIMEOUT_S = 5.0
+
+# -- shutdown --------------------------------------------------------------------------
+SHUTDOWN_DRAIN_S_DEFAULT = 5.0
+SHUTDOWN_DRAIN_S_MAX = 600.0
+
+# -- credentials -----------------------------------------------------------------------
+API_KEY_RANDOM_BYTES = 32  # 256 bits: far beyond guessing, so one HMAC is enough
+PEPPER_BYTES_MIN = 32
+CALLBACK_URL_LENGTH_MAX = 2_048
+PARTICIPANT_NAME_LENGTH_MAX = core_limits.TEXT_LENGTH_MAX
+
+# -- admin surface ---------------------------------------------------------------------
+ADMIN_BODY_BYTES_MAX = 64 * 1024
+ADMIN_HEADER_BYTES_MAX = 16 * 1024
+ADMIN_REQUEST_TIMEOUT_S = 10.0
+ADMIN_CONNECTIONS_MAX = 64
+
+assert 1 <= INBOUND_QUEUE_MAX_DEFAULT <= INBOUND_QUEUE_MAX_CEILING
+assert 1 <= TICK_EVENTS_MAX_DEFAULT <= TICK_EVENTS_MAX_CEILING
+assert TICK_EVENTS_MAX_DEFAULT <= INBOUND_QUEUE_MAX_DEFAULT
+assert TICKS_IN_FLIGHT_MAX >= 1
+assert RESOLVE_BATCH_MAX <= 4_096  # the directory's resolve_many bound
+assert TIMERS_MAX >= core_limits.IN_FLIGHT_MAX_DEFAULT
+assert API_KEY_RANDOM_BYTES >= 16
