@@ -129,7 +129,8 @@ def test_close_without_commit_loses_only_the_uncommitted(tmp_path):
     (16, 2**64, b""),
     (16, 1.5, b""),
     (16, 1, bytes(RECORD_PAYLOAD_BYTES_MAX + 1)),
-])
+], ids=["kind-0", "kind-4", "kind-15", "kind-256", "kind-negative", "now-negative",
+        "now-past-u64", "now-float", "payload-too-large"])
 def test_invalid_append_is_refused_and_changes_nothing(tmp_path, kind, now_ns, payload):
     path = tmp_path / "journal"
     with FileJournal.open(str(path)) as journal:

@@ -366,9 +366,11 @@ def test_opaque_switch_records_pass_through_recovery(tmp_path, ledger_cls):
 
 def run_child_until_killed(tmp_path, seed: int, id_base: int, acks_before_kill: int):
     """Start the child, wait for some acknowledgements, SIGKILL it mid-run."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # LIBC_FATAL_STDERR_: glibc otherwise writes a heap-corruption abort to the tty, and
+    # faulthandler names the Python line, so a crashing child explains itself here.
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "LIBC_FATAL_STDERR_": "1"}
     child = subprocess.Popen(
-        [sys.executable, CHILD, str(tmp_path / "journal"), str(tmp_path / "snapshots"),
+        [sys.executable, "-X", "faulthandler", CHILD, str(tmp_path / "journal"), str(tmp_path / "snapshots"),
          str(seed), str(id_base), "400"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
         cwd=os.path.dirname(CHILD),
@@ -378,7 +380,10 @@ def run_child_until_killed(tmp_path, seed: int, id_base: int, acks_before_kill: 
     try:
         while len(acks) < acks_before_kill:
             line = child.stdout.readline()
-            assert line, f"child ended early: {child.stderr.read()}"
+            if not line:
+                child.wait(timeout=10)
+                raise AssertionError(f"child ended early (exit status {child.returncode}) "
+                                     f"after {len(acks)} acks: {child.stderr.read()[-3000:]}")
             assert time.monotonic() < deadline, "child too slow"
             kind, sequence, batch_hash, ok_id = line.split()
             assert kind == "ACK"
