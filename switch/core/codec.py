@@ -3,7 +3,9 @@
 - Journal: `encode_event(now_ns, event)` / `decode_event(data)`: msgpack of a
   `JournalEntry` (array-like: [now_ns, [tag, ...fields]]). The shell journals every input
   event this way before releasing any command that reveals an outcome; recovery decodes
-  them in order into `SwitchCore.replay`.
+  them in order into `SwitchCore.replay`. Decoding checks every type constraint, so only
+  events that satisfy them may be journaled: build them from decoded wire messages, or
+  pass a hand-built one through `validated(event)` first.
 - Wire: `decode_inbound_msgpack` / `decode_inbound_json` turn a participant's frame or body
   into an `Inbound` message, checking every constraint in the types (a bad one raises
   `msgspec.ValidationError` / `DecodeError`: answer VALIDATION_ERROR / MALFORMED_SYNTAX and
@@ -41,6 +43,16 @@ def encode_event(now_ns: int, event: Event) -> bytes:
 def decode_event(data: bytes) -> tuple[int, Event]:
     entry = _journal_decoder.decode(data)
     return entry.now_ns, entry.event
+
+
+def validated(event: Event) -> Event:
+    """`event` checked against every constraint in its types, by a journal round trip.
+
+    Events must be decodable from the journal or recovery stops. Events built from decoded
+    wire messages (`decode_inbound_*`) are; an event built by hand (an admin CLI, a test)
+    must pass through here before it is journaled and stepped. Raises
+    `msgspec.ValidationError` (answer VALIDATION_ERROR; change nothing)."""
+    return _journal_decoder.decode(_msgpack_encoder.encode(JournalEntry(now_ns=0, event=event))).event
 
 
 def decode_events(records):

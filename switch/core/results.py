@@ -5,7 +5,7 @@ member; add new ones in the place where their check runs. Members are declared i
 the checks run; each flow (transfer, return, payee answer, status query, request-to-pay,
 operator request) runs a subsequence of that order, and an approved request-to-pay restarts
 the order with the transfer it becomes. `docs/result-codes.md` is generated from this enum
-(`python -m switch.core result-codes`) and a test checks the two agree.
+(`markdown_table()`) and a test checks the two agree.
 
 This module must never import anything that does I/O.
 """
@@ -224,7 +224,7 @@ def markdown_table() -> str:
     lines = [
         "# Result codes",
         "",
-        "Generated from `switch/core/results.py` by `python -m switch.core result-codes`; a test",
+        "Generated from `switch/core/results.py` (`results.markdown_table()`); a test",
         "checks this file agrees with the enum. Rows are in declaration order, which is the",
         "order the checks run (each flow runs a subsequence; an approved request-to-pay",
         "restarts the order with its transfer). Numbers are stable and follow the FSPIOP",

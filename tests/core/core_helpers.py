@@ -217,18 +217,21 @@ class World:
     def fingerprint(self) -> bytes:
         """Everything the core and the ledger hold, as bytes: equal before/after means a
         step changed nothing."""
-        core = self.core
-        state = msgspec.msgpack.encode([
-            core._seq, core._in_flight, sorted(core._timers),
-            [msgspec.to_builtins(r) for r in core._transfers.values()],
-            list(core._transfers_final),
-            [msgspec.to_builtins(r) for r in core._requests.values()],
-            list(core._requests_final),
-            [msgspec.to_builtins(p) for p in core._participants.values()],
-            [msgspec.to_builtins(c) for c in core._currencies.values()],
-            sorted(core._admin_seen), list(core._admin_order),
-        ])
-        return state + self.ledger.digest()
+        return fingerprint(self.core)
+
+
+def fingerprint(core) -> bytes:
+    state = msgspec.msgpack.encode([
+        core._seq, core._in_flight, core._now_ns, sorted(core._timers),
+        [msgspec.to_builtins(r) for r in core._transfers.values()],
+        list(core._transfers_final),
+        [msgspec.to_builtins(r) for r in core._requests.values()],
+        list(core._requests_final),
+        [msgspec.to_builtins(p) for p in core._participants.values()],
+        [msgspec.to_builtins(c) for c in core._currencies.values()],
+        sorted(core._admin_seen), list(core._admin_order),
+    ])
+    return state + core.ledger.digest()
 
 
 def only(commands: list, kind):
