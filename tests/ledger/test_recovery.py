@@ -364,11 +364,13 @@ def test_opaque_switch_records_pass_through_recovery(tmp_path, ledger_cls):
 # -- kill -9 ------------------------------------------------------------------------------------
 
 
-def run_child_until_killed(tmp_path, seed: int, id_base: int, acks_before_kill: int):
+def run_child_until_killed(tmp_path, seed: int, id_base: int, acks_before_kill: int,
+                          implementation: str):
     """Start the child, wait for some acknowledgements, SIGKILL it mid-run."""
     # LIBC_FATAL_STDERR_: glibc otherwise writes a heap-corruption abort to the tty, and
     # faulthandler names the Python line, so a crashing child explains itself here.
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "LIBC_FATAL_STDERR_": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "LIBC_FATAL_STDERR_": "1",
+           "PONTE_PURE_PYTHON": "1" if implementation == "pure" else "0"}
     child = subprocess.Popen(
         [sys.executable, "-X", "faulthandler", CHILD, str(tmp_path / "journal"), str(tmp_path / "snapshots"),
          str(seed), str(id_base), "400"],
@@ -404,10 +406,15 @@ def run_child_until_killed(tmp_path, seed: int, id_base: int, acks_before_kill: 
     return acks
 
 
-def test_every_acknowledged_batch_survives_kill_minus_nine(tmp_path):
-    acks = run_child_until_killed(tmp_path, seed=11, id_base=10_000_000, acks_before_kill=30)
-    acks += run_child_until_killed(tmp_path, seed=12, id_base=20_000_000, acks_before_kill=40)
-    recovered = recover(str(tmp_path / "journal"), str(tmp_path / "snapshots"))
+def test_every_acknowledged_batch_survives_kill_minus_nine(tmp_path, ledger_cls):
+    implementation = ledger_cls.implementation  # the child loads the same twin
+    acks = run_child_until_killed(tmp_path, seed=11, id_base=10_000_000, acks_before_kill=30,
+                                  implementation=implementation)
+    # Restarted, the child recovers (snapshot + replay) and carries on; killed again.
+    acks += run_child_until_killed(tmp_path, seed=12, id_base=20_000_000, acks_before_kill=40,
+                                   implementation=implementation)
+    recovered = recover(str(tmp_path / "journal"), str(tmp_path / "snapshots"),
+                        ledger_class=ledger_cls)
     try:
         recovered.ledger.check_invariants()
         records = {record.sequence: record for record in recovered.journal.records()}
@@ -423,6 +430,6 @@ def test_every_acknowledged_batch_survives_kill_minus_nine(tmp_path):
         assert recovered.snapshot_sequence > 0
     finally:
         recovered.journal.close()
-    full = recover(str(tmp_path / "journal"), None)
+    full = recover(str(tmp_path / "journal"), None, ledger_class=ledger_cls)
     full.journal.close()
     assert full.ledger.digest() == recovered.ledger.digest()
