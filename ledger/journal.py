@@ -21,7 +21,6 @@ import fcntl
 import logging
 import mmap
 import os
-import struct
 import threading
 from typing import Callable, Iterator
 

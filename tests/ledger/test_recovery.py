@@ -26,7 +26,6 @@ from ledger.journal_format import (
     JournalInvalidAppend,
     RecordKind,
     RecordProblem,
-    encode_header,
 )
 from ledger.journal_payload import decode_batch, encode_batch
 from ledger.recovery import (
@@ -372,8 +371,8 @@ def run_child_until_killed(tmp_path, seed: int, id_base: int, acks_before_kill: 
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "LIBC_FATAL_STDERR_": "1",
            "PONTE_PURE_PYTHON": "1" if implementation == "pure" else "0"}
     child = subprocess.Popen(
-        [sys.executable, "-X", "faulthandler", CHILD, str(tmp_path / "journal"), str(tmp_path / "snapshots"),
-         str(seed), str(id_base), "400"],
+        [sys.executable, "-X", "faulthandler", CHILD, str(tmp_path / "journal"),
+         str(tmp_path / "snapshots"), str(seed), str(id_base), "400"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
         cwd=os.path.dirname(CHILD),
     )
