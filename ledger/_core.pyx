@@ -933,6 +933,10 @@ cdef uint8_t create_transfer_event(State* s, const TransferRecord* t,
 cdef void remember_failed(State* s, uint64_t id, uint8_t result) noexcept nogil:
     """An id whose attempt failed for a reason that depends on ledger state."""
     cdef Retained record
+    if table_find(&s.ring_table, id) != NO_INDEX:
+        return  # only after a rollback that brought back a transfer the chain had evicted
+    if s.pool_count and table_find(&s.pool_table, id) != NO_INDEX:
+        return
     memset(&record, 0, sizeof(Retained))
     record.record.id = id
     record.kind = KIND_FAILED

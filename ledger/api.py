@@ -95,7 +95,9 @@ Linked chains
     keeps its result and all the others answer LINKED_EVENT_FAILED; no state changes
     (balances, CLOSED flags, pending statuses, retained ids) survive, except that the
     failing event's id is remembered as failed if its result poisons ids
-    (`ledger.types.TRANSFER_RESULTS_POISONING_ID`). Any result but OK fails a chain, EXISTS
+    (`ledger.types.TRANSFER_RESULTS_POISONING_ID`) — unless the rollback brought back a
+    recorded transfer with that id (the chain had evicted it from the ring), which then
+    answers. Any result but OK fails a chain, EXISTS
     included. Events of a chain after the failing one are not evaluated
     (LINKED_EVENT_FAILED, so they cannot poison ids). A batch whose
     last event has LINKED fails that open chain with LINKED_EVENT_CHAIN_OPEN on the last

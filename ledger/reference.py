@@ -672,7 +672,10 @@ class Ledger:
     def _remember_failed(self, id_: int, result: int) -> None:
         """An id whose attempt failed for a reason that depends on ledger state."""
         assert self._undo is None, "failed ids are remembered outside chains"
-        assert id_ not in self._ring_index and id_ not in self._pending
+        if id_ in self._ring_index or id_ in self._pending:
+            # Only after a rollback: the chain itself evicted this id from the ring before
+            # reusing it; the rollback brought the recorded transfer back, and it answers.
+            return
         self._ring_push(_Retained(id_, kind=_KIND_FAILED, failed_result=result))
 
     def _pool_add(self, entry: _Retained) -> None:

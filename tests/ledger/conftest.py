@@ -2,8 +2,8 @@
 
 `ledger_cls` runs a test against the pure-Python twin and the compiled core. The compiled
 param fails under CI=true when the core is not built (CI must test it) and skips elsewhere,
-saying why. Hypothesis profiles: "dev" (default, keeps tests/ledger near 60 s on 2 cores)
-and "ci" (more examples); choose with PONTE_HYPOTHESIS_PROFILE.
+saying why. Hypothesis settings for the ledger's property tests live in ledger_helpers
+(`LEDGER_HYPOTHESIS`), applied per test so other packages' defaults are untouched.
 """
 
 from __future__ import annotations
@@ -11,21 +11,10 @@ from __future__ import annotations
 import os
 
 import pytest
-from hypothesis import HealthCheck, settings
 
 import ledger
 from ledger.reference import Ledger as PureLedger
 from ledger_helpers import Books
-
-settings.register_profile(
-    "dev", max_examples=60, deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
-settings.register_profile(
-    "ci", max_examples=300, deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
-settings.load_profile(os.environ.get("PONTE_HYPOTHESIS_PROFILE", "dev"))
 
 IN_CI = os.environ.get("CI") == "true"
 

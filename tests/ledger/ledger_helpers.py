@@ -2,8 +2,20 @@
 
 from __future__ import annotations
 
+import os
+
+from hypothesis import HealthCheck, settings
+
 from ledger.config import LedgerConfig
 from ledger.types import Account, Transfer, pack_accounts, pack_transfers
+
+# Examples per property test: the default keeps tests/ledger well under a minute on two
+# busy cores; CI (or a soak run) raises it with PONTE_LEDGER_EXAMPLES=2000.
+LEDGER_EXAMPLES = int(os.environ.get("PONTE_LEDGER_EXAMPLES", "500"))
+LEDGER_HYPOTHESIS = settings(
+    max_examples=LEDGER_EXAMPLES, deadline=None, print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 
 class Books:
