@@ -11,3 +11,8 @@ import click
 @click.group()
 def bench() -> None:
     """Benchmarks: ledger, core, directory, end-to-end. Use --json for machine output."""
+
+
+from bench.ledger_bench import ledger_command  # noqa: E402 - registered after the group
+
+bench.add_command(ledger_command)
