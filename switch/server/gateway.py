@@ -249,7 +249,9 @@ class Gateway:
             del self._sinks[participant_id]
 
     def set_fallback_sink(self, sink: Sink | None) -> None:
-        """Receives messages of participants with no attached sink (HTTP callbacks)."""
+        """Receives messages of participants with no attached sink (HTTP callbacks).
+        It serves every participant, so it is called ``deliver_to(participant_id,
+        message)`` (then ``flush()``) instead of ``deliver(message)``."""
         self._fallback = sink
 
     def attached(self, participant_id: int) -> bool:
@@ -266,7 +268,11 @@ class Gateway:
             if sink is None:
                 continue  # retrievable by status query
             try:
-                sink.deliver(message)
+                if sinks:
+                    sink.deliver(message)
+                else:
+                    # The fallback serves every participant, so it is told which one.
+                    sink.deliver_to(participant_id, message)
             except Exception:  # noqa: BLE001 - a connector bug must not stop the switch
                 log.exception("sink_deliver_failed participant_id=%d", participant_id)
                 self.detach(participant_id, sink)
