@@ -1,0 +1,499 @@
+"""The HTTP connector: JSON resources translated to and from the core's messages.
+
+`HttpConnector(gateway, config)` listens (through `server.HttpServer`), authenticates each
+request with the participant's API key (`gateway.authenticate`), checks the optional
+detached JWS, decodes the body straight into the core Struct and hands it to the gateway.
+Asynchronous operations answer 202 once the sequencer says the request is durable; their
+outcomes go to the participant's callback URL through `callbacks.CallbackSender`, which
+this connector installs as the gateway's fallback sink (participants on a stream
+connection get theirs on the connection instead). The routes are `ROUTES`; the OpenAPI
+document (`openapi.PATHS`) describes the same set, which a test checks.
+
+It must never decide an outcome, never take a participant id from a body or a path as the
+caller's identity (only from the API key), and never change anything for a request it
+answered with an error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from typing import Annotated, Literal
+from urllib.parse import parse_qs, unquote
+
+import msgspec
+from msgspec import Meta
+
+import switch
+from connectors.http import errors, limits
+from connectors.http.callbacks import CallbackPolicy, CallbackSender
+from connectors.http.errors import error_response
+from connectors.http.jws import JwsError, Signer, VerifyKey, signature_from_headers, \
+    verify_detached
+from connectors.http.openapi import build_document, render_docs
+from connectors.http.resources import (
+    Accepted,
+    AliasRegistration,
+    Health,
+    PayeeAnswerBody,
+    RequestToPayDecisionBody,
+)
+from connectors.http.server import HttpServer, Request, Response
+from switch.core import limits as core_limits
+from switch.core.messages import (
+    ErrorAnswer,
+    Party,
+    PayeeAnswer,
+    Refused,
+    RequestToPay,
+    RequestToPayDecision,
+    ResolveAnswer,
+    ResolveRequest,
+    ReturnRequest,
+    StatusQuery,
+    TransferOutcome,
+    TransferRequest,
+)
+from switch.core.results import Result
+
+log = logging.getLogger("ponte.http")
+
+_encode = msgspec.json.Encoder().encode
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:\-]*$")
+_ALIAS_TYPE = re.compile(r"^[A-Z_]{1,16}$")
+
+
+class ParticipantKey(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A participant's registered JWS public key (PEM: P-256, RSA >= 2048 or Ed25519).
+    With `signature_required`, a request with a body and no valid signature gets 401."""
+
+    participant_id: Annotated[int, Meta(ge=1, le=core_limits.PARTICIPANT_ID_MAX)]
+    public_key_pem: Annotated[str, Meta(max_length=limits.PUBLIC_KEY_PEM_BYTES_MAX)]
+    signature_required: bool = False
+
+
+class HttpConnectorConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Read once (TOML/env) by the server. The switch's private key is named by path, so the
+    config never holds (or prints) it."""
+
+    host: str = "127.0.0.1"
+    port: Annotated[int, Meta(ge=0, le=65535)] = 8080
+    public_url: str = ""  # as participants reach it; the OpenAPI `servers` entry
+    participant_keys: tuple[ParticipantKey, ...] = ()
+    signing_key_path: str = ""  # PEM private key: callbacks are signed when set
+    signing_algorithm: Literal["ES256", "RS256", "PS256", "EdDSA"] = "ES256"
+    signing_kid: str = ""
+    callbacks: CallbackPolicy = CallbackPolicy()
+    # Answer 202 only once the request is journaled (True), or as soon as it is queued.
+    accept_when_durable: bool = True
+
+
+class _Durable:
+    """The gateway's `Origin` for one request: completes the 202 when the sequencer has
+    made the request durable. The server awaits it like any future."""
+
+    __slots__ = ("future", "response")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, response: Response) -> None:
+        self.future = loop.create_future()
+        self.response = response
+
+    def sequenced(self, count: int) -> None:
+        if not self.future.done():
+            self.future.set_result(self.response)
+
+
+def _path_id(raw: bytes) -> str | None:
+    """A transfer or request id from a path segment, checked as the core's `Id` type."""
+    text = unquote(raw.decode("utf-8", "replace")) if b"%" in raw else raw.decode("ascii", "replace")
+    if not text or len(text) > core_limits.ID_LENGTH_MAX or _ID.match(text) is None:
+        return None
+    return text
+
+
+def _path_participant(raw: bytes) -> int | None:
+    if not raw.isdigit() or len(raw) > 8:
+        return None
+    value = int(raw)
+    if not 1 <= value <= core_limits.PARTICIPANT_ID_MAX:
+        return None
+    return value
+
+
+def _validation(error: msgspec.ValidationError) -> Response:
+    return error_response(Result.VALIDATION_ERROR, str(error))
+
+
+def _malformed(error: msgspec.DecodeError) -> Response:
+    return error_response(Result.MALFORMED_SYNTAX, str(error))
+
+
+_NOT_JSON = error_response(Result.VALIDATION_ERROR, "Content-Type must be application/json",
+                           status=415)
+_NO_KEY = error_response(Result.VALIDATION_ERROR, "missing or unknown API key", status=401)
+_SIGNATURE_REQUIRED = error_response(Result.INVALID_SIGNATURE,
+                                     "this participant must sign request bodies (JWS)")
+_BAD_ID = error_response(Result.ID_INVALID, "path id is empty, too long or malformed")
+_BAD_PARTICIPANT = error_response(Result.VALIDATION_ERROR, "path participant id is not valid")
+
+
+class HttpConnector:
+    """The HTTP/JSON connector of one switch process. `start()` listens; `close()` drains."""
+
+    def __init__(self, gateway, config: HttpConnectorConfig = HttpConnectorConfig()) -> None:
+        self.gateway = gateway
+        self.config = config
+        self.loop = asyncio.get_running_loop()
+        self.keys: dict[int, VerifyKey] = {}
+        self.signature_required: set[int] = set()
+        for entry in config.participant_keys:
+            self.set_participant_key(entry.participant_id, entry.public_key_pem.encode(),
+                                     entry.signature_required)
+        self.signer: Signer | None = None
+        if config.signing_key_path:
+            with open(config.signing_key_path, "rb") as file:
+                self.signer = Signer(file.read(), config.signing_algorithm, config.signing_kid)
+        self.callbacks = CallbackSender(gateway.callback_url, policy=config.callbacks,
+                                        signer=self.signer)
+        self.document = build_document(config.public_url or "/")
+        self._openapi = Response(200, _encode(self.document))
+        self._docs = Response(200, render_docs(self.document).encode(),
+                              content_type=b"text/html; charset=utf-8")
+        self.server = HttpServer(self.handle, errors.protocol_error)
+        self._routes = self._route_table()
+        decoders = msgspec.json.Decoder
+        self._transfer_decoder = decoders(TransferRequest)
+        self._return_decoder = decoders(ReturnRequest)
+        self._rtp_decoder = decoders(RequestToPay)
+        self._answer_decoder = decoders(PayeeAnswerBody)
+        self._decision_decoder = decoders(RequestToPayDecisionBody)
+        self._alias_decoder = decoders(AliasRegistration)
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def start(self, *, sock=None) -> None:
+        """Install the callback sender as the gateway's fallback sink and listen."""
+        self.gateway.set_fallback_sink(self.callbacks)
+        await self.server.start(self.config.host, self.config.port, sock=sock)
+        log.info("http.listening host=%s port=%d", self.config.host, self.server.port)
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    async def close(self, grace_ms: int = 5_000) -> None:
+        """Stop listening, let answers in flight leave, deliver queued callbacks (bounded
+        by `grace_ms` each), close every connection."""
+        await self.server.close(grace_ms)
+        await self.callbacks.close(grace_ms)
+
+    def set_participant_key(self, participant_id: int, public_key_pem: bytes | None,
+                            signature_required: bool = False) -> None:
+        """Register (or with None, remove) a participant's JWS public key. Raises JwsError
+        for a key that cannot be used."""
+        if public_key_pem is None:
+            self.keys.pop(participant_id, None)
+            self.signature_required.discard(participant_id)
+            return
+        self.keys[participant_id] = VerifyKey(public_key_pem)
+        if signature_required:
+            self.signature_required.add(participant_id)
+        else:
+            self.signature_required.discard(participant_id)
+
+    # -- routing -----------------------------------------------------------------------
+
+    def _route_table(self) -> dict[tuple[bytes, bytes, int], object]:
+        # (method, first path segment, number of segments) -> handler(request, segments).
+        table = {}
+        for method, template, name in ROUTES:
+            segments = template.strip("/").split("/")
+            table[(method.encode(), segments[0].encode(), len(segments))] = getattr(self, name)
+        return table
+
+    def handle(self, request: Request):
+        """The server's handler: a Response now, or a future of one."""
+        path = request.path
+        segments = path[1:].split(b"/") if path[:1] == b"/" else [b""]
+        method = b"GET" if request.method == b"HEAD" else request.method
+        route = self._routes.get((method, segments[0], len(segments)))
+        if route is None:
+            if any(key[1:] == (segments[0], len(segments)) for key in self._routes):
+                return error_response(Result.VALIDATION_ERROR, "method not allowed here",
+                                      status=405)
+            return error_response(Result.VALIDATION_ERROR, "no such resource", status=404)
+        return route(request, segments)
+
+    def _caller(self, request: Request) -> int | Response:
+        """The authenticated participant, or the 401 to answer."""
+        headers = request.headers
+        value = headers.get(b"authorization")
+        if value is not None:
+            if value[:7].lower() != b"bearer ":
+                return _NO_KEY
+            key = value[7:].strip()
+        else:
+            key = headers.get(b"x-api-key")
+            if key is None:
+                return _NO_KEY
+        try:
+            participant_id = self.gateway.authenticate(key.decode("ascii"))
+        except UnicodeDecodeError:
+            return _NO_KEY
+        return _NO_KEY if participant_id is None else participant_id
+
+    def _body_caller(self, request: Request) -> int | Response:
+        """Authenticate a request with a JSON body and check its signature."""
+        caller = self._caller(request)
+        if type(caller) is not int:
+            return caller
+        content_type = request.headers.get(b"content-type", b"")
+        media = content_type.split(b";", 1)[0].strip().lower()
+        if media != b"application/json" and not (
+                media.startswith(b"application/") and media.endswith(b"+json")):
+            return _NOT_JSON
+        key = self.keys.get(caller)
+        if key is None:
+            return caller  # no registered key: a signature, if any, cannot be checked
+        try:
+            found = signature_from_headers(request.headers)
+            if found is None:
+                if caller in self.signature_required:
+                    return _SIGNATURE_REQUIRED
+                return caller
+            verify_detached(found[0], found[1], request.body, key)
+        except JwsError as error:
+            return error_response(Result.INVALID_SIGNATURE, str(error))
+        return caller
+
+    def _submit(self, caller: int, message, accepted: Accepted):
+        response = Response(202, _encode(accepted))
+        if not self.config.accept_when_durable:
+            result = self.gateway.submit(caller, message)
+            return response if result is Result.OK else error_response(result)
+        origin = _Durable(self.loop, response)
+        result = self.gateway.submit(caller, message, origin)
+        if result is not Result.OK:
+            return error_response(result)
+        return origin.future
+
+    # -- transfers ---------------------------------------------------------------------
+
+    def create_transfer(self, request: Request, segments):
+        caller = self._body_caller(request)
+        if type(caller) is not int:
+            return caller
+        try:
+            message = self._transfer_decoder.decode(request.body)
+        except msgspec.ValidationError as error:
+            return _validation(error)
+        except msgspec.DecodeError as error:
+            return _malformed(error)
+        if message.payee is None:
+            return error_response(Result.VALIDATION_ERROR, "Expected `object`, got `null` - "
+                                  "at `$.payee`")
+        return self._submit(caller, message, Accepted(
+            kind="transfer", id=message.transfer_id,
+            status_path=f"/transfers/{caller}/{message.transfer_id}"))
+
+    def answer_credit_request(self, request: Request, segments):
+        caller = self._body_caller(request)
+        if type(caller) is not int:
+            return caller
+        payer_id = _path_participant(segments[1])
+        if payer_id is None:
+            return _BAD_PARTICIPANT
+        transfer_id = _path_id(segments[2])
+        if transfer_id is None:
+            return _BAD_ID
+        try:
+            body = self._answer_decoder.decode(request.body)
+        except msgspec.ValidationError as error:
+            return _validation(error)
+        except msgspec.DecodeError as error:
+            return _malformed(error)
+        message = PayeeAnswer(payer_participant_id=payer_id, transfer_id=transfer_id,
+                              accepted=body.accepted, reason=body.reason)
+        return self._submit(caller, message, Accepted(
+            kind="payee_answer", id=transfer_id,
+            status_path=f"/transfers/{payer_id}/{transfer_id}"))
+
+    def get_transfer(self, request: Request, segments):
+        caller = self._caller(request)
+        if type(caller) is not int:
+            return caller
+        payer_id = _path_participant(segments[1])
+        if payer_id is None:
+            return _BAD_PARTICIPANT
+        transfer_id = _path_id(segments[2])
+        if transfer_id is None:
+            return _BAD_ID
+        return self._status(caller, StatusQuery(payer_participant_id=payer_id,
+                                                transfer_id=transfer_id))
+
+    async def _status(self, caller: int, query: StatusQuery) -> Response:
+        answer = await self.gateway.status(caller, query)
+        if type(answer) is TransferOutcome:
+            return Response(200, _encode(answer))
+        if type(answer) is Refused or type(answer) is ErrorAnswer:
+            return error_response(answer.result, getattr(answer, "detail", ""))
+        log.error("http.status_unexpected type=%s", type(answer).__name__)
+        return error_response(Result.INTERNAL_SERVER_ERROR)
+
+    def create_return(self, request: Request, segments):
+        caller = self._body_caller(request)
+        if type(caller) is not int:
+            return caller
+        try:
+            message = self._return_decoder.decode(request.body)
+        except msgspec.ValidationError as error:
+            return _validation(error)
+        except msgspec.DecodeError as error:
+            return _malformed(error)
+        # A return is a transfer paid by its sender (the original payee): its id is scoped
+        # by the caller like any transfer of theirs.
+        return self._submit(caller, message, Accepted(
+            kind="return", id=message.transfer_id,
+            status_path=f"/transfers/{caller}/{message.transfer_id}"))
+
+    # -- request-to-pay ----------------------------------------------------------------
+
+    def create_request_to_pay(self, request: Request, segments):
+        caller = self._body_caller(request)
+        if type(caller) is not int:
+            return caller
+        try:
+            message = self._rtp_decoder.decode(request.body)
+        except msgspec.ValidationError as error:
+            return _validation(error)
+        except msgspec.DecodeError as error:
+            return _malformed(error)
+        return self._submit(caller, message, Accepted(kind="request_to_pay",
+                                                      id=message.request_id))
+
+    def decide_request_to_pay(self, request: Request, segments):
+        caller = self._body_caller(request)
+        if type(caller) is not int:
+            return caller
+        payee_id = _path_participant(segments[1])
+        if payee_id is None:
+            return _BAD_PARTICIPANT
+        request_id = _path_id(segments[2])
+        if request_id is None:
+            return _BAD_ID
+        try:
+            body = self._decision_decoder.decode(request.body)
+        except msgspec.ValidationError as error:
+            return _validation(error)
+        except msgspec.DecodeError as error:
+            return _malformed(error)
+        message = RequestToPayDecision(
+            payee_participant_id=payee_id, request_id=request_id, approved=body.approved,
+            transfer_id=body.transfer_id, expires_at_ns=body.expires_at_ns,
+            payer_account_ref=body.payer_account_ref, payer_user_ref=body.payer_user_ref)
+        status_path = f"/transfers/{caller}/{body.transfer_id}" if body.approved else ""
+        return self._submit(caller, message, Accepted(
+            kind="request_to_pay_decision", id=request_id, status_path=status_path))
+
+    # -- aliases -----------------------------------------------------------------------
+
+    def _alias_path(self, segments) -> tuple[str, str] | Response:
+        alias_type = segments[1].decode("ascii", "replace")
+        if _ALIAS_TYPE.match(alias_type) is None:
+            return error_response(Result.VALIDATION_ERROR, "alias_type is not valid")
+        alias_value = unquote(segments[2].decode("utf-8", "replace"))
+        if not alias_value or len(alias_value) > core_limits.REFERENCE_LENGTH_MAX:
+            return error_response(Result.VALIDATION_ERROR, "alias_value is empty or too long")
+        return alias_type, alias_value
+
+    def register_alias(self, request: Request, segments):
+        caller = self._body_caller(request)
+        if type(caller) is not int:
+            return caller
+        try:
+            body = self._alias_decoder.decode(request.body)
+        except msgspec.ValidationError as error:
+            return _validation(error)
+        except msgspec.DecodeError as error:
+            return _malformed(error)
+        return self._alias_answer(self.gateway.register_alias(
+            caller, alias_type=body.alias_type, alias_value=body.alias_value,
+            account_ref=body.account_ref, owner_national_id=body.owner_national_id,
+            display_name=body.display_name, owner_kind=body.owner_kind))
+
+    def delete_alias(self, request: Request, segments):
+        caller = self._caller(request)
+        if type(caller) is not int:
+            return caller
+        alias = self._alias_path(segments)
+        if type(alias) is Response:
+            return alias
+        return self._alias_answer(self.gateway.delete_alias(
+            caller, alias_type=alias[0], alias_value=alias[1]))
+
+    async def _alias_answer(self, pending) -> Response:
+        answer = await pending
+        if answer.result is Result.OK:
+            return Response(200, _encode(answer))
+        detail = f"field {answer.field}" if answer.field else ""
+        if answer.directory_result:
+            detail += f" (directory result {answer.directory_result})"
+        return error_response(answer.result, detail.strip())
+
+    def resolve_alias(self, request: Request, segments):
+        caller = self._caller(request)
+        if type(caller) is not int:
+            return caller
+        alias = self._alias_path(segments)
+        if type(alias) is Response:
+            return alias
+        user_ref = ""
+        if request.query:
+            values = parse_qs(request.query.decode("utf-8", "replace")).get("payer_user_ref")
+            if values:
+                user_ref = values[0]
+                if len(user_ref) > core_limits.REFERENCE_LENGTH_MAX:
+                    return error_response(Result.VALIDATION_ERROR,
+                                          "payer_user_ref is too long")
+        try:
+            party = msgspec.convert({"alias_type": alias[0], "alias_value": alias[1]}, Party)
+        except msgspec.ValidationError as error:
+            return _validation(error)
+        return self._resolve(caller, ResolveRequest(alias=party, payer_user_ref=user_ref))
+
+    async def _resolve(self, caller: int, message: ResolveRequest) -> Response:
+        answer: ResolveAnswer = await self.gateway.resolve(caller, message)
+        if answer.result is Result.OK:
+            return Response(200, _encode(answer))
+        return error_response(answer.result)
+
+    # -- public ------------------------------------------------------------------------
+
+    def health(self, request: Request, segments):
+        accepting = bool(self.gateway.accepting)
+        body = _encode(Health(accepting=accepting, version=switch.__version__))
+        return Response(200 if accepting else 503, body)
+
+    def openapi(self, request: Request, segments):
+        return self._openapi
+
+    def docs(self, request: Request, segments):
+        return self._docs
+
+
+# Every route: (method, path template, handler method). `openapi.PATHS` documents the same.
+ROUTES: tuple[tuple[str, str, str], ...] = (
+    ("POST", "/aliases", "register_alias"),
+    ("GET", "/aliases/{alias_type}/{alias_value}", "resolve_alias"),
+    ("DELETE", "/aliases/{alias_type}/{alias_value}", "delete_alias"),
+    ("POST", "/transfers", "create_transfer"),
+    ("GET", "/transfers/{payer_participant_id}/{transfer_id}", "get_transfer"),
+    ("PUT", "/transfers/{payer_participant_id}/{transfer_id}", "answer_credit_request"),
+    ("POST", "/returns", "create_return"),
+    ("POST", "/requests-to-pay", "create_request_to_pay"),
+    ("PUT", "/requests-to-pay/{payee_participant_id}/{request_id}", "decide_request_to_pay"),
+    ("GET", "/health", "health"),
+    ("GET", "/openapi.json", "openapi"),
+    ("GET", "/docs", "docs"),
+)
