@@ -41,10 +41,12 @@ def version() -> None:
 
 def _register() -> None:
     from bench.cli import bench
+    from switch.directory.cli import directory
     from switch.store.cli import db
 
     main.add_command(db)
     main.add_command(bench)
+    main.add_command(directory)
 
 
 _register()

@@ -161,8 +161,8 @@ class LocalBuckets:
         if len(self._users) > self.buckets_max:
             self._make_room(user_policy, now_ms)
 
-    def peek(self, user_key: bytes, participant_id: str, user_policy, participant_policy,
-             now_ms: int) -> tuple[int, int]:
+    async def peek(self, user_key: bytes, participant_id: str, user_policy, participant_policy,
+                   now_ms: int) -> tuple[int, int]:
         """Current (user, participant) balances in whole tokens, rounded down (tests, ops)."""
         user_tokens, _ = refill(self._users.get(user_key), user_policy, now_ms)
         participant_tokens, _ = refill(
