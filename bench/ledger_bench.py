@@ -370,7 +370,7 @@ def _print_table(results: list[dict], notes: list[str]) -> None:
 def _print_flat(result: dict) -> None:
     from rich.console import Console
 
-    console = Console()
+    console = Console(width=max(Console().width, 132))
     if "error" in result:
         console.print(f"[red]flat-memory: {result['error']}[/red]")
         return

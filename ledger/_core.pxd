@@ -135,7 +135,7 @@ cdef class Ledger:
     cdef bint debug_checks
 
     cdef int _reserve_for_transfers(self, uint64_t count, bint any_linked) except -1
-    cdef int _grow_pool_to(self, uint64_t capacity) except -1
+    cdef int _grow_pool(self, uint64_t needed) except -1
     cdef int _reserve_for_accounts(self, uint64_t count, bint any_linked) except -1
     cdef uint64_t _base_timestamp(self, now_ns, uint64_t count) except? 0
     cdef list _failures(self, uint64_t count, tuple members)

@@ -1108,11 +1108,7 @@ cdef class Ledger:
         grow_array(<void**>&s.ring, &s.ring_capacity, needed, s.ring_max, sizeof(Retained))
         table_reserve(&s.ring_table, needed)
         needed = min(s.pool_max, max(s.pool_used, s.pool_count + count))
-        if needed > s.pool_capacity:
-            grow_array(<void**>&s.heap, &s.pool_capacity, needed, s.pool_max,
-                       sizeof(HeapEntry))
-            # Same capacity for the pool; grow_array updated pool_capacity already.
-            self._grow_pool_to(s.pool_capacity)
+        self._grow_pool(needed)
         table_reserve(&s.pool_table, min(s.pool_max, s.pool_count + count))
         needed = min(s.history_max, s.history_count + 2 * count)
         grow_array(<void**>&s.history, &s.history_capacity, needed, s.history_max,
@@ -1123,11 +1119,16 @@ cdef class Ledger:
                        sizeof(UndoEntry))
         return 0
 
-    cdef int _grow_pool_to(self, uint64_t capacity) except -1:
-        cdef void* grown = PyMem_Realloc(self.state.pool, capacity * sizeof(PendingEntry))
-        if grown == NULL:
-            raise MemoryError()
-        self.state.pool = <PendingEntry*>grown
+    cdef int _grow_pool(self, uint64_t needed) except -1:
+        """Pool and heap share one capacity; it is recorded only once both have grown, so
+        a MemoryError half-way leaves the recorded capacity true."""
+        cdef State* s = &self.state
+        cdef uint64_t pool_capacity = s.pool_capacity
+        cdef uint64_t heap_capacity = s.pool_capacity
+        grow_array(<void**>&s.pool, &pool_capacity, needed, s.pool_max, sizeof(PendingEntry))
+        grow_array(<void**>&s.heap, &heap_capacity, needed, s.pool_max, sizeof(HeapEntry))
+        assert pool_capacity == heap_capacity
+        s.pool_capacity = pool_capacity
         return 0
 
     cdef int _reserve_for_accounts(self, uint64_t count, bint any_linked) except -1:
@@ -1514,9 +1515,7 @@ cdef class Ledger:
             ring_push(s, <const Retained*>(source + offset))
             offset += sizeof(Retained)
         if pending_count:
-            grow_array(<void**>&s.heap, &s.pool_capacity, pending_count, s.pool_max,
-                       sizeof(HeapEntry))
-            self._grow_pool_to(s.pool_capacity)
+            self._grow_pool(pending_count)
             table_reserve(&s.pool_table, pending_count)
         for index in range(pending_count):
             memset(&pending, 0, sizeof(PendingEntry))
