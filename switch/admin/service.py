@@ -1,0 +1,732 @@
+"""The operator service: every operator action, with its role check, maker-checker and audit.
+
+HTTP-free: the JSON API and the console (`switch/admin/app.py`) and the CLI call these
+methods with a `Caller` and typed bodies, and turn an `AdminRefusal` into a typed error.
+Every refusal is raised before anything changes; every action that changes something is
+written to the hash-chained audit log, in the same store transaction where the change is
+the store's (users, sessions, proposals) and right after the switch answered where the
+change is the switch's (suspend, onboard, fund). Liquidity changes never go to the switch
+without a second operator's approval.
+
+It must never log or audit a password, a session token or an API key, and never change the
+switch other than through `SwitchPort.submit` and the participant-settings calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import secrets
+import time
+from typing import Callable, NamedTuple
+
+import msgspec
+
+from switch.admin import limits
+from switch.admin.audit import detail_text, verify_chain_async
+from switch.admin.live import LiveStats
+from switch.admin.money import exponent
+from switch.admin.passwords import Passwords
+from switch.admin.ports import AdminStore, AuditEntry, SwitchPort, SwitchUnavailable
+from switch.admin.ratelimit import LoginLimiter
+from switch.admin.types import (
+    AdminRefusal,
+    AdminResult,
+    Alert,
+    AuditRecordView,
+    AuditVerification,
+    CredentialsRotated,
+    DailyLimitProposal,
+    Decision,
+    DefundProposal,
+    DirectoryPanel,
+    FundProposal,
+    Health,
+    NetDebitCapProposal,
+    Overview,
+    ParticipantOnboard,
+    ParticipantView,
+    PositionView,
+    Proposal,
+    ProposalBody,
+    ProposalState,
+    ProposalView,
+    Role,
+    ROLE_NAMES,
+    Session,
+    TimelineStep,
+    TransferQuery,
+    TransferSearch,
+    TransferSummary,
+    TransferTimeline,
+    User,
+    UserCreate,
+    UserView,
+)
+from switch.core.accounts import Leg, TransferCode
+from switch.core.messages import (
+    FundsDeposited,
+    FundsWithdrawn,
+    NetDebitCapSet,
+    ParticipantAccountOpened,
+    ParticipantAdded,
+    ParticipantDailyLimitSet,
+    ParticipantResumed,
+    ParticipantSuspended,
+    TransferRequested,
+)
+from switch.core.results import ParticipantStatus, Result, SettlementModel, TransferState
+
+NS_PER_S = limits.NS_PER_S
+_replace = msgspec.structs.replace
+_RESULT_NAMES = {int(member): member.name for member in Result}
+_LEG_NAMES = {
+    Leg.RESERVE: "reserve (pending)", Leg.RESERVE_FEE: "reserve fee (pending)",
+    Leg.POST: "post", Leg.POST_FEE: "post fee", Leg.VOID: "void", Leg.VOID_FEE: "void fee",
+}
+_STATE_TEXT = {
+    "received": ("message", "transfer request from the payer"),
+    "reserved": ("state", "funds reserved"),
+    "forwarded": ("message", "credit request sent to the payee"),
+    "committed": ("message", "payee accepted; outcome COMMITTED sent to payer and payee"),
+    "rejected": ("message", "outcome REJECTED"),
+    "expired": ("message", "payee timeout; outcome EXPIRED sent to payer and payee"),
+}
+
+
+class Caller(NamedTuple):
+    """Who asks: from a session, or the local CLI (`ponte admin ...`)."""
+
+    username: str
+    role: Role
+    client: str
+
+    @classmethod
+    def of(cls, session: Session, client: str) -> Caller:
+        return cls(session.username, session.role, client)
+
+
+def token_sha256(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
+class AdminService:
+    def __init__(self, store: AdminStore, switch: SwitchPort, *,
+                 passwords: Passwords | None = None, limiter: LoginLimiter | None = None,
+                 clock_ns: Callable[[], int] = time.time_ns,
+                 submit_timeout_s: float = limits.SUBMIT_TIMEOUT_S):
+        self.store = store
+        self.switch = switch
+        self.passwords = passwords or Passwords()
+        self.limiter = limiter or LoginLimiter()
+        self.clock_ns = clock_ns
+        self.submit_timeout_s = submit_timeout_s
+        self.live = LiveStats()
+        self.login_rate_limited_total = 0
+
+    # -- audit ---------------------------------------------------------------------------
+
+    def _entry(self, caller: Caller, action: str, target: str, result: AdminResult | str,
+               detail: dict | None = None) -> AuditEntry:
+        name = result.name if isinstance(result, AdminResult) else result
+        return AuditEntry(at_ns=self.clock_ns(), actor=caller.username, action=action,
+                          target=target, result=name, detail=detail_text(detail),
+                          client=caller.client[:64])
+
+    async def _audit(self, caller: Caller, action: str, target: str,
+                     result: AdminResult | str, detail: dict | None = None) -> None:
+        await self.store.append_audit(self._entry(caller, action, target, result, detail))
+
+    async def require(self, caller: Caller, role: Role, action: str, target: str) -> None:
+        """Refuse (and record the refusal) when the caller's role is below `role`."""
+        if caller.role < role:
+            await self._audit(caller, action, target, AdminResult.ROLE_INSUFFICIENT,
+                              {"needs": role.name.lower(), "has": caller.role.name.lower()})
+            raise AdminRefusal(AdminResult.ROLE_INSUFFICIENT,
+                               f"{action} needs the {role.name.lower()} role")
+
+    # -- sessions ------------------------------------------------------------------------
+
+    async def login(self, username: str, password: str, client: str) -> tuple[str, Session]:
+        """(cookie token, session). The token is returned once and only its hash is kept."""
+        now_ns = self.clock_ns()
+        wait_s = self.limiter.retry_after_s(username, client, now_ns)
+        if wait_s:
+            # Not audited one by one: a flood would bury the log. Counted instead.
+            self.login_rate_limited_total += 1
+            raise AdminRefusal(AdminResult.LOGIN_RATE_LIMITED, "too many failed logins",
+                               retry_after_s=wait_s)
+        user = await self.store.get_user(username)
+        usable = user is not None and not user.disabled
+        ok = await self.passwords.verify(user.password_hash if usable else None, password)
+        anonymous = Caller("-", Role.VIEWER, client)
+        if not ok:
+            self.limiter.failed(username, client, now_ns)
+            await self._audit(anonymous, "login", f"user:{username}", AdminResult.LOGIN_FAILED)
+            raise AdminRefusal(AdminResult.LOGIN_FAILED, "wrong username or password")
+        assert user is not None
+        self.limiter.succeeded(username)
+        token = secrets.token_urlsafe(limits.SESSION_TOKEN_BYTES)
+        session = Session(
+            token_hash=token_sha256(token), username=user.username, role=user.role,
+            csrf_token=secrets.token_urlsafe(limits.CSRF_TOKEN_BYTES), created_ns=now_ns,
+            expires_ns=now_ns + limits.SESSION_LIFETIME_S * NS_PER_S, seen_ns=now_ns,
+            client=client[:64],
+        )
+        caller = Caller(user.username, user.role, client)
+        await self.store.insert_session(session, limits.SESSIONS_PER_USER_MAX,
+                                        self._entry(caller, "login", f"user:{username}",
+                                                    AdminResult.OK))
+        return token, session
+
+    async def session(self, token: str | None) -> Session | None:
+        """The live session behind a cookie token, or None (unknown, expired or idle)."""
+        if not token or len(token) > 128:
+            return None
+        token_hash = token_sha256(token)
+        session = await self.store.get_session(token_hash)
+        if session is None:
+            return None
+        now_ns = self.clock_ns()
+        if session.expires_ns <= now_ns or session.seen_ns <= now_ns - limits.SESSION_IDLE_S * NS_PER_S:
+            await self.store.delete_session(token_hash, None)
+            return None
+        if now_ns - session.seen_ns >= NS_PER_S:  # one write per second at most
+            await self.store.touch_session(token_hash, now_ns)
+        return session
+
+    async def logout(self, session: Session, client: str) -> None:
+        caller = Caller.of(session, client)
+        await self.store.delete_session(session.token_hash,
+                                        self._entry(caller, "logout", f"user:{caller.username}",
+                                                    AdminResult.OK))
+
+    async def check_csrf(self, session: Session, supplied: str | None, client: str,
+                         action: str) -> None:
+        """A state-changing request must carry the session's token (header or form field)."""
+        if supplied and hmac.compare_digest(supplied.encode(), session.csrf_token.encode()):
+            return
+        await self._audit(Caller.of(session, client), action, "csrf",
+                          AdminResult.CSRF_TOKEN_INVALID)
+        raise AdminRefusal(AdminResult.CSRF_TOKEN_INVALID,
+                           "missing or wrong CSRF token: reload the page")
+
+    # -- operators -----------------------------------------------------------------------
+
+    async def create_user(self, caller: Caller, body: UserCreate) -> UserView:
+        await self.require(caller, Role.ADMIN, "user.create", f"user:{body.username}")
+        if await self.store.count_users() >= limits.USERS_MAX:
+            raise AdminRefusal(AdminResult.USERS_FULL)
+        user = User(username=body.username, role=ROLE_NAMES[body.role],
+                    password_hash=await self.passwords.hash(body.password),
+                    created_ns=self.clock_ns())
+        entry = self._entry(caller, "user.create", f"user:{body.username}", AdminResult.OK,
+                            {"role": body.role})
+        if not await self.store.insert_user(user, entry):
+            raise AdminRefusal(AdminResult.USER_EXISTS)
+        return _user_view(user)
+
+    async def users(self) -> list[UserView]:
+        return [_user_view(user) for user in await self.store.list_users()]
+
+    async def set_user_disabled(self, caller: Caller, username: str, disabled: bool) -> UserView:
+        action = "user.disable" if disabled else "user.enable"
+        await self.require(caller, Role.ADMIN, action, f"user:{username}")
+        if not await self.store.set_user_disabled(
+                username, disabled, self._entry(caller, action, f"user:{username}", AdminResult.OK)):
+            raise AdminRefusal(AdminResult.USER_NOT_FOUND)
+        user = await self.store.get_user(username)
+        assert user is not None
+        return _user_view(user)
+
+    # -- the switch ------------------------------------------------------------------------
+
+    async def _submit(self, caller: Caller, action: str, target: str, event,
+                      detail: dict) -> None:
+        """Submit one operator event; audit its answer; refuse unless it is OK."""
+        detail = {**detail, "request_id": event.request_id}
+        try:
+            answer = await asyncio.wait_for(self.switch.submit(event), self.submit_timeout_s)
+        except (SwitchUnavailable, asyncio.TimeoutError) as error:
+            why = "no answer in time; it may still be decided" if isinstance(
+                error, asyncio.TimeoutError) else str(error)
+            await self._audit(caller, action, target, AdminResult.SWITCH_UNAVAILABLE,
+                              {**detail, "why": why})
+            raise AdminRefusal(AdminResult.SWITCH_UNAVAILABLE, why) from None
+        if answer.result != Result.OK:
+            name = _RESULT_NAMES.get(int(answer.result), str(int(answer.result)))
+            await self._audit(caller, action, target, AdminResult.SWITCH_REFUSED,
+                              {**detail, "core_result": name})
+            raise AdminRefusal(AdminResult.SWITCH_REFUSED, f"{name} {answer.detail}".strip(),
+                               core_result=int(answer.result))
+        await self._audit(caller, action, target, AdminResult.OK, detail)
+
+    @staticmethod
+    def _request_id(prefix: str) -> str:
+        return f"{prefix}-{secrets.token_hex(8)}"
+
+    def _participant(self, participant_id: int):
+        view = self.switch.core.participant(participant_id)
+        if view is None:
+            raise AdminRefusal(AdminResult.PARTICIPANT_NOT_FOUND, f"participant {participant_id}")
+        return view
+
+    def _would_refuse(self, result: Result, detail: str) -> AdminRefusal:
+        """A request the switch would refuse, refused before it is submitted."""
+        return AdminRefusal(AdminResult.SWITCH_REFUSED, f"{result.name}: {detail}",
+                            core_result=int(result))
+
+    # -- participants --------------------------------------------------------------------
+
+    def positions(self, participant_id: int) -> list[PositionView]:
+        core, ledger = self.switch.core, self.switch.ledger
+        view = self._participant(participant_id)
+        ids = [core.account_id(participant_id, currency) for currency in view.currencies]
+        accounts = {account.id: account for account in ledger.lookup_accounts(ids)}
+        positions = []
+        for currency, account_id in zip(view.currencies, ids):
+            account = accounts.get(account_id)
+            state = core.currency(currency)
+            if account is None or state is None:
+                continue
+            used = account.debits_posted + account.debits_pending
+            deferred = state.settlement_model == SettlementModel.DEFERRED_NET
+            positions.append(PositionView(
+                currency=currency, exponent=exponent(currency),
+                settlement_model=state.settlement_model.name.lower(), account_id=account_id,
+                limit_minor=account.credits_posted, used_minor=used,
+                available_minor=account.credits_posted - used,
+                reserved_minor=account.debits_pending,
+                net_debit_cap_minor=_net_debit_cap_minor(core, participant_id, currency)
+                if deferred else 0,
+                daily_used_minor=core.daily_used_minor(participant_id, currency),
+                daily_max_minor=core.daily_max_minor(participant_id, currency),
+            ))
+        return positions
+
+    def participant(self, participant_id: int) -> ParticipantView:
+        view = self._participant(participant_id)
+        kind, callback_url, key_ids = self.switch.participant_settings(participant_id)
+        return ParticipantView(
+            participant_id=view.participant_id, name=view.name,
+            status=view.status.name.lower(), currencies=list(view.currencies),
+            positions=self.positions(participant_id), kind=kind, callback_url=callback_url,
+            api_key_ids=key_ids,
+        )
+
+    def participants(self) -> list[ParticipantView]:
+        return [self.participant(pid) for pid in sorted(self.switch.core.participant_ids())]
+
+    async def onboard(self, caller: Caller, body: ParticipantOnboard) -> ParticipantView:
+        target = f"participant:{body.participant_id}"
+        await self.require(caller, Role.ADMIN, "participant.onboard", target)
+        core = self.switch.core
+        # Checked before anything is submitted, so a refusal leaves no half-onboarded
+        # participant behind (the core would refuse each of these too).
+        if core.participant(body.participant_id) is not None or (
+                core.participant_id_by_name(body.name) is not None):
+            raise self._would_refuse(Result.ADMIN_PARTICIPANT_EXISTS, "id or name in use")
+        if len(set(body.currencies)) != len(body.currencies):
+            raise AdminRefusal(AdminResult.VALIDATION_ERROR, "a currency is listed twice")
+        for currency in body.currencies:
+            if core.currency(currency) is None:
+                raise self._would_refuse(Result.ADMIN_CURRENCY_NOT_FOUND, currency)
+        await self._submit(caller, "participant.onboard", target, ParticipantAdded(
+            request_id=self._request_id("onboard"), participant_id=body.participant_id,
+            name=body.name), {"name": body.name, "kind": body.kind})
+        for currency in body.currencies:
+            await self._submit(caller, "participant.open_account", target,
+                               ParticipantAccountOpened(
+                                   request_id=self._request_id("open"),
+                                   participant_id=body.participant_id, currency=currency),
+                               {"currency": currency})
+        await self.switch.register_participant(body.participant_id, body.name, body.kind,
+                                               body.callback_url)
+        return self.participant(body.participant_id)
+
+    async def set_status(self, caller: Caller, participant_id: int, suspend: bool) -> ParticipantView:
+        action = "participant.suspend" if suspend else "participant.resume"
+        target = f"participant:{participant_id}"
+        await self.require(caller, Role.OPERATOR, action, target)
+        self._participant(participant_id)
+        event_type = ParticipantSuspended if suspend else ParticipantResumed
+        await self._submit(caller, action, target, event_type(
+            request_id=self._request_id(action.split(".")[1]), participant_id=participant_id),
+            {})
+        return self.participant(participant_id)
+
+    async def set_callback_url(self, caller: Caller, participant_id: int,
+                               callback_url: str) -> ParticipantView:
+        target = f"participant:{participant_id}"
+        await self.require(caller, Role.OPERATOR, "participant.callback_url", target)
+        self._participant(participant_id)
+        if not await self.switch.set_callback_url(participant_id, callback_url):
+            raise AdminRefusal(AdminResult.PARTICIPANT_NOT_FOUND,
+                               "the participant has no connector settings")
+        await self._audit(caller, "participant.callback_url", target, AdminResult.OK,
+                          {"callback_url": callback_url})
+        return self.participant(participant_id)
+
+    async def rotate_credentials(self, caller: Caller, participant_id: int) -> CredentialsRotated:
+        target = f"participant:{participant_id}"
+        await self.require(caller, Role.ADMIN, "participant.rotate_key", target)
+        self._participant(participant_id)
+        key_id, api_key = await self.switch.rotate_api_key(participant_id)
+        await self._audit(caller, "participant.rotate_key", target, AdminResult.OK,
+                          {"api_key_id": key_id})
+        return CredentialsRotated(participant_id=participant_id, api_key_id=key_id,
+                                  api_key=api_key)
+
+    # -- maker-checker -------------------------------------------------------------------
+
+    def _check_proposal(self, body: ProposalBody) -> None:
+        """The switch's own checks, made when the proposal is made, so a checker is never
+        asked to approve something bound to fail (the switch checks again when it runs)."""
+        view = self._participant(body.participant_id)
+        state = self.switch.core.currency(body.currency)
+        if state is None:
+            raise self._would_refuse(Result.ADMIN_CURRENCY_NOT_FOUND, body.currency)
+        if body.currency not in view.currencies:
+            raise self._would_refuse(Result.ADMIN_ACCOUNT_NOT_FOUND, body.currency)
+        prefunded = state.settlement_model == SettlementModel.PREFUNDED_RTGS
+        if isinstance(body, (FundProposal, DefundProposal)) and not prefunded:
+            raise self._would_refuse(Result.ADMIN_SETTLEMENT_MODEL_MISMATCH,
+                                     f"{body.currency} is deferred-net: change the net debit cap")
+        if isinstance(body, NetDebitCapProposal) and prefunded:
+            raise self._would_refuse(Result.ADMIN_SETTLEMENT_MODEL_MISMATCH,
+                                     f"{body.currency} is prefunded: fund or defund instead")
+
+    async def propose(self, caller: Caller, body: ProposalBody) -> ProposalView:
+        kind = type(body).__struct_config__.tag
+        target = f"participant:{body.participant_id}"
+        await self.require(caller, Role.OPERATOR, f"proposal.{kind}", target)
+        self._check_proposal(body)
+        proposal = Proposal(proposal_id=f"p-{secrets.token_hex(8)}", body=body,
+                            state=ProposalState.PENDING, proposed_by=caller.username,
+                            proposed_ns=self.clock_ns())
+        entry = self._entry(caller, "proposal.propose", proposal.proposal_id, AdminResult.OK,
+                            msgspec.to_builtins(body))
+        if not await self.store.insert_proposal(proposal, limits.PROPOSALS_OPEN_MAX, entry):
+            raise AdminRefusal(AdminResult.PROPOSALS_FULL)
+        return _proposal_view(proposal)
+
+    async def proposals(self, state: ProposalState | None = None,
+                        limit: int = limits.AUDIT_PAGE_MAX) -> list[ProposalView]:
+        return [_proposal_view(p) for p in await self.store.list_proposals(state, limit)]
+
+    async def proposal(self, proposal_id: str) -> ProposalView:
+        found = await self.store.get_proposal(proposal_id)
+        if found is None:
+            raise AdminRefusal(AdminResult.PROPOSAL_NOT_FOUND)
+        return _proposal_view(found)
+
+    async def decide(self, caller: Caller, proposal_id: str, decision: Decision) -> ProposalView:
+        action = "proposal.approve" if decision.approve else "proposal.reject"
+        await self.require(caller, Role.OPERATOR, action, proposal_id)
+        proposal = await self.store.get_proposal(proposal_id)
+        if proposal is None:
+            raise AdminRefusal(AdminResult.PROPOSAL_NOT_FOUND)
+        if proposal.state != ProposalState.PENDING:
+            raise AdminRefusal(AdminResult.PROPOSAL_NOT_PENDING, proposal.state.name.lower())
+        if proposal.proposed_by == caller.username:
+            await self._audit(caller, action, proposal_id, AdminResult.CHECKER_MUST_DIFFER)
+            raise AdminRefusal(AdminResult.CHECKER_MUST_DIFFER,
+                               "a different operator must check this proposal")
+        now_ns = self.clock_ns()
+        if now_ns - proposal.proposed_ns > limits.PROPOSAL_TTL_S * NS_PER_S:
+            expired = _replace(proposal, state=ProposalState.EXPIRED, decided_by=caller.username,
+                               decided_ns=now_ns, detail="not checked in time")
+            await self.store.decide_proposal(
+                expired, ProposalState.PENDING,
+                self._entry(caller, "proposal.expire", proposal_id, AdminResult.PROPOSAL_EXPIRED))
+            raise AdminRefusal(AdminResult.PROPOSAL_EXPIRED)
+        decided = _replace(proposal, decided_by=caller.username, decided_ns=now_ns,
+                           detail=decision.note,
+                           state=ProposalState.APPROVED if decision.approve
+                           else ProposalState.REJECTED)
+        entry = self._entry(caller, action, proposal_id, AdminResult.OK,
+                            {"note": decision.note} if decision.note else None)
+        if not await self.store.decide_proposal(decided, ProposalState.PENDING, entry):
+            raise AdminRefusal(AdminResult.PROPOSAL_NOT_PENDING, "decided meanwhile")
+        if not decision.approve:
+            return _proposal_view(decided)
+        return await self._execute(caller, decided)
+
+    async def _execute(self, caller: Caller, proposal: Proposal) -> ProposalView:
+        """Carry out an APPROVED proposal: the event's request id is the proposal id, so a
+        re-submission after a crash is answered, not applied twice."""
+        assert proposal.state == ProposalState.APPROVED
+        event = _proposal_event(proposal)
+        try:
+            answer = await asyncio.wait_for(self.switch.submit(event), self.submit_timeout_s)
+        except (SwitchUnavailable, asyncio.TimeoutError):
+            await self._audit(caller, "proposal.execute", proposal.proposal_id,
+                              AdminResult.SWITCH_UNAVAILABLE)
+            # Stays APPROVED: `resume_approved` submits it again when the switch is back.
+            raise AdminRefusal(AdminResult.SWITCH_UNAVAILABLE,
+                               "approved; the switch will be asked again") from None
+        ok = answer.result == Result.OK
+        name = _RESULT_NAMES.get(int(answer.result), str(int(answer.result)))
+        final = _replace(proposal, state=ProposalState.EXECUTED if ok else ProposalState.FAILED,
+                         core_result=int(answer.result),
+                         detail=proposal.detail if ok else f"{name} {answer.detail}".strip())
+        entry = self._entry(caller, "proposal.execute", proposal.proposal_id,
+                            AdminResult.OK if ok else AdminResult.SWITCH_REFUSED,
+                            {"core_result": name})
+        moved = await self.store.decide_proposal(final, ProposalState.APPROVED, entry)
+        assert moved, "an APPROVED proposal is only moved by the one executing it"
+        return _proposal_view(final)
+
+    async def resume_approved(self) -> int:
+        """At start: carry out proposals approved before a crash. Returns how many."""
+        system = Caller("system", Role.ADMIN, "local")
+        approved = await self.store.list_proposals(ProposalState.APPROVED, limits.PROPOSALS_OPEN_MAX)
+        for proposal in approved:
+            await self._execute(system, proposal)
+        return len(approved)
+
+    # -- transfers -----------------------------------------------------------------------
+
+    def _summary(self, record) -> TransferSummary:
+        trail = self.switch.trail
+        received_ns = trail.received_ns(record.payer_participant_id, record.transfer_id) if (
+            trail is not None) else 0
+        if not received_ns and record.forwarded:
+            received_ns = self._leg_timestamp(record.seq, Leg.RESERVE)
+        event = record.event
+        end_to_end_id = event.request.end_to_end_id if type(event) is TransferRequested else ""
+        return TransferSummary(
+            payer_participant_id=record.payer_participant_id, transfer_id=record.transfer_id,
+            payee_participant_id=record.payee_participant_id,
+            amount_minor=record.amount_minor, fee_minor=record.fee_minor,
+            currency=record.currency, state=record.state.name.lower(),
+            result=int(record.result), result_name=record.result.name,
+            end_to_end_id=end_to_end_id, received_ns=received_ns,
+            decided_ns=record.decided_at_ns,
+        )
+
+    def _leg_timestamp(self, seq: int, leg: Leg) -> int:
+        found = self.switch.ledger.lookup_transfers([(seq << 3) | int(leg)])
+        return found[0].timestamp if found else 0
+
+    def _record(self, payer_participant_id: int, transfer_id: str):
+        return _transfer_record(self.switch.core, payer_participant_id, transfer_id)
+
+    def search(self, query: TransferQuery) -> TransferSearch:
+        if query.payer_participant_id and query.transfer_id:
+            record = self._record(query.payer_participant_id, query.transfer_id)
+            found = [] if record is None else [self._summary(record)]
+            return TransferSearch(transfers=[s for s in found if _matches(s, query)],
+                                  scanned=len(found), complete=True)
+        state = TransferState[query.state.upper()] if query.state else None
+        results: list[TransferSummary] = []
+        scanned = 0
+        complete = True
+        records = self.switch.core.transfer_records()
+        for record in reversed(records):
+            if scanned >= limits.SEARCH_SCAN_MAX:
+                complete = False
+                break
+            scanned += 1
+            if query.transfer_id and record.transfer_id != query.transfer_id:
+                continue
+            if query.payer_participant_id and record.payer_participant_id != query.payer_participant_id:
+                continue
+            if query.participant_id and query.participant_id not in (
+                    record.payer_participant_id, record.payee_participant_id):
+                continue
+            if state is not None and record.state != state:
+                continue
+            if query.end_to_end_id:
+                event = record.event
+                if type(event) is not TransferRequested or (
+                        event.request.end_to_end_id != query.end_to_end_id):
+                    continue
+            summary = self._summary(record)
+            if not _matches(summary, query):
+                continue
+            results.append(summary)
+            if len(results) >= query.limit:
+                break
+        return TransferSearch(transfers=results, scanned=scanned, complete=complete)
+
+    def timeline(self, payer_participant_id: int, transfer_id: str) -> TransferTimeline:
+        record = self._record(payer_participant_id, transfer_id)
+        if record is None:
+            raise AdminRefusal(AdminResult.TRANSFER_NOT_FOUND,
+                               "not retained by the switch (older transfers: the journal)")
+        summary = self._summary(record)
+        steps: list[TimelineStep] = []
+        trail = self.switch.trail
+        trail_steps = trail.steps(payer_participant_id, transfer_id) if trail is not None else []
+        for at_ns, kind, name in trail_steps:
+            if kind == "state":
+                shown_kind, text = _STATE_TEXT.get(name, ("state", name))
+                if name == "rejected":
+                    text = f"outcome REJECTED ({summary.result_name})"
+                    if record.reason:
+                        text += f": {record.reason}"
+                steps.append(TimelineStep(at_ns=at_ns, kind=shown_kind, name=name, detail=text))
+            else:
+                steps.append(TimelineStep(at_ns=at_ns, kind=kind, name=name))
+        if not trail_steps and record.decided_at_ns:
+            steps.append(TimelineStep(at_ns=record.decided_at_ns, kind="state",
+                                      name=summary.state, detail=summary.result_name))
+        ids = [(record.seq << 3) | int(leg) for leg in Leg]
+        for transfer in self.switch.ledger.lookup_transfers(ids):
+            leg = Leg(transfer.id & 0b111)
+            code = TransferCode(transfer.code).name.lower() if transfer.code in {
+                int(c) for c in TransferCode} else str(transfer.code)
+            steps.append(TimelineStep(
+                at_ns=transfer.timestamp, kind="ledger", name=_LEG_NAMES[leg],
+                detail=f"{code} {transfer.amount_minor} minor units, ledger id {transfer.id}"))
+        steps.sort(key=lambda step: step.at_ns)  # stable: the trail's order within one ns
+        return TransferTimeline(transfer=summary, steps=steps)
+
+    # -- audit ---------------------------------------------------------------------------
+
+    async def audit_page(self, before_seq: int | None = None,
+                         limit: int = limits.AUDIT_PAGE_MAX, actor: str = "",
+                         action: str = "") -> list[AuditRecordView]:
+        limit = max(1, min(limit, limits.AUDIT_PAGE_MAX))
+        records = await self.store.audit_page(before_seq, limit, actor, action)
+        return [AuditRecordView(seq=r.seq, at_ns=r.at_ns, actor=r.actor, action=r.action,
+                                target=r.target, result=r.result, detail=r.detail,
+                                client=r.client, record_hash=r.record_hash.hex())
+                for r in records]
+
+    async def verify_audit(self) -> AuditVerification:
+        return await verify_chain_async(self.store.iter_audit(limits.AUDIT_VERIFY_BATCH))
+
+    # -- panels --------------------------------------------------------------------------
+
+    def sample(self) -> None:
+        """Take one sample of the switch's counters (the app calls this once a second)."""
+        self.live.sample(self.clock_ns(), self.switch.counters())
+
+    def overview(self) -> Overview:
+        core = self.switch.core
+        return Overview(
+            at_ns=self.clock_ns(),
+            transfers_per_s=round(self.live.transfers_per_s(), 1),
+            success_rate=round(self.live.success_rate(), 4),
+            latency_p50_ms=self.live.latency_ms(0.5),
+            latency_p99_ms=self.live.latency_ms(0.99),
+            outcomes=self.live.outcomes(),
+            transfers_total=self.live.transfers_total(),
+            in_flight=core.in_flight_count,
+            alerts=self.alerts(),
+        )
+
+    def alerts(self) -> list[Alert]:
+        alerts: list[Alert] = []
+        core = self.switch.core
+        for participant_id in sorted(core.participant_ids()):
+            view = core.participant(participant_id)
+            if view.status != ParticipantStatus.ACTIVE:
+                alerts.append(Alert(kind="suspended", severity="warning",
+                                    text=f"{view.name} ({participant_id}) is suspended"))
+            for position in self.positions(participant_id):
+                if position.limit_minor <= 0:
+                    continue
+                used = position.used_minor / position.limit_minor
+                if used >= limits.ALERT_CAP_USED_FRACTION:
+                    alerts.append(Alert(
+                        kind="near_limit", severity="critical" if used >= 0.95 else "warning",
+                        text=f"{view.name} ({participant_id}) has used {used:.0%} of its "
+                             f"{position.currency} liquidity"))
+        counters = self.switch.counters()
+        callback_failures = int(counters.get("callback_failures_total", 0))
+        if callback_failures:
+            alerts.append(Alert(kind="callback_failures", severity="warning",
+                                text=f"{callback_failures} callback deliveries failed"))
+        lag_s = float(counters.get("journal_lag_seconds", 0.0))
+        if lag_s >= limits.JOURNAL_LAG_ALERT_S:
+            alerts.append(Alert(kind="journal_lag", severity="critical",
+                                text=f"journal commit lag {lag_s:.1f} s"))
+        return alerts
+
+    async def directory_panel(self) -> DirectoryPanel:
+        by_type, by_participant, open_claims = await self.switch.directory_counts()
+        counters = self.switch.counters()
+        total = int(counters.get("resolve_total", 0))
+        found = int(counters.get("resolve_found_total", 0))
+        return DirectoryPanel(
+            aliases_by_type=by_type, aliases_by_participant=by_participant,
+            resolve_total=total, resolve_found=found,
+            resolve_rate=round(found / total, 4) if total else 0.0,
+            rate_limited_total=int(counters.get("resolve_rate_limited_total", 0)),
+            open_claims=open_claims,
+        )
+
+    def health(self) -> Health:
+        checks = dict(self.switch.health())
+        status = "ok" if all(value == "ok" or value.startswith("none") for value in
+                             checks.values()) else "degraded"
+        return Health(status=status, checks=checks)
+
+
+# -- helpers -------------------------------------------------------------------------------
+
+
+def _matches(summary: TransferSummary, query: TransferQuery) -> bool:
+    at_ns = summary.received_ns or summary.decided_ns
+    if query.from_ns and at_ns < query.from_ns:
+        return False
+    if query.to_ns and at_ns > query.to_ns:
+        return False
+    return True
+
+
+def _net_debit_cap_minor(core, participant_id: int, currency: str) -> int:
+    """The cap the core credited (deferred net). The core has no public view of it yet;
+    read between two steps like every other view here."""
+    public = getattr(core, "net_debit_cap_minor", None)
+    if public is not None:
+        return int(public(participant_id, currency))
+    return int(core._participants[participant_id].accounts[currency].cap_minor)
+
+
+def _transfer_record(core, payer_participant_id: int, transfer_id: str):
+    """One retained TransferRecord by key. The core offers `transfer_records()` (all of
+    them) but no lookup by key yet; read its table between two steps."""
+    public = getattr(core, "transfer_record", None)
+    if public is not None:
+        return public(payer_participant_id, transfer_id)
+    return core._transfers.get((payer_participant_id, transfer_id))
+
+
+def _user_view(user: User) -> UserView:
+    return UserView(username=user.username, role=user.role.name.lower(),
+                    created_ns=user.created_ns, disabled=user.disabled)
+
+
+def _proposal_view(proposal: Proposal) -> ProposalView:
+    body = proposal.body
+    return ProposalView(
+        proposal_id=proposal.proposal_id, kind=type(body).__struct_config__.tag,
+        participant_id=body.participant_id, currency=body.currency, body=body,
+        state=proposal.state.name.lower(), proposed_by=proposal.proposed_by,
+        proposed_ns=proposal.proposed_ns, decided_by=proposal.decided_by,
+        decided_ns=proposal.decided_ns, core_result=proposal.core_result,
+        detail=proposal.detail,
+    )
+
+
+def _proposal_event(proposal: Proposal):
+    body = proposal.body
+    request_id = proposal.proposal_id
+    if isinstance(body, FundProposal):
+        return FundsDeposited(request_id=request_id, participant_id=body.participant_id,
+                              currency=body.currency, amount_minor=body.amount_minor)
+    if isinstance(body, DefundProposal):
+        return FundsWithdrawn(request_id=request_id, participant_id=body.participant_id,
+                              currency=body.currency, amount_minor=body.amount_minor)
+    if isinstance(body, NetDebitCapProposal):
+        return NetDebitCapSet(request_id=request_id, participant_id=body.participant_id,
+                              currency=body.currency, cap_minor=body.cap_minor)
+    assert isinstance(body, DailyLimitProposal)
+    return ParticipantDailyLimitSet(request_id=request_id, participant_id=body.participant_id,
+                                    currency=body.currency,
+                                    daily_total_max_minor=body.daily_total_max_minor)
