@@ -66,7 +66,7 @@ class Origin:
 
 def encode_request(method: bytes, target: bytes, host_header: bytes, body: bytes | None,
                    headers: tuple[tuple[bytes, bytes], ...] = ()) -> bytes:
-    parts = [method, b" ", target, b" HTTP/1.1\r\nhost: ", host_header, b"\r\n"]
+    parts = [method, b" ", target or b"/", b" HTTP/1.1\r\nhost: ", host_header, b"\r\n"]
     for name, value in headers:
         parts += (name, b": ", value, b"\r\n")
     if body is not None:

@@ -1,0 +1,177 @@
+"""Callback delivery against a real local HTTP server that fails, then recovers: retries
+with back-off, give-up bounds, no retry on a refusing 4xx, order, and the switch's signature."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import socket
+
+import msgspec
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from connectors.http.callbacks import CallbackPolicy, CallbackSender
+from connectors.http.jws import COMPACT_HEADER, Signer, VerifyKey, verify_headers
+from connectors.http.server import HttpServer, Response
+from switch.core.messages import Outbound, TransferOutcome
+from switch.core.results import Result, TransferState
+
+FAST = CallbackPolicy(attempts_max=5, backoff_ms_min=5, backoff_ms_max=40, timeout_ms=2_000)
+decode_outbound = msgspec.json.Decoder(Outbound).decode
+
+
+def outcome(n: int) -> TransferOutcome:
+    return TransferOutcome(payer_participant_id=1, transfer_id=f"t-{n}",
+                           state=TransferState.COMMITTED, result=Result.OK,
+                           payee_participant_id=2, amount_minor=100 + n, currency="KES")
+
+
+class Participant:
+    """A participant's callback endpoint: answers `fail_status` to the first `failures`
+    requests, then 200; records every body it was sent."""
+
+    def __init__(self, failures: int = 0, fail_status: int = 503) -> None:
+        self.failures = failures
+        self.fail_status = fail_status
+        self.received: list[tuple[bytes, dict]] = []
+        self.accepted: list[bytes] = []
+        self.server: HttpServer | None = None
+
+    def __call__(self, request):
+        self.received.append((request.body, dict(request.headers)))
+        if len(self.received) <= self.failures:
+            return Response(self.fail_status, b"{}")
+        self.accepted.append(request.body)
+        return Response(204)
+
+    async def start(self, port: int = 0) -> int:
+        self.server = HttpServer(self)
+        await self.server.start("127.0.0.1", port)
+        return self.server.port
+
+
+async def wait_for(predicate, seconds: float = 5.0) -> None:
+    for _ in range(int(seconds / 0.01)):
+        if predicate():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("condition not reached")
+
+
+@pytest.fixture
+async def participant():
+    made = []
+
+    async def make(**kwargs) -> tuple[Participant, str]:
+        endpoint = Participant(**kwargs)
+        port = await endpoint.start()
+        made.append(endpoint)
+        return endpoint, f"http://127.0.0.1:{port}/callbacks"
+
+    yield make
+    for endpoint in made:
+        await endpoint.server.close(grace_ms=100)
+
+
+async def test_retries_until_the_endpoint_recovers(participant):
+    endpoint, url = await participant(failures=3)
+    sender = CallbackSender(lambda pid: url, policy=FAST, rng=random.Random(7))
+    sender.deliver_to(1, outcome(1))
+    sender.flush()
+    await wait_for(lambda: sender.stats.delivered_total == 1)
+    assert len(endpoint.received) == 4  # three failures, then the delivery
+    assert {body for body, _ in endpoint.received} == {msgspec.json.encode(outcome(1))}
+    assert decode_outbound(endpoint.accepted[0]) == outcome(1)
+    assert sender.stats.retried_total == 3
+    assert sender.stats.given_up_total == 0
+    await sender.close(grace_ms=100)
+
+
+async def test_gives_up_after_attempts_max(participant):
+    endpoint, url = await participant(failures=100, fail_status=500)
+    sender = CallbackSender(lambda pid: url, policy=FAST, rng=random.Random(7))
+    sender.deliver_to(1, outcome(1))
+    sender.flush()
+    await wait_for(lambda: sender.stats.given_up_total == 1)
+    assert len(endpoint.received) == FAST.attempts_max
+    assert sender.stats.delivered_total == 0
+    assert sender.pending == 0
+    await sender.close(grace_ms=100)
+
+
+async def test_a_refusing_4xx_is_not_retried(participant):
+    endpoint, url = await participant(failures=1, fail_status=400)
+    sender = CallbackSender(lambda pid: url, policy=FAST)
+    sender.deliver_to(1, outcome(1))
+    sender.deliver_to(1, outcome(2))
+    sender.flush()
+    await wait_for(lambda: sender.stats.refused_total + sender.stats.delivered_total == 2)
+    assert sender.stats.refused_total == 1
+    assert len(endpoint.received) == 2
+    assert decode_outbound(endpoint.accepted[0]) == outcome(2)
+    await sender.close(grace_ms=100)
+
+
+async def test_endpoint_down_then_up_gets_everything_in_order():
+    # Reserve a port, leave it closed (connection refused), then start the endpoint there.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    sender = CallbackSender(lambda pid: url, policy=CallbackPolicy(
+        attempts_max=50, backoff_ms_min=5, backoff_ms_max=20, timeout_ms=2_000))
+    for n in range(200):
+        sender.deliver_to(1, outcome(n))
+    sender.flush()
+    await asyncio.sleep(0.1)
+    assert sender.stats.delivered_total == 0
+    assert sender.stats.retried_total >= 1
+    endpoint = Participant()
+    await endpoint.start(port)
+    try:
+        await wait_for(lambda: sender.stats.delivered_total == 200)
+        assert [decode_outbound(body).transfer_id for body in endpoint.accepted] == [
+            f"t-{n}" for n in range(200)]
+        assert sender.stats.given_up_total == 0
+    finally:
+        await sender.close(grace_ms=100)
+        await endpoint.server.close(grace_ms=100)
+
+
+async def test_no_callback_url_drops_and_counts(participant):
+    sender = CallbackSender(lambda pid: "", policy=FAST)
+    sender.deliver_to(9, outcome(1))
+    sender.flush()
+    assert sender.stats.dropped_no_url_total == 1
+    assert sender.pending == 0
+    await sender.close(grace_ms=10)
+
+
+async def test_queue_is_bounded_per_participant(participant):
+    endpoint, url = await participant(failures=10_000)
+    policy = CallbackPolicy(queue_max=10, attempts_max=3, backoff_ms_min=1_000,
+                            backoff_ms_max=1_000)
+    sender = CallbackSender(lambda pid: url, policy=policy)
+    for n in range(25):
+        sender.deliver_to(1, outcome(n))
+    assert sender.stats.dropped_queue_full_total == 15
+    assert sender.pending == 10
+    await sender.close(grace_ms=10)
+
+
+async def test_callbacks_carry_the_switch_signature(participant):
+    endpoint, url = await participant()
+    key = ed25519.Ed25519PrivateKey.generate()
+    signer = Signer(key.private_bytes(serialization.Encoding.PEM,
+                                      serialization.PrivateFormat.PKCS8,
+                                      serialization.NoEncryption()), "EdDSA", kid="switch")
+    sender = CallbackSender(lambda pid: url, policy=FAST, signer=signer)
+    sender.deliver_to(1, outcome(1))
+    sender.flush()
+    await wait_for(lambda: sender.stats.delivered_total == 1)
+    body, headers = endpoint.received[0]
+    assert verify_headers(headers, body, VerifyKey(signer.public_key_pem())) is True
+    assert COMPACT_HEADER in headers
+    await sender.close(grace_ms=100)
