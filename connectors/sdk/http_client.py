@@ -158,13 +158,21 @@ class HttpClient:
             in_flight_per_connection_max=self.in_flight_per_connection_max,
             timeout_ms=self.timeout_ms,
             headers=((b"authorization", b"Bearer " + self.api_key.encode()),))
-        if self.handler is not None:
-            self.receiver = HttpServer(self._receive)
-            await self.receiver.start(self.callback_host, self.callback_port)
+        if self.handler is not None and self.receiver is None:
+            await self.start_receiver()
         if check_health:
             health = await self.health()
             if not health.accepting:
                 raise SwitchError(Result.SERVICE_UNAVAILABLE, 503, "switch not accepting")
+
+    async def start_receiver(self) -> str:
+        """Start the callback receiver before connecting (e.g. to learn the callback URL
+        to register at onboarding); returns `callback_url`. `connect` starts it if not."""
+        assert self.handler is not None, "a receiver needs a handler"
+        if self.receiver is None:
+            self.receiver = HttpServer(self._receive)
+            await self.receiver.start(self.callback_host, self.callback_port)
+        return self.callback_url
 
     async def close(self) -> None:
         """Close the pool and the receiver; handler tasks still running are cancelled."""
