@@ -311,7 +311,7 @@ class AliasRules:
             return Rejection(result=R.FIELD_EMPTY, field=field)
         if _too_long(value, limits.PAYER_USER_ID_BYTES_MAX):
             return Rejection(result=R.FIELD_TOO_LONG, field=field)
-        if _CONTROL.search(value):
+        if not value.isprintable():  # control characters, line breaks
             return Rejection(result=R.FIELD_MALFORMED, field=field)
         return value
 

@@ -33,6 +33,9 @@ class Charge(NamedTuple):
     limited_by: int  # LIMITED_*
 
 
+ADMITTED = Charge(True, 0, LIMITED_NONE)
+
+
 def refill(
     state: tuple[int, int] | None, policy: BucketPolicy, now_ms: int
 ) -> tuple[int, int]:
@@ -57,13 +60,6 @@ def wait_ms(tokens: int, policy: BucketPolicy) -> int:
     return (need + rate - 1) // rate
 
 
-def full_in_ms(tokens: int, policy: BucketPolicy) -> int:
-    """Milliseconds until a bucket at `tokens` is full again (when it may be forgotten)."""
-    missing = policy.capacity_tokens * SCALE - tokens
-    rate = policy.refill_tokens_per_minute
-    return max(0, (missing + rate - 1) // rate)
-
-
 def charge_pair(
     user: tuple[int, int] | None,
     participant: tuple[int, int] | None,
@@ -77,9 +73,10 @@ def charge_pair(
     not writing it back changes nothing)."""
     user_tokens, user_ms = refill(user, user_policy, now_ms)
     participant_tokens, participant_ms = refill(participant, participant_policy, now_ms)
-    user_wait = wait_ms(user_tokens, user_policy)
-    participant_wait = wait_ms(participant_tokens, participant_policy)
-    if user_wait or participant_wait:
+    if (user_tokens < user_policy.hit_cost_tokens * SCALE
+            or participant_tokens < participant_policy.hit_cost_tokens * SCALE):
+        user_wait = wait_ms(user_tokens, user_policy)
+        participant_wait = wait_ms(participant_tokens, participant_policy)
         limited_by = LIMITED_USER if user_wait >= participant_wait else LIMITED_PARTICIPANT
         return Charge(False, max(user_wait, participant_wait), limited_by), user, participant
     if found:
@@ -89,7 +86,7 @@ def charge_pair(
         user_cost = user_policy.miss_cost_tokens * SCALE
         participant_cost = participant_policy.miss_cost_tokens * SCALE
     return (
-        Charge(True, 0, LIMITED_NONE),
+        ADMITTED,
         (user_tokens - user_cost, user_ms),
         (participant_tokens - participant_cost, participant_ms),
     )
@@ -112,15 +109,17 @@ class LocalBuckets:
     the participant bucket bounds that.
     """
 
+    shared = False  # keys are (participant, user) in clear: they never leave this process
+
     def __init__(self, buckets_max: int = limits.LOCAL_BUCKETS_MAX_DEFAULT) -> None:
         assert 1 <= buckets_max <= limits.LOCAL_BUCKETS_MAX
         self.buckets_max = buckets_max
-        self._users: dict[bytes, tuple[int, int]] = {}
+        self._users: dict[bytes | str, tuple[int, int]] = {}
         self._participants: dict[str, tuple[int, int]] = {}
 
     def charge_now(
         self,
-        user_key: bytes,
+        user_key: bytes | str,
         participant_id: str,
         user_policy: BucketPolicy,
         participant_policy: BucketPolicy,

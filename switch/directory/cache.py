@@ -21,6 +21,9 @@ from switch.directory.types import AliasRecord, AliasType, ResolvedAlias
 
 SEPARATOR = "\x1f"  # excluded from participant ids, account refs and initials by validation
 _ALIAS_TYPES = {int(member): member for member in AliasType}
+# Masked names by initials: a few thousand combinations cover nearly every lookup.
+_MASKED: dict[str, str] = {}
+_MASKED_MAX = 4_096
 
 
 def cache_key(alias_type: int, alias_key: str) -> bytes:
@@ -36,11 +39,16 @@ def encode_entry(record: AliasRecord) -> bytes:
 
 def decode_entry(alias_type: int, value: bytes) -> ResolvedAlias:
     participant_id, account_ref, initials = value.decode("utf-8").split(SEPARATOR)
+    masked = _MASKED.get(initials)
+    if masked is None:
+        masked = mask_initials(initials)
+        if len(_MASKED) < _MASKED_MAX:
+            _MASKED[initials] = masked
     return ResolvedAlias(
         alias_type=_ALIAS_TYPES[alias_type],
         participant_id=participant_id,
         account_ref=account_ref,
-        display_name_masked=mask_initials(initials),
+        display_name_masked=masked,
     )
 
 

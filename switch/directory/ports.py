@@ -89,6 +89,8 @@ class AliasCache(Protocol):
 
 
 class BucketStore(Protocol):
+    shared: bool  # True: several processes use it, so user keys must be hashed
+
     async def charge(
         self, user_key: bytes, participant_id: str, user_policy: BucketPolicy,
         participant_policy: BucketPolicy, found: bool, now_ms: int,

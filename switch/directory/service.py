@@ -79,6 +79,10 @@ class Directory:
         self._bucket_secret = identity.bucket_secret(secret)
         self._random_bytes = random_bytes
         self._participants: dict[str, BucketPolicy] = {}
+        # In-process backends are called without an await on the resolve path, and their
+        # bucket keys need no hashing (they never leave this process).
+        self._local_cache = None if cache.shared else cache
+        self._local_buckets = None if buckets.shared else buckets
 
     # --- helpers ------------------------------------------------------------------------
 
@@ -269,8 +273,13 @@ class Directory:
         user = self.rules.payer_user_id(payer_user_id)
         if type(user) is Rejection:
             return user
-        user_key = identity.user_bucket_key(self._bucket_secret, payer_participant_id, user)
-        return key[0], key[1], policy, user_key
+        return key[0], key[1], policy, self._user_key(payer_participant_id, user)
+
+    def _user_key(self, payer_participant_id: str, payer_user_id: str) -> bytes | str:
+        if self._local_buckets is not None:
+            return f"{payer_participant_id}\x1f{payer_user_id}"
+        return identity.user_bucket_key(self._bucket_secret, payer_participant_id,
+                                        payer_user_id)
 
     @staticmethod
     def _answer(alias_type: AliasType, packed: bytes | None, charge: Charge
@@ -295,18 +304,24 @@ class Directory:
             return checked
         member, alias_key, policy, user_key = checked
         key = cache_key(member, alias_key)
-        cache = self.cache
-        packed = await cache.get(key)
+        local_cache = self._local_cache
+        packed = (local_cache.get_now(key) if local_cache is not None
+                  else await self.cache.get(key))
         if packed is None:
-            token = cache.fill_token()
+            token = self.cache.fill_token()
             record = await self.store.get_alias(member, alias_key)
             if record is not None and record.status is AliasStatus.ACTIVE:
                 packed = encode_entry(record)
-                await cache.fill(key, packed, token)
-        charge = await self.buckets.charge(
-            user_key, payer_participant_id, self.config.user_bucket, policy,
-            packed is not None, now_ns // NS_PER_MS,
-        )
+                await self.cache.fill(key, packed, token)
+        local_buckets = self._local_buckets
+        if local_buckets is not None:
+            charge = local_buckets.charge_now(user_key, payer_participant_id,
+                                              self.config.user_bucket, policy,
+                                              packed is not None, now_ns // NS_PER_MS)
+        else:
+            charge = await self.buckets.charge(user_key, payer_participant_id,
+                                               self.config.user_bucket, policy,
+                                               packed is not None, now_ns // NS_PER_MS)
         return self._answer(member, packed, charge)
 
     async def resolve_many(
@@ -360,8 +375,7 @@ class Directory:
         user = self.rules.payer_user_id(payer_user_id)
         if type(user) is Rejection:
             return user
-        user_key = identity.user_bucket_key(self._bucket_secret, payer_participant_id, user)
-        await self.buckets.refund(user_key, payer_participant_id, self.config.user_bucket,
+        await self.buckets.refund(self._user_key(payer_participant_id, user), payer_participant_id, self.config.user_bucket,
                                   policy, now_ns // NS_PER_MS)
         return None
 

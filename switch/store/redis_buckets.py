@@ -81,6 +81,8 @@ def _charge_args(policy: BucketPolicy) -> tuple[int, int, int, int]:
 
 
 class RedisBuckets:
+    shared = True  # user keys arrive hashed (`identity.user_bucket_key`)
+
     def __init__(self, client: redis_async.Redis, prefix: str = "ponte:dir:") -> None:
         self.client = client
         self._prefix = prefix.encode() + b"b:{"
