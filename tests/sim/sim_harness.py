@@ -1,0 +1,957 @@
+"""A deterministic simulation of the switch (model: TigerBeetle's VOPR).
+
+The real `SwitchCore` and the real ledger run inside a simulated shell (group commit of an
+in-memory journal, timers, a store of sent outcomes) against simulated participants with
+their own books, a simulated network (loss, duplication, reordering, delay) and a simulated
+clock. Everything random comes from one `random.Random(seed)`, so a seed replays exactly.
+
+Faults: message loss, duplication, reordering and delay; slow, silent, crashing,
+double-answering, flip-flopping and late participants; switch crashes that lose every
+uncommitted event and unreleased command, followed by recovery from the journal.
+
+After every core step the invariants are checked (see `Sim.check_step`); after a fault-free
+drain at the end, every transfer must be final and everyone's books must agree with the
+ledger (`Sim.check_end`). A broken invariant raises `SimFailure` naming the seed and the
+one-line command that replays it.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from dataclasses import dataclass, field
+
+import msgspec
+
+from ledger import LedgerConfig, PendingStatus
+from switch.core import (
+    CoreConfig,
+    ProtocolError,
+    RequestToPayState,
+    Result,
+    SettlementModel,
+    SwitchCore,
+    TransferState,
+)
+from switch.core import codec
+from switch.core.accounts import Leg, ledger_transfer_id
+from switch.core.limits import NS_PER_DAY
+from switch.core.messages import (
+    AdminAnswer,
+    ArmTimer,
+    CancelTimer,
+    ConsultStore,
+    CreditRequest,
+    CurrencyAdded,
+    ErrorAnswer,
+    FundsDeposited,
+    FundsWithdrawn,
+    NetDebitCapSet,
+    ParticipantAccountOpened,
+    ParticipantAdded,
+    ParticipantDailyLimitSet,
+    ParticipantResumed,
+    ParticipantSuspended,
+    Party,
+    PayeeAnswer,
+    PayeeAnswered,
+    Refused,
+    RefundLookupToken,
+    RequestToPay,
+    RequestToPayDecided,
+    RequestToPayDecision,
+    RequestToPayNotice,
+    RequestToPayOutcome,
+    RequestToPayRequested,
+    ReturnRequest,
+    ReturnRequested,
+    SchemeRules,
+    SchemeRulesChanged,
+    Send,
+    StatusQueried,
+    StatusQuery,
+    TimerFired,
+    TransferOutcome,
+    TransferRef,
+    TransferRequest,
+    TransferRequested,
+)
+from switch.core.results import SHELL_ONLY
+
+MS = 1_000_000
+S = 1_000_000_000
+T0 = 1_700_000_000 * S
+FINAL = (TransferState.COMMITTED, TransferState.REJECTED, TransferState.EXPIRED)
+CURRENCIES = (("BRL", 986, SettlementModel.PREFUNDED_RTGS), ("KES", 404, SettlementModel.DEFERRED_NET))
+PROFILES = ("normal", "normal", "slow", "silent", "crashing", "double", "flip", "late")
+NONE = "none"  # a participant's view of a transfer the switch never recorded
+
+
+class SimFailure(AssertionError):
+    pass
+
+
+def replay_command(seed: int) -> str:
+    return f"python -m pytest tests/sim -k replay --seed {seed}"
+
+
+# -- participants ----------------------------------------------------------------------------
+
+
+@dataclass
+class Sent:
+    """A transfer (or return, or RTP-approval transfer) this participant is the payer of."""
+
+    transfer_id: str
+    frame: bytes  # the exact request, resent as is
+    expires_at_ns: int
+    kind: str  # "transfer", "return" or "rtp"
+    next_try_ns: int = 0
+    view: object = None  # TransferState when final, or NONE
+    # rtp: when this participant learnt the request-to-pay can no longer create it
+    request_gone_ns: int | None = None
+
+
+@dataclass
+class Received:
+    """A credit request this participant (the payee) was sent."""
+
+    payer_participant_id: int
+    transfer_id: str
+    accepted: bool
+    deadline_ns: int
+    next_try_ns: int = 0
+    view: object = None
+
+
+@dataclass
+class Participant:
+    participant_id: int
+    profile: str
+    up: bool = True
+    sequence: int = 0
+    sent: dict = field(default_factory=dict)  # transfer_id -> Sent
+    received: dict = field(default_factory=dict)  # (payer, transfer_id) -> Received
+    views: dict = field(default_factory=dict)  # (payer, transfer_id) -> final TransferOutcome
+    books: dict = field(default_factory=dict)  # currency -> [in, out, fees]
+    committed_in: list = field(default_factory=list)  # outcomes returnable by this payee
+    returned: dict = field(default_factory=dict)  # original key -> amount returned (tried)
+    requests: dict = field(default_factory=dict)  # rtp id -> state (as requester)
+    decided: dict = field(default_factory=dict)  # (payee, rtp id) -> transfer id or ""
+
+    def book(self, currency: str) -> list:
+        return self.books.setdefault(currency, [0, 0, 0])
+
+    def next_id(self, prefix: str) -> str:
+        self.sequence += 1
+        return f"{prefix}{self.participant_id}-{self.sequence}"
+
+
+# -- the simulation ------------------------------------------------------------------------
+
+
+class Sim:
+    def __init__(self, seed: int, ledger_cls, plant: str | None = None):
+        self.seed = seed
+        self.rng = rng = random.Random(seed)
+        self.ledger_cls = ledger_cls
+        self.plant = plant
+        self.steps = 0
+        self.results_seen: set[int] = set()
+        # The world for this seed: how many, how faulty, how big.
+        self.participant_count = rng.randint(3, 5)
+        self.loss = rng.choice((0.0, 0.02, 0.05, 0.1))
+        self.duplication = rng.choice((0.0, 0.02, 0.05, 0.1))
+        self.delay_ms = (1, rng.choice((5, 20, 80)))
+        self.run_ns = rng.randint(3, 8) * S
+        self.crashes_max = rng.choice((0, 1, 1, 2, 3))
+        self.commit_interval_ns = rng.choice((1, 2, 5)) * MS
+        # A question's answer arrives at most this long after it was asked (two network
+        # legs and a group commit), unless a crash loses it.
+        self.answer_delay_max_ns = 2 * (self.delay_ms[1] + 1) * MS + self.commit_interval_ns + MS
+        retained = rng.choice((40, 200, 5_000))
+        in_flight = min(retained, rng.choice((8, 50, 1_000)))
+        self.core_config = CoreConfig(
+            transfers_retained_max=retained, in_flight_max=in_flight,
+            requests_to_pay_retained_max=rng.choice((20, 1_000)),
+            admin_requests_retained_max=1_000, expiry_ms_max=30_000,
+        )
+        self.ledger_config = LedgerConfig(accounts_max=256, transfers_retained_max=1 << 16,
+                                          pending_max=max(1 << 10, 2 * in_flight))
+        start = T0 + rng.randrange(NS_PER_DAY)
+        if rng.random() < 0.25:  # straddle a UTC midnight: daily totals must reset
+            start = (start // NS_PER_DAY + 1) * NS_PER_DAY - rng.randint(1, 3) * S
+        self.now_ns = self.start_ns = start
+        self.queue: list = []
+        self.queue_seq = 0
+        # The switch and its shell.
+        self.up = True
+        self.journal: list[bytes] = []
+        self.uncommitted: list[bytes] = []
+        self.held: list = []  # commands of uncommitted events
+        self.timers: dict[int, int] = {}
+        self.store: dict[tuple[int, str], TransferOutcome] = {}  # outcomes released
+        self.refunds = 0
+        self.crashes = 0
+        self.last_commit = None
+        self.directory: dict[tuple[str, str], tuple[int, str]] = {}
+        self.participants: dict[int, Participant] = {}
+        # Expectations derived from what the core decided (rebuilt on recovery).
+        self.admin_durable: dict[tuple[int, str], int] = {}  # net admin credit per account
+        self.admin_posted_durable = 0
+        self.admin_uncommitted: list = []  # (key, net, posted) of uncommitted admin steps
+        self.admin_applied: set[str] = set()
+        self.admin_pending: dict[str, object] = {}  # request id -> event, until answered
+        self.rules: dict[str, SchemeRules] = {}
+        self.caps: dict[tuple[int, str], int] = {}
+        self.account_ids: list[int] = []
+        self._new_core()
+        self._setup()
+
+    # -- plumbing --------------------------------------------------------------------
+
+    def fail(self, what: str) -> None:
+        raise SimFailure(
+            f"simulation seed {self.seed} failed at t={(self.now_ns - self.start_ns) / S:.3f} s, "
+            f"step {self.steps}: "
+            f"{what}\nreplay: {replay_command(self.seed)}"
+        )
+
+    def check(self, condition: bool, what: str) -> None:
+        if not condition:
+            self.fail(what)
+
+    def at(self, time_ns: int, kind: str, *payload) -> None:
+        self.queue_seq += 1
+        heapq.heappush(self.queue, (time_ns, self.queue_seq, kind, payload))
+
+    def network(self, kind: str, *payload) -> None:
+        """One message over the simulated network: maybe lost, maybe twice, any order."""
+        if self.rng.random() < self.loss:
+            return
+        copies = 2 if self.rng.random() < self.duplication else 1
+        for _ in range(copies):
+            delay = self.rng.randint(*self.delay_ms) * MS + self.rng.randrange(MS)
+            self.at(self.now_ns + delay, kind, *payload)
+
+    def _new_core(self) -> None:
+        self.ledger = self.ledger_cls(self.ledger_config)
+        self.core = SwitchCore(self.core_config, self.ledger, observer=self._observe)
+        self.in_flight_minor = 0  # expected ledger pending total (payment + fee legs)
+        self.committed_minor = 0  # expected ledger posted total from payments
+        self.reserved: dict[tuple[int, str], int] = {}
+        self.daily: dict[tuple[int, str, int], int] = {}
+        self.finals: dict[tuple[int, str], TransferState] = {}
+
+    # -- the core's transitions, observed ----------------------------------------------
+
+    def _observe(self, payer: int, transfer_id: str, state: TransferState, now_ns: int) -> None:
+        key = (payer, transfer_id)
+        record = self.core._transfers[key]
+        if key in self.finals:
+            self.fail(f"transfer {key} left final state {self.finals[key].name} for {state.name}")
+        if state == TransferState.RESERVED:
+            # Limits, checked here independently of the core's own counters.
+            rules = self.core.currency(record.currency).rules
+            self.check(record.amount_minor <= rules.transfer_max_minor,
+                       f"{key} reserved above the per-transfer maximum")
+            day_key = (payer, record.currency, now_ns // NS_PER_DAY)
+            used = self.daily.get(day_key, 0) + record.amount_minor
+            self.daily[day_key] = used
+            limit = self.core.daily_max_minor(payer, record.currency)
+            self.check(used <= limit, f"payer {payer} daily total {used} above its limit {limit} "
+                                      f"in {record.currency} after {key}")
+        elif state == TransferState.FORWARDED:
+            fee = record.fee_minor
+            self.reserved[key] = record.amount_minor + fee
+            self.in_flight_minor += record.amount_minor + fee
+        elif state in FINAL:
+            self.finals[key] = state
+            held = self.reserved.pop(key, None)
+            if held is not None:
+                self.in_flight_minor -= held
+                if state == TransferState.COMMITTED:
+                    self.committed_minor += held
+                    self.check(now_ns < record.deadline_ns and now_ns < record.expires_at_ns,
+                               f"{key} committed at or after its deadline")
+                else:
+                    day_key = (payer, record.currency, record.day)
+                    if day_key in self.daily:
+                        self.daily[day_key] -= record.amount_minor
+            else:
+                self.check(state == TransferState.REJECTED,
+                           f"{key} reached {state.name} without a reserve")
+
+    # -- the switch shell ----------------------------------------------------------------
+
+    def switch_step(self, event, held_extra: list | None = None) -> list:
+        """Feed one event to the core as the server would: journal it (uncommitted), hold
+        its commands until the group commit, check the invariants."""
+        self.steps += 1
+        try:
+            commands = self.core.step(event, self.now_ns)
+        except ProtocolError as error:
+            return [Send(participant_id=error.participant_id,
+                         message=ErrorAnswer(result=error.result, detail=error.detail[:140]))]
+        self.uncommitted.append(codec.encode_event(self.now_ns, event))
+        for command in commands:
+            if isinstance(command, AdminAnswer) and command.result == Result.OK:
+                self._admin_effect(command.request_id)
+            result = getattr(command, "result", None)
+            if result is None and isinstance(command, Send):
+                result = getattr(command.message, "result", None)
+            if isinstance(command, ConsultStore):
+                result = command.result_if_absent
+            if result is not None:
+                self.results_seen.add(int(result))
+                self.check(result not in SHELL_ONLY, f"core emitted shell-only {result!r}")
+        self.check_step()
+        return commands
+
+    def commit(self) -> None:
+        """The group commit: make the journal durable, then release held commands."""
+        self.journal.extend(self.uncommitted)
+        self.uncommitted.clear()
+        for _request_id, key, net, posted, _cap_before in self.admin_uncommitted:
+            self.admin_durable[key] = self.admin_durable.get(key, 0) + net
+            self.admin_posted_durable += posted
+        self.admin_uncommitted.clear()
+        held, self.held = self.held, []
+        self.last_commit = (self.ledger.totals(), self.core.in_flight_count,
+                            self.core.transfers_retained, self.core._seq)
+        for command in held:
+            self.release(command)
+
+    def release(self, command) -> None:
+        if isinstance(command, Send):
+            message = command.message
+            if isinstance(message, TransferOutcome) and message.state in FINAL:
+                key = (message.payer_participant_id, message.transfer_id)
+                earlier = self.store.get(key)
+                self.check(earlier is None or earlier.state == message.state,
+                           f"{key} told {message.state.name} after {earlier and earlier.state.name}")
+                self.store[key] = message
+            self.network("deliver", command.participant_id, codec.encode_outbound_msgpack(message))
+        elif isinstance(command, ArmTimer):
+            self.timers[command.timer_id] = command.deadline_ns
+            lateness = self.rng.randrange(5 * MS)
+            self.at(max(command.deadline_ns, self.now_ns) + lateness, "timer",
+                    command.timer_id, command.deadline_ns)
+        elif isinstance(command, CancelTimer):
+            self.timers.pop(command.timer_id, None)
+        elif isinstance(command, ConsultStore):
+            stored = self.store.get((command.payer_participant_id, command.transfer_id))
+            if stored is not None and command.participant_id in (
+                    stored.payer_participant_id, stored.payee_participant_id):
+                message = stored
+            else:
+                message = Refused(request_type="store", scope_participant_id=command.payer_participant_id,
+                                  id=command.transfer_id, result=command.result_if_absent)
+            self.network("deliver", command.participant_id, codec.encode_outbound_msgpack(message))
+        elif isinstance(command, RefundLookupToken):
+            self.refunds += 1
+        elif isinstance(command, AdminAnswer):
+            self.admin_pending.pop(command.request_id, None)
+        else:
+            self.fail(f"unknown command {command!r}")
+
+    def crash(self) -> None:
+        """Lose everything not yet committed: events, their commands, armed timers."""
+        self.crashes += 1
+        self.up = False
+        self.uncommitted.clear()
+        self.held.clear()
+        self.timers.clear()
+        for request_id, key, _net, _posted, cap_before in self.admin_uncommitted:
+            self.admin_applied.discard(request_id)  # the core forgot it too: it will redo it
+            if cap_before is not None:
+                self.caps[key] = cap_before
+        self.admin_uncommitted.clear()
+        self.at(self.now_ns + self.rng.randint(20, 400) * MS, "restart")
+
+    def restart(self) -> None:
+        self._new_core()
+        commands = self.core.replay(codec.decode_events(self.journal))
+        if self.last_commit is not None:
+            now = (self.ledger.totals(), self.core.in_flight_count,
+                   self.core.transfers_retained, self.core._seq)
+            self.check(now == self.last_commit,
+                       f"recovery rebuilt {now}, the last commit had {self.last_commit}")
+        self.up = True
+        self.check_step()
+        for command in commands:  # they restate durable decisions: released at once
+            self.release(command)
+        self.at(self.now_ns + self.commit_interval_ns, "commit")
+
+    def inbound(self, sender: int, frame: bytes) -> None:
+        """A frame from a participant reaches the shell: decode, resolve, step."""
+        if not self.up:
+            return
+        try:
+            message = codec.decode_inbound_msgpack(frame)
+        except msgspec.DecodeError as error:
+            result = Result.VALIDATION_ERROR if isinstance(error, msgspec.ValidationError) else (
+                Result.MALFORMED_SYNTAX)
+            self.network("deliver", sender, codec.encode_outbound_msgpack(
+                ErrorAnswer(result=result, detail=str(error)[:140])))
+            return
+        if isinstance(message, TransferRequest):
+            payee = self.directory.get((message.payee.alias_type, message.payee.alias_value))
+            if payee is None:
+                self.network("deliver", sender, codec.encode_outbound_msgpack(Refused(
+                    request_type="transfer", scope_participant_id=sender,
+                    id=message.transfer_id, result=Result.PARTY_NOT_FOUND)))
+                return
+            event = TransferRequested(payer_participant_id=sender, payee_participant_id=payee[0],
+                                      payee_account_ref=payee[1], request=message)
+        elif isinstance(message, PayeeAnswer):
+            event = PayeeAnswered(payee_participant_id=sender, answer=message)
+        elif isinstance(message, StatusQuery):
+            event = StatusQueried(participant_id=sender, query=message)
+        elif isinstance(message, ReturnRequest):
+            event = ReturnRequested(payer_participant_id=sender, request=message)
+        elif isinstance(message, RequestToPay):
+            payer = self.directory[(message.payer.alias_type, message.payer.alias_value)]
+            event = RequestToPayRequested(payee_participant_id=sender, payer_participant_id=payer[0],
+                                          payer_account_ref=payer[1], request=message)
+        elif isinstance(message, RequestToPayDecision):
+            event = RequestToPayDecided(payer_participant_id=sender, decision=message)
+        else:
+            self.fail(f"unexpected inbound {message!r}")
+        self.held.extend(self.switch_step(event))
+
+    def admin(self, event) -> None:
+        """The operator: requests go straight to the shell (no network), resent until
+        answered (an answer is lost if the switch crashes before committing it)."""
+        self.admin_pending[event.request_id] = event
+        if self.up:
+            self.held.extend(self.switch_step(event))
+
+    def _admin_effect(self, request_id: str) -> None:
+        """What an operator request that answered OK did to the ledger, for the books."""
+        if request_id in self.admin_applied:
+            return  # an idempotent resend: nothing moved
+        event = self.admin_pending.get(request_id)
+        if event is None:
+            return
+        self.admin_applied.add(request_id)
+        key = (getattr(event, "participant_id", 0), getattr(event, "currency", ""))
+        if isinstance(event, FundsDeposited):
+            entry = (request_id, key, event.amount_minor, event.amount_minor, None)
+        elif isinstance(event, FundsWithdrawn):
+            entry = (request_id, key, -event.amount_minor, event.amount_minor, None)
+        elif isinstance(event, NetDebitCapSet):
+            before = self.caps.get(key, 0)
+            delta = event.cap_minor - before
+            self.caps[key] = event.cap_minor
+            entry = (request_id, key, delta, abs(delta), before)
+        else:
+            if isinstance(event, SchemeRulesChanged):
+                self.rules[event.currency] = event.rules
+            return
+        self.admin_uncommitted.append(entry)
+
+    # -- invariants ------------------------------------------------------------------------
+
+    def check_step(self) -> None:
+        ledger = self.ledger
+        try:
+            ledger.check_invariants()
+        except AssertionError as error:
+            self.fail(f"ledger invariant: {error}")
+        debits_pending, debits_posted, credits_pending, credits_posted = ledger.totals()
+        self.check(debits_pending == credits_pending and debits_posted == credits_posted,
+                   "sum of debits != sum of credits")
+        self.check(debits_pending == self.in_flight_minor,
+                   f"ledger holds {debits_pending} pending, in-flight transfers {self.in_flight_minor}")
+        admin_posted = self.admin_posted_durable + sum(e[3] for e in self.admin_uncommitted)
+        self.check(debits_posted == self.committed_minor + admin_posted,
+                   f"ledger posted {debits_posted}, commits {self.committed_minor} + operator "
+                   f"{admin_posted}: something was posted twice or not at all")
+        for account in ledger.lookup_accounts(self.account_ids):
+            self.check(account.debits_pending + account.debits_posted <= account.credits_posted,
+                       f"account {account.id} beyond its limit")
+
+    def view_agrees(self, participant: Participant, outcome: TransferOutcome) -> None:
+        """A final outcome a participant received agrees with the core and the ledger."""
+        key = (outcome.payer_participant_id, outcome.transfer_id)
+        record = self.core._transfers.get(key)
+        stored = self.store.get(key)
+        if record is not None:
+            self.check(record.state == outcome.state,
+                       f"participant {participant.participant_id} sees {key} {outcome.state.name}, "
+                       f"the core {record.state.name}")
+            reserve = ledger_transfer_id(record.seq, Leg.RESERVE)
+            status = self.ledger.pending_status(reserve)
+            if outcome.state == TransferState.COMMITTED:
+                self.check(status == PendingStatus.POSTED, f"{key} committed, ledger {status!r}")
+            elif record.forwarded:
+                self.check(status == PendingStatus.VOIDED, f"{key} {outcome.state.name}, ledger {status!r}")
+            else:
+                self.check(self.ledger.lookup_transfers([reserve]) == [],
+                           f"{key} refused at admission but the ledger holds its reserve")
+        self.check(stored is None or stored.state == outcome.state,
+                   f"{key}: store {stored and stored.state.name}, participant {outcome.state.name}")
+
+    def check_end(self) -> None:
+        self.check(self.core.in_flight_count == 0, "transfers still in flight after the drain")
+        self.check(not self.core.live_timers(), "timers still armed after the drain")
+        self.check(self.ledger.totals()[0] == 0, "pending ledger transfers after the drain")
+        for record in self.core.transfer_records():
+            key = (record.payer_participant_id, record.transfer_id)
+            self.check(record.state in FINAL, f"{key} ended {record.state.name}")
+            payer = self.participants[record.payer_participant_id]
+            sent = payer.sent.get(record.transfer_id)
+            if sent is not None:
+                self.check(sent.view == record.state,
+                           f"payer view of {key} is {sent.view}, core {record.state.name}")
+            if record.forwarded:
+                received = self.participants[record.payee_participant_id].received.get(key)
+                if received is not None and record.state == TransferState.COMMITTED:
+                    self.check(received.view == record.state,
+                               f"payee view of {key} is {received.view}, core COMMITTED")
+        for participant in self.participants.values():
+            for sent in participant.sent.values():
+                self.check(sent.view is not None,
+                           f"participant {participant.participant_id} never learnt {sent.transfer_id}")
+            for key, received in participant.received.items():
+                self.check(received.view is not None,
+                           f"payee {participant.participant_id} never learnt {key}")
+        # Books: each participant's own record of money in and out equals the ledger.
+        fees_total = {}
+        for participant in self.participants.values():
+            for currency, _ledger_id, _model in CURRENCIES:
+                money_in, money_out, fees = participant.book(currency)
+                fees_total[currency] = fees_total.get(currency, 0) + fees
+                account_id = self.core.account_id(participant.participant_id, currency)
+                (account,) = self.ledger.lookup_accounts([account_id])
+                expected = (self.admin_durable.get((participant.participant_id, currency), 0)
+                            + money_in - money_out - fees)
+                actual = account.credits_posted - account.debits_posted
+                self.check(actual == expected,
+                           f"participant {participant.participant_id} {currency}: ledger {actual}, "
+                           f"books {expected} (in {money_in}, out {money_out}, fees {fees})")
+        for currency in fees_total:
+            (fees_account,) = self.ledger.lookup_accounts(
+                [self.core.currency(currency).hub_fees_account_id])
+            self.check(fees_account.credits_posted == fees_total[currency],
+                       f"hub fees {currency}: ledger {fees_account.credits_posted}, "
+                       f"payers' books {fees_total[currency]}")
+
+    # -- setup and the operator --------------------------------------------------------------
+
+    def _setup(self) -> None:
+        rng = self.rng
+        for currency, ledger_id, model in CURRENCIES:
+            rules = SchemeRules(
+                transfer_max_minor=rng.choice((20_000, 50_000)),
+                daily_total_max_minor=rng.choice((200_000, 1_000_000)),
+                fee_fixed_minor=rng.choice((0, 1, 5)), fee_bps=rng.choice((0, 10, 25)),
+                payee_timeout_ms=rng.choice((500, 2_000, 10_000)),
+            )
+            self.rules[currency] = rules
+            self.admin(CurrencyAdded(request_id=f"cur-{currency}", currency=currency,
+                                     ledger_id=ledger_id, settlement_model=model, rules=rules))
+        for participant_id in range(1, self.participant_count + 1):
+            profile = rng.choice(PROFILES)
+            self.participants[participant_id] = Participant(participant_id, profile)
+            self.admin(ParticipantAdded(request_id=f"add-{participant_id}",
+                                        participant_id=participant_id, name=f"dfsp-{participant_id}"))
+            for customer in range(3):
+                self.directory[("MSISDN", f"+{participant_id}00{customer}")] = (
+                    participant_id, f"acc-{participant_id}-{customer}")
+            for currency, _ledger_id, model in CURRENCIES:
+                self.admin(ParticipantAccountOpened(request_id=f"open-{participant_id}-{currency}",
+                                                    participant_id=participant_id, currency=currency))
+                amount = rng.choice((0, 20_000, 100_000, 500_000))
+                if model == SettlementModel.PREFUNDED_RTGS and amount:
+                    self.admin(FundsDeposited(request_id=f"fund-{participant_id}-{currency}",
+                                              participant_id=participant_id, currency=currency,
+                                              amount_minor=amount))
+                elif amount:
+                    self.admin(NetDebitCapSet(request_id=f"cap-{participant_id}-{currency}",
+                                              participant_id=participant_id, currency=currency,
+                                              cap_minor=amount))
+                if rng.random() < 0.3:  # a tight daily limit, so limits are really exercised
+                    self.admin(ParticipantDailyLimitSet(
+                        request_id=f"daily-{participant_id}-{currency}",
+                        participant_id=participant_id, currency=currency,
+                        daily_total_max_minor=rng.choice((5_000, 30_000))))
+        self.account_ids = [self.core.account_id(p, c) for p in self.participants
+                            for c, _l, _m in CURRENCIES]
+        self.commit()
+        self.at(self.now_ns + self.commit_interval_ns, "commit")
+        for participant_id in self.participants:
+            self.at(self.now_ns + self.rng.randint(1, 50) * MS, "tick", participant_id)
+        self.at(self.now_ns + self.rng.randint(100, 1_000) * MS, "operator")
+        for _ in range(self.crashes_max):
+            self.at(self.now_ns + self.rng.randrange(self.run_ns), "crash")
+
+    def operator(self) -> None:
+        rng = self.rng
+        for event in list(self.admin_pending.values()):  # resend what a crash swallowed
+            self.admin(event)
+        if self.now_ns >= self.end_of_run_ns:
+            self.at(self.now_ns + rng.randint(200, 1_500) * MS, "operator")
+            return
+        participant_id = rng.choice(list(self.participants))
+        currency, _ledger_id, model = rng.choice(CURRENCIES)
+        request_id = f"op-{self.queue_seq}"
+        choice = rng.random()
+        if choice < 0.15:
+            self.admin(ParticipantSuspended(request_id=request_id, participant_id=participant_id))
+            self.at(self.now_ns + rng.randint(200, 2_000) * MS, "resume", participant_id)
+        elif choice < 0.45:
+            amount = rng.choice((10_000, 50_000))
+            if model == SettlementModel.PREFUNDED_RTGS:
+                event_type = FundsDeposited if rng.random() < 0.7 else FundsWithdrawn
+                self.admin(event_type(request_id=request_id, participant_id=participant_id,
+                                      currency=currency, amount_minor=amount))
+            else:
+                cap = max(0, self.caps.get((participant_id, currency), 0)
+                          + rng.choice((-1, 1, 1)) * amount)
+                self.admin(NetDebitCapSet(request_id=request_id, participant_id=participant_id,
+                                          currency=currency, cap_minor=cap))
+        elif choice < 0.6:
+            self.admin(ParticipantDailyLimitSet(
+                request_id=request_id, participant_id=participant_id, currency=currency,
+                daily_total_max_minor=rng.choice((None, 10_000, 100_000))))
+        elif choice < 0.7:
+            old = self.rules[currency]
+            self.admin(SchemeRulesChanged(request_id=request_id, currency=currency, rules=SchemeRules(
+                transfer_max_minor=rng.choice((10_000, 50_000)),
+                daily_total_max_minor=old.daily_total_max_minor,
+                fee_fixed_minor=rng.choice((0, 3)), fee_bps=rng.choice((0, 15)),
+                payee_timeout_ms=rng.choice((500, 3_000)))))
+        self.at(self.now_ns + rng.randint(200, 1_500) * MS, "operator")
+
+    # -- participants' behaviour -------------------------------------------------------------
+
+    def send(self, participant: Participant, message) -> None:
+        if participant.up:
+            self.network("inbound", participant.participant_id, codec.encode_inbound_msgpack(message))
+
+    def alias_of(self, participant_id: int) -> Party:
+        customer = self.rng.randrange(3)
+        return Party(alias_type="MSISDN", alias_value=f"+{participant_id}00{customer}")
+
+    def tick(self, participant: Participant) -> None:
+        rng = self.rng
+        running = self.now_ns < self.end_of_run_ns
+        if participant.profile == "crashing" and running and rng.random() < 0.05:
+            participant.up = False
+            self.at(self.now_ns + rng.randint(100, 1_500) * MS, "participant_up",
+                    participant.participant_id)
+        if participant.up:
+            if running:
+                self.act(participant)
+            self.follow_up(participant)
+        self.at(self.now_ns + rng.randint(20, 150 if running else 400) * MS, "tick",
+                participant.participant_id)
+
+    def act(self, participant: Participant) -> None:
+        rng = self.rng
+        others = [p for p in self.participants if p != participant.participant_id]
+        choice = rng.random()
+        if choice < 0.55:
+            currency = rng.choice(CURRENCIES)[0]
+            amount = rng.choice((rng.randint(1, 2_000), rng.randint(1, 20_000),
+                                 rng.randint(10_000, 60_000)))
+            payee = self.alias_of(rng.choice(others))
+            if rng.random() < 0.02:
+                payee = Party(alias_type="MSISDN", alias_value="+0unknown")
+            request = TransferRequest(
+                transfer_id=participant.next_id("t"), payee=payee, amount_minor=amount,
+                currency=currency, expires_at_ns=self.now_ns + rng.randint(1, 30) * S,
+                payer_account_ref=f"acc-{participant.participant_id}-0",
+                payer_user_ref=f"user-{rng.randrange(5)}",
+            )
+            self.send_transfer(participant, request, "transfer")
+        elif choice < 0.65 and participant.committed_in:
+            original = rng.choice(participant.committed_in)
+            key = (original.payer_participant_id, original.transfer_id)
+            remaining = original.amount_minor - participant.returned.get(key, 0)
+            amount = rng.randint(1, max(1, remaining + (5 if rng.random() < 0.2 else 0)))
+            participant.returned[key] = participant.returned.get(key, 0) + amount
+            request = ReturnRequest(transfer_id=participant.next_id("r"),
+                                    original=TransferRef(payer_participant_id=key[0], transfer_id=key[1]),
+                                    amount_minor=amount,
+                                    expires_at_ns=self.now_ns + rng.randint(2, 20) * S)
+            self.send_transfer(participant, request, "return")
+        elif choice < 0.72:
+            request_id = participant.next_id("q")
+            participant.requests[request_id] = RequestToPayState.OPEN
+            self.send(participant, RequestToPay(
+                request_id=request_id, payer=self.alias_of(rng.choice(others)),
+                amount_minor=rng.randint(1, 5_000), currency=rng.choice(CURRENCIES)[0],
+                expires_at_ns=self.now_ns + rng.randint(1, 10) * S,
+                payee_account_ref=f"acc-{participant.participant_id}-1"))
+        elif choice < 0.74 and participant.sent:
+            # A buggy client: same id, different body. Must be refused, change nothing.
+            sent = rng.choice(list(participant.sent.values()))
+            if sent.kind == "transfer":
+                request = codec.decode_inbound_msgpack(sent.frame)
+                self.send(participant, msgspec.structs.replace(
+                    request, amount_minor=request.amount_minor + 1))
+        elif choice < 0.75:
+            self.network("inbound", participant.participant_id, b"\x92\x01garbage")
+        elif choice < 0.76 and participant.sent:
+            # A rogue answer to its own transfer, as if it were the payee: a protocol error
+            # (or, for an id the switch does not hold, a question to the store).
+            sent = rng.choice(list(participant.sent.values()))
+            self.send(participant, PayeeAnswer(payer_participant_id=participant.participant_id,
+                                               transfer_id=sent.transfer_id, accepted=True))
+
+    def send_transfer(self, participant: Participant, request, kind: str) -> None:
+        frame = codec.encode_inbound_msgpack(request)
+        participant.sent[request.transfer_id] = Sent(
+            request.transfer_id, frame, request.expires_at_ns, kind,
+            next_try_ns=self.now_ns + self.rng.randint(300, 2_000) * MS)
+        if participant.up:
+            self.network("inbound", participant.participant_id, frame)
+
+    def follow_up(self, participant: Participant) -> None:
+        """Resend or ask about anything still unknown, with back-off."""
+        rng = self.rng
+        pid = participant.participant_id
+        for sent in participant.sent.values():
+            if sent.view is not None or self.now_ns < sent.next_try_ns:
+                continue
+            sent.next_try_ns = self.now_ns + rng.randint(500, 3_000) * MS
+            if rng.random() < 0.5:
+                self.send(participant, StatusQuery(payer_participant_id=pid,
+                                                   transfer_id=sent.transfer_id))
+            else:
+                self.network("inbound", pid, sent.frame)
+        for key, received in participant.received.items():
+            if received.view is None and self.now_ns >= received.next_try_ns:
+                received.next_try_ns = self.now_ns + rng.randint(500, 3_000) * MS
+                self.send(participant, StatusQuery(payer_participant_id=key[0], transfer_id=key[1]))
+
+    def deliver(self, participant: Participant, frame: bytes) -> None:
+        if not participant.up:
+            return
+        message = codec.decode_outbound_msgpack(frame)
+        if isinstance(message, CreditRequest):
+            self.on_credit_request(participant, message)
+        elif isinstance(message, TransferOutcome):
+            self.on_outcome(participant, message)
+        elif isinstance(message, Refused):
+            self.on_refused(participant, message)
+        elif isinstance(message, RequestToPayNotice):
+            self.on_request_to_pay(participant, message)
+        elif isinstance(message, RequestToPayOutcome):
+            self.on_request_outcome(participant, message)
+        elif isinstance(message, ErrorAnswer):
+            pass  # our garbage frame, or a protocol error we provoked
+        else:
+            self.fail(f"participant got {message!r}")
+
+    def on_credit_request(self, participant: Participant, message: CreditRequest) -> None:
+        rng = self.rng
+        key = (message.payer_participant_id, message.transfer_id)
+        received = participant.received.get(key)
+        if received is None:
+            received = Received(key[0], key[1], accepted=rng.random() < 0.85,
+                                deadline_ns=message.expires_at_ns,
+                                next_try_ns=message.expires_at_ns + rng.randint(100, 1_000) * MS)
+            participant.received[key] = received
+            known = participant.views.get(key)  # the outcome overtook the request
+            if known is not None:
+                received.view = known.state
+        profile = participant.profile
+        if profile == "silent" and rng.random() < 0.7:
+            return
+        remaining = max(0, message.expires_at_ns - self.now_ns)
+        if profile == "slow":
+            delay = rng.randint(0, int(remaining * 1.3) + MS)
+        elif profile == "late":
+            delay = remaining + rng.randint(0, 500) * MS
+        else:
+            delay = rng.randint(0, 50) * MS
+        answer = PayeeAnswer(payer_participant_id=key[0], transfer_id=key[1],
+                             accepted=received.accepted, reason="" if received.accepted else "no")
+        self.at(self.now_ns + delay, "answer", participant.participant_id, answer)
+        if profile == "double" or (profile == "flip" and rng.random() < 0.5):
+            second = answer if profile == "double" else msgspec.structs.replace(
+                answer, accepted=not answer.accepted)
+            self.at(self.now_ns + delay + rng.randint(0, 30) * MS, "answer",
+                    participant.participant_id, second)
+
+    def on_outcome(self, participant: Participant, outcome: TransferOutcome) -> None:
+        if outcome.state not in FINAL:
+            return
+        self.view_agrees(participant, outcome)
+        key = (outcome.payer_participant_id, outcome.transfer_id)
+        pid = participant.participant_id
+        earlier = participant.views.get(key)
+        if earlier is not None:
+            self.check(earlier.state == outcome.state,
+                       f"participant {pid} told {key} {earlier.state.name} then {outcome.state.name}")
+        else:
+            participant.views[key] = outcome
+            if outcome.state == TransferState.COMMITTED:  # the books move once, on the first
+                if outcome.payer_participant_id == pid:
+                    book = participant.book(outcome.currency)
+                    book[1] += outcome.amount_minor
+                    book[2] += outcome.fee_minor
+                if outcome.payee_participant_id == pid:
+                    participant.book(outcome.currency)[0] += outcome.amount_minor
+                    participant.committed_in.append(outcome)
+        if outcome.payer_participant_id == pid:
+            sent = participant.sent.get(outcome.transfer_id)
+            if sent is not None:
+                sent.view = outcome.state
+        if outcome.payee_participant_id == pid:
+            received = participant.received.get(key)
+            if received is not None:
+                received.view = outcome.state
+
+    def on_refused(self, participant: Participant, refused: Refused) -> None:
+        if refused.result == Result.REQUEST_NOT_FOUND:
+            transfer_id = participant.decided.get((refused.scope_participant_id, refused.id))
+            sent = participant.sent.get(transfer_id) if transfer_id else None
+            if sent is not None and sent.request_gone_ns is None:
+                sent.request_gone_ns = self.now_ns
+            return
+        if refused.scope_participant_id != participant.participant_id:
+            return  # about someone else's id (a status query we made as payee): ask again later
+        sent = participant.sent.get(refused.id)
+        if sent is None or sent.view is not None:
+            return
+        result = refused.result
+        if result == Result.TRANSFER_NOT_FOUND and sent.kind == "rtp" and (
+                sent.request_gone_ns is not None
+                and self.now_ns >= sent.request_gone_ns + self.answer_delay_max_ns):
+            # The request-to-pay can no longer create it and a query made after that did not
+            # find it: it never will exist.
+            sent.view = NONE
+        elif result in (Result.SERVER_BUSY, Result.TRANSFER_NOT_FOUND):
+            return  # not recorded (yet): the follow-up resends the request itself
+        if result in (Result.EXISTS_WITH_DIFFERENT_AMOUNT, Result.EXISTS_WITH_DIFFERENT_BODY):
+            return  # our deliberately modified resend
+        sent.view = NONE  # refused before being recorded: the switch will never have it
+        self.check(self.core._transfers.get((participant.participant_id, refused.id)) is None
+                   or not self.up,
+                   f"{refused.id} refused with {result!r} but the core recorded it")
+
+    def on_request_to_pay(self, participant: Participant, notice: RequestToPayNotice) -> None:
+        rng = self.rng
+        key = (notice.payee_participant_id, notice.request_id)
+        if key not in participant.decided:
+            roll = rng.random()
+            if roll < 0.1:
+                return  # ignore it: it expires
+            participant.decided[key] = participant.next_id("p") if roll < 0.75 else ""
+        transfer_id = participant.decided[key]
+        decision = RequestToPayDecision(
+            payee_participant_id=key[0], request_id=key[1], approved=bool(transfer_id),
+            transfer_id=transfer_id,
+            expires_at_ns=self.now_ns + rng.randint(2, 20) * S if transfer_id else 0)
+        if transfer_id and transfer_id not in participant.sent:
+            participant.sent[transfer_id] = Sent(
+                transfer_id, codec.encode_inbound_msgpack(decision), decision.expires_at_ns, "rtp",
+                next_try_ns=self.now_ns + rng.randint(500, 2_000) * MS)
+        self.send(participant, decision)
+
+    def on_request_outcome(self, participant: Participant, outcome: RequestToPayOutcome) -> None:
+        pid = participant.participant_id
+        if outcome.payee_participant_id == pid:
+            participant.requests[outcome.request_id] = outcome.state
+            return
+        key = (outcome.payee_participant_id, outcome.request_id)
+        transfer_id = participant.decided.get(key)
+        if transfer_id and outcome.state != RequestToPayState.OPEN and (
+                outcome.transfer_id != transfer_id):
+            # The request ended without our transfer (never created, or refused when it
+            # was): status queries from now on tell which.
+            sent = participant.sent.get(transfer_id)
+            if sent is not None and sent.request_gone_ns is None:
+                sent.request_gone_ns = self.now_ns
+
+    # -- the loop --------------------------------------------------------------------------
+
+    def run(self) -> "Sim":
+        self.end_of_run_ns = self.now_ns + self.run_ns
+        self.at(self.end_of_run_ns, "drain")
+        deadline = self.end_of_run_ns + 180 * S
+        while self.queue:
+            time_ns, _seq, kind, payload = heapq.heappop(self.queue)
+            self.now_ns = max(self.now_ns, time_ns)
+            if self.now_ns > deadline:
+                self.fail(f"the drain did not settle within 180 s of simulated time: {self.unsettled()}")
+            self.dispatch(kind, payload)
+            if kind == "tick" and self.now_ns > self.end_of_run_ns and self.settled():
+                break
+        self.check_end()
+        return self
+
+    def unsettled(self) -> str:
+        waiting = [f"up={self.up} in_flight={self.core.in_flight_count} "
+                   f"timers={len(self.core.live_timers())} admin={list(self.admin_pending)}"]
+        for participant in self.participants.values():
+            waiting += [f"{participant.participant_id}:{s.kind}:{s.transfer_id}"
+                        for s in participant.sent.values() if s.view is None]
+            waiting += [f"{participant.participant_id}:payee:{k}"
+                        for k, r in participant.received.items() if r.view is None]
+        return ", ".join(waiting[:12])
+
+    def settled(self) -> bool:
+        if not self.up or self.uncommitted or self.held or self.core.in_flight_count:
+            return False
+        if self.core.live_timers() or self.admin_pending:
+            return False
+        for participant in self.participants.values():
+            if any(s.view is None for s in participant.sent.values()):
+                return False
+            if any(r.view is None for r in participant.received.values()):
+                return False
+        return True
+
+    def dispatch(self, kind: str, payload: tuple) -> None:
+        if kind == "inbound":
+            self.inbound(*payload)
+        elif kind == "deliver":
+            self.deliver(self.participants[payload[0]], payload[1])
+        elif kind == "commit":
+            if self.up:
+                self.commit()
+                self.at(self.now_ns + self.commit_interval_ns, "commit")
+        elif kind == "timer":
+            timer_id, deadline_ns = payload
+            if self.up and self.timers.get(timer_id) == deadline_ns:
+                del self.timers[timer_id]
+                self.held.extend(self.switch_step(TimerFired(timer_id=timer_id)))
+        elif kind == "tick":
+            self.tick(self.participants[payload[0]])
+        elif kind == "answer":
+            participant = self.participants[payload[0]]
+            self.send(participant, payload[1])
+        elif kind == "participant_up":
+            self.participants[payload[0]].up = True
+        elif kind == "operator":
+            self.operator()
+        elif kind == "resume":
+            self.admin(ParticipantResumed(request_id=f"resume-{self.queue_seq}",
+                                          participant_id=payload[0]))
+        elif kind == "crash":
+            if self.up and self.now_ns < self.end_of_run_ns:
+                self.crash()
+        elif kind == "restart":
+            self.restart()
+        elif kind == "drain":
+            # Faults stop; everyone comes back; work already started must now finish.
+            self.loss = 0.0
+            self.duplication = 0.0
+            for participant in self.participants.values():
+                participant.up = True
+                if participant.profile in ("silent", "late", "slow"):
+                    participant.profile = "normal"
+            for event in list(self.admin_pending.values()):
+                self.admin(event)
+        else:
+            self.fail(f"unknown sim event {kind}")
+
+
+def run_seed(seed: int, ledger_cls, plant: str | None = None) -> Sim:
+    return Sim(seed, ledger_cls, plant).run()

@@ -1,0 +1,107 @@
+"""The deterministic simulation: the real core and ledger under faults, one seed each.
+
+See sim_harness.py for the world, the faults and the invariants. A failing seed prints
+itself and the command that replays it.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+import ledger
+from sim_harness import Sim, SimFailure, run_seed
+from switch.core.machine import SwitchCore
+from switch.core.participants import ParticipantAccount
+from switch.core import limits
+
+
+def test_seed(sim_seed):
+    run_seed(sim_seed, ledger.Ledger)
+
+
+def test_seed_on_the_pure_ledger(pure_sim_seed):
+    if ledger.Ledger is ledger.PureLedger:
+        pytest.skip("the main seeds already run on the pure ledger")
+    run_seed(pure_sim_seed, ledger.PureLedger)
+
+
+def test_replay(replay_seed):
+    """`python -m pytest tests/sim -k replay --seed N`: one seed, with its story."""
+    sim = Sim(replay_seed, ledger.Ledger)
+    print(f"seed {replay_seed}: {sim.participant_count} participants "
+          f"{[p.profile for p in sim.participants.values()]}, loss {sim.loss}, "
+          f"duplication {sim.duplication}, delay {sim.delay_ms} ms, crashes up to "
+          f"{sim.crashes_max}, tables {sim.core_config.transfers_retained_max}/"
+          f"{sim.core_config.in_flight_max}")
+    sim.run()
+    print(f"steps {sim.steps}, crashes {sim.crashes}, transfers {sim.core.transfers_retained}")
+
+
+def test_a_seed_runs_identically_twice():
+    first = run_seed(7, ledger.Ledger)
+    second = run_seed(7, ledger.Ledger)
+    assert first.steps == second.steps
+    assert first.journal == second.journal
+    assert first.ledger.digest() == second.ledger.digest()
+
+
+def test_the_simulation_really_injects_faults():
+    crashes = 0
+    results = set()
+    profiles = set()
+    for seed in range(40):
+        sim = run_seed(seed, ledger.Ledger)
+        crashes += sim.crashes
+        results |= sim.results_seen
+        profiles |= {p.profile for p in sim.participants.values()}
+    assert crashes >= 10
+    assert {"crashing", "double", "flip"} <= profiles  # (silent/slow/late become normal at the drain)
+    from switch.core import Result
+
+    for expected in (Result.OK, Result.TRANSFER_EXPIRED, Result.PAYEE_REJECTED,
+                     Result.PAYER_DAILY_LIMIT_EXCEEDED, Result.PAYER_INSUFFICIENT_LIQUIDITY,
+                     Result.SERVER_BUSY, Result.RETURN_EXCEEDS_ORIGINAL,
+                     Result.PAYER_REJECTED_REQUEST, Result.REQUEST_EXPIRED,
+                     Result.EXISTS_WITH_DIFFERENT_AMOUNT):
+        assert int(expected) in results, expected.name
+
+
+def first_failing_seed(seeds) -> tuple[int, str] | None:
+    for seed in seeds:
+        try:
+            run_seed(seed, ledger.Ledger)
+        except SimFailure as failure:
+            return seed, str(failure)
+    return None
+
+
+def test_planted_bug_admitting_without_the_daily_limit_is_caught(monkeypatch, capsys):
+    monkeypatch.setattr(ParticipantAccount, "daily_room_minor",
+                        lambda self, day: limits.DAILY_TOTAL_MINOR_MAX)
+    caught = first_failing_seed(range(50))
+    assert caught is not None, "the simulation missed a core that ignores daily limits"
+    seed, message = caught
+    assert f"seed {seed}" in message and "daily total" in message
+    assert f"--seed {seed}" in message
+    with capsys.disabled():
+        print(f"\nplanted daily-limit bug caught by seed {seed}: {message.splitlines()[0]}")
+
+
+def test_planted_bug_posting_twice_is_caught(monkeypatch, capsys):
+    real_post = SwitchCore._ledger_post
+
+    def post_twice(self, record, now_ns):
+        real_post(self, record, now_ns)
+        payee_account = self.account_id(record.payee_participant_id, record.currency)
+        self.ledger.create_transfer(
+            (record.seq << limits.LEDGER_ID_SHIFT) | 7, record.payer_account.account_id,
+            payee_account, record.amount_minor, 0, record.seq, record.payer_participant_id, 0,
+            self.currency(record.currency).ledger_id, 1, 0, now_ns)
+
+    monkeypatch.setattr(SwitchCore, "_ledger_post", post_twice)
+    caught = first_failing_seed(range(50))
+    assert caught is not None, "the simulation missed a core that posts twice"
+    seed, message = caught
+    assert "posted twice" in message
+    with capsys.disabled():
+        print(f"\nplanted post-twice bug caught by seed {seed}: {message.splitlines()[0]}")
