@@ -69,9 +69,16 @@ callbacks of that loop, never from another thread).
        answer = await gateway.status(participant_id, StatusQuery(...))
        # -> TransferOutcome, or Refused(TRANSFER_NOT_FOUND), or ErrorAnswer(SERVER_BUSY)
 
-   and, for aliases, ``await gateway.register_alias(participant_id, alias_type,
-   alias_value, account_ref, owner_national_id, display_name, owner_kind)`` and
-   ``await gateway.delete_alias(...)``, which return `AliasAnswer`.
+   and, for aliases, ``await gateway.register_alias(participant_id, alias_type=...,
+   alias_value=..., account_ref=..., owner_national_id=..., display_name=...,
+   owner_kind=1)`` and ``await gateway.delete_alias(participant_id, alias_type=...,
+   alias_value=...)``, which return `AliasAnswer`, and ``await
+   gateway.register_aliases(participant_id, [AliasRegistration(...), ...])`` for a bulk
+   load (`BulkAliasAnswer`).
+
+   Shutdown: ``gateway.draining`` is True while the server lets transfers in flight
+   finish: new transfers, returns and requests-to-pay get SERVICE_UNAVAILABLE, payee
+   answers and status queries are still taken.
 
 5. Read-only: ``gateway.participant(participant_id)`` (a `ParticipantView` or None),
    ``gateway.callback_url(participant_id)``, ``gateway.accepting`` (False while starting
@@ -102,6 +109,7 @@ from switch.core.messages import (
     ParticipantView,
     Refused,
     RequestToPay,
+    ReturnRequest,
     ResolveAnswer,
     ResolveRequest,
     StatusQuery,
@@ -114,6 +122,8 @@ log = logging.getLogger("ponte.server.gateway")
 
 __all__ = [
     "AliasAnswer",
+    "AliasRegistration",
+    "BulkAliasAnswer",
     "Gateway",
     "InboundItem",
     "Origin",
@@ -135,6 +145,27 @@ class Origin(Protocol):
     """Told how many of its submitted messages a tick took and made durable."""
 
     def sequenced(self, count: int) -> None: ...
+
+
+class AliasRegistration(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One alias to register for an account of the sending participant (wire-friendly:
+    the directory validates every field and names the one at fault)."""
+
+    alias_type: str  # MSISDN, EMAIL, NATIONAL_ID, HANDLE, RANDOM, ACCOUNT
+    alias_value: str = ""  # empty for RANDOM: the directory issues the key
+    account_ref: str
+    owner_national_id: str
+    display_name: str
+    owner_kind: int = 1  # 1 person, 2 business
+
+
+class BulkAliasAnswer(msgspec.Struct, frozen=True, kw_only=True):
+    """Counts of a bulk registration; refused rows by position (0-based), never by value."""
+
+    registered: int
+    existing: int
+    rejected: int
+    rejections: list[tuple[int, int, str]] = []  # (row index, directory result, field)
 
 
 class AliasAnswer(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -166,6 +197,8 @@ ALIAS_TYPE_NUMBERS = {
 }
 ALIAS_TYPE_NAMES = {number: name for name, number in ALIAS_TYPE_NUMBERS.items()}
 ANONYMOUS_USER = "anonymous"
+# Messages that start new work: refused while draining for shutdown.
+_NEW_WORK = (TransferRequest, RequestToPay, ReturnRequest)
 
 
 def directory_participant_id(participant_id: int) -> str:
@@ -191,6 +224,10 @@ class Gateway:
         self._sinks: dict[int, list[Sink]] = {}
         self._fallback: Sink | None = None
         self._accepting = False
+        self._draining = False
+        # Messages waiting for a participant to attach (credit requests re-sent after a
+        # restart, when nobody is connected yet). Bounded by the core's in-flight table.
+        self._held: dict[int, list] = {}
         # payer -> {(alias_type, alias_value): (payee_id, account_ref, at_ns)}, bounded.
         self._routes: OrderedDict[tuple[int, str, str], tuple[int, str, int]] = OrderedDict()
         self.metrics = None  # set by the server: switch.server.metrics.ServerMetrics
@@ -203,6 +240,17 @@ class Gateway:
     def close(self) -> None:
         """Stop accepting; queued items are still drained by the sequencer."""
         self._accepting = False
+        self._draining = False
+
+    def drain(self) -> None:
+        """Graceful shutdown, first phase: refuse new transfers, returns and requests to
+        pay (SERVICE_UNAVAILABLE) but keep taking payee answers, decisions and status
+        queries, so that transfers in flight can finish."""
+        self._draining = True
+
+    @property
+    def draining(self) -> bool:
+        return self._draining
 
     @property
     def accepting(self) -> bool:
@@ -236,6 +284,16 @@ class Gateway:
         sinks = self._sinks.setdefault(participant_id, [])
         if sink not in sinks:
             sinks.append(sink)
+        held = self._held.pop(participant_id, None)
+        if held:
+            self.deliver([(participant_id, message) for message in held])
+
+    def hold(self, participant_id: int, message: Outbound) -> None:
+        """Deliver now if a sink is attached, else when one attaches (recovery re-sends)."""
+        if participant_id in self._sinks:
+            self.deliver([(participant_id, message)])
+        else:
+            self._held.setdefault(participant_id, []).append(message)
 
     def detach(self, participant_id: int, sink: Sink) -> None:
         sinks = self._sinks.get(participant_id)
@@ -290,6 +348,8 @@ class Gateway:
                ) -> Result:
         """Queue one message from an authenticated participant; never blocks."""
         if not self._accepting:
+            return Result.SERVICE_UNAVAILABLE
+        if self._draining and type(message) in _NEW_WORK:
             return Result.SERVICE_UNAVAILABLE
         if len(self._inbound) >= self.inbound_max:
             if self.metrics is not None:
@@ -465,6 +525,35 @@ class Gateway:
         return AliasAnswer(
             result=Result.OK, alias_type=alias_type, alias_value=answer.alias_value,
             account_ref=answer.account_ref, display_name_masked=answer.display_name_masked,
+        )
+
+    async def register_aliases(self, participant_id: int,
+                               registrations: list[AliasRegistration]) -> BulkAliasAnswer:
+        """Register many aliases at once (a participant's initial load): one store
+        transaction per directory batch instead of one per alias. Same checks as
+        `register_alias`; RANDOM keys issued here are not reported back (register RANDOM
+        aliases one by one to learn their keys)."""
+        from switch.directory.types import DirectoryResult, Rejection, RegisterAlias
+
+        owner = directory_participant_id(participant_id)
+        rows = []
+        for registration in registrations:
+            number = ALIAS_TYPE_NUMBERS.get(registration.alias_type)
+            if number is None:
+                rows.append(Rejection(result=DirectoryResult.FIELD_TYPE_UNKNOWN,
+                                      field="alias_type"))
+                continue
+            rows.append(RegisterAlias(
+                alias_type=number, alias_value=registration.alias_value, participant_id=owner,
+                account_ref=registration.account_ref,
+                owner_national_id=registration.owner_national_id,
+                owner_kind=registration.owner_kind, display_name=registration.display_name,
+            ))
+        summary = await self._directory.bulk_import(rows, time.time_ns())
+        return BulkAliasAnswer(
+            registered=summary.registered, existing=summary.existing, rejected=summary.rejected,
+            rejections=[(number - 1, int(rejection.result), rejection.field)
+                        for number, rejection in summary.rejections],
         )
 
     async def delete_alias(self, participant_id: int, *, alias_type: str,

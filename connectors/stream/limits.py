@@ -1,0 +1,44 @@
+"""Every bound of the stream connector in one place, with the asserts that relate them.
+
+Both ends use them: the server refuses a frame whose announced length is past
+FRAME_BYTES_MAX before reading a byte of it, and the SDK never writes one.
+"""
+
+# A frame is a u32 big-endian length and that many bytes of msgpack. The largest legitimate
+# frame is a bulk alias registration of ALIASES_PER_FRAME_MAX rows (~300 B each).
+FRAME_HEADER_BYTES = 4
+FRAME_BYTES_MAX = 1024 * 1024
+ALIASES_PER_FRAME_MAX = 2_000
+
+# Requests a connection may have taken by the server and not yet sequenced (decided and
+# durable). When the window is full the server stops reading the socket: TCP pushes back.
+WINDOW_MAX_DEFAULT = 4_096
+WINDOW_MAX_CEILING = 65_536
+# Reading resumes when the window has drained to this fraction.
+WINDOW_RESUME_FRACTION = 0.5
+
+# Bytes the server may hold for a connection that does not read what it is sent. Past it
+# the participant is a slow consumer: the connection is closed (outcomes stay retrievable
+# by status query, and a resend answers the same).
+WRITE_BUFFER_HIGH_BYTES = 4 * 1024 * 1024
+WRITE_BUFFER_LOW_BYTES = 1 * 1024 * 1024
+SLOW_CONSUMER_BYTES_MAX = 64 * 1024 * 1024
+
+# The client must say Hello within this time of connecting.
+HANDSHAKE_TIMEOUT_S = 5.0
+# Connections per server and per participant.
+CONNECTIONS_MAX = 4_096
+CONNECTIONS_PER_PARTICIPANT_MAX = 64
+# Resolve and status calls awaited per connection at once (each holds a task).
+CALLS_IN_FLIGHT_MAX = 1_024
+
+PROTOCOL_VERSION = 1
+DETAIL_LENGTH_MAX = 200
+
+assert FRAME_HEADER_BYTES == 4
+assert FRAME_BYTES_MAX < 2**32
+assert ALIASES_PER_FRAME_MAX * 400 < FRAME_BYTES_MAX
+assert 1 <= WINDOW_MAX_DEFAULT <= WINDOW_MAX_CEILING
+assert 0.0 < WINDOW_RESUME_FRACTION < 1.0
+assert WRITE_BUFFER_LOW_BYTES < WRITE_BUFFER_HIGH_BYTES < SLOW_CONSUMER_BYTES_MAX
+assert CALLS_IN_FLIGHT_MAX <= WINDOW_MAX_DEFAULT

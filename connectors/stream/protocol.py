@@ -1,0 +1,190 @@
+"""The stream protocol's frames: what a participant and the switch say on a persistent TCP
+(optionally TLS) connection. docs/stream-protocol.md is the reference for implementers.
+
+A frame is a u32 big-endian length followed by that many bytes of msgpack encoding one
+tagged msgspec Struct (tag field "type"). The client speaks `ClientFrame`, the server
+`ServerFrame`; each side builds one decoder per union, once.
+
+    client -> server                      server -> client
+    Hello(version, api_key, ...)          Welcome(participant_id, window_max, ...)
+    Request(corr, message: Inbound)       Reply(corr, message: Outbound)
+    RegisterAliases(corr, aliases)        AliasesReply(corr, answer)
+                                          Push(message: Outbound)
+                                          ProtocolErrorFrame(error, detail)  then close
+
+`corr` is the client's correlation id: a Reply carries the corr of the request it answers
+(resolve and status answers, and refusals at the door such as SERVER_BUSY). Everything the
+switch decides later — credit requests, transfer outcomes, request-to-pay notices — comes
+as a Push and is matched by its own ids ((payer_participant_id, transfer_id), ...).
+
+Only bytes and types here: no sockets. Never renumber a `StreamError`.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+from typing import Annotated, Union
+
+import msgspec
+from msgspec import Meta
+
+from connectors.stream import limits
+from switch.core.messages import Inbound, Outbound
+from switch.server.gateway import AliasRegistration, BulkAliasAnswer
+
+_FRAME = dict(frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True)
+
+Corr = Annotated[int, Meta(ge=0, le=2**63 - 1)]
+
+
+class StreamError(IntEnum):
+    """Why the server closed a connection, declared in the order the checks run."""
+
+    FRAME_TOO_LARGE = 1  # the announced length is past FRAME_BYTES_MAX (checked first)
+    FRAME_EMPTY = 2  # a zero length
+    MALFORMED_FRAME = 3  # not msgpack, or not a map with a known shape
+    UNKNOWN_MESSAGE = 4  # a "type" this side does not speak
+    HANDSHAKE_REQUIRED = 5  # anything before Hello
+    HANDSHAKE_TIMEOUT = 6  # no Hello within HANDSHAKE_TIMEOUT_S
+    VERSION_UNSUPPORTED = 7
+    AUTHENTICATION_FAILED = 8  # unknown API key, or key and certificate disagree
+    HANDSHAKE_REPEATED = 9
+    TOO_MANY_CONNECTIONS = 10
+    SLOW_CONSUMER = 11  # the client does not read what it is sent
+    SERVER_SHUTTING_DOWN = 12
+    TOO_MANY_CALLS = 13  # more resolve/status calls awaited than CALLS_IN_FLIGHT_MAX
+
+
+# -- client -> server ------------------------------------------------------------------
+
+
+class Hello(msgspec.Struct, tag="hello", **_FRAME):
+    """First frame. `api_key` may be empty on a TLS connection whose client certificate
+    is registered for the participant."""
+
+    version: int
+    api_key: Annotated[str, Meta(max_length=256)] = ""
+    client_name: Annotated[str, Meta(max_length=64)] = ""
+
+
+class Request(msgspec.Struct, tag="request", **_FRAME):
+    corr: Corr
+    message: Inbound
+
+
+class RegisterAliases(msgspec.Struct, tag="register_aliases", **_FRAME):
+    corr: Corr
+    aliases: Annotated[list[AliasRegistration], Meta(max_length=limits.ALIASES_PER_FRAME_MAX)]
+
+
+ClientFrame = Union[Hello, Request, RegisterAliases]
+
+
+# -- server -> client ------------------------------------------------------------------
+
+
+class Welcome(msgspec.Struct, tag="welcome", **_FRAME):
+    participant_id: int
+    window_max: int
+    frame_bytes_max: int
+    version: int = limits.PROTOCOL_VERSION
+
+
+class Reply(msgspec.Struct, tag="reply", **_FRAME, gc=False):
+    corr: int
+    message: Outbound
+
+
+class Push(msgspec.Struct, tag="push", **_FRAME, gc=False):
+    message: Outbound
+
+
+class AliasesReply(msgspec.Struct, tag="aliases_reply", **_FRAME):
+    corr: int
+    answer: BulkAliasAnswer
+
+
+class ProtocolErrorFrame(msgspec.Struct, tag="protocol_error", **_FRAME):
+    """The last frame before the server closes the connection."""
+
+    error: StreamError
+    detail: str = ""
+
+
+ServerFrame = Union[Welcome, Reply, Push, AliasesReply, ProtocolErrorFrame]
+
+
+INBOUND_TAGS = frozenset(member.__struct_config__.tag for member in Inbound.__args__)
+CLIENT_TAGS = frozenset(member.__struct_config__.tag for member in ClientFrame.__args__)
+
+encoder = msgspec.msgpack.Encoder()
+client_frame_decoder = msgspec.msgpack.Decoder(ClientFrame)
+server_frame_decoder = msgspec.msgpack.Decoder(ServerFrame)
+any_decoder = msgspec.msgpack.Decoder()
+
+
+def frame(message) -> bytes:
+    """One complete frame (length prefix + msgpack)."""
+    body = encoder.encode(message)
+    return len(body).to_bytes(4, "big") + body
+
+
+def append_frame(buffer: bytearray, message) -> None:
+    """Append one frame to `buffer` without an intermediate copy."""
+    start = len(buffer)
+    buffer.extend(b"\0\0\0\0")
+    encoder.encode_into(message, buffer, start + 4)
+    length = len(buffer) - start - 4
+    assert length <= limits.FRAME_BYTES_MAX, "frame larger than the protocol allows"
+    buffer[start:start + 4] = length.to_bytes(4, "big")
+
+
+class FrameReader:
+    """Splits a byte stream into frames, checking each length BEFORE reading the frame.
+
+    `feed(data)` buffers; `next_frame()` returns the next complete frame's bytes, None when
+    more bytes are needed, or a `StreamError` for a length the protocol forbids (the caller
+    closes the connection: nothing after it can be trusted)."""
+
+    __slots__ = ("_buffer", "_offset", "frame_bytes_max")
+
+    def __init__(self, frame_bytes_max: int = limits.FRAME_BYTES_MAX) -> None:
+        self._buffer = bytearray()
+        self._offset = 0
+        self.frame_bytes_max = frame_bytes_max
+
+    def feed(self, data: bytes) -> None:
+        if self._offset and self._offset == len(self._buffer):
+            self._buffer.clear()
+            self._offset = 0
+        self._buffer.extend(data)
+
+    def next_frame(self) -> bytearray | StreamError | None:
+        buffer = self._buffer
+        offset = self._offset
+        available = len(buffer) - offset
+        if available < 4:
+            self._compact()
+            return None
+        length = int.from_bytes(buffer[offset:offset + 4], "big")
+        if length > self.frame_bytes_max:
+            return StreamError.FRAME_TOO_LARGE
+        if length == 0:
+            return StreamError.FRAME_EMPTY
+        if available < 4 + length:
+            self._compact()
+            return None
+        end = offset + 4 + length
+        data = buffer[offset + 4:end]  # one copy; msgspec decodes a bytearray as is
+        self._offset = end
+        return data
+
+    def _compact(self) -> None:
+        # Drop consumed bytes once they dominate, so the buffer stays O(one frame).
+        if self._offset and self._offset * 2 >= len(self._buffer):
+            del self._buffer[:self._offset]
+            self._offset = 0
+
+    @property
+    def buffered_bytes(self) -> int:
+        return len(self._buffer) - self._offset
