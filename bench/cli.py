@@ -13,6 +13,8 @@ def bench() -> None:
     """Benchmarks: ledger, core, directory, end-to-end. Use --json for machine output."""
 
 
+from bench.core_bench import core_command  # noqa: E402
 from bench.ledger_bench import ledger_command  # noqa: E402 - registered after the group
 
 bench.add_command(ledger_command)
+bench.add_command(core_command)

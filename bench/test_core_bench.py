@@ -1,0 +1,43 @@
+"""pytest-benchmark cases for the switch core (run: `python -m pytest bench/test_core_bench.py
+--benchmark-only`). One call = one transfer: transfer in, credit request out, accept in,
+outcomes out, with the ledger reserve and post. Compare with `ponte bench core`."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+import ledger
+from bench.core_bench import T0_NS, build_core, make_events
+
+ROUNDS = 20_000
+
+
+def _ledger(implementation: str):
+    if implementation == "compiled":
+        if ledger.CompiledLedger is None:
+            pytest.skip(f"compiled ledger not built ({ledger.COMPILED_IMPORT_ERROR})")
+        return ledger.CompiledLedger
+    return ledger.PureLedger
+
+
+@pytest.mark.parametrize("implementation", ["compiled", "pure"])
+@pytest.mark.parametrize("fee", [True, False], ids=["fee_leg", "no_fee"])
+def test_core_transfer(benchmark, implementation, fee):
+    rounds = ROUNDS if implementation == "compiled" else ROUNDS // 4
+    core = build_core(_ledger(implementation), fee, rounds + 1_000)
+    pairs = iter(make_events(rounds + 1_000))
+    clock = itertools.count(T0_NS + 1_000, 1_000)
+    step = core.step
+
+    def one_transfer():
+        transfer, answer = next(pairs)
+        now_ns = next(clock)
+        step(transfer, now_ns)
+        return step(answer, now_ns + 500)
+
+    commands = benchmark.pedantic(one_transfer, rounds=rounds, warmup_rounds=100, iterations=1)
+    assert len(commands) == 4
+    assert core.in_flight_count == 0
+    core.ledger.check_invariants()
