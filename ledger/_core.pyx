@@ -1281,6 +1281,10 @@ cdef class Ledger:
         if count == 0:
             return []
         base = self._base_timestamp(now_ns, count)
+        # Each expiry may write two history rows: grow first, as before a batch.
+        grow_array(<void**>&s.history, &s.history_capacity,
+                   min(s.history_max, s.history_count + 2 * count), s.history_max,
+                   sizeof(HistoryRow))
         self.state.last_timestamp = base + count - 1
         expired = []
         for offset in range(count):
@@ -1416,6 +1420,11 @@ cdef class Ledger:
             raise AssertionError("pending pool bookkeeping is inconsistent")
         if s.ring_table.count != s.ring_count or s.account_table.count != s.account_count:
             raise AssertionError("id tables disagree with their arrays")
+        # Every array is grown before it is written; a count past its capacity means a
+        # write went past the end (a missing reserve), so say so loudly.
+        if (s.ring_count > s.ring_capacity or s.history_count > s.history_capacity
+                or s.pool_used > s.pool_capacity or s.account_count > s.account_capacity):
+            raise AssertionError("an array was written past its capacity")
         for index in range(s.account_count):
             account = &s.accounts[index]
             if (account.flags & A_DEBITS_MUST_NOT_EXCEED_CREDITS and

@@ -396,3 +396,17 @@ def test_batch_accepts_any_buffer(ledger_cls):
     misaligned = bytearray(1) + pack_transfers([books.transfer(id=3)])
     assert books.ledger.create_transfers(memoryview(misaligned)[1:], 5) == []
     assert [t.id for t in books.ledger.lookup_transfers([3])] == [3]
+
+
+def test_expiry_writes_history_rows_for_many_transfers(ledger_cls):
+    # Regression: the compiled core grew its history ring before batches but not before
+    # expire_pending, and wrote past the end when many expiries followed a batch.
+    books = Books(ledger_cls, LedgerConfig(history_retained_max=10_000))
+    books.open(1, 2, flags=AF.HISTORY)
+    books.ok(*(books.transfer(id=n, flags=TF.PENDING, timeout_ms=1) for n in range(1, 101)))
+    assert len(books.ledger.expire_pending(books.ledger.last_timestamp + MS)) == 100
+    books.ledger.check_invariants()
+    rows = books.ledger.get_account_history(1, 1_000)
+    assert len(rows) == 200
+    assert rows[-1].debits_pending == 0
+    assert rows[99].debits_pending == 100
