@@ -51,10 +51,12 @@ from switch.core.messages import (
     PayeeAnswered,
     RefundLookupToken,
     Refused,
+    RequestToPay,
     RequestToPayDecided,
     RequestToPayNotice,
     RequestToPayOutcome,
     RequestToPayRequested,
+    ReturnRequest,
     ReturnRequested,
     SchemeRulesChanged,
     Send,
@@ -1166,25 +1168,20 @@ def _refuse(participant_id: int, request_type: str, scope_participant_id: int, i
 
 
 def _compare_requests(earlier, later) -> Result:
-    """Same id, same body -> OK (answer as before); otherwise the first difference."""
+    """Same id, same body -> OK (answer as before); otherwise the first difference. Only the
+    participant's own message is compared, not what the shell added (a payee the directory
+    now resolves elsewhere does not turn a resend into a conflict)."""
     if type(earlier) is not type(later):
         return Result.EXISTS_WITH_DIFFERENT_BODY
     a = earlier.request
     b = later.request
     if a == b:
         return _OK
-    if type(a) is TransferRequest:
-        if a.payee != b.payee:
-            return Result.EXISTS_WITH_DIFFERENT_PARTY
-    elif hasattr(a, "original"):
-        if a.original != b.original:
-            return Result.EXISTS_WITH_DIFFERENT_PARTY
-    elif a.payer != b.payer:
+    party = {TransferRequest: "payee", ReturnRequest: "original", RequestToPay: "payer"}[type(a)]
+    if getattr(a, party) != getattr(b, party):
         return Result.EXISTS_WITH_DIFFERENT_PARTY
     if a.amount_minor != b.amount_minor:
         return Result.EXISTS_WITH_DIFFERENT_AMOUNT
-    if getattr(a, "currency", None) != getattr(b, "currency", None):
+    if type(a) is not ReturnRequest and a.currency != b.currency:
         return Result.EXISTS_WITH_DIFFERENT_CURRENCY
     return Result.EXISTS_WITH_DIFFERENT_BODY
-
-
