@@ -41,12 +41,14 @@ def version() -> None:
 
 def _register() -> None:
     from bench.cli import bench
+    from switch.admin.cli import admin
     from switch.directory.cli import directory
     from switch.store.cli import db
 
     main.add_command(db)
     main.add_command(bench)
     main.add_command(directory)
+    main.add_command(admin)
 
 
 _register()

@@ -1,0 +1,414 @@
+"""The admin HTTP application: the JSON API under /api/admin (OpenAPI at
+/api/admin/schema/openapi.json), the console pages, `/metrics`, `/health` and the live
+event stream, as one Litestar app.
+
+`create_app(service)` builds it; `serve(app, host, port)` runs it under uvicorn in the
+caller's event loop (the switch's own), so the console reads the core between two steps and
+submits operator events through the same sequencer as everything else. Handlers are thin:
+they decode a typed body, call `AdminService`, and encode its answer; the service does the
+role checks, maker-checker and audit. Nothing here may change the switch or the store
+directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import msgspec
+from litestar import Litestar, Request, Response, Router, delete, get, post, put
+from litestar.contrib.jinja import JinjaTemplateEngine
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin
+from litestar.params import Parameter
+from litestar.static_files import create_static_files_router
+from litestar.template.config import TemplateConfig
+
+from switch.admin import limits
+from switch.admin.service import AdminService
+from switch.admin.types import (
+    AdminError,
+    AdminRefusal,
+    AdminResult,
+    AuditRecordView,
+    AuditVerification,
+    CallbackUrlSet,
+    CredentialsRotated,
+    Decision,
+    DirectoryPanel,
+    Health,
+    LoginRequest,
+    Overview,
+    ParticipantOnboard,
+    ParticipantView,
+    ProposalBody,
+    ProposalState,
+    ProposalView,
+    SessionView,
+    TransferQuery,
+    TransferSearch,
+    TransferTimeline,
+    UserCreate,
+    UserView,
+)
+from switch.admin.web import (
+    add_security_headers,
+    authenticate,
+    caller_of,
+    cleared_session_cookie,
+    client_address,
+    http_error_handler,
+    refusal_handler,
+    service_of,
+    session_cookie,
+    session_of,
+    validation_handler,
+)
+
+log = logging.getLogger("ponte.admin")
+CONSOLE_DIR = Path(__file__).resolve().parent.parent / "console"
+PUBLIC = {"public": True}
+SESSIONS_SWEEP_S = 60
+
+
+def _session_view(session) -> SessionView:
+    return SessionView(username=session.username, role=session.role.name.lower(),
+                       csrf_token=session.csrf_token, expires_at_ns=session.expires_ns)
+
+
+# -- sessions ------------------------------------------------------------------------------
+
+
+@post("/session", opt=PUBLIC, status_code=200, tags=["session"])
+async def api_login(request: Request, data: LoginRequest) -> Response[SessionView]:
+    """Log in. Sets the HttpOnly session cookie; the answer carries the CSRF token that
+    every state-changing request must send as `X-CSRF-Token`. JSON only (a cross-site form
+    cannot send it). Refused with LOGIN_FAILED or LOGIN_RATE_LIMITED (429, Retry-After)."""
+    service = service_of(request)
+    token, session = await service.login(data.username, data.password, client_address(request))
+    return Response(_session_view(session), cookies=[
+        session_cookie(request, token, limits.SESSION_LIFETIME_S)])
+
+
+@get("/session", tags=["session"])
+async def api_session(request: Request) -> SessionView:
+    """Who is logged in, with the session's CSRF token."""
+    return _session_view(session_of(request))
+
+
+@delete("/session", status_code=200, tags=["session"])
+async def api_logout(request: Request) -> Response[dict]:
+    await service_of(request).logout(session_of(request), client_address(request))
+    return Response({"result": "OK"}, cookies=[cleared_session_cookie(request)])
+
+
+# -- operators -----------------------------------------------------------------------------
+
+
+@get("/users", tags=["operators"])
+async def api_users(request: Request) -> list[UserView]:
+    return await service_of(request).users()
+
+
+@post("/users", tags=["operators"])
+async def api_create_user(request: Request, data: UserCreate) -> UserView:
+    """Admin only. The password is hashed with argon2id; it is never stored or logged."""
+    return await service_of(request).create_user(caller_of(request), data)
+
+
+@post("/users/{username:str}/disable", status_code=200, tags=["operators"])
+async def api_disable_user(request: Request, username: str) -> UserView:
+    """Admin only. Ends the user's sessions."""
+    return await service_of(request).set_user_disabled(caller_of(request), username, True)
+
+
+@post("/users/{username:str}/enable", status_code=200, tags=["operators"])
+async def api_enable_user(request: Request, username: str) -> UserView:
+    return await service_of(request).set_user_disabled(caller_of(request), username, False)
+
+
+# -- participants --------------------------------------------------------------------------
+
+
+@get("/participants", tags=["participants"])
+async def api_participants(request: Request) -> list[ParticipantView]:
+    """Every participant with its status and, per currency, position against its limit."""
+    return service_of(request).participants()
+
+
+@get("/participants/{participant_id:int}", tags=["participants"])
+async def api_participant(request: Request, participant_id: int) -> ParticipantView:
+    return service_of(request).participant(participant_id)
+
+
+@post("/participants", tags=["participants"])
+async def api_onboard(request: Request, data: ParticipantOnboard) -> ParticipantView:
+    """Admin only: add a participant, open its currencies, create its connector settings."""
+    return await service_of(request).onboard(caller_of(request), data)
+
+
+@post("/participants/{participant_id:int}/suspend", status_code=200, tags=["participants"])
+async def api_suspend(request: Request, participant_id: int) -> ParticipantView:
+    """Operator: it can neither send nor receive; in-flight transfers finish."""
+    return await service_of(request).set_status(caller_of(request), participant_id, True)
+
+
+@post("/participants/{participant_id:int}/resume", status_code=200, tags=["participants"])
+async def api_resume(request: Request, participant_id: int) -> ParticipantView:
+    return await service_of(request).set_status(caller_of(request), participant_id, False)
+
+
+@put("/participants/{participant_id:int}/callback-url", tags=["participants"])
+async def api_callback_url(request: Request, participant_id: int,
+                           data: CallbackUrlSet) -> ParticipantView:
+    return await service_of(request).set_callback_url(caller_of(request), participant_id,
+                                                      data.callback_url)
+
+
+@post("/participants/{participant_id:int}/rotate-key", tags=["participants"])
+async def api_rotate_key(request: Request, participant_id: int) -> CredentialsRotated:
+    """Admin only: a new API key, shown once; the old keys stop working at once."""
+    return await service_of(request).rotate_credentials(caller_of(request), participant_id)
+
+
+# -- maker-checker -------------------------------------------------------------------------
+
+
+@get("/proposals", tags=["maker-checker"])
+async def api_proposals(
+    request: Request,
+    proposal_state: Annotated[str, Parameter(
+        query="state", pattern=r"^(|pending|approved|executed|failed|rejected|expired)$")] = "",
+) -> list[ProposalView]:
+    chosen = ProposalState[proposal_state.upper()] if proposal_state else None
+    return await service_of(request).proposals(chosen)
+
+
+@post("/proposals", tags=["maker-checker"])
+async def api_propose(request: Request, data: ProposalBody) -> ProposalView:
+    """Operator: propose a liquidity change (fund, defund, net debit cap, daily limit). It
+    reaches the switch only when a different operator approves it."""
+    return await service_of(request).propose(caller_of(request), data)
+
+
+@get("/proposals/{proposal_id:str}", tags=["maker-checker"])
+async def api_proposal(request: Request, proposal_id: str) -> ProposalView:
+    return await service_of(request).proposal(proposal_id)
+
+
+@post("/proposals/{proposal_id:str}/decision", status_code=200, tags=["maker-checker"])
+async def api_decide(request: Request, proposal_id: str, data: Decision) -> ProposalView:
+    """Operator, not the proposer: approve (the switch carries it out) or reject."""
+    return await service_of(request).decide(caller_of(request), proposal_id, data)
+
+
+# -- transfers -----------------------------------------------------------------------------
+
+
+def transfer_query(params: dict) -> TransferQuery:
+    try:
+        return msgspec.convert({k: v for k, v in params.items() if v not in ("", None)},
+                               TransferQuery, strict=False)
+    except msgspec.ValidationError as error:
+        raise AdminRefusal(AdminResult.VALIDATION_ERROR, str(error)) from None
+
+
+@get("/transfers", tags=["transfers"])
+async def api_transfers(
+    request: Request, transfer_id: str = "", payer_participant_id: int = 0,
+    end_to_end_id: str = "", participant_id: int = 0,
+    transfer_state: Annotated[str, Parameter(query="state")] = "", from_ns: int = 0,
+    to_ns: int = 0, limit: int = 50,
+) -> TransferSearch:
+    """Search the transfers the switch retains, newest first. With `payer_participant_id`
+    and `transfer_id` it is a direct lookup; otherwise a bounded scan (`complete` says
+    whether it reached the oldest)."""
+    query = transfer_query(dict(
+        transfer_id=transfer_id, payer_participant_id=payer_participant_id,
+        end_to_end_id=end_to_end_id, participant_id=participant_id, state=transfer_state,
+        from_ns=from_ns, to_ns=to_ns, limit=limit))
+    return service_of(request).search(query)
+
+
+@get("/transfers/{payer_participant_id:int}/{transfer_id:str}/timeline", tags=["transfers"])
+async def api_timeline(request: Request, payer_participant_id: int,
+                       transfer_id: str) -> TransferTimeline:
+    """Every message, state and ledger event of one transfer, with timestamps (UTC ns)."""
+    return service_of(request).timeline(payer_participant_id, transfer_id)
+
+
+# -- audit, directory, overview ------------------------------------------------------------
+
+
+@get("/audit", tags=["audit"])
+async def api_audit(request: Request, before_seq: int = 0, limit: int = 100, actor: str = "",
+                    action: str = "") -> list[AuditRecordView]:
+    return await service_of(request).audit_page(before_seq or None, limit, actor, action)
+
+
+@get("/audit/verify", tags=["audit"])
+async def api_audit_verify(request: Request) -> AuditVerification:
+    """Walk the hash chain; names the first broken record."""
+    return await service_of(request).verify_audit()
+
+
+@get("/directory", tags=["directory"])
+async def api_directory(request: Request) -> DirectoryPanel:
+    return await service_of(request).directory_panel()
+
+
+@get("/overview", tags=["overview"])
+async def api_overview(request: Request) -> Overview:
+    return service_of(request).overview()
+
+
+# -- public: health and metrics --------------------------------------------------------------
+
+
+@get("/health", opt=PUBLIC, tags=["health"])
+async def health(request: Request) -> Response[Health]:
+    answer = service_of(request).health()
+    return Response(answer, status_code=200 if answer.status == "ok" else 503)
+
+
+@get("/metrics", opt=PUBLIC, tags=["health"], media_type="text/plain; version=0.0.4")
+async def metrics(request: Request) -> bytes:
+    """Prometheus text exposition of the server's registry (`ponte_` names, base units)."""
+    service = service_of(request)
+    extra = (
+        "# HELP ponte_admin_login_rate_limited_total Logins refused by the rate limiter.\n"
+        "# TYPE ponte_admin_login_rate_limited_total counter\n"
+        f"ponte_admin_login_rate_limited_total {service.login_rate_limited_total}\n"
+    ).encode()
+    return service.switch.metrics_text() + extra
+
+
+API_HANDLERS = [
+    api_login, api_session, api_logout, api_users, api_create_user, api_disable_user,
+    api_enable_user, api_participants, api_participant, api_onboard, api_suspend, api_resume,
+    api_callback_url, api_rotate_key, api_proposals, api_propose, api_proposal, api_decide,
+    api_transfers, api_timeline, api_audit, api_audit_verify, api_directory, api_overview,
+]
+
+
+async def _background(service: AdminService, interval_s: float) -> None:
+    """Sample the counters once a second and sweep dead sessions once a minute."""
+    loop = asyncio.get_running_loop()
+    next_sweep = loop.time()
+    while True:
+        try:
+            service.sample()
+            if loop.time() >= next_sweep:
+                next_sweep = loop.time() + SESSIONS_SWEEP_S
+                await service.store.delete_expired_sessions(
+                    service.clock_ns(), limits.SESSION_IDLE_S * limits.NS_PER_S)
+        except Exception:  # noqa: BLE001 - the console must outlive one bad sample
+            log.exception("event=admin_background_failed")
+        await asyncio.sleep(interval_s)
+
+
+def create_app(service: AdminService, *, secure_cookies: bool = False,
+               sample_interval_s: float = limits.LIVE_SAMPLE_INTERVAL_S,
+               debug: bool = False) -> Litestar:
+    from switch.console.pages import CONSOLE_HANDLERS, template_callback
+
+    tasks: list[asyncio.Task] = []
+
+    async def start() -> None:
+        await service.resume_approved()
+        tasks.append(asyncio.create_task(_background(service, sample_interval_s),
+                                         name="admin-background"))
+
+    async def stop() -> None:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    api = Router(path="/api/admin", route_handlers=API_HANDLERS)
+    static = create_static_files_router(path="/static", directories=[CONSOLE_DIR / "static"],
+                                        opt=PUBLIC, include_in_schema=False)
+    return Litestar(
+        route_handlers=[api, health, metrics, static, *CONSOLE_HANDLERS],
+        before_request=authenticate,
+        after_request=add_security_headers,
+        exception_handlers={
+            AdminRefusal: refusal_handler,
+            ValidationException: validation_handler,
+            HTTPException: http_error_handler,
+        },
+        template_config=TemplateConfig(directory=CONSOLE_DIR / "templates",
+                                       engine=JinjaTemplateEngine,
+                                       engine_callback=template_callback),
+        openapi_config=OpenAPIConfig(
+            title="Ponte admin API", version="1",
+            description="Operator API of the Ponte payment switch. Log in with POST "
+                        "/api/admin/session; send the returned csrf_token as X-CSRF-Token "
+                        "on every POST, PUT and DELETE. Errors are AdminError bodies.",
+            path="/api/admin/schema", render_plugins=[JsonRenderPlugin()],
+        ),
+        request_max_body_size=limits.REQUEST_BODY_BYTES_MAX,
+        state=_state(service, secure_cookies),
+        on_startup=[start],
+        on_shutdown=[stop],
+        signature_types=[AdminError],
+        debug=debug,
+    )
+
+
+def _state(service: AdminService, secure_cookies: bool):
+    from litestar.datastructures import State
+
+    return State({"service": service, "secure_cookies": secure_cookies, "sse_clients": 0})
+
+
+class ConsoleServer:
+    """The app under uvicorn, in the caller's event loop (the switch's own). Port 0 picks a
+    free port; `port` tells which after `start`."""
+
+    def __init__(self, app: Litestar, host: str, port: int, *, ssl_certfile: str = "",
+                 ssl_keyfile: str = ""):
+        import uvicorn
+
+        self.host = host
+        config = uvicorn.Config(app, host=host, port=port, loop="none", lifespan="on",
+                                log_level="warning", access_log=False, proxy_headers=False,
+                                ssl_certfile=ssl_certfile or None, ssl_keyfile=ssl_keyfile or None)
+        self.tls = bool(ssl_certfile)
+        self._server = uvicorn.Server(config)
+        # The switch owns the process's signals: uvicorn must not take them over.
+        self._server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
+        self._task: asyncio.Task | None = None
+
+    async def start(self, timeout_s: float = 10.0) -> None:
+        self._task = asyncio.create_task(self._server.serve(), name="admin-console")
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while not self._server.started:
+            if self._task.done():
+                self._task.result()  # raises why it could not start
+                raise RuntimeError("the console server stopped while starting")
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError("the console server did not start in time")
+            await asyncio.sleep(0.01)
+
+    @property
+    def port(self) -> int:
+        return self._server.servers[0].sockets[0].getsockname()[1]
+
+    @property
+    def url(self) -> str:
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://{self.host}:{self.port}/"
+
+    async def stop(self) -> None:
+        if self._task is None:
+            return
+        self._server.should_exit = True
+        try:
+            await asyncio.wait_for(self._task, 10)
+        except asyncio.TimeoutError:
+            self._task.cancel()
+        self._task = None

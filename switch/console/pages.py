@@ -1,0 +1,413 @@
+"""The console's pages: server-rendered Jinja2 templates, htmx for partial updates, and one
+Server-Sent Events stream (`/events`) that feeds the overview's live numbers and chart.
+
+Every page works without JavaScript (plain links and forms, Post/Redirect/Get); htmx and
+`static/console.js` only make it livelier. Forms carry the session's CSRF token in a hidden
+field and htmx sends it as a header. Handlers decode forms into the same typed Structs as
+the JSON API and call the same `AdminService` methods, so roles, maker-checker and audit
+are identical on both surfaces. No handler here may change anything itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from datetime import datetime, timezone
+from typing import Any
+
+import msgspec
+from litestar import Request, Response, get, post
+from litestar.datastructures import Cookie
+from litestar.response import Redirect, ServerSentEvent, Template
+from litestar.response.sse import ServerSentEventMessage
+
+from switch.admin import limits
+from switch.admin.money import exponent, format_minor
+from switch.admin.types import (
+    AdminRefusal,
+    AdminResult,
+    CallbackUrlSet,
+    DailyLimitProposal,
+    Decision,
+    DefundProposal,
+    FundProposal,
+    NetDebitCapProposal,
+    ParticipantOnboard,
+    ProposalState,
+    Role,
+    TransferQuery,
+    UserCreate,
+)
+from switch.admin.web import (
+    CSRF_FIELD,
+    LOGIN_CSRF_COOKIE,
+    caller_of,
+    client_address,
+    cleared_session_cookie,
+    convert_form,
+    form_of,
+    secure_cookies,
+    service_of,
+    session_cookie,
+    session_of,
+)
+
+PUBLIC = {"public": True}
+SERIES_POINTS_MAX = 300
+
+# Notices after a successful action (Post/Redirect/Get): a fixed vocabulary, so nothing a
+# client sends is ever reflected into a page.
+NOTICES = {
+    "suspended": "Participant suspended: its new transfers are refused.",
+    "resumed": "Participant resumed.",
+    "callback": "Callback URL saved.",
+    "onboarded": "Participant onboarded.",
+    "proposed": "Proposal recorded: it now waits for a different operator to check it.",
+    "approved": "Proposal approved and sent to the switch.",
+    "failed": "Proposal approved, but the switch refused it (see its result).",
+    "rejected": "Proposal rejected.",
+    "user": "Operator created.",
+    "user-disabled": "Operator disabled; their sessions ended.",
+    "logged-out": "You are logged out.",
+}
+
+_PROPOSAL_TYPES = {
+    "fund": FundProposal,
+    "defund": DefundProposal,
+    "net_debit_cap": NetDebitCapProposal,
+    "daily_limit": DailyLimitProposal,
+}
+
+
+# -- template helpers --------------------------------------------------------------------
+
+
+def _ts(value_ns: int) -> str:
+    if not value_ns:
+        return "—"
+    moment = datetime.fromtimestamp(value_ns / 1e9, tz=timezone.utc)
+    return moment.strftime("%Y-%m-%d %H:%M:%S.") + f"{value_ns // 1_000_000 % 1000:03d} UTC"
+
+
+def _pct(value: float) -> str:
+    return f"{value * 100:.1f} %"
+
+
+def _money(amount_minor: int, currency: str) -> str:
+    return format_minor(int(amount_minor), currency)
+
+
+def template_callback(engine) -> None:
+    env = engine.engine
+    env.filters["money"] = _money
+    env.filters["ts"] = _ts
+    env.filters["pct"] = _pct
+    env.globals["exponent"] = exponent
+    env.globals["notices"] = NOTICES
+    env.globals["Role"] = Role
+
+
+def page(request: Request, name: str, nav: str, **context: Any) -> Template:
+    session = request.state.get("session")
+    notice = request.query_params.get("notice", "")
+    return Template(name, context={
+        "session": session, "nav": nav, "notice": NOTICES.get(notice, ""),
+        "is_operator": session is not None and session.role >= Role.OPERATOR,
+        "is_admin": session is not None and session.role >= Role.ADMIN, **context,
+    })
+
+
+def back(path: str, notice: str) -> Redirect:
+    return Redirect(path=path, query_params={"notice": notice}, status_code=303)
+
+
+def _safe_next(target: str | None) -> str:
+    """Only a path on this site: never an absolute or protocol-relative URL."""
+    if not target or not target.startswith("/") or target.startswith("//"):
+        return "/"
+    return target
+
+
+# -- login -------------------------------------------------------------------------------
+
+
+@get("/login", opt=PUBLIC, include_in_schema=False)
+async def login_page(request: Request) -> Template:
+    # Login CSRF: a double-submit token (cookie + hidden field), since there is no session yet.
+    token = request.cookies.get(LOGIN_CSRF_COOKIE) or secrets.token_urlsafe(24)
+    response = Template("login.html", context={
+        "session": None, "nav": "login", "login_csrf": token, "next_path": _safe_next(
+            request.query_params.get("next")), "error": None,
+        "notice": NOTICES.get(request.query_params.get("notice", ""), "")})
+    response.cookies.append(Cookie(key=LOGIN_CSRF_COOKIE, value=token, path="/login",
+                                   httponly=True, samesite="strict",
+                                   secure=secure_cookies(request)))
+    return response
+
+
+@post("/login", opt=PUBLIC, include_in_schema=False)
+async def login_submit(request: Request) -> Response:
+    form = await form_of(request)
+    cookie_token = request.cookies.get(LOGIN_CSRF_COOKIE, "")
+    next_path = _safe_next(form.get("next"))
+    if not cookie_token or not secrets.compare_digest(cookie_token.encode(),
+                                                      form.get(CSRF_FIELD, "").encode()):
+        refusal = AdminRefusal(AdminResult.CSRF_TOKEN_INVALID, "reload the login page")
+        return _login_again(request, refusal, cookie_token, next_path)
+    username = form.get("username", "")[: limits.USERNAME_LENGTH_MAX]
+    password = form.get("password", "")[: limits.PASSWORD_LENGTH_MAX]
+    try:
+        token, _session = await service_of(request).login(username, password,
+                                                          client_address(request))
+    except AdminRefusal as refusal:
+        return _login_again(request, refusal, cookie_token, next_path)
+    return Redirect(path=next_path, status_code=303, cookies=[
+        session_cookie(request, token, limits.SESSION_LIFETIME_S)])
+
+
+def _login_again(request: Request, refusal: AdminRefusal, token: str, next_path: str) -> Template:
+    token = token or secrets.token_urlsafe(24)
+    headers = {"Retry-After": str(refusal.retry_after_s)} if refusal.retry_after_s else {}
+    response = Template("login.html", status_code=refusal.http_status, headers=headers, context={
+        "session": None, "nav": "login", "login_csrf": token, "next_path": next_path,
+        "error": refusal.body(), "notice": ""})
+    response.cookies.append(Cookie(key=LOGIN_CSRF_COOKIE, value=token, path="/login",
+                                   httponly=True, samesite="strict",
+                                   secure=secure_cookies(request)))
+    return response
+
+
+@post("/logout", include_in_schema=False)
+async def logout(request: Request) -> Response:
+    await service_of(request).logout(session_of(request), client_address(request))
+    return Redirect(path="/login", query_params={"notice": "logged-out"}, status_code=303,
+                    cookies=[cleared_session_cookie(request)])
+
+
+# -- overview and live events ------------------------------------------------------------------
+
+
+@get("/", include_in_schema=False)
+async def overview_page(request: Request) -> Template:
+    service = service_of(request)
+    return page(request, "overview.html", "overview", overview=service.overview())
+
+
+def _overview_message(service, with_series: bool) -> ServerSentEventMessage:
+    overview = service.overview()
+    payload = msgspec.to_builtins(overview)
+    series = service.live.series(SERIES_POINTS_MAX if with_series else 1)
+    payload["series"] = [[round(t, 3), round(v, 1)] for t, v in series]
+    payload["series_full"] = with_series
+    return ServerSentEventMessage(data=msgspec.json.encode(payload).decode(), event="overview")
+
+
+@get("/events", include_in_schema=False)
+async def events(request: Request) -> Response:
+    """Server-Sent Events: an `overview` event every second while the session lives."""
+    state = request.app.state
+    if state.sse_clients >= limits.SSE_CLIENTS_MAX:
+        raise AdminRefusal(AdminResult.SWITCH_UNAVAILABLE, "too many live views open")
+    service = service_of(request)
+    token_hash = session_of(request).token_hash
+
+    async def stream():
+        state.sse_clients += 1
+        try:
+            yield _overview_message(service, with_series=True)
+            while True:
+                await asyncio.sleep(limits.LIVE_SAMPLE_INTERVAL_S)
+                # The stream ends with the session (logout, expiry, disabled operator).
+                if await service.store.get_session(token_hash) is None:
+                    return
+                yield _overview_message(service, with_series=False)
+        finally:
+            state.sse_clients -= 1
+
+    return ServerSentEvent(stream(), headers={"Cache-Control": "no-store",
+                                              "X-Accel-Buffering": "no"})
+
+
+# -- participants --------------------------------------------------------------------------
+
+
+@get("/participants", include_in_schema=False)
+async def participants_page(request: Request) -> Template:
+    service = service_of(request)
+    currencies = service.switch.core.currencies()
+    return page(request, "participants.html", "participants",
+                participants=service.participants(), currencies=currencies)
+
+
+@get("/participants/positions", include_in_schema=False)
+async def participants_positions(request: Request) -> Template:
+    """The positions table alone: htmx polls it every few seconds."""
+    return Template("_positions.html", context={
+        "participants": service_of(request).participants()})
+
+
+@get("/participants/{participant_id:int}", include_in_schema=False)
+async def participant_page(request: Request, participant_id: int) -> Template:
+    service = service_of(request)
+    return page(request, "participant.html", "participants",
+                participant=service.participant(participant_id), rotated=None)
+
+
+@post("/participants", include_in_schema=False)
+async def participant_onboard(request: Request) -> Response:
+    form = await form_of(request)
+    currencies = [c.strip().upper() for c in form.get("currencies", "").split(",") if c.strip()]
+    body = convert_form({**form, "currencies": currencies}, ParticipantOnboard)
+    view = await service_of(request).onboard(caller_of(request), body)
+    return back(f"/participants/{view.participant_id}", "onboarded")
+
+
+@post("/participants/{participant_id:int}/suspend", include_in_schema=False)
+async def participant_suspend(request: Request, participant_id: int) -> Response:
+    await service_of(request).set_status(caller_of(request), participant_id, True)
+    return back(f"/participants/{participant_id}", "suspended")
+
+
+@post("/participants/{participant_id:int}/resume", include_in_schema=False)
+async def participant_resume(request: Request, participant_id: int) -> Response:
+    await service_of(request).set_status(caller_of(request), participant_id, False)
+    return back(f"/participants/{participant_id}", "resumed")
+
+
+@post("/participants/{participant_id:int}/callback-url", include_in_schema=False)
+async def participant_callback(request: Request, participant_id: int) -> Response:
+    body = convert_form(await form_of(request), CallbackUrlSet)
+    await service_of(request).set_callback_url(caller_of(request), participant_id,
+                                               body.callback_url)
+    return back(f"/participants/{participant_id}", "callback")
+
+
+@post("/participants/{participant_id:int}/rotate-key", include_in_schema=False)
+async def participant_rotate(request: Request, participant_id: int) -> Template:
+    """Shows the new key once, on this answer only (never redirect: it would be lost)."""
+    service = service_of(request)
+    rotated = await service.rotate_credentials(caller_of(request), participant_id)
+    return page(request, "participant.html", "participants",
+                participant=service.participant(participant_id), rotated=rotated)
+
+
+# -- maker-checker -------------------------------------------------------------------------
+
+
+@get("/approvals", include_in_schema=False)
+async def approvals_page(request: Request) -> Template:
+    service = service_of(request)
+    pending = await service.proposals(ProposalState.PENDING)
+    recent = [p for p in await service.proposals(None, 50) if p.state != "pending"]
+    participants = service.participants()
+    return page(request, "approvals.html", "approvals", pending=pending, recent=recent,
+                participants=participants, currencies=service.switch.core.currencies())
+
+
+@post("/approvals", include_in_schema=False)
+async def approvals_propose(request: Request) -> Response:
+    form = await form_of(request)
+    struct_type = _PROPOSAL_TYPES.get(form.get("kind", ""))
+    if struct_type is None:
+        raise AdminRefusal(AdminResult.VALIDATION_ERROR, "kind must be one of "
+                           + ", ".join(_PROPOSAL_TYPES))
+    fields = {"participant_id": form.get("participant_id", ""),
+              "currency": form.get("currency", ""), "note": form.get("note", "")}
+    value = form.get("amount_minor", "").strip()
+    if struct_type in (FundProposal, DefundProposal):
+        fields["amount_minor"] = value
+    elif struct_type is NetDebitCapProposal:
+        fields["cap_minor"] = value
+    else:
+        fields["daily_total_max_minor"] = value or None  # empty: back to the scheme's rule
+    body = convert_form(fields, struct_type)
+    await service_of(request).propose(caller_of(request), body)
+    return back("/approvals", "proposed")
+
+
+@post("/approvals/{proposal_id:str}/decide", include_in_schema=False)
+async def approvals_decide(request: Request, proposal_id: str) -> Response:
+    form = await form_of(request)
+    decision = convert_form({"approve": form.get("decision") == "approve",
+                             "note": form.get("note", "")}, Decision)
+    view = await service_of(request).decide(caller_of(request), proposal_id, decision)
+    notice = {"executed": "approved", "failed": "failed"}.get(view.state, "rejected")
+    return back("/approvals", notice)
+
+
+# -- transfers -----------------------------------------------------------------------------
+
+
+@get("/transfers", include_in_schema=False)
+async def transfers_page(request: Request) -> Template:
+    params = {k: v for k, v in request.query_params.items() if v != ""}
+    searched = bool(params)
+    results = None
+    query = TransferQuery()
+    if searched:
+        from switch.admin.app import transfer_query
+
+        query = transfer_query({k: v for k, v in params.items() if k != "notice"})
+        results = service_of(request).search(query)
+    name = "_transfer_results.html" if request.headers.get("hx-request") == "true" else (
+        "transfers.html")
+    return page(request, name, "transfers", query=query, results=results)
+
+
+@get("/transfers/{payer_participant_id:int}/{transfer_id:str}", include_in_schema=False)
+async def timeline_page(request: Request, payer_participant_id: int, transfer_id: str) -> Template:
+    timeline = service_of(request).timeline(payer_participant_id, transfer_id)
+    return page(request, "timeline.html", "transfers", timeline=timeline)
+
+
+# -- directory, audit, operators --------------------------------------------------------------
+
+
+@get("/directory", include_in_schema=False)
+async def directory_page(request: Request) -> Template:
+    return page(request, "directory.html", "directory",
+                panel=await service_of(request).directory_panel())
+
+
+@get("/audit", include_in_schema=False)
+async def audit_page(request: Request, before_seq: int = 0, actor: str = "",
+                     action: str = "") -> Template:
+    service = service_of(request)
+    records = await service.audit_page(before_seq or None, 100, actor[:64], action[:64])
+    return page(request, "audit.html", "audit", records=records, actor=actor, action=action,
+                verification=None)
+
+
+@get("/audit/verify", include_in_schema=False)
+async def audit_verify_page(request: Request) -> Template:
+    service = service_of(request)
+    records = await service.audit_page(None, 100)
+    return page(request, "audit.html", "audit", records=records, actor="", action="",
+                verification=await service.verify_audit())
+
+
+@get("/users", include_in_schema=False)
+async def users_page(request: Request) -> Template:
+    return page(request, "users.html", "users", users=await service_of(request).users())
+
+
+@post("/users", include_in_schema=False)
+async def users_create(request: Request) -> Response:
+    body = convert_form(await form_of(request), UserCreate)
+    await service_of(request).create_user(caller_of(request), body)
+    return back("/users", "user")
+
+
+@post("/users/{username:str}/disable", include_in_schema=False)
+async def users_disable(request: Request, username: str) -> Response:
+    await service_of(request).set_user_disabled(caller_of(request), username, True)
+    return back("/users", "user-disabled")
+
+
+CONSOLE_HANDLERS = [
+    login_page, login_submit, logout, overview_page, events, participants_page,
+    participants_positions, participant_page, participant_onboard, participant_suspend,
+    participant_resume, participant_callback, participant_rotate, approvals_page,
+    approvals_propose, approvals_decide, transfers_page, timeline_page, directory_page,
+    audit_page, audit_verify_page, users_page, users_create, users_disable,
+]
