@@ -66,3 +66,11 @@ def replay_seed(request):
     if seed is None:
         pytest.skip("give --seed N to replay one simulation seed")
     return seed
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    seeds = getattr(config, "_ponte_random_seeds", None)
+    if seeds:
+        terminalreporter.write_line(
+            f"simulation random seeds this run: {seeds} "
+            f"(replay one: python -m pytest tests/sim -k replay --seed N)")
