@@ -108,6 +108,7 @@ class SwitchServer:
         self._closers: list = []
         self._stopped = asyncio.Event()
         self.started_ns = 0
+        self.trail = None  # the console's per-transfer timeline (switch/admin/timeline.py)
 
     # -- start -----------------------------------------------------------------------
 
@@ -246,6 +247,8 @@ class SwitchServer:
         sequencer = self.sequencer
         if sequencer is not None:
             sequencer.observe(payer_participant_id, transfer_id, state, now_ns)
+        if self.trail is not None:
+            self.trail(payer_participant_id, transfer_id, state, now_ns)
 
     def _timer_fired(self, timer_id: int) -> None:
         self.gateway.timer_fired(TimerFired(timer_id=timer_id))
