@@ -138,12 +138,14 @@ async def _switch(data_dir: str, callback_urls: dict[int, str], payees: list[int
     await http.start()
     pipe.send(msgspec.msgpack.encode(SwitchReady(http_port=http.port, api_keys=api_keys)))
     loop = asyncio.get_running_loop()
+    cpu_started_s = time.process_time()
     await loop.run_in_executor(None, pipe.recv)  # "stop"
+    cpu_s = time.process_time() - cpu_started_s
     stats = msgspec.structs.asdict(http.callbacks.stats)
     await http.close(grace_ms=1_000)
     await server.stop(drain_s=1.0)
     pipe.send(msgspec.msgpack.encode({"peak_rss_bytes": _peak_rss_bytes(),
-                                      "callbacks": stats}))
+                                      "callbacks": stats, "cpu_s": cpu_s}))
 
 
 def _switch_main(data_dir, callback_urls, payees, pipe) -> None:
@@ -250,6 +252,7 @@ async def _participants(ready: SwitchReady, payers: list[int], payees: list[int]
             load.room.set()
 
     started = time.perf_counter()
+    cpu_started_s = time.process_time()
     measure_from = started + WARMUP_S
     stop_at = measure_from + seconds
     payer_cycle = 0
@@ -312,6 +315,7 @@ async def _participants(ready: SwitchReady, payers: list[int], payees: list[int]
         "committed": load.committed, "failed": load.failed, "refused": load.refused,
         "send_errors": load.send_errors, "missed": load.missed,
         "load_peak_rss_bytes": _peak_rss_bytes(),
+        "cpu_s": time.process_time() - cpu_started_s,
     }
 
 
@@ -387,6 +391,8 @@ def run_http(*, seconds: float = 10.0, offered_per_s: int = 0, quick: bool = Fal
             "refused": load["refused"], "send_errors": load["send_errors"],
             "missed": load["missed"],
             "participants_peak_rss_bytes": load["load_peak_rss_bytes"],
+            "switch_cpu_s": round(closing.get("cpu_s", 0.0), 2),
+            "participants_cpu_s": round(load["cpu_s"], 2),
             "callbacks": closing.get("callbacks", {}),
         },
     }

@@ -49,12 +49,16 @@ _STATUS_LINES = {
     status: b"HTTP/1.1 %d %s\r\n" % (status, reason) for status, reason in _REASONS.items()
 }
 _BODY_METHODS = frozenset({b"POST", b"PUT", b"PATCH"})
+# Headers whose repetition would make the request ambiguous: refused, never merged.
+_SINGLE_HEADERS = frozenset({b"content-length", b"content-type", b"authorization",
+                             b"x-api-key", b"transfer-encoding", b"x-jws-signature",
+                             b"fspiop-signature", b"host"})
 _KNOWN_METHODS = frozenset({b"GET", b"HEAD", b"POST", b"PUT", b"PATCH", b"DELETE", b"OPTIONS"})
 
 
 class Request:
     """One parsed request. `headers` has lower-case names; a repeated header keeps the last
-    value except that a repeated Content-Length or Authorization is refused by the parser."""
+    value, except the few (`_SINGLE_HEADERS`) whose repetition is refused as ambiguous."""
 
     __slots__ = ("method", "path", "query", "headers", "body", "peer")
 
@@ -251,8 +255,7 @@ class HttpProtocol(asyncio.Protocol):
         if len(self.headers) >= limits.REQUEST_HEADERS_COUNT_MAX:
             raise _Refuse(431, "too many request headers")
         key = name.lower()
-        if key in self.headers and key in (b"content-length", b"authorization",
-                                            b"transfer-encoding"):
+        if key in self.headers and key in _SINGLE_HEADERS:
             raise _Refuse(400, f"repeated {key.decode()} header")
         self.headers[key] = value
 

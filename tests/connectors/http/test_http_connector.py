@@ -1,0 +1,348 @@
+"""The HTTP connector against a real switch: auth, a full payment over callbacks on both
+sides, status, idempotent resends, typed refusals that change nothing, JWS, callback retries
+against a failing participant endpoint, and the served OpenAPI document."""
+
+from __future__ import annotations
+
+import asyncio
+
+import msgspec
+import pytest
+from http_helpers import PAYEE_ALIAS, PAYER_ALIAS, Recorder, eventually, transfer
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from connectors.http import limits
+from connectors.http.app import ROUTES
+from connectors.http.errors import ErrorBody
+from connectors.http.jws import COMPACT_HEADER, Signer
+from connectors.http.openapi import build_document
+from connectors.http.server import HttpServer, Response
+from connectors.sdk.http_client import SwitchError
+from switch.core.messages import Outbound, RequestToPay, ReturnRequest, TransferRef
+from switch.core.results import RequestToPayState, Result, TransferState
+
+decode_error = msgspec.json.Decoder(ErrorBody).decode
+
+
+async def raw(switch, method: bytes, path: bytes, body: bytes | None = None,
+              headers: tuple = ()) -> tuple[int, bytes]:
+    """One request on a fresh connection with exactly the given headers (no SDK help)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", switch.http.port)
+    lines = [method + b" " + path + b" HTTP/1.1", b"host: test", b"connection: close"]
+    lines += [name + b": " + value for name, value in headers]
+    if body is not None:
+        lines.append(b"content-length: %d" % len(body))
+    writer.write(b"\r\n".join(lines) + b"\r\n\r\n" + (body or b""))
+    response = await asyncio.wait_for(reader.read(), 10)
+    writer.close()
+    head, _, answer = response.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), answer
+
+
+def bearer(client) -> tuple:
+    return ((b"authorization", b"Bearer " + client.api_key.encode()),)
+
+
+async def assert_not_recorded(payer, payee_handler, transfer_id: str) -> None:
+    with pytest.raises(SwitchError) as raised:
+        await payer.status(1, transfer_id)
+    assert raised.value.result is Result.TRANSFER_NOT_FOUND
+    assert raised.value.http_status == 404
+    assert all(c.transfer_id != transfer_id for c in payee_handler.credit_requests)
+
+
+# -- authentication --------------------------------------------------------------------
+
+
+async def test_requests_without_or_with_a_wrong_key_are_refused_401(switch, payer_and_payee):
+    payer, _, _, payee_handler = payer_and_payee
+    body = msgspec.json.encode(transfer("t-auth"))
+    json_type = ((b"content-type", b"application/json"),)
+    for headers in ((), ((b"authorization", b"Bearer not-a-real-key-000000"),),
+                    ((b"x-api-key", b"ponte_000000000000_wrong"),),
+                    ((b"authorization", b"Basic " + payer.api_key.encode()),)):
+        status, answer = await raw(switch, b"POST", b"/transfers", body, headers + json_type)
+        assert status == 401
+        assert decode_error(answer).name == "VALIDATION_ERROR"
+    status, _ = await raw(switch, b"GET", b"/transfers/1/t-auth")
+    assert status == 401
+    await assert_not_recorded(payer, payee_handler, "t-auth")
+
+
+async def test_x_api_key_header_authenticates(switch, payer_and_payee):
+    payer, _, _, _ = payer_and_payee
+    status, body = await raw(switch, b"POST", b"/transfers",
+                             msgspec.json.encode(transfer("t-xkey")),
+                             ((b"x-api-key", payer.api_key.encode()),
+                              (b"content-type", b"application/json")))
+    assert status == 202, body
+
+
+# -- a payment ---------------------------------------------------------------------------
+
+
+async def test_full_payment_over_http_callbacks_on_both_sides(switch, payer_and_payee):
+    payer, payer_handler, payee, payee_handler = payer_and_payee
+    resolved = await payer.resolve(PAYEE_ALIAS.alias_type, PAYEE_ALIAS.alias_value,
+                                   payer_user_ref="user-1")
+    assert resolved.payee_participant_id == 2
+    assert resolved.display_name_masked == "M*** S***"
+    accepted = await payer.send_transfer(transfer("t-1", amount_minor=2_500))
+    assert accepted.status_path == "/transfers/1/t-1"
+    await eventually(lambda: payer_handler.outcomes and payee_handler.outcomes)
+    (credit,) = payee_handler.credit_requests
+    assert (credit.payer_participant_id, credit.transfer_id, credit.amount_minor,
+            credit.payee_account_ref) == (1, "t-1", 2_500, "payee-account-1")
+    for handler in (payer_handler, payee_handler):
+        (outcome,) = handler.outcomes
+        assert (outcome.state, outcome.result, outcome.amount_minor) == (
+            TransferState.COMMITTED, Result.OK, 2_500)
+    status = await payee.status(1, "t-1")  # either party may ask
+    assert status.state is TransferState.COMMITTED
+    assert switch.position(1)["debits_posted"] == 2_500
+    assert switch.position(2)["credits_posted"] == FUNDING_PLUS(2_500)
+
+
+def FUNDING_PLUS(amount_minor: int) -> int:  # noqa: N802 - reads as a constant
+    from http_helpers import FUNDING_MINOR
+    return FUNDING_MINOR + amount_minor
+
+
+async def test_payee_rejection_voids_the_transfer(switch, payer_and_payee):
+    payer, payer_handler, _, payee_handler = payer_and_payee
+    payee_handler.decision = (False, "account closed")
+    await payer.send_transfer(transfer("t-rej"))
+    await eventually(lambda: payer_handler.outcomes)
+    (outcome,) = payer_handler.outcomes
+    assert (outcome.state, outcome.result) == (TransferState.REJECTED, Result.PAYEE_REJECTED)
+    assert switch.position(1)["debits_posted"] == 0
+    assert switch.position(1)["debits_pending"] == 0
+
+
+async def test_status_of_an_unknown_transfer_is_404(payer_and_payee):
+    payer, _, _, _ = payer_and_payee
+    with pytest.raises(SwitchError) as raised:
+        await payer.status(1, "never-sent")
+    assert (raised.value.result, raised.value.http_status) == (Result.TRANSFER_NOT_FOUND, 404)
+
+
+async def test_duplicate_post_is_harmless(switch, payer_and_payee):
+    payer, payer_handler, _, payee_handler = payer_and_payee
+    request = transfer("t-dup", amount_minor=700)
+    await payer.send_transfer(request)
+    await eventually(lambda: payer_handler.outcomes)
+    again = await payer.send_transfer(request)  # a resend: answered with the first outcome
+    assert again.id == "t-dup"
+    await eventually(lambda: len(payer_handler.outcomes) == 2)
+    assert payer_handler.outcomes[0] == payer_handler.outcomes[1]
+    assert len(payee_handler.credit_requests) == 1
+    assert switch.position(1)["debits_posted"] == 700
+    # Same id, different amount: refused, the first transfer stands unchanged.
+    await payer.send_transfer(transfer("t-dup", amount_minor=999))
+    await eventually(lambda: payer_handler.refusals)
+    assert payer_handler.refusals[0].result is Result.EXISTS_WITH_DIFFERENT_AMOUNT
+    assert switch.position(1)["debits_posted"] == 700
+
+
+async def test_return_and_request_to_pay_over_http(switch, payer_and_payee):
+    payer, payer_handler, payee, payee_handler = payer_and_payee
+    assert (await payer.register_alias(
+        alias_type=PAYER_ALIAS.alias_type, alias_value=PAYER_ALIAS.alias_value,
+        account_ref="payer-account-1", owner_national_id="11144477735",
+        display_name="Joao Souza")).result is Result.OK
+    await payer.send_transfer(transfer("t-ret", amount_minor=1_000))
+    await eventually(lambda: payee_handler.outcomes)
+    import time
+    await payee.send_return(ReturnRequest(
+        transfer_id="r-1", original=TransferRef(payer_participant_id=1, transfer_id="t-ret"),
+        amount_minor=400, expires_at_ns=time.time_ns() + 60 * 10**9, reason="refund"))
+    await eventually(lambda: any(o.transfer_id == "r-1" for o in payee_handler.outcomes))
+    returned = [o for o in payee_handler.outcomes if o.transfer_id == "r-1"][0]
+    assert (returned.state, returned.amount_minor) == (TransferState.COMMITTED, 400)
+    # Request-to-pay: the payee asks, the payer approves, it becomes a transfer.
+    await payee.request_to_pay(RequestToPay(
+        request_id="rtp-1", payer=PAYER_ALIAS, amount_minor=300, currency="BRL",
+        expires_at_ns=time.time_ns() + 60 * 10**9))
+    await eventually(lambda: payer_handler.notices)
+    notice = payer_handler.notices[0]
+    assert (notice.request_id, notice.amount_minor) == ("rtp-1", 300)
+    await payer.decide_request_to_pay(2, "rtp-1", True, transfer_id="t-rtp",
+                                      expires_at_ns=time.time_ns() + 60 * 10**9)
+    await eventually(lambda: payee_handler.rtp_outcomes and any(
+        o.transfer_id == "t-rtp" for o in payer_handler.outcomes))
+    assert payee_handler.rtp_outcomes[-1].state is RequestToPayState.APPROVED
+    status = await payer.status(1, "t-rtp")
+    assert status.state is TransferState.COMMITTED
+
+
+# -- bad input: typed error, nothing written ---------------------------------------------
+
+
+@pytest.mark.parametrize("body, status, name, detail", [
+    (b'{"transfer_id": "t-bad", ', 400, "MALFORMED_SYNTAX", "truncated"),
+    (b'[1, 2]', 400, "VALIDATION_ERROR", "Expected `object`"),
+    (b'{"transfer_id":"t-bad","payee":{"alias_type":"MSISDN","alias_value":"+5511987650001"},'
+     b'"amount_minor":100,"currency":"BRL","expires_at_ns":1,"colour":"red"}',
+     400, "VALIDATION_ERROR", "unknown field `colour`"),
+    (b'{"transfer_id":"t-bad","payee":{"alias_type":"MSISDN","alias_value":"+5511987650001"},'
+     b'"amount_minor":-5,"currency":"BRL","expires_at_ns":1}',
+     400, "VALIDATION_ERROR", "$.amount_minor"),
+    (b'{"transfer_id":"t-bad","payee":{"alias_type":"MSISDN","alias_value":"+5511987650001"},'
+     b'"amount_minor":1.5,"currency":"BRL","expires_at_ns":1}',
+     400, "VALIDATION_ERROR", "$.amount_minor"),
+    (b'{"transfer_id":"t-bad","payee":null,"amount_minor":5,"currency":"BRL",'
+     b'"expires_at_ns":1}', 400, "VALIDATION_ERROR", "$.payee"),
+])
+async def test_bad_bodies_get_typed_errors_naming_the_field(switch, payer_and_payee, body,
+                                                            status, name, detail):
+    payer, _, _, payee_handler = payer_and_payee
+    got_status, answer = await raw(switch, b"POST", b"/transfers", body,
+                                   bearer(payer) + ((b"content-type", b"application/json"),))
+    error = decode_error(answer)
+    assert (got_status, error.name) == (status, name)
+    assert detail in error.detail
+    await assert_not_recorded(payer, payee_handler, "t-bad")
+
+
+async def test_wrong_content_type_is_415_and_writes_nothing(switch, payer_and_payee):
+    payer, _, _, payee_handler = payer_and_payee
+    status, answer = await raw(switch, b"POST", b"/transfers",
+                               msgspec.json.encode(transfer("t-ct")),
+                               bearer(payer) + ((b"content-type", b"text/plain"),))
+    assert status == 415
+    assert decode_error(answer).result == int(Result.VALIDATION_ERROR)
+    await assert_not_recorded(payer, payee_handler, "t-ct")
+
+
+async def test_over_long_body_and_header_are_refused_and_write_nothing(switch, payer_and_payee):
+    payer, _, _, payee_handler = payer_and_payee
+    padded = msgspec.json.encode(transfer("t-big", purpose="")).replace(
+        b'"transfer_id"', b' ' * limits.REQUEST_BODY_BYTES_MAX + b'"transfer_id"')
+    status, _ = await raw(switch, b"POST", b"/transfers", padded,
+                          bearer(payer) + ((b"content-type", b"application/json"),))
+    assert status == 413
+    status, _ = await raw(switch, b"POST", b"/transfers", msgspec.json.encode(transfer("t-big")),
+                          bearer(payer) + ((b"content-type", b"application/json"),
+                                           (b"x-pad", b"p" * limits.REQUEST_HEADER_BYTES_MAX)))
+    assert status == 431
+    await assert_not_recorded(payer, payee_handler, "t-big")
+
+
+async def test_bad_path_ids_are_refused(switch, payer_and_payee):
+    payer, _, _, _ = payer_and_payee
+    for path, result in ((b"/transfers/0/t-1", Result.VALIDATION_ERROR),
+                         (b"/transfers/abc/t-1", Result.VALIDATION_ERROR),
+                         (b"/transfers/1/" + b"x" * 65, Result.ID_INVALID),
+                         (b"/transfers/1/-leading-dash", Result.ID_INVALID)):
+        status, answer = await raw(switch, b"GET", path, headers=bearer(payer))
+        assert status == 400, path
+        assert decode_error(answer).result == int(result)
+
+
+async def test_unknown_route_and_wrong_method(switch, payer_and_payee):
+    payer, _, _, _ = payer_and_payee
+    assert (await raw(switch, b"GET", b"/nowhere", headers=bearer(payer)))[0] == 404
+    assert (await raw(switch, b"DELETE", b"/transfers", headers=bearer(payer)))[0] == 405
+
+
+# -- JWS --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def signer() -> Signer:
+    key = ec.generate_private_key(ec.SECP256R1())
+    return Signer(key.private_bytes(serialization.Encoding.PEM,
+                                    serialization.PrivateFormat.PKCS8,
+                                    serialization.NoEncryption()), "ES256", kid="payer-1")
+
+
+async def test_jws_valid_invalid_and_missing_when_required(switch, payer_and_payee, signer):
+    payer, payer_handler, _, payee_handler = payer_and_payee
+    switch.http.set_participant_key(1, signer.public_key_pem(), signature_required=True)
+    json_type = ((b"content-type", b"application/json"),)
+    body = msgspec.json.encode(transfer("t-jws"))
+    # Missing while required: 401, nothing recorded.
+    status, answer = await raw(switch, b"POST", b"/transfers", body, bearer(payer) + json_type)
+    assert (status, decode_error(answer).name) == (401, "INVALID_SIGNATURE")
+    # Signed over a different body: 401, nothing recorded.
+    forged = signer.sign(body.replace(b"1000", b"9999"))
+    status, answer = await raw(switch, b"POST", b"/transfers", body,
+                               bearer(payer) + json_type + ((COMPACT_HEADER, forged),))
+    assert (status, decode_error(answer).name) == (401, "INVALID_SIGNATURE")
+    await assert_not_recorded(payer, payee_handler, "t-jws")
+    # Valid, in either header form: accepted.
+    status, _ = await raw(switch, b"POST", b"/transfers", body,
+                          bearer(payer) + json_type + ((COMPACT_HEADER, signer.sign(body)),))
+    assert status == 202
+    body2 = msgspec.json.encode(transfer("t-jws-2"))
+    status, _ = await raw(switch, b"POST", b"/transfers", body2, bearer(payer) + json_type + (
+        (b"fspiop-signature", signer.sign_fspiop(body2)),))
+    assert status == 202
+    await eventually(lambda: len(payer_handler.outcomes) == 2)
+    # The SDK signs for you.
+    payer.signer = signer
+    await payer.send_transfer(transfer("t-jws-3"))
+    await eventually(lambda: len(payer_handler.outcomes) == 3)
+
+
+# -- callbacks ---------------------------------------------------------------------------
+
+
+async def test_callbacks_are_retried_until_the_participant_recovers(switch):
+    """The payee's endpoint fails its first three requests (503), then works: the credit
+    request arrives on a retry, the payment commits, the payer hears the outcome."""
+    received = []
+    decode = msgspec.json.Decoder(Outbound).decode
+    answers = []
+
+    def endpoint(request):
+        received.append(decode(request.body))
+        if len(received) <= 3:
+            return Response(503, b"{}")
+        message = received[-1]
+        if type(message).__name__ == "CreditRequest":
+            answers.append(message)
+        return Response(200, b"{}")
+
+    flaky = HttpServer(endpoint)
+    await flaky.start("127.0.0.1", 0)
+    try:
+        payer_handler = Recorder()
+        payer = await switch.participant(1, payer_handler)
+        payee = await switch.participant(2, None, callback_url=f"http://127.0.0.1:{flaky.port}")
+        await payee.register_alias(alias_type="MSISDN", alias_value=PAYEE_ALIAS.alias_value,
+                                   account_ref="acc", owner_national_id="52998224725",
+                                   display_name="Maria Silva")
+        await payer.send_transfer(transfer("t-flaky"))
+        await eventually(lambda: answers)
+        assert [type(m).__name__ for m in received[:4]] == ["CreditRequest"] * 4
+        await payee.answer(1, "t-flaky", True)
+        await eventually(lambda: payer_handler.outcomes)
+        assert payer_handler.outcomes[0].state is TransferState.COMMITTED
+        assert switch.http.callbacks.stats.retried_total >= 3
+    finally:
+        await flaky.close(grace_ms=100)
+
+
+# -- the document ------------------------------------------------------------------------
+
+
+async def test_openapi_and_docs_are_served_and_every_route_answers(switch, payer_and_payee):
+    payer, _, _, _ = payer_and_payee
+    status, body = await raw(switch, b"GET", b"/openapi.json")
+    assert status == 200
+    assert msgspec.json.decode(body) == msgspec.json.decode(
+        msgspec.json.encode(build_document("/")))
+    status, page = await raw(switch, b"GET", b"/docs")
+    assert status == 200 and b"/transfers/{payer_participant_id}/{transfer_id}" in page
+    # Every route of the table is live (its answer is never "no such resource").
+    for method, template, _ in ROUTES:
+        path = (template.replace("{payer_participant_id}", "1")
+                .replace("{payee_participant_id}", "2").replace("{transfer_id}", "x1")
+                .replace("{request_id}", "r1").replace("{alias_type}", "MSISDN")
+                .replace("{alias_value}", "%2B5511000000009"))
+        body = b"{}" if method in ("POST", "PUT") else None
+        headers = bearer(payer) + ((b"content-type", b"application/json"),)
+        status, answer = await raw(switch, method.encode(), path.encode(), body, headers)
+        assert status not in (404, 405) or b"no such resource" not in answer, (method, path)
