@@ -1,8 +1,8 @@
 """The overview's live numbers: transfers/s, success rate, p50/p99 and the outcome mix.
 
 A sampler reads the switch's cumulative counters once a second (`SwitchPort.counters()`:
-`finals_total`, `committed_total`, `by_result` {result code: count} and `latency_counts`, a
-histogram over `timeline.LATENCY_BOUNDS_MS`) and keeps a bounded ring of samples; rates and
+`finals_total`, `committed_total`, `by_result` {result code or name: count},
+`latency_bounds_ms` and `latency_counts`, a histogram with one overflow bucket) and keeps a bounded ring of samples; rates and
 quantiles are differences between two samples, so the payment path only ever increments
 integers. It does no I/O; the caller supplies the clock.
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import deque
 
 from switch.admin import limits
-from switch.admin.timeline import LATENCY_BUCKETS, quantile_ms
+from switch.admin.timeline import LATENCY_BOUNDS_MS, quantile_ms
 from switch.core.results import Result
 
 NS_PER_S = limits.NS_PER_S
@@ -21,15 +21,17 @@ QUALITY_WINDOW_S = 30  # success rate and latency quantiles over this many secon
 
 
 class Sample:
-    __slots__ = ("at_ns", "finals", "committed", "by_result", "latency")
+    __slots__ = ("at_ns", "finals", "committed", "by_result", "bounds_ms", "latency")
 
     def __init__(self, at_ns: int, counters: dict):
         self.at_ns = at_ns
         self.finals = int(counters.get("finals_total", 0))
         self.committed = int(counters.get("committed_total", 0))
         self.by_result = dict(counters.get("by_result", {}))
+        self.bounds_ms = tuple(counters.get("latency_bounds_ms", LATENCY_BOUNDS_MS))
         latency = list(counters.get("latency_counts", ()))
-        self.latency = latency if len(latency) == LATENCY_BUCKETS else [0] * LATENCY_BUCKETS
+        self.latency = latency if len(latency) == len(self.bounds_ms) + 1 else (
+            [0] * (len(self.bounds_ms) + 1))
 
 
 class LiveStats:
@@ -75,8 +77,10 @@ class LiveStats:
         if earlier is None:
             return 0.0
         latest = self._samples[-1]
+        if latest.bounds_ms != earlier.bounds_ms:
+            return 0.0
         counts = [a - b for a, b in zip(latest.latency, earlier.latency)]
-        return quantile_ms(counts, q)
+        return quantile_ms(counts, q, latest.bounds_ms)
 
     def outcomes(self) -> dict[str, int]:
         """Result name -> count since the switch started."""
@@ -84,10 +88,13 @@ class LiveStats:
             return {}
         names = {}
         for code, count in self._samples[-1].by_result.items():
-            try:
-                name = Result(int(code)).name
-            except ValueError:
-                name = f"code_{code}"
+            if isinstance(code, str):
+                name = code
+            else:
+                try:
+                    name = Result(int(code)).name
+                except ValueError:
+                    name = f"code_{code}"
             names[name] = names.get(name, 0) + count
         return dict(sorted(names.items(), key=lambda item: -item[1]))
 

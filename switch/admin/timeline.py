@@ -95,6 +95,7 @@ class TransferTrail:
             "finals_total": self.finals_total,
             "committed_total": self.committed_total,
             "by_result": dict(self.by_result),
+            "latency_bounds_ms": LATENCY_BOUNDS_MS,
             "latency_counts": list(self.latency_counts),
         }
 
@@ -116,9 +117,12 @@ def chain(*observers) -> Callable[[int, str, TransferState, int], None]:
     return call
 
 
-def quantile_ms(counts: list[int], q: float) -> float:
-    """The q-quantile of a latency histogram, as the upper bound of its bucket (ms)."""
+def quantile_ms(counts: list[int], q: float,
+                bounds_ms: tuple[float, ...] = LATENCY_BOUNDS_MS) -> float:
+    """The q-quantile of a latency histogram (one count per bound plus an overflow bucket),
+    as the upper bound of its bucket in ms; the overflow bucket answers the last bound."""
     assert 0 < q < 1
+    assert len(counts) == len(bounds_ms) + 1
     total = sum(counts)
     if total == 0:
         return 0.0
@@ -127,7 +131,5 @@ def quantile_ms(counts: list[int], q: float) -> float:
     for index, count in enumerate(counts):
         seen += count
         if seen >= rank:
-            if index < len(LATENCY_BOUNDS_MS):
-                return LATENCY_BOUNDS_MS[index]
-            return LATENCY_BOUNDS_MS[-1]
-    return LATENCY_BOUNDS_MS[-1]
+            return bounds_ms[min(index, len(bounds_ms) - 1)]
+    return bounds_ms[-1]

@@ -1,0 +1,269 @@
+"""The console on a running `SwitchServer`: the `SwitchPort` over the server's public parts,
+and `attach_console`, which starts the admin app in the server's own event loop.
+
+Operator events go through `server.gateway.admin` (journaled by the sequencer, answered once
+durable); participant settings through `server.credentials`; metrics from
+`server.registry`; the transfer trail is installed as `server.trail`. The directory panel's
+resolve counts come from a thin counting wrapper around the directory's resolve calls (the
+gateway keeps no such counters). Nothing here reaches into the server's private state; it
+must never bypass the sequencer to change the core.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from switch.admin import limits
+from switch.admin.app import ConsoleServer, create_app
+from switch.admin.directory_stats import CachedCounts, postgres_counts, sqlite_counts
+from switch.admin.ports import SwitchUnavailable
+from switch.admin.service import AdminService, Caller
+from switch.admin.timeline import TransferTrail
+from switch.admin.types import Role, UserCreate
+from switch.core.messages import AdminAnswer
+from switch.core.results import Result, TransferState
+
+ADMIN_DB_NAME = "admin.sqlite3"
+DIRECTORY_FILE = "directory.sqlite3"  # switch/server/server.py keeps the directory here
+# Callback deliveries that failed for good (connectors/http/callbacks.py CallbackStats, when
+# the server registers them): given up after retries, or refused by the participant.
+CALLBACK_FAILURE_METRICS = ("ponte_http_callbacks_given_up_total",
+                            "ponte_http_callbacks_refused_total")
+
+
+class ResolveCounts:
+    """Counts the directory's resolve answers: total, found, refused by the rate limiter."""
+
+    def __init__(self, directory) -> None:
+        self.total = 0
+        self.found = 0
+        self.rate_limited = 0
+        from switch.directory.types import DirectoryResult, Rejection
+
+        rejection, limited = Rejection, DirectoryResult.RATE_LIMITED
+        resolve, resolve_many = directory.resolve, directory.resolve_many
+
+        def count(answer) -> None:
+            self.total += 1
+            if type(answer) is rejection:
+                if answer.result == limited:
+                    self.rate_limited += 1
+            else:
+                self.found += 1
+
+        async def counted_resolve(*args, **kwargs):
+            answer = await resolve(*args, **kwargs)
+            count(answer)
+            return answer
+
+        async def counted_resolve_many(*args, **kwargs):
+            answers = await resolve_many(*args, **kwargs)
+            for answer in answers:
+                count(answer)
+            return answers
+
+        # Instance attributes shadow the methods for every caller holding this directory.
+        directory.resolve = counted_resolve
+        directory.resolve_many = counted_resolve_many
+
+
+class ServerSwitch:
+    """`SwitchPort` over a started `SwitchServer`."""
+
+    def __init__(self, server, trail: TransferTrail | None = None):
+        self.server = server
+        self.trail = trail
+        self.resolves = ResolveCounts(server.directory) if server.directory is not None else None
+        config = server.config
+        if config.store == "postgres":
+            self._directory_counts = CachedCounts(self._postgres_counts)
+        else:
+            path = os.path.join(config.data_dir, DIRECTORY_FILE)
+            self._directory_counts = CachedCounts(lambda: sqlite_counts(path))
+        self._pg_pool = None
+
+    @property
+    def core(self):
+        return self.server.core
+
+    @property
+    def ledger(self):
+        return self.server.ledger
+
+    async def submit(self, event) -> AdminAnswer:
+        gateway = self.server.gateway
+        if gateway is None or not gateway.accepting:
+            raise SwitchUnavailable("the switch is not accepting requests")
+        answer = await gateway.admin(event)
+        if answer.result == Result.SERVICE_UNAVAILABLE:
+            raise SwitchUnavailable("the switch stopped accepting requests")
+        return answer
+
+    async def register_participant(self, participant_id: int, name: str, kind: str,
+                                   callback_url: str) -> None:
+        await self.server.credentials.put_participant(participant_id, name, kind, callback_url)
+
+    def participant_settings(self, participant_id: int) -> tuple[str, str, list[str]]:
+        record = self.server.credentials.record(participant_id)
+        if record is None:
+            return "", "", []
+        return record.kind, record.callback_url, []
+
+    async def set_callback_url(self, participant_id: int, callback_url: str) -> bool:
+        from switch.server.credentials import CredentialError
+
+        try:
+            await self.server.credentials.set_callback_url(participant_id, callback_url)
+        except CredentialError:
+            return False
+        return True
+
+    async def rotate_api_key(self, participant_id: int) -> tuple[str, str]:
+        credentials = self.server.credentials
+        if credentials.record(participant_id) is None:
+            # A participant onboarded before credentials existed: give it a row first.
+            view = self.core.participant(participant_id)
+            await credentials.put_participant(participant_id, view.name, "bank", "")
+        api_key = await credentials.issue_key(participant_id, revoke_others=True)
+        key_id = api_key.split("_")[1]  # ponte_<key id>_<secret>
+        return key_id, api_key
+
+    def metrics_text(self) -> bytes:
+        return self.server.registry.render().encode()
+
+    def counters(self) -> dict:
+        metrics = self.server.metrics
+        by_result: dict[str, int] = {}
+        finals = committed = 0
+        for (state, result), count in metrics.transfers.values.items():
+            count = int(count)
+            finals += count
+            if state == TransferState.COMMITTED.name:
+                committed += count
+            by_result[result] = by_result.get(result, 0) + count
+        end_to_end = metrics.end_to_end  # [bucket counts + overflow, sum, count]
+        from switch.server.metrics import LATENCY_BUCKETS_S
+
+        counters = {
+            "finals_total": finals,
+            "committed_total": committed,
+            "by_result": by_result,
+            "latency_bounds_ms": tuple(bound * 1000 for bound in LATENCY_BUCKETS_S),
+            "latency_counts": list(end_to_end[0]),
+            "journal_lag_seconds": metrics.commit_lag_seconds.quantile(0.99),
+        }
+        failures = [self.server.registry.get(name) for name in CALLBACK_FAILURE_METRICS]
+        if any(metric is not None for metric in failures):
+            counters["callback_failures_total"] = sum(
+                _sum_metric(metric) for metric in failures if metric is not None)
+        if self.resolves is not None:
+            counters["resolve_total"] = self.resolves.total
+            counters["resolve_found_total"] = self.resolves.found
+            counters["resolve_rate_limited_total"] = self.resolves.rate_limited
+        return counters
+
+    def health(self) -> dict[str, str]:
+        server = self.server
+        gateway = server.gateway
+        return {
+            "sequencer": "failed" if server.failed else "ok",
+            "gateway": "ok" if gateway is not None and gateway.accepting else "not accepting",
+            "journal": "ok" if server.journal is not None else "closed",
+        }
+
+    async def _postgres_counts(self):
+        if self._pg_pool is None:
+            import asyncpg
+
+            self._pg_pool = await asyncpg.create_pool(
+                self.server.config.postgres_dsn.reveal(), min_size=1, max_size=1)
+        return await postgres_counts(self._pg_pool)
+
+    async def directory_counts(self):
+        return await self._directory_counts.get()
+
+    async def close(self) -> None:
+        if self._pg_pool is not None:
+            await self._pg_pool.close()
+
+
+def _sum_metric(metric) -> int:
+    values = getattr(metric, "values", None)
+    if isinstance(values, dict):
+        return int(sum(values.values()))
+    read = getattr(metric, "read", None)
+    if read is not None:
+        value = read()
+        return int(sum(value.values())) if isinstance(value, dict) else int(value)
+    return 0
+
+
+class Console:
+    """The running console: its URL, service and store; `await stop()` to close it."""
+
+    def __init__(self, server, service: AdminService, http: ConsoleServer, store, port_adapter):
+        self.server = server
+        self.service = service
+        self.http = http
+        self.store = store
+        self._adapter = port_adapter
+
+    @property
+    def url(self) -> str:
+        return self.http.url
+
+    async def stop(self) -> None:
+        await self.http.stop()
+        if self.server.trail is self._adapter.trail:
+            self.server.trail = None
+        await self._adapter.close()
+        await self.store.close()
+
+
+async def open_admin_store(server):
+    config = server.config
+    if config.store == "postgres":
+        from switch.store.admin_postgres import PostgresAdminStore
+        from switch.store.migrate import migrate_dsn
+
+        await migrate_dsn(config.postgres_dsn.reveal())
+        return await PostgresAdminStore.connect(config.postgres_dsn.reveal())
+    from switch.store.admin_embedded import EmbeddedAdminStore
+
+    return EmbeddedAdminStore(str(Path(config.data_dir) / ADMIN_DB_NAME))
+
+
+async def attach_console(server, host: str = "127.0.0.1", port: int = 0, *,
+                         passwords=None, ssl_certfile: str = "", ssl_keyfile: str = "",
+                         store=None) -> Console:
+    """Start the operator console on a started `SwitchServer`, in its loop."""
+    trail = TransferTrail()
+    trail.attach(server.core)
+    server.trail = trail
+    adapter = ServerSwitch(server, trail)
+    store = store or await open_admin_store(server)
+    service = AdminService(store, adapter, passwords=passwords)
+    app = create_app(service, secure_cookies=bool(ssl_certfile))
+    http = ConsoleServer(app, host, port, ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile)
+    await http.start()
+    return Console(server, service, http, store, adapter)
+
+
+async def bootstrap_demo_operators(service: AdminService) -> list[tuple[str, str, str]]:
+    """For `ponte demo` only: when no operator exists, create one per role with random
+    passwords and return (username, password, role) to print. Never used by `ponte run`."""
+    if await service.store.count_users():
+        return []
+    system = Caller("demo", Role.ADMIN, "local")
+    created = []
+    for username, role in (("admin", "admin"), ("checker", "operator"), ("viewer", "viewer")):
+        password = secrets.token_urlsafe(12)
+        await service.create_user(system, UserCreate(username=username, password=password,
+                                                     role=role))
+        created.append((username, password, role))
+    return created
+
+
+assert limits.SESSION_LIFETIME_S > 0
