@@ -188,6 +188,27 @@ class HttpConnector:
         await self.server.close(grace_ms)
         await self.callbacks.close(grace_ms)
 
+    def register_metrics(self, registry) -> None:
+        """ponte_http_* series in the server's registry, read at scrape time."""
+        stats = self.callbacks.stats
+        server = self.server
+        registry.gauge("ponte_http_requests_total", "Requests the HTTP connector parsed.",
+                       lambda: server.requests_total, kind="counter")
+        registry.gauge("ponte_http_connections", "Open client connections to the HTTP "
+                       "connector.", lambda: len(server.connections))
+        for field, help_text in (
+                ("delivered_total", "Callbacks a participant answered 2xx."),
+                ("retried_total", "Callback attempts that failed and were scheduled again."),
+                ("given_up_total", "Callbacks abandoned after every attempt failed."),
+                ("refused_total", "Callbacks a participant refused with a 4xx."),
+                ("dropped_queue_full_total", "Callbacks dropped: the participant's queue "
+                                             "was full."),
+                ("dropped_no_url_total", "Callbacks dropped: no callback URL registered.")):
+            registry.gauge(f"ponte_http_callbacks_{field}", help_text,
+                           lambda field=field: getattr(stats, field), kind="counter")
+        registry.gauge("ponte_http_callbacks_pending", "Callbacks queued or in flight.",
+                       lambda: self.callbacks.pending)
+
     def set_participant_key(self, participant_id: int, public_key_pem: bytes | None,
                             signature_required: bool = False) -> None:
         """Register (or with None, remove) a participant's JWS public key. Raises JwsError
@@ -480,6 +501,18 @@ class HttpConnector:
 
     def docs(self, request: Request, segments):
         return self._docs
+
+
+async def start_http_connector(gateway, config: HttpConnectorConfig,
+                               registry=None) -> HttpConnector:
+    """What `SwitchServer` calls: build the connector, register its metrics in the server's
+    `MetricsRegistry` (if given), install the callback sender, listen. Stop it with
+    `await connector.close()` before the gateway closes."""
+    connector = HttpConnector(gateway, config)
+    if registry is not None:
+        connector.register_metrics(registry)
+    await connector.start()
+    return connector
 
 
 # Every route: (method, path template, handler method). `openapi.PATHS` documents the same.

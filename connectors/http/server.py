@@ -295,6 +295,7 @@ class HttpProtocol(asyncio.Protocol):
         parts = self.body_parts
         body = parts[0] if len(parts) == 1 else b"".join(parts)
         request = Request(method, parsed.path, parsed.query, self.headers, body, self.peer)
+        self.server.requests_total += 1
         slot = _Slot(keep_alive, self.loop.time(), method == b"HEAD")
         self.slots.append(slot)
         self._arm("idle", limits.IDLE_TIMEOUT_MS)
@@ -416,6 +417,7 @@ class HttpServer:
         self.error = error
         self.loop = asyncio.get_running_loop()
         self.connections: set[HttpProtocol] = set()
+        self.requests_total = 0  # requests parsed and handed to the handler
         self._server: asyncio.AbstractServer | None = None
         self._sweeper: asyncio.TimerHandle | None = None
 
