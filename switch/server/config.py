@@ -186,13 +186,16 @@ def config_from(data: dict) -> ServerConfig:
 
 def load_config(path: str | None = None, environ: dict[str, str] | None = None,
                 **overrides) -> ServerConfig:
-    """Defaults < TOML file at `path` < PONTE_* environment < keyword overrides."""
+    """Defaults < TOML (or .json) file at `path` < PONTE_* environment < keyword overrides."""
     data: dict = {}
     if path:
         with open(path, "rb") as file:
-            decoded = msgspec.toml.decode(file.read())
+            raw = file.read()
+        # TOML for people; JSON too, for programs that write configs (no TOML writer in
+        # the dependencies).
+        decoded = msgspec.json.decode(raw) if path.endswith(".json") else msgspec.toml.decode(raw)
         if not isinstance(decoded, dict):
-            raise ValueError(f"{path}: expected a TOML table")
+            raise ValueError(f"{path}: expected a table")
         data = decoded.get("server", decoded) if "server" in decoded else decoded
     data = _merge(data, env_overrides(dict(os.environ if environ is None else environ)))
     data = _merge(data, {k: v for k, v in overrides.items() if v is not None})

@@ -26,7 +26,7 @@ import time
 
 import msgspec
 
-from switch.core import CoreConfig, SwitchCore
+from switch.core import SwitchCore
 from switch.core.messages import ArmTimer, Send, TimerFired
 from switch.core.results import ProtocolError
 from switch.server.config import Secret, ServerConfig
@@ -192,6 +192,9 @@ class SwitchServer:
             path = os.path.join(config.data_dir, JOURNAL_FILE)
             self.journal = SwitchJournal.open_file(path, on_record)
         else:
+            from switch.store.migrate import migrate_dsn
+
+            await migrate_dsn(config.postgres_dsn.reveal())  # idempotent, under a lock
             self.journal = await SwitchJournal.open_postgres(
                 config.postgres_dsn.reveal(), config.journal_name, on_record)
         self.replay_seconds = time.perf_counter() - started
@@ -381,6 +384,3 @@ class SwitchServer:
         if failed:
             sys.exit(70)  # EX_SOFTWARE: restart and replay
 
-
-def default_core_config() -> CoreConfig:
-    return CoreConfig()

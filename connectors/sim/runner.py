@@ -1,0 +1,249 @@
+"""A simulator process: hosts one or more simulated participants, registers their aliases,
+offers the population's payments at a fixed rate, and reports as JSON lines on stdout.
+
+    {"type": "ready", "participants": {...}}                    after aliases are registered
+    {"type": "stats", "t_s", "sent", "done", "ok", "interval_per_s", "p50_ms", "p99_ms",
+     "success_rate"}                                            every stats interval
+    {"type": "final", "books": [...], "latency": {...}, "results": {...}, ...}
+
+Traffic comes from `bench.population` (the profile's customers and payments) with the rate
+replaced by a flat `tps`; payments whose payee is a customer of the paying participant
+itself (on-us) are settled inside that participant and never reach the switch, as in real
+life. Payments to RANDOM aliases are sent to another alias of the same customer (RANDOM
+keys are issued by the directory, so the population's keys are not registered).
+
+It must never talk to the switch except through the SDK, and never print a key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+import time
+
+import msgspec
+
+from bench.population import AliasKind, FlatRate, Population, load_profile
+from connectors.sim.latency import LatencyHistogram
+from connectors.sim.participant import SimOptions, SimParticipant, directory_alias
+
+# Intents computed before the clock starts when the run is at most this many payments
+# (memory ~120 B each); longer runs generate them on the fly.
+PRECOMPUTED_INTENTS_MAX = 3_000_000
+DRAIN_GRACE_S = 0.5
+
+
+class HostedParticipant(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
+    api_key: str
+    opening_position_minor: int = 0
+
+
+class RunConfig(msgspec.Struct, frozen=True, kw_only=True):
+    host: str = "127.0.0.1"
+    port: int
+    participants: list[HostedParticipant]
+    profile: str = "quick"
+    seed: int = 1
+    tps: float = 100.0
+    seconds: float = 10.0
+    stats_interval_s: float = 1.0
+    register: bool = True
+    options: SimOptions = SimOptions()
+    drain_timeout_s: float = 60.0
+    pending_max: int = 50_000
+
+
+def build_population(profile_name: str, seed: int, tps: float, seconds: float) -> Population:
+    profile = load_profile(profile_name)
+    duration_s = max(1, int(seconds + 0.999))
+    profile = msgspec.structs.replace(
+        profile, rate=FlatRate(rate_per_s=max(tps, 0.0)), duration_s=duration_s, spike=None,
+        arrivals="even")
+    return Population.build(profile, seed)
+
+
+def random_reroutes(population: Population) -> dict[str, tuple[str, str]]:
+    """RANDOM key -> (alias kind, value) of another alias of the same customer."""
+    reroutes: dict[str, tuple[str, str]] = {}
+    profile = population.profile
+    for index in range(profile.people):
+        person = population.person(index)
+        kinds = {alias.kind: alias.value for alias in person.aliases}
+        if AliasKind.RANDOM not in kinds:
+            continue
+        other = next(((k.value, v) for k, v in kinds.items() if k is not AliasKind.RANDOM),
+                     ("NATIONAL_ID", person.national_id))
+        reroutes[kinds[AliasKind.RANDOM]] = other
+    for index in range(profile.merchants):
+        merchant = population.merchant(index)
+        kinds = {alias.kind: alias.value for alias in merchant.aliases}
+        reroutes[kinds[AliasKind.RANDOM]] = ("HANDLE", kinds[AliasKind.HANDLE])
+    return reroutes
+
+
+def payments(population: Population, hosted: set[str], reroutes: dict) -> list | object:
+    """(offset_s, payer, payer_user, alias_kind, alias, amount_minor) for hosted payers."""
+
+    def generate():
+        for intent in population.intents():
+            payer = intent.payer_participant_id
+            if payer not in hosted or payer == intent.payee_participant_id:
+                continue
+            kind = intent.payee_alias_kind.value
+            alias = intent.payee_alias
+            if kind == "RANDOM":
+                kind, alias = reroutes[alias]
+            alias = directory_alias(kind, alias)
+            yield (intent.offset_s, payer, intent.payer_user_id, kind, alias,
+                   intent.amount_minor)
+
+    if population.expected_count() <= PRECOMPUTED_INTENTS_MAX:
+        return list(generate())
+    return generate()
+
+
+class SimRunner:
+    def __init__(self, config: RunConfig, emit=None) -> None:
+        self.config = config
+        self.emit = emit or self._print
+        self.population = build_population(config.profile, config.seed, config.tps,
+                                           config.seconds)
+        self.sims: dict[str, SimParticipant] = {
+            hosted.name: SimParticipant(hosted.name, self.population, config.options,
+                                        hosted.opening_position_minor)
+            for hosted in config.participants
+        }
+        self._stop = asyncio.Event()
+        self.late_max_s = 0.0
+
+    @staticmethod
+    def _print(record: dict) -> None:
+        sys.stdout.write(json.dumps(record) + "\n")
+        sys.stdout.flush()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def setup(self) -> dict:
+        config = self.config
+        for hosted in config.participants:
+            await self.sims[hosted.name].connect(config.host, config.port, hosted.api_key,
+                                                 pending_max=config.pending_max)
+        registered = {}
+        if config.register:
+            for name, sim in self.sims.items():
+                registered[name] = await sim.register_aliases()
+        ready = {"type": "ready", "participants": {
+            name: {"participant_id": sim.participant_id, "customers": len(sim.customers),
+                   "aliases": registered.get(name)} for name, sim in self.sims.items()}}
+        self.emit(ready)
+        return ready
+
+    async def run(self) -> dict:
+        config = self.config
+        reroutes = random_reroutes(self.population)
+        plan = payments(self.population, set(self.sims), reroutes)
+        loop = asyncio.get_running_loop()
+        stats_task = asyncio.ensure_future(self._stats_loop())
+        started = loop.time()
+        try:
+            await self._offer(plan, started)
+            await self._drain()
+        finally:
+            stats_task.cancel()
+        return self.final(loop.time() - started)
+
+    async def _offer(self, plan, started: float) -> None:
+        loop = asyncio.get_running_loop()
+        sims = self.sims
+        seconds = self.config.seconds
+        for offset_s, payer, user, kind, alias, amount_minor in plan:
+            if self._stop.is_set() or offset_s >= seconds:
+                return
+            now = loop.time()
+            due = started + offset_s
+            if due > now + 0.001:
+                await asyncio.sleep(due - now)
+            elif now - due > self.late_max_s:
+                self.late_max_s = now - due
+            sim = sims[payer]
+            client = sim.client
+            if client.pending_transfers >= client.pending_max or not client._write_open.is_set():
+                await client.room()
+            sim.pay(user, kind, alias, amount_minor)
+
+    async def _drain(self) -> None:
+        deadline = time.monotonic() + self.config.drain_timeout_s
+        while time.monotonic() < deadline:
+            if all(sim.client.pending_transfers == 0 for sim in self.sims.values()):
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(DRAIN_GRACE_S)  # the payees' last outcome pushes
+
+    async def _stats_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        last_done = 0
+        last = started
+        while True:
+            await asyncio.sleep(self.config.stats_interval_s)
+            now = loop.time()
+            interval = LatencyHistogram()
+            sent = done = ok = 0
+            for sim in self.sims.values():
+                interval.merge(sim.interval_latency)
+                sim.interval_latency = LatencyHistogram()
+                sent += sim.sent
+                done += sim.done
+                ok += sim.results.get("COMMITTED", 0)
+            self.emit({
+                "type": "stats", "t_s": round(now - started, 3), "sent": sent, "done": done,
+                "ok": ok, "interval_per_s": round((done - last_done) / max(now - last, 1e-9), 1),
+                "p50_ms": round(interval.quantile(0.5) * 1000, 3),
+                "p99_ms": round(interval.quantile(0.99) * 1000, 3),
+                "success_rate": round(ok / done, 5) if done else 0.0,
+            })
+            last_done = done
+            last = now
+
+    def final(self, elapsed_s: float) -> dict:
+        latency = LatencyHistogram()
+        results: dict[str, int] = {}
+        for sim in self.sims.values():
+            latency.merge(sim.latency)
+            for name, count in sim.results.items():
+                results[name] = results.get(name, 0) + count
+        done = sum(sim.done for sim in self.sims.values())
+        record = {
+            "type": "final",
+            "elapsed_s": round(elapsed_s, 3),
+            "sent": sum(sim.sent for sim in self.sims.values()),
+            "done": done,
+            "results": results,
+            "late_max_s": round(self.late_max_s, 4),
+            "latency": latency.to_json(),
+            "p50_ms": round(latency.quantile(0.5) * 1000, 3),
+            "p99_ms": round(latency.quantile(0.99) * 1000, 3),
+            "books": [msgspec.to_builtins(sim.books.report()) for sim in self.sims.values()],
+        }
+        self.emit(record)
+        return record
+
+    async def close(self) -> None:
+        for sim in self.sims.values():
+            await sim.close()
+
+
+async def run_process(config: RunConfig) -> dict:
+    runner = SimRunner(config)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, runner.stop)
+    try:
+        await runner.setup()
+        return await runner.run()
+    finally:
+        await runner.close()

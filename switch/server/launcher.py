@@ -1,0 +1,269 @@
+"""Run a switch and simulators as real processes on this box: for `ponte demo`, `ponte bench
+e2e` and the end-to-end tests.
+
+`SwitchProcess` writes a TOML config, starts `python -m switch.server run` and waits for its
+/health; it talks to the admin surface over HTTP like an operator would. `SimProcess` starts
+`python -m connectors.sim run` and collects its JSON lines. `onboard_population` creates
+the population's participants (currency, accounts, funding, API keys). Nothing here reaches
+into a process: only sockets, signals and stdout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import msgspec
+
+# A directory configuration fit for the population model's synthetic people: Kenyan-style
+# 10-digit national IDs without a checksum, and anti-enumeration buckets wide enough for a
+# load test (the scheme defaults would, rightly, throttle one user paying 100 times a minute).
+SIM_BUCKET = {"capacity_tokens": 1_000_000, "refill_tokens_per_minute": 1_000_000,
+              "hit_cost_tokens": 1, "miss_cost_tokens": 20, "refund_tokens": 1}
+SIM_DIRECTORY = {
+    "national_id_formats": {"KE": {"pattern": "[0-9]{10}", "checksum": "none"}},
+    "national_id_country_default": "KE",
+    "user_bucket": SIM_BUCKET,
+    "participant_buckets": {"SIM": SIM_BUCKET},
+    "participant_category_default": "SIM",
+}
+HEALTH_TIMEOUT_S = 120.0
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def sim_server_config(data_dir: str, **extra) -> dict:
+    """A ServerConfig (as a dict) for simulators: ports picked free, sim directory rules."""
+    config = {
+        "data_dir": data_dir,
+        "stream_port": free_port(),
+        "admin_port": free_port(),
+        "directory": dict(SIM_DIRECTORY),
+    }
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(config.get(key), dict):
+            config[key] = {**config[key], **value}
+        else:
+            config[key] = value
+    return config
+
+
+class SwitchProcess:
+    def __init__(self, config: dict, *, log_path: str | None = None,
+                 env: dict[str, str] | None = None) -> None:
+        self.config = config
+        self.data_dir = config["data_dir"]
+        self.stream_port = config["stream_port"]
+        self.admin_port = config["admin_port"]
+        self.admin_url = f"http://127.0.0.1:{self.admin_port}"
+        self.log_path = log_path or os.path.join(self.data_dir, "switch.log")
+        self.env = env
+        self.process: subprocess.Popen | None = None
+        self._log = None
+
+    def start(self) -> SwitchProcess:
+        os.makedirs(self.data_dir, exist_ok=True)
+        path = os.path.join(self.data_dir, "switch.json")
+        with open(path, "wb") as file:
+            file.write(msgspec.json.encode(self.config))
+        self._log = open(self.log_path, "ab")
+        environment = dict(os.environ)
+        environment.update(self.env or {})
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "switch.server", "run", "--config", path],
+            stdout=self._log, stderr=subprocess.STDOUT, env=environment,
+            start_new_session=True)
+        self.wait_healthy()
+        return self
+
+    def wait_healthy(self, timeout_s: float = HEALTH_TIMEOUT_S) -> dict:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"switch exited with {self.process.returncode}; see "
+                                   f"{self.log_path}:\n{self.log_tail()}")
+            try:
+                return self.get("/health")
+            except (OSError, urllib.error.URLError):
+                time.sleep(0.05)
+        raise RuntimeError(f"switch not healthy after {timeout_s}s; see {self.log_path}")
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            with open(self.log_path, "rb") as file:
+                return b"\n".join(file.read().splitlines()[-lines:]).decode(errors="replace")
+        except OSError:
+            return ""
+
+    @property
+    def admin_token(self) -> str:
+        with open(os.path.join(self.data_dir, "secrets.json")) as file:
+            return json.load(file)["admin_token"]
+
+    def request(self, method: str, path: str, body: dict | None = None):
+        data = None if body is None else json.dumps(body).encode()
+        headers = {"Content-Type": "application/json"}
+        if path.startswith("/admin/"):
+            headers["Authorization"] = f"Bearer {self.admin_token}"
+        request = urllib.request.Request(self.admin_url + path, data=data, method=method,
+                                         headers=headers)
+        with urllib.request.urlopen(request, timeout=30) as response:
+            payload = response.read()
+            if path == "/metrics":
+                return payload.decode()
+            return json.loads(payload or b"null")
+
+    def get(self, path: str):
+        return self.request("GET", path)
+
+    def post(self, path: str, body: dict):
+        return self.request("POST", path, body)
+
+    def positions(self) -> dict[int, dict]:
+        return {row["participant_id"]: row for row in self.get("/admin/participants")}
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown, no flush — what a power cut looks like to the journal."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(30)
+
+    def stop(self, timeout_s: float = 60.0) -> int:
+        """SIGTERM and wait for the graceful shutdown."""
+        if self.process is None:
+            return 0
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        return self.process.returncode
+
+
+def onboard_population(switch: SwitchProcess, names_kinds: list[tuple[str, str]],
+                       currency: str, ledger_id: int, funding_minor: int,
+                       rules: dict | None = None) -> dict[str, dict]:
+    """Currency + one participant per (name, kind); {name: {participant_id, api_key}}."""
+    body = {"currency": currency, "ledger_id": ledger_id,
+            "settlement_model": "prefunded_rtgs"}
+    if rules:
+        body["rules"] = rules
+    switch.post("/admin/currencies", body)
+    created = {}
+    for name, kind in names_kinds:
+        answer = switch.post("/admin/participants", {
+            "name": name, "kind": kind, "currencies": [currency],
+            "funding_minor": funding_minor})
+        created[name] = {"participant_id": answer["participant_id"],
+                         "api_key": answer["api_key"]}
+    return created
+
+
+class SimProcess:
+    """`python -m connectors.sim run --config FILE`, its JSON lines on a queue."""
+
+    def __init__(self, run_config: dict, work_dir: str, name: str = "sims",
+                 env: dict[str, str] | None = None) -> None:
+        self.run_config = run_config
+        self.path = os.path.join(work_dir, f"{name}.json")
+        self.log_path = os.path.join(work_dir, f"{name}.log")
+        self.env = env
+        self.lines: queue.Queue = queue.Queue()
+        self.records: list[dict] = []
+        self.process: subprocess.Popen | None = None
+        self._reader: threading.Thread | None = None
+
+    def start(self) -> SimProcess:
+        with open(self.path, "wb") as file:
+            file.write(msgspec.json.encode(self.run_config))
+        environment = dict(os.environ)
+        environment.update(self.env or {})
+        self._stderr = open(self.log_path, "ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "connectors.sim", "run", "--config", self.path],
+            stdout=subprocess.PIPE, stderr=self._stderr, env=environment,
+            start_new_session=True)
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        return self
+
+    def _read(self) -> None:
+        for raw in self.process.stdout:
+            try:
+                record = json.loads(raw)
+            except ValueError:
+                continue
+            self.records.append(record)
+            self.lines.put(record)
+        self.lines.put(None)
+
+    def next_record(self, timeout_s: float) -> dict | None:
+        """The next JSON line (None at end of output); raises queue.Empty on timeout."""
+        return self.lines.get(timeout=timeout_s)
+
+    def wait_for(self, record_type: str, timeout_s: float) -> dict:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"no {record_type!r} line from the simulator; see "
+                                   f"{self.log_path}")
+            record = self.next_record(remaining)
+            if record is None:
+                raise RuntimeError(f"simulator exited before {record_type!r}; see "
+                                   f"{self.log_path}:\n{self.stderr_tail()}")
+            if record.get("type") == record_type:
+                return record
+
+    def stderr_tail(self, lines: int = 30) -> str:
+        try:
+            with open(self.log_path, "rb") as file:
+                return b"\n".join(file.read().splitlines()[-lines:]).decode(errors="replace")
+        except OSError:
+            return ""
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def stop(self, timeout_s: float = 60.0) -> int:
+        if self.process is None:
+            return 0
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        self._stderr.close()
+        return self.process.returncode
+
+    def wait(self, timeout_s: float) -> int:
+        try:
+            return self.process.wait(timeout_s)
+        finally:
+            if self._reader is not None:
+                self._reader.join(5)
