@@ -44,11 +44,16 @@ def _register() -> None:
     from switch.admin.cli import admin
     from switch.directory.cli import directory
     from switch.store.cli import db
+    from switch.server.cli import COMMANDS as server_commands
+    from connectors.sim.cli import sim
 
     main.add_command(db)
     main.add_command(bench)
     main.add_command(directory)
     main.add_command(admin)
+    for command in server_commands:  # run, participant, currency, demo
+        main.add_command(command)
+    main.add_command(sim)
 
 
 _register()
