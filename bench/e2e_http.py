@@ -148,13 +148,27 @@ async def _switch(data_dir: str, callback_urls: dict[int, str], payees: list[int
                                       "callbacks": stats, "cpu_s": cpu_s}))
 
 
+def _profiled(name: str, run) -> object:
+    """Run `run()`, under cProfile when PONTE_BENCH_PROFILE names a folder for the stats."""
+    folder = os.environ.get("PONTE_BENCH_PROFILE")
+    if not folder:
+        return run()
+    import cProfile
+
+    profile = cProfile.Profile()
+    try:
+        return profile.runcall(run)
+    finally:
+        profile.dump_stats(os.path.join(folder, f"{name}.prof"))
+
+
 def _switch_main(data_dir, callback_urls, payees, pipe) -> None:
     import logging
 
     import uvloop
 
     logging.basicConfig(level=logging.WARNING)
-    uvloop.run(_switch(data_dir, callback_urls, payees, pipe))
+    _profiled("switch", lambda: uvloop.run(_switch(data_dir, callback_urls, payees, pipe)))
 
 
 # -- the participants' process ---------------------------------------------------------
@@ -327,8 +341,8 @@ def _participants_main(ready_bytes, payers, payees, ports, seconds, offered_per_
 
     logging.basicConfig(level=logging.WARNING)
     ready = msgspec.msgpack.decode(ready_bytes, type=SwitchReady)
-    result = uvloop.run(_participants(ready, payers, payees, ports, seconds, offered_per_s,
-                                      window, seed))
+    result = _profiled("participants", lambda: uvloop.run(_participants(
+        ready, payers, payees, ports, seconds, offered_per_s, window, seed)))
     pipe.send(msgspec.msgpack.encode(result))
 
 

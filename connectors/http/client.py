@@ -229,8 +229,11 @@ class ConnectionPool:
         if not self.closed:
             self._sweeper = self.loop.call_later(0.25, self._sweep)
 
-    async def _open(self) -> HttpConnection:
-        self.connecting += 1
+    async def _open(self, counted: bool = False) -> HttpConnection:
+        # `counted`: the caller already counted this attempt in `connecting` (a task that
+        # has not started yet must still count, or one tick could open many connections).
+        if not counted:
+            self.connecting += 1
         try:
             origin = self.origin
             _, connection = await asyncio.wait_for(
@@ -281,7 +284,8 @@ class ConnectionPool:
         if best is None:
             self.connections = [c for c in self.connections if not c.closed]
             if len(self.connections) + self.connecting < self.connections_max:
-                task = self.loop.create_task(self._open())
+                self.connecting += 1
+                task = self.loop.create_task(self._open(counted=True))
                 task.add_done_callback(lambda done: self._opened(done, on_room))
             return None
         data = encode_request(method, self.origin.base_path + path, self.origin.host_header,

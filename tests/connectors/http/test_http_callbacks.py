@@ -175,3 +175,20 @@ async def test_callbacks_carry_the_switch_signature(participant):
     assert verify_headers(headers, body, VerifyKey(signer.public_key_pem())) is True
     assert COMPACT_HEADER in headers
     await sender.close(grace_ms=100)
+
+
+async def test_a_burst_never_opens_more_than_connections_max(participant):
+    endpoint, url = await participant()
+    policy = CallbackPolicy(connections_max=3, in_flight_per_connection_max=16)
+    sender = CallbackSender(lambda pid: url, policy=policy)
+    for burst in range(5):
+        for n in range(400):
+            sender.deliver_to(1, outcome(burst * 1000 + n))
+            if n % 7 == 0:
+                sender.flush()  # many flushes in one tick, as the gateway may do
+        sender.flush()
+        assert len(sender.lanes[1].pool.connections) + sender.lanes[1].pool.connecting <= 3
+        await wait_for(lambda: sender.stats.delivered_total == (burst + 1) * 400)
+    assert len(sender.lanes[1].pool.connections) <= 3
+    assert len(endpoint.accepted) == 2_000
+    await sender.close(grace_ms=100)
