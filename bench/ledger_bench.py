@@ -91,31 +91,55 @@ def _ledger_class(mode: str):
 
 # ------------------------------------------------------------------ one case (in a child)
 
+def _timed_run(ledger_cls, batches: list[bytes],
+               rss_samples: list[int] | None = None) -> tuple[object, float, int]:
+    """A fresh ledger with the workload accounts, then the batches on the clock. With
+    `rss_samples`, RSS is appended before the ledger, after the accounts (both off the
+    clock) and after the batches."""
+    if rss_samples is not None:
+        rss_samples.append(_rss_bytes())
+    ledger = ledger_cls()
+    load_accounts(ledger, ACCOUNTS_DEFAULT, now_ns=NOW_NS_START)
+    if rss_samples is not None:
+        rss_samples.append(_rss_bytes())
+    create_transfers = ledger.create_transfers
+    failed_batches = 0
+    now_ns = NOW_NS_START
+    started = time.perf_counter()
+    for batch in batches:
+        now_ns += 1_000
+        if create_transfers(batch, now_ns):
+            failed_batches += 1
+    seconds = time.perf_counter() - started
+    if rss_samples is not None:
+        rss_samples.append(_rss_bytes())
+    return ledger, seconds, failed_batches
+
+
 def run_memory(mode: str, workload: str, batch_size: int, transfers: int, seed: int,
-               runs: int) -> dict:
-    """In-memory throughput: median of `runs` fresh ledgers over the same input."""
+               runs: int, paired_pure_transfers: int = 0) -> dict:
+    """In-memory throughput: median of `runs` fresh ledgers over the same input.
+
+    With `paired_pure_transfers`, each compiled run is followed at once by a pure run over
+    the first batches (that many transfers): on a shared machine both then see the same
+    load, so the median of the per-pair ratios is a fair "x times the pure twin"."""
     ledger_cls = _ledger_class(mode)
     batches = pregenerate(workload, batch_size, transfers, seed)
-    rss_before_ledger = _rss_bytes()
+    pure_batches = batches[:-(-paired_pure_transfers // batch_size)]
+    pure_count = sum(len(batch) // 72 for batch in pure_batches)
     rates = []
+    ratios = []
     failures = 0
     memory = {}
     for run in range(runs):
-        ledger = ledger_cls()
-        load_accounts(ledger, ACCOUNTS_DEFAULT, now_ns=NOW_NS_START)
-        rss_after_accounts = _rss_bytes()
-        create_transfers = ledger.create_transfers
-        now_ns = NOW_NS_START
-        started = time.perf_counter()
-        for batch in batches:
-            now_ns += 1_000
-            if create_transfers(batch, now_ns):
-                failures += 1
-        seconds = time.perf_counter() - started
+        rss_samples: list[int] = []
+        ledger, seconds, failed = _timed_run(ledger_cls, batches,
+                                             rss_samples if run == 0 else None)
+        failures += failed
         rates.append(transfers / seconds)
-        if run == 0:
+        if run == 0:  # the first run starts from a process that held no ledger yet
+            rss_before_ledger, rss_after_accounts, rss_after_transfers = rss_samples
             retained = min(transfers, ledger.config.transfers_retained_max)
-            rss_after_transfers = _rss_bytes()
             memory = {
                 "bytes_per_account": round(
                     (rss_after_accounts - rss_before_ledger) / ACCOUNTS_DEFAULT, 1),
@@ -126,6 +150,12 @@ def run_memory(mode: str, workload: str, batch_size: int, transfers: int, seed: 
         ledger.check_invariants()  # outside the clock; proves the run did what it said
         assert ledger.totals()[1] > 0
         del ledger
+        if pure_batches:
+            pure, pure_seconds, failed = _timed_run(_ledger_class("memory-pure"),
+                                                    pure_batches)
+            failures += failed
+            ratios.append(rates[-1] / (pure_count / pure_seconds))
+            del pure
     result = {
         "mode": mode,
         "workload": workload,
@@ -137,9 +167,15 @@ def run_memory(mode: str, workload: str, batch_size: int, transfers: int, seed: 
         "transfers_per_s_runs": [round(rate) for rate in rates],
         "ns_per_transfer": round(1e9 / statistics.median(rates), 1),
         "failed_batches": failures,
-        "accounts": ACCOUNTS_DEFAULT if workload == "uniform" else HOT_ACCOUNTS_DEFAULT,
+        "accounts": ACCOUNTS_DEFAULT,
+        "accounts_transferring": ACCOUNTS_DEFAULT if workload == "uniform"
+        else HOT_ACCOUNTS_DEFAULT,
         **memory,
     }
+    if ratios:
+        result["ratio_vs_pure"] = round(statistics.median(ratios), 1)
+        result["ratio_vs_pure_runs"] = [round(ratio, 1) for ratio in ratios]
+        result["ratio_vs_pure_pure_transfers"] = pure_count
     if batch_size == 1:
         result["single_call_transfers_per_s"] = _single_call_rate(ledger_cls, batches, runs)
     return result
@@ -242,7 +278,8 @@ def _child_main(spec: dict) -> dict:
         return run_flat_memory(spec["transfers"], spec["sample_every"], spec["seed"])
     if spec["mode"].startswith("memory-"):
         return run_memory(spec["mode"], spec["workload"], spec["batch_size"],
-                          spec["transfers"], spec["seed"], spec["runs"])
+                          spec["transfers"], spec["seed"], spec["runs"],
+                          spec.get("paired_pure_transfers", 0))
     return run_durable(spec["mode"], spec["workload"], spec["batch_size"], spec["transfers"],
                        spec["seed"], spec["runs"], spec.get("postgres_dsn"))
 
@@ -280,13 +317,6 @@ def run_in_child(spec: dict) -> dict:
     return json.loads(lines[-1])
 
 
-def _add_ratios(results: list[dict]) -> None:
-    pure = {(r["workload"], r["batch_size"]): r["transfers_per_s"]
-            for r in results if r.get("mode") == "memory-pure" and "error" not in r}
-    for result in results:
-        key = (result.get("workload"), result.get("batch_size"))
-        if result.get("mode") == "memory-compiled" and "error" not in result and pure.get(key):
-            result["ratio_vs_pure"] = round(result["transfers_per_s"] / pure[key], 1)
 
 
 class _ScratchDatabase:
@@ -322,6 +352,9 @@ class _ScratchDatabase:
 
 def _notes(cases: list[Case], quick: bool) -> list[str]:
     notes = ["throughput is the median of the runs; input generation is not timed",
+             "ratio_vs_pure: median over runs of compiled / pure measured back to back in "
+             "one process (pure over the first batches, as many transfers as memory-pure "
+             "uses), so both see the same machine load",
              "every case runs in a fresh subprocess: peak_rss_bytes is that case's own"]
     sizes = TRANSFERS_QUICK if quick else TRANSFERS_FULL
     for mode in sorted({case.mode for case in cases}):
@@ -420,8 +453,8 @@ def ledger_command(as_json: bool, quick: bool, flat_memory: bool, modes: str,
                                  param_hint="--modes")
     runs = runs or RUNS_DEFAULT
     cases = plan_cases(chosen, quick)
-    results = _run_cases(cases, runs, seed, postgres_dsn, show_progress=not as_json)
-    _add_ratios(results)
+    results = _run_cases(cases, runs, seed, postgres_dsn, show_progress=not as_json,
+                         quick=quick)
     notes = _notes(cases, quick)
     if as_json:
         click.echo(json.dumps({"results": results, "notes": notes}))
@@ -432,11 +465,12 @@ def ledger_command(as_json: bool, quick: bool, flat_memory: bool, modes: str,
 
 
 def _run_cases(cases: list[Case], runs: int, seed: int, postgres_dsn: str,
-               show_progress: bool) -> list[dict]:
+               show_progress: bool, quick: bool) -> list[dict]:
     from contextlib import ExitStack
 
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+    paired = (TRANSFERS_QUICK if quick else TRANSFERS_FULL)["memory-pure"]
     results = []
     with ExitStack() as stack:
         scratch_dsn = None
@@ -460,7 +494,9 @@ def _run_cases(cases: list[Case], runs: int, seed: int, postgres_dsn: str,
             else:
                 spec = {"kind": "case", "mode": case.mode, "workload": case.workload,
                         "batch_size": case.batch_size, "transfers": case.transfers,
-                        "seed": seed, "runs": runs, "postgres_dsn": scratch_dsn}
+                        "seed": seed, "runs": runs, "postgres_dsn": scratch_dsn,
+                        "paired_pure_transfers": paired.get(case.batch_size, 0)
+                        if case.mode == "memory-compiled" else 0}
                 result = run_in_child(spec)
                 results.append({**base, **result} if "error" in result else result)
             progress.advance(task)
