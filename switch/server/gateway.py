@@ -311,6 +311,16 @@ class Gateway:
         It serves every participant, so it is called ``deliver_to(participant_id,
         message)`` (then ``flush()``) instead of ``deliver(message)``."""
         self._fallback = sink
+        if sink is None:
+            return
+        # Recovery re-sends held for participants with no sink: those with a callback URL
+        # get them now through the fallback; the others keep waiting for a connection.
+        ready = [participant_id for participant_id in self._held
+                 if participant_id not in self._sinks and self.callback_url(participant_id)]
+        sends = [(participant_id, message) for participant_id in ready
+                 for message in self._held.pop(participant_id)]
+        if sends:
+            self.deliver(sends)
 
     def attached(self, participant_id: int) -> bool:
         return participant_id in self._sinks
