@@ -346,3 +346,61 @@ async def test_openapi_and_docs_are_served_and_every_route_answers(switch, payer
         headers = bearer(payer) + ((b"content-type", b"application/json"),)
         status, answer = await raw(switch, method.encode(), path.encode(), body, headers)
         assert status not in (404, 405) or b"no such resource" not in answer, (method, path)
+
+
+# -- restart ----------------------------------------------------------------------------
+
+
+async def test_a_restarted_switch_resends_the_credit_request_over_http(tmp_path):
+    """The switch stops while a transfer waits for the payee; the next start replays the
+    journal and sends the credit request again to the payee's callback URL."""
+    import socket
+
+    from http_helpers import CURRENCY, Recorder, Switch
+    from connectors.http.app import HttpConnector, HttpConnectorConfig
+    from switch.core.messages import CurrencyAdded
+    from switch.core.results import SettlementModel
+    from switch.directory.config import DirectoryConfig
+    from switch.server.config import ServerConfig
+    from switch.server.server import SwitchServer
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = ServerConfig(data_dir=str(tmp_path), stream_enabled=False, admin_enabled=False,
+                          directory=DirectoryConfig(participant_categories={"1": "A"}))
+
+    async def start() -> Switch:
+        server = SwitchServer(config)
+        await server.start()
+        http = HttpConnector(server.gateway, HttpConnectorConfig(port=port))
+        await http.start()
+        return Switch(server, http)
+
+    first = await start()
+    await first.admin(CurrencyAdded(request_id="currency", currency=CURRENCY, ledger_id=986,
+                                    settlement_model=SettlementModel.PREFUNDED_RTGS))
+    payer_handler, payee_handler = Recorder(), Recorder(decision=None)  # payee waits
+    payer = await first.participant(1, payer_handler)
+    payee = await first.participant(2, payee_handler)
+    await payee.register_alias(alias_type="MSISDN", alias_value=PAYEE_ALIAS.alias_value,
+                               account_ref="acc", owner_national_id="52998224725",
+                               display_name="Maria Silva")
+    await payer.send_transfer(transfer("t-restart"))
+    await eventually(lambda: payee_handler.credit_requests)
+    await first.http.close(grace_ms=200)
+    await first.server.stop(drain_s=0)
+
+    second = await start()
+    second.clients = first.clients  # same participants, same receivers, same switch port
+    try:
+        await eventually(lambda: len(payee_handler.credit_requests) == 2)
+        assert payee_handler.credit_requests[1].transfer_id == "t-restart"
+        await payee.answer(1, "t-restart", True)
+        await eventually(lambda: payer_handler.outcomes)
+        assert payer_handler.outcomes[0].state is TransferState.COMMITTED
+    finally:
+        for client in first.clients:
+            await client.close()
+        await second.http.close(grace_ms=200)
+        await second.server.stop(drain_s=0.2)
