@@ -296,7 +296,7 @@ class HttpProtocol(asyncio.Protocol):
         body = parts[0] if len(parts) == 1 else b"".join(parts)
         request = Request(method, parsed.path, parsed.query, self.headers, body, self.peer)
         self.server.requests_total += 1
-        slot = _Slot(keep_alive, self.loop.time(), method == b"HEAD")
+        slot = _Slot(keep_alive, self.server.clock, method == b"HEAD")
         self.slots.append(slot)
         self._arm("idle", limits.IDLE_TIMEOUT_MS)
         try:
@@ -360,7 +360,7 @@ class HttpProtocol(asyncio.Protocol):
     def _refuse(self, status: int, detail: str) -> None:
         """A protocol failure: answer after the earlier answers, then close."""
         log.debug("http.refused peer=%s status=%d detail=%s", self.peer, status, detail)
-        slot = _Slot(False, self.loop.time(), False)
+        slot = _Slot(False, self.server.clock, False)
         slot.response = self.server.error(status, detail)
         self.slots.append(slot)
         self._pause_reading()
@@ -381,8 +381,10 @@ class HttpProtocol(asyncio.Protocol):
             self.transport.resume_reading()
 
     def _arm(self, phase: str, timeout_ms: int) -> None:
+        # The server's coarse clock (refreshed by the sweep) is precise enough for
+        # timeouts of seconds, and reading it costs nothing per request.
         self.phase = phase
-        self.deadline = self.loop.time() + timeout_ms / 1000
+        self.deadline = self.server.clock + timeout_ms / 1000
 
     def sweep(self, now: float) -> None:
         """Called by the server's periodic timer: enforce the phase and handler deadlines."""
@@ -418,6 +420,7 @@ class HttpServer:
         self.loop = asyncio.get_running_loop()
         self.connections: set[HttpProtocol] = set()
         self.requests_total = 0  # requests parsed and handed to the handler
+        self.clock = self.loop.time()  # loop time, refreshed every TIMER_SWEEP_MS
         self._server: asyncio.AbstractServer | None = None
         self._sweeper: asyncio.TimerHandle | None = None
 
@@ -440,7 +443,7 @@ class HttpServer:
 
     def _sweep(self) -> None:
         _Date.refresh()
-        now = self.loop.time()
+        now = self.clock = self.loop.time()
         for connection in list(self.connections):
             connection.sweep(now)
         self._sweeper = self.loop.call_later(limits.TIMER_SWEEP_MS / 1000, self._sweep)
