@@ -11,7 +11,8 @@ durable file journal) in one process; the participants (payer banks and payee wa
 each an SDK `HttpClient` with its callback receiver) in a second process. Each transfer is
 four HTTP exchanges plus one: payer POST /transfers, credit request callback to the payee,
 payee PUT answer, outcome callbacks to payer and payee. Latency is from the payer's POST
-to the payer receiving the final outcome. `offered_per_s = 0` runs closed-loop (a fixed
+to the payer receiving the final outcome. At the end the participants' books (every
+committed outcome they heard) must equal the switch's ledger, or the run raises. `offered_per_s = 0` runs closed-loop (a fixed
 window of transfers in flight) to find the most the box does.
 
 It must never measure anything but public surfaces: HTTP in, HTTP callbacks out.
@@ -142,10 +143,13 @@ async def _switch(data_dir: str, callback_urls: dict[int, str], payees: list[int
     await loop.run_in_executor(None, pipe.recv)  # "stop"
     cpu_s = time.process_time() - cpu_started_s
     stats = msgspec.structs.asdict(http.callbacks.stats)
+    positions = {participant_id: accounts[CURRENCY]
+                 for participant_id, accounts in server.positions().items()}
     await http.close(grace_ms=1_000)
     await server.stop(drain_s=1.0)
     pipe.send(msgspec.msgpack.encode({"peak_rss_bytes": _peak_rss_bytes(),
-                                      "callbacks": stats, "cpu_s": cpu_s}))
+                                      "callbacks": stats, "cpu_s": cpu_s,
+                                      "positions": positions}))
 
 
 def _profiled(name: str, run) -> object:
@@ -185,6 +189,11 @@ class _Load:
         self.sent_ns: dict[tuple[int, str], int] = {}
         self.latencies_ns: list[int] = []
         self.committed = 0
+        # The participants' books, from every COMMITTED outcome (warm-up and tail too), to
+        # reconcile with the switch's ledger at the end.
+        self.booked: set[tuple[int, str]] = set()
+        self.debits_minor: dict[int, int] = {}
+        self.credits_minor: dict[int, int] = {}
         self.failed = 0
         self.refused = 0
         self.send_errors = 0
@@ -194,7 +203,15 @@ class _Load:
         self.next_id = 0
 
     def outcome(self, message) -> None:
-        sent = self.sent_ns.pop((message.payer_participant_id, message.transfer_id), None)
+        key = (message.payer_participant_id, message.transfer_id)
+        if message.state == 3 and key not in self.booked:  # COMMITTED, first time heard
+            self.booked.add(key)
+            self.debits_minor[message.payer_participant_id] = (
+                self.debits_minor.get(message.payer_participant_id, 0) + message.amount_minor)
+            self.credits_minor[message.payee_participant_id] = (
+                self.credits_minor.get(message.payee_participant_id, 0)
+                + message.amount_minor)
+        sent = self.sent_ns.pop(key, None)
         if sent is None:
             return  # a duplicate delivery, or the payee's copy
         if self.measuring:
@@ -306,8 +323,8 @@ async def _participants(ready: SwitchReady, payers: list[int], payees: list[int]
             await asyncio.sleep(tick_s)
     load.measuring = False
     elapsed = time.perf_counter() - measure_from
-    # Let the last transfers finish (not counted) so the switch stops cleanly.
-    for _ in range(200):
+    # Let the last transfers finish (not counted) so the books can be reconciled.
+    for _ in range(3_000):
         if not load.sent_ns:
             break
         await asyncio.sleep(0.01)
@@ -330,6 +347,9 @@ async def _participants(ready: SwitchReady, payers: list[int], payees: list[int]
         "send_errors": load.send_errors, "missed": load.missed,
         "load_peak_rss_bytes": _peak_rss_bytes(),
         "cpu_s": time.process_time() - cpu_started_s,
+        "unfinished": len(load.sent_ns),
+        "debits_minor": load.debits_minor,
+        "credits_minor": load.credits_minor,
     }
 
 
@@ -347,6 +367,33 @@ def _participants_main(ready_bytes, payers, payees, ports, seconds, offered_per_
 
 
 # -- the entry point -------------------------------------------------------------------
+
+
+class BooksDoNotReconcile(AssertionError):
+    """The participants' books (committed outcomes) differ from the switch's ledger."""
+
+
+def _reconcile(load: dict, positions: dict, payer_ids: list[int],
+               payee_ids: list[int]) -> list[str]:
+    """Differences between what the participants heard committed and what the switch's
+    ledger posted: payers only pay, payees only receive (on top of their funding)."""
+    if load["unfinished"]:
+        return [f"{load['unfinished']} transfers never heard of: cannot reconcile"]
+    problems = []
+    debits = {int(k): v for k, v in load["debits_minor"].items()}
+    credits = {int(k): v for k, v in load["credits_minor"].items()}
+    positions = {int(k): v for k, v in positions.items()}
+    for participant_id in payer_ids:
+        ledger_minor = positions[participant_id]["debits_posted"]
+        if ledger_minor != debits.get(participant_id, 0):
+            problems.append(f"payer {participant_id}: ledger debits {ledger_minor} != "
+                            f"books {debits.get(participant_id, 0)}")
+    for participant_id in payee_ids:
+        ledger_minor = positions[participant_id]["credits_posted"] - FUNDING_MINOR
+        if ledger_minor != credits.get(participant_id, 0):
+            problems.append(f"payee {participant_id}: ledger credits {ledger_minor} != "
+                            f"books {credits.get(participant_id, 0)}")
+    return problems
 
 
 def run_http(*, seconds: float = 10.0, offered_per_s: int = 0, quick: bool = False,
@@ -390,6 +437,9 @@ def run_http(*, seconds: float = 10.0, offered_per_s: int = 0, quick: bool = Fal
                 if process.is_alive():
                     process.kill()
                     process.join(5)
+    unreconciled = _reconcile(load, closing.get("positions", {}), payer_ids, payee_ids)
+    if unreconciled:
+        raise BooksDoNotReconcile("; ".join(unreconciled))
     return {
         "transport": "http",
         "offered_per_s": offered_per_s,
@@ -408,6 +458,7 @@ def run_http(*, seconds: float = 10.0, offered_per_s: int = 0, quick: bool = Fal
             "switch_cpu_s": round(closing.get("cpu_s", 0.0), 2),
             "participants_cpu_s": round(load["cpu_s"], 2),
             "callbacks": closing.get("callbacks", {}),
+            "reconciled": True,
         },
     }
 
