@@ -8,25 +8,10 @@ saying why. Hypothesis settings for the ledger's property tests live in ledger_h
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
-import ledger
 from ledger.reference import Ledger as PureLedger
-from ledger_helpers import Books
-
-IN_CI = os.environ.get("CI") == "true"
-
-
-def compiled_ledger_cls():
-    """The compiled Ledger class, or fail (CI) / skip (elsewhere) saying why."""
-    if ledger.CompiledLedger is None:
-        message = f"compiled ledger not built ({ledger.COMPILED_IMPORT_ERROR})"
-        if IN_CI:
-            pytest.fail(message + " — CI requires it", pytrace=False)
-        pytest.skip(message + " — skipped outside CI")
-    return ledger.CompiledLedger
+from ledger_helpers import Books, compiled_ledger_cls
 
 
 @pytest.fixture(params=["pure", "compiled"])

@@ -4,10 +4,25 @@ from __future__ import annotations
 
 import os
 
+import pytest
 from hypothesis import HealthCheck, settings
 
+import ledger
 from ledger.config import LedgerConfig
 from ledger.types import Account, Transfer, pack_accounts, pack_transfers
+
+IN_CI = os.environ.get("CI") == "true"
+
+
+def compiled_ledger_cls():
+    """The compiled Ledger class, or fail (CI) / skip (elsewhere) saying why."""
+    if ledger.CompiledLedger is None:
+        message = f"compiled ledger not built ({ledger.COMPILED_IMPORT_ERROR})"
+        if IN_CI:
+            pytest.fail(message + " — CI requires it", pytrace=False)
+        pytest.skip(message + " — skipped outside CI")
+    return ledger.CompiledLedger
+
 
 # Examples per property test: the default keeps tests/ledger well under a minute on two
 # busy cores; CI (or a soak run) raises it with PONTE_LEDGER_EXAMPLES=2000.

@@ -18,8 +18,6 @@ from hypothesis.stateful import (
     rule,
 )
 
-from conftest import compiled_ledger_cls
-from ledger_helpers import LEDGER_HYPOTHESIS
 from ledger.config import LedgerConfig
 from ledger.reference import Ledger as PureLedger
 from ledger.types import (
@@ -32,6 +30,7 @@ from ledger.types import (
     pack_accounts,
     pack_transfers,
 )
+from ledger_helpers import LEDGER_HYPOTHESIS, compiled_ledger_cls
 
 AF = AccountFlags
 TF = TransferFlags

@@ -23,8 +23,7 @@ from ledger.types import (
     TransferFlags,
     pack_transfers,
 )
-from conftest import compiled_ledger_cls
-from ledger_helpers import LEDGER_HYPOTHESIS, Books
+from ledger_helpers import LEDGER_HYPOTHESIS, Books, compiled_ledger_cls
 
 TF = TransferFlags
 AF = AccountFlags
