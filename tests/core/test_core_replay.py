@@ -184,3 +184,42 @@ def test_core_refuses_a_used_ledger(world, ledger_cls):
     with pytest.raises(AssertionError):
         SwitchCore(world.config, world.ledger)
 
+
+
+# -- snapshots -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cut", [0.0, 0.3, 0.6, 0.9, 1.0])
+def test_snapshot_then_replaying_the_rest_equals_replaying_everything(world, ledger_cls, cut):
+    busy_world(world)
+    journal = [encode_event(now_ns, event) for now_ns, event in world.events]
+    position = int(len(journal) * cut)
+    prefix = SwitchCore(world.config, ledger_cls(world.ledger.config))
+    prefix.replay(decode_events(journal[:position]))
+    data = prefix.snapshot(journal_position=position)
+    restored, restored_position = SwitchCore.from_snapshot(world.config, ledger_cls, data)
+    assert restored_position == position
+    assert fingerprint(restored) == fingerprint(prefix)
+    commands = restored.replay(decode_events(journal[restored_position:]))
+    assert fingerprint(restored) == fingerprint(world.core)
+    assert restored.ledger.digest() == world.ledger.digest()
+    full, full_commands = replayed(world, ledger_cls)
+    assert commands == full_commands
+
+
+def test_snapshot_keeps_in_flight_returns_voidable(world, ledger_cls):
+    original, _ = world.send_transfer(amount_minor=1_000)
+    world.answer(original)
+    ret = world.return_event(original, 600)
+    world.step(ret)  # in flight
+    restored, _ = SwitchCore.from_snapshot(world.config, ledger_cls, world.core.snapshot(0))
+    from switch.core.messages import PayeeAnswer, PayeeAnswered
+
+    commands = restored.step(PayeeAnswered(payee_participant_id=BANK_A, answer=PayeeAnswer(
+        payer_participant_id=BANK_B, transfer_id=ret.request.transfer_id, accepted=False)),
+        world.now_ns)
+    assert outcome_to(commands, BANK_B).state == TransferState.REJECTED
+    # The room the return held on the original is free again.
+    again = world.return_event(original, 1_000)
+    commands = restored.step(again, world.now_ns)
+    assert any(isinstance(c, ArmTimer) for c in commands)

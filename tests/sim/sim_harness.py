@@ -7,7 +7,8 @@ clock. Everything random comes from one `random.Random(seed)`, so a seed replays
 
 Faults: message loss, duplication, reordering and delay; slow, silent, crashing,
 double-answering, flip-flopping and late participants; switch crashes that lose every
-uncommitted event and unreleased command, followed by recovery from the journal.
+uncommitted event and unreleased command, followed by recovery from the journal (all of
+it, or a core snapshot taken at an earlier commit plus the journal after it).
 
 After every core step the invariants are checked (see `Sim.check_step`); after a fault-free
 drain at the end, every transfer must be final and everyone's books must agree with the
@@ -188,11 +189,15 @@ class Sim:
         self.up = True
         self.journal: list[bytes] = []
         self.uncommitted: list[bytes] = []
+        self.commit_scheduled = False
         self.held: list = []  # commands of uncommitted events
         self.timers: dict[int, int] = {}
         self.store: dict[tuple[int, str], TransferOutcome] = {}  # outcomes released
         self.refunds = 0
         self.crashes = 0
+        self.restored_from_snapshot = 0
+        self.snapshot = None  # (bytes, tracking) taken at some commit
+        self.snapshot_rate = rng.choice((0.0, 0.01, 0.05))
         self.last_commit = None
         self.directory: dict[tuple[str, str], tuple[int, str]] = {}
         self.participants: dict[int, Participant] = {}
@@ -294,6 +299,9 @@ class Sim:
             return [Send(participant_id=error.participant_id,
                          message=ErrorAnswer(result=error.result, detail=error.detail[:140]))]
         self.uncommitted.append(codec.encode_event(self.now_ns, event))
+        if not self.commit_scheduled:  # the group commit closes this batch shortly
+            self.commit_scheduled = True
+            self.at(self.now_ns + self.commit_interval_ns, "commit")
         for command in commands:
             if isinstance(command, AdminAnswer) and command.result == Result.OK:
                 self._admin_effect(command.request_id)
@@ -319,6 +327,9 @@ class Sim:
         held, self.held = self.held, []
         self.last_commit = (self.ledger.totals(), self.core.in_flight_count,
                             self.core.transfers_retained, self.core._seq)
+        if self.rng.random() < self.snapshot_rate:
+            # A snapshot of the committed state, with what the checks derived up to it.
+            self.snapshot = (self.core.snapshot(len(self.journal)), self._tracking())
         for command in held:
             self.release(command)
 
@@ -369,9 +380,23 @@ class Sim:
         self.admin_uncommitted.clear()
         self.at(self.now_ns + self.rng.randint(20, 400) * MS, "restart")
 
+    def _tracking(self) -> tuple:
+        return (self.in_flight_minor, self.committed_minor, dict(self.reserved),
+                dict(self.daily), dict(self.finals))
+
     def restart(self) -> None:
-        self._new_core()
-        commands = self.core.replay(codec.decode_events(self.journal))
+        if self.snapshot is not None and self.rng.random() < 0.5:
+            data, tracking = self.snapshot
+            self.core, position = SwitchCore.from_snapshot(
+                self.core_config, self.ledger_cls, data, observer=self._observe)
+            self.ledger = self.core.ledger
+            (self.in_flight_minor, self.committed_minor, reserved, daily, finals) = tracking
+            self.reserved, self.daily, self.finals = dict(reserved), dict(daily), dict(finals)
+            self.restored_from_snapshot += 1
+        else:
+            self._new_core()
+            position = 0
+        commands = self.core.replay(codec.decode_events(self.journal[position:]))
         if self.last_commit is not None:
             now = (self.ledger.totals(), self.core.in_flight_count,
                    self.core.transfers_retained, self.core._seq)
@@ -381,7 +406,6 @@ class Sim:
         self.check_step()
         for command in commands:  # they restate durable decisions: released at once
             self.release(command)
-        self.at(self.now_ns + self.commit_interval_ns, "commit")
 
     def inbound(self, sender: int, frame: bytes) -> None:
         """A frame from a participant reaches the shell: decode, resolve, step."""
@@ -580,7 +604,6 @@ class Sim:
         self.account_ids = [self.core.account_id(p, c) for p in self.participants
                             for c, _l, _m in CURRENCIES]
         self.commit()
-        self.at(self.now_ns + self.commit_interval_ns, "commit")
         for participant_id in self.participants:
             self.at(self.now_ns + self.rng.randint(1, 50) * MS, "tick", participant_id)
         self.at(self.now_ns + self.rng.randint(100, 1_000) * MS, "operator")
@@ -914,9 +937,9 @@ class Sim:
         elif kind == "deliver":
             self.deliver(self.participants[payload[0]], payload[1])
         elif kind == "commit":
+            self.commit_scheduled = False
             if self.up:
                 self.commit()
-                self.at(self.now_ns + self.commit_interval_ns, "commit")
         elif kind == "timer":
             timer_id, deadline_ns = payload
             if self.up and self.timers.get(timer_id) == deadline_ns:

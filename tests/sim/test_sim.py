@@ -47,14 +47,17 @@ def test_a_seed_runs_identically_twice():
 
 def test_the_simulation_really_injects_faults():
     crashes = 0
+    restored = 0
     results = set()
     profiles = set()
     for seed in range(40):
         sim = run_seed(seed, ledger.Ledger)
         crashes += sim.crashes
+        restored += sim.restored_from_snapshot
         results |= sim.results_seen
         profiles |= {p.profile for p in sim.participants.values()}
     assert crashes >= 10
+    assert restored >= 1  # some restarts recover from a core snapshot + the journal after it
     assert {"crashing", "double", "flip"} <= profiles  # (silent/slow/late become normal at the drain)
     from switch.core import Result
 
