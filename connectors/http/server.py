@@ -298,7 +298,8 @@ class HttpProtocol(asyncio.Protocol):
         self.server.requests_total += 1
         slot = _Slot(keep_alive, self.server.clock, method == b"HEAD")
         self.slots.append(slot)
-        self._arm("idle", limits.IDLE_TIMEOUT_MS)
+        # Waiting on our handlers, not on the client, until the answers have left.
+        self._arm("answering", limits.IDLE_TIMEOUT_MS)
         try:
             answer = self.server.handler(request)
         except Exception:  # noqa: BLE001 - a handler bug answers 500, the connection lives
@@ -353,7 +354,7 @@ class HttpProtocol(asyncio.Protocol):
         if close or (self.closing_after_drain and not slots):
             self._close()
             return
-        if not slots:
+        if not slots and self.phase == "answering":
             self._arm("idle", limits.IDLE_TIMEOUT_MS)
         self._maybe_resume_reading()
 
@@ -396,11 +397,11 @@ class HttpProtocol(asyncio.Protocol):
                     and now - head.started > limits.HANDLER_TIMEOUT_MS / 1000):
                 head.response = self.server.error(503, "the switch did not answer in time")
                 self._flush()
-            if self.phase == "idle":
+            if self.phase == "answering":
                 return  # waiting on handlers, not on the client
         if now < self.deadline:
             return
-        if self.phase == "idle":
+        if self.phase == "idle" or self.phase == "answering":
             self._close()
         else:
             self._refuse(408, f"request {self.phase} not received in time")

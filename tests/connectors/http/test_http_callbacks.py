@@ -192,3 +192,41 @@ async def test_a_burst_never_opens_more_than_connections_max(participant):
     assert len(sender.lanes[1].pool.connections) <= 3
     assert len(endpoint.accepted) == 2_000
     await sender.close(grace_ms=100)
+
+
+async def test_sdk_retries_keep_the_same_transfer_id_and_body(participant):
+    """The SDK's retry on 503: the same body (so the same transfer id) every attempt."""
+    import time
+
+    from connectors.sdk.http_client import HttpClient
+    from switch.core.messages import Party, TransferRequest
+
+    endpoint, url = await participant(failures=2, fail_status=503)
+    endpoint.server.handler = _AcceptingSwitch(endpoint)
+    client = HttpClient(url, "key-for-the-test", rng=random.Random(3))
+    await client.connect(check_health=False)
+    try:
+        request = TransferRequest(
+            transfer_id="t-retry", payee=Party(alias_type="MSISDN", alias_value="+5511900000001"),
+            amount_minor=10, currency="BRL", expires_at_ns=time.time_ns() + 10**10)
+        accepted = await client.send_transfer(request)
+        assert accepted.id == "t-retry"
+        assert len(endpoint.received) == 3
+        assert len({body for body, _ in endpoint.received}) == 1
+        assert msgspec.json.decode(endpoint.received[0][0], type=TransferRequest) == request
+    finally:
+        await client.close()
+
+
+class _AcceptingSwitch:
+    """Stands in for the switch's answer shape only: fails like the wrapped endpoint, then
+    answers 202 with an Accepted body."""
+
+    def __init__(self, endpoint: Participant) -> None:
+        self.endpoint = endpoint
+
+    def __call__(self, request):
+        answer = self.endpoint(request)
+        if answer.status >= 500:
+            return Response(503, b'{"result":2003,"name":"SERVICE_UNAVAILABLE","detail":""}')
+        return Response(202, b'{"kind":"transfer","id":"t-retry"}')

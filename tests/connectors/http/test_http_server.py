@@ -207,3 +207,56 @@ async def test_body_split_across_reads_is_reassembled(echo_server):
     assert b'"n":10' in answer
     assert echo.seen == [(b"POST", b"/split", b"0123456789")]
     writer.close()
+
+
+@pytest.fixture
+def short_timeouts(monkeypatch):
+    """Timeouts of a fraction of a second, so slow clients can be shown being cut off."""
+    monkeypatch.setattr(limits, "TIMER_SWEEP_MS", 20)
+    monkeypatch.setattr(limits, "HEADER_TIMEOUT_MS", 150)
+    monkeypatch.setattr(limits, "BODY_TIMEOUT_MS", 150)
+    monkeypatch.setattr(limits, "IDLE_TIMEOUT_MS", 300)
+
+
+async def test_slow_headers_get_408_and_the_connection_closes(short_timeouts):
+    echo = Echo()
+    server = HttpServer(echo, protocol_error)
+    await server.start("127.0.0.1", 0)
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(b"GET /slow HTTP/1.1\r\nhost: x\r\n")  # never finishes its headers
+        out = await asyncio.wait_for(reader.read(), 5)
+        status, body, closed = error_of(out)
+        assert (status, closed) == (408, True)
+        assert "header" in body.detail
+        assert echo.seen == []
+    finally:
+        await server.close(grace_ms=10)
+
+
+async def test_slow_body_gets_408(short_timeouts):
+    echo = Echo()
+    server = HttpServer(echo, protocol_error)
+    await server.start("127.0.0.1", 0)
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(b"POST /a HTTP/1.1\r\nhost: x\r\ncontent-length: 10\r\n\r\n012")
+        out = await asyncio.wait_for(reader.read(), 5)
+        assert error_of(out)[0] == 408
+        assert echo.seen == []
+    finally:
+        await server.close(grace_ms=10)
+
+
+async def test_idle_keep_alive_connection_is_closed(short_timeouts):
+    server = HttpServer(Echo(), protocol_error)
+    await server.start("127.0.0.1", 0)
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(b"GET /a HTTP/1.1\r\nhost: x\r\n\r\n")
+        answer = await asyncio.wait_for(reader.readuntil(b'"n":0}'), 5)
+        assert b"200 OK" in answer
+        assert await asyncio.wait_for(reader.read(), 5) == b""  # closed by the server
+        assert not server.connections
+    finally:
+        await server.close(grace_ms=10)
