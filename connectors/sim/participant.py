@@ -108,6 +108,7 @@ class SimParticipant:
         self.done = 0
         self.answered = 0
         self.returns_sent = 0
+        self.last_done_at = 0.0  # loop time of the last final answer
         self._decisions: dict[tuple[int, str], Decision | None] = {}
         self._received: dict[tuple[int, str], int] = {}  # committed credits we may return
 
@@ -224,6 +225,7 @@ class SimParticipant:
                 return
             answer = future.result()
             elapsed = time.perf_counter() - started
+            self.last_done_at = asyncio.get_running_loop().time()
             self.latency.record(elapsed)
             self.interval_latency.record(elapsed)
             self.done += 1

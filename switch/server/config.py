@@ -75,6 +75,9 @@ class ServerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     # ledger_journal (needs postgres_dsn and `ponte db migrate`).
     journal: Literal["file", "postgres"] = "file"
     journal_name: Annotated[str, Meta(min_length=1, max_length=64)] = "switch"
+    # File journal: "thread" writes and fsyncs in a thread while the next tick is decided
+    # (slow disks); "inline" does it on the loop (fast disks, busy CPUs: no hand-offs).
+    journal_commit: Literal["thread", "inline"] = "thread"
     # "embedded": SQLite in data_dir; "postgres": the directory and credential tables.
     store: Literal["embedded", "postgres"] = "embedded"
     postgres_dsn: Secret | None = None
@@ -98,6 +101,10 @@ class ServerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     admin_host: Host = "127.0.0.1"
     admin_port: Port = 7480
     admin_enabled: bool = True
+    # The HTTP connector (connectors/http), configured by its own HttpConnectorConfig table
+    # (host, port, callbacks, signing key path...), converted when the server starts it.
+    http_enabled: bool = False
+    http: dict = {}
 
     # The sequencer and its bounds.
     inbound_queue_max: Annotated[

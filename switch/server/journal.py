@@ -56,14 +56,19 @@ class SwitchJournal:
     def __init__(self, backend, *, threaded_commit: bool) -> None:
         self.backend = backend
         self._threaded = threaded_commit
+        self._inline = not threaded_commit and isinstance(backend, FileJournal)
         # One thread of its own: a commit never queues behind other executor work.
         self._executor = (ThreadPoolExecutor(1, thread_name_prefix="ponte-journal")
                           if threaded_commit else None)
         self.records_appended = 0
 
     @classmethod
-    def open_file(cls, path: str, on_record: Callable[[Record], None]) -> SwitchJournal:
-        return cls(FileJournal.open(path, on_record=on_record), threaded_commit=True)
+    def open_file(cls, path: str, on_record: Callable[[Record], None], *,
+                  threaded_commit: bool = True) -> SwitchJournal:
+        """`threaded_commit`: write + fdatasync in a thread while the loop decides the next
+        tick (best when fsync is slow); False: on the loop thread, blocking it for the
+        duration (best when fsync is fast and the CPU is busy: no thread hand-offs)."""
+        return cls(FileJournal.open(path, on_record=on_record), threaded_commit=threaded_commit)
 
     @classmethod
     async def open_postgres(cls, dsn: str, name: str,
@@ -96,6 +101,8 @@ class SwitchJournal:
         return self.backend.buffered_records
 
     async def commit(self) -> int:
+        if self._inline:
+            return self.backend.commit()
         if self._threaded:
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(self._executor, self.backend.commit)

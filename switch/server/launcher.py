@@ -61,6 +61,15 @@ def sim_server_config(data_dir: str, **extra) -> dict:
     return config
 
 
+class AdminError(Exception):
+    """The admin surface answered an error status; `body` is its typed JSON error."""
+
+    def __init__(self, status: int, body: str) -> None:
+        super().__init__(f"{status}: {body}")
+        self.status = status
+        self.body = body
+
+
 class SwitchProcess:
     def __init__(self, config: dict, *, log_path: str | None = None,
                  env: dict[str, str] | None = None) -> None:
@@ -120,7 +129,11 @@ class SwitchProcess:
             headers["Authorization"] = f"Bearer {self.admin_token}"
         request = urllib.request.Request(self.admin_url + path, data=data, method=method,
                                          headers=headers)
-        with urllib.request.urlopen(request, timeout=30) as response:
+        try:
+            response = urllib.request.urlopen(request, timeout=30)
+        except urllib.error.HTTPError as error:
+            raise AdminError(error.code, error.read().decode(errors="replace")) from None
+        with response:
             payload = response.read()
             if path == "/metrics":
                 return payload.decode()
@@ -138,6 +151,12 @@ class SwitchProcess:
     @property
     def pid(self) -> int:
         return self.process.pid
+
+    def __enter__(self) -> SwitchProcess:
+        return self.start()
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
 
     def kill(self) -> None:
         """SIGKILL: no shutdown, no flush — what a power cut looks like to the journal."""

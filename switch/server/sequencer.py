@@ -32,6 +32,7 @@ from switch.core.messages import (
     ArmTimer,
     CancelTimer,
     ConsultStore,
+    CreditRequest,
     ErrorAnswer,
     PayeeAnswer,
     PayeeAnswered,
@@ -52,7 +53,7 @@ from switch.core.messages import (
     TransferRequest,
     TransferRequested,
 )
-from switch.core.results import TRANSFER_FINAL_STATES, ProtocolError, Result, TransferState
+from switch.core.results import TRANSFER_FINAL_STATES, ProtocolError, Result
 from switch.server import limits
 from switch.server.gateway import (
     ITEM_ADMIN,
@@ -66,7 +67,6 @@ from switch.server.metrics import LATENCY_BUCKETS_S, ServerMetrics
 
 log = logging.getLogger("ponte.server.sequencer")
 
-_FORWARDED = TransferState.FORWARDED
 _FINAL = TRANSFER_FINAL_STATES
 _OK = Result.OK
 _RESOLVES_IN_FLIGHT_MAX = 10_000
@@ -132,27 +132,9 @@ class Sequencer:
         self._stopping = False
         self.failed: BaseException | None = None
         self._forwarded_at: dict[tuple[int, str], int] = {}
-        self._tick: _Tick | None = None
         self._resolves: set[asyncio.Task] = set()
         self._refund_tasks: set[asyncio.Task] = set()
-        self.live = False  # the observer ignores the replay
         self.ticks = 0
-
-    # -- the core's observer (phase timing) ------------------------------------------
-
-    def observe(self, payer_participant_id: int, transfer_id: str, state: TransferState,
-                now_ns: int) -> None:
-        if not self.live:
-            return
-        if state is _FORWARDED:
-            self._forwarded_at[(payer_participant_id, transfer_id)] = now_ns
-        elif state in _FINAL:
-            forwarded_ns = self._forwarded_at.pop((payer_participant_id, transfer_id), None)
-            if forwarded_ns is not None:
-                ServerMetrics.observe_series(self.metrics.reserve_to_answer, LATENCY_BUCKETS_S,
-                                             (now_ns - forwarded_ns) / 1e9)
-                if self._tick is not None:
-                    self._tick.finals_ns.append(forwarded_ns)
 
     # -- running ---------------------------------------------------------------------
 
@@ -231,7 +213,6 @@ class Sequencer:
                 log.warning("directory_route_failed error=%r", error)
                 routes = iter([Result.SERVICE_UNAVAILABLE] * len(lookups))
         tick = _Tick(now_ns)
-        self._tick = tick
         journaled: list = []
         step = self.core.step
         try:
@@ -274,8 +255,6 @@ class Sequencer:
             self._committed.set()
             self.gateway.close()
             return
-        finally:
-            self._tick = None
         tick.events = len(items)
         if journaled:
             tick.sequence, payload_bytes = self.journal.append_tick(now_ns, journaled)
@@ -335,12 +314,15 @@ class Sequencer:
             if command_type is Send:
                 message = command.message
                 message_type = type(message)
-                if message_type is TransferOutcome:
+                if message_type is CreditRequest:
+                    # Forwarded now (or re-sent): reserve_to_answer and end_to_end start.
+                    self._forwarded_at[(message.payer_participant_id,
+                                        message.transfer_id)] = now_ns
+                elif message_type is TransferOutcome:
                     if message.decided_at_ns == now_ns and message.state in _FINAL and (
                         command.participant_id == message.payer_participant_id
                     ):
-                        self.metrics.transfers.inc(message.state.name, message.result.name)
-                        self.archive.put(message)
+                        self._decided(message, now_ns, tick)
                 elif message_type is Refused:
                     self.metrics.refusals.inc(message.request_type, message.result.name)
                 if kind == ITEM_STATUS and command.participant_id == participant_id:
@@ -360,6 +342,17 @@ class Sequencer:
                     tick.replies.append((extra, command))
             else:  # pragma: no cover - the Command union is closed
                 raise AssertionError(f"unknown command {command_type.__name__}")
+
+    def _decided(self, outcome: TransferOutcome, now_ns: int, tick: _Tick) -> None:
+        """A transfer reached its final state in this tick: count it, archive it, time it."""
+        self.metrics.transfers.inc(outcome.state.name, outcome.result.name)
+        self.archive.put(outcome)
+        forwarded_ns = self._forwarded_at.pop(
+            (outcome.payer_participant_id, outcome.transfer_id), None)
+        if forwarded_ns is not None:
+            ServerMetrics.observe_series(self.metrics.reserve_to_answer, LATENCY_BUCKETS_S,
+                                         (now_ns - forwarded_ns) / 1e9)
+            tick.finals_ns.append(forwarded_ns)
 
     def _consult(self, command: ConsultStore, kind: int, event, extra, tick: _Tick) -> None:
         asker = command.participant_id

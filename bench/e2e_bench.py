@@ -1,0 +1,172 @@
+"""`ponte bench e2e`: end-to-end throughput and latency with real processes on this box.
+
+For each offered rate: a switch process (durable hash-chained file journal, fdatasync per
+group commit; embedded directory), the quick population's two banks and two wallets in one
+simulator process speaking the stream protocol through the SDK's pipelined StreamClient,
+payments offered at exactly `offered_per_s` (evenly spaced, on-us payments left out),
+answered at once by the payees. Latency is the payer's: from handing the transfer to the
+SDK to receiving its final outcome (so it includes two durable commits). The switch's RSS
+and CPU are sampled with bench/sampler.py; each run's books are reconciled with the switch's
+ledger and the run fails loudly if they differ. The HTTP transport is bench/e2e_http.py
+(`run_http`), owned by the HTTP connector.
+
+    --json   {"results": [{"transport", "offered_per_s", "transfers_per_s", "p50_ms",
+              "p99_ms", "success_rate", "peak_rss_bytes"}, ...]}
+
+It must never measure anything but public surfaces (stream in, stream out, /admin positions).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+
+import click
+import msgspec
+
+from bench.population import load_profile
+from bench.sampler import ResourceSampler
+from connectors.sim.books import BooksReport, reconcile
+from switch.server.launcher import SimProcess, SwitchProcess, onboard_population, sim_server_config
+
+PROFILE = "quick"
+LEDGER_ID = 404
+FUNDING_MINOR = 10**15  # AMOUNT_MINOR_MAX: one deposit
+OFFERED_DEFAULT = (10_000, 25_000)
+OFFERED_QUICK = (2_000, 10_000)
+SECONDS_DEFAULT = 20.0
+SECONDS_QUICK = 5.0
+# The switch's tables for a bench run: expiries of 30 s at 25,000/s keep ~750,000 transfers
+# retained for idempotency; in flight stays far below the bound.
+BENCH_CORE = {"transfers_retained_max": 1 << 20, "in_flight_max": 1 << 16}
+BENCH_LEDGER = {"pending_max": 1 << 18, "transfers_retained_max": 1 << 20}
+
+
+class BooksDoNotReconcile(AssertionError):
+    pass
+
+
+def run_stream(*, offered_per_s: float, seconds: float, seed: int = 1,
+               data_dir: str | None = None, series: list | None = None) -> dict:
+    """One stream run; the `--json` result dict. Appends per-second samples to `series`."""
+    profile = load_profile(PROFILE)
+    with tempfile.TemporaryDirectory(prefix="ponte-bench-e2e-", dir=data_dir) as work_dir:
+        config = sim_server_config(work_dir, core=BENCH_CORE, ledger=BENCH_LEDGER)
+        switch = SwitchProcess(config)
+        sims = None
+        sampler = None
+        try:
+            switch.start()
+            names = [(p.participant_id, p.kind.value) for p in profile.participants]
+            credentials = onboard_population(switch, names, profile.currency, LEDGER_ID,
+                                             FUNDING_MINOR)
+            sims = SimProcess({
+                "port": switch.stream_port,
+                "participants": [{"name": name, "api_key": c["api_key"],
+                                  "opening_position_minor": FUNDING_MINOR}
+                                 for name, c in credentials.items()],
+                "profile": PROFILE, "seed": seed, "tps": offered_per_s, "seconds": seconds,
+                "options": {"expiry_s": 30.0, "seed": seed},
+            }, work_dir).start()
+            sims.wait_for("ready", 300)
+            sampler = ResourceSampler(switch.pid, interval_s=0.5)
+            sampler.start()
+            final = None
+            while True:
+                record = sims.next_record(seconds + 120)
+                if record is None:
+                    break
+                if record["type"] == "stats" and series is not None:
+                    latest = sampler.latest()
+                    series.append({
+                        "t_s": float(len(series)),
+                        "offered_per_s": float(offered_per_s),
+                        "completed_per_s": float(record["interval_per_s"]),
+                        "latency_p50_ms": record["p50_ms"] or None,
+                        "latency_p99_ms": record["p99_ms"] or None,
+                        "switch_cpu_percent": latest.cpu_percent if latest else 0.0,
+                        "switch_rss_bytes": latest.rss_bytes if latest else 0,
+                    })
+                elif record["type"] == "final":
+                    final = record
+            sims.wait(60)
+            sampler.stop()
+            if final is None:
+                raise RuntimeError(f"the simulator gave no final report:\n{sims.stderr_tail()}")
+            positions = switch.positions()
+            differences = []
+            for books in final["books"]:
+                report = msgspec.convert(books, BooksReport)
+                differences.extend(reconcile(
+                    report, positions[report.participant_id]["accounts"][report.currency]))
+            if differences:
+                raise BooksDoNotReconcile(str(differences))
+        finally:
+            if sampler is not None:
+                sampler.stop()
+            if sims is not None:
+                sims.stop()
+            switch.stop()
+        peak_rss = max((sample.rss_bytes for sample in sampler.samples()), default=0)
+        done = final["done"]
+        committed = final["results"].get("COMMITTED", 0)
+        return {
+            "transport": "stream",
+            "offered_per_s": final["offered_per_s"],
+            "transfers_per_s": final["completed_per_s"],
+            "p50_ms": final["p50_ms"],
+            "p99_ms": final["p99_ms"],
+            "success_rate": round(committed / done, 6) if done else 0.0,
+            "peak_rss_bytes": peak_rss,
+            "transfers": done,
+            "results": final["results"],
+            "books_reconciled": True,
+        }
+
+
+@click.command("e2e")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+@click.option("--quick", is_flag=True, help="Short runs at lower rates (under a minute).")
+@click.option("--transport", type=click.Choice(["stream", "http", "all"]), default="stream",
+              show_default=True)
+@click.option("--offered", default=None,
+              help="Comma-separated offered rates per second (stream).")
+@click.option("--seconds", type=float, default=None, help="Seconds of traffic per rate.")
+@click.option("--seed", type=int, default=1, show_default=True)
+@click.option("--report", "report_dir", default=None, help="Write a report folder here.")
+def e2e_command(as_json, quick, transport, offered, seconds, seed, report_dir) -> None:
+    """End-to-end: switch + simulated participants as processes, durable journal."""
+    rates = OFFERED_QUICK if quick else OFFERED_DEFAULT
+    if offered:
+        rates = tuple(float(value) for value in offered.split(","))
+    seconds = seconds or (SECONDS_QUICK if quick else SECONDS_DEFAULT)
+    results = []
+    series: list = []
+    if transport in ("stream", "all"):
+        for rate in rates:
+            result = run_stream(offered_per_s=rate, seconds=seconds, seed=seed, series=series)
+            results.append(result)
+            if not as_json:
+                click.echo(_line(result))
+    if transport in ("http", "all"):
+        from bench.e2e_http import run_http
+
+        result = run_http(seconds=seconds, quick=quick, seed=seed)
+        results.append(result)
+        if not as_json:
+            click.echo(_line(result))
+    if report_dir and series:
+        from bench.report import write_report
+
+        write_report(report_dir, series, {"results": [
+            {key: value for key, value in result.items() if key != "results"}
+            for result in results]}, title="Ponte end-to-end bench")
+    if as_json:
+        click.echo(json.dumps({"results": results}))
+
+
+def _line(result: dict) -> str:
+    return (f"{result['transport']:>6}  offered {result['offered_per_s']:>9,.0f}/s  "
+            f"done {result['transfers_per_s']:>9,.0f}/s  p50 {result['p50_ms']:7.2f} ms  "
+            f"p99 {result['p99_ms']:7.2f} ms  success {result['success_rate'] * 100:6.2f}%  "
+            f"switch peak RSS {result['peak_rss_bytes'] / 2**20:,.0f} MiB")
