@@ -254,7 +254,7 @@ async def _participants(ready: SwitchReady, payers: list[int], payees: list[int]
         handler = Payee() if participant_id in payees else Payer()
         clients[participant_id] = HttpClient(
             base, ready.api_keys[participant_id], handler=handler,
-            callback_port=ports[participant_id], connections_max=2)
+            callback_port=ports[participant_id], connections_max=4)
     for client in clients.values():
         await client.connect()
 

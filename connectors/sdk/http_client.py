@@ -121,7 +121,8 @@ class HttpClient:
                  callback_host: str = "127.0.0.1", callback_port: int = 0,
                  signer: Signer | None = None, switch_key: VerifyKey | None = None,
                  connections_max: int = 4,
-                 in_flight_per_connection_max: int = limits.CALLBACK_IN_FLIGHT_PER_CONNECTION_MAX,
+                 in_flight_per_connection_max: int =
+                 limits.REQUESTS_IN_FLIGHT_PER_CONNECTION_MAX,
                  timeout_ms: int = limits.CALLBACK_TIMEOUT_MS,
                  attempts_max: int = ATTEMPTS_MAX_DEFAULT,
                  rng: random.Random | None = None) -> None:
@@ -334,7 +335,9 @@ class HttpClient:
         try:
             if kind is CreditRequest:
                 decision = handler.on_credit_request(message)
-                if inspect.isawaitable(decision):
+                if type(decision) is bool or decision is None or type(decision) is tuple:
+                    self._answer_now(message, decision)  # the common, synchronous case
+                elif inspect.isawaitable(decision):
                     self._spawn(self._answer_later(message, decision))
                 else:
                     self._answer_now(message, decision)
@@ -351,7 +354,7 @@ class HttpClient:
                 result = handler.on_error(message)
             else:
                 return  # ResolveAnswer: HTTP resolves answer in the response instead
-            if inspect.isawaitable(result):
+            if result is not None and inspect.isawaitable(result):
                 self._spawn(result)
         except Exception:  # noqa: BLE001 - a handler bug must not break the receiver
             log.exception("sdk.handler_error type=%s", kind.__name__)
