@@ -643,22 +643,13 @@ class SwitchCore:
         return [Send(participant_id=record.payer_participant_id, message=record.outcome)]
 
     def _credit_request(self, record: TransferRecord) -> CreditRequest:
-        event = record.event
-        if type(event) is TransferRequested:
-            request = event.request
-            return CreditRequest(
-                payer_participant_id=record.payer_participant_id,
-                transfer_id=record.transfer_id,
-                payee_account_ref=record.payee_account_ref,
-                amount_minor=record.amount_minor,
-                currency=record.currency,
-                expires_at_ns=record.deadline_ns,
-                payee_alias=request.payee,
-                end_to_end_id=request.end_to_end_id,
-                purpose=request.purpose,
-                request_to_pay_id=request.request_to_pay_id,
-            )
-        request = event.request
+        request = record.event.request
+        if type(request) is TransferRequest:
+            alias, purpose, return_of = request.payee, request.purpose, None
+            end_to_end_id, request_to_pay_id = request.end_to_end_id, request.request_to_pay_id
+        else:  # a return: its reason travels as the purpose
+            alias, purpose, return_of = None, request.reason, request.original
+            end_to_end_id = request_to_pay_id = ""
         return CreditRequest(
             payer_participant_id=record.payer_participant_id,
             transfer_id=record.transfer_id,
@@ -666,8 +657,11 @@ class SwitchCore:
             amount_minor=record.amount_minor,
             currency=record.currency,
             expires_at_ns=record.deadline_ns,
-            purpose=request.reason,
-            return_of=request.original,
+            payee_alias=alias,
+            end_to_end_id=end_to_end_id,
+            purpose=purpose,
+            return_of=return_of,
+            request_to_pay_id=request_to_pay_id,
         )
 
     def _on_payee_answer(self, event: PayeeAnswered, now_ns: int) -> list[Command]:
@@ -698,22 +692,23 @@ class SwitchCore:
         self._ledger_void(record, now_ns)
         record.reason = answer.reason
         self._finish(record, _REJECTED, Result.PAYEE_REJECTED, now_ns)
+        return self._tell_both(record, cancel_timer=True)
+
+    def _tell_both(self, record: TransferRecord, cancel_timer: bool) -> list[Command]:
+        """The final outcome, one object for both parties (and the timer's end)."""
         outcome = record.outcome
-        return [
-            CancelTimer(timer_id=record.seq),
+        commands: list[Command] = [
             Send(participant_id=record.payer_participant_id, message=outcome),
             Send(participant_id=record.payee_participant_id, message=outcome),
         ]
+        if cancel_timer:
+            commands.insert(0, CancelTimer(timer_id=record.seq))
+        return commands
 
     def _commit(self, record: TransferRecord, now_ns: int) -> list[Command]:
         self._ledger_post(record, now_ns)
         self._finish(record, _COMMITTED, _OK, now_ns)
-        outcome = record.outcome
-        commands: list[Command] = [
-            CancelTimer(timer_id=record.seq),
-            Send(participant_id=record.payer_participant_id, message=outcome),
-            Send(participant_id=record.payee_participant_id, message=outcome),
-        ]
+        commands = self._tell_both(record, cancel_timer=True)
         event = record.event
         if type(event) is TransferRequested:
             request = event.request
@@ -728,14 +723,7 @@ class SwitchCore:
     def _expire(self, record: TransferRecord, now_ns: int, cancel_timer: bool) -> list[Command]:
         self._ledger_void(record, now_ns)
         self._finish(record, _EXPIRED, Result.TRANSFER_EXPIRED, now_ns)
-        outcome = record.outcome
-        commands: list[Command] = [
-            Send(participant_id=record.payer_participant_id, message=outcome),
-            Send(participant_id=record.payee_participant_id, message=outcome),
-        ]
-        if cancel_timer:
-            commands.insert(0, CancelTimer(timer_id=record.seq))
-        return commands
+        return self._tell_both(record, cancel_timer)
 
     def _finish(self, record: TransferRecord, state: TransferState, result: Result,
                 now_ns: int) -> None:
