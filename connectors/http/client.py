@@ -88,8 +88,10 @@ class _Pending:
 class HttpConnection(asyncio.Protocol):
     """One persistent connection: pipelined requests, answers matched in order."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, in_flight_max: int) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, in_flight_max: int,
+                 on_free=None) -> None:
         self.loop = loop
+        self.on_free = on_free  # called when a request slot frees (the pool wakes a waiter)
         self.in_flight_max = in_flight_max
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
@@ -156,6 +158,8 @@ class HttpConnection(asyncio.Protocol):
                 ClientResponse(self.parser.get_status_code(), self.headers, body))
         if self.close_after and not self.pending:
             self.close()
+        elif self.on_free is not None:
+            self.on_free()
 
     # requests
     def send(self, data: bytes, timeout_ms: int) -> asyncio.Future:
@@ -189,6 +193,9 @@ class HttpConnection(asyncio.Protocol):
                 entry.future.set_exception(error)
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
+        if self.on_free is not None:
+            on_free, self.on_free = self.on_free, None
+            on_free(closed=True)
 
     def close(self) -> None:
         self._fail(HttpClientError("connection closed"))
@@ -216,7 +223,9 @@ class ConnectionPool:
         self.loop = asyncio.get_running_loop()
         self.connections: list[HttpConnection] = []
         self.connecting = 0
-        self.room = asyncio.Event()
+        # Callers waiting for room, woken one per freed slot (an Event would wake them all
+        # at every answer: quadratic work when many wait).
+        self.waiters: deque[asyncio.Future] = deque()
         self.closed = False
         self._sweeper = self.loop.call_later(0.25, self._sweep)
 
@@ -225,7 +234,8 @@ class ConnectionPool:
         for connection in self.connections:
             connection.check_deadline(now)
         self.connections = [c for c in self.connections if not c.closed]
-        self.room.set()
+        if self.waiters and len(self.connections) + self.connecting < self.connections_max:
+            self._wake_all()  # a connection went away: let the waiters open another
         if not self.closed:
             self._sweeper = self.loop.call_later(0.25, self._sweep)
 
@@ -238,7 +248,7 @@ class ConnectionPool:
             origin = self.origin
             _, connection = await asyncio.wait_for(
                 self.loop.create_connection(
-                    lambda: HttpConnection(self.loop, self.in_flight_max),
+                    lambda: HttpConnection(self.loop, self.in_flight_max, self._freed),
                     origin.host, origin.port, ssl=self.ssl),
                 self.timeout_ms / 1000)
         except (OSError, asyncio.TimeoutError) as error:
@@ -264,8 +274,9 @@ class ConnectionPool:
                 return best
             if len(self.connections) + self.connecting < self.connections_max:
                 return await self._open()
-            self.room.clear()
-            await self.room.wait()
+            waiter = self.loop.create_future()
+            self.waiters.append(waiter)
+            await waiter
 
     def try_send(self, method: bytes, path: bytes, body: bytes | None,
                  headers: tuple[tuple[bytes, bytes], ...] = (),
@@ -306,11 +317,28 @@ class ConnectionPool:
         data = encode_request(method, self.origin.base_path + path, self.origin.host_header,
                               body, self.headers + headers if headers else self.headers)
         future = connection.send(data, timeout_ms or self.timeout_ms)
-        try:
-            return await future
-        finally:
-            if connection.closed or connection.in_flight < self.in_flight_max:
-                self.room.set()
+        return await future
+
+    def _freed(self, closed: bool = False) -> None:
+        if self.waiters:
+            if closed:
+                self._wake_all()  # they may open a new connection in its place
+            else:
+                self._wake_one()
+
+    def _wake_one(self) -> None:
+        waiters = self.waiters
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    def _wake_all(self) -> None:
+        waiters, self.waiters = self.waiters, deque()
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     async def close(self) -> None:
         self.closed = True
@@ -318,4 +346,4 @@ class ConnectionPool:
         for connection in self.connections:
             connection.close()
         self.connections.clear()
-        self.room.set()
+        self._wake_all()  # they find the pool closed and raise
