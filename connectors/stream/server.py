@@ -74,6 +74,7 @@ class StreamConnection(asyncio.Protocol):
         self._flush_scheduled = False
         self._window = 0
         self._window_max = server.window_max
+        self.window_peak = 0  # the most requests ever waiting to be sequenced (tests, ops)
         self._resume_at = int(server.window_max * limits.WINDOW_RESUME_FRACTION)
         self._paused_window = False
         self._paused_write = False
@@ -103,7 +104,7 @@ class StreamConnection(asyncio.Protocol):
             if der:
                 self._certificate_participant = self.gateway.authenticate_certificate(der)
         loop = asyncio.get_running_loop()
-        self._handshake_timer = loop.call_later(limits.HANDSHAKE_TIMEOUT_S,
+        self._handshake_timer = loop.call_later(server.handshake_timeout_s,
                                                 self._handshake_expired)
 
     def data_received(self, data: bytes) -> None:
@@ -178,6 +179,8 @@ class StreamConnection(asyncio.Protocol):
             result = self.gateway.submit(participant_id, message, self)
             if result is _OK:
                 self._window += 1
+                if self._window > self.window_peak:
+                    self.window_peak = self._window
                 if self._window >= self._window_max:
                     self._paused_window = True
                     self._update_reading()
@@ -384,6 +387,7 @@ class StreamServer:
         self.connections: set[StreamConnection] = set()
         self.per_participant: dict[int, int] = {}
         self.accepting = True
+        self.handshake_timeout_s = limits.HANDSHAKE_TIMEOUT_S
         self.frames_in = 0
         self.frames_out = 0
         self.protocol_errors: dict[str, int] = {}

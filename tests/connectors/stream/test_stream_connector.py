@@ -1,0 +1,313 @@
+"""The stream connector against a real switch over real sockets: payments, and protocol
+abuse — every bad frame gets a typed protocol error and a closed connection, and nothing
+else (another participant's connection, the ledger) notices."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import msgspec
+import pytest
+
+from connectors.sdk import Decision
+from connectors.sdk.stream_client import StreamClient
+from connectors.stream import limits
+from connectors.stream.protocol import (
+    AliasesReply,
+    Hello,
+    ProtocolErrorFrame,
+    Push,
+    RegisterAliases,
+    Reply,
+    Request,
+    StreamError,
+    Welcome,
+    frame,
+    server_frame_decoder,
+)
+from switch.core.messages import (
+    CreditRequest,
+    ErrorAnswer,
+    Party,
+    PayeeAnswer,
+    Refused,
+    ResolveAnswer,
+    ResolveRequest,
+    StatusQuery,
+    TransferOutcome,
+    TransferRequest,
+)
+from switch.core.results import Result, TransferState
+from switch.server.gateway import AliasRegistration
+
+ALIAS = Party(alias_type="MSISDN", alias_value="+254700000001")
+
+
+class Raw:
+    """A hand-rolled stream client: writes any bytes, reads frames."""
+
+    def __init__(self, reader, writer) -> None:
+        self.reader = reader
+        self.writer = writer
+
+    @classmethod
+    async def open(cls, port: int) -> Raw:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        return cls(reader, writer)
+
+    def send(self, message) -> None:
+        self.writer.write(frame(message))
+
+    def send_bytes(self, data: bytes) -> None:
+        self.writer.write(data)
+
+    async def frame(self, timeout_s: float = 5.0):
+        header = await asyncio.wait_for(self.reader.readexactly(4), timeout_s)
+        body = await asyncio.wait_for(
+            self.reader.readexactly(int.from_bytes(header, "big")), timeout_s)
+        return server_frame_decoder.decode(body)
+
+    async def closed(self, timeout_s: float = 5.0) -> bool:
+        data = await asyncio.wait_for(self.reader.read(), timeout_s)
+        return data == b""
+
+    async def hello(self, api_key: str) -> Welcome:
+        self.send(Hello(version=limits.PROTOCOL_VERSION, api_key=api_key))
+        welcome = await self.frame()
+        assert type(welcome) is Welcome
+        return welcome
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+async def expect_protocol_error(raw: Raw, error: StreamError) -> None:
+    answer = await raw.frame()
+    assert type(answer) is ProtocolErrorFrame, answer
+    assert answer.error is error
+    assert await raw.closed()
+
+
+def transfer(transfer_id: str, amount_minor: int = 500) -> TransferRequest:
+    return TransferRequest(transfer_id=transfer_id, payee=ALIAS, amount_minor=amount_minor,
+                           currency="KES", expires_at_ns=time.time_ns() + 30 * 10**9,
+                           payer_user_ref="u1")
+
+
+async def register_payee(port: int, api_key: str) -> Raw:
+    payee = await Raw.open(port)
+    await payee.hello(api_key)
+    payee.send(RegisterAliases(corr=1, aliases=[AliasRegistration(
+        alias_type="MSISDN", alias_value=ALIAS.alias_value, account_ref="acc-1",
+        owner_national_id="1234567890", display_name="Jane Doe")]))
+    answer = await payee.frame()
+    assert type(answer) is AliasesReply and answer.answer.registered == 1
+    return payee
+
+
+def ledger_totals(server) -> tuple[int, int, int, int]:
+    return server.ledger.totals()
+
+
+async def test_a_payment_flows_through_frames(switch):
+    server, participants = switch
+    port = server.stream_port
+    payer_id, payer_key = participants["bank_a"]
+    payee_id, payee_key = participants["bank_b"]
+    payee = await register_payee(port, payee_key)
+    payer = await Raw.open(port)
+    assert (await payer.hello(payer_key)).participant_id == payer_id
+    payer.send(Request(corr=5, message=ResolveRequest(alias=ALIAS, payer_user_ref="u1")))
+    resolved = await payer.frame()
+    assert type(resolved) is Reply and resolved.corr == 5
+    assert resolved.message.result is Result.OK
+    assert resolved.message.payee_participant_id == payee_id
+    assert resolved.message.display_name_masked == "J*** D***"
+    payer.send(Request(corr=6, message=transfer("t-1")))
+    credit = await payee.frame()
+    assert type(credit) is Push and type(credit.message) is CreditRequest
+    assert credit.message.transfer_id == "t-1" and credit.message.payee_account_ref == "acc-1"
+    payee.send(Request(corr=2, message=PayeeAnswer(payer_participant_id=payer_id,
+                                                   transfer_id="t-1", accepted=True)))
+    for side in (payer, payee):
+        outcome = await side.frame()
+        assert type(outcome) is Push and type(outcome.message) is TransferOutcome
+        assert outcome.message.state is TransferState.COMMITTED
+    payer.send(Request(corr=7, message=StatusQuery(payer_participant_id=payer_id,
+                                                   transfer_id="t-1")))
+    status = await payer.frame()
+    assert type(status) is Reply and status.corr == 7
+    assert status.message.state is TransferState.COMMITTED
+    positions = server.positions()
+    assert positions[payee_id]["KES"]["credits_posted"] == 10**12 + 500
+    payer.close()
+    payee.close()
+
+
+@pytest.mark.parametrize("case", ["bad_key", "no_key", "wrong_version"])
+async def test_failed_handshake_is_typed_and_closes(switch, case):
+    server, participants = switch
+    raw = await Raw.open(server.stream_port)
+    if case == "bad_key":
+        raw.send(Hello(version=limits.PROTOCOL_VERSION, api_key="ponte_x_" + "A" * 43))
+        await expect_protocol_error(raw, StreamError.AUTHENTICATION_FAILED)
+    elif case == "no_key":
+        raw.send(Hello(version=limits.PROTOCOL_VERSION))
+        await expect_protocol_error(raw, StreamError.AUTHENTICATION_FAILED)
+    else:
+        raw.send(Hello(version=99, api_key=participants["bank_a"][1]))
+        await expect_protocol_error(raw, StreamError.VERSION_UNSUPPORTED)
+    assert not server.gateway.attached(participants["bank_a"][0])
+
+
+async def test_request_before_hello_is_refused(switch):
+    server, _ = switch
+    raw = await Raw.open(server.stream_port)
+    raw.send(Request(corr=1, message=transfer("t-early")))
+    await expect_protocol_error(raw, StreamError.HANDSHAKE_REQUIRED)
+    assert server.core.transfers_retained == 0
+
+
+async def test_silent_client_is_cut_at_the_handshake_timeout(switch):
+    server, _ = switch
+    server.stream_server.handshake_timeout_s = 0.2
+    raw = await Raw.open(server.stream_port)
+    await expect_protocol_error(raw, StreamError.HANDSHAKE_TIMEOUT)
+
+
+async def test_second_hello_is_refused(switch):
+    server, participants = switch
+    raw = await Raw.open(server.stream_port)
+    await raw.hello(participants["bank_a"][1])
+    raw.send(Hello(version=limits.PROTOCOL_VERSION, api_key=participants["bank_b"][1]))
+    await expect_protocol_error(raw, StreamError.HANDSHAKE_REPEATED)
+
+
+@pytest.mark.parametrize("case", ["oversized", "empty", "garbage", "not_a_map",
+                                  "unknown_frame", "unknown_message"])
+async def test_abuse_closes_only_the_offender(switch, case):
+    server, participants = switch
+    port = server.stream_port
+    payee = await register_payee(port, participants["bank_b"][1])
+    offender = await Raw.open(port)
+    await offender.hello(participants["bank_a"][1])
+    totals_before = ledger_totals(server)
+    if case == "oversized":
+        # Only the header: the server must refuse before any of the body is sent.
+        offender.send_bytes((limits.FRAME_BYTES_MAX + 1).to_bytes(4, "big"))
+        expected = StreamError.FRAME_TOO_LARGE
+    elif case == "empty":
+        offender.send_bytes(b"\0\0\0\0")
+        expected = StreamError.FRAME_EMPTY
+    elif case == "garbage":
+        offender.send_bytes(b"\0\0\0\x03\xc1\xc1\xc1")  # 0xc1 is never used in msgpack
+        expected = StreamError.MALFORMED_FRAME
+    elif case == "not_a_map":
+        body = msgspec.msgpack.encode([1, 2, 3])
+        offender.send_bytes(len(body).to_bytes(4, "big") + body)
+        expected = StreamError.MALFORMED_FRAME
+    elif case == "unknown_frame":
+        body = msgspec.msgpack.encode({"type": "launch_missiles", "corr": 1})
+        offender.send_bytes(len(body).to_bytes(4, "big") + body)
+        expected = StreamError.UNKNOWN_MESSAGE
+    else:
+        body = msgspec.msgpack.encode({"type": "request", "corr": 1,
+                                       "message": {"type": "mint_money", "amount": 5}})
+        offender.send_bytes(len(body).to_bytes(4, "big") + body)
+        expected = StreamError.UNKNOWN_MESSAGE
+    await expect_protocol_error(offender, expected)
+    assert ledger_totals(server) == totals_before
+    # The other participant's connection is untouched and still served.
+    payee.send(Request(corr=9, message=ResolveRequest(alias=ALIAS, payer_user_ref="u2")))
+    answer = await payee.frame()
+    assert type(answer) is Reply and answer.corr == 9
+    assert type(answer.message) is ResolveAnswer and answer.message.result is Result.OK
+    # The offender may come back on a new connection.
+    again = await Raw.open(port)
+    await again.hello(participants["bank_a"][1])
+    assert server.stream_server.protocol_errors[expected.name] >= 1
+    again.close()
+    payee.close()
+
+
+async def test_constraint_violation_answers_the_request_and_keeps_the_connection(switch):
+    server, participants = switch
+    payer = await Raw.open(server.stream_port)
+    payer_id = (await payer.hello(participants["bank_a"][1])).participant_id
+    totals_before = ledger_totals(server)
+    bad = msgspec.msgpack.encode({"type": "request", "corr": 41, "message": {
+        "type": "transfer", "transfer_id": "bad-1", "payee": msgspec.to_builtins(ALIAS),
+        "amount_minor": 0, "currency": "KES", "expires_at_ns": time.time_ns() + 10**10}})
+    payer.send_bytes(len(bad).to_bytes(4, "big") + bad)
+    answer = await payer.frame()
+    assert type(answer) is Reply and answer.corr == 41
+    assert type(answer.message) is ErrorAnswer
+    assert answer.message.result is Result.VALIDATION_ERROR
+    assert "amount_minor" in answer.message.detail
+    # Nothing was recorded, and the connection still works.
+    payer.send(Request(corr=42, message=StatusQuery(payer_participant_id=payer_id,
+                                                    transfer_id="bad-1")))
+    status = await payer.frame()
+    assert type(status) is Reply and status.corr == 42
+    assert type(status.message) is Refused
+    assert status.message.result is Result.TRANSFER_NOT_FOUND
+    assert ledger_totals(server) == totals_before
+    payer.close()
+
+
+async def test_window_bounds_requests_waiting_to_be_sequenced(switch):
+    server, participants = switch
+    server.stream_server.window_max = 4
+    payee = await register_payee(server.stream_port, participants["bank_b"][1])
+    payer = await Raw.open(server.stream_port)
+    await payer.hello(participants["bank_a"][1])
+    count = 60
+    payer.send_bytes(b"".join(frame(Request(corr=i, message=transfer(f"w-{i}")))
+                              for i in range(count)))
+    credit_requests = 0
+    while credit_requests < count:
+        pushed = await payee.frame()
+        if type(pushed) is Push and type(pushed.message) is CreditRequest:
+            credit_requests += 1
+    connection = next(c for c in server.stream_server.connections
+                      if c.participant_id == participants["bank_a"][0])
+    assert connection.window_peak == 4  # reached, never passed
+    assert server.core.in_flight_count == count
+    payer.close()
+    payee.close()
+
+
+async def test_sdk_duplicate_sends_are_harmless(switch):
+    server, participants = switch
+    port = server.stream_port
+    payer_id, payer_key = participants["bank_a"]
+    payee_id, payee_key = participants["bank_b"]
+    answered = []
+
+    def on_credit(credit_request):
+        answered.append(credit_request.transfer_id)
+        return Decision(True)
+
+    payee = await StreamClient.connect("127.0.0.1", port, api_key=payee_key,
+                                       on_credit_request=on_credit)
+    await payee.register_aliases([AliasRegistration(
+        alias_type="MSISDN", alias_value=ALIAS.alias_value, account_ref="acc-1",
+        owner_national_id="1234567890", display_name="Jane Doe")])
+    payer = await StreamClient.connect("127.0.0.1", port, api_key=payer_key)
+    request = transfer("dup-1", amount_minor=700)
+    first = await payer.transfer(request, timeout_s=10)
+    second = await payer.transfer(request, timeout_s=10)
+    assert first == second
+    assert first.state is TransferState.COMMITTED
+    assert answered == ["dup-1"]  # the payee was asked once
+    account = server.positions()[payer_id]["KES"]
+    assert account["debits_posted"] == 700  # debited once
+    changed = msgspec.structs.replace(request, amount_minor=701)
+    refused = await payer.transfer(changed, timeout_s=10)
+    assert type(refused) is Refused
+    assert refused.result is Result.EXISTS_WITH_DIFFERENT_AMOUNT
+    assert server.positions()[payer_id]["KES"]["debits_posted"] == 700
+    assert server.positions()[payee_id]["KES"]["credits_posted"] == 10**12 + 700
+    await payer.close()
+    await payee.close()

@@ -1,0 +1,84 @@
+"""Frame splitting and encoding: lengths checked before reading, exact round trips."""
+
+from __future__ import annotations
+
+import msgspec
+import pytest
+
+from connectors.stream import limits
+from connectors.stream.protocol import (
+    FrameReader,
+    Hello,
+    Push,
+    Request,
+    StreamError,
+    append_frame,
+    client_frame_decoder,
+    frame,
+    server_frame_decoder,
+)
+from switch.core.messages import Party, TransferOutcome, TransferRequest
+from switch.core.results import Result, TransferState
+
+
+def test_reader_splits_frames_fed_byte_by_byte():
+    data = frame(Hello(version=1, api_key="k" * 20)) + frame(Hello(version=1))
+    reader = FrameReader()
+    frames = []
+    for byte in data:
+        reader.feed(bytes([byte]))
+        while (found := reader.next_frame()) is not None:
+            frames.append(client_frame_decoder.decode(found))
+    assert frames == [Hello(version=1, api_key="k" * 20), Hello(version=1)]
+    assert reader.buffered_bytes == 0
+
+
+def test_oversized_length_is_refused_before_the_body_arrives():
+    reader = FrameReader()
+    # Only the 4-byte header: the reader must answer without waiting for the body.
+    reader.feed((limits.FRAME_BYTES_MAX + 1).to_bytes(4, "big"))
+    assert reader.next_frame() is StreamError.FRAME_TOO_LARGE
+
+
+def test_largest_allowed_length_waits_for_its_body():
+    reader = FrameReader()
+    reader.feed(limits.FRAME_BYTES_MAX.to_bytes(4, "big") + b"\x80")
+    assert reader.next_frame() is None
+
+
+def test_empty_frame_is_refused():
+    reader = FrameReader()
+    reader.feed(b"\0\0\0\0")
+    assert reader.next_frame() is StreamError.FRAME_EMPTY
+
+
+def test_request_round_trip_keeps_every_field():
+    request = Request(corr=7, message=TransferRequest(
+        transfer_id="t-1", payee=Party(alias_type="MSISDN", alias_value="+254700000001"),
+        amount_minor=1234, currency="KES", expires_at_ns=1_700_000_000 * 10**9,
+        payer_user_ref="u1"))
+    reader = FrameReader()
+    reader.feed(frame(request))
+    assert client_frame_decoder.decode(reader.next_frame()) == request
+
+
+def test_append_frame_matches_frame_and_several_concatenate():
+    push = Push(message=TransferOutcome(payer_participant_id=1, transfer_id="t",
+                                        state=TransferState.COMMITTED, result=Result.OK))
+    buffer = bytearray()
+    append_frame(buffer, push)
+    append_frame(buffer, push)
+    assert bytes(buffer) == frame(push) * 2
+    reader = FrameReader()
+    reader.feed(bytes(buffer))
+    assert server_frame_decoder.decode(reader.next_frame()) == push
+    assert server_frame_decoder.decode(reader.next_frame()) == push
+    assert reader.next_frame() is None
+
+
+def test_constraint_violations_are_typed_decode_errors():
+    bad = msgspec.msgpack.encode({"type": "request", "corr": 1, "message": {
+        "type": "transfer", "transfer_id": "t", "payee": None, "amount_minor": 0,
+        "currency": "KES", "expires_at_ns": 1}})
+    with pytest.raises(msgspec.ValidationError):
+        client_frame_decoder.decode(bad)

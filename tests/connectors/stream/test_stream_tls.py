@@ -1,0 +1,126 @@
+"""The stream connector over TLS with client certificates, against a CA made in the test
+(the `cryptography` package): a registered certificate authenticates without an API key;
+an unregistered one does not; a key and a certificate of two participants disagree; a
+client without a certificate cannot even finish the TLS handshake."""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import ipaddress
+import ssl
+
+import pytest
+
+pytest.importorskip("cryptography")
+
+from cryptography import x509  # noqa: E402
+from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
+from cryptography.x509.oid import NameOID  # noqa: E402
+
+from connectors.sdk import SdkError  # noqa: E402
+from connectors.sdk.stream_client import StreamClient  # noqa: E402
+from switch.server.testing import onboard, start_test_server  # noqa: E402
+
+
+def _name(common_name: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+
+def _certificate(subject: str, key, issuer_name, issuer_key, *, ca: bool = False,
+                 server: bool = False) -> x509.Certificate:
+    now = datetime.datetime.now(datetime.timezone.utc)
+    builder = (x509.CertificateBuilder()
+               .subject_name(_name(subject)).issuer_name(issuer_name)
+               .public_key(key.public_key()).serial_number(x509.random_serial_number())
+               .not_valid_before(now - datetime.timedelta(minutes=5))
+               .not_valid_after(now + datetime.timedelta(days=1))
+               .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+    if server:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False)
+    return builder.sign(issuer_key, hashes.SHA256())
+
+
+def _write(path, certificate=None, key=None) -> str:
+    data = b""
+    if certificate is not None:
+        data += certificate.public_bytes(serialization.Encoding.PEM)
+    if key is not None:
+        data += key.private_bytes(serialization.Encoding.PEM,
+                                  serialization.PrivateFormat.PKCS8,
+                                  serialization.NoEncryption())
+    path.write_bytes(data)
+    return str(path)
+
+
+@pytest.fixture
+def pki(tmp_path):
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = _certificate("Ponte Test CA", ca_key, _name("Ponte Test CA"), ca_key, ca=True)
+    server_key = ec.generate_private_key(ec.SECP256R1())
+    server = _certificate("switch", server_key, ca.subject, ca_key, server=True)
+    clients = {}
+    for name in ("bank_a", "bank_b", "stranger"):
+        key = ec.generate_private_key(ec.SECP256R1())
+        certificate = _certificate(name, key, ca.subject, ca_key)
+        clients[name] = (
+            _write(tmp_path / f"{name}.pem", certificate, key),
+            hashlib.sha256(certificate.public_bytes(serialization.Encoding.DER)).digest(),
+        )
+    return {
+        "ca": _write(tmp_path / "ca.pem", ca),
+        "server_cert": _write(tmp_path / "server.pem", server),
+        "server_key": _write(tmp_path / "server.key", key=server_key),
+        "clients": clients,
+    }
+
+
+def _client_context(pki, name: str | None) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=pki["ca"])
+    if name is not None:
+        context.load_cert_chain(pki["clients"][name][0])
+    return context
+
+
+async def test_client_certificates_authenticate(tmp_path, pki):
+    server = await start_test_server(
+        str(tmp_path / "data"), stream_tls_cert=pki["server_cert"],
+        stream_tls_key=pki["server_key"], stream_tls_client_ca=pki["ca"])
+    try:
+        participants = await onboard(server, ["bank_a", "bank_b"])
+        for name in ("bank_a", "bank_b"):
+            await server.credentials.add_certificate(participants[name][0],
+                                                     pki["clients"][name][1])
+        port = server.stream_port
+        # A registered certificate alone is enough.
+        client = await StreamClient.connect("127.0.0.1", port, ssl=_client_context(pki, "bank_a"),
+                                            reconnect=False)
+        assert client.participant_id == participants["bank_a"][0]
+        answer = await client.resolve("MSISDN", "+254700000009", "u1")
+        assert answer.result.name == "PARTY_NOT_FOUND"  # served over TLS
+        await client.close()
+        # A certificate with the matching key is fine too.
+        client = await StreamClient.connect("127.0.0.1", port, ssl=_client_context(pki, "bank_b"),
+                                            api_key=participants["bank_b"][1], reconnect=False)
+        assert client.participant_id == participants["bank_b"][0]
+        await client.close()
+        # bank_a's certificate with bank_b's key: refused.
+        with pytest.raises(SdkError, match="AUTHENTICATION_FAILED"):
+            await StreamClient.connect("127.0.0.1", port, ssl=_client_context(pki, "bank_a"),
+                                       api_key=participants["bank_b"][1], reconnect=False)
+        # A certificate the CA signed but no participant registered, and no key: refused.
+        with pytest.raises(SdkError, match="AUTHENTICATION_FAILED"):
+            await StreamClient.connect("127.0.0.1", port,
+                                       ssl=_client_context(pki, "stranger"), reconnect=False)
+        # No client certificate at all: the TLS handshake itself fails.
+        with pytest.raises((ssl.SSLError, ConnectionError, SdkError, OSError)):
+            client = await StreamClient.connect("127.0.0.1", port, ssl=_client_context(pki, None),
+                                                api_key=participants["bank_a"][1],
+                                                reconnect=False)
+            await client.resolve("MSISDN", "+254700000009", "u1")
+        assert not server.gateway.attached(participants["bank_a"][0])
+    finally:
+        await server.stop(drain_s=0)
