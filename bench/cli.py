@@ -14,9 +14,11 @@ def bench() -> None:
 
 
 from bench.core_bench import core_command  # noqa: E402
+from bench.directory_bench import directory_command  # noqa: E402
 from bench.e2e_bench import e2e_command  # noqa: E402
 from bench.ledger_bench import ledger_command  # noqa: E402 - registered after the group
 
 bench.add_command(ledger_command)
 bench.add_command(core_command)
+bench.add_command(directory_command)
 bench.add_command(e2e_command)

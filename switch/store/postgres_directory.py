@@ -13,14 +13,19 @@ never blocked.
 
 Fresh bulk load (`load_fresh_rows`): one COPY into the empty table with the primary key and
 indexes dropped, then the primary key first (it is also the uniqueness check, so a bad
-load fails before the other indexes are spent on), then the narrow bigint indexes, then
-the cap check; all in one transaction, so a failed load leaves nothing behind.
+load fails before the other indexes are spent on; rows sent in key order make its sort
+nearly free), then the narrow bigint indexes, then the cap check (candidates counted in
+this process while PostgreSQL sorts, exact check through the new indexes); all in one
+transaction, so a failed load leaves nothing behind.
 It must never receive or store a raw national ID: owners arrive as identity tokens.
 """
 
 from __future__ import annotations
 
-from typing import AsyncIterable, Iterable
+import asyncio
+from collections import Counter
+from operator import itemgetter
+from typing import Iterable, Sequence
 
 import asyncpg
 
@@ -52,12 +57,17 @@ COPY_COLUMNS = (
     "created_ns", "updated_ns", "owner_key", "account_key", "alias_type", "owner_kind",
     "status", "alias_key", "participant_id", "account_ref", "display_initials", "owner_token",
 )
+_ALIAS_TYPE_COLUMN = COPY_COLUMNS.index("alias_type")
+_ALIAS_KEY_COLUMN = COPY_COLUMNS.index("alias_key")
+_OWNER_KEY_COLUMN = COPY_COLUMNS.index("owner_key")
+_ACCOUNT_KEY_COLUMN = COPY_COLUMNS.index("account_key")
 # A batch larger than this locks the table for writers instead of taking advisory locks.
 _ADVISORY_BATCH_MAX = 16
 _COPY_BATCH_MIN = 32
 _UNIQUE_RETRIES_MAX = 3
 _LIVE_STATES = [int(ClaimState.OPEN), int(ClaimState.WAITING_RESOLUTION),
                 int(ClaimState.CONFIRMED)]
+# Session memory for a fresh load's index builds (this transaction only).
 LOAD_MAINTENANCE_WORK_MEM = "1GB"
 
 
@@ -68,6 +78,21 @@ def copy_row(record: AliasRecord) -> tuple:
         int(record.owner_kind), int(record.status), record.alias_key, record.participant_id,
         record.account_ref, record.display_initials, record.owner_token,
     )
+
+
+def _primary_key_order(row: tuple) -> tuple:
+    return row[_ALIAS_TYPE_COLUMN], row[_ALIAS_KEY_COLUMN]
+
+
+def _cap_candidates(rows: Sequence[tuple], config: DirectoryConfig) -> tuple[list, list]:
+    """Owner and account keys with more rows than the smallest cap allows: only those can
+    break a cap (Counter counts in C: ~0.15 us a row)."""
+    person_max = config.aliases_per_person_max
+    account_max = config.aliases_per_account_max
+    owners = Counter(map(itemgetter(_OWNER_KEY_COLUMN), rows))
+    accounts = Counter(map(itemgetter(_ACCOUNT_KEY_COLUMN), rows))
+    return ([key for key, count in owners.items() if count > person_max],
+            [key for key, count in accounts.items() if count > account_max])
 
 
 class _Refused(Exception):
@@ -282,21 +307,24 @@ class PostgresDirectoryStore:
 
     async def load_fresh(self, chunks: Iterable[list[AliasRecord]], config: DirectoryConfig,
                          on_chunk=None) -> DirectoryResult:
-        def rows():
-            for chunk in chunks:
-                yield from (copy_row(record) for record in chunk)
-                if on_chunk is not None:
-                    on_chunk(len(chunk))
-
-        return await self.load_fresh_rows(rows(), config)
+        rows = []
+        for chunk in chunks:
+            rows.extend(copy_row(record) for record in chunk)
+            if on_chunk is not None:
+                on_chunk(len(chunk))
+        rows.sort(key=_primary_key_order)
+        return await self.load_fresh_rows(rows, config)
 
     async def load_fresh_rows(
-        self, rows: Iterable[tuple] | AsyncIterable[tuple], config: DirectoryConfig,
-        on_phase=None,
+        self, rows: Sequence[tuple], config: DirectoryConfig, on_phase=None,
     ) -> DirectoryResult:
         """Load `copy_row` tuples into the empty alias table in one transaction (see the
-        module docstring). `on_phase(name)` is called as each phase starts: "copy",
-        "primary_key", "indexes", "caps"."""
+        module docstring). Rows in primary-key order (alias_type, alias_key) make the
+        primary key build several times faster: its sort finds the input already sorted.
+        `rows` is read twice (by COPY, and to count aliases per owner and per account
+        while PostgreSQL builds the primary key), so it must be a sequence.
+        `on_phase(name)` is called as each phase starts: "copy", "primary_key", "indexes",
+        "caps"."""
         def phase(name: str) -> None:
             if on_phase is not None:
                 on_phase(name)
@@ -326,17 +354,23 @@ class PostgresDirectoryStore:
                         f"SET LOCAL maintenance_work_mem = '{LOAD_MAINTENANCE_WORK_MEM}'"
                     )
                     phase("primary_key")
+                    # The primary key first: it is the uniqueness check, so a bad load fails
+                    # before the other indexes are built. While PostgreSQL sorts, this
+                    # process counts aliases per owner and account key (the CPU is idle).
+                    build = asyncio.ensure_future(connection.execute(
+                        f"ALTER TABLE {TABLE} ADD CONSTRAINT {TABLE}_pkey {primary_key}"
+                    ))
+                    await asyncio.sleep(0)  # let the statement leave before counting
+                    owners, accounts = _cap_candidates(rows, config)
                     try:
-                        await connection.execute(
-                            f"ALTER TABLE {TABLE} ADD CONSTRAINT {TABLE}_pkey {primary_key}"
-                        )
+                        await build
                     except asyncpg.UniqueViolationError:
                         raise _Refused(R.ALIAS_TAKEN) from None
                     phase("indexes")
                     for index in indexes:
                         await connection.execute(index["indexdef"])
                     phase("caps")
-                    violation = await self._cap_violation(connection, config)
+                    violation = await self._cap_violation(connection, owners, accounts, config)
                     if violation is not R.OK:
                         raise _Refused(violation)
                     await connection.execute(f"ANALYZE {TABLE}")
@@ -345,20 +379,25 @@ class PostgresDirectoryStore:
         return R.OK
 
     @staticmethod
-    async def _cap_violation(connection, config: DirectoryConfig) -> DirectoryResult:
-        over_owner = await connection.fetchval(
-            f"SELECT EXISTS (SELECT 1 FROM {TABLE} GROUP BY owner_key, owner_token "
-            f"HAVING count(*) > CASE WHEN max(owner_kind) = $1 THEN $2 ELSE $3 END)",
+    async def _cap_violation(connection, owners: list[int], accounts: list[int],
+                             config: DirectoryConfig) -> DirectoryResult:
+        """Exact cap check of the candidate keys (over a person's cap by 64-bit key): the
+        indexes just built find their rows, and the full token or account decides."""
+        if owners and await connection.fetchval(
+            f"SELECT EXISTS (SELECT 1 FROM {TABLE} WHERE owner_key = ANY($4::bigint[]) "
+            f"GROUP BY owner_token HAVING count(*) > "
+            f"CASE WHEN max(owner_kind) = $1::smallint THEN $2::bigint ELSE $3::bigint END)",
             int(OwnerKind.BUSINESS), config.aliases_per_business_max,
-            config.aliases_per_person_max,
-        )
-        if over_owner:
+            config.aliases_per_person_max, owners,
+        ):
             return R.OWNER_CAP_REACHED
-        over_account = await connection.fetchval(
-            f"SELECT EXISTS (SELECT 1 FROM {TABLE} GROUP BY account_key, participant_id, "
-            f"account_ref HAVING count(*) > $1)", config.aliases_per_account_max,
-        )
-        return R.ACCOUNT_CAP_REACHED if over_account else R.OK
+        if accounts and await connection.fetchval(
+            f"SELECT EXISTS (SELECT 1 FROM {TABLE} WHERE account_key = ANY($2::bigint[]) "
+            f"GROUP BY participant_id, account_ref HAVING count(*) > $1::bigint)",
+            config.aliases_per_account_max, accounts,
+        ):
+            return R.ACCOUNT_CAP_REACHED
+        return R.OK
 
     # --- claims -------------------------------------------------------------------------
 

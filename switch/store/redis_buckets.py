@@ -36,31 +36,46 @@ end
 """
 
 CHARGE_LUA = _COMMON + """
--- ARGV: now_ms, found, then cap, rate, hit, miss for the user and for the participant
-local found = ARGV[2] == '1'
-local ucap, urate, uhit, umiss = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-local pcap, prate, phit, pmiss = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
-local ut, uu = refill(KEYS[1], ucap, urate)
-local pt, pu = refill(KEYS[2], pcap, prate)
+-- One participant and some of its end users, charged in order.
+-- KEYS: the participant's bucket, then one user bucket per resolve.
+-- ARGV: now_ms, found flags ('1'/'0' per user), then cap, rate, hit, miss of the
+-- participant's policy and of the user policy. Returns admitted, retry_after_ms,
+-- limited_by for each user in turn.
+local flags = ARGV[2]
+local pcap, prate, phit, pmiss = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local ucap, urate, uhit, umiss = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
 local function wait(t, hit, rate)
   local need = hit - t
   if need <= 0 then return 0 end
   return math.floor((need + rate - 1) / rate)
 end
-local uw, pw = wait(ut, uhit, urate), wait(pt, phit, prate)
-if uw > 0 or pw > 0 then
-  local by = 2
-  if uw >= pw then by = 1 end
-  return {0, math.max(uw, pw), by}
+local pt, pu = refill(KEYS[1], pcap, prate)
+local charged = false
+local out = {}
+for i = 2, #KEYS do
+  local ut, uu = refill(KEYS[i], ucap, urate)
+  local uw, pw = wait(ut, uhit, urate), wait(pt, phit, prate)
+  if uw > 0 or pw > 0 then
+    local by = 2
+    if uw >= pw then by = 1 end
+    out[#out + 1] = 0
+    out[#out + 1] = math.max(uw, pw)
+    out[#out + 1] = by
+  else
+    if string.sub(flags, i - 1, i - 1) == '1' then
+      ut, pt = ut - uhit, pt - phit
+    else
+      ut, pt = ut - umiss, pt - pmiss
+    end
+    store(KEYS[i], ut, uu, ucap, urate)
+    charged = true
+    out[#out + 1] = 1
+    out[#out + 1] = 0
+    out[#out + 1] = 0
+  end
 end
-if found then
-  ut, pt = ut - uhit, pt - phit
-else
-  ut, pt = ut - umiss, pt - pmiss
-end
-store(KEYS[1], ut, uu, ucap, urate)
-store(KEYS[2], pt, pu, pcap, prate)
-return {1, 0, 0}
+if charged then store(KEYS[1], pt, pu, pcap, prate) end
+return out
 """
 
 REFUND_LUA = _COMMON + """
@@ -127,20 +142,35 @@ class RedisBuckets:
         return charge
 
     async def charge_many(self, items, user_policy: BucketPolicy, now_ms: int) -> list[Charge]:
+        """One script call per payer participant of the batch (its buckets share a Cluster
+        slot), all in one pipeline: the same decisions as charging one by one in order."""
+        groups: dict[str, tuple[BucketPolicy, list[int], list[bytes], list[str]]] = {}
+        for index, (user_key, participant_id, participant_policy, found) in enumerate(items):
+            group = groups.get(participant_id)
+            if group is None:
+                group = groups[participant_id] = (participant_policy, [], [], [])
+            group[1].append(index)
+            group[2].append(user_key)
+            group[3].append("1" if found else "0")
         user_args = _charge_args(user_policy)
 
         def queue(pipe) -> None:
             sha = self._charge_sha
-            for user_key, participant_id, participant_policy, found in items:
-                user, participant = self._keys(user_key, participant_id)
+            for participant_id, (policy, _, user_keys, flags) in groups.items():
+                base = self._prefix + participant_id.encode("ascii") + b"}:"
                 pipe.execute_command(
-                    "EVALSHA", sha, 2, user, participant, now_ms, 1 if found else 0,
-                    *user_args, *_charge_args(participant_policy),
+                    "EVALSHA", sha, 1 + len(user_keys), base + b"p",
+                    *[base + b"u:" + user_key for user_key in user_keys],
+                    now_ms, "".join(flags), *_charge_args(policy), *user_args,
                 )
 
         replies = await self._run(queue)
-        return [Charge(bool(admitted), int(retry_ms), int(by))
-                for admitted, retry_ms, by in replies]
+        charges: list[Charge | None] = [None] * len(items)
+        for (_, indexes, _, _), reply in zip(groups.values(), replies):
+            for position, index in enumerate(indexes):
+                admitted, retry_ms, by = reply[3 * position:3 * position + 3]
+                charges[index] = Charge(bool(admitted), int(retry_ms), int(by))
+        return charges
 
     async def refund(self, user_key, participant_id, user_policy, participant_policy,
                      now_ms) -> None:

@@ -15,7 +15,9 @@ CREATE TABLE directory_aliases (
     alias_type       smallint NOT NULL,
     owner_kind       smallint NOT NULL,
     status           smallint NOT NULL,
-    alias_key        text     NOT NULL,
+    -- Byte order: the primary key is built and probed without locale rules (several
+    -- times faster to sort than a linguistic collation, and aliases are not prose).
+    alias_key        text     COLLATE "C" NOT NULL,
     participant_id   text     NOT NULL,
     account_ref      text     NOT NULL,
     display_initials text     NOT NULL,
