@@ -375,8 +375,9 @@ class Directory:
         user = self.rules.payer_user_id(payer_user_id)
         if type(user) is Rejection:
             return user
-        await self.buckets.refund(self._user_key(payer_participant_id, user), payer_participant_id, self.config.user_bucket,
-                                  policy, now_ns // NS_PER_MS)
+        await self.buckets.refund(self._user_key(payer_participant_id, user),
+                                  payer_participant_id, self.config.user_bucket, policy,
+                                  now_ns // NS_PER_MS)
         return None
 
     # --- claims -------------------------------------------------------------------------

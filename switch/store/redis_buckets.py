@@ -1,9 +1,9 @@
-"""Anti-enumeration buckets in Redis: one atomic Lua script per resolve, shared by every
-switch process.
+"""Anti-enumeration buckets in Redis, shared by every switch process: one atomic Lua script
+call charges a payer participant and its end users for a batch of resolves, in order.
 
-The script is a line-by-line twin of `switch.directory.buckets.charge_pair` (integer
-token counts scaled by TOKEN_SCALE; `limits.py` asserts they stay exact in Lua's doubles);
-the same tests run against both. Both buckets of a resolve carry the payer participant as
+The script is a line-by-line twin of `switch.directory.buckets.charge_pair` applied in
+sequence (integer token counts scaled by TOKEN_SCALE; `limits.py` asserts they stay exact
+in Lua's doubles); the same tests run against both. Both buckets of a resolve carry the payer participant as
 their hash tag, so on Redis Cluster they share a slot and one script can touch both.
 Buckets expire a second after they would be full again: an absent bucket is a full one.
 User ids are hashed before they name a key (`identity.user_bucket_key`).
@@ -42,8 +42,10 @@ CHARGE_LUA = _COMMON + """
 -- participant's policy and of the user policy. Returns admitted, retry_after_ms,
 -- limited_by for each user in turn.
 local flags = ARGV[2]
-local pcap, prate, phit, pmiss = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-local ucap, urate, uhit, umiss = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
+local pcap, prate = tonumber(ARGV[3]), tonumber(ARGV[4])
+local phit, pmiss = tonumber(ARGV[5]), tonumber(ARGV[6])
+local ucap, urate = tonumber(ARGV[7]), tonumber(ARGV[8])
+local uhit, umiss = tonumber(ARGV[9]), tonumber(ARGV[10])
 local function wait(t, hit, rate)
   local need = hit - t
   if need <= 0 then return 0 end
@@ -109,9 +111,12 @@ class RedisBuckets:
         client = redis_async.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
         return cls(client, prefix)
 
+    def _base(self, participant_id: str) -> bytes:
+        # The participant id is the hash tag of all its keys (one Cluster slot).
+        return self._prefix + participant_id.encode("ascii") + b"}:"
+
     def _keys(self, user_key: bytes, participant_id: str) -> tuple[bytes, bytes]:
-        # The participant id is the hash tag of both keys (same Cluster slot).
-        base = self._prefix + participant_id.encode("ascii") + b"}:"
+        base = self._base(participant_id)
         return base + b"u:" + user_key, base + b"p"
 
     async def _load(self) -> None:
@@ -157,7 +162,7 @@ class RedisBuckets:
         def queue(pipe) -> None:
             sha = self._charge_sha
             for participant_id, (policy, _, user_keys, flags) in groups.items():
-                base = self._prefix + participant_id.encode("ascii") + b"}:"
+                base = self._base(participant_id)
                 pipe.execute_command(
                     "EVALSHA", sha, 1 + len(user_keys), base + b"p",
                     *[base + b"u:" + user_key for user_key in user_keys],
