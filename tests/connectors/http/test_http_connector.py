@@ -404,3 +404,42 @@ async def test_a_restarted_switch_resends_the_credit_request_over_http(tmp_path)
             await client.close()
         await second.http.close(grace_ms=200)
         await second.server.stop(drain_s=0.2)
+
+
+async def test_callbacks_signed_by_the_switch_verify_in_the_sdk(switch, payer_and_payee,
+                                                                signer):
+    """With a switch key, every callback carries its signature; an SDK holding the right
+    public key accepts them, one holding another key refuses them (401, not retried)."""
+    from connectors.http.jws import VerifyKey
+
+    payer, payer_handler, payee, payee_handler = payer_and_payee
+    switch.http.callbacks.signer = signer
+    payer.switch_key = VerifyKey(signer.public_key_pem())
+    payee.switch_key = VerifyKey(signer.public_key_pem())
+    await payer.send_transfer(transfer("t-signed"))
+    await eventually(lambda: payer_handler.outcomes)
+    assert payer_handler.outcomes[0].state is TransferState.COMMITTED
+    # The payee now trusts another key: the switch's callbacks no longer verify there.
+    stranger = ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    payee.switch_key = VerifyKey(stranger)
+    refused_before = switch.http.callbacks.stats.refused_total
+    credits_before = len(payee_handler.credit_requests)
+    await payer.send_transfer(transfer("t-signed-2"))
+    await eventually(lambda: switch.http.callbacks.stats.refused_total > refused_before)
+    assert len(payee_handler.credit_requests) == credits_before
+
+
+async def test_only_the_payee_can_answer_a_credit_request(switch, payer_and_payee):
+    payer, payer_handler, _, payee_handler = payer_and_payee
+    payee_handler.decision = None  # the real payee does not answer
+    intruder_handler = Recorder()
+    intruder = await switch.participant(3, intruder_handler)
+    await payer.send_transfer(transfer("t-intrude"))
+    await eventually(lambda: payee_handler.credit_requests)
+    await intruder.answer(1, "t-intrude", True)  # 202: recorded as a request...
+    await eventually(lambda: intruder_handler.errors or intruder_handler.refusals)
+    # ...that the switch refuses: the transfer still waits for its payee.
+    assert (await payer.status(1, "t-intrude")).state is TransferState.FORWARDED
+    assert payer_handler.outcomes == []
+    assert switch.position(1)["debits_posted"] == 0
