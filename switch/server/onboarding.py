@@ -75,6 +75,10 @@ async def add_participant(server, name: str, kind: str, currencies: list[str], *
     or capped (deferred-net ones), and issue its first API key."""
     if kind not in ("bank", "wallet"):
         raise OnboardingError(Result.VALIDATION_ERROR, "kind must be bank or wallet")
+    for currency in currencies:
+        # Checked first, so a refusal leaves neither credentials nor a half-made participant.
+        if server.core.currency(currency) is None:
+            raise OnboardingError(Result.ADMIN_CURRENCY_NOT_FOUND, currency)
     existing = server.core.participant_id_by_name(name)
     if participant_id is None:
         participant_id = existing if existing is not None else next_participant_id(server)

@@ -1,0 +1,204 @@
+"""The gateway and the sequencer on a real in-process switch: API keys, back-pressure,
+draining, and the rule that nothing is revealed before it is durable."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from switch.core.messages import (
+    CreditRequest,
+    ErrorAnswer,
+    Party,
+    PayeeAnswer,
+    Refused,
+    StatusQuery,
+    TransferOutcome,
+    TransferRequest,
+    TransferRequested,
+)
+from switch.core.results import Result, TransferState
+from switch.server.journal import decode_tick
+from switch.server.server import CREDENTIALS_FILE
+from switch.server.testing import onboard, start_test_server
+
+ALIAS = Party(alias_type="MSISDN", alias_value="+254700000001")
+
+
+class RecordingSink:
+    def __init__(self, on_deliver=None) -> None:
+        self.messages: list = []
+        self.flushes = 0
+        self.on_deliver = on_deliver
+
+    def deliver(self, message) -> None:
+        self.messages.append(message)
+        if self.on_deliver is not None:
+            self.on_deliver(message)
+
+    def flush(self) -> None:
+        self.flushes += 1
+
+
+def transfer(transfer_id: str) -> TransferRequest:
+    return TransferRequest(transfer_id=transfer_id, payee=ALIAS, amount_minor=100,
+                           currency="KES", expires_at_ns=time.time_ns() + 30 * 10**9,
+                           payer_user_ref="u1")
+
+
+@pytest.fixture
+async def world(tmp_path):
+    server = await start_test_server(str(tmp_path))
+    participants = await onboard(server, ["bank_a", "bank_b"])
+    payee_id = participants["bank_b"][0]
+    answer = await server.gateway.register_alias(
+        payee_id, alias_type="MSISDN", alias_value=ALIAS.alias_value, account_ref="acc-1",
+        owner_national_id="1234567890", display_name="Jane Doe")
+    assert answer.result is Result.OK
+    yield server, participants
+    await server.stop(drain_s=0)
+
+
+async def until(condition, timeout_s: float = 5.0) -> None:
+    import asyncio
+
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.005)
+
+
+def durable_transfer_ids(server) -> set[str]:
+    found = set()
+    for record in server.journal.backend.records():
+        for _now_ns, event in decode_tick(record):
+            if type(event) is TransferRequested:
+                found.add(event.request.transfer_id)
+    return found
+
+
+async def test_api_keys_are_checked_and_stored_hashed(world, tmp_path):
+    server, participants = world
+    payer_id, api_key = participants["bank_a"]
+    gateway = server.gateway
+    assert gateway.authenticate(api_key) == payer_id
+    assert gateway.authenticate(api_key[:-1] + ("A" if api_key[-1] != "A" else "B")) is None
+    assert gateway.authenticate("") is None
+    assert gateway.authenticate("x" * 1000) is None
+    stored = (tmp_path / CREDENTIALS_FILE).read_bytes()
+    assert api_key.encode() not in stored
+    assert api_key.rsplit("_", 1)[1].encode() not in stored
+
+
+async def test_a_full_inbound_queue_answers_server_busy_and_records_nothing(tmp_path):
+    server = await start_test_server(str(tmp_path), inbound_queue_max=2)
+    try:
+        participants = await onboard(server, ["bank_a", "bank_b"])
+        payer_id = participants["bank_a"][0]
+        gateway = server.gateway
+        retained = server.core.transfers_retained
+        # No await between the calls: the sequencer cannot drain in between.
+        results = [gateway.submit(payer_id, transfer(f"b-{i}")) for i in range(3)]
+        assert results == [Result.OK, Result.OK, Result.SERVER_BUSY]
+        await until(lambda: gateway.inbound_depth == 0)
+        status = await gateway.status(payer_id, StatusQuery(payer_participant_id=payer_id,
+                                                            transfer_id="b-2"))
+        assert type(status) is Refused and status.result is Result.TRANSFER_NOT_FOUND
+        assert server.core.transfers_retained == retained  # both unroutable: refused, unrecorded
+    finally:
+        await server.stop(drain_s=0)
+
+
+async def test_messages_are_released_only_once_durable(world):
+    server, participants = world
+    payer_id = participants["bank_a"][0]
+    payee_id = participants["bank_b"][0]
+    gateway = server.gateway
+    checked = []
+
+    def check(message) -> None:
+        if type(message) is CreditRequest:
+            # At the moment of release, the transfer's event is in a durable record.
+            checked.append(message.transfer_id in durable_transfer_ids(server))
+
+    payee = RecordingSink(check)
+    payer = RecordingSink()
+    gateway.attach(payee_id, payee)
+    gateway.attach(payer_id, payer)
+    for i in range(5):
+        assert gateway.submit(payer_id, transfer(f"d-{i}")) is Result.OK
+    await until(lambda: len(checked) == 5)
+    assert checked == [True] * 5
+    for message in list(payee.messages):
+        gateway.submit(payee_id, PayeeAnswer(payer_participant_id=payer_id,
+                                             transfer_id=message.transfer_id, accepted=True))
+    await until(lambda: len(payer.messages) == 5)
+    assert all(type(m) is TransferOutcome and m.state is TransferState.COMMITTED
+               for m in payer.messages)
+    assert payee.flushes >= 1
+
+
+async def test_draining_refuses_new_work_but_finishes_what_is_in_flight(world):
+    server, participants = world
+    payer_id = participants["bank_a"][0]
+    payee_id = participants["bank_b"][0]
+    gateway = server.gateway
+    payee = RecordingSink()
+    gateway.attach(payee_id, payee)
+    gateway.submit(payer_id, transfer("in-flight"))
+    await until(lambda: payee.messages)
+    gateway.drain()
+    assert gateway.submit(payer_id, transfer("late")) is Result.SERVICE_UNAVAILABLE
+    assert gateway.submit(payee_id, PayeeAnswer(
+        payer_participant_id=payer_id, transfer_id="in-flight", accepted=True)) is Result.OK
+    await until(lambda: server.core.in_flight_count == 0)
+    outcome = await gateway.status(payer_id, StatusQuery(payer_participant_id=payer_id,
+                                                         transfer_id="in-flight"))
+    assert outcome.state is TransferState.COMMITTED
+
+
+async def test_unknown_alias_is_refused_party_not_found(world):
+    server, participants = world
+    payer_id = participants["bank_a"][0]
+    sink = RecordingSink()
+    server.gateway.attach(payer_id, sink)
+    request = TransferRequest(transfer_id="nobody", payee=Party(alias_type="MSISDN",
+                                                                alias_value="+254799999999"),
+                              amount_minor=100, currency="KES",
+                              expires_at_ns=time.time_ns() + 10**10, payer_user_ref="u1")
+    server.gateway.submit(payer_id, request)
+    await until(lambda: sink.messages)
+    (refused,) = sink.messages
+    assert type(refused) is Refused and refused.result is Result.PARTY_NOT_FOUND
+    assert refused.id == "nobody"
+    answer = await server.gateway.status(payer_id, StatusQuery(payer_participant_id=payer_id,
+                                                               transfer_id="nobody"))
+    assert answer.result is Result.TRANSFER_NOT_FOUND
+
+
+async def test_a_stranger_cannot_read_a_transfers_status(world):
+    server, participants = world
+    payer_id = participants["bank_a"][0]
+    payee_id = participants["bank_b"][0]
+    stranger = (await onboard(server, ["bank_c"]))["bank_c"][0]
+    gateway = server.gateway
+    sink = RecordingSink()
+    gateway.attach(payee_id, sink)
+    gateway.submit(payer_id, transfer("private"))
+    await until(lambda: sink.messages)
+    query = StatusQuery(payer_participant_id=payer_id, transfer_id="private")
+    assert (await gateway.status(payee_id, query)).state is TransferState.FORWARDED
+    answer = await gateway.status(stranger, query)
+    assert type(answer) is Refused and answer.result is Result.TRANSFER_NOT_FOUND
+    assert type(await gateway.status(payer_id, query)) is TransferOutcome
+
+
+async def test_closed_gateway_answers_service_unavailable(world):
+    server, participants = world
+    payer_id = participants["bank_a"][0]
+    server.gateway.close()
+    assert server.gateway.submit(payer_id, transfer("x")) is Result.SERVICE_UNAVAILABLE
+    answer = await server.gateway.status(payer_id, StatusQuery(payer_participant_id=payer_id,
+                                                               transfer_id="x"))
+    assert type(answer) is ErrorAnswer and answer.result is Result.SERVICE_UNAVAILABLE
