@@ -73,6 +73,7 @@ class Finished(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """One payment's end, handed to `on_finished` (the step driver attributes it)."""
 
     payment_index: int
+    offset_s: float  # scheduled offset from the run's start
     offered_s: float  # on the driver's clock (time.perf_counter)
     finished_s: float
     latency_s: float | None  # send -> final outcome; None without a transfer answer
@@ -254,7 +255,8 @@ class OpenLoopDriver:
             if self.in_flight >= in_flight_max:
                 series.completed(now_s, None, DROPPED_BACKLOG)
                 if on_finished is not None:
-                    on_finished(Finished(payment_index=payment.index, offered_s=now_s,
+                    on_finished(Finished(payment_index=payment.index,
+                                         offset_s=payment.offset_s, offered_s=now_s,
                                          finished_s=now_s, latency_s=None,
                                          outcome=DROPPED_BACKLOG, committed=False))
                 continue
@@ -308,7 +310,8 @@ class OpenLoopDriver:
             now_s = clock()
             series.completed(now_s, latency_s, outcome)
             if on_finished is not None:
-                on_finished(Finished(payment_index=payment.index, offered_s=offered_s,
+                on_finished(Finished(payment_index=payment.index, offset_s=payment.offset_s,
+                                     offered_s=offered_s,
                                      finished_s=now_s, latency_s=latency_s, outcome=outcome,
                                      committed=committed))
 
@@ -446,14 +449,21 @@ async def _session(rig, options: DriverOptions, seconds: float, run_tag: str, pa
         sampler.start()
         cpu_started_s = time.process_time()
         helpers = []
+        monitor_task = None
         if monitor is not None:
-            helpers.append(asyncio.ensure_future(monitor(session)))
+            monitor_task = asyncio.ensure_future(monitor(session))
+            helpers.append(monitor_task)
         if on_tick is not None:
             helpers.append(asyncio.ensure_future(_ticker(session, on_tick)))
         try:
             offered_for_s = await driver.run(payments, series, run_tag=run_tag,
                                              seconds=seconds, on_finished=on_finished,
                                              stop=stop)
+            if monitor_task is not None:
+                # The monitor judges the last of the load after the offering ends.
+                await asyncio.wait([monitor_task], timeout=limits.STEP_JUDGE_WAIT_S_MAX + 1.0)
+                if monitor_task.done() and not monitor_task.cancelled():
+                    monitor_task.result()  # a monitor's bug must not pass silently
         finally:
             for helper in helpers:
                 helper.cancel()

@@ -346,7 +346,9 @@ def main(argv: list[str] | None = None) -> None:
     rig = Rig(args.profile, seed=args.seed, slots=args.slots, work_dir=args.work_dir,
               keep_data=True)
     stopping = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    # Both, explicitly: a rig started in the background of a script inherits SIGINT ignored.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stopping.set())
     try:
         rig.start()
         write_rig(args.out, rig.info)
