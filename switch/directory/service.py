@@ -57,6 +57,9 @@ _PARTICIPANTS_REMEMBERED_MAX = 10_000
 _RANDOM_KEY_ATTEMPTS_MAX = 3
 _CAS_ATTEMPTS_MAX = 3
 _replace = msgspec.structs.replace
+# The request field a store's refusal of a registration is about.
+_REGISTRATION_FIELDS = {R.OWNER_CAP_REACHED: "owner_national_id",
+                        R.ACCOUNT_CAP_REACHED: "account_ref"}
 
 
 class Directory:
@@ -197,9 +200,7 @@ class Directory:
         if result is R.ALIAS_EXISTS:
             stored = await self.store.get_alias(record.alias_type, record.alias_key)
             return self._registered(stored if stored is not None else record)
-        field = {R.OWNER_CAP_REACHED: "owner_national_id",
-                 R.ACCOUNT_CAP_REACHED: "account_ref"}.get(result, "alias_value")
-        return Rejection(result=result, field=field)
+        return Rejection(result=result, field=_REGISTRATION_FIELDS.get(result, "alias_value"))
 
     async def update(self, request: UpdateAlias, now_ns: int) -> RegisteredAlias | Rejection:
         """The holding participant points an alias at another account of the same owner
@@ -449,9 +450,14 @@ class Directory:
                     continue
                 if result is R.CLAIM_STATE_INVALID:
                     continue  # the claim changed under us: read it again
-                return Rejection(result=result, field="claimer_account_ref"
-                                 if result is R.ACCOUNT_CAP_REACHED
-                                 else "claimer_owner_national_id"), []
+                # Over a cap: the claim stays confirmed (the claimer may make room and
+                # complete again), but a window that ended on the way is still recorded.
+                expired, notices = claim_rules.expire(prior, now_ns, self.config)
+                if expired != prior and not await self.store.save_claim(expired, prior):
+                    continue
+                field = ("claimer_account_ref" if result is R.ACCOUNT_CAP_REACHED
+                         else "claimer_owner_national_id")
+                return Rejection(result=result, field=field), notices
             if claim != prior and not await self.store.save_claim(claim, prior):
                 continue
             if rejection is not None:
@@ -562,8 +568,7 @@ class Directory:
             elif result is R.ALIAS_EXISTS:
                 summary.existing += 1
             else:
-                field = {R.OWNER_CAP_REACHED: "owner_national_id",
-                         R.ACCOUNT_CAP_REACHED: "account_ref"}.get(result, "alias_value")
+                field = _REGISTRATION_FIELDS.get(result, "alias_value")
                 _reject(summary, number, Rejection(result=result, field=field))
 
 
