@@ -243,6 +243,8 @@ class SimRunner:
             "sent": sent,
             "done": done,
             "results": results,
+            "returns_sent": sum(sim.returns_sent for sim in self.sims.values()),
+            "credit_requests_answered": sum(sim.answered for sim in self.sims.values()),
             "late_max_s": round(self.late_max_s, 4),
             "latency": latency.to_json(),
             "p50_ms": round(latency.quantile(0.5) * 1000, 3),
