@@ -199,6 +199,8 @@ class _Load:
         self.send_errors = 0
         self.missed = 0  # open loop: offered while IN_FLIGHT_MAX were outstanding
         self.measuring = False
+        self.measure_from = 0.0
+        self.per_second = [0] * (int(seconds) + 1)  # committed per second of the run
         self.room = asyncio.Event()
         self.next_id = 0
 
@@ -217,6 +219,9 @@ class _Load:
         if self.measuring:
             if message.state == 3:  # COMMITTED
                 self.committed += 1
+                second = int(time.perf_counter() - self.measure_from)
+                if 0 <= second < len(self.per_second):
+                    self.per_second[second] += 1
                 self.latencies_ns.append(time.perf_counter_ns() - sent)
             else:
                 self.failed += 1
@@ -284,7 +289,7 @@ async def _participants(ready: SwitchReady, payers: list[int], payees: list[int]
 
     started = time.perf_counter()
     cpu_started_s = time.process_time()
-    measure_from = started + WARMUP_S
+    measure_from = load.measure_from = started + WARMUP_S
     stop_at = measure_from + seconds
     payer_cycle = 0
     if offered_per_s <= 0:
@@ -348,6 +353,7 @@ async def _participants(ready: SwitchReady, payers: list[int], payees: list[int]
         "load_peak_rss_bytes": _peak_rss_bytes(),
         "cpu_s": time.process_time() - cpu_started_s,
         "unfinished": len(load.sent_ns),
+        "per_second": load.per_second[:int(seconds)],
         "debits_minor": load.debits_minor,
         "credits_minor": load.credits_minor,
     }
@@ -459,6 +465,7 @@ def run_http(*, seconds: float = 10.0, offered_per_s: int = 0, quick: bool = Fal
             "participants_cpu_s": round(load["cpu_s"], 2),
             "callbacks": closing.get("callbacks", {}),
             "reconciled": True,
+            "committed_per_second": load["per_second"],
         },
     }
 
