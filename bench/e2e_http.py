@@ -12,8 +12,9 @@ each an SDK `HttpClient` with its callback receiver) in a second process. Each t
 four HTTP exchanges plus one: payer POST /transfers, credit request callback to the payee,
 payee PUT answer, outcome callbacks to payer and payee. Latency is from the payer's POST
 to the payer receiving the final outcome. At the end the participants' books (every
-committed outcome they heard) must equal the switch's ledger, or the run raises. `offered_per_s = 0` runs closed-loop (a fixed
-window of transfers in flight) to find the most the box does.
+committed outcome they heard) must equal the switch's ledger, or the run raises.
+`offered_per_s = 0` runs closed-loop (a fixed window of transfers in flight) to find the
+most the box does.
 
 It must never measure anything but public surfaces: HTTP in, HTTP callbacks out.
 """

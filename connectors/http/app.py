@@ -106,7 +106,10 @@ class _Durable:
 
 def _path_id(raw: bytes) -> str | None:
     """A transfer or request id from a path segment, checked as the core's `Id` type."""
-    text = unquote(raw.decode("utf-8", "replace")) if b"%" in raw else raw.decode("ascii", "replace")
+    if b"%" in raw:
+        text = unquote(raw.decode("utf-8", "replace"))
+    else:
+        text = raw.decode("ascii", "replace")
     if not text or len(text) > core_limits.ID_LENGTH_MAX or _ID.match(text) is None:
         return None
     return text

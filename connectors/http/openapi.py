@@ -346,7 +346,8 @@ def render_docs(document: dict) -> str:
                 + f"<p>answers: {statuses}</p>")
     parts.append("<h2>Callbacks (webhooks)</h2>")
     for name, hook in document["webhooks"].items():
-        parts.append(f"<h3>{html.escape(name)}</h3><p>{html.escape(hook['post']['description'])}</p>")
+        description = html.escape(hook["post"]["description"])
+        parts.append(f"<h3>{html.escape(name)}</h3><p>{description}</p>")
     parts.append("<h2>Schemas</h2>")
     for name, schema in sorted(document["components"]["schemas"].items()):
         parts.append(_schema_html(name, schema))

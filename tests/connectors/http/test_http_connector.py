@@ -5,10 +5,10 @@ against a failing participant endpoint, and the served OpenAPI document."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 import msgspec
 import pytest
-from http_helpers import PAYEE_ALIAS, PAYER_ALIAS, Recorder, eventually, transfer
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -21,6 +21,15 @@ from connectors.http.server import HttpServer, Response
 from connectors.sdk.http_client import SwitchError
 from switch.core.messages import Outbound, RequestToPay, ReturnRequest, TransferRef
 from switch.core.results import RequestToPayState, Result, TransferState
+
+from http_helpers import (
+    FUNDING_MINOR,
+    PAYEE_ALIAS,
+    PAYER_ALIAS,
+    Recorder,
+    eventually,
+    transfer,
+)
 
 decode_error = msgspec.json.Decoder(ErrorBody).decode
 
@@ -101,12 +110,7 @@ async def test_full_payment_over_http_callbacks_on_both_sides(switch, payer_and_
     status = await payee.status(1, "t-1")  # either party may ask
     assert status.state is TransferState.COMMITTED
     assert switch.position(1)["debits_posted"] == 2_500
-    assert switch.position(2)["credits_posted"] == FUNDING_PLUS(2_500)
-
-
-def FUNDING_PLUS(amount_minor: int) -> int:  # noqa: N802 - reads as a constant
-    from http_helpers import FUNDING_MINOR
-    return FUNDING_MINOR + amount_minor
+    assert switch.position(2)["credits_posted"] == FUNDING_MINOR + 2_500
 
 
 async def test_payee_rejection_voids_the_transfer(switch, payer_and_payee):
@@ -153,7 +157,6 @@ async def test_return_and_request_to_pay_over_http(switch, payer_and_payee):
         display_name="Joao Souza")).result is Result.OK
     await payer.send_transfer(transfer("t-ret", amount_minor=1_000))
     await eventually(lambda: payee_handler.outcomes)
-    import time
     await payee.send_return(ReturnRequest(
         transfer_id="r-1", original=TransferRef(payer_participant_id=1, transfer_id="t-ret"),
         amount_minor=400, expires_at_ns=time.time_ns() + 60 * 10**9, reason="refund"))
