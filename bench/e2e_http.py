@@ -404,12 +404,12 @@ def _reconcile(load: dict, positions: dict, payer_ids: list[int],
 
 
 def run_http(*, seconds: float = 10.0, offered_per_s: int = 0, quick: bool = False,
-             payers: int = 2, payees: int = 2, window: int = 2_000, seed: int = 1,
+             payers: int = 2, payees: int = 2, window: int = 1_000, seed: int = 1,
              data_dir: str | None = None) -> dict:
     """Run the HTTP end-to-end benchmark and return one `--json` result dict.
-    `offered_per_s = 0`: closed loop with `window` transfers in flight. `quick`: 3 s."""
+    `offered_per_s = 0`: closed loop with `window` transfers in flight. `quick`: 5 s."""
     if quick:
-        seconds = min(seconds, 3.0)
+        seconds = min(seconds, 5.0)
     assert seconds > 0 and payers >= 1 and payees >= 1 and window >= 1
     payer_ids = list(range(1, payers + 1))
     payee_ids = list(range(payers + 1, payers + payees + 1))
@@ -478,7 +478,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="Ponte HTTP connector end-to-end bench")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--offered-per-s", type=int, default=0)
-    parser.add_argument("--window", type=int, default=2_000)
+    parser.add_argument("--window", type=int, default=1_000)
     parser.add_argument("--payers", type=int, default=2)
     parser.add_argument("--payees", type=int, default=2)
     parser.add_argument("--quick", action="store_true")
