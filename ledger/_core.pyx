@@ -1240,6 +1240,15 @@ cdef class Ledger:
         """One transfer, exactly as `create_transfers` with a batch of one (see api.py)."""
         cdef TransferRecord record
         cdef uint64_t base
+        # Cython's C-integer conversion truncates a float (5.7 -> 5) where the reference's
+        # struct.pack refuses it: check the types first, so money never loses a fraction.
+        if not (isinstance(id, int) and isinstance(debit_account_id, int)
+                and isinstance(credit_account_id, int) and isinstance(amount_minor, int)
+                and isinstance(pending_id, int) and isinstance(user_data_64, int)
+                and isinstance(user_data_32, int) and isinstance(timeout_ms, int)
+                and isinstance(ledger, int) and isinstance(code, int)
+                and isinstance(flags, int)):
+            raise ValueError("transfer field out of range: required argument is not an integer")
         try:
             record.id = id
             record.debit_account_id = debit_account_id

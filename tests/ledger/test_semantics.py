@@ -331,6 +331,19 @@ def test_single_create_transfer_equals_batch_of_one(ledger_cls):
         books.ledger.create_transfer(4, 1, 2, 1, 0, 0, 0, 0, 1, 1, 1 << 16, 5_000)
 
 
+@pytest.mark.parametrize("field", range(11))
+@pytest.mark.parametrize("bad", [5.7, "5", None, -1, 2**64])
+def test_create_transfer_refuses_a_bad_field_and_changes_nothing(ledger_cls, field, bad):
+    """A float amount is never truncated to whole minor units, on either twin."""
+    books = funded(ledger_cls)
+    before = books.ledger.snapshot()
+    args = [4, 1, 2, 5, 0, 0, 0, 0, 1, 1, 0]
+    args[field] = bad
+    with pytest.raises(ValueError):
+        books.ledger.create_transfer(*args, 5_000)
+    assert books.ledger.snapshot() == before
+
+
 # ------------------------------------------------------------------------ history
 
 def test_history_rows(ledger_cls):
