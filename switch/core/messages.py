@@ -425,26 +425,9 @@ AdminEvent = Union[
     FundsWithdrawn,
     NetDebitCapSet,
 ]
-Event = Union[
-    TransferRequested,
-    ReturnRequested,
-    PayeeAnswered,
-    StatusQueried,
-    RequestToPayRequested,
-    RequestToPayDecided,
-    TimerFired,
-    CurrencyAdded,
-    SchemeRulesChanged,
-    ParticipantAdded,
-    ParticipantAccountOpened,
-    ParticipantSuspended,
-    ParticipantResumed,
-    ParticipantDailyLimitSet,
-    FundsDeposited,
-    FundsWithdrawn,
-    NetDebitCapSet,
-]
-ADMIN_EVENT_TYPES = AdminEvent.__args__
+# What the core consumes and the journal holds: participant events, timer firings and
+# operator requests (typing flattens the nested unions; the order is the tags' order).
+Event = Union[ParticipantEvent, TimerFired, AdminEvent]
 
 
 # -- commands: what the shell must do ----------------------------------------------------
