@@ -59,15 +59,6 @@ def account_id(ledger_id: int, participant_id: int, code: AccountCode) -> int:
     return (ledger_id << _LEDGER_SHIFT) | (participant_id << _PARTICIPANT_SHIFT) | int(code)
 
 
-def split_account_id(value: int) -> tuple[int, int, AccountCode]:
-    """(ledger_id, participant_id, code) of an account id made by `account_id`."""
-    return (
-        value >> _LEDGER_SHIFT,
-        (value >> _PARTICIPANT_SHIFT) & ((1 << 24) - 1),
-        AccountCode(value & 0xFF),
-    )
-
-
 def ledger_transfer_id(seq: int, leg: Leg) -> int:
     assert 1 <= seq <= limits.SEQUENCE_MAX
     return (seq << limits.LEDGER_ID_SHIFT) | int(leg)

@@ -27,7 +27,7 @@ from ledger.types import (
     pack_accounts,
 )
 from switch.core import limits
-from switch.core.accounts import Leg, TransferCode, account_id
+from switch.core.accounts import HUB_PARTICIPANT_ID, Leg, TransferCode, account_id
 from switch.core.config import CoreConfig
 from switch.core.fees import fee_minor
 from switch.core.messages import (
@@ -1108,7 +1108,8 @@ class SwitchCore:
                                     event.rules)
         codes = state.hub_account_codes()
         accounts = [
-            Account(id=account_id(event.ledger_id, 0, code), ledger=event.ledger_id, code=code,
+            Account(id=account_id(event.ledger_id, HUB_PARTICIPANT_ID, code),
+                    ledger=event.ledger_id, code=code,
                     flags=int(AccountFlags.LINKED) if index < len(codes) - 1 else 0)
             for index, code in enumerate(codes)
         ]

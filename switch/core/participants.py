@@ -9,7 +9,7 @@ from __future__ import annotations
 import msgspec
 
 from switch.core import limits
-from switch.core.accounts import AccountCode, account_id
+from switch.core.accounts import HUB_PARTICIPANT_ID, AccountCode, account_id
 from switch.core.messages import SchemeRules
 from switch.core.results import ParticipantStatus, SettlementModel
 
@@ -40,12 +40,14 @@ class CurrencyState(msgspec.Struct, kw_only=True):
                 AccountCode.PARTICIPANT_SETTLEMENT if prefunded
                 else AccountCode.PARTICIPANT_POSITION
             ),
-            hub_fees_account_id=account_id(ledger_id, 0, AccountCode.HUB_FEES),
+            hub_fees_account_id=account_id(ledger_id, HUB_PARTICIPANT_ID, AccountCode.HUB_FEES),
             hub_liquidity_account_id=account_id(
-                ledger_id, 0, AccountCode.HUB_FUNDING if prefunded else AccountCode.HUB_CAP
+                ledger_id, HUB_PARTICIPANT_ID,
+                AccountCode.HUB_FUNDING if prefunded else AccountCode.HUB_CAP,
             ),
             hub_settlement_account_id=(
-                0 if prefunded else account_id(ledger_id, 0, AccountCode.HUB_SETTLEMENT)
+                0 if prefunded
+                else account_id(ledger_id, HUB_PARTICIPANT_ID, AccountCode.HUB_SETTLEMENT)
             ),
         )
 
