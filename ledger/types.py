@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import struct
 from enum import IntEnum, IntFlag
-from typing import Iterable, Iterator
+from typing import Iterable
 
 import msgspec
 
@@ -267,16 +267,6 @@ def pack_account_into(buffer: bytearray, offset: int, a: Account) -> None:
     )
 
 
-def unpack_account(buffer, offset: int = 0) -> Account:
-    (id_, dp, dpo, cp, cpo, ud64, timestamp, ud32, ledger, _reserved, code,
-     flags) = ACCOUNT_STRUCT.unpack_from(buffer, offset)
-    return Account(
-        id=id_, ledger=ledger, code=code, flags=flags, user_data_64=ud64, user_data_32=ud32,
-        debits_pending=dp, debits_posted=dpo, credits_pending=cp, credits_posted=cpo,
-        timestamp=timestamp,
-    )
-
-
 def pack_transfers(transfers: Iterable[Transfer]) -> bytearray:
     """Pack transfers into one batch buffer for `create_transfers`."""
     items = list(transfers)
@@ -295,16 +285,6 @@ def pack_accounts(accounts: Iterable[Account]) -> bytearray:
     for index, account in enumerate(items):
         pack_account_into(buffer, index * RECORD_BYTES, account)
     return buffer
-
-
-def iter_transfers(buffer) -> Iterator[Transfer]:
-    for offset in range(0, len(buffer), RECORD_BYTES):
-        yield unpack_transfer(buffer, offset)
-
-
-def iter_accounts(buffer) -> Iterator[Account]:
-    for offset in range(0, len(buffer), RECORD_BYTES):
-        yield unpack_account(buffer, offset)
 
 
 assert U64_MAX == 2**64 - 1
