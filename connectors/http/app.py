@@ -492,6 +492,15 @@ class HttpConnector:
             return Response(200, _encode(answer))
         return error_response(answer.result)
 
+    def whoami(self, request: Request, segments):
+        caller = self._caller(request)
+        if type(caller) is not int:
+            return caller
+        view = self.gateway.participant(caller)
+        if view is None:  # a key issued before the operator added the participant
+            return error_response(Result.PAYER_NOT_FOUND, "participant not registered")
+        return Response(200, _encode(view))
+
     # -- public ------------------------------------------------------------------------
 
     def health(self, request: Request, segments):
@@ -529,6 +538,7 @@ ROUTES: tuple[tuple[str, str, str], ...] = (
     ("POST", "/returns", "create_return"),
     ("POST", "/requests-to-pay", "create_request_to_pay"),
     ("PUT", "/requests-to-pay/{payee_participant_id}/{request_id}", "decide_request_to_pay"),
+    ("GET", "/participant", "whoami"),
     ("GET", "/health", "health"),
     ("GET", "/openapi.json", "openapi"),
     ("GET", "/docs", "docs"),

@@ -29,6 +29,7 @@ from connectors.http.resources import (
 )
 from switch.core.messages import (
     Outbound,
+    ParticipantView,
     RequestToPay,
     ResolveAnswer,
     ReturnRequest,
@@ -210,6 +211,15 @@ PATHS: dict[str, dict[str, dict]] = {
             body="RequestToPayDecisionBody", params=("payee_participant_id", "request_id"),
             responses=_accepted("request_to_pay_decision")),
     },
+    "/participant": {
+        "get": _operation(
+            "whoami", "The participant your API key belongs to",
+            "Its id (the scope of your transfer ids and the first segment of your status "
+            "paths), name, status and currencies. The SDK calls it on connect.",
+            responses={"200": {"description": "You.", **_json("ParticipantView")},
+                       "404": _error("PAYER_NOT_FOUND: the key's participant is not "
+                                     "registered in the core.")}),
+    },
     "/health": {
         "get": _operation(
             "health", "Whether the switch takes requests", "No authentication.",
@@ -253,7 +263,7 @@ _WEBHOOK = {
 
 _SCHEMA_TYPES = (TransferRequest, ReturnRequest, RequestToPay, PayeeAnswerBody,
                  RequestToPayDecisionBody, AliasRegistration, AliasAnswer, ResolveAnswer,
-                 TransferOutcome, Accepted, Health, ErrorBody, Outbound)
+                 TransferOutcome, Accepted, Health, ErrorBody, ParticipantView, Outbound)
 
 
 def build_document(server_url: str = "/") -> dict:

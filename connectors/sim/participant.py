@@ -108,7 +108,7 @@ class SimParticipant:
         self.done = 0
         self.answered = 0
         self.returns_sent = 0
-        self.last_done_at = 0.0  # loop time of the last final answer
+        self.last_done_at = 0.0  # time.monotonic() of the last final answer
         self._decisions: dict[tuple[int, str], Decision | None] = {}
         self._received: dict[tuple[int, str], int] = {}  # committed credits we may return
 
@@ -194,10 +194,10 @@ class SimParticipant:
     # -- payer side ----------------------------------------------------------------------
 
     def pay(self, payer_user_id: str, payee_alias_kind: str, payee_alias: str,
-            amount_minor: int, transfer_id: str | None = None) -> asyncio.Future | None:
-        """Send one payment for a customer; None if the customer cannot afford it."""
+            amount_minor: int, transfer_id: str | None = None) -> bool:
+        """Send one payment for a customer; False if the customer cannot afford it."""
         if not self.books.can_pay(payer_user_id, amount_minor):
-            return None
+            return False
         if transfer_id is None:
             self._sequence += 1
             transfer_id = f"{self.name}-{self._sequence}"
@@ -207,38 +207,34 @@ class SimParticipant:
             amount_minor=amount_minor, currency=self.currency,
             expires_at_ns=time.time_ns() + int(self.options.expiry_s * 1e9),
             payer_account_ref=payer_user_id, payer_user_ref=payer_user_id)
-        return self._send(request, payer_user_id, amount_minor)
+        self._send(request, payer_user_id, amount_minor)
+        return True
 
-    def _send(self, request, customer: str, amount_minor: int) -> asyncio.Future:
+    def _send(self, request, customer: str, amount_minor: int) -> None:
         self.books.reserve(request.transfer_id, customer, amount_minor)
         self.sent += 1
         started = time.perf_counter()
-        future = self.client.submit_transfer(request)
         transfer_id = request.transfer_id
 
-        def done(future: asyncio.Future) -> None:
-            if future.cancelled():
-                return
-            error = future.exception()
+        def done(answer, error) -> None:
             if error is not None:
-                self._count("LOST")
+                if not isinstance(error, asyncio.CancelledError):
+                    self._count("LOST")
                 return
-            answer = future.result()
             elapsed = time.perf_counter() - started
-            self.last_done_at = asyncio.get_running_loop().time()
+            self.last_done_at = time.monotonic()
             self.latency.record(elapsed)
             self.interval_latency.record(elapsed)
             self.done += 1
             if type(answer) is TransferOutcome:
                 self.books.sent_final(transfer_id, answer.state, answer.fee_minor)
-                self._count(answer.state.name if answer.state is not _COMMITTED else "COMMITTED")
+                self._count(answer.state.name)
             else:
                 self.books.sent_final(transfer_id, None, 0)
                 result = getattr(answer, "result", Result.INTERNAL_SERVER_ERROR)
                 self._count(f"REFUSED_{result.name}")
 
-        future.add_done_callback(done)
-        return future
+        self.client.submit_transfer(request, on_done=done)
 
     def _count(self, name: str) -> None:
         self.results[name] = self.results.get(name, 0) + 1

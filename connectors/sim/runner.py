@@ -130,6 +130,7 @@ class SimRunner:
         self._stop = asyncio.Event()
         self.late_max_s = 0.0
         self.started_at = 0.0
+        self.started_monotonic = 0.0
         self.offer_s = 0.0
 
     @staticmethod
@@ -163,6 +164,7 @@ class SimRunner:
         stats_task = asyncio.ensure_future(self._stats_loop())
         started = loop.time()
         self.started_at = started
+        self.started_monotonic = time.monotonic()
         try:
             await self._offer(plan, started)
             self.offer_s = loop.time() - started
@@ -233,7 +235,7 @@ class SimRunner:
                 results[name] = results.get(name, 0) + count
         done = sum(sim.done for sim in self.sims.values())
         last_done = max((sim.last_done_at for sim in self.sims.values()), default=0.0)
-        busy_s = max(last_done - self.started_at, 1e-9) if last_done else elapsed_s
+        busy_s = max(last_done - self.started_monotonic, 1e-9) if last_done else elapsed_s
         sent = sum(sim.sent for sim in self.sims.values())
         record = {
             "type": "final",

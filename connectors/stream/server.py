@@ -321,6 +321,9 @@ class StreamConnection(asyncio.Protocol):
         if self._closed or not self._out:
             return
         transport = self.transport
+        server = self.server
+        server.writes += 1
+        server.bytes_out += len(self._out)
         transport.write(self._out)
         self._out = bytearray()
         if transport.get_write_buffer_size() > limits.SLOW_CONSUMER_BYTES_MAX:
@@ -390,6 +393,8 @@ class StreamServer:
         self.handshake_timeout_s = limits.HANDSHAKE_TIMEOUT_S
         self.frames_in = 0
         self.frames_out = 0
+        self.writes = 0
+        self.bytes_out = 0
         self.protocol_errors: dict[str, int] = {}
         self._server: asyncio.AbstractServer | None = None
         self.port = 0
@@ -422,6 +427,10 @@ class StreamServer:
         registry.gauge("ponte_stream_frames_total", "Stream frames, by direction.",
                        lambda: {("in",): self.frames_in, ("out",): self.frames_out},
                        ("direction",), kind="counter")
+        registry.gauge("ponte_stream_writes_total", "Socket writes (one per loop tick and "
+                       "connection at most).", lambda: self.writes, kind="counter")
+        registry.gauge("ponte_stream_bytes_total", "Bytes written to stream connections.",
+                       lambda: {("out",): self.bytes_out}, ("direction",), kind="counter")
         registry.gauge("ponte_stream_protocol_errors_total",
                        "Connections closed for a protocol error, by error.",
                        lambda: {(name,): count for name, count in self.protocol_errors.items()},

@@ -113,6 +113,9 @@ class ServerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     tick_events_max: Annotated[
         int, Meta(ge=1, le=limits.TICK_EVENTS_MAX_CEILING)
     ] = limits.TICK_EVENTS_MAX_DEFAULT
+    commit_interval_ms: Annotated[float, Meta(ge=0.0, le=limits.COMMIT_INTERVAL_S_MAX * 1000)] = (
+        limits.COMMIT_INTERVAL_S_DEFAULT * 1000
+    )
     outcomes_archived_max: Annotated[int, Meta(ge=1, le=1 << 26)] = (
         limits.OUTCOMES_ARCHIVED_MAX_DEFAULT
     )

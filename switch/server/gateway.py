@@ -474,34 +474,38 @@ class Gateway:
         return payee_id, account_ref
 
     async def route_many(self, lookups: list[tuple[int, Party, str]]) -> list:
-        """Resolve (payer_id, alias, payer_user_ref) for transfers: one directory round
-        trip. Each answer is (payee_id, account_ref) or a `Result` to refuse with."""
+        """Resolve (payer_id, alias, payer_user_ref) for transfers with as few directory
+        round trips as its batch bound allows. Each answer is (payee_id, account_ref) or a
+        `Result` to refuse with."""
         from switch.directory.types import Rejection, ResolveRequest as DirectoryResolve
 
         answers: list = [None] * len(lookups)
         requests = []
         positions = []
+        remembered = self._routes
+        type_numbers = ALIAS_TYPE_NUMBERS
         for index, (payer_id, alias, user_ref) in enumerate(lookups):
-            route = self.take_route(payer_id, alias)
-            if route is not None:
-                answers[index] = route
-                continue
-            alias_type = ALIAS_TYPE_NUMBERS.get(alias.alias_type)
+            if remembered:
+                route = self.take_route(payer_id, alias)
+                if route is not None:
+                    answers[index] = route
+                    continue
+            alias_type = type_numbers.get(alias.alias_type)
             if alias_type is None:
                 answers[index] = Result.PARTY_NOT_FOUND
                 continue
             requests.append(DirectoryResolve(
                 alias_type=alias_type, alias_value=alias.alias_value,
-                payer_participant_id=directory_participant_id(payer_id),
-                payer_user_id=user_ref or ANONYMOUS_USER,
+                payer_participant_id=str(payer_id), payer_user_id=user_ref or ANONYMOUS_USER,
             ))
             positions.append(index)
-        if requests:
+        step = limits.RESOLVE_BATCH_MAX
+        for start in range(0, len(requests), step):
             resolved = await asyncio.wait_for(
-                self._directory.resolve_many(requests, time.time_ns()),
+                self._directory.resolve_many(requests[start:start + step], time.time_ns()),
                 limits.DIRECTORY_TIMEOUT_S,
             )
-            for index, answer in zip(positions, resolved):
+            for index, answer in zip(positions[start:start + step], resolved):
                 if type(answer) is Rejection:
                     answers[index] = rejection_result(answer)
                 else:

@@ -25,6 +25,11 @@ TICK_PAYLOAD_BYTES_MAX = RECORD_PAYLOAD_BYTES_MAX // 2
 # Ticks decided but not yet durable (the pipeline: tick N+1 is decided while tick N's
 # fsync runs). 2 keeps the disk busy without letting undisclosed decisions pile up.
 TICKS_IN_FLIGHT_MAX = 2
+# Commits start at least this far apart: a floor on batching under load (each commit costs
+# a thread hand-off, an fsync and one socket write per connection) that idle periods
+# never pay. It adds at most this much to a reply's latency.
+COMMIT_INTERVAL_S_DEFAULT = 0.002
+COMMIT_INTERVAL_S_MAX = 0.1
 
 # -- timers ----------------------------------------------------------------------------
 TIMERS_MAX = core_limits.IN_FLIGHT_MAX_DEFAULT + core_limits.REQUESTS_TO_PAY_RETAINED_MAX_DEFAULT

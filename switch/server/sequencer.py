@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import OrderedDict
+from collections import deque
 
 from switch.core.messages import (
     AdminAnswer,
@@ -80,13 +80,17 @@ class OutcomeArchive:
     def __init__(self, entries_max: int) -> None:
         assert entries_max >= 1
         self.entries_max = entries_max
-        self._outcomes: OrderedDict[tuple[int, str], TransferOutcome] = OrderedDict()
+        self._outcomes: dict[tuple[int, str], TransferOutcome] = {}
+        self._order: deque[tuple[int, str]] = deque()
 
     def put(self, outcome: TransferOutcome) -> None:
+        key = (outcome.payer_participant_id, outcome.transfer_id)
         outcomes = self._outcomes
-        outcomes[(outcome.payer_participant_id, outcome.transfer_id)] = outcome
+        if key not in outcomes:
+            self._order.append(key)
+        outcomes[key] = outcome
         if len(outcomes) > self.entries_max:
-            outcomes.popitem(last=False)
+            del outcomes[self._order.popleft()]
 
     def get(self, payer_participant_id: int, transfer_id: str) -> TransferOutcome | None:
         return self._outcomes.get((payer_participant_id, transfer_id))
@@ -116,7 +120,8 @@ class SequencerFailed(Exception):
 
 class Sequencer:
     def __init__(self, *, core, gateway: Gateway, journal, timers, metrics: ServerMetrics,
-                 archive: OutcomeArchive, tick_events_max: int) -> None:
+                 archive: OutcomeArchive, tick_events_max: int,
+                 commit_interval_s: float = limits.COMMIT_INTERVAL_S_DEFAULT) -> None:
         assert 1 <= tick_events_max <= limits.TICK_EVENTS_MAX_CEILING
         self.core = core
         self.gateway = gateway
@@ -125,6 +130,8 @@ class Sequencer:
         self.metrics = metrics
         self.archive = archive
         self.tick_events_max = tick_events_max
+        assert 0.0 <= commit_interval_s <= limits.COMMIT_INTERVAL_S_MAX
+        self.commit_interval_s = commit_interval_s
         self._now_ns = core.now_ns
         self._held: list[_Tick] = []
         self._committed = asyncio.Event()  # set whenever a commit releases ticks
@@ -394,11 +401,21 @@ class Sequencer:
     async def _commit_loop(self) -> None:
         journal = self.journal
         metrics = self.metrics
+        loop = asyncio.get_running_loop()
+        interval_s = self.commit_interval_s
+        last_started = 0.0
         while True:
             await self._work.wait()
             self._work.clear()
             if not self._held:
                 continue
+            # Pace commits: each one costs a thread hand-off, an fsync and a socket write
+            # per connection, whatever it carries. Under load, waiting to the next slot
+            # lets one commit carry several ticks; when idle, there is no wait at all.
+            wait_s = last_started + interval_s - loop.time()
+            if wait_s > 0:
+                await asyncio.sleep(wait_s)
+            last_started = loop.time()
             if journal.buffered_records:
                 started = time.perf_counter()
                 records = journal.buffered_records

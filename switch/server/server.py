@@ -152,6 +152,7 @@ class SwitchServer:
             core=self.core, gateway=self.gateway, journal=self.journal, timers=self.timers,
             metrics=self.metrics, archive=OutcomeArchive(config.outcomes_archived_max),
             tick_events_max=config.tick_events_max,
+            commit_interval_s=config.commit_interval_ms / 1000.0,
         )
         for command in self._recovery_commands:
             if type(command) is ArmTimer:
