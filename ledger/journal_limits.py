@@ -21,6 +21,13 @@ COMMIT_RECORDS_MAX_LIMIT = 512
 COMMIT_BYTES_MAX_DEFAULT = 64 * 1024 * 1024
 WRITEV_BUFFERS_MAX = 1024
 
+# A journal's name in PostgreSQL: the tables' CHECK (switch/store/migrations/
+# 0001_ledger_journal.sql) allows 64 characters, and 64 bytes are never more characters.
+JOURNAL_NAME_BYTES_MAX = 64
+# Every await on the database has a bound; a COPY of a full group commit
+# (COMMIT_BYTES_MAX_DEFAULT at most) on a healthy server takes well under a second.
+POSTGRES_CONNECT_TIMEOUT_S = 10.0
+POSTGRES_STATEMENT_TIMEOUT_S = 60.0
 # Rows fetched per round trip when PostgreSQL streams the journal back (verify / replay).
 POSTGRES_FETCH_ROWS_MAX = 16
 # Records per newest-first window when find_transfer searches the PostgreSQL journal.
@@ -43,3 +50,4 @@ assert COMMIT_BYTES_MAX_DEFAULT >= RECORD_PAYLOAD_BYTES_MAX + 96
 assert SNAPSHOTS_RETAINED_MAX >= 2  # keep a fallback if the newest one is damaged
 assert POSTGRES_FETCH_ROWS_MAX >= 1
 assert POSTGRES_FIND_WINDOW_RECORDS_MAX >= 1
+assert 0 < POSTGRES_CONNECT_TIMEOUT_S <= POSTGRES_STATEMENT_TIMEOUT_S

@@ -44,8 +44,11 @@ from ledger.journal_limits import (
     COMMIT_BYTES_MAX_DEFAULT,
     COMMIT_RECORDS_MAX_DEFAULT,
     COMMIT_RECORDS_MAX_LIMIT,
+    JOURNAL_NAME_BYTES_MAX,
+    POSTGRES_CONNECT_TIMEOUT_S,
     POSTGRES_FETCH_ROWS_MAX,
     POSTGRES_FIND_WINDOW_RECORDS_MAX,
+    POSTGRES_STATEMENT_TIMEOUT_S,
     SNAPSHOTS_RETAINED_MAX,
 )
 from ledger.limits import U64_MAX
@@ -54,11 +57,6 @@ from ledger.snapshot import Snapshot, SnapshotError, state_hash
 logger = logging.getLogger("ponte.ledger.journal")
 
 JOURNAL_COLUMNS = ("journal_name", "sequence", "kind", "header", "payload")
-CONNECT_TIMEOUT_S = 10.0
-# Every await on the database has a bound; a COPY of a full group commit (64 MiB at most)
-# on a healthy server takes well under a second.
-STATEMENT_TIMEOUT_S = 60.0
-JOURNAL_NAME_BYTES_MAX = 64
 
 
 def _check_name(name: str) -> None:
@@ -69,8 +67,8 @@ def _check_name(name: str) -> None:
 async def _connect(dsn: str):
     import asyncpg  # imported here so `import ledger` never pulls in a database driver
 
-    return await asyncpg.connect(dsn, timeout=CONNECT_TIMEOUT_S,
-                                 command_timeout=STATEMENT_TIMEOUT_S)
+    return await asyncpg.connect(dsn, timeout=POSTGRES_CONNECT_TIMEOUT_S,
+                                 command_timeout=POSTGRES_STATEMENT_TIMEOUT_S)
 
 
 async def _require_schema(connection) -> None:
@@ -231,7 +229,7 @@ class PostgresJournal:
             try:
                 await self.connection.copy_records_to_table(
                     "ledger_journal", records=rows, columns=JOURNAL_COLUMNS,
-                    timeout=STATEMENT_TIMEOUT_S,
+                    timeout=POSTGRES_STATEMENT_TIMEOUT_S,
                 )
             except BaseException as error:
                 # Whether the COPY committed is unknown (a dropped connection after COMMIT
