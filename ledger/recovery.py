@@ -21,6 +21,7 @@ from ledger.config import LedgerConfig
 from ledger.journal import FileJournal
 from ledger.journal_format import (
     GENESIS,
+    KIND_OPAQUE_MIN,
     JournalBufferFull,
     JournalCorrupt,
     JournalError,
@@ -31,6 +32,8 @@ from ledger.journal_format import (
     validate_append,
 )
 from ledger.journal_payload import (
+    EXPIRED_ID_BYTES,
+    PREFIX_BYTES,
     PayloadInvalid,
     batch_payload_bytes_max,
     decode_batch,
@@ -80,7 +83,7 @@ def apply_record(ledger, record: Record) -> None:
     Opaque records (kind >= 16) belong to the switch and are not the ledger's business.
     """
     kind = record.kind
-    if kind >= 16:
+    if kind >= KIND_OPAQUE_MIN:
         return
     try:
         if kind == RecordKind.EXPIRE_PENDING:
@@ -172,7 +175,7 @@ class DurableLedger:
 
     def expire_pending(self, now_ns: int) -> list[int]:
         # Sized for the worst case: every pending transfer expiring at once.
-        payload_bytes_max = 24 + 8 * max(self.ledger.pending_count, 0)
+        payload_bytes_max = PREFIX_BYTES + EXPIRED_ID_BYTES * self.ledger.pending_count
         self._check_room(RecordKind.EXPIRE_PENDING, now_ns, payload_bytes_max)
         timestamp_base = max(now_ns, self.ledger.last_timestamp + 1)
         expired = self.ledger.expire_pending(now_ns)
@@ -256,7 +259,7 @@ class _Replayer:
                     f"there has another hash (offset={record.offset})"
                 )
             return
-        if record.kind >= 16:
+        if record.kind >= KIND_OPAQUE_MIN:
             if self.on_opaque_record is not None:
                 self.on_opaque_record(record)
             self.records_replayed += 1
