@@ -1185,22 +1185,30 @@ class SwitchCore:
         )
         return _OK, ""
 
-    def _participant_account(self, event) -> tuple[Result, ParticipantAccount | None]:
+    def _participant_account(
+        self, event, model: SettlementModel | None = None,
+    ) -> tuple[Result, str, ParticipantAccount | None]:
+        """(result, detail, account) for the account an operator request names; with
+        `model`, only in a currency settled that way (funding is for prefunded RTGS, caps
+        for deferred net)."""
         if event.currency not in self._currencies:
-            return Result.ADMIN_CURRENCY_NOT_FOUND, None
+            return Result.ADMIN_CURRENCY_NOT_FOUND, "", None
         participant = self._participants.get(event.participant_id)
         if participant is None:
-            return Result.ADMIN_PARTICIPANT_NOT_FOUND, None
+            return Result.ADMIN_PARTICIPANT_NOT_FOUND, "", None
         account = participant.accounts.get(event.currency)
         if account is None:
-            return Result.ADMIN_ACCOUNT_NOT_FOUND, None
-        return _OK, account
+            return Result.ADMIN_ACCOUNT_NOT_FOUND, "", None
+        if model is not None and account.currency.settlement_model != model:
+            use = "NetDebitCapSet" if model == SettlementModel.PREFUNDED_RTGS else "FundsDeposited"
+            return Result.ADMIN_SETTLEMENT_MODEL_MISMATCH, f"use {use}", None
+        return _OK, "", account
 
     def _admin_daily_limit(self, event: ParticipantDailyLimitSet, now_ns: int) -> list[Command]:
         def act(event: ParticipantDailyLimitSet, now_ns: int) -> tuple[Result, str]:
-            result, account = self._participant_account(event)
+            result, detail, account = self._participant_account(event)
             if account is None:
-                return result, ""
+                return result, detail
             account.daily_total_max_minor = event.daily_total_max_minor
             return _OK, ""
         return self._admin(event, now_ns, act)
@@ -1212,12 +1220,10 @@ class SwitchCore:
         return self._admin(event, now_ns, self._move_funds)
 
     def _move_funds(self, event, now_ns: int) -> tuple[Result, str]:
-        result, account = self._participant_account(event)
+        result, detail, account = self._participant_account(event, SettlementModel.PREFUNDED_RTGS)
         if account is None:
-            return result, ""
+            return result, detail
         currency = account.currency
-        if currency.settlement_model != SettlementModel.PREFUNDED_RTGS:
-            return Result.ADMIN_SETTLEMENT_MODEL_MISMATCH, "use NetDebitCapSet"
         if type(event) is FundsDeposited:
             self._single_phase(currency.hub_liquidity_account_id, account.account_id,
                                event.amount_minor, event.participant_id, currency,
@@ -1238,12 +1244,11 @@ class SwitchCore:
 
     def _admin_cap(self, event: NetDebitCapSet, now_ns: int) -> list[Command]:
         def act(event: NetDebitCapSet, now_ns: int) -> tuple[Result, str]:
-            result, account = self._participant_account(event)
+            result, detail, account = self._participant_account(event,
+                                                                 SettlementModel.DEFERRED_NET)
             if account is None:
-                return result, ""
+                return result, detail
             currency = account.currency
-            if currency.settlement_model != SettlementModel.DEFERRED_NET:
-                return Result.ADMIN_SETTLEMENT_MODEL_MISMATCH, "use FundsDeposited"
             delta = event.cap_minor - account.cap_minor
             if delta < 0 and -delta > self._available_minor(account):
                 return Result.ADMIN_CAP_BELOW_POSITION, ""
