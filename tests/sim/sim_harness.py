@@ -152,11 +152,10 @@ class Participant:
 
 
 class Sim:
-    def __init__(self, seed: int, ledger_cls, plant: str | None = None):
+    def __init__(self, seed: int, ledger_cls):
         self.seed = seed
         self.rng = rng = random.Random(seed)
         self.ledger_cls = ledger_cls
-        self.plant = plant
         self.steps = 0
         self.results_seen: set[int] = set()
         # The world for this seed: how many, how faulty, how big.
@@ -976,5 +975,5 @@ class Sim:
             self.fail(f"unknown sim event {kind}")
 
 
-def run_seed(seed: int, ledger_cls, plant: str | None = None) -> Sim:
-    return Sim(seed, ledger_cls, plant).run()
+def run_seed(seed: int, ledger_cls) -> Sim:
+    return Sim(seed, ledger_cls).run()
