@@ -317,6 +317,17 @@ UNRECORDED = {
     Result.CURRENCY_NOT_SUPPORTED, Result.SERVER_BUSY,
 } | {member for member in Result if member.name.startswith("ADMIN_")}
 
+# Recorded refusals: the transfer is kept (a resend gets the same answer) but no money moves.
+# All but the liquidity check decide before the ledger is asked; the ledger refuses that one
+# itself (it still consumes a timestamp and remembers the failed id, but moves nothing).
+REFUSED_AT_ADMISSION = {
+    Result.ORIGINAL_TRANSFER_NOT_FOUND, Result.RETURN_ORIGINAL_NOT_COMMITTED,
+    Result.RETURN_PARTIES_MISMATCH, Result.PAYER_BLOCKED, Result.PAYEE_BLOCKED,
+    Result.PAYER_CURRENCY_NOT_ENABLED, Result.PAYEE_CURRENCY_NOT_ENABLED,
+    Result.RETURN_EXCEEDS_ORIGINAL, Result.AMOUNT_ABOVE_TRANSFER_MAX,
+    Result.PAYER_DAILY_LIMIT_EXCEEDED, Result.PAYER_INSUFFICIENT_LIQUIDITY,
+}
+
 
 def make_world(ledger_cls, member: Result) -> World:
     if member is Result.ADMIN_TABLE_FULL:
@@ -333,6 +344,7 @@ def test_scenarios_walk_the_enum_in_declaration_order():
     core_members = [member for member in Result if member not in SHELL_ONLY]
     assert list(SCENARIOS) == core_members
     assert UNRECORDED <= set(SCENARIOS)
+    assert REFUSED_AT_ADMISSION <= set(SCENARIOS) - UNRECORDED
 
 
 @pytest.mark.parametrize("member", list(SCENARIOS), ids=lambda m: m.name)
@@ -340,12 +352,29 @@ def test_each_result_is_produced_by_a_real_input(ledger_cls, member):
     world = make_world(ledger_cls, member)
     event = SCENARIOS[member](world)
     before = world.fingerprint()
+    ledger_before, balances_before = world.ledger.digest(), _balances(world)
     commands = world.step(event)
     assert result_of(commands) == member, commands
     if member in UNRECORDED:
         assert world.fingerprint() == before, f"{member.name} changed state"
+    if member in REFUSED_AT_ADMISSION:
+        assert _balances(world) == balances_before, f"{member.name} moved money"
+        if member is not Result.PAYER_INSUFFICIENT_LIQUIDITY:
+            assert world.ledger.digest() == ledger_before, f"{member.name} reached the ledger"
     emitted = {result_of([c]) for c in commands if _carries_result(c)}
     assert not emitted & SHELL_ONLY
+
+
+def _balances(world: World) -> list:
+    """The ledger's totals and the balances of every participant and hub account."""
+    accounts = world.ledger.lookup_accounts(
+        [world.core.account_id(p, c) for p in (BANK_A, BANK_B, WALLET_C) for c in ("BRL", "KES")]
+        + [getattr(world.core.currency(c), name) for c in ("BRL", "KES")
+           for name in ("hub_fees_account_id", "hub_liquidity_account_id")])
+    assert len(accounts) == 10
+    return [world.ledger.totals()] + [
+        (a.id, a.debits_pending, a.debits_posted, a.credits_pending, a.credits_posted)
+        for a in accounts]
 
 
 def _carries_result(command) -> bool:
