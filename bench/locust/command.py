@@ -25,7 +25,7 @@ import time
 import click
 
 from bench.locust import limits
-from bench.population import ProfileError
+from bench.population import ProfileError, load_profile
 from bench.run_report import default_report_dir, finish_run
 
 LOCUSTFILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "locustfile.py")
@@ -247,6 +247,10 @@ def locust_command(profile, transport, users, spawn_rate, seconds, user_rate_per
         raise click.UsageError(f"--seconds must be in (0, {limits.LOCUST_RUN_SECONDS_MAX}]")
     if not 0 < user_rate_per_s <= 1000 or not spawn_rate > 0:
         raise click.UsageError("--user-rate must be in (0, 1000] and --spawn-rate above 0")
+    try:
+        load_profile(profile)  # a bad profile is refused before anything is created
+    except ProfileError as error:
+        raise click.UsageError(str(error)) from None
     folder = report_dir or default_report_dir("locust")
     try:
         summary, files = run_locust(
