@@ -8,25 +8,17 @@ import itertools
 
 import pytest
 
-import ledger
 from bench.core_bench import T0_NS, build_core, make_events
+from bench.test_ledger_bench import IMPLEMENTATIONS, ledger_class
 
 ROUNDS = 20_000
 
 
-def _ledger(implementation: str):
-    if implementation == "compiled":
-        if ledger.CompiledLedger is None:
-            pytest.skip(f"compiled ledger not built ({ledger.COMPILED_IMPORT_ERROR})")
-        return ledger.CompiledLedger
-    return ledger.PureLedger
-
-
-@pytest.mark.parametrize("implementation", ["compiled", "pure"])
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
 @pytest.mark.parametrize("fee", [True, False], ids=["fee_leg", "no_fee"])
 def test_core_transfer(benchmark, implementation, fee):
     rounds = ROUNDS if implementation == "compiled" else ROUNDS // 4
-    core = build_core(_ledger(implementation), fee, rounds + 1_000)
+    core = build_core(ledger_class(implementation), fee, rounds + 1_000)
     pairs = iter(make_events(rounds + 1_000))
     clock = itertools.count(T0_NS + 1_000, 1_000)
     step = core.step
