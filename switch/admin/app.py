@@ -20,11 +20,11 @@ from typing import Annotated
 
 import msgspec
 from litestar import Litestar, Request, Response, Router, delete, get, post, put
-from litestar.contrib.jinja import JinjaTemplateEngine
+from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
-from litestar.params import Parameter
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
@@ -56,6 +56,7 @@ from switch.admin.types import (
     UserView,
 )
 from switch.admin.web import (
+    OPENAPI_PATH,
     add_security_headers,
     authenticate,
     caller_of,
@@ -84,7 +85,7 @@ def _session_view(session) -> SessionView:
 
 
 @post("/session", opt=PUBLIC, status_code=200, tags=["session"])
-async def api_login(request: Request, data: LoginRequest) -> Response[SessionView]:
+async def api_login(request: Request, data: JSONBody[LoginRequest]) -> Response[SessionView]:
     """Log in. Sets the HttpOnly session cookie; the answer carries the CSRF token that
     every state-changing request must send as `X-CSRF-Token`. JSON only (a cross-site form
     cannot send it). Refused with LOGIN_FAILED or LOGIN_RATE_LIMITED (429, Retry-After)."""
@@ -115,19 +116,19 @@ async def api_users(request: Request) -> list[UserView]:
 
 
 @post("/users", tags=["operators"])
-async def api_create_user(request: Request, data: UserCreate) -> UserView:
+async def api_create_user(request: Request, data: JSONBody[UserCreate]) -> UserView:
     """Admin only. The password is hashed with argon2id; it is never stored or logged."""
     return await service_of(request).create_user(caller_of(request), data)
 
 
 @post("/users/{username:str}/disable", status_code=200, tags=["operators"])
-async def api_disable_user(request: Request, username: str) -> UserView:
+async def api_disable_user(request: Request, username: FromPath[str]) -> UserView:
     """Admin only. Ends the user's sessions."""
     return await service_of(request).set_user_disabled(caller_of(request), username, True)
 
 
 @post("/users/{username:str}/enable", status_code=200, tags=["operators"])
-async def api_enable_user(request: Request, username: str) -> UserView:
+async def api_enable_user(request: Request, username: FromPath[str]) -> UserView:
     return await service_of(request).set_user_disabled(caller_of(request), username, False)
 
 
@@ -141,36 +142,38 @@ async def api_participants(request: Request) -> list[ParticipantView]:
 
 
 @get("/participants/{participant_id:int}", tags=["participants"])
-async def api_participant(request: Request, participant_id: int) -> ParticipantView:
+async def api_participant(request: Request,
+                          participant_id: FromPath[int]) -> ParticipantView:
     return service_of(request).participant(participant_id)
 
 
 @post("/participants", tags=["participants"])
-async def api_onboard(request: Request, data: ParticipantOnboard) -> ParticipantView:
+async def api_onboard(request: Request, data: JSONBody[ParticipantOnboard]) -> ParticipantView:
     """Admin only: add a participant, open its currencies, create its connector settings."""
     return await service_of(request).onboard(caller_of(request), data)
 
 
 @post("/participants/{participant_id:int}/suspend", status_code=200, tags=["participants"])
-async def api_suspend(request: Request, participant_id: int) -> ParticipantView:
+async def api_suspend(request: Request, participant_id: FromPath[int]) -> ParticipantView:
     """Operator: it can neither send nor receive; in-flight transfers finish."""
     return await service_of(request).set_status(caller_of(request), participant_id, True)
 
 
 @post("/participants/{participant_id:int}/resume", status_code=200, tags=["participants"])
-async def api_resume(request: Request, participant_id: int) -> ParticipantView:
+async def api_resume(request: Request, participant_id: FromPath[int]) -> ParticipantView:
     return await service_of(request).set_status(caller_of(request), participant_id, False)
 
 
 @put("/participants/{participant_id:int}/callback-url", tags=["participants"])
-async def api_callback_url(request: Request, participant_id: int,
-                           data: CallbackUrlSet) -> ParticipantView:
+async def api_callback_url(request: Request, participant_id: FromPath[int],
+                           data: JSONBody[CallbackUrlSet]) -> ParticipantView:
     return await service_of(request).set_callback_url(caller_of(request), participant_id,
                                                       data.callback_url)
 
 
 @post("/participants/{participant_id:int}/rotate-key", tags=["participants"])
-async def api_rotate_key(request: Request, participant_id: int) -> CredentialsRotated:
+async def api_rotate_key(request: Request,
+                         participant_id: FromPath[int]) -> CredentialsRotated:
     """Admin only: a new API key, shown once; the old keys stop working at once."""
     return await service_of(request).rotate_credentials(caller_of(request), participant_id)
 
@@ -181,27 +184,28 @@ async def api_rotate_key(request: Request, participant_id: int) -> CredentialsRo
 @get("/proposals", tags=["maker-checker"])
 async def api_proposals(
     request: Request,
-    proposal_state: Annotated[str, Parameter(
-        query="state", pattern=r"^(|pending|approved|executed|failed|rejected|expired)$")] = "",
+    proposal_state: Annotated[str, QueryParameter(
+        name="state", pattern=r"^(|pending|approved|executed|failed|rejected|expired)$")] = "",
 ) -> list[ProposalView]:
     chosen = ProposalState[proposal_state.upper()] if proposal_state else None
     return await service_of(request).proposals(chosen)
 
 
 @post("/proposals", tags=["maker-checker"])
-async def api_propose(request: Request, data: ProposalBody) -> ProposalView:
+async def api_propose(request: Request, data: JSONBody[ProposalBody]) -> ProposalView:
     """Operator: propose a liquidity change (fund, defund, net debit cap, daily limit). It
     reaches the switch only when a different operator approves it."""
     return await service_of(request).propose(caller_of(request), data)
 
 
 @get("/proposals/{proposal_id:str}", tags=["maker-checker"])
-async def api_proposal(request: Request, proposal_id: str) -> ProposalView:
+async def api_proposal(request: Request, proposal_id: FromPath[str]) -> ProposalView:
     return await service_of(request).proposal(proposal_id)
 
 
 @post("/proposals/{proposal_id:str}/decision", status_code=200, tags=["maker-checker"])
-async def api_decide(request: Request, proposal_id: str, data: Decision) -> ProposalView:
+async def api_decide(request: Request, proposal_id: FromPath[str],
+                     data: JSONBody[Decision]) -> ProposalView:
     """Operator, not the proposer: approve (the switch carries it out) or reject."""
     return await service_of(request).decide(caller_of(request), proposal_id, data)
 
@@ -219,10 +223,10 @@ def transfer_query(params: dict) -> TransferQuery:
 
 @get("/transfers", tags=["transfers"])
 async def api_transfers(
-    request: Request, transfer_id: str = "", payer_participant_id: int = 0,
-    end_to_end_id: str = "", participant_id: int = 0,
-    transfer_state: Annotated[str, Parameter(query="state")] = "", from_ns: int = 0,
-    to_ns: int = 0, limit: int = 50,
+    request: Request, transfer_id: FromQuery[str] = "", payer_participant_id: FromQuery[int] = 0,
+    end_to_end_id: FromQuery[str] = "", participant_id: FromQuery[int] = 0,
+    transfer_state: Annotated[str, QueryParameter(name="state", pattern=r"^(|received|reserved|forwarded|committed|rejected|expired)$")] = "",
+    from_ns: FromQuery[int] = 0, to_ns: FromQuery[int] = 0, limit: FromQuery[int] = 50,
 ) -> TransferSearch:
     """Search the transfers the switch retains, newest first. With `payer_participant_id`
     and `transfer_id` it is a direct lookup; otherwise a bounded scan (`complete` says
@@ -235,8 +239,8 @@ async def api_transfers(
 
 
 @get("/transfers/{payer_participant_id:int}/{transfer_id:str}/timeline", tags=["transfers"])
-async def api_timeline(request: Request, payer_participant_id: int,
-                       transfer_id: str) -> TransferTimeline:
+async def api_timeline(request: Request, payer_participant_id: FromPath[int],
+                       transfer_id: FromPath[str]) -> TransferTimeline:
     """Every message, state and ledger event of one transfer, with timestamps (UTC ns)."""
     return service_of(request).timeline(payer_participant_id, transfer_id)
 
@@ -245,8 +249,9 @@ async def api_timeline(request: Request, payer_participant_id: int,
 
 
 @get("/audit", tags=["audit"])
-async def api_audit(request: Request, before_seq: int = 0, limit: int = 100, actor: str = "",
-                    action: str = "") -> list[AuditRecordView]:
+async def api_audit(request: Request, before_seq: FromQuery[int] = 0,
+                    limit: FromQuery[int] = 100, actor: FromQuery[str] = "",
+                    action: FromQuery[str] = "") -> list[AuditRecordView]:
     return await service_of(request).audit_page(before_seq or None, limit, actor, action)
 
 
@@ -348,7 +353,7 @@ def create_app(service: AdminService, *, secure_cookies: bool = False,
             description="Operator API of the Ponte payment switch. Log in with POST "
                         "/api/admin/session; send the returned csrf_token as X-CSRF-Token "
                         "on every POST, PUT and DELETE. Errors are AdminError bodies.",
-            path="/api/admin/schema", render_plugins=[JsonRenderPlugin()],
+            path=OPENAPI_PATH, render_plugins=[JsonRenderPlugin()],
         ),
         request_max_body_size=limits.REQUEST_BODY_BYTES_MAX,
         state=_state(service, secure_cookies),

@@ -22,6 +22,7 @@ from switch.admin import limits
 from switch.admin.service import AdminService, Caller
 from switch.admin.types import AdminRefusal, AdminResult, Session
 
+OPENAPI_PATH = "/api/admin/schema"  # the API's description is public, like /health
 SESSION_COOKIE = "ponte_session"
 LOGIN_CSRF_COOKIE = "ponte_login_csrf"
 CSRF_HEADER = "x-csrf-token"
@@ -105,7 +106,7 @@ def convert_form(data: dict[str, Any], struct_type, drop: tuple[str, ...] = (CSR
 
 async def authenticate(request: Request) -> Response | None:
     """before_request: attach the session, enforce CSRF; answer early when refused."""
-    if request.route_handler.opt.get("public"):
+    if request.route_handler.opt.get("public") or request.url.path.startswith(OPENAPI_PATH):
         return None
     service = service_of(request)
     session = await service.session(request.cookies.get(SESSION_COOKIE))
