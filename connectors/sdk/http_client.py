@@ -80,6 +80,9 @@ ATTEMPTS_MAX_DEFAULT = 6
 BACKOFF_MS_MIN = 20
 BACKOFF_MS_MAX = 2_000
 PENDING_MAX_DEFAULT = 50_000
+# Payee answers remembered until their outcome arrives (to answer a re-sent credit request
+# the same); past the bound the oldest are forgotten (their outcome was given up on).
+ANSWERS_REMEMBERED_MAX = 100_000
 ALIASES_IN_FLIGHT_MAX = 64  # register_aliases: registrations in flight at once
 
 
@@ -503,7 +506,10 @@ class HttpClient:
         background; remembered until the outcome, to answer a re-sent request the same."""
         key = (credit_request.payer_participant_id, credit_request.transfer_id)
         decision = _decision(decision)
-        self._answers[key] = decision
+        answers = self._answers
+        answers[key] = decision
+        if len(answers) > ANSWERS_REMEMBERED_MAX:
+            del answers[next(iter(answers))]
         self._put_answer(key, decision)
 
     async def answer_credit_request(self, payer_participant_id: int, transfer_id: str,

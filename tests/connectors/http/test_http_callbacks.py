@@ -204,7 +204,8 @@ async def test_sdk_retries_keep_the_same_transfer_id_and_body(participant):
     endpoint, url = await participant(failures=2, fail_status=503)
     endpoint.server.handler = _AcceptingSwitch(endpoint)
     client = HttpClient(url, "key-for-the-test", rng=random.Random(3))
-    await client.connect(check_health=False)
+    await client.connect()
+    assert client.participant_id == 7
     try:
         request = TransferRequest(
             transfer_id="t-retry", payee=Party(alias_type="MSISDN", alias_value="+5511900000001"),
@@ -226,6 +227,9 @@ class _AcceptingSwitch:
         self.endpoint = endpoint
 
     def __call__(self, request):
+        if request.path.endswith(b"/participant"):
+            return Response(200, b'{"participant_id":7,"name":"p7","status":1,'
+                                 b'"currencies":["BRL"]}')
         answer = self.endpoint(request)
         if answer.status >= 500:
             return Response(503, b'{"result":2003,"name":"SERVICE_UNAVAILABLE","detail":""}')

@@ -18,8 +18,15 @@ from connectors.http.errors import ErrorBody
 from connectors.http.jws import COMPACT_HEADER, Signer
 from connectors.http.openapi import build_document
 from connectors.http.server import HttpServer, Response
-from connectors.sdk.http_client import SwitchError
-from switch.core.messages import Outbound, RequestToPay, ReturnRequest, TransferRef
+from switch.core.messages import (
+    Outbound,
+    Refused,
+    RequestToPay,
+    RequestToPayDecision,
+    RequestToPayOutcome,
+    ReturnRequest,
+    TransferRef,
+)
 from switch.core.results import RequestToPayState, Result, TransferState
 
 from http_helpers import (
@@ -54,10 +61,9 @@ def bearer(client) -> tuple:
 
 
 async def assert_not_recorded(payer, payee_handler, transfer_id: str) -> None:
-    with pytest.raises(SwitchError) as raised:
-        await payer.status(1, transfer_id)
-    assert raised.value.result is Result.TRANSFER_NOT_FOUND
-    assert raised.value.http_status == 404
+    answer = await payer.status(1, transfer_id)
+    assert type(answer) is Refused
+    assert answer.result is Result.TRANSFER_NOT_FOUND
     assert all(c.transfer_id != transfer_id for c in payee_handler.credit_requests)
 
 
@@ -111,6 +117,10 @@ async def test_full_payment_over_http_callbacks_on_both_sides(switch, payer_and_
     assert status.state is TransferState.COMMITTED
     assert switch.position(1)["debits_posted"] == 2_500
     assert switch.position(2)["credits_posted"] == FUNDING_MINOR + 2_500
+    # The future-returning call resolves with the final outcome.
+    final = await payer.transfer(transfer("t-2", amount_minor=500), timeout_s=10)
+    assert (final.transfer_id, final.state) == ("t-2", TransferState.COMMITTED)
+    assert payer.pending_transfers == 0
 
 
 async def test_payee_rejection_voids_the_transfer(switch, payer_and_payee):
@@ -124,11 +134,12 @@ async def test_payee_rejection_voids_the_transfer(switch, payer_and_payee):
     assert switch.position(1)["debits_pending"] == 0
 
 
-async def test_status_of_an_unknown_transfer_is_404(payer_and_payee):
+async def test_status_of_an_unknown_transfer_is_404(switch, payer_and_payee):
     payer, _, _, _ = payer_and_payee
-    with pytest.raises(SwitchError) as raised:
-        await payer.status(1, "never-sent")
-    assert (raised.value.result, raised.value.http_status) == (Result.TRANSFER_NOT_FOUND, 404)
+    status, body = await raw(switch, b"GET", b"/transfers/1/never-sent", headers=bearer(payer))
+    assert (status, decode_error(body).name) == (404, "TRANSFER_NOT_FOUND")
+    answer = await payer.status(1, "never-sent")  # the SDK gives it as a Refused
+    assert (type(answer), answer.result) == (Refused, Result.TRANSFER_NOT_FOUND)
 
 
 async def test_duplicate_post_is_harmless(switch, payer_and_payee):
@@ -157,21 +168,21 @@ async def test_return_and_request_to_pay_over_http(switch, payer_and_payee):
         display_name="Joao Souza")).result is Result.OK
     await payer.send_transfer(transfer("t-ret", amount_minor=1_000))
     await eventually(lambda: payee_handler.outcomes)
-    await payee.send_return(ReturnRequest(
+    returned = await payee.transfer(ReturnRequest(
         transfer_id="r-1", original=TransferRef(payer_participant_id=1, transfer_id="t-ret"),
         amount_minor=400, expires_at_ns=time.time_ns() + 60 * 10**9, reason="refund"))
-    await eventually(lambda: any(o.transfer_id == "r-1" for o in payee_handler.outcomes))
-    returned = [o for o in payee_handler.outcomes if o.transfer_id == "r-1"][0]
     assert (returned.state, returned.amount_minor) == (TransferState.COMMITTED, 400)
     # Request-to-pay: the payee asks, the payer approves, it becomes a transfer.
-    await payee.request_to_pay(RequestToPay(
+    first = await payee.request_to_pay(RequestToPay(
         request_id="rtp-1", payer=PAYER_ALIAS, amount_minor=300, currency="BRL",
         expires_at_ns=time.time_ns() + 60 * 10**9))
+    assert (type(first), first.state) == (RequestToPayOutcome, RequestToPayState.OPEN)
     await eventually(lambda: payer_handler.notices)
     notice = payer_handler.notices[0]
     assert (notice.request_id, notice.amount_minor) == ("rtp-1", 300)
-    await payer.decide_request_to_pay(2, "rtp-1", True, transfer_id="t-rtp",
-                                      expires_at_ns=time.time_ns() + 60 * 10**9)
+    payer.decide_request_to_pay(RequestToPayDecision(
+        payee_participant_id=2, request_id="rtp-1", approved=True, transfer_id="t-rtp",
+        expires_at_ns=time.time_ns() + 60 * 10**9))
     await eventually(lambda: payee_handler.rtp_outcomes and any(
         o.transfer_id == "t-rtp" for o in payer_handler.outcomes))
     assert payee_handler.rtp_outcomes[-1].state is RequestToPayState.APPROVED
@@ -320,7 +331,7 @@ async def test_callbacks_are_retried_until_the_participant_recovers(switch):
         await payer.send_transfer(transfer("t-flaky"))
         await eventually(lambda: answers)
         assert [type(m).__name__ for m in received[:4]] == ["CreditRequest"] * 4
-        await payee.answer(1, "t-flaky", True)
+        await payee.answer_credit_request(1, "t-flaky", True)
         await eventually(lambda: payer_handler.outcomes)
         assert payer_handler.outcomes[0].state is TransferState.COMMITTED
         assert switch.http.callbacks.stats.retried_total >= 3
@@ -399,7 +410,7 @@ async def test_a_restarted_switch_resends_the_credit_request_over_http(tmp_path)
     try:
         await eventually(lambda: len(payee_handler.credit_requests) == 2)
         assert payee_handler.credit_requests[1].transfer_id == "t-restart"
-        await payee.answer(1, "t-restart", True)
+        await payee.answer_credit_request(1, "t-restart", True)
         await eventually(lambda: payer_handler.outcomes)
         assert payer_handler.outcomes[0].state is TransferState.COMMITTED
     finally:
@@ -440,7 +451,7 @@ async def test_only_the_payee_can_answer_a_credit_request(switch, payer_and_paye
     intruder = await switch.participant(3, intruder_handler)
     await payer.send_transfer(transfer("t-intrude"))
     await eventually(lambda: payee_handler.credit_requests)
-    await intruder.answer(1, "t-intrude", True)  # 202: recorded as a request...
+    await intruder.answer_credit_request(1, "t-intrude", True)  # 202: recorded...
     await eventually(lambda: intruder_handler.errors or intruder_handler.refusals)
     # ...that the switch refuses: the transfer still waits for its payee.
     assert (await payer.status(1, "t-intrude")).state is TransferState.FORWARDED
