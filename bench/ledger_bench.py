@@ -8,6 +8,13 @@ peak RSS is its own; its throughput is the median of several runs on fresh ledge
 the input is generated before any clock starts. `--flat-memory` pushes 10,000,000
 transfers through the compiled core and samples RSS as it goes.
 
+`--json` prints one object: `{"results": [{"mode": "memory-compiled" | "memory-pure" |
+"file" | "postgres", "workload": "uniform" | "hot", "batch_size": N, "transfers": N,
+"transfers_per_s": X, "peak_rss_bytes": N, ...}, ...], "notes": [...]}`. Extra keys per
+mode: the runs behind the median, `bytes_per_account` / `bytes_per_retained_transfer`
+(memory modes), `ratio_vs_pure` (memory-compiled), commits and durable latency (file,
+postgres); a case that could not run carries `"error"` instead of figures.
+
 This module drives ledgers only through their public API (and the durable module through
 its two functions); it must never time input generation or reach into a ledger's state.
 """
@@ -35,6 +42,7 @@ from bench.ledger_workloads import (
     pregenerate,
 )
 from ledger.limits import BATCH_EVENTS_MAX
+from ledger.types import RECORD_BYTES
 
 MODES = ("memory-compiled", "memory-pure", "file", "postgres")
 BATCH_SIZES = (BATCH_EVENTS_MAX, 100, 1)
@@ -126,7 +134,7 @@ def run_memory(mode: str, workload: str, batch_size: int, transfers: int, seed: 
     ledger_cls = _ledger_class(mode)
     batches = pregenerate(workload, batch_size, transfers, seed)
     pure_batches = batches[:-(-paired_pure_transfers // batch_size)]
-    pure_count = sum(len(batch) // 72 for batch in pure_batches)
+    pure_count = sum(len(batch) // RECORD_BYTES for batch in pure_batches)
     rates = []
     ratios = []
     failures = 0
@@ -245,7 +253,7 @@ def run_flat_memory(transfers: int, sample_every: int, seed: int) -> dict:
         if ledger.create_transfers(batch, now_ns):
             failed_batches += 1
         ledger_seconds += time.perf_counter() - started
-        done += len(batch) // 72
+        done += len(batch) // RECORD_BYTES
         if done >= next_sample or done == transfers:
             samples.append({"transfers": done, "rss_bytes": _rss_bytes()})
             next_sample += sample_every
@@ -315,8 +323,6 @@ def run_in_child(spec: dict) -> dict:
         error = (completed.stderr.strip().splitlines() or ["no output"])[-1]
         return {"error": f"exit {completed.returncode}: {error}"}
     return json.loads(lines[-1])
-
-
 
 
 class _ScratchDatabase:

@@ -82,3 +82,28 @@ def test_create_transfer_single(benchmark, implementation):
     result = benchmark(run)
     assert result == 0
     target.check_invariants()
+
+
+# The `--json` shape `ponte bench ledger` documents (bench/ledger_bench.py), checked on tiny
+# cases run the way the command runs them (a child process each); figures are not judged.
+JSON_KEYS = {"mode": str, "workload": str, "batch_size": int, "transfers": int,
+             "transfers_per_s": int, "peak_rss_bytes": int}
+
+
+@pytest.mark.parametrize("mode", ["memory-compiled", "memory-pure", "file"])
+def test_a_case_prints_the_documented_json_shape(mode):
+    from bench.ledger_bench import run_in_child
+
+    if mode == "memory-compiled":
+        ledger_class("compiled")
+    spec = {"kind": "case", "mode": mode, "workload": "hot", "batch_size": 100,
+            "transfers": 1_000, "seed": 1, "runs": 1,
+            "paired_pure_transfers": 200 if mode == "memory-compiled" else 0}
+    result = run_in_child(spec)
+    assert "error" not in result, result
+    assert {key: type(result.get(key)) for key in JSON_KEYS} == JSON_KEYS
+    assert (result["mode"], result["workload"], result["batch_size"], result["transfers"]) == (
+        mode, "hot", 100, 1_000)
+    assert result["transfers_per_s"] > 0 and result["peak_rss_bytes"] > 0
+    if mode == "memory-compiled":
+        assert result["ratio_vs_pure"] > 0
