@@ -13,6 +13,8 @@ Each case runs for the compiled and the pure ledger, with and without a scheme f
 is a second, linked ledger leg). Figures are medians of several runs on fresh cores; the
 events are generated before any clock starts. CPU time (`process_time`) is reported beside
 wall time. It drives the core only through its public API and never times set-up.
+`--json` prints `{"results": [...]}`, one object per case as `measure()` returns it (shape
+in docs/core.md, "Proof").
 """
 
 from __future__ import annotations

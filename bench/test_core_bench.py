@@ -33,3 +33,15 @@ def test_core_transfer(benchmark, implementation, fee):
     assert len(commands) == 4
     assert core.in_flight_count == 0
     core.ledger.check_invariants()
+
+
+def test_a_case_reports_the_documented_json_shape():
+    """`ponte bench core --json` rows (docs/core.md): keys and types, not the figures."""
+    from bench.core_bench import measure
+
+    row = measure("core+codec", "pure", True, 200, 1)
+    assert {key: type(value) for key, value in row.items()} == {
+        "case": str, "ledger": str, "fee_leg": bool, "transfers": int, "runs": int,
+        "cpu_us_per_transfer": float, "wall_us_per_transfer": float, "transfers_per_s": int,
+        "target_cpu_us": type(None), "meets_target": type(None)}
+    assert (row["case"], row["ledger"], row["transfers"]) == ("core+codec", "pure", 200)
