@@ -14,6 +14,6 @@ from switch.core.messages import SchemeRules
 
 def fee_minor(rules: SchemeRules, amount_minor: int) -> int:
     assert 1 <= amount_minor <= limits.AMOUNT_MINOR_MAX
-    fee = rules.fee_fixed_minor + amount_minor * rules.fee_bps // 10_000
+    fee = rules.fee_fixed_minor + amount_minor * rules.fee_bps // limits.BPS_PER_UNIT
     assert 0 <= fee <= limits.FEE_FIXED_MINOR_MAX + limits.AMOUNT_MINOR_MAX
     return fee

@@ -14,7 +14,8 @@ NS_PER_DAY = 86_400 * 1_000_000_000
 # trillion in a two-decimal currency); the bound keeps amount + fee and any daily total far
 # below the ledger's u64 so no sum in the core can overflow it.
 AMOUNT_MINOR_MAX = 10**15
-FEE_BPS_MAX = 10_000  # a fee of more than the whole amount is a configuration error
+BPS_PER_UNIT = 10_000  # basis points in the whole amount
+FEE_BPS_MAX = BPS_PER_UNIT  # a fee of more than the whole amount is a configuration error
 FEE_FIXED_MINOR_MAX = AMOUNT_MINOR_MAX
 DAILY_TOTAL_MINOR_MAX = 10**18  # per payer participant and currency, per UTC day
 NET_DEBIT_CAP_MINOR_MAX = 10**18
