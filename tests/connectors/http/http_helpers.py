@@ -98,7 +98,7 @@ class Switch:
         """Onboard a funded participant whose callbacks go to its SDK receiver (or to
         `callback_url`), and return its connected client."""
         client = HttpClient(self.base_url, "", handler=handler, **client_options)
-        if handler is not None and not callback_url:
+        if client.handler is not None and not callback_url:
             callback_url = await client.start_receiver()
         name = f"participant-{participant_id}"
         await self.server.credentials.put_participant(participant_id, name, "bank",

@@ -457,3 +457,31 @@ async def test_only_the_payee_can_answer_a_credit_request(switch, payer_and_paye
     assert (await payer.status(1, "t-intrude")).state is TransferState.FORWARDED
     assert payer_handler.outcomes == []
     assert switch.position(1)["debits_posted"] == 0
+
+
+async def test_stream_style_options_and_bulk_aliases(switch):
+    """The same calls as the stream SDK: on_credit_request returning a Decision, on_push
+    seeing every message, register_aliases in bulk with a refused row named by index."""
+    from connectors.sdk import Decision
+    from switch.server.gateway import AliasRegistration
+
+    pushed = []
+    payer = await switch.participant(1, Recorder())
+    payee = await switch.participant(2, None, on_credit_request=lambda c: Decision(True),
+                                     on_push=pushed.append)
+    assert payee.participant_id == 2
+    answer = await payee.register_aliases([
+        AliasRegistration(alias_type="MSISDN", alias_value=PAYEE_ALIAS.alias_value,
+                          account_ref="acc-1", owner_national_id="52998224725",
+                          display_name="Maria Silva"),
+        AliasRegistration(alias_type="MSISDN", alias_value="not a phone number",
+                          account_ref="acc-2", owner_national_id="52998224725",
+                          display_name="Maria Silva"),
+    ])
+    assert (answer.registered, answer.rejected) == (1, 1)
+    assert answer.rejections[0][0] == 1  # the second row
+    outcome = await payer.transfer(transfer("t-style"), timeout_s=10)
+    assert outcome.state is TransferState.COMMITTED
+    await eventually(lambda: any(type(m).__name__ == "TransferOutcome" for m in pushed))
+    resolved = await payer.resolve("MSISDN", "+5511000000000")
+    assert resolved.result is Result.PARTY_NOT_FOUND  # an answer, not an exception
