@@ -27,6 +27,8 @@ import logging
 import time
 from collections import deque
 
+import msgspec
+
 from switch.core.messages import (
     AdminAnswer,
     ArmTimer,
@@ -73,30 +75,54 @@ _RESOLVES_IN_FLIGHT_MAX = 10_000
 
 
 class OutcomeArchive:
-    """Final outcomes the shell sent, for transfers the core may have dropped from its
-    retained window (answers ConsultStore). Bounded: the oldest are forgotten first.
-    In memory only: after a restart it holds what the replay re-decided."""
+    """Outcomes of transfers the core has dropped from its retained window, so ConsultStore
+    can still answer them (a resend or status query of an old transfer).
 
-    def __init__(self, entries_max: int) -> None:
+    The core keeps its final transfers in the order they ended and drops the oldest when
+    its table is full. The archive follows the same order with a queue of keys (~80 bytes
+    each, the strings are the core's own) and, as a key reaches the part of the core's
+    table that may be dropped next, takes its outcome from the core and keeps it encoded
+    (~150 bytes). Bounded at `entries_max`, oldest forgotten first. In memory only: after
+    a restart it starts empty (what the replay rebuilt is in the core)."""
+
+    def __init__(self, entries_max: int, core) -> None:
         assert entries_max >= 1
         self.entries_max = entries_max
-        self._outcomes: dict[tuple[int, str], TransferOutcome] = {}
+        self.core = core
+        # Keys beyond this many recent finals may be dropped by the core at any time: its
+        # table also holds the transfers in flight.
+        self.recent_max = max(1, core.config.transfers_retained_max - core.config.in_flight_max)
+        self._recent: deque[tuple[int, str]] = deque()
+        self._outcomes: dict[tuple[int, str], bytes] = {}
         self._order: deque[tuple[int, str]] = deque()
 
     def put(self, outcome: TransferOutcome) -> None:
-        key = (outcome.payer_participant_id, outcome.transfer_id)
+        recent = self._recent
+        recent.append((outcome.payer_participant_id, outcome.transfer_id))
+        if len(recent) > self.recent_max:
+            key = recent.popleft()
+            kept = self.core.transfer_outcome(*key)
+            if kept is not None and kept.state in _FINAL:
+                self._archive(key, kept)
+
+    def _archive(self, key: tuple[int, str], outcome: TransferOutcome) -> None:
         outcomes = self._outcomes
         if key not in outcomes:
             self._order.append(key)
-        outcomes[key] = outcome
+        outcomes[key] = _archive_encoder.encode(outcome)
         if len(outcomes) > self.entries_max:
             del outcomes[self._order.popleft()]
 
     def get(self, payer_participant_id: int, transfer_id: str) -> TransferOutcome | None:
-        return self._outcomes.get((payer_participant_id, transfer_id))
+        found = self._outcomes.get((payer_participant_id, transfer_id))
+        return None if found is None else _archive_decoder.decode(found)
 
     def __len__(self) -> int:
         return len(self._outcomes)
+
+
+_archive_encoder = msgspec.msgpack.Encoder()
+_archive_decoder = msgspec.msgpack.Decoder(TransferOutcome)
 
 
 class _Tick:

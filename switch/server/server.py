@@ -150,7 +150,8 @@ class SwitchServer:
         self.timers = TimerWheel(loop, self._timer_fired)
         self.sequencer = Sequencer(
             core=self.core, gateway=self.gateway, journal=self.journal, timers=self.timers,
-            metrics=self.metrics, archive=OutcomeArchive(config.outcomes_archived_max),
+            metrics=self.metrics,
+            archive=OutcomeArchive(config.outcomes_archived_max, self.core),
             tick_events_max=config.tick_events_max,
             commit_interval_s=config.commit_interval_ms / 1000.0,
         )

@@ -3,6 +3,7 @@ draining, and the rule that nothing is revealed before it is durable."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
@@ -202,3 +203,50 @@ async def test_closed_gateway_answers_service_unavailable(world):
     answer = await server.gateway.status(payer_id, StatusQuery(payer_participant_id=payer_id,
                                                                transfer_id="x"))
     assert type(answer) is ErrorAnswer and answer.result is Result.SERVICE_UNAVAILABLE
+
+
+async def test_outcomes_beyond_the_cores_window_are_answered_from_the_archive(tmp_path):
+    server = await start_test_server(
+        str(tmp_path), core={"transfers_retained_max": 40, "in_flight_max": 10})
+    try:
+        participants = await onboard(server, ["bank_a", "bank_b"])
+        payer_id = participants["bank_a"][0]
+        payee_id = participants["bank_b"][0]
+        gateway = server.gateway
+        await gateway.register_alias(
+            payee_id, alias_type="MSISDN", alias_value=ALIAS.alias_value,
+            account_ref="acc-1", owner_national_id="1234567890", display_name="Jane Doe")
+
+        class Answerer:
+            def deliver(self, message) -> None:
+                if type(message) is CreditRequest:
+                    gateway.submit(payee_id, PayeeAnswer(
+                        payer_participant_id=payer_id, transfer_id=message.transfer_id,
+                        accepted=True))
+
+            def flush(self) -> None:
+                pass
+
+        gateway.attach(payee_id, Answerer())
+        payer = RecordingSink()
+        gateway.attach(payer_id, payer)
+        for batch in range(6):
+            for i in range(10):
+                request = TransferRequest(
+                    transfer_id=f"old-{batch}-{i}", payee=ALIAS, amount_minor=10,
+                    currency="KES", expires_at_ns=time.time_ns() + 200_000_000,
+                    payer_user_ref="u1")
+                assert gateway.submit(payer_id, request) is Result.OK
+            await until(lambda: len(payer.messages) == 10 * (batch + 1))
+            await asyncio.sleep(0.25)  # their expiry passes: the core may drop them
+        assert server.core.transfer_outcome(payer_id, "old-0-0") is None  # dropped
+        answer = await gateway.status(payer_id, StatusQuery(payer_participant_id=payer_id,
+                                                            transfer_id="old-0-0"))
+        assert type(answer) is TransferOutcome
+        assert answer.state is TransferState.COMMITTED and answer.amount_minor == 10
+        stranger = (await onboard(server, ["bank_c"]))["bank_c"][0]
+        hidden = await gateway.status(stranger, StatusQuery(payer_participant_id=payer_id,
+                                                            transfer_id="old-0-0"))
+        assert type(hidden) is Refused and hidden.result is Result.TRANSFER_NOT_FOUND
+    finally:
+        await server.stop(drain_s=0)
