@@ -1,4 +1,8 @@
-"""Ledger configuration: the bounds that size its memory, read once and frozen."""
+"""Ledger configuration: the bounds that size its memory, read once and frozen.
+
+A ledger sizes its tables from it when it is built, so it must never change afterwards
+(the Struct is frozen) and must never hold anything but bounds and the debug switch.
+"""
 
 from typing import Annotated
 

@@ -1,4 +1,9 @@
-"""Every bound of the ledger in one place, with the asserts that relate them."""
+"""Every bound of the ledger in one place, with the asserts that relate them.
+
+Both twins, the journal and the switch import it first, so it must never import another
+ledger module or read anything at run time (per-deployment sizes live in LedgerConfig,
+whose defaults come from here).
+"""
 
 U64_MAX = 2**64 - 1
 U32_MAX = 2**32 - 1

@@ -1,7 +1,7 @@
 """The switch core's configuration: the bounds of its tables, read once into a frozen Struct.
 
-Scheme rules (limits, fees, payee timeout) are not here: they are admin events, journaled
-and replayed, so that a replay decides exactly what the live core decided.
+Scheme rules (limits, fees, payee timeout) must never be here: they are admin events,
+journaled and replayed, so that a replay decides exactly what the live core decided.
 """
 
 from __future__ import annotations

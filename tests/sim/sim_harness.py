@@ -13,7 +13,8 @@ it, or a core snapshot taken at an earlier commit plus the journal after it).
 After every core step the invariants are checked (see `Sim.check_step`); after a fault-free
 drain at the end, every transfer must be final and everyone's books must agree with the
 ledger (`Sim.check_end`). A broken invariant raises `SimFailure` naming the seed and the
-one-line command that replays it.
+one-line command that replays it. It must never read the real clock or draw from anything
+but the seed's generator, or a seed would stop replaying.
 """
 
 from __future__ import annotations
