@@ -19,6 +19,7 @@ It must never measure anything but public surfaces (stream in, stream out, /admi
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 
 import click
@@ -133,7 +134,8 @@ def run_stream(*, offered_per_s: float, seconds: float, seed: int = 1,
               help="Comma-separated offered rates per second (stream).")
 @click.option("--seconds", type=float, default=None, help="Seconds of traffic per rate.")
 @click.option("--seed", type=int, default=1, show_default=True)
-@click.option("--report", "report_dir", default=None, help="Write a report folder here.")
+@click.option("--report-dir", "--report", "report_dir", default=None,
+              help="Report folder [reports/e2e-<time>/].")
 def e2e_command(as_json, quick, transport, offered, seconds, seed, report_dir) -> None:
     """End-to-end: switch + simulated participants as processes, durable journal."""
     rates = OFFERED_QUICK if quick else OFFERED_DEFAULT
@@ -155,14 +157,23 @@ def e2e_command(as_json, quick, transport, offered, seconds, seed, report_dir) -
         results.append(result)
         if not as_json:
             click.echo(_line(result))
-    if report_dir and series:
-        from bench.report import write_report
+    # Every run writes its report folder; --json prints the summary exactly as report.json
+    # holds it (bench/run_report.py). Runs without a per-second series (HTTP) add one
+    # sample each, so an HTTP-only run still gets its report.
+    from bench.run_report import default_report_dir, finish_run
 
-        write_report(report_dir, series, {"results": [
-            {key: value for key, value in result.items() if key != "results"}
-            for result in results]}, title="Ponte end-to-end bench")
+    if not series:
+        series = [{"t_s": float(index), "offered_per_s": float(result["offered_per_s"] or 0),
+                   "completed_per_s": float(result["transfers_per_s"]),
+                   "latency_p50_ms": result["p50_ms"] or None,
+                   "latency_p99_ms": result["p99_ms"] or None}
+                  for index, result in enumerate(results)]
+    folder = report_dir or default_report_dir("e2e")
+    written, _files = finish_run(folder, series, {"results": results},
+                                 title="Ponte end-to-end bench")
     if as_json:
-        click.echo(json.dumps({"results": results}))
+        click.echo(json.dumps(written))
+    click.echo(f"report: {os.path.abspath(folder)}", err=True)
 
 
 def _line(result: dict) -> str:
