@@ -1,4 +1,5 @@
-"""`python -m connectors.sim run ...` (same as `ponte sim run ...`)."""
+"""`python -m connectors.sim run ...` (same as `ponte sim run ...`). Only dispatches to
+connectors/sim/cli.py; it must never hold logic of its own."""
 
 from connectors.sim.cli import sim
 

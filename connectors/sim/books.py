@@ -10,7 +10,7 @@ arrive twice), so comparing them with the switch's ledger account checks the who
     reserved_minor  == 0 == debits_pending               (once nothing is in flight)
     customers' balances changed by exactly position_minor - opening + fees paid
 
-Nothing here does I/O.
+It must never do I/O, and never book anything it did not receive itself.
 """
 
 from __future__ import annotations

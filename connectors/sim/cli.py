@@ -1,4 +1,7 @@
-"""`ponte sim ...` / `python -m connectors.sim ...`: run simulated banks and wallets."""
+"""`ponte sim ...` / `python -m connectors.sim ...`: run simulated banks and wallets.
+
+Only parses options into a RunConfig and starts the runner; it must never print an API key.
+"""
 
 from __future__ import annotations
 

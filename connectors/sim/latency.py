@@ -2,8 +2,8 @@
 processes: simulators report it as JSON, the demo and the bench combine and read quantiles.
 
 Memory is one dict entry per occupied bucket (a few hundred for latencies between 10 us and
-100 s), whatever the number of samples: a ten-minute run at 20,000/s stays flat. Nothing
-here does I/O.
+100 s), whatever the number of samples: a ten-minute run at 20,000/s stays flat. It must
+never do I/O or keep the samples themselves.
 """
 
 from __future__ import annotations

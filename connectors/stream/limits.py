@@ -1,7 +1,8 @@
 """Every bound of the stream connector in one place, with the asserts that relate them.
 
 Both ends use them: the server refuses a frame whose announced length is past
-FRAME_BYTES_MAX before reading a byte of it, and the SDK never writes one.
+FRAME_BYTES_MAX before reading a byte of it, and the SDK never writes one. Nothing here may
+depend on configuration read at run time.
 """
 
 # A frame is a u32 big-endian length and that many bytes of msgpack. The largest legitimate

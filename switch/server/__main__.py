@@ -1,4 +1,5 @@
-"""`python -m switch.server run --config FILE` (same as `ponte run`)."""
+"""`python -m switch.server run --config FILE` (same as `ponte run`). Only dispatches to
+switch/server/cli.py; it must never hold logic of its own."""
 
 import click
 

@@ -4,8 +4,8 @@ e2e` and the end-to-end tests.
 `SwitchProcess` writes a TOML config, starts `python -m switch.server run` and waits for its
 /health; it talks to the admin surface over HTTP like an operator would. `SimProcess` starts
 `python -m connectors.sim run` and collects its JSON lines. `onboard_population` creates
-the population's participants (currency, accounts, funding, API keys). Nothing here reaches
-into a process: only sockets, signals and stdout.
+the population's participants (currency, accounts, funding, API keys). It must never reach
+into a process: only sockets, signals and stdout — and never leave one running (stop()).
 """
 
 from __future__ import annotations

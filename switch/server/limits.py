@@ -2,7 +2,7 @@
 
 Config defaults (`switch/server/config.py`) take their numbers from here; the `*_MAX`
 constants bound what a configuration may ask for. Nothing else in switch/server hard-codes
-a size or a duration.
+a size or a duration, and nothing here may depend on configuration read at run time.
 """
 
 from switch.core import limits as core_limits

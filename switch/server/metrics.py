@@ -7,7 +7,8 @@ participant names and currencies — never a transfer, request or key id.
 Hot-path counters are plain attributes and dicts incremented by the sequencer; histograms
 bisect into fixed buckets; gauges are callbacks read at scrape time. Nothing here does I/O:
 the admin surface serves `render()` at /metrics. Connectors add their own metrics with
-`registry.counter(...)`, `registry.gauge(...)`, `registry.histogram(...)`.
+`registry.counter(...)`, `registry.gauge(...)`, `registry.histogram(...)`. It must never
+put an unbounded value (a transfer, request or key id) in a label.
 """
 
 from __future__ import annotations
