@@ -17,12 +17,21 @@ async def echo_port():
         await asyncio.sleep(0.001)
         return Response(200, request.path)
 
+    never = asyncio.Event()
+
+    async def hang(request):
+        await never.wait()  # answers only when the test ends
+        return Response(200, b"late")
+
     def handler(request):
+        if request.path.endswith(b"/hang"):
+            return hang(request)
         return slow(request) if request.path.endswith(b"/slow") else Response(200, request.path)
 
     server = HttpServer(handler)
     await server.start("127.0.0.1", 0)
     yield server.port
+    never.set()
     await server.close(grace_ms=100)
 
 
@@ -74,10 +83,12 @@ async def test_refused_connection_raises():
 async def test_closing_the_pool_fails_its_waiters(echo_port):
     pool = ConnectionPool(f"http://127.0.0.1:{echo_port}", connections_max=1,
                           in_flight_per_connection_max=1)
-    first = asyncio.ensure_future(pool.request(b"GET", b"/x/slow"))
-    await asyncio.sleep(0.0005)
+    first = asyncio.ensure_future(pool.request(b"GET", b"/x/hang"))
+    while not pool.connections or pool.connections[0].in_flight == 0:
+        await asyncio.sleep(0.001)  # the first request is on the wire, unanswered
     second = asyncio.ensure_future(pool.request(b"GET", b"/y"))
-    await asyncio.sleep(0)
+    while not pool.waiters:
+        await asyncio.sleep(0.001)  # the second waits for room
     await pool.close()
     for task in (first, second):
         with pytest.raises(HttpClientError):
