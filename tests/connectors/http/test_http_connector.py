@@ -485,3 +485,52 @@ async def test_stream_style_options_and_bulk_aliases(switch):
     await eventually(lambda: any(type(m).__name__ == "TransferOutcome" for m in pushed))
     resolved = await payer.resolve("MSISDN", "+5511000000000")
     assert resolved.result is Result.PARTY_NOT_FOUND  # an answer, not an exception
+
+
+# -- production backends ----------------------------------------------------------------
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+async def test_payment_over_http_with_postgresql_and_redis(tmp_path, postgres_dsn, redis_url,
+                                                           redis_prefix):
+    """The same payment with the journal, directory and credentials in PostgreSQL and the
+    alias cache and lookup buckets in Redis."""
+    from http_helpers import CURRENCY, Switch
+    from connectors.http.app import HttpConnector, HttpConnectorConfig
+    from switch.core.messages import CurrencyAdded
+    from switch.core.results import SettlementModel
+    from switch.directory.config import DirectoryConfig
+    from switch.server.config import Secret, ServerConfig
+    from switch.server.server import SwitchServer
+
+    config = ServerConfig(
+        data_dir=str(tmp_path), journal="postgres", store="postgres",
+        postgres_dsn=Secret(postgres_dsn), redis_url=Secret(redis_url),
+        redis_prefix=redis_prefix, stream_enabled=False, admin_enabled=False,
+        directory=DirectoryConfig(participant_categories={"1": "A"}))
+    server = SwitchServer(config)
+    await server.start()
+    http = HttpConnector(server.gateway, HttpConnectorConfig(port=0))
+    await http.start()
+    running = Switch(server, http)
+    try:
+        await running.admin(CurrencyAdded(request_id="currency", currency=CURRENCY,
+                                          ledger_id=986,
+                                          settlement_model=SettlementModel.PREFUNDED_RTGS))
+        payer_handler, payee_handler = Recorder(), Recorder()
+        payer = await running.participant(1, payer_handler)
+        payee = await running.participant(2, payee_handler)
+        assert (await payee.register_alias(
+            alias_type="MSISDN", alias_value=PAYEE_ALIAS.alias_value, account_ref="acc",
+            owner_national_id="52998224725", display_name="Maria Silva")).result is Result.OK
+        outcome = await payer.transfer(transfer("t-pg", amount_minor=1_234), timeout_s=20)
+        assert (outcome.state, outcome.amount_minor) == (TransferState.COMMITTED, 1_234)
+        await eventually(lambda: payee_handler.outcomes)
+        assert (await payee.status(1, "t-pg")).state is TransferState.COMMITTED
+        assert running.position(2)["credits_posted"] == FUNDING_MINOR + 1_234
+    finally:
+        for client in running.clients:
+            await client.close()
+        await http.close(grace_ms=200)
+        await server.stop(drain_s=0.2)
