@@ -189,6 +189,8 @@ class HttpConnector:
         """Stop listening, let answers in flight leave, deliver queued callbacks (bounded
         by `grace_ms` each), close every connection."""
         await self.server.close(grace_ms)
+        # One HTTP connector per switch: what is released after this stays queryable.
+        self.gateway.set_fallback_sink(None)
         await self.callbacks.close(grace_ms)
 
     def register_metrics(self, registry) -> None:
