@@ -110,7 +110,6 @@ class SwitchServer:
         self._closers: list = []
         self._stopped = asyncio.Event()
         self.started_ns = 0
-        self.trail = None  # the console's per-transfer timeline (switch/admin/timeline.py)
 
     # -- start -----------------------------------------------------------------------
 
