@@ -247,22 +247,8 @@ class Ledger:
     # -------------------------------------------------------------------------- accounts
 
     def create_accounts(self, batch, now_ns: int) -> list[tuple[int, CreateAccountResult]]:
-        view = _batch_view(batch)
-        count = len(view) // RECORD_BYTES
-        if count == 0:
-            return []
-        base = self._timestamps_for(now_ns, count)
-        self._last_timestamp = base + count - 1
-        results = self._run_chains(
-            count,
-            lambda index: ACCOUNT_STRUCT.unpack_from(view, index * RECORD_BYTES),
-            self._create_account,
-            base,
-            _AR,
-            poisoning=frozenset(),
-        )
-        self._after_batch()
-        return results
+        return self._run_batch(batch, now_ns, ACCOUNT_STRUCT, self._create_account, _AR,
+                               poisoning=frozenset())
 
     def _create_account(self, fields, timestamp: int) -> int:
         (id_, debits_pending, debits_posted, credits_pending, credits_posted, user_data_64,
@@ -319,22 +305,8 @@ class Ledger:
     # ------------------------------------------------------------------------- transfers
 
     def create_transfers(self, batch, now_ns: int) -> list[tuple[int, CreateTransferResult]]:
-        view = _batch_view(batch)
-        count = len(view) // RECORD_BYTES
-        if count == 0:
-            return []
-        base = self._timestamps_for(now_ns, count)
-        self._last_timestamp = base + count - 1
-        results = self._run_chains(
-            count,
-            lambda index: TRANSFER_STRUCT.unpack_from(view, index * RECORD_BYTES),
-            self._create_transfer,
-            base,
-            _TR,
-            poisoning=_POISONING,
-        )
-        self._after_batch()
-        return results
+        return self._run_batch(batch, now_ns, TRANSFER_STRUCT, self._create_transfer, _TR,
+                               poisoning=_POISONING)
 
     def create_transfer(
         self, id: int, debit_account_id: int, credit_account_id: int, amount_minor: int,
@@ -351,6 +323,26 @@ class Ledger:
             raise ValueError(f"transfer field out of range: {error}") from None
         failures = self.create_transfers(batch, now_ns)
         return failures[0][1] if failures else _TR.OK
+
+    def _run_batch(self, batch, now_ns, record_struct, create_one, results_enum, poisoning):
+        """Check the buffer and the clock, give the events their timestamps, run them and
+        the after-batch upkeep. Shared by accounts and transfers."""
+        view = _batch_view(batch)
+        count = len(view) // RECORD_BYTES
+        if count == 0:
+            return []
+        base = self._timestamps_for(now_ns, count)
+        self._last_timestamp = base + count - 1
+        results = self._run_chains(
+            count,
+            lambda index: record_struct.unpack_from(view, index * RECORD_BYTES),
+            create_one,
+            base,
+            results_enum,
+            poisoning,
+        )
+        self._after_batch()
+        return results
 
     def _run_chains(self, count, unpack, create_one, base, results_enum, poisoning):
         """Run events in order, grouping LINKED events into chains that succeed or fail as
