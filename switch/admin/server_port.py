@@ -3,7 +3,8 @@ and `attach_console`, which starts the admin app in the server's own event loop.
 
 Operator events go through `server.gateway.admin` (journaled by the sequencer, answered once
 durable); participant settings through `server.credentials`; metrics from
-`server.registry`; the transfer trail is installed as `server.trail`. The directory panel's
+`server.registry`; timelines are derived from the core's records and the ledger's legs (no
+per-transfer work is added to the switch). The directory panel's
 resolve counts come from a thin counting wrapper around the directory's resolve calls (the
 gateway keeps no such counters). Nothing here reaches into the server's private state; it
 must never bypass the sequencer to change the core.
@@ -73,6 +74,7 @@ class ServerSwitch:
     """`SwitchPort` over a started `SwitchServer`."""
 
     def __init__(self, server, trail: TransferTrail | None = None):
+        # `trail`: only if the caller built the core with it as its observer.
         self.server = server
         self.trail = trail
         self.resolves = ResolveCounts(server.directory) if server.directory is not None else None
@@ -216,8 +218,6 @@ class Console:
 
     async def stop(self) -> None:
         await self.http.stop()
-        if self.server.trail is self._adapter.trail:
-            self.server.trail = None
         await self._adapter.close()
         await self.store.close()
 
@@ -239,10 +239,7 @@ async def attach_console(server, host: str = "127.0.0.1", port: int = 0, *,
                          passwords=None, ssl_certfile: str = "", ssl_keyfile: str = "",
                          store=None) -> Console:
     """Start the operator console on a started `SwitchServer`, in its loop."""
-    trail = TransferTrail()
-    trail.attach(server.core)
-    server.trail = trail
-    adapter = ServerSwitch(server, trail)
+    adapter = ServerSwitch(server)
     store = store or await open_admin_store(server)
     service = AdminService(store, adapter, passwords=passwords)
     app = create_app(service, secure_cookies=bool(ssl_certfile))

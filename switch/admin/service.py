@@ -492,8 +492,11 @@ class AdminService:
         trail = self.switch.trail
         received_ns = trail.received_ns(record.payer_participant_id, record.transfer_id) if (
             trail is not None) else 0
-        if not received_ns and record.forwarded:
-            received_ns = self._leg_timestamp(record.seq, Leg.RESERVE)
+        if not received_ns:
+            # Without a trail: the reserve leg's timestamp, or for a transfer refused at
+            # admission its decision, taken in the same step as its receipt.
+            received_ns = (self._leg_timestamp(record.seq, Leg.RESERVE) if record.forwarded
+                           else record.decided_at_ns)
         event = record.event
         end_to_end_id = event.request.end_to_end_id if type(event) is TransferRequested else ""
         return TransferSummary(
@@ -505,6 +508,21 @@ class AdminService:
             end_to_end_id=end_to_end_id, received_ns=received_ns,
             decided_ns=record.decided_at_ns,
         )
+
+    def _derived_steps(self, record, summary: TransferSummary) -> list[tuple[int, str, str]]:
+        """A transfer's states from what the core and the ledger keep, when no trail
+        recorded them: the core receives, reserves and forwards in one step (the reserve
+        leg's ledger timestamp), and decides at `decided_at_ns`."""
+        steps: list[tuple[int, str, str]] = []
+        received_ns = summary.received_ns
+        if received_ns:
+            steps.append((received_ns, "state", "received"))
+            if record.forwarded:
+                steps.append((received_ns, "state", "reserved"))
+                steps.append((received_ns, "state", "forwarded"))
+        if record.decided_at_ns:
+            steps.append((record.decided_at_ns, "state", summary.state))
+        return steps
 
     def _leg_timestamp(self, seq: int, leg: Leg) -> int:
         found = self.switch.ledger.lookup_transfers([(seq << 3) | int(leg)])
@@ -557,9 +575,11 @@ class AdminService:
             raise AdminRefusal(AdminResult.TRANSFER_NOT_FOUND,
                                "not retained by the switch (older transfers: the journal)")
         summary = self._summary(record)
-        steps: list[TimelineStep] = []
         trail = self.switch.trail
         trail_steps = trail.steps(payer_participant_id, transfer_id) if trail is not None else []
+        if not trail_steps:
+            trail_steps = self._derived_steps(record, summary)
+        steps: list[TimelineStep] = []
         for at_ns, kind, name in trail_steps:
             if kind == "state":
                 shown_kind, text = _STATE_TEXT.get(name, ("state", name))
@@ -570,9 +590,6 @@ class AdminService:
                 steps.append(TimelineStep(at_ns=at_ns, kind=shown_kind, name=name, detail=text))
             else:
                 steps.append(TimelineStep(at_ns=at_ns, kind=kind, name=name))
-        if not trail_steps and record.decided_at_ns:
-            steps.append(TimelineStep(at_ns=record.decided_at_ns, kind="state",
-                                      name=summary.state, detail=summary.result_name))
         ids = [(record.seq << 3) | int(leg) for leg in Leg]
         for transfer in self.switch.ledger.lookup_transfers(ids):
             leg = Leg(transfer.id & 0b111)

@@ -1,0 +1,178 @@
+"""The console in a real headless Chromium against a real switch carrying real traffic:
+log in, watch live numbers move, suspend a participant and see its transfers rejected,
+propose and approve a limit change with two operators, find a transfer and open its
+timeline, a viewer refused an action, a form posted without its CSRF token refused.
+The overview's screenshot is saved to docs/console.png for the README."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+from switch.core.results import Result, TransferState
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "console.png"
+
+
+def number(page, selector: str) -> float:
+    return float(re.sub(r"[^0-9.]", "", page.locator(selector).inner_text()) or 0)
+
+
+def wait_until(predicate, timeout_s: float = 10.0, interval_s: float = 0.2) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(interval_s)
+
+
+def test_log_in_and_watch_live_numbers_move(new_page, switch):
+    page = new_page()
+    page.goto("/")
+    assert "/login" in page.url  # no session: the console asks to log in first
+    assert page.evaluate("document.activeElement.id") == "username"  # ready to type
+    page.get_by_label("Username").fill("alice")
+    page.get_by_label("Password").fill("wrong password, surely")
+    page.get_by_role("button", name="Log in").click()
+    assert "LOGIN_FAILED" in page.locator(".error").inner_text()
+
+    from conftest import log_in
+
+    log_in(page, "alice")
+    # Keyboard first: the skip link is the first stop, and it leads to the main content.
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Skip to main content"
+    page.keyboard.press("Enter")
+    assert page.evaluate("document.activeElement.id") == "main"
+    page.wait_for_selector("#live-state:text('connected')")
+    first_total = number(page, "#kpi-total")
+    # Traffic keeps flowing: the number decided grows without a reload (Server-Sent Events).
+    # (Polled from here: the page's Content-Security-Policy forbids eval, which
+    # wait_for_function would need.)
+    wait_until(lambda: number(page, "#kpi-total") > first_total)
+    wait_until(lambda: number(page, "#kpi-tps") > 0)
+    assert number(page, "#kpi-p99") > 0
+    assert "OK" in page.locator("#outcomes").inner_text()
+    # Let the chart gather a few seconds of points, then keep the picture for the README.
+    page.locator("#tps-chart canvas").first.wait_for()
+    time.sleep(4)
+    page.evaluate("document.activeElement.blur()")
+    SCREENSHOT.parent.mkdir(exist_ok=True)
+    page.screenshot(path=str(SCREENSHOT), full_page=True)
+    assert SCREENSHOT.stat().st_size > 20_000
+
+
+def test_suspend_a_participant_and_see_its_transfers_rejected(new_page, switch):
+    bank_a = switch.traffic.participant_ids["bank-a"]
+    page = new_page("bob")
+    page.goto(f"/participants/{bank_a}")
+    page.get_by_role("button", name="Suspend participant").click()
+    page.wait_for_url(re.compile(r"notice=suspended"))
+    assert page.locator("#participant-status").inner_text() == "suspended"
+    try:
+        transfer_id, outcome = switch.send("bank-a", 1)
+        assert outcome.state == TransferState.REJECTED
+        assert outcome.result == Result.PAYER_BLOCKED
+        _, inbound = switch.send("wallet-c", 0)
+        assert inbound.result == Result.PAYEE_BLOCKED
+        # The console shows the refusal in the transfer search and the alert on the overview.
+        page.goto(f"/transfers?payer_participant_id={bank_a}&transfer_id={transfer_id}")
+        row = page.locator("#transfer-results tbody tr").first
+        assert "PAYER_BLOCKED" in row.inner_text()
+        page.goto("/")
+        page.wait_for_selector("#alerts li.alert:has-text('bank-a')")
+    finally:
+        page.goto(f"/participants/{bank_a}")
+        page.get_by_role("button", name="Resume participant").click()
+        page.wait_for_url(re.compile(r"notice=resumed"))
+    assert page.locator("#participant-status").inner_text() == "active"
+    _, outcome = switch.send("bank-a", 1)
+    assert outcome.state == TransferState.COMMITTED
+
+
+def test_propose_and_approve_a_limit_change_with_two_operators(new_page, switch):
+    bank_b = switch.traffic.participant_ids["bank-b"]
+    core = switch.server.core
+    before = switch.call(_daily_max(core, bank_b))
+    maker = new_page("bob")
+    maker.goto("/approvals")
+    maker.get_by_label("Change", exact=True).select_option("daily_limit")
+    maker.get_by_label("Participant", exact=True).select_option(str(bank_b))
+    maker.get_by_label("Currency", exact=True).select_option("BRL")
+    maker.get_by_label("Amount, cap or limit in minor units").fill("77700000")
+    maker.get_by_label("Note", exact=True).fill("raise for payday")
+    maker.get_by_role("button", name="Propose").click()
+    maker.wait_for_url(re.compile(r"notice=proposed"))
+    row = maker.locator("#pending tbody tr").filter(has_text="777,000.00 BRL")
+    assert "waiting for another operator" in row.inner_text()  # the maker cannot check it
+    proposal_id = row.get_attribute("data-proposal")
+    assert switch.call(_daily_max(core, bank_b)) == before  # nothing applied yet
+
+    checker = new_page("carol")
+    checker.goto("/approvals")
+    mine = checker.locator(f"#pending tr[data-proposal='{proposal_id}']")
+    mine.get_by_role("button", name="Approve").click()
+    checker.wait_for_url(re.compile(r"notice=approved"))
+    decided = checker.locator(f"#decided tr[data-proposal='{proposal_id}']").inner_text()
+    assert "executed" in decided and "bob" in decided and "carol" in decided
+    assert switch.call(_daily_max(core, bank_b)) == 77_700_000
+    checker.goto("/audit?action=proposal.approve")
+    assert "carol" in checker.locator("#audit").inner_text()
+
+
+async def _daily_max(core, participant_id: int) -> int:
+    return core.daily_max_minor(participant_id, "BRL")
+
+
+def test_find_a_transfer_and_open_its_timeline(new_page, switch):
+    transfer_id, outcome = switch.send("bank-b", 2, amount_minor=4_321, end_to_end_id="E2E-UI-1")
+    assert outcome.state == TransferState.COMMITTED
+    page = new_page("vic")
+    page.goto("/transfers")
+    page.get_by_label("End-to-end id").fill("E2E-UI-1")
+    page.get_by_role("button", name="Search").click()
+    link = page.locator("#transfer-results a.timeline-link", has_text=transfer_id)
+    link.wait_for()
+    assert "43.21 BRL" in page.locator("#transfer-results").inner_text()
+    link.click()
+    page.wait_for_url(re.compile(rf"/transfers/\d+/{transfer_id}$"))
+    assert page.locator("#timeline-state").inner_text() == "committed"
+    steps = page.locator("#timeline li").all_inner_texts()
+    assert any("received" in step for step in steps)
+    assert any("reserve (pending)" in step for step in steps)
+    assert any("post" in step and "4321 minor units" in step for step in steps)
+    assert steps.index(next(s for s in steps if "received" in s)) < steps.index(
+        next(s for s in steps if "post" in s and "ledger" in s))
+
+
+def test_a_viewer_is_refused_an_action(new_page, switch):
+    bank_a = switch.traffic.participant_ids["bank-a"]
+    page = new_page("vic")
+    page.goto(f"/participants/{bank_a}")
+    with page.expect_response(lambda r: r.request.method == "POST") as answer:
+        page.get_by_role("button", name="Suspend participant").click()
+    assert answer.value.status == 403
+    assert "ROLE_INSUFFICIENT" in page.locator(".error").inner_text()
+    assert switch.server.core.participant(bank_a).status.name == "ACTIVE"
+
+
+def test_a_form_posted_without_its_csrf_token_is_refused(new_page, switch):
+    bank_a = switch.traffic.participant_ids["bank-a"]
+    page = new_page("bob")
+    page.goto(f"/participants/{bank_a}")
+    # Strip the token from the real form, as a forged cross-site form would lack it.
+    page.evaluate("document.querySelectorAll('input[name=csrf_token]').forEach(e => e.remove())")
+    with page.expect_response(lambda r: r.request.method == "POST") as answer:
+        page.get_by_role("button", name="Suspend participant").click()
+    assert answer.value.status == 403
+    assert "CSRF_TOKEN_INVALID" in page.locator(".error").inner_text()
+    # A script posting without the header is refused the same way.
+    status = page.evaluate(f"fetch('/api/admin/participants/{bank_a}/suspend', "
+                           "{method: 'POST'}).then(r => r.status)")
+    assert status == 403
+    assert switch.server.core.participant(bank_a).status.name == "ACTIVE"
