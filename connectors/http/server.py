@@ -285,6 +285,10 @@ class HttpProtocol(asyncio.Protocol):
         self.body_parts.append(body)
 
     def on_message_complete(self) -> None:
+        if self.closing_after_drain:
+            # Pipelined after a `Connection: close` request in the same read: never acted
+            # on, since its answer could not be sent.
+            return
         parser = self.parser
         method = parser.get_method()
         keep_alive = parser.should_keep_alive()

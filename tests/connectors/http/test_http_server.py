@@ -260,3 +260,12 @@ async def test_idle_keep_alive_connection_is_closed(short_timeouts):
         assert not server.connections
     finally:
         await server.close(grace_ms=10)
+
+
+async def test_nothing_after_connection_close_is_acted_on(echo_server):
+    server, echo = echo_server
+    out = await exchange(server.port,
+                         b"GET /first HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
+                         b"POST /second HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\n{}")
+    assert out.count(b"HTTP/1.1 ") == 1
+    assert [path for _, path, _ in echo.seen] == [b"/first"]
