@@ -292,6 +292,20 @@ def _load_ledger(snapshot: Snapshot | None, config: LedgerConfig | None, ledger_
         raise RecoveryError(f"snapshot {snapshot.source} does not load: {error}") from error
 
 
+def _recovered(ledger, journal, replayer: _Replayer, where: str) -> Recovered:
+    logger.info(
+        "ledger_recovered journal=%s snapshot_sequence=%d records_replayed=%d "
+        "last_sequence=%d accounts=%d",
+        where, replayer.snapshot_position.sequence, replayer.records_replayed,
+        journal.position.sequence, ledger.account_count,
+    )
+    return Recovered(
+        ledger=ledger, journal=journal, durable=DurableLedger(ledger, journal),
+        position=journal.position, snapshot_sequence=replayer.snapshot_position.sequence,
+        records_replayed=replayer.records_replayed,
+    )
+
+
 def recover(
     journal_path: str,
     snapshot_directory: str | None = None,
@@ -323,17 +337,7 @@ def recover(
     except BaseException:
         journal.close()
         raise
-    logger.info(
-        "ledger_recovered journal=%s snapshot_sequence=%d records_replayed=%d "
-        "last_sequence=%d accounts=%d",
-        journal_path, replayer.snapshot_position.sequence, replayer.records_replayed,
-        journal.position.sequence, ledger.account_count,
-    )
-    return Recovered(
-        ledger=ledger, journal=journal, durable=DurableLedger(ledger, journal),
-        position=journal.position, snapshot_sequence=replayer.snapshot_position.sequence,
-        records_replayed=replayer.records_replayed,
-    )
+    return _recovered(ledger, journal, replayer, journal_path)
 
 
 async def recover_postgres(
@@ -365,14 +369,4 @@ async def recover_postgres(
     except BaseException:
         await journal.close()
         raise
-    logger.info(
-        "ledger_recovered journal=postgresql:%s snapshot_sequence=%d records_replayed=%d "
-        "last_sequence=%d accounts=%d",
-        name, replayer.snapshot_position.sequence, replayer.records_replayed,
-        journal.position.sequence, ledger.account_count,
-    )
-    return Recovered(
-        ledger=ledger, journal=journal, durable=DurableLedger(ledger, journal),
-        position=journal.position, snapshot_sequence=replayer.snapshot_position.sequence,
-        records_replayed=replayer.records_replayed,
-    )
+    return _recovered(ledger, journal, replayer, f"postgresql:{name}")
