@@ -269,3 +269,41 @@ async def test_nothing_after_connection_close_is_acted_on(echo_server):
                          b"POST /second HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\n{}")
     assert out.count(b"HTTP/1.1 ") == 1
     assert [path for _, path, _ in echo.seen] == [b"/first"]
+
+
+async def test_a_connection_stops_being_read_while_its_answers_are_pending():
+    """Back-pressure: with answers pending, the server reads no further than the in-flight
+    bound (plus what one read brought); released, it answers every request in order."""
+    release = asyncio.Event()
+    seen = []
+
+    async def later(path: bytes):
+        await release.wait()
+        return Response(200, path)
+
+    def handler(request):
+        seen.append(request.path)
+        return later(request.path)
+
+    server = HttpServer(handler, protocol_error)
+    await server.start("127.0.0.1", 0)
+    count = 3_000
+    pad = b"x-pad: " + b"p" * 1_000 + b"\r\n"  # ~1 KB a request: 3 MB in all
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(b"".join(b"GET /%d HTTP/1.1\r\nhost: x\r\n%s\r\n" % (n, pad)
+                              for n in range(count)))
+        await asyncio.sleep(0.3)
+        assert limits.REQUESTS_IN_FLIGHT_PER_CONNECTION_MAX <= len(seen) < count
+        release.set()
+        body = b""
+        while body.count(b"HTTP/1.1 200") < count:
+            chunk = await asyncio.wait_for(reader.read(1 << 20), 10)
+            assert chunk
+            body += chunk
+        assert len(seen) == count
+        positions = [body.index(b"\r\n\r\n/%d" % n) for n in (0, 1, count // 2, count - 1)]
+        assert positions == sorted(positions)
+        writer.close()
+    finally:
+        await server.close(grace_ms=10)
