@@ -35,7 +35,8 @@ COMMIT_INTERVAL_S_MAX = 0.1
 TIMERS_MAX = core_limits.IN_FLIGHT_MAX_DEFAULT + core_limits.REQUESTS_TO_PAY_RETAINED_MAX_DEFAULT
 
 # -- outcomes archive (answers ConsultStore for transfers the core no longer holds) ----
-OUTCOMES_ARCHIVED_MAX_DEFAULT = 1 << 20
+# A second tier behind the core's own window (~150 B per outcome, encoded).
+OUTCOMES_ARCHIVED_MAX_DEFAULT = 1 << 18
 
 # -- routing cache: a payer's resolve answer, consumed by its next transfer to that alias
 ROUTES_REMEMBERED_MAX = 1 << 18
