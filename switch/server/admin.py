@@ -11,6 +11,7 @@ health, Prometheus metrics, and participant onboarding (JSON).
                                                     funding_minor?, net_debit_cap_minor?}
                                                    -> {participant_id, api_key (shown once)}
     POST /admin/participants/{id}/keys             {revoke_others?} -> {api_key}
+    POST /admin/participants/{id}/accounts         {currency}: open one more currency
     PUT  /admin/participants/{id}/callback-url     {callback_url}
     POST /admin/participants/{id}/funds            {request_id, currency, amount_minor,
                                                     withdraw?}
@@ -41,6 +42,7 @@ from switch.server.onboarding import (
     add_participant,
     fund,
     issue_key,
+    open_account,
     participant_summaries,
     set_net_debit_cap,
 )
@@ -68,6 +70,10 @@ class ParticipantBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     callback_url: str = ""
     funding_minor: int = 0
     net_debit_cap_minor: int = 0
+
+
+class AccountBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    currency: str
 
 
 class KeyBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -259,6 +265,10 @@ class AdminServer:
                                       revoke_others=request.revoke_others)
             return 201, msgspec.json.encode({"participant_id": participant_id,
                                              "api_key": api_key}), json
+        if action == "/accounts" and method == "POST":
+            request = msgspec.json.decode(body, type=AccountBody)
+            await open_account(server, participant_id, request.currency)
+            return 201, msgspec.json.encode({"currency": request.currency}), json
         if action == "/callback-url" and method == "PUT":
             request = msgspec.json.decode(body, type=CallbackBody)
             try:

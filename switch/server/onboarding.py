@@ -105,6 +105,13 @@ async def add_participant(server, name: str, kind: str, currencies: list[str], *
                               currencies=list(currencies), api_key=api_key)
 
 
+async def open_account(server, participant_id: int, currency: str) -> None:
+    """Let an existing participant send and receive in one more currency."""
+    await _admin(server, ParticipantAccountOpened(
+        request_id=f"account-{participant_id}-{currency}", participant_id=participant_id,
+        currency=currency))
+
+
 async def fund(server, participant_id: int, currency: str, amount_minor: int, *,
                request_id: str, withdraw: bool = False) -> None:
     event_type = FundsWithdrawn if withdraw else FundsDeposited

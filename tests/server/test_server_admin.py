@@ -97,6 +97,28 @@ async def test_bad_requests_are_typed_and_create_nothing(server, body, status, n
     assert server.credentials.records() == []
 
 
+async def test_opening_another_currency(server):
+    status, _ = await call(server, "POST", "/admin/currencies", {
+        "currency": "BRL", "ledger_id": 986, "settlement_model": "deferred_net"})
+    assert status == 201
+    status, created = await call(server, "POST", "/admin/participants", {
+        "name": "bank_w", "kind": "bank", "currencies": ["KES"]})
+    participant_id = created["participant_id"]
+    status, _ = await call(server, "POST", f"/admin/participants/{participant_id}/accounts",
+                           {"currency": "BRL"})
+    assert status == 201
+    status, _ = await call(server, "POST", f"/admin/participants/{participant_id}/net-debit-cap",
+                           {"request_id": "cap-1", "currency": "BRL", "cap_minor": 9000})
+    assert status == 200
+    status, answer = await call(server, "POST",
+                                f"/admin/participants/{participant_id}/accounts",
+                                {"currency": "USD"})
+    assert status == 404 and answer["name"] == "ADMIN_CURRENCY_NOT_FOUND"
+    accounts = server.positions()[participant_id]
+    assert set(accounts) == {"KES", "BRL"}
+    assert accounts["BRL"]["credits_posted"] == 9000
+
+
 async def test_withdrawing_more_than_the_balance_is_refused(server):
     status, created = await call(server, "POST", "/admin/participants", {
         "name": "bank_y", "kind": "bank", "currencies": ["KES"], "funding_minor": 100})

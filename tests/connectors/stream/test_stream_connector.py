@@ -311,3 +311,28 @@ async def test_sdk_duplicate_sends_are_harmless(switch):
     assert server.positions()[payee_id]["KES"]["credits_posted"] == 10**12 + 700
     await payer.close()
     await payee.close()
+
+
+async def test_answering_a_transfer_one_was_never_sent_is_an_error_not_a_decision(switch):
+    server, participants = switch
+    port = server.stream_port
+    payee = await register_payee(port, participants["bank_b"][1])
+    payer = await Raw.open(port)
+    payer_id = (await payer.hello(participants["bank_a"][1])).participant_id
+    payer.send(Request(corr=1, message=transfer("t-x")))
+    credit = await payee.frame()
+    assert type(credit.message) is CreditRequest
+    # The payer tries to accept its own transfer in the payee's place.
+    payer.send(Request(corr=2, message=PayeeAnswer(payer_participant_id=payer_id,
+                                                   transfer_id="t-x", accepted=True)))
+    error = await payer.frame()
+    assert type(error) is Push and type(error.message) is ErrorAnswer
+    assert error.message.result is Result.TRANSFER_NOT_FOUND
+    # An answer for a transfer nobody knows is answered, and changes nothing.
+    payee.send(Request(corr=3, message=PayeeAnswer(payer_participant_id=payer_id,
+                                                   transfer_id="ghost", accepted=True)))
+    answer = await payee.frame()
+    assert type(answer.message) is Refused and answer.message.result is Result.TRANSFER_NOT_FOUND
+    assert server.core.in_flight_count == 1  # t-x still waits for its real payee
+    payer.close()
+    payee.close()
