@@ -227,17 +227,27 @@ class ConnectionPool:
         # at every answer: quadratic work when many wait).
         self.waiters: deque[asyncio.Future] = deque()
         self.closed = False
-        self._sweeper = self.loop.call_later(0.25, self._sweep)
+        # The deadline sweep runs only while requests are out: a switch holds a pool per
+        # participant, and idle pools must cost no timer.
+        self._sweeper: asyncio.TimerHandle | None = None
+
+    def _arm_sweep(self) -> None:
+        if self._sweeper is None and not self.closed:
+            self._sweeper = self.loop.call_later(limits.CLIENT_SWEEP_MS / 1000,
+                                                 self._sweep)
 
     def _sweep(self) -> None:
+        self._sweeper = None
         now = self.loop.time()
+        busy = False
         for connection in self.connections:
             connection.check_deadline(now)
+            busy = busy or connection.in_flight > 0
         self.connections = [c for c in self.connections if not c.closed]
         if self.waiters and len(self.connections) + self.connecting < self.connections_max:
             self._wake_all()  # a connection went away: let the waiters open another
-        if not self.closed:
-            self._sweeper = self.loop.call_later(0.25, self._sweep)
+        if busy or self.waiters:
+            self._arm_sweep()
 
     async def _open(self, counted: bool = False) -> HttpConnection:
         # `counted`: the caller already counted this attempt in `connecting` (a task that
@@ -301,6 +311,8 @@ class ConnectionPool:
             return None
         data = encode_request(method, self.origin.base_path + path, self.origin.host_header,
                               body, self.headers + headers if headers else self.headers)
+        if self._sweeper is None:
+            self._arm_sweep()
         return best.send(data, self.timeout_ms)
 
     def _opened(self, task: asyncio.Task, on_room) -> None:
@@ -317,6 +329,8 @@ class ConnectionPool:
         data = encode_request(method, self.origin.base_path + path, self.origin.host_header,
                               body, self.headers + headers if headers else self.headers)
         future = connection.send(data, timeout_ms or self.timeout_ms)
+        if self._sweeper is None:
+            self._arm_sweep()
         return await future
 
     def _freed(self, closed: bool = False) -> None:
@@ -342,7 +356,9 @@ class ConnectionPool:
 
     async def close(self) -> None:
         self.closed = True
-        self._sweeper.cancel()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         for connection in self.connections:
             connection.close()
         self.connections.clear()

@@ -41,6 +41,9 @@ CALLBACK_BACKOFF_MS_MAX = 10_000
 CALLBACK_TIMEOUT_MS = 10_000  # connect, or a response to one request
 CALLBACK_URL_BYTES_MAX = server_limits.CALLBACK_URL_LENGTH_MAX  # what onboarding accepts
 
+# -- the client pools (callbacks, SDK) --------------------------------------------------
+CLIENT_SWEEP_MS = 250  # how often a pool with requests out checks the oldest's deadline
+
 # -- responses the clients read ---------------------------------------------------------
 RESPONSE_BODY_BYTES_MAX = 1024 * 1024  # /openapi.json is the largest answer we read
 RESPONSE_HEADER_BYTES_MAX = 16 * 1024
@@ -59,3 +62,4 @@ assert CALLBACK_ATTEMPTS_MAX >= 1
 assert HEADER_TIMEOUT_MS <= IDLE_TIMEOUT_MS
 assert TIMER_SWEEP_MS <= min(HEADER_TIMEOUT_MS, BODY_TIMEOUT_MS)
 assert RESPONSE_BODY_BYTES_MAX >= REQUEST_BODY_BYTES_MAX
+assert CLIENT_SWEEP_MS < CALLBACK_TIMEOUT_MS

@@ -101,3 +101,13 @@ def test_bad_urls_are_refused(url):
 
     with pytest.raises(ValueError):
         Origin(url)
+
+
+async def test_a_request_without_an_answer_times_out(echo_port):
+    pool = ConnectionPool(f"http://127.0.0.1:{echo_port}", timeout_ms=300)
+    try:
+        with pytest.raises(HttpClientError, match="timed out"):
+            await pool.request(b"GET", b"/never/hang")
+        assert (await pool.request(b"GET", b"/fine")).body == b"/fine"  # a new connection
+    finally:
+        await pool.close()
