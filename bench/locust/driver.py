@@ -21,6 +21,7 @@ It must never look inside the switch, and never reuse a transfer id across runs 
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import time
 from typing import Callable, Iterable, Literal
@@ -347,7 +348,8 @@ class SessionResult:
     def __init__(self, *, samples, series: SecondSeries, driver: OpenLoopDriver,
                  offered_for_s: float, driver_cpu_s: float, wall_s: float,
                  switch_peak_rss_bytes: int, rig_ready: dict, payees_final: dict | None,
-                 transport: str) -> None:
+                 transport: str, payees_cpu_percent: list[float] = (),
+                 box_load: tuple[float, float] = (0.0, 0.0)) -> None:
         self.samples = samples
         self.series = series
         self.driver = driver
@@ -358,6 +360,8 @@ class SessionResult:
         self.rig_ready = rig_ready
         self.payees_final = payees_final
         self.transport = transport
+        self.payees_cpu_percent = list(payees_cpu_percent)
+        self.box_load = box_load
 
     def figures(self) -> dict:
         """Figures every soak and step summary carries."""
@@ -387,6 +391,12 @@ class SessionResult:
             "driver_cpu_percent_mean": 100.0 * self.driver_cpu_s / self.wall_s
             if self.wall_s else 0.0,
             "switch_peak_rss_bytes": self.switch_peak_rss_bytes,
+            "payees_cpu_percent_max": max(self.payees_cpu_percent, default=0.0),
+            # The switch, the payees and the driver share this box with whatever else runs:
+            # a load average above the core count means they got less CPU than they wanted.
+            "box_cpus": os.cpu_count() or 0,
+            "box_load_1m_start": self.box_load[0],
+            "box_load_1m_end": self.box_load[1],
         })
         return figures
 
@@ -445,9 +455,14 @@ async def _session(rig, options: DriverOptions, seconds: float, run_tag: str, pa
         stop = asyncio.Event()
         session = Session(driver, series, stop, seconds)
         sampler = ResourceSampler(rig.info.switch_pid, interval_s=1.0)
+        # The payee simulators share the box: their CPU tells whether they, not the
+        # switch, were the bottleneck.
+        payees_sampler = ResourceSampler(rig.payees.process.pid, interval_s=1.0)
         resource_offset_s = time.perf_counter() - start_s
         sampler.start()
+        payees_sampler.start()
         cpu_started_s = time.process_time()
+        load_at_start = os.getloadavg()[0]
         helpers = []
         monitor_task = None
         if monitor is not None:
@@ -469,6 +484,7 @@ async def _session(rig, options: DriverOptions, seconds: float, run_tag: str, pa
                 helper.cancel()
             await asyncio.gather(*helpers, return_exceptions=True)
             sampler.stop()
+            payees_sampler.stop()
         wall_s = time.perf_counter() - start_s
         driver_cpu_s = time.process_time() - cpu_started_s
         whole_seconds = max(1, min(int(offered_for_s + 0.5), int(seconds + 0.999)))
@@ -477,7 +493,9 @@ async def _session(rig, options: DriverOptions, seconds: float, run_tag: str, pa
             samples=samples, series=series, driver=driver, offered_for_s=offered_for_s,
             driver_cpu_s=driver_cpu_s, wall_s=wall_s,
             switch_peak_rss_bytes=_peak_rss_bytes(rig.info.switch_pid),
-            rig_ready=rig.ready, payees_final=None, transport=options.transport)
+            rig_ready=rig.ready, payees_final=None, transport=options.transport,
+            payees_cpu_percent=[r.cpu_percent for r in payees_sampler.samples()[1:]],
+            box_load=(load_at_start, os.getloadavg()[0]))
     finally:
         await driver.close()
 
