@@ -34,9 +34,9 @@ from switch.directory import rules
 from switch.directory.config import DirectoryConfig
 from switch.directory.identity import account_key, alias_lock_key, owner_key
 from switch.directory.types import (
+    CLAIM_STATES_LIVE,
     AliasRecord,
     Claim,
-    ClaimState,
     DirectoryResult,
     MapperLink,
     OwnerKind,
@@ -65,8 +65,7 @@ _ACCOUNT_KEY_COLUMN = COPY_COLUMNS.index("account_key")
 _ADVISORY_BATCH_MAX = 16
 _COPY_BATCH_MIN = 32
 _UNIQUE_RETRIES_MAX = 3
-_LIVE_STATES = [int(ClaimState.OPEN), int(ClaimState.WAITING_RESOLUTION),
-                int(ClaimState.CONFIRMED)]
+_LIVE_STATES = [int(state) for state in CLAIM_STATES_LIVE]
 # Session memory for a fresh load's index builds (this transaction only).
 LOAD_MAINTENANCE_WORK_MEM = "1GB"
 
@@ -86,7 +85,8 @@ def _primary_key_order(row: tuple) -> tuple:
 
 def _cap_candidates(rows: Sequence[tuple], config: DirectoryConfig) -> tuple[list, list]:
     """Owner and account keys with more rows than the smallest cap allows: only those can
-    break a cap (Counter counts in C: ~0.15 us a row)."""
+    break a cap. Counter counts in C, ~0.4 us a row per column: cheaper than the same
+    GROUP BY in PostgreSQL, and it runs while PostgreSQL builds the primary key."""
     person_max = config.aliases_per_person_max
     account_max = config.aliases_per_account_max
     owners = Counter(map(itemgetter(_OWNER_KEY_COLUMN), rows))
@@ -466,6 +466,8 @@ class PostgresDirectoryStore:
         return R.OK
 
     async def due_claims(self, now_ns: int, limit: int) -> list[Claim]:
+        # The state lists are written out to match the partial indexes' predicates
+        # (1, 2 = open, waiting_resolution; 3 = confirmed), so the planner can use them.
         async with self.pool.acquire() as connection:
             rows = await connection.fetch(
                 f"(SELECT {CLAIM_COLUMNS} FROM directory_claims WHERE state IN (1, 2) "
