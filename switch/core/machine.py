@@ -91,11 +91,21 @@ _RESULT_OK = CreateTransferResult.OK
 _EXCEEDS_CREDITS = CreateTransferResult.EXCEEDS_CREDITS
 _LINKED_EVENT_FAILED = CreateTransferResult.LINKED_EVENT_FAILED
 
+_RECEIVED = TransferState.RECEIVED
+_RESERVED = TransferState.RESERVED
 _FORWARDED = TransferState.FORWARDED
 _COMMITTED = TransferState.COMMITTED
 _REJECTED = TransferState.REJECTED
 _EXPIRED = TransferState.EXPIRED
 _OK = Result.OK
+_ACTIVE = ParticipantStatus.ACTIVE
+# Enum members the per-transfer path reads, as module globals (and ledger numbers as plain
+# ints): an IntEnum attribute read costs ~50 ns, a global ~5 ns; ~1 µs per transfer in all.
+_LEG_RESERVE, _LEG_RESERVE_FEE = int(Leg.RESERVE), int(Leg.RESERVE_FEE)
+_LEG_POST, _LEG_POST_FEE = int(Leg.POST), int(Leg.POST_FEE)
+_LEG_VOID, _LEG_VOID_FEE = int(Leg.VOID), int(Leg.VOID_FEE)
+_CODE_PAYMENT, _CODE_RETURN = int(TransferCode.PAYMENT), int(TransferCode.RETURN)
+_CODE_FEE = int(TransferCode.FEE)
 
 Observer = Callable[[int, str, TransferState, int], None]
 
@@ -581,7 +591,7 @@ class SwitchCore:
             day=now_ns // _NS_PER_DAY,
         )
         self._transfers[key] = record
-        self._transition(record, TransferState.RECEIVED, now_ns)
+        self._transition(record, _RECEIVED, now_ns)
         return record
 
     def _reject_recorded_return(self, key, event: ReturnRequested, payee_id: int,
@@ -594,9 +604,9 @@ class SwitchCore:
                currency: CurrencyState, original: TransferRecord | None,
                now_ns: int) -> list[Command]:
         """The recorded checks, in `Result` order, then the ledger reserve and the forward."""
-        if payer.status != ParticipantStatus.ACTIVE:
+        if payer.status != _ACTIVE:
             return self._reject_at_admission(record, Result.PAYER_BLOCKED, now_ns)
-        if payee.status != ParticipantStatus.ACTIVE:
+        if payee.status != _ACTIVE:
             return self._reject_at_admission(record, Result.PAYEE_BLOCKED, now_ns)
         payer_account = payer.accounts.get(currency.currency)
         if payer_account is None:
@@ -618,7 +628,7 @@ class SwitchCore:
         if not self._ledger_reserve(record, payer_account, payee_account, currency, fee, now_ns):
             return self._reject_at_admission(record, Result.PAYER_INSUFFICIENT_LIQUIDITY, now_ns)
         # Reserved: the pending debit now counts against the payer's liquidity.
-        self._transition(record, TransferState.RESERVED, now_ns)
+        self._transition(record, _RESERVED, now_ns)
         payer_account.daily_add(record.day, amount_minor)
         if original is not None:
             original.returned_minor += amount_minor
@@ -822,10 +832,10 @@ class SwitchCore:
                         payee_account: ParticipantAccount, currency: CurrencyState, fee: int,
                         now_ns: int) -> bool:
         base = record.seq << _SHIFT
-        code = TransferCode.PAYMENT if type(record.event) is TransferRequested else TransferCode.RETURN
+        code = _CODE_PAYMENT if type(record.event) is TransferRequested else _CODE_RETURN
         if not fee:
             result = self.ledger.create_transfer(
-                base | Leg.RESERVE, payer_account.account_id, payee_account.account_id,
+                base | _LEG_RESERVE, payer_account.account_id, payee_account.account_id,
                 record.amount_minor, 0, record.seq, record.payer_participant_id, 0,
                 currency.ledger_id, code, _PENDING, now_ns,
             )
@@ -837,12 +847,12 @@ class SwitchCore:
             return False
         pack = TRANSFER_STRUCT.pack_into
         buffer = self._buffer
-        pack(buffer, 0, base | Leg.RESERVE, payer_account.account_id, payee_account.account_id,
+        pack(buffer, 0, base | _LEG_RESERVE, payer_account.account_id, payee_account.account_id,
              record.amount_minor, 0, record.seq, 0, record.payer_participant_id, 0,
              currency.ledger_id, code, _PENDING | _LINKED)
-        pack(buffer, TRANSFER_STRUCT.size, base | Leg.RESERVE_FEE, payer_account.account_id,
+        pack(buffer, TRANSFER_STRUCT.size, base | _LEG_RESERVE_FEE, payer_account.account_id,
              currency.hub_fees_account_id, fee, 0, record.seq, 0,
-             record.payer_participant_id, 0, currency.ledger_id, TransferCode.FEE, _PENDING)
+             record.payer_participant_id, 0, currency.ledger_id, _CODE_FEE, _PENDING)
         failures = self.ledger.create_transfers(buffer, now_ns)
         if not failures:
             return True
@@ -850,12 +860,12 @@ class SwitchCore:
             assert result in (_EXCEEDS_CREDITS, _LINKED_EVENT_FAILED), result
         return False
 
-    def _ledger_finish(self, record: TransferRecord, leg: Leg, fee_leg: Leg, flag: int,
+    def _ledger_finish(self, record: TransferRecord, leg: int, fee_leg: int, flag: int,
                        now_ns: int) -> None:
         base = record.seq << _SHIFT
         if not record.fee_minor:
             result = self.ledger.create_transfer(
-                base | leg, 0, 0, 0, base | Leg.RESERVE, record.seq, record.payer_participant_id,
+                base | leg, 0, 0, 0, base | _LEG_RESERVE, record.seq, record.payer_participant_id,
                 0, 0, 0, flag, now_ns,
             )
             # The core posts or voids each reserve exactly once and sets no ledger timeout.
@@ -863,18 +873,18 @@ class SwitchCore:
             return
         pack = TRANSFER_STRUCT.pack_into
         buffer = self._buffer
-        pack(buffer, 0, base | leg, 0, 0, 0, base | Leg.RESERVE, record.seq, 0,
+        pack(buffer, 0, base | leg, 0, 0, 0, base | _LEG_RESERVE, record.seq, 0,
              record.payer_participant_id, 0, 0, 0, flag | _LINKED)
-        pack(buffer, TRANSFER_STRUCT.size, base | fee_leg, 0, 0, 0, base | Leg.RESERVE_FEE,
+        pack(buffer, TRANSFER_STRUCT.size, base | fee_leg, 0, 0, 0, base | _LEG_RESERVE_FEE,
              record.seq, 0, record.payer_participant_id, 0, 0, 0, flag)
         failures = self.ledger.create_transfers(buffer, now_ns)
         assert not failures, failures
 
     def _ledger_post(self, record: TransferRecord, now_ns: int) -> None:
-        self._ledger_finish(record, Leg.POST, Leg.POST_FEE, _POST, now_ns)
+        self._ledger_finish(record, _LEG_POST, _LEG_POST_FEE, _POST, now_ns)
 
     def _ledger_void(self, record: TransferRecord, now_ns: int) -> None:
-        self._ledger_finish(record, Leg.VOID, Leg.VOID_FEE, _VOID, now_ns)
+        self._ledger_finish(record, _LEG_VOID, _LEG_VOID_FEE, _VOID, now_ns)
         record.payer_account.daily_release(record.day, record.amount_minor)
         if record.original is not None:
             record.original.returned_minor -= record.amount_minor
