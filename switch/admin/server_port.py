@@ -263,4 +263,21 @@ async def bootstrap_demo_operators(service: AdminService) -> list[tuple[str, str
     return created
 
 
+def create_demo_operators(data_dir: str) -> list[tuple[str, str, str]]:
+    """`ponte demo`, from its own process: the demo operators in the switch's embedded admin
+    store (SQLite in WAL mode: the switch process has it open too). Blocking."""
+    import asyncio
+
+    from switch.store.admin_embedded import EmbeddedAdminStore
+
+    async def create() -> list[tuple[str, str, str]]:
+        store = EmbeddedAdminStore(str(Path(data_dir) / ADMIN_DB_NAME))
+        try:
+            return await bootstrap_demo_operators(AdminService(store, switch=None))
+        finally:
+            await store.close()
+
+    return asyncio.run(create())
+
+
 assert limits.SESSION_LIFETIME_S > 0

@@ -101,6 +101,10 @@ class ServerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     admin_host: Host = "127.0.0.1"
     admin_port: Port = 7480
     admin_enabled: bool = True
+    # The operator console (switch/admin, switch/console): web pages + admin JSON API.
+    console_enabled: bool = False
+    console_host: Host = "127.0.0.1"
+    console_port: Port = 7490
     # The HTTP connector (connectors/http), configured by its own HttpConnectorConfig table
     # (host, port, callbacks, signing key path...), converted when the server starts it.
     http_enabled: bool = False

@@ -44,8 +44,10 @@ def run_demo(*, seconds: float, tps: float, seed: int, reject_rate: float,
     profile = load_profile(PROFILE)
     data_dir = tempfile.mkdtemp(prefix="ponte-demo-")
     http_port = free_port()
+    console_port = free_port()
     config = sim_server_config(data_dir, http_enabled=_http_available(),
-                               http={"port": http_port})
+                               http={"port": http_port}, console_enabled=True,
+                               console_port=console_port)
     switch = SwitchProcess(config)
     sims: SimProcess | None = None
     status = 0
@@ -61,7 +63,7 @@ def run_demo(*, seconds: float, tps: float, seed: int, reject_rate: float,
             console.print(f"HTTP API: http://127.0.0.1:{http_port}  OpenAPI: "
                           f"http://127.0.0.1:{http_port}/openapi.json  docs: "
                           f"http://127.0.0.1:{http_port}/docs")
-        console.print("console: not started by the demo (see switch/console, `ponte admin`)")
+        _print_console(console, data_dir, console_port)
         console.print(f"participants: " + ", ".join(
             f"{name} (id {c['participant_id']})" for name, c in credentials.items()))
         sims = SimProcess({
@@ -134,6 +136,16 @@ def _summary(console, switch: SwitchProcess, final: dict) -> None:
     else:
         console.print("[green]every simulator's books reconcile exactly with the switch's "
                       "ledger[/green]")
+
+
+def _print_console(console, data_dir: str, console_port: int) -> None:
+    """The operator console's URL and the demo's operators (created on first run)."""
+    from switch.admin.server_port import create_demo_operators
+
+    console.print(f"operator console: [bold]http://127.0.0.1:{console_port}/[/bold]  "
+                  f"admin API: http://127.0.0.1:{console_port}/api/admin/schema/openapi.json")
+    for username, password, role in create_demo_operators(data_dir):
+        console.print(f"  log in as [bold]{username}[/bold] / {password}  ({role})")
 
 
 def _http_available() -> bool:

@@ -103,6 +103,7 @@ class SwitchServer:
         self.admin_token: Secret | None = None
         self.stream_server = None
         self.admin_server = None
+        self.console = None  # switch.admin.server_port.Console when console_enabled
         self.http_connector = None
         self.replayed_events = 0
         self.replay_seconds = 0.0
@@ -178,6 +179,10 @@ class SwitchServer:
 
             self.admin_server = await start_admin_server(self, config.admin_host,
                                                          config.admin_port)
+        if config.console_enabled:
+            from switch.admin.server_port import attach_console
+
+            self.console = await attach_console(self, config.console_host, config.console_port)
         self.started_ns = time.time_ns()
         log.info("server_started stream_port=%s admin_port=%s replayed_events=%d "
                  "replay_s=%.3f in_flight=%d", self.stream_port, self.admin_port,
@@ -369,6 +374,8 @@ class SwitchServer:
             await self.http_connector.close()
         if self.admin_server is not None:
             await self.admin_server.close()
+        if self.console is not None:
+            await self.console.stop()
         # Commit anything still buffered (the sequencer's last release did, unless failed).
         try:
             if not self.failed and self.journal.buffered_records:
