@@ -143,7 +143,7 @@ class StreamClient:
                                              Awaitable[Decision | None]] | None = None,
                  on_push: Callable[[object], None] | None = None,
                  retry: RetryPolicy = RetryPolicy(), reconnect: bool = True,
-                 pending_max: int = 50_000) -> None:
+                 pending_max: int = limits.CLIENT_PENDING_TRANSFERS_MAX_DEFAULT) -> None:
         self.host = host
         self.port = port
         self._api_key = api_key

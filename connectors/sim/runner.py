@@ -27,19 +27,14 @@ import msgspec
 
 from bench.population import AliasKind, FlatRate, Population, load_profile
 from connectors.sim.latency import LatencyHistogram
+from connectors.sim.limits import (
+    DRAIN_GRACE_S,
+    OFFER_TICK_S,
+    ON_US_HEADROOM,
+    PENDING_TRANSFERS_MAX_DEFAULT,
+    PRECOMPUTED_INTENTS_MAX,
+)
 from connectors.sim.participant import SimOptions, SimParticipant, directory_alias
-
-# Intents computed before the clock starts when the run is at most this many payments
-# (memory ~120 B each); longer runs generate them on the fly.
-PRECOMPUTED_INTENTS_MAX = 3_000_000
-# The population's flat rate is this many times the offered rate: on-us payments (payer
-# and payee at the same participant, ~40% in the quick profile) are left out.
-ON_US_HEADROOM = 2.0
-DRAIN_GRACE_S = 0.5
-# Payments due within this much of now go out together: one socket write per connection
-# per tick instead of one per payment (the offered rate is unchanged; arrivals come in
-# small bursts, as they do from a real bank's queue).
-OFFER_TICK_S = 0.002
 
 
 class HostedParticipant(msgspec.Struct, frozen=True, kw_only=True):
@@ -60,7 +55,7 @@ class RunConfig(msgspec.Struct, frozen=True, kw_only=True):
     register: bool = True
     options: SimOptions = SimOptions()
     drain_timeout_s: float = 60.0
-    pending_max: int = 50_000
+    pending_max: int = PENDING_TRANSFERS_MAX_DEFAULT
 
 
 def build_population(profile_name: str, seed: int, tps: float, seconds: float) -> Population:

@@ -33,6 +33,10 @@ CONNECTIONS_PER_PARTICIPANT_MAX = 64
 # Resolve and status calls awaited per connection at once (each holds a task).
 CALLS_IN_FLIGHT_MAX = 1_024
 
+# The SDK: transfers a client keeps open (sent, final answer not yet received) before
+# `room()` makes a pipelined sender wait.
+CLIENT_PENDING_TRANSFERS_MAX_DEFAULT = 50_000
+
 PROTOCOL_VERSION = 1
 DETAIL_LENGTH_MAX = 200
 

@@ -43,6 +43,8 @@ ROUTES_REMEMBERED_MAX = 1 << 18
 ROUTE_TTL_NS = 60 * 1_000_000_000
 
 # -- directory calls -------------------------------------------------------------------
+# Resolves submitted like requests (answered through the sink) awaited at once.
+RESOLVES_IN_FLIGHT_MAX = 10_000
 # Transfers resolved per tick with one resolve_many round trip.
 RESOLVE_BATCH_MAX = 4_096
 DIRECTORY_TIMEOUT_S = 5.0

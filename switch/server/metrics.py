@@ -204,8 +204,6 @@ class ServerMetrics:
             "ponte_journal_records_total", "Journal records made durable.")
         self.journal_bytes = registry.counter(
             "ponte_journal_bytes_total", "Journal payload bytes made durable.")
-        self.events = registry.counter(
-            "ponte_events_total", "Events decided by the core, by type.", ("type",))
         self.inbound_refused_total = 0
         registry.gauge("ponte_inbound_refused_total",
                        "Submissions refused with SERVER_BUSY because the inbound queue was full.",

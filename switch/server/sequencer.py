@@ -71,7 +71,6 @@ log = logging.getLogger("ponte.server.sequencer")
 
 _FINAL = TRANSFER_FINAL_STATES
 _OK = Result.OK
-_RESOLVES_IN_FLIGHT_MAX = 10_000
 
 
 class OutcomeArchive:
@@ -409,7 +408,7 @@ class Sequencer:
     def _resolve_later(self, participant_id: int, request: ResolveRequest) -> None:
         """A resolve submitted like a request: answered through the sink when done. It
         reveals no ledger state, so it need not wait for a commit."""
-        if len(self._resolves) >= _RESOLVES_IN_FLIGHT_MAX:
+        if len(self._resolves) >= limits.RESOLVES_IN_FLIGHT_MAX:
             self.gateway.deliver([(participant_id, ErrorAnswer(result=Result.SERVER_BUSY,
                                                                detail="resolve"))])
             return
