@@ -29,7 +29,8 @@ import msgspec
 from msgspec import Meta
 
 from connectors.stream import limits
-from switch.core.messages import Inbound, Outbound
+from switch.core.messages import ErrorAnswer, Inbound, Outbound
+from switch.core.results import Result
 from switch.server.gateway import AliasRegistration, BulkAliasAnswer
 
 _FRAME = dict(frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True)
@@ -137,6 +138,28 @@ def append_frame(buffer: bytearray, message) -> None:
     length = len(buffer) - start - 4
     assert length <= limits.FRAME_BYTES_MAX, "frame larger than the protocol allows"
     buffer[start:start + 4] = length.to_bytes(4, "big")
+
+
+# A Push frame is its fixed map header, "type": "push", "message": and then the message:
+# writing the prefix by hand saves building a Push Struct per delivery, and the same
+# outcome sent to the payer and then the payee is encoded once.
+_PUSH_PREFIX = encoder.encode(Push(message=ErrorAnswer(result=Result.OK)))[:-len(
+    encoder.encode(ErrorAnswer(result=Result.OK)))]
+_last_pushed: list = [None, b""]
+
+
+def push_frame(message) -> bytes:
+    """The complete Push frame for an Outbound message (length prefix included)."""
+    last = _last_pushed
+    if last[0] is message:
+        return last[1]
+    body = encoder.encode(message)
+    length = len(_PUSH_PREFIX) + len(body)
+    assert length <= limits.FRAME_BYTES_MAX, "frame larger than the protocol allows"
+    data = length.to_bytes(4, "big") + _PUSH_PREFIX + body
+    last[0] = message
+    last[1] = data
+    return data
 
 
 class FrameReader:

@@ -32,7 +32,6 @@ from connectors.stream.protocol import (
     FrameReader,
     Hello,
     ProtocolErrorFrame,
-    Push,
     RegisterAliases,
     Reply,
     Request,
@@ -40,6 +39,7 @@ from connectors.stream.protocol import (
     Welcome,
     any_decoder,
     append_frame,
+    push_frame,
     client_frame_decoder,
 )
 from switch.core.messages import ErrorAnswer, ResolveRequest, StatusQuery
@@ -314,7 +314,7 @@ class StreamConnection(asyncio.Protocol):
     def deliver(self, message) -> None:
         if self._closed:
             return
-        append_frame(self._out, Push(message=message))
+        self._out += push_frame(message)
         self.server.frames_out += 1
 
     def flush(self) -> None:

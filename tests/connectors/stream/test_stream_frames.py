@@ -15,6 +15,7 @@ from connectors.stream.protocol import (
     append_frame,
     client_frame_decoder,
     frame,
+    push_frame,
     server_frame_decoder,
 )
 from switch.core.messages import Party, TransferOutcome, TransferRequest
@@ -74,6 +75,17 @@ def test_append_frame_matches_frame_and_several_concatenate():
     assert server_frame_decoder.decode(reader.next_frame()) == push
     assert server_frame_decoder.decode(reader.next_frame()) == push
     assert reader.next_frame() is None
+
+
+def test_push_frame_is_a_push_and_reuses_the_last_encoding():
+    outcome = TransferOutcome(payer_participant_id=1, transfer_id="t",
+                              state=TransferState.COMMITTED, result=Result.OK)
+    data = push_frame(outcome)
+    assert data == frame(Push(message=outcome))
+    assert push_frame(outcome) is data  # the payee's copy: no second encoding
+    other = TransferOutcome(payer_participant_id=1, transfer_id="u",
+                            state=TransferState.REJECTED, result=Result.PAYEE_REJECTED)
+    assert server_frame_decoder.decode(push_frame(other)[4:]) == Push(message=other)
 
 
 def test_constraint_violations_are_typed_decode_errors():
