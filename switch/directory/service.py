@@ -393,22 +393,17 @@ class Directory:
         key = self._lookup_key(request.alias_type, request.alias_value)
         if type(key) is Rejection:
             return key, []
-        participant_id = rules.participant_id(request.claimer_participant_id,
-                                              "claimer_participant_id")
-        if type(participant_id) is Rejection:
-            return participant_id, []
-        account_ref = rules.account_ref(request.claimer_account_ref, "claimer_account_ref")
-        if type(account_ref) is Rejection:
-            return account_ref, []
-        owner_kind = rules.owner_kind(request.claimer_owner_kind, "claimer_owner_kind")
-        if type(owner_kind) is Rejection:
-            return owner_kind, []
-        owner_token = self._token(request.claimer_owner_national_id, "claimer_owner_national_id")
-        if type(owner_token) is Rejection:
-            return owner_token, []
-        initials = rules.display_initials(request.claimer_display_name, "claimer_display_name")
-        if type(initials) is Rejection:
-            return initials, []
+        checked = (
+            rules.participant_id(request.claimer_participant_id, "claimer_participant_id"),
+            rules.account_ref(request.claimer_account_ref, "claimer_account_ref"),
+            rules.owner_kind(request.claimer_owner_kind, "claimer_owner_kind"),
+            self._token(request.claimer_owner_national_id, "claimer_owner_national_id"),
+            rules.display_initials(request.claimer_display_name, "claimer_display_name"),
+        )
+        refused = _first_refusal(checked)
+        if refused is not None:
+            return refused, []
+        participant_id, account_ref, owner_kind, owner_token, initials = checked
         alias = await self.store.get_alias(*key)
         claim, notices = claim_rules.open_claim(
             claim_id=self._random_bytes(16).hex(), claim_type=claim_type, alias=alias,
@@ -483,16 +478,15 @@ class Directory:
     async def mapper_link(
         self, request: MapperLinkRequest, now_ns: int
     ) -> tuple[MapperResolution | Rejection, list[Notice]]:
-        rules = self.rules
-        id_token = self._token(request.id, "id")
-        if type(id_token) is Rejection:
-            return id_token, []
-        participant_id = rules.participant_id(request.participant_id, "participant_id")
-        if type(participant_id) is Rejection:
-            return participant_id, []
-        account_ref = rules.account_ref(request.account_ref, "account_ref")
-        if type(account_ref) is Rejection:
-            return account_ref, []
+        checked = (
+            self._token(request.id, "id"),
+            self.rules.participant_id(request.participant_id, "participant_id"),
+            self.rules.account_ref(request.account_ref, "account_ref"),
+        )
+        refused = _first_refusal(checked)
+        if refused is not None:
+            return refused, []
+        id_token, participant_id, account_ref = checked
         linked_ns = request.timestamp_ns or now_ns
         for _ in range(_CAS_ATTEMPTS_MAX):
             current = await self.store.get_mapper_link(id_token)
@@ -570,6 +564,15 @@ class Directory:
             else:
                 field = _REGISTRATION_FIELDS.get(result, "alias_value")
                 _reject(summary, number, Rejection(result=result, field=field))
+
+
+def _first_refusal(checked: tuple) -> Rejection | None:
+    """The first refusal among field checks listed in request order (the checks are pure,
+    so running them all and answering the first is the same as stopping at it)."""
+    for value in checked:
+        if type(value) is Rejection:
+            return value
+    return None
 
 
 def _reject(summary: ImportSummary, number: int, rejection: Rejection) -> None:
