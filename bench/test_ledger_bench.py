@@ -29,6 +29,8 @@ def ledger_class(implementation: str):
     built core it fails under CI=true and skips elsewhere, saying why."""
     if implementation == "pure":
         return ledger.PureLedger
+    if ledger.IMPLEMENTATION == "pure" and ledger.CompiledLedger is not None:
+        pytest.skip("PONTE_PURE_PYTHON=1: the pure twin only")
     if ledger.CompiledLedger is None:
         message = f"compiled ledger not built ({ledger.COMPILED_IMPORT_ERROR})"
         if IN_CI:

@@ -2,7 +2,7 @@
 
 `ledger_cls` runs a test against the pure-Python twin and the compiled core. The compiled
 param fails under CI=true when the core is not built (CI must test it) and skips elsewhere,
-saying why. Hypothesis settings for the ledger's property tests live in ledger_helpers
+saying why; under PONTE_PURE_PYTHON=1 it skips (the pure twin only). Hypothesis settings for the ledger's property tests live in ledger_helpers
 (`LEDGER_HYPOTHESIS`), applied per test so other packages' defaults are untouched.
 """
 
