@@ -73,6 +73,7 @@ from switch.admin.web import (
 log = logging.getLogger("ponte.admin")
 CONSOLE_DIR = Path(__file__).resolve().parent.parent / "console"
 PUBLIC = {"public": True}
+TRANSFER_STATES = r"^(|received|reserved|forwarded|committed|rejected|expired)$"
 SESSIONS_SWEEP_S = 60
 
 
@@ -225,7 +226,7 @@ def transfer_query(params: dict) -> TransferQuery:
 async def api_transfers(
     request: Request, transfer_id: FromQuery[str] = "", payer_participant_id: FromQuery[int] = 0,
     end_to_end_id: FromQuery[str] = "", participant_id: FromQuery[int] = 0,
-    transfer_state: Annotated[str, QueryParameter(name="state", pattern=r"^(|received|reserved|forwarded|committed|rejected|expired)$")] = "",
+    transfer_state: Annotated[str, QueryParameter(name="state", pattern=TRANSFER_STATES)] = "",
     from_ns: FromQuery[int] = 0, to_ns: FromQuery[int] = 0, limit: FromQuery[int] = 50,
 ) -> TransferSearch:
     """Search the transfers the switch retains, newest first. With `payer_participant_id`

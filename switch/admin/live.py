@@ -2,8 +2,9 @@
 
 A sampler reads the switch's cumulative counters once a second (`SwitchPort.counters()`:
 `finals_total`, `committed_total`, `by_result` {result code or name: count},
-`latency_bounds_ms` and `latency_counts`, a histogram with one overflow bucket) and keeps a bounded ring of samples; rates and
-quantiles are differences between two samples, so the payment path only ever increments
+`latency_bounds_ms` and `latency_counts`, a histogram with one overflow bucket) and keeps a
+bounded ring of samples; rates and quantiles are differences between two samples, so the
+payment path only ever increments
 integers. It does no I/O; the caller supplies the clock.
 """
 

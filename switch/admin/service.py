@@ -189,7 +189,8 @@ class AdminService:
         if session is None:
             return None
         now_ns = self.clock_ns()
-        if session.expires_ns <= now_ns or session.seen_ns <= now_ns - limits.SESSION_IDLE_S * NS_PER_S:
+        idle_since_ns = now_ns - limits.SESSION_IDLE_S * NS_PER_S
+        if session.expires_ns <= now_ns or session.seen_ns <= idle_since_ns:
             await self.store.delete_session(token_hash, None)
             return None
         if now_ns - session.seen_ns >= NS_PER_S:  # one write per second at most
@@ -233,8 +234,8 @@ class AdminService:
     async def set_user_disabled(self, caller: Caller, username: str, disabled: bool) -> UserView:
         action = "user.disable" if disabled else "user.enable"
         await self.require(caller, Role.ADMIN, action, f"user:{username}")
-        if not await self.store.set_user_disabled(
-                username, disabled, self._entry(caller, action, f"user:{username}", AdminResult.OK)):
+        entry = self._entry(caller, action, f"user:{username}", AdminResult.OK)
+        if not await self.store.set_user_disabled(username, disabled, entry):
             raise AdminRefusal(AdminResult.USER_NOT_FOUND)
         user = await self.store.get_user(username)
         assert user is not None
@@ -345,7 +346,8 @@ class AdminService:
                                                body.callback_url)
         return self.participant(body.participant_id)
 
-    async def set_status(self, caller: Caller, participant_id: int, suspend: bool) -> ParticipantView:
+    async def set_status(self, caller: Caller, participant_id: int,
+                         suspend: bool) -> ParticipantView:
         action = "participant.suspend" if suspend else "participant.resume"
         target = f"participant:{participant_id}"
         await self.require(caller, Role.OPERATOR, action, target)
@@ -481,7 +483,8 @@ class AdminService:
     async def resume_approved(self) -> int:
         """At start: carry out proposals approved before a crash. Returns how many."""
         system = Caller("system", Role.ADMIN, "local")
-        approved = await self.store.list_proposals(ProposalState.APPROVED, limits.PROPOSALS_OPEN_MAX)
+        approved = await self.store.list_proposals(ProposalState.APPROVED,
+                                                   limits.PROPOSALS_OPEN_MAX)
         for proposal in approved:
             await self._execute(system, proposal)
         return len(approved)
@@ -549,7 +552,8 @@ class AdminService:
             scanned += 1
             if query.transfer_id and record.transfer_id != query.transfer_id:
                 continue
-            if query.payer_participant_id and record.payer_participant_id != query.payer_participant_id:
+            payer_id = record.payer_participant_id
+            if query.payer_participant_id and payer_id != query.payer_participant_id:
                 continue
             if query.participant_id and query.participant_id not in (
                     record.payer_participant_id, record.payee_participant_id):

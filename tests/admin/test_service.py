@@ -346,7 +346,8 @@ async def test_search_by_id_end_to_end_id_participant_state_and_time(world):
 
     direct = search(TransferQuery(payer_participant_id=BANK_A, transfer_id=first))
     assert [t.transfer_id for t in direct.transfers] == [first]
-    assert [t.transfer_id for t in search(TransferQuery(end_to_end_id="E2E-1")).transfers] == [first]
+    by_e2e = search(TransferQuery(end_to_end_id="E2E-1"))
+    assert [t.transfer_id for t in by_e2e.transfers] == [first]
     assert [t.transfer_id for t in search(TransferQuery(state="rejected")).transfers] == [rejected]
     assert [t.transfer_id for t in search(TransferQuery(state="forwarded")).transfers] == [pending]
     by_payee = search(TransferQuery(participant_id=BANK_B))
