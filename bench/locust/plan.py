@@ -13,7 +13,7 @@ It must never do I/O or read the clock: offsets stay offsets, a driver turns the
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Callable, Iterable, Iterator
 
 import msgspec
 
@@ -76,3 +76,21 @@ class Plan:
                 currency=intent.currency,
                 payee_participant=intent.payee_participant_id,
             )
+
+
+
+def retime(passes: Callable[[], Iterable[Payment]], rate_per_s: float) -> Iterator[Payment]:
+    """Payments re-spaced evenly at `rate_per_s` — the i-th at i / rate_per_s, renumbered i
+    (so transfer ids stay unique) — taking them from `passes()` again and again as each pass
+    runs out. A soak uses it so the rate the SWITCH is offered is exactly flat (on-us
+    payments, dropped at random by `Plan`, otherwise make it wobble by several per cent).
+    Ends if a pass yields nothing (a population whose every payment is on-us)."""
+    assert rate_per_s > 0.0, rate_per_s
+    i = 0
+    while True:
+        start = i
+        for payment in passes():
+            yield msgspec.structs.replace(payment, index=i, offset_s=i / rate_per_s)
+            i += 1
+        if i == start:
+            return

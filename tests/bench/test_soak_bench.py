@@ -199,5 +199,21 @@ def test_soak_profile_keeps_the_population_and_flattens_the_rate():
     assert soak.rate.rate_per_s == 75.0
     assert soak.duration_s == math.ceil(12.5)
     assert soak.spike is None
+    assert soak.arrivals == "even"
     assert (soak.people, soak.participants) == (quick.people, quick.participants)
     assert msgspec.json.decode(msgspec.json.encode(soak), type=type(soak)) == soak
+
+
+def test_retime_spaces_evenly_renumbers_and_cycles():
+    from bench.locust.plan import Payment, retime
+
+    def one_pass():
+        for index in (7, 9):
+            yield Payment(index=index, offset_s=3.3, payer_participant="bank_a",
+                          payer_user_id="p1", alias_type="MSISDN", alias_value="+254700000001",
+                          amount_minor=100, currency="KES", payee_participant="wallet_a")
+
+    taken = [p for _, p in zip(range(5), retime(one_pass, 4.0))]
+    assert [p.index for p in taken] == [0, 1, 2, 3, 4]  # unique transfer ids across passes
+    assert [p.offset_s for p in taken] == [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert list(retime(lambda: iter(()), 4.0)) == []  # an empty pass ends it, never spins
