@@ -105,6 +105,8 @@ class ServerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     console_enabled: bool = False
     console_host: Host = "127.0.0.1"
     console_port: Port = 7490
+    console_tls_cert: str = ""  # PEM chain; with console_tls_key serves HTTPS, Secure cookies
+    console_tls_key: str = ""
     # The HTTP connector (connectors/http), configured by its own HttpConnectorConfig table
     # (host, port, callbacks, signing key path...), converted when the server starts it.
     http_enabled: bool = False
@@ -141,6 +143,8 @@ class ServerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
             raise ValueError("store = 'postgres' needs postgres_dsn")
         if bool(self.stream_tls_cert) != bool(self.stream_tls_key):
             raise ValueError("stream_tls_cert and stream_tls_key go together")
+        if bool(self.console_tls_cert) != bool(self.console_tls_key):
+            raise ValueError("console_tls_cert and console_tls_key go together")
         if self.stream_tls_client_ca and not self.stream_tls_cert:
             raise ValueError("stream_tls_client_ca needs stream_tls_cert/stream_tls_key")
         if self.ledger.pending_max < 2 * self.core.in_flight_max:

@@ -182,7 +182,9 @@ class SwitchServer:
         if config.console_enabled:
             from switch.admin.server_port import attach_console
 
-            self.console = await attach_console(self, config.console_host, config.console_port)
+            self.console = await attach_console(self, config.console_host, config.console_port,
+                                                ssl_certfile=config.console_tls_cert,
+                                                ssl_keyfile=config.console_tls_key)
         self.started_ns = time.time_ns()
         log.info("server_started stream_port=%s admin_port=%s replayed_events=%d "
                  "replay_s=%.3f in_flight=%d", self.stream_port, self.admin_port,

@@ -127,3 +127,49 @@ async def _demo_operators(data_dir: str):
 
     # create_demo_operators blocks (it is for the demo's own process): run it in a thread.
     return await asyncio.to_thread(create_demo_operators, data_dir)
+
+
+def _self_signed(directory) -> tuple[str, str]:
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+                   .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                   .not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+                   .sign(key, hashes.SHA256()))
+    cert_path, key_path = directory / "console.pem", directory / "console.key"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return str(cert_path), str(key_path)
+
+
+async def test_on_tls_the_session_cookie_is_secure(tmp_path):
+    from switch.server.config import load_config
+    from switch.server.server import SwitchServer
+
+    cert, key = _self_signed(tmp_path)
+    config = load_config(environ={}, data_dir=str(tmp_path / "data"), stream_port=0,
+                         admin_enabled=False, console_enabled=True, console_port=0,
+                         console_tls_cert=cert, console_tls_key=key)
+    server = SwitchServer(config)
+    await server.start()
+    try:
+        assert server.console.url.startswith("https://")
+        (username, password, _), *_ = await _demo_operators(str(tmp_path / "data"))
+        async with httpx.AsyncClient(base_url=server.console.url, verify=False) as client:
+            login = await client.post("/api/admin/session",
+                                      json={"username": username, "password": password})
+            assert login.status_code == 200
+            cookie = login.headers["set-cookie"]
+            assert "Secure" in cookie and "HttpOnly" in cookie
+    finally:
+        await server.stop(drain_s=0)
