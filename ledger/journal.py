@@ -29,6 +29,7 @@ from ledger.journal_format import (
     HEADER_BYTES,
     JournalCorrupt,
     JournalBufferFull,
+    JournalEnds,
     JournalError,
     JournalFailed,
     JournalInvalidAppend,
@@ -124,7 +125,7 @@ def _log_torn(path: str, torn: TornTail, *, truncated: bool) -> None:
     )
 
 
-class FileJournal:
+class FileJournal(JournalEnds):
     """The writer of one journal file. Open with `FileJournal.open(path)`."""
 
     def __init__(self, path: str, fd: int, end: JournalPosition, *, commit_records_max: int,
@@ -330,29 +331,12 @@ class FileJournal:
     # -- state -----------------------------------------------------------------------------
 
     @property
-    def position(self) -> JournalPosition:
-        """The durable end: what a snapshot taken now may claim to cover."""
-        return self._durable
-
-    @property
-    def appended_position(self) -> JournalPosition:
-        return self._appended
-
-    @property
-    def durable_sequence(self) -> int:
-        return self._durable.sequence
-
-    @property
     def buffered_records(self) -> int:
         return self._buffered_records
 
     @property
     def buffered_bytes(self) -> int:
         return self._buffered_bytes
-
-    @property
-    def failed(self) -> bool:
-        return self._failed is not None
 
     def checkpoint_before(self, offset: int) -> JournalPosition:
         """The latest remembered verified position at or before `offset`."""

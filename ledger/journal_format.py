@@ -153,6 +153,33 @@ class JournalPosition(msgspec.Struct, frozen=True, kw_only=True):
 GENESIS = JournalPosition(sequence=0, record_hash=ZERO_HASH, offset=0)
 
 
+class JournalEnds:
+    """The chain state every journal backend keeps and reports the same way: the durable end
+    (`_durable`), the appender's end with buffered records (`_appended`) and the error that
+    stopped it (`_failed`). A base for the file and PostgreSQL writers."""
+
+    _durable: JournalPosition
+    _appended: JournalPosition
+    _failed: BaseException | None
+
+    @property
+    def position(self) -> JournalPosition:
+        """The durable end: what a snapshot taken now may claim to cover."""
+        return self._durable
+
+    @property
+    def appended_position(self) -> JournalPosition:
+        return self._appended
+
+    @property
+    def durable_sequence(self) -> int:
+        return self._durable.sequence
+
+    @property
+    def failed(self) -> bool:
+        return self._failed is not None
+
+
 class Record(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """One verified record. `offset` is where its header starts (0 for PostgreSQL)."""
 

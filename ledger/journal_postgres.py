@@ -26,6 +26,7 @@ from ledger.journal_format import (
     HeaderFields,
     JournalBufferFull,
     JournalCorrupt,
+    JournalEnds,
     JournalError,
     JournalFailed,
     JournalLocked,
@@ -111,7 +112,7 @@ def verify_row(row, expected: JournalPosition) -> tuple[Record, JournalPosition]
     return record, JournalPosition(sequence=sequence, record_hash=fields.record_hash)
 
 
-class PostgresJournal:
+class PostgresJournal(JournalEnds):
     """The writer of one named journal in PostgreSQL. Open with
     `await PostgresJournal.open(dsn, name=...)`; it owns its connection."""
 
@@ -244,28 +245,12 @@ class PostgresJournal:
     # -- state -----------------------------------------------------------------------------
 
     @property
-    def position(self) -> JournalPosition:
-        return self._durable
-
-    @property
-    def appended_position(self) -> JournalPosition:
-        return self._appended
-
-    @property
-    def durable_sequence(self) -> int:
-        return self._durable.sequence
-
-    @property
     def buffered_records(self) -> int:
         return len(self._rows)
 
     @property
     def buffered_bytes(self) -> int:
         return self._buffered_bytes
-
-    @property
-    def failed(self) -> bool:
-        return self._failed is not None
 
     async def records(self, after_sequence: int = 0) -> AsyncIterator[Record]:
         """Verified durable records after `after_sequence` (the chain is verified from the
