@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import logging
 import secrets
 import time
 from typing import Callable, NamedTuple
@@ -79,6 +80,7 @@ from switch.core.messages import (
 from switch.core.results import ParticipantStatus, Result, SettlementModel, TransferState
 
 NS_PER_S = limits.NS_PER_S
+log = logging.getLogger("ponte.admin")
 _replace = msgspec.structs.replace
 _RESULT_NAMES = {int(member): member.name for member in Result}
 _LEG_NAMES = {
@@ -481,13 +483,21 @@ class AdminService:
         return _proposal_view(final)
 
     async def resume_approved(self) -> int:
-        """At start: carry out proposals approved before a crash. Returns how many."""
+        """At start: carry out proposals approved before a crash. Returns how many were
+        carried out; one the switch cannot take yet stays approved for the next start."""
         system = Caller("system", Role.ADMIN, "local")
         approved = await self.store.list_proposals(ProposalState.APPROVED,
                                                    limits.PROPOSALS_OPEN_MAX)
+        done = 0
         for proposal in approved:
-            await self._execute(system, proposal)
-        return len(approved)
+            try:
+                await self._execute(system, proposal)
+            except AdminRefusal as refusal:
+                log.warning("event=proposal_resume_failed proposal_id=%s result=%s",
+                            proposal.proposal_id, refusal.result.name)
+                continue
+            done += 1
+        return done
 
     # -- transfers -----------------------------------------------------------------------
 

@@ -376,3 +376,26 @@ async def test_a_timeline_lists_messages_states_and_ledger_legs_in_order(world):
     assert times == sorted(times)
     assert times[-1] - times[0] >= S // 2
     assert timeline.transfer.received_ns == times[0]
+
+
+async def test_a_resume_while_the_switch_is_still_down_keeps_the_proposal_approved(world):
+    bob, carol = world.caller("bob"), world.caller("carol")
+    proposal = await world.service.propose(bob, FundProposal(
+        participant_id=BANK_B, currency="BRL", amount_minor=7))
+    world.switch.available = False
+    await refused(world.service.decide(carol, proposal.proposal_id, Decision(approve=True)),
+                  AdminResult.SWITCH_UNAVAILABLE)
+    assert await world.service.resume_approved() == 0
+    assert (await world.service.proposal(proposal.proposal_id)).state == "approved"
+
+
+async def test_alerts_name_a_participant_near_its_liquidity_and_a_suspended_one(world):
+    assert world.service.alerts() == []
+    world.send(payer=BANK_A, payee=BANK_B, amount_minor=450_000)
+    world.send(payer=BANK_A, payee=BANK_B, amount_minor=400_000)
+    alerts = world.service.alerts()
+    assert [(a.kind, a.severity) for a in alerts] == [("near_limit", "warning")]
+    assert "bank-a" in alerts[0].text and "85%" in alerts[0].text
+    await world.service.set_status(world.caller("bob"), BANK_B, suspend=True)
+    kinds = {a.kind for a in world.service.alerts()}
+    assert kinds == {"near_limit", "suspended"}
