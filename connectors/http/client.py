@@ -226,6 +226,9 @@ class ConnectionPool:
         # Callers waiting for room, woken one per freed slot (an Event would wake them all
         # at every answer: quadratic work when many wait).
         self.waiters: deque[asyncio.Future] = deque()
+        # Called (no arguments) whenever a request slot frees: lets a caller that queues
+        # its own overflow (the SDK) send more without a task per request.
+        self.on_free = None
         self.closed = False
         # The deadline sweep runs only while requests are out: a switch holds a pool per
         # participant, and idle pools must cost no timer.
@@ -339,6 +342,8 @@ class ConnectionPool:
                 self._wake_all()  # they may open a new connection in its place
             else:
                 self._wake_one()
+        if self.on_free is not None:
+            self.on_free()
 
     def _wake_one(self) -> None:
         waiters = self.waiters

@@ -30,6 +30,7 @@ import asyncio
 import inspect
 import logging
 import random
+from collections import deque
 from typing import Awaitable, Callable
 from urllib.parse import quote
 
@@ -215,6 +216,9 @@ class HttpClient:
         self._answers: dict[tuple[int, str], Decision] = {}
         self._room = asyncio.Event()
         self._room.set()
+        # Requests waiting for room in the pool, in order: (method, path, body, done).
+        # Drained whenever the pool frees a slot, so overflow costs no task per request.
+        self._backlog: deque = deque()
         self.received_total = 0
         self.answer_failures_total = 0
 
@@ -229,6 +233,7 @@ class HttpClient:
             in_flight_per_connection_max=self.in_flight_per_connection_max,
             timeout_ms=self.timeout_ms,
             headers=((b"authorization", b"Bearer " + self.api_key.encode()),))
+        self.pool.on_free = self._drain
         if self.handler is not None and self.receiver is None:
             await self.start_receiver()
         view = await self.participant()
@@ -257,6 +262,7 @@ class HttpClient:
             if not pending.future.done():
                 pending.future.set_exception(SdkError("client closed"))
         self._transfers.clear()
+        self._backlog.clear()
         if self.pool is not None:
             await self.pool.close()
             self.pool = None
@@ -434,15 +440,44 @@ class HttpClient:
             self._room.clear()
             await self._room.wait()
 
-    def _send_pending(self, key, pending: _Pending, attempt: int) -> None:
-        # Fast path without a task: pipeline on a connection with room.
-        future = self.pool.try_send(b"POST", pending.path, pending.body,
-                                    self._headers(pending.body)) if self.pool else None
-        if future is None:
-            self._spawn(self._send_pending_later(key, pending, attempt, 0.0))
+    def _send(self, method: bytes, path: bytes, body: bytes, done) -> None:
+        """Pipeline one request without a task: now if the pool has room, else after the
+        requests already waiting (in order). `done(future)` gets the answer's future."""
+        if self.pool is None:
+            raise SdkError("client closed")
+        if not self._backlog:
+            future = self.pool.try_send(method, path, body, self._headers(body),
+                                        self._room_opened)
+            if future is not None:
+                future.add_done_callback(done)
+                return
+        self._backlog.append((method, path, body, done))
+
+    def _room_opened(self, error) -> None:
+        if error is not None and self._backlog and not self.pool.connections:
+            # Cannot connect at all: fail what waits (each decides whether to retry).
+            backlog, self._backlog = self._backlog, deque()
+            for _, _, _, done in backlog:
+                failed = asyncio.get_running_loop().create_future()
+                failed.set_exception(error)
+                done(failed)
             return
-        future.add_done_callback(
-            lambda done: self._pending_sent(key, pending, attempt, done))
+        self._drain()
+
+    def _drain(self) -> None:
+        backlog = self._backlog
+        pool = self.pool
+        while backlog and pool is not None:
+            method, path, body, done = backlog[0]
+            future = pool.try_send(method, path, body, self._headers(body), self._room_opened)
+            if future is None:
+                return
+            backlog.popleft()
+            future.add_done_callback(done)
+
+    def _send_pending(self, key, pending: _Pending, attempt: int) -> None:
+        self._send(b"POST", pending.path, pending.body,
+                   lambda done: self._pending_sent(key, pending, attempt, done))
 
     async def _send_pending_later(self, key, pending: _Pending, attempt: int,
                                   delay_s: float) -> None:
@@ -526,12 +561,8 @@ class HttpClient:
         body = _encode({"accepted": decision.accepted, "reason": decision.reason}
                        if decision.reason else {"accepted": decision.accepted})
         path = f"/transfers/{key[0]}/{quote(key[1], safe='')}".encode()
-        future = self.pool.try_send(b"PUT", path, body, self._headers(body)) \
-            if self.pool else None
-        if future is None:
-            self._spawn(self._answer_with_retries(path, body))
-            return
-        future.add_done_callback(lambda done: self._answered(done, path, body))
+        if self.pool is not None:
+            self._send(b"PUT", path, body, lambda done: self._answered(done, path, body))
 
     def _answered(self, future: asyncio.Future, path: bytes, body: bytes) -> None:
         if not future.cancelled() and future.exception() is None:

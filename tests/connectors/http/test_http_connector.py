@@ -534,3 +534,24 @@ async def test_payment_over_http_with_postgresql_and_redis(tmp_path, postgres_ds
             await client.close()
         await http.close(grace_ms=200)
         await server.stop(drain_s=0.2)
+
+
+async def test_many_transfers_through_a_tiny_pool_all_complete(switch):
+    """More transfers than the pool has room for: the overflow waits its turn (in order,
+    without a task each) and every one commits exactly once."""
+    payer = await switch.participant(1, Recorder(), connections_max=1,
+                                     in_flight_per_connection_max=2)
+    payee_handler = Recorder()
+    payee = await switch.participant(2, payee_handler, connections_max=1,
+                                     in_flight_per_connection_max=2)
+    await payee.register_alias(alias_type="MSISDN", alias_value=PAYEE_ALIAS.alias_value,
+                               account_ref="acc", owner_national_id="52998224725",
+                               display_name="Maria Silva")
+    futures = [payer.submit_transfer(transfer(f"t-many-{n}", amount_minor=10 + n))
+               for n in range(120)]
+    assert len(payer._backlog) > 0  # most of them had to wait for room
+    outcomes = await asyncio.wait_for(asyncio.gather(*futures), 30)
+    assert [o.state for o in outcomes] == [TransferState.COMMITTED] * 120
+    assert switch.position(1)["debits_posted"] == sum(10 + n for n in range(120))
+    assert len(payee_handler.credit_requests) == 120
+    assert not payer._backlog and payer.pending_transfers == 0
