@@ -230,7 +230,7 @@ def run_step(*, profile: Profile, transport: str, seed: int, p99_ms_max: float,
     return finish_run(report_dir, result.samples, summary, title)
 
 
-def _progress_printer(console, judge_holder: list):
+def _progress_printer(console):
     def on_tick(session) -> None:
         series = session.series
         elapsed = session.elapsed_s()
@@ -294,14 +294,14 @@ def step_command(profile_name, transport, seed, p99_ms_max, success_ratio_min, s
                   "and payees...")
     summary, files = run_step(profile=profile, transport=transport, seed=seed,
                               p99_ms_max=p99_ms_max, success_ratio_min=success_ratio_min,
-                              report_dir=folder, on_tick=_progress_printer(console, []))
+                              report_dir=folder, on_tick=_progress_printer(console))
     if as_json:
         click.echo(json.dumps(summary, indent=2))
     else:
         for row in summary["steps"]:
             p99 = row["latency_p99_ms"]
-            click.echo(f"  {row['offered_per_s']:>8g}/s  to switch {row['offered_to_switch_per_s']:>8.1f}/s"
-                       f"  p99 {'>=' if row['p99_is_lower_bound'] else ''}{p99} ms  success "
+            click.echo(f"  {row['offered_per_s']:>8g}/s  to switch "
+                       f"{row['offered_to_switch_per_s']:>8.1f}/s  p99 {'>=' if row['p99_is_lower_bound'] else ''}{p99} ms  success "
                        f"{row['success_ratio']:.4f}  {row['outcome']}")
         click.echo(f"{summary['capacity_result']}: sustainable rate "
                    f"{summary['sustainable_rate_per_s']}/s (switch "

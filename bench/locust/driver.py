@@ -297,7 +297,8 @@ class OpenLoopDriver:
             answer = await payer.transfer(request)
             latency_s = clock() - started
             outcome, committed = outcome_name(answer)
-            if type(answer) is TransferOutcome and self._random.random() < self.options.status_share:
+            sampled = self._random.random() < self.options.status_share
+            if sampled and type(answer) is TransferOutcome:
                 await self._check_status(payer, transfer_id, answer)
         except asyncio.TimeoutError:
             outcome = TIMEOUT_WAITING
