@@ -17,6 +17,7 @@ from typing import Any
 
 import msgspec
 from litestar import Request, Response, get, post
+from litestar.params import FromPath, FromQuery
 from litestar.datastructures import Cookie
 from litestar.response import Redirect, ServerSentEvent, Template
 from litestar.response.sse import ServerSentEventMessage
@@ -247,7 +248,8 @@ async def participants_positions(request: Request) -> Template:
 
 
 @get("/participants/{participant_id:int}", include_in_schema=False)
-async def participant_page(request: Request, participant_id: int) -> Template:
+async def participant_page(request: Request,
+                           participant_id: FromPath[int]) -> Template:
     service = service_of(request)
     return page(request, "participant.html", "participants",
                 participant=service.participant(participant_id), rotated=None)
@@ -263,19 +265,22 @@ async def participant_onboard(request: Request) -> Response:
 
 
 @post("/participants/{participant_id:int}/suspend", include_in_schema=False)
-async def participant_suspend(request: Request, participant_id: int) -> Response:
+async def participant_suspend(request: Request,
+                              participant_id: FromPath[int]) -> Response:
     await service_of(request).set_status(caller_of(request), participant_id, True)
     return back(f"/participants/{participant_id}", "suspended")
 
 
 @post("/participants/{participant_id:int}/resume", include_in_schema=False)
-async def participant_resume(request: Request, participant_id: int) -> Response:
+async def participant_resume(request: Request,
+                             participant_id: FromPath[int]) -> Response:
     await service_of(request).set_status(caller_of(request), participant_id, False)
     return back(f"/participants/{participant_id}", "resumed")
 
 
 @post("/participants/{participant_id:int}/callback-url", include_in_schema=False)
-async def participant_callback(request: Request, participant_id: int) -> Response:
+async def participant_callback(request: Request,
+                               participant_id: FromPath[int]) -> Response:
     body = convert_form(await form_of(request), CallbackUrlSet)
     await service_of(request).set_callback_url(caller_of(request), participant_id,
                                                body.callback_url)
@@ -283,7 +288,8 @@ async def participant_callback(request: Request, participant_id: int) -> Respons
 
 
 @post("/participants/{participant_id:int}/rotate-key", include_in_schema=False)
-async def participant_rotate(request: Request, participant_id: int) -> Template:
+async def participant_rotate(request: Request,
+                             participant_id: FromPath[int]) -> Template:
     """Shows the new key once, on this answer only (never redirect: it would be lost)."""
     service = service_of(request)
     rotated = await service.rotate_credentials(caller_of(request), participant_id)
@@ -326,7 +332,7 @@ async def approvals_propose(request: Request) -> Response:
 
 
 @post("/approvals/{proposal_id:str}/decide", include_in_schema=False)
-async def approvals_decide(request: Request, proposal_id: str) -> Response:
+async def approvals_decide(request: Request, proposal_id: FromPath[str]) -> Response:
     form = await form_of(request)
     decision = convert_form({"approve": form.get("decision") == "approve",
                              "note": form.get("note", "")}, Decision)
@@ -355,7 +361,8 @@ async def transfers_page(request: Request) -> Template:
 
 
 @get("/transfers/{payer_participant_id:int}/{transfer_id:str}", include_in_schema=False)
-async def timeline_page(request: Request, payer_participant_id: int, transfer_id: str) -> Template:
+async def timeline_page(request: Request, payer_participant_id: FromPath[int],
+                        transfer_id: FromPath[str]) -> Template:
     timeline = service_of(request).timeline(payer_participant_id, transfer_id)
     return page(request, "timeline.html", "transfers", timeline=timeline)
 
@@ -370,8 +377,8 @@ async def directory_page(request: Request) -> Template:
 
 
 @get("/audit", include_in_schema=False)
-async def audit_page(request: Request, before_seq: int = 0, actor: str = "",
-                     action: str = "") -> Template:
+async def audit_page(request: Request, before_seq: FromQuery[int] = 0,
+                     actor: FromQuery[str] = "", action: FromQuery[str] = "") -> Template:
     service = service_of(request)
     records = await service.audit_page(before_seq or None, 100, actor[:64], action[:64])
     return page(request, "audit.html", "audit", records=records, actor=actor, action=action,
@@ -399,7 +406,7 @@ async def users_create(request: Request) -> Response:
 
 
 @post("/users/{username:str}/disable", include_in_schema=False)
-async def users_disable(request: Request, username: str) -> Response:
+async def users_disable(request: Request, username: FromPath[str]) -> Response:
     await service_of(request).set_user_disabled(caller_of(request), username, True)
     return back("/users", "user-disabled")
 
