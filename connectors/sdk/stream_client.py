@@ -165,7 +165,10 @@ class StreamClient:
         self._transfers: dict[tuple[int, str], _Pending] = {}
         self._corr_transfer: dict[int, tuple[int, str]] = {}
         self._answers: dict[tuple[int, str], PayeeAnswer] = {}
+        # corr of each answer's latest send, both ways: a door refusal (SERVER_BUSY) names
+        # the corr; the final outcome names the key. Entries leave with the final outcome.
         self._corr_answer: dict[int, tuple[int, str]] = {}
+        self._answer_corr: dict[tuple[int, str], int] = {}
         self._requests_to_pay: dict[str, _Pending] = {}
         self._welcome: asyncio.Future | None = None
         self._write_open = asyncio.Event()
@@ -230,6 +233,7 @@ class StreamClient:
         self._calls.clear()
         self._corr_transfer.clear()
         self._corr_answer.clear()
+        self._answer_corr.clear()
         if self._closing or not self.reconnect or not self.participant_id:
             for pending in list(self._transfers.values()) + list(self._requests_to_pay.values()):
                 if not pending.future.done():
@@ -285,6 +289,13 @@ class StreamClient:
     @property
     def pending_transfers(self) -> int:
         return len(self._transfers)
+
+    @property
+    def tracked_entries(self) -> int:
+        """Everything the client remembers per request (bounded by what is open)."""
+        return (len(self._transfers) + len(self._corr_transfer) + len(self._answers)
+                + len(self._corr_answer) + len(self._answer_corr) + len(self._calls)
+                + len(self._requests_to_pay))
 
     # -- requests ------------------------------------------------------------------------
 
@@ -395,6 +406,7 @@ class StreamClient:
         if self._transport is None:
             return  # resent by the reconnect loop
         corr = self._request(pending.request)
+        self._corr_transfer.pop(pending.corr, None)  # an earlier attempt's corr
         pending.corr = corr
         self._corr_transfer[corr] = (self.participant_id, pending.request.transfer_id)
 
@@ -402,6 +414,10 @@ class StreamClient:
         if self._transport is None:
             return
         corr = self._request(answer)
+        earlier = self._answer_corr.get(key)
+        if earlier is not None:
+            self._corr_answer.pop(earlier, None)
+        self._answer_corr[key] = corr
         self._corr_answer[corr] = key
 
     async def _call(self, message):
@@ -464,7 +480,8 @@ class StreamClient:
                 pending = self._transfers.get(key)
                 if pending is not None and message.payer_participant_id == self.participant_id:
                     self._finish(key, pending, message)
-                self._answers.pop(key, None)
+                if self._answers.pop(key, None) is not None:
+                    self._corr_answer.pop(self._answer_corr.pop(key, 0), None)
         elif message_type is Refused:
             if message.request_type in ("transfer", "return"):
                 key = (message.scope_participant_id, message.id)
@@ -499,6 +516,8 @@ class StreamClient:
                     self._refused(key, pending, message)
             return
         key = self._corr_answer.pop(corr, None)
+        if key is not None:
+            self._answer_corr.pop(key, None)
         if key is not None and type(message) is ErrorAnswer and message.result in _RETRYABLE:
             answer = self._answers.get(key)
             if answer is not None:

@@ -56,8 +56,6 @@ class Books:
         self.reserved_out_minor = 0
         # (payer_participant_id, transfer_id) -> (customer, amount_minor): accepted credits.
         self.incoming: dict[tuple[int, str], tuple[str, int]] = {}
-        # Keys whose final outcome was booked (an outcome may be delivered twice).
-        self._booked: set[tuple[int, str]] = set()
         self.committed_out = 0
         self.committed_in = 0
         self.rejected_out = 0
@@ -106,11 +104,11 @@ class Books:
                        state: TransferState) -> tuple[str, int] | None:
         """Book a final outcome of a credit we were asked for; the (customer, amount)
         credited when it COMMITTED the first time, else None."""
-        key = (payer_participant_id, transfer_id)
-        found = self.incoming.pop(key, None)
-        if found is None or key in self._booked:
+        # The entry leaves with the first final outcome, so a second delivery of it books
+        # nothing (and nothing is remembered per transfer once it is final).
+        found = self.incoming.pop((payer_participant_id, transfer_id), None)
+        if found is None:
             return None
-        self._booked.add(key)
         if state is not TransferState.COMMITTED:
             return None
         customer, amount_minor = found

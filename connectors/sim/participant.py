@@ -110,7 +110,6 @@ class SimParticipant:
         self.returns_sent = 0
         self.last_done_at = 0.0  # time.monotonic() of the last final answer
         self._decisions: dict[tuple[int, str], Decision | None] = {}
-        self._received: dict[tuple[int, str], int] = {}  # committed credits we may return
 
     @property
     def participant_id(self) -> int:

@@ -57,6 +57,12 @@ async def test_retries_after_server_busy_keep_the_transfer_id(tmp_path):
         assert server.metrics.inbound_refused_total > 0
         payer_id = participants["bank_a"][0]
         assert server.positions()[payer_id]["KES"]["debits_posted"] == 10 * count
+        # Nothing is remembered per transfer once it is final, on either side.
+        for _ in range(100):
+            if payer.tracked_entries == 0 and payee.tracked_entries == 0:
+                break
+            await asyncio.sleep(0.01)
+        assert (payer.tracked_entries, payee.tracked_entries) == (0, 0)
         await payer.close()
         await payee.close()
     finally:
