@@ -13,9 +13,9 @@ PASSWORD_LENGTH_MIN = 12
 PASSWORD_LENGTH_MAX = 256
 USERS_MAX = 1_000
 
-# argon2id cost (RFC 9106's second recommended option, lowered in memory for a 2-core box
-# that also carries the payments: ~40 ms per login). Tests may lower it; never below this
-# module's floor.
+# argon2id cost: RFC 9106's second recommended option (t=3, 64 MiB), one lane. Measured
+# ~140 ms per login on the shared 2-core development box, in a worker thread, one at a time
+# (switch/admin/passwords.py). Tests may lower it; never below this module's floor.
 ARGON2_TIME_COST = 3
 ARGON2_MEMORY_KIB = 64 * 1024
 ARGON2_PARALLELISM = 1
