@@ -301,7 +301,7 @@ class AdminService:
                 limit_minor=account.credits_posted, used_minor=used,
                 available_minor=account.credits_posted - used,
                 reserved_minor=account.debits_pending,
-                net_debit_cap_minor=_net_debit_cap_minor(core, participant_id, currency)
+                net_debit_cap_minor=core.net_debit_cap_minor(participant_id, currency)
                 if deferred else 0,
                 daily_used_minor=core.daily_used_minor(participant_id, currency),
                 daily_max_minor=core.daily_max_minor(participant_id, currency),
@@ -542,7 +542,7 @@ class AdminService:
         return found[0].timestamp if found else 0
 
     def _record(self, payer_participant_id: int, transfer_id: str):
-        return _transfer_record(self.switch.core, payer_participant_id, transfer_id)
+        return self.switch.core.transfer_record(payer_participant_id, transfer_id)
 
     def search(self, query: TransferQuery) -> TransferSearch:
         if query.payer_participant_id and query.transfer_id:
@@ -708,24 +708,6 @@ def _matches(summary: TransferSummary, query: TransferQuery) -> bool:
     if query.to_ns and at_ns > query.to_ns:
         return False
     return True
-
-
-def _net_debit_cap_minor(core, participant_id: int, currency: str) -> int:
-    """The cap the core credited (deferred net). The core has no public view of it yet;
-    read between two steps like every other view here."""
-    public = getattr(core, "net_debit_cap_minor", None)
-    if public is not None:
-        return int(public(participant_id, currency))
-    return int(core._participants[participant_id].accounts[currency].cap_minor)
-
-
-def _transfer_record(core, payer_participant_id: int, transfer_id: str):
-    """One retained TransferRecord by key. The core offers `transfer_records()` (all of
-    them) but no lookup by key yet; read its table between two steps."""
-    public = getattr(core, "transfer_record", None)
-    if public is not None:
-        return public(payer_participant_id, transfer_id)
-    return core._transfers.get((payer_participant_id, transfer_id))
 
 
 def _user_view(user: User) -> UserView:

@@ -371,6 +371,10 @@ class SwitchCore:
         record = self._transfers.get((payer_participant_id, transfer_id))
         return None if record is None else self._current_outcome(record)
 
+    def transfer_record(self, payer_participant_id: int, transfer_id: str) -> TransferRecord | None:
+        """The retained record of one transfer (read-only: the console's timeline), or None."""
+        return self._transfers.get((payer_participant_id, transfer_id))
+
     def request_to_pay_outcome(self, payee_participant_id: int,
                                request_id: str) -> RequestToPayOutcome | None:
         record = self._requests.get((payee_participant_id, request_id))
@@ -413,6 +417,10 @@ class SwitchCore:
 
     def daily_max_minor(self, participant_id: int, currency: str) -> int:
         return self._participants[participant_id].accounts[currency].daily_max_minor()
+
+    def net_debit_cap_minor(self, participant_id: int, currency: str) -> int:
+        """The net debit cap currently credited (deferred-net currencies; 0 otherwise)."""
+        return self._participants[participant_id].accounts[currency].cap_minor
 
     def live_timers(self) -> dict[int, int]:
         """timer_id -> deadline_ns of every armed timer."""
