@@ -35,6 +35,7 @@ from switch.server.gateway import AliasRegistration
 
 _FINAL = TRANSFER_FINAL_STATES
 _COMMITTED = TransferState.COMMITTED
+_STATE_NAMES = {state: state.name for state in TransferState}
 CUSTOMER_OPENING_MINOR = 10**12  # deep pockets: the sims test the switch, not poverty
 
 
@@ -227,7 +228,7 @@ class SimParticipant:
             self.done += 1
             if type(answer) is TransferOutcome:
                 self.books.sent_final(transfer_id, answer.state, answer.fee_minor)
-                self._count(answer.state.name)
+                self._count(_STATE_NAMES[answer.state])
             else:
                 self.books.sent_final(transfer_id, None, 0)
                 result = getattr(answer, "result", Result.INTERNAL_SERVER_ERROR)

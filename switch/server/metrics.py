@@ -172,18 +172,42 @@ class MetricsRegistry:
         return "\n".join(lines) + "\n"
 
 
+class NamedCounts:
+    """A read view of counts kept under enum keys, as a Counter's `values` would show
+    them: {(name, name, ...): count}. For readers (the console); the sequencer bumps the
+    underlying dict."""
+
+    def __init__(self, counts: dict[tuple, int]) -> None:
+        self._counts = counts
+
+    @property
+    def values(self) -> dict[tuple, int]:
+        return {tuple(getattr(part, "name", part) for part in key): count
+                for key, count in self._counts.items()}
+
+
 class ServerMetrics:
     """The switch's own metrics, kept where the sequencer can bump them cheaply."""
 
     def __init__(self, registry: MetricsRegistry) -> None:
         self.registry = registry
-        self.transfers = registry.counter(
+        # Bumped per transfer with enum members as keys (cheap); names at scrape time.
+        self.finals: dict[tuple, int] = {}
+        self.refused: dict[tuple, int] = {}
+        # The same counts by name (the shape Counter.values has), for readers.
+        self.transfers = NamedCounts(self.finals)
+        self.refusals = NamedCounts(self.refused)
+        registry.gauge(
             "ponte_transfers_total", "Transfers that reached a final state, by state and result.",
-            ("state", "result"))
-        self.refusals = registry.counter(
+            lambda: {(state.name, result.name): count
+                     for (state, result), count in self.finals.items()},
+            ("state", "result"), kind="counter")
+        registry.gauge(
             "ponte_requests_refused_total",
             "Requests refused without being recorded, by request type and result.",
-            ("request_type", "result"))
+            lambda: {(request_type, result.name): count
+                     for (request_type, result), count in self.refused.items()},
+            ("request_type", "result"), kind="counter")
         self.phase_seconds = registry.histogram(
             "ponte_transfer_phase_seconds",
             "Time spent in a phase of a transfer: reserve_to_answer (credit request decided "

@@ -310,7 +310,9 @@ class Sequencer:
                 return None
             route = next(routes)
             if type(route) is Result:
-                self.metrics.refusals.inc("transfer", route.name)
+                refusals = self.metrics.refused
+                key = ("transfer", route)
+                refusals[key] = refusals.get(key, 0) + 1
                 tick.sends.append((participant_id, refused_for(message, participant_id, route)))
                 return None
             return TransferRequested(payer_participant_id=participant_id,
@@ -356,7 +358,9 @@ class Sequencer:
                     ):
                         self._decided(message, now_ns, tick)
                 elif message_type is Refused:
-                    self.metrics.refusals.inc(message.request_type, message.result.name)
+                    refusals = self.metrics.refused
+                    key = (message.request_type, message.result)
+                    refusals[key] = refusals.get(key, 0) + 1
                 if kind == ITEM_STATUS and command.participant_id == participant_id:
                     tick.replies.append((extra, message))
                 else:
@@ -377,7 +381,9 @@ class Sequencer:
 
     def _decided(self, outcome: TransferOutcome, now_ns: int, tick: _Tick) -> None:
         """A transfer reached its final state in this tick: count it, archive it, time it."""
-        self.metrics.transfers.inc(outcome.state.name, outcome.result.name)
+        finals = self.metrics.finals
+        key = (outcome.state, outcome.result)  # enum members: names are read at scrape time
+        finals[key] = finals.get(key, 0) + 1
         self.archive.put(outcome)
         forwarded_ns = self._forwarded_at.pop(
             (outcome.payer_participant_id, outcome.transfer_id), None)

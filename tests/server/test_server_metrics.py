@@ -43,3 +43,18 @@ def test_label_values_are_escaped():
     registry = MetricsRegistry()
     registry.gauge("ponte_position_minor", "p", lambda: {('a"b\\c',): 1}, ("participant",))
     assert 'ponte_position_minor{participant="a\\"b\\\\c"} 1' in registry.render()
+
+
+def test_server_counts_read_by_name():
+    from switch.core.results import Result, TransferState
+    from switch.server.metrics import ServerMetrics
+
+    metrics = ServerMetrics(MetricsRegistry())
+    metrics.finals[(TransferState.COMMITTED, Result.OK)] = 3
+    metrics.refused[("transfer", Result.PARTY_NOT_FOUND)] = 2
+    assert metrics.transfers.values == {("COMMITTED", "OK"): 3}
+    assert metrics.refusals.values == {("transfer", "PARTY_NOT_FOUND"): 2}
+    text = metrics.registry.render()
+    assert 'ponte_transfers_total{state="COMMITTED",result="OK"} 3' in text
+    assert 'ponte_requests_refused_total{request_type="transfer",result="PARTY_NOT_FOUND"} 2' \
+        in text
