@@ -1,1 +1,0 @@
-"""connectors.iso20022."""

@@ -1,1 +1,0 @@
-"""Settlement models, windows, multilateral netting and statements."""
