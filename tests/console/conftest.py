@@ -11,13 +11,13 @@ import shutil
 
 import pytest
 
+from console_helpers import PASSWORD, log_in
 from console_traffic import SwitchThread
 
 CHROMIUM = os.environ.get("PONTE_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 IN_CI = os.environ.get("CI") == "true"
-PASSWORD = "correct horse battery staple"
 OPERATORS = {"alice": "admin", "bob": "operator", "carol": "operator", "vic": "viewer"}
 TRAFFIC_PER_S = 40.0
 
@@ -85,11 +85,3 @@ def new_page(browser, switch):
     yield open_page
     for context in contexts:
         context.close()
-
-
-def log_in(page, username: str) -> None:
-    page.goto("/login")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    page.wait_for_url(lambda url: "/login" not in url)

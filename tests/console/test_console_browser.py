@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from console_helpers import log_in
 from switch.core.results import Result, TransferState
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -41,7 +42,6 @@ def test_log_in_and_watch_live_numbers_move(new_page, switch):
     page.get_by_role("button", name="Log in").click()
     assert "LOGIN_FAILED" in page.locator(".error").inner_text()
 
-    from conftest import log_in
 
     log_in(page, "alice")
     # Keyboard first: the skip link is the first stop, and it leads to the main content.

@@ -15,7 +15,7 @@ from switch.admin.service import Caller
 from switch.admin.types import Role, UserCreate
 from switch.core.results import Result
 
-PASSWORD = "correct horse battery staple"
+from console_helpers import PASSWORD
 
 
 @pytest.fixture

@@ -5,17 +5,11 @@ from __future__ import annotations
 
 import os
 
-import msgspec
 import pytest
 
-from connectors.sim.books import BooksReport, reconcile
 from switch.server.launcher import SimProcess, SwitchProcess, onboard_population, sim_server_config
 
-PROFILE = os.path.join(os.path.dirname(__file__), "small.toml")
-NAMES_KINDS = [("bank_a", "bank"), ("bank_b", "bank"), ("wallet_a", "wallet"),
-               ("wallet_b", "wallet")]
-FUNDING_MINOR = 10**14
-RULES_FAST_TIMEOUT = {"payee_timeout_ms": 400}
+from e2e_helpers import FUNDING_MINOR, NAMES_KINDS, PROFILE  # noqa: F401
 
 
 class Rig:
@@ -54,13 +48,3 @@ def rig(tmp_path):
     rig = Rig(str(tmp_path))
     yield rig
     rig.close()
-
-
-def assert_books_reconcile(switch: SwitchProcess, final: dict) -> None:
-    positions = switch.positions()
-    differences = []
-    for books in final["books"]:
-        report = msgspec.convert(books, BooksReport)
-        assert report.in_flight_out == 0, report
-        differences.extend(reconcile(report, positions[report.participant_id]["accounts"]["KES"]))
-    assert differences == []

@@ -9,9 +9,9 @@ import time
 import pytest
 
 from bench.population import Population, load_profile
-from conftest import PROFILE, RULES_FAST_TIMEOUT, assert_books_reconcile
+from e2e_helpers import PROFILE, RULES_FAST_TIMEOUT, assert_books_reconcile
 from connectors.sdk.stream_client import StreamClient
-from switch.core.messages import Party, StatusQuery, TransferRequest
+from switch.core.messages import Party, TransferRequest
 from switch.core.results import Result, TransferState
 
 pytestmark = pytest.mark.slow

@@ -11,10 +11,9 @@ import time
 import pytest
 
 from bench.population import Population, load_profile
-from conftest import PROFILE, assert_books_reconcile
+from e2e_helpers import PROFILE, assert_books_reconcile
 from connectors.sdk.stream_client import StreamClient
 from switch.core.messages import Party, TransferOutcome, TransferRequest
-from switch.core.results import TransferState
 
 pytestmark = pytest.mark.slow
 
