@@ -17,7 +17,6 @@ the ledger still runs every check (lookups, overflow, idempotency, retention) pe
 from __future__ import annotations
 
 import random
-import struct
 from typing import Iterator, Literal
 
 from ledger.limits import BATCH_EVENTS_MAX

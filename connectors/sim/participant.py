@@ -24,7 +24,6 @@ from connectors.sim.latency import LatencyHistogram
 from switch.core.messages import (
     CreditRequest,
     Party,
-    Refused,
     ReturnRequest,
     TransferOutcome,
     TransferRef,

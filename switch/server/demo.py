@@ -64,7 +64,7 @@ def run_demo(*, seconds: float, tps: float, seed: int, reject_rate: float,
                           f"http://127.0.0.1:{http_port}/openapi.json  docs: "
                           f"http://127.0.0.1:{http_port}/docs")
         _print_console(console, data_dir, console_port)
-        console.print(f"participants: " + ", ".join(
+        console.print("participants: " + ", ".join(
             f"{name} (id {c['participant_id']})" for name, c in credentials.items()))
         sims = SimProcess({
             "port": switch.stream_port,

@@ -50,7 +50,6 @@ from switch.core.messages import (
     Send,
     StatusQueried,
     StatusQuery,
-    TimerFired,
     TransferOutcome,
     TransferRequest,
     TransferRequested,
