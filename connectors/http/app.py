@@ -28,7 +28,7 @@ from msgspec import Meta
 import switch
 from connectors.http import errors, limits
 from connectors.http.callbacks import CallbackPolicy, CallbackSender
-from connectors.http.errors import error_response
+from connectors.http.errors import error_response, rate_limited_response
 from connectors.http.jws import JwsError, Signer, VerifyKey, signature_from_headers, \
     verify_detached
 from connectors.http.openapi import build_document, render_docs
@@ -492,6 +492,8 @@ class HttpConnector:
         answer: ResolveAnswer = await self.gateway.resolve(caller, message)
         if answer.result is Result.OK:
             return Response(200, _encode(answer))
+        if answer.result is Result.LOOKUP_RATE_LIMITED:
+            return rate_limited_response(answer.retry_after_ms)
         return error_response(answer.result)
 
     def whoami(self, request: Request, segments):

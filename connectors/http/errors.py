@@ -21,6 +21,7 @@ class ErrorBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     result: int  # a `Result` member's number (FSPIOP four-digit error code)
     name: str  # the member's name, e.g. "VALIDATION_ERROR"
     detail: str = ""  # for a bad body: msgspec's message, which names the field ($.path)
+    retry_after_ms: int = 0  # with LOOKUP_RATE_LIMITED: when to try again (also Retry-After)
 
 
 # Exceptions to the family rule below, for codes whose meaning is more specific.
@@ -29,6 +30,7 @@ _STATUS_BY_RESULT: dict[Result, int] = {
     Result.INTERNAL_SERVER_ERROR: 500,
     Result.SERVICE_UNAVAILABLE: 503,
     Result.SERVER_BUSY: 503,
+    Result.LOOKUP_RATE_LIMITED: 429,
     Result.COMMUNICATION_ERROR: 502,
     Result.INVALID_SIGNATURE: 401,
     Result.EXISTS_WITH_DIFFERENT_PARTY: 409,
@@ -89,6 +91,15 @@ def error_body(result: Result, detail: str = "") -> bytes:
         if len(_bodies) < _BODIES_CACHED_MAX:
             _bodies[key] = body
     return body
+
+
+def rate_limited_response(retry_after_ms: int) -> Response:
+    """LOOKUP_RATE_LIMITED: 429 with Retry-After (whole seconds, rounded up) and the exact
+    wait in the body's `retry_after_ms`."""
+    retry_after_s = max(1, -(-retry_after_ms // 1000))
+    body = _encode(ErrorBody(result=int(Result.LOOKUP_RATE_LIMITED),
+                             name=Result.LOOKUP_RATE_LIMITED.name, retry_after_ms=retry_after_ms))
+    return Response(429, body, headers=((b"retry-after", str(retry_after_s).encode()),))
 
 
 def error_response(result: Result, detail: str = "", status: int | None = None,

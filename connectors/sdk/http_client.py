@@ -90,7 +90,8 @@ ALIASES_IN_FLIGHT_MAX = 64  # register_aliases: registrations in flight at once
 class SwitchError(Exception):
     """The switch answered with a typed error (`result`, its `http_status`, `detail`)."""
 
-    def __init__(self, result: Result | int, http_status: int, detail: str = "") -> None:
+    def __init__(self, result: Result | int, http_status: int, detail: str = "",
+                 retry_after_ms: int = 0) -> None:
         try:
             result = Result(result)
         except ValueError:
@@ -100,6 +101,7 @@ class SwitchError(Exception):
         self.result = result
         self.http_status = http_status
         self.detail = detail
+        self.retry_after_ms = retry_after_ms
 
 
 class ParticipantHandler:
@@ -332,7 +334,7 @@ class HttpClient:
                       payer_user_ref: str = "") -> ResolveAnswer:
         """Look an alias up before a transfer. The answer's `result` is OK (with the payee
         participant, an opaque account reference and a masked name) or why not
-        (PARTY_NOT_FOUND, SERVER_BUSY when rate limited, VALIDATION_ERROR)."""
+        (PARTY_NOT_FOUND, LOOKUP_RATE_LIMITED with retry_after_ms, VALIDATION_ERROR)."""
         path = f"/aliases/{quote(alias_type, safe='')}/{quote(alias_value, safe='')}"
         if payer_user_ref:
             path += f"?payer_user_ref={quote(payer_user_ref, safe='')}"
@@ -342,7 +344,8 @@ class HttpClient:
             if not isinstance(error.result, Result) or error.http_status == 401:
                 raise
             alias = Party(alias_type=alias_type, alias_value=alias_value)
-            return ResolveAnswer(alias=alias, result=error.result)
+            return ResolveAnswer(alias=alias, result=error.result,
+                                 retry_after_ms=error.retry_after_ms)
         return _decode_resolve(response.body)
 
     async def status(self, payer_participant_id: int, transfer_id: str):
@@ -723,7 +726,7 @@ class HttpClient:
 def _error(response: ClientResponse) -> SwitchError:
     try:
         body = _decode_error(response.body)
-        return SwitchError(body.result, response.status, body.detail)
+        return SwitchError(body.result, response.status, body.detail, body.retry_after_ms)
     except msgspec.DecodeError:
         return SwitchError(Result.COMMUNICATION_ERROR, response.status,
                            response.body[:200].decode("utf-8", "replace"))

@@ -172,6 +172,7 @@ class ResolveAnswer(msgspec.Struct, tag="resolve_answer", **_WIRE):
     payee_participant_id: int = 0
     payee_account_ref: Reference = ""
     display_name_masked: Text = ""
+    retry_after_ms: int = 0  # with LOOKUP_RATE_LIMITED: when the lookup bucket has a token
 
 
 class CreditRequest(msgspec.Struct, tag="credit_request", **_WIRE, gc=False):

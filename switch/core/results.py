@@ -29,6 +29,7 @@ class Result(IntEnum):
     MALFORMED_SYNTAX = 3101
     VALIDATION_ERROR = 3100
     PARTY_NOT_FOUND = 3204
+    LOOKUP_RATE_LIMITED = 3170
     # -- participant flows, in check order -----------------------------------------------
     ID_INVALID = 3110
     TRANSFER_NOT_FOUND = 3208
@@ -82,6 +83,7 @@ SHELL_ONLY = frozenset({
     Result.INVALID_SIGNATURE,
     Result.MALFORMED_SYNTAX,
     Result.PARTY_NOT_FOUND,
+    Result.LOOKUP_RATE_LIMITED,
 })
 
 # What each member means, for docs/result-codes.md and for error descriptions on the wire
@@ -95,6 +97,7 @@ DESCRIPTIONS: dict[Result, str] = {
     Result.MALFORMED_SYNTAX: "The frame or body could not be decoded.",
     Result.VALIDATION_ERROR: "A field broke its schema constraint (length, pattern, range).",
     Result.PARTY_NOT_FOUND: "The directory has no such alias (answered by the directory).",
+    Result.LOOKUP_RATE_LIMITED: "The payer's anti-enumeration lookup bucket is empty; retry after retry_after_ms.",
     Result.ID_INVALID: "The transfer or request id is empty or too long.",
     Result.TRANSFER_NOT_FOUND: "No such transfer for this participant (status, payee answer).",
     Result.REQUEST_NOT_FOUND: "No such request-to-pay for this participant.",

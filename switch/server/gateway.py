@@ -445,7 +445,8 @@ class Gateway:
         except asyncio.TimeoutError:
             return ResolveAnswer(alias=alias, result=Result.SERVICE_UNAVAILABLE)
         if type(answer) is Rejection:
-            return ResolveAnswer(alias=alias, result=rejection_result(answer))
+            return ResolveAnswer(alias=alias, result=rejection_result(answer),
+                                 retry_after_ms=answer.retry_after_ms)
         payee_id = int(answer.participant_id)
         self._remember_route(participant_id, alias, payee_id, answer.account_ref)
         return ResolveAnswer(
@@ -600,9 +601,7 @@ def rejection_result(rejection) -> Result:
     if code is D.ALIAS_NOT_FOUND:
         return Result.PARTY_NOT_FOUND
     if code is D.RATE_LIMITED:
-        # The core has no RATE_LIMITED member: SERVER_BUSY says "retry later", which is
-        # what the payer must do (the rejection's retry_after_ms is not carried).
-        return Result.SERVER_BUSY
+        return Result.LOOKUP_RATE_LIMITED
     return Result.VALIDATION_ERROR
 
 
