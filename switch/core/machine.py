@@ -226,15 +226,15 @@ class SwitchCore:
             ReturnRequested: self._on_return,
             RequestToPayRequested: self._on_request_to_pay,
             RequestToPayDecided: self._on_request_to_pay_decision,
-            CurrencyAdded: self._admin_currency_added,
+            CurrencyAdded: self._admin_act(self._currency_added),
             SchemeRulesChanged: self._admin_rules_changed,
             ParticipantAdded: self._admin_participant_added,
             ParticipantAccountOpened: self._admin_account_opened,
-            ParticipantSuspended: self._admin_suspended,
-            ParticipantResumed: self._admin_resumed,
+            ParticipantSuspended: self._admin_act(self._set_status),
+            ParticipantResumed: self._admin_act(self._set_status),
             ParticipantDailyLimitSet: self._admin_daily_limit,
-            FundsDeposited: self._admin_deposit,
-            FundsWithdrawn: self._admin_withdrawal,
+            FundsDeposited: self._admin_act(self._move_funds),
+            FundsWithdrawn: self._admin_act(self._move_funds),
             NetDebitCapSet: self._admin_cap,
         }
 
@@ -1114,8 +1114,11 @@ class SwitchCore:
             del self._admin_seen[self._admin_order.popleft()]
         return [answer]
 
-    def _admin_currency_added(self, event: CurrencyAdded, now_ns: int) -> list[Command]:
-        return self._admin(event, now_ns, self._currency_added)
+    def _admin_act(self, act):
+        """The handler for an operator request whose change is `act`: one event type per
+        `act` would only repeat `_admin` (suspend and resume share `_set_status`, deposit
+        and withdrawal share `_move_funds`)."""
+        return lambda event, now_ns: self._admin(event, now_ns, act)
 
     def _currency_added(self, event: CurrencyAdded, now_ns: int) -> tuple[Result, str]:
         if event.currency in self._currencies or event.ledger_id in self._ledger_ids:
@@ -1187,12 +1190,6 @@ class SwitchCore:
             return _OK, ""
         return self._admin(event, now_ns, act)
 
-    def _admin_suspended(self, event: ParticipantSuspended, now_ns: int) -> list[Command]:
-        return self._admin(event, now_ns, self._set_status)
-
-    def _admin_resumed(self, event: ParticipantResumed, now_ns: int) -> list[Command]:
-        return self._admin(event, now_ns, self._set_status)
-
     def _set_status(self, event, now_ns: int) -> tuple[Result, str]:
         participant = self._participants.get(event.participant_id)
         if participant is None:
@@ -1230,12 +1227,6 @@ class SwitchCore:
             account.daily_total_max_minor = event.daily_total_max_minor
             return _OK, ""
         return self._admin(event, now_ns, act)
-
-    def _admin_deposit(self, event: FundsDeposited, now_ns: int) -> list[Command]:
-        return self._admin(event, now_ns, self._move_funds)
-
-    def _admin_withdrawal(self, event: FundsWithdrawn, now_ns: int) -> list[Command]:
-        return self._admin(event, now_ns, self._move_funds)
 
     def _move_funds(self, event, now_ns: int) -> tuple[Result, str]:
         result, detail, account = self._participant_account(event, SettlementModel.PREFUNDED_RTGS)
