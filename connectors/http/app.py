@@ -132,6 +132,29 @@ def _malformed(error: msgspec.DecodeError) -> Response:
     return error_response(Result.MALFORMED_SYNTAX, str(error))
 
 
+def _decode_body(decoder, body: bytes):
+    """The decoded body, or the 400 `Response` that says why it is not acceptable. One
+    place for the two typed errors, so every handler answers bad JSON the same way."""
+    try:
+        return decoder.decode(body)
+    except msgspec.ValidationError as error:
+        return _validation(error)
+    except msgspec.DecodeError as error:
+        return _malformed(error)
+
+
+def _path_transfer(segments) -> tuple[int, str] | Response:
+    """(participant id, transfer or request id) from `/{kind}/{participant}/{id}`, or the
+    400 `Response` naming the segment that is not valid (participant checked first)."""
+    participant_id = _path_participant(segments[1])
+    if participant_id is None:
+        return _BAD_PARTICIPANT
+    item_id = _path_id(segments[2])
+    if item_id is None:
+        return _BAD_ID
+    return participant_id, item_id
+
+
 _NOT_JSON = error_response(Result.VALIDATION_ERROR, "Content-Type must be application/json",
                            status=415)
 _NO_KEY = error_response(Result.VALIDATION_ERROR, "missing or unknown API key", status=401)
@@ -310,12 +333,9 @@ class HttpConnector:
         caller = self._body_caller(request)
         if type(caller) is not int:
             return caller
-        try:
-            message = self._transfer_decoder.decode(request.body)
-        except msgspec.ValidationError as error:
-            return _validation(error)
-        except msgspec.DecodeError as error:
-            return _malformed(error)
+        message = _decode_body(self._transfer_decoder, request.body)
+        if type(message) is Response:
+            return message
         if message.payee is None:
             return error_response(Result.VALIDATION_ERROR, "Expected `object`, got `null` - "
                                   "at `$.payee`")
@@ -327,18 +347,13 @@ class HttpConnector:
         caller = self._body_caller(request)
         if type(caller) is not int:
             return caller
-        payer_id = _path_participant(segments[1])
-        if payer_id is None:
-            return _BAD_PARTICIPANT
-        transfer_id = _path_id(segments[2])
-        if transfer_id is None:
-            return _BAD_ID
-        try:
-            body = self._answer_decoder.decode(request.body)
-        except msgspec.ValidationError as error:
-            return _validation(error)
-        except msgspec.DecodeError as error:
-            return _malformed(error)
+        path = _path_transfer(segments)
+        if type(path) is Response:
+            return path
+        payer_id, transfer_id = path
+        body = _decode_body(self._answer_decoder, request.body)
+        if type(body) is Response:
+            return body
         message = PayeeAnswer(payer_participant_id=payer_id, transfer_id=transfer_id,
                               accepted=body.accepted, reason=body.reason)
         return self._submit(caller, message, Accepted(
@@ -349,12 +364,10 @@ class HttpConnector:
         caller = self._caller(request)
         if type(caller) is not int:
             return caller
-        payer_id = _path_participant(segments[1])
-        if payer_id is None:
-            return _BAD_PARTICIPANT
-        transfer_id = _path_id(segments[2])
-        if transfer_id is None:
-            return _BAD_ID
+        path = _path_transfer(segments)
+        if type(path) is Response:
+            return path
+        payer_id, transfer_id = path
         return self._status(caller, StatusQuery(payer_participant_id=payer_id,
                                                 transfer_id=transfer_id))
 
@@ -371,12 +384,9 @@ class HttpConnector:
         caller = self._body_caller(request)
         if type(caller) is not int:
             return caller
-        try:
-            message = self._return_decoder.decode(request.body)
-        except msgspec.ValidationError as error:
-            return _validation(error)
-        except msgspec.DecodeError as error:
-            return _malformed(error)
+        message = _decode_body(self._return_decoder, request.body)
+        if type(message) is Response:
+            return message
         # A return is a transfer paid by its sender (the original payee): its id is scoped
         # by the caller like any transfer of theirs.
         return self._submit(caller, message, Accepted(
@@ -389,12 +399,9 @@ class HttpConnector:
         caller = self._body_caller(request)
         if type(caller) is not int:
             return caller
-        try:
-            message = self._rtp_decoder.decode(request.body)
-        except msgspec.ValidationError as error:
-            return _validation(error)
-        except msgspec.DecodeError as error:
-            return _malformed(error)
+        message = _decode_body(self._rtp_decoder, request.body)
+        if type(message) is Response:
+            return message
         return self._submit(caller, message, Accepted(kind="request_to_pay",
                                                       id=message.request_id))
 
@@ -402,18 +409,13 @@ class HttpConnector:
         caller = self._body_caller(request)
         if type(caller) is not int:
             return caller
-        payee_id = _path_participant(segments[1])
-        if payee_id is None:
-            return _BAD_PARTICIPANT
-        request_id = _path_id(segments[2])
-        if request_id is None:
-            return _BAD_ID
-        try:
-            body = self._decision_decoder.decode(request.body)
-        except msgspec.ValidationError as error:
-            return _validation(error)
-        except msgspec.DecodeError as error:
-            return _malformed(error)
+        path = _path_transfer(segments)
+        if type(path) is Response:
+            return path
+        payee_id, request_id = path
+        body = _decode_body(self._decision_decoder, request.body)
+        if type(body) is Response:
+            return body
         message = RequestToPayDecision(
             payee_participant_id=payee_id, request_id=request_id, approved=body.approved,
             transfer_id=body.transfer_id, expires_at_ns=body.expires_at_ns,
@@ -437,12 +439,9 @@ class HttpConnector:
         caller = self._body_caller(request)
         if type(caller) is not int:
             return caller
-        try:
-            body = self._alias_decoder.decode(request.body)
-        except msgspec.ValidationError as error:
-            return _validation(error)
-        except msgspec.DecodeError as error:
-            return _malformed(error)
+        body = _decode_body(self._alias_decoder, request.body)
+        if type(body) is Response:
+            return body
         return self._alias_answer(self.gateway.register_alias(
             caller, alias_type=body.alias_type, alias_value=body.alias_value,
             account_ref=body.account_ref, owner_national_id=body.owner_national_id,
