@@ -32,8 +32,7 @@ from ledger.reference import (
     SNAPSHOT_HEADER,
     SNAPSHOT_MAGIC,
     SNAPSHOT_VERSION,
-    check_snapshot_fits,
-    parse_snapshot_header,
+    snapshot_header_and_config,
 )
 from ledger.types import (
     ACCOUNT_FLAGS_KNOWN as _ACCOUNT_FLAGS_KNOWN,
@@ -1496,16 +1495,9 @@ cdef class Ledger:
     @classmethod
     def from_snapshot(cls, data, config=None):
         view = memoryview(data).cast("B")
-        header = parse_snapshot_header(view)
-        (_magic, _version, _zero, last_timestamp, accounts_max, transfers_retained_max,
-         pending_max, history_retained_max, account_count, ring_count, pending_count,
-         history_count) = header
-        if config is None:
-            config = LedgerConfig(
-                accounts_max=accounts_max, transfers_retained_max=transfers_retained_max,
-                pending_max=pending_max, history_retained_max=history_retained_max,
-            )
-        check_snapshot_fits(header, config)
+        header, config = snapshot_header_and_config(view, config)
+        last_timestamp = header[3]
+        account_count, ring_count, pending_count, history_count = header[8:12]
         cdef Ledger ledger = cls(config)
         ledger._load(bytes(view), account_count, ring_count, pending_count, history_count)
         ledger.state.last_timestamp = last_timestamp

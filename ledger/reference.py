@@ -892,16 +892,9 @@ class Ledger:
     @classmethod
     def from_snapshot(cls, data, config: LedgerConfig | None = None) -> Ledger:
         view = memoryview(data).cast("B")
-        header = parse_snapshot_header(view)
-        (_magic, _version, _zero, last_timestamp, accounts_max, transfers_retained_max,
-         pending_max, history_retained_max, account_count, ring_count, pending_count,
-         history_count) = header
-        if config is None:
-            config = LedgerConfig(
-                accounts_max=accounts_max, transfers_retained_max=transfers_retained_max,
-                pending_max=pending_max, history_retained_max=history_retained_max,
-            )
-        check_snapshot_fits(header, config)
+        header, config = snapshot_header_and_config(view, config)
+        last_timestamp = header[3]
+        account_count, ring_count, pending_count, history_count = header[8:12]
         ledger = cls(config)
         ledger._last_timestamp = last_timestamp
         offset = SNAPSHOT_HEADER.size
@@ -959,6 +952,20 @@ def parse_snapshot_header(view) -> tuple:
     if len(view) != expected:
         raise ValueError(f"snapshot is {len(view)} bytes, its header says {expected}")
     return header
+
+
+def snapshot_header_and_config(view, config: LedgerConfig | None) -> tuple:
+    """(header, config) for loading a snapshot: both twins call this, so they accept and
+    refuse the same data. With no config, the snapshot's own bounds are used."""
+    header = parse_snapshot_header(view)
+    if config is None:
+        accounts_max, transfers_retained_max, pending_max, history_retained_max = header[4:8]
+        config = LedgerConfig(
+            accounts_max=accounts_max, transfers_retained_max=transfers_retained_max,
+            pending_max=pending_max, history_retained_max=history_retained_max,
+        )
+    check_snapshot_fits(header, config)
+    return header, config
 
 
 def check_snapshot_fits(header: tuple, config: LedgerConfig) -> None:
