@@ -272,17 +272,22 @@ class ConnectionPool:
         self.connections.append(connection)
         return connection
 
+    def _least_loaded(self) -> HttpConnection | None:
+        """The usable connection with the fewest requests out, if one has room."""
+        best = None
+        for connection in self.connections:
+            if connection.usable and connection.in_flight < self.in_flight_max and (
+                    best is None or connection.in_flight < best.in_flight):
+                best = connection
+        return best
+
     async def _connection(self) -> HttpConnection:
         while True:
             if self.closed:
                 raise HttpClientError("pool closed")
             # Fill one connection before opening the next: pipelining on few connections
             # costs fewer system calls than spreading thin over many.
-            best = None
-            for connection in self.connections:
-                if connection.usable and connection.in_flight < self.in_flight_max and (
-                        best is None or connection.in_flight < best.in_flight):
-                    best = connection
+            best = self._least_loaded()
             if best is not None:
                 return best
             if len(self.connections) + self.connecting < self.connections_max:
@@ -300,11 +305,7 @@ class ConnectionPool:
         (or failed to open: then the next try_send tries again)."""
         if self.closed:
             raise HttpClientError("pool closed")
-        best = None
-        for connection in self.connections:
-            if connection.usable and connection.in_flight < self.in_flight_max and (
-                    best is None or connection.in_flight < best.in_flight):
-                best = connection
+        best = self._least_loaded()
         if best is None:
             self.connections = [c for c in self.connections if not c.closed]
             if len(self.connections) + self.connecting < self.connections_max:
