@@ -61,6 +61,28 @@ def sim_server_config(data_dir: str, **extra) -> dict:
     return config
 
 
+def _file_tail(path: str, lines: int) -> str:
+    """The last `lines` lines of a child's log, for an error message ('' if unreadable)."""
+    try:
+        with open(path, "rb") as file:
+            return b"\n".join(file.read().splitlines()[-lines:]).decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _signal_and_wait(process: subprocess.Popen, signum: int, timeout_s: float) -> None:
+    """Ask a still-running child to stop with `signum`; SIGKILL it if it has not exited
+    within `timeout_s`, so no stop() ever leaves a process behind."""
+    if process.poll() is not None:
+        return
+    process.send_signal(signum)
+    try:
+        process.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(10)
+
+
 class AdminError(Exception):
     """The admin surface answered an error status; `body` is its typed JSON error."""
 
@@ -111,11 +133,7 @@ class SwitchProcess:
         raise RuntimeError(f"switch not healthy after {timeout_s}s; see {self.log_path}")
 
     def log_tail(self, lines: int = 30) -> str:
-        try:
-            with open(self.log_path, "rb") as file:
-                return b"\n".join(file.read().splitlines()[-lines:]).decode(errors="replace")
-        except OSError:
-            return ""
+        return _file_tail(self.log_path, lines)
 
     @property
     def admin_token(self) -> str:
@@ -168,13 +186,7 @@ class SwitchProcess:
         """SIGTERM and wait for the graceful shutdown."""
         if self.process is None:
             return 0
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+        _signal_and_wait(self.process, signal.SIGTERM, timeout_s)
         if self._log is not None:
             self._log.close()
             self._log = None
@@ -257,26 +269,17 @@ class SimProcess:
                 return record
 
     def stderr_tail(self, lines: int = 30) -> str:
-        try:
-            with open(self.log_path, "rb") as file:
-                return b"\n".join(file.read().splitlines()[-lines:]).decode(errors="replace")
-        except OSError:
-            return ""
+        return _file_tail(self.log_path, lines)
 
     @property
     def pid(self) -> int:
         return self.process.pid
 
     def stop(self, timeout_s: float = 60.0) -> int:
+        """SIGINT (the simulator's clean stop) and wait for it."""
         if self.process is None:
             return 0
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+        _signal_and_wait(self.process, signal.SIGINT, timeout_s)
         self._stderr.close()
         return self.process.returncode
 
