@@ -37,6 +37,7 @@ retry never pays twice. Outcomes may arrive more than once: handle them idempote
 
 from __future__ import annotations
 
+import asyncio
 from typing import Protocol
 
 import msgspec
@@ -64,6 +65,19 @@ class RetryPolicy(msgspec.Struct, frozen=True, kw_only=True):
     call_timeout_s: float = 30.0  # resolve, status, alias registration
 
 
+class TransferWaiting:
+    """What both clients share unchanged: wait for a pipelined transfer's final answer.
+    A client that inherits this provides `submit_transfer(request)` returning a future."""
+
+    async def transfer(self, request, timeout_s: float | None = None):
+        """Send and wait for the final answer (see submit_transfer)."""
+        future = self.submit_transfer(request)
+        if timeout_s is None:
+            return await future
+        # shield: a timeout stops the wait, not the transfer (it may still commit).
+        return await asyncio.wait_for(asyncio.shield(future), timeout_s)
+
+
 class ParticipantClient(Protocol):
     """The shape both transports implement (docstrings on StreamClient)."""
 
@@ -86,4 +100,5 @@ class ParticipantClient(Protocol):
     async def close(self) -> None: ...
 
 
-__all__ = ["ACCEPT", "Decision", "ParticipantClient", "RetryPolicy", "SdkError"]
+__all__ = ["ACCEPT", "Decision", "ParticipantClient", "RetryPolicy", "SdkError",
+           "TransferWaiting"]

@@ -43,7 +43,7 @@ from connectors.http.jws import COMPACT_HEADER, JwsError, Signer, VerifyKey, \
     signature_from_headers, verify_detached
 from connectors.http.resources import Accepted, Health
 from connectors.http.server import HttpServer, Request, Response
-from connectors.sdk import Decision, SdkError
+from connectors.sdk import Decision, SdkError, TransferWaiting
 from switch.core.messages import (
     CreditRequest,
     ErrorAnswer,
@@ -167,7 +167,7 @@ def _decision(decision) -> Decision:
     return Decision(bool(accepted), str(reason))
 
 
-class HttpClient:
+class HttpClient(TransferWaiting):
     """A participant's connection to the switch over HTTP. `await connect()` (or `async
     with`), then the same calls as `StreamClient`; `await close()` at the end."""
 
@@ -428,14 +428,6 @@ class HttpClient:
             self._room.clear()
         self._send_pending(key, pending, 0)
         return pending.future
-
-    async def transfer(self, request: TransferRequest | ReturnRequest,
-                       timeout_s: float | None = None):
-        """Send and wait for the final answer (see submit_transfer)."""
-        future = self.submit_transfer(request)
-        if timeout_s is None:
-            return await future
-        return await asyncio.wait_for(asyncio.shield(future), timeout_s)
 
     async def room(self) -> None:
         """Wait until a pipelined sender may submit more (below `pending_max`)."""

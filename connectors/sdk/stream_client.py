@@ -27,7 +27,7 @@ from typing import Awaitable, Callable
 
 import msgspec
 
-from connectors.sdk import Decision, RetryPolicy, SdkError
+from connectors.sdk import Decision, RetryPolicy, SdkError, TransferWaiting
 from connectors.stream import limits
 from connectors.stream.protocol import (
     AliasesReply,
@@ -133,7 +133,7 @@ class _Protocol(asyncio.Protocol):
         self.client._write_open.set()
 
 
-class StreamClient:
+class StreamClient(TransferWaiting):
     """See the module docstring and connectors/sdk/__init__.py for the shared interface."""
 
     def __init__(self, host: str, port: int, *, api_key: str = "",
@@ -353,14 +353,6 @@ class StreamClient:
             self._room.clear()
         self._submit_pending(pending)
         return future if on_done is None else None
-
-    async def transfer(self, request: TransferRequest | ReturnRequest,
-                       timeout_s: float | None = None):
-        """Send and wait for the final answer (see submit_transfer)."""
-        future = self.submit_transfer(request)
-        if timeout_s is None:
-            return await future
-        return await asyncio.wait_for(asyncio.shield(future), timeout_s)
 
     async def room(self) -> None:
         """Wait until a pipelined sender may submit more (pending bound and socket)."""
