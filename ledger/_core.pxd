@@ -137,7 +137,9 @@ cdef class Ledger:
     cdef int _reserve_for_transfers(self, uint64_t count, bint any_linked) except -1
     cdef int _grow_pool(self, uint64_t needed) except -1
     cdef int _reserve_for_accounts(self, uint64_t count, bint any_linked) except -1
+    cdef int _reserve_undo(self, uint64_t count, bint any_linked) except -1
     cdef uint64_t _base_timestamp(self, now_ns, uint64_t count) except? 0
+    cdef list _run_batch(self, batch, now_ns, bint transfers)
     cdef list _failures(self, uint64_t count, tuple members)
     cdef int _load(self, bytes data, uint64_t account_count, uint64_t ring_count,
                    uint64_t pending_count, uint64_t history_count) except -1

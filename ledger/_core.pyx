@@ -1112,10 +1112,7 @@ cdef class Ledger:
         needed = min(s.history_max, s.history_count + 2 * count)
         grow_array(<void**>&s.history, &s.history_capacity, needed, s.history_max,
                    sizeof(HistoryRow))
-        if any_linked:
-            needed = count * UNDO_PER_EVENT_MAX
-            grow_array(<void**>&s.undo, &s.undo_capacity, needed, needed * 2 + 16,
-                       sizeof(UndoEntry))
+        self._reserve_undo(count, any_linked)
         return 0
 
     cdef int _grow_pool(self, uint64_t needed) except -1:
@@ -1136,6 +1133,13 @@ cdef class Ledger:
         grow_array(<void**>&s.accounts, &s.account_capacity, needed, s.accounts_max,
                    sizeof(AccountRecord))
         table_reserve(&s.account_table, needed)
+        self._reserve_undo(count, any_linked)
+        return 0
+
+    cdef int _reserve_undo(self, uint64_t count, bint any_linked) except -1:
+        """Room to roll back a linked chain: only a batch with a linked event needs it."""
+        cdef State* s = &self.state
+        cdef uint64_t needed
         if any_linked:
             needed = count * UNDO_PER_EVENT_MAX
             grow_array(<void**>&s.undo, &s.undo_capacity, needed, needed * 2 + 16,
@@ -1157,43 +1161,18 @@ cdef class Ledger:
     # -------------------------------------------------------------------- batches
 
     def create_accounts(self, batch, now_ns):
-        cdef Py_buffer view
-        cdef uint64_t count, base, index
-        cdef const AccountRecord* records
-        cdef void* aligned = NULL
-        cdef bint any_linked = False
-        _get_batch(batch, &view)
-        try:
-            count = <uint64_t>view.len // RECORD_BYTES
-            if count == 0:
-                return []
-            base = self._base_timestamp(now_ns, count)
-            records = <const AccountRecord*>view.buf
-            if (<uintptr_t>view.buf) & 7:
-                aligned = PyMem_Malloc(view.len)
-                if aligned == NULL:
-                    raise MemoryError()
-                memcpy(aligned, view.buf, view.len)
-                records = <const AccountRecord*>aligned
-            for index in range(count):
-                if records[index].flags & A_LINKED:
-                    any_linked = True
-                    break
-            self._reserve_for_accounts(count, any_linked)
-            self.state.last_timestamp = base + count - 1
-            run_accounts(&self.state, records, count, base)
-        finally:
-            PyMem_Free(aligned)
-            PyBuffer_Release(&view)
-        results = self._failures(count, _ACCOUNT_RESULTS)
-        if self.debug_checks:
-            self.check_invariants()
-        return results
+        return self._run_batch(batch, now_ns, False)
 
     def create_transfers(self, batch, now_ns):
+        return self._run_batch(batch, now_ns, True)
+
+    cdef list _run_batch(self, batch, now_ns, bint transfers):
+        """One batch of accounts or transfers: both kinds are 128-byte records, checked,
+        aligned and reserved the same way before their C loop runs once with no Python
+        calls in it."""
         cdef Py_buffer view
         cdef uint64_t count, base, index
-        cdef const TransferRecord* records
+        cdef const void* records
         cdef void* aligned = NULL
         cdef bint any_linked = False
         _get_batch(batch, &view)
@@ -1202,24 +1181,36 @@ cdef class Ledger:
             if count == 0:
                 return []
             base = self._base_timestamp(now_ns, count)
-            records = <const TransferRecord*>view.buf
+            records = view.buf
+            # The C loops read uint64 fields: a misaligned buffer (a slice of bytes at an
+            # odd offset) is copied once rather than read unaligned.
             if (<uintptr_t>view.buf) & 7:
                 aligned = PyMem_Malloc(view.len)
                 if aligned == NULL:
                     raise MemoryError()
                 memcpy(aligned, view.buf, view.len)
-                records = <const TransferRecord*>aligned
-            for index in range(count):
-                if records[index].flags & T_LINKED:
-                    any_linked = True
-                    break
-            self._reserve_for_transfers(count, any_linked)
+                records = aligned
+            if transfers:
+                for index in range(count):
+                    if (<const TransferRecord*>records)[index].flags & T_LINKED:
+                        any_linked = True
+                        break
+                self._reserve_for_transfers(count, any_linked)
+            else:
+                for index in range(count):
+                    if (<const AccountRecord*>records)[index].flags & A_LINKED:
+                        any_linked = True
+                        break
+                self._reserve_for_accounts(count, any_linked)
             self.state.last_timestamp = base + count - 1
-            run_transfers(&self.state, records, count, base)
+            if transfers:
+                run_transfers(&self.state, <const TransferRecord*>records, count, base)
+            else:
+                run_accounts(&self.state, <const AccountRecord*>records, count, base)
         finally:
             PyMem_Free(aligned)
             PyBuffer_Release(&view)
-        results = self._failures(count, _TRANSFER_RESULTS)
+        results = self._failures(count, _TRANSFER_RESULTS if transfers else _ACCOUNT_RESULTS)
         if self.debug_checks:
             self.check_invariants()
         return results
