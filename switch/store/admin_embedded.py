@@ -12,8 +12,8 @@ their hashes.
 from __future__ import annotations
 
 import sqlite3
-from contextlib import contextmanager
-from typing import AsyncIterator, Iterator
+from contextlib import AbstractContextManager
+from typing import AsyncIterator
 
 from switch.admin import audit as audit_chain
 from switch.admin.ports import AuditEntry
@@ -38,6 +38,7 @@ from switch.store.admin_rows import (
     user_from_row,
     user_row,
 )
+from switch.store.embedded import open_sqlite, write_transaction
 
 SCHEMA_VERSION = 1
 
@@ -102,12 +103,7 @@ class EmbeddedAdminStore:
 
     def __init__(self, path: str = ":memory:") -> None:
         self.path = path
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA foreign_keys = ON")
-        if path != ":memory:":
-            self._db.execute("PRAGMA journal_mode = WAL")
-            self._db.execute("PRAGMA synchronous = FULL")
-            self._db.execute("PRAGMA busy_timeout = 5000")
+        self._db = open_sqlite(path)
         self._db.executescript(SCHEMA)
         row = self._db.execute("SELECT max(version) FROM admin_schema").fetchone()
         if row[0] is None:
@@ -115,16 +111,8 @@ class EmbeddedAdminStore:
         elif row[0] > SCHEMA_VERSION:
             raise RuntimeError(f"{path}: admin schema {row[0]} is newer than this code")
 
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
+    def _write(self) -> AbstractContextManager[sqlite3.Connection]:
+        return write_transaction(self._db)
 
     def _append(self, db, entry: AuditEntry) -> AuditRecord:
         """Chain `entry` to the newest record; the caller's transaction holds the write lock."""

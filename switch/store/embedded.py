@@ -14,7 +14,7 @@ It must never store a raw national ID: owners arrive here as identity tokens onl
 from __future__ import annotations
 
 import sqlite3
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Iterable, Iterator
 
 from switch.directory import claims as claim_rules
@@ -37,6 +37,33 @@ from switch.directory.types import (
 R = DirectoryResult
 SCHEMA_VERSION = 1
 _LIVE = ",".join(str(int(state)) for state in CLAIM_STATES_LIVE)
+SQLITE_BUSY_TIMEOUT_MS = 5000  # the sqlite3.connect default, stated so it cannot drift
+
+
+def open_sqlite(path: str) -> sqlite3.Connection:
+    """A connection for an embedded store (also used by the admin store): autocommit, so
+    `write_transaction` owns every transaction; foreign keys on; and for a file, WAL with
+    synchronous=FULL so a committed write survives a crash."""
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    db.execute("PRAGMA foreign_keys = ON")
+    if path != ":memory:":
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("PRAGMA synchronous = FULL")
+        db.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+    return db
+
+
+@contextmanager
+def write_transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """One `BEGIN IMMEDIATE` transaction: it takes the write lock up front, so writers are
+    serialised and a read-then-write decision cannot be raced; any error rolls it back."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
 
 # Secondary indexes of the alias table: created with the schema, and rebuilt after a fresh
 # bulk load (see `load_fresh`).
@@ -155,27 +182,15 @@ class EmbeddedDirectoryStore:
 
     def __init__(self, path: str = ":memory:") -> None:
         self.path = path
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA foreign_keys = ON")
-        if path != ":memory:":
-            self._db.execute("PRAGMA journal_mode = WAL")
-            self._db.execute("PRAGMA synchronous = FULL")
+        self._db = open_sqlite(path)
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
             raise RuntimeError(f"{path}: schema version {version} is newer than this code")
         self._db.executescript(SCHEMA)
         self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
+    def _write(self) -> AbstractContextManager[sqlite3.Connection]:
+        return write_transaction(self._db)
 
     def _get(self, db, alias_type: int, alias_key: str) -> AliasRecord | None:
         row = db.execute(
