@@ -943,9 +943,18 @@ cdef void remember_failed(State* s, uint64_t id, uint8_t result) noexcept nogil:
     ring_push(s, &record)
 
 
-cdef void run_transfers(State* s, const TransferRecord* records, uint64_t count,
-                        uint64_t base) noexcept nogil:
-    """The hot loop: TigerBeetle's chain rules around create_transfer_event."""
+# run_chain serves both kinds with one set of codes and one flag bit: keep them equal.
+assert AR_OK == TR_OK and AR_LINKED_EVENT_FAILED == TR_LINKED_EVENT_FAILED
+assert AR_LINKED_EVENT_CHAIN_OPEN == TR_LINKED_EVENT_CHAIN_OPEN and A_LINKED == T_LINKED
+
+
+cdef inline void run_chain(State* s, const void* records, uint64_t count, uint64_t base,
+                           bint transfers) noexcept nogil:
+    """The hot loop: TigerBeetle's chain rules, the same for accounts and transfers,
+    around one event's create function. Inlined into its two callers with `transfers`
+    a constant, so the C compiler drops the other kind's branches from each loop."""
+    cdef const TransferRecord* transfer_records = <const TransferRecord*>records
+    cdef const AccountRecord* account_records = <const AccountRecord*>records
     cdef uint64_t index, j
     cdef int64_t chain_start = -1
     cdef bint chain_broken = False
@@ -953,7 +962,10 @@ cdef void run_transfers(State* s, const TransferRecord* records, uint64_t count,
     cdef uint8_t result
     cdef uint8_t* codes = s.codes
     for index in range(count):
-        linked = records[index].flags & T_LINKED
+        if transfers:
+            linked = transfer_records[index].flags & T_LINKED
+        else:
+            linked = account_records[index].flags & A_LINKED
         if linked and chain_start < 0:
             chain_start = <int64_t>index
             s.undo_active = True
@@ -962,8 +974,10 @@ cdef void run_transfers(State* s, const TransferRecord* records, uint64_t count,
             result = TR_LINKED_EVENT_CHAIN_OPEN
         elif chain_broken:
             result = TR_LINKED_EVENT_FAILED
+        elif transfers:
+            result = create_transfer_event(s, &transfer_records[index], base + index)
         else:
-            result = create_transfer_event(s, &records[index], base + index)
+            result = create_account(s, &account_records[index], base + index)
         codes[index] = result
         if result != TR_OK:
             if chain_start >= 0 and not chain_broken:
@@ -971,8 +985,9 @@ cdef void run_transfers(State* s, const TransferRecord* records, uint64_t count,
                 rollback(s)
                 for j in range(<uint64_t>chain_start, index):
                     codes[j] = TR_LINKED_EVENT_FAILED
-            if POISONS[result]:
-                remember_failed(s, records[index].id, result)
+            # Accounts keep no record of failed ids; transfers do (see remember_failed).
+            if transfers and POISONS[result]:
+                remember_failed(s, transfer_records[index].id, result)
         if chain_start >= 0 and (not linked or result == TR_LINKED_EVENT_CHAIN_OPEN):
             chain_start = -1
             chain_broken = False
@@ -980,37 +995,14 @@ cdef void run_transfers(State* s, const TransferRecord* records, uint64_t count,
             s.undo_count = 0
 
 
+cdef void run_transfers(State* s, const TransferRecord* records, uint64_t count,
+                        uint64_t base) noexcept nogil:
+    run_chain(s, records, count, base, True)
+
+
 cdef void run_accounts(State* s, const AccountRecord* records, uint64_t count,
                        uint64_t base) noexcept nogil:
-    cdef uint64_t index, j
-    cdef int64_t chain_start = -1
-    cdef bint chain_broken = False
-    cdef bint linked
-    cdef uint8_t result
-    cdef uint8_t* codes = s.codes
-    for index in range(count):
-        linked = records[index].flags & A_LINKED
-        if linked and chain_start < 0:
-            chain_start = <int64_t>index
-            s.undo_active = True
-            s.undo_count = 0
-        if linked and index == count - 1:
-            result = AR_LINKED_EVENT_CHAIN_OPEN
-        elif chain_broken:
-            result = AR_LINKED_EVENT_FAILED
-        else:
-            result = create_account(s, &records[index], base + index)
-        codes[index] = result
-        if result != AR_OK and chain_start >= 0 and not chain_broken:
-            chain_broken = True
-            rollback(s)
-            for j in range(<uint64_t>chain_start, index):
-                codes[j] = AR_LINKED_EVENT_FAILED
-        if chain_start >= 0 and (not linked or result == AR_LINKED_EVENT_CHAIN_OPEN):
-            chain_start = -1
-            chain_broken = False
-            s.undo_active = False
-            s.undo_count = 0
+    run_chain(s, records, count, base, False)
 
 
 cdef extern from *:
