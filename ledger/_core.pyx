@@ -610,29 +610,31 @@ cdef uint8_t create_account(State* s, const AccountRecord* a, uint64_t timestamp
 
 # ------------------------------------------------------------------------------ transfers
 
+cdef inline bint field_differs(uint64_t given, uint64_t stored,
+                               bint zero_inherits) noexcept nogil:
+    """Whether a resent field differs from the stored one. With `zero_inherits` (a
+    post/void) a zero field takes the pending transfer's value, so zero matches."""
+    return given != stored and not (zero_inherits and given == 0)
+
+
 cdef uint8_t transfer_exists(const Retained* existing, const TransferRecord* t) noexcept nogil:
     cdef const TransferRecord* e = &existing.record
     cdef bint post_or_void = (t.flags & (T_POST | T_VOID)) != 0
     cdef uint64_t amount
     if e.flags != t.flags:
         return TR_EXISTS_WITH_DIFFERENT_FLAGS
+    if field_differs(t.debit_account_id, e.debit_account_id, post_or_void):
+        return TR_EXISTS_WITH_DIFFERENT_DEBIT_ACCOUNT_ID
+    if field_differs(t.credit_account_id, e.credit_account_id, post_or_void):
+        return TR_EXISTS_WITH_DIFFERENT_CREDIT_ACCOUNT_ID
     if post_or_void:
-        # Zero fields of a post/void take the pending transfer's values, which the record
-        # holds; an amount of 0 means the pending amount (kept in amount_bound_minor).
-        if t.debit_account_id != 0 and t.debit_account_id != e.debit_account_id:
-            return TR_EXISTS_WITH_DIFFERENT_DEBIT_ACCOUNT_ID
-        if t.credit_account_id != 0 and t.credit_account_id != e.credit_account_id:
-            return TR_EXISTS_WITH_DIFFERENT_CREDIT_ACCOUNT_ID
+        # The record holds the posted amount; a post/void amount of 0 means the pending
+        # amount, kept in amount_bound_minor.
         amount = t.amount_minor if t.amount_minor != 0 else existing.amount_bound_minor
         if amount != e.amount_minor:
             return TR_EXISTS_WITH_DIFFERENT_AMOUNT
-    else:
-        if t.debit_account_id != e.debit_account_id:
-            return TR_EXISTS_WITH_DIFFERENT_DEBIT_ACCOUNT_ID
-        if t.credit_account_id != e.credit_account_id:
-            return TR_EXISTS_WITH_DIFFERENT_CREDIT_ACCOUNT_ID
-        if t.amount_minor != existing.amount_bound_minor:
-            return TR_EXISTS_WITH_DIFFERENT_AMOUNT
+    elif t.amount_minor != existing.amount_bound_minor:
+        return TR_EXISTS_WITH_DIFFERENT_AMOUNT
     if t.pending_id != e.pending_id:
         return TR_EXISTS_WITH_DIFFERENT_PENDING_ID
     if t.user_data_64 != e.user_data_64:
@@ -641,16 +643,10 @@ cdef uint8_t transfer_exists(const Retained* existing, const TransferRecord* t) 
         return TR_EXISTS_WITH_DIFFERENT_USER_DATA_32
     if t.timeout_ms != e.timeout_ms:
         return TR_EXISTS_WITH_DIFFERENT_TIMEOUT
-    if post_or_void:
-        if t.ledger != 0 and t.ledger != e.ledger:
-            return TR_EXISTS_WITH_DIFFERENT_LEDGER
-        if t.code != 0 and t.code != e.code:
-            return TR_EXISTS_WITH_DIFFERENT_CODE
-    else:
-        if t.ledger != e.ledger:
-            return TR_EXISTS_WITH_DIFFERENT_LEDGER
-        if t.code != e.code:
-            return TR_EXISTS_WITH_DIFFERENT_CODE
+    if field_differs(t.ledger, e.ledger, post_or_void):
+        return TR_EXISTS_WITH_DIFFERENT_LEDGER
+    if field_differs(t.code, e.code, post_or_void):
+        return TR_EXISTS_WITH_DIFFERENT_CODE
     return TR_EXISTS
 
 

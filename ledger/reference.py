@@ -409,24 +409,20 @@ class Ledger:
     def _transfer_exists(self, existing: _Retained, fields) -> int:
         (id_, debit_id, credit_id, amount, pending_id, user_data_64, _timestamp,
          user_data_32, timeout_ms, ledger, code, flags) = fields
+        post_or_void = bool(flags & _POST_OR_VOID)
         if existing.flags != flags:
             return _TR.EXISTS_WITH_DIFFERENT_FLAGS
-        if flags & _POST_OR_VOID:
-            # Zero fields of a post/void take the pending transfer's values, which is what
-            # the record holds; an amount of 0 means the pending amount.
-            if debit_id != 0 and debit_id != existing.debit_account_id:
-                return _TR.EXISTS_WITH_DIFFERENT_DEBIT_ACCOUNT_ID
-            if credit_id != 0 and credit_id != existing.credit_account_id:
-                return _TR.EXISTS_WITH_DIFFERENT_CREDIT_ACCOUNT_ID
+        if _field_differs(debit_id, existing.debit_account_id, post_or_void):
+            return _TR.EXISTS_WITH_DIFFERENT_DEBIT_ACCOUNT_ID
+        if _field_differs(credit_id, existing.credit_account_id, post_or_void):
+            return _TR.EXISTS_WITH_DIFFERENT_CREDIT_ACCOUNT_ID
+        if post_or_void:
+            # The record holds the posted amount; a post/void amount of 0 means the
+            # pending amount, kept in amount_bound_minor.
             if (amount or existing.amount_bound_minor) != existing.amount_minor:
                 return _TR.EXISTS_WITH_DIFFERENT_AMOUNT
-        else:
-            if debit_id != existing.debit_account_id:
-                return _TR.EXISTS_WITH_DIFFERENT_DEBIT_ACCOUNT_ID
-            if credit_id != existing.credit_account_id:
-                return _TR.EXISTS_WITH_DIFFERENT_CREDIT_ACCOUNT_ID
-            if amount != existing.amount_bound_minor:
-                return _TR.EXISTS_WITH_DIFFERENT_AMOUNT
+        elif amount != existing.amount_bound_minor:
+            return _TR.EXISTS_WITH_DIFFERENT_AMOUNT
         if pending_id != existing.pending_id:
             return _TR.EXISTS_WITH_DIFFERENT_PENDING_ID
         if user_data_64 != existing.user_data_64:
@@ -435,16 +431,10 @@ class Ledger:
             return _TR.EXISTS_WITH_DIFFERENT_USER_DATA_32
         if timeout_ms != existing.timeout_ms:
             return _TR.EXISTS_WITH_DIFFERENT_TIMEOUT
-        if flags & _POST_OR_VOID:
-            if ledger != 0 and ledger != existing.ledger:
-                return _TR.EXISTS_WITH_DIFFERENT_LEDGER
-            if code != 0 and code != existing.code:
-                return _TR.EXISTS_WITH_DIFFERENT_CODE
-        else:
-            if ledger != existing.ledger:
-                return _TR.EXISTS_WITH_DIFFERENT_LEDGER
-            if code != existing.code:
-                return _TR.EXISTS_WITH_DIFFERENT_CODE
+        if _field_differs(ledger, existing.ledger, post_or_void):
+            return _TR.EXISTS_WITH_DIFFERENT_LEDGER
+        if _field_differs(code, existing.code, post_or_void):
+            return _TR.EXISTS_WITH_DIFFERENT_CODE
         return _TR.EXISTS
 
     def _post_or_void(self, fields, timestamp: int) -> int:
@@ -934,6 +924,12 @@ class Ledger:
 
     def digest(self) -> bytes:
         return hashlib.sha256(self.snapshot()).digest()
+
+
+def _field_differs(given: int, stored: int, zero_inherits: bool) -> bool:
+    """Whether a resent field differs from the stored one. With `zero_inherits` (a
+    post/void) a zero field takes the pending transfer's value, so zero matches."""
+    return given != stored and not (zero_inherits and given == 0)
 
 
 def parse_snapshot_header(view) -> tuple:
