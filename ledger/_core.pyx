@@ -1026,6 +1026,12 @@ cdef inline void _add_u128(uint64_t* high, uint64_t* low, uint64_t value) noexce
         high[0] += 1
 
 
+cdef inline bint _is_lookup_id(value):
+    """Whether a lookup may find `value`: ids 0 and 2**64-1 are never stored, and a value
+    that is not an int in range is simply not found, as in the pure twin's dict lookups."""
+    return isinstance(value, int) and 0 < value < U64_MAX
+
+
 def _check_u64(value, name):
     if not isinstance(value, int) or value < 0 or value > U64_MAX:
         raise ValueError(f"{name} must be an int in [0, 2**64-1], got {value!r}")
@@ -1305,7 +1311,7 @@ cdef class Ledger:
         cdef uint64_t index
         found = []
         for id_ in ids:
-            if not isinstance(id_, int) or id_ <= 0 or id_ >= U64_MAX:
+            if not _is_lookup_id(id_):
                 continue
             index = table_find(&s.account_table, <uint64_t>id_)
             if index != NO_INDEX:
@@ -1317,7 +1323,7 @@ cdef class Ledger:
         cdef uint64_t index
         found = []
         for id_ in ids:
-            if not isinstance(id_, int) or id_ <= 0 or id_ >= U64_MAX:
+            if not _is_lookup_id(id_):
                 continue
             index = table_find(&s.ring_table, <uint64_t>id_)
             if index != NO_INDEX:
@@ -1333,7 +1339,7 @@ cdef class Ledger:
     def pending_status(self, transfer_id):
         cdef State* s = &self.state
         cdef uint64_t index
-        if not isinstance(transfer_id, int) or transfer_id <= 0 or transfer_id >= U64_MAX:
+        if not _is_lookup_id(transfer_id):
             return PendingStatus.NONE
         if s.pool_count and table_find(&s.pool_table, <uint64_t>transfer_id) != NO_INDEX:
             return PendingStatus.PENDING
@@ -1346,7 +1352,7 @@ cdef class Ledger:
         cdef State* s = &self.state
         cdef uint64_t index, back, position, wanted
         cdef HistoryRow* row
-        if not isinstance(account_id, int) or account_id <= 0 or account_id >= U64_MAX:
+        if not _is_lookup_id(account_id):
             return []
         index = table_find(&s.account_table, <uint64_t>account_id)
         if index == NO_INDEX or not s.accounts[index].flags & A_HISTORY or limit <= 0:
