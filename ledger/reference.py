@@ -835,13 +835,7 @@ class Ledger:
 
         Raises explicitly (not `assert`) so it still checks under `python -O`.
         """
-        debits_pending, debits_posted, credits_pending, credits_posted = self.totals()
-        if debits_pending != credits_pending:
-            raise AssertionError(f"debits_pending {debits_pending} != credits_pending "
-                                 f"{credits_pending}")
-        if debits_posted != credits_posted:
-            raise AssertionError(f"debits_posted {debits_posted} != credits_posted "
-                                 f"{credits_posted}")
+        debits_pending = check_books_balance(self.totals())
         open_amount = sum(entry.amount_minor for entry in self._pending.values())
         if open_amount != debits_pending:
             raise AssertionError(f"open pending amounts {open_amount} != debits_pending "
@@ -924,6 +918,19 @@ class Ledger:
 
     def digest(self) -> bytes:
         return hashlib.sha256(self.snapshot()).digest()
+
+
+def check_books_balance(totals: tuple[int, int, int, int]) -> int:
+    """The first invariant of both twins: debits equal credits, pending and posted.
+    AssertionError (raised, so `python -O` keeps it) if not; else debits_pending."""
+    debits_pending, debits_posted, credits_pending, credits_posted = totals
+    if debits_pending != credits_pending:
+        raise AssertionError(f"debits_pending {debits_pending} != credits_pending "
+                             f"{credits_pending}")
+    if debits_posted != credits_posted:
+        raise AssertionError(f"debits_posted {debits_posted} != credits_posted "
+                             f"{credits_posted}")
+    return debits_pending
 
 
 def _field_differs(given: int, stored: int, zero_inherits: bool) -> bool:
