@@ -10,10 +10,11 @@ do what: that is the gateway's job.
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Protocol
 
 import msgspec
+
+from switch.store.embedded import open_sqlite
 
 KINDS = ("bank", "wallet")
 
@@ -79,11 +80,7 @@ class EmbeddedCredentialStore:
 
     def __init__(self, path: str = ":memory:") -> None:
         self.path = path
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA foreign_keys = ON")
-        if path != ":memory:":
-            self._db.execute("PRAGMA journal_mode = WAL")
-            self._db.execute("PRAGMA synchronous = FULL")
+        self._db = open_sqlite(path)
         self._db.executescript(_SQLITE_SCHEMA)
 
     async def load(self) -> CredentialsSnapshot:
