@@ -34,7 +34,6 @@ from connectors.http.jws import JwsError, Signer, VerifyKey, signature_from_head
 from connectors.http.openapi import build_document, render_docs
 from connectors.http.resources import (
     Accepted,
-    AliasRegistration,
     Health,
     PayeeAnswerBody,
     RequestToPayDecisionBody,
@@ -42,6 +41,7 @@ from connectors.http.resources import (
 from connectors.http.server import HttpServer, Request, Response
 from switch.core import limits as core_limits
 from switch.core.messages import (
+    AliasRegistration,
     ErrorAnswer,
     Party,
     PayeeAnswer,
@@ -290,7 +290,12 @@ class HttpConnector:
             participant_id = self.gateway.authenticate(key.decode("ascii"))
         except UnicodeDecodeError:
             return _NO_KEY
-        return _NO_KEY if participant_id is None else participant_id
+        if participant_id is None:
+            return _NO_KEY
+        # This participant uses the HTTP door: what the switch held for it after a restart
+        # goes to its callback URL now (docs/operations.md).
+        self.gateway.door_used(participant_id)
+        return participant_id
 
     def _body_caller(self, request: Request) -> int | Response:
         """Authenticate a request with a JSON body and check its signature."""

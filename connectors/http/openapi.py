@@ -22,12 +22,13 @@ from connectors.http import limits
 from connectors.http.errors import ErrorBody, http_status
 from connectors.http.resources import (
     Accepted,
-    AliasRegistration,
     Health,
     PayeeAnswerBody,
     RequestToPayDecisionBody,
 )
 from switch.core.messages import (
+    AliasAnswer,
+    AliasRegistration,
     Outbound,
     ParticipantView,
     RequestToPay,
@@ -37,7 +38,6 @@ from switch.core.messages import (
     TransferRequest,
 )
 from switch.core.results import DESCRIPTIONS, Result
-from switch.server.gateway import AliasAnswer
 
 REF = "#/components/schemas/{name}"
 # Core wire messages carry a `type` tag; in a request body it may be left out (the route

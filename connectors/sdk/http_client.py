@@ -45,6 +45,9 @@ from connectors.http.resources import Accepted, Health
 from connectors.http.server import HttpServer, Request, Response
 from connectors.sdk import Decision, SdkError, TransferWaiting
 from switch.core.messages import (
+    AliasAnswer,
+    AliasRegistration,
+    BulkAliasAnswer,
     CreditRequest,
     ErrorAnswer,
     Outbound,
@@ -61,7 +64,6 @@ from switch.core.messages import (
     TransferRequest,
 )
 from switch.core.results import TRANSFER_FINAL_STATES, Result
-from switch.server.gateway import AliasAnswer, AliasRegistration, BulkAliasAnswer
 
 log = logging.getLogger("ponte.sdk.http")
 

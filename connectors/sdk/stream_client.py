@@ -44,6 +44,8 @@ from connectors.stream.protocol import (
     server_frame_decoder,
 )
 from switch.core.messages import (
+    AliasRegistration,
+    BulkAliasAnswer,
     CreditRequest,
     ErrorAnswer,
     Party,
@@ -60,7 +62,6 @@ from switch.core.messages import (
     TransferRequest,
 )
 from switch.core.results import TRANSFER_FINAL_STATES, Result
-from switch.server.gateway import AliasRegistration, BulkAliasAnswer
 
 log = logging.getLogger("ponte.sdk.stream")
 

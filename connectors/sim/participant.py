@@ -30,7 +30,7 @@ from switch.core.messages import (
     TransferRequest,
 )
 from switch.core.results import TRANSFER_FINAL_STATES, Result, TransferState
-from switch.server.gateway import AliasRegistration
+from switch.core.messages import AliasRegistration
 
 _FINAL = TRANSFER_FINAL_STATES
 _COMMITTED = TransferState.COMMITTED

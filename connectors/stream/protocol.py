@@ -29,9 +29,8 @@ import msgspec
 from msgspec import Meta
 
 from connectors.stream import limits
-from switch.core.messages import ErrorAnswer, Inbound, Outbound
+from switch.core.messages import AliasRegistration, BulkAliasAnswer, ErrorAnswer, Inbound, Outbound
 from switch.core.results import Result
-from switch.server.gateway import AliasRegistration, BulkAliasAnswer
 
 _FRAME = dict(frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True)
 

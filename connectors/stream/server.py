@@ -42,9 +42,8 @@ from connectors.stream.protocol import (
     push_frame,
     client_frame_decoder,
 )
-from switch.core.messages import ErrorAnswer, ResolveRequest, StatusQuery
+from switch.core.messages import ErrorAnswer, ResolveRequest, StatusQuery, refused_for
 from switch.core.results import Result
-from switch.server.gateway import refused_for
 
 log = logging.getLogger("ponte.connectors.stream")
 

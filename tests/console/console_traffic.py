@@ -18,7 +18,7 @@ from connectors.sdk.stream_client import StreamClient
 from switch.core.messages import Party, TransferRequest
 from switch.core.results import SettlementModel
 from switch.server.config import load_config
-from switch.server.gateway import AliasRegistration
+from switch.core.messages import AliasRegistration
 from switch.server.onboarding import add_currency, add_participant
 from switch.server.server import SwitchServer
 

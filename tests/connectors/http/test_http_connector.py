@@ -463,7 +463,7 @@ async def test_stream_style_options_and_bulk_aliases(switch):
     """The same calls as the stream SDK: on_credit_request returning a Decision, on_push
     seeing every message, register_aliases in bulk with a refused row named by index."""
     from connectors.sdk import Decision
-    from switch.server.gateway import AliasRegistration
+    from switch.core.messages import AliasRegistration
 
     pushed = []
     payer = await switch.participant(1, Recorder())

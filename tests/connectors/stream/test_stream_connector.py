@@ -39,7 +39,7 @@ from switch.core.messages import (
     TransferRequest,
 )
 from switch.core.results import Result, TransferState
-from switch.server.gateway import AliasRegistration
+from switch.core.messages import AliasRegistration
 
 ALIAS = Party(alias_type="MSISDN", alias_value="+254700000001")
 

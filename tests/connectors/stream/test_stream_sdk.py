@@ -19,7 +19,7 @@ from switch.core.messages import (
     TransferRequest,
 )
 from switch.core.results import RequestToPayState, TransferState
-from switch.server.gateway import AliasRegistration
+from switch.core.messages import AliasRegistration
 from switch.server.testing import onboard, start_test_server
 
 PAYEE_ALIAS = Party(alias_type="MSISDN", alias_value="+254700000001")
