@@ -122,6 +122,14 @@ class ServerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     commit_interval_ms: Annotated[float, Meta(ge=0.0, le=limits.COMMIT_INTERVAL_S_MAX * 1000)] = (
         limits.COMMIT_INTERVAL_S_DEFAULT * 1000
     )
+    status_per_participant_max: Annotated[
+        int, Meta(ge=1, le=limits.STATUS_PER_PARTICIPANT_MAX_CEILING)
+    ] = limits.STATUS_PER_PARTICIPANT_MAX_DEFAULT
+    # After a restart: how long a participant has to connect (or call over HTTP) before
+    # the credit requests held for it go to its callback URL (docs/operations.md).
+    held_grace_s: Annotated[float, Meta(ge=0.0, le=limits.HELD_GRACE_S_MAX)] = (
+        limits.HELD_GRACE_S_DEFAULT
+    )
     outcomes_archived_max: Annotated[int, Meta(ge=1, le=1 << 26)] = (
         limits.OUTCOMES_ARCHIVED_MAX_DEFAULT
     )

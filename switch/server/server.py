@@ -28,14 +28,15 @@ import time
 import msgspec
 
 from switch.core import SwitchCore
-from switch.core.messages import ArmTimer, Send, TimerFired
+from switch.core.messages import TimerFired
 from switch.core.results import ProtocolError
 from switch.server.config import Secret, ServerConfig
 from switch.server.credentials import CredentialIndex
 from switch.server.gateway import Gateway
 from switch.server.journal import SwitchJournal, decode_tick
 from switch.server.metrics import LATENCY_BUCKETS_S, MetricsRegistry, ServerMetrics
-from switch.server.sequencer import OutcomeArchive, Sequencer, SequencerFailed
+from switch.server.sequencer import Sequencer, SequencerFailed
+from switch.server.shell import OutcomeArchive, Shell
 from switch.server.timers import TimerWheel
 
 log = logging.getLogger("ponte.server")
@@ -147,22 +148,25 @@ class SwitchServer:
         loop = asyncio.get_running_loop()
         self.gateway = Gateway(core=self.core, directory=self.directory,
                                credentials=self.credentials,
-                               inbound_max=config.inbound_queue_max)
+                               inbound_max=config.inbound_queue_max,
+                               status_per_participant_max=config.status_per_participant_max,
+                               held_grace_s=config.held_grace_s)
         self.gateway.metrics = self.metrics
         self.timers = TimerWheel(loop, self._timer_fired)
+        self.shell = Shell(self.core,
+                           archive=OutcomeArchive(config.outcomes_archived_max, self.core),
+                           metrics=self.metrics,
+                           appended_sequence=self.journal.appended_sequence)
         self.sequencer = Sequencer(
-            core=self.core, gateway=self.gateway, journal=self.journal, timers=self.timers,
-            metrics=self.metrics,
-            archive=OutcomeArchive(config.outcomes_archived_max, self.core),
-            tick_events_max=config.tick_events_max,
+            shell=self.shell, gateway=self.gateway, journal=self.journal, timers=self.timers,
+            metrics=self.metrics, tick_events_max=config.tick_events_max,
             commit_interval_s=config.commit_interval_ms / 1000.0,
         )
-        for command in self._recovery_commands:
-            if type(command) is ArmTimer:
-                self.timers.arm(command.timer_id, command.deadline_ns)
-            elif type(command) is Send:
-                self.gateway.hold(command.participant_id, command.message)
-        self._recovery_commands = []
+        timers, holds = self.shell.recovery()
+        for command in timers:
+            self.timers.arm(command.timer_id, command.deadline_ns)
+        for participant_id, message in holds:
+            self.gateway.hold(participant_id, message)
         self._register_gauges()
         self._watch_gc()
         # The core's and the archive's tables are a few big containers made by now. Frozen,
@@ -179,6 +183,7 @@ class SwitchServer:
         gc.set_threshold(GC_YOUNG_THRESHOLD, 10, 10)
         self._sequencer_task = asyncio.create_task(self._run_sequencer(), name="ponte-sequencer")
         self.gateway.open()
+        self.gateway.open_held_grace()
         if config.stream_enabled:
             from connectors.stream.server import start_stream_server
 
@@ -234,7 +239,6 @@ class SwitchServer:
         self.replay_seconds = time.perf_counter() - started
         self.replayed_events = counter[0]
         self.ledger.check_invariants()
-        self._recovery_commands = core.recovery_commands()
 
     async def _open_directory(self, secret: bytes):
         from switch.directory.cache import LocalAliasCache
