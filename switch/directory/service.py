@@ -276,15 +276,12 @@ class Directory:
             return user
         return key[0], key[1], policy, self._user_key(payer_participant_id, user)
 
-    def recordable_alias(self, alias_type: int, alias_value: str) -> str:
-        """The value the switch may journal and forward for an alias a payer sent: the
-        identity token (hex) for a NATIONAL_ID, which must never be written or forwarded
-        raw; the value as sent otherwise. Call it only for an alias that resolved."""
-        if alias_type != AliasType.NATIONAL_ID:
-            return alias_value
-        key = self._lookup_key(alias_type, alias_value)
-        assert type(key) is not Rejection, "recordable_alias of an alias that did not resolve"
-        return key[1]
+    def national_id_token(self, national_id: str) -> str | None:
+        """The identity token (hex) the switch journals and forwards in place of a
+        NATIONAL_ID alias a participant sent (the raw ID is never written or forwarded);
+        None if it is not a well-formed national ID. Pure: no store, no bucket."""
+        key = self._lookup_key(AliasType.NATIONAL_ID, national_id)
+        return None if type(key) is Rejection else key[1]
 
     def _user_key(self, payer_participant_id: str, payer_user_id: str) -> bytes | str:
         if self._local_buckets is not None:

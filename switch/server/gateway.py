@@ -160,7 +160,6 @@ class Origin(Protocol):
 ANONYMOUS_USER = "anonymous"
 # Messages that start new work: refused while draining for shutdown.
 _NEW_WORK = (TransferRequest, RequestToPay, ReturnRequest)
-_NATIONAL_ID = ALIAS_TYPE_NUMBERS["NATIONAL_ID"]
 
 
 def directory_participant_id(participant_id: int) -> str:
@@ -478,19 +477,11 @@ class Gateway:
             return None
         return payee_id, account_ref
 
-    def _recorded(self, alias: Party) -> Party | None:
-        """What the switch records and forwards instead of `alias`: a NATIONAL_ID becomes
-        its identity token (never journaled or forwarded raw); other aliases as sent."""
-        if alias.alias_type != "NATIONAL_ID":
-            return None
-        token = self._directory.recordable_alias(_NATIONAL_ID, alias.alias_value)
-        return Party(alias_type=alias.alias_type, alias_value=token)
-
     async def route_many(self, lookups: list[tuple[int, Party, str]]) -> list:
         """Resolve (participant_id, alias, end-user reference) for transfers and requests
         to pay with as few directory round trips as its batch bound allows. Each answer is
-        a route for the shell — (participant_id, account_ref, alias to record or None) —
-        or a `Result` to refuse with."""
+        a route for the shell — (participant_id, account_ref) — or a `Result` to refuse
+        with."""
         answers: list = [None] * len(lookups)
         requests = []
         positions = []
@@ -499,7 +490,7 @@ class Gateway:
             if remembered:
                 route = self.take_route(payer_id, alias)
                 if route is not None:
-                    answers[index] = (route[0], route[1], self._recorded(alias))
+                    answers[index] = route
                     continue
             alias_type = ALIAS_TYPE_NUMBERS.get(alias.alias_type)
             if alias_type is None:  # only a hand-built message can get here
@@ -521,8 +512,7 @@ class Gateway:
                 if type(answer) is Rejection:
                     answers[index] = rejection_result(answer)
                 else:
-                    answers[index] = (int(answer.participant_id), answer.account_ref,
-                                      self._recorded(lookups[index][1]))
+                    answers[index] = (int(answer.participant_id), answer.account_ref)
         return answers
 
     async def refund_lookup(self, participant_id: int, payer_user_ref: str) -> None:
@@ -599,6 +589,10 @@ class Gateway:
 
     def callback_url(self, participant_id: int) -> str:
         return self._credentials.callback_url(participant_id)
+
+    def national_id_token(self, national_id: str) -> str | None:
+        """What the switch records instead of a raw national ID (the shell's recorder)."""
+        return self._directory.national_id_token(national_id)
 
 
 def rejection_result(rejection: Rejection) -> Result:

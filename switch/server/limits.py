@@ -51,7 +51,7 @@ ROUTE_TTL_NS = 60 * 1_000_000_000
 # -- held re-sends: how long a participant has, after the switch restarted, to use a door
 # (connect a stream, make an HTTP request) before its held credit requests go to its
 # callback URL. Shorter than the payee timeout, so the payee still has time to answer.
-HELD_GRACE_S_DEFAULT = 3.0
+HELD_GRACE_S_DEFAULT = 5.0
 HELD_GRACE_S_MAX = 60.0
 
 # -- directory calls -------------------------------------------------------------------

@@ -156,7 +156,8 @@ class SwitchServer:
         self.shell = Shell(self.core,
                            archive=OutcomeArchive(config.outcomes_archived_max, self.core),
                            metrics=self.metrics,
-                           appended_sequence=self.journal.appended_sequence)
+                           appended_sequence=self.journal.appended_sequence,
+                           national_id_token=self.gateway.national_id_token)
         self.sequencer = Sequencer(
             shell=self.shell, gateway=self.gateway, journal=self.journal, timers=self.timers,
             metrics=self.metrics, tick_events_max=config.tick_events_max,

@@ -26,7 +26,7 @@ core's state may be half-changed, so the loop must fail-stop and recovery must r
 from __future__ import annotations
 
 from collections import deque
-from typing import Any
+from typing import Any, Callable
 
 import msgspec
 
@@ -71,9 +71,11 @@ ITEM_ADMIN = 2  # extra: where the answer goes; participant_id 0
 ITEM_TIMER = 3  # message: TimerFired; participant_id 0, extra None
 
 InboundItem = tuple[int, int, Any, Any]
-# A directory route for one lookup: (payee or payer participant id, its account reference,
-# the alias to record instead of the one sent, or None), or a Result to refuse with.
-Route = tuple[int, str, Party | None] | Result
+# A directory route for one lookup: (payee or payer participant id, its account
+# reference), or a Result to refuse with.
+Route = tuple[int, str] | Result
+# Recorded instead of a NATIONAL_ID that is not well formed: equals no identity token.
+NOT_A_TOKEN = "-"
 
 _FINAL = TRANSFER_FINAL_STATES
 _DETAIL_LENGTH_MAX = core_limits.TEXT_LENGTH_MAX
@@ -84,6 +86,8 @@ _REQUEST_TYPE_OF_EVENT = {
     ReturnRequested: RequestType.RETURN,
     PayeeAnswered: RequestType.PAYEE_ANSWER,
     StatusQueried: RequestType.STATUS_QUERY,
+    # An approval whose transfer the core would refuse as expired: the transfer is refused.
+    RequestToPayDecided: RequestType.TRANSFER,
 }
 
 
@@ -175,10 +179,15 @@ class Shell:
     """See the module docstring. One per server process (and per simulated switch)."""
 
     def __init__(self, core, *, archive: OutcomeArchive, metrics: ServerMetrics,
-                 appended_sequence: int) -> None:
+                 appended_sequence: int,
+                 national_id_token: Callable[[str], str | None]) -> None:
+        """`national_id_token(raw)`: the identity token recorded and forwarded in place of
+        a raw national ID, or None if it is malformed (pure: the directory's HMAC)."""
         self.core = core
         self.archive = archive
         self.metrics = metrics
+        self._national_id_token = national_id_token
+        self._routed: list[int] = []  # the items `lookups` asked routes for, by position
         self.appended_sequence = appended_sequence  # the journal's last record, held or not
         self._now_ns = core.now_ns
         self._held: deque[Tick] = deque()
@@ -190,20 +199,49 @@ class Shell:
 
     # -- before deciding -------------------------------------------------------------
 
-    @staticmethod
-    def lookups(items: list[InboundItem]) -> list[tuple[int, Party, str]]:
+    def lookups(self, items: list[InboundItem]) -> list[tuple[int, Party, str]]:
         """(participant_id, alias, end-user reference) to route, in item order: the payee of
-        each transfer, the payer of each request-to-pay. The loop asks the directory for
-        all of them at once and passes the answers to `decide` in the same order."""
+        each new transfer, the payer of each new request-to-pay. The loop asks the
+        directory for all of them at once and passes the answers to `decide` in the same
+        order. A resend of an id the switch already holds is not routed: it is answered
+        from what was recorded, whatever the directory says now (and charges no lookup)."""
         wanted = []
-        for kind, participant_id, message, _extra in items:
-            if kind == ITEM_SUBMIT:
-                message_type = type(message)
-                if message_type is TransferRequest and message.payee is not None:
-                    wanted.append((participant_id, message.payee, message.payer_user_ref))
-                elif message_type is RequestToPay:
-                    wanted.append((participant_id, message.payer, REQUEST_TO_PAY_USER))
+        routed = self._routed = []
+        core = self.core
+        for index, (kind, participant_id, message, _extra) in enumerate(items):
+            if kind != ITEM_SUBMIT:
+                continue
+            message_type = type(message)
+            if message_type is TransferRequest:
+                if message.payee is None or self._held_transfer(participant_id, message):
+                    continue
+                wanted.append((participant_id, message.payee, message.payer_user_ref))
+            elif message_type is RequestToPay:
+                if core.request_to_pay_outcome(participant_id, message.request_id) is not None:
+                    continue
+                wanted.append((participant_id, message.payer, REQUEST_TO_PAY_USER))
+            else:
+                continue
+            routed.append(index)
         return wanted
+
+    def _held_transfer(self, payer_id: int, message: TransferRequest):
+        """The route a transfer id already has (retained or archived), or None."""
+        record = self.core.transfer_record(payer_id, message.transfer_id)
+        if record is not None:
+            return record.payee_participant_id, record.payee_account_ref
+        archived = self.archive.get(payer_id, message.transfer_id, payer_id)
+        if archived is not None:
+            return archived.payee_participant_id, ""
+        return None
+
+    def _recorded(self, party: Party | None) -> Party | None:
+        """The alias as the switch records and forwards it: a NATIONAL_ID becomes its
+        identity token (never journaled or forwarded raw); other aliases as sent."""
+        if party is None or party.alias_type != "NATIONAL_ID":
+            return party
+        token = self._national_id_token(party.alias_value)
+        return Party(alias_type=party.alias_type, alias_value=token or NOT_A_TOKEN)
 
     # -- deciding --------------------------------------------------------------------
 
@@ -217,10 +255,12 @@ class Shell:
         self._now_ns = now_ns
         tick = Tick(now_ns)
         tick.items = len(items)
-        routes_iter = iter(routes)
+        assert len(routes) == len(self._routed), "routes are lookups(items)' answers"
+        routes_by_item = dict(zip(self._routed, routes))
+        self._routed = []
         journaled: list = []
         step = self.core.step
-        for kind, participant_id, message, extra in items:
+        for index, (kind, participant_id, message, extra) in enumerate(items):
             if kind == ITEM_SUBMIT:
                 if extra is not None:
                     counted = tick.origins.get(id(extra))
@@ -228,7 +268,8 @@ class Shell:
                         tick.origins[id(extra)] = [extra, 1]
                     else:
                         counted[1] += 1
-                event = self._event_for(participant_id, message, routes_iter, extra, tick)
+                event = self._event_for(participant_id, message, routes_by_item.get(index),
+                                        extra, tick)
                 if event is None:
                     continue
             elif kind == ITEM_TIMER:
@@ -249,7 +290,7 @@ class Shell:
                 else:
                     tick.sends.append((participant_id, answer, extra))
                 continue
-            if kind != ITEM_STATUS:
+            if type(event) is not StatusQueried:  # a query changes nothing: not journaled
                 journaled.append(event)
             self._dispatch(commands, kind, participant_id, event, extra, tick, now_ns)
         if journaled:
@@ -260,24 +301,27 @@ class Shell:
         self.ticks += 1
         return tick
 
-    def _event_for(self, participant_id: int, message, routes, origin, tick: Tick):
-        """The core event for a participant's message (None: answered here already)."""
+    def _event_for(self, participant_id: int, message, route, origin, tick: Tick):
+        """The core event for a participant's message (None: answered here already).
+        `route`: the directory's answer if `lookups` asked for one, else None."""
         message_type = type(message)
         if message_type is TransferRequest:
             if message.payee is None:
                 # Only the core builds payee-less transfers (from a request-to-pay).
                 self._refuse(tick, participant_id, message, Result.VALIDATION_ERROR, origin)
                 return None
-            route = next(routes)
-            if type(route) is Result:
+            if route is None:  # an id the switch holds: the core answers the resend
+                route = self._held_transfer(participant_id, message)
+                assert route is not None
+            elif type(route) is Result:
                 self._refuse(tick, participant_id, message, route, origin)
                 return None
-            payee_id, account_ref, recorded = route
-            if recorded is not None:
+            recorded = self._recorded(message.payee)
+            if recorded is not message.payee:
                 message = msgspec.structs.replace(message, payee=recorded)
             return TransferRequested(payer_participant_id=participant_id,
-                                     payee_participant_id=payee_id,
-                                     payee_account_ref=account_ref, request=message)
+                                     payee_participant_id=route[0],
+                                     payee_account_ref=route[1], request=message)
         if message_type is PayeeAnswer:
             return PayeeAnswered(payee_participant_id=participant_id, answer=message)
         if message_type is ReturnRequest:
@@ -285,16 +329,18 @@ class Shell:
         if message_type is StatusQuery:
             return StatusQueried(participant_id=participant_id, query=message)
         if message_type is RequestToPay:
-            route = next(routes)
-            if type(route) is Result:
+            if route is None:  # an id the switch holds: the core answers the resend
+                held = self.core.request_to_pay_outcome(participant_id, message.request_id)
+                route = (held.payer_participant_id, "")
+            elif type(route) is Result:
                 self._refuse(tick, participant_id, message, route, origin)
                 return None
-            payer_id, account_ref, recorded = route
-            if recorded is not None:
+            recorded = self._recorded(message.payer)
+            if recorded is not message.payer:
                 message = msgspec.structs.replace(message, payer=recorded)
             return RequestToPayRequested(payee_participant_id=participant_id,
-                                         payer_participant_id=payer_id,
-                                         payer_account_ref=account_ref, request=message)
+                                         payer_participant_id=route[0],
+                                         payer_account_ref=route[1], request=message)
         if message_type is RequestToPayDecision:
             return RequestToPayDecided(payer_participant_id=participant_id, decision=message)
         if message_type is ResolveRequest:
