@@ -376,7 +376,7 @@ async def test_a_restarted_switch_resends_the_credit_request_over_http(tmp_path)
     from switch.core.results import SettlementModel
     from switch.directory.config import DirectoryConfig
     from switch.server.config import ServerConfig
-    from switch.server.server import SwitchServer
+    from switch.app import start_switch
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -385,8 +385,7 @@ async def test_a_restarted_switch_resends_the_credit_request_over_http(tmp_path)
                           directory=DirectoryConfig(participant_categories={"1": "A"}))
 
     async def start() -> Switch:
-        server = SwitchServer(config)
-        await server.start()
+        server = await start_switch(config)
         http = HttpConnector(server.gateway, HttpConnectorConfig(port=port))
         await http.start()
         return Switch(server, http)
@@ -502,15 +501,14 @@ async def test_payment_over_http_with_postgresql_and_redis(tmp_path, postgres_ds
     from switch.core.results import SettlementModel
     from switch.directory.config import DirectoryConfig
     from switch.server.config import Secret, ServerConfig
-    from switch.server.server import SwitchServer
+    from switch.app import start_switch
 
     config = ServerConfig(
         data_dir=str(tmp_path), journal="postgres", store="postgres",
         postgres_dsn=Secret(postgres_dsn), redis_url=Secret(redis_url),
         redis_prefix=redis_prefix, stream_enabled=False, admin_enabled=False,
         directory=DirectoryConfig(participant_categories={"1": "A"}))
-    server = SwitchServer(config)
-    await server.start()
+    server = await start_switch(config)
     http = HttpConnector(server.gateway, HttpConnectorConfig(port=0))
     await http.start()
     running = Switch(server, http)
