@@ -16,7 +16,7 @@ import time
 
 import msgspec
 
-from bench.population import AliasKind, Customer, CustomerKind, Population
+from connectors.sim.population import AliasKind, Customer, CustomerKind, Population
 from connectors.sdk import Decision
 from connectors.sdk.stream_client import StreamClient
 from connectors.sim.books import Books

@@ -19,7 +19,7 @@ import time
 
 import msgspec
 
-from bench.population import load_profile
+from connectors.sim.population import load_profile
 from connectors.sim.books import BooksReport, reconcile
 from switch.server.launcher import (
     SimProcess,

@@ -37,7 +37,7 @@ from switch.core.messages import (
 )
 from switch.core.results import Result, SettlementModel, TransferState
 from switch.server.server import JOURNAL_FILE
-from switch.server.testing import onboard, start_test_server
+from switch.testing import onboard, start_test_server
 
 PAYEE_ALIAS = Party(alias_type="MSISDN", alias_value="+254700000001")
 NATIONAL_ID = "1985123144"  # ten digits: well formed for the simulators' directory rules

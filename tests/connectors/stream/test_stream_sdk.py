@@ -20,7 +20,7 @@ from switch.core.messages import (
 )
 from switch.core.results import RequestToPayState, TransferState
 from switch.core.messages import AliasRegistration
-from switch.server.testing import onboard, start_test_server
+from switch.testing import onboard, start_test_server
 
 PAYEE_ALIAS = Party(alias_type="MSISDN", alias_value="+254700000001")
 PAYER_ALIAS = Party(alias_type="MSISDN", alias_value="+254700000002")

@@ -21,7 +21,7 @@ from cryptography.x509.oid import NameOID  # noqa: E402
 
 from connectors.sdk import SdkError  # noqa: E402
 from connectors.sdk.stream_client import StreamClient  # noqa: E402
-from switch.server.testing import onboard, start_test_server  # noqa: E402
+from switch.testing import onboard, start_test_server  # noqa: E402
 
 
 def _name(common_name: str) -> x509.Name:
