@@ -143,7 +143,11 @@ class SwitchServer:
         import ledger as ledger_package
 
         self.ledger = ledger_package.Ledger(config.ledger)
-        self.core = SwitchCore(config.core, self.ledger)
+        # The archive of outcomes follows the core's transitions, replayed ones included,
+        # so a restart rebuilds it as it was.
+        archive = OutcomeArchive(config.outcomes_archived_max, config.core)
+        self.core = SwitchCore(config.core, self.ledger, observer=archive.observe)
+        archive.bind(self.core)
         await self._recover()
 
         self.directory = self.backends.directory
@@ -159,7 +163,7 @@ class SwitchServer:
         self.gateway.metrics = self.metrics
         self.timers = TimerWheel(loop, self._timer_fired)
         self.shell = Shell(self.core,
-                           archive=OutcomeArchive(config.outcomes_archived_max, self.core),
+                           archive=archive,
                            metrics=self.metrics,
                            appended_sequence=self.journal.appended_sequence,
                            national_id_token=self.gateway.national_id_token)

@@ -60,7 +60,7 @@ from switch.core.messages import (
     TransferRequested,
     refused_for,
 )
-from switch.core.results import TRANSFER_FINAL_STATES, ProtocolError, Result
+from switch.core.results import TRANSFER_FINAL_STATES, ProtocolError, Result, TransferState
 from switch.server import limits
 from switch.server.metrics import LATENCY_BUCKETS_S, ServerMetrics
 
@@ -118,27 +118,37 @@ class OutcomeArchive:
     consultation can still answer them (a resend or status query of an old transfer).
 
     The core keeps its final transfers in the order they ended and drops the oldest when
-    its table is full. The archive follows the same order with a queue of keys and, as a key
-    reaches the part of the core's table that may be dropped next, takes its outcome from
-    the core and keeps it encoded, with whether the payee was ever sent the transfer (a
-    payee may read only what it was sent). Bounded at `entries_max`, oldest forgotten
-    first. In memory only: after a restart it starts empty (what the replay rebuilt is in
-    the core)."""
+    its table is full. The archive follows the same order — it is the core's observer
+    (`observe`), so the replay of the journal at a restart rebuilds it exactly as it was —
+    with a queue of keys, and, as a key reaches the part of the core's table that may be
+    dropped next, takes its outcome from the core and keeps it encoded, with whether the
+    payee was ever sent the transfer (a payee may read only what it was sent). Bounded at
+    `entries_max`, oldest forgotten first; in memory, a function of the journal."""
 
-    def __init__(self, entries_max: int, core) -> None:
+    def __init__(self, entries_max: int, config) -> None:
+        """`config`: the core's CoreConfig. Give `observe` to the core as its observer and
+        `bind` the core before it is stepped."""
         assert entries_max >= 1
         self.entries_max = entries_max
-        self.core = core
+        self.core = None
         # Keys beyond this many recent finals may be dropped by the core at any time: its
         # table also holds the transfers in flight.
-        self.recent_max = max(1, core.config.transfers_retained_max - core.config.in_flight_max)
+        self.recent_max = max(1, config.transfers_retained_max - config.in_flight_max)
         self._recent: deque[tuple[int, str]] = deque()
         self._outcomes: dict[tuple[int, str], tuple[bytes, bool]] = {}
         self._order: deque[tuple[int, str]] = deque()
 
-    def put(self, outcome: TransferOutcome) -> None:
+    def bind(self, core) -> OutcomeArchive:
+        self.core = core
+        return self
+
+    def observe(self, payer_participant_id: int, transfer_id: str, state: TransferState,
+                now_ns: int) -> None:
+        """The core's observer: every transition of every transfer, live or replayed."""
+        if state not in _FINAL:
+            return
         recent = self._recent
-        recent.append((outcome.payer_participant_id, outcome.transfer_id))
+        recent.append((payer_participant_id, transfer_id))
         if len(recent) > self.recent_max:
             key = recent.popleft()
             record = self.core.transfer_record(*key)
@@ -170,7 +180,24 @@ class OutcomeArchive:
     def __len__(self) -> int:
         return len(self._outcomes)
 
+    def snapshot(self) -> bytes:
+        """The archive as bytes, to keep beside a core snapshot taken at the same point:
+        the journal after that point replays into `restore`d archive."""
+        return _archive_encoder.encode((list(self._recent), [
+            (key, *self._outcomes[key]) for key in self._order]))
 
+    def restore(self, data: bytes) -> OutcomeArchive:
+        recent, archived = _snapshot_decoder.decode(data)
+        assert not self._recent and not self._outcomes, "restore into a fresh archive"
+        self._recent.extend(tuple(key) for key in recent)
+        for key, outcome, forwarded in archived:
+            self._order.append(tuple(key))
+            self._outcomes[tuple(key)] = (outcome, forwarded)
+        return self
+
+
+_snapshot_decoder = msgspec.msgpack.Decoder(
+    tuple[list[tuple[int, str]], list[tuple[tuple[int, str], bytes, bool]]])
 _archive_encoder = msgspec.msgpack.Encoder()
 _archive_decoder = msgspec.msgpack.Decoder(TransferOutcome)
 
@@ -418,12 +445,11 @@ class Shell:
                 raise AssertionError(f"unknown command {command_type.__name__}")
 
     def _decided(self, outcome: TransferOutcome, now_ns: int, tick: Tick):
-        """A transfer reached its final state in this tick: count it, archive it, time it;
-        the payer connection that waits for it, if any."""
+        """A transfer reached its final state in this tick: count it, time it; the payer
+        connection that waits for it, if any. (The archive sees it as the core's observer.)"""
         finals = self.metrics.finals
         key = (outcome.state, outcome.result)  # enum members: names are read at scrape time
         finals[key] = finals.get(key, 0) + 1
-        self.archive.put(outcome)
         transfer_key = (outcome.payer_participant_id, outcome.transfer_id)
         forwarded_ns = self._forwarded_at.pop(transfer_key, None)
         if forwarded_ns is not None:

@@ -32,6 +32,7 @@ from switch.core.messages import (
     Party,
     SchemeRules,
     SchemeRulesChanged,
+    StatusQuery,
     TransferOutcome,
     TransferRequest,
 )
@@ -290,3 +291,41 @@ async def test_a_payment_to_a_national_id_journals_and_forwards_only_the_token(t
         await server.stop(drain_s=0)
     journal = (tmp_path / JOURNAL_FILE).read_bytes()
     assert NATIONAL_ID.encode() not in journal
+
+
+# -- an old transfer's outcome survives a restart (the archive replays with the journal) --
+
+async def test_an_archived_outcome_is_still_answered_after_a_restart(tmp_path):
+    small = {"core": {"transfers_retained_max": 8, "in_flight_max": 4}}
+    server = await start_test_server(str(tmp_path), **small)
+    clients = []
+    try:
+        participants = await onboard(server, ["bank_a", "bank_b"])
+        port = server.stream_port
+        payee = await StreamClient.connect("127.0.0.1", port, api_key=participants["bank_b"][1],
+                                           on_credit_request=lambda cr: Decision(True))
+        payer = await StreamClient.connect("127.0.0.1", port, api_key=participants["bank_a"][1])
+        clients += [payee, payer]
+        await register(payee, PAYEE_ALIAS)
+        for transfer_id in ["old"] + [f"filler-{index}" for index in range(7)]:
+            short = TransferRequest(transfer_id=transfer_id, payee=PAYEE_ALIAS,
+                                    amount_minor=100, currency="KES",
+                                    expires_at_ns=time.time_ns() + 10**9)
+            outcome = await asyncio.wait_for(payer.submit_transfer(short), 10)
+            assert outcome.state is TransferState.COMMITTED
+        await asyncio.sleep(1.1)  # past their expiry: the core may drop them for room
+        outcome = await asyncio.wait_for(payer.submit_transfer(transfer("new")), 10)
+        assert outcome.state is TransferState.COMMITTED  # the core's table of 8 was full
+        assert server.core.transfer_record(participants["bank_a"][0], "old") is None
+    finally:
+        for client in clients:
+            await client.close()
+        await server.stop(drain_s=0)
+    again = await start_test_server(str(tmp_path), **small)
+    try:
+        answer = await again.gateway.status(participants["bank_a"][0], StatusQuery(
+            payer_participant_id=participants["bank_a"][0], transfer_id="old"))
+        assert type(answer) is TransferOutcome, answer
+        assert answer.state is TransferState.COMMITTED
+    finally:
+        await again.stop(drain_s=0)

@@ -58,13 +58,16 @@ class Rig:
     def __init__(self, **config) -> None:
         values = dict(transfers_retained_max=1_000, in_flight_max=100)
         values.update(config)
-        self.core = SwitchCore(CoreConfig(**values), ledger.Ledger(ledger.LedgerConfig(
-            accounts_max=100, transfers_retained_max=1 << 12, pending_max=1 << 10)))
-        self.shell = Shell(self.core, archive=OutcomeArchive(1_000, self.core),
+        config = CoreConfig(**values)
+        archive = OutcomeArchive(1_000, config)
+        self.core = SwitchCore(config, ledger.Ledger(ledger.LedgerConfig(
+            accounts_max=100, transfers_retained_max=1 << 12, pending_max=1 << 10)),
+            observer=archive.observe)
+        self.shell = Shell(self.core, archive=archive.bind(self.core),
                            metrics=ServerMetrics(MetricsRegistry()), appended_sequence=0,
                            national_id_token=token)
         self.now_ns = T0
-        self.records: list[bytes] = []
+        self.records: list[tuple[int, bytes]] = []  # (now_ns, payload)
         self.durable = 0
         for event in (
             CurrencyAdded(request_id="kes", currency="KES", ledger_id=404,
@@ -84,7 +87,7 @@ class Rig:
         if routes is None:
             routes = [ROUTE] * len(routes_wanted)
         tick = self.shell.decide(items, routes, self.now_ns)
-        self.records += tick.records
+        self.records += [(tick.now_ns, payload) for payload in tick.records]
         return tick
 
     def commit(self):
@@ -152,7 +155,7 @@ def test_an_invalid_operator_request_is_answered_and_never_journaled():
     ((to, answer),) = tick.replies
     assert to == "operator"
     assert type(answer) is AdminAnswer and answer.result is Result.VALIDATION_ERROR
-    for payload in rig.records:  # every record replays
+    for _now_ns, payload in rig.records:  # every record replays
         codec.decode_tick(payload)
 
 
@@ -223,9 +226,13 @@ def test_recovery_hands_out_timers_and_the_resends_to_hold():
     rig = Rig()
     rig.tick([(ITEM_SUBMIT, PAYER, transfer("t1"), "conn-a")])
     rig.commit()
-    replayed = SwitchCore(rig.core.config, ledger.Ledger(rig.core.ledger.config))
-    replayed.replay((T0, event) for payload in rig.records for event in codec.decode_tick(payload))
-    shell = Shell(replayed, archive=OutcomeArchive(10, replayed),
+    archive = OutcomeArchive(10, rig.core.config)
+    replayed = SwitchCore(rig.core.config, ledger.Ledger(rig.core.ledger.config),
+                          observer=archive.observe)
+    archive.bind(replayed)
+    replayed.replay((now_ns, event) for now_ns, payload in rig.records
+                    for event in codec.decode_tick(payload))
+    shell = Shell(replayed, archive=archive,
                   metrics=ServerMetrics(MetricsRegistry()), appended_sequence=len(rig.records),
                   national_id_token=token)
     timers, holds = shell.recovery()
@@ -245,3 +252,25 @@ def test_the_journal_holds_every_stepped_event_but_status_queries():
                      (ITEM_SUBMIT, PAYER, status, "conn-a")])
     events = [event for payload in tick.records for event in codec.decode_tick(payload)]
     assert [type(event) for event in events] == [TransferRequested]
+
+
+def test_the_archive_is_rebuilt_by_replaying_the_journal():
+    """The archive is the core's observer: a replay of the journal (a restart) gives the
+    same archive, so an old transfer's outcome is still answered after a crash."""
+    rig = Rig(transfers_retained_max=4, in_flight_max=1)
+    for index in range(8):
+        rig.tick([(ITEM_SUBMIT, PAYER, TransferRequest(
+            transfer_id=f"t{index}", payee=ALIAS, amount_minor=10**6, currency="KES",
+            expires_at_ns=rig.now_ns + S), "conn-a")])
+        rig.now_ns += 2 * S
+    assert len(rig.shell.archive) > 0
+    archive = OutcomeArchive(1_000, rig.core.config)
+    replayed = SwitchCore(rig.core.config, ledger.Ledger(rig.core.ledger.config),
+                          observer=archive.observe)
+    archive.bind(replayed)
+    replayed.replay((now_ns, event) for now_ns, payload in rig.records
+                    for event in codec.decode_tick(payload))
+    assert archive.snapshot() == rig.shell.archive.snapshot()
+    restored = OutcomeArchive(1_000, rig.core.config).restore(archive.snapshot())
+    assert restored.snapshot() == archive.snapshot()
+    assert restored.get(PAYER, "t0", PAYER) == rig.shell.archive.get(PAYER, "t0", PAYER)

@@ -278,6 +278,7 @@ class Sim:
     def _new_core(self) -> None:
         self.ledger = self.ledger_cls(self.ledger_config)
         self._reset_tracking()
+        self.archive = OutcomeArchive(ARCHIVE_MAX, self.core_config)
         self._use_core(SwitchCore(self.core_config, self.ledger, observer=self._observe))
 
     def _use_core(self, core: SwitchCore) -> None:
@@ -292,7 +293,7 @@ class Sim:
             return commands
 
         core.step = checked_step  # the shell calls core.step: every step is checked
-        self.shell = Shell(core, archive=OutcomeArchive(ARCHIVE_MAX, core),
+        self.shell = Shell(core, archive=self.archive.bind(core),
                            metrics=ServerMetrics(MetricsRegistry()),
                            appended_sequence=len(self.journal),
                            national_id_token=fake_national_id_token)
@@ -342,6 +343,7 @@ class Sim:
             else:
                 self.check(state == TransferState.REJECTED,
                            f"{key} reached {state.name} without a reserve")
+        self.archive.observe(payer, transfer_id, state, now_ns)  # as the server chains it
 
     # -- the switch: the real deciding shell on a fake journal, clock and network -----------
 
@@ -455,7 +457,8 @@ class Sim:
         if not self.shell.held_ticks and not self.uncommitted:
             # The core equals the durable journal: a snapshot may be taken.
             if self.rng.random() < self.snapshot_rate:
-                self.snapshot = (self.core.snapshot(len(self.journal)), self._tracking())
+                self.snapshot = (self.core.snapshot(len(self.journal)), self.archive.snapshot(),
+                                 self._tracking())
         self.schedule_commit()
         self.schedule_decide()
 
@@ -515,16 +518,20 @@ class Sim:
         """A new process: the core from a snapshot or from nothing, the journal's tail
         replayed, then a new shell re-arms the timers and re-sends what waits."""
         if self.snapshot is not None and self.rng.random() < 0.5:
-            data, tracking = self.snapshot
+            data, archived, tracking = self.snapshot
+            self.archive = OutcomeArchive(ARCHIVE_MAX, self.core_config).restore(archived)
             core, position = SwitchCore.from_snapshot(
                 self.core_config, self.ledger_cls, data, observer=self._observe)
+            self.archive.bind(core)
             (self.in_flight_minor, self.committed_minor, reserved, daily, finals) = tracking
             self.reserved, self.daily, self.finals = dict(reserved), dict(daily), dict(finals)
             self.restored_from_snapshot += 1
         else:
             self._reset_tracking()
+            self.archive = OutcomeArchive(ARCHIVE_MAX, self.core_config)
             core = SwitchCore(self.core_config, self.ledger_cls(self.ledger_config),
                               observer=self._observe)
+            self.archive.bind(core)
             position = 0
         self.ledger = core.ledger
         self.core = core
