@@ -18,7 +18,7 @@ import msgspec
 from msgspec import Meta
 
 from switch.core import limits as core_limits
-from switch.core.messages import AliasType, Reference, Text, TimeNs
+from switch.core.messages import AliasType, IdOrEmpty, Reference, Text, TimeNs
 
 _BODY = dict(frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True)
 
@@ -38,7 +38,7 @@ class RequestToPayDecisionBody(msgspec.Struct, **_BODY):
     request becomes the transfer named here) or declines."""
 
     approved: bool
-    transfer_id: Reference = ""  # required when approved
+    transfer_id: IdOrEmpty = ""  # a new transfer id, required when approved
     expires_at_ns: TimeNs = 0  # the transfer's expiry, required when approved
     payer_account_ref: Reference = ""
     payer_user_ref: Reference = ""

@@ -66,6 +66,7 @@ from switch.core.messages import (
     TransferOutcome,
     TransferRequest,
     TransferRequested,
+    id_valid,
 )
 from switch.core.participants import CurrencyState, Participant, ParticipantAccount
 from switch.core.results import (
@@ -77,7 +78,6 @@ from switch.core.results import (
     TransferState,
 )
 
-_ID_LENGTH_MAX = limits.ID_LENGTH_MAX
 _AMOUNT_MINOR_MAX = limits.AMOUNT_MINOR_MAX
 _NS_PER_MS = limits.NS_PER_MS
 _NS_PER_DAY = limits.NS_PER_DAY
@@ -128,6 +128,7 @@ class TransferRecord(msgspec.Struct, kw_only=True, gc=False):
     day: int = 0  # UTC day it counted against the payer's daily total
     payer_account: ParticipantAccount | None = None
     payee_account_ref: str = ""
+    request_to_pay_id: str = ""  # set by the approval that created this transfer, only
     original: TransferRecord | None = None  # the transfer a return returns
     returned_minor: int = 0  # reserved or committed returns of this transfer
     forwarded: bool = False  # the payee was sent a credit request
@@ -183,7 +184,7 @@ class CoreSnapshot(msgspec.Struct, array_like=True, frozen=True, kw_only=True):
     ledger: bytes
 
 
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2  # 2: TransferRecord.request_to_pay_id, not in the transfer request
 _snapshot_encoder = msgspec.msgpack.Encoder()
 _snapshot_decoder = msgspec.msgpack.Decoder(CoreSnapshot)
 
@@ -464,11 +465,14 @@ class SwitchCore:
 
     # -- transfers -----------------------------------------------------------------------
 
-    def _on_transfer(self, event: TransferRequested, now_ns: int) -> list[Command]:
+    def _on_transfer(self, event: TransferRequested, now_ns: int,
+                     request_to_pay_id: str = "") -> list[Command]:
         request = event.request
         payer_id = event.payer_participant_id
         transfer_id = request.transfer_id
-        if not 0 < len(transfer_id) <= _ID_LENGTH_MAX:
+        # The `Id` grammar again, for events built by hand (not decoded): an id outside it
+        # would break HTTP status paths and `from_snapshot` (which decodes with the types).
+        if not id_valid(transfer_id):
             return [_refuse(payer_id, "transfer", payer_id, transfer_id, Result.ID_INVALID)]
         key = (payer_id, transfer_id)
         record = self._transfers.get(key)
@@ -496,6 +500,7 @@ class SwitchCore:
             key, event, payee_id, amount_minor, request.currency, request.expires_at_ns, now_ns
         )
         record.payee_account_ref = event.payee_account_ref
+        record.request_to_pay_id = request_to_pay_id
         return self._admit(record, payer, payee, currency, None, now_ns)
 
     def _on_return(self, event: ReturnRequested, now_ns: int) -> list[Command]:
@@ -503,9 +508,7 @@ class SwitchCore:
         payer_id = event.payer_participant_id
         transfer_id = request.transfer_id
         original_ref = request.original
-        if not 0 < len(transfer_id) <= _ID_LENGTH_MAX or not (
-            0 < len(original_ref.transfer_id) <= _ID_LENGTH_MAX
-        ):
+        if not id_valid(transfer_id) or not id_valid(original_ref.transfer_id):
             return [_refuse(payer_id, "return", payer_id, transfer_id, Result.ID_INVALID)]
         key = (payer_id, transfer_id)
         record = self._transfers.get(key)
@@ -664,10 +667,10 @@ class SwitchCore:
         request = record.event.request
         if type(request) is TransferRequest:
             alias, purpose, return_of = request.payee, request.purpose, None
-            end_to_end_id, request_to_pay_id = request.end_to_end_id, request.request_to_pay_id
+            end_to_end_id = request.end_to_end_id
         else:  # a return: its reason travels as the purpose
             alias, purpose, return_of = None, request.reason, request.original
-            end_to_end_id = request_to_pay_id = ""
+            end_to_end_id = ""
         return CreditRequest(
             payer_participant_id=record.payer_participant_id,
             transfer_id=record.transfer_id,
@@ -679,14 +682,14 @@ class SwitchCore:
             end_to_end_id=end_to_end_id,
             purpose=purpose,
             return_of=return_of,
-            request_to_pay_id=request_to_pay_id,
+            request_to_pay_id=record.request_to_pay_id,
         )
 
     def _on_payee_answer(self, event: PayeeAnswered, now_ns: int) -> list[Command]:
         answer = event.answer
         sender = event.payee_participant_id
         transfer_id = answer.transfer_id
-        if not 0 < len(transfer_id) <= _ID_LENGTH_MAX:
+        if not id_valid(transfer_id):
             return [_refuse(sender, "payee_answer", answer.payer_participant_id, transfer_id,
                             Result.ID_INVALID)]
         record = self._transfers.get((answer.payer_participant_id, transfer_id))
@@ -803,7 +806,7 @@ class SwitchCore:
     def _on_status(self, event: StatusQueried, now_ns: int) -> list[Command]:
         query = event.query
         sender = event.participant_id
-        if not 0 < len(query.transfer_id) <= _ID_LENGTH_MAX:
+        if not id_valid(query.transfer_id):
             return [_refuse(sender, "status_query", query.payer_participant_id,
                             query.transfer_id, Result.ID_INVALID)]
         record = self._transfers.get((query.payer_participant_id, query.transfer_id))
@@ -904,7 +907,7 @@ class SwitchCore:
         request = event.request
         payee_id = event.payee_participant_id
         request_id = request.request_id
-        if not 0 < len(request_id) <= _ID_LENGTH_MAX:
+        if not id_valid(request_id):
             return [_refuse(payee_id, "request_to_pay", payee_id, request_id, Result.ID_INVALID)]
         key = (payee_id, request_id)
         record = self._requests.get(key)
@@ -1034,7 +1037,10 @@ class SwitchCore:
         sender = event.payer_participant_id
         request_id = decision.request_id
         scope = decision.payee_participant_id
-        if not 0 < len(request_id) <= _ID_LENGTH_MAX:
+        transfer_id = decision.transfer_id
+        if not id_valid(request_id) or (decision.approved and not id_valid(transfer_id)):
+            # Approving names the new transfer it creates: an id like any other (empty only
+            # when declining).
             return [_refuse(sender, "request_to_pay_decision", scope, request_id,
                             Result.ID_INVALID)]
         record = self._requests.get((scope, request_id))
@@ -1059,7 +1065,7 @@ class SwitchCore:
             payee_participant_id=record.payee_participant_id,
             payee_account_ref=rtp.payee_account_ref,
             request=TransferRequest(
-                transfer_id=decision.transfer_id,
+                transfer_id=transfer_id,
                 payee=None,
                 amount_minor=rtp.amount_minor,
                 currency=rtp.currency,
@@ -1068,16 +1074,29 @@ class SwitchCore:
                 purpose=rtp.purpose,
                 payer_account_ref=decision.payer_account_ref,
                 payer_user_ref=decision.payer_user_ref,
-                request_to_pay_id=request_id,
             ),
         )
-        commands = self._on_transfer(transfer, now_ns)
-        paid = self._transfers.get((sender, decision.transfer_id))
-        if paid is None or not paid.forwarded or paid.event.request.request_to_pay_id != request_id:
+        key = (sender, transfer_id)
+        paid = self._transfers.get(key)
+        if paid is not None:
+            # An approval pays only with the new transfer it creates. The id is taken: by
+            # this same approval earlier (its transfer was refused, or the request would not
+            # be open) it is a resend, answered as before; by anything else (an earlier
+            # transfer, a return, a refused transfer, another request's payment) it is
+            # refused like any id reused with a different body. The request stays open.
+            result = _compare_requests(paid.event, transfer)
+            if result is _OK and paid.request_to_pay_id != request_id:
+                result = Result.EXISTS_WITH_DIFFERENT_BODY
+            if result is not _OK:
+                return [_refuse(sender, "transfer", sender, transfer_id, result)]
+            return [Send(participant_id=sender, message=self._current_outcome(paid))]
+        commands = self._on_transfer(transfer, now_ns, request_id)
+        paid = self._transfers.get(key)  # created by this step, if recorded at all
+        if paid is None or not paid.forwarded:
             # The transfer was refused: the request stays open; the payer may approve again
             # (e.g. after funding) under a new transfer id.
             return commands
-        record.transfer_id = decision.transfer_id
+        record.transfer_id = transfer_id
         return self._request_finish(record, RequestToPayState.APPROVED, _OK,
                                     notify_payer=False, cancel_timer=True) + commands
 

@@ -98,7 +98,7 @@ DESCRIPTIONS: dict[Result, str] = {
     Result.VALIDATION_ERROR: "A field broke its schema constraint (length, pattern, range).",
     Result.PARTY_NOT_FOUND: "The directory has no such alias (answered by the directory).",
     Result.LOOKUP_RATE_LIMITED: "The payer's anti-enumeration lookup bucket is empty; retry after retry_after_ms.",
-    Result.ID_INVALID: "The transfer or request id is empty or too long.",
+    Result.ID_INVALID: "An id is empty, too long or not of the id grammar (ASCII letters, digits, '.', '_', ':', '-').",
     Result.TRANSFER_NOT_FOUND: "No such transfer for this participant (status, payee answer).",
     Result.REQUEST_NOT_FOUND: "No such request-to-pay for this participant.",
     Result.EXISTS_WITH_DIFFERENT_PARTY: "Id already used with a different counterparty.",
