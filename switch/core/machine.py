@@ -18,6 +18,7 @@ from typing import Callable, Iterable
 
 import msgspec
 
+from ledger.limits import U64_MAX
 from ledger.types import (
     TRANSFER_STRUCT,
     Account,
@@ -88,8 +89,24 @@ _LINKED = int(TransferFlags.LINKED)
 _POST = int(TransferFlags.POST_PENDING_TRANSFER)
 _VOID = int(TransferFlags.VOID_PENDING_TRANSFER)
 _RESULT_OK = CreateTransferResult.OK
-_EXCEEDS_CREDITS = CreateTransferResult.EXCEEDS_CREDITS
 _LINKED_EVENT_FAILED = CreateTransferResult.LINKED_EVENT_FAILED
+
+# What a refused reserve becomes, per leg (payment, fee). The payer's account may never be
+# debited beyond its credits, themselves at most 2**64-1, so a debit that would pass 2**64-1
+# is one its funds cannot cover. Credits are cumulative: an account that received ~2**64
+# minor units in its life (the payee's on the payment leg, the hub's fee account on the fee
+# leg) cannot be credited more. A pending reserve runs only the *_PENDING and total checks.
+# Any other result is a core bug (tests/core/test_core_ledger_results.py says why for each).
+_RESERVE_REFUSALS: tuple[dict[int, Result], dict[int, Result]] = tuple(
+    {
+        CreateTransferResult.OVERFLOWS_DEBITS_PENDING: Result.PAYER_INSUFFICIENT_LIQUIDITY,
+        CreateTransferResult.OVERFLOWS_CREDITS_PENDING: credit_full,
+        CreateTransferResult.OVERFLOWS_DEBITS: Result.PAYER_INSUFFICIENT_LIQUIDITY,
+        CreateTransferResult.OVERFLOWS_CREDITS: credit_full,
+        CreateTransferResult.EXCEEDS_CREDITS: Result.PAYER_INSUFFICIENT_LIQUIDITY,
+    }
+    for credit_full in (Result.PAYEE_ACCOUNT_OVERFLOW, Result.HUB_ACCOUNT_OVERFLOW)
+)
 
 _RECEIVED = TransferState.RECEIVED
 _RESERVED = TransferState.RESERVED
@@ -636,8 +653,10 @@ class SwitchCore:
         if amount_minor > payer_account.daily_room_minor(record.day):
             return self._reject_at_admission(record, Result.PAYER_DAILY_LIMIT_EXCEEDED, now_ns)
         fee = 0 if original is not None else fee_minor(rules, amount_minor)
-        if not self._ledger_reserve(record, payer_account, payee_account, currency, fee, now_ns):
-            return self._reject_at_admission(record, Result.PAYER_INSUFFICIENT_LIQUIDITY, now_ns)
+        refusal = self._ledger_reserve(record, payer_account, payee_account, currency, fee,
+                                       now_ns)
+        if refusal is not _OK:
+            return self._reject_at_admission(record, refusal, now_ns)
         # Reserved: the pending debit now counts against the payer's liquidity.
         self._transition(record, _RESERVED, now_ns)
         payer_account.daily_add(record.day, amount_minor)
@@ -841,7 +860,8 @@ class SwitchCore:
 
     def _ledger_reserve(self, record: TransferRecord, payer_account: ParticipantAccount,
                         payee_account: ParticipantAccount, currency: CurrencyState, fee: int,
-                        now_ns: int) -> bool:
+                        now_ns: int) -> Result:
+        """OK, or the refusal the ledger's answer means (`_RESERVE_REFUSALS`)."""
         base = record.seq << _SHIFT
         code = _CODE_PAYMENT if type(record.event) is TransferRequested else _CODE_RETURN
         if not fee:
@@ -851,11 +871,12 @@ class SwitchCore:
                 currency.ledger_id, code, _PENDING, now_ns,
             )
             if result == _RESULT_OK:
-                return True
-            # Only the payer's limit can refuse a reserve: ids are fresh, accounts exist,
-            # and pending_max covers in_flight_max (asserted at construction).
-            assert result == _EXCEEDS_CREDITS, result
-            return False
+                return _OK
+            # Nothing else can refuse a reserve: ids are fresh, accounts exist, and
+            # pending_max covers in_flight_max (asserted at construction).
+            refusal = _RESERVE_REFUSALS[0].get(result)
+            assert refusal is not None, result
+            return refusal
         pack = TRANSFER_STRUCT.pack_into
         buffer = self._buffer
         pack(buffer, 0, base | _LEG_RESERVE, payer_account.account_id, payee_account.account_id,
@@ -866,10 +887,14 @@ class SwitchCore:
              record.payer_participant_id, 0, currency.ledger_id, _CODE_FEE, _PENDING)
         failures = self.ledger.create_transfers(buffer, now_ns)
         if not failures:
-            return True
-        for _index, result in failures:
-            assert result in (_EXCEEDS_CREDITS, _LINKED_EVENT_FAILED), result
-        return False
+            return _OK
+        # A linked pair fails whole: one leg names the cause, the other LINKED_EVENT_FAILED.
+        causes = [(index, result) for index, result in failures if result != _LINKED_EVENT_FAILED]
+        assert len(failures) == 2 and len(causes) == 1, failures
+        index, result = causes[0]
+        refusal = _RESERVE_REFUSALS[index].get(result)
+        assert refusal is not None, failures
+        return refusal
 
     def _ledger_finish(self, record: TransferRecord, leg: int, fee_leg: int, flag: int,
                        now_ns: int) -> None:
@@ -1253,16 +1278,14 @@ class SwitchCore:
             return result, detail
         currency = account.currency
         if type(event) is FundsDeposited:
-            self._single_phase(currency.hub_liquidity_account_id, account.account_id,
-                               event.amount_minor, event.participant_id, currency,
-                               TransferCode.DEPOSIT, now_ns)
-            return _OK, ""
+            return self._single_phase(currency.hub_liquidity_account_id, account.account_id,
+                                      event.amount_minor, event.participant_id, currency,
+                                      TransferCode.DEPOSIT, now_ns)
         if event.amount_minor > self._available_minor(account):
             return Result.ADMIN_FUNDS_INSUFFICIENT, ""
-        self._single_phase(account.account_id, currency.hub_liquidity_account_id,
-                           event.amount_minor, event.participant_id, currency,
-                           TransferCode.WITHDRAWAL, now_ns)
-        return _OK, ""
+        return self._single_phase(account.account_id, currency.hub_liquidity_account_id,
+                                  event.amount_minor, event.participant_id, currency,
+                                  TransferCode.WITHDRAWAL, now_ns)
 
     def _available_minor(self, account: ParticipantAccount) -> int:
         """What the ledger would still let the account be debited (checked before asking the
@@ -1280,19 +1303,41 @@ class SwitchCore:
             delta = event.cap_minor - account.cap_minor
             if delta < 0 and -delta > self._available_minor(account):
                 return Result.ADMIN_CAP_BELOW_POSITION, ""
+            result, detail = _OK, ""
             if delta > 0:
-                self._single_phase(currency.hub_liquidity_account_id, account.account_id, delta,
-                                   event.participant_id, currency, TransferCode.CAP_RAISE, now_ns)
+                result, detail = self._single_phase(
+                    currency.hub_liquidity_account_id, account.account_id, delta,
+                    event.participant_id, currency, TransferCode.CAP_RAISE, now_ns)
             elif delta < 0:
-                self._single_phase(account.account_id, currency.hub_liquidity_account_id, -delta,
-                                   event.participant_id, currency, TransferCode.CAP_LOWER, now_ns)
+                result, detail = self._single_phase(
+                    account.account_id, currency.hub_liquidity_account_id, -delta,
+                    event.participant_id, currency, TransferCode.CAP_LOWER, now_ns)
+            if result is not _OK:
+                return result, detail
             account.cap_minor = event.cap_minor
             return _OK, ""
         return self._admin(event, now_ns, act)
 
     def _single_phase(self, debit: int, credit: int, amount_minor: int, participant_id: int,
-                      currency: CurrencyState, code: TransferCode, now_ns: int) -> None:
-        """An operator's ledger transfer, already checked to fit (see `_available_minor`)."""
+                      currency: CurrencyState, code: TransferCode,
+                      now_ns: int) -> tuple[Result, str]:
+        """An operator's ledger transfer, already checked to fit the debited participant's
+        funds (see `_available_minor`). Refused with ADMIN_ACCOUNT_OVERFLOW if either
+        account's totals would pass 2**64-1 (they only grow: repeated deposits or cap
+        changes get there), checked here before the ledger is asked, so a refusal leaves
+        no failed ledger transfer or used sequence number behind. The ledger then has no
+        reason left to refuse: any other answer is a core bug."""
+        debit_balance, credit_balance = self.ledger.lookup_accounts([debit, credit])
+        for side, account, total in (
+            ("debits", debit_balance, debit_balance.debits_pending + debit_balance.debits_posted),
+            ("credits", credit_balance,
+             credit_balance.credits_pending + credit_balance.credits_posted),
+        ):
+            if total + amount_minor > U64_MAX:
+                owner = ("hub" if account.id == currency.hub_liquidity_account_id
+                         else f"participant {participant_id}")
+                return Result.ADMIN_ACCOUNT_OVERFLOW, (
+                    f"{side} of the {owner} {currency.currency} account would pass 2**64-1")
         self._seq += 1
         assert self._seq <= limits.SEQUENCE_MAX
         result = self.ledger.create_transfer(
@@ -1300,6 +1345,7 @@ class SwitchCore:
             participant_id, 0, currency.ledger_id, code, 0, now_ns,
         )
         assert result == _RESULT_OK, result
+        return _OK, ""
 
     def _create_accounts(self, accounts: list[Account], now_ns: int) -> bool:
         # Checked first so that a refusal leaves the ledger untouched (a failed batch would
