@@ -54,13 +54,13 @@ from switch.core.messages import (
     StatusQuery,
     TransferOutcome,
     TransferRequest,
+    id_valid,
 )
 from switch.core.results import Result
 
 log = logging.getLogger("ponte.http")
 
 _encode = msgspec.json.Encoder().encode
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:\-]*$")
 _ALIAS_TYPE = re.compile(r"^[A-Z_]{1,16}$")
 
 
@@ -110,9 +110,7 @@ def _path_id(raw: bytes) -> str | None:
         text = unquote(raw.decode("utf-8", "replace"))
     else:
         text = raw.decode("ascii", "replace")
-    if not text or len(text) > core_limits.ID_LENGTH_MAX or _ID.match(text) is None:
-        return None
-    return text
+    return text if id_valid(text) else None
 
 
 def _path_participant(raw: bytes) -> int | None:

@@ -16,7 +16,7 @@ from typing import Literal
 
 import msgspec
 
-from switch.core.messages import Reference, Text, TimeNs
+from switch.core.messages import IdOrEmpty, Reference, Text, TimeNs
 
 _BODY = dict(frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True)
 
@@ -33,7 +33,7 @@ class RequestToPayDecisionBody(msgspec.Struct, **_BODY):
     request becomes the transfer named here) or declines."""
 
     approved: bool
-    transfer_id: Reference = ""  # required when approved
+    transfer_id: IdOrEmpty = ""  # a new transfer id, required when approved
     expires_at_ns: TimeNs = 0  # the transfer's expiry, required when approved
     payer_account_ref: Reference = ""
     payer_user_ref: Reference = ""

@@ -21,6 +21,7 @@ This module must never import anything that does I/O.
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from typing import Annotated, Union
 
@@ -39,12 +40,29 @@ from switch.core.results import (
 
 # -- constrained scalar types ------------------------------------------------------------
 
-Id = Annotated[
-    str,
-    Meta(min_length=1, max_length=limits.ID_LENGTH_MAX, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:\-]*$"),
+# The one grammar of every id (transfer, return, request-to-pay, operator request): ASCII
+# letters and digits, then also `.`, `_`, `:` and `-`; 1 to ID_LENGTH_MAX characters. Ids
+# end up in HTTP paths, logs and snapshots, so nothing else is allowed anywhere. `(?!\n)`:
+# msgspec matches with Python's `re.search`, whose `$` also matches before a final newline
+# (the lookahead is a no-op in ECMA-262, where JSON Schema readers of the pattern run it).
+_ID_BODY = r"[A-Za-z0-9][A-Za-z0-9._:\-]*"
+ID_PATTERN = rf"^{_ID_BODY}$(?!\n)"
+Id = Annotated[str, Meta(min_length=1, max_length=limits.ID_LENGTH_MAX, pattern=ID_PATTERN)]
+# An id or nothing: the transfer a request-to-pay decision names (only an approval names one).
+IdOrEmpty = Annotated[
+    str, Meta(max_length=limits.ID_LENGTH_MAX, pattern=rf"^(?:{_ID_BODY})?$(?!\n)")
 ]
+_id_match = re.compile(ID_PATTERN).match
+
+
+def id_valid(text: str) -> bool:
+    """Whether `text` is an `Id`: for checks outside a decoder (the core's own re-check of
+    events built by hand, HTTP path segments), so they can never disagree with the type."""
+    return len(text) <= limits.ID_LENGTH_MAX and _id_match(text) is not None
+
+
 AmountMinor = Annotated[int, Meta(ge=1, le=limits.AMOUNT_MINOR_MAX)]
-Currency = Annotated[str, Meta(pattern=r"^[A-Z]{3}$")]
+Currency = Annotated[str, Meta(pattern=r"^[A-Z]{3}$(?!\n)")]
 ParticipantId = Annotated[int, Meta(ge=1, le=limits.PARTICIPANT_ID_MAX)]
 TimeNs = Annotated[int, Meta(ge=0, le=limits.TIME_NS_MAX)]  # int64: good until 2262
 Reference = Annotated[str, Meta(max_length=limits.REFERENCE_LENGTH_MAX)]
@@ -129,7 +147,8 @@ class TransferRequest(msgspec.Struct, tag="transfer", **_WIRE, gc=False):
     purpose: Text = ""
     payer_account_ref: Reference = ""  # where a return of this transfer is credited
     payer_user_ref: Reference = ""  # opaque payer end-user id (anti-enumeration refunds)
-    request_to_pay_id: Reference = ""  # set when the transfer pays a request-to-pay
+    # No request_to_pay_id: only the switch links a transfer to a request-to-pay (the one an
+    # approval creates); a participant sending the field is refused at decode.
 
 
 class ReturnRequest(msgspec.Struct, tag="return", **_WIRE):
@@ -178,7 +197,7 @@ class RequestToPayDecision(msgspec.Struct, tag="request_to_pay_decision", **_WIR
     payee_participant_id: ParticipantId
     request_id: Id
     approved: bool
-    transfer_id: Reference = ""  # required when approved
+    transfer_id: IdOrEmpty = ""  # a new transfer id, required when approved
     expires_at_ns: TimeNs = 0  # the transfer's expiry, required when approved
     payer_account_ref: Reference = ""
     payer_user_ref: Reference = ""

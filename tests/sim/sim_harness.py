@@ -44,7 +44,8 @@ from switch.core import (
 )
 from switch.core import codec
 from switch.core.accounts import Leg, ledger_transfer_id
-from switch.core.limits import NS_PER_DAY
+from ledger.limits import U64_MAX
+from switch.core.limits import NET_DEBIT_CAP_MINOR_MAX, NS_PER_DAY
 from switch.core.messages import (
     AdminAnswer,
     ArmTimer,
@@ -110,6 +111,7 @@ ARCHIVE_MAX = 1 << 16
 def fake_national_id_token(national_id: str) -> str:
     """The simulated directory's identity token (the real one is an HMAC)."""
     return hashlib.sha256(national_id.encode()).hexdigest()
+CAP_OVERFLOW_ROUNDS_MAX = 40  # raises of NET_DEBIT_CAP_MINOR_MAX that fill 2**64-1: ~19
 
 
 class SimFailure(AssertionError):
@@ -182,6 +184,7 @@ class Sim:
         self.ledger_cls = ledger_cls
         self.steps = 0
         self.results_seen: set[int] = set()
+        self.planted: dict[str, int] = {}  # hostile behaviours tried (issue 10), by name
         # The world for this seed: how many, how faulty, how big.
         self.participant_count = rng.randint(3, 5)
         self.loss = rng.choice((0.0, 0.02, 0.05, 0.1))
@@ -499,7 +502,8 @@ class Sim:
         self.inbound_items.clear()
         self.tick_states.clear()
         self.timers.clear()
-        for request_id, key, _net, _posted, cap_before in self.admin_uncommitted:
+        # Newest first, so a key changed twice ends at the cap before the first change.
+        for request_id, key, _net, _posted, cap_before in reversed(self.admin_uncommitted):
             self.admin_applied.discard(request_id)  # the core forgot it too: it will redo it
             if cap_before is not None:
                 self.caps[key] = cap_before
@@ -796,6 +800,9 @@ class Sim:
                 daily_total_max_minor=old.daily_total_max_minor,
                 fee_fixed_minor=rng.choice((0, 3)), fee_bps=rng.choice((0, 15)),
                 payee_timeout_ms=rng.choice((500, 3_000)))))
+        elif choice < 0.76 and model == SettlementModel.DEFERRED_NET and self.up and (
+                "cap_overflow" not in self.planted):
+            self.overflow_by_cap_changes(currency)
         self.at(self.now_ns + rng.randint(200, 1_500) * MS, "operator")
 
     # -- participants' behaviour -------------------------------------------------------------
@@ -1018,6 +1025,11 @@ class Sim:
             roll = rng.random()
             if roll < 0.1:
                 return  # ignore it: it expires
+            if roll < 0.13:
+                self.pay_request_out_of_band(participant, notice)
+                return
+            if rng.random() < 0.15:
+                self.approve_with_a_used_id(participant, notice)
             participant.decided[key] = participant.next_id("p") if roll < 0.75 else ""
         transfer_id = participant.decided[key]
         decision = RequestToPayDecision(
@@ -1034,6 +1046,8 @@ class Sim:
         pid = participant.participant_id
         if outcome.payee_participant_id == pid:
             participant.requests[outcome.request_id] = outcome.state
+            if outcome.state == RequestToPayState.APPROVED:
+                self.check_request_paid(outcome)
             return
         key = (outcome.payee_participant_id, outcome.request_id)
         transfer_id = participant.decided.get(key)
@@ -1044,6 +1058,130 @@ class Sim:
             sent = participant.sent.get(transfer_id)
             if sent is not None and sent.request_gone_ns is None:
                 sent.request_gone_ns = self.now_ns
+
+    # -- hostile participants and operators (issue 10) -----------------------------------------
+
+    def bump(self, name: str) -> None:
+        self.planted[name] = self.planted.get(name, 0) + 1
+
+    def approve_with_a_used_id(self, participant: Participant, notice: RequestToPayNotice) -> None:
+        """A payer approves a request-to-pay naming a transfer id it already used — an
+        earlier transfer, a return, a refused transfer, another request's payment — that
+        the switch still holds (its expiry is ahead, so it cannot have been dropped). The
+        switch must refuse it as a reused id and change nothing; the payer's honest decision
+        follows. A core reading `request_to_pay_id` from a return crashed here."""
+        used = [sent for sent in participant.sent.values()
+                if sent.view in FINAL and sent.expires_at_ns > self.now_ns + S]
+        if not used:
+            return
+        sent = self.rng.choice(used)
+        self.bump(f"approve_with_used_{sent.kind}_id")
+        self.send(participant, RequestToPayDecision(
+            payee_participant_id=notice.payee_participant_id, request_id=notice.request_id,
+            approved=True, transfer_id=sent.transfer_id,
+            expires_at_ns=self.now_ns + self.rng.randint(2, 20) * S))
+
+    def pay_request_out_of_band(self, participant: Participant, notice: RequestToPayNotice) -> None:
+        """A payer tries to close a request-to-pay without paying it: it sends an ordinary
+        transfer (to anyone, for any amount) carrying `request_to_pay_id`, then approves the
+        request naming that transfer. Participants cannot set the field, so the frame is
+        refused at decode and the approval creates the transfer itself; a switch that took
+        the field marked the request APPROVED, caught by `check_request_paid`."""
+        rng = self.rng
+        pid = participant.participant_id
+        key = (notice.payee_participant_id, notice.request_id)
+        transfer_id = participant.next_id("p")
+        others = [p for p in self.participants if p != pid]
+        payee = self.alias_of(rng.choice(others))
+        self.bump("pay_request_out_of_band")
+        if participant.up:
+            self.network("inbound", pid, msgspec.msgpack.encode({
+                "type": "transfer", "transfer_id": transfer_id,
+                "payee": {"alias_type": payee.alias_type, "alias_value": payee.alias_value},
+                "amount_minor": rng.randint(1, 5_000), "currency": notice.currency,
+                "expires_at_ns": self.now_ns + rng.randint(2, 20) * S,
+                "request_to_pay_id": notice.request_id}))
+        # The approval, tracked like any other (its transfer is this payer's to follow up),
+        # sent once the transfer above has surely reached the switch.
+        participant.decided[key] = transfer_id
+        decision = RequestToPayDecision(
+            payee_participant_id=key[0], request_id=key[1], approved=True,
+            transfer_id=transfer_id, expires_at_ns=self.now_ns + rng.randint(2, 20) * S)
+        participant.sent[transfer_id] = Sent(
+            transfer_id, codec.encode_inbound_msgpack(decision), decision.expires_at_ns, "rtp",
+            next_try_ns=self.now_ns + rng.randint(500, 2_000) * MS)
+        self.at(self.now_ns + (self.delay_ms[1] + 2) * MS, "answer", pid, decision)
+
+    def check_request_paid(self, outcome: RequestToPayOutcome) -> None:
+        """An APPROVED request-to-pay was paid by the transfer its approval created: one the
+        switch built (no payee alias), forwarded, to the requester, for the requested amount."""
+        request = self.core._requests.get((outcome.payee_participant_id, outcome.request_id))
+        record = self.core._transfers.get((outcome.payer_participant_id, outcome.transfer_id))
+        if request is None or record is None:
+            return  # dropped from the core's tables since (final and expired)
+        paid_by_approval = (isinstance(record.event, TransferRequested)
+                            and record.event.request.payee is None)
+        self.check(paid_by_approval and record.forwarded
+                   and record.payee_participant_id == outcome.payee_participant_id
+                   and record.amount_minor == request.event.request.amount_minor,
+                   f"request-to-pay {outcome.request_id} of {outcome.payee_participant_id} "
+                   f"APPROVED by {outcome.transfer_id}, which its approval did not create "
+                   f"(to {record.payee_participant_id}, {record.amount_minor} minor units)")
+
+    def overflow_by_cap_changes(self, currency: str) -> None:
+        """The operator raises one participant's net debit cap by up to
+        NET_DEBIT_CAP_MINOR_MAX and lowers it back, over and over. Ledger totals only grow,
+        so the hub's cap account (or the participant's) fills up: the last raise takes
+        exactly the room left and is kept, and the next must be refused
+        (ADMIN_ACCOUNT_OVERFLOW). The participant's account is then full or within a few
+        payments of 2**64-1, so payments to it must be refused too (PAYEE_ACCOUNT_OVERFLOW).
+        A core that asserted on OVERFLOWS_* crashed here, and again after every restart.
+        (Deposits are bounded at AMOUNT_MINOR_MAX: ~18,400 of them would be needed;
+        tests/core/test_core_ledger_results.py does that instead.)
+
+        It picks the participant with the most credits: the one the hub's account, once
+        full, leaves the least room (the hub's debits count every participant's caps, a
+        participant's credits also what it was paid)."""
+        self.bump("cap_overflow")
+        ids = sorted(self.participants)
+        credits = [a.credits_pending + a.credits_posted for a in self.ledger.lookup_accounts(
+            [self.core.account_id(pid, currency) for pid in ids])]
+        participant_id = ids[credits.index(max(credits))]
+        self.at(self.now_ns, "cap_round", participant_id, currency, 0)
+
+    def cap_round(self, participant_id: int, currency: str, round_: int) -> None:
+        """One round of `overflow_by_cap_changes`, once the previous round's requests are
+        answered (operator requests go through the shell's ticks like everything else)."""
+        if self.admin_pending or not self.up:
+            self.at(self.now_ns + 20 * MS, "cap_round", participant_id, currency, round_)
+            return
+        self.check(round_ < CAP_OVERFLOW_ROUNDS_MAX,
+                   f"{CAP_OVERFLOW_ROUNDS_MAX} cap rounds did not fill an account")
+        key = (participant_id, currency)
+        accounts = [self.core.currency(currency).hub_liquidity_account_id,
+                    self.core.account_id(participant_id, currency)]
+        (hub, own) = self.ledger.lookup_accounts(accounts)
+        # A raise debits the hub's cap account and credits the participant's (which may
+        # have received payments the hub's account never saw): the fuller one binds.
+        room = min(U64_MAX - hub.debits_pending - hub.debits_posted,
+                   U64_MAX - own.credits_pending - own.credits_posted)
+        before = self.caps.get(key, 0)
+        if before >= NET_DEBIT_CAP_MINOR_MAX:
+            return
+        raise_minor = min(NET_DEBIT_CAP_MINOR_MAX - before, room)
+        request_id = f"whale-{self.queue_seq}-{round_}"
+        if raise_minor == 0:  # full: this raise must be refused, changing nothing
+            self.admin(NetDebitCapSet(request_id=f"{request_id}-up",
+                                      participant_id=participant_id, currency=currency,
+                                      cap_minor=before + 1))
+            return
+        self.admin(NetDebitCapSet(request_id=f"{request_id}-up", participant_id=participant_id,
+                                  currency=currency, cap_minor=before + raise_minor))
+        if raise_minor < room:
+            self.admin(NetDebitCapSet(request_id=f"{request_id}-down",
+                                      participant_id=participant_id, currency=currency,
+                                      cap_minor=before))
+        self.at(self.now_ns + 20 * MS, "cap_round", participant_id, currency, round_ + 1)
 
     # -- the loop --------------------------------------------------------------------------
 
@@ -1119,6 +1257,8 @@ class Sim:
                 self.crash()
         elif kind == "restart":
             self.restart()
+        elif kind == "cap_round":
+            self.cap_round(*payload)
         elif kind == "drain":
             # Faults stop; everyone comes back; work already started must now finish.
             self.loss = 0.0

@@ -207,6 +207,10 @@ async def test_return_and_request_to_pay_over_http(switch, payer_and_payee):
      400, "VALIDATION_ERROR", "$.amount_minor"),
     (b'{"transfer_id":"t-bad","payee":null,"amount_minor":5,"currency":"BRL",'
      b'"expires_at_ns":1}', 400, "VALIDATION_ERROR", "$.payee"),
+    # Only an approval links a transfer to a request-to-pay: a participant cannot.
+    (b'{"transfer_id":"t-bad","payee":{"alias_type":"MSISDN","alias_value":"+5511987650001"},'
+     b'"amount_minor":100,"currency":"BRL","expires_at_ns":1,"request_to_pay_id":"rtp-1"}',
+     400, "VALIDATION_ERROR", "request_to_pay_id"),
 ])
 async def test_bad_bodies_get_typed_errors_naming_the_field(switch, payer_and_payee, body,
                                                             status, name, detail):
@@ -248,10 +252,36 @@ async def test_bad_path_ids_are_refused(switch, payer_and_payee):
     for path, result in ((b"/transfers/0/t-1", Result.VALIDATION_ERROR),
                          (b"/transfers/abc/t-1", Result.VALIDATION_ERROR),
                          (b"/transfers/1/" + b"x" * 65, Result.ID_INVALID),
-                         (b"/transfers/1/-leading-dash", Result.ID_INVALID)):
+                         (b"/transfers/1/-leading-dash", Result.ID_INVALID),
+                         (b"/transfers/1/t-1%0A", Result.ID_INVALID),  # `$` allows a "\n"
+                         (b"/transfers/1/a%2Fb", Result.ID_INVALID)):
         status, answer = await raw(switch, b"GET", path, headers=bearer(payer))
         assert status == 400, path
         assert decode_error(answer).result == int(result)
+
+
+async def test_an_approval_must_name_a_transfer_id_of_the_id_grammar(switch, payer_and_payee):
+    """The transfer an approval creates is named in the body: it must be an `Id` like every
+    other transfer id (it becomes a status path), or the decision is refused at the door."""
+    payer, _, _, payee_handler = payer_and_payee
+    json_type = ((b"content-type", b"application/json"),)
+    for transfer_id in ("a/b", "a b", "t-1\n", "caf\u00e9", "x" * 65):
+        body = msgspec.json.encode({"approved": True, "transfer_id": transfer_id,
+                                    "expires_at_ns": time.time_ns() + 60 * 10**9})
+        status, answer = await raw(switch, b"PUT", b"/requests-to-pay/2/rtp-hostile", body,
+                                   bearer(payer) + json_type)
+        error = decode_error(answer)
+        assert (status, error.name) == (400, "VALIDATION_ERROR"), transfer_id
+        assert "$.transfer_id" in error.detail
+
+
+def test_path_ids_use_the_core_id_grammar():
+    from connectors.http.app import _path_id
+    from switch.core.messages import id_valid
+
+    for text in ("t-1", "x" * 64, "x" * 65, "", "t-1\n", "a b", "-a", "caf\u00e9", "a:b.c_d"):
+        raw_segment = text.encode("utf-8")
+        assert (_path_id(raw_segment) == text) is id_valid(text), repr(text)
 
 
 async def test_unknown_route_and_wrong_method(switch, payer_and_payee):
