@@ -122,6 +122,14 @@ encoder = msgspec.msgpack.Encoder()
 client_frame_decoder = msgspec.msgpack.Decoder(ClientFrame)
 server_frame_decoder = msgspec.msgpack.Decoder(ServerFrame)
 any_decoder = msgspec.msgpack.Decoder()
+_inbound_decoder = msgspec.msgpack.Decoder(Inbound)
+# What msgspec raises for a value it cannot write (an int past 2**64, a float for a str).
+_ENCODE_ERRORS = (OverflowError, TypeError, ValueError, msgspec.EncodeError)
+
+
+class FrameError(ValueError):
+    """A message that cannot go out as a frame: it cannot be encoded, breaks a constraint
+    of its type, or is larger than FRAME_BYTES_MAX. Nothing was written."""
 
 
 def frame(message) -> bytes:
@@ -131,13 +139,36 @@ def frame(message) -> bytes:
 
 
 def append_frame(buffer: bytearray, message) -> None:
-    """Append one frame to `buffer` without an intermediate copy."""
+    """Append one frame to `buffer` without an intermediate copy. All or nothing: on a
+    FrameError `buffer` is as it was (a half-written frame would be an empty or truncated
+    one on the wire, which the other side must treat as a protocol error)."""
     start = len(buffer)
     buffer.extend(b"\0\0\0\0")
-    encoder.encode_into(message, buffer, start + 4)
+    try:
+        encoder.encode_into(message, buffer, start + 4)
+    except _ENCODE_ERRORS as error:
+        del buffer[start:]
+        raise FrameError(str(error)) from None
     length = len(buffer) - start - 4
-    assert length <= limits.FRAME_BYTES_MAX, "frame larger than the protocol allows"
+    if length > limits.FRAME_BYTES_MAX:
+        del buffer[start:]
+        raise FrameError(f"frame of {length} bytes is larger than {limits.FRAME_BYTES_MAX}")
     buffer[start:start + 4] = length.to_bytes(4, "big")
+
+
+def check_inbound(message) -> None:
+    """Raise FrameError unless `message` encodes and decodes as the `Inbound` type the
+    server reads: the same constraints (amounts, id grammar, lengths) a sender would
+    otherwise learn of from a VALIDATION_ERROR reply, or never, for a value that cannot
+    be encoded at all."""
+    try:
+        body = encoder.encode(message)
+    except _ENCODE_ERRORS as error:
+        raise FrameError(str(error)) from None
+    try:
+        _inbound_decoder.decode(body)
+    except msgspec.ValidationError as error:
+        raise FrameError(str(error)[:limits.DETAIL_LENGTH_MAX]) from None
 
 
 # A Push frame is its fixed map header, "type": "push", "message": and then the message:

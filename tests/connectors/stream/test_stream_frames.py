@@ -94,3 +94,17 @@ def test_constraint_violations_are_typed_decode_errors():
         "currency": "KES", "expires_at_ns": 1}})
     with pytest.raises(msgspec.ValidationError):
         client_frame_decoder.decode(bad)
+
+
+def test_a_frame_that_cannot_be_encoded_leaves_the_buffer_unchanged():
+    """All or nothing: a failed encode must not leave a length prefix (an empty frame)."""
+    from connectors.stream.protocol import FrameError
+
+    buffer = bytearray(frame(Hello(version=1)))
+    before = bytes(buffer)
+    bad = TransferRequest(transfer_id="t-1", payee=Party(alias_type="MSISDN",
+                                                         alias_value="+254700000001"),
+                          amount_minor=2**64, currency="KES", expires_at_ns=1)
+    with pytest.raises(FrameError):
+        append_frame(buffer, Request(corr=1, message=bad))
+    assert bytes(buffer) == before
