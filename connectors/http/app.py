@@ -141,6 +141,10 @@ def _decode_body(decoder, body: bytes):
         return _validation(error)
     except msgspec.DecodeError as error:
         return _malformed(error)
+    except RecursionError:
+        # msgspec bounds nesting with Python's recursion limit (about a thousand levels; no
+        # body of ours nests more than 3): deeper is a malformed body, never a traceback.
+        return _NESTED_TOO_DEEP
 
 
 def _path_transfer(segments) -> tuple[int, str] | Response:
@@ -160,6 +164,8 @@ _NOT_JSON = error_response(Result.VALIDATION_ERROR, "Content-Type must be applic
 _NO_KEY = error_response(Result.VALIDATION_ERROR, "missing or unknown API key", status=401)
 _SIGNATURE_REQUIRED = error_response(Result.INVALID_SIGNATURE,
                                      "this participant must sign request bodies (JWS)")
+_NESTED_TOO_DEEP = error_response(Result.MALFORMED_SYNTAX, "nested deeper than the decoder "
+                                                           "allows")
 _BAD_ID = error_response(Result.ID_INVALID, "path id is empty, too long or malformed")
 _BAD_PARTICIPANT = error_response(Result.VALIDATION_ERROR, "path participant id is not valid")
 

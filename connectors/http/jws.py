@@ -181,6 +181,8 @@ def _protected(encoded: bytes) -> ProtectedHeader:
         header = _protected_decoder.decode(b64url_decode(encoded))
     except msgspec.DecodeError as error:
         raise JwsError(f"bad protected header: {error}") from None
+    except RecursionError:
+        raise JwsError("bad protected header: nested too deep") from None
     if header.crit is not None:
         raise JwsError("critical header parameters are not supported")
     if not header.b64:

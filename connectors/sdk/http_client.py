@@ -643,6 +643,9 @@ class HttpClient(TransferWaiting):
             message = _decode_outbound(request.body)
         except msgspec.DecodeError as error:  # ValidationError is a DecodeError
             return Response(400, _encode({"detail": str(error)}))
+        except RecursionError:
+            # A nesting bomb stops msgspec at its recursion guard: bad input, no traceback.
+            return Response(400, b'{"detail":"nested deeper than the decoder allows"}')
         self.received_total += 1
         self._dispatch(message)
         return _OK_BODY

@@ -465,8 +465,8 @@ class StreamClient(TransferWaiting):
     def _frame(self, data) -> None:
         try:
             frame = server_frame_decoder.decode(data)
-        except (msgspec.ValidationError, msgspec.DecodeError) as error:
-            log.error("stream_bad_frame_from_switch error=%s", error)
+        except (msgspec.ValidationError, msgspec.DecodeError, RecursionError) as error:
+            log.error("stream_bad_frame_from_switch error=%s", str(error)[:200])
             return
         frame_type = type(frame)
         if frame_type is Push:

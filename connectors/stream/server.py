@@ -48,6 +48,12 @@ from switch.server.gateway import refused_for
 
 log = logging.getLogger("ponte.connectors.stream")
 
+# msgspec guards its recursion with Python's recursion limit: a frame nested deeper (a
+# 1 MiB "nesting bomb" is a million levels) stops the decoder after about a thousand levels
+# with RecursionError, which is client input like any other malformed frame: a typed
+# MALFORMED_FRAME, never a traceback. No message of the protocol nests more than 5 deep.
+NESTING_DETAIL = "nested deeper than the decoder allows"
+
 _OK = Result.OK
 
 
@@ -162,6 +168,9 @@ class StreamConnection(asyncio.Protocol):
         except msgspec.DecodeError:
             self._fail(StreamError.MALFORMED_FRAME, "not msgpack")
             return
+        except RecursionError:
+            self._fail(StreamError.MALFORMED_FRAME, NESTING_DETAIL)
+            return
         frame_type = type(frame)
         participant_id = self.participant_id
         if participant_id is None:
@@ -202,6 +211,9 @@ class StreamConnection(asyncio.Protocol):
             raw = any_decoder.decode(data)
         except msgspec.DecodeError:
             self._fail(StreamError.MALFORMED_FRAME, detail)
+            return
+        except RecursionError:
+            self._fail(StreamError.MALFORMED_FRAME, NESTING_DETAIL)
             return
         if not isinstance(raw, dict):
             self._fail(StreamError.MALFORMED_FRAME, detail)

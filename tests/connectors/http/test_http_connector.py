@@ -25,11 +25,13 @@ from switch.core.messages import (
     RequestToPayDecision,
     RequestToPayOutcome,
     ReturnRequest,
+    TransferOutcome,
     TransferRef,
 )
 from switch.core.results import RequestToPayState, Result, TransferState
 
 from http_helpers import (
+    CURRENCY,
     FUNDING_MINOR,
     PAYEE_ALIAS,
     PAYER_ALIAS,
@@ -555,3 +557,66 @@ async def test_many_transfers_through_a_tiny_pool_all_complete(switch):
     assert switch.position(1)["debits_posted"] == sum(10 + n for n in range(120))
     assert len(payee_handler.credit_requests) == 120
     assert not payer._backlog and payer.pending_transfers == 0
+
+
+# -- nesting bombs -----------------------------------------------------------------------
+
+
+def json_nesting_bomb(size_bytes: int, before_tag: bool) -> bytes:
+    """A JSON body that is almost all nesting (`[[[[...]]]]`), bare or as a field placed
+    before the `type` tag that a union decoder skips values looking for."""
+    depth = (size_bytes - 40) // 2
+    nested = b"[" * depth + b"]" * depth
+    if not before_tag:
+        return nested
+    return b'{"x":' + nested + b',"type":"transfer"}'
+
+
+@pytest.mark.parametrize("before_tag", [False, True])
+@pytest.mark.parametrize("method,path", [(b"POST", b"/transfers"), (b"POST", b"/returns"),
+                                         (b"POST", b"/requests-to-pay"),
+                                         (b"POST", b"/aliases"),
+                                         (b"PUT", b"/transfers/1/t-1"),
+                                         (b"PUT", b"/requests-to-pay/2/r-1")])
+async def test_nesting_bomb_bodies_get_a_typed_400_without_a_traceback(
+        switch, payer_and_payee, caplog, method, path, before_tag):
+    """Every body route decodes with a bounded depth: a 16 KiB bomb is a typed 400 (the
+    decoder stops at the first level that breaks the schema, or at its recursion guard),
+    never a 500 or a traceback, and the connector keeps serving."""
+    payer, _, _, payee_handler = payer_and_payee
+    body = json_nesting_bomb(limits.REQUEST_BODY_BYTES_MAX, before_tag)
+    json_type = ((b"content-type", b"application/json"),)
+    caplog.clear()
+    with caplog.at_level("DEBUG"):
+        status, answer = await raw(switch, method, path, body, bearer(payer) + json_type)
+    assert status == 400
+    assert decode_error(answer).name in ("MALFORMED_SYNTAX", "VALIDATION_ERROR")
+    assert not [record for record in caplog.records if record.exc_info], caplog.text
+    assert (await payer.status(1, "t-1")).result is Result.TRANSFER_NOT_FOUND
+    assert not payee_handler.credit_requests
+
+
+async def test_nesting_bomb_callback_is_refused_by_the_sdk_receiver(switch, caplog):
+    """The SDK's callback receiver reads the Outbound union (it skips values looking for the
+    tag): a bomb posted to it is a 400 with no traceback, and it keeps working."""
+    handler = Recorder()
+    client = await switch.participant(5, handler)
+    host, port = "127.0.0.1", client.receiver.port
+    caplog.clear()
+    with caplog.at_level("DEBUG"):
+        for before_tag in (True, False):
+            body = json_nesting_bomb(limits.REQUEST_BODY_BYTES_MAX, before_tag)
+            reader, writer = await asyncio.open_connection(host, port)
+            writer.write(b"POST / HTTP/1.1\r\nhost: t\r\nconnection: close\r\n"
+                         b"content-type: application/json\r\ncontent-length: %d\r\n\r\n"
+                         % len(body) + body)
+            response = await asyncio.wait_for(reader.read(), 10)
+            writer.close()
+            assert response.startswith(b"HTTP/1.1 400"), response[:200]
+    assert not [record for record in caplog.records if record.exc_info], caplog.text
+    outcome = TransferOutcome(payer_participant_id=1, transfer_id="t-9",
+                              state=TransferState.COMMITTED, result=Result.OK,
+                              payee_participant_id=5, amount_minor=1, currency=CURRENCY)
+    switch.http.callbacks.deliver_to(5, outcome)
+    switch.http.callbacks.flush()
+    await eventually(lambda: handler.outcomes == [outcome])

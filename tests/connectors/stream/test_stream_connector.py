@@ -336,3 +336,49 @@ async def test_answering_a_transfer_one_was_never_sent_is_an_error_not_a_decisio
     assert server.core.in_flight_count == 1  # t-x still waits for its real payee
     payer.close()
     payee.close()
+
+
+def nesting_bomb(size_bytes: int, shape: str) -> bytes:
+    """A msgpack body of `size_bytes` that is almost all nesting: bare arrays, or arrays
+    inside a map before its `type` tag (the typed decoder skips them looking for it)."""
+    if shape == "arrays":
+        return b"\x91" * (size_bytes - 1) + b"\xc0"
+    head = b"\x82\xa1x"
+    tail = b"\xa4type\xa5hello"
+    return head + b"\x91" * (size_bytes - len(head) - len(tail) - 1) + b"\xc0" + tail
+
+
+@pytest.mark.parametrize("stage", ["before_hello", "after_hello"])
+@pytest.mark.parametrize("shape", ["arrays", "map"])
+async def test_nesting_bomb_is_a_malformed_frame_without_a_traceback(switch, stage, shape,
+                                                                     caplog):
+    server, participants = switch
+    port = server.stream_port
+    payee = await register_payee(port, participants["bank_b"][1])
+    offender = await Raw.open(port)
+    if stage == "after_hello":
+        await offender.hello(participants["bank_a"][1])
+        size_bytes = limits.FRAME_BYTES_MAX
+    else:
+        # Before hello a frame may be no larger than the largest hello: a bomb that fits.
+        size_bytes = getattr(limits, "HELLO_FRAME_BYTES_MAX", 1200)
+    totals_before = ledger_totals(server)
+    caplog.clear()
+    with caplog.at_level("DEBUG"):
+        for _ in range(3):  # the offender comes back and tries again
+            body = nesting_bomb(size_bytes, shape)
+            offender.send_bytes(len(body).to_bytes(4, "big") + body)
+            await expect_protocol_error(offender, StreamError.MALFORMED_FRAME)
+            offender = await Raw.open(port)
+            if stage == "after_hello":
+                await offender.hello(participants["bank_a"][1])
+    assert not [record for record in caplog.records if record.exc_info], caplog.text
+    assert "Traceback" not in caplog.text
+    assert ledger_totals(server) == totals_before
+    # The other participant's connection is untouched and still served.
+    payee.send(Request(corr=9, message=ResolveRequest(alias=ALIAS, payer_user_ref="u2")))
+    answer = await payee.frame()
+    assert type(answer) is Reply and answer.corr == 9
+    assert type(answer.message) is ResolveAnswer and answer.message.result is Result.OK
+    offender.close()
+    payee.close()
