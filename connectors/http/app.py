@@ -85,6 +85,9 @@ class HttpConnectorConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unkn
     signing_algorithm: Literal["ES256", "RS256", "PS256", "EdDSA"] = "ES256"
     signing_kid: str = ""
     callbacks: CallbackPolicy = CallbackPolicy()
+    # Connections one remote address may hold (from accept, before any request).
+    connections_per_address_max: Annotated[int, Meta(ge=1, le=limits.CONNECTIONS_MAX)] = (
+        limits.CONNECTIONS_PER_ADDRESS_MAX_DEFAULT)
     # Answer 202 only once the request is journaled (True), or as soon as it is queued.
     accept_when_durable: bool = True
 
@@ -192,7 +195,8 @@ class HttpConnector:
         self._openapi = Response(200, _encode(self.document))
         self._docs = Response(200, render_docs(self.document).encode(),
                               content_type=b"text/html; charset=utf-8")
-        self.server = HttpServer(self.handle, errors.protocol_error)
+        self.server = HttpServer(self.handle, errors.protocol_error,
+                                 connections_per_address_max=config.connections_per_address_max)
         self._routes = self._route_table()
         decoders = msgspec.json.Decoder
         self._transfer_decoder = decoders(TransferRequest)

@@ -23,6 +23,11 @@ REQUESTS_IN_FLIGHT_PER_CONNECTION_MAX = 256
 # Bytes of answers queued on one connection before the server pauses reading from it.
 RESPONSE_BUFFER_BYTES_MAX = 1024 * 1024
 CONNECTIONS_MAX = 4096
+# Connections from one remote host (HttpConnectorConfig.connections_per_address_max), so one
+# host cannot take every slot. A participant's SDK pools a few keep-alive connections; a
+# hosting provider may carry several participants from one address. Behind a proxy that
+# hides client addresses, raise it.
+CONNECTIONS_PER_ADDRESS_MAX_DEFAULT = 256
 
 # -- timers on the server ---------------------------------------------------------------
 IDLE_TIMEOUT_MS = 60_000  # a keep-alive connection with nothing in flight
@@ -56,6 +61,8 @@ assert REQUEST_BODY_BYTES_MAX >= 4 * (
     core_limits.REFERENCE_LENGTH_MAX * 6 + core_limits.TEXT_LENGTH_MAX + core_limits.ID_LENGTH_MAX
 )
 assert URL_BYTES_MAX <= REQUEST_HEADER_BYTES_MAX
+assert CALLBACK_CONNECTIONS_PER_PARTICIPANT_MAX <= CONNECTIONS_PER_ADDRESS_MAX_DEFAULT
+assert CONNECTIONS_PER_ADDRESS_MAX_DEFAULT <= CONNECTIONS_MAX
 assert JWS_HEADER_BYTES_MAX < REQUEST_HEADER_BYTES_MAX
 assert CALLBACK_BACKOFF_MS_MIN <= CALLBACK_BACKOFF_MS_MAX
 assert CALLBACK_ATTEMPTS_MAX >= 1

@@ -64,8 +64,8 @@ class Hello(msgspec.Struct, tag="hello", **_FRAME):
     is registered for the participant."""
 
     version: int
-    api_key: Annotated[str, Meta(max_length=256)] = ""
-    client_name: Annotated[str, Meta(max_length=64)] = ""
+    api_key: Annotated[str, Meta(max_length=limits.HELLO_API_KEY_LENGTH_MAX)] = ""
+    client_name: Annotated[str, Meta(max_length=limits.HELLO_CLIENT_NAME_LENGTH_MAX)] = ""
 
 
 class Request(msgspec.Struct, tag="request", **_FRAME):

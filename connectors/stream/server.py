@@ -75,7 +75,9 @@ class StreamConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.participant_id: int | None = None
         self._certificate_participant: int | None = None
-        self._reader = FrameReader()
+        # Until the Hello is read, no frame may be larger than the largest Hello.
+        self._reader = FrameReader(limits.HELLO_FRAME_BYTES_MAX)
+        self._address = ""  # the remote host, once counted in server.per_address
         self._out = bytearray()
         self._flush_scheduled = False
         self._window = 0
@@ -101,6 +103,13 @@ class StreamConnection(asyncio.Protocol):
             self._fail(StreamError.SERVER_SHUTTING_DOWN if not server.accepting
                        else StreamError.TOO_MANY_CONNECTIONS)
             return
+        address = str(peer[0]) if peer else "?"
+        if server.per_address.get(address, 0) >= server.connections_per_address_max:
+            self._fail(StreamError.TOO_MANY_CONNECTIONS, "too many connections from this "
+                                                         "address")
+            return
+        server.per_address[address] = server.per_address.get(address, 0) + 1
+        self._address = address
         server.connections.add(self)
         transport.set_write_buffer_limits(limits.WRITE_BUFFER_HIGH_BYTES,
                                           limits.WRITE_BUFFER_LOW_BYTES)
@@ -131,6 +140,14 @@ class StreamConnection(asyncio.Protocol):
             else:
                 self.server.per_participant.pop(self.participant_id, None)
         self.server.connections.discard(self)
+        if self._address:
+            per_address = self.server.per_address
+            count = per_address.get(self._address, 1) - 1
+            if count:
+                per_address[self._address] = count
+            else:
+                per_address.pop(self._address, None)
+            self._address = ""
         for task in self._calls:
             task.cancel()
 
@@ -261,6 +278,7 @@ class StreamConnection(asyncio.Protocol):
             self._handshake_timer.cancel()
             self._handshake_timer = None
         self.participant_id = participant_id
+        self._reader.frame_bytes_max = limits.FRAME_BYTES_MAX
         self._write(Welcome(participant_id=participant_id, window_max=self._window_max,
                             frame_bytes_max=limits.FRAME_BYTES_MAX))
         # Attach after the Welcome so held messages (re-sent credit requests) follow it.
@@ -395,12 +413,17 @@ class StreamConnection(asyncio.Protocol):
 
 
 class StreamServer:
-    def __init__(self, gateway, *, window_max: int = limits.WINDOW_MAX_DEFAULT) -> None:
+    def __init__(self, gateway, *, window_max: int = limits.WINDOW_MAX_DEFAULT,
+                 connections_per_address_max: int = limits.CONNECTIONS_PER_ADDRESS_MAX_DEFAULT
+                 ) -> None:
         assert 1 <= window_max <= limits.WINDOW_MAX_CEILING
+        assert 1 <= connections_per_address_max <= limits.CONNECTIONS_MAX
         self.gateway = gateway
         self.window_max = window_max
+        self.connections_per_address_max = connections_per_address_max
         self.connections: set[StreamConnection] = set()
         self.per_participant: dict[int, int] = {}
+        self.per_address: dict[str, int] = {}  # remote host -> open connections
         self.accepting = True
         self.handshake_timeout_s = limits.HANDSHAKE_TIMEOUT_S
         self.frames_in = 0
@@ -455,7 +478,8 @@ async def start_stream_server(gateway, config, registry=None) -> StreamServer:
     if config.stream_tls_cert:
         context = server_ssl_context(config.stream_tls_cert, config.stream_tls_key,
                                      config.stream_tls_client_ca)
-    server = StreamServer(gateway)
+    server = StreamServer(gateway,
+                          connections_per_address_max=config.stream_connections_per_address_max)
     await server.start(config.stream_host, config.stream_port, context)
     if registry is not None:
         server.register_metrics(registry)

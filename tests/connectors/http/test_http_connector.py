@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from connectors.http import limits
-from connectors.http.app import ROUTES
+from connectors.http.app import ROUTES, HttpConnector, HttpConnectorConfig
 from connectors.http.errors import ErrorBody
 from connectors.http.jws import COMPACT_HEADER, Signer
 from connectors.http.openapi import build_document
@@ -29,6 +29,8 @@ from switch.core.messages import (
     TransferRef,
 )
 from switch.core.results import RequestToPayState, Result, TransferState
+from switch.server.config import ServerConfig
+from switch.server.server import SwitchServer
 
 from http_helpers import (
     CURRENCY,
@@ -620,3 +622,42 @@ async def test_nesting_bomb_callback_is_refused_by_the_sdk_receiver(switch, capl
     switch.http.callbacks.deliver_to(5, outcome)
     switch.http.callbacks.flush()
     await eventually(lambda: handler.outcomes == [outcome])
+
+
+# -- connections per address -------------------------------------------------------------
+
+
+async def test_connections_per_remote_address_are_bounded(tmp_path):
+    """One address cannot take every connection slot of the HTTP listener: past the
+    per-address bound its next connection gets a typed 503 and is closed, another address
+    is still served, and a slot freed is usable again."""
+    server = SwitchServer(ServerConfig(data_dir=str(tmp_path), stream_enabled=False,
+                                       admin_enabled=False))
+    await server.start()
+    http = HttpConnector(server.gateway, HttpConnectorConfig(
+        port=0, connections_per_address_max=3))
+    await http.start()
+    try:
+        async def open_from(source_host: str):
+            return await asyncio.open_connection("127.0.0.1", http.port,
+                                                 local_addr=(source_host, 0))
+
+        async def health(connection) -> bytes:
+            reader, writer = connection
+            writer.write(b"GET /health HTTP/1.1\r\nhost: t\r\n\r\n")
+            return await asyncio.wait_for(reader.read(4096), 5)
+
+        held = [await open_from("127.0.0.1") for _ in range(3)]
+        assert (await health(held[0])).startswith(b"HTTP/1.1 200")
+        reader, writer = await open_from("127.0.0.1")
+        refused = await asyncio.wait_for(reader.read(), 5)  # answered, then closed
+        assert refused.startswith(b"HTTP/1.1 503"), refused
+        assert decode_error(refused.partition(b"\r\n\r\n")[2]).name == "SERVICE_UNAVAILABLE"
+        writer.close()
+        assert (await health(await open_from("127.0.0.2"))).startswith(b"HTTP/1.1 200")
+        held.pop()[1].close()
+        await eventually(lambda: http.server.per_address.get("127.0.0.1", 0) < 3)
+        assert (await health(await open_from("127.0.0.1"))).startswith(b"HTTP/1.1 200")
+    finally:
+        await http.close(grace_ms=100)
+        await server.stop(drain_s=0)

@@ -361,7 +361,7 @@ async def test_nesting_bomb_is_a_malformed_frame_without_a_traceback(switch, sta
         size_bytes = limits.FRAME_BYTES_MAX
     else:
         # Before hello a frame may be no larger than the largest hello: a bomb that fits.
-        size_bytes = getattr(limits, "HELLO_FRAME_BYTES_MAX", 1200)
+        size_bytes = limits.HELLO_FRAME_BYTES_MAX
     totals_before = ledger_totals(server)
     caplog.clear()
     with caplog.at_level("DEBUG"):
@@ -382,3 +382,67 @@ async def test_nesting_bomb_is_a_malformed_frame_without_a_traceback(switch, sta
     assert type(answer.message) is ResolveAnswer and answer.message.result is Result.OK
     offender.close()
     payee.close()
+
+
+async def test_before_hello_a_frame_may_be_no_larger_than_a_hello(switch):
+    """An unauthenticated connection cannot make the server buffer a 1 MiB frame: past the
+    largest possible Hello the announced length alone is FRAME_TOO_LARGE. After the
+    handshake the full FRAME_BYTES_MAX applies."""
+    server, participants = switch
+    port = server.stream_port
+    raw = await Raw.open(port)
+    raw.send_bytes((limits.HELLO_FRAME_BYTES_MAX + 1).to_bytes(4, "big"))
+    await expect_protocol_error(raw, StreamError.FRAME_TOO_LARGE)
+    raw = await Raw.open(port)
+    raw.send_bytes((limits.FRAME_BYTES_MAX).to_bytes(4, "big"))
+    await expect_protocol_error(raw, StreamError.FRAME_TOO_LARGE)
+    # A Hello of the largest size is read (and refused only for its unknown key).
+    raw = await Raw.open(port)
+    raw.send(Hello(version=limits.PROTOCOL_VERSION,
+                   api_key="\U0001f512" * limits.HELLO_API_KEY_LENGTH_MAX,
+                   client_name="\U0001f512" * limits.HELLO_CLIENT_NAME_LENGTH_MAX))
+    await expect_protocol_error(raw, StreamError.AUTHENTICATION_FAILED)
+    # After the handshake a frame far larger than a Hello is fine.
+    raw = await Raw.open(port)
+    await raw.hello(participants["bank_a"][1])
+    rows = [AliasRegistration(alias_type="MSISDN", alias_value=f"+2547000{n:05d}",
+                              account_ref=f"acc-{n}", owner_national_id="1234567890",
+                              display_name="Jane Doe") for n in range(100)]
+    raw.send(RegisterAliases(corr=3, aliases=rows))
+    answer = await raw.frame()
+    assert type(answer) is AliasesReply and answer.corr == 3
+    raw.close()
+
+
+async def open_from(port: int, source_host: str) -> Raw:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port,
+                                                   local_addr=(source_host, 0))
+    return Raw(reader, writer)
+
+
+async def test_connections_per_remote_address_are_bounded(tmp_path):
+    """One address cannot take every connection slot: past the per-address bound its next
+    connection is refused TOO_MANY_CONNECTIONS before any handshake, while another address
+    still connects; a slot freed is a slot usable again."""
+    from switch.server.testing import onboard, start_test_server
+
+    server = await start_test_server(str(tmp_path), stream_connections_per_address_max=3)
+    try:
+        participants = await onboard(server, ["bank_a"])
+        port = server.stream_port
+        held = [await open_from(port, "127.0.0.1") for _ in range(3)]  # never say hello
+        refused = await open_from(port, "127.0.0.1")
+        await expect_protocol_error(refused, StreamError.TOO_MANY_CONNECTIONS)
+        other = await open_from(port, "127.0.0.2")
+        assert (await other.hello(participants["bank_a"][1])).participant_id
+        held.pop().close()
+        for _ in range(200):
+            if server.stream_server.per_address.get("127.0.0.1", 0) < 3:
+                break
+            await asyncio.sleep(0.01)
+        again = await open_from(port, "127.0.0.1")
+        assert (await again.hello(participants["bank_a"][1])).participant_id
+        for raw in held + [other, again]:
+            raw.close()
+    finally:
+        await server.stop(drain_s=0)

@@ -108,3 +108,18 @@ def test_a_frame_that_cannot_be_encoded_leaves_the_buffer_unchanged():
     with pytest.raises(FrameError):
         append_frame(buffer, Request(corr=1, message=bad))
     assert bytes(buffer) == before
+
+
+def test_the_pre_handshake_bound_is_the_largest_hello():
+    """HELLO_FRAME_BYTES_MAX is derived from Hello's own bounds: the largest Hello the type
+    admits (every string at its maximum of 4-byte characters, the largest version) fits
+    exactly, and it is far below FRAME_BYTES_MAX."""
+    largest = Hello(version=2**64 - 1, api_key="\U0001f512" * limits.HELLO_API_KEY_LENGTH_MAX,
+                    client_name="\U0001f512" * limits.HELLO_CLIENT_NAME_LENGTH_MAX)
+    assert client_frame_decoder.decode(frame(largest)[4:]) == largest  # the type admits it
+    assert len(frame(largest)) - 4 == limits.HELLO_FRAME_BYTES_MAX
+    too_long = msgspec.msgpack.encode({"type": "hello", "version": 1,
+                                       "api_key": "k" * (limits.HELLO_API_KEY_LENGTH_MAX + 1)})
+    with pytest.raises(msgspec.ValidationError):
+        client_frame_decoder.decode(too_long)
+    assert limits.HELLO_FRAME_BYTES_MAX * 100 < limits.FRAME_BYTES_MAX
