@@ -29,8 +29,8 @@ import switch
 from connectors.http import errors, limits
 from connectors.http.callbacks import CallbackPolicy, CallbackSender
 from connectors.http.errors import error_response, rate_limited_response
-from connectors.http.jws import JwsError, Signer, VerifyKey, signature_from_headers, \
-    verify_detached
+from connectors.http.jws import JwsError, JwsMalformed, Signer, VerifyKey, \
+    signature_from_headers, verify_request
 from connectors.http.openapi import build_document, render_docs
 from connectors.http.resources import (
     Accepted,
@@ -321,7 +321,13 @@ class HttpConnector:
                 if caller in self.signature_required:
                     return _SIGNATURE_REQUIRED
                 return caller
-            verify_detached(found[0], found[1], request.body, key)
+            uri = request.path if request.query is None else request.path + b"?" + request.query
+            verify_request(found[0], found[1], request.body, key, method=request.method,
+                           uri=uri)
+        except JwsMalformed as error:
+            # Unreadable (not ASCII, not base64url, not JSON): a bad request, not a bad
+            # signature; either way nothing is recorded.
+            return error_response(Result.INVALID_SIGNATURE, str(error), status=400)
         except JwsError as error:
             return error_response(Result.INVALID_SIGNATURE, str(error))
         return caller

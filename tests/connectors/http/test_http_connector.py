@@ -284,18 +284,18 @@ async def test_jws_valid_invalid_and_missing_when_required(switch, payer_and_pay
     status, answer = await raw(switch, b"POST", b"/transfers", body, bearer(payer) + json_type)
     assert (status, decode_error(answer).name) == (401, "INVALID_SIGNATURE")
     # Signed over a different body: 401, nothing recorded.
-    forged = signer.sign(body.replace(b"1000", b"9999"))
+    forged = signer.sign(body.replace(b"1000", b"9999"), method=b"POST", uri=b"/transfers")
     status, answer = await raw(switch, b"POST", b"/transfers", body,
                                bearer(payer) + json_type + ((COMPACT_HEADER, forged),))
     assert (status, decode_error(answer).name) == (401, "INVALID_SIGNATURE")
     await assert_not_recorded(payer, payee_handler, "t-jws")
-    # Valid, in either header form: accepted.
-    status, _ = await raw(switch, b"POST", b"/transfers", body,
-                          bearer(payer) + json_type + ((COMPACT_HEADER, signer.sign(body)),))
+    # Valid (over the body, bound to the request), in either header form: accepted.
+    status, _ = await raw(switch, b"POST", b"/transfers", body, bearer(payer) + json_type + (
+        (COMPACT_HEADER, signer.sign(body, method=b"POST", uri=b"/transfers")),))
     assert status == 202
     body2 = msgspec.json.encode(transfer("t-jws-2"))
     status, _ = await raw(switch, b"POST", b"/transfers", body2, bearer(payer) + json_type + (
-        (b"fspiop-signature", signer.sign_fspiop(body2)),))
+        (b"fspiop-signature", signer.sign_fspiop(body2, method=b"POST", uri=b"/transfers")),))
     assert status == 202
     await eventually(lambda: len(payer_handler.outcomes) == 2)
     # The SDK signs for you.
@@ -661,3 +661,71 @@ async def test_connections_per_remote_address_are_bounded(tmp_path):
     finally:
         await http.close(grace_ms=100)
         await server.stop(drain_s=0)
+
+
+# -- JWS: malformed headers and binding to the request -----------------------------------
+
+
+@pytest.mark.parametrize("header,value", [
+    (b"fspiop-signature", '{"protectedHeader": "é", "signature": "ü"}'.encode()),
+    (b"fspiop-signature", b'{"protectedHeader": "\xff\xfe", "signature": "abc"}'),
+    (b"x-jws-signature", "eyJhbGciOiJFUzI1NiJ9..sïg".encode()),
+    (b"x-jws-signature", "é..abc".encode()),
+])
+async def test_non_ascii_signature_headers_are_a_typed_400_without_a_traceback(
+        switch, payer_and_payee, signer, caplog, header, value):
+    payer, _, _, payee_handler = payer_and_payee
+    switch.http.set_participant_key(1, signer.public_key_pem())
+    json_type = ((b"content-type", b"application/json"),)
+    body = msgspec.json.encode(transfer("t-ascii"))
+    caplog.clear()
+    with caplog.at_level("DEBUG"):
+        status, answer = await raw(switch, b"POST", b"/transfers", body,
+                                   bearer(payer) + json_type + ((header, value),))
+    assert (status, decode_error(answer).name) == (400, "INVALID_SIGNATURE")
+    assert not [record for record in caplog.records if record.exc_info], caplog.text
+    await assert_not_recorded(payer, payee_handler, "t-ascii")
+
+
+async def test_a_signed_answer_cannot_be_replayed_on_another_transfer(switch, payer_and_payee,
+                                                                      signer):
+    """The body of a payee's answer is the same for every transfer (`{"accepted":true}`):
+    the signature must bind the method and path (FSPIOP-URI, FSPIOP-HTTP-Method in the
+    protected header) or a captured answer accepts any transfer."""
+    payer, _, payee, payee_handler = payer_and_payee
+    switch.http.set_participant_key(2, signer.public_key_pem(), signature_required=True)
+    payee_handler.decision = None  # the payee answers by hand below
+    for transfer_id in ("t-sig-1", "t-sig-2"):
+        await payer.send_transfer(transfer(transfer_id))
+    await eventually(lambda: len(payee_handler.credit_requests) == 2)
+    json_type = ((b"content-type", b"application/json"),)
+    body = b'{"accepted":true}'
+    signed = signer.sign(body, method=b"PUT", uri=b"/transfers/1/t-sig-1")
+    # Replayed on the other transfer, or with another method: refused, nothing recorded.
+    for method, path in ((b"PUT", b"/transfers/1/t-sig-2"), (b"POST", b"/transfers")):
+        status, answer = await raw(switch, method, path, body,
+                                   bearer(payee) + json_type + ((COMPACT_HEADER, signed),))
+        assert (status, decode_error(answer).name) == (401, "INVALID_SIGNATURE"), path
+    # A signature over the body alone (no binding) is refused too.
+    status, answer = await raw(switch, b"PUT", b"/transfers/1/t-sig-1", body,
+                               bearer(payee) + json_type + ((COMPACT_HEADER,
+                                                             signer.sign(body)),))
+    assert (status, decode_error(answer).name) == (401, "INVALID_SIGNATURE")
+    # On the request it was made for it works, in either header form.
+    status, _ = await raw(switch, b"PUT", b"/transfers/1/t-sig-1", body,
+                          bearer(payee) + json_type + ((COMPACT_HEADER, signed),))
+    assert status == 202
+    status, _ = await raw(switch, b"PUT", b"/transfers/1/t-sig-2", b'{"accepted":false}',
+                          bearer(payee) + json_type + ((b"fspiop-signature", signer.sign_fspiop(
+                              b'{"accepted":false}', method=b"PUT",
+                              uri=b"/transfers/1/t-sig-2")),))
+    assert status == 202
+    await eventually(lambda: len(payee_handler.outcomes) == 2)
+    states = {o.transfer_id: o.state for o in payee_handler.outcomes}
+    assert states == {"t-sig-1": TransferState.COMMITTED, "t-sig-2": TransferState.REJECTED}
+    # The SDK binds the request itself.
+    payee.signer = signer
+    await payer.send_transfer(transfer("t-sig-3"))
+    await eventually(lambda: len(payee_handler.credit_requests) == 3)
+    await payee.answer_credit_request(1, "t-sig-3", True)
+    await eventually(lambda: any(o.transfer_id == "t-sig-3" for o in payee_handler.outcomes))
