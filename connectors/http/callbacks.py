@@ -284,6 +284,10 @@ class ParticipantSink:
     def flush(self) -> None:
         self.sender.flush()
 
+    def close(self, reason: str) -> None:
+        """Nothing to end: HTTP has no session (every request carries its key, and a
+        revoked one is refused on the next request)."""
+
 
 class CallbackSender:
     """All participants' lanes. `deliver_to` queues, `flush` starts sending (the gateway

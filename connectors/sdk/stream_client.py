@@ -245,10 +245,16 @@ class StreamClient(TransferWaiting):
         self._corr_transfer.clear()
         self._corr_answer.clear()
         self._answer_corr.clear()
-        if self._closing or not self.reconnect or not self.participant_id:
+        error = self.protocol_error
+        # The switch ended the session for its credentials: reconnecting with them would
+        # only be refused, again and again.
+        revoked = error is not None and error.error is StreamError.SESSION_REVOKED
+        if self._closing or not self.reconnect or not self.participant_id or revoked:
+            reason = (f"session revoked by the switch: {error.error.name} {error.detail}"
+                      if revoked else f"connection lost: {exc!r}")
             for pending in list(self._transfers.values()) + list(self._requests_to_pay.values()):
                 if not pending.future.done():
-                    pending.future.set_exception(SdkError(f"connection lost: {exc!r}"))
+                    pending.future.set_exception(SdkError(reason))
             self._transfers.clear()
             self._requests_to_pay.clear()
             return

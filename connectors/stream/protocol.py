@@ -54,6 +54,8 @@ class StreamError(IntEnum):
     SLOW_CONSUMER = 11  # the client does not read what it is sent
     SERVER_SHUTTING_DOWN = 12
     TOO_MANY_CALLS = 13  # more resolve/status calls awaited than CALLS_IN_FLIGHT_MAX
+    SESSION_REVOKED = 14  # the key it was opened with was revoked, or the participant
+    # suspended (the detail says which): do not reconnect with the same credentials
 
 
 # -- client -> server ------------------------------------------------------------------

@@ -74,6 +74,9 @@ class StreamConnection(asyncio.Protocol):
         self.gateway = server.gateway
         self.transport: asyncio.Transport | None = None
         self.participant_id: int | None = None
+        # The hash of the API key the Hello authenticated with (None: certificate only),
+        # so revoking that key closes this session (Gateway.close_sessions).
+        self.key_hash: bytes | None = None
         self._certificate_participant: int | None = None
         # Until the Hello is read, no frame may be larger than the largest Hello.
         self._reader = FrameReader(limits.HELLO_FRAME_BYTES_MAX)
@@ -264,6 +267,7 @@ class StreamConnection(asyncio.Protocol):
             ):
                 self._fail(StreamError.AUTHENTICATION_FAILED)
                 return
+            self.key_hash = self.gateway.session_key_hash(hello.api_key)
         else:
             participant_id = self._certificate_participant
         if participant_id is None:
@@ -408,7 +412,13 @@ class StreamConnection(asyncio.Protocol):
         if self.participant_id is not None:
             self.gateway.detach(self.participant_id, self)
 
-    def close(self, error: StreamError = StreamError.SERVER_SHUTTING_DOWN) -> None:
+    def close(self, reason: str) -> None:
+        """The gateway's Sink.close: the switch ended this session (its key revoked, its
+        participant suspended). The peer gets SESSION_REVOKED with `reason`."""
+        self._fail(StreamError.SESSION_REVOKED, reason[:limits.DETAIL_LENGTH_MAX])
+
+    def shut(self, error: StreamError) -> None:
+        """Close for a reason of the server's own (shutting down)."""
         self._fail(error)
 
 
@@ -449,7 +459,7 @@ class StreamServer:
     async def close(self) -> None:
         self.stop_accepting()
         for connection in list(self.connections):
-            connection.close(StreamError.SERVER_SHUTTING_DOWN)
+            connection.shut(StreamError.SERVER_SHUTTING_DOWN)
         if self._server is not None:
             try:
                 await asyncio.wait_for(self._server.wait_closed(), 2.0)

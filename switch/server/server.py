@@ -149,6 +149,8 @@ class SwitchServer:
                                credentials=self.credentials,
                                inbound_max=config.inbound_queue_max)
         self.gateway.metrics = self.metrics
+        # Revoked keys close the live sessions they opened (edge-defects branch).
+        self.credentials.bind_sessions(self.gateway.close_sessions)
         self.timers = TimerWheel(loop, self._timer_fired)
         self.sequencer = Sequencer(
             core=self.core, gateway=self.gateway, journal=self.journal, timers=self.timers,

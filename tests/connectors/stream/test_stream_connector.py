@@ -446,3 +446,63 @@ async def test_connections_per_remote_address_are_bounded(tmp_path):
             raw.close()
     finally:
         await server.stop(drain_s=0)
+
+
+async def test_revoking_a_key_closes_its_live_sessions_at_once(switch):
+    """Revocation (a new key with revoke_others, as a key rotation does) closes every live
+    stream session that key authenticated with a typed SESSION_REVOKED, at once; the key is
+    refused from then on, the new key works, and another participant notices nothing."""
+    server, participants = switch
+    port = server.stream_port
+    payer_id, old_key = participants["bank_a"]
+    payee = await register_payee(port, participants["bank_b"][1])
+    sessions = [await Raw.open(port) for _ in range(2)]
+    for session in sessions:
+        await session.hello(old_key)
+    new_key = await server.credentials.issue_key(payer_id, revoke_others=True)
+    for session in sessions:
+        await expect_protocol_error(session, StreamError.SESSION_REVOKED)
+    assert not server.gateway.attached(payer_id)
+    again = await Raw.open(port)
+    again.send(Hello(version=limits.PROTOCOL_VERSION, api_key=old_key))
+    await expect_protocol_error(again, StreamError.AUTHENTICATION_FAILED)
+    fresh = await Raw.open(port)
+    assert (await fresh.hello(new_key)).participant_id == payer_id
+    payee.send(Request(corr=9, message=ResolveRequest(alias=ALIAS, payer_user_ref="u2")))
+    answer = await payee.frame()
+    assert type(answer) is Reply and answer.message.result is Result.OK
+    fresh.close()
+    payee.close()
+
+
+async def test_close_sessions_closes_one_keys_sessions_or_all_of_a_participant(switch):
+    """The gateway hook: with a key's hash only the sessions that key authenticated close
+    (another key's stay served); without one (suspension) every session of the participant
+    closes; other participants' sessions never do."""
+    from switch.server.gateway import hash_api_key
+
+    server, participants = switch
+    port = server.stream_port
+    payer_id, first_key = participants["bank_a"]
+    second_key = await server.credentials.issue_key(payer_id)
+    first = await Raw.open(port)
+    await first.hello(first_key)
+    second = await Raw.open(port)
+    await second.hello(second_key)
+    other = await Raw.open(port)
+    await other.hello(participants["bank_b"][1])
+    closed = server.gateway.close_sessions(
+        payer_id, hash_api_key(server.credentials.pepper, first_key), "key revoked")
+    assert closed == 1
+    await expect_protocol_error(first, StreamError.SESSION_REVOKED)
+    second.send(Request(corr=1, message=StatusQuery(payer_participant_id=payer_id,
+                                                    transfer_id="none")))
+    assert type((await second.frame()).message) is Refused  # still served
+    assert server.gateway.close_sessions(payer_id, None, "participant suspended") == 1
+    answer = await second.frame()
+    assert type(answer) is ProtocolErrorFrame and answer.error is StreamError.SESSION_REVOKED
+    assert answer.detail == "participant suspended"
+    other.send(Request(corr=2, message=StatusQuery(payer_participant_id=payer_id,
+                                                   transfer_id="none")))
+    assert type((await other.frame()).message) is Refused
+    other.close()

@@ -169,3 +169,32 @@ async def test_a_message_that_cannot_be_sent_is_refused_at_once_and_the_connecti
         await payee.close()
     finally:
         await server.stop(drain_s=0)
+
+
+async def test_the_sdk_does_not_reconnect_a_revoked_session(tmp_path):
+    """SESSION_REVOKED is final for those credentials: the SDK fails what it waits for with
+    an SdkError naming it instead of reconnecting in a loop with a revoked key."""
+    import pytest
+
+    from connectors.sdk import RetryPolicy, SdkError
+    from connectors.stream.protocol import StreamError
+
+    server = await start_test_server(str(tmp_path))
+    try:
+        participants = await onboard(server, ["bank_a", "bank_b"])
+        payer_id, key = participants["bank_a"]
+        payer = await StreamClient.connect(
+            "127.0.0.1", server.stream_port, api_key=key,
+            retry=RetryPolicy(backoff_initial_s=0.01, backoff_max_s=0.02))
+        waiting = payer.submit_transfer(TransferRequest(
+            transfer_id="t-revoked", payee=PAYEE_ALIAS, amount_minor=10, currency="KES",
+            expires_at_ns=time.time_ns() + 30 * 10**9, payer_user_ref="u1"))
+        await server.credentials.issue_key(payer_id, revoke_others=True)
+        with pytest.raises(SdkError, match="SESSION_REVOKED"):
+            await asyncio.wait_for(waiting, 5)
+        assert payer.protocol_error.error is StreamError.SESSION_REVOKED
+        assert not payer.connected and payer.reconnects == 0
+        assert server.stream_server.protocol_errors.get("AUTHENTICATION_FAILED", 0) == 0
+        await payer.close()
+    finally:
+        await server.stop(drain_s=0)
