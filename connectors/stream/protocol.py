@@ -56,6 +56,8 @@ class StreamError(IntEnum):
     TOO_MANY_CALLS = 13  # more resolve/status calls awaited than CALLS_IN_FLIGHT_MAX
     SESSION_REVOKED = 14  # the key it was opened with was revoked, or the participant
     # suspended (the detail says which): do not reconnect with the same credentials
+    MTLS_REQUIRED = 15  # the participant's policy requires signed requests; on the stream
+    # that is a registered client certificate AND its API key (checked at Hello)
 
 
 # -- client -> server ------------------------------------------------------------------

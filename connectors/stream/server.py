@@ -2,7 +2,9 @@
 translating frames to gateway calls and gateway deliveries to frames.
 
 Per connection: the first frame must be a Hello that authenticates (API key, or a TLS
-client certificate registered for the participant); then Request frames go to
+client certificate registered for the participant; both, for a participant whose security
+policy requires signed requests — the stream has no per-request signature, so the second
+factor is the certificate); then Request frames go to
 `gateway.submit` (answers come later as Push frames) or, for resolve and status, to the
 gateway's awaited calls (answered with a Reply to the request's corr). Frame lengths are
 checked before the frame is read. At most `window_max` submitted requests may wait to be
@@ -274,6 +276,11 @@ class StreamConnection(asyncio.Protocol):
             self._fail(StreamError.AUTHENTICATION_FAILED)
             return
         server = self.server
+        if participant_id in server.signature_required and not (
+                hello.api_key and self._certificate_participant == participant_id):
+            self._fail(StreamError.MTLS_REQUIRED, "this participant must sign its requests: "
+                       "on the stream, connect with its client certificate and API key")
+            return
         if server.per_participant.get(participant_id, 0) >= limits.CONNECTIONS_PER_PARTICIPANT_MAX:
             self._fail(StreamError.TOO_MANY_CONNECTIONS)
             return
@@ -422,13 +429,29 @@ class StreamConnection(asyncio.Protocol):
         self._fail(error)
 
 
+def signature_required_participants(http_table: dict) -> frozenset[int]:
+    """The participants whose security policy requires signed requests. The policy is
+    declared once, with their JWS keys, in the HTTP connector's table (`[http]
+    participant_keys`, `signature_required = true`), and holds on every door: the HTTP
+    connector refuses their unsigned bodies, the stream their Hello without mTLS + key."""
+    if not http_table.get("participant_keys"):
+        return frozenset()
+    from connectors.http.app import HttpConnectorConfig  # only when a policy exists
+
+    http = msgspec.convert(http_table, HttpConnectorConfig)
+    return frozenset(entry.participant_id for entry in http.participant_keys
+                     if entry.signature_required)
+
+
 class StreamServer:
     def __init__(self, gateway, *, window_max: int = limits.WINDOW_MAX_DEFAULT,
-                 connections_per_address_max: int = limits.CONNECTIONS_PER_ADDRESS_MAX_DEFAULT
-                 ) -> None:
+                 connections_per_address_max: int = limits.CONNECTIONS_PER_ADDRESS_MAX_DEFAULT,
+                 signature_required: frozenset[int] = frozenset()) -> None:
         assert 1 <= window_max <= limits.WINDOW_MAX_CEILING
         assert 1 <= connections_per_address_max <= limits.CONNECTIONS_MAX
         self.gateway = gateway
+        # Participants whose policy requires signed requests: mTLS + key at Hello.
+        self.signature_required = signature_required
         self.window_max = window_max
         self.connections_per_address_max = connections_per_address_max
         self.connections: set[StreamConnection] = set()
@@ -483,13 +506,15 @@ class StreamServer:
 
 
 async def start_stream_server(gateway, config, registry=None) -> StreamServer:
-    """Start the listener described by a ServerConfig (host, port, optional TLS)."""
+    """Start the listener described by a ServerConfig (host, port, optional TLS, the
+    participants' signature policy)."""
     context = None
     if config.stream_tls_cert:
         context = server_ssl_context(config.stream_tls_cert, config.stream_tls_key,
                                      config.stream_tls_client_ca)
     server = StreamServer(gateway,
-                          connections_per_address_max=config.stream_connections_per_address_max)
+                          connections_per_address_max=config.stream_connections_per_address_max,
+                          signature_required=signature_required_participants(config.http))
     await server.start(config.stream_host, config.stream_port, context)
     if registry is not None:
         server.register_metrics(registry)
