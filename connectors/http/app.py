@@ -169,6 +169,7 @@ _SIGNATURE_REQUIRED = error_response(Result.INVALID_SIGNATURE,
                                      "this participant must sign request bodies (JWS)")
 _NESTED_TOO_DEEP = error_response(Result.MALFORMED_SYNTAX, "nested deeper than the decoder "
                                                            "allows")
+_STATUS_BUSY = error_response(Result.SERVER_BUSY, "status queries in flight")
 _BAD_ID = error_response(Result.ID_INVALID, "path id is empty, too long or malformed")
 _BAD_PARTICIPANT = error_response(Result.VALIDATION_ERROR, "path participant id is not valid")
 
@@ -181,6 +182,9 @@ class HttpConnector:
         self.config = config
         self.loop = asyncio.get_running_loop()
         self.keys: dict[int, VerifyKey] = {}
+        # Status queries awaited per participant (limits.STATUS_QUERIES_IN_FLIGHT_...).
+        self._status_queries: dict[int, int] = {}
+        self.status_queries_peak = 0  # the most one participant ever had at once
         self.signature_required: set[int] = set()
         for entry in config.participant_keys:
             self.set_participant_key(entry.participant_id, entry.public_key_pem.encode(),
@@ -384,8 +388,25 @@ class HttpConnector:
         if type(path) is Response:
             return path
         payer_id, transfer_id = path
-        return self._status(caller, StatusQuery(payer_participant_id=payer_id,
-                                                transfer_id=transfer_id))
+        waiting = self._status_queries.get(caller, 0)
+        if waiting >= limits.STATUS_QUERIES_IN_FLIGHT_PER_PARTICIPANT_MAX:
+            # Answered now and never queued: a flood costs the flooder, not the others.
+            return _STATUS_BUSY
+        self._status_queries[caller] = waiting + 1
+        if waiting + 1 > self.status_queries_peak:
+            self.status_queries_peak = waiting + 1
+        answer = asyncio.ensure_future(self._status(caller, StatusQuery(
+            payer_participant_id=payer_id, transfer_id=transfer_id)))
+        # A done callback runs however the query ends (answered, failed, cancelled).
+        answer.add_done_callback(lambda _, caller=caller: self._status_done(caller))
+        return answer
+
+    def _status_done(self, caller: int) -> None:
+        left = self._status_queries[caller] - 1
+        if left:
+            self._status_queries[caller] = left
+        else:
+            del self._status_queries[caller]
 
     async def _status(self, caller: int, query: StatusQuery) -> Response:
         answer = await self.gateway.status(caller, query)

@@ -20,6 +20,11 @@ URL_BYTES_MAX = 1024
 # Requests a connection may have in flight (pipelined, answered in order). Past it the
 # server stops reading from that socket until answers drain: back-pressure, not an error.
 REQUESTS_IN_FLIGHT_PER_CONNECTION_MAX = 256
+# Status queries (GET /transfers/...) one participant may have waiting on the sequencer, over
+# all its connections. Each is an item on the inbound queue in front of every participant's
+# payments: past the bound the answer is 503 SERVER_BUSY at once and nothing is queued, so
+# one participant's flood cannot crowd out another's transfers.
+STATUS_QUERIES_IN_FLIGHT_PER_PARTICIPANT_MAX = 64
 # Bytes of answers queued on one connection before the server pauses reading from it.
 RESPONSE_BUFFER_BYTES_MAX = 1024 * 1024
 CONNECTIONS_MAX = 4096

@@ -50,8 +50,18 @@ CONNECTIONS_PER_PARTICIPANT_MAX = 64
 # one address; behind a proxy that hides client addresses, raise it
 # (`stream_connections_per_address_max`).
 CONNECTIONS_PER_ADDRESS_MAX_DEFAULT = 256
-# Resolve and status calls awaited per connection at once (each holds a task).
+# Resolve, status and alias-registration calls awaited per connection at once (each holds a
+# task).
 CALLS_IN_FLIGHT_MAX = 1_024
+# Status queries one connection may have waiting for their answer. Each is an item on the
+# sequencer's inbound queue, in front of every participant's payments: past the bound a
+# query is answered SERVER_BUSY at once and never queued, so one connection's flood cannot
+# crowd out another participant's transfers (the gateway bounds them per participant too).
+# A reconciling participant pipelines them in windows of this size.
+STATUS_QUERIES_IN_FLIGHT_MAX = 64
+# Resolves one connection may have waiting for the directory (same rule). A payer's resolve
+# precedes each of its payments, so the bound is larger.
+RESOLVES_IN_FLIGHT_MAX = 256
 
 # The SDK: transfers a client keeps open (sent, final answer not yet received) before
 # `room()` makes a pipelined sender wait.
@@ -70,3 +80,5 @@ assert 1 <= WINDOW_MAX_DEFAULT <= WINDOW_MAX_CEILING
 assert 0.0 < WINDOW_RESUME_FRACTION < 1.0
 assert WRITE_BUFFER_LOW_BYTES < WRITE_BUFFER_HIGH_BYTES < SLOW_CONSUMER_BYTES_MAX
 assert CALLS_IN_FLIGHT_MAX <= WINDOW_MAX_DEFAULT
+assert 1 <= STATUS_QUERIES_IN_FLIGHT_MAX <= CALLS_IN_FLIGHT_MAX
+assert 1 <= RESOLVES_IN_FLIGHT_MAX <= CALLS_IN_FLIGHT_MAX

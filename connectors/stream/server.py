@@ -57,6 +57,8 @@ log = logging.getLogger("ponte.connectors.stream")
 NESTING_DETAIL = "nested deeper than the decoder allows"
 
 _OK = Result.OK
+_STATUS_BUSY = ErrorAnswer(result=Result.SERVER_BUSY, detail="status queries in flight")
+_RESOLVES_BUSY = ErrorAnswer(result=Result.SERVER_BUSY, detail="resolves in flight")
 
 
 def server_ssl_context(cert_path: str, key_path: str, client_ca_path: str = "") -> ssl.SSLContext:
@@ -95,6 +97,10 @@ class StreamConnection(asyncio.Protocol):
         self._closed = False
         self._handshake_timer: asyncio.TimerHandle | None = None
         self._calls: set[asyncio.Task] = set()
+        # Status queries and resolves awaited now, each under its own bound (limits.py).
+        self._status_queries = 0
+        self._resolves = 0
+        self.status_queries_peak = 0  # the most ever awaited at once (tests, ops)
         self.peer = ""
 
     # -- asyncio.Protocol --------------------------------------------------------------
@@ -303,17 +309,38 @@ class StreamConnection(asyncio.Protocol):
     # -- awaited calls -------------------------------------------------------------------
 
     def _call(self, corr: int, message) -> None:
+        # Past a bound the answer is SERVER_BUSY now: nothing is queued for the sequencer
+        # or the directory, so a flood costs the flooder, not the other participants.
+        is_status = type(message) is StatusQuery
         if len(self._calls) >= limits.CALLS_IN_FLIGHT_MAX:
             self._reply(corr, ErrorAnswer(result=Result.SERVER_BUSY, detail="calls in flight"))
             return
+        if is_status:
+            if self._status_queries >= limits.STATUS_QUERIES_IN_FLIGHT_MAX:
+                self._reply(corr, _STATUS_BUSY)
+                return
+            self._status_queries += 1
+            if self._status_queries > self.status_queries_peak:
+                self.status_queries_peak = self._status_queries
+        else:
+            if self._resolves >= limits.RESOLVES_IN_FLIGHT_MAX:
+                self._reply(corr, _RESOLVES_BUSY)
+                return
+            self._resolves += 1
         gateway = self.gateway
         participant_id = self.participant_id
 
         async def call() -> None:
-            if type(message) is StatusQuery:
-                answer = await gateway.status(participant_id, message)
-            else:
-                answer = await gateway.resolve(participant_id, message)
+            try:
+                if is_status:
+                    answer = await gateway.status(participant_id, message)
+                else:
+                    answer = await gateway.resolve(participant_id, message)
+            finally:
+                if is_status:
+                    self._status_queries -= 1
+                else:
+                    self._resolves -= 1
             if not self._closed:
                 self._reply(corr, answer)
 

@@ -19,6 +19,7 @@ from connectors.http.jws import COMPACT_HEADER, Signer
 from connectors.http.openapi import build_document
 from connectors.http.server import HttpServer, Response
 from switch.core.messages import (
+    CurrencyAdded,
     Outbound,
     Refused,
     RequestToPay,
@@ -28,7 +29,8 @@ from switch.core.messages import (
     TransferOutcome,
     TransferRef,
 )
-from switch.core.results import RequestToPayState, Result, TransferState
+from switch.core.results import RequestToPayState, Result, SettlementModel, TransferState
+from switch.directory.config import DirectoryConfig
 from switch.server.config import ServerConfig
 from switch.server.server import SwitchServer
 
@@ -729,3 +731,71 @@ async def test_a_signed_answer_cannot_be_replayed_on_another_transfer(switch, pa
     await eventually(lambda: len(payee_handler.credit_requests) == 3)
     await payee.answer_credit_request(1, "t-sig-3", True)
     await eventually(lambda: any(o.transfer_id == "t-sig-3" for o in payee_handler.outcomes))
+
+
+async def test_a_status_query_flood_is_bounded_per_participant(tmp_path):
+    """A participant floods GET /transfers/... on several pipelining connections while
+    another pays: at most STATUS_QUERIES_IN_FLIGHT_PER_PARTICIPANT_MAX of its queries wait
+    on the sequencer (the rest are 503 SERVER_BUSY at once), so they never fill the inbound
+    queue in front of the other's transfers: every one commits, none is refused."""
+    from http_helpers import Switch
+
+    directory = DirectoryConfig(participant_categories={str(n): "A" for n in range(1, 10)})
+    server = SwitchServer(ServerConfig(data_dir=str(tmp_path), stream_enabled=False,
+                                       admin_enabled=False, inbound_queue_max=256,
+                                       directory=directory))
+    await server.start()
+    await server.gateway.admin(CurrencyAdded(
+        request_id="currency", currency=CURRENCY, ledger_id=986,
+        settlement_model=SettlementModel.PREFUNDED_RTGS))
+    http = HttpConnector(server.gateway, HttpConnectorConfig(port=0))
+    await http.start()
+    running = Switch(server, http)
+    try:
+        payer_handler, payee_handler = Recorder(), Recorder()
+        payer = await running.participant(1, payer_handler)
+        payee = await running.participant(2, payee_handler)
+        await payee.register_alias(
+            alias_type=PAYEE_ALIAS.alias_type, alias_value=PAYEE_ALIAS.alias_value,
+            account_ref="payee-account-1", owner_national_id="52998224725",
+            display_name="Maria Silva")
+        flooder = await running.participant(3, Recorder())
+        request = (b"GET /transfers/3/q-1 HTTP/1.1\r\nhost: t\r\nauthorization: Bearer "
+                   + flooder.api_key.encode() + b"\r\n\r\n")
+        connections, per_connection = 4, 250
+        statuses: dict[int, int] = {}
+        stop = asyncio.Event()
+
+        async def flood() -> None:
+            reader, writer = await asyncio.open_connection("127.0.0.1", http.port)
+            while not stop.is_set():
+                writer.write(request * per_connection)
+                data = b""
+                while data.count(b"HTTP/1.1 ") < per_connection or not data.endswith(b"}"):
+                    chunk = await asyncio.wait_for(reader.read(65536), 30)
+                    assert chunk
+                    data += chunk
+                for line in data.split(b"HTTP/1.1 ")[1:]:
+                    status = int(line[:3])
+                    statuses[status] = statuses.get(status, 0) + 1
+            writer.close()
+
+        floods = [asyncio.ensure_future(flood()) for _ in range(connections)]
+        futures = []
+        for n in range(40):  # paying while the flood goes on
+            futures.append(payer.submit_transfer(transfer(f"p-{n}", 100)))
+            await asyncio.sleep(0.002)
+        outcomes = await asyncio.wait_for(asyncio.gather(*futures), 60)
+        stop.set()
+        await asyncio.gather(*floods)
+        assert [o.state for o in outcomes] == [TransferState.COMMITTED] * len(futures)
+        assert server.metrics.inbound_refused_total == 0
+        assert set(statuses) <= {404, 503}
+        assert sum(statuses.values()) % per_connection == 0
+        assert statuses.get(503, 0) > 0
+        assert 1 <= http.status_queries_peak <= limits.STATUS_QUERIES_IN_FLIGHT_PER_PARTICIPANT_MAX
+    finally:
+        for client in running.clients:
+            await client.close()
+        await http.close(grace_ms=500)
+        await server.stop(drain_s=0.5)

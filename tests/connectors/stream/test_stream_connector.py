@@ -506,3 +506,60 @@ async def test_close_sessions_closes_one_keys_sessions_or_all_of_a_participant(s
                                                    transfer_id="none")))
     assert type((await other.frame()).message) is Refused
     other.close()
+
+
+async def test_a_status_query_flood_is_bounded_per_connection(tmp_path):
+    """One connection pipelines thousands of status queries while another participant pays:
+    at most STATUS_QUERIES_IN_FLIGHT_MAX of them are ever waiting on the sequencer (the
+    rest are answered SERVER_BUSY at once, never queued), so they never fill the inbound
+    queue in front of the other participant's transfers: all of those commit, and none is
+    refused SERVER_BUSY."""
+    from switch.server.testing import onboard, start_test_server
+
+    server = await start_test_server(str(tmp_path), inbound_queue_max=256)
+    try:
+        participants = await onboard(server, ["flooder", "bank_a", "bank_b"])
+        port = server.stream_port
+        flooder_id, flooder_key = participants["flooder"]
+        payee = await StreamClient.connect("127.0.0.1", port,
+                                           api_key=participants["bank_b"][1],
+                                           on_credit_request=lambda cr: Decision(True))
+        await payee.register_aliases([AliasRegistration(
+            alias_type="MSISDN", alias_value=ALIAS.alias_value, account_ref="acc-1",
+            owner_national_id="1234567890", display_name="Jane Doe")])
+        payer = await StreamClient.connect("127.0.0.1", port, api_key=participants["bank_a"][1])
+        flooder = await Raw.open(port)
+        await flooder.hello(flooder_key)
+        rounds, per_round = 5, 3_000
+        answered = busy = 0
+        futures = []
+        for round_number in range(rounds):
+            flooder.send_bytes(b"".join(frame(Request(corr=n, message=StatusQuery(
+                payer_participant_id=flooder_id, transfer_id=f"q-{n}")))
+                for n in range(per_round)))
+            futures += [payer.submit_transfer(transfer(f"p-{round_number}-{n}", 100))
+                        for n in range(20)]
+            for _ in range(per_round):
+                reply = await flooder.frame(timeout_s=30)
+                assert type(reply) is Reply
+                if type(reply.message) is ErrorAnswer:
+                    assert reply.message.result is Result.SERVER_BUSY
+                    busy += 1
+                else:
+                    assert reply.message.result is Result.TRANSFER_NOT_FOUND
+                    answered += 1
+        outcomes = await asyncio.wait_for(asyncio.gather(*futures), 60)
+        assert [o.state for o in outcomes] == [TransferState.COMMITTED] * len(futures)
+        assert server.metrics.inbound_refused_total == 0  # no transfer was turned away
+        assert answered + busy == rounds * per_round
+        assert busy > 0
+        connection = next(c for c in server.stream_server.connections
+                          if c.participant_id == flooder_id)
+        assert 1 <= connection.status_queries_peak <= limits.STATUS_QUERIES_IN_FLIGHT_MAX
+        payer_id = participants["bank_a"][0]
+        assert server.positions()[payer_id]["KES"]["debits_posted"] == 100 * len(futures)
+        flooder.close()
+        await payer.close()
+        await payee.close()
+    finally:
+        await server.stop(drain_s=0)
