@@ -89,7 +89,9 @@ _BODY_ERRORS = {
 _BUSY = {"503": _error("SERVER_BUSY or SERVICE_UNAVAILABLE: retry later with the same id.")}
 _SIGNATURE_HEADERS = [
     {"name": "X-Jws-Signature", "in": "header", "required": False,
-     "description": "Detached compact JWS of the body: <b64url(header)>..<b64url(sig)>.",
+     "description": "Detached compact JWS of the body: <b64url(header)>..<b64url(sig)>; "
+                    "the protected header must carry this request's FSPIOP-URI (path and "
+                    "query as sent) and FSPIOP-HTTP-Method.",
      "schema": {"type": "string"}},
     {"name": "FSPIOP-Signature", "in": "header", "required": False,
      "description": 'The same signature in the Mojaloop form: {"protectedHeader": "...", '

@@ -150,6 +150,12 @@ class Sink(Protocol):
 
     def flush(self) -> None: ...
 
+    def close(self, reason: str) -> None:
+        """End the session now (its key was revoked, its participant suspended): tell the
+        peer `reason` and stop serving it. A sink authenticated by an API key carries the
+        key's hash as `key_hash` (see `Gateway.close_sessions`)."""
+        ...
+
 
 class Origin(Protocol):
     """Told how many of its submitted messages a tick took and made durable."""
@@ -593,6 +599,32 @@ class Gateway:
     def national_id_token(self, national_id: str) -> str | None:
         """What the switch records instead of a raw national ID (the shell's recorder)."""
         return self._directory.national_id_token(national_id)
+
+    # -- live sessions: revocation and suspension ---------------
+
+    def close_sessions(self, participant_id: int, key_hash: bytes | None, reason: str) -> int:
+        """Close at once every live session of `participant_id` — only those a key
+        authenticated when `key_hash` (the key's `hash_api_key`) is given (revocation),
+        all of them when it is None (suspension). Each attached sink is told
+        ``close(reason)`` and detached. Returns how many closed, for the audit record."""
+        closing = [sink for sink in self._sinks.get(participant_id, ())
+                   if key_hash is None or getattr(sink, "key_hash", None) == key_hash]
+        for sink in closing:
+            try:
+                sink.close(reason)
+            except Exception:  # noqa: BLE001 - a connector bug must not stop the switch
+                log.exception("sink_close_failed participant_id=%d", participant_id)
+            self.detach(participant_id, sink)
+        if closing:
+            log.info("sessions_closed participant_id=%d count=%d reason=%s", participant_id,
+                     len(closing), reason)
+        return len(closing)
+
+    def session_key_hash(self, api_key: str) -> bytes:
+        """The hash `close_sessions` names a key by: a connector keeps it for the session
+        the key authenticated (never the key itself)."""
+        return hash_api_key(self._credentials.pepper, api_key)
+
 
 
 def rejection_result(rejection: Rejection) -> Result:

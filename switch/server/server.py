@@ -161,6 +161,8 @@ class SwitchServer:
                                status_per_participant_max=config.status_per_participant_max,
                                held_grace_s=config.held_grace_s)
         self.gateway.metrics = self.metrics
+        # Revoked keys close the live sessions they opened (edge-defects branch).
+        self.credentials.bind_sessions(self.gateway.close_sessions)
         self.timers = TimerWheel(loop, self._timer_fired)
         self.shell = Shell(self.core,
                            archive=archive,
