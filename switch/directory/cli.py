@@ -115,9 +115,11 @@ def import_command(csv_path, postgres_dsn, embedded_path, config_path, rejects_p
         async with open_directory(config=config, secret=secret, postgres_dsn=postgres_dsn,
                                   embedded_path=embedded_path) as service:
             with open(csv_path, newline="", encoding="utf-8") as handle:
+                # The operator's load: no participant asked, so no bucket is charged.
                 return await service.bulk_import(
                     parse_rows(handle), time.time_ns(),
                     on_rows=(lambda n: progress.advance(task, n)) if progress else None,
+                    charge_buckets=False,
                 )
 
     if quiet:

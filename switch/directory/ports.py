@@ -36,7 +36,9 @@ class DirectoryStore(Protocol):
 
     async def delete_alias(
         self, alias_type: int, alias_key: str, participant_id: str
-    ) -> DirectoryResult: ...
+    ) -> DirectoryResult:
+        """OK, CLAIM_PENDING, or ALIAS_NOT_FOUND when `participant_id` does not hold it:
+        whether another participant does is not the caller's to know."""
 
     async def count_owner_aliases(self, owner_token: bytes) -> int: ...
 
