@@ -377,7 +377,8 @@ class Directory:
         self, requests: list[ResolveRequest], now_ns: int
     ) -> list[ResolvedAlias | Rejection]:
         """Resolve a batch with one cache round trip and one bucket round trip (pipelined
-        when the backends are Redis). Same answers as calling `resolve` for each in order."""
+        when the backends are Redis). Same answers as calling `resolve` for each in order;
+        a `prepaid` request is admitted the same way and costs nothing."""
         assert len(requests) <= limits.RESOLVE_BATCH_MAX
         answers: list[ResolvedAlias | Rejection | None] = [None] * len(requests)
         pending = []  # (index, alias_type, alias_key, policy, user_key, participant_id)
@@ -406,7 +407,8 @@ class Directory:
                     packed_list[position] = encode_entry(record)
                     await self.cache.fill(keys[position], packed_list[position], token)
         charges = await self.buckets.charge_many(
-            [(item[4], item[5], item[3], packed is not None)
+            [(item[4], item[5], item[3],
+              COST_NONE if requests[item[0]].prepaid else packed is not None)
              for item, packed in zip(pending, packed_list)],
             self.config.user_bucket, now_ns // NS_PER_MS,
         )

@@ -177,6 +177,10 @@ class ResolveRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     alias_value: str
     payer_participant_id: str
     payer_user_id: str
+    # The payer resolved this alias a moment ago and now pays it: that resolve paid for the
+    # lookup, so this one is admitted or refused on the buckets like any other but costs
+    # nothing (the server sets it, once per resolve; see docs/directory.md).
+    prepaid: bool = False
 
 
 class RegisteredAlias(msgspec.Struct, frozen=True, kw_only=True):

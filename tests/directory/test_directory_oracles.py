@@ -166,3 +166,30 @@ async def test_an_operator_import_is_not_charged_to_participants(store, shared, 
     assert [r.result for _, r in summary.rejections] == [R.ALIAS_TAKEN] * 12
     answer = await directory.resolve(T.MSISDN, msisdn(1), "bank-b", "user", NOW_NS)
     assert isinstance(answer, ResolvedAlias)
+
+
+async def test_a_prepaid_lookup_is_gated_like_a_resolve_and_costs_nothing(store, shared, secret,
+                                                                          config):
+    # Issue 18: a transfer to an alias its payer just resolved is routed by resolve_many
+    # with prepaid=True: refused exactly when a resolve would be, never charged twice.
+    from switch.directory.types import ResolveRequest
+
+    directory = small(store, shared, secret, config)
+    await directory.register(registration(seed=1), NOW_NS)
+
+    def lookup(n: int, prepaid: bool) -> ResolveRequest:
+        return ResolveRequest(alias_type=T.MSISDN, alias_value=msisdn(1 + n % 2),
+                              payer_participant_id="bank-b", payer_user_id=f"user-{n}",
+                              prepaid=prepaid)
+
+    answers = await directory.resolve_many([lookup(n, True) for n in range(30)], NOW_NS)
+    assert [type(a) for a in answers[::2]] == [ResolvedAlias] * 15
+    assert answers[1::2] == [NOT_FOUND] * 15  # prepaid misses cost nothing either
+    answers = await directory.resolve_many([lookup(n, False) for n in range(12)], NOW_NS)
+    # Charged now: 10 tokens pay hit, miss, hit, miss, hit, miss (1 + 3 each), into debt.
+    assert [type(a) for a in answers[0:6:2]] == [ResolvedAlias] * 3
+    assert answers[1:6:2] == [NOT_FOUND] * 3
+    assert [a.result for a in answers[6:]] == [R.RATE_LIMITED] * 6
+    # Empty: the prepaid lookup is refused like the resolve it stands for.
+    (refused,) = await directory.resolve_many([lookup(0, True)], NOW_NS)
+    assert refused.result is R.RATE_LIMITED and refused.field == "payer_participant_id"
