@@ -501,6 +501,8 @@ class HttpConnector:
         answer = await pending
         if answer.result is Result.OK:
             return Response(200, _encode(answer))
+        if answer.result is Result.LOOKUP_RATE_LIMITED:  # directory writes are charged too
+            return rate_limited_response(answer.retry_after_ms)
         detail = f"field {answer.field}" if answer.field else ""
         if answer.directory_result:
             detail += f" (directory result {answer.directory_result})"

@@ -330,6 +330,7 @@ class AliasAnswer(msgspec.Struct, **_WIRE):
     alias_value: str = ""  # the normalised value (the issued key for RANDOM)
     account_ref: str = ""
     display_name_masked: str = ""
+    retry_after_ms: int = 0  # with LOOKUP_RATE_LIMITED: when the lookup buckets admit again
 
 
 class BulkAliasAnswer(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -67,11 +67,13 @@ callbacks of that loop, never from another thread).
    connector uses it to bound each connection's in-flight window.
 
    The gateway resolves the payee alias of a TransferRequest (and the payer alias of a
-   RequestToPay) through the directory before the core sees it. If the participant
-   resolved the same alias with ``resolve`` in the last minute, that answer is used (and
-   consumed) so the lookup is charged once; otherwise the transfer's lookup is charged to
-   ``payer_user_ref`` (send it: without it every anonymous lookup of a participant shares
-   one end-user bucket). An unknown alias is answered ``Refused(PARTY_NOT_FOUND)``.
+   RequestToPay) through the directory before the core sees it, charged and refused
+   exactly like a ``resolve`` (``Refused(LOOKUP_RATE_LIMITED)`` once the payer's buckets are
+   empty), to ``payer_user_ref`` (send it: without it every anonymous lookup of a
+   participant shares one end-user bucket). If the participant resolved the same alias
+   with ``resolve`` in the last minute, the transfer's lookup costs nothing more (once per
+   resolve) but is still admitted or refused on the buckets. An unknown alias is answered
+   ``Refused(PARTY_NOT_FOUND)``.
 
 4. Ask and wait (answers returned directly, after they are durable)::
 
@@ -474,7 +476,8 @@ class Gateway:
             routes.popitem(last=False)
 
     def take_route(self, participant_id: int, alias: Party) -> tuple[int, str] | None:
-        """A route this payer resolved recently (consumed: one lookup, one payment)."""
+        """A route this payer resolved recently (consumed: that resolve prepays the lookup
+        of one payment, which the directory still admits or refuses like any lookup)."""
         found = self._routes.pop((participant_id, alias.alias_type, alias.alias_value), None)
         if found is None:
             return None
@@ -493,19 +496,18 @@ class Gateway:
         positions = []
         remembered = self._routes
         for index, (payer_id, alias, user_ref) in enumerate(lookups):
-            if remembered:
-                route = self.take_route(payer_id, alias)
-                if route is not None:
-                    answers[index] = route
-                    continue
             alias_type = ALIAS_TYPE_NUMBERS.get(alias.alias_type)
             if alias_type is None:  # only a hand-built message can get here
                 answers[index] = Result.PARTY_NOT_FOUND
                 continue
+            # Every lookup goes to the directory's buckets, so a throttled payer cannot
+            # learn from a transfer what a resolve would refuse to tell it (issue 18). A
+            # route it resolved a moment ago was paid for by that resolve: admission only.
+            prepaid = bool(remembered) and self.take_route(payer_id, alias) is not None
             requests.append(DirectoryResolve(
                 alias_type=alias_type, alias_value=alias.alias_value,
                 payer_participant_id=directory_participant_id(payer_id),
-                payer_user_id=user_ref or ANONYMOUS_USER,
+                payer_user_id=user_ref or ANONYMOUS_USER, prepaid=prepaid,
             ))
             positions.append(index)
         step = limits.RESOLVE_BATCH_MAX
@@ -542,7 +544,8 @@ class Gateway:
         ), time.time_ns())
         if type(answer) is Rejection:
             return AliasAnswer(result=rejection_result(answer),
-                               directory_result=int(answer.result), field=answer.field)
+                               directory_result=int(answer.result), field=answer.field,
+                               retry_after_ms=answer.retry_after_ms)
         return AliasAnswer(
             result=Result.OK, alias_type=alias_type, alias_value=answer.alias_value,
             account_ref=answer.account_ref, display_name_masked=answer.display_name_masked,
@@ -585,7 +588,8 @@ class Gateway:
         )
         if rejection is not None:
             return AliasAnswer(result=rejection_result(rejection),
-                               directory_result=int(rejection.result), field=rejection.field)
+                               directory_result=int(rejection.result), field=rejection.field,
+                               retry_after_ms=rejection.retry_after_ms)
         return AliasAnswer(result=Result.OK, alias_type=alias_type, alias_value=alias_value)
 
     # -- read-only views -------------------------------------------------------------
