@@ -21,6 +21,7 @@ import os
 import signal
 import sys
 import time
+from typing import Awaitable, Callable
 
 import msgspec
 
@@ -52,27 +53,41 @@ async def open_backends(config: ServerConfig) -> ServerBackends:
     stored = load_or_create_secrets(config.data_dir)
     directory_secret = (config.directory_secret.reveal() if config.directory_secret
                         else stored.directory_secret)
-    closers = []
     if config.journal == "postgres" or config.store == "postgres":
         from switch.store.migrate import migrate_dsn
 
         await migrate_dsn(config.postgres_dsn.reveal())  # idempotent, under a lock
+    directory, closers = await open_directory(config, directory_secret)
     if config.store == "postgres":
         from switch.store.credentials import PostgresCredentialStore
-        from switch.store.postgres_directory import PostgresDirectoryStore
 
-        store = await PostgresDirectoryStore.connect(config.postgres_dsn.reveal())
-        closers.append(store.close)
         credential_store = await PostgresCredentialStore.connect(config.postgres_dsn.reveal())
     else:
         from switch.store.credentials import EmbeddedCredentialStore
-        from switch.store.embedded import EmbeddedDirectoryStore
 
-        store = EmbeddedDirectoryStore(os.path.join(config.data_dir, DIRECTORY_FILE))
-        closers.append(store.close)
         credential_store = EmbeddedCredentialStore(os.path.join(config.data_dir,
                                                                 CREDENTIALS_FILE))
     closers.append(credential_store.close)
+    return ServerBackends(directory=directory, credential_store=credential_store,
+                          closers=closers)
+
+
+async def open_directory(config: ServerConfig, directory_secret: str
+                         ) -> tuple[Directory, list[Callable[[], Awaitable[None]]]]:
+    """The directory service on the store `config` names (PostgreSQL, or the data
+    directory's SQLite file), with Redis as the shared cache and buckets when configured,
+    else in-process ones; and what closes it. The switch and `ponte directory import` both
+    open it here, so they can never write and read different places."""
+    closers = []
+    if config.store == "postgres":
+        from switch.store.postgres_directory import PostgresDirectoryStore
+
+        store = await PostgresDirectoryStore.connect(config.postgres_dsn.reveal())
+    else:
+        from switch.store.embedded import EmbeddedDirectoryStore
+
+        store = EmbeddedDirectoryStore(os.path.join(config.data_dir, DIRECTORY_FILE))
+    closers.append(store.close)
     if config.redis_url is not None:
         from switch.store.redis_buckets import RedisBuckets
         from switch.store.redis_cache import RedisAliasCache
@@ -87,8 +102,7 @@ async def open_backends(config: ServerConfig) -> ServerBackends:
         buckets = LocalBuckets()
     directory = Directory(store=store, cache=cache, buckets=buckets, config=config.directory,
                           secret=DirectorySecret(directory_secret.encode()))
-    return ServerBackends(directory=directory, credential_store=credential_store,
-                          closers=closers)
+    return directory, closers
 
 
 async def start_switch(config: ServerConfig) -> SwitchServer:
@@ -108,8 +122,9 @@ async def _start_listeners(server: SwitchServer) -> None:
     if config.stream_enabled:
         from connectors.stream.server import start_stream_server
 
-        server.stream_server = await start_stream_server(server.gateway, config,
-                                                         server.registry)
+        server.stream_server = await start_stream_server(
+            server.gateway, config, server.registry,
+            signature_required=signature_required_participants(config.http))
     if config.http_enabled:
         from connectors.http.app import HttpConnectorConfig, start_http_connector
 
@@ -127,6 +142,21 @@ async def _start_listeners(server: SwitchServer) -> None:
                                               config.console_port,
                                               ssl_certfile=config.console_tls_cert,
                                               ssl_keyfile=config.console_tls_key)
+
+
+def signature_required_participants(http_table: dict) -> frozenset[int]:
+    """The participants whose security policy requires signed requests. The policy is
+    declared once, with their JWS keys, in the HTTP connector's table (`[http]
+    participant_keys`, `signature_required = true`), and holds on every door: the HTTP
+    connector refuses their unsigned bodies, the stream their Hello without mTLS + key."""
+    if not http_table.get("participant_keys"):
+        return frozenset()
+    from connectors.http.app import HttpConnectorConfig
+
+    http = msgspec.convert(http_table, HttpConnectorConfig)
+    return frozenset(entry.participant_id for entry in http.participant_keys
+                     if entry.signature_required)
+
 
 
 def tune_process(server: SwitchServer) -> None:

@@ -6,7 +6,7 @@ else in `connectors/http/` hard-codes one.
 """
 
 from switch.core import limits as core_limits
-from switch.server import limits as server_limits
+from switch.core import limits as core_limits
 
 # -- requests the switch accepts --------------------------------------------------------
 # The largest core message (a transfer with every optional reference at its maximum) is
@@ -49,7 +49,7 @@ CALLBACK_ATTEMPTS_MAX = 8
 CALLBACK_BACKOFF_MS_MIN = 50
 CALLBACK_BACKOFF_MS_MAX = 10_000
 CALLBACK_TIMEOUT_MS = 10_000  # connect, or a response to one request
-CALLBACK_URL_BYTES_MAX = server_limits.CALLBACK_URL_LENGTH_MAX  # what onboarding accepts
+CALLBACK_URL_BYTES_MAX = core_limits.CALLBACK_URL_LENGTH_MAX  # what onboarding accepts
 
 # -- the client pools (callbacks, SDK) --------------------------------------------------
 CLIENT_SWEEP_MS = 250  # how often a pool with requests out checks the oldest's deadline

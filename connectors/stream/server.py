@@ -455,20 +455,6 @@ class StreamConnection(asyncio.Protocol):
         self._fail(error)
 
 
-def signature_required_participants(http_table: dict) -> frozenset[int]:
-    """The participants whose security policy requires signed requests. The policy is
-    declared once, with their JWS keys, in the HTTP connector's table (`[http]
-    participant_keys`, `signature_required = true`), and holds on every door: the HTTP
-    connector refuses their unsigned bodies, the stream their Hello without mTLS + key."""
-    if not http_table.get("participant_keys"):
-        return frozenset()
-    from connectors.http.app import HttpConnectorConfig  # only when a policy exists
-
-    http = msgspec.convert(http_table, HttpConnectorConfig)
-    return frozenset(entry.participant_id for entry in http.participant_keys
-                     if entry.signature_required)
-
-
 class StreamServer:
     def __init__(self, gateway, *, window_max: int = limits.WINDOW_MAX_DEFAULT,
                  connections_per_address_max: int = limits.CONNECTIONS_PER_ADDRESS_MAX_DEFAULT,
@@ -531,16 +517,17 @@ class StreamServer:
                        ("error",), kind="counter")
 
 
-async def start_stream_server(gateway, config, registry=None) -> StreamServer:
-    """Start the listener described by a ServerConfig (host, port, optional TLS, the
-    participants' signature policy)."""
+async def start_stream_server(gateway, config, registry=None,
+                              signature_required: frozenset[int] = frozenset()) -> StreamServer:
+    """Start the listener described by a ServerConfig (host, port, optional TLS), holding
+    `signature_required` participants to mTLS + key (their security policy)."""
     context = None
     if config.stream_tls_cert:
         context = server_ssl_context(config.stream_tls_cert, config.stream_tls_key,
                                      config.stream_tls_client_ca)
     server = StreamServer(gateway,
                           connections_per_address_max=config.stream_connections_per_address_max,
-                          signature_required=signature_required_participants(config.http))
+                          signature_required=signature_required)
     await server.start(config.stream_host, config.stream_port, context)
     if registry is not None:
         server.register_metrics(registry)

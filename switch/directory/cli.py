@@ -78,11 +78,9 @@ def _count_lines(path: str) -> int:
 class SwitchDirectory:
     """Where the switch keeps its directory, and the secret of its identity tokens."""
 
-    def __init__(self, config, secret, postgres_dsn: str | None, embedded_path: str) -> None:
+    def __init__(self, config, secret: str) -> None:
         self.config = config  # switch.server.config.ServerConfig
-        self.secret = secret  # switch.directory.config.Secret
-        self.postgres_dsn = postgres_dsn
-        self.embedded_path = embedded_path
+        self.secret = secret  # the switch's directory secret
 
 
 def switch_directory(config_path: str | None, data_dir: str | None,
@@ -93,7 +91,6 @@ def switch_directory(config_path: str | None, data_dir: str | None,
 
     from switch.directory.config import Secret
     from switch.server.config import load_config
-    from switch.app import DIRECTORY_FILE
     from switch.server.server import SECRETS_FILE, ServerSecrets
 
     overrides = {"data_dir": data_dir}
@@ -119,15 +116,13 @@ def switch_directory(config_path: str | None, data_dir: str | None,
             f"its first start (`ponte run`), or set directory_secret "
             f"(PONTE_DIRECTORY_SECRET) as the switch has it.")
     try:
-        secret = Secret(value.encode())
+        Secret(value.encode())
     except ValueError as error:
         raise click.UsageError(f"directory secret: {error}") from None
-    if config.store == "postgres":
-        return SwitchDirectory(config, secret, config.postgres_dsn.reveal(), "")
-    if not os.path.isdir(config.data_dir):
+    if config.store != "postgres" and not os.path.isdir(config.data_dir):
         raise click.UsageError(f"{config.data_dir} is not a directory: point --data-dir at "
                                f"the switch's data directory")
-    return SwitchDirectory(config, secret, None, os.path.join(config.data_dir, DIRECTORY_FILE))
+    return SwitchDirectory(config, value)
 
 
 @click.group()
@@ -158,16 +153,14 @@ def import_command(csv_path, config_path, data_dir, postgres_dsn, rejects_path, 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
     from rich.progress import TimeRemainingColumn
 
-    from switch.directory.backends import open_directory
+    from switch.app import open_directory
 
     target = switch_directory(config_path, data_dir, postgres_dsn)
-    config = target.config.directory
     total_rows = max(0, _count_lines(csv_path) - 1)
 
     async def run(progress, task):
-        async with open_directory(config=config, secret=target.secret,
-                                  postgres_dsn=target.postgres_dsn,
-                                  embedded_path=target.embedded_path) as service:
+        service, closers = await open_directory(target.config, target.secret)
+        try:
             with open(csv_path, newline="", encoding="utf-8") as handle:
                 # The operator's load: no participant asked, so no bucket is charged.
                 return await service.bulk_import(
@@ -175,6 +168,9 @@ def import_command(csv_path, config_path, data_dir, postgres_dsn, rejects_path, 
                     on_rows=(lambda n: progress.advance(task, n)) if progress else None,
                     charge_buckets=False,
                 )
+        finally:
+            for close in reversed(closers):
+                await close()
 
     if quiet:
         summary = asyncio.run(run(None, None))

@@ -20,7 +20,6 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
-from connectors.stream import limits as stream_limits
 from ledger.config import LedgerConfig
 from switch.core.config import CoreConfig
 from switch.directory.config import DirectoryConfig
@@ -101,8 +100,8 @@ class ServerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     stream_tls_client_ca: str = ""  # PEM CA bundle: require and verify client certificates
     # Stream connections one remote address may hold (from accept, before the handshake).
     stream_connections_per_address_max: Annotated[
-        int, Meta(ge=1, le=stream_limits.CONNECTIONS_MAX)
-    ] = stream_limits.CONNECTIONS_PER_ADDRESS_MAX_DEFAULT
+        int, Meta(ge=1, le=limits.STREAM_CONNECTIONS_MAX)
+    ] = limits.STREAM_CONNECTIONS_PER_ADDRESS_MAX_DEFAULT
     admin_host: Host = "127.0.0.1"
     admin_port: Port = 7480
     admin_enabled: bool = True

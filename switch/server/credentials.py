@@ -1,5 +1,6 @@
 """The participant credentials the gateway checks on every connection: an in-memory index
-over a `switch.store.credentials` store (loaded at start, written through on change).
+over a credential store (`CredentialStore`, implemented in `switch.store.credentials`:
+loaded at start, written through on change).
 
 API keys are `ponte_<key id>_<43 chars of urlsafe base64>`: 256 random bits, shown once
 when issued and stored only as HMAC-SHA256 under the server's pepper. They are random
@@ -19,11 +20,52 @@ from __future__ import annotations
 import base64
 import hmac
 import secrets
-from typing import Callable
+from typing import Callable, Protocol
+
+import msgspec
 
 from switch.server import limits
 from switch.server.gateway import hash_api_key
-from switch.store.credentials import KINDS, CredentialStore, KeyRecord, ParticipantRecord
+
+KINDS = ("bank", "wallet")
+
+
+class ParticipantRecord(msgspec.Struct, frozen=True, kw_only=True):
+    participant_id: int
+    name: str
+    kind: str
+    callback_url: str = ""
+
+
+class KeyRecord(msgspec.Struct, frozen=True, kw_only=True):
+    key_id: str
+    participant_id: int
+    key_hash: bytes
+    revoked: bool = False
+
+
+class CredentialsSnapshot(msgspec.Struct, frozen=True, kw_only=True):
+    participants: list[ParticipantRecord]
+    keys: list[KeyRecord]
+    certificates: list[tuple[int, bytes]]
+
+
+class CredentialStore(Protocol):
+    """What the index needs from a store (SQLite or PostgreSQL, switch/store)."""
+
+    async def load(self) -> CredentialsSnapshot: ...
+
+    async def put_participant(self, record: ParticipantRecord) -> None: ...
+
+    async def set_callback_url(self, participant_id: int, url: str) -> None: ...
+
+    async def add_key(self, record: KeyRecord) -> None: ...
+
+    async def revoke_keys(self, participant_id: int) -> None: ...
+
+    async def add_certificate(self, participant_id: int, fingerprint: bytes) -> None: ...
+
+    async def close(self) -> None: ...
 
 
 class CredentialError(ValueError):

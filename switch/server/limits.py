@@ -20,6 +20,11 @@ INBOUND_QUEUE_MAX_CEILING = 1 << 22
 STATUS_PER_PARTICIPANT_MAX_DEFAULT = 256
 STATUS_PER_PARTICIPANT_MAX_CEILING = 1 << 16
 
+# -- the stream listener (connectors/stream/limits.py has the same numbers, which a test
+# compares: the server's configuration may not ask the connector for more than it takes)
+STREAM_CONNECTIONS_MAX = 4_096
+STREAM_CONNECTIONS_PER_ADDRESS_MAX_DEFAULT = 256
+
 # -- the sequencer ---------------------------------------------------------------------
 # Events decided per loop tick (one journal record, one durable write). Larger ticks
 # amortise the fsync; smaller ones cut latency. 4,096 events of ~250 B is ~1 MB.
@@ -68,7 +73,7 @@ SHUTDOWN_DRAIN_S_MAX = 600.0
 # -- credentials -----------------------------------------------------------------------
 API_KEY_RANDOM_BYTES = 32  # 256 bits: far beyond guessing, so one HMAC is enough
 PEPPER_BYTES_MIN = 32
-CALLBACK_URL_LENGTH_MAX = 2_048
+CALLBACK_URL_LENGTH_MAX = core_limits.CALLBACK_URL_LENGTH_MAX
 PARTICIPANT_NAME_LENGTH_MAX = core_limits.TEXT_LENGTH_MAX
 
 # -- admin surface ---------------------------------------------------------------------

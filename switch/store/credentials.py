@@ -14,9 +14,15 @@ from typing import Protocol
 
 import msgspec
 
+from switch.server.credentials import (
+    CredentialsSnapshot,
+    CredentialStore,
+    KeyRecord,
+    ParticipantRecord,
+)
 from switch.store.embedded import open_sqlite
 
-KINDS = ("bank", "wallet")
+__all__ = ["CredentialStore", "EmbeddedCredentialStore", "PostgresCredentialStore"]
 
 _SQLITE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS participant_credentials (
@@ -37,42 +43,6 @@ CREATE TABLE IF NOT EXISTS participant_certificates (
     PRIMARY KEY (participant_id, fingerprint_sha256)
 );
 """
-
-
-class ParticipantRecord(msgspec.Struct, frozen=True, kw_only=True):
-    participant_id: int
-    name: str
-    kind: str
-    callback_url: str = ""
-
-
-class KeyRecord(msgspec.Struct, frozen=True, kw_only=True):
-    key_id: str
-    participant_id: int
-    key_hash: bytes
-    revoked: bool = False
-
-
-class CredentialsSnapshot(msgspec.Struct, frozen=True, kw_only=True):
-    participants: list[ParticipantRecord]
-    keys: list[KeyRecord]
-    certificates: list[tuple[int, bytes]]
-
-
-class CredentialStore(Protocol):
-    async def load(self) -> CredentialsSnapshot: ...
-
-    async def put_participant(self, record: ParticipantRecord) -> None: ...
-
-    async def set_callback_url(self, participant_id: int, url: str) -> None: ...
-
-    async def add_key(self, record: KeyRecord) -> None: ...
-
-    async def revoke_keys(self, participant_id: int) -> None: ...
-
-    async def add_certificate(self, participant_id: int, fingerprint: bytes) -> None: ...
-
-    async def close(self) -> None: ...
 
 
 class EmbeddedCredentialStore:
