@@ -289,6 +289,10 @@ async def metrics(request: Request) -> bytes:
         "# HELP ponte_admin_login_rate_limited_total Logins refused by the rate limiter.\n"
         "# TYPE ponte_admin_login_rate_limited_total counter\n"
         f"ponte_admin_login_rate_limited_total {service.login_rate_limited_total}\n"
+        "# HELP ponte_admin_login_busy_total Logins refused because too many were being "
+        "hashed at once.\n"
+        "# TYPE ponte_admin_login_busy_total counter\n"
+        f"ponte_admin_login_busy_total {service.login_busy_total}\n"
     ).encode()
     return service.switch.metrics_text() + extra
 

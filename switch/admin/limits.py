@@ -14,12 +14,18 @@ PASSWORD_LENGTH_MAX = 256
 USERS_MAX = 1_000
 
 # argon2id cost: RFC 9106's second recommended option (t=3, 64 MiB), one lane. Measured
-# ~140 ms per login on the shared 2-core development box, in a worker thread, one at a time
+# ~140 ms per login on the shared 2-core development box, in a worker thread
 # (switch/admin/passwords.py). Tests may lower it; never below this module's floor.
 ARGON2_TIME_COST = 3
 ARGON2_MEMORY_KIB = 64 * 1024
 ARGON2_PARALLELISM = 1
 ARGON2_MEMORY_KIB_FLOOR = 8 * 1024
+
+# Password hashes in worker threads: two at a time, so one slow hash does not stall every
+# other login (the switch keeps a core for payments on the 2-core box), and a short line of
+# logins waiting for a slot; past it a login is refused at once (LOGIN_BUSY).
+PASSWORD_HASHES_CONCURRENT_MAX = 2
+PASSWORD_HASHES_WAITING_MAX = 8
 
 # Sessions: a token of 32 random bytes; idle and absolute lifetimes.
 SESSION_TOKEN_BYTES = 32
@@ -76,6 +82,8 @@ assert PASSWORD_LENGTH_MIN < PASSWORD_LENGTH_MAX
 assert ARGON2_MEMORY_KIB >= ARGON2_MEMORY_KIB_FLOOR
 assert SESSION_IDLE_S <= SESSION_LIFETIME_S
 assert LOGIN_FAILURES_PER_USER_MAX <= LOGIN_FAILURES_PER_ADDRESS_MAX
+assert PASSWORD_HASHES_CONCURRENT_MAX >= 2  # one slow hash must not hold up every login
+assert PASSWORD_HASHES_WAITING_MAX >= 1
 assert AUDIT_DETAIL_BYTES_MAX < REQUEST_BODY_BYTES_MAX
 assert FORM_BYTES_MAX <= REQUEST_BODY_BYTES_MAX
 assert SEARCH_RESULTS_MAX <= AUDIT_PAGE_MAX

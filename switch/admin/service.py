@@ -28,7 +28,7 @@ from switch.admin import limits
 from switch.admin.audit import detail_text, verify_chain_async
 from switch.admin.live import LiveStats
 from switch.admin.money import exponent
-from switch.admin.passwords import Passwords
+from switch.admin.passwords import Passwords, PasswordsBusy
 from switch.admin.ports import AdminStore, AuditEntry, SwitchPort, SwitchUnavailable
 from switch.admin.ratelimit import LoginLimiter
 from switch.admin.types import (
@@ -126,6 +126,7 @@ class AdminService:
         self.submit_timeout_s = submit_timeout_s
         self.live = LiveStats()
         self.login_rate_limited_total = 0
+        self.login_busy_total = 0
 
     # -- audit ---------------------------------------------------------------------------
 
@@ -151,24 +152,34 @@ class AdminService:
     # -- sessions ------------------------------------------------------------------------
 
     async def login(self, username: str, password: str, client: str) -> tuple[str, Session]:
-        """(cookie token, session). The token is returned once and only its hash is kept."""
+        """(cookie token, session). The token is returned once and only its hash is kept.
+
+        The attempt is reserved in the rate limiter before the password is hashed and given
+        back only when it was right (or never hashed), so a burst of simultaneous guesses
+        gets no more hashes than the limit allows."""
         now_ns = self.clock_ns()
-        wait_s = self.limiter.retry_after_s(username, client, now_ns)
+        wait_s = self.limiter.reserve(username, client, now_ns)
         if wait_s:
             # Not audited one by one: a flood would bury the log. Counted instead.
             self.login_rate_limited_total += 1
             raise AdminRefusal(AdminResult.LOGIN_RATE_LIMITED, "too many failed logins",
                                retry_after_s=wait_s)
-        user = await self.store.get_user(username)
-        usable = user is not None and not user.disabled
-        ok = await self.passwords.verify(user.password_hash if usable else None, password)
+        try:
+            user = await self.store.get_user(username)
+            usable = user is not None and not user.disabled
+            ok = await self.passwords.verify(user.password_hash if usable else None, password)
+        except PasswordsBusy:
+            self.limiter.refund(username, client, now_ns)
+            self.login_busy_total += 1
+            raise AdminRefusal(AdminResult.LOGIN_BUSY, "too many logins at once; try again",
+                               retry_after_s=1) from None
         anonymous = Caller("-", Role.VIEWER, client)
         if not ok:
-            self.limiter.failed(username, client, now_ns)
+            # The reserved attempt stays counted: it was a wrong guess.
             await self._audit(anonymous, "login", f"user:{username}", AdminResult.LOGIN_FAILED)
             raise AdminRefusal(AdminResult.LOGIN_FAILED, "wrong username or password")
         assert user is not None
-        self.limiter.succeeded(username)
+        self.limiter.succeeded(username, client, now_ns)
         token = secrets.token_urlsafe(limits.SESSION_TOKEN_BYTES)
         session = Session(
             token_hash=token_sha256(token), username=user.username, role=user.role,
@@ -221,9 +232,13 @@ class AdminService:
         await self.require(caller, Role.ADMIN, "user.create", f"user:{body.username}")
         if await self.store.count_users() >= limits.USERS_MAX:
             raise AdminRefusal(AdminResult.USERS_FULL)
+        try:
+            password_hash = await self.passwords.hash(body.password)
+        except PasswordsBusy:
+            raise AdminRefusal(AdminResult.LOGIN_BUSY, "password hashing is busy; try again",
+                               retry_after_s=1) from None
         user = User(username=body.username, role=ROLE_NAMES[body.role],
-                    password_hash=await self.passwords.hash(body.password),
-                    created_ns=self.clock_ns())
+                    password_hash=password_hash, created_ns=self.clock_ns())
         entry = self._entry(caller, "user.create", f"user:{body.username}", AdminResult.OK,
                             {"role": body.role})
         if not await self.store.insert_user(user, entry):

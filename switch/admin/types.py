@@ -68,6 +68,7 @@ class AdminResult(IntEnum):
     # -- login -----------------------------------------------------------------------------
     LOGIN_RATE_LIMITED = 10
     LOGIN_FAILED = 11  # unknown user, wrong password or disabled: one answer for all
+    LOGIN_BUSY = 12  # too many logins being hashed at once; nothing was tried (Retry-After)
     # -- operators -------------------------------------------------------------------------
     USER_EXISTS = 20
     USER_NOT_FOUND = 21
@@ -95,6 +96,7 @@ HTTP_STATUS: dict[AdminResult, int] = {
     AdminResult.VALIDATION_ERROR: 400,
     AdminResult.LOGIN_RATE_LIMITED: 429,
     AdminResult.LOGIN_FAILED: 401,
+    AdminResult.LOGIN_BUSY: 503,
     AdminResult.USER_EXISTS: 409,
     AdminResult.USER_NOT_FOUND: 404,
     AdminResult.USERS_FULL: 409,
@@ -118,7 +120,7 @@ class AdminError(msgspec.Struct, **_ANSWER):
     code: int  # AdminResult value
     detail: str = ""
     core_result: int = 0  # the switch core's Result when `result` is SWITCH_REFUSED
-    retry_after_s: int = 0  # LOGIN_RATE_LIMITED: when to try again
+    retry_after_s: int = 0  # LOGIN_RATE_LIMITED, LOGIN_BUSY: when to try again
 
 
 class AdminRefusal(Exception):
