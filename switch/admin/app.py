@@ -306,9 +306,10 @@ API_HANDLERS = [
 
 
 async def _background(service: AdminService, interval_s: float) -> None:
-    """Sample the counters once a second and sweep dead sessions once a minute."""
+    """Sample the counters once a second, sweep dead sessions once a minute, and anchor the
+    audit head in the switch's journal every `AUDIT_ANCHOR_INTERVAL_S` (when it moved)."""
     loop = asyncio.get_running_loop()
-    next_sweep = loop.time()
+    next_sweep = next_anchor = loop.time()
     while True:
         try:
             service.sample()
@@ -316,6 +317,9 @@ async def _background(service: AdminService, interval_s: float) -> None:
                 next_sweep = loop.time() + SESSIONS_SWEEP_S
                 await service.store.delete_expired_sessions(
                     service.clock_ns(), limits.SESSION_IDLE_S * limits.NS_PER_S)
+            if loop.time() >= next_anchor:
+                next_anchor = loop.time() + limits.AUDIT_ANCHOR_INTERVAL_S
+                await service.anchor_audit()
         except Exception:  # noqa: BLE001 - the console must outlive one bad sample
             log.exception("event=admin_background_failed")
         await asyncio.sleep(interval_s)

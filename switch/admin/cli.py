@@ -3,7 +3,8 @@ the switch's host (no HTTP, no session: whoever can run this can read the store 
 
 The store is the server's: `admin.sqlite3` in the data directory (embedded), or the
 PostgreSQL database (`--postgres-dsn`, after `ponte db migrate`). Both commands write an
-audit record / read the whole chain; neither prints a password or a hash.
+audit record / read the whole chain; neither prints a password or a hash. `verify-audit`
+also reads the switch's journal file (read-only) for the newest audit anchor.
 """
 
 from __future__ import annotations
@@ -92,28 +93,58 @@ def create_user(data_dir: str, postgres_dsn: str | None, username: str, role: st
     click.echo(f"created {role} {username}")
 
 
+def journal_anchor(data_dir: str) -> tuple[int, str] | None:
+    """The newest audit anchor (`AuditAnchored`: seq, hex hash) in the switch's journal file
+    in `data_dir`, read-only; None when there is no file journal or no anchor in it."""
+    from ledger.journal import read_records
+    from switch.core.messages import AuditAnchored
+    from switch.server.journal import decode_tick
+    from switch.server.server import JOURNAL_FILE
+
+    path = Path(data_dir) / JOURNAL_FILE
+    if not path.exists():
+        return None
+    anchor = None
+    for record in read_records(str(path)):
+        for _now_ns, event in decode_tick(record):
+            # The core refuses an anchor that goes back; journaled refusals are skipped.
+            if type(event) is AuditAnchored and (anchor is None or event.audit_seq > anchor[0]):
+                anchor = (event.audit_seq, event.audit_hash)
+    return anchor
+
+
 @admin.command("verify-audit")
 @_store_options
-def verify_audit(data_dir: str, postgres_dsn: str | None) -> None:
-    """Walk the audit hash chain from the first record; name the first broken one.
+@click.option("--journal/--no-journal", default=True, show_default=True,
+              help="Also check the audit head anchored in the switch's journal file "
+                   "(data_dir/switch.journal; the console's Verify checks it with any journal).")
+def verify_audit(data_dir: str, postgres_dsn: str | None, journal: bool) -> None:
+    """Walk the audit hash chain from the first record; name the first broken one. The chain
+    must also reach the newest record anchored in the switch's journal with its hash, so
+    records removed from its end are named too.
     Exit status 0 when intact, 1 when broken."""
     from switch.admin.audit import verify_chain_async
     from switch.admin import limits
 
+    anchor = journal_anchor(data_dir) if journal else None
+
     async def run():
         store = await open_store(data_dir, postgres_dsn)
         try:
-            result = await verify_chain_async(store.iter_audit(limits.AUDIT_VERIFY_BATCH))
+            result = await verify_chain_async(store.iter_audit(limits.AUDIT_VERIFY_BATCH),
+                                              anchor)
             head = await store.audit_head()
             return result, head
         finally:
             await store.close()
 
     result, (head_seq, head_hash) = asyncio.run(run())
+    anchored = (f", anchored #{anchor[0]} in the switch journal" if anchor is not None
+                else ", no anchor in a switch journal file")
     if result.ok:
         click.echo(f"audit chain intact: {result.records_checked} records, head #{head_seq} "
-                   f"{head_hash.hex()}")
+                   f"{head_hash.hex()}{anchored}")
         return
     click.echo(f"audit chain BROKEN at record {result.first_broken_seq}: {result.reason} "
-               f"({result.records_checked} records verified before it)", err=True)
+               f"({result.records_checked} records verified before it{anchored})", err=True)
     sys.exit(1)

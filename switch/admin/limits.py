@@ -45,6 +45,10 @@ LOGIN_LIMITER_KEYS_MAX = 100_000  # keys remembered; the oldest window is droppe
 AUDIT_PAGE_MAX = 500
 AUDIT_DETAIL_BYTES_MAX = 4_096
 AUDIT_VERIFY_BATCH = 1_000
+# The audit head is anchored in the switch's journal (AuditAnchored) after every maker-checker
+# execution and at most this often otherwise, when it moved: a truncation of the records
+# newer than the last anchor is the most that can go unnoticed.
+AUDIT_ANCHOR_INTERVAL_S = 60
 
 # Maker-checker: proposals waiting on a checker, and how long one may wait.
 PROPOSALS_OPEN_MAX = 1_000

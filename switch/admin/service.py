@@ -67,6 +67,7 @@ from switch.admin.types import (
 )
 from switch.core.accounts import Leg, TransferCode
 from switch.core.messages import (
+    AuditAnchored,
     FundsDeposited,
     FundsWithdrawn,
     NetDebitCapSet,
@@ -495,6 +496,7 @@ class AdminService:
                             {"core_result": name})
         moved = await self.store.decide_proposal(final, ProposalState.APPROVED, entry)
         assert moved, "an APPROVED proposal is only moved by the one executing it"
+        await self.anchor_audit()
         return _proposal_view(final)
 
     async def resume_approved(self) -> int:
@@ -643,7 +645,35 @@ class AdminService:
                 for r in records]
 
     async def verify_audit(self) -> AuditVerification:
-        return await verify_chain_async(self.store.iter_audit(limits.AUDIT_VERIFY_BATCH))
+        """Walk the chain; it must also reach the record anchored in the switch's journal
+        with the anchored hash (a truncated or rewritten tail breaks it)."""
+        anchor = self.switch.core.audit_anchor() if self.switch is not None else None
+        return await verify_chain_async(self.store.iter_audit(limits.AUDIT_VERIFY_BATCH),
+                                        anchor)
+
+    async def anchor_audit(self) -> bool:
+        """Write the audit head into the switch's journal (`AuditAnchored`), unless it is
+        already anchored. True when anchored now. Not audited itself (that would move the
+        head again); a failure is logged and the next anchor carries the head instead."""
+        if self.switch is None:
+            return False
+        head_seq, head_hash = await self.store.audit_head()
+        anchored = self.switch.core.audit_anchor()
+        if head_seq == 0 or (anchored is not None and anchored[0] >= head_seq):
+            # Nothing new (or the table lost records: verification says so, never hide it).
+            return False
+        event = AuditAnchored(request_id=f"audit-anchor-{head_seq}", audit_seq=head_seq,
+                              audit_hash=head_hash.hex())
+        try:
+            answer = await asyncio.wait_for(self.switch.submit(event), self.submit_timeout_s)
+        except (SwitchUnavailable, asyncio.TimeoutError) as error:
+            log.warning("event=audit_anchor_failed audit_seq=%d why=%r", head_seq, error)
+            return False
+        if answer.result != Result.OK:
+            log.warning("event=audit_anchor_refused audit_seq=%d result=%s", head_seq,
+                        _RESULT_NAMES.get(int(answer.result), int(answer.result)))
+            return False
+        return True
 
     # -- panels --------------------------------------------------------------------------
 

@@ -449,6 +449,9 @@ class AuditVerification(msgspec.Struct, **_ANSWER):
     records_checked: int
     first_broken_seq: int = 0  # 0 when ok
     reason: str = ""
+    # The record whose hash the switch's journal holds (AuditAnchored); the chain must reach
+    # it with that hash. 0: nothing anchored yet (or verified without the switch).
+    anchored_seq: int = 0
 
 
 # -- directory, health, overview -----------------------------------------------------------------

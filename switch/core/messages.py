@@ -406,6 +406,17 @@ class NetDebitCapSet(msgspec.Struct, tag=29, **_EVENT):
     cap_minor: Annotated[int, Meta(ge=0, le=limits.NET_DEBIT_CAP_MINOR_MAX)]
 
 
+class AuditAnchored(msgspec.Struct, tag=30, **_EVENT):
+    """Operator console: the newest record of its hash-chained audit log (switch/admin/audit.py)
+    is `audit_seq` with hash `audit_hash` (hex). Journaled, so a later verification can tell
+    a truncated audit table from an intact one; the core keeps the newest anchor and refuses
+    one that goes back or names another hash for the same record."""
+
+    request_id: Id
+    audit_seq: Annotated[int, Meta(ge=1, le=(1 << 63) - 1)]  # the audit table's bigint
+    audit_hash: Annotated[str, Meta(pattern=r"^[0-9a-f]{64}$")]
+
+
 ParticipantEvent = Union[
     TransferRequested,
     ReturnRequested,
@@ -425,6 +436,7 @@ AdminEvent = Union[
     FundsDeposited,
     FundsWithdrawn,
     NetDebitCapSet,
+    AuditAnchored,
 ]
 # What the core consumes and the journal holds: participant events, timer firings and
 # operator requests (typing flattens the nested unions; the order is the tags' order).

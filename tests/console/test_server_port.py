@@ -173,3 +173,40 @@ async def test_on_tls_the_session_cookie_is_secure(tmp_path):
             assert "Secure" in cookie and "HttpOnly" in cookie
     finally:
         await server.stop(drain_s=0)
+
+
+async def test_verify_audit_command_detects_a_tail_truncated_after_the_anchor(running):
+    """The CLI reads the anchor from the switch's journal file: records removed from the end
+    of the audit table are named even though what is left is a valid chain."""
+    import asyncio
+    import sqlite3
+
+    from click.testing import CliRunner
+
+    from switch.admin.types import Decision, FundProposal
+    from switch.cli import main as ponte
+
+    server, traffic, console = running
+    service = console.service
+    proposal = await service.propose(Caller("bob", Role.OPERATOR, "t"), FundProposal(
+        participant_id=traffic.participant_ids["bank-a"], currency="BRL", amount_minor=100))
+    await service.decide(Caller("alice", Role.ADMIN, "t"), proposal.proposal_id,
+                         Decision(approve=True))
+    anchored_seq, _hash = server.core.audit_anchor()
+    data_dir = server.config.data_dir
+
+    def verify():
+        return CliRunner().invoke(ponte, ["admin", "verify-audit", "--data-dir", data_dir])
+
+    intact = await asyncio.to_thread(verify)
+    assert intact.exit_code == 0, intact.output
+    assert f"anchored #{anchored_seq}" in intact.output
+    db = sqlite3.connect(f"{data_dir}/admin.sqlite3")
+    db.execute("DROP TRIGGER admin_audit_no_delete")
+    db.execute("DELETE FROM admin_audit WHERE seq >= ?", (anchored_seq - 1,))
+    db.commit()
+    db.close()
+    truncated = await asyncio.to_thread(verify)
+    assert truncated.exit_code == 1, truncated.output
+    assert f"BROKEN at record {anchored_seq - 1}" in truncated.output
+    assert "removed from its end" in truncated.output
