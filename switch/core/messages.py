@@ -136,6 +136,10 @@ class RequestToPay(msgspec.Struct, tag="request_to_pay", **_WIRE):
     payee_account_ref: Reference = ""
     end_to_end_id: Reference = ""
     purpose: Text = ""
+    # Opaque id of the payee's end user asking (the merchant, the biller): the payer's
+    # alias lookup is charged to their anti-enumeration bucket, as a transfer's lookup is
+    # charged to its payer_user_ref. Empty: one shared anonymous bucket per participant.
+    payee_user_ref: Reference = ""
 
 
 class RequestToPayDecision(msgspec.Struct, tag="request_to_pay_decision", **_WIRE):

@@ -235,7 +235,7 @@ class Sequencer:
                 if kind_type is TransferRequest and message.payee is not None:
                     lookups.append((participant_id, message.payee, message.payer_user_ref))
                 elif kind_type is RequestToPay:
-                    lookups.append((participant_id, message.payer, "request_to_pay"))
+                    lookups.append((participant_id, message.payer, message.payee_user_ref))
         routes = iter(())
         if lookups:
             try:
