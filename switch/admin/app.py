@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Annotated
 
 import msgspec
-from litestar import Litestar, Request, Response, Router, delete, get, post, put
+from litestar import Litestar, Request, Response, Router, delete, get, post
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import OpenAPIConfig
@@ -36,14 +36,12 @@ from switch.admin.types import (
     AdminResult,
     AuditRecordView,
     AuditVerification,
-    CallbackUrlSet,
-    CredentialsRotated,
+    Categories,
     Decision,
     DirectoryPanel,
     Health,
     LoginRequest,
     Overview,
-    ParticipantOnboard,
     ParticipantView,
     ProposalBody,
     ProposalState,
@@ -148,12 +146,6 @@ async def api_participant(request: Request,
     return service_of(request).participant(participant_id)
 
 
-@post("/participants", tags=["participants"])
-async def api_onboard(request: Request, data: JSONBody[ParticipantOnboard]) -> ParticipantView:
-    """Admin only: add a participant, open its currencies, create its connector settings."""
-    return await service_of(request).onboard(caller_of(request), data)
-
-
 @post("/participants/{participant_id:int}/suspend", status_code=200, tags=["participants"])
 async def api_suspend(request: Request, participant_id: FromPath[int]) -> ParticipantView:
     """Operator: it can neither send nor receive; in-flight transfers finish."""
@@ -165,18 +157,11 @@ async def api_resume(request: Request, participant_id: FromPath[int]) -> Partici
     return await service_of(request).set_status(caller_of(request), participant_id, False)
 
 
-@put("/participants/{participant_id:int}/callback-url", tags=["participants"])
-async def api_callback_url(request: Request, participant_id: FromPath[int],
-                           data: JSONBody[CallbackUrlSet]) -> ParticipantView:
-    return await service_of(request).set_callback_url(caller_of(request), participant_id,
-                                                      data.callback_url)
-
-
-@post("/participants/{participant_id:int}/rotate-key", tags=["participants"])
-async def api_rotate_key(request: Request,
-                         participant_id: FromPath[int]) -> CredentialsRotated:
-    """Admin only: a new API key, shown once; the old keys stop working at once."""
-    return await service_of(request).rotate_credentials(caller_of(request), participant_id)
+@get("/categories", tags=["participants"])
+async def api_categories(request: Request) -> Categories:
+    """The directory's bucket categories (anti-enumeration budgets) a participant can be
+    put in with a `category` proposal, and the default."""
+    return service_of(request).categories()
 
 
 # -- maker-checker -------------------------------------------------------------------------
@@ -194,8 +179,10 @@ async def api_proposals(
 
 @post("/proposals", tags=["maker-checker"])
 async def api_propose(request: Request, data: JSONBody[ProposalBody]) -> ProposalView:
-    """Operator: propose a liquidity change (fund, defund, net debit cap, daily limit). It
-    reaches the switch only when a different operator approves it."""
+    """Propose a change; it is carried out only when a *different* operator with the role
+    it needs approves it. `kind` selects the body: `fund`, `defund`, `net_debit_cap`,
+    `daily_limit`, `callback_url`, `category` (operator), `currency`, `onboard`,
+    `account`, `rotate_key`, `certificate` (admin)."""
     return await service_of(request).propose(caller_of(request), data)
 
 
@@ -207,7 +194,9 @@ async def api_proposal(request: Request, proposal_id: FromPath[str]) -> Proposal
 @post("/proposals/{proposal_id:str}/decision", status_code=200, tags=["maker-checker"])
 async def api_decide(request: Request, proposal_id: FromPath[str],
                      data: JSONBody[Decision]) -> ProposalView:
-    """Operator, not the proposer: approve (the switch carries it out) or reject."""
+    """Not the proposer, with the role the change needs: approve (it is carried out now)
+    or reject. Approving an `onboard` or `rotate_key` proposal answers the new API key in
+    `api_key` — this once, to this checker; it is stored nowhere."""
     return await service_of(request).decide(caller_of(request), proposal_id, data)
 
 
@@ -299,8 +288,8 @@ async def metrics(request: Request) -> bytes:
 
 API_HANDLERS = [
     api_login, api_session, api_logout, api_users, api_create_user, api_disable_user,
-    api_enable_user, api_participants, api_participant, api_onboard, api_suspend, api_resume,
-    api_callback_url, api_rotate_key, api_proposals, api_propose, api_proposal, api_decide,
+    api_enable_user, api_participants, api_participant, api_suspend, api_resume,
+    api_categories, api_proposals, api_propose, api_proposal, api_decide,
     api_transfers, api_timeline, api_audit, api_audit_verify, api_directory, api_overview,
 ]
 
@@ -333,6 +322,7 @@ def create_app(service: AdminService, *, secure_cookies: bool = False,
     tasks: list[asyncio.Task] = []
 
     async def start() -> None:
+        await service.restore_settings()
         await service.resume_approved()
         tasks.append(asyncio.create_task(_background(service, sample_interval_s),
                                          name="admin-background"))

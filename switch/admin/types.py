@@ -17,6 +17,7 @@ from msgspec import Meta
 
 from switch.admin import limits
 from switch.core import limits as core_limits
+from switch.core.messages import SchemeRules
 
 # -- constrained scalars --------------------------------------------------------------------
 
@@ -39,6 +40,11 @@ CallbackUrl = Annotated[
     str, Meta(max_length=limits.CALLBACK_URL_LENGTH_MAX, pattern=r"^(https?://[^\s]+)?$")
 ]
 ProposalId = Annotated[str, Meta(pattern=r"^p-[0-9a-f]{16}$")]
+# A directory bucket category (switch/directory/config.py `participant_buckets`).
+Category = Annotated[str, Meta(min_length=1, max_length=16, pattern=r"^[A-Za-z0-9_-]+$")]
+Fingerprint = Annotated[str, Meta(pattern=r"^[0-9a-f]{64}$")]  # SHA-256 of a DER certificate
+LedgerId = Annotated[int, Meta(ge=1, le=core_limits.LEDGER_ID_MAX)]
+SettlementModelName = Annotated[str, Meta(pattern=r"^(prefunded_rtgs|deferred_net)$")]
 
 _REQUEST = dict(frozen=True, kw_only=True, forbid_unknown_fields=True)
 _ANSWER = dict(frozen=True, kw_only=True)
@@ -48,8 +54,8 @@ class Role(IntEnum):
     """Ordered: a higher role may do everything a lower one may."""
 
     VIEWER = 1  # reads every page and every API resource
-    OPERATOR = 2  # + suspend/resume, callback URLs, propose and check liquidity changes
-    ADMIN = 3  # + onboard participants, rotate credentials, manage operators
+    OPERATOR = 2  # + suspend/resume; propose and check liquidity, callback URL, category
+    ADMIN = 3  # + propose and check currencies, onboarding, keys, certificates; operators
 
 
 ROLE_NAMES = {role.name.lower(): role for role in Role}
@@ -202,20 +208,6 @@ class Session(msgspec.Struct, kw_only=True):
 # -- participants ------------------------------------------------------------------------
 
 
-class ParticipantOnboard(msgspec.Struct, **_REQUEST):
-    """Add a participant and open its accounts in the given currencies."""
-
-    participant_id: ParticipantId
-    name: Name
-    kind: Annotated[str, Meta(pattern=r"^(bank|wallet)$")] = "bank"
-    currencies: Annotated[list[Currency], Meta(max_length=core_limits.CURRENCIES_MAX)] = []
-    callback_url: CallbackUrl = ""
-
-
-class CallbackUrlSet(msgspec.Struct, **_REQUEST):
-    callback_url: CallbackUrl
-
-
 class ParticipantStatusChange(msgspec.Struct, **_REQUEST):
     note: Note = ""
 
@@ -247,14 +239,22 @@ class ParticipantView(msgspec.Struct, **_ANSWER):
     kind: str = ""
     callback_url: str = ""
     api_key_ids: list[str] = []
+    category: str = ""  # its directory bucket category (anti-enumeration lookups)
 
 
-class CredentialsRotated(msgspec.Struct, **_ANSWER):
-    """Shown once: the store keeps only the key's SHA-256."""
+class CategoryView(msgspec.Struct, **_ANSWER):
+    """A directory bucket category participants can be put in (maker-checker)."""
 
-    participant_id: int
-    api_key_id: str
-    api_key: str
+    category: str
+    capacity_tokens: int
+    refill_tokens_per_minute: int
+    hit_cost_tokens: int
+    miss_cost_tokens: int
+
+
+class Categories(msgspec.Struct, **_ANSWER):
+    categories: list[CategoryView]
+    default: str  # what a participant with none assigned gets
 
 
 class Credential(msgspec.Struct, kw_only=True):
@@ -282,6 +282,73 @@ class ProposalState(IntEnum):
 
 
 _PROPOSAL = dict(frozen=True, kw_only=True, forbid_unknown_fields=True, tag_field="kind")
+
+
+class CurrencyProposal(msgspec.Struct, tag="currency", **_PROPOSAL):
+    """Carry a new currency with its settlement model and scheme rules (limits, fees)."""
+
+    currency: Currency
+    ledger_id: LedgerId  # ISO 4217 numeric code
+    settlement_model: SettlementModelName = "prefunded_rtgs"
+    rules: SchemeRules = SchemeRules()
+    note: Note = ""
+
+
+class OnboardProposal(msgspec.Struct, tag="onboard", **_PROPOSAL):
+    """Add a participant: its accounts, connector settings, directory category, opening
+    funding (prefunded currencies) or net debit cap (deferred-net ones), and its first API
+    key, issued when the proposal is carried out and shown once, to the approving admin."""
+
+    participant_id: Annotated[int, Meta(ge=0, le=core_limits.PARTICIPANT_ID_MAX)] = 0  # 0: next
+    name: Name
+    participant_kind: Annotated[str, Meta(pattern=r"^(bank|wallet)$")] = "bank"
+    currencies: Annotated[list[Currency], Meta(max_length=core_limits.CURRENCIES_MAX)] = []
+    callback_url: CallbackUrl = ""
+    category: Annotated[str, Meta(max_length=16, pattern=r"^[A-Za-z0-9_-]*$")] = ""  # "": default
+    funding_minor: Annotated[int, Meta(ge=0, le=core_limits.AMOUNT_MINOR_MAX)] = 0
+    net_debit_cap_minor: CapMinor = 0
+    note: Note = ""
+
+
+class AccountProposal(msgspec.Struct, tag="account", **_PROPOSAL):
+    """Open one more currency account for a participant."""
+
+    participant_id: ParticipantId
+    currency: Currency
+    note: Note = ""
+
+
+class CallbackUrlProposal(msgspec.Struct, tag="callback_url", **_PROPOSAL):
+    """Where the HTTP connector delivers the participant's callbacks ("" for none)."""
+
+    participant_id: ParticipantId
+    callback_url: CallbackUrl
+    note: Note = ""
+
+
+class KeyRotationProposal(msgspec.Struct, tag="rotate_key", **_PROPOSAL):
+    """Issue a new API key (shown once, to the approving admin); by default every earlier
+    key of the participant stops working at once."""
+
+    participant_id: ParticipantId
+    revoke_others: bool = True
+    note: Note = ""
+
+
+class CertificateProposal(msgspec.Struct, tag="certificate", **_PROPOSAL):
+    """Accept a TLS client certificate (its SHA-256 fingerprint) as the participant's."""
+
+    participant_id: ParticipantId
+    fingerprint_sha256: Fingerprint
+    note: Note = ""
+
+
+class CategoryProposal(msgspec.Struct, tag="category", **_PROPOSAL):
+    """Put a participant in a directory bucket category (its anti-enumeration budget)."""
+
+    participant_id: ParticipantId
+    category: Category
+    note: Note = ""
 
 
 class FundProposal(msgspec.Struct, tag="fund", **_PROPOSAL):
@@ -320,7 +387,38 @@ class DailyLimitProposal(msgspec.Struct, tag="daily_limit", **_PROPOSAL):
     note: Note = ""
 
 
-ProposalBody = Union[FundProposal, DefundProposal, NetDebitCapProposal, DailyLimitProposal]
+ProposalBody = Union[
+    FundProposal, DefundProposal, NetDebitCapProposal, DailyLimitProposal, CurrencyProposal,
+    OnboardProposal, AccountProposal, CallbackUrlProposal, KeyRotationProposal,
+    CertificateProposal, CategoryProposal,
+]
+
+# The role a proposal kind needs, of its maker and of its checker alike.
+PROPOSAL_ROLES: dict[str, Role] = {
+    "fund": Role.OPERATOR, "defund": Role.OPERATOR, "net_debit_cap": Role.OPERATOR,
+    "daily_limit": Role.OPERATOR, "callback_url": Role.OPERATOR, "category": Role.OPERATOR,
+    "currency": Role.ADMIN, "onboard": Role.ADMIN, "account": Role.ADMIN,
+    "rotate_key": Role.ADMIN, "certificate": Role.ADMIN,
+}
+KEY_ISSUING_KINDS = frozenset({"onboard", "rotate_key"})
+
+
+def proposal_kind(body: ProposalBody) -> str:
+    return type(body).__struct_config__.tag
+
+
+def proposal_participant_id(body: ProposalBody) -> int:
+    """The participant a proposal is about; 0 for a currency."""
+    return getattr(body, "participant_id", 0)
+
+
+def proposal_currency(body: ProposalBody) -> str:
+    """The currency a proposal is about; "" when it is not about one."""
+    return getattr(body, "currency", "")
+
+
+assert set(PROPOSAL_ROLES) == {proposal_kind_tag.__struct_config__.tag
+                               for proposal_kind_tag in ProposalBody.__args__}
 
 
 class Decision(msgspec.Struct, **_REQUEST):
@@ -345,8 +443,8 @@ class Proposal(msgspec.Struct, kw_only=True):
 class ProposalView(msgspec.Struct, **_ANSWER):
     proposal_id: str
     kind: str
-    participant_id: int
-    currency: str
+    participant_id: int  # 0 for a currency
+    currency: str  # "" when the change is not about one currency
     body: ProposalBody
     state: str
     proposed_by: str
@@ -355,6 +453,10 @@ class ProposalView(msgspec.Struct, **_ANSWER):
     decided_ns: int
     core_result: int
     detail: str
+    # Only in the answer to the approval that carried out an onboarding or a key rotation,
+    # and only there: the new API key, shown once to the approving admin. Never stored.
+    api_key_id: str = ""
+    api_key: str = ""
 
 
 # -- transfers -----------------------------------------------------------------------------

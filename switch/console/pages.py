@@ -25,15 +25,20 @@ from litestar.response.sse import ServerSentEventMessage
 from switch.admin import limits
 from switch.admin.money import exponent, format_minor
 from switch.admin.types import (
+    AccountProposal,
     AdminRefusal,
     AdminResult,
-    CallbackUrlSet,
+    CallbackUrlProposal,
+    CategoryProposal,
+    CertificateProposal,
+    CurrencyProposal,
     DailyLimitProposal,
     Decision,
     DefundProposal,
     FundProposal,
+    KeyRotationProposal,
     NetDebitCapProposal,
-    ParticipantOnboard,
+    OnboardProposal,
     ProposalState,
     Role,
     TransferQuery,
@@ -61,9 +66,8 @@ SERIES_POINTS_MAX = 300
 NOTICES = {
     "suspended": "Participant suspended: its new transfers are refused.",
     "resumed": "Participant resumed.",
-    "callback": "Callback URL saved.",
-    "onboarded": "Participant onboarded.",
-    "proposed": "Proposal recorded: it now waits for a different operator to check it.",
+    "proposed": "Proposal recorded: it now waits for a different operator to check it "
+                "(Approvals).",
     "approved": "Proposal approved and sent to the switch.",
     "failed": "Proposal approved, but the switch refused it (see its result).",
     "rejected": "Proposal rejected.",
@@ -237,7 +241,8 @@ async def participants_page(request: Request) -> Template:
     service = service_of(request)
     currencies = service.switch.core.currencies()
     return page(request, "participants.html", "participants",
-                participants=service.participants(), currencies=currencies)
+                participants=service.participants(), currencies=currencies,
+                categories=service.categories())
 
 
 @get("/participants/positions", include_in_schema=False)
@@ -252,16 +257,23 @@ async def participant_page(request: Request,
                            participant_id: FromPath[int]) -> Template:
     service = service_of(request)
     return page(request, "participant.html", "participants",
-                participant=service.participant(participant_id), rotated=None)
+                participant=service.participant(participant_id),
+                categories=service.categories(), currencies=service.switch.core.currencies())
 
 
 @post("/participants", include_in_schema=False)
 async def participant_onboard(request: Request) -> Response:
+    """Admin: propose an onboarding; a second admin approves it (and sees the first key)."""
     form = await form_of(request)
     currencies = [c.strip().upper() for c in form.get("currencies", "").split(",") if c.strip()]
-    body = convert_form({**form, "currencies": currencies}, ParticipantOnboard)
-    view = await service_of(request).onboard(caller_of(request), body)
-    return back(f"/participants/{view.participant_id}", "onboarded")
+    fields = {key: form[key] for key in ("participant_id", "name", "participant_kind",
+                                         "callback_url", "category", "note") if form.get(key)}
+    for key in ("funding_minor", "net_debit_cap_minor"):
+        if form.get(key, "").strip():
+            fields[key] = form[key].strip()
+    body = convert_form({**fields, "currencies": currencies}, OnboardProposal)
+    await service_of(request).propose(caller_of(request), body)
+    return back("/approvals", "proposed")
 
 
 @post("/participants/{participant_id:int}/suspend", include_in_schema=False)
@@ -278,36 +290,62 @@ async def participant_resume(request: Request,
     return back(f"/participants/{participant_id}", "resumed")
 
 
+async def _propose_for(request: Request, participant_id: int, struct_type,
+                       **fields) -> Response:
+    form = await form_of(request)
+    body = convert_form({"participant_id": participant_id, "note": form.get("note", ""),
+                         **{key: form.get(key, "") for key in fields}}, struct_type)
+    await service_of(request).propose(caller_of(request), body)
+    return back(f"/participants/{participant_id}", "proposed")
+
+
 @post("/participants/{participant_id:int}/callback-url", include_in_schema=False)
-async def participant_callback(request: Request,
-                               participant_id: FromPath[int]) -> Response:
-    body = convert_form(await form_of(request), CallbackUrlSet)
-    await service_of(request).set_callback_url(caller_of(request), participant_id,
-                                               body.callback_url)
-    return back(f"/participants/{participant_id}", "callback")
+async def participant_callback(request: Request, participant_id: FromPath[int]) -> Response:
+    return await _propose_for(request, participant_id, CallbackUrlProposal, callback_url=True)
+
+
+@post("/participants/{participant_id:int}/category", include_in_schema=False)
+async def participant_category(request: Request, participant_id: FromPath[int]) -> Response:
+    return await _propose_for(request, participant_id, CategoryProposal, category=True)
+
+
+@post("/participants/{participant_id:int}/certificate", include_in_schema=False)
+async def participant_certificate(request: Request, participant_id: FromPath[int]) -> Response:
+    return await _propose_for(request, participant_id, CertificateProposal,
+                              fingerprint_sha256=True)
+
+
+@post("/participants/{participant_id:int}/account", include_in_schema=False)
+async def participant_account(request: Request, participant_id: FromPath[int]) -> Response:
+    return await _propose_for(request, participant_id, AccountProposal, currency=True)
 
 
 @post("/participants/{participant_id:int}/rotate-key", include_in_schema=False)
-async def participant_rotate(request: Request,
-                             participant_id: FromPath[int]) -> Template:
-    """Shows the new key once, on this answer only (never redirect: it would be lost)."""
-    service = service_of(request)
-    rotated = await service.rotate_credentials(caller_of(request), participant_id)
-    return page(request, "participant.html", "participants",
-                participant=service.participant(participant_id), rotated=rotated)
+async def participant_rotate(request: Request, participant_id: FromPath[int]) -> Response:
+    """Admin: propose a key rotation; the new key is shown to the admin who approves it."""
+    form = await form_of(request)
+    body = convert_form({"participant_id": participant_id, "note": form.get("note", ""),
+                         "revoke_others": form.get("revoke_others", "true") != "false"},
+                        KeyRotationProposal)
+    await service_of(request).propose(caller_of(request), body)
+    return back(f"/participants/{participant_id}", "proposed")
 
 
 # -- maker-checker -------------------------------------------------------------------------
 
 
-@get("/approvals", include_in_schema=False)
-async def approvals_page(request: Request) -> Template:
+async def _approvals(request: Request, issued=None) -> Template:
     service = service_of(request)
     pending = await service.proposals(ProposalState.PENDING)
     recent = [p for p in await service.proposals(None, 50) if p.state != "pending"]
-    participants = service.participants()
     return page(request, "approvals.html", "approvals", pending=pending, recent=recent,
-                participants=participants, currencies=service.switch.core.currencies())
+                participants=service.participants(), currencies=service.switch.core.currencies(),
+                issued=issued)
+
+
+@get("/approvals", include_in_schema=False)
+async def approvals_page(request: Request) -> Template:
+    return await _approvals(request)
 
 
 @post("/approvals", include_in_schema=False)
@@ -331,12 +369,25 @@ async def approvals_propose(request: Request) -> Response:
     return back("/approvals", "proposed")
 
 
+@post("/approvals/currency", include_in_schema=False)
+async def approvals_currency(request: Request) -> Response:
+    """Admin: propose carrying a new currency (the scheme's default rules)."""
+    form = await form_of(request)
+    body = convert_form({key: form.get(key, "") for key in (
+        "currency", "ledger_id", "settlement_model", "note")}, CurrencyProposal)
+    await service_of(request).propose(caller_of(request), body)
+    return back("/approvals", "proposed")
+
+
 @post("/approvals/{proposal_id:str}/decide", include_in_schema=False)
 async def approvals_decide(request: Request, proposal_id: FromPath[str]) -> Response:
     form = await form_of(request)
     decision = convert_form({"approve": form.get("decision") == "approve",
                              "note": form.get("note", "")}, Decision)
     view = await service_of(request).decide(caller_of(request), proposal_id, decision)
+    if view.api_key:
+        # Shown once, on this answer only (never redirect: it would be lost).
+        return await _approvals(request, issued=view)
     notice = {"executed": "approved", "failed": "failed"}.get(view.state, "rejected")
     return back("/approvals", notice)
 
@@ -414,7 +465,8 @@ async def users_disable(request: Request, username: FromPath[str]) -> Response:
 CONSOLE_HANDLERS = [
     login_page, login_submit, logout, overview_page, events, participants_page,
     participants_positions, participant_page, participant_onboard, participant_suspend,
-    participant_resume, participant_callback, participant_rotate, approvals_page,
-    approvals_propose, approvals_decide, transfers_page, timeline_page, directory_page,
+    participant_resume, participant_callback, participant_category, participant_certificate,
+    participant_account, participant_rotate, approvals_page, approvals_propose,
+    approvals_currency, approvals_decide, transfers_page, timeline_page, directory_page,
     audit_page, audit_verify_page, users_page, users_create, users_disable,
 ]

@@ -125,6 +125,38 @@ def test_propose_and_approve_a_limit_change_with_two_operators(new_page, switch)
     assert "carol" in checker.locator("#audit").inner_text()
 
 
+def test_onboard_a_participant_with_two_admins_and_see_its_key_once(new_page, switch):
+    maker = new_page("alice")
+    maker.goto("/participants")
+    maker.get_by_label("Name", exact=True).fill("bank-ui")
+    maker.get_by_label("Currencies (comma-separated)").fill("BRL")
+    maker.get_by_label("Opening funding, minor units (prefunded currencies)").fill("250000")
+    maker.get_by_role("button", name="Propose onboarding").click()
+    maker.wait_for_url(re.compile(r"/approvals\?notice=proposed"))
+    row = maker.locator("#pending tbody tr").filter(has_text="bank-ui")
+    assert "2,500.00 BRL" in row.inner_text()
+    proposal_id = row.get_attribute("data-proposal")
+    assert switch.server.core.participant_id_by_name("bank-ui") is None  # not yet
+
+    checker = new_page("ada")
+    checker.goto("/approvals")
+    checker.locator(f"#pending tr[data-proposal='{proposal_id}']").get_by_role(
+        "button", name="Approve").click()
+    key = checker.locator("#new-api-key").inner_text()
+    assert key.startswith("ponte_")
+    participant_id = switch.server.core.participant_id_by_name("bank-ui")
+    assert participant_id is not None
+    assert switch.server.gateway.authenticate(key) == participant_id
+    assert "executed" in checker.locator(f"#decided tr[data-proposal='{proposal_id}']").inner_text()
+    # Shown once: neither a reload nor the maker ever sees it again.
+    checker.goto("/approvals")
+    assert checker.locator("#new-api-key").count() == 0
+    maker.goto("/approvals")
+    assert key not in maker.content()
+    maker.goto("/audit")
+    assert key not in maker.content()
+
+
 async def _daily_max(core, participant_id: int) -> int:
     return core.daily_max_minor(participant_id, "BRL")
 
