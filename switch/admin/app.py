@@ -217,14 +217,17 @@ async def api_transfers(
     end_to_end_id: FromQuery[str] = "", participant_id: FromQuery[int] = 0,
     transfer_state: Annotated[str, QueryParameter(name="state", pattern=TRANSFER_STATES)] = "",
     from_ns: FromQuery[int] = 0, to_ns: FromQuery[int] = 0, limit: FromQuery[int] = 50,
+    before_seq: FromQuery[int] = 0,
 ) -> TransferSearch:
-    """Search the transfers the switch retains, newest first. With `payer_participant_id`
-    and `transfer_id` it is a direct lookup; otherwise a bounded scan (`complete` says
-    whether it reached the oldest)."""
+    """Search the transfers the switch retains, newest first, `limit` at a time: pass the
+    answer's `next_before_seq` as `before_seq` for the next (older) page. With
+    `payer_participant_id` and `transfer_id` it is a direct lookup; otherwise a bounded
+    scan (`complete` says whether it reached the oldest). `from_ns`/`to_ns`: UTC
+    nanoseconds since the epoch."""
     query = transfer_query(dict(
         transfer_id=transfer_id, payer_participant_id=payer_participant_id,
         end_to_end_id=end_to_end_id, participant_id=participant_id, state=transfer_state,
-        from_ns=from_ns, to_ns=to_ns, limit=limit))
+        from_ns=from_ns, to_ns=to_ns, limit=limit, before_seq=before_seq))
     return service_of(request).search(query)
 
 

@@ -34,7 +34,7 @@ import msgspec
 from switch.admin import limits
 from switch.admin.audit import detail_text, verify_chain_async
 from switch.admin.live import LiveStats
-from switch.admin.money import exponent
+from switch.admin.money import exponent, format_minor
 from switch.admin.passwords import Passwords, PasswordsBusy
 from switch.admin.ports import AdminStore, AuditEntry, SwitchPort, SwitchUnavailable
 from switch.admin.ratelimit import LoginLimiter
@@ -753,6 +753,10 @@ class AdminService:
         return self.switch.core.transfer_record(payer_participant_id, transfer_id)
 
     def search(self, query: TransferQuery) -> TransferSearch:
+        """Newest first, `query.limit` at a time: `next_before_seq` continues with older
+        ones. At most SEARCH_SCAN_MAX records are examined per page (records newer than the
+        cursor are skipped by their sequence number alone); a page that stops at that bound
+        says so (`complete` False) and its cursor continues the scan from there."""
         if query.payer_participant_id and query.transfer_id:
             record = self._record(query.payer_participant_id, query.transfer_id)
             found = [] if record is None else [self._summary(record)]
@@ -762,10 +766,16 @@ class AdminService:
         results: list[TransferSummary] = []
         scanned = 0
         complete = True
+        next_before_seq = 0
+        results_last_seq = 0
+        before_seq = query.before_seq
         records = self.switch.core.transfer_records()
         for record in reversed(records):
+            if before_seq and record.seq >= before_seq:
+                continue
             if scanned >= limits.SEARCH_SCAN_MAX:
                 complete = False
+                next_before_seq = record.seq + 1  # continue with this one
                 break
             scanned += 1
             if query.transfer_id and record.transfer_id != query.transfer_id:
@@ -786,10 +796,14 @@ class AdminService:
             summary = self._summary(record)
             if not _matches(summary, query):
                 continue
-            results.append(summary)
-            if len(results) >= query.limit:
+            if len(results) == query.limit:
+                # One more match exists past this page.
+                next_before_seq = results_last_seq
                 break
-        return TransferSearch(transfers=results, scanned=scanned, complete=complete)
+            results.append(summary)
+            results_last_seq = record.seq
+        return TransferSearch(transfers=results, scanned=scanned, complete=complete,
+                              next_before_seq=next_before_seq)
 
     def timeline(self, payer_participant_id: int, transfer_id: str) -> TransferTimeline:
         record = self._record(payer_participant_id, transfer_id)
@@ -819,7 +833,8 @@ class AdminService:
                 int(c) for c in TransferCode} else str(transfer.code)
             steps.append(TimelineStep(
                 at_ns=transfer.timestamp, kind="ledger", name=_LEG_NAMES[leg],
-                detail=f"{code} {transfer.amount_minor} minor units, ledger id {transfer.id}"))
+                detail=f"{code} {format_minor(transfer.amount_minor, record.currency)}, "
+                       f"ledger id {transfer.id}"))
         steps.sort(key=lambda step: step.at_ns)  # stable: the trail's order within one ns
         return TransferTimeline(transfer=summary, steps=steps)
 
@@ -878,8 +893,8 @@ class AdminService:
             at_ns=self.clock_ns(),
             transfers_per_s=round(self.live.transfers_per_s(), 1),
             success_rate=round(self.live.success_rate(), 4),
-            latency_p50_ms=self.live.latency_ms(0.5),
-            latency_p99_ms=self.live.latency_ms(0.99),
+            latency_p50_ms=round(self.live.latency_ms(0.5), 2),
+            latency_p99_ms=round(self.live.latency_ms(0.99), 2),
             outcomes=self.live.outcomes(),
             transfers_total=self.live.transfers_total(),
             in_flight=core.in_flight_count,

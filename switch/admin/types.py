@@ -480,6 +480,8 @@ class TransferQuery(msgspec.Struct, **_REQUEST):
     from_ns: Annotated[int, Meta(ge=0, le=core_limits.TIME_NS_MAX)] = 0
     to_ns: Annotated[int, Meta(ge=0, le=core_limits.TIME_NS_MAX)] = 0
     limit: Annotated[int, Meta(ge=1, le=limits.SEARCH_RESULTS_MAX)] = 50
+    # Paging: only transfers older than this cursor (the previous page's `next_before_seq`).
+    before_seq: Annotated[int, Meta(ge=0, le=core_limits.SEQUENCE_MAX)] = 0
 
 
 class TransferSummary(msgspec.Struct, **_ANSWER):
@@ -501,6 +503,8 @@ class TransferSearch(msgspec.Struct, **_ANSWER):
     transfers: list[TransferSummary]  # newest first
     scanned: int  # retained transfers looked at
     complete: bool  # False: the scan stopped at its bound before the oldest transfer
+    # Ask again with `before_seq` set to this for the next (older) page; 0: no more.
+    next_before_seq: int = 0
 
 
 class TimelineStep(msgspec.Struct, **_ANSWER):
@@ -579,6 +583,7 @@ class Overview(msgspec.Struct, **_ANSWER):
     at_ns: int
     transfers_per_s: float
     success_rate: float  # committed / final, over the last window; 1.0 when none
+    # End to end, over the last window, interpolated within the server histogram's bucket.
     latency_p50_ms: float
     latency_p99_ms: float
     outcomes: dict[str, int]  # result name -> count since start

@@ -5,6 +5,16 @@
   "use strict";
 
   function pct(x) { return (x * 100).toFixed(1) + " %"; }
+  function two(n) { return (n < 10 ? "0" : "") + n; }
+  // The console's one date format, as the server writes it (pages.format_utc):
+  // "2023-11-14 22:13:20.123 UTC". ns arrive as JSON numbers: milliseconds are exact enough.
+  function utc(ns) {
+    var d = new Date(Math.floor(ns / 1e6));
+    var ms = String(d.getUTCMilliseconds()).padStart(3, "0");
+    return d.getUTCFullYear() + "-" + two(d.getUTCMonth() + 1) + "-" + two(d.getUTCDate()) +
+      " " + two(d.getUTCHours()) + ":" + two(d.getUTCMinutes()) + ":" +
+      two(d.getUTCSeconds()) + "." + ms + " UTC";
+  }
   function text(id, value) { var el = document.getElementById(id); if (el) { el.textContent = value; } }
 
   function renderAlerts(alerts) {
@@ -49,6 +59,8 @@
     var opts = {
       width: Math.max(320, el.clientWidth - 16), height: 240,
       scales: { x: { time: true } },
+      // Axis times in UTC, like every time on the console.
+      tzDate: function (ts) { return uPlot.tzDate(new Date(ts * 1e3), "Etc/UTC"); },
       series: [{}, { label: "transfers/s", stroke: "#0b5394", width: 2, fill: "rgba(11,83,148,0.08)" }],
       axes: [{}, { label: "transfers/s" }],
     };
@@ -72,11 +84,11 @@
       var o = JSON.parse(event.data);
       text("kpi-tps", o.transfers_per_s.toFixed(1));
       text("kpi-success", pct(o.success_rate));
-      text("kpi-p50", o.latency_p50_ms + " ms");
-      text("kpi-p99", o.latency_p99_ms + " ms");
+      text("kpi-p50", o.latency_p50_ms.toFixed(2) + " ms");
+      text("kpi-p99", o.latency_p99_ms.toFixed(2) + " ms");
       text("kpi-inflight", String(o.in_flight));
       text("kpi-total", String(o.transfers_total));
-      text("live-at", "· updated " + new Date(o.at_ns / 1e6).toISOString().slice(11, 19) + " UTC");
+      text("live-at", "· updated " + utc(o.at_ns));
       renderAlerts(o.alerts);
       renderOutcomes(o.outcomes);
       if (o.series_full) { xs = []; ys = []; }
