@@ -98,10 +98,12 @@ class ServerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     stream_tls_cert: str = ""  # PEM chain; with stream_tls_key enables TLS on the stream port
     stream_tls_key: str = ""
     stream_tls_client_ca: str = ""  # PEM CA bundle: require and verify client certificates
+    # /health, /metrics and a read-only participant list (admin_token); it changes nothing.
     admin_host: Host = "127.0.0.1"
     admin_port: Port = 7480
     admin_enabled: bool = True
-    # The operator console (switch/admin, switch/console): web pages + admin JSON API.
+    # The operator console (switch/admin, switch/console): web pages + admin JSON API, the
+    # one surface every change goes through (maker-checker, audit).
     console_enabled: bool = False
     console_host: Host = "127.0.0.1"
     console_port: Port = 7490
