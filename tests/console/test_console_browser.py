@@ -237,8 +237,14 @@ def test_latency_cards_are_interpolated_not_bucket_bounds(new_page, switch):
         return seen[-1] > 0 and seen[-1] not in SERVER_BOUNDS_MS
 
     wait_until(read, timeout_s=15, interval_s=1.0)
-    # Live times are written like every other time on the console.
+    # Live times are written like every other time on the console, the chart's too.
     wait_until(lambda: TIME.search(page.locator("#live-at").inner_text()) is not None)
+    chart = page.locator("#tps-chart .u-over")
+    chart.wait_for()
+    box = chart.bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 0.9, box["y"] + box["height"] / 2)
+    legend_time = page.locator("#tps-chart .u-legend .u-series").first.inner_text()
+    assert TIME.search(legend_time), legend_time
 
 
 def test_transfer_search_is_paged_and_takes_utc_dates(new_page, switch):

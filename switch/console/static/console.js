@@ -61,8 +61,17 @@
       scales: { x: { time: true } },
       // Axis times in UTC, like every time on the console.
       tzDate: function (ts) { return uPlot.tzDate(new Date(ts * 1e3), "Etc/UTC"); },
-      series: [{}, { label: "transfers/s", stroke: "#0b5394", width: 2, fill: "rgba(11,83,148,0.08)" }],
-      axes: [{}, { label: "transfers/s" }],
+      // The legend writes times like the rest of the console; the axis only their time of
+      // day, to the second (its date is the page's).
+      series: [{ label: "Time", value: function (u, ts) { return ts == null ? "--" : utc(ts * 1e9); } },
+               { label: "transfers/s", stroke: "#0b5394", width: 2, fill: "rgba(11,83,148,0.08)" }],
+      axes: [{ values: function (u, splits) {
+                 return splits.map(function (ts) { return utc(ts * 1e9).slice(11, 19); });
+               },
+               // Whole seconds and wider apart: a label is eight characters.
+               incrs: [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600],
+               space: 80, size: 40 },
+             { label: "transfers/s" }],
     };
     var chart = new uPlot(opts, [[], []], el);
     window.addEventListener("resize", function () {
