@@ -636,7 +636,21 @@ class AdminService:
         key. A step the switch refuses stops it; the steps before it stay (each is one
         journaled, idempotent event) and the proposal is FAILED with that step named."""
         switch = self.switch
+        core = switch.core
         participant_id = body.participant_id
+        # Checked again before anything is written: the id or the name may have been taken
+        # since the proposal was made. A participant with this id *and* name is this
+        # proposal's own, half carried out before a crash: its steps are answered again.
+        by_name = core.participant_id_by_name(body.name)
+        existing = core.participant(participant_id)
+        if (existing is not None or by_name is not None) and not (
+                existing is not None and by_name == participant_id):
+            return _Outcome(Result.ADMIN_PARTICIPANT_EXISTS, "id or name taken since proposed")
+        for currency in body.currencies:
+            if core.currency(currency) is None:
+                return _Outcome(Result.ADMIN_CURRENCY_NOT_FOUND, currency)
+        if body.category and body.category not in switch.categories()[0]:
+            return _Outcome(Result.VALIDATION_ERROR, f"no bucket category {body.category!r}")
         try:
             await switch.register_participant(participant_id, body.name, body.participant_kind,
                                               body.callback_url)
@@ -648,8 +662,7 @@ class AdminService:
             steps.append((f"open {currency}", ParticipantAccountOpened(
                 request_id=f"{pid}.open.{currency}", participant_id=participant_id,
                 currency=currency)))
-            prefunded = (self.switch.core.currency(currency).settlement_model
-                         == SettlementModel.PREFUNDED_RTGS)
+            prefunded = core.currency(currency).settlement_model == SettlementModel.PREFUNDED_RTGS
             if prefunded and body.funding_minor:
                 steps.append((f"fund {currency}", FundsDeposited(
                     request_id=f"{pid}.fund.{currency}", participant_id=participant_id,

@@ -153,10 +153,13 @@ async def test_an_onboarding_overtaken_before_approval_fails_without_a_key(world
 
     await world.service.submit_as_system("setup", "participant:10", ParticipantAdded(
         request_id="setup-r", participant_id=10, name="bank-r"), {})
+    before = state(world)
     done = await world.service.decide(ada, late.proposal_id, Decision(approve=True))
     assert done.state == "failed" and done.api_key == ""
     assert done.core_result == Result.ADMIN_PARTICIPANT_EXISTS
     assert world.switch.core.participant(9) is None
+    assert world.switch.participant_settings(9) == ("", "", [])  # no credentials either
+    assert state(world) == before
 
 
 async def test_a_refused_setting_fails_the_proposal_and_changes_nothing(world):
@@ -183,6 +186,12 @@ async def test_approved_before_a_restart_is_finished_without_showing_a_key(world
     await refused(world.service.decide(world.caller("ada"), onboarding.proposal_id,
                                        Decision(approve=True)), AdminResult.SWITCH_UNAVAILABLE)
     world.switch.available = True
+    # Its first step had been journaled before the switch went away: resuming answers it.
+    from switch.core.messages import ParticipantAdded
+
+    await world.switch.submit(ParticipantAdded(
+        request_id=f"{onboarding.proposal_id}.add", participant_id=onboarding.participant_id,
+        name="bank-s"))
     # The console process died between recording the rotation's approval and carrying it out.
     stored = await world.store.get_proposal(rotation.proposal_id)
     approved = msgspec.structs.replace(stored, state=ProposalState.APPROVED, decided_by="ada",
