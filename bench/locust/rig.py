@@ -278,10 +278,10 @@ class Rig:
     # -- while running ---------------------------------------------------------------
 
     def set_callback_url(self, participant_id: int, url: str) -> None:
-        """Where the switch POSTs this participant's HTTP callbacks."""
+        """Where the switch POSTs this participant's HTTP callbacks (a maker-checker
+        proposal, approved by the launcher's second operator)."""
         assert self.switch is not None
-        self.switch.request("PUT", f"/admin/participants/{participant_id}/callback-url",
-                            {"callback_url": url})
+        self.switch.set_callback_url(participant_id, url)
 
     def switch_alive(self) -> bool:
         return self.switch is not None and self.switch.process.poll() is None

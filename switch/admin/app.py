@@ -19,16 +19,23 @@ from pathlib import Path
 from typing import Annotated
 
 import msgspec
-from litestar import Litestar, Request, Response, Router, delete, get, post, put
+from litestar import Litestar, Request, Response, Router, delete, get, post
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
-from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
+from litestar.params import FromPath, FromQuery, QueryParameter
 from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
 from switch.admin import limits
+from switch.admin.examples import (
+    RESPONSES,
+    DecisionBody,
+    LoginBody,
+    ProposalRequest,
+    UserBody,
+)
 from switch.admin.service import AdminService
 from switch.admin.types import (
     AdminError,
@@ -36,23 +43,17 @@ from switch.admin.types import (
     AdminResult,
     AuditRecordView,
     AuditVerification,
-    CallbackUrlSet,
-    CredentialsRotated,
-    Decision,
+    Categories,
     DirectoryPanel,
     Health,
-    LoginRequest,
     Overview,
-    ParticipantOnboard,
     ParticipantView,
-    ProposalBody,
     ProposalState,
     ProposalView,
     SessionView,
     TransferQuery,
     TransferSearch,
     TransferTimeline,
-    UserCreate,
     UserView,
 )
 from switch.admin.web import (
@@ -85,8 +86,8 @@ def _session_view(session) -> SessionView:
 # -- sessions ------------------------------------------------------------------------------
 
 
-@post("/session", opt=PUBLIC, status_code=200, tags=["session"])
-async def api_login(request: Request, data: JSONBody[LoginRequest]) -> Response[SessionView]:
+@post("/session", opt=PUBLIC, status_code=200, tags=["session"], responses=RESPONSES["api_login"])
+async def api_login(request: Request, data: LoginBody) -> Response[SessionView]:
     """Log in. Sets the HttpOnly session cookie; the answer carries the CSRF token that
     every state-changing request must send as `X-CSRF-Token`. JSON only (a cross-site form
     cannot send it). Refused with LOGIN_FAILED or LOGIN_RATE_LIMITED (429, Retry-After)."""
@@ -96,13 +97,13 @@ async def api_login(request: Request, data: JSONBody[LoginRequest]) -> Response[
         session_cookie(request, token, limits.SESSION_LIFETIME_S)])
 
 
-@get("/session", tags=["session"])
+@get("/session", tags=["session"], responses=RESPONSES["api_session"])
 async def api_session(request: Request) -> SessionView:
     """Who is logged in, with the session's CSRF token."""
     return _session_view(session_of(request))
 
 
-@delete("/session", status_code=200, tags=["session"])
+@delete("/session", status_code=200, tags=["session"], responses=RESPONSES["api_logout"])
 async def api_logout(request: Request) -> Response[dict]:
     await service_of(request).logout(session_of(request), client_address(request))
     return Response({"result": "OK"}, cookies=[cleared_session_cookie(request)])
@@ -111,24 +112,24 @@ async def api_logout(request: Request) -> Response[dict]:
 # -- operators -----------------------------------------------------------------------------
 
 
-@get("/users", tags=["operators"])
+@get("/users", tags=["operators"], responses=RESPONSES["api_users"])
 async def api_users(request: Request) -> list[UserView]:
     return await service_of(request).users()
 
 
-@post("/users", tags=["operators"])
-async def api_create_user(request: Request, data: JSONBody[UserCreate]) -> UserView:
+@post("/users", tags=["operators"], responses=RESPONSES["api_create_user"])
+async def api_create_user(request: Request, data: UserBody) -> UserView:
     """Admin only. The password is hashed with argon2id; it is never stored or logged."""
     return await service_of(request).create_user(caller_of(request), data)
 
 
-@post("/users/{username:str}/disable", status_code=200, tags=["operators"])
+@post("/users/{username:str}/disable", status_code=200, tags=["operators"], responses=RESPONSES["api_disable_user"])
 async def api_disable_user(request: Request, username: FromPath[str]) -> UserView:
     """Admin only. Ends the user's sessions."""
     return await service_of(request).set_user_disabled(caller_of(request), username, True)
 
 
-@post("/users/{username:str}/enable", status_code=200, tags=["operators"])
+@post("/users/{username:str}/enable", status_code=200, tags=["operators"], responses=RESPONSES["api_enable_user"])
 async def api_enable_user(request: Request, username: FromPath[str]) -> UserView:
     return await service_of(request).set_user_disabled(caller_of(request), username, False)
 
@@ -136,78 +137,69 @@ async def api_enable_user(request: Request, username: FromPath[str]) -> UserView
 # -- participants --------------------------------------------------------------------------
 
 
-@get("/participants", tags=["participants"])
+@get("/participants", tags=["participants"], responses=RESPONSES["api_participants"])
 async def api_participants(request: Request) -> list[ParticipantView]:
     """Every participant with its status and, per currency, position against its limit."""
     return service_of(request).participants()
 
 
-@get("/participants/{participant_id:int}", tags=["participants"])
+@get("/participants/{participant_id:int}", tags=["participants"], responses=RESPONSES["api_participant"])
 async def api_participant(request: Request,
                           participant_id: FromPath[int]) -> ParticipantView:
     return service_of(request).participant(participant_id)
 
 
-@post("/participants", tags=["participants"])
-async def api_onboard(request: Request, data: JSONBody[ParticipantOnboard]) -> ParticipantView:
-    """Admin only: add a participant, open its currencies, create its connector settings."""
-    return await service_of(request).onboard(caller_of(request), data)
-
-
-@post("/participants/{participant_id:int}/suspend", status_code=200, tags=["participants"])
+@post("/participants/{participant_id:int}/suspend", status_code=200, tags=["participants"], responses=RESPONSES["api_suspend"])
 async def api_suspend(request: Request, participant_id: FromPath[int]) -> ParticipantView:
     """Operator: it can neither send nor receive; in-flight transfers finish."""
     return await service_of(request).set_status(caller_of(request), participant_id, True)
 
 
-@post("/participants/{participant_id:int}/resume", status_code=200, tags=["participants"])
+@post("/participants/{participant_id:int}/resume", status_code=200, tags=["participants"], responses=RESPONSES["api_resume"])
 async def api_resume(request: Request, participant_id: FromPath[int]) -> ParticipantView:
     return await service_of(request).set_status(caller_of(request), participant_id, False)
 
 
-@put("/participants/{participant_id:int}/callback-url", tags=["participants"])
-async def api_callback_url(request: Request, participant_id: FromPath[int],
-                           data: JSONBody[CallbackUrlSet]) -> ParticipantView:
-    return await service_of(request).set_callback_url(caller_of(request), participant_id,
-                                                      data.callback_url)
-
-
-@post("/participants/{participant_id:int}/rotate-key", tags=["participants"])
-async def api_rotate_key(request: Request,
-                         participant_id: FromPath[int]) -> CredentialsRotated:
-    """Admin only: a new API key, shown once; the old keys stop working at once."""
-    return await service_of(request).rotate_credentials(caller_of(request), participant_id)
+@get("/categories", tags=["participants"], responses=RESPONSES["api_categories"])
+async def api_categories(request: Request) -> Categories:
+    """The directory's bucket categories (anti-enumeration budgets) a participant can be
+    put in with a `category` proposal, and the default."""
+    return service_of(request).categories()
 
 
 # -- maker-checker -------------------------------------------------------------------------
 
 
-@get("/proposals", tags=["maker-checker"])
+@get("/proposals", tags=["maker-checker"], responses=RESPONSES["api_proposals"])
 async def api_proposals(
     request: Request,
     proposal_state: Annotated[str, QueryParameter(
-        name="state", pattern=r"^(|pending|approved|executed|failed|rejected|expired)$")] = "",
+        name="state", pattern=r"^(|pending|approved|executed|failed|rejected|expired)$(?!\n)")] = "",
 ) -> list[ProposalView]:
     chosen = ProposalState[proposal_state.upper()] if proposal_state else None
     return await service_of(request).proposals(chosen)
 
 
-@post("/proposals", tags=["maker-checker"])
-async def api_propose(request: Request, data: JSONBody[ProposalBody]) -> ProposalView:
-    """Operator: propose a liquidity change (fund, defund, net debit cap, daily limit). It
-    reaches the switch only when a different operator approves it."""
+@post("/proposals", tags=["maker-checker"], responses=RESPONSES["api_propose"])
+async def api_propose(request: Request, data: ProposalRequest) -> ProposalView:
+    """Propose a change; it is carried out only when a *different* operator with the role
+    it needs approves it. `kind` selects the body: `fund`, `defund`, `net_debit_cap`,
+    `daily_limit`, `callback_url`, `category` (operator), `currency`, `onboard`,
+    `account`, `rotate_key`, `certificate` (admin)."""
     return await service_of(request).propose(caller_of(request), data)
 
 
-@get("/proposals/{proposal_id:str}", tags=["maker-checker"])
+@get("/proposals/{proposal_id:str}", tags=["maker-checker"], responses=RESPONSES["api_proposal"])
 async def api_proposal(request: Request, proposal_id: FromPath[str]) -> ProposalView:
     return await service_of(request).proposal(proposal_id)
 
 
-@post("/proposals/{proposal_id:str}/decision", status_code=200, tags=["maker-checker"])
+@post("/proposals/{proposal_id:str}/decision", status_code=200, tags=["maker-checker"], responses=RESPONSES["api_decide"])
 async def api_decide(request: Request, proposal_id: FromPath[str],
-                     data: JSONBody[Decision]) -> ProposalView:
-    """Operator, not the proposer: approve (the switch carries it out) or reject."""
+                     data: DecisionBody) -> ProposalView:
+    """Not the proposer, with the role the change needs: approve (it is carried out now)
+    or reject. Approving an `onboard` or `rotate_key` proposal answers the new API key in
+    `api_key` — this once, to this checker; it is stored nowhere."""
     return await service_of(request).decide(caller_of(request), proposal_id, data)
 
 
@@ -222,24 +214,27 @@ def transfer_query(params: dict) -> TransferQuery:
         raise AdminRefusal(AdminResult.VALIDATION_ERROR, str(error)) from None
 
 
-@get("/transfers", tags=["transfers"])
+@get("/transfers", tags=["transfers"], responses=RESPONSES["api_transfers"])
 async def api_transfers(
     request: Request, transfer_id: FromQuery[str] = "", payer_participant_id: FromQuery[int] = 0,
     end_to_end_id: FromQuery[str] = "", participant_id: FromQuery[int] = 0,
     transfer_state: Annotated[str, QueryParameter(name="state", pattern=TRANSFER_STATES)] = "",
     from_ns: FromQuery[int] = 0, to_ns: FromQuery[int] = 0, limit: FromQuery[int] = 50,
+    before_seq: FromQuery[int] = 0,
 ) -> TransferSearch:
-    """Search the transfers the switch retains, newest first. With `payer_participant_id`
-    and `transfer_id` it is a direct lookup; otherwise a bounded scan (`complete` says
-    whether it reached the oldest)."""
+    """Search the transfers the switch retains, newest first, `limit` at a time: pass the
+    answer's `next_before_seq` as `before_seq` for the next (older) page. With
+    `payer_participant_id` and `transfer_id` it is a direct lookup; otherwise a bounded
+    scan (`complete` says whether it reached the oldest). `from_ns`/`to_ns`: UTC
+    nanoseconds since the epoch."""
     query = transfer_query(dict(
         transfer_id=transfer_id, payer_participant_id=payer_participant_id,
         end_to_end_id=end_to_end_id, participant_id=participant_id, state=transfer_state,
-        from_ns=from_ns, to_ns=to_ns, limit=limit))
+        from_ns=from_ns, to_ns=to_ns, limit=limit, before_seq=before_seq))
     return service_of(request).search(query)
 
 
-@get("/transfers/{payer_participant_id:int}/{transfer_id:str}/timeline", tags=["transfers"])
+@get("/transfers/{payer_participant_id:int}/{transfer_id:str}/timeline", tags=["transfers"], responses=RESPONSES["api_timeline"])
 async def api_timeline(request: Request, payer_participant_id: FromPath[int],
                        transfer_id: FromPath[str]) -> TransferTimeline:
     """Every message, state and ledger event of one transfer, with timestamps (UTC ns)."""
@@ -249,25 +244,25 @@ async def api_timeline(request: Request, payer_participant_id: FromPath[int],
 # -- audit, directory, overview ------------------------------------------------------------
 
 
-@get("/audit", tags=["audit"])
+@get("/audit", tags=["audit"], responses=RESPONSES["api_audit"])
 async def api_audit(request: Request, before_seq: FromQuery[int] = 0,
                     limit: FromQuery[int] = 100, actor: FromQuery[str] = "",
                     action: FromQuery[str] = "") -> list[AuditRecordView]:
     return await service_of(request).audit_page(before_seq or None, limit, actor, action)
 
 
-@get("/audit/verify", tags=["audit"])
+@get("/audit/verify", tags=["audit"], responses=RESPONSES["api_audit_verify"])
 async def api_audit_verify(request: Request) -> AuditVerification:
     """Walk the hash chain; names the first broken record."""
     return await service_of(request).verify_audit()
 
 
-@get("/directory", tags=["directory"])
+@get("/directory", tags=["directory"], responses=RESPONSES["api_directory"])
 async def api_directory(request: Request) -> DirectoryPanel:
     return await service_of(request).directory_panel()
 
 
-@get("/overview", tags=["overview"])
+@get("/overview", tags=["overview"], responses=RESPONSES["api_overview"])
 async def api_overview(request: Request) -> Overview:
     return service_of(request).overview()
 
@@ -275,7 +270,7 @@ async def api_overview(request: Request) -> Overview:
 # -- public: health and metrics --------------------------------------------------------------
 
 
-@get("/health", opt=PUBLIC, tags=["health"])
+@get("/health", opt=PUBLIC, tags=["health"], responses=RESPONSES["health"])
 async def health(request: Request) -> Response[Health]:
     answer = service_of(request).health()
     return Response(answer, status_code=200 if answer.status == "ok" else 503)
@@ -289,22 +284,27 @@ async def metrics(request: Request) -> bytes:
         "# HELP ponte_admin_login_rate_limited_total Logins refused by the rate limiter.\n"
         "# TYPE ponte_admin_login_rate_limited_total counter\n"
         f"ponte_admin_login_rate_limited_total {service.login_rate_limited_total}\n"
+        "# HELP ponte_admin_login_busy_total Logins refused because too many were being "
+        "hashed at once.\n"
+        "# TYPE ponte_admin_login_busy_total counter\n"
+        f"ponte_admin_login_busy_total {service.login_busy_total}\n"
     ).encode()
     return service.switch.metrics_text() + extra
 
 
 API_HANDLERS = [
     api_login, api_session, api_logout, api_users, api_create_user, api_disable_user,
-    api_enable_user, api_participants, api_participant, api_onboard, api_suspend, api_resume,
-    api_callback_url, api_rotate_key, api_proposals, api_propose, api_proposal, api_decide,
+    api_enable_user, api_participants, api_participant, api_suspend, api_resume,
+    api_categories, api_proposals, api_propose, api_proposal, api_decide,
     api_transfers, api_timeline, api_audit, api_audit_verify, api_directory, api_overview,
 ]
 
 
 async def _background(service: AdminService, interval_s: float) -> None:
-    """Sample the counters once a second and sweep dead sessions once a minute."""
+    """Sample the counters once a second, sweep dead sessions once a minute, and anchor the
+    audit head in the switch's journal every `AUDIT_ANCHOR_INTERVAL_S` (when it moved)."""
     loop = asyncio.get_running_loop()
-    next_sweep = loop.time()
+    next_sweep = next_anchor = loop.time()
     while True:
         try:
             service.sample()
@@ -312,6 +312,9 @@ async def _background(service: AdminService, interval_s: float) -> None:
                 next_sweep = loop.time() + SESSIONS_SWEEP_S
                 await service.store.delete_expired_sessions(
                     service.clock_ns(), limits.SESSION_IDLE_S * limits.NS_PER_S)
+            if loop.time() >= next_anchor:
+                next_anchor = loop.time() + limits.AUDIT_ANCHOR_INTERVAL_S
+                await service.anchor_audit()
         except Exception:  # noqa: BLE001 - the console must outlive one bad sample
             log.exception("event=admin_background_failed")
         await asyncio.sleep(interval_s)
@@ -325,6 +328,7 @@ def create_app(service: AdminService, *, secure_cookies: bool = False,
     tasks: list[asyncio.Task] = []
 
     async def start() -> None:
+        await service.restore_settings()
         await service.resume_approved()
         tasks.append(asyncio.create_task(_background(service, sample_interval_s),
                                          name="admin-background"))

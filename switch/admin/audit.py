@@ -53,13 +53,19 @@ def detail_text(detail: dict | None) -> str:
 
 
 class ChainChecker:
-    """Feed records in seq order; stops at the first broken one."""
+    """Feed records in seq order; stops at the first broken one.
 
-    def __init__(self) -> None:
+    `anchor` is (seq, hex hash) of a record whose hash was written somewhere the table's
+    owner cannot rewrite (the switch's journal, `AuditAnchored`): the chain must reach that
+    record with that hash. Without it, removing the newest records, or rewriting the chain
+    from some record to the end, would leave a chain that checks out."""
+
+    def __init__(self, anchor: tuple[int, str] | None = None) -> None:
         self.expected_seq = 1
         self.prev_hash = GENESIS_HASH
         self.checked = 0
         self.broken: AuditVerification | None = None
+        self.anchor = anchor
 
     def feed(self, record: AuditRecord) -> bool:
         """False (and `broken` set) at the first record that does not belong to the chain."""
@@ -78,31 +84,51 @@ class ChainChecker:
             if again.record_hash != record.record_hash:
                 reason = "record_hash does not match the record's contents"
                 broken_seq = record.seq
+            elif self.anchor is not None and record.seq == self.anchor[0] and (
+                    record.record_hash.hex() != self.anchor[1]):
+                reason = ("the record differs from the one anchored in the switch's journal: "
+                          "the chain was rewritten from here or earlier")
+                broken_seq = record.seq
         if reason:
             self.broken = AuditVerification(ok=False, records_checked=self.checked,
-                                            first_broken_seq=broken_seq, reason=reason)
+                                            first_broken_seq=broken_seq, reason=reason,
+                                            anchored_seq=self._anchored_seq())
             return False
         self.checked += 1
         self.expected_seq += 1
         self.prev_hash = record.record_hash
         return True
 
+    def _anchored_seq(self) -> int:
+        return 0 if self.anchor is None else self.anchor[0]
+
     def result(self) -> AuditVerification:
         if self.broken is not None:
             return self.broken
-        return AuditVerification(ok=True, records_checked=self.checked)
+        anchored_seq = self._anchored_seq()
+        if self.checked < anchored_seq:
+            return AuditVerification(
+                ok=False, records_checked=self.checked, first_broken_seq=self.checked + 1,
+                anchored_seq=anchored_seq,
+                reason=(f"the chain ends at record {self.checked}, but record {anchored_seq} "
+                        "was anchored in the switch's journal: records were removed from "
+                        "its end"))
+        return AuditVerification(ok=True, records_checked=self.checked,
+                                 anchored_seq=anchored_seq)
 
 
-def verify_chain(records: Iterable[AuditRecord]) -> AuditVerification:
-    checker = ChainChecker()
+def verify_chain(records: Iterable[AuditRecord],
+                 anchor: tuple[int, str] | None = None) -> AuditVerification:
+    checker = ChainChecker(anchor)
     for record in records:
         if not checker.feed(record):
             break
     return checker.result()
 
 
-async def verify_chain_async(records: AsyncIterator[AuditRecord]) -> AuditVerification:
-    checker = ChainChecker()
+async def verify_chain_async(records: AsyncIterator[AuditRecord],
+                             anchor: tuple[int, str] | None = None) -> AuditVerification:
+    checker = ChainChecker(anchor)
     async for record in records:
         if not checker.feed(record):
             break

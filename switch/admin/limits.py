@@ -14,12 +14,18 @@ PASSWORD_LENGTH_MAX = 256
 USERS_MAX = 1_000
 
 # argon2id cost: RFC 9106's second recommended option (t=3, 64 MiB), one lane. Measured
-# ~140 ms per login on the shared 2-core development box, in a worker thread, one at a time
+# ~140 ms per login on the shared 2-core development box, in a worker thread
 # (switch/admin/passwords.py). Tests may lower it; never below this module's floor.
 ARGON2_TIME_COST = 3
 ARGON2_MEMORY_KIB = 64 * 1024
 ARGON2_PARALLELISM = 1
 ARGON2_MEMORY_KIB_FLOOR = 8 * 1024
+
+# Password hashes in worker threads: two at a time, so one slow hash does not stall every
+# other login (the switch keeps a core for payments on the 2-core box), and a short line of
+# logins waiting for a slot; past it a login is refused at once (LOGIN_BUSY).
+PASSWORD_HASHES_CONCURRENT_MAX = 2
+PASSWORD_HASHES_WAITING_MAX = 8
 
 # Sessions: a token of 32 random bytes; idle and absolute lifetimes.
 SESSION_TOKEN_BYTES = 32
@@ -39,6 +45,10 @@ LOGIN_LIMITER_KEYS_MAX = 100_000  # keys remembered; the oldest window is droppe
 AUDIT_PAGE_MAX = 500
 AUDIT_DETAIL_BYTES_MAX = 4_096
 AUDIT_VERIFY_BATCH = 1_000
+# The audit head is anchored in the switch's journal (AuditAnchored) after every maker-checker
+# execution and at most this often otherwise, when it moved: a truncation of the records
+# newer than the last anchor is the most that can go unnoticed.
+AUDIT_ANCHOR_INTERVAL_S = 60
 
 # Maker-checker: proposals waiting on a checker, and how long one may wait.
 PROPOSALS_OPEN_MAX = 1_000
@@ -54,7 +64,6 @@ TIMELINE_TRANSFERS_MAX = 100_000  # transfers whose state trail the recorder kee
 TIMELINE_STEPS_MAX = 8  # received, reserved, forwarded, final (+ margin)
 
 # Participants: callback URLs and API credentials.
-CALLBACK_URL_LENGTH_MAX = 512
 API_KEY_BYTES = 32
 
 # Live overview: one sample per second, a few minutes of history for the chart.
@@ -76,6 +85,8 @@ assert PASSWORD_LENGTH_MIN < PASSWORD_LENGTH_MAX
 assert ARGON2_MEMORY_KIB >= ARGON2_MEMORY_KIB_FLOOR
 assert SESSION_IDLE_S <= SESSION_LIFETIME_S
 assert LOGIN_FAILURES_PER_USER_MAX <= LOGIN_FAILURES_PER_ADDRESS_MAX
+assert PASSWORD_HASHES_CONCURRENT_MAX >= 2  # one slow hash must not hold up every login
+assert PASSWORD_HASHES_WAITING_MAX >= 1
 assert AUDIT_DETAIL_BYTES_MAX < REQUEST_BODY_BYTES_MAX
 assert FORM_BYTES_MAX <= REQUEST_BODY_BYTES_MAX
 assert SEARCH_RESULTS_MAX <= AUDIT_PAGE_MAX

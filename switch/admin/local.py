@@ -2,7 +2,7 @@
 
 For the admin tests and for trying the console against a core you drive yourself: operator
 events are decided at once (there is no journal here, so nothing is durable), participant
-settings live in a dict, and metrics are the trail's counters. The running switch uses
+settings and directory categories live in dicts, and metrics are the trail's counters. The running switch uses
 `switch/admin/server_port.py` instead. It must never be used where durability is promised.
 """
 
@@ -17,6 +17,7 @@ from switch.admin.directory_stats import sqlite_counts
 from switch.admin.timeline import TransferTrail
 from switch.core import CoreConfig, SwitchCore
 from switch.core.messages import AdminAnswer
+from switch.directory.config import DirectoryConfig
 
 
 class LocalSwitch:
@@ -34,6 +35,9 @@ class LocalSwitch:
         self.directory_path = directory_path
         self.submitted: list[object] = []  # every operator event, in order (tests read it)
         self._settings: dict[int, dict] = {}
+        # The directory's category rules (switch/directory/config.py); no directory runs here.
+        self.directory_config = DirectoryConfig()
+        self._categories: dict[int, str] = {}
         self.available = True
 
     # -- the port ----------------------------------------------------------------------
@@ -54,8 +58,10 @@ class LocalSwitch:
 
     async def register_participant(self, participant_id: int, name: str, kind: str,
                                    callback_url: str) -> None:
-        self._settings[participant_id] = {"kind": kind, "callback_url": callback_url,
-                                          "keys": {}}
+        if kind not in ("bank", "wallet"):
+            raise ValueError("kind must be bank or wallet")
+        row = self._settings.setdefault(participant_id, {"keys": {}, "certificates": set()})
+        row.update(kind=kind, callback_url=callback_url)
 
     def participant_settings(self, participant_id: int) -> tuple[str, str, list[str]]:
         row = self._settings.get(participant_id)
@@ -63,20 +69,46 @@ class LocalSwitch:
             return "", "", []
         return row["kind"], row["callback_url"], sorted(row["keys"])
 
-    async def set_callback_url(self, participant_id: int, callback_url: str) -> bool:
+    def _row(self, participant_id: int) -> dict:
         row = self._settings.get(participant_id)
         if row is None:
-            return False
-        row["callback_url"] = callback_url
-        return True
+            raise ValueError("the participant has no connector settings")
+        return row
 
-    async def rotate_api_key(self, participant_id: int) -> tuple[str, str]:
-        row = self._settings.setdefault(participant_id, {"kind": "bank", "callback_url": "",
-                                                         "keys": {}})
+    async def set_callback_url(self, participant_id: int, callback_url: str) -> None:
+        self._row(participant_id)["callback_url"] = callback_url
+
+    async def issue_api_key(self, participant_id: int, revoke_others: bool) -> tuple[str, str]:
+        row = self._row(participant_id)
         key_id = f"k{participant_id}-{secrets.token_hex(4)}"
         api_key = secrets.token_urlsafe(32)
-        row["keys"] = {key_id: hashlib.sha256(api_key.encode()).digest()}
+        if revoke_others:
+            row["keys"].clear()
+        row["keys"][key_id] = hashlib.sha256(api_key.encode()).digest()
         return key_id, api_key
+
+    async def add_certificate(self, participant_id: int, fingerprint: bytes) -> None:
+        if len(fingerprint) != 32:
+            raise ValueError("a certificate fingerprint is 32 bytes (SHA-256)")
+        self._row(participant_id)["certificates"].add(fingerprint)
+
+    def certificates(self, participant_id: int) -> set[bytes]:
+        """The participant's accepted certificate fingerprints (tests read them)."""
+        return set(self._row(participant_id)["certificates"])
+
+    def categories(self) -> tuple[dict[str, object], str]:
+        config = self.directory_config
+        return dict(config.participant_buckets), config.participant_category_default
+
+    def participant_category(self, participant_id: int) -> str:
+        config = self.directory_config
+        return self._categories.get(participant_id) or config.participant_categories.get(
+            str(participant_id), config.participant_category_default)
+
+    def set_participant_category(self, participant_id: int, category: str) -> None:
+        if category not in self.directory_config.participant_buckets:
+            raise ValueError(f"no bucket category {category!r}")
+        self._categories[participant_id] = category
 
     def authenticate(self, api_key: str) -> int | None:
         """Which participant a key belongs to (tests check a rotated key replaces the old)."""

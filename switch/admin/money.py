@@ -1,11 +1,15 @@
-"""Amounts for people: integer minor units shown with their currency's ISO 4217 exponent.
+"""Amounts for people: integer minor units shown with, and typed in, their currency's
+ISO 4217 exponent.
 
-The switch only ever holds integers of minor units; this module is display only (the
-console's templates and the API's `exponent` fields). It must never turn an amount into a
-float, and never be used to parse an amount an operator typed (forms take minor units).
+The switch only ever holds integers of minor units. `format_minor` shows them (the
+console's templates); `parse_major` reads what an operator typed into a console form in
+the currency's units ("1,234.56" BRL) into exact minor units, refusing anything it cannot
+read exactly. It must never turn an amount into a float.
 """
 
 from __future__ import annotations
+
+import re
 
 # ISO 4217 minor-unit exponents that differ from 2, plus the currencies the demo and tests
 # use. Anything not listed has exponent 2 (the ISO default for most currencies).
@@ -37,3 +41,20 @@ def format_minor(amount_minor: int, currency: str, with_code: bool = True) -> st
     if digits:
         text += f".{fraction:0{digits}d}"
     return f"{text} {currency}" if with_code else text
+
+
+_MAJOR = re.compile(r"^(\d{1,3}(?:,\d{3})+|\d+)(?:\.(\d+))?$", re.ASCII)
+
+
+def parse_major(text: str, currency: str) -> int:
+    """"1,234.56", "BRL" -> 123456. Digits with optional thousands commas and at most the
+    currency's exponent of decimals; ValueError for anything else (a sign, an exponent,
+    too many decimals, non-ASCII digits). Integer arithmetic only."""
+    match = _MAJOR.match(text.strip())
+    if match is None:
+        raise ValueError(f"not an amount: {text[:40]!r}")
+    whole, fraction = match.group(1).replace(",", ""), match.group(2) or ""
+    digits = exponent(currency)
+    if len(fraction) > digits:
+        raise ValueError(f"{currency} has {digits} decimal places")
+    return int(whole) * 10 ** digits + int(fraction.ljust(digits, "0") or 0)

@@ -2,7 +2,10 @@
 
 Hashing costs tens of milliseconds of CPU on purpose, and the console runs in the switch's
 own process and loop: every hash runs in a worker thread (argon2 releases the GIL), at most
-`HASHES_CONCURRENT_MAX` at once, so a login storm can slow logins but never the payments.
+`HASHES_CONCURRENT_MAX` at once, so one slow hash never holds up every other login and a
+login storm can slow logins but never the payments. At most `HASHES_WAITING_MAX` more wait
+for a slot; past that `PasswordsBusy` is raised at once, before any hash, so the waiting
+line (and the memory it holds) is bounded.
 A password must never be logged, stored or compared other than through `verify`.
 """
 
@@ -15,7 +18,12 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 
 from switch.admin import limits
 
-HASHES_CONCURRENT_MAX = 1  # one core for payments, at most one for password hashing
+HASHES_CONCURRENT_MAX = limits.PASSWORD_HASHES_CONCURRENT_MAX
+HASHES_WAITING_MAX = limits.PASSWORD_HASHES_WAITING_MAX
+
+
+class PasswordsBusy(Exception):
+    """Every hashing slot and every waiting place is taken: try again shortly."""
 
 
 class Passwords:
@@ -30,6 +38,7 @@ class Passwords:
         self._hasher = PasswordHasher(time_cost=time_cost, memory_cost=memory_kib,
                                       parallelism=parallelism, type=Type.ID)
         self._gate = asyncio.Semaphore(HASHES_CONCURRENT_MAX)
+        self._queued = 0  # hashes running or waiting for a slot
         # Verified when the user is unknown, so a login costs the same whether or not the
         # name exists (no user enumeration by timing).
         self._decoy = self._hasher.hash("decoy password, never valid for anyone")
@@ -45,10 +54,20 @@ class Passwords:
             return False
         return password_hash is not None
 
+    async def _off_the_loop(self, function, *args):
+        if self._queued >= HASHES_CONCURRENT_MAX + HASHES_WAITING_MAX:
+            raise PasswordsBusy()
+        self._queued += 1
+        try:
+            async with self._gate:
+                return await asyncio.to_thread(function, *args)
+        finally:
+            self._queued -= 1
+
     async def hash(self, password: str) -> str:
-        async with self._gate:
-            return await asyncio.to_thread(self._hasher.hash, password)
+        """Raises `PasswordsBusy` when too many hashes are running or waiting."""
+        return await self._off_the_loop(self._hasher.hash, password)
 
     async def verify(self, password_hash: str | None, password: str) -> bool:
-        async with self._gate:
-            return await asyncio.to_thread(self.verify_now, password_hash, password)
+        """Raises `PasswordsBusy` when too many hashes are running or waiting."""
+        return await self._off_the_loop(self.verify_now, password_hash, password)

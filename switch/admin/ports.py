@@ -90,6 +90,11 @@ class AdminStore(Protocol):
 
     async def list_proposals(self, state: ProposalState | None, limit: int) -> list[Proposal]: ...
 
+    async def executed_proposals(self, kinds: tuple[str, ...]) -> list[Proposal]:
+        """Every EXECUTED proposal of these kinds, oldest decision first (settings that
+        live outside the switch's journal, such as directory categories, are re-applied
+        from them at start)."""
+
     async def decide_proposal(self, proposal: Proposal, expected: ProposalState,
                               audit: AuditEntry) -> bool:
         """Move a proposal from `expected` to `proposal.state` with its decision fields;
@@ -110,18 +115,32 @@ class SwitchPort(Protocol):
         """Journal an operator event, decide it, and answer once it is durable. Raises
         `SwitchUnavailable` if the switch cannot take it now."""
 
-    # participants' connector settings (the server's credential store)
+    # participants' connector settings (the server's credential store) and directory
+    # category. Each raises ValueError (with the reason) for a value it refuses.
     async def register_participant(self, participant_id: int, name: str, kind: str,
                                    callback_url: str) -> None:
-        """Create the participant's credential row (after the core added it)."""
+        """Create or replace the participant's credential row (kind, callback URL)."""
 
     def participant_settings(self, participant_id: int) -> tuple[str, str, list[str]]:
         """(kind, callback_url, live API key ids); ("", "", []) when it has no row."""
 
-    async def set_callback_url(self, participant_id: int, callback_url: str) -> bool: ...
+    async def set_callback_url(self, participant_id: int, callback_url: str) -> None: ...
 
-    async def rotate_api_key(self, participant_id: int) -> tuple[str, str]:
-        """Issue a new API key and revoke the others: (key_id, key), the key shown once."""
+    async def issue_api_key(self, participant_id: int, revoke_others: bool) -> tuple[str, str]:
+        """Issue a new API key (revoking the others when asked): (key_id, key), the key
+        returned once and stored only as its hash."""
+
+    async def add_certificate(self, participant_id: int, fingerprint: bytes) -> None:
+        """Accept a TLS client certificate (SHA-256 of its DER) as the participant's."""
+
+    def categories(self) -> tuple[dict[str, object], str]:
+        """({category: BucketPolicy}, default category) of the directory."""
+
+    def participant_category(self, participant_id: int) -> str:
+        """The participant's directory bucket category now."""
+
+    def set_participant_category(self, participant_id: int, category: str) -> None:
+        """Put the participant in `category` from its next lookup on (no restart)."""
 
     # observability
     def metrics_text(self) -> bytes:

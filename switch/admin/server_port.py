@@ -25,6 +25,7 @@ from switch.admin.timeline import TransferTrail
 from switch.admin.types import Role, UserCreate
 from switch.core.messages import AdminAnswer
 from switch.core.results import Result, TransferState
+from switch.server.gateway import directory_participant_id
 
 ADMIN_DB_NAME = "admin.sqlite3"
 DIRECTORY_FILE = "directory.sqlite3"  # switch/app.py keeps the directory here
@@ -113,24 +114,50 @@ class ServerSwitch:
             return "", "", []
         return record.kind, record.callback_url, []
 
-    async def set_callback_url(self, participant_id: int, callback_url: str) -> bool:
-        from switch.server.credentials import CredentialError
-
-        try:
-            await self.server.credentials.set_callback_url(participant_id, callback_url)
-        except CredentialError:
-            return False
-        return True
-
-    async def rotate_api_key(self, participant_id: int) -> tuple[str, str]:
+    async def _credentials_row(self, participant_id: int):
         credentials = self.server.credentials
         if credentials.record(participant_id) is None:
             # A participant onboarded before credentials existed: give it a row first.
             view = self.core.participant(participant_id)
+            if view is None:
+                raise ValueError("unknown participant")
             await credentials.put_participant(participant_id, view.name, "bank", "")
-        api_key = await credentials.issue_key(participant_id, revoke_others=True)
+        return credentials
+
+    async def set_callback_url(self, participant_id: int, callback_url: str) -> None:
+        # CredentialError is a ValueError: a refused URL is the caller's VALIDATION_ERROR.
+        credentials = await self._credentials_row(participant_id)
+        await credentials.set_callback_url(participant_id, callback_url)
+
+    async def issue_api_key(self, participant_id: int, revoke_others: bool) -> tuple[str, str]:
+        credentials = await self._credentials_row(participant_id)
+        api_key = await credentials.issue_key(participant_id, revoke_others=revoke_others)
         key_id = api_key.split("_")[1]  # ponte_<key id>_<secret>
         return key_id, api_key
+
+    async def add_certificate(self, participant_id: int, fingerprint: bytes) -> None:
+        credentials = await self._credentials_row(participant_id)
+        await credentials.add_certificate(participant_id, fingerprint)
+
+    def _directory(self):
+        directory = self.server.directory
+        if directory is None:
+            raise ValueError("the switch runs without a directory")
+        return directory
+
+    def categories(self) -> tuple[dict[str, object], str]:
+        config = self.server.config.directory
+        return dict(config.participant_buckets), config.participant_category_default
+
+    def participant_category(self, participant_id: int) -> str:
+        directory = self.server.directory
+        if directory is None:
+            return ""
+        return directory.participant_category(directory_participant_id(participant_id))
+
+    def set_participant_category(self, participant_id: int, category: str) -> None:
+        self._directory().set_participant_category(directory_participant_id(participant_id),
+                                                   category)
 
     def metrics_text(self) -> bytes:
         return self.server.registry.render().encode()
@@ -211,12 +238,17 @@ class Console:
         self.http = http
         self.store = store
         self._adapter = port_adapter
+        self._stopped = False
 
     @property
     def url(self) -> str:
         return self.http.url
 
     async def stop(self) -> None:
+        """Idempotent: the server stops its console, and so may whoever attached it."""
+        if self._stopped:
+            return
+        self._stopped = True
         await self.http.stop()
         await self._adapter.close()
         await self.store.close()
@@ -245,17 +277,29 @@ async def attach_console(server, host: str = "127.0.0.1", port: int = 0, *,
     app = create_app(service, secure_cookies=bool(ssl_certfile))
     http = ConsoleServer(app, host, port, ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile)
     await http.start()
-    return Console(server, service, http, store, adapter)
+    console = Console(server, service, http, store, adapter)
+    if getattr(server, "console", None) is None:
+        # The server's in-process bootstrap audits through it, and stops it with itself.
+        server.console = console
+    return console
 
 
-async def bootstrap_demo_operators(service: AdminService) -> list[tuple[str, str, str]]:
-    """For `ponte demo` only: when no operator exists, create one per role with random
-    passwords and return (username, password, role) to print. Never used by `ponte run`."""
-    if await service.store.count_users():
-        return []
-    system = Caller("demo", Role.ADMIN, "local")
+DEMO_OPERATORS = (("admin", "admin"), ("checker", "operator"), ("viewer", "viewer"))
+# Two admins for a launcher's own onboarding (`switch.server.launcher`): one proposes, the
+# other approves, through the console like any operator.
+LAUNCHER_OPERATORS = (("launcher-maker", "admin"), ("launcher-checker", "admin"))
+
+
+async def bootstrap_operators(service: AdminService, operators, actor: str
+                              ) -> list[tuple[str, str, str]]:
+    """Create the given (username, role) operators that do not exist yet, with random
+    passwords; return (username, password, role) of those created, to print or use once.
+    Audited (actor `actor`); never used by `ponte run` itself."""
+    system = Caller(actor, Role.ADMIN, "local")
     created = []
-    for username, role in (("admin", "admin"), ("checker", "operator"), ("viewer", "viewer")):
+    for username, role in operators:
+        if await service.store.get_user(username) is not None:
+            continue
         password = secrets.token_urlsafe(12)
         await service.create_user(system, UserCreate(username=username, password=password,
                                                      role=role))
@@ -263,21 +307,41 @@ async def bootstrap_demo_operators(service: AdminService) -> list[tuple[str, str
     return created
 
 
-def create_demo_operators(data_dir: str) -> list[tuple[str, str, str]]:
-    """`ponte demo`, from its own process: the demo operators in the switch's embedded admin
-    store (SQLite in WAL mode: the switch process has it open too). Blocking."""
+async def bootstrap_demo_operators(service: AdminService) -> list[tuple[str, str, str]]:
+    """For `ponte demo` only: one operator per role (when they do not exist yet)."""
+    return await bootstrap_operators(service, DEMO_OPERATORS, "demo")
+
+
+def create_operators(data_dir: str, operators, actor: str, postgres_dsn: str = ""
+                     ) -> list[tuple[str, str, str]]:
+    """From another process than the switch's (the demo, a launcher): operators in the
+    switch's admin store — embedded SQLite in WAL mode (the switch has it open too), or
+    PostgreSQL. Blocking."""
     import asyncio
 
-    from switch.store.admin_embedded import EmbeddedAdminStore
-
     async def create() -> list[tuple[str, str, str]]:
-        store = EmbeddedAdminStore(str(Path(data_dir) / ADMIN_DB_NAME))
+        if postgres_dsn:
+            from switch.store.admin_postgres import PostgresAdminStore
+            from switch.store.migrate import migrate_dsn
+
+            await migrate_dsn(postgres_dsn)
+            store = await PostgresAdminStore.connect(postgres_dsn)
+        else:
+            from switch.store.admin_embedded import EmbeddedAdminStore
+
+            store = EmbeddedAdminStore(str(Path(data_dir) / ADMIN_DB_NAME))
         try:
-            return await bootstrap_demo_operators(AdminService(store, switch=None))
+            return await bootstrap_operators(AdminService(store, switch=None), operators, actor)
         finally:
             await store.close()
 
     return asyncio.run(create())
+
+
+def create_demo_operators(data_dir: str) -> list[tuple[str, str, str]]:
+    """`ponte demo`, from its own process: the demo operators in the switch's embedded admin
+    store. Blocking."""
+    return create_operators(data_dir, DEMO_OPERATORS, "demo")
 
 
 assert limits.SESSION_LIFETIME_S > 0

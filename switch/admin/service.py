@@ -1,15 +1,22 @@
 """The operator service: every operator action, with its role check, maker-checker and audit.
 
-HTTP-free: the JSON API and the console (`switch/admin/app.py`) and the CLI call these
-methods with a `Caller` and typed bodies, and turn an `AdminRefusal` into a typed error.
-Every refusal is raised before anything changes; every action that changes something is
-written to the hash-chained audit log, in the same store transaction where the change is
-the store's (users, sessions, proposals) and right after the switch answered where the
-change is the switch's (suspend, onboard, fund). Liquidity changes never go to the switch
-without a second operator's approval.
+HTTP-free: the JSON API and the console (`switch/admin/app.py`) call these methods with a
+`Caller` and typed bodies (the `ponte` CLI goes through the JSON API), and turn an
+`AdminRefusal` into a typed error. Every refusal is raised before anything changes; every
+action that changes something is written to the hash-chained audit log, in the same store
+transaction where the change is the store's (users, sessions, proposals) and right after
+the switch answered where the change is the switch's.
 
-It must never log or audit a password, a session token or an API key, and never change the
-switch other than through `SwitchPort.submit` and the participant-settings calls.
+Every change of money, limits, currencies, participants, API keys, certificates, callback
+URLs and directory categories is a *proposal*: it reaches the switch only when a second
+operator (holding the role the change needs) approves it. Only suspend/resume (an incident
+measure that moves nothing) and operator management act at once. In-process code (tests,
+`switch.server.onboarding`) may submit directly as the audited `SYSTEM` caller; no HTTP
+route leads there. After every execution the audit head is anchored in the switch's journal.
+
+It must never log or audit a password, a session token or an API key (a new key is returned
+once, in the answer to the approval that issued it), and never change the switch other than
+through `SwitchPort.submit` and the participant-settings calls.
 """
 
 from __future__ import annotations
@@ -27,26 +34,34 @@ import msgspec
 from switch.admin import limits
 from switch.admin.audit import detail_text, verify_chain_async
 from switch.admin.live import LiveStats
-from switch.admin.money import exponent
-from switch.admin.passwords import Passwords
+from switch.admin.money import exponent, format_minor
+from switch.admin.passwords import Passwords, PasswordsBusy
 from switch.admin.ports import AdminStore, AuditEntry, SwitchPort, SwitchUnavailable
 from switch.admin.ratelimit import LoginLimiter
 from switch.admin.types import (
+    PROPOSAL_ROLES,
+    AccountProposal,
     AdminRefusal,
     AdminResult,
     Alert,
     AuditRecordView,
     AuditVerification,
-    CredentialsRotated,
+    CallbackUrlProposal,
+    Categories,
+    CategoryProposal,
+    CategoryView,
+    CertificateProposal,
+    CurrencyProposal,
     DailyLimitProposal,
     Decision,
     DefundProposal,
     DirectoryPanel,
     FundProposal,
     Health,
+    KeyRotationProposal,
     NetDebitCapProposal,
+    OnboardProposal,
     Overview,
-    ParticipantOnboard,
     ParticipantView,
     PositionView,
     Proposal,
@@ -64,9 +79,15 @@ from switch.admin.types import (
     User,
     UserCreate,
     UserView,
+    proposal_currency,
+    proposal_kind,
+    proposal_participant_id,
 )
 from switch.core.accounts import Leg, TransferCode
 from switch.core.messages import (
+    AdminAnswer,
+    AuditAnchored,
+    CurrencyAdded,
     FundsDeposited,
     FundsWithdrawn,
     NetDebitCapSet,
@@ -109,6 +130,21 @@ class Caller(NamedTuple):
         return cls(session.username, session.role, client)
 
 
+# The caller of the in-process bootstrap and of work resumed at start: code in the switch's
+# process, never an HTTP request. Audited like any operator.
+SYSTEM = Caller("system", Role.ADMIN, "in-process")
+
+
+class _Outcome(NamedTuple):
+    """How carrying out a proposal ended: the switch's (or the settings') result, a detail,
+    and for a key-issuing proposal the new key's id and the key (shown once)."""
+
+    result: Result
+    detail: str
+    api_key_id: str = ""
+    api_key: str = ""
+
+
 def token_sha256(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
@@ -126,6 +162,7 @@ class AdminService:
         self.submit_timeout_s = submit_timeout_s
         self.live = LiveStats()
         self.login_rate_limited_total = 0
+        self.login_busy_total = 0
 
     # -- audit ---------------------------------------------------------------------------
 
@@ -151,24 +188,34 @@ class AdminService:
     # -- sessions ------------------------------------------------------------------------
 
     async def login(self, username: str, password: str, client: str) -> tuple[str, Session]:
-        """(cookie token, session). The token is returned once and only its hash is kept."""
+        """(cookie token, session). The token is returned once and only its hash is kept.
+
+        The attempt is reserved in the rate limiter before the password is hashed and given
+        back only when it was right (or never hashed), so a burst of simultaneous guesses
+        gets no more hashes than the limit allows."""
         now_ns = self.clock_ns()
-        wait_s = self.limiter.retry_after_s(username, client, now_ns)
+        wait_s = self.limiter.reserve(username, client, now_ns)
         if wait_s:
             # Not audited one by one: a flood would bury the log. Counted instead.
             self.login_rate_limited_total += 1
             raise AdminRefusal(AdminResult.LOGIN_RATE_LIMITED, "too many failed logins",
                                retry_after_s=wait_s)
-        user = await self.store.get_user(username)
-        usable = user is not None and not user.disabled
-        ok = await self.passwords.verify(user.password_hash if usable else None, password)
+        try:
+            user = await self.store.get_user(username)
+            usable = user is not None and not user.disabled
+            ok = await self.passwords.verify(user.password_hash if usable else None, password)
+        except PasswordsBusy:
+            self.limiter.refund(username, client, now_ns)
+            self.login_busy_total += 1
+            raise AdminRefusal(AdminResult.LOGIN_BUSY, "too many logins at once; try again",
+                               retry_after_s=1) from None
         anonymous = Caller("-", Role.VIEWER, client)
         if not ok:
-            self.limiter.failed(username, client, now_ns)
+            # The reserved attempt stays counted: it was a wrong guess.
             await self._audit(anonymous, "login", f"user:{username}", AdminResult.LOGIN_FAILED)
             raise AdminRefusal(AdminResult.LOGIN_FAILED, "wrong username or password")
         assert user is not None
-        self.limiter.succeeded(username)
+        self.limiter.succeeded(username, client, now_ns)
         token = secrets.token_urlsafe(limits.SESSION_TOKEN_BYTES)
         session = Session(
             token_hash=token_sha256(token), username=user.username, role=user.role,
@@ -221,9 +268,13 @@ class AdminService:
         await self.require(caller, Role.ADMIN, "user.create", f"user:{body.username}")
         if await self.store.count_users() >= limits.USERS_MAX:
             raise AdminRefusal(AdminResult.USERS_FULL)
+        try:
+            password_hash = await self.passwords.hash(body.password)
+        except PasswordsBusy:
+            raise AdminRefusal(AdminResult.LOGIN_BUSY, "password hashing is busy; try again",
+                               retry_after_s=1) from None
         user = User(username=body.username, role=ROLE_NAMES[body.role],
-                    password_hash=await self.passwords.hash(body.password),
-                    created_ns=self.clock_ns())
+                    password_hash=password_hash, created_ns=self.clock_ns())
         entry = self._entry(caller, "user.create", f"user:{body.username}", AdminResult.OK,
                             {"role": body.role})
         if not await self.store.insert_user(user, entry):
@@ -315,41 +366,30 @@ class AdminService:
             participant_id=view.participant_id, name=view.name,
             status=view.status.name.lower(), currencies=list(view.currencies),
             positions=self.positions(participant_id), kind=kind, callback_url=callback_url,
-            api_key_ids=key_ids,
+            api_key_ids=key_ids, category=self.switch.participant_category(participant_id),
         )
 
     def participants(self) -> list[ParticipantView]:
         return [self.participant(pid) for pid in sorted(self.switch.core.participant_ids())]
 
-    async def onboard(self, caller: Caller, body: ParticipantOnboard) -> ParticipantView:
-        target = f"participant:{body.participant_id}"
-        await self.require(caller, Role.ADMIN, "participant.onboard", target)
+    def names(self) -> dict[int, str]:
+        """participant id -> name, for pages that show names instead of numbers."""
         core = self.switch.core
-        # Checked before anything is submitted, so a refusal leaves no half-onboarded
-        # participant behind (the core would refuse each of these too).
-        if core.participant(body.participant_id) is not None or (
-                core.participant_id_by_name(body.name) is not None):
-            raise self._would_refuse(Result.ADMIN_PARTICIPANT_EXISTS, "id or name in use")
-        if len(set(body.currencies)) != len(body.currencies):
-            raise AdminRefusal(AdminResult.VALIDATION_ERROR, "a currency is listed twice")
-        for currency in body.currencies:
-            if core.currency(currency) is None:
-                raise self._would_refuse(Result.ADMIN_CURRENCY_NOT_FOUND, currency)
-        await self._submit(caller, "participant.onboard", target, ParticipantAdded(
-            request_id=self._request_id("onboard"), participant_id=body.participant_id,
-            name=body.name), {"name": body.name, "kind": body.kind})
-        for currency in body.currencies:
-            await self._submit(caller, "participant.open_account", target,
-                               ParticipantAccountOpened(
-                                   request_id=self._request_id("open"),
-                                   participant_id=body.participant_id, currency=currency),
-                               {"currency": currency})
-        await self.switch.register_participant(body.participant_id, body.name, body.kind,
-                                               body.callback_url)
-        return self.participant(body.participant_id)
+        return {pid: core.participant(pid).name for pid in core.participant_ids()}
+
+    def categories(self) -> Categories:
+        policies, default = self.switch.categories()
+        return Categories(default=default, categories=[
+            CategoryView(category=name, capacity_tokens=policy.capacity_tokens,
+                         refill_tokens_per_minute=policy.refill_tokens_per_minute,
+                         hit_cost_tokens=policy.hit_cost_tokens,
+                         miss_cost_tokens=policy.miss_cost_tokens)
+            for name, policy in sorted(policies.items())])
 
     async def set_status(self, caller: Caller, participant_id: int,
                          suspend: bool) -> ParticipantView:
+        """Suspend or resume at once: an incident measure, so one operator may take it; it
+        moves no money and changes no limit, and it is audited."""
         action = "participant.suspend" if suspend else "participant.resume"
         target = f"participant:{participant_id}"
         await self.require(caller, Role.OPERATOR, action, target)
@@ -360,37 +400,50 @@ class AdminService:
             {})
         return self.participant(participant_id)
 
-    async def set_callback_url(self, caller: Caller, participant_id: int,
-                               callback_url: str) -> ParticipantView:
-        target = f"participant:{participant_id}"
-        await self.require(caller, Role.OPERATOR, "participant.callback_url", target)
-        self._participant(participant_id)
-        if not await self.switch.set_callback_url(participant_id, callback_url):
-            raise AdminRefusal(AdminResult.PARTICIPANT_NOT_FOUND,
-                               "the participant has no connector settings")
-        await self._audit(caller, "participant.callback_url", target, AdminResult.OK,
-                          {"callback_url": callback_url})
-        return self.participant(participant_id)
+    # -- in-process bootstrap ----------------------------------------------------------------
 
-    async def rotate_credentials(self, caller: Caller, participant_id: int) -> CredentialsRotated:
-        target = f"participant:{participant_id}"
-        await self.require(caller, Role.ADMIN, "participant.rotate_key", target)
-        self._participant(participant_id)
-        key_id, api_key = await self.switch.rotate_api_key(participant_id)
-        await self._audit(caller, "participant.rotate_key", target, AdminResult.OK,
-                          {"api_key_id": key_id})
-        return CredentialsRotated(participant_id=participant_id, api_key_id=key_id,
-                                  api_key=api_key)
+    async def submit_as_system(self, action: str, target: str, event, detail: dict) -> None:
+        """For code in the switch's own process only (tests, `switch.server.onboarding`):
+        submit an operator event without maker-checker, audited as actor `system`. There is
+        no HTTP route to it; an operator always goes through a proposal."""
+        await self._submit(SYSTEM, action, target, event, detail)
+
+    async def record_as_system(self, action: str, target: str, detail: dict) -> None:
+        """Audit a change the in-process bootstrap made outside the switch (credentials)."""
+        await self._audit(SYSTEM, action, target, AdminResult.OK, detail)
 
     # -- maker-checker -------------------------------------------------------------------
 
-    def _check_proposal(self, body: ProposalBody) -> None:
+    def _check_proposal(self, body: ProposalBody,
+                        pending_onboard_ids: tuple[int, ...] = ()) -> ProposalBody:
         """The switch's own checks, made when the proposal is made, so a checker is never
-        asked to approve something bound to fail (the switch checks again when it runs)."""
+        asked to approve something bound to fail (they run again when it is carried out).
+        Returns the body to store (an onboarding without an id gets the next free one)."""
+        core = self.switch.core
+        if isinstance(body, CurrencyProposal):
+            if core.currency(body.currency) is not None:
+                raise self._would_refuse(Result.ADMIN_CURRENCY_EXISTS, body.currency)
+            if any(core.currency(c).ledger_id == body.ledger_id for c in core.currencies()):
+                raise self._would_refuse(Result.ADMIN_CURRENCY_EXISTS,
+                                         f"ledger id {body.ledger_id} is in use")
+            return body
+        if isinstance(body, OnboardProposal):
+            return self._check_onboarding(body, pending_onboard_ids)
         view = self._participant(body.participant_id)
-        state = self.switch.core.currency(body.currency)
+        if isinstance(body, CategoryProposal):
+            if body.category not in self.switch.categories()[0]:
+                raise AdminRefusal(AdminResult.VALIDATION_ERROR,
+                                   f"no bucket category {body.category!r}")
+            return body
+        if isinstance(body, (CallbackUrlProposal, KeyRotationProposal, CertificateProposal)):
+            return body
+        state = core.currency(body.currency)
         if state is None:
             raise self._would_refuse(Result.ADMIN_CURRENCY_NOT_FOUND, body.currency)
+        if isinstance(body, AccountProposal):
+            if body.currency in view.currencies:
+                raise self._would_refuse(Result.ADMIN_ACCOUNT_EXISTS, body.currency)
+            return body
         if body.currency not in view.currencies:
             raise self._would_refuse(Result.ADMIN_ACCOUNT_NOT_FOUND, body.currency)
         prefunded = state.settlement_model == SettlementModel.PREFUNDED_RTGS
@@ -400,17 +453,57 @@ class AdminService:
         if isinstance(body, NetDebitCapProposal) and prefunded:
             raise self._would_refuse(Result.ADMIN_SETTLEMENT_MODEL_MISMATCH,
                                      f"{body.currency} is prefunded: fund or defund instead")
+        return body
+
+    def _check_onboarding(self, body: OnboardProposal,
+                          pending_onboard_ids: tuple[int, ...]) -> OnboardProposal:
+        core = self.switch.core
+        if len(set(body.currencies)) != len(body.currencies):
+            raise AdminRefusal(AdminResult.VALIDATION_ERROR, "a currency is listed twice")
+        models = set()
+        for currency in body.currencies:
+            state = core.currency(currency)
+            if state is None:
+                raise self._would_refuse(Result.ADMIN_CURRENCY_NOT_FOUND, currency)
+            models.add(state.settlement_model)
+        if body.funding_minor and SettlementModel.PREFUNDED_RTGS not in models:
+            raise AdminRefusal(AdminResult.VALIDATION_ERROR,
+                               "funding_minor needs a prefunded currency")
+        if body.net_debit_cap_minor and SettlementModel.DEFERRED_NET not in models:
+            raise AdminRefusal(AdminResult.VALIDATION_ERROR,
+                               "net_debit_cap_minor needs a deferred-net currency")
+        if body.category and body.category not in self.switch.categories()[0]:
+            raise AdminRefusal(AdminResult.VALIDATION_ERROR,
+                               f"no bucket category {body.category!r}")
+        if body.participant_id == 0:
+            taken = set(core.participant_ids()) | set(pending_onboard_ids)
+            body = _replace(body, participant_id=max(taken, default=0) + 1)
+        if core.participant(body.participant_id) is not None or (
+                core.participant_id_by_name(body.name) is not None):
+            raise self._would_refuse(Result.ADMIN_PARTICIPANT_EXISTS, "id or name in use")
+        return body
 
     async def propose(self, caller: Caller, body: ProposalBody) -> ProposalView:
-        kind = type(body).__struct_config__.tag
-        target = f"participant:{body.participant_id}"
-        await self.require(caller, Role.OPERATOR, f"proposal.{kind}", target)
-        self._check_proposal(body)
+        kind = proposal_kind(body)
+        target = _proposal_target(body)
+        await self.require(caller, PROPOSAL_ROLES[kind], f"proposal.{kind}", target)
+        pending_onboard_ids: tuple[int, ...] = ()
+        if isinstance(body, OnboardProposal):
+            # Two pending onboardings must not claim the same id or name.
+            pending = [p.body for p in await self.store.list_proposals(
+                ProposalState.PENDING, limits.PROPOSALS_OPEN_MAX)
+                if isinstance(p.body, OnboardProposal)]
+            pending_onboard_ids = tuple(p.participant_id for p in pending)
+            if any(p.name == body.name or p.participant_id == body.participant_id != 0
+                   for p in pending):
+                raise AdminRefusal(AdminResult.VALIDATION_ERROR,
+                                   "a pending onboarding has this id or name")
+        body = self._check_proposal(body, pending_onboard_ids)
         proposal = Proposal(proposal_id=f"p-{secrets.token_hex(8)}", body=body,
                             state=ProposalState.PENDING, proposed_by=caller.username,
                             proposed_ns=self.clock_ns())
         entry = self._entry(caller, "proposal.propose", proposal.proposal_id, AdminResult.OK,
-                            msgspec.to_builtins(body))
+                            {"kind": kind, **msgspec.to_builtins(body)})
         if not await self.store.insert_proposal(proposal, limits.PROPOSALS_OPEN_MAX, entry):
             raise AdminRefusal(AdminResult.PROPOSALS_FULL)
         return _proposal_view(proposal)
@@ -431,6 +524,9 @@ class AdminService:
         proposal = await self.store.get_proposal(proposal_id)
         if proposal is None:
             raise AdminRefusal(AdminResult.PROPOSAL_NOT_FOUND)
+        # The checker needs the role the change needs, like its maker.
+        await self.require(caller, PROPOSAL_ROLES[proposal_kind(proposal.body)], action,
+                           proposal_id)
         if proposal.state != ProposalState.PENDING:
             raise AdminRefusal(AdminResult.PROPOSAL_NOT_PENDING, proposal.state.name.lower())
         if proposal.proposed_by == caller.username:
@@ -457,41 +553,166 @@ class AdminService:
             return _proposal_view(decided)
         return await self._execute(caller, decided)
 
-    async def _execute(self, caller: Caller, proposal: Proposal) -> ProposalView:
-        """Carry out an APPROVED proposal: the event's request id is the proposal id, so a
-        re-submission after a crash is answered, not applied twice."""
+    async def _execute(self, caller: Caller, proposal: Proposal, *,
+                       reveal: bool = True) -> ProposalView:
+        """Carry out an APPROVED proposal. Its switch events' request ids derive from the
+        proposal id, so a re-submission after a crash is answered, not applied twice.
+        `reveal`: a new API key may be issued and returned (to the approving checker, in
+        this answer only); False when resuming after a restart, with nobody to show it to."""
         assert proposal.state == ProposalState.APPROVED
-        event = _proposal_event(proposal)
         try:
-            answer = await asyncio.wait_for(self.switch.submit(event), self.submit_timeout_s)
+            outcome = await self._carry_out(proposal, reveal)
         except (SwitchUnavailable, asyncio.TimeoutError):
             await self._audit(caller, "proposal.execute", proposal.proposal_id,
                               AdminResult.SWITCH_UNAVAILABLE)
-            # Stays APPROVED: `resume_approved` submits it again when the switch is back.
+            # Stays APPROVED: `resume_approved` carries it out when the switch is back.
             raise AdminRefusal(AdminResult.SWITCH_UNAVAILABLE,
                                "approved; the switch will be asked again") from None
-        ok = answer.result == Result.OK
-        name = _RESULT_NAMES.get(int(answer.result), str(int(answer.result)))
+        result, detail, key_id, api_key = outcome
+        ok = result == Result.OK
+        name = _RESULT_NAMES.get(int(result), str(int(result)))
         final = _replace(proposal, state=ProposalState.EXECUTED if ok else ProposalState.FAILED,
-                         core_result=int(answer.result),
-                         detail=proposal.detail if ok else f"{name} {answer.detail}".strip())
+                         core_result=int(result),
+                         detail=("; ".join(part for part in (proposal.detail, detail) if part)
+                                 if ok else f"{name} {detail}".strip()))
+        audit_detail = {"core_result": name}
+        if key_id:
+            audit_detail["api_key_id"] = key_id  # the id only: never the key
         entry = self._entry(caller, "proposal.execute", proposal.proposal_id,
-                            AdminResult.OK if ok else AdminResult.SWITCH_REFUSED,
-                            {"core_result": name})
+                            AdminResult.OK if ok else AdminResult.SWITCH_REFUSED, audit_detail)
         moved = await self.store.decide_proposal(final, ProposalState.APPROVED, entry)
         assert moved, "an APPROVED proposal is only moved by the one executing it"
-        return _proposal_view(final)
+        await self.anchor_audit()
+        view = _proposal_view(final)
+        if api_key:
+            view = _replace(view, api_key_id=key_id, api_key=api_key)
+        return view
+
+    async def _ask(self, event) -> AdminAnswer:
+        """One event to the switch; SwitchUnavailable / TimeoutError propagate."""
+        return await asyncio.wait_for(self.switch.submit(event), self.submit_timeout_s)
+
+    async def _carry_out(self, proposal: Proposal, reveal: bool) -> _Outcome:
+        body = proposal.body
+        pid = proposal.proposal_id
+        if isinstance(body, OnboardProposal):
+            return await self._carry_out_onboarding(pid, body, reveal)
+        event = _proposal_event(proposal)
+        if event is not None:
+            answer = await self._ask(event)
+            return _Outcome(answer.result, answer.detail)
+        switch = self.switch
+        try:
+            if isinstance(body, CallbackUrlProposal):
+                self._participant(body.participant_id)
+                await switch.set_callback_url(body.participant_id, body.callback_url)
+            elif isinstance(body, CertificateProposal):
+                self._participant(body.participant_id)
+                await switch.add_certificate(body.participant_id,
+                                             bytes.fromhex(body.fingerprint_sha256))
+            elif isinstance(body, CategoryProposal):
+                self._participant(body.participant_id)
+                switch.set_participant_category(body.participant_id, body.category)
+            else:
+                assert isinstance(body, KeyRotationProposal)
+                self._participant(body.participant_id)
+                if not reveal:
+                    return _Outcome(Result.SERVICE_UNAVAILABLE,
+                                    "interrupted by a restart before its key could be shown; "
+                                    "propose it again")
+                key_id, api_key = await switch.issue_api_key(body.participant_id,
+                                                             body.revoke_others)
+                return _Outcome(Result.OK, f"api key {key_id}", key_id, api_key)
+        except AdminRefusal as refusal:
+            return _Outcome(Result.ADMIN_PARTICIPANT_NOT_FOUND, refusal.detail)
+        except ValueError as error:
+            return _Outcome(Result.VALIDATION_ERROR, str(error)[:200])
+        return _Outcome(Result.OK, "")
+
+    async def _carry_out_onboarding(self, pid: str, body: OnboardProposal,
+                                    reveal: bool) -> _Outcome:
+        """Credentials first (a refused URL or kind changes nothing in the core), then the
+        participant, its accounts and their funding or cap, its category, and its first API
+        key. A step the switch refuses stops it; the steps before it stay (each is one
+        journaled, idempotent event) and the proposal is FAILED with that step named."""
+        switch = self.switch
+        core = switch.core
+        participant_id = body.participant_id
+        # Checked again before anything is written: the id or the name may have been taken
+        # since the proposal was made. A participant with this id *and* name is this
+        # proposal's own, half carried out before a crash: its steps are answered again.
+        by_name = core.participant_id_by_name(body.name)
+        existing = core.participant(participant_id)
+        if (existing is not None or by_name is not None) and not (
+                existing is not None and by_name == participant_id):
+            return _Outcome(Result.ADMIN_PARTICIPANT_EXISTS, "id or name taken since proposed")
+        for currency in body.currencies:
+            if core.currency(currency) is None:
+                return _Outcome(Result.ADMIN_CURRENCY_NOT_FOUND, currency)
+        if body.category and body.category not in switch.categories()[0]:
+            return _Outcome(Result.VALIDATION_ERROR, f"no bucket category {body.category!r}")
+        try:
+            await switch.register_participant(participant_id, body.name, body.participant_kind,
+                                              body.callback_url)
+        except ValueError as error:
+            return _Outcome(Result.VALIDATION_ERROR, str(error)[:200])
+        steps: list[tuple[str, object]] = [("add", ParticipantAdded(
+            request_id=f"{pid}.add", participant_id=participant_id, name=body.name))]
+        for currency in body.currencies:
+            steps.append((f"open {currency}", ParticipantAccountOpened(
+                request_id=f"{pid}.open.{currency}", participant_id=participant_id,
+                currency=currency)))
+            prefunded = core.currency(currency).settlement_model == SettlementModel.PREFUNDED_RTGS
+            if prefunded and body.funding_minor:
+                steps.append((f"fund {currency}", FundsDeposited(
+                    request_id=f"{pid}.fund.{currency}", participant_id=participant_id,
+                    currency=currency, amount_minor=body.funding_minor)))
+            elif not prefunded and body.net_debit_cap_minor:
+                steps.append((f"cap {currency}", NetDebitCapSet(
+                    request_id=f"{pid}.cap.{currency}", participant_id=participant_id,
+                    currency=currency, cap_minor=body.net_debit_cap_minor)))
+        for step, event in steps:
+            answer = await self._ask(event)
+            if answer.result != Result.OK:
+                return _Outcome(answer.result, f"at {step}: {answer.detail}".strip(": "))
+        if body.category:
+            try:
+                switch.set_participant_category(participant_id, body.category)
+            except ValueError as error:
+                return _Outcome(Result.VALIDATION_ERROR, f"at category: {error}")
+        if not reveal:
+            return _Outcome(Result.OK, "carried out after a restart: no API key was issued; "
+                                       "propose a key rotation")
+        key_id, api_key = await switch.issue_api_key(participant_id, False)
+        return _Outcome(Result.OK, f"api key {key_id}", key_id, api_key)
+
+    async def restore_settings(self) -> int:
+        """At start: put participants back in the directory categories the operators chose
+        (executed onboarding and category proposals, in order). Returns how many were set."""
+        if self.switch is None:
+            return 0
+        chosen: dict[int, str] = {}
+        for proposal in await self.store.executed_proposals(("onboard", "category")):
+            if proposal.body.category:
+                chosen[proposal.body.participant_id] = proposal.body.category
+        for participant_id, category in chosen.items():
+            try:
+                self.switch.set_participant_category(participant_id, category)
+            except ValueError as error:  # a category the configuration no longer has
+                log.warning("event=category_restore_failed participant_id=%d why=%s",
+                            participant_id, error)
+        return len(chosen)
 
     async def resume_approved(self) -> int:
         """At start: carry out proposals approved before a crash. Returns how many were
-        carried out; one the switch cannot take yet stays approved for the next start."""
-        system = Caller("system", Role.ADMIN, "local")
+        carried out; one the switch cannot take yet stays approved for the next start.
+        No API key is issued here: nobody is there to be shown it."""
         approved = await self.store.list_proposals(ProposalState.APPROVED,
                                                    limits.PROPOSALS_OPEN_MAX)
         done = 0
         for proposal in approved:
             try:
-                await self._execute(system, proposal)
+                await self._execute(SYSTEM, proposal, reveal=False)
             except AdminRefusal as refusal:
                 log.warning("event=proposal_resume_failed proposal_id=%s result=%s",
                             proposal.proposal_id, refusal.result.name)
@@ -545,6 +766,10 @@ class AdminService:
         return self.switch.core.transfer_record(payer_participant_id, transfer_id)
 
     def search(self, query: TransferQuery) -> TransferSearch:
+        """Newest first, `query.limit` at a time: `next_before_seq` continues with older
+        ones. At most SEARCH_SCAN_MAX records are examined per page (records newer than the
+        cursor are skipped by their sequence number alone); a page that stops at that bound
+        says so (`complete` False) and its cursor continues the scan from there."""
         if query.payer_participant_id and query.transfer_id:
             record = self._record(query.payer_participant_id, query.transfer_id)
             found = [] if record is None else [self._summary(record)]
@@ -554,10 +779,16 @@ class AdminService:
         results: list[TransferSummary] = []
         scanned = 0
         complete = True
+        next_before_seq = 0
+        results_last_seq = 0
+        before_seq = query.before_seq
         records = self.switch.core.transfer_records()
         for record in reversed(records):
+            if before_seq and record.seq >= before_seq:
+                continue
             if scanned >= limits.SEARCH_SCAN_MAX:
                 complete = False
+                next_before_seq = record.seq + 1  # continue with this one
                 break
             scanned += 1
             if query.transfer_id and record.transfer_id != query.transfer_id:
@@ -578,10 +809,14 @@ class AdminService:
             summary = self._summary(record)
             if not _matches(summary, query):
                 continue
-            results.append(summary)
-            if len(results) >= query.limit:
+            if len(results) == query.limit:
+                # One more match exists past this page.
+                next_before_seq = results_last_seq
                 break
-        return TransferSearch(transfers=results, scanned=scanned, complete=complete)
+            results.append(summary)
+            results_last_seq = record.seq
+        return TransferSearch(transfers=results, scanned=scanned, complete=complete,
+                              next_before_seq=next_before_seq)
 
     def timeline(self, payer_participant_id: int, transfer_id: str) -> TransferTimeline:
         record = self._record(payer_participant_id, transfer_id)
@@ -611,7 +846,8 @@ class AdminService:
                 int(c) for c in TransferCode} else str(transfer.code)
             steps.append(TimelineStep(
                 at_ns=transfer.timestamp, kind="ledger", name=_LEG_NAMES[leg],
-                detail=f"{code} {transfer.amount_minor} minor units, ledger id {transfer.id}"))
+                detail=f"{code} {format_minor(transfer.amount_minor, record.currency)}, "
+                       f"ledger id {transfer.id}"))
         steps.sort(key=lambda step: step.at_ns)  # stable: the trail's order within one ns
         return TransferTimeline(transfer=summary, steps=steps)
 
@@ -628,7 +864,35 @@ class AdminService:
                 for r in records]
 
     async def verify_audit(self) -> AuditVerification:
-        return await verify_chain_async(self.store.iter_audit(limits.AUDIT_VERIFY_BATCH))
+        """Walk the chain; it must also reach the record anchored in the switch's journal
+        with the anchored hash (a truncated or rewritten tail breaks it)."""
+        anchor = self.switch.core.audit_anchor() if self.switch is not None else None
+        return await verify_chain_async(self.store.iter_audit(limits.AUDIT_VERIFY_BATCH),
+                                        anchor)
+
+    async def anchor_audit(self) -> bool:
+        """Write the audit head into the switch's journal (`AuditAnchored`), unless it is
+        already anchored. True when anchored now. Not audited itself (that would move the
+        head again); a failure is logged and the next anchor carries the head instead."""
+        if self.switch is None:
+            return False
+        head_seq, head_hash = await self.store.audit_head()
+        anchored = self.switch.core.audit_anchor()
+        if head_seq == 0 or (anchored is not None and anchored[0] >= head_seq):
+            # Nothing new (or the table lost records: verification says so, never hide it).
+            return False
+        event = AuditAnchored(request_id=f"audit-anchor-{head_seq}", audit_seq=head_seq,
+                              audit_hash=head_hash.hex())
+        try:
+            answer = await asyncio.wait_for(self.switch.submit(event), self.submit_timeout_s)
+        except (SwitchUnavailable, asyncio.TimeoutError) as error:
+            log.warning("event=audit_anchor_failed audit_seq=%d why=%r", head_seq, error)
+            return False
+        if answer.result != Result.OK:
+            log.warning("event=audit_anchor_refused audit_seq=%d result=%s", head_seq,
+                        _RESULT_NAMES.get(int(answer.result), int(answer.result)))
+            return False
+        return True
 
     # -- panels --------------------------------------------------------------------------
 
@@ -642,8 +906,8 @@ class AdminService:
             at_ns=self.clock_ns(),
             transfers_per_s=round(self.live.transfers_per_s(), 1),
             success_rate=round(self.live.success_rate(), 4),
-            latency_p50_ms=self.live.latency_ms(0.5),
-            latency_p99_ms=self.live.latency_ms(0.99),
+            latency_p50_ms=round(self.live.latency_ms(0.5), 2),
+            latency_p99_ms=round(self.live.latency_ms(0.99), 2),
             outcomes=self.live.outcomes(),
             transfers_total=self.live.transfers_total(),
             in_flight=core.in_flight_count,
@@ -715,11 +979,18 @@ def _user_view(user: User) -> UserView:
                     created_ns=user.created_ns, disabled=user.disabled)
 
 
+def _proposal_target(body: ProposalBody) -> str:
+    if isinstance(body, CurrencyProposal):
+        return f"currency:{body.currency}"
+    return f"participant:{proposal_participant_id(body)}"
+
+
 def _proposal_view(proposal: Proposal) -> ProposalView:
     body = proposal.body
     return ProposalView(
-        proposal_id=proposal.proposal_id, kind=type(body).__struct_config__.tag,
-        participant_id=body.participant_id, currency=body.currency, body=body,
+        proposal_id=proposal.proposal_id, kind=proposal_kind(body),
+        participant_id=proposal_participant_id(body), currency=proposal_currency(body),
+        body=body,
         state=proposal.state.name.lower(), proposed_by=proposal.proposed_by,
         proposed_ns=proposal.proposed_ns, decided_by=proposal.decided_by,
         decided_ns=proposal.decided_ns, core_result=proposal.core_result,
@@ -728,8 +999,19 @@ def _proposal_view(proposal: Proposal) -> ProposalView:
 
 
 def _proposal_event(proposal: Proposal):
+    """The one switch event a proposal is, or None when it changes something else (or
+    more than one thing: onboarding)."""
     body = proposal.body
     request_id = proposal.proposal_id
+    if isinstance(body, CurrencyProposal):
+        return CurrencyAdded(request_id=request_id, currency=body.currency,
+                             ledger_id=body.ledger_id,
+                             settlement_model=SettlementModel[body.settlement_model.upper()],
+                             rules=body.rules)
+    if isinstance(body, AccountProposal):
+        return ParticipantAccountOpened(request_id=request_id,
+                                        participant_id=body.participant_id,
+                                        currency=body.currency)
     if isinstance(body, FundProposal):
         return FundsDeposited(request_id=request_id, participant_id=body.participant_id,
                               currency=body.currency, amount_minor=body.amount_minor)
@@ -739,7 +1021,8 @@ def _proposal_event(proposal: Proposal):
     if isinstance(body, NetDebitCapProposal):
         return NetDebitCapSet(request_id=request_id, participant_id=body.participant_id,
                               currency=body.currency, cap_minor=body.cap_minor)
-    assert isinstance(body, DailyLimitProposal)
+    if not isinstance(body, DailyLimitProposal):
+        return None
     return ParticipantDailyLimitSet(request_id=request_id, participant_id=body.participant_id,
                                     currency=body.currency,
                                     daily_total_max_minor=body.daily_total_max_minor)

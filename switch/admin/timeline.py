@@ -119,8 +119,11 @@ def chain(*observers) -> Callable[[int, str, TransferState, int], None]:
 
 def quantile_ms(counts: list[int], q: float,
                 bounds_ms: tuple[float, ...] = LATENCY_BOUNDS_MS) -> float:
-    """The q-quantile of a latency histogram (one count per bound plus an overflow bucket),
-    as the upper bound of its bucket in ms; the overflow bucket answers the last bound."""
+    """The q-quantile of a latency histogram (one count per bound plus an overflow bucket)
+    in ms, interpolated linearly within its bucket (as Prometheus' histogram_quantile does:
+    the bucket's observations are taken as spread evenly between its bounds), so a p99 in
+    the (10, 25] ms bucket reads 11 ms when it lies near the bucket's start, not 25. The
+    first bucket starts at 0; the overflow bucket answers the last bound."""
     assert 0 < q < 1
     assert len(counts) == len(bounds_ms) + 1
     total = sum(counts)
@@ -129,7 +132,11 @@ def quantile_ms(counts: list[int], q: float,
     rank = q * total
     seen = 0
     for index, count in enumerate(counts):
+        if count and seen + count >= rank:
+            if index == len(bounds_ms):
+                return bounds_ms[-1]
+            lower = bounds_ms[index - 1] if index else 0.0
+            upper = bounds_ms[index]
+            return lower + (upper - lower) * (rank - seen) / count
         seen += count
-        if seen >= rank:
-            return bounds_ms[min(index, len(bounds_ms) - 1)]
     return bounds_ms[-1]

@@ -17,11 +17,12 @@ from msgspec import Meta
 
 from switch.admin import limits
 from switch.core import limits as core_limits
+from switch.core.messages import CallbackUrl, Currency, SchemeRules
 
 # -- constrained scalars --------------------------------------------------------------------
 
 Username = Annotated[
-    str, Meta(min_length=1, max_length=limits.USERNAME_LENGTH_MAX, pattern=r"^[a-z][a-z0-9._-]*$")
+    str, Meta(min_length=1, max_length=limits.USERNAME_LENGTH_MAX, pattern=r"^[a-z][a-z0-9._-]*$(?!\n)")
 ]
 Password = Annotated[
     str, Meta(min_length=limits.PASSWORD_LENGTH_MIN, max_length=limits.PASSWORD_LENGTH_MAX)
@@ -29,16 +30,17 @@ Password = Annotated[
 # A login attempt's password: any length up to the bound (a short one simply fails).
 PasswordAttempt = Annotated[str, Meta(max_length=limits.PASSWORD_LENGTH_MAX)]
 ParticipantId = Annotated[int, Meta(ge=1, le=core_limits.PARTICIPANT_ID_MAX)]
-Currency = Annotated[str, Meta(pattern=r"^[A-Z]{3}$")]
 AmountMinor = Annotated[int, Meta(ge=1, le=core_limits.AMOUNT_MINOR_MAX)]
 CapMinor = Annotated[int, Meta(ge=0, le=core_limits.NET_DEBIT_CAP_MINOR_MAX)]
 DailyMinor = Annotated[int, Meta(ge=0, le=core_limits.DAILY_TOTAL_MINOR_MAX)]
 Name = Annotated[str, Meta(min_length=1, max_length=core_limits.TEXT_LENGTH_MAX)]
 Note = Annotated[str, Meta(max_length=limits.PROPOSAL_NOTE_LENGTH_MAX)]
-CallbackUrl = Annotated[
-    str, Meta(max_length=limits.CALLBACK_URL_LENGTH_MAX, pattern=r"^(https?://[^\s]+)?$")
-]
-ProposalId = Annotated[str, Meta(pattern=r"^p-[0-9a-f]{16}$")]
+ProposalId = Annotated[str, Meta(pattern=r"^p-[0-9a-f]{16}$(?!\n)")]
+# A directory bucket category (switch/directory/config.py `participant_buckets`).
+Category = Annotated[str, Meta(min_length=1, max_length=16, pattern=r"^[A-Za-z0-9_-]+$(?!\n)")]
+Fingerprint = Annotated[str, Meta(pattern=r"^[0-9a-f]{64}$(?!\n)")]  # SHA-256 of a DER certificate
+LedgerId = Annotated[int, Meta(ge=1, le=core_limits.LEDGER_ID_MAX)]
+SettlementModelName = Annotated[str, Meta(pattern=r"^(prefunded_rtgs|deferred_net)$(?!\n)")]
 
 _REQUEST = dict(frozen=True, kw_only=True, forbid_unknown_fields=True)
 _ANSWER = dict(frozen=True, kw_only=True)
@@ -48,8 +50,8 @@ class Role(IntEnum):
     """Ordered: a higher role may do everything a lower one may."""
 
     VIEWER = 1  # reads every page and every API resource
-    OPERATOR = 2  # + suspend/resume, callback URLs, propose and check liquidity changes
-    ADMIN = 3  # + onboard participants, rotate credentials, manage operators
+    OPERATOR = 2  # + suspend/resume; propose and check liquidity, callback URL, category
+    ADMIN = 3  # + propose and check currencies, onboarding, keys, certificates; operators
 
 
 ROLE_NAMES = {role.name.lower(): role for role in Role}
@@ -68,6 +70,7 @@ class AdminResult(IntEnum):
     # -- login -----------------------------------------------------------------------------
     LOGIN_RATE_LIMITED = 10
     LOGIN_FAILED = 11  # unknown user, wrong password or disabled: one answer for all
+    LOGIN_BUSY = 12  # too many logins being hashed at once; nothing was tried (Retry-After)
     # -- operators -------------------------------------------------------------------------
     USER_EXISTS = 20
     USER_NOT_FOUND = 21
@@ -95,6 +98,7 @@ HTTP_STATUS: dict[AdminResult, int] = {
     AdminResult.VALIDATION_ERROR: 400,
     AdminResult.LOGIN_RATE_LIMITED: 429,
     AdminResult.LOGIN_FAILED: 401,
+    AdminResult.LOGIN_BUSY: 503,
     AdminResult.USER_EXISTS: 409,
     AdminResult.USER_NOT_FOUND: 404,
     AdminResult.USERS_FULL: 409,
@@ -118,7 +122,7 @@ class AdminError(msgspec.Struct, **_ANSWER):
     code: int  # AdminResult value
     detail: str = ""
     core_result: int = 0  # the switch core's Result when `result` is SWITCH_REFUSED
-    retry_after_s: int = 0  # LOGIN_RATE_LIMITED: when to try again
+    retry_after_s: int = 0  # LOGIN_RATE_LIMITED, LOGIN_BUSY: when to try again
 
 
 class AdminRefusal(Exception):
@@ -164,7 +168,7 @@ class SessionView(msgspec.Struct, **_ANSWER):
 class UserCreate(msgspec.Struct, **_REQUEST):
     username: Username
     password: Password
-    role: Annotated[str, Meta(pattern=r"^(viewer|operator|admin)$")]
+    role: Annotated[str, Meta(pattern=r"^(viewer|operator|admin)$(?!\n)")]
 
 
 class UserView(msgspec.Struct, **_ANSWER):
@@ -200,20 +204,6 @@ class Session(msgspec.Struct, kw_only=True):
 # -- participants ------------------------------------------------------------------------
 
 
-class ParticipantOnboard(msgspec.Struct, **_REQUEST):
-    """Add a participant and open its accounts in the given currencies."""
-
-    participant_id: ParticipantId
-    name: Name
-    kind: Annotated[str, Meta(pattern=r"^(bank|wallet)$")] = "bank"
-    currencies: Annotated[list[Currency], Meta(max_length=core_limits.CURRENCIES_MAX)] = []
-    callback_url: CallbackUrl = ""
-
-
-class CallbackUrlSet(msgspec.Struct, **_REQUEST):
-    callback_url: CallbackUrl
-
-
 class ParticipantStatusChange(msgspec.Struct, **_REQUEST):
     note: Note = ""
 
@@ -245,14 +235,22 @@ class ParticipantView(msgspec.Struct, **_ANSWER):
     kind: str = ""
     callback_url: str = ""
     api_key_ids: list[str] = []
+    category: str = ""  # its directory bucket category (anti-enumeration lookups)
 
 
-class CredentialsRotated(msgspec.Struct, **_ANSWER):
-    """Shown once: the store keeps only the key's SHA-256."""
+class CategoryView(msgspec.Struct, **_ANSWER):
+    """A directory bucket category participants can be put in (maker-checker)."""
 
-    participant_id: int
-    api_key_id: str
-    api_key: str
+    category: str
+    capacity_tokens: int
+    refill_tokens_per_minute: int
+    hit_cost_tokens: int
+    miss_cost_tokens: int
+
+
+class Categories(msgspec.Struct, **_ANSWER):
+    categories: list[CategoryView]
+    default: str  # what a participant with none assigned gets
 
 
 class Credential(msgspec.Struct, kw_only=True):
@@ -280,6 +278,73 @@ class ProposalState(IntEnum):
 
 
 _PROPOSAL = dict(frozen=True, kw_only=True, forbid_unknown_fields=True, tag_field="kind")
+
+
+class CurrencyProposal(msgspec.Struct, tag="currency", **_PROPOSAL):
+    """Carry a new currency with its settlement model and scheme rules (limits, fees)."""
+
+    currency: Currency
+    ledger_id: LedgerId  # ISO 4217 numeric code
+    settlement_model: SettlementModelName = "prefunded_rtgs"
+    rules: SchemeRules = SchemeRules()
+    note: Note = ""
+
+
+class OnboardProposal(msgspec.Struct, tag="onboard", **_PROPOSAL):
+    """Add a participant: its accounts, connector settings, directory category, opening
+    funding (prefunded currencies) or net debit cap (deferred-net ones), and its first API
+    key, issued when the proposal is carried out and shown once, to the approving admin."""
+
+    participant_id: Annotated[int, Meta(ge=0, le=core_limits.PARTICIPANT_ID_MAX)] = 0  # 0: next
+    name: Name
+    participant_kind: Annotated[str, Meta(pattern=r"^(bank|wallet)$(?!\n)")] = "bank"
+    currencies: Annotated[list[Currency], Meta(max_length=core_limits.CURRENCIES_MAX)] = []
+    callback_url: CallbackUrl = ""
+    category: Annotated[str, Meta(max_length=16, pattern=r"^[A-Za-z0-9_-]*$(?!\n)")] = ""  # "": default
+    funding_minor: Annotated[int, Meta(ge=0, le=core_limits.AMOUNT_MINOR_MAX)] = 0
+    net_debit_cap_minor: CapMinor = 0
+    note: Note = ""
+
+
+class AccountProposal(msgspec.Struct, tag="account", **_PROPOSAL):
+    """Open one more currency account for a participant."""
+
+    participant_id: ParticipantId
+    currency: Currency
+    note: Note = ""
+
+
+class CallbackUrlProposal(msgspec.Struct, tag="callback_url", **_PROPOSAL):
+    """Where the HTTP connector delivers the participant's callbacks ("" for none)."""
+
+    participant_id: ParticipantId
+    callback_url: CallbackUrl
+    note: Note = ""
+
+
+class KeyRotationProposal(msgspec.Struct, tag="rotate_key", **_PROPOSAL):
+    """Issue a new API key (shown once, to the approving admin); by default every earlier
+    key of the participant stops working at once."""
+
+    participant_id: ParticipantId
+    revoke_others: bool = True
+    note: Note = ""
+
+
+class CertificateProposal(msgspec.Struct, tag="certificate", **_PROPOSAL):
+    """Accept a TLS client certificate (its SHA-256 fingerprint) as the participant's."""
+
+    participant_id: ParticipantId
+    fingerprint_sha256: Fingerprint
+    note: Note = ""
+
+
+class CategoryProposal(msgspec.Struct, tag="category", **_PROPOSAL):
+    """Put a participant in a directory bucket category (its anti-enumeration budget)."""
+
+    participant_id: ParticipantId
+    category: Category
+    note: Note = ""
 
 
 class FundProposal(msgspec.Struct, tag="fund", **_PROPOSAL):
@@ -318,7 +383,38 @@ class DailyLimitProposal(msgspec.Struct, tag="daily_limit", **_PROPOSAL):
     note: Note = ""
 
 
-ProposalBody = Union[FundProposal, DefundProposal, NetDebitCapProposal, DailyLimitProposal]
+ProposalBody = Union[
+    FundProposal, DefundProposal, NetDebitCapProposal, DailyLimitProposal, CurrencyProposal,
+    OnboardProposal, AccountProposal, CallbackUrlProposal, KeyRotationProposal,
+    CertificateProposal, CategoryProposal,
+]
+
+# The role a proposal kind needs, of its maker and of its checker alike.
+PROPOSAL_ROLES: dict[str, Role] = {
+    "fund": Role.OPERATOR, "defund": Role.OPERATOR, "net_debit_cap": Role.OPERATOR,
+    "daily_limit": Role.OPERATOR, "callback_url": Role.OPERATOR, "category": Role.OPERATOR,
+    "currency": Role.ADMIN, "onboard": Role.ADMIN, "account": Role.ADMIN,
+    "rotate_key": Role.ADMIN, "certificate": Role.ADMIN,
+}
+KEY_ISSUING_KINDS = frozenset({"onboard", "rotate_key"})
+
+
+def proposal_kind(body: ProposalBody) -> str:
+    return type(body).__struct_config__.tag
+
+
+def proposal_participant_id(body: ProposalBody) -> int:
+    """The participant a proposal is about; 0 for a currency."""
+    return getattr(body, "participant_id", 0)
+
+
+def proposal_currency(body: ProposalBody) -> str:
+    """The currency a proposal is about; "" when it is not about one."""
+    return getattr(body, "currency", "")
+
+
+assert set(PROPOSAL_ROLES) == {proposal_kind_tag.__struct_config__.tag
+                               for proposal_kind_tag in ProposalBody.__args__}
 
 
 class Decision(msgspec.Struct, **_REQUEST):
@@ -343,8 +439,8 @@ class Proposal(msgspec.Struct, kw_only=True):
 class ProposalView(msgspec.Struct, **_ANSWER):
     proposal_id: str
     kind: str
-    participant_id: int
-    currency: str
+    participant_id: int  # 0 for a currency
+    currency: str  # "" when the change is not about one currency
     body: ProposalBody
     state: str
     proposed_by: str
@@ -353,13 +449,17 @@ class ProposalView(msgspec.Struct, **_ANSWER):
     decided_ns: int
     core_result: int
     detail: str
+    # Only in the answer to the approval that carried out an onboarding or a key rotation,
+    # and only there: the new API key, shown once to the approving admin. Never stored.
+    api_key_id: str = ""
+    api_key: str = ""
 
 
 # -- transfers -----------------------------------------------------------------------------
 
 
 TransferStateName = Annotated[
-    str, Meta(pattern=r"^(|received|reserved|forwarded|committed|rejected|expired)$")
+    str, Meta(pattern=r"^(|received|reserved|forwarded|committed|rejected|expired)$(?!\n)")
 ]
 
 
@@ -376,6 +476,8 @@ class TransferQuery(msgspec.Struct, **_REQUEST):
     from_ns: Annotated[int, Meta(ge=0, le=core_limits.TIME_NS_MAX)] = 0
     to_ns: Annotated[int, Meta(ge=0, le=core_limits.TIME_NS_MAX)] = 0
     limit: Annotated[int, Meta(ge=1, le=limits.SEARCH_RESULTS_MAX)] = 50
+    # Paging: only transfers older than this cursor (the previous page's `next_before_seq`).
+    before_seq: Annotated[int, Meta(ge=0, le=core_limits.SEQUENCE_MAX)] = 0
 
 
 class TransferSummary(msgspec.Struct, **_ANSWER):
@@ -397,6 +499,8 @@ class TransferSearch(msgspec.Struct, **_ANSWER):
     transfers: list[TransferSummary]  # newest first
     scanned: int  # retained transfers looked at
     complete: bool  # False: the scan stopped at its bound before the oldest transfer
+    # Ask again with `before_seq` set to this for the next (older) page; 0: no more.
+    next_before_seq: int = 0
 
 
 class TimelineStep(msgspec.Struct, **_ANSWER):
@@ -447,6 +551,9 @@ class AuditVerification(msgspec.Struct, **_ANSWER):
     records_checked: int
     first_broken_seq: int = 0  # 0 when ok
     reason: str = ""
+    # The record whose hash the switch's journal holds (AuditAnchored); the chain must reach
+    # it with that hash. 0: nothing anchored yet (or verified without the switch).
+    anchored_seq: int = 0
 
 
 # -- directory, health, overview -----------------------------------------------------------------
@@ -472,6 +579,7 @@ class Overview(msgspec.Struct, **_ANSWER):
     at_ns: int
     transfers_per_s: float
     success_rate: float  # committed / final, over the last window; 1.0 when none
+    # End to end, over the last window, interpolated within the server histogram's bucket.
     latency_p50_ms: float
     latency_p99_ms: float
     outcomes: dict[str, int]  # result name -> count since start

@@ -11,9 +11,12 @@ are identical on both surfaces. No handler here may change anything itself.
 from __future__ import annotations
 
 import asyncio
+import re
 import secrets
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import msgspec
 from litestar import Request, Response, get, post
@@ -23,17 +26,23 @@ from litestar.response import Redirect, ServerSentEvent, Template
 from litestar.response.sse import ServerSentEventMessage
 
 from switch.admin import limits
-from switch.admin.money import exponent, format_minor
+from switch.admin.money import exponent, format_minor, parse_major
 from switch.admin.types import (
+    PROPOSAL_ROLES,
+    AccountProposal,
     AdminRefusal,
     AdminResult,
-    CallbackUrlSet,
+    CallbackUrlProposal,
+    CategoryProposal,
+    CertificateProposal,
+    CurrencyProposal,
     DailyLimitProposal,
     Decision,
     DefundProposal,
     FundProposal,
+    KeyRotationProposal,
     NetDebitCapProposal,
-    ParticipantOnboard,
+    OnboardProposal,
     ProposalState,
     Role,
     TransferQuery,
@@ -54,16 +63,17 @@ from switch.admin.web import (
 )
 
 PUBLIC = {"public": True}
+CONSOLE_STATIC = Path(__file__).resolve().parent / "static"
 SERIES_POINTS_MAX = 300
+NS_PER_S = limits.NS_PER_S
 
 # Notices after a successful action (Post/Redirect/Get): a fixed vocabulary, so nothing a
 # client sends is ever reflected into a page.
 NOTICES = {
     "suspended": "Participant suspended: its new transfers are refused.",
     "resumed": "Participant resumed.",
-    "callback": "Callback URL saved.",
-    "onboarded": "Participant onboarded.",
-    "proposed": "Proposal recorded: it now waits for a different operator to check it.",
+    "proposed": "Proposal recorded: it now waits for a different operator to check it "
+                "(Approvals).",
     "approved": "Proposal approved and sent to the switch.",
     "failed": "Proposal approved, but the switch refused it (see its result).",
     "rejected": "Proposal rejected.",
@@ -83,11 +93,30 @@ _PROPOSAL_TYPES = {
 # -- template helpers --------------------------------------------------------------------
 
 
-def _ts(value_ns: int) -> str:
+def format_utc(value_ns: int) -> str:
+    """The console's one way to show a moment: "2023-11-14 22:13:20.123 UTC" (static/
+    console.js writes live times the same way)."""
     if not value_ns:
         return "—"
-    moment = datetime.fromtimestamp(value_ns / 1e9, tz=timezone.utc)
+    moment = datetime.fromtimestamp(value_ns // NS_PER_S, tz=timezone.utc)
     return moment.strftime("%Y-%m-%d %H:%M:%S.") + f"{value_ns // 1_000_000 % 1000:03d} UTC"
+
+
+_UTC_INPUT = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?$", re.ASCII)
+
+
+def parse_utc(text: str) -> int:
+    """A `datetime-local` input's value, read as UTC ("2023-11-14T22:13[:20[.5]]"), as ns
+    since the epoch. ValueError for anything else."""
+    if not _UTC_INPUT.match(text):
+        raise ValueError(f"not a UTC date and time: {text[:40]!r}")
+    whole, _, fraction = text.partition(".")
+    moment = datetime.fromisoformat(whole).replace(tzinfo=timezone.utc)
+    return int(moment.timestamp()) * NS_PER_S + int(fraction.ljust(9, "0") or 0)
+
+
+def _ts(value_ns: int) -> str:
+    return format_utc(value_ns)
 
 
 def _pct(value: float) -> str:
@@ -98,23 +127,36 @@ def _money(amount_minor: int, currency: str) -> str:
     return format_minor(int(amount_minor), currency)
 
 
+def _iso(value_ns: int) -> str:
+    """For `<time datetime=...>` (machine-readable); what people read is `format_utc`."""
+    moment = datetime.fromtimestamp(value_ns // NS_PER_S, tz=timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value_ns // 1_000_000 % 1000:03d}Z"
+
+
 def template_callback(engine) -> None:
     env = engine.engine
     env.filters["money"] = _money
     env.filters["ts"] = _ts
+    env.filters["iso"] = _iso
     env.filters["pct"] = _pct
     env.globals["exponent"] = exponent
     env.globals["notices"] = NOTICES
     env.globals["Role"] = Role
+    env.globals["PROPOSAL_ROLES"] = PROPOSAL_ROLES
 
 
 def page(request: Request, name: str, nav: str, **context: Any) -> Template:
+    """A page with what every template needs: the session and what its role may do (forms
+    a role cannot use are not shown), and participants' names (pages name participants,
+    with their number beside)."""
     session = request.state.get("session")
     notice = request.query_params.get("notice", "")
+    role = session.role if session is not None else None
+    names = service_of(request).names() if session is not None else {}
     return Template(name, context={
         "session": session, "nav": nav, "notice": NOTICES.get(notice, ""),
-        "is_operator": session is not None and session.role >= Role.OPERATOR,
-        "is_admin": session is not None and session.role >= Role.ADMIN, **context,
+        "is_operator": role is not None and role >= Role.OPERATOR,
+        "is_admin": role is not None and role >= Role.ADMIN, "names": names, **context,
     })
 
 
@@ -127,6 +169,18 @@ def _safe_next(target: str | None) -> str:
     if not target or not target.startswith("/") or target.startswith("//"):
         return "/"
     return target
+
+
+# -- favicon -----------------------------------------------------------------------------
+
+FAVICON = (CONSOLE_STATIC / "favicon.svg").read_bytes()
+
+
+@get("/favicon.ico", opt=PUBLIC, include_in_schema=False, media_type="image/svg+xml")
+async def favicon() -> Response:
+    """Where browsers look first; the pages also link it (`<link rel="icon">`)."""
+    return Response(FAVICON, media_type="image/svg+xml",
+                    headers={"Cache-Control": "public, max-age=86400"})
 
 
 # -- login -------------------------------------------------------------------------------
@@ -237,7 +291,8 @@ async def participants_page(request: Request) -> Template:
     service = service_of(request)
     currencies = service.switch.core.currencies()
     return page(request, "participants.html", "participants",
-                participants=service.participants(), currencies=currencies)
+                participants=service.participants(), currencies=currencies,
+                categories=service.categories())
 
 
 @get("/participants/positions", include_in_schema=False)
@@ -252,16 +307,23 @@ async def participant_page(request: Request,
                            participant_id: FromPath[int]) -> Template:
     service = service_of(request)
     return page(request, "participant.html", "participants",
-                participant=service.participant(participant_id), rotated=None)
+                participant=service.participant(participant_id),
+                categories=service.categories(), currencies=service.switch.core.currencies())
 
 
 @post("/participants", include_in_schema=False)
 async def participant_onboard(request: Request) -> Response:
+    """Admin: propose an onboarding; a second admin approves it (and sees the first key)."""
     form = await form_of(request)
     currencies = [c.strip().upper() for c in form.get("currencies", "").split(",") if c.strip()]
-    body = convert_form({**form, "currencies": currencies}, ParticipantOnboard)
-    view = await service_of(request).onboard(caller_of(request), body)
-    return back(f"/participants/{view.participant_id}", "onboarded")
+    fields = {key: form[key] for key in ("participant_id", "name", "participant_kind",
+                                         "callback_url", "category", "note") if form.get(key)}
+    for key, field in (("funding", "funding_minor"), ("net_debit_cap", "net_debit_cap_minor")):
+        if form.get(key, "").strip():
+            fields[field] = _minor_units(form[key], currencies, key)
+    body = convert_form({**fields, "currencies": currencies}, OnboardProposal)
+    await service_of(request).propose(caller_of(request), body)
+    return back("/approvals", "proposed")
 
 
 @post("/participants/{participant_id:int}/suspend", include_in_schema=False)
@@ -278,36 +340,77 @@ async def participant_resume(request: Request,
     return back(f"/participants/{participant_id}", "resumed")
 
 
+def _minor_units(text: str, currencies: list[str], field: str) -> int:
+    """An amount typed in the currencies' units, as minor units; the currencies must share
+    their number of decimals (else the amount would mean different things in each)."""
+    if len({exponent(currency) for currency in currencies}) != 1:
+        raise AdminRefusal(AdminResult.VALIDATION_ERROR,
+                           f"{field}: give currencies with the same minor unit (or use the "
+                           "API, in minor units)")
+    try:
+        return parse_major(text, currencies[0])
+    except ValueError as error:
+        raise AdminRefusal(AdminResult.VALIDATION_ERROR, f"{field}: {error}") from None
+
+
+async def _propose_for(request: Request, participant_id: int, struct_type,
+                       **fields) -> Response:
+    form = await form_of(request)
+    body = convert_form({"participant_id": participant_id, "note": form.get("note", ""),
+                         **{key: form.get(key, "") for key in fields}}, struct_type)
+    await service_of(request).propose(caller_of(request), body)
+    return back(f"/participants/{participant_id}", "proposed")
+
+
 @post("/participants/{participant_id:int}/callback-url", include_in_schema=False)
-async def participant_callback(request: Request,
-                               participant_id: FromPath[int]) -> Response:
-    body = convert_form(await form_of(request), CallbackUrlSet)
-    await service_of(request).set_callback_url(caller_of(request), participant_id,
-                                               body.callback_url)
-    return back(f"/participants/{participant_id}", "callback")
+async def participant_callback(request: Request, participant_id: FromPath[int]) -> Response:
+    return await _propose_for(request, participant_id, CallbackUrlProposal, callback_url=True)
+
+
+@post("/participants/{participant_id:int}/category", include_in_schema=False)
+async def participant_category(request: Request, participant_id: FromPath[int]) -> Response:
+    return await _propose_for(request, participant_id, CategoryProposal, category=True)
+
+
+@post("/participants/{participant_id:int}/certificate", include_in_schema=False)
+async def participant_certificate(request: Request, participant_id: FromPath[int]) -> Response:
+    return await _propose_for(request, participant_id, CertificateProposal,
+                              fingerprint_sha256=True)
+
+
+@post("/participants/{participant_id:int}/account", include_in_schema=False)
+async def participant_account(request: Request, participant_id: FromPath[int]) -> Response:
+    return await _propose_for(request, participant_id, AccountProposal, currency=True)
 
 
 @post("/participants/{participant_id:int}/rotate-key", include_in_schema=False)
-async def participant_rotate(request: Request,
-                             participant_id: FromPath[int]) -> Template:
-    """Shows the new key once, on this answer only (never redirect: it would be lost)."""
-    service = service_of(request)
-    rotated = await service.rotate_credentials(caller_of(request), participant_id)
-    return page(request, "participant.html", "participants",
-                participant=service.participant(participant_id), rotated=rotated)
+async def participant_rotate(request: Request, participant_id: FromPath[int]) -> Response:
+    """Admin: propose a key rotation; the new key is shown to the admin who approves it."""
+    form = await form_of(request)
+    body = convert_form({"participant_id": participant_id, "note": form.get("note", ""),
+                         "revoke_others": form.get("revoke_others", "true") != "false"},
+                        KeyRotationProposal)
+    await service_of(request).propose(caller_of(request), body)
+    return back(f"/participants/{participant_id}", "proposed")
 
 
 # -- maker-checker -------------------------------------------------------------------------
 
 
-@get("/approvals", include_in_schema=False)
-async def approvals_page(request: Request) -> Template:
+async def _approvals(request: Request, issued=None) -> Template:
     service = service_of(request)
     pending = await service.proposals(ProposalState.PENDING)
     recent = [p for p in await service.proposals(None, 50) if p.state != "pending"]
-    participants = service.participants()
+    core = service.switch.core
     return page(request, "approvals.html", "approvals", pending=pending, recent=recent,
-                participants=participants, currencies=service.switch.core.currencies())
+                participants=service.participants(), currencies=core.currencies(),
+                settlement={c: core.currency(c).settlement_model.name.lower()
+                            for c in core.currencies()}, issued=issued)
+
+
+@get("/approvals", include_in_schema=False)
+async def approvals_page(request: Request) -> Template:
+    return await _approvals(request)
 
 
 @post("/approvals", include_in_schema=False)
@@ -317,16 +420,29 @@ async def approvals_propose(request: Request) -> Response:
     if struct_type is None:
         raise AdminRefusal(AdminResult.VALIDATION_ERROR, "kind must be one of "
                            + ", ".join(_PROPOSAL_TYPES))
-    fields = {"participant_id": form.get("participant_id", ""),
-              "currency": form.get("currency", ""), "note": form.get("note", "")}
-    value = form.get("amount_minor", "").strip()
+    currency = form.get("currency", "")
+    fields = {"participant_id": form.get("participant_id", ""), "currency": currency,
+              "note": form.get("note", "")}
+    # Typed in the currency's units ("1,234.56"), proposed in exact minor units.
+    text = form.get("amount", "").strip()
+    value = _minor_units(text, [currency], "amount") if text else None
     if struct_type in (FundProposal, DefundProposal):
         fields["amount_minor"] = value
     elif struct_type is NetDebitCapProposal:
         fields["cap_minor"] = value
     else:
-        fields["daily_total_max_minor"] = value or None  # empty: back to the scheme's rule
+        fields["daily_total_max_minor"] = value  # empty: back to the scheme's rule
     body = convert_form(fields, struct_type)
+    await service_of(request).propose(caller_of(request), body)
+    return back("/approvals", "proposed")
+
+
+@post("/approvals/currency", include_in_schema=False)
+async def approvals_currency(request: Request) -> Response:
+    """Admin: propose carrying a new currency (the scheme's default rules)."""
+    form = await form_of(request)
+    body = convert_form({key: form.get(key, "") for key in (
+        "currency", "ledger_id", "settlement_model", "note")}, CurrencyProposal)
     await service_of(request).propose(caller_of(request), body)
     return back("/approvals", "proposed")
 
@@ -337,6 +453,9 @@ async def approvals_decide(request: Request, proposal_id: FromPath[str]) -> Resp
     decision = convert_form({"approve": form.get("decision") == "approve",
                              "note": form.get("note", "")}, Decision)
     view = await service_of(request).decide(caller_of(request), proposal_id, decision)
+    if view.api_key:
+        # Shown once, on this answer only (never redirect: it would be lost).
+        return await _approvals(request, issued=view)
     notice = {"executed": "approved", "failed": "failed"}.get(view.state, "rejected")
     return back("/approvals", notice)
 
@@ -344,20 +463,45 @@ async def approvals_decide(request: Request, proposal_id: FromPath[str]) -> Resp
 # -- transfers -----------------------------------------------------------------------------
 
 
+# The page's form takes dates and times (UTC) where the API takes nanoseconds.
+_TIME_FIELDS = {"received_from": "from_ns", "received_until": "to_ns"}
+
+
+def _transfer_query(params: dict[str, str]) -> TransferQuery:
+    from switch.admin.app import transfer_query
+
+    fields = {k: v for k, v in params.items()
+              if k not in ("notice", "from_ns", "to_ns") and k not in _TIME_FIELDS}
+    for name, field in _TIME_FIELDS.items():
+        if params.get(name):
+            try:
+                fields[field] = parse_utc(params[name])
+            except ValueError as error:
+                raise AdminRefusal(AdminResult.VALIDATION_ERROR, f"{name}: {error}") from None
+    return transfer_query(fields)
+
+
 @get("/transfers", include_in_schema=False)
 async def transfers_page(request: Request) -> Template:
-    params = {k: v for k, v in request.query_params.items() if v != ""}
-    searched = bool(params)
+    params = {k: v for k, v in request.query_params.items() if v != "" and k != "notice"}
     results = None
     query = TransferQuery()
-    if searched:
-        from switch.admin.app import transfer_query
-
-        query = transfer_query({k: v for k, v in params.items() if k != "notice"})
+    if params:
+        query = _transfer_query(params)
         results = service_of(request).search(query)
+    form = {name: params.get(name, "") for name in _TIME_FIELDS}
+    # The same search, one page older (the cursor replaces any earlier one).
+    older = ""
+    if results is not None and results.next_before_seq:
+        older = "/transfers?" + urlencode({**{k: v for k, v in params.items()
+                                              if k != "before_seq"},
+                                           "before_seq": results.next_before_seq})
+    newest = ("/transfers?" + urlencode({k: v for k, v in params.items() if k != "before_seq"})
+              if query.before_seq else "")
     name = "_transfer_results.html" if request.headers.get("hx-request") == "true" else (
         "transfers.html")
-    return page(request, name, "transfers", query=query, results=results)
+    return page(request, name, "transfers", query=query, results=results, form=form,
+                older=older, newest=newest)
 
 
 @get("/transfers/{payer_participant_id:int}/{transfer_id:str}", include_in_schema=False)
@@ -412,9 +556,10 @@ async def users_disable(request: Request, username: FromPath[str]) -> Response:
 
 
 CONSOLE_HANDLERS = [
-    login_page, login_submit, logout, overview_page, events, participants_page,
+    favicon, login_page, login_submit, logout, overview_page, events, participants_page,
     participants_positions, participant_page, participant_onboard, participant_suspend,
-    participant_resume, participant_callback, participant_rotate, approvals_page,
-    approvals_propose, approvals_decide, transfers_page, timeline_page, directory_page,
+    participant_resume, participant_callback, participant_category, participant_certificate,
+    participant_account, participant_rotate, approvals_page, approvals_propose,
+    approvals_currency, approvals_decide, transfers_page, timeline_page, directory_page,
     audit_page, audit_verify_page, users_page, users_create, users_disable,
 ]

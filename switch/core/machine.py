@@ -35,6 +35,7 @@ from switch.core.messages import (
     AdminAnswer,
     AdminEvent,
     ArmTimer,
+    AuditAnchored,
     CancelTimer,
     Command,
     ConsultStore,
@@ -199,6 +200,7 @@ class CoreSnapshot(msgspec.Struct, array_like=True, frozen=True, kw_only=True):
     requests_final: list[tuple[int, str]]
     admin: list[tuple[AdminEvent, AdminAnswer]]
     ledger: bytes
+    audit_anchor: tuple[int, str] | None = None  # the newest AuditAnchored (seq, hash)
 
 
 SNAPSHOT_VERSION = 2  # 2: TransferRecord.request_to_pay_id, not in the transfer request
@@ -235,6 +237,7 @@ class SwitchCore:
         self._timers: dict[int, TransferRecord | RequestToPayRecord] = {}
         self._admin_seen: dict[str, tuple[object, AdminAnswer]] = {}
         self._admin_order: deque[str] = deque()
+        self._audit_anchor: tuple[int, str] | None = None
         self._buffer = bytearray(2 * TRANSFER_STRUCT.size)  # a linked payment + fee pair
         self._handlers = {
             TransferRequested: self._on_transfer,
@@ -254,6 +257,7 @@ class SwitchCore:
             FundsDeposited: self._admin_act(self._move_funds),
             FundsWithdrawn: self._admin_act(self._move_funds),
             NetDebitCapSet: self._admin_cap,
+            AuditAnchored: self._admin_act(self._anchor_audit),
         }
 
     # -- the interface -----------------------------------------------------------------
@@ -328,7 +332,7 @@ class SwitchCore:
             transfers_final=list(self._transfers_final), requests=list(self._requests.values()),
             requests_final=list(self._requests_final),
             admin=[self._admin_seen[request_id] for request_id in self._admin_order],
-            ledger=self.ledger.snapshot(),
+            ledger=self.ledger.snapshot(), audit_anchor=self._audit_anchor,
         ))
 
     @classmethod
@@ -380,6 +384,7 @@ class SwitchCore:
         for event, answer in state.admin:
             core._admin_seen[event.request_id] = (event, answer)
             core._admin_order.append(event.request_id)
+        core._audit_anchor = None if state.audit_anchor is None else tuple(state.audit_anchor)
         core.check_invariants()
         return core, state.journal_position
 
@@ -408,6 +413,10 @@ class SwitchCore:
             status=participant.status,
             currencies=tuple(participant.accounts),
         )
+
+    def audit_anchor(self) -> tuple[int, str] | None:
+        """(seq, hex hash) of the operator audit record last anchored, or None."""
+        return self._audit_anchor
 
     def participant_ids(self) -> list[int]:
         return list(self._participants)
@@ -1182,6 +1191,14 @@ class SwitchCore:
             return Result.ADMIN_TABLE_FULL, "ledger accounts"
         self._currencies[event.currency] = state
         self._ledger_ids.add(event.ledger_id)
+        return _OK, ""
+
+    def _anchor_audit(self, event: AuditAnchored, now_ns: int) -> tuple[Result, str]:
+        anchor = self._audit_anchor
+        if anchor is not None and (event.audit_seq < anchor[0] or (
+                event.audit_seq == anchor[0] and event.audit_hash != anchor[1])):
+            return Result.VALIDATION_ERROR, f"behind or forking the anchor at {anchor[0]}"
+        self._audit_anchor = (event.audit_seq, event.audit_hash)
         return _OK, ""
 
     def _admin_rules_changed(self, event: SchemeRulesChanged, now_ns: int) -> list[Command]:

@@ -61,6 +61,19 @@ def id_valid(text: str) -> bool:
     return len(text) <= limits.ID_LENGTH_MAX and _id_match(text) is not None
 
 
+# A participant's callback URL (HTTP callbacks), wherever it is set: console, CLI, onboarding.
+CALLBACK_URL_PATTERN = r"^(https?://[^\s]+)?$(?!\n)"
+CallbackUrl = Annotated[
+    str, Meta(max_length=limits.CALLBACK_URL_LENGTH_MAX, pattern=CALLBACK_URL_PATTERN)
+]
+_callback_url_match = re.compile(CALLBACK_URL_PATTERN).match
+
+
+def callback_url_valid(url: str) -> bool:
+    """Whether `url` is a `CallbackUrl` (empty: none), for checks outside a decoder."""
+    return len(url) <= limits.CALLBACK_URL_LENGTH_MAX and _callback_url_match(url) is not None
+
+
 AmountMinor = Annotated[int, Meta(ge=1, le=limits.AMOUNT_MINOR_MAX)]
 Currency = Annotated[str, Meta(pattern=r"^[A-Z]{3}$(?!\n)")]
 ParticipantId = Annotated[int, Meta(ge=1, le=limits.PARTICIPANT_ID_MAX)]
@@ -189,6 +202,10 @@ class RequestToPay(msgspec.Struct, tag="request_to_pay", **_WIRE):
     payee_account_ref: Reference = ""
     end_to_end_id: Reference = ""
     purpose: Text = ""
+    # Opaque id of the payee's end user asking (the merchant, the biller): the payer's
+    # alias lookup is charged to their anti-enumeration bucket, as a transfer's lookup is
+    # charged to its payer_user_ref. Empty: one shared anonymous bucket per participant.
+    payee_user_ref: Reference = ""
 
 
 class RequestToPayDecision(msgspec.Struct, tag="request_to_pay_decision", **_WIRE):
@@ -498,6 +515,17 @@ class NetDebitCapSet(msgspec.Struct, tag=29, **_EVENT):
     cap_minor: Annotated[int, Meta(ge=0, le=limits.NET_DEBIT_CAP_MINOR_MAX)]
 
 
+class AuditAnchored(msgspec.Struct, tag=30, **_EVENT):
+    """Operator console: the newest record of its hash-chained audit log (switch/admin/audit.py)
+    is `audit_seq` with hash `audit_hash` (hex). Journaled, so a later verification can tell
+    a truncated audit table from an intact one; the core keeps the newest anchor and refuses
+    one that goes back or names another hash for the same record."""
+
+    request_id: Id
+    audit_seq: Annotated[int, Meta(ge=1, le=(1 << 63) - 1)]  # the audit table's bigint
+    audit_hash: Annotated[str, Meta(pattern=r"^[0-9a-f]{64}$(?!\n)")]
+
+
 ParticipantEvent = Union[
     TransferRequested,
     ReturnRequested,
@@ -517,6 +545,7 @@ AdminEvent = Union[
     FundsDeposited,
     FundsWithdrawn,
     NetDebitCapSet,
+    AuditAnchored,
 ]
 # What the core consumes and the journal holds: participant events, timer firings and
 # operator requests (typing flattens the nested unions; the order is the tags' order).

@@ -141,8 +141,12 @@ class DirectoryConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     participant_buckets: dict[str, BucketPolicy] = msgspec.field(
         default_factory=lambda: dict(PARTICIPANT_POLICIES_DEFAULT)
     )
-    participant_category_default: str = "H"
-    # participant id -> category; unknown participants get the default category.
+    # What a participant gets until the operators put it in a category (maker-checker,
+    # `ponte participant category`). E, not the smallest (H: 50 tokens, +2 a minute), so a
+    # newly onboarded bank is not refused after a few dozen alias payments.
+    participant_category_default: str = "E"
+    # participant id -> category; unknown participants get the default category. Categories
+    # set by the operators at run time override these (Directory.set_participant_category).
     participant_categories: dict[str, str] = msgspec.field(default_factory=dict)
     cache_entries_max: Annotated[
         int, Meta(ge=limits.CACHE_ENTRIES_MIN, le=limits.CACHE_ENTRIES_MAX)

@@ -97,6 +97,9 @@ class Directory:
         self._bucket_secret = identity.bucket_secret(secret)
         self._random_bytes = random_bytes
         self._participants: dict[str, BucketPolicy] = {}
+        # Categories set by the operators at run time (maker-checker, switch/admin); they
+        # override `config.participant_categories`. Bounded like `_participants`.
+        self._categories: dict[str, str] = {}
         # In-process backends are called without an await on the resolve path, and their
         # bucket keys need no hashing (they never leave this process).
         self._local_cache = None if cache.shared else cache
@@ -129,14 +132,30 @@ class Directory:
         checked = self.rules.participant_id(participant_id, "payer_participant_id")
         if type(checked) is Rejection:
             return checked
-        config = self.config
-        category = config.participant_categories.get(
-            participant_id, config.participant_category_default
-        )
-        policy = config.participant_buckets[category]
+        policy = self.config.participant_buckets[self.participant_category(participant_id)]
         if len(self._participants) < _PARTICIPANTS_REMEMBERED_MAX:
             self._participants[participant_id] = policy
         return policy
+
+    def participant_category(self, participant_id: str) -> str:
+        """The bucket category a participant's lookups are charged under now."""
+        config = self.config
+        return self._categories.get(participant_id) or config.participant_categories.get(
+            participant_id, config.participant_category_default)
+
+    def set_participant_category(self, participant_id: str, category: str) -> None:
+        """From the participant's next lookup on, charge it under `category` (no restart).
+        ValueError for an unknown category or a malformed participant id."""
+        if category not in self.config.participant_buckets:
+            raise ValueError(f"no bucket category {category!r}")
+        checked = self.rules.participant_id(participant_id, "participant_id")
+        if type(checked) is Rejection:
+            raise ValueError(f"participant id {participant_id!r}")
+        if participant_id not in self._categories and (
+                len(self._categories) >= _PARTICIPANTS_REMEMBERED_MAX):
+            raise ValueError("too many participant categories set")
+        self._categories[participant_id] = category
+        self._participants.pop(participant_id, None)
 
     def _record_for(self, request: RegisterAlias, now_ns: int) -> AliasRecord | Rejection:
         """Validate a registration field by field, in the order of the request."""

@@ -1,27 +1,17 @@
-"""A small admin HTTP surface on its own port, until the operator console replaces it:
-health, Prometheus metrics, and participant onboarding (JSON).
+"""The switch's small HTTP port: health, Prometheus metrics and a read-only participant list.
 
-    GET  /health                                   no auth
-    GET  /metrics                                  no auth (bind it to a private address)
-    GET  /admin/participants                       list with ledger positions
-    GET  /admin/participants/{id}                  one
-    POST /admin/currencies                         {currency, ledger_id, settlement_model:
-                                                    "prefunded_rtgs"|"deferred_net", rules?}
-    POST /admin/participants                       {name, kind, currencies, callback_url?,
-                                                    funding_minor?, net_debit_cap_minor?}
-                                                   -> {participant_id, api_key (shown once)}
-    POST /admin/participants/{id}/keys             {revoke_others?} -> {api_key}
-    POST /admin/participants/{id}/accounts         {currency}: open one more currency
-    PUT  /admin/participants/{id}/callback-url     {callback_url}
-    POST /admin/participants/{id}/funds            {request_id, currency, amount_minor,
-                                                    withdraw?}
-    POST /admin/participants/{id}/net-debit-cap    {request_id, currency, cap_minor}
-    POST /admin/participants/{id}/certificates     {fingerprint_sha256: hex}
+    GET  /health                       no auth
+    GET  /metrics                      no auth (bind it to a private address)
+    GET  /admin/participants           participants with their ledger balances, read-only
+    GET  /admin/participants/{id}      one
 
 /admin/* needs `Authorization: Bearer <admin token>` (config `admin_token`, else generated
-into data_dir/secrets.json). Errors are `{"result": code, "name": ..., "detail": ...}` with
-the status the result family implies; a refused request changes nothing. One request per
-connection (Connection: close): operators are few. It must never log a body or a key.
+into data_dir/secrets.json): monitoring and reconciliation scripts read positions here.
+Nothing on this port changes anything: every change of money, limits, participants, keys,
+certificates and callback URLs is a maker-checker proposal of the operator console
+(switch/admin, docs/operator-guide.md), audited in its hash-chained log. Errors are
+`{"result": code, "name": ..., "detail": ...}`. One request per connection (Connection:
+close): its users are few. It must never log a body or a key.
 """
 
 from __future__ import annotations
@@ -33,72 +23,16 @@ import re
 
 import msgspec
 
-from switch.core.messages import SchemeRules
-from switch.core.results import Result, SettlementModel
+from switch.core.results import Result
 from switch.server import limits
-from switch.server.onboarding import (
-    OnboardingError,
-    add_currency,
-    add_participant,
-    fund,
-    issue_key,
-    open_account,
-    participant_summaries,
-    set_net_debit_cap,
-)
+from switch.server.onboarding import participant_summaries
 
 log = logging.getLogger("ponte.server.admin")
 
-_STATUS_TEXT = {200: "OK", 201: "Created", 400: "Bad Request", 401: "Unauthorized",
-                404: "Not Found", 405: "Method Not Allowed", 409: "Conflict",
-                413: "Payload Too Large", 422: "Unprocessable Entity",
-                500: "Internal Server Error", 503: "Service Unavailable"}
-_PARTICIPANT_PATH = re.compile(r"^/admin/participants/(\d{1,8})(/[a-z-]+)?$")
-
-
-class CurrencyBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    currency: str
-    ledger_id: int
-    settlement_model: str = "prefunded_rtgs"
-    rules: SchemeRules | None = None
-
-
-class ParticipantBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    name: str
-    kind: str
-    currencies: list[str]
-    callback_url: str = ""
-    funding_minor: int = 0
-    net_debit_cap_minor: int = 0
-
-
-class AccountBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    currency: str
-
-
-class KeyBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    revoke_others: bool = False
-
-
-class CallbackBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    callback_url: str
-
-
-class FundsBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    request_id: str
-    currency: str
-    amount_minor: int
-    withdraw: bool = False
-
-
-class CapBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    request_id: str
-    currency: str
-    cap_minor: int
-
-
-class CertificateBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    fingerprint_sha256: str
+_STATUS_TEXT = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found",
+                405: "Method Not Allowed", 408: "Request Timeout", 413: "Payload Too Large",
+                500: "Internal Server Error"}
+_PARTICIPANT_PATH = re.compile(r"^/admin/participants/(\d{1,8})$")
 
 
 class _HttpError(Exception):
@@ -107,17 +41,6 @@ class _HttpError(Exception):
         self.status = status
         self.result = result
         self.detail = detail
-
-
-def _status_for(result: Result) -> int:
-    value = int(result)
-    if value in (6202, 6203, 6201):
-        return 404
-    if value >= 6000:
-        return 409
-    if result in (Result.SERVICE_UNAVAILABLE, Result.SERVER_BUSY):
-        return 503
-    return 400
 
 
 class AdminServer:
@@ -184,7 +107,10 @@ class AdminServer:
             if line:
                 name, _, value = line.partition(":")
                 headers[name.strip().lower()] = value.strip()
-        length = int(headers.get("content-length", "0") or 0)
+        try:
+            length = int(headers.get("content-length", "0") or 0)
+        except ValueError:
+            raise _HttpError(400, Result.MALFORMED_SYNTAX, "bad content-length") from None
         if length < 0 or length > limits.ADMIN_BODY_BYTES_MAX:
             raise _HttpError(413, Result.VALIDATION_ERROR, "body too large")
         body = await reader.readexactly(length) if length else b""
@@ -216,85 +142,19 @@ class AdminServer:
         if not path.startswith("/admin/"):
             raise _HttpError(404, Result.VALIDATION_ERROR, "no such path")
         self._authorize(headers)
-        try:
-            return await self._admin(method, path, body)
-        except OnboardingError as error:
-            raise _HttpError(_status_for(error.result), error.result, error.detail) from None
-        except (msgspec.ValidationError, msgspec.DecodeError) as error:
-            raise _HttpError(400, Result.VALIDATION_ERROR, str(error)[:200]) from None
-
-    async def _admin(self, method: str, path: str, body: bytes) -> tuple[int, bytes, str]:
-        server = self.server
-        json = "application/json"
+        if method != "GET":
+            raise _HttpError(405, Result.VALIDATION_ERROR,
+                             "read-only: changes are proposals of the operator console")
+        summaries = participant_summaries(server)
         if path == "/admin/participants":
-            if method == "GET":
-                return 200, msgspec.json.encode(participant_summaries(server)), json
-            if method != "POST":
-                raise _HttpError(405, Result.VALIDATION_ERROR, "GET or POST")
-            request = msgspec.json.decode(body, type=ParticipantBody)
-            created = await add_participant(
-                server, request.name, request.kind, request.currencies,
-                callback_url=request.callback_url, funding_minor=request.funding_minor,
-                net_debit_cap_minor=request.net_debit_cap_minor)
-            return 201, msgspec.json.encode(created), json
-        if path == "/admin/currencies":
-            if method != "POST":
-                raise _HttpError(405, Result.VALIDATION_ERROR, "POST")
-            request = msgspec.json.decode(body, type=CurrencyBody)
-            models = {"prefunded_rtgs": SettlementModel.PREFUNDED_RTGS,
-                      "deferred_net": SettlementModel.DEFERRED_NET}
-            if request.settlement_model not in models:
-                raise _HttpError(400, Result.VALIDATION_ERROR, "settlement_model")
-            await add_currency(server, request.currency, request.ledger_id,
-                               models[request.settlement_model], request.rules)
-            return 201, msgspec.json.encode({"currency": request.currency}), json
+            return 200, msgspec.json.encode(summaries), "application/json"
         match = _PARTICIPANT_PATH.match(path)
         if match is None:
             raise _HttpError(404, Result.VALIDATION_ERROR, "no such path")
-        participant_id = int(match.group(1))
-        action = match.group(2) or ""
-        if server.core.participant(participant_id) is None:
+        found = [p for p in summaries if p["participant_id"] == int(match.group(1))]
+        if not found:
             raise _HttpError(404, Result.ADMIN_PARTICIPANT_NOT_FOUND)
-        if action == "" and method == "GET":
-            found = [p for p in participant_summaries(server)
-                     if p["participant_id"] == participant_id]
-            return 200, msgspec.json.encode(found[0]), json
-        if action == "/keys" and method == "POST":
-            request = msgspec.json.decode(body or b"{}", type=KeyBody)
-            api_key = await issue_key(server, participant_id,
-                                      revoke_others=request.revoke_others)
-            return 201, msgspec.json.encode({"participant_id": participant_id,
-                                             "api_key": api_key}), json
-        if action == "/accounts" and method == "POST":
-            request = msgspec.json.decode(body, type=AccountBody)
-            await open_account(server, participant_id, request.currency)
-            return 201, msgspec.json.encode({"currency": request.currency}), json
-        if action == "/callback-url" and method == "PUT":
-            request = msgspec.json.decode(body, type=CallbackBody)
-            try:
-                await server.credentials.set_callback_url(participant_id, request.callback_url)
-            except ValueError as error:
-                raise _HttpError(400, Result.VALIDATION_ERROR, str(error)) from None
-            return 200, msgspec.json.encode({"callback_url": request.callback_url}), json
-        if action == "/funds" and method == "POST":
-            request = msgspec.json.decode(body, type=FundsBody)
-            await fund(server, participant_id, request.currency, request.amount_minor,
-                       request_id=request.request_id, withdraw=request.withdraw)
-            return 200, msgspec.json.encode({"result": 0}), json
-        if action == "/net-debit-cap" and method == "POST":
-            request = msgspec.json.decode(body, type=CapBody)
-            await set_net_debit_cap(server, participant_id, request.currency,
-                                    request.cap_minor, request_id=request.request_id)
-            return 200, msgspec.json.encode({"result": 0}), json
-        if action == "/certificates" and method == "POST":
-            request = msgspec.json.decode(body, type=CertificateBody)
-            try:
-                fingerprint = bytes.fromhex(request.fingerprint_sha256)
-                await server.credentials.add_certificate(participant_id, fingerprint)
-            except ValueError as error:
-                raise _HttpError(400, Result.VALIDATION_ERROR, str(error)) from None
-            return 201, msgspec.json.encode({"result": 0}), json
-        raise _HttpError(404, Result.VALIDATION_ERROR, "no such action")
+        return 200, msgspec.json.encode(found[0]), "application/json"
 
 
 async def start_admin_server(server, host: str, port: int) -> AdminServer:

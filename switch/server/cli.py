@@ -1,21 +1,19 @@
 """`ponte run`, `ponte participant ...`, `ponte currency ...` and `ponte demo`.
 
-`ponte run` starts a switch process. The onboarding commands talk to a running switch's
-admin surface (`--admin-url`, token from `--admin-token`, `PONTE_ADMIN_TOKEN`, or the
-data directory's secrets.json), so every change is a journaled core event. An API key is
-printed once, when issued; it is never stored in plain text anywhere.
+`ponte run` starts a switch process. The participant and currency commands are an operator
+client of the running switch's console (its JSON API, `switch/admin/client.py`), logged in
+with `ponte admin login`: every change is a maker-checker proposal that a second operator
+approves with `ponte admin approve`, audited in the console's hash-chained log. An API key
+is printed once, by the approval that issued it; it is never stored in plain text anywhere.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import urllib.error
-import urllib.request
 
 import click
 
-ADMIN_URL_DEFAULT = "http://127.0.0.1:7480"
+from switch.admin.cli import api, operator, propose, session_option
 
 
 @click.command("run")
@@ -58,105 +56,182 @@ def run(config_path, data_dir, postgres_dsn, redis_url, stream_port, admin_port,
         raise SystemExit(status)  # the sequencer failed: a supervisor restarts and replays
 
 
-def _token(admin_token: str | None, data_dir: str | None) -> str:
-    if admin_token:
-        return admin_token
-    if data_dir:
-        path = os.path.join(data_dir, "secrets.json")
-        try:
-            with open(path) as file:
-                return json.load(file)["admin_token"]
-        except (OSError, KeyError, ValueError) as error:
-            raise click.UsageError(f"no admin token in {path}: {error}") from None
-    raise click.UsageError("give --admin-token, PONTE_ADMIN_TOKEN or --data-dir")
-
-
-def admin_request(url: str, token: str, method: str, path: str, body: dict | None = None):
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url.rstrip("/") + path, data=data, method=method,
-                                     headers={"Authorization": f"Bearer {token}",
-                                              "Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return json.loads(response.read() or b"null")
-    except urllib.error.HTTPError as error:
-        try:
-            detail = json.loads(error.read())
-        except ValueError:
-            detail = {"name": error.reason}
-        raise click.ClickException(
-            f"{error.code}: {detail.get('name')} {detail.get('detail', '')}".strip()) from None
-    except urllib.error.URLError as error:
-        raise click.ClickException(f"cannot reach the switch at {url}: {error.reason}") from None
-
-
-_admin_options = [
-    click.option("--admin-url", envvar="PONTE_ADMIN_URL", default=ADMIN_URL_DEFAULT,
-                 show_default=True),
-    click.option("--admin-token", envvar="PONTE_ADMIN_TOKEN", default=None),
-    click.option("--data-dir", default=None, help="Read the admin token from its secrets.json."),
-]
-
-
-def admin_options(function):
-    for option in reversed(_admin_options):
-        function = option(function)
-    return function
-
-
 @click.group()
 def participant() -> None:
-    """Onboard banks and wallets on a running switch."""
+    """Participants: list them, and propose changes (onboarding, funding, limits, keys,
+    certificates, callback URL, category) for a second operator to approve.
+
+    Log in first with `ponte admin login`; the approver runs `ponte admin approve ID`.
+    """
+
+
+def _participant_body(kind: str, participant_id: int, note: str, **fields) -> dict:
+    return {"kind": kind, "participant_id": participant_id, "note": note, **fields}
+
+
+_note = click.option("--note", default="", help="Why (shown to the checker, audited).")
 
 
 @participant.command("add")
 @click.argument("name")
 @click.option("--kind", type=click.Choice(["bank", "wallet"]), required=True)
 @click.option("--currency", "currencies", multiple=True, required=True)
+@click.option("--participant-id", type=int, default=0, help="Default: the next free id.")
 @click.option("--callback-url", default="")
+@click.option("--category", default="",
+              help="Directory bucket category (`ponte participant categories`); "
+                   "default: the directory's default.")
 @click.option("--funding-minor", type=int, default=0, help="Prefunded currencies.")
 @click.option("--net-debit-cap-minor", type=int, default=0, help="Deferred-net currencies.")
-@admin_options
-def participant_add(name, kind, currencies, callback_url, funding_minor, net_debit_cap_minor,
-                    admin_url, admin_token, data_dir) -> None:
-    """Create a participant and print its first API key (shown once)."""
-    created = admin_request(admin_url, _token(admin_token, data_dir), "POST",
-                            "/admin/participants", {
-                                "name": name, "kind": kind, "currencies": list(currencies),
-                                "callback_url": callback_url, "funding_minor": funding_minor,
-                                "net_debit_cap_minor": net_debit_cap_minor})
-    click.echo(f"participant_id={created['participant_id']} name={created['name']}")
-    click.echo(f"api_key={created['api_key']}")
-    click.echo("(the API key is shown once: store it now)", err=True)
+@_note
+@session_option
+def participant_add(name, kind, currencies, participant_id, callback_url, category,
+                    funding_minor, net_debit_cap_minor, note, session_file) -> None:
+    """Propose onboarding a participant. When a second admin approves it, the participant
+    exists with its accounts funded or capped, and its first API key is printed to that
+    admin, once."""
+    propose(session_file, {
+        "kind": "onboard", "participant_id": participant_id, "name": name,
+        "participant_kind": kind, "currencies": list(currencies), "callback_url": callback_url,
+        "category": category, "funding_minor": funding_minor,
+        "net_debit_cap_minor": net_debit_cap_minor, "note": note})
 
 
 @participant.command("list")
 @click.option("--json", "as_json", is_flag=True)
-@admin_options
-def participant_list(as_json, admin_url, admin_token, data_dir) -> None:
-    """Participants, their status and ledger positions."""
-    rows = admin_request(admin_url, _token(admin_token, data_dir), "GET", "/admin/participants")
+@session_option
+def participant_list(as_json, session_file) -> None:
+    """Participants, their status, category and positions (minor units)."""
+    rows = api(operator(session_file).get, "/api/admin/participants")
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
     for row in rows:
         positions = ", ".join(
-            f"{currency}: {b['credits_posted'] - b['debits_posted']} "
-            f"(pending {b['debits_pending']})" for currency, b in row["accounts"].items())
+            f"{p['currency']}: available {p['available_minor']} of {p['limit_minor']}"
+            for p in row["positions"])
         click.echo(f"{row['participant_id']:>5} {row['name']:<24} {row['kind']:<7} "
-                   f"{row['status']:<10} {positions}")
+                   f"{row['status']:<10} {row['category']:<4} {positions}")
+
+
+@participant.command("categories")
+@session_option
+def participant_categories(session_file) -> None:
+    """The directory's bucket categories a participant can be put in."""
+    answer = api(operator(session_file).get, "/api/admin/categories")
+    for row in answer["categories"]:
+        default = "  (default)" if row["category"] == answer["default"] else ""
+        click.echo(f"{row['category']:<6} {row['capacity_tokens']:>8} lookups, "
+                   f"+{row['refill_tokens_per_minute']}/min{default}")
+
+
+def _money_command(name: str, kind: str, field: str, help_text: str):
+    @participant.command(name, help=help_text)
+    @click.argument("participant_id", type=int)
+    @click.option("--currency", required=True)
+    @click.option(f"--{field.replace('_', '-')}", field, type=int, required=True)
+    @_note
+    @session_option
+    def command(participant_id, currency, note, session_file, **values) -> None:
+        propose(session_file, _participant_body(kind, participant_id, note, currency=currency,
+                                                **values))
+
+    return command
+
+
+_money_command("fund", "fund", "amount_minor",
+               "Propose funding a prefunded settlement account (minor units).")
+_money_command("defund", "defund", "amount_minor",
+               "Propose paying out of a prefunded settlement account (minor units).")
+_money_command("net-debit-cap", "net_debit_cap", "cap_minor",
+               "Propose a net debit cap for a deferred-net currency (minor units).")
+
+
+@participant.command("daily-limit")
+@click.argument("participant_id", type=int)
+@click.option("--currency", required=True)
+@click.option("--max-minor", type=int, default=None,
+              help="The participant's own daily total; omit to restore the scheme's rule.")
+@_note
+@session_option
+def participant_daily_limit(participant_id, currency, max_minor, note, session_file) -> None:
+    """Propose a participant's own daily total in a currency."""
+    propose(session_file, _participant_body("daily_limit", participant_id, note,
+                                            currency=currency,
+                                            daily_total_max_minor=max_minor))
+
+
+@participant.command("account")
+@click.argument("participant_id", type=int)
+@click.option("--currency", required=True)
+@_note
+@session_option
+def participant_account(participant_id, currency, note, session_file) -> None:
+    """Propose opening one more currency account (admin)."""
+    propose(session_file, _participant_body("account", participant_id, note,
+                                            currency=currency))
+
+
+@participant.command("callback-url")
+@click.argument("participant_id", type=int)
+@click.argument("url")
+@_note
+@session_option
+def participant_callback_url(participant_id, url, note, session_file) -> None:
+    """Propose the HTTP connector's callback URL ("" for none)."""
+    propose(session_file, _participant_body("callback_url", participant_id, note,
+                                            callback_url=url))
+
+
+@participant.command("certificate")
+@click.argument("participant_id", type=int)
+@click.argument("fingerprint_sha256")
+@_note
+@session_option
+def participant_certificate(participant_id, fingerprint_sha256, note, session_file) -> None:
+    """Propose accepting a TLS client certificate (SHA-256 of its DER, hex) (admin)."""
+    propose(session_file, _participant_body("certificate", participant_id, note,
+                                            fingerprint_sha256=fingerprint_sha256.lower()))
+
+
+@participant.command("category")
+@click.argument("participant_id", type=int)
+@click.argument("category")
+@_note
+@session_option
+def participant_category(participant_id, category, note, session_file) -> None:
+    """Propose a directory bucket category (its alias-lookup budget); no restart needed."""
+    propose(session_file, _participant_body("category", participant_id, note,
+                                            category=category))
 
 
 @participant.command("key")
 @click.argument("participant_id", type=int)
-@click.option("--revoke-others", is_flag=True, help="Revoke every earlier key.")
-@admin_options
-def participant_key(participant_id, revoke_others, admin_url, admin_token, data_dir) -> None:
-    """Issue a new API key (shown once)."""
-    answer = admin_request(admin_url, _token(admin_token, data_dir), "POST",
-                           f"/admin/participants/{participant_id}/keys",
-                           {"revoke_others": revoke_others})
-    click.echo(f"api_key={answer['api_key']}")
+@click.option("--keep-others", is_flag=True,
+              help="Keep the earlier keys working (default: they stop when it is approved).")
+@_note
+@session_option
+def participant_key(participant_id, keep_others, note, session_file) -> None:
+    """Propose a new API key (admin); it is printed once, to the admin who approves it."""
+    propose(session_file, _participant_body("rotate_key", participant_id, note,
+                                            revoke_others=not keep_others))
+
+
+def _status_command(name: str, suspend: bool, help_text: str):
+    @participant.command(name, help=help_text)
+    @click.argument("participant_id", type=int)
+    @session_option
+    def command(participant_id, session_file) -> None:
+        view = api(operator(session_file).post,
+                   f"/api/admin/participants/{participant_id}/{name}")
+        click.echo(f"participant {participant_id} {view['status']}")
+
+    return command
+
+
+_status_command("suspend", True, "Suspend at once (operator): it can neither send nor "
+                                 "receive; in-flight transfers finish. Audited.")
+_status_command("resume", False, "Resume a suspended participant at once (operator).")
 
 
 @click.group()
@@ -169,12 +244,20 @@ def currency() -> None:
 @click.option("--ledger-id", type=int, required=True, help="ISO 4217 numeric code.")
 @click.option("--settlement-model", type=click.Choice(["prefunded_rtgs", "deferred_net"]),
               default="prefunded_rtgs", show_default=True)
-@admin_options
-def currency_add(code, ledger_id, settlement_model, admin_url, admin_token, data_dir) -> None:
-    admin_request(admin_url, _token(admin_token, data_dir), "POST", "/admin/currencies",
-                  {"currency": code, "ledger_id": ledger_id,
-                   "settlement_model": settlement_model})
-    click.echo(f"currency {code} added")
+@click.option("--transfer-max-minor", type=int, default=None)
+@click.option("--daily-total-max-minor", type=int, default=None)
+@click.option("--fee-fixed-minor", type=int, default=None)
+@click.option("--fee-bps", type=int, default=None)
+@click.option("--payee-timeout-ms", type=int, default=None)
+@_note
+@session_option
+def currency_add(code, ledger_id, settlement_model, note, session_file, **rules) -> None:
+    """Propose carrying a currency, with its scheme rules (limits, fees, payee timeout;
+    omitted ones take the scheme's defaults). A second admin approves it."""
+    propose(session_file, {
+        "kind": "currency", "currency": code, "ledger_id": ledger_id,
+        "settlement_model": settlement_model, "note": note,
+        "rules": {key: value for key, value in rules.items() if value is not None}})
 
 
 @click.command("demo")

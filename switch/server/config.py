@@ -102,10 +102,12 @@ class ServerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     stream_connections_per_address_max: Annotated[
         int, Meta(ge=1, le=limits.STREAM_CONNECTIONS_MAX)
     ] = limits.STREAM_CONNECTIONS_PER_ADDRESS_MAX_DEFAULT
+    # /health, /metrics and a read-only participant list (admin_token); it changes nothing.
     admin_host: Host = "127.0.0.1"
     admin_port: Port = 7480
     admin_enabled: bool = True
-    # The operator console (switch/admin, switch/console): web pages + admin JSON API.
+    # The operator console (switch/admin, switch/console): web pages + admin JSON API, the
+    # one surface every change goes through (maker-checker, audit).
     console_enabled: bool = False
     console_host: Host = "127.0.0.1"
     console_port: Port = 7490

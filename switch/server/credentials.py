@@ -24,6 +24,7 @@ from typing import Callable, Protocol
 
 import msgspec
 
+from switch.core.messages import callback_url_valid
 from switch.server import limits
 from switch.server.gateway import hash_api_key
 
@@ -186,5 +187,5 @@ class CredentialIndex:
 def _check_url(url: str) -> None:
     if len(url) > limits.CALLBACK_URL_LENGTH_MAX:
         raise CredentialError("callback_url is too long")
-    if url and not (url.startswith("http://") or url.startswith("https://")):
-        raise CredentialError("callback_url must be an http:// or https:// URL")
+    if not callback_url_valid(url):
+        raise CredentialError("callback_url must be an http:// or https:// URL without spaces")

@@ -2,10 +2,13 @@
 e2e` and the end-to-end tests.
 
 `SwitchProcess` writes a TOML config, starts `python -m switch.server run` and waits for its
-/health; it talks to the admin surface over HTTP like an operator would. `SimProcess` starts
-`python -m connectors.sim run` and collects its JSON lines. `onboard_population` creates
-the population's participants (currency, accounts, funding, API keys). It must never reach
-into a process: only sockets, signals and stdout — and never leave one running (stop()).
+/health; it changes the switch like operators would: two launcher admins (created in the
+switch's admin store, random passwords kept in memory) log in to its console, one proposes
+and the other approves, audited like any operator. `SimProcess` starts `python -m
+connectors.sim run` and collects its JSON lines. `onboard_population` creates the
+population's participants (currency, accounts, funding, API keys). It must never reach into
+a process: only sockets, signals, stdout and the admin store's rows — and never leave one
+running (stop()).
 """
 
 from __future__ import annotations
@@ -51,6 +54,8 @@ def sim_server_config(data_dir: str, **extra) -> dict:
         "data_dir": data_dir,
         "stream_port": free_port(),
         "admin_port": free_port(),
+        "console_enabled": True,  # the operator surface the launcher onboards through
+        "console_port": free_port(),
         "directory": dict(SIM_DIRECTORY),
     }
     for key, value in extra.items():
@@ -84,7 +89,8 @@ def _signal_and_wait(process: subprocess.Popen, signum: int, timeout_s: float) -
 
 
 class AdminError(Exception):
-    """The admin surface answered an error status; `body` is its typed JSON error."""
+    """The switch answered an error status (its small port, or the console: a refused or
+    failed proposal); `body` is its typed JSON error."""
 
     def __init__(self, status: int, body: str) -> None:
         super().__init__(f"{status}: {body}")
@@ -104,6 +110,8 @@ class SwitchProcess:
         self.env = env
         self.process: subprocess.Popen | None = None
         self._log = None
+        self._operators = None  # (maker, checker) OperatorClients, logged in once
+        self._operator_passwords: list[tuple[str, str, str]] = []
 
     def start(self) -> SwitchProcess:
         os.makedirs(self.data_dir, exist_ok=True)
@@ -166,6 +174,74 @@ class SwitchProcess:
     def positions(self) -> dict[int, dict]:
         return {row["participant_id"]: row for row in self.get("/admin/participants")}
 
+    # -- changes, as operators: maker-checker through the console ------------------------
+
+    @property
+    def console_url(self) -> str:
+        return f"http://127.0.0.1:{self.config['console_port']}"
+
+    def operators(self):
+        """(maker, checker): the launcher's two admins, logged in to the console."""
+        if self._operators is not None:
+            return self._operators
+        from switch.admin.client import OperatorClient
+        from switch.admin.server_port import LAUNCHER_OPERATORS, create_operators
+
+        if not self.config.get("console_enabled"):
+            raise RuntimeError("the launcher changes the switch through its console: "
+                               "console_enabled must be true")
+        if not self._operator_passwords:
+            dsn = self.config.get("postgres_dsn", "") if self.config.get(
+                "store") == "postgres" else ""
+            self._operator_passwords = create_operators(self.data_dir, LAUNCHER_OPERATORS,
+                                                        "launcher", dsn)
+            if len(self._operator_passwords) != len(LAUNCHER_OPERATORS):
+                raise RuntimeError("the launcher's operators exist already with passwords "
+                                   "this process does not know")
+        self._operators = tuple(
+            OperatorClient.login(self.console_url, username, password)
+            for username, password, _role in self._operator_passwords)
+        return self._operators
+
+    def propose_and_approve(self, body: dict) -> dict:
+        """One change: the maker proposes it, the checker approves it; the executed
+        proposal (with `api_key` when it issued one). AdminError if refused or failed."""
+        from switch.admin.client import OperatorApiError
+
+        maker, checker = self.operators()
+        try:
+            proposal = maker.propose(body)
+            view = checker.decide(proposal["proposal_id"], True)
+        except OperatorApiError as error:
+            raise AdminError(error.status, json.dumps(error.body)) from None
+        if view["state"] != "executed":
+            raise AdminError(409, json.dumps(view))
+        return view
+
+    def add_currency(self, currency: str, ledger_id: int,
+                     settlement_model: str = "prefunded_rtgs", rules: dict | None = None) -> None:
+        """Carry a currency; one already carried is left as it is."""
+        try:
+            self.propose_and_approve({"kind": "currency", "currency": currency,
+                                      "ledger_id": ledger_id,
+                                      "settlement_model": settlement_model,
+                                      "rules": rules or {}})
+        except AdminError as error:
+            if "ADMIN_CURRENCY_EXISTS" not in error.body:
+                raise
+
+    def onboard_participant(self, name: str, kind: str, currencies: list[str], *,
+                            funding_minor: int = 0, **fields) -> dict:
+        """{participant_id, api_key} of a new participant, funded in prefunded currencies."""
+        view = self.propose_and_approve({
+            "kind": "onboard", "name": name, "participant_kind": kind,
+            "currencies": list(currencies), "funding_minor": funding_minor, **fields})
+        return {"participant_id": view["participant_id"], "api_key": view["api_key"]}
+
+    def set_callback_url(self, participant_id: int, url: str) -> None:
+        self.propose_and_approve({"kind": "callback_url", "participant_id": participant_id,
+                                  "callback_url": url})
+
     @property
     def pid(self) -> int:
         return self.process.pid
@@ -196,20 +272,12 @@ class SwitchProcess:
 def onboard_population(switch: SwitchProcess, names_kinds: list[tuple[str, str]],
                        currency: str, ledger_id: int, funding_minor: int,
                        rules: dict | None = None) -> dict[str, dict]:
-    """Currency + one participant per (name, kind); {name: {participant_id, api_key}}."""
-    body = {"currency": currency, "ledger_id": ledger_id,
-            "settlement_model": "prefunded_rtgs"}
-    if rules:
-        body["rules"] = rules
-    switch.post("/admin/currencies", body)
-    created = {}
-    for name, kind in names_kinds:
-        answer = switch.post("/admin/participants", {
-            "name": name, "kind": kind, "currencies": [currency],
-            "funding_minor": funding_minor})
-        created[name] = {"participant_id": answer["participant_id"],
-                         "api_key": answer["api_key"]}
-    return created
+    """Currency + one participant per (name, kind); {name: {participant_id, api_key}}.
+    Through the console's maker-checker, as the launcher's two operators."""
+    switch.add_currency(currency, ledger_id, "prefunded_rtgs", rules)
+    return {name: switch.onboard_participant(name, kind, [currency],
+                                             funding_minor=funding_minor)
+            for name, kind in names_kinds}
 
 
 class SimProcess:

@@ -1,12 +1,15 @@
-"""Onboarding operations on a running server: currencies, participants (bank or wallet),
-their accounts, funding or net debit cap, callback URL and API keys.
+"""The in-process bootstrap: currencies, participants (bank or wallet), their accounts,
+funding or net debit cap, callback URL and API keys, set up by code running inside the
+switch's own process — the tests, `switch.testing`, an embedding program.
 
-Every change to the switch's state is a core admin event submitted through the gateway, so
-it is journaled and replayed like a payment; credentials (kind, callback URL, key hashes)
-go to the credential store. Request ids are derived from the operation, so a retried call
-is answered the same instead of doing it twice. The admin HTTP surface, `ponte participant`
-(through that surface), the demo and the tests all call these functions. They must never
-return an API key except from the call that issued it.
+Operators never come here: every change an operator makes is a maker-checker proposal of
+the console (switch/admin/service.py), and there is no HTTP route to these functions. Every
+change to the switch's state is a core admin event submitted through the gateway, so it is
+journaled and replayed like a payment; credentials (kind, callback URL, key hashes) go to
+the credential store. When the server runs its console, each step is also written to the
+operator audit log as actor `system`. Request ids are derived from the operation, so a
+retried call is answered the same instead of doing it twice. They must never return an API
+key except from the call that issued it, nor log or audit one.
 """
 
 from __future__ import annotations
@@ -43,10 +46,34 @@ class ParticipantCreated(msgspec.Struct, frozen=True, kw_only=True):
     api_key: str  # shown once
 
 
-async def _admin(server, event) -> None:
-    answer = await server.gateway.admin(event)
-    if answer.result is not Result.OK:
-        raise OnboardingError(answer.result, getattr(answer, "detail", ""))
+def _service(server):
+    """The console's service when the server runs one (to audit as `system`), else None."""
+    console = getattr(server, "console", None)
+    return None if console is None else console.service
+
+
+async def _admin(server, event, target: str = "", detail: dict | None = None) -> None:
+    service = _service(server)
+    if service is None:
+        answer = await server.gateway.admin(event)
+        if answer.result is not Result.OK:
+            raise OnboardingError(answer.result, getattr(answer, "detail", ""))
+        return
+    from switch.admin.types import AdminRefusal
+
+    action = "bootstrap." + type(event).__name__
+    try:
+        await service.submit_as_system(action, target, event, detail or {})
+    except AdminRefusal as refusal:
+        result = Result(refusal.core_result) if refusal.core_result else (
+            Result.SERVICE_UNAVAILABLE)
+        raise OnboardingError(result, refusal.detail) from None
+
+
+async def _record(server, action: str, target: str, detail: dict) -> None:
+    service = _service(server)
+    if service is not None:
+        await service.record_as_system(action, target, detail)
 
 
 async def add_currency(server, currency: str, ledger_id: int,
@@ -58,7 +85,7 @@ async def add_currency(server, currency: str, ledger_id: int,
     event = CurrencyAdded(request_id=f"currency-{currency}", currency=currency,
                           ledger_id=ledger_id, settlement_model=settlement_model,
                           rules=rules or SchemeRules())
-    await _admin(server, event)
+    await _admin(server, event, f"currency:{currency}", {"ledger_id": ledger_id})
 
 
 def next_participant_id(server) -> int:
@@ -87,12 +114,15 @@ async def add_participant(server, name: str, kind: str, currencies: list[str], *
         await server.credentials.put_participant(participant_id, name, kind, callback_url)
     except CredentialError as error:
         raise OnboardingError(Result.VALIDATION_ERROR, str(error)) from None
+    target = f"participant:{participant_id}"
+    await _record(server, "bootstrap.credentials", target,
+                  {"kind": kind, "callback_url": callback_url})
     await _admin(server, ParticipantAdded(request_id=f"participant-{participant_id}",
-                                          participant_id=participant_id, name=name))
+                                          participant_id=participant_id, name=name), target)
     for currency in currencies:
         await _admin(server, ParticipantAccountOpened(
             request_id=f"account-{participant_id}-{currency}",
-            participant_id=participant_id, currency=currency))
+            participant_id=participant_id, currency=currency), target)
         state = server.core.currency(currency)
         if state.settlement_model == SettlementModel.PREFUNDED_RTGS and funding_minor:
             await fund(server, participant_id, currency, funding_minor,
@@ -101,6 +131,7 @@ async def add_participant(server, name: str, kind: str, currencies: list[str], *
             await set_net_debit_cap(server, participant_id, currency, net_debit_cap_minor,
                                     request_id=f"initial-cap-{participant_id}-{currency}")
     api_key = await server.credentials.issue_key(participant_id)
+    await _record(server, "bootstrap.issue_key", target, {"api_key_id": api_key.split("_")[1]})
     return ParticipantCreated(participant_id=participant_id, name=name, kind=kind,
                               currencies=list(currencies), api_key=api_key)
 
@@ -109,29 +140,35 @@ async def open_account(server, participant_id: int, currency: str) -> None:
     """Let an existing participant send and receive in one more currency."""
     await _admin(server, ParticipantAccountOpened(
         request_id=f"account-{participant_id}-{currency}", participant_id=participant_id,
-        currency=currency))
+        currency=currency), f"participant:{participant_id}")
 
 
 async def fund(server, participant_id: int, currency: str, amount_minor: int, *,
                request_id: str, withdraw: bool = False) -> None:
     event_type = FundsWithdrawn if withdraw else FundsDeposited
     await _admin(server, event_type(request_id=request_id, participant_id=participant_id,
-                                    currency=currency, amount_minor=amount_minor))
+                                    currency=currency, amount_minor=amount_minor),
+                 f"participant:{participant_id}", {"amount_minor": amount_minor})
 
 
 async def set_net_debit_cap(server, participant_id: int, currency: str, cap_minor: int, *,
                             request_id: str) -> None:
     await _admin(server, NetDebitCapSet(request_id=request_id, participant_id=participant_id,
-                                        currency=currency, cap_minor=cap_minor))
+                                        currency=currency, cap_minor=cap_minor),
+                 f"participant:{participant_id}", {"cap_minor": cap_minor})
 
 
 async def issue_key(server, participant_id: int, *, revoke_others: bool = False) -> str:
     if server.core.participant(participant_id) is None:
         raise OnboardingError(Result.ADMIN_PARTICIPANT_NOT_FOUND)
     try:
-        return await server.credentials.issue_key(participant_id, revoke_others=revoke_others)
+        api_key = await server.credentials.issue_key(participant_id,
+                                                     revoke_others=revoke_others)
     except CredentialError as error:
         raise OnboardingError(Result.ADMIN_PARTICIPANT_NOT_FOUND, str(error)) from None
+    await _record(server, "bootstrap.issue_key", f"participant:{participant_id}",
+                  {"api_key_id": api_key.split("_")[1], "revoke_others": revoke_others})
+    return api_key
 
 
 def participant_summaries(server) -> list[dict]:

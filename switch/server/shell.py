@@ -79,8 +79,6 @@ NOT_A_TOKEN = "-"
 
 _FINAL = TRANSFER_FINAL_STATES
 _DETAIL_LENGTH_MAX = core_limits.TEXT_LENGTH_MAX
-# The end-user reference a request-to-pay's payer lookup is charged to.
-REQUEST_TO_PAY_USER = "request_to_pay"
 _REQUEST_TYPE_OF_EVENT = {
     TransferRequested: RequestType.TRANSFER,
     ReturnRequested: RequestType.RETURN,
@@ -246,7 +244,7 @@ class Shell:
             elif message_type is RequestToPay:
                 if core.request_to_pay_outcome(participant_id, message.request_id) is not None:
                     continue
-                wanted.append((participant_id, message.payer, REQUEST_TO_PAY_USER))
+                wanted.append((participant_id, message.payer, message.payee_user_ref))
             else:
                 continue
             routed.append(index)

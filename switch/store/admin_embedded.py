@@ -277,6 +277,13 @@ class EmbeddedAdminStore:
                 f"ORDER BY proposed_ns DESC LIMIT ?", (int(state), limit))
         return [proposal_from_row(row) for row in rows.fetchall()]
 
+    async def executed_proposals(self, kinds: tuple[str, ...]) -> list[Proposal]:
+        marks = ",".join("?" * len(kinds))
+        rows = self._db.execute(
+            f"SELECT {PROPOSAL_COLUMNS} FROM admin_proposals WHERE state = ? AND kind IN "
+            f"({marks}) ORDER BY decided_ns, proposal_id", (int(ProposalState.EXECUTED), *kinds))
+        return [proposal_from_row(row) for row in rows.fetchall()]
+
     async def decide_proposal(self, proposal: Proposal, expected: ProposalState,
                               audit: AuditEntry) -> bool:
         assert proposal.state != ProposalState.PENDING

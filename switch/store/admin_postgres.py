@@ -216,6 +216,13 @@ class PostgresAdminStore:
                 f"ORDER BY proposed_ns DESC LIMIT $2", int(state), limit)
         return [proposal_from_row(row) for row in rows]
 
+    async def executed_proposals(self, kinds: tuple[str, ...]) -> list[Proposal]:
+        rows = await self._pool.fetch(
+            f"SELECT {PROPOSAL_COLUMNS} FROM admin_proposals WHERE state = $1 "
+            f"AND kind = ANY($2::text[]) ORDER BY decided_ns, proposal_id",
+            int(ProposalState.EXECUTED), list(kinds))
+        return [proposal_from_row(row) for row in rows]
+
     async def decide_proposal(self, proposal: Proposal, expected: ProposalState,
                               audit: AuditEntry) -> bool:
         assert proposal.state != ProposalState.PENDING

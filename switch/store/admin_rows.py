@@ -17,6 +17,9 @@ from switch.admin.types import (
     Role,
     Session,
     User,
+    proposal_currency,
+    proposal_kind,
+    proposal_participant_id,
 )
 
 USER_COLUMNS = "username, role, password_hash, created_ns, disabled"
@@ -66,8 +69,9 @@ def audit_row(record: AuditRecord) -> tuple:
 
 def proposal_row(proposal: Proposal) -> tuple:
     body = proposal.body
-    return (proposal.proposal_id, type(body).__struct_config__.tag, body.participant_id,
-            body.currency, _encode(body).decode(), int(proposal.state), proposal.proposed_by,
+    return (proposal.proposal_id, proposal_kind(body), proposal_participant_id(body),
+            proposal_currency(body), _encode(body).decode(), int(proposal.state),
+            proposal.proposed_by,
             proposal.proposed_ns, proposal.decided_by, proposal.decided_ns,
             proposal.core_result, proposal.detail)
 

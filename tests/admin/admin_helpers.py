@@ -13,11 +13,13 @@ from switch.admin.local import LocalSwitch
 from switch.admin.passwords import Passwords
 from switch.admin.ratelimit import LoginLimiter
 from switch.admin.service import AdminService, Caller
-from switch.admin.types import ParticipantOnboard, Role, UserCreate
+from switch.admin.types import Decision, Role, UserCreate
 from switch.core import SettlementModel
 from switch.core.messages import (
     CurrencyAdded,
     FundsDeposited,
+    ParticipantAccountOpened,
+    ParticipantAdded,
     Party,
     PayeeAnswer,
     PayeeAnswered,
@@ -28,7 +30,8 @@ from switch.core.messages import (
 
 S = 1_000_000_000
 PASSWORD = "correct horse battery staple"
-USERS = {"alice": "admin", "bob": "operator", "carol": "operator", "vic": "viewer"}
+USERS = {"alice": "admin", "ada": "admin", "bob": "operator", "carol": "operator",
+         "vic": "viewer"}
 BANK_A, BANK_B = 1, 2
 OPENING_MINOR = 1_000_000
 
@@ -68,14 +71,27 @@ class World:
         for username, role in USERS.items():
             await self.service.create_user(self.root, UserCreate(
                 username=username, password=PASSWORD, role=role))
-        alice = self.caller("alice")
         for participant_id, name in ((BANK_A, "bank-a"), (BANK_B, "bank-b")):
-            await self.service.onboard(alice, ParticipantOnboard(
-                participant_id=participant_id, name=name, currencies=["BRL", "KES"]))
-            # Opening funds straight into the switch (test setup, not an operator action).
-            await self.switch.submit(FundsDeposited(
+            # The in-process bootstrap (test setup, not an operator action): audited as
+            # `system`, no maker-checker.
+            target = f"participant:{participant_id}"
+            await self.service.submit_as_system("setup", target, ParticipantAdded(
+                request_id=f"setup-add-{participant_id}", participant_id=participant_id,
+                name=name), {})
+            for currency in ("BRL", "KES"):
+                await self.service.submit_as_system("setup", target, ParticipantAccountOpened(
+                    request_id=f"setup-open-{participant_id}-{currency}",
+                    participant_id=participant_id, currency=currency), {})
+            await self.switch.register_participant(participant_id, name, "bank", "")
+            await self.service.submit_as_system("setup", target, FundsDeposited(
                 request_id=f"setup-fund-{participant_id}", participant_id=participant_id,
-                currency="BRL", amount_minor=OPENING_MINOR))
+                currency="BRL", amount_minor=OPENING_MINOR), {})
+
+    async def carried_out(self, maker: str, checker: str, body):
+        """A proposal by `maker` approved by `checker`: the approval's answer."""
+        proposal = await self.service.propose(self.caller(maker), body)
+        return await self.service.decide(self.caller(checker), proposal.proposal_id,
+                                         Decision(approve=True))
 
     def caller(self, username: str) -> Caller:
         from switch.admin.types import ROLE_NAMES

@@ -100,6 +100,76 @@ async def test_a_resealed_record_breaks_the_next_link(world):
     assert "prev_hash" in result.reason
 
 
+async def _approved_fund(world) -> None:
+    """One maker-checker execution: it anchors the audit head in the switch's journal."""
+    from switch.admin.types import Decision, FundProposal
+
+    proposal = await world.service.propose(world.caller("bob"), FundProposal(
+        participant_id=BANK_A, currency="BRL", amount_minor=100))
+    await world.service.decide(world.caller("carol"), proposal.proposal_id,
+                               Decision(approve=True))
+
+
+async def test_every_execution_anchors_the_audit_head_in_the_switch(world):
+    await _approved_fund(world)
+    head_seq, head_hash = await world.store.audit_head()
+    assert world.switch.core.audit_anchor() == (head_seq, head_hash.hex())
+    result = await world.service.verify_audit()
+    assert result.ok and result.anchored_seq == head_seq
+
+
+async def test_a_truncated_tail_is_detected_through_the_anchor(world):
+    await _approved_fund(world)
+    anchored_seq, _ = world.switch.core.audit_anchor()
+    await _actions(world, 1)  # newer records, past the anchor
+    assert (await world.service.verify_audit()).ok
+    # Remove the anchored record and everything after it: what is left is a valid chain.
+    await _tamper(world, "DELETE FROM admin_audit WHERE seq >= $1", anchored_seq - 1)
+    result = await world.service.verify_audit()
+    assert not result.ok
+    assert result.first_broken_seq == anchored_seq - 1
+    assert result.records_checked == anchored_seq - 2
+    assert "anchored" in result.reason
+
+
+async def test_a_rewritten_anchored_record_is_detected_even_resealed_to_the_end(world):
+    """Rewriting the chain from some record on (recomputing every later hash) leaves a valid
+    chain, but not the anchored hash."""
+    await _approved_fund(world)
+    anchored_seq, _ = world.switch.core.audit_anchor()
+    records = [r async for r in world.store.iter_audit(1000)]
+    prev = records[0].prev_hash
+    forged = []
+    for record in records:
+        actor = "mallory" if record.seq == 1 else record.actor
+        sealed = audit.seal(prev, record.seq, record.at_ns, actor, record.action, record.target,
+                            record.result, record.detail, record.client)
+        forged.append(sealed)
+        prev = sealed.record_hash
+    await _tamper(world, "DELETE FROM admin_audit WHERE seq >= $1", 1)
+    for record in forged:
+        await _insert_raw(world, record)
+    result = await world.service.verify_audit()
+    assert not result.ok
+    assert result.first_broken_seq == anchored_seq
+    assert "anchored" in result.reason
+
+
+async def _insert_raw(world, record) -> None:
+    from switch.store.admin_rows import AUDIT_COLUMNS, audit_row
+
+    row = audit_row(record)
+    store = world.store
+    if hasattr(store, "connection"):
+        marks = ", ".join("?" * len(row))
+        store.connection().execute(f"INSERT INTO admin_audit ({AUDIT_COLUMNS}) VALUES ({marks})",
+                                   row)
+        return
+    marks = ", ".join(f"${n}" for n in range(1, len(row) + 1))
+    await store._pool.execute(f"INSERT INTO admin_audit ({AUDIT_COLUMNS}) VALUES ({marks})",
+                              *row)
+
+
 async def test_the_store_refuses_to_update_or_delete_audit_rows(world):
     await _actions(world, 1)
     store = world.store

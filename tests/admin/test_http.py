@@ -275,3 +275,47 @@ async def test_live_events_stream_overview_json_over_a_real_socket(embedded_worl
     assert overview["transfers_total"] == 1
     assert overview["outcomes"] == {"OK": 1}
     assert overview["series_full"] is True
+
+
+async def test_the_openapi_document_has_examples_for_every_body_and_answer(app):
+    """Every request body and every answer, success and refusal, has examples, and every
+    request example is one the API accepts (decoded with its handler's type)."""
+    from switch.admin.types import AdminError, Decision, LoginRequest, ProposalBody, UserCreate
+
+    body_types = {("post", "/api/admin/session"): LoginRequest,
+                  ("post", "/api/admin/users"): UserCreate,
+                  ("post", "/api/admin/proposals"): ProposalBody,
+                  ("post", "/api/admin/proposals/{proposal_id}/decision"): Decision}
+    async with AsyncTestClient(app=app) as client:
+        document = (await client.get("/api/admin/schema/openapi.json")).json()
+    bodies = 0
+    for path, item in document["paths"].items():
+        if path == "/metrics":
+            continue
+        for method, operation in item.items():
+            if "requestBody" in operation:
+                schema = operation["requestBody"]["content"]["application/json"]["schema"]
+                examples = schema.get("examples")
+                assert examples, (method, path)
+                for example in examples:
+                    msgspec.convert(example, body_types[(method, path)])
+                bodies += 1
+            for status, response in operation["responses"].items():
+                content = response["content"]["application/json"]
+                named = content.get("examples")
+                assert named, (method, path, status)
+                if int(status) >= 400 and path != "/health":  # 503 there is Health
+                    assert content["schema"] == {"$ref": "#/components/schemas/AdminError"}
+                    for example in named.values():
+                        refusal = msgspec.convert(example["value"], AdminError)
+                        assert str(HTTP_STATUS_BY_NAME[refusal.result]) == status
+    assert bodies == len(body_types)
+    kinds = {example["kind"] for example in document["paths"]["/api/admin/proposals"]["post"][
+        "requestBody"]["content"]["application/json"]["schema"]["examples"]}
+    from switch.admin.types import PROPOSAL_ROLES
+
+    assert kinds == set(PROPOSAL_ROLES)  # one example of every kind of change
+
+
+HTTP_STATUS_BY_NAME = {result.name: status for result, status in __import__(
+    "switch.admin.types", fromlist=["HTTP_STATUS"]).HTTP_STATUS.items()}

@@ -10,12 +10,14 @@ from switch.admin import limits
 from switch.admin.types import (
     AdminRefusal,
     AdminResult,
+    CallbackUrlProposal,
     DailyLimitProposal,
     Decision,
     DefundProposal,
     FundProposal,
+    KeyRotationProposal,
     NetDebitCapProposal,
-    ParticipantOnboard,
+    OnboardProposal,
     ProposalState,
     TransferQuery,
     UserCreate,
@@ -41,8 +43,9 @@ async def test_a_viewer_is_refused_every_action_and_nothing_reaches_the_switch(w
                   AdminResult.ROLE_INSUFFICIENT)
     await refused(world.service.propose(vic, FundProposal(
         participant_id=BANK_A, currency="BRL", amount_minor=100)), AdminResult.ROLE_INSUFFICIENT)
-    await refused(world.service.set_callback_url(vic, BANK_A, "https://a.example/cb"),
-                  AdminResult.ROLE_INSUFFICIENT)
+    await refused(world.service.propose(vic, CallbackUrlProposal(
+        participant_id=BANK_A, callback_url="https://a.example/cb")),
+        AdminResult.ROLE_INSUFFICIENT)
     assert len(world.switch.submitted) == submitted
     assert world.status(BANK_A) == "active"
     assert await world.service.proposals() == []
@@ -57,9 +60,16 @@ async def test_an_operator_may_suspend_but_not_onboard_rotate_or_manage_operator
     view = await world.service.set_status(bob, BANK_A, suspend=True)
     assert view.status == "suspended"
     assert world.status(BANK_A) == "suspended"
-    await refused(world.service.onboard(bob, ParticipantOnboard(participant_id=9, name="n")),
+    await refused(world.service.propose(bob, OnboardProposal(participant_id=9, name="n")),
                   AdminResult.ROLE_INSUFFICIENT)
-    await refused(world.service.rotate_credentials(bob, BANK_A), AdminResult.ROLE_INSUFFICIENT)
+    await refused(world.service.propose(bob, KeyRotationProposal(participant_id=BANK_A)),
+                  AdminResult.ROLE_INSUFFICIENT)
+    # Nor check one: the checker needs the role the change needs.
+    onboarding = await world.service.propose(world.caller("alice"), OnboardProposal(
+        participant_id=9, name="n"))
+    await refused(world.service.decide(bob, onboarding.proposal_id, Decision(approve=True)),
+                  AdminResult.ROLE_INSUFFICIENT)
+    assert (await world.service.proposal(onboarding.proposal_id)).state == "pending"
     await refused(world.service.create_user(bob, UserCreate(
         username="eve", password=PASSWORD, role="admin")), AdminResult.ROLE_INSUFFICIENT)
     assert world.switch.core.participant(9) is None
@@ -80,19 +90,26 @@ async def test_a_suspended_participant_has_its_transfers_rejected_and_resumes(wo
     assert (suspend.action, resume.action) == ("participant.suspend", "participant.resume")
 
 
-async def test_an_admin_rotates_a_key_and_the_old_one_stops_working(world):
-    alice = world.caller("alice")
-    first = await world.service.rotate_credentials(alice, BANK_A)
+async def test_a_key_rotation_is_shown_once_to_the_approving_admin(world):
+    first = await world.carried_out("alice", "ada", KeyRotationProposal(participant_id=BANK_A))
+    assert first.state == "executed" and first.api_key
     assert world.switch.authenticate(first.api_key) == BANK_A
-    second = await world.service.rotate_credentials(alice, BANK_A)
+    second = await world.carried_out("ada", "alice", KeyRotationProposal(participant_id=BANK_A))
     assert second.api_key != first.api_key
     assert world.switch.authenticate(second.api_key) == BANK_A
-    assert world.switch.authenticate(first.api_key) is None
-    # The audit names the key id, never the key.
-    record = (await world.service.audit_page(limit=1))[0]
-    assert record.action == "participant.rotate_key"
-    assert second.api_key_id in record.detail
-    assert second.api_key not in record.detail
+    assert world.switch.authenticate(first.api_key) is None  # revoked by default
+    kept = await world.carried_out("alice", "ada", KeyRotationProposal(
+        participant_id=BANK_A, revoke_others=False))
+    assert world.switch.authenticate(second.api_key) == BANK_A
+    assert world.switch.authenticate(kept.api_key) == BANK_A
+    # Shown once: the stored proposal, the list and the audit name the key id, never the key.
+    stored = await world.service.proposal(kept.proposal_id)
+    assert stored.api_key == "" and kept.api_key_id in stored.detail
+    assert all(p.api_key == "" for p in await world.service.proposals())
+    records = await world.service.audit_page()
+    assert kept.api_key_id in records[0].detail
+    assert not any(key in r.detail for r in records
+                   for key in (first.api_key, second.api_key, kept.api_key))
 
 
 # -- maker-checker ---------------------------------------------------------------------------
@@ -299,17 +316,21 @@ async def test_onboarding_refusals_leave_no_half_participant(world):
     participants = world.switch.core.participant_ids()
     submitted = len(world.switch.submitted)
     audit_before = await world.audit_count()
-    refusal = await refused(world.service.onboard(alice, ParticipantOnboard(
+    refusal = await refused(world.service.propose(alice, OnboardProposal(
         participant_id=5, name="bank-e", currencies=["BRL", "XYZ"])), AdminResult.SWITCH_REFUSED)
     assert refusal.core_result == Result.ADMIN_CURRENCY_NOT_FOUND
-    refusal = await refused(world.service.onboard(alice, ParticipantOnboard(
+    refusal = await refused(world.service.propose(alice, OnboardProposal(
         participant_id=6, name="bank-a")), AdminResult.SWITCH_REFUSED)
     assert refusal.core_result == Result.ADMIN_PARTICIPANT_EXISTS
-    await refused(world.service.onboard(alice, ParticipantOnboard(
-        participant_id=7, name="bank-g", currencies=["BRL", "BRL"])), AdminResult.VALIDATION_ERROR)
+    for bad in (OnboardProposal(participant_id=7, name="bank-g", currencies=["BRL", "BRL"]),
+                OnboardProposal(name="bank-h", currencies=["KES"], funding_minor=5),
+                OnboardProposal(name="bank-i", currencies=["BRL"], net_debit_cap_minor=5),
+                OnboardProposal(name="bank-j", currencies=["BRL"], category="Z")):
+        await refused(world.service.propose(alice, bad), AdminResult.VALIDATION_ERROR)
     assert world.switch.core.participant_ids() == participants
     assert len(world.switch.submitted) == submitted
     assert await world.audit_count() == audit_before
+    assert await world.service.proposals() == []
 
 
 async def test_a_duplicate_user_is_refused_and_keeps_the_first_password(world):

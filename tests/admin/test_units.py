@@ -57,13 +57,26 @@ def test_the_limiter_forgets_the_stalest_key_past_its_bound():
 
 def test_a_successful_login_clears_the_user_but_not_the_address():
     limiter = LoginLimiter(user_failures_max=2, address_failures_max=3, window_s=60)
-    limiter.failed("bob", "1.1.1.1", 0)
-    limiter.failed("bob", "1.1.1.1", 0)
-    assert limiter.retry_after_s("bob", "2.2.2.2", 0) > 0
-    limiter.succeeded("bob")
-    assert limiter.retry_after_s("bob", "2.2.2.2", 0) == 0
-    limiter.failed("eve", "1.1.1.1", 0)
-    assert limiter.retry_after_s("carol", "1.1.1.1", 0) > 0
+    assert limiter.reserve("bob", "1.1.1.1", 0) == 0  # a wrong guess: kept
+    assert limiter.reserve("bob", "1.1.1.1", 1) == 0
+    assert limiter.reserve("bob", "2.2.2.2", 2) > 0  # bob's budget is spent
+    assert limiter.reserve("bob", "2.2.2.2", 3) > 0  # refused attempts are not counted
+    limiter.succeeded("bob", "1.1.1.1", 1)
+    assert limiter.retry_after_s("bob", "2.2.2.2", 3) == 0
+    assert limiter.reserve("eve", "1.1.1.1", 4) == 0
+    # 1.1.1.1 holds two failures (bob's first guess, eve's): the success took back one.
+    assert limiter.reserve("carol", "1.1.1.1", 5) == 0
+    assert limiter.retry_after_s("dave", "1.1.1.1", 5) > 0
+
+
+def test_a_reserved_attempt_that_never_ran_is_refunded():
+    limiter = LoginLimiter(user_failures_max=1, address_failures_max=1, window_s=60)
+    assert limiter.reserve("bob", "1.1.1.1", 7) == 0
+    assert limiter.retry_after_s("bob", "1.1.1.1", 7) > 0
+    limiter.refund("bob", "1.1.1.1", 7)
+    assert limiter.retry_after_s("bob", "1.1.1.1", 7) == 0
+    limiter.refund("bob", "1.1.1.1", 7)  # twice: nothing left to take back
+    assert limiter.retry_after_s("bob", "1.1.1.1", 7) == 0
 
 
 def test_amounts_use_the_iso_4217_exponent_with_integer_arithmetic():
@@ -99,7 +112,7 @@ def test_quantiles_come_from_the_histogram_buckets():
     counts = [0] * (len(LATENCY_BOUNDS_MS) + 1)
     counts[3] = 99
     counts[-1] = 1
-    assert quantile_ms(counts, 0.5) == LATENCY_BOUNDS_MS[3]
+    assert LATENCY_BOUNDS_MS[2] < quantile_ms(counts, 0.5) < LATENCY_BOUNDS_MS[3]
     assert quantile_ms(counts, 0.999) == LATENCY_BOUNDS_MS[-1]
     assert quantile_ms([0] * len(counts), 0.5) == 0.0
 

@@ -18,7 +18,8 @@ CHROMIUM = os.environ.get("PONTE_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 IN_CI = os.environ.get("CI") == "true"
-OPERATORS = {"alice": "admin", "bob": "operator", "carol": "operator", "vic": "viewer"}
+OPERATORS = {"alice": "admin", "ada": "admin", "bob": "operator", "carol": "operator",
+             "vic": "viewer"}
 TRAFFIC_PER_S = 40.0
 
 

@@ -1,7 +1,9 @@
 """The console in a real headless Chromium against a real switch carrying real traffic:
 log in, watch live numbers move, suspend a participant and see its transfers rejected,
-propose and approve a limit change with two operators, find a transfer and open its
-timeline, a viewer refused an action, a form posted without its CSRF token refused.
+propose and approve a limit change with two operators, onboard with two admins and see the
+key once, find a transfer and open its timeline, page through a search by UTC date, money
+in currency units and participants by name, interpolated latency cards, one date format,
+a favicon, no form a role cannot use, a form posted without its CSRF token refused.
 The overview's screenshot is saved to docs/console.png for the README."""
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ from switch.core.results import Result, TransferState
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "console.png"
+TIME = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\.\d{3} UTC")
+SERVER_BOUNDS_MS = (0.5, 1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0,
+                    2500.0, 5000.0, 10000.0, 30000.0)
 
 
 def number(page, selector: str) -> float:
@@ -104,7 +109,7 @@ def test_propose_and_approve_a_limit_change_with_two_operators(new_page, switch)
     maker.get_by_label("Change", exact=True).select_option("daily_limit")
     maker.get_by_label("Participant", exact=True).select_option(str(bank_b))
     maker.get_by_label("Currency", exact=True).select_option("BRL")
-    maker.get_by_label("Amount, cap or limit in minor units").fill("77700000")
+    maker.get_by_label("Amount, cap or limit, in the currency's units").fill("777,000.00")
     maker.get_by_label("Note", exact=True).fill("raise for payday")
     maker.get_by_role("button", name="Propose").click()
     maker.wait_for_url(re.compile(r"notice=proposed"))
@@ -123,6 +128,39 @@ def test_propose_and_approve_a_limit_change_with_two_operators(new_page, switch)
     assert switch.call(_daily_max(core, bank_b)) == 77_700_000
     checker.goto("/audit?action=proposal.approve")
     assert "carol" in checker.locator("#audit").inner_text()
+
+
+def test_onboard_a_participant_with_two_admins_and_see_its_key_once(new_page, switch):
+    maker = new_page("alice")
+    maker.goto("/participants")
+    maker.get_by_label("Name", exact=True).fill("bank-ui")
+    maker.get_by_label("Currencies (comma-separated)").fill("BRL")
+    maker.get_by_label("Opening funding, in the currency's units (prefunded currencies)").fill(
+        "2,500.00")
+    maker.get_by_role("button", name="Propose onboarding").click()
+    maker.wait_for_url(re.compile(r"/approvals\?notice=proposed"))
+    row = maker.locator("#pending tbody tr").filter(has_text="bank-ui")
+    assert "2,500.00 BRL" in row.inner_text()
+    proposal_id = row.get_attribute("data-proposal")
+    assert switch.server.core.participant_id_by_name("bank-ui") is None  # not yet
+
+    checker = new_page("ada")
+    checker.goto("/approvals")
+    checker.locator(f"#pending tr[data-proposal='{proposal_id}']").get_by_role(
+        "button", name="Approve").click()
+    key = checker.locator("#new-api-key").inner_text()
+    assert key.startswith("ponte_")
+    participant_id = switch.server.core.participant_id_by_name("bank-ui")
+    assert participant_id is not None
+    assert switch.server.gateway.authenticate(key) == participant_id
+    assert "executed" in checker.locator(f"#decided tr[data-proposal='{proposal_id}']").inner_text()
+    # Shown once: neither a reload nor the maker ever sees it again.
+    checker.goto("/approvals")
+    assert checker.locator("#new-api-key").count() == 0
+    maker.goto("/approvals")
+    assert key not in maker.content()
+    maker.goto("/audit")
+    assert key not in maker.content()
 
 
 async def _daily_max(core, participant_id: int) -> int:
@@ -145,20 +183,126 @@ def test_find_a_transfer_and_open_its_timeline(new_page, switch):
     steps = page.locator("#timeline li").all_inner_texts()
     assert any("received" in step for step in steps)
     assert any("reserve (pending)" in step for step in steps)
-    assert any("post" in step and "4321 minor units" in step for step in steps)
+    assert any("post" in step and "43.21 BRL" in step for step in steps)
+    assert not any("minor units" in step for step in steps)
+    # Participants by name, times in the console's one format.
+    facts = page.locator("dl.facts").inner_text()
+    assert "bank-b" in facts and "wallet-c" in facts
+    assert all(TIME.search(step) for step in steps)
     assert steps.index(next(s for s in steps if "received" in s)) < steps.index(
         next(s for s in steps if "post" in s and "ledger" in s))
 
 
-def test_a_viewer_is_refused_an_action(new_page, switch):
+def test_a_viewer_sees_no_form_it_cannot_use_and_is_refused_a_forged_one(new_page, switch):
     bank_a = switch.traffic.participant_ids["bank-a"]
     page = new_page("vic")
+    for path in ("/", "/participants", f"/participants/{bank_a}", "/approvals", "/users",
+                 "/transfers", "/audit"):
+        page.goto(path)
+        actions = page.locator("form[method=post]:not([action='/logout'])")
+        assert actions.count() == 0, path
+    assert page.get_by_role("button", name="Suspend participant").count() == 0
+    # Posting anyway (with the session's own CSRF token) is refused all the same.
     page.goto(f"/participants/{bank_a}")
-    with page.expect_response(lambda r: r.request.method == "POST") as answer:
-        page.get_by_role("button", name="Suspend participant").click()
-    assert answer.value.status == 403
-    assert "ROLE_INSUFFICIENT" in page.locator(".error").inner_text()
+    status = page.evaluate(
+        "fetch('/participants/" + str(bank_a) + "/suspend', {method: 'POST', headers: "
+        "JSON.parse(document.body.getAttribute('hx-headers'))}).then(r => r.status)")
+    assert status == 403
     assert switch.server.core.participant(bank_a).status.name == "ACTIVE"
+
+
+def test_an_operator_sees_only_the_forms_of_its_role(new_page, switch):
+    bank_a = switch.traffic.participant_ids["bank-a"]
+    page = new_page("bob")
+    page.goto(f"/participants/{bank_a}")
+    assert page.get_by_role("button", name="Suspend participant").count() == 1
+    assert page.get_by_role("button", name="Propose callback URL").count() == 1
+    assert page.get_by_role("button", name="Propose an API key rotation").count() == 0
+    page.goto("/users")
+    assert page.get_by_role("button", name="Add operator").count() == 0
+    page.goto("/participants")
+    assert page.get_by_role("button", name="Propose onboarding").count() == 0
+
+
+def test_latency_cards_are_interpolated_not_bucket_bounds(new_page, switch):
+    page = new_page("vic")
+    page.goto("/")
+    page.wait_for_selector("#live-state:text('connected')")
+    seen = []
+
+    def read() -> bool:
+        text = page.locator("#kpi-p99").inner_text()
+        assert re.fullmatch(r"\d+\.\d{2} ms", text), text
+        seen.append(float(text.split()[0]))
+        return seen[-1] > 0 and seen[-1] not in SERVER_BOUNDS_MS
+
+    wait_until(read, timeout_s=15, interval_s=1.0)
+    # Live times are written like every other time on the console, the chart's too.
+    wait_until(lambda: TIME.search(page.locator("#live-at").inner_text()) is not None)
+    chart = page.locator("#tps-chart .u-over")
+    chart.wait_for()
+    box = chart.bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 0.9, box["y"] + box["height"] / 2)
+    legend_time = page.locator("#tps-chart .u-legend .u-series").first.inner_text()
+    assert TIME.search(legend_time), legend_time
+
+
+def test_transfer_search_is_paged_and_takes_utc_dates(new_page, switch):
+    bank_a = switch.traffic.participant_ids["bank-a"]
+    page = new_page("vic")
+    page.goto("/transfers")
+    assert page.locator("#q-from").get_attribute("type") == "datetime-local"
+    page.get_by_label("Participant (payer or payee)").fill(str(bank_a))
+    page.get_by_label("Per page").select_option("20")
+    page.get_by_label("Received from (UTC)").fill("2020-01-01T00:00:00")
+    page.get_by_role("button", name="Search").click()
+    page.locator("#transfer-results a.timeline-link").first.wait_for()
+    first_page = page.locator("#transfer-results a.timeline-link").all_inner_texts()
+    assert len(first_page) == 20
+    assert "bank-a" in page.locator("#transfer-results tbody").inner_text()
+    page.locator("#older-page").click()
+    page.wait_for_url(re.compile(r"before_seq=\d+"))
+    second_page = page.locator("#transfer-results a.timeline-link").all_inner_texts()
+    assert second_page and not set(second_page) & set(first_page)
+    assert page.locator("#newest-page").count() == 1
+    # A date in the future: nothing received since.
+    page.goto("/transfers?received_from=2999-01-01T00:00")
+    assert page.locator("#transfer-results a.timeline-link").count() == 0
+
+
+def test_amounts_in_approvals_are_in_currency_units(new_page, switch):
+    bank_a = switch.traffic.participant_ids["bank-a"]
+    maker = new_page("carol")
+    maker.goto("/approvals")
+    maker.get_by_label("Change", exact=True).select_option("fund")
+    maker.get_by_label("Participant", exact=True).select_option(str(bank_a))
+    maker.get_by_label("Amount, cap or limit, in the currency's units").fill("12.34")
+    maker.get_by_role("button", name="Propose").click()
+    maker.wait_for_url(re.compile(r"notice=proposed"))
+    row = maker.locator("#pending tbody tr").filter(has_text="12.34 BRL")
+    assert "bank-a" in row.inner_text()
+    proposal_id = row.get_attribute("data-proposal")
+    # Too many decimals for BRL: refused, nothing recorded.
+    maker.get_by_label("Change", exact=True).select_option("fund")
+    maker.get_by_label("Amount, cap or limit, in the currency's units").fill("1.234")
+    maker.get_by_role("button", name="Propose").click()
+    assert "VALIDATION_ERROR" in maker.locator(".error").inner_text()
+    checker = new_page("bob")
+    checker.goto("/approvals")
+    checker.locator(f"#pending tr[data-proposal='{proposal_id}']").get_by_role(
+        "button", name="Reject").click()
+    checker.wait_for_url(re.compile(r"notice=rejected"))
+    assert TIME.search(checker.locator(f"#decided tr[data-proposal='{proposal_id}']")
+                       .inner_text())
+
+
+def test_the_console_has_a_favicon(new_page, switch):
+    page = new_page()
+    page.goto("/login")
+    assert page.locator("link[rel=icon]").get_attribute("href") == "/favicon.ico"
+    icon = page.request.get("/favicon.ico")
+    assert icon.status == 200
+    assert icon.headers["content-type"].startswith("image/svg+xml")
 
 
 def test_a_form_posted_without_its_csrf_token_is_refused(new_page, switch):

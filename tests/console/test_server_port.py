@@ -8,7 +8,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from console_traffic import Traffic, start_server
+from console_traffic import Traffic, msisdn, start_server
 from switch.admin.passwords import Passwords
 from switch.admin.server_port import attach_console, create_demo_operators
 from switch.admin.service import Caller
@@ -24,7 +24,7 @@ async def running(tmp_path):
     traffic = Traffic(server, customers=3)
     await traffic.onboard()
     console = await attach_console(server, passwords=Passwords(time_cost=1, memory_kib=8192))
-    for username, role in (("alice", "admin"), ("bob", "operator")):
+    for username, role in (("alice", "admin"), ("ada", "admin"), ("bob", "operator")):
         await console.service.create_user(Caller("test", Role.ADMIN, "local"), UserCreate(
             username=username, password=PASSWORD, role=role))
     yield server, traffic, console
@@ -52,31 +52,107 @@ class session:
         await self.client.aclose()
 
 
+async def _carried_out(maker, checker, body: dict) -> dict:
+    proposed = await maker.post("/api/admin/proposals", json=body)
+    assert proposed.status_code == 201, proposed.text
+    decided = await checker.post(f"/api/admin/proposals/{proposed.json()['proposal_id']}"
+                                 "/decision", json={"approve": True})
+    assert decided.status_code == 200, decided.text
+    return decided.json()
+
+
 async def test_onboard_rotate_and_callback_through_the_running_switch(running):
     server, _traffic, console = running
-    async with session(console, "alice") as alice:
-        created = await alice.post("/api/admin/participants", json={
-            "participant_id": 40, "name": "bank-new", "kind": "bank", "currencies": ["BRL"],
-            "callback_url": "https://bank-new.example/ponte"})
-        assert created.status_code == 201, created.text
-        assert created.json()["positions"][0]["currency"] == "BRL"
+    async with session(console, "alice") as alice, session(console, "ada") as ada:
+        proposed = await alice.post("/api/admin/proposals", json={
+            "kind": "onboard", "participant_id": 40, "name": "bank-new",
+            "currencies": ["BRL"], "callback_url": "https://bank-new.example/ponte",
+            "funding_minor": 12_345})
+        assert proposed.status_code == 201, proposed.text
+        assert server.core.participant(40) is None  # nothing until a second admin approves
+        decided = await ada.post(
+            f"/api/admin/proposals/{proposed.json()['proposal_id']}/decision",
+            json={"approve": True})
+        created = decided.json()
+        assert created["state"] == "executed", created
         assert server.core.participant(40).name == "bank-new"
+        assert server.positions()[40]["BRL"]["credits_posted"] == 12_345
         assert server.credentials.callback_url(40) == "https://bank-new.example/ponte"
+        assert server.gateway.authenticate(created["api_key"]) == 40
 
-        first = (await alice.post("/api/admin/participants/40/rotate-key")).json()
+        first = await _carried_out(ada, alice, {"kind": "rotate_key", "participant_id": 40})
         assert server.gateway.authenticate(first["api_key"]) == 40
-        second = (await alice.post("/api/admin/participants/40/rotate-key")).json()
-        assert server.gateway.authenticate(second["api_key"]) == 40
-        assert server.gateway.authenticate(first["api_key"]) is None
+        assert server.gateway.authenticate(created["api_key"]) is None
 
-        moved = await alice.put("/api/admin/participants/40/callback-url",
-                                json={"callback_url": "https://bank-new.example/v2"})
-        assert moved.status_code == 200
+        moved = await _carried_out(alice, ada, {"kind": "callback_url", "participant_id": 40,
+                                                "callback_url": "https://bank-new.example/v2"})
+        assert moved["state"] == "executed"
         assert server.credentials.callback_url(40) == "https://bank-new.example/v2"
-        bad = await alice.put("/api/admin/participants/40/callback-url",
-                              json={"callback_url": "ftp://nope"})
+        bad = await alice.post("/api/admin/proposals", json={
+            "kind": "callback_url", "participant_id": 40, "callback_url": "ftp://nope"})
         assert bad.status_code == 400
         assert server.credentials.callback_url(40) == "https://bank-new.example/v2"
+
+        fingerprint = "cd" * 32
+        await _carried_out(ada, alice, {"kind": "certificate", "participant_id": 40,
+                                        "fingerprint_sha256": fingerprint})
+        assert server.credentials.participant_for_certificate(bytes.fromhex(fingerprint)) == 40
+        # The old direct routes are gone.
+        assert (await alice.post("/api/admin/participants/40/rotate-key")).status_code in (
+            404, 405)
+        assert (await alice.put("/api/admin/participants/40/callback-url",
+                                json={"callback_url": "https://x.example"})).status_code in (
+            404, 405)
+
+
+async def test_a_new_bank_is_not_throttled_and_its_category_changes_at_run_time(running):
+    """Onboarded through the console with the default category, a bank makes a few dozen
+    lookups unthrottled; the category the operators approve applies from its next lookup."""
+    from connectors.sdk.stream_client import StreamClient
+
+    server, traffic, console = running
+    async with session(console, "alice") as alice, session(console, "ada") as ada:
+        created = await _carried_out(alice, ada, {"kind": "onboard", "name": "bank-fresh",
+                                                  "currencies": ["BRL"]})
+        participant_id = created["participant_id"]
+        client = await StreamClient.connect("127.0.0.1", server.stream_port,
+                                            api_key=created["api_key"], reconnect=False)
+        try:
+            async def lookups(count: int, tag: str) -> list:
+                return [await client.resolve("MSISDN", msisdn(1, 0),
+                                             payer_user_ref=f"{tag}-{index}")
+                        for index in range(count)]
+
+            answers = await lookups(60, "a")
+            assert {a.result for a in answers} == {Result.OK}, answers
+            view = (await alice.get(f"/api/admin/participants/{participant_id}")).json()
+            assert view["category"] == server.config.directory.participant_category_default
+            async with session(console, "bob") as bob:
+                await _carried_out(bob, alice, {"kind": "category",
+                                                "participant_id": participant_id,
+                                                "category": "H"})
+            answers = await lookups(60, "b")
+            results = [a.result for a in answers]
+            assert Result.LOOKUP_RATE_LIMITED in results
+            assert results.count(Result.OK) <= 50  # category H: 50 lookups, +2 a minute
+            assert (await alice.get(f"/api/admin/participants/{participant_id}")).json()[
+                "category"] == "H"
+        finally:
+            await client.close()
+
+
+async def test_the_in_process_bootstrap_is_audited_as_system(running):
+    from switch.server.onboarding import add_participant
+
+    server, _traffic, console = running
+    created = await add_participant(server, "bank-boot", "bank", ["BRL"], funding_minor=99)
+    records = await console.service.audit_page(limit=20, actor="system")
+    target = f"participant:{created.participant_id}"
+    actions = [r.action for r in records if r.target == target]
+    assert "bootstrap.ParticipantAdded" in actions
+    assert "bootstrap.FundsDeposited" in actions
+    assert "bootstrap.issue_key" in actions
+    assert all(created.api_key not in r.detail for r in records)
 
 
 async def test_a_suspension_through_the_console_refuses_real_transfers(running):
@@ -171,3 +247,40 @@ async def test_on_tls_the_session_cookie_is_secure(tmp_path):
             assert "Secure" in cookie and "HttpOnly" in cookie
     finally:
         await server.stop(drain_s=0)
+
+
+async def test_verify_audit_command_detects_a_tail_truncated_after_the_anchor(running):
+    """The CLI reads the anchor from the switch's journal file: records removed from the end
+    of the audit table are named even though what is left is a valid chain."""
+    import asyncio
+    import sqlite3
+
+    from click.testing import CliRunner
+
+    from switch.admin.types import Decision, FundProposal
+    from switch.cli import main as ponte
+
+    server, traffic, console = running
+    service = console.service
+    proposal = await service.propose(Caller("bob", Role.OPERATOR, "t"), FundProposal(
+        participant_id=traffic.participant_ids["bank-a"], currency="BRL", amount_minor=100))
+    await service.decide(Caller("alice", Role.ADMIN, "t"), proposal.proposal_id,
+                         Decision(approve=True))
+    anchored_seq, _hash = server.core.audit_anchor()
+    data_dir = server.config.data_dir
+
+    def verify():
+        return CliRunner().invoke(ponte, ["admin", "verify-audit", "--data-dir", data_dir])
+
+    intact = await asyncio.to_thread(verify)
+    assert intact.exit_code == 0, intact.output
+    assert f"anchored #{anchored_seq}" in intact.output
+    db = sqlite3.connect(f"{data_dir}/admin.sqlite3")
+    db.execute("DROP TRIGGER admin_audit_no_delete")
+    db.execute("DELETE FROM admin_audit WHERE seq >= ?", (anchored_seq - 1,))
+    db.commit()
+    db.close()
+    truncated = await asyncio.to_thread(verify)
+    assert truncated.exit_code == 1, truncated.output
+    assert f"BROKEN at record {anchored_seq - 1}" in truncated.output
+    assert "removed from its end" in truncated.output

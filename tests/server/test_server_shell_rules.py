@@ -19,6 +19,7 @@ from connectors.sdk.stream_client import StreamClient
 from switch.core import codec
 from switch.core.messages import (
     AliasRegistration,
+    AuditAnchored,
     CreditRequest,
     CurrencyAdded,
     FundsDeposited,
@@ -77,6 +78,7 @@ def _invalid_admin_events() -> list:
         FundsDeposited(request_id="f1", participant_id=1, currency="KES", amount_minor=5),
         FundsWithdrawn(request_id="w1", participant_id=1, currency="KES", amount_minor=5),
         NetDebitCapSet(request_id="n1", participant_id=1, currency="KES", cap_minor=5),
+        AuditAnchored(request_id="a1", audit_seq=1, audit_hash="ab" * 32),
     ]
     broken = []
     for event in valid:
@@ -93,6 +95,10 @@ def _invalid_admin_events() -> list:
             broken.append(replace(event, request_id="long-" + event.request_id, name="n" * 141))
         if "cap_minor" in fields:
             broken.append(replace(event, request_id="neg-" + event.request_id, cap_minor=-1))
+        if "audit_hash" in fields:
+            broken.append(replace(event, request_id="hash-" + event.request_id,
+                                  audit_hash="ab" * 32 + "\n"))
+            broken.append(replace(event, request_id="seq-" + event.request_id, audit_seq=0))
         if "rules" in fields:
             broken.append(replace(event, request_id="fee-" + event.request_id,
                                   rules=replace(rules, fee_bps=10**9)))

@@ -52,8 +52,7 @@ async def statuses(port: int, api_key: str, participant_id: int, transfer_ids: l
 def test_sigkill_mid_traffic_then_restart_resumes_and_reconciles(rig):
     switch = rig.switch()
     credentials = rig.onboard(switch)
-    tester = switch.post("/admin/participants", {
-        "name": "bank_t", "kind": "bank", "currencies": ["KES"], "funding_minor": 10**12})
+    tester = switch.onboard_participant("bank_t", "bank", ["KES"], funding_minor=10**12)
     sims = rig.sims(switch, credentials, tps=400, seconds=6,
                     options={"reject_rate": 0.03, "answer_latency_ms": 1.0, "expiry_s": 20.0})
     sims.wait_for("ready", 120)

@@ -5,6 +5,16 @@
   "use strict";
 
   function pct(x) { return (x * 100).toFixed(1) + " %"; }
+  function two(n) { return (n < 10 ? "0" : "") + n; }
+  // The console's one date format, as the server writes it (pages.format_utc):
+  // "2023-11-14 22:13:20.123 UTC". ns arrive as JSON numbers: milliseconds are exact enough.
+  function utc(ns) {
+    var d = new Date(Math.floor(ns / 1e6));
+    var ms = String(d.getUTCMilliseconds()).padStart(3, "0");
+    return d.getUTCFullYear() + "-" + two(d.getUTCMonth() + 1) + "-" + two(d.getUTCDate()) +
+      " " + two(d.getUTCHours()) + ":" + two(d.getUTCMinutes()) + ":" +
+      two(d.getUTCSeconds()) + "." + ms + " UTC";
+  }
   function text(id, value) { var el = document.getElementById(id); if (el) { el.textContent = value; } }
 
   function renderAlerts(alerts) {
@@ -49,8 +59,19 @@
     var opts = {
       width: Math.max(320, el.clientWidth - 16), height: 240,
       scales: { x: { time: true } },
-      series: [{}, { label: "transfers/s", stroke: "#0b5394", width: 2, fill: "rgba(11,83,148,0.08)" }],
-      axes: [{}, { label: "transfers/s" }],
+      // Axis times in UTC, like every time on the console.
+      tzDate: function (ts) { return uPlot.tzDate(new Date(ts * 1e3), "Etc/UTC"); },
+      // The legend writes times like the rest of the console; the axis only their time of
+      // day, to the second (its date is the page's).
+      series: [{ label: "Time", value: function (u, ts) { return ts == null ? "--" : utc(ts * 1e9); } },
+               { label: "transfers/s", stroke: "#0b5394", width: 2, fill: "rgba(11,83,148,0.08)" }],
+      axes: [{ values: function (u, splits) {
+                 return splits.map(function (ts) { return utc(ts * 1e9).slice(11, 19); });
+               },
+               // Whole seconds and wider apart: a label is eight characters.
+               incrs: [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600],
+               space: 80, size: 40 },
+             { label: "transfers/s" }],
     };
     var chart = new uPlot(opts, [[], []], el);
     window.addEventListener("resize", function () {
@@ -72,11 +93,11 @@
       var o = JSON.parse(event.data);
       text("kpi-tps", o.transfers_per_s.toFixed(1));
       text("kpi-success", pct(o.success_rate));
-      text("kpi-p50", o.latency_p50_ms + " ms");
-      text("kpi-p99", o.latency_p99_ms + " ms");
+      text("kpi-p50", o.latency_p50_ms.toFixed(2) + " ms");
+      text("kpi-p99", o.latency_p99_ms.toFixed(2) + " ms");
       text("kpi-inflight", String(o.in_flight));
       text("kpi-total", String(o.transfers_total));
-      text("live-at", "· updated " + new Date(o.at_ns / 1e6).toISOString().slice(11, 19) + " UTC");
+      text("live-at", "· updated " + utc(o.at_ns));
       renderAlerts(o.alerts);
       renderOutcomes(o.outcomes);
       if (o.series_full) { xs = []; ys = []; }
