@@ -28,7 +28,7 @@ import msgspec
 from connectors.sim.population import load_profile
 from bench.sampler import ResourceSampler
 from connectors.sim.books import BooksReport, reconcile
-from switch.server.launcher import SimProcess, SwitchProcess, onboard_population, sim_server_config
+from switch.launcher import SimProcess, SwitchProcess, onboard_population, sim_server_config
 
 PROFILE = "quick"
 LEDGER_ID = 404

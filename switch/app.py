@@ -131,12 +131,12 @@ async def _start_listeners(server: SwitchServer) -> None:
         server.http_connector = await start_http_connector(
             server.gateway, msgspec.convert(config.http, HttpConnectorConfig), server.registry)
     if config.admin_enabled:
-        from switch.server.admin import start_admin_server
+        from switch.admin.status_port import start_admin_server
 
         server.admin_server = await start_admin_server(server, config.admin_host,
                                                        config.admin_port)
     if config.console_enabled:
-        from switch.admin.server_port import attach_console
+        from switch.console.server_port import attach_console
 
         server.console = await attach_console(server, config.console_host,
                                               config.console_port,

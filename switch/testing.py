@@ -8,8 +8,8 @@ For tests and examples only: it must never be imported by the server itself.
 from __future__ import annotations
 
 from switch.server.config import load_config
-from switch.server.launcher import SIM_DIRECTORY
-from switch.server.onboarding import add_currency, add_participant
+from switch.launcher import SIM_DIRECTORY
+from switch.admin.bootstrap import add_currency, add_participant
 from switch.app import start_switch
 from switch.server.server import SwitchServer
 

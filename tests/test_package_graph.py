@@ -4,9 +4,10 @@ participant installs (connectors, the SDK) never imports the switch's server.
 Every import in the tree is read from source — module level and inside functions alike, so
 a cycle hidden behind a function-level import is still one. A package here is a second-level
 package (`switch.core`, `connectors.stream`, ...) or a top-level one (`ledger`, `bench`).
-Entry points — `switch.app` (the composition root), `switch.cli`, `switch.testing` and every
-`cli.py` / `__main__.py` — assemble everything and are imported by nobody but other entry
-points and the bench, so they stand outside the graph.
+Entry points — `switch.app` (the composition root), `switch.cli`, `switch.demo`, the process
+launcher `switch.launcher`, `switch.testing` and every `cli.py` / `__main__.py` — assemble
+everything and are imported by nobody but other entry points and the bench, so they stand
+outside the graph.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 TOP = ("switch", "connectors", "ledger", "bench")
-ENTRY_MODULES = {"switch.app", "switch.cli", "switch.testing"}
+ENTRY_MODULES = {"switch.app", "switch.cli", "switch.testing", "switch.demo", "switch.launcher"}
 ENTRY = "<entry points>"
 
 

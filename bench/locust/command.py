@@ -134,7 +134,7 @@ def run_locust(*, profile: str, transport: str, users: int, spawn_rate: float, s
     """Rig + locust (+ workers); the summary as written to report.json, and the files."""
     from bench.locust.rig import Rig
     from bench.sampler import ResourceSampler
-    from switch.server.launcher import free_port
+    from switch.launcher import free_port
 
     os.makedirs(report_dir, exist_ok=True)
     csv_prefix = os.path.join(report_dir, "locust")

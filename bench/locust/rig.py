@@ -38,7 +38,7 @@ from bench.locust import limits
 from bench.locust.plan import load_name
 from connectors.sim.population import Population, Profile, ProfileError, load_profile
 from connectors.sim.participant import SimOptions
-from switch.server.launcher import SwitchProcess, free_port, onboard_population, sim_server_config
+from switch.launcher import SwitchProcess, free_port, onboard_population, sim_server_config
 
 RIG_FILE = "rig.json"
 # ISO 4217 numeric codes: the ledger id of a currency.

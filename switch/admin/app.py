@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, Callable, NamedTuple
 
 import msgspec
 from litestar import Litestar, Request, Response, Router, delete, get, post
@@ -72,7 +72,6 @@ from switch.admin.web import (
 )
 
 log = logging.getLogger("ponte.admin")
-CONSOLE_DIR = Path(__file__).resolve().parent.parent / "console"
 PUBLIC = {"public": True}
 TRANSFER_STATES = r"^(|received|reserved|forwarded|committed|rejected|expired)$"
 SESSIONS_SWEEP_S = 60
@@ -320,11 +319,20 @@ async def _background(service: AdminService, interval_s: float) -> None:
         await asyncio.sleep(interval_s)
 
 
-def create_app(service: AdminService, *, secure_cookies: bool = False,
+class WebUi(NamedTuple):
+    """Pages served beside the JSON API (the operator console, switch/console): their
+    route handlers, their templates and static files, and the template engine's setup."""
+
+    handlers: list
+    templates_dir: Path
+    static_dir: Path
+    template_callback: Callable[[Any], None]
+
+
+def create_app(service: AdminService, *, ui: WebUi | None = None, secure_cookies: bool = False,
                sample_interval_s: float = limits.LIVE_SAMPLE_INTERVAL_S,
                debug: bool = False) -> Litestar:
-    from switch.console.pages import CONSOLE_HANDLERS, template_callback
-
+    """The admin JSON API (and `ui`'s pages when given: `switch.console.pages.create_console_app`)."""
     tasks: list[asyncio.Task] = []
 
     async def start() -> None:
@@ -339,10 +347,16 @@ def create_app(service: AdminService, *, secure_cookies: bool = False,
         await asyncio.gather(*tasks, return_exceptions=True)
 
     api = Router(path="/api/admin", route_handlers=API_HANDLERS)
-    static = create_static_files_router(path="/static", directories=[CONSOLE_DIR / "static"],
-                                        opt=PUBLIC, include_in_schema=False)
+    handlers = [api, health, metrics]
+    template_config = None
+    if ui is not None:
+        handlers.append(create_static_files_router(
+            path="/static", directories=[ui.static_dir], opt=PUBLIC, include_in_schema=False))
+        handlers.extend(ui.handlers)
+        template_config = TemplateConfig(directory=ui.templates_dir, engine=JinjaTemplateEngine,
+                                         engine_callback=ui.template_callback)
     return Litestar(
-        route_handlers=[api, health, metrics, static, *CONSOLE_HANDLERS],
+        route_handlers=handlers,
         before_request=authenticate,
         after_request=add_security_headers,
         exception_handlers={
@@ -350,9 +364,7 @@ def create_app(service: AdminService, *, secure_cookies: bool = False,
             ValidationException: validation_handler,
             HTTPException: http_error_handler,
         },
-        template_config=TemplateConfig(directory=CONSOLE_DIR / "templates",
-                                       engine=JinjaTemplateEngine,
-                                       engine_callback=template_callback),
+        template_config=template_config,
         openapi_config=OpenAPIConfig(
             title="Ponte admin API", version="1",
             description="Operator API of the Ponte payment switch. Log in with POST "

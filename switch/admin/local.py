@@ -3,7 +3,7 @@
 For the admin tests and for trying the console against a core you drive yourself: operator
 events are decided at once (there is no journal here, so nothing is durable), participant
 settings and directory categories live in dicts, and metrics are the trail's counters. The running switch uses
-`switch/admin/server_port.py` instead. It must never be used where durability is promised.
+`switch/console/server_port.py` instead. It must never be used where durability is promised.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@
 `SwitchPort` is the running switch as the console sees it: the core's read views, the
 ledger's balances, a way to submit an operator event (journaled, then decided), the
 participants' connector settings, metrics and health. The admin service depends only on
-these, so it runs the same against the server (`switch/admin/server_port.py`) and against a
+these, so it runs the same against the server (`switch/console/server_port.py`) and against a
 core built in-process (`switch/admin/local.py`).
 Nothing behind these protocols may be mutated except through `submit`.
 """

@@ -11,7 +11,7 @@ Every change of money, limits, currencies, participants, API keys, certificates,
 URLs and directory categories is a *proposal*: it reaches the switch only when a second
 operator (holding the role the change needs) approves it. Only suspend/resume (an incident
 measure that moves nothing) and operator management act at once. In-process code (tests,
-`switch.server.onboarding`) may submit directly as the audited `SYSTEM` caller; no HTTP
+`switch.admin.bootstrap`) may submit directly as the audited `SYSTEM` caller; no HTTP
 route leads there. After every execution the audit head is anchored in the switch's journal.
 
 It must never log or audit a password, a session token or an API key (a new key is returned
@@ -403,7 +403,7 @@ class AdminService:
     # -- in-process bootstrap ----------------------------------------------------------------
 
     async def submit_as_system(self, action: str, target: str, event, detail: dict) -> None:
-        """For code in the switch's own process only (tests, `switch.server.onboarding`):
+        """For code in the switch's own process only (tests, `switch.admin.bootstrap`):
         submit an operator event without maker-checker, audited as actor `system`. There is
         no HTTP route to it; an operator always goes through a proposal."""
         await self._submit(SYSTEM, action, target, event, detail)

@@ -26,6 +26,7 @@ from litestar.response import Redirect, ServerSentEvent, Template
 from litestar.response.sse import ServerSentEventMessage
 
 from switch.admin import limits
+from switch.admin.app import WebUi, create_app, transfer_query
 from switch.admin.money import exponent, format_minor, parse_major
 from switch.admin.types import (
     PROPOSAL_ROLES,
@@ -468,7 +469,6 @@ _TIME_FIELDS = {"received_from": "from_ns", "received_until": "to_ns"}
 
 
 def _transfer_query(params: dict[str, str]) -> TransferQuery:
-    from switch.admin.app import transfer_query
 
     fields = {k: v for k, v in params.items()
               if k not in ("notice", "from_ns", "to_ns") and k not in _TIME_FIELDS}
@@ -563,3 +563,13 @@ CONSOLE_HANDLERS = [
     approvals_currency, approvals_decide, transfers_page, timeline_page, directory_page,
     audit_page, audit_verify_page, users_page, users_create, users_disable,
 ]
+
+CONSOLE_DIR = Path(__file__).resolve().parent
+CONSOLE_UI = WebUi(handlers=CONSOLE_HANDLERS, templates_dir=CONSOLE_DIR / "templates",
+                   static_dir=CONSOLE_DIR / "static", template_callback=template_callback)
+
+
+def create_console_app(service, **options):
+    """The operator console: the admin JSON API (switch/admin/app.py) and these pages, in
+    one Litestar app; `options` as for `create_app`."""
+    return create_app(service, ui=CONSOLE_UI, **options)

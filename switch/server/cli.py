@@ -268,7 +268,7 @@ def currency_add(code, ledger_id, settlement_model, note, session_file, **rules)
 @click.option("--keep-data", is_flag=True, help="Keep the temporary data directory.")
 def demo(seconds, tps, seed, reject_rate, keep_data) -> None:
     """Switch + two banks + two wallets (10,000 customers) + traffic, with a live line."""
-    from switch.server.demo import run_demo
+    from switch.demo import run_demo
 
     raise SystemExit(run_demo(seconds=seconds, tps=tps, seed=seed, reject_rate=reject_rate,
                               keep_data=keep_data))

@@ -116,7 +116,7 @@ class SwitchServer:
         self.admin_token: Secret | None = None
         self.stream_server = None
         self.admin_server = None
-        self.console = None  # switch.admin.server_port.Console when console_enabled
+        self.console = None  # switch.console.server_port.Console when console_enabled
         self.http_connector = None
         # Set by the composition root; stopped here in the order a shutdown needs.
         self.replayed_events = 0

@@ -13,7 +13,7 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from admin_helpers import BANK_A, BANK_B, PASSWORD, S
-from switch.admin.app import create_app
+from switch.console.pages import create_console_app
 from switch.admin.money import parse_major
 from switch.admin.timeline import quantile_ms
 from switch.admin.types import FundProposal, OnboardProposal
@@ -26,7 +26,7 @@ TIME = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\.\d{3} UTC")
 
 @pytest.fixture
 async def app(embedded_world):
-    return create_app(embedded_world.service, sample_interval_s=0.05)
+    return create_console_app(embedded_world.service, sample_interval_s=0.05)
 
 
 async def login(client, username: str) -> str:

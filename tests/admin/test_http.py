@@ -12,12 +12,12 @@ from litestar.testing import AsyncTestClient
 
 from admin_helpers import BANK_A, PASSWORD
 from switch.admin import limits
-from switch.admin.app import create_app
+from switch.console.pages import create_console_app
 
 
 @pytest.fixture
 async def app(embedded_world):
-    return create_app(embedded_world.service, sample_interval_s=0.05)
+    return create_console_app(embedded_world.service, sample_interval_s=0.05)
 
 
 async def login(client, username: str) -> str:
@@ -46,7 +46,7 @@ async def test_login_sets_an_httponly_samesite_strict_cookie_and_no_secure_on_pl
 
 
 async def test_cookies_are_secure_when_the_console_is_on_tls(embedded_world):
-    app = create_app(embedded_world.service, secure_cookies=True)
+    app = create_console_app(embedded_world.service, secure_cookies=True)
     async with AsyncTestClient(app=app) as client:
         answer = await client.post("/api/admin/session",
                                    json={"username": "bob", "password": PASSWORD})
@@ -254,7 +254,7 @@ async def test_live_events_stream_overview_json_over_a_real_socket(embedded_worl
     from switch.admin.app import ConsoleServer
 
     embedded_world.send()
-    server = ConsoleServer(create_app(embedded_world.service, sample_interval_s=0.05),
+    server = ConsoleServer(create_console_app(embedded_world.service, sample_interval_s=0.05),
                            "127.0.0.1", 0)
     await server.start()
     try:

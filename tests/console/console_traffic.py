@@ -19,7 +19,7 @@ from switch.core.messages import Party, TransferRequest
 from switch.core.results import SettlementModel
 from switch.server.config import load_config
 from switch.core.messages import AliasRegistration
-from switch.server.onboarding import add_currency, add_participant
+from switch.admin.bootstrap import add_currency, add_participant
 from switch.app import start_switch
 from switch.server.server import SwitchServer
 
@@ -156,7 +156,7 @@ class SwitchThread:
 
     def start(self) -> None:
         async def start():
-            from switch.admin.server_port import attach_console
+            from switch.console.server_port import attach_console
 
             self.server = await start_server(self.data_dir)
             self.traffic = Traffic(self.server)

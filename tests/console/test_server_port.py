@@ -10,7 +10,7 @@ import pytest
 
 from console_traffic import Traffic, msisdn, start_server
 from switch.admin.passwords import Passwords
-from switch.admin.server_port import attach_console, create_demo_operators
+from switch.console.server_port import attach_console, create_demo_operators
 from switch.admin.service import Caller
 from switch.admin.types import Role, UserCreate
 from switch.core.results import Result
@@ -142,7 +142,7 @@ async def test_a_new_bank_is_not_throttled_and_its_category_changes_at_run_time(
 
 
 async def test_the_in_process_bootstrap_is_audited_as_system(running):
-    from switch.server.onboarding import add_participant
+    from switch.admin.bootstrap import add_participant
 
     server, _traffic, console = running
     created = await add_participant(server, "bank-boot", "bank", ["BRL"], funding_minor=99)

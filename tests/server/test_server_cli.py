@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from connectors.sdk import SdkError
 from connectors.sdk.stream_client import StreamClient
 from switch.cli import main
-from switch.server.launcher import AdminError, SwitchProcess, sim_server_config
+from switch.launcher import AdminError, SwitchProcess, sim_server_config
 
 pytestmark = pytest.mark.slow
 

@@ -245,7 +245,8 @@ class Sim:
         self.admin_posted_durable = 0
         self.admin_uncommitted: list = []  # (key, net, posted) of uncommitted admin steps
         self.admin_applied: set[str] = set()
-        self.admin_pending: dict[str, object] = {}  # request id -> event, until answered
+        self.admin_pending: dict[str, object] = {}
+        self.admin_sent: dict[str, object] = {}  # every operator request, by id
         self.rules: dict[str, SchemeRules] = {}
         self.caps: dict[tuple[int, str], int] = {}
         self.account_ids: list[int] = []
@@ -577,6 +578,7 @@ class Sim:
         """The operator: requests go straight to the gateway (no network), resent until
         answered (an answer is lost if the switch crashes before committing it)."""
         self.admin_pending[event.request_id] = event
+        self.admin_sent[event.request_id] = event  # a resent copy may be decided after
         if self.up:
             self.enqueue((ITEM_ADMIN, 0, event, ("admin", event.request_id)))
 
@@ -596,7 +598,7 @@ class Sim:
         """What an operator request that answered OK did to the ledger, for the books."""
         if request_id in self.admin_applied:
             return  # an idempotent resend: nothing moved
-        event = self.admin_pending.get(request_id)
+        event = self.admin_sent.get(request_id)
         if event is None:
             return
         self.admin_applied.add(request_id)

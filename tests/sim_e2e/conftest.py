@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from switch.server.launcher import SimProcess, SwitchProcess, onboard_population, sim_server_config
+from switch.launcher import SimProcess, SwitchProcess, onboard_population, sim_server_config
 
 from e2e_helpers import FUNDING_MINOR, NAMES_KINDS, PROFILE  # noqa: F401
 

@@ -8,7 +8,7 @@ import os
 import msgspec
 
 from connectors.sim.books import BooksReport, reconcile
-from switch.server.launcher import SwitchProcess
+from switch.launcher import SwitchProcess
 
 PROFILE = os.path.join(os.path.dirname(__file__), "small.toml")
 NAMES_KINDS = [("bank_a", "bank"), ("bank_b", "bank"), ("wallet_a", "wallet"),

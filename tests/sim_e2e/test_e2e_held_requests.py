@@ -18,7 +18,7 @@ from connectors.sdk import Decision, RetryPolicy
 from connectors.sdk.stream_client import StreamClient
 from switch.core.messages import AliasRegistration, CreditRequest, Party, TransferRequest
 from switch.core.results import TransferState
-from switch.server.launcher import free_port
+from switch.launcher import free_port
 
 pytestmark = pytest.mark.slow
 

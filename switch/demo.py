@@ -21,7 +21,7 @@ import msgspec
 
 from connectors.sim.population import load_profile
 from connectors.sim.books import BooksReport, reconcile
-from switch.server.launcher import (
+from switch.launcher import (
     SimProcess,
     SwitchProcess,
     free_port,
@@ -140,7 +140,7 @@ def _summary(console, switch: SwitchProcess, final: dict) -> None:
 
 def _print_console(console, data_dir: str, console_port: int) -> None:
     """The operator console's URL and the demo's operators (created on first run)."""
-    from switch.admin.server_port import create_demo_operators
+    from switch.console.server_port import create_demo_operators
 
     console.print(f"operator console: [bold]http://127.0.0.1:{console_port}/[/bold]  "
                   f"admin API: http://127.0.0.1:{console_port}/api/admin/schema/openapi.json")

@@ -17,12 +17,13 @@ import secrets
 from pathlib import Path
 
 from switch.admin import limits
-from switch.admin.app import ConsoleServer, create_app
+from switch.admin.app import ConsoleServer
 from switch.admin.directory_stats import CachedCounts, postgres_counts, sqlite_counts
 from switch.admin.ports import SwitchUnavailable
 from switch.admin.service import AdminService, Caller
 from switch.admin.timeline import TransferTrail
 from switch.admin.types import Role, UserCreate
+from switch.console.pages import create_console_app
 from switch.core.messages import AdminAnswer
 from switch.core.results import Result, TransferState
 from switch.server.gateway import directory_participant_id
@@ -274,7 +275,7 @@ async def attach_console(server, host: str = "127.0.0.1", port: int = 0, *,
     adapter = ServerSwitch(server)
     store = store or await open_admin_store(server)
     service = AdminService(store, adapter, passwords=passwords)
-    app = create_app(service, secure_cookies=bool(ssl_certfile))
+    app = create_console_app(service, secure_cookies=bool(ssl_certfile))
     http = ConsoleServer(app, host, port, ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile)
     await http.start()
     console = Console(server, service, http, store, adapter)
@@ -285,7 +286,7 @@ async def attach_console(server, host: str = "127.0.0.1", port: int = 0, *,
 
 
 DEMO_OPERATORS = (("admin", "admin"), ("checker", "operator"), ("viewer", "viewer"))
-# Two admins for a launcher's own onboarding (`switch.server.launcher`): one proposes, the
+# Two admins for a launcher's own onboarding (`switch.launcher`): one proposes, the
 # other approves, through the console like any operator.
 LAUNCHER_OPERATORS = (("launcher-maker", "admin"), ("launcher-checker", "admin"))
 

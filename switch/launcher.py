@@ -185,7 +185,7 @@ class SwitchProcess:
         if self._operators is not None:
             return self._operators
         from switch.admin.client import OperatorClient
-        from switch.admin.server_port import LAUNCHER_OPERATORS, create_operators
+        from switch.console.server_port import LAUNCHER_OPERATORS, create_operators
 
         if not self.config.get("console_enabled"):
             raise RuntimeError("the launcher changes the switch through its console: "

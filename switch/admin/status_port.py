@@ -25,7 +25,7 @@ import msgspec
 
 from switch.core.results import Result
 from switch.server import limits
-from switch.server.onboarding import participant_summaries
+from switch.admin.bootstrap import participant_summaries
 
 log = logging.getLogger("ponte.server.admin")
 
