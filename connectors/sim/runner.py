@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import os
 import signal
 import sys
 import time
@@ -133,10 +134,15 @@ class SimRunner:
         self.started_monotonic = 0.0
         self.offer_s = 0.0
 
-    @staticmethod
-    def _print(record: dict) -> None:
-        sys.stdout.write(json.dumps(record) + "\n")
-        sys.stdout.flush()
+    def _print(self, record: dict) -> None:
+        try:
+            sys.stdout.write(json.dumps(record) + "\n")
+            sys.stdout.flush()
+        except BrokenPipeError:
+            # Whoever read our lines is gone: nothing more to report to, so stop. Point
+            # stdout at /dev/null so the interpreter's final flush does not fail again.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            self.stop()
 
     def stop(self) -> None:
         self._stop.set()
@@ -200,6 +206,12 @@ class SimRunner:
         deadline = time.monotonic() + self.config.drain_timeout_s
         while time.monotonic() < deadline:
             if all(sim.client.pending_transfers == 0 for sim in self.sims.values()):
+                break
+            # Told to stop and the switch is gone (it is stopping too, e.g. when the
+            # process that started both died): no outcome is coming, so waiting for
+            # reconnects would only keep this process alive without a purpose.
+            if self._stop.is_set() and not all(sim.client.connected
+                                               for sim in self.sims.values()):
                 break
             await asyncio.sleep(0.05)
         await asyncio.sleep(DRAIN_GRACE_S)  # the payees' last outcome pushes

@@ -4,16 +4,21 @@ A switch process (embedded SQLite directory and credentials, hash-chained file j
 all in a temporary directory), the quick population's two banks and two wallets (10,000
 people and 520 merchants and billers) in a simulator process, traffic at `--tps` for
 `--seconds`, a live line (transfers/s, p50/p99, success rate), and at the end the
-reconciliation of every simulator's books against the switch's ledger. Ctrl-C stops
-everything cleanly: the simulators first, then the switch (graceful shutdown).
+reconciliation of every simulator's books against the switch's ledger. Ctrl-C or SIGTERM
+(what `timeout`, `kill` and CI send) stops everything cleanly: the simulators first, then
+the switch (graceful shutdown), then the temporary data directory is removed unless
+--keep-data; the exit status is 128 + the signal's number. If the demo itself is killed
+outright, its children get SIGTERM from the kernel (switch/server/launcher.py).
 
 It must never leave a process behind.
 """
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import shutil
+import signal
 import tempfile
 import time
 
@@ -34,24 +39,66 @@ LEDGER_IDS = {"KES": 404, "BRL": 986, "USD": 840, "EUR": 978}
 FUNDING_MINOR = 10**15
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class Stopped(KeyboardInterrupt):
+    """SIGINT or SIGTERM arrived: stop as Ctrl-C does (a KeyboardInterrupt, so everything
+    that lets Ctrl-C through lets this through too)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _stop_signals():
+    """While the demo runs, SIGINT and SIGTERM raise `Stopped` once; a repeat during the
+    cleanup is ignored, so the cleanup itself is never cut short (each of its waits is
+    bounded: a child that does not stop in time is killed)."""
+    received: list[int] = []
+
+    def handler(signum, frame) -> None:
+        if received:
+            return
+        received.append(signum)
+        raise Stopped(signum)
+
+    previous = {signum: signal.signal(signum, handler) for signum in STOP_SIGNALS}
+    try:
+        yield received
+    finally:
+        for signum, action in previous.items():
+            signal.signal(signum, action)
+
+
 def run_demo(*, seconds: float, tps: float, seed: int, reject_rate: float,
              keep_data: bool = False) -> int:
+    with _stop_signals():
+        return _run_demo(seconds=seconds, tps=tps, seed=seed, reject_rate=reject_rate,
+                         keep_data=keep_data)
+
+
+def _run_demo(*, seconds: float, tps: float, seed: int, reject_rate: float,
+              keep_data: bool) -> int:
     from rich.console import Console
     from rich.live import Live
     from rich.text import Text
 
     console = Console()
     profile = load_profile(PROFILE)
-    data_dir = tempfile.mkdtemp(prefix="ponte-demo-")
-    http_port = free_port()
-    console_port = free_port()
-    config = sim_server_config(data_dir, http_enabled=_http_available(),
-                               http={"port": http_port}, console_enabled=True,
-                               console_port=console_port)
-    switch = SwitchProcess(config)
+    data_dir = ""
+    switch: SwitchProcess | None = None
     sims: SimProcess | None = None
     status = 0
     try:
+        data_dir = tempfile.mkdtemp(prefix="ponte-demo-")
+        http_port = free_port()
+        console_port = free_port()
+        config = sim_server_config(data_dir, http_enabled=_http_available(),
+                                   http={"port": http_port}, console_enabled=True,
+                                   console_port=console_port)
+        switch = SwitchProcess(config)
         console.print(f"[bold]Ponte demo[/bold] — data in {data_dir}")
         switch.start()
         names_kinds = [(p.participant_id, p.kind.value) for p in profile.participants]
@@ -100,22 +147,24 @@ def run_demo(*, seconds: float, tps: float, seed: int, reject_rate: float,
         sims.wait(30)
         if final is not None:
             _summary(console, switch, final)
-    except KeyboardInterrupt:
-        console.print("\nstopping...")
-        status = 130
+    except Stopped as stop:
+        console.print(f"\n{stop} received: stopping...")
+        status = 128 + stop.signum
     except Exception as error:  # noqa: BLE001 - report, then clean up below
         console.print(f"[red]demo failed:[/red] {error}")
         status = 1
     finally:
-        if sims is not None:
-            sims.stop()
-        code = switch.stop()
-        if code not in (0, None):
-            console.print(f"switch exited with {code}; log: {switch.log_path}")
-        if keep_data:
-            console.print(f"data kept in {data_dir}")
-        else:
-            shutil.rmtree(data_dir, ignore_errors=True)
+        try:
+            if sims is not None:
+                sims.stop()
+        finally:
+            code = switch.stop() if switch is not None else 0
+            if code not in (0, None):
+                console.print(f"switch exited with {code}; log: {switch.log_path}")
+            if keep_data and data_dir:
+                console.print(f"data kept in {data_dir}")
+            elif data_dir:
+                shutil.rmtree(data_dir, ignore_errors=True)
     return status
 
 

@@ -6,13 +6,21 @@ e2e` and the end-to-end tests.
 `python -m connectors.sim run` and collects its JSON lines. `onboard_population` creates
 the population's participants (currency, accounts, funding, API keys). It must never reach
 into a process: only sockets, signals and stdout — and never leave one running (stop()).
+
+Children are started through this module (`python -m switch.server.launcher PARENT_PID
+MODULE ARGS...`), which asks Linux for a parent-death signal before it runs MODULE: if the
+process that started them dies without stopping them (SIGKILL, a crash), they get SIGTERM
+and shut down as if stopped. The kernel ties that signal to the *thread* that forked, so
+start children from a thread that outlives them (the main thread does).
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import queue
+import runpy
 import signal
 import socket
 import subprocess
@@ -37,6 +45,11 @@ SIM_DIRECTORY = {
     "participant_category_default": "SIM",
 }
 HEALTH_TIMEOUT_S = 120.0
+# What a child gets when the process that started it dies: its graceful stop.
+PARENT_DEATH_SIGNAL = signal.SIGTERM
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+# Exit status of a child whose parent died before it could ask for the signal.
+ORPHANED_EXIT_STATUS = 128 + int(PARENT_DEATH_SIGNAL)
 
 
 def free_port() -> int:
@@ -59,6 +72,33 @@ def sim_server_config(data_dir: str, **extra) -> dict:
         else:
             config[key] = value
     return config
+
+
+def child_command(module: str, *args: str) -> list[str]:
+    """The argv that runs `python -m module args...` as a child of this process which dies
+    with it (see `_child_main`)."""
+    return [sys.executable, "-m", "switch.server.launcher", str(os.getpid()), module, *args]
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Ask the kernel for PARENT_DEATH_SIGNAL when the parent exits (Linux's
+    PR_SET_PDEATHSIG; elsewhere there is no such request and this does nothing)."""
+    if not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, int(PARENT_DEATH_SIGNAL), 0, 0, 0) != 0:
+        error = ctypes.get_errno()
+        raise OSError(error, f"prctl(PR_SET_PDEATHSIG): {os.strerror(error)}")
+    # A parent that died before the request took effect sends nothing: we were re-parented.
+    if os.getppid() != parent_pid:
+        raise SystemExit(ORPHANED_EXIT_STATUS)
+
+
+def _child_main(argv: list[str]) -> None:
+    parent_pid, module, *args = argv
+    _die_with_parent(int(parent_pid))
+    sys.argv = [module, *args]
+    runpy.run_module(module, run_name="__main__", alter_sys=True)
 
 
 def _file_tail(path: str, lines: int) -> str:
@@ -114,7 +154,7 @@ class SwitchProcess:
         environment = dict(os.environ)
         environment.update(self.env or {})
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "switch.server", "run", "--config", path],
+            child_command("switch.server", "run", "--config", path),
             stdout=self._log, stderr=subprocess.STDOUT, env=environment,
             start_new_session=True)
         self.wait_healthy()
@@ -233,7 +273,7 @@ class SimProcess:
         environment.update(self.env or {})
         self._stderr = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "connectors.sim", "run", "--config", self.path],
+            child_command("connectors.sim", "run", "--config", self.path),
             stdout=subprocess.PIPE, stderr=self._stderr, env=environment,
             start_new_session=True)
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -289,3 +329,7 @@ class SimProcess:
         finally:
             if self._reader is not None:
                 self._reader.join(5)
+
+
+if __name__ == "__main__":
+    _child_main(sys.argv[1:])

@@ -1,26 +1,90 @@
 """`ponte demo` end to end: one command, no external service, clean exit, books reconcile,
-no process left behind."""
+and nothing of its own left behind — whether it ends by itself, by SIGTERM (what `timeout`,
+`kill` and CI send) or is killed outright. Only the demo's own process tree is checked, so
+another demo running on the same box cannot fail these tests."""
 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
+import signal
 
 import pytest
 
+from demo_helpers import DemoRun, wait_until_gone
+
 pytestmark = pytest.mark.slow
+
+# Children stop within this (a poll deadline, not a timing assertion).
+CHILDREN_GONE_TIMEOUT_S = 60.0
 
 
 def test_demo_runs_and_reconciles():
-    result = subprocess.run(
-        [sys.executable, "-m", "switch.cli", "demo", "--seconds", "2", "--tps", "200"],
-        capture_output=True, text=True, timeout=180, env={**os.environ, "COLUMNS": "200"})
-    assert result.returncode == 0, result.stdout + result.stderr
-    out = result.stdout
-    assert "bank_a" in out and "wallet_b" in out
-    assert "10521 customers" in out
-    assert "reconcile exactly" in out
-    assert "/metrics" in out
-    leftovers = subprocess.run(["pgrep", "-f", "ponte-demo-"], capture_output=True, text=True)
-    assert leftovers.stdout.strip() == ""
+    demo = DemoRun("--seconds", "2", "--tps", "200")
+    children: dict[int, int] = {}
+    try:
+        data_dir = demo.data_dir()
+        demo.wait_for("offering")
+        children = demo.children()
+        assert len(children) >= 2, children  # the switch and the simulators
+        code = demo.wait()
+        out = demo.output
+        assert code == 0, out
+        assert "bank_a" in out and "wallet_b" in out
+        assert "10521 customers" in out
+        assert "reconcile exactly" in out
+        assert "/metrics" in out
+        assert wait_until_gone(children, CHILDREN_GONE_TIMEOUT_S) == []
+        assert not os.path.exists(data_dir)
+    finally:
+        demo.cleanup(children)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_demo_stopped_by_a_signal_stops_its_children_and_removes_its_data(signum):
+    demo = DemoRun("--seconds", "600", "--tps", "50")
+    children: dict[int, int] = {}
+    data_dir = demo.data_dir()
+    try:
+        demo.wait_for("offering")
+        children = demo.children()
+        assert len(children) >= 2, children
+        demo.signal(signum)
+        assert demo.wait(120) == 128 + signum, demo.output
+        assert "stopping" in demo.output
+        assert wait_until_gone(children, CHILDREN_GONE_TIMEOUT_S) == [], demo.output
+        assert not os.path.exists(data_dir), demo.output
+    finally:
+        demo.cleanup(children, data_dir)
+
+
+def test_demo_stopped_by_sigterm_keeps_its_data_when_asked():
+    demo = DemoRun("--seconds", "600", "--tps", "50", "--keep-data")
+    children: dict[int, int] = {}
+    data_dir = demo.data_dir()
+    try:
+        demo.wait_for("offering")
+        children = demo.children()
+        demo.signal(signal.SIGTERM)
+        assert demo.wait(120) == 128 + signal.SIGTERM, demo.output
+        assert wait_until_gone(children, CHILDREN_GONE_TIMEOUT_S) == []
+        assert os.path.isfile(os.path.join(data_dir, "switch.json"))
+        assert f"data kept in {data_dir}" in demo.output
+    finally:
+        demo.cleanup(children, data_dir)
+
+
+def test_children_die_with_the_demo_even_when_it_is_killed():
+    """SIGKILL leaves the demo no chance to clean up: its children must notice on their own
+    (the kernel's parent-death signal) and stop, rather than run on without a parent."""
+    demo = DemoRun("--seconds", "600", "--tps", "50")
+    children: dict[int, int] = {}
+    data_dir = demo.data_dir()
+    try:
+        demo.wait_for("offering")
+        children = demo.children()
+        assert len(children) >= 2, children
+        demo.signal(signal.SIGKILL)
+        demo.wait(60)
+        assert wait_until_gone(children, CHILDREN_GONE_TIMEOUT_S) == [], demo.output
+    finally:
+        demo.cleanup(children, data_dir)
