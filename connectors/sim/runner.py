@@ -24,17 +24,23 @@ import os
 import signal
 import sys
 import time
+from typing import Annotated, Iterator
 
 import msgspec
 
-from bench.population import AliasKind, FlatRate, Population, load_profile
+from bench.population import AliasKind, FlatRate, PaymentIntent, Population, load_profile
 from connectors.sim.latency import LatencyHistogram
 from connectors.sim.limits import (
     DRAIN_GRACE_S,
+    DRAIN_TIMEOUT_S_MAX,
     OFFER_TICK_S,
     ON_US_HEADROOM,
+    PENDING_TRANSFERS_MAX,
     PENDING_TRANSFERS_MAX_DEFAULT,
     PRECOMPUTED_INTENTS_MAX,
+    RUN_SECONDS_MAX,
+    STATS_INTERVAL_S_MAX,
+    TPS_MAX,
 )
 from connectors.sim.participant import SimOptions, SimParticipant, directory_alias
 
@@ -42,22 +48,25 @@ from connectors.sim.participant import SimOptions, SimParticipant, directory_ali
 class HostedParticipant(msgspec.Struct, frozen=True, kw_only=True):
     name: str
     api_key: str
-    opening_position_minor: int = 0
+    opening_position_minor: Annotated[int, msgspec.Meta(ge=0)] = 0
 
 
 class RunConfig(msgspec.Struct, frozen=True, kw_only=True):
+    """A simulator run; the bounds hold for every way in (CLI options, --config, demo)."""
+
     host: str = "127.0.0.1"
-    port: int
+    port: Annotated[int, msgspec.Meta(ge=1, le=65_535)]
     participants: list[HostedParticipant]
     profile: str = "quick"
     seed: int = 1
-    tps: float = 100.0
-    seconds: float = 10.0
-    stats_interval_s: float = 1.0
+    tps: Annotated[float, msgspec.Meta(gt=0.0, le=TPS_MAX)] = 100.0
+    seconds: Annotated[float, msgspec.Meta(gt=0.0, le=RUN_SECONDS_MAX)] = 10.0
+    stats_interval_s: Annotated[float, msgspec.Meta(gt=0.0, le=STATS_INTERVAL_S_MAX)] = 1.0
     register: bool = True
     options: SimOptions = SimOptions()
-    drain_timeout_s: float = 60.0
-    pending_max: int = PENDING_TRANSFERS_MAX_DEFAULT
+    drain_timeout_s: Annotated[float, msgspec.Meta(ge=0.0, le=DRAIN_TIMEOUT_S_MAX)] = 60.0
+    pending_max: Annotated[int, msgspec.Meta(ge=1, le=PENDING_TRANSFERS_MAX)] = (
+        PENDING_TRANSFERS_MAX_DEFAULT)
 
 
 def build_population(profile_name: str, seed: int, tps: float, seconds: float) -> Population:
@@ -90,29 +99,38 @@ def random_reroutes(population: Population) -> dict[str, tuple[str, str]]:
     return reroutes
 
 
+def offered_intents(population: Population, hosted: set[str], tps: float,
+                    seconds: float) -> Iterator[PaymentIntent]:
+    """The population's payments a run offers, in order: those of hosted payers that leave
+    the payer (on-us payments never reach the switch), `tps * seconds` of them."""
+    count_max = int(tps * seconds)
+    index = 0
+    for intent in population.intents():
+        if index >= count_max:
+            return
+        payer = intent.payer_participant_id
+        if payer not in hosted or payer == intent.payee_participant_id:
+            continue
+        yield intent
+        index += 1
+
+
 def payments(population: Population, hosted: set[str], reroutes: dict, tps: float,
              seconds: float):
     """(offset_s, payer, payer_user, alias_kind, alias, amount_minor) for hosted payers,
     `tps` of them per second, evenly spaced: the offered rate is exactly what is sent."""
-    count_max = int(tps * seconds)
 
     def generate():
-        index = 0
-        for intent in population.intents():
-            if index >= count_max:
-                return
-            payer = intent.payer_participant_id
-            if payer not in hosted or payer == intent.payee_participant_id:
-                continue
+        for index, intent in enumerate(offered_intents(population, hosted, tps, seconds)):
             kind = intent.payee_alias_kind.value
             alias = intent.payee_alias
             if kind == "RANDOM":
                 kind, alias = reroutes[alias]
             alias = directory_alias(kind, alias)
-            yield (index / tps, payer, intent.payer_user_id, kind, alias, intent.amount_minor)
-            index += 1
+            yield (index / tps, intent.payer_participant_id, intent.payer_user_id, kind, alias,
+                   intent.amount_minor)
 
-    if count_max <= PRECOMPUTED_INTENTS_MAX:
+    if int(tps * seconds) <= PRECOMPUTED_INTENTS_MAX:
         return list(generate())
     return generate()
 

@@ -18,6 +18,25 @@ pytestmark = pytest.mark.slow
 CHILDREN_GONE_TIMEOUT_S = 60.0
 
 
+@pytest.mark.parametrize("option, value", [
+    ("--tps", "-5"), ("--tps", "0"), ("--seconds", "-3"), ("--seconds", "0"),
+    ("--reject-rate", "7"), ("--reject-rate", "-0.5"),
+])
+def test_demo_refuses_out_of_range_options(option, value):
+    """Refused as a usage error (exit 2) naming the option and its range, before anything
+    starts: no data directory, no process."""
+    arguments = [option, value] if option == "--seconds" else ["--seconds", "1", option, value]
+    demo = DemoRun(*arguments)
+    try:
+        code = demo.wait(120)
+    finally:
+        demo.cleanup({})
+    assert code == 2, demo.output
+    assert f"Invalid value for '{option}'" in demo.output
+    assert "range" in demo.output
+    assert "Ponte demo" not in demo.output
+
+
 def test_demo_runs_and_reconciles():
     demo = DemoRun("--seconds", "2", "--tps", "200")
     children: dict[int, int] = {}
