@@ -38,6 +38,8 @@ class BooksReport(msgspec.Struct, kw_only=True):
     rejected_out: int = 0
     expired_out: int = 0
     refused_out: int = 0
+    # The lowest the position went (committed movements only): how close it came to dry.
+    position_low_minor: int | None = None
 
 
 class Books:
@@ -48,6 +50,7 @@ class Books:
         self.currency = currency
         self.opening_position_minor = opening_position_minor
         self.position_minor = opening_position_minor
+        self.position_low_minor = opening_position_minor
         self.fees_paid_minor = 0
         self.balances = dict(customer_balances)
         self.opening_total_minor = sum(customer_balances.values())
@@ -83,6 +86,8 @@ class Books:
         self.reserved_out_minor -= amount_minor
         if state is TransferState.COMMITTED:
             self.position_minor -= amount_minor + fee_minor
+            if self.position_minor < self.position_low_minor:
+                self.position_low_minor = self.position_minor
             self.fees_paid_minor += fee_minor
             self.committed_out += 1
             return
@@ -127,7 +132,7 @@ class Books:
             customers_opening_total_minor=self.opening_total_minor,
             committed_out=self.committed_out, committed_in=self.committed_in,
             rejected_out=self.rejected_out, expired_out=self.expired_out,
-            refused_out=self.refused_out,
+            refused_out=self.refused_out, position_low_minor=self.position_low_minor,
         )
 
 

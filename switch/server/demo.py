@@ -26,6 +26,8 @@ import msgspec
 
 from bench.population import load_profile
 from connectors.sim.books import BooksReport, reconcile
+from connectors.sim.funding import opening_positions
+from connectors.sim.runner import build_population
 from switch.server.launcher import (
     SimProcess,
     SwitchProcess,
@@ -36,7 +38,6 @@ from switch.server.launcher import (
 
 PROFILE = "quick"
 LEDGER_IDS = {"KES": 404, "BRL": 986, "USD": 840, "EUR": 978}
-FUNDING_MINOR = 10**15
 
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -82,10 +83,10 @@ def run_demo(*, seconds: float, tps: float, seed: int, reject_rate: float,
 def _run_demo(*, seconds: float, tps: float, seed: int, reject_rate: float,
               keep_data: bool) -> int:
     from rich.console import Console
-    from rich.live import Live
-    from rich.text import Text
 
-    console = Console()
+    # soft_wrap: rich never breaks a line itself, so a URL stays whole (and clickable) at
+    # any width, piped or not; a terminal folds long lines on its own.
+    console = Console(soft_wrap=True)
     profile = load_profile(PROFILE)
     data_dir = ""
     switch: SwitchProcess | None = None
@@ -100,10 +101,13 @@ def _run_demo(*, seconds: float, tps: float, seed: int, reject_rate: float,
                                    console_port=console_port)
         switch = SwitchProcess(config)
         console.print(f"[bold]Ponte demo[/bold] — data in {data_dir}")
+        population = build_population(PROFILE, seed, tps, seconds)
+        names = [p.participant_id for p in profile.participants]
+        funding = opening_positions(population, names, tps, seconds)
         switch.start()
         names_kinds = [(p.participant_id, p.kind.value) for p in profile.participants]
         credentials = onboard_population(switch, names_kinds, profile.currency,
-                                         LEDGER_IDS.get(profile.currency, 999), FUNDING_MINOR)
+                                         LEDGER_IDS.get(profile.currency, 999), funding)
         console.print(f"switch: stream 127.0.0.1:{switch.stream_port}  admin+metrics "
                       f"http://127.0.0.1:{switch.admin_port}/metrics")
         if config["http_enabled"]:
@@ -113,10 +117,13 @@ def _run_demo(*, seconds: float, tps: float, seed: int, reject_rate: float,
         _print_console(console, data_dir, console_port)
         console.print("participants: " + ", ".join(
             f"{name} (id {c['participant_id']})" for name, c in credentials.items()))
+        money = _money_format(profile)
+        console.print(f"funding, sized to the traffic ({profile.currency}): " + ", ".join(
+            f"{name} {money(funding[name])}" for name in credentials))
         sims = SimProcess({
             "port": switch.stream_port,
             "participants": [{"name": name, "api_key": c["api_key"],
-                              "opening_position_minor": FUNDING_MINOR}
+                              "opening_position_minor": funding[name]}
                              for name, c in credentials.items()],
             "profile": PROFILE, "seed": seed, "tps": tps, "seconds": seconds,
             "options": {"reject_rate": reject_rate, "answer_latency_ms": 2.0,
@@ -128,25 +135,10 @@ def _run_demo(*, seconds: float, tps: float, seed: int, reject_rate: float,
                       for p in ready["participants"].values())
         console.print(f"{customers} customers, {aliases} aliases registered; offering "
                       f"{tps:g} payments/s for {seconds:g} s (Ctrl-C to stop)")
-        final = None
-        with Live(Text("starting..."), console=console, refresh_per_second=4) as live:
-            while True:
-                try:
-                    record = sims.next_record(1.0)
-                except queue.Empty:
-                    continue
-                if record is None:
-                    break
-                if record["type"] == "stats":
-                    live.update(Text(
-                        f"t={record['t_s']:6.1f}s  transfers/s={record['interval_per_s']:8.1f}  "
-                        f"p50={record['p50_ms']:7.2f} ms  p99={record['p99_ms']:7.2f} ms  "
-                        f"success={record['success_rate'] * 100:6.2f}%  done={record['done']}"))
-                elif record["type"] == "final":
-                    final = record
+        final = _follow(console, sims)
         sims.wait(30)
         if final is not None:
-            _summary(console, switch, final)
+            _summary(console, switch, final, money)
     except Stopped as stop:
         console.print(f"\n{stop} received: stopping...")
         status = 128 + stop.signum
@@ -168,16 +160,74 @@ def _run_demo(*, seconds: float, tps: float, seed: int, reject_rate: float,
     return status
 
 
-def _summary(console, switch: SwitchProcess, final: dict) -> None:
+def _stats_line(record: dict) -> str:
+    return (f"t={record['t_s']:6.1f}s  transfers/s={record['interval_per_s']:8.1f}  "
+            f"p50={record['p50_ms']:7.2f} ms  p99={record['p99_ms']:7.2f} ms  "
+            f"success={record['success_rate'] * 100:6.2f}%  done={record['done']}")
+
+
+def _follow(console, sims: SimProcess) -> dict | None:
+    """Show the simulators' progress until they end; their final record (None if none).
+
+    On a terminal one live line is redrawn in place; otherwise (a pipe, a CI log) each
+    progress record is a line of its own, since there is no cursor to move back."""
+    from rich.live import Live
+    from rich.text import Text
+
+    final = None
+    live = Live(Text("starting..."), console=console, refresh_per_second=4) \
+        if console.is_terminal else None
+    with live if live is not None else contextlib.nullcontext():
+        while True:
+            try:
+                record = sims.next_record(1.0)
+            except queue.Empty:
+                continue
+            if record is None:
+                break
+            if record["type"] == "stats":
+                if live is not None:
+                    # Wrapped, not cropped, on a narrow terminal (the console soft-wraps).
+                    live.update(Text(_stats_line(record), no_wrap=False, overflow="fold"))
+                else:
+                    console.print(_stats_line(record), highlight=False)
+            elif record["type"] == "final":
+                final = record
+    # Live ends its line itself on a terminal (rich's Live.stop); a plain line always ends.
+    return final
+
+
+def _money_format(profile):
+    """minor units -> '1,234.56' in the profile's currency exponent."""
+    exponent = profile.currency_exponent
+
+    def money(amount_minor: int) -> str:
+        sign = "-" if amount_minor < 0 else ""
+        major, minor = divmod(abs(amount_minor), 10**exponent)
+        return f"{sign}{major:,}" + (f".{minor:0{exponent}d}" if exponent else "")
+
+    return money
+
+
+def _summary(console, switch: SwitchProcess, final: dict, money) -> None:
     results = final["results"]
     console.print(f"done: {final['done']} transfers in {final['elapsed_s']} s — "
                   + ", ".join(f"{name.lower()}={count}" for name, count in sorted(results.items()))
                   + f"; p50={final['p50_ms']} ms p99={final['p99_ms']} ms")
+    reports = [msgspec.convert(books, BooksReport) for books in final["books"]]
+    if reports:
+        console.print(f"positions at the switch ({reports[0].currency}):")
+        width = max(len(report.name) for report in reports)
+        for report in reports:
+            lowest = report.position_low_minor
+            console.print(
+                f"  {report.name:<{width}}  funded {money(report.opening_position_minor)}  "
+                f"lowest {money(report.opening_position_minor if lowest is None else lowest)}"
+                f"  now {money(report.position_minor)}", highlight=False)
     time.sleep(0.2)
     positions = switch.positions()
     differences = []
-    for books in final["books"]:
-        report = msgspec.convert(books, BooksReport)
+    for report in reports:
         account = positions[report.participant_id]["accounts"][report.currency]
         differences.extend(reconcile(report, account))
     if differences:

@@ -29,6 +29,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from typing import Mapping
 
 import msgspec
 
@@ -234,9 +235,10 @@ class SwitchProcess:
 
 
 def onboard_population(switch: SwitchProcess, names_kinds: list[tuple[str, str]],
-                       currency: str, ledger_id: int, funding_minor: int,
+                       currency: str, ledger_id: int, funding_minor: int | Mapping[str, int],
                        rules: dict | None = None) -> dict[str, dict]:
-    """Currency + one participant per (name, kind); {name: {participant_id, api_key}}."""
+    """Currency + one participant per (name, kind), each funded with `funding_minor` (one
+    amount for all, or name -> amount); {name: {participant_id, api_key}}."""
     body = {"currency": currency, "ledger_id": ledger_id,
             "settlement_model": "prefunded_rtgs"}
     if rules:
@@ -246,7 +248,8 @@ def onboard_population(switch: SwitchProcess, names_kinds: list[tuple[str, str]]
     for name, kind in names_kinds:
         answer = switch.post("/admin/participants", {
             "name": name, "kind": kind, "currencies": [currency],
-            "funding_minor": funding_minor})
+            "funding_minor": funding_minor if isinstance(funding_minor, int)
+            else funding_minor[name]})
         created[name] = {"participant_id": answer["participant_id"],
                          "api_key": answer["api_key"]}
     return created

@@ -6,6 +6,7 @@ another demo running on the same box cannot fail these tests."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 
 import pytest
@@ -56,6 +57,49 @@ def test_demo_runs_and_reconciles():
         assert not os.path.exists(data_dir)
     finally:
         demo.cleanup(children)
+
+
+def test_demo_output_reads_well_when_piped():
+    """Not a terminal (a CI log, `| tee`): each URL whole on its line, whatever the width;
+    progress as plain lines; the summary on a line of its own."""
+    demo = DemoRun("--seconds", "3", "--tps", "100")
+    try:
+        assert demo.wait() == 0, demo.output
+    finally:
+        demo.cleanup({})
+    lines = demo.lines
+    url = r"http://127\.0\.0\.1:\d+"
+    for pattern in (rf"admin\+metrics {url}/metrics", rf"OpenAPI: {url}/openapi\.json",
+                    rf"docs: {url}/docs", rf"operator console: {url}/",
+                    rf"admin API: {url}/api/admin/schema/openapi\.json"):
+        assert any(re.search(pattern, line) for line in lines), (pattern, demo.output)
+    progress = [line for line in lines if line.startswith("t=")]
+    assert progress and all("done=" in line for line in progress), demo.output
+    summary = [line for line in lines if "transfers in" in line]
+    assert len(summary) == 1 and summary[0].startswith("done: "), demo.output
+
+
+def test_demo_funding_is_sized_so_positions_move():
+    """Funded for its traffic, not with a bottomless 10^15: over a short run some
+    participant's position moves by a visible share, and payments rarely run dry."""
+    demo = DemoRun("--seconds", "4", "--tps", "200")
+    try:
+        assert demo.wait() == 0, demo.output
+    finally:
+        demo.cleanup({})
+    positions = {}
+    for line in demo.lines:
+        found = re.match(r"\s+(\w+)\s+funded ([\d,.]+)\s+lowest ([\d,.]+)\s+now ([\d,.]+)", line)
+        if found:
+            positions[found.group(1)] = [float(v.replace(",", "")) for v in found.groups()[1:]]
+    assert set(positions) == {"bank_a", "bank_b", "wallet_a", "wallet_b"}, demo.output
+    assert all(funded < 10**10 for funded, _, _ in positions.values()), positions
+    moved = [name for name, (funded, lowest, now) in positions.items()
+             if abs(now - funded) >= funded / 20 or lowest <= funded * 0.95]
+    assert moved, positions
+    done = int(demo.wait_for(r"done: (\d+) transfers").group(1))
+    dry = re.search(r"refused_payer_insufficient_liquidity=(\d+)", demo.output)
+    assert dry is None or int(dry.group(1)) <= done / 100, demo.output
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
