@@ -4,11 +4,15 @@ A switch process (embedded SQLite directory and credentials, hash-chained file j
 all in a temporary directory), the quick population's two banks and two wallets (10,000
 people and 520 merchants and billers) in a simulator process, traffic at `--tps` for
 `--seconds`, a live line (transfers/s, p50/p99, success rate), and at the end the
-reconciliation of every simulator's books against the switch's ledger. Ctrl-C or SIGTERM
-(what `timeout`, `kill` and CI send) stops everything cleanly: the simulators first, then
-the switch (graceful shutdown), then the temporary data directory is removed unless
---keep-data; the exit status is 128 + the signal's number. If the demo itself is killed
-outright, its children get SIGTERM from the kernel (switch/server/launcher.py).
+reconciliation of every simulator's books against the switch's ledger, counting what
+operators moved meanwhile through the console (its executed maker-checker proposals): the
+demo exits 1 if they do not agree exactly. Participants are funded for the traffic
+(connectors/sim/funding.py), so their positions visibly move.
+
+Ctrl-C or SIGTERM (what `timeout`, `kill` and CI send) stops everything cleanly: the
+simulators first, then the switch (graceful shutdown), then the temporary data directory is
+removed unless --keep-data; the exit status is 128 + the signal's number. If the demo itself
+is killed outright, its children get SIGTERM from the kernel (switch/server/launcher.py).
 
 It must never leave a process behind.
 """
@@ -25,10 +29,17 @@ import time
 import msgspec
 
 from bench.population import load_profile
-from connectors.sim.books import BooksReport, reconcile
+from connectors.sim.books import (
+    BooksReport,
+    OperatorMovement,
+    OperatorMovementKind,
+    operator_net_minor,
+    reconcile,
+)
 from connectors.sim.funding import opening_positions
 from connectors.sim.runner import build_population
 from switch.server.launcher import (
+    ConsoleClient,
     SimProcess,
     SwitchProcess,
     free_port,
@@ -114,7 +125,7 @@ def _run_demo(*, seconds: float, tps: float, seed: int, reject_rate: float,
             console.print(f"HTTP API: http://127.0.0.1:{http_port}  OpenAPI: "
                           f"http://127.0.0.1:{http_port}/openapi.json  docs: "
                           f"http://127.0.0.1:{http_port}/docs")
-        _print_console(console, data_dir, console_port)
+        operators = _print_console(console, data_dir, console_port)
         console.print("participants: " + ", ".join(
             f"{name} (id {c['participant_id']})" for name, c in credentials.items()))
         money = _money_format(profile)
@@ -137,8 +148,12 @@ def _run_demo(*, seconds: float, tps: float, seed: int, reject_rate: float,
                       f"{tps:g} payments/s for {seconds:g} s (Ctrl-C to stop)")
         final = _follow(console, sims)
         sims.wait(30)
-        if final is not None:
-            _summary(console, switch, final, money)
+        if final is None:
+            raise RuntimeError(f"the simulators gave no final report; see {sims.log_path}:\n"
+                               f"{sims.stderr_tail()}")
+        movements = _operator_movements(f"http://127.0.0.1:{console_port}", operators)
+        if not _summary(console, switch, final, movements, money):
+            status = 1
     except Stopped as stop:
         console.print(f"\n{stop} received: stopping...")
         status = 128 + stop.signum
@@ -209,7 +224,42 @@ def _money_format(profile):
     return money
 
 
-def _summary(console, switch: SwitchProcess, final: dict, money) -> None:
+def _operator_movements(console_url: str, operators: list[tuple[str, str, str]]
+                        ) -> list[OperatorMovement]:
+    """Every deposit, withdrawal and net debit cap change the switch carried out for an
+    operator during the demo, as the console's maker-checker recorded them (read as the
+    demo's viewer). Raises if one is still being carried out: the books cannot be
+    reconciled while the switch may or may not have moved that money."""
+    from switch.admin import limits as admin_limits
+
+    viewer = next((username, password) for username, password, role in operators
+                  if role == "viewer")
+    client = ConsoleClient(console_url).login(*viewer)
+    if client.get("/proposals?state=approved"):
+        raise RuntimeError("an operator change is still being carried out; reconcile later")
+    executed = client.get("/proposals?state=executed")
+    if len(executed) >= admin_limits.AUDIT_PAGE_MAX:
+        raise RuntimeError(f"more than {admin_limits.AUDIT_PAGE_MAX - 1} operator changes: "
+                           "too many to read back for the reconciliation")
+    kinds = {kind.value: kind for kind in OperatorMovementKind}
+    movements = []
+    for proposal in executed:
+        kind = kinds.get(proposal["kind"])
+        if kind is None:
+            continue  # a daily limit moves no money
+        body = proposal["body"]
+        movements.append(OperatorMovement(
+            participant_id=proposal["participant_id"], currency=proposal["currency"],
+            kind=kind, at_ns=proposal["decided_ns"],
+            amount_minor=body["cap_minor"] if kind is OperatorMovementKind.NET_DEBIT_CAP
+            else body["amount_minor"]))
+    return movements
+
+
+def _summary(console, switch: SwitchProcess, final: dict,
+             movements: list[OperatorMovement], money) -> bool:
+    """Print the run's figures and reconcile every simulator's books, with the operator's
+    movements, against the switch's ledger; True when they agree exactly."""
     results = final["results"]
     console.print(f"done: {final['done']} transfers in {final['elapsed_s']} s — "
                   + ", ".join(f"{name.lower()}={count}" for name, count in sorted(results.items()))
@@ -224,27 +274,37 @@ def _summary(console, switch: SwitchProcess, final: dict, money) -> None:
                 f"  {report.name:<{width}}  funded {money(report.opening_position_minor)}  "
                 f"lowest {money(report.opening_position_minor if lowest is None else lowest)}"
                 f"  now {money(report.position_minor)}", highlight=False)
+    operator_net = {report.name: operator_net_minor(movements, report) for report in reports}
+    if movements:
+        console.print("operator movements: " + ", ".join(
+            f"{name} {'+' if net_minor >= 0 else '-'}{money(abs(net_minor))}"
+            for name, net_minor in operator_net.items() if net_minor)
+            + f" ({len(movements)} carried out through the console)", highlight=False)
     time.sleep(0.2)
     positions = switch.positions()
     differences = []
     for report in reports:
         account = positions[report.participant_id]["accounts"][report.currency]
-        differences.extend(reconcile(report, account))
+        differences.extend(reconcile(report, account, operator_net[report.name]))
     if differences:
         console.print(f"[red]books do not reconcile:[/red] {differences}")
-    else:
-        console.print("[green]every simulator's books reconcile exactly with the switch's "
-                      "ledger[/green]")
+        return False
+    console.print("[green]every simulator's books reconcile exactly with the switch's "
+                  "ledger[/green]")
+    return True
 
 
-def _print_console(console, data_dir: str, console_port: int) -> None:
-    """The operator console's URL and the demo's operators (created on first run)."""
+def _print_console(console, data_dir: str, console_port: int) -> list[tuple[str, str, str]]:
+    """Print the operator console's URL and the demo's operators (created on first run);
+    the operators as (username, password, role)."""
     from switch.admin.server_port import create_demo_operators
 
     console.print(f"operator console: [bold]http://127.0.0.1:{console_port}/[/bold]  "
                   f"admin API: http://127.0.0.1:{console_port}/api/admin/schema/openapi.json")
-    for username, password, role in create_demo_operators(data_dir):
+    operators = create_demo_operators(data_dir)
+    for username, password, role in operators:
         console.print(f"  log in as [bold]{username}[/bold] / {password}  ({role})")
+    return operators
 
 
 def _http_available() -> bool:

@@ -17,6 +17,7 @@ start children from a thread that outlives them (the main thread does).
 from __future__ import annotations
 
 import ctypes
+import http.cookiejar
 import json
 import os
 import queue
@@ -232,6 +233,45 @@ class SwitchProcess:
             self._log.close()
             self._log = None
         return self.process.returncode
+
+
+class ConsoleClient:
+    """The operator console's JSON API (`/api/admin`, switch/admin/app.py) as one logged-in
+    operator, over HTTP like a browser: the session cookie, and the CSRF token on every
+    state-changing request."""
+
+    def __init__(self, base_url: str, timeout_s: float = 30.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout_s = timeout_s
+        self._opener = urllib.request.build_opener(
+            urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+        self._csrf_token = ""
+
+    def login(self, username: str, password: str) -> ConsoleClient:
+        session = self.request("POST", "/session",
+                               {"username": username, "password": password})
+        self._csrf_token = session["csrf_token"]
+        return self
+
+    def request(self, method: str, path: str, body: dict | None = None):
+        headers = {"Content-Type": "application/json"}
+        if self._csrf_token:
+            headers["X-CSRF-Token"] = self._csrf_token
+        request = urllib.request.Request(
+            f"{self.base_url}/api/admin{path}", method=method, headers=headers,
+            data=None if body is None else json.dumps(body).encode())
+        try:
+            response = self._opener.open(request, timeout=self.timeout_s)
+        except urllib.error.HTTPError as error:
+            raise AdminError(error.code, error.read().decode(errors="replace")) from None
+        with response:
+            return json.loads(response.read() or b"null")
+
+    def get(self, path: str):
+        return self.request("GET", path)
+
+    def post(self, path: str, body: dict):
+        return self.request("POST", path, body)
 
 
 def onboard_population(switch: SwitchProcess, names_kinds: list[tuple[str, str]],

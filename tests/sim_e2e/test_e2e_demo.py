@@ -5,13 +5,16 @@ another demo running on the same box cannot fail these tests."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
+import urllib.request
 
 import pytest
 
 from demo_helpers import DemoRun, wait_until_gone
+from switch.server.launcher import ConsoleClient
 
 pytestmark = pytest.mark.slow
 
@@ -100,6 +103,71 @@ def test_demo_funding_is_sized_so_positions_move():
     done = int(demo.wait_for(r"done: (\d+) transfers").group(1))
     dry = re.search(r"refused_payer_insufficient_liquidity=(\d+)", demo.output)
     assert dry is None or int(dry.group(1)) <= done / 100, demo.output
+
+
+def _operators(demo: DemoRun) -> tuple[str, dict[str, str]]:
+    """The console's URL and the demo's logins (username -> password), from its output."""
+    url = demo.wait_for(r"operator console: (http://\S+?)/?\s").group(1)
+    demo.wait_for(r"log in as viewer")
+    logins = dict(re.findall(r"log in as (\w+) / (\S+)", demo.output))
+    return url, logins
+
+
+def test_operator_funding_during_the_demo_reconciles():
+    """An operator funds a participant through the console (maker-checker) while traffic
+    flows: the end check counts that deposit, as the console recorded it, and passes."""
+    demo = DemoRun("--seconds", "6", "--tps", "100")
+    children: dict[int, int] = {}
+    try:
+        url, logins = _operators(demo)
+        bank_a = int(demo.wait_for(r"bank_a \(id (\d+)\)").group(1))
+        demo.wait_for("offering")
+        children = demo.children()
+        maker = ConsoleClient(url).login("admin", logins["admin"])
+        checker = ConsoleClient(url).login("checker", logins["checker"])
+        proposal = maker.post("/proposals", {"kind": "fund", "participant_id": bank_a,
+                                             "currency": "KES", "amount_minor": 12_345_67})
+        decided = checker.post(f"/proposals/{proposal['proposal_id']}/decision",
+                               {"approve": True})
+        assert decided["state"] == "executed", decided
+        code = demo.wait()
+        out = demo.output
+        assert code == 0, out
+        assert "reconcile exactly" in out
+        assert re.search(r"operator movements: .*bank_a \+12,345\.67", out), out
+    finally:
+        demo.cleanup(children)
+
+
+def test_books_that_do_not_reconcile_fail_the_demo():
+    """Money moved behind the console's back (the token admin API, no maker-checker, no
+    record the demo can read) is a difference the demo cannot explain: it says so and exits
+    non-zero."""
+    demo = DemoRun("--seconds", "6", "--tps", "100")
+    children: dict[int, int] = {}
+    try:
+        data_dir = demo.data_dir()
+        admin_url = demo.wait_for(r"admin\+metrics (http://\S+)/metrics").group(1)
+        bank_a = int(demo.wait_for(r"bank_a \(id (\d+)\)").group(1))
+        demo.wait_for("offering")
+        children = demo.children()
+        with open(os.path.join(data_dir, "secrets.json")) as file:
+            token = json.load(file)["admin_token"]
+        request = urllib.request.Request(
+            f"{admin_url}/admin/participants/{bank_a}/funds", method="POST",
+            data=json.dumps({"request_id": "behind-the-back", "currency": "KES",
+                             "amount_minor": 500}).encode(),
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            assert response.status == 200
+        code = demo.wait()
+        out = demo.output
+        assert code == 1, out
+        assert "books do not reconcile" in out
+        assert "bank_a" in out[out.index("books do not reconcile"):]
+        assert wait_until_gone(children, CHILDREN_GONE_TIMEOUT_S) == []
+    finally:
+        demo.cleanup(children)
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
