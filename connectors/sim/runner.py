@@ -2,8 +2,9 @@
 offers the population's payments at a fixed rate, and reports as JSON lines on stdout.
 
     {"type": "ready", "participants": {...}}                    after aliases are registered
-    {"type": "stats", "t_s", "sent", "done", "ok", "interval_per_s", "p50_ms", "p99_ms",
-     "success_rate"}                                            every stats interval
+    {"type": "stats", "t_s", "sent", "done", "ok", "interval_per_s", "p50_ms", "p90_ms",
+     "p99_ms", "success_rate", "outcomes": {result: count in the interval}}
+                                                                every stats interval
     {"type": "final", "books": [...], "latency": {...}, "results": {...}, ...}
 
 Traffic comes from `bench.population` (the profile's customers and payments) with the rate
@@ -239,26 +240,37 @@ class SimRunner:
         started = loop.time()
         last_done = 0
         last = started
+        last_results: dict[str, int] = {}
         while True:
             await asyncio.sleep(self.config.stats_interval_s)
             now = loop.time()
             interval = LatencyHistogram()
             sent = done = ok = 0
+            results: dict[str, int] = {}
             for sim in self.sims.values():
                 interval.merge(sim.interval_latency)
                 sim.interval_latency = LatencyHistogram()
                 sent += sim.sent
                 done += sim.done
                 ok += sim.results.get("COMMITTED", 0)
+                for name, count in sim.results.items():
+                    results[name] = results.get(name, 0) + count
+            # Final answers of this interval, by result (what a report's outcome mix plots).
+            outcomes = {name: count - last_results.get(name, 0)
+                        for name, count in sorted(results.items())
+                        if count != last_results.get(name, 0)}
             self.emit({
                 "type": "stats", "t_s": round(now - started, 3), "sent": sent, "done": done,
                 "ok": ok, "interval_per_s": round((done - last_done) / max(now - last, 1e-9), 1),
                 "p50_ms": round(interval.quantile(0.5) * 1000, 3),
+                "p90_ms": round(interval.quantile(0.9) * 1000, 3),
                 "p99_ms": round(interval.quantile(0.99) * 1000, 3),
                 "success_rate": round(ok / done, 5) if done else 0.0,
+                "outcomes": outcomes,
             })
             last_done = done
             last = now
+            last_results = results
 
     def final(self, elapsed_s: float) -> dict:
         latency = LatencyHistogram()
@@ -284,6 +296,7 @@ class SimRunner:
             "late_max_s": round(self.late_max_s, 4),
             "latency": latency.to_json(),
             "p50_ms": round(latency.quantile(0.5) * 1000, 3),
+            "p90_ms": round(latency.quantile(0.9) * 1000, 3),
             "p99_ms": round(latency.quantile(0.99) * 1000, 3),
             "books": [msgspec.to_builtins(sim.books.report()) for sim in self.sims.values()],
         }
