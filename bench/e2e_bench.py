@@ -25,7 +25,7 @@ import tempfile
 import click
 import msgspec
 
-from bench.population import load_profile
+from connectors.sim.population import load_profile
 from bench.sampler import ResourceSampler
 from connectors.sim.books import BooksReport, reconcile
 from switch.server.launcher import SimProcess, SwitchProcess, onboard_population, sim_server_config

@@ -97,16 +97,15 @@ async def _switch(data_dir: str, callback_urls: dict[int, str], payees: list[int
     )
     from switch.core.results import Result, SettlementModel
     from switch.server.config import ServerConfig
-    from switch.server.server import SwitchServer
+    from switch.app import start_switch
 
     from switch.directory.config import DirectoryConfig
 
     # The bench's payers are large banks: the anti-enumeration policy of the top category.
     directory = DirectoryConfig(participant_categories={
         str(participant_id): "A" for participant_id in callback_urls})
-    server = SwitchServer(ServerConfig(data_dir=data_dir, stream_enabled=False,
+    server = await start_switch(ServerConfig(data_dir=data_dir, stream_enabled=False,
                                        admin_enabled=False, directory=directory))
-    await server.start()
     gateway = server.gateway
 
     async def admin(event) -> None:

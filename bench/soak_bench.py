@@ -25,7 +25,7 @@ import click
 import msgspec
 
 from bench.locust import limits
-from bench.population import FlatRate, Profile, ProfileError, load_profile
+from connectors.sim.population import FlatRate, Profile, ProfileError, load_profile
 from bench.report import FlatnessTolerances, flatness_verdict
 from bench.run_report import default_report_dir, finish_run
 
@@ -82,7 +82,7 @@ def run_soak(*, profile: Profile, seconds: float, transport: str, seed: int,
     """Run a soak and write its report folder; (summary as in report.json, ReportFiles)."""
     from bench.locust.driver import DriverOptions, run_session
     from bench.locust.plan import Plan, retime
-    from bench.population import Population
+    from connectors.sim.population import Population
 
     options = DriverOptions(transport=transport, seed=seed)
     rate_per_s = profile.rate.rate_per_s
@@ -123,7 +123,7 @@ def _progress_printer(console, seconds: float):
 
 @click.command("soak")
 @click.option("--profile", "profile_name", default="soak", show_default=True,
-              help="bench/profiles name or TOML path.")
+              help="connectors/sim/profiles name or TOML path.")
 @click.option("--seconds", type=float, default=None, help="Run length [the profile's].")
 @click.option("--rate", "rate_per_s", type=float, default=None,
               help="Offered payments per second [the profile's flat rate].")

@@ -30,7 +30,7 @@ import click
 import msgspec
 
 from bench.locust import limits
-from bench.population import Profile, ProfileError, StepRate, load_profile
+from connectors.sim.population import Profile, ProfileError, StepRate, load_profile
 from bench.report import StepSample, sustainable_rate
 from bench.run_report import default_report_dir, finish_run
 from connectors.sim.latency import LatencyHistogram
@@ -186,7 +186,7 @@ def run_step(*, profile: Profile, transport: str, seed: int, p99_ms_max: float,
     """Run a step search and write its report folder; (summary as in report.json, files)."""
     from bench.locust.driver import DriverOptions, run_session
     from bench.locust.plan import Plan
-    from bench.population import Population
+    from connectors.sim.population import Population
 
     rate = profile.rate
     assert isinstance(rate, StepRate), rate
@@ -243,7 +243,7 @@ def _progress_printer(console):
 
 @click.command("step")
 @click.option("--profile", "profile_name", default="step", show_default=True,
-              help="bench/profiles name or TOML path.")
+              help="connectors/sim/profiles name or TOML path.")
 @click.option("--transport", type=click.Choice(["stream", "http"]), default="stream",
               show_default=True)
 @click.option("--seed", type=int, default=1, show_default=True)

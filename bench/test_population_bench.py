@@ -13,7 +13,7 @@ from itertools import islice
 import msgspec
 import pytest
 
-from bench.population import Population, load_profile
+from connectors.sim.population import Population, load_profile
 
 INTENTS = 100_000
 

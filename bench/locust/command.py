@@ -25,7 +25,7 @@ import time
 import click
 
 from bench.locust import limits
-from bench.population import ProfileError, load_profile
+from connectors.sim.population import ProfileError, load_profile
 from bench.run_report import default_report_dir, finish_run
 
 LOCUSTFILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "locustfile.py")
@@ -223,7 +223,7 @@ def run_locust(*, profile: str, transport: str, users: int, spawn_rate: float, s
 
 @click.command("locust")
 @click.option("--profile", default="quick", show_default=True,
-              help="Population (bench/profiles name or TOML path) the users pay within.")
+              help="Population (connectors/sim/profiles name or TOML path) the users pay within.")
 @click.option("--transport", type=click.Choice(["stream", "http"]), default="stream",
               show_default=True)
 @click.option("--users", type=int, default=20, show_default=True)

@@ -427,7 +427,7 @@ def run_session(profile, options: DriverOptions, *, seconds: float, run_tag: str
 
     from bench.locust.plan import Plan
     from bench.locust.rig import Rig
-    from bench.population import Population
+    from connectors.sim.population import Population
     from connectors.sim.participant import SimOptions
 
     if not 0.0 < seconds <= limits.RUN_SECONDS_MAX:

@@ -21,7 +21,7 @@ import sys
 
 import msgspec
 
-from bench.population import Population
+from connectors.sim.population import Population
 from connectors.sim.participant import SimOptions, SimParticipant
 
 

@@ -1,7 +1,7 @@
 """The payments a load generator offers: the population's intents as a payer participant
 would send them, the same for the open-loop driver and for every locust user.
 
-From `bench.population` intents it drops on-us payments (payer and payee at the same
+From `connectors.sim.population` intents it drops on-us payments (payer and payee at the same
 participant settle inside it and never reach the switch, as the simulators do) and sends a
 payment to a RANDOM key to another alias of the same customer (RANDOM keys are issued by
 the directory, so the population's own keys are never registered — the same rerouting the
@@ -17,7 +17,7 @@ from typing import Callable, Iterable, Iterator
 
 import msgspec
 
-from bench.population import AliasKind, Population, Profile
+from connectors.sim.population import AliasKind, Population, Profile
 from connectors.sim.participant import directory_alias
 from connectors.sim.runner import random_reroutes
 

@@ -36,7 +36,7 @@ import msgspec
 
 from bench.locust import limits
 from bench.locust.plan import load_name
-from bench.population import Population, Profile, ProfileError, load_profile
+from connectors.sim.population import Population, Profile, ProfileError, load_profile
 from connectors.sim.participant import SimOptions
 from switch.server.launcher import SwitchProcess, free_port, onboard_population, sim_server_config
 

@@ -29,12 +29,11 @@ import switch
 from connectors.http import errors, limits
 from connectors.http.callbacks import CallbackPolicy, CallbackSender
 from connectors.http.errors import error_response, rate_limited_response
-from connectors.http.jws import JwsError, Signer, VerifyKey, signature_from_headers, \
-    verify_detached
+from connectors.http.jws import JwsError, JwsMalformed, Signer, VerifyKey, \
+    signature_from_headers, verify_request
 from connectors.http.openapi import build_document, render_docs
 from connectors.http.resources import (
     Accepted,
-    AliasRegistration,
     Health,
     PayeeAnswerBody,
     RequestToPayDecisionBody,
@@ -42,6 +41,7 @@ from connectors.http.resources import (
 from connectors.http.server import HttpServer, Request, Response
 from switch.core import limits as core_limits
 from switch.core.messages import (
+    AliasRegistration,
     ErrorAnswer,
     Party,
     PayeeAnswer,
@@ -54,13 +54,13 @@ from switch.core.messages import (
     StatusQuery,
     TransferOutcome,
     TransferRequest,
+    id_valid,
 )
 from switch.core.results import Result
 
 log = logging.getLogger("ponte.http")
 
 _encode = msgspec.json.Encoder().encode
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:\-]*$")
 _ALIAS_TYPE = re.compile(r"^[A-Z_]{1,16}$")
 
 
@@ -85,6 +85,9 @@ class HttpConnectorConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unkn
     signing_algorithm: Literal["ES256", "RS256", "PS256", "EdDSA"] = "ES256"
     signing_kid: str = ""
     callbacks: CallbackPolicy = CallbackPolicy()
+    # Connections one remote address may hold (from accept, before any request).
+    connections_per_address_max: Annotated[int, Meta(ge=1, le=limits.CONNECTIONS_MAX)] = (
+        limits.CONNECTIONS_PER_ADDRESS_MAX_DEFAULT)
     # Answer 202 only once the request is journaled (True), or as soon as it is queued.
     accept_when_durable: bool = True
 
@@ -110,9 +113,7 @@ def _path_id(raw: bytes) -> str | None:
         text = unquote(raw.decode("utf-8", "replace"))
     else:
         text = raw.decode("ascii", "replace")
-    if not text or len(text) > core_limits.ID_LENGTH_MAX or _ID.match(text) is None:
-        return None
-    return text
+    return text if id_valid(text) else None
 
 
 def _path_participant(raw: bytes) -> int | None:
@@ -141,6 +142,10 @@ def _decode_body(decoder, body: bytes):
         return _validation(error)
     except msgspec.DecodeError as error:
         return _malformed(error)
+    except RecursionError:
+        # msgspec bounds nesting with Python's recursion limit (about a thousand levels; no
+        # body of ours nests more than 3): deeper is a malformed body, never a traceback.
+        return _NESTED_TOO_DEEP
 
 
 def _path_transfer(segments) -> tuple[int, str] | Response:
@@ -160,6 +165,9 @@ _NOT_JSON = error_response(Result.VALIDATION_ERROR, "Content-Type must be applic
 _NO_KEY = error_response(Result.VALIDATION_ERROR, "missing or unknown API key", status=401)
 _SIGNATURE_REQUIRED = error_response(Result.INVALID_SIGNATURE,
                                      "this participant must sign request bodies (JWS)")
+_NESTED_TOO_DEEP = error_response(Result.MALFORMED_SYNTAX, "nested deeper than the decoder "
+                                                           "allows")
+_STATUS_BUSY = error_response(Result.SERVER_BUSY, "status queries in flight")
 _BAD_ID = error_response(Result.ID_INVALID, "path id is empty, too long or malformed")
 _BAD_PARTICIPANT = error_response(Result.VALIDATION_ERROR, "path participant id is not valid")
 
@@ -172,6 +180,9 @@ class HttpConnector:
         self.config = config
         self.loop = asyncio.get_running_loop()
         self.keys: dict[int, VerifyKey] = {}
+        # Status queries awaited per participant (limits.STATUS_QUERIES_IN_FLIGHT_...).
+        self._status_queries: dict[int, int] = {}
+        self.status_queries_peak = 0  # the most one participant ever had at once
         self.signature_required: set[int] = set()
         for entry in config.participant_keys:
             self.set_participant_key(entry.participant_id, entry.public_key_pem.encode(),
@@ -186,7 +197,8 @@ class HttpConnector:
         self._openapi = Response(200, _encode(self.document))
         self._docs = Response(200, render_docs(self.document).encode(),
                               content_type=b"text/html; charset=utf-8")
-        self.server = HttpServer(self.handle, errors.protocol_error)
+        self.server = HttpServer(self.handle, errors.protocol_error,
+                                 connections_per_address_max=config.connections_per_address_max)
         self._routes = self._route_table()
         decoders = msgspec.json.Decoder
         self._transfer_decoder = decoders(TransferRequest)
@@ -290,7 +302,12 @@ class HttpConnector:
             participant_id = self.gateway.authenticate(key.decode("ascii"))
         except UnicodeDecodeError:
             return _NO_KEY
-        return _NO_KEY if participant_id is None else participant_id
+        if participant_id is None:
+            return _NO_KEY
+        # This participant uses the HTTP door: what the switch held for it after a restart
+        # goes to its callback URL now (docs/operations.md).
+        self.gateway.door_used(participant_id)
+        return participant_id
 
     def _body_caller(self, request: Request) -> int | Response:
         """Authenticate a request with a JSON body and check its signature."""
@@ -311,7 +328,13 @@ class HttpConnector:
                 if caller in self.signature_required:
                     return _SIGNATURE_REQUIRED
                 return caller
-            verify_detached(found[0], found[1], request.body, key)
+            uri = request.path if request.query is None else request.path + b"?" + request.query
+            verify_request(found[0], found[1], request.body, key, method=request.method,
+                           uri=uri)
+        except JwsMalformed as error:
+            # Unreadable (not ASCII, not base64url, not JSON): a bad request, not a bad
+            # signature; either way nothing is recorded.
+            return error_response(Result.INVALID_SIGNATURE, str(error), status=400)
         except JwsError as error:
             return error_response(Result.INVALID_SIGNATURE, str(error))
         return caller
@@ -368,8 +391,25 @@ class HttpConnector:
         if type(path) is Response:
             return path
         payer_id, transfer_id = path
-        return self._status(caller, StatusQuery(payer_participant_id=payer_id,
-                                                transfer_id=transfer_id))
+        waiting = self._status_queries.get(caller, 0)
+        if waiting >= limits.STATUS_QUERIES_IN_FLIGHT_PER_PARTICIPANT_MAX:
+            # Answered now and never queued: a flood costs the flooder, not the others.
+            return _STATUS_BUSY
+        self._status_queries[caller] = waiting + 1
+        if waiting + 1 > self.status_queries_peak:
+            self.status_queries_peak = waiting + 1
+        answer = asyncio.ensure_future(self._status(caller, StatusQuery(
+            payer_participant_id=payer_id, transfer_id=transfer_id)))
+        # A done callback runs however the query ends (answered, failed, cancelled).
+        answer.add_done_callback(lambda _, caller=caller: self._status_done(caller))
+        return answer
+
+    def _status_done(self, caller: int) -> None:
+        left = self._status_queries[caller] - 1
+        if left:
+            self._status_queries[caller] = left
+        else:
+            del self._status_queries[caller]
 
     async def _status(self, caller: int, query: StatusQuery) -> Response:
         answer = await self.gateway.status(caller, query)
@@ -461,6 +501,8 @@ class HttpConnector:
         answer = await pending
         if answer.result is Result.OK:
             return Response(200, _encode(answer))
+        if answer.result is Result.LOOKUP_RATE_LIMITED:  # directory writes are charged too
+            return rate_limited_response(answer.retry_after_ms)
         detail = f"field {answer.field}" if answer.field else ""
         if answer.directory_result:
             detail += f" (directory result {answer.directory_result})"

@@ -16,6 +16,11 @@ status query. Delivery is at-least-once: a response lost after the participant p
 the message makes the switch send it again, so participants must treat messages
 idempotently by (payer_participant_id, transfer_id) or (payee_participant_id, request_id).
 
+The callback URL is read when messages are sent, not once per lane: after the operator
+changes it, the next message (and every one still queued or waiting to be retried) goes to
+the new URL; requests already on the wire to the old URL finish there (one that fails is
+sent again to the new URL, without being charged an attempt).
+
 It must never block the loop, never raise into the gateway, and never hold more than
 CALLBACK_QUEUE_PER_PARTICIPANT_MAX messages for one participant.
 """
@@ -73,13 +78,14 @@ class CallbackStats(msgspec.Struct, kw_only=True):
 
 
 class _Item:
-    __slots__ = ("body", "headers", "attempts", "kind")
+    __slots__ = ("body", "headers", "attempts", "kind", "pool")
 
     def __init__(self, body: bytes, headers: tuple[tuple[bytes, bytes], ...], kind: str):
         self.body = body
         self.headers = headers
         self.attempts = 0
         self.kind = kind
+        self.pool: ConnectionPool | None = None  # the pool (URL) of its latest attempt
 
 
 def _retryable(status: int) -> bool:
@@ -87,23 +93,24 @@ def _retryable(status: int) -> bool:
 
 
 class _Lane:
-    """One participant: its queue, its pool, its back-off state."""
+    """One participant: its queue, its pool for its current callback URL, its back-off
+    state."""
 
     def __init__(self, sender: CallbackSender, participant_id: int, url: str) -> None:
         self.sender = sender
         self.participant_id = participant_id
-        policy = sender.policy
-        self.policy = policy
-        self.pool = ConnectionPool(
-            url, connections_max=policy.connections_max,
-            in_flight_per_connection_max=policy.in_flight_per_connection_max,
-            timeout_ms=policy.timeout_ms)
+        self.policy = sender.policy
+        self.url = url
+        self.pool: ConnectionPool | None = self._pool_for(url)  # ValueError: unusable URL
+        self.on_room = self._room_callback(self.pool)
         self.queue: deque[_Item] = deque()
         self.retry: deque[_Item] = deque()  # failed items, in the order they were sent
         self.in_flight = 0
+        # Requests out per pool: a pool of an earlier URL is closed when its last request
+        # is answered, so a URL change neither cuts nor duplicates what is on the wire.
+        self.out: dict[ConnectionPool, int] = {}
         self.failures = 0  # consecutive failed attempts: drives the back-off
         self.waiting = False  # in a back-off pause
-        self.on_room = self._on_room
 
     @property
     def queued(self) -> int:
@@ -115,13 +122,60 @@ class _Lane:
         self.queue.append(item)
         return True
 
+    def _pool_for(self, url: str) -> ConnectionPool:
+        policy = self.policy
+        return ConnectionPool(
+            url, connections_max=policy.connections_max,
+            in_flight_per_connection_max=policy.in_flight_per_connection_max,
+            timeout_ms=policy.timeout_ms)
+
+    def _room_callback(self, pool: ConnectionPool):
+        # A retired pool's room or connect failure is no news for the current URL.
+        def on_room(error: BaseException | None) -> None:
+            if pool is self.pool:
+                self._on_room(error)
+        return on_room
+
+    def _follow_url(self) -> bool:
+        """Point the lane at the participant's callback URL as it is now (the operator
+        may have changed it). False when there is none that can be used: what waits is
+        dropped and counted, as for a participant that never had one (outcomes stay
+        retrievable by status query)."""
+        url = self.sender.callback_url(self.participant_id)
+        if url != self.url:
+            old = self.pool
+            self.url = url
+            self.pool = None
+            if url:
+                try:
+                    self.pool = self._pool_for(url)
+                except ValueError as error:
+                    log.warning("http.callback_url_invalid participant_id=%d error=%s",
+                                self.participant_id, error)
+            if old is not None and old not in self.out:
+                self.sender.close_pool(old)
+            # The new endpoint gets a fresh start: no back-off earned by the old one.
+            self.failures = 0
+            self.waiting = False
+            if self.pool is not None:
+                self.on_room = self._room_callback(self.pool)
+        if self.pool is None:
+            dropped = self.queued
+            if dropped:
+                self.queue.clear()
+                self.retry.clear()
+                self.sender.stats.dropped_no_url_total += dropped
+            return False
+        return True
+
     def pump(self) -> None:
-        if self.waiting or self.pool.closed:
+        if not self._follow_url() or self.waiting or self.pool.closed:
             return
         # While failing, one probe at a time: a dead endpoint costs one request per pause.
         window = 1 if self.failures else 1 << 30
         done_cb = self._done
         pool = self.pool
+        out = self.out
         while self.in_flight < window:
             source = self.retry if self.retry else self.queue
             if not source:
@@ -132,6 +186,8 @@ class _Lane:
                 return  # full, or a connection is opening: on_room pumps again
             source.popleft()
             self.in_flight += 1
+            item.pool = pool
+            out[pool] = out.get(pool, 0) + 1
             future.add_done_callback(partial(done_cb, item))
 
     def _on_room(self, error: BaseException | None) -> None:
@@ -148,6 +204,15 @@ class _Lane:
 
     def _done(self, item: _Item, future: asyncio.Future) -> None:
         self.in_flight -= 1
+        pool = item.pool
+        left = self.out[pool] - 1
+        if left:
+            self.out[pool] = left
+        else:
+            del self.out[pool]
+            if pool is not self.pool:
+                self.sender.close_pool(pool)
+        stale = pool is not self.pool  # sent to a URL the participant has since changed
         stats = self.sender.stats
         if future.cancelled():
             error = "cancelled"
@@ -157,7 +222,8 @@ class _Lane:
             status = future.result().status
             if 200 <= status < 300:
                 stats.delivered_total += 1
-                self.failures = 0
+                if not stale:
+                    self.failures = 0
                 self.pump()
                 return
             if not _retryable(status):
@@ -167,6 +233,11 @@ class _Lane:
                 self.pump()
                 return
             error = f"status {status}"
+        if stale:
+            # The old endpoint failed it; the new one has not been tried: not an attempt.
+            self.retry.append(item)
+            self.pump()
+            return
         self._failed(item, error)
 
     def _failed(self, item: _Item, error: str) -> None:
@@ -213,6 +284,10 @@ class ParticipantSink:
     def flush(self) -> None:
         self.sender.flush()
 
+    def close(self, reason: str) -> None:
+        """Nothing to end: HTTP has no session (every request carries its key, and a
+        revoked one is refused on the next request)."""
+
 
 class CallbackSender:
     """All participants' lanes. `deliver_to` queues, `flush` starts sending (the gateway
@@ -229,7 +304,14 @@ class CallbackSender:
         self.stats = CallbackStats()
         self.lanes: dict[int, _Lane] = {}
         self._dirty: set[_Lane] = set()
+        self._closing: set[asyncio.Task] = set()  # pools of earlier URLs being closed
         self.closed = False
+
+    def close_pool(self, pool: ConnectionPool) -> None:
+        """Close a lane's pool for a URL it no longer sends to (in the background)."""
+        task = asyncio.ensure_future(pool.close())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
 
     def sink_for(self, participant_id: int) -> ParticipantSink:
         return ParticipantSink(self, participant_id)
@@ -271,11 +353,6 @@ class CallbackSender:
                 lane.pump()
             dirty.clear()
 
-    def forget(self, participant_id: int) -> None:
-        """The participant's callback URL changed: the next message opens a new lane.
-        What the old lane still holds is delivered to the old URL."""
-        self.lanes.pop(participant_id, None)
-
     @property
     def pending(self) -> int:
         return sum(lane.queued + lane.in_flight for lane in self.lanes.values())
@@ -288,8 +365,12 @@ class CallbackSender:
         while self.pending and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
         for lane in self.lanes.values():
-            await lane.pool.close()
+            for pool in [lane.pool, *lane.out]:
+                if pool is not None and not pool.closed:
+                    await pool.close()
         self.lanes.clear()
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
 
 
 __all__ = ["CallbackPolicy", "CallbackSender", "CallbackStats", "HttpClientError",

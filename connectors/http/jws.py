@@ -11,14 +11,26 @@ Two header forms, both carrying the same thing:
 Signing input = ASCII(b64url(protected header) + "." + b64url(body)). Algorithms: ES256
 (P-256, raw r||s signature as JWS requires), RS256, PS256 (RSA, 2048 bits at least), EdDSA
 (Ed25519). The algorithm must match the registered key's type; "none", `crit` and unencoded
-payloads (RFC 7797) are refused. This module must never accept a signature it did not check
-and never log a key or a signature.
+payloads (RFC 7797) are refused.
+
+The body alone is not enough to sign a request: a payee's answer `{"accepted":true}` is the
+same bytes for every transfer. A participant's request signature therefore binds the
+request line in its protected header, as Mojaloop's JWS does: `FSPIOP-URI` (the path and
+query exactly as sent) and `FSPIOP-HTTP-Method`; `verify_request` checks both against the
+request it came with. The switch's callbacks are signed over the body (which names the
+transfer) and bind nothing else.
+
+Two kinds of refusal: `JwsMalformed` (the header cannot be read: not ASCII, not base64url,
+not JSON; the HTTP connector answers 400) and any other `JwsError` (it reads, but does not
+verify or does not fit the request: 401). This module must never accept a signature it did
+not check and never log a key or a signature.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import re
 
 import msgspec
 from cryptography.exceptions import InvalidSignature
@@ -41,11 +53,18 @@ class JwsError(Exception):
     """The signature is missing, malformed, of the wrong algorithm or does not verify."""
 
 
+class JwsMalformed(JwsError):
+    """The signature header cannot even be read (not ASCII, not base64url, not JSON)."""
+
+
 class ProtectedHeader(msgspec.Struct, frozen=True, kw_only=True):
     alg: str
     kid: str = ""
     b64: bool = True
     crit: list[str] | None = None
+    # The request the signature is for (Mojaloop's names); empty on the switch's callbacks.
+    uri: str = msgspec.field(default="", name="FSPIOP-URI")
+    http_method: str = msgspec.field(default="", name="FSPIOP-HTTP-Method")
 
 
 class FspiopSignature(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -53,6 +72,7 @@ class FspiopSignature(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     signature: str
 
 
+_B64URL = re.compile(rb"[A-Za-z0-9_-]*")
 _protected_decoder = msgspec.json.Decoder(ProtectedHeader)
 _fspiop_decoder = msgspec.json.Decoder(FspiopSignature)
 _encode = msgspec.json.Encoder().encode
@@ -63,12 +83,18 @@ def b64url_encode(data: bytes) -> bytes:
 
 
 def b64url_decode(data: bytes | str) -> bytes:
+    """Strict: only the base64url alphabet, no padding (the decoder would skip anything
+    else, so a header with stray bytes would read as some other value)."""
     if isinstance(data, str):
+        if not data.isascii():
+            raise JwsMalformed("base64url must be ASCII")
         data = data.encode("ascii")
+    if _B64URL.fullmatch(data) is None:
+        raise JwsMalformed("not base64url (A-Z a-z 0-9 - _ only, no padding)")
     try:
         return base64.urlsafe_b64decode(data + b"=" * (-len(data) % 4))
     except (binascii.Error, ValueError) as error:
-        raise JwsError(f"bad base64url: {error}") from None
+        raise JwsMalformed(f"bad base64url: {error}") from None
 
 
 def _algorithms_for(key) -> frozenset[str]:
@@ -134,10 +160,18 @@ class Signer:
         if algorithm not in _algorithms_for(self.key):
             raise JwsError(f"algorithm {algorithm!r} does not suit this key")
         self.algorithm = algorithm
-        header = {"alg": algorithm}
-        if kid:
-            header["kid"] = kid
-        self.protected = b64url_encode(_encode(header))
+        self.kid = kid
+        self.protected = self._protected_for(b"", b"")
+
+    def _protected_for(self, method: bytes, uri: bytes) -> bytes:
+        header = {"alg": self.algorithm}
+        if self.kid:
+            header["kid"] = self.kid
+        if uri:
+            header["FSPIOP-URI"] = uri.decode("ascii")
+        if method:
+            header["FSPIOP-HTTP-Method"] = method.decode("ascii")
+        return b64url_encode(_encode(header))
 
     def public_key_pem(self) -> bytes:
         return self.key.public_key().public_bytes(
@@ -158,15 +192,19 @@ class Signer:
                             hashes.SHA256())
         return key.sign(signing_input)
 
-    def sign(self, body: bytes) -> bytes:
-        """The compact detached signature of `body`: b"<protected>..<signature>"."""
-        signing_input = self.protected + b"." + b64url_encode(body)
-        return self.protected + b".." + b64url_encode(self._sign(signing_input))
+    def sign(self, body: bytes, *, method: bytes = b"", uri: bytes = b"") -> bytes:
+        """The compact detached signature of `body`: b"<protected>..<signature>". A
+        participant's request must name its `method` and `uri` (path and query as sent):
+        the protected header binds them, so the signature fits that request only."""
+        protected = self._protected_for(method, uri) if method or uri else self.protected
+        signing_input = protected + b"." + b64url_encode(body)
+        return protected + b".." + b64url_encode(self._sign(signing_input))
 
-    def sign_fspiop(self, body: bytes) -> bytes:
+    def sign_fspiop(self, body: bytes, *, method: bytes = b"", uri: bytes = b"") -> bytes:
         """The same signature as the FSPIOP-Signature JSON header value."""
-        signing_input = self.protected + b"." + b64url_encode(body)
-        return _encode(FspiopSignature(protectedHeader=self.protected.decode(),
+        protected = self._protected_for(method, uri) if method or uri else self.protected
+        signing_input = protected + b"." + b64url_encode(body)
+        return _encode(FspiopSignature(protectedHeader=protected.decode(),
                                        signature=b64url_encode(self._sign(signing_input)).decode()))
 
 
@@ -180,7 +218,9 @@ def _protected(encoded: bytes) -> ProtectedHeader:
     try:
         header = _protected_decoder.decode(b64url_decode(encoded))
     except msgspec.DecodeError as error:
-        raise JwsError(f"bad protected header: {error}") from None
+        raise JwsMalformed(f"bad protected header: {error}") from None
+    except RecursionError:
+        raise JwsMalformed("bad protected header: nested too deep") from None
     if header.crit is not None:
         raise JwsError("critical header parameters are not supported")
     if not header.b64:
@@ -197,20 +237,30 @@ def signature_from_headers(headers: dict[bytes, bytes]) -> tuple[bytes, bytes] |
     value = headers.get(COMPACT_HEADER)
     if value is not None:
         if len(value) > limits.JWS_HEADER_BYTES_MAX:
-            raise JwsError("signature header too large")
+            raise JwsMalformed("signature header too large")
+        if not value.isascii():
+            raise JwsMalformed("X-Jws-Signature must be ASCII")
         protected, dot, rest = value.partition(b".")
         payload, dot2, signature = rest.partition(b".")
         if not dot or not dot2 or payload:
-            raise JwsError("X-Jws-Signature must be detached compact JWS: header..signature")
+            raise JwsMalformed("X-Jws-Signature must be detached compact JWS: "
+                               "header..signature")
         return protected.strip(), signature.strip()
     value = headers.get(FSPIOP_HEADER)
     if value is not None:
         if len(value) > limits.JWS_HEADER_BYTES_MAX:
-            raise JwsError("signature header too large")
+            raise JwsMalformed("signature header too large")
+        if not value.isascii():
+            raise JwsMalformed("FSPIOP-Signature must be ASCII")
         try:
             parsed = _fspiop_decoder.decode(value)
         except msgspec.DecodeError as error:
-            raise JwsError(f"bad FSPIOP-Signature: {error}") from None
+            raise JwsMalformed(f"bad FSPIOP-Signature: {error}") from None
+        except RecursionError:
+            raise JwsMalformed("bad FSPIOP-Signature: nested too deep") from None
+        # JSON escapes (\u00e9) decode to non-ASCII text even in an ASCII header.
+        if not parsed.protectedHeader.isascii() or not parsed.signature.isascii():
+            raise JwsMalformed("FSPIOP-Signature fields must be base64url")
         return parsed.protectedHeader.encode("ascii"), parsed.signature.encode("ascii")
     return None
 
@@ -219,6 +269,22 @@ def verify_detached(protected: bytes, signature: bytes, body: bytes, key: Verify
     """Check a detached signature over `body`; returns the protected header's kid.
     Raises JwsError if anything is wrong."""
     header = _protected(protected)
+    key.verify(header.alg, protected + b"." + b64url_encode(body), b64url_decode(signature))
+    return header.kid
+
+
+def verify_request(protected: bytes, signature: bytes, body: bytes, key: VerifyKey, *,
+                   method: bytes, uri: bytes) -> str:
+    """Check a participant's request signature: over `body`, and bound to this request's
+    `method` and `uri` (path and query as sent) by the protected header. Returns the kid;
+    raises JwsError (JwsMalformed for an unreadable header)."""
+    header = _protected(protected)
+    if not header.uri or not header.http_method:
+        raise JwsError("the protected header must bind FSPIOP-URI and FSPIOP-HTTP-Method")
+    if header.http_method != method.decode("ascii", "replace"):
+        raise JwsError("the signature is for another HTTP method")
+    if header.uri != uri.decode("ascii", "replace"):
+        raise JwsError("the signature is for another URI")
     key.verify(header.alg, protected + b"." + b64url_encode(body), b64url_decode(signature))
     return header.kid
 

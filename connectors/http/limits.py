@@ -20,9 +20,19 @@ URL_BYTES_MAX = 1024
 # Requests a connection may have in flight (pipelined, answered in order). Past it the
 # server stops reading from that socket until answers drain: back-pressure, not an error.
 REQUESTS_IN_FLIGHT_PER_CONNECTION_MAX = 256
+# Status queries (GET /transfers/...) one participant may have waiting on the sequencer, over
+# all its connections. Each is an item on the inbound queue in front of every participant's
+# payments: past the bound the answer is 503 SERVER_BUSY at once and nothing is queued, so
+# one participant's flood cannot crowd out another's transfers.
+STATUS_QUERIES_IN_FLIGHT_PER_PARTICIPANT_MAX = 64
 # Bytes of answers queued on one connection before the server pauses reading from it.
 RESPONSE_BUFFER_BYTES_MAX = 1024 * 1024
 CONNECTIONS_MAX = 4096
+# Connections from one remote host (HttpConnectorConfig.connections_per_address_max), so one
+# host cannot take every slot. A participant's SDK pools a few keep-alive connections; a
+# hosting provider may carry several participants from one address. Behind a proxy that
+# hides client addresses, raise it.
+CONNECTIONS_PER_ADDRESS_MAX_DEFAULT = 256
 
 # -- timers on the server ---------------------------------------------------------------
 IDLE_TIMEOUT_MS = 60_000  # a keep-alive connection with nothing in flight
@@ -56,6 +66,8 @@ assert REQUEST_BODY_BYTES_MAX >= 4 * (
     core_limits.REFERENCE_LENGTH_MAX * 6 + core_limits.TEXT_LENGTH_MAX + core_limits.ID_LENGTH_MAX
 )
 assert URL_BYTES_MAX <= REQUEST_HEADER_BYTES_MAX
+assert CALLBACK_CONNECTIONS_PER_PARTICIPANT_MAX <= CONNECTIONS_PER_ADDRESS_MAX_DEFAULT
+assert CONNECTIONS_PER_ADDRESS_MAX_DEFAULT <= CONNECTIONS_MAX
 assert JWS_HEADER_BYTES_MAX < REQUEST_HEADER_BYTES_MAX
 assert CALLBACK_BACKOFF_MS_MIN <= CALLBACK_BACKOFF_MS_MAX
 assert CALLBACK_ATTEMPTS_MAX >= 1

@@ -24,12 +24,13 @@ from connectors.http import limits
 from connectors.http.errors import ErrorBody, http_status
 from connectors.http.resources import (
     Accepted,
-    AliasRegistration,
     Health,
     PayeeAnswerBody,
     RequestToPayDecisionBody,
 )
 from switch.core.messages import (
+    AliasAnswer,
+    AliasRegistration,
     CreditRequest,
     ErrorAnswer,
     Outbound,
@@ -52,7 +53,6 @@ from switch.core.results import (
     Result,
     TransferState,
 )
-from switch.server.gateway import AliasAnswer
 
 REF = "#/components/schemas/{name}"
 TITLE = "Ponte connector API (HTTP/JSON)"
@@ -280,7 +280,9 @@ _BUSY = {"503": {**_error("SERVER_BUSY or SERVICE_UNAVAILABLE: retry after `Retr
                  "headers": _RETRY_AFTER}}
 _SIGNATURE_HEADERS = [
     {"name": "X-Jws-Signature", "in": "header", "required": False,
-     "description": "Detached compact JWS of the body: <b64url(header)>..<b64url(sig)>.",
+     "description": "Detached compact JWS of the body: <b64url(header)>..<b64url(sig)>; "
+                    "the protected header must carry this request's FSPIOP-URI (path and "
+                    "query as sent) and FSPIOP-HTTP-Method.",
      "schema": {"type": "string"}},
     {"name": "FSPIOP-Signature", "in": "header", "required": False,
      "description": 'The same signature in the Mojaloop form: {"protectedHeader": "...", '

@@ -12,18 +12,13 @@ This module must never import anything that does I/O.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Literal
 
 import msgspec
-from msgspec import Meta
 
-from switch.core import limits as core_limits
-from switch.core.messages import AliasType, Reference, Text, TimeNs
+from switch.core.messages import IdOrEmpty, Reference, Text, TimeNs
 
 _BODY = dict(frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True)
-
-AliasValue = Annotated[str, Meta(max_length=core_limits.REFERENCE_LENGTH_MAX)]
-
 
 class PayeeAnswerBody(msgspec.Struct, **_BODY):
     """PUT /transfers/{payer_participant_id}/{transfer_id}: the payee accepts or rejects
@@ -38,23 +33,10 @@ class RequestToPayDecisionBody(msgspec.Struct, **_BODY):
     request becomes the transfer named here) or declines."""
 
     approved: bool
-    transfer_id: Reference = ""  # required when approved
+    transfer_id: IdOrEmpty = ""  # a new transfer id, required when approved
     expires_at_ns: TimeNs = 0  # the transfer's expiry, required when approved
     payer_account_ref: Reference = ""
     payer_user_ref: Reference = ""
-
-
-class AliasRegistration(msgspec.Struct, **_BODY):
-    """POST /aliases: bind an alias to one of the caller's accounts. The directory checks
-    each field (`field` in the error names the one at fault). RANDOM keys are issued by the
-    directory: send an empty alias_value and read the key from the answer."""
-
-    alias_type: AliasType
-    alias_value: AliasValue = ""
-    account_ref: Annotated[str, Meta(min_length=1, max_length=core_limits.REFERENCE_LENGTH_MAX)]
-    owner_national_id: Annotated[str, Meta(min_length=1, max_length=64)]
-    display_name: Annotated[str, Meta(min_length=1, max_length=core_limits.TEXT_LENGTH_MAX)]
-    owner_kind: Annotated[int, Meta(ge=1, le=2)] = 1  # 1 person, 2 business
 
 
 class Accepted(msgspec.Struct, **_BODY):

@@ -12,7 +12,9 @@ Rules it enforces (each a typed JSON error, see `errors.py`):
 - pipelining is allowed; answers leave strictly in request order; at most
   REQUESTS_IN_FLIGHT_PER_CONNECTION_MAX wait per connection before the server stops reading
   that socket (the bound is checked per read, so one read's worth may overshoot it);
-- idle, slow-header and slow-body clients are timed out by one periodic sweep.
+- idle, slow-header and slow-body clients are timed out by one periodic sweep;
+- at most CONNECTIONS_MAX connections, and `connections_per_address_max` from one remote
+  host (counted from accept): past either, a typed 503 and the connection is closed.
 
 It must never interpret a body, never block, and never let one connection's failure touch
 another connection.
@@ -159,6 +161,7 @@ class HttpProtocol(asyncio.Protocol):
         self.out: list[bytes] = []
         self.out_bytes = 0
         self.flush_scheduled = False
+        self.address = ""  # the remote host, once counted in server.per_address
         self.closing = False
         self.reading_paused = False
         self.writing_paused = False
@@ -180,18 +183,37 @@ class HttpProtocol(asyncio.Protocol):
         self.transport = transport
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
-        self.server.connections.add(self)
-        if len(self.server.connections) > limits.CONNECTIONS_MAX:
+        server = self.server
+        server.connections.add(self)
+        address = str(peer[0]) if isinstance(peer, tuple) else self.peer
+        if len(server.connections) > limits.CONNECTIONS_MAX:
             # Refuse politely rather than let one client exhaust file descriptors.
-            transport.write(encode_response(self.server.error(503, "too many connections"),
-                                            keep_alive=False))
-            self._close()
+            self._refuse_at_accept("too many connections")
             return
+        if server.per_address.get(address, 0) >= server.connections_per_address_max:
+            # Nor one host every slot (counted from accept, before any request).
+            self._refuse_at_accept("too many connections from this address")
+            return
+        server.per_address[address] = server.per_address.get(address, 0) + 1
+        self.address = address
         self._arm("idle", limits.IDLE_TIMEOUT_MS)
+
+    def _refuse_at_accept(self, detail: str) -> None:
+        self.transport.write(encode_response(self.server.error(503, detail),
+                                             keep_alive=False))
+        self._close()
 
     def connection_lost(self, exc) -> None:
         self.closing = True
         self.server.connections.discard(self)
+        if self.address:
+            per_address = self.server.per_address
+            count = per_address.get(self.address, 1) - 1
+            if count:
+                per_address[self.address] = count
+            else:
+                per_address.pop(self.address, None)
+            self.address = ""
         self.slots.clear()
         self.out.clear()
 
@@ -419,11 +441,16 @@ class HttpProtocol(asyncio.Protocol):
 class HttpServer:
     """Owns the listening socket, the set of live connections and the periodic sweep."""
 
-    def __init__(self, handler: Handler, error: ErrorFactory = plain_error) -> None:
+    def __init__(self, handler: Handler, error: ErrorFactory = plain_error, *,
+                 connections_per_address_max: int = limits.CONNECTIONS_PER_ADDRESS_MAX_DEFAULT
+                 ) -> None:
+        assert 1 <= connections_per_address_max <= limits.CONNECTIONS_MAX
         self.handler = handler
         self.error = error
         self.loop = asyncio.get_running_loop()
         self.connections: set[HttpProtocol] = set()
+        self.connections_per_address_max = connections_per_address_max
+        self.per_address: dict[str, int] = {}  # remote host -> open connections
         self.requests_total = 0  # requests parsed and handed to the handler
         self.clock = self.loop.time()  # loop time, refreshed every TIMER_SWEEP_MS
         self._server: asyncio.AbstractServer | None = None

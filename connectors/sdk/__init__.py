@@ -42,9 +42,23 @@ from typing import Protocol
 
 import msgspec
 
+from switch.core.results import Result
+
 
 class SdkError(Exception):
     """The switch refused the connection, or it was lost and could not be resumed."""
+
+
+class InvalidRequest(SdkError):
+    """A request the client refused to send: it cannot be encoded (an amount past 2**64)
+    or breaks a constraint of its message type (an amount of 0, an id too long). Raised
+    before anything is written, so the connection and every other request are unaffected;
+    `result` is VALIDATION_ERROR, `detail` names the field."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(f"VALIDATION_ERROR: {detail}")
+        self.result = Result.VALIDATION_ERROR
+        self.detail = detail
 
 
 class Decision(msgspec.Struct, frozen=True):
@@ -100,5 +114,5 @@ class ParticipantClient(Protocol):
     async def close(self) -> None: ...
 
 
-__all__ = ["ACCEPT", "Decision", "ParticipantClient", "RetryPolicy", "SdkError",
-           "TransferWaiting"]
+__all__ = ["ACCEPT", "Decision", "InvalidRequest", "ParticipantClient", "RetryPolicy",
+           "SdkError", "TransferWaiting"]

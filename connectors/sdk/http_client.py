@@ -45,6 +45,9 @@ from connectors.http.resources import Accepted, Health
 from connectors.http.server import HttpServer, Request, Response
 from connectors.sdk import Decision, SdkError, TransferWaiting
 from switch.core.messages import (
+    AliasAnswer,
+    AliasRegistration,
+    BulkAliasAnswer,
     CreditRequest,
     ErrorAnswer,
     Outbound,
@@ -61,7 +64,6 @@ from switch.core.messages import (
     TransferRequest,
 )
 from switch.core.results import TRANSFER_FINAL_STATES, Result
-from switch.server.gateway import AliasAnswer, AliasRegistration, BulkAliasAnswer
 
 log = logging.getLogger("ponte.sdk.http")
 
@@ -289,9 +291,11 @@ class HttpClient(TransferWaiting):
 
     # -- plain calls -------------------------------------------------------------------
 
-    def _headers(self, body: bytes | None) -> tuple:
+    def _headers(self, method: bytes, path: bytes, body: bytes | None) -> tuple:
+        """The signature header of a request with a body, when the client signs: over the
+        body, bound to the method and path (the switch refuses it on any other request)."""
         if body is not None and self.signer is not None:
-            return ((COMPACT_HEADER, self.signer.sign(body)),)
+            return ((COMPACT_HEADER, self.signer.sign(body, method=method, uri=path)),)
         return ()
 
     async def _call(self, method: bytes, path: bytes, body: bytes | None = None
@@ -300,7 +304,7 @@ class HttpClient(TransferWaiting):
         5xx that means "later" (attempts_max in all); raises SwitchError on other errors
         and HttpClientError when no answer ever came."""
         assert self.pool is not None, "call connect() first"
-        headers = self._headers(body)
+        headers = self._headers(method, path, body)
         attempts = self.attempts_max
         for attempt in range(attempts):
             try:
@@ -441,7 +445,7 @@ class HttpClient(TransferWaiting):
         if self.pool is None:
             raise SdkError("client closed")
         if not self._backlog:
-            future = self.pool.try_send(method, path, body, self._headers(body),
+            future = self.pool.try_send(method, path, body, self._headers(method, path, body),
                                         self._room_opened)
             if future is not None:
                 future.add_done_callback(done)
@@ -464,7 +468,8 @@ class HttpClient(TransferWaiting):
         pool = self.pool
         while backlog and pool is not None:
             method, path, body, done = backlog[0]
-            future = pool.try_send(method, path, body, self._headers(body), self._room_opened)
+            future = pool.try_send(method, path, body, self._headers(method, path, body),
+                                   self._room_opened)
             if future is None:
                 return
             backlog.popleft()
@@ -482,7 +487,8 @@ class HttpClient(TransferWaiting):
             return
         try:
             response = await self.pool.request(b"POST", pending.path, pending.body,
-                                               self._headers(pending.body))
+                                               self._headers(b"POST", pending.path,
+                                                             pending.body))
         except HttpClientError as error:
             self._pending_failed(key, pending, attempt, error)
             return
@@ -643,6 +649,9 @@ class HttpClient(TransferWaiting):
             message = _decode_outbound(request.body)
         except msgspec.DecodeError as error:  # ValidationError is a DecodeError
             return Response(400, _encode({"detail": str(error)}))
+        except RecursionError:
+            # A nesting bomb stops msgspec at its recursion guard: bad input, no traceback.
+            return Response(400, b'{"detail":"nested deeper than the decoder allows"}')
         self.received_total += 1
         self._dispatch(message)
         return _OK_BODY

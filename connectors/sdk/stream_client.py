@@ -27,10 +27,11 @@ from typing import Awaitable, Callable
 
 import msgspec
 
-from connectors.sdk import Decision, RetryPolicy, SdkError, TransferWaiting
+from connectors.sdk import Decision, InvalidRequest, RetryPolicy, SdkError, TransferWaiting
 from connectors.stream import limits
 from connectors.stream.protocol import (
     AliasesReply,
+    FrameError,
     FrameReader,
     Hello,
     ProtocolErrorFrame,
@@ -41,9 +42,12 @@ from connectors.stream.protocol import (
     StreamError,
     Welcome,
     append_frame,
+    check_inbound,
     server_frame_decoder,
 )
 from switch.core.messages import (
+    AliasRegistration,
+    BulkAliasAnswer,
     CreditRequest,
     ErrorAnswer,
     Party,
@@ -60,12 +64,20 @@ from switch.core.messages import (
     TransferRequest,
 )
 from switch.core.results import TRANSFER_FINAL_STATES, Result
-from switch.server.gateway import AliasRegistration, BulkAliasAnswer
 
 log = logging.getLogger("ponte.sdk.stream")
 
 _RETRYABLE = frozenset({Result.SERVER_BUSY, Result.SERVICE_UNAVAILABLE})
 _FINAL = TRANSFER_FINAL_STATES
+
+
+def _checked(message) -> None:
+    """Raise InvalidRequest for a message the switch would refuse on its type alone (or
+    that cannot be encoded at all), before the client records or writes anything."""
+    try:
+        check_inbound(message)
+    except FrameError as error:
+        raise InvalidRequest(str(error)) from None
 
 
 class _Done:
@@ -234,10 +246,16 @@ class StreamClient(TransferWaiting):
         self._corr_transfer.clear()
         self._corr_answer.clear()
         self._answer_corr.clear()
-        if self._closing or not self.reconnect or not self.participant_id:
+        error = self.protocol_error
+        # The switch ended the session for its credentials: reconnecting with them would
+        # only be refused, again and again.
+        revoked = error is not None and error.error is StreamError.SESSION_REVOKED
+        if self._closing or not self.reconnect or not self.participant_id or revoked:
+            reason = (f"session revoked by the switch: {error.error.name} {error.detail}"
+                      if revoked else f"connection lost: {exc!r}")
             for pending in list(self._transfers.values()) + list(self._requests_to_pay.values()):
                 if not pending.future.done():
-                    pending.future.set_exception(SdkError(f"connection lost: {exc!r}"))
+                    pending.future.set_exception(SdkError(reason))
             self._transfers.clear()
             self._requests_to_pay.clear()
             return
@@ -320,8 +338,11 @@ class StreamClient(TransferWaiting):
             chunk = aliases[start:start + step]
             corr = self._next_corr()
             future = asyncio.get_running_loop().create_future()
+            try:
+                self._send(RegisterAliases(corr=corr, aliases=chunk))
+            except FrameError as error:
+                raise InvalidRequest(str(error)) from None
             self._calls[corr] = future
-            self._send(RegisterAliases(corr=corr, aliases=chunk))
             answer = await asyncio.wait_for(future, self.retry.call_timeout_s)
             if not isinstance(answer, BulkAliasAnswer):
                 raise SdkError(f"alias registration refused: {answer!r}")
@@ -337,6 +358,8 @@ class StreamClient(TransferWaiting):
         """Send a transfer (or a return) and return a future of its FINAL answer: a
         TransferOutcome in COMMITTED/REJECTED/EXPIRED, or a Refused. Pipelined: does not
         wait. Sending the same transfer_id again while it is open joins the same future.
+        A request the switch would refuse on its type alone (an amount of 0 or past 2**64,
+        an id too long) raises InvalidRequest at once and nothing is sent or remembered.
 
         With `on_done(answer, error)` no future is made: the callback is called once, on
         the loop, with the final answer (or the error that ended the wait). High-rate
@@ -345,6 +368,7 @@ class StreamClient(TransferWaiting):
         pending = self._transfers.get(key)
         if pending is not None:
             return pending.future if on_done is None else None
+        _checked(request)
         future = (asyncio.get_running_loop().create_future() if on_done is None
                   else _Done(on_done))
         pending = _Pending(request, future)
@@ -363,7 +387,9 @@ class StreamClient(TransferWaiting):
 
     def request_to_pay(self, request: RequestToPay) -> asyncio.Future:
         """Ask a payer to pay; the future gets the first RequestToPayOutcome (OPEN when
-        the payer was asked) or a Refused. Later outcomes arrive through on_push."""
+        the payer was asked) or a Refused. Later outcomes arrive through on_push.
+        Raises InvalidRequest for a request its type refuses (nothing is sent)."""
+        _checked(request)
         future = asyncio.get_running_loop().create_future()
         pending = _Pending(request, future)
         self._requests_to_pay[request.request_id] = pending
@@ -371,15 +397,19 @@ class StreamClient(TransferWaiting):
         return future
 
     def decide_request_to_pay(self, decision: RequestToPayDecision) -> None:
-        """Approve (with the transfer id it becomes) or decline a request-to-pay."""
+        """Approve (with the transfer id it becomes) or decline a request-to-pay. Raises
+        InvalidRequest for a decision its type refuses (nothing is sent)."""
+        _checked(decision)
         self._request(decision)
 
     def answer(self, credit_request: CreditRequest, decision: Decision) -> None:
-        """Answer a credit request (when on_credit_request returned None)."""
+        """Answer a credit request (when on_credit_request returned None). Raises
+        InvalidRequest for an answer its type refuses (a reason too long)."""
         key = (credit_request.payer_participant_id, credit_request.transfer_id)
         answer = PayeeAnswer(payer_participant_id=credit_request.payer_participant_id,
                              transfer_id=credit_request.transfer_id,
                              accepted=decision.accepted, reason=decision.reason)
+        _checked(answer)
         self._answers[key] = answer
         self._send_answer(key, answer)
 
@@ -413,6 +443,7 @@ class StreamClient(TransferWaiting):
         self._corr_answer[corr] = key
 
     async def _call(self, message):
+        _checked(message)
         if self._transport is None:
             raise SdkError("not connected")
         corr = self._next_corr()
@@ -441,8 +472,8 @@ class StreamClient(TransferWaiting):
     def _frame(self, data) -> None:
         try:
             frame = server_frame_decoder.decode(data)
-        except (msgspec.ValidationError, msgspec.DecodeError) as error:
-            log.error("stream_bad_frame_from_switch error=%s", error)
+        except (msgspec.ValidationError, msgspec.DecodeError, RecursionError) as error:
+            log.error("stream_bad_frame_from_switch error=%s", str(error)[:200])
             return
         frame_type = type(frame)
         if frame_type is Push:
@@ -567,9 +598,18 @@ class StreamClient(TransferWaiting):
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
             return
-        self.answer(credit_request, decision)
+        self._answer_from_handler(credit_request, decision)
 
     async def _answer_later(self, credit_request: CreditRequest, decision) -> None:
         result = await decision
         if result is not None:
-            self.answer(credit_request, result)
+            self._answer_from_handler(credit_request, result)
+
+    def _answer_from_handler(self, credit_request: CreditRequest, decision) -> None:
+        # The handler runs inside the protocol's read callback: its bad decision must not
+        # raise into it. Unanswered, the transfer expires at the payee timeout.
+        try:
+            self.answer(credit_request, decision)
+        except InvalidRequest as error:
+            log.warning("stream_answer_invalid transfer_id=%s detail=%s",
+                        credit_request.transfer_id, error.detail)

@@ -1,4 +1,4 @@
-"""Simulated banks and wallets: customers from bench/population.py, aliases registered in
+"""Simulated banks and wallets: customers from connectors/sim/population.py, aliases registered in
 the directory through the switch, configurable answer latency and reject/silence/return
 rates, traffic at a fixed rate, and books that reconcile exactly with the switch's ledger.
 

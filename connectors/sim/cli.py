@@ -21,7 +21,7 @@ def sim() -> None:
 @click.option("--port", type=int, default=None, help="Switch stream port [7400].")
 @click.option("--participant", "participants", multiple=True, metavar="NAME=API_KEY",
               help="A participant to host (its population name and API key); repeat.")
-@click.option("--profile", default=None, help="bench/profiles name or TOML path [quick].")
+@click.option("--profile", default=None, help="connectors/sim/profiles name or TOML path [quick].")
 @click.option("--seed", type=int, default=None)
 @click.option("--tps", type=float, default=None, help="Offered payments per second, all hosted payers.")
 @click.option("--seconds", type=float, default=None)

@@ -18,12 +18,12 @@ from __future__ import annotations
 import math
 from typing import Iterable
 
-from bench.population import Population
 from connectors.sim.limits import (
     FUNDING_DRAWDOWN_FACTOR,
     FUNDING_OUTFLOW_S,
     FUNDING_PLAN_PAYMENTS_MAX,
 )
+from connectors.sim.population import Population
 from connectors.sim.runner import offered_intents
 
 

@@ -17,7 +17,7 @@ from typing import Annotated
 
 import msgspec
 
-from bench.population import AliasKind, Customer, CustomerKind, Population
+from connectors.sim.population import AliasKind, Customer, CustomerKind, Population
 from connectors.sdk import Decision
 from connectors.sdk.stream_client import StreamClient
 from connectors.sim.books import Books
@@ -32,7 +32,7 @@ from switch.core.messages import (
     TransferRequest,
 )
 from switch.core.results import TRANSFER_FINAL_STATES, Result, TransferState
-from switch.server.gateway import AliasRegistration
+from switch.core.messages import AliasRegistration
 
 _FINAL = TRANSFER_FINAL_STATES
 _COMMITTED = TransferState.COMMITTED

@@ -7,7 +7,7 @@ offers the population's payments at a fixed rate, and reports as JSON lines on s
                                                                 every stats interval
     {"type": "final", "books": [...], "latency": {...}, "results": {...}, ...}
 
-Traffic comes from `bench.population` (the profile's customers and payments) with the rate
+Traffic comes from `connectors.sim.population` (the profile's customers and payments) with the rate
 replaced by a flat `tps` of payments actually sent; payments whose payee is a customer of the paying participant
 itself (on-us) are settled inside that participant and never reach the switch, as in real
 life. Payments to RANDOM aliases are sent to another alias of the same customer (RANDOM
@@ -29,7 +29,13 @@ from typing import Annotated, Iterator
 
 import msgspec
 
-from bench.population import AliasKind, FlatRate, PaymentIntent, Population, load_profile
+from connectors.sim.population import (
+    AliasKind,
+    FlatRate,
+    PaymentIntent,
+    Population,
+    load_profile,
+)
 from connectors.sim.latency import LatencyHistogram
 from connectors.sim.limits import (
     DRAIN_GRACE_S,

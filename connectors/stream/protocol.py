@@ -29,9 +29,8 @@ import msgspec
 from msgspec import Meta
 
 from connectors.stream import limits
-from switch.core.messages import ErrorAnswer, Inbound, Outbound
+from switch.core.messages import AliasRegistration, BulkAliasAnswer, ErrorAnswer, Inbound, Outbound
 from switch.core.results import Result
-from switch.server.gateway import AliasRegistration, BulkAliasAnswer
 
 _FRAME = dict(frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True)
 
@@ -54,6 +53,10 @@ class StreamError(IntEnum):
     SLOW_CONSUMER = 11  # the client does not read what it is sent
     SERVER_SHUTTING_DOWN = 12
     TOO_MANY_CALLS = 13  # more resolve/status calls awaited than CALLS_IN_FLIGHT_MAX
+    SESSION_REVOKED = 14  # the key it was opened with was revoked, or the participant
+    # suspended (the detail says which): do not reconnect with the same credentials
+    MTLS_REQUIRED = 15  # the participant's policy requires signed requests; on the stream
+    # that is a registered client certificate AND its API key (checked at Hello)
 
 
 # -- client -> server ------------------------------------------------------------------
@@ -64,8 +67,8 @@ class Hello(msgspec.Struct, tag="hello", **_FRAME):
     is registered for the participant."""
 
     version: int
-    api_key: Annotated[str, Meta(max_length=256)] = ""
-    client_name: Annotated[str, Meta(max_length=64)] = ""
+    api_key: Annotated[str, Meta(max_length=limits.HELLO_API_KEY_LENGTH_MAX)] = ""
+    client_name: Annotated[str, Meta(max_length=limits.HELLO_CLIENT_NAME_LENGTH_MAX)] = ""
 
 
 class Request(msgspec.Struct, tag="request", **_FRAME):
@@ -122,6 +125,14 @@ encoder = msgspec.msgpack.Encoder()
 client_frame_decoder = msgspec.msgpack.Decoder(ClientFrame)
 server_frame_decoder = msgspec.msgpack.Decoder(ServerFrame)
 any_decoder = msgspec.msgpack.Decoder()
+_inbound_decoder = msgspec.msgpack.Decoder(Inbound)
+# What msgspec raises for a value it cannot write (an int past 2**64, a float for a str).
+_ENCODE_ERRORS = (OverflowError, TypeError, ValueError, msgspec.EncodeError)
+
+
+class FrameError(ValueError):
+    """A message that cannot go out as a frame: it cannot be encoded, breaks a constraint
+    of its type, or is larger than FRAME_BYTES_MAX. Nothing was written."""
 
 
 def frame(message) -> bytes:
@@ -131,13 +142,36 @@ def frame(message) -> bytes:
 
 
 def append_frame(buffer: bytearray, message) -> None:
-    """Append one frame to `buffer` without an intermediate copy."""
+    """Append one frame to `buffer` without an intermediate copy. All or nothing: on a
+    FrameError `buffer` is as it was (a half-written frame would be an empty or truncated
+    one on the wire, which the other side must treat as a protocol error)."""
     start = len(buffer)
     buffer.extend(b"\0\0\0\0")
-    encoder.encode_into(message, buffer, start + 4)
+    try:
+        encoder.encode_into(message, buffer, start + 4)
+    except _ENCODE_ERRORS as error:
+        del buffer[start:]
+        raise FrameError(str(error)) from None
     length = len(buffer) - start - 4
-    assert length <= limits.FRAME_BYTES_MAX, "frame larger than the protocol allows"
+    if length > limits.FRAME_BYTES_MAX:
+        del buffer[start:]
+        raise FrameError(f"frame of {length} bytes is larger than {limits.FRAME_BYTES_MAX}")
     buffer[start:start + 4] = length.to_bytes(4, "big")
+
+
+def check_inbound(message) -> None:
+    """Raise FrameError unless `message` encodes and decodes as the `Inbound` type the
+    server reads: the same constraints (amounts, id grammar, lengths) a sender would
+    otherwise learn of from a VALIDATION_ERROR reply, or never, for a value that cannot
+    be encoded at all."""
+    try:
+        body = encoder.encode(message)
+    except _ENCODE_ERRORS as error:
+        raise FrameError(str(error)) from None
+    try:
+        _inbound_decoder.decode(body)
+    except msgspec.ValidationError as error:
+        raise FrameError(str(error)[:limits.DETAIL_LENGTH_MAX]) from None
 
 
 # A Push frame is its fixed map header, "type": "push", "message": and then the message:

@@ -2,7 +2,9 @@
 translating frames to gateway calls and gateway deliveries to frames.
 
 Per connection: the first frame must be a Hello that authenticates (API key, or a TLS
-client certificate registered for the participant); then Request frames go to
+client certificate registered for the participant; both, for a participant whose security
+policy requires signed requests — the stream has no per-request signature, so the second
+factor is the certificate); then Request frames go to
 `gateway.submit` (answers come later as Push frames) or, for resolve and status, to the
 gateway's awaited calls (answered with a Reply to the request's corr). Frame lengths are
 checked before the frame is read. At most `window_max` submitted requests may wait to be
@@ -42,13 +44,20 @@ from connectors.stream.protocol import (
     push_frame,
     client_frame_decoder,
 )
-from switch.core.messages import ErrorAnswer, ResolveRequest, StatusQuery
+from switch.core.messages import ErrorAnswer, ResolveRequest, StatusQuery, refused_for
 from switch.core.results import Result
-from switch.server.gateway import refused_for
 
 log = logging.getLogger("ponte.connectors.stream")
 
+# msgspec guards its recursion with Python's recursion limit: a frame nested deeper (a
+# 1 MiB "nesting bomb" is a million levels) stops the decoder after about a thousand levels
+# with RecursionError, which is client input like any other malformed frame: a typed
+# MALFORMED_FRAME, never a traceback. No message of the protocol nests more than 5 deep.
+NESTING_DETAIL = "nested deeper than the decoder allows"
+
 _OK = Result.OK
+_STATUS_BUSY = ErrorAnswer(result=Result.SERVER_BUSY, detail="status queries in flight")
+_RESOLVES_BUSY = ErrorAnswer(result=Result.SERVER_BUSY, detail="resolves in flight")
 
 
 def server_ssl_context(cert_path: str, key_path: str, client_ca_path: str = "") -> ssl.SSLContext:
@@ -68,8 +77,13 @@ class StreamConnection(asyncio.Protocol):
         self.gateway = server.gateway
         self.transport: asyncio.Transport | None = None
         self.participant_id: int | None = None
+        # The hash of the API key the Hello authenticated with (None: certificate only),
+        # so revoking that key closes this session (Gateway.close_sessions).
+        self.key_hash: bytes | None = None
         self._certificate_participant: int | None = None
-        self._reader = FrameReader()
+        # Until the Hello is read, no frame may be larger than the largest Hello.
+        self._reader = FrameReader(limits.HELLO_FRAME_BYTES_MAX)
+        self._address = ""  # the remote host, once counted in server.per_address
         self._out = bytearray()
         self._flush_scheduled = False
         self._window = 0
@@ -82,6 +96,10 @@ class StreamConnection(asyncio.Protocol):
         self._closed = False
         self._handshake_timer: asyncio.TimerHandle | None = None
         self._calls: set[asyncio.Task] = set()
+        # Status queries and resolves awaited now, each under its own bound (limits.py).
+        self._status_queries = 0
+        self._resolves = 0
+        self.status_queries_peak = 0  # the most ever awaited at once (tests, ops)
         self.peer = ""
 
     # -- asyncio.Protocol --------------------------------------------------------------
@@ -95,6 +113,13 @@ class StreamConnection(asyncio.Protocol):
             self._fail(StreamError.SERVER_SHUTTING_DOWN if not server.accepting
                        else StreamError.TOO_MANY_CONNECTIONS)
             return
+        address = str(peer[0]) if peer else "?"
+        if server.per_address.get(address, 0) >= server.connections_per_address_max:
+            self._fail(StreamError.TOO_MANY_CONNECTIONS, "too many connections from this "
+                                                         "address")
+            return
+        server.per_address[address] = server.per_address.get(address, 0) + 1
+        self._address = address
         server.connections.add(self)
         transport.set_write_buffer_limits(limits.WRITE_BUFFER_HIGH_BYTES,
                                           limits.WRITE_BUFFER_LOW_BYTES)
@@ -125,6 +150,14 @@ class StreamConnection(asyncio.Protocol):
             else:
                 self.server.per_participant.pop(self.participant_id, None)
         self.server.connections.discard(self)
+        if self._address:
+            per_address = self.server.per_address
+            count = per_address.get(self._address, 1) - 1
+            if count:
+                per_address[self._address] = count
+            else:
+                per_address.pop(self._address, None)
+            self._address = ""
         for task in self._calls:
             task.cancel()
 
@@ -161,6 +194,9 @@ class StreamConnection(asyncio.Protocol):
             return
         except msgspec.DecodeError:
             self._fail(StreamError.MALFORMED_FRAME, "not msgpack")
+            return
+        except RecursionError:
+            self._fail(StreamError.MALFORMED_FRAME, NESTING_DETAIL)
             return
         frame_type = type(frame)
         participant_id = self.participant_id
@@ -203,6 +239,9 @@ class StreamConnection(asyncio.Protocol):
         except msgspec.DecodeError:
             self._fail(StreamError.MALFORMED_FRAME, detail)
             return
+        except RecursionError:
+            self._fail(StreamError.MALFORMED_FRAME, NESTING_DETAIL)
+            return
         if not isinstance(raw, dict):
             self._fail(StreamError.MALFORMED_FRAME, detail)
             return
@@ -235,12 +274,18 @@ class StreamConnection(asyncio.Protocol):
             ):
                 self._fail(StreamError.AUTHENTICATION_FAILED)
                 return
+            self.key_hash = self.gateway.session_key_hash(hello.api_key)
         else:
             participant_id = self._certificate_participant
         if participant_id is None:
             self._fail(StreamError.AUTHENTICATION_FAILED)
             return
         server = self.server
+        if participant_id in server.signature_required and not (
+                hello.api_key and self._certificate_participant == participant_id):
+            self._fail(StreamError.MTLS_REQUIRED, "this participant must sign its requests: "
+                       "on the stream, connect with its client certificate and API key")
+            return
         if server.per_participant.get(participant_id, 0) >= limits.CONNECTIONS_PER_PARTICIPANT_MAX:
             self._fail(StreamError.TOO_MANY_CONNECTIONS)
             return
@@ -249,6 +294,7 @@ class StreamConnection(asyncio.Protocol):
             self._handshake_timer.cancel()
             self._handshake_timer = None
         self.participant_id = participant_id
+        self._reader.frame_bytes_max = limits.FRAME_BYTES_MAX
         self._write(Welcome(participant_id=participant_id, window_max=self._window_max,
                             frame_bytes_max=limits.FRAME_BYTES_MAX))
         # Attach after the Welcome so held messages (re-sent credit requests) follow it.
@@ -262,17 +308,38 @@ class StreamConnection(asyncio.Protocol):
     # -- awaited calls -------------------------------------------------------------------
 
     def _call(self, corr: int, message) -> None:
+        # Past a bound the answer is SERVER_BUSY now: nothing is queued for the sequencer
+        # or the directory, so a flood costs the flooder, not the other participants.
+        is_status = type(message) is StatusQuery
         if len(self._calls) >= limits.CALLS_IN_FLIGHT_MAX:
             self._reply(corr, ErrorAnswer(result=Result.SERVER_BUSY, detail="calls in flight"))
             return
+        if is_status:
+            if self._status_queries >= limits.STATUS_QUERIES_IN_FLIGHT_MAX:
+                self._reply(corr, _STATUS_BUSY)
+                return
+            self._status_queries += 1
+            if self._status_queries > self.status_queries_peak:
+                self.status_queries_peak = self._status_queries
+        else:
+            if self._resolves >= limits.RESOLVES_IN_FLIGHT_MAX:
+                self._reply(corr, _RESOLVES_BUSY)
+                return
+            self._resolves += 1
         gateway = self.gateway
         participant_id = self.participant_id
 
         async def call() -> None:
-            if type(message) is StatusQuery:
-                answer = await gateway.status(participant_id, message)
-            else:
-                answer = await gateway.resolve(participant_id, message)
+            try:
+                if is_status:
+                    answer = await gateway.status(participant_id, message)
+                else:
+                    answer = await gateway.resolve(participant_id, message)
+            finally:
+                if is_status:
+                    self._status_queries -= 1
+                else:
+                    self._resolves -= 1
             if not self._closed:
                 self._reply(corr, answer)
 
@@ -378,17 +445,44 @@ class StreamConnection(asyncio.Protocol):
         if self.participant_id is not None:
             self.gateway.detach(self.participant_id, self)
 
-    def close(self, error: StreamError = StreamError.SERVER_SHUTTING_DOWN) -> None:
+    def close(self, reason: str) -> None:
+        """The gateway's Sink.close: the switch ended this session (its key revoked, its
+        participant suspended). The peer gets SESSION_REVOKED with `reason`."""
+        self._fail(StreamError.SESSION_REVOKED, reason[:limits.DETAIL_LENGTH_MAX])
+
+    def shut(self, error: StreamError) -> None:
+        """Close for a reason of the server's own (shutting down)."""
         self._fail(error)
 
 
+def signature_required_participants(http_table: dict) -> frozenset[int]:
+    """The participants whose security policy requires signed requests. The policy is
+    declared once, with their JWS keys, in the HTTP connector's table (`[http]
+    participant_keys`, `signature_required = true`), and holds on every door: the HTTP
+    connector refuses their unsigned bodies, the stream their Hello without mTLS + key."""
+    if not http_table.get("participant_keys"):
+        return frozenset()
+    from connectors.http.app import HttpConnectorConfig  # only when a policy exists
+
+    http = msgspec.convert(http_table, HttpConnectorConfig)
+    return frozenset(entry.participant_id for entry in http.participant_keys
+                     if entry.signature_required)
+
+
 class StreamServer:
-    def __init__(self, gateway, *, window_max: int = limits.WINDOW_MAX_DEFAULT) -> None:
+    def __init__(self, gateway, *, window_max: int = limits.WINDOW_MAX_DEFAULT,
+                 connections_per_address_max: int = limits.CONNECTIONS_PER_ADDRESS_MAX_DEFAULT,
+                 signature_required: frozenset[int] = frozenset()) -> None:
         assert 1 <= window_max <= limits.WINDOW_MAX_CEILING
+        assert 1 <= connections_per_address_max <= limits.CONNECTIONS_MAX
         self.gateway = gateway
+        # Participants whose policy requires signed requests: mTLS + key at Hello.
+        self.signature_required = signature_required
         self.window_max = window_max
+        self.connections_per_address_max = connections_per_address_max
         self.connections: set[StreamConnection] = set()
         self.per_participant: dict[int, int] = {}
+        self.per_address: dict[str, int] = {}  # remote host -> open connections
         self.accepting = True
         self.handshake_timeout_s = limits.HANDSHAKE_TIMEOUT_S
         self.frames_in = 0
@@ -414,7 +508,7 @@ class StreamServer:
     async def close(self) -> None:
         self.stop_accepting()
         for connection in list(self.connections):
-            connection.close(StreamError.SERVER_SHUTTING_DOWN)
+            connection.shut(StreamError.SERVER_SHUTTING_DOWN)
         if self._server is not None:
             try:
                 await asyncio.wait_for(self._server.wait_closed(), 2.0)
@@ -438,12 +532,15 @@ class StreamServer:
 
 
 async def start_stream_server(gateway, config, registry=None) -> StreamServer:
-    """Start the listener described by a ServerConfig (host, port, optional TLS)."""
+    """Start the listener described by a ServerConfig (host, port, optional TLS, the
+    participants' signature policy)."""
     context = None
     if config.stream_tls_cert:
         context = server_ssl_context(config.stream_tls_cert, config.stream_tls_key,
                                      config.stream_tls_client_ca)
-    server = StreamServer(gateway)
+    server = StreamServer(gateway,
+                          connections_per_address_max=config.stream_connections_per_address_max,
+                          signature_required=signature_required_participants(config.http))
     await server.start(config.stream_host, config.stream_port, context)
     if registry is not None:
         server.register_metrics(registry)

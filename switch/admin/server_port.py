@@ -27,7 +27,7 @@ from switch.core.messages import AdminAnswer
 from switch.core.results import Result, TransferState
 
 ADMIN_DB_NAME = "admin.sqlite3"
-DIRECTORY_FILE = "directory.sqlite3"  # switch/server/server.py keeps the directory here
+DIRECTORY_FILE = "directory.sqlite3"  # switch/app.py keeps the directory here
 # Callback deliveries that failed for good (connectors/http/callbacks.py CallbackStats, when
 # the server registers them): given up after retries, or refused by the participant.
 CALLBACK_FAILURE_METRICS = ("ponte_http_callbacks_given_up_total",

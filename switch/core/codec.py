@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import msgspec
 
+from ledger.journal_limits import RECORD_PAYLOAD_BYTES_MAX
 from switch.core.messages import Event, Inbound, Outbound
 
 
@@ -30,6 +31,7 @@ class JournalEntry(msgspec.Struct, frozen=True, kw_only=True, array_like=True, g
 _msgpack_encoder = msgspec.msgpack.Encoder()
 _json_encoder = msgspec.json.Encoder()
 _journal_decoder = msgspec.msgpack.Decoder(JournalEntry)
+_tick_decoder = msgspec.msgpack.Decoder(list[Event])
 _inbound_msgpack_decoder = msgspec.msgpack.Decoder(Inbound)
 _inbound_json_decoder = msgspec.json.Decoder(Inbound)
 _outbound_msgpack_decoder = msgspec.msgpack.Decoder(Outbound)
@@ -61,6 +63,24 @@ def decode_events(records):
     for data in records:
         entry = decode(data)
         yield entry.now_ns, entry.event
+
+
+def encode_tick(events: list[Event]) -> list[bytes]:
+    """Journal record payloads for one sequencer tick's events (all decided at one
+    `now_ns`, which the record header carries): one payload, unless the events do not fit
+    a record, then as few as fit, in order."""
+    payload = _msgpack_encoder.encode(events)
+    if len(payload) <= RECORD_PAYLOAD_BYTES_MAX or len(events) == 1:
+        assert len(payload) <= RECORD_PAYLOAD_BYTES_MAX, "one event larger than a record"
+        return [payload]
+    half = len(events) // 2
+    return encode_tick(events[:half]) + encode_tick(events[half:])
+
+
+def decode_tick(payload: bytes) -> list[Event]:
+    """The events of one tick record, every constraint checked (raises
+    `msgspec.ValidationError` for a record that breaks one: recovery stops there)."""
+    return _tick_decoder.decode(payload)
 
 
 def decode_inbound_msgpack(data: bytes) -> Inbound:

@@ -28,6 +28,7 @@ LEDGER_ID_MAX = (1 << 24) - 1  # ISO 4217 numeric codes fit easily
 ID_LENGTH_MAX = 64  # transfer ids, request-to-pay ids, admin request ids (a UUID is 36)
 REFERENCE_LENGTH_MAX = 128  # account references, end-to-end ids, alias values
 TEXT_LENGTH_MAX = 140  # purpose, reject reasons, names (ISO 20022 remittance line)
+NATIONAL_ID_LENGTH_MAX = 64  # a raw national ID as a participant sends it (never stored)
 
 # Time. A payer-set expiry more than this far ahead is refused: the idempotency table keeps
 # a transfer until its expiry has passed, so this bound is also how long an id is remembered.

@@ -18,6 +18,7 @@ from typing import Callable, Iterable
 
 import msgspec
 
+from ledger.limits import U64_MAX
 from ledger.types import (
     TRANSFER_STRUCT,
     Account,
@@ -66,6 +67,7 @@ from switch.core.messages import (
     TransferOutcome,
     TransferRequest,
     TransferRequested,
+    id_valid,
 )
 from switch.core.participants import CurrencyState, Participant, ParticipantAccount
 from switch.core.results import (
@@ -77,7 +79,6 @@ from switch.core.results import (
     TransferState,
 )
 
-_ID_LENGTH_MAX = limits.ID_LENGTH_MAX
 _AMOUNT_MINOR_MAX = limits.AMOUNT_MINOR_MAX
 _NS_PER_MS = limits.NS_PER_MS
 _NS_PER_DAY = limits.NS_PER_DAY
@@ -88,8 +89,24 @@ _LINKED = int(TransferFlags.LINKED)
 _POST = int(TransferFlags.POST_PENDING_TRANSFER)
 _VOID = int(TransferFlags.VOID_PENDING_TRANSFER)
 _RESULT_OK = CreateTransferResult.OK
-_EXCEEDS_CREDITS = CreateTransferResult.EXCEEDS_CREDITS
 _LINKED_EVENT_FAILED = CreateTransferResult.LINKED_EVENT_FAILED
+
+# What a refused reserve becomes, per leg (payment, fee). The payer's account may never be
+# debited beyond its credits, themselves at most 2**64-1, so a debit that would pass 2**64-1
+# is one its funds cannot cover. Credits are cumulative: an account that received ~2**64
+# minor units in its life (the payee's on the payment leg, the hub's fee account on the fee
+# leg) cannot be credited more. A pending reserve runs only the *_PENDING and total checks.
+# Any other result is a core bug (tests/core/test_core_ledger_results.py says why for each).
+_RESERVE_REFUSALS: tuple[dict[int, Result], dict[int, Result]] = tuple(
+    {
+        CreateTransferResult.OVERFLOWS_DEBITS_PENDING: Result.PAYER_INSUFFICIENT_LIQUIDITY,
+        CreateTransferResult.OVERFLOWS_CREDITS_PENDING: credit_full,
+        CreateTransferResult.OVERFLOWS_DEBITS: Result.PAYER_INSUFFICIENT_LIQUIDITY,
+        CreateTransferResult.OVERFLOWS_CREDITS: credit_full,
+        CreateTransferResult.EXCEEDS_CREDITS: Result.PAYER_INSUFFICIENT_LIQUIDITY,
+    }
+    for credit_full in (Result.PAYEE_ACCOUNT_OVERFLOW, Result.HUB_ACCOUNT_OVERFLOW)
+)
 
 _RECEIVED = TransferState.RECEIVED
 _RESERVED = TransferState.RESERVED
@@ -128,6 +145,7 @@ class TransferRecord(msgspec.Struct, kw_only=True, gc=False):
     day: int = 0  # UTC day it counted against the payer's daily total
     payer_account: ParticipantAccount | None = None
     payee_account_ref: str = ""
+    request_to_pay_id: str = ""  # set by the approval that created this transfer, only
     original: TransferRecord | None = None  # the transfer a return returns
     returned_minor: int = 0  # reserved or committed returns of this transfer
     forwarded: bool = False  # the payee was sent a credit request
@@ -183,7 +201,7 @@ class CoreSnapshot(msgspec.Struct, array_like=True, frozen=True, kw_only=True):
     ledger: bytes
 
 
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2  # 2: TransferRecord.request_to_pay_id, not in the transfer request
 _snapshot_encoder = msgspec.msgpack.Encoder()
 _snapshot_decoder = msgspec.msgpack.Decoder(CoreSnapshot)
 
@@ -464,11 +482,14 @@ class SwitchCore:
 
     # -- transfers -----------------------------------------------------------------------
 
-    def _on_transfer(self, event: TransferRequested, now_ns: int) -> list[Command]:
+    def _on_transfer(self, event: TransferRequested, now_ns: int,
+                     request_to_pay_id: str = "") -> list[Command]:
         request = event.request
         payer_id = event.payer_participant_id
         transfer_id = request.transfer_id
-        if not 0 < len(transfer_id) <= _ID_LENGTH_MAX:
+        # The `Id` grammar again, for events built by hand (not decoded): an id outside it
+        # would break HTTP status paths and `from_snapshot` (which decodes with the types).
+        if not id_valid(transfer_id):
             return [_refuse(payer_id, "transfer", payer_id, transfer_id, Result.ID_INVALID)]
         key = (payer_id, transfer_id)
         record = self._transfers.get(key)
@@ -496,6 +517,7 @@ class SwitchCore:
             key, event, payee_id, amount_minor, request.currency, request.expires_at_ns, now_ns
         )
         record.payee_account_ref = event.payee_account_ref
+        record.request_to_pay_id = request_to_pay_id
         return self._admit(record, payer, payee, currency, None, now_ns)
 
     def _on_return(self, event: ReturnRequested, now_ns: int) -> list[Command]:
@@ -503,9 +525,7 @@ class SwitchCore:
         payer_id = event.payer_participant_id
         transfer_id = request.transfer_id
         original_ref = request.original
-        if not 0 < len(transfer_id) <= _ID_LENGTH_MAX or not (
-            0 < len(original_ref.transfer_id) <= _ID_LENGTH_MAX
-        ):
+        if not id_valid(transfer_id) or not id_valid(original_ref.transfer_id):
             return [_refuse(payer_id, "return", payer_id, transfer_id, Result.ID_INVALID)]
         key = (payer_id, transfer_id)
         record = self._transfers.get(key)
@@ -633,8 +653,10 @@ class SwitchCore:
         if amount_minor > payer_account.daily_room_minor(record.day):
             return self._reject_at_admission(record, Result.PAYER_DAILY_LIMIT_EXCEEDED, now_ns)
         fee = 0 if original is not None else fee_minor(rules, amount_minor)
-        if not self._ledger_reserve(record, payer_account, payee_account, currency, fee, now_ns):
-            return self._reject_at_admission(record, Result.PAYER_INSUFFICIENT_LIQUIDITY, now_ns)
+        refusal = self._ledger_reserve(record, payer_account, payee_account, currency, fee,
+                                       now_ns)
+        if refusal is not _OK:
+            return self._reject_at_admission(record, refusal, now_ns)
         # Reserved: the pending debit now counts against the payer's liquidity.
         self._transition(record, _RESERVED, now_ns)
         payer_account.daily_add(record.day, amount_minor)
@@ -664,10 +686,10 @@ class SwitchCore:
         request = record.event.request
         if type(request) is TransferRequest:
             alias, purpose, return_of = request.payee, request.purpose, None
-            end_to_end_id, request_to_pay_id = request.end_to_end_id, request.request_to_pay_id
+            end_to_end_id = request.end_to_end_id
         else:  # a return: its reason travels as the purpose
             alias, purpose, return_of = None, request.reason, request.original
-            end_to_end_id = request_to_pay_id = ""
+            end_to_end_id = ""
         return CreditRequest(
             payer_participant_id=record.payer_participant_id,
             transfer_id=record.transfer_id,
@@ -679,14 +701,14 @@ class SwitchCore:
             end_to_end_id=end_to_end_id,
             purpose=purpose,
             return_of=return_of,
-            request_to_pay_id=request_to_pay_id,
+            request_to_pay_id=record.request_to_pay_id,
         )
 
     def _on_payee_answer(self, event: PayeeAnswered, now_ns: int) -> list[Command]:
         answer = event.answer
         sender = event.payee_participant_id
         transfer_id = answer.transfer_id
-        if not 0 < len(transfer_id) <= _ID_LENGTH_MAX:
+        if not id_valid(transfer_id):
             return [_refuse(sender, "payee_answer", answer.payer_participant_id, transfer_id,
                             Result.ID_INVALID)]
         record = self._transfers.get((answer.payer_participant_id, transfer_id))
@@ -803,7 +825,7 @@ class SwitchCore:
     def _on_status(self, event: StatusQueried, now_ns: int) -> list[Command]:
         query = event.query
         sender = event.participant_id
-        if not 0 < len(query.transfer_id) <= _ID_LENGTH_MAX:
+        if not id_valid(query.transfer_id):
             return [_refuse(sender, "status_query", query.payer_participant_id,
                             query.transfer_id, Result.ID_INVALID)]
         record = self._transfers.get((query.payer_participant_id, query.transfer_id))
@@ -838,7 +860,8 @@ class SwitchCore:
 
     def _ledger_reserve(self, record: TransferRecord, payer_account: ParticipantAccount,
                         payee_account: ParticipantAccount, currency: CurrencyState, fee: int,
-                        now_ns: int) -> bool:
+                        now_ns: int) -> Result:
+        """OK, or the refusal the ledger's answer means (`_RESERVE_REFUSALS`)."""
         base = record.seq << _SHIFT
         code = _CODE_PAYMENT if type(record.event) is TransferRequested else _CODE_RETURN
         if not fee:
@@ -848,11 +871,12 @@ class SwitchCore:
                 currency.ledger_id, code, _PENDING, now_ns,
             )
             if result == _RESULT_OK:
-                return True
-            # Only the payer's limit can refuse a reserve: ids are fresh, accounts exist,
-            # and pending_max covers in_flight_max (asserted at construction).
-            assert result == _EXCEEDS_CREDITS, result
-            return False
+                return _OK
+            # Nothing else can refuse a reserve: ids are fresh, accounts exist, and
+            # pending_max covers in_flight_max (asserted at construction).
+            refusal = _RESERVE_REFUSALS[0].get(result)
+            assert refusal is not None, result
+            return refusal
         pack = TRANSFER_STRUCT.pack_into
         buffer = self._buffer
         pack(buffer, 0, base | _LEG_RESERVE, payer_account.account_id, payee_account.account_id,
@@ -863,10 +887,14 @@ class SwitchCore:
              record.payer_participant_id, 0, currency.ledger_id, _CODE_FEE, _PENDING)
         failures = self.ledger.create_transfers(buffer, now_ns)
         if not failures:
-            return True
-        for _index, result in failures:
-            assert result in (_EXCEEDS_CREDITS, _LINKED_EVENT_FAILED), result
-        return False
+            return _OK
+        # A linked pair fails whole: one leg names the cause, the other LINKED_EVENT_FAILED.
+        causes = [(index, result) for index, result in failures if result != _LINKED_EVENT_FAILED]
+        assert len(failures) == 2 and len(causes) == 1, failures
+        index, result = causes[0]
+        refusal = _RESERVE_REFUSALS[index].get(result)
+        assert refusal is not None, failures
+        return refusal
 
     def _ledger_finish(self, record: TransferRecord, leg: int, fee_leg: int, flag: int,
                        now_ns: int) -> None:
@@ -904,7 +932,7 @@ class SwitchCore:
         request = event.request
         payee_id = event.payee_participant_id
         request_id = request.request_id
-        if not 0 < len(request_id) <= _ID_LENGTH_MAX:
+        if not id_valid(request_id):
             return [_refuse(payee_id, "request_to_pay", payee_id, request_id, Result.ID_INVALID)]
         key = (payee_id, request_id)
         record = self._requests.get(key)
@@ -1034,7 +1062,10 @@ class SwitchCore:
         sender = event.payer_participant_id
         request_id = decision.request_id
         scope = decision.payee_participant_id
-        if not 0 < len(request_id) <= _ID_LENGTH_MAX:
+        transfer_id = decision.transfer_id
+        if not id_valid(request_id) or (decision.approved and not id_valid(transfer_id)):
+            # Approving names the new transfer it creates: an id like any other (empty only
+            # when declining).
             return [_refuse(sender, "request_to_pay_decision", scope, request_id,
                             Result.ID_INVALID)]
         record = self._requests.get((scope, request_id))
@@ -1059,7 +1090,7 @@ class SwitchCore:
             payee_participant_id=record.payee_participant_id,
             payee_account_ref=rtp.payee_account_ref,
             request=TransferRequest(
-                transfer_id=decision.transfer_id,
+                transfer_id=transfer_id,
                 payee=None,
                 amount_minor=rtp.amount_minor,
                 currency=rtp.currency,
@@ -1068,16 +1099,29 @@ class SwitchCore:
                 purpose=rtp.purpose,
                 payer_account_ref=decision.payer_account_ref,
                 payer_user_ref=decision.payer_user_ref,
-                request_to_pay_id=request_id,
             ),
         )
-        commands = self._on_transfer(transfer, now_ns)
-        paid = self._transfers.get((sender, decision.transfer_id))
-        if paid is None or not paid.forwarded or paid.event.request.request_to_pay_id != request_id:
+        key = (sender, transfer_id)
+        paid = self._transfers.get(key)
+        if paid is not None:
+            # An approval pays only with the new transfer it creates. The id is taken: by
+            # this same approval earlier (its transfer was refused, or the request would not
+            # be open) it is a resend, answered as before; by anything else (an earlier
+            # transfer, a return, a refused transfer, another request's payment) it is
+            # refused like any id reused with a different body. The request stays open.
+            result = _compare_requests(paid.event, transfer)
+            if result is _OK and paid.request_to_pay_id != request_id:
+                result = Result.EXISTS_WITH_DIFFERENT_BODY
+            if result is not _OK:
+                return [_refuse(sender, "transfer", sender, transfer_id, result)]
+            return [Send(participant_id=sender, message=self._current_outcome(paid))]
+        commands = self._on_transfer(transfer, now_ns, request_id)
+        paid = self._transfers.get(key)  # created by this step, if recorded at all
+        if paid is None or not paid.forwarded:
             # The transfer was refused: the request stays open; the payer may approve again
             # (e.g. after funding) under a new transfer id.
             return commands
-        record.transfer_id = decision.transfer_id
+        record.transfer_id = transfer_id
         return self._request_finish(record, RequestToPayState.APPROVED, _OK,
                                     notify_payer=False, cancel_timer=True) + commands
 
@@ -1234,16 +1278,14 @@ class SwitchCore:
             return result, detail
         currency = account.currency
         if type(event) is FundsDeposited:
-            self._single_phase(currency.hub_liquidity_account_id, account.account_id,
-                               event.amount_minor, event.participant_id, currency,
-                               TransferCode.DEPOSIT, now_ns)
-            return _OK, ""
+            return self._single_phase(currency.hub_liquidity_account_id, account.account_id,
+                                      event.amount_minor, event.participant_id, currency,
+                                      TransferCode.DEPOSIT, now_ns)
         if event.amount_minor > self._available_minor(account):
             return Result.ADMIN_FUNDS_INSUFFICIENT, ""
-        self._single_phase(account.account_id, currency.hub_liquidity_account_id,
-                           event.amount_minor, event.participant_id, currency,
-                           TransferCode.WITHDRAWAL, now_ns)
-        return _OK, ""
+        return self._single_phase(account.account_id, currency.hub_liquidity_account_id,
+                                  event.amount_minor, event.participant_id, currency,
+                                  TransferCode.WITHDRAWAL, now_ns)
 
     def _available_minor(self, account: ParticipantAccount) -> int:
         """What the ledger would still let the account be debited (checked before asking the
@@ -1261,19 +1303,41 @@ class SwitchCore:
             delta = event.cap_minor - account.cap_minor
             if delta < 0 and -delta > self._available_minor(account):
                 return Result.ADMIN_CAP_BELOW_POSITION, ""
+            result, detail = _OK, ""
             if delta > 0:
-                self._single_phase(currency.hub_liquidity_account_id, account.account_id, delta,
-                                   event.participant_id, currency, TransferCode.CAP_RAISE, now_ns)
+                result, detail = self._single_phase(
+                    currency.hub_liquidity_account_id, account.account_id, delta,
+                    event.participant_id, currency, TransferCode.CAP_RAISE, now_ns)
             elif delta < 0:
-                self._single_phase(account.account_id, currency.hub_liquidity_account_id, -delta,
-                                   event.participant_id, currency, TransferCode.CAP_LOWER, now_ns)
+                result, detail = self._single_phase(
+                    account.account_id, currency.hub_liquidity_account_id, -delta,
+                    event.participant_id, currency, TransferCode.CAP_LOWER, now_ns)
+            if result is not _OK:
+                return result, detail
             account.cap_minor = event.cap_minor
             return _OK, ""
         return self._admin(event, now_ns, act)
 
     def _single_phase(self, debit: int, credit: int, amount_minor: int, participant_id: int,
-                      currency: CurrencyState, code: TransferCode, now_ns: int) -> None:
-        """An operator's ledger transfer, already checked to fit (see `_available_minor`)."""
+                      currency: CurrencyState, code: TransferCode,
+                      now_ns: int) -> tuple[Result, str]:
+        """An operator's ledger transfer, already checked to fit the debited participant's
+        funds (see `_available_minor`). Refused with ADMIN_ACCOUNT_OVERFLOW if either
+        account's totals would pass 2**64-1 (they only grow: repeated deposits or cap
+        changes get there), checked here before the ledger is asked, so a refusal leaves
+        no failed ledger transfer or used sequence number behind. The ledger then has no
+        reason left to refuse: any other answer is a core bug."""
+        debit_balance, credit_balance = self.ledger.lookup_accounts([debit, credit])
+        for side, account, total in (
+            ("debits", debit_balance, debit_balance.debits_pending + debit_balance.debits_posted),
+            ("credits", credit_balance,
+             credit_balance.credits_pending + credit_balance.credits_posted),
+        ):
+            if total + amount_minor > U64_MAX:
+                owner = ("hub" if account.id == currency.hub_liquidity_account_id
+                         else f"participant {participant_id}")
+                return Result.ADMIN_ACCOUNT_OVERFLOW, (
+                    f"{side} of the {owner} {currency.currency} account would pass 2**64-1")
         self._seq += 1
         assert self._seq <= limits.SEQUENCE_MAX
         result = self.ledger.create_transfer(
@@ -1281,6 +1345,7 @@ class SwitchCore:
             participant_id, 0, currency.ledger_id, code, 0, now_ns,
         )
         assert result == _RESULT_OK, result
+        return _OK, ""
 
     def _create_accounts(self, accounts: list[Account], now_ns: int) -> bool:
         # Checked first so that a refusal leaves the ledger untouched (a failed batch would

@@ -21,12 +21,15 @@ This module must never import anything that does I/O.
 
 from __future__ import annotations
 
+import re
+from enum import StrEnum
 from typing import Annotated, Union
 
 import msgspec
 from msgspec import Meta
 
 from switch.core import limits
+from switch.directory.types import AliasType as DirectoryAliasType
 from switch.core.results import (
     ParticipantStatus,
     RequestToPayState,
@@ -37,17 +40,52 @@ from switch.core.results import (
 
 # -- constrained scalar types ------------------------------------------------------------
 
-Id = Annotated[
-    str,
-    Meta(min_length=1, max_length=limits.ID_LENGTH_MAX, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:\-]*$"),
+# The one grammar of every id (transfer, return, request-to-pay, operator request): ASCII
+# letters and digits, then also `.`, `_`, `:` and `-`; 1 to ID_LENGTH_MAX characters. Ids
+# end up in HTTP paths, logs and snapshots, so nothing else is allowed anywhere. `(?!\n)`:
+# msgspec matches with Python's `re.search`, whose `$` also matches before a final newline
+# (the lookahead is a no-op in ECMA-262, where JSON Schema readers of the pattern run it).
+_ID_BODY = r"[A-Za-z0-9][A-Za-z0-9._:\-]*"
+ID_PATTERN = rf"^{_ID_BODY}$(?!\n)"
+Id = Annotated[str, Meta(min_length=1, max_length=limits.ID_LENGTH_MAX, pattern=ID_PATTERN)]
+# An id or nothing: the transfer a request-to-pay decision names (only an approval names one).
+IdOrEmpty = Annotated[
+    str, Meta(max_length=limits.ID_LENGTH_MAX, pattern=rf"^(?:{_ID_BODY})?$(?!\n)")
 ]
+_id_match = re.compile(ID_PATTERN).match
+
+
+def id_valid(text: str) -> bool:
+    """Whether `text` is an `Id`: for checks outside a decoder (the core's own re-check of
+    events built by hand, HTTP path segments), so they can never disagree with the type."""
+    return len(text) <= limits.ID_LENGTH_MAX and _id_match(text) is not None
+
+
 AmountMinor = Annotated[int, Meta(ge=1, le=limits.AMOUNT_MINOR_MAX)]
-Currency = Annotated[str, Meta(pattern=r"^[A-Z]{3}$")]
+Currency = Annotated[str, Meta(pattern=r"^[A-Z]{3}$(?!\n)")]
 ParticipantId = Annotated[int, Meta(ge=1, le=limits.PARTICIPANT_ID_MAX)]
 TimeNs = Annotated[int, Meta(ge=0, le=limits.TIME_NS_MAX)]  # int64: good until 2262
 Reference = Annotated[str, Meta(max_length=limits.REFERENCE_LENGTH_MAX)]
 Text = Annotated[str, Meta(max_length=limits.TEXT_LENGTH_MAX)]
-AliasType = Annotated[str, Meta(pattern=r"^[A-Z_]{1,16}$")]
+# The directory owns the alias types; on the wire they travel by name ("MSISDN", ...).
+AliasType = StrEnum("AliasType", {member.name: member.name for member in DirectoryAliasType})
+AliasType.__doc__ = "An alias type by name: the members of switch.directory.types.AliasType."
+AliasType.__module__ = __name__
+ALIAS_TYPE_NUMBERS: dict[str, int] = {member.name: int(member) for member in DirectoryAliasType}
+ALIAS_TYPE_NAMES: dict[int, str] = {number: name for name, number in ALIAS_TYPE_NUMBERS.items()}
+AliasValue = Annotated[str, Meta(max_length=limits.REFERENCE_LENGTH_MAX)]
+NationalId = Annotated[str, Meta(min_length=1, max_length=limits.NATIONAL_ID_LENGTH_MAX)]
+
+
+class RequestType(StrEnum):
+    """Which request a `Refused` answers: the refused message's wire tag."""
+
+    TRANSFER = "transfer"
+    RETURN = "return"
+    PAYEE_ANSWER = "payee_answer"
+    STATUS_QUERY = "status_query"
+    REQUEST_TO_PAY = "request_to_pay"
+    REQUEST_TO_PAY_DECISION = "request_to_pay_decision"
 
 _WIRE = dict(frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True)
 _EVENT = dict(frozen=True, kw_only=True, forbid_unknown_fields=True, array_like=True)
@@ -62,6 +100,20 @@ class Party(msgspec.Struct, **_WIRE):
 
     alias_type: AliasType
     alias_value: Annotated[str, Meta(min_length=1, max_length=limits.REFERENCE_LENGTH_MAX)]
+
+
+class AliasRegistration(msgspec.Struct, **_WIRE):
+    """Bind an alias to one of the sender's accounts (HTTP `POST /aliases`, the stream's
+    RegisterAliases, the SDKs). The directory checks each field and names the one at fault.
+    RANDOM keys are issued by the directory: send an empty alias_value and read the key
+    from the answer."""
+
+    alias_type: AliasType
+    alias_value: AliasValue = ""
+    account_ref: Annotated[str, Meta(min_length=1, max_length=limits.REFERENCE_LENGTH_MAX)]
+    owner_national_id: NationalId
+    display_name: Annotated[str, Meta(min_length=1, max_length=limits.TEXT_LENGTH_MAX)]
+    owner_kind: Annotated[int, Meta(ge=1, le=2)] = 1  # 1 person, 2 business
 
 
 class TransferRef(msgspec.Struct, **_WIRE):
@@ -95,7 +147,8 @@ class TransferRequest(msgspec.Struct, tag="transfer", **_WIRE, gc=False):
     purpose: Text = ""
     payer_account_ref: Reference = ""  # where a return of this transfer is credited
     payer_user_ref: Reference = ""  # opaque payer end-user id (anti-enumeration refunds)
-    request_to_pay_id: Reference = ""  # set when the transfer pays a request-to-pay
+    # No request_to_pay_id: only the switch links a transfer to a request-to-pay (the one an
+    # approval creates); a participant sending the field is refused at decode.
 
 
 class ReturnRequest(msgspec.Struct, tag="return", **_WIRE):
@@ -144,7 +197,7 @@ class RequestToPayDecision(msgspec.Struct, tag="request_to_pay_decision", **_WIR
     payee_participant_id: ParticipantId
     request_id: Id
     approved: bool
-    transfer_id: Reference = ""  # required when approved
+    transfer_id: IdOrEmpty = ""  # a new transfer id, required when approved
     expires_at_ns: TimeNs = 0  # the transfer's expiry, required when approved
     payer_account_ref: Reference = ""
     payer_user_ref: Reference = ""
@@ -237,10 +290,25 @@ class Refused(msgspec.Struct, tag="refused", **_WIRE, gc=False):
     A corrected resend under the same id is a new request. For EXISTS_WITH_* the earlier
     request under that id stands, unchanged (ask its status)."""
 
-    request_type: str  # the refused message's tag, e.g. "transfer"
+    request_type: RequestType  # the refused message's tag, e.g. "transfer"
     scope_participant_id: int  # ids are scoped: the payer for transfers, the payee for RTPs
     id: str
     result: Result
+
+
+def refused_for(message: Inbound, scope_participant_id: int, result: Result) -> Refused | ErrorAnswer:
+    """The typed refusal of a message the core never saw (a full queue, a directory miss, a
+    connector's own check): `Refused` for a transfer or a request-to-pay (the requests a
+    participant tracks by its own id), `ErrorAnswer` otherwise."""
+    message_type = type(message)
+    if message_type is TransferRequest:
+        return Refused(request_type=RequestType.TRANSFER, scope_participant_id=scope_participant_id,
+                       id=message.transfer_id, result=result)
+    if message_type is RequestToPay:
+        return Refused(request_type=RequestType.REQUEST_TO_PAY,
+                       scope_participant_id=scope_participant_id, id=message.request_id,
+                       result=result)
+    return ErrorAnswer(result=result)
 
 
 class ErrorAnswer(msgspec.Struct, tag="error", **_WIRE):
@@ -248,6 +316,30 @@ class ErrorAnswer(msgspec.Struct, tag="error", **_WIRE):
 
     result: Result
     detail: Text = ""
+
+
+class AliasAnswer(msgspec.Struct, **_WIRE):
+    """The answer to an alias registration or deletion. `result` is OK or the reason;
+    `directory_result` is the directory's own finer code (switch.directory.types.
+    DirectoryResult) and `field` the request field at fault."""
+
+    result: Result
+    directory_result: int = 0
+    field: str = ""
+    alias_type: str = ""
+    alias_value: str = ""  # the normalised value (the issued key for RANDOM)
+    account_ref: str = ""
+    display_name_masked: str = ""
+    retry_after_ms: int = 0  # with LOOKUP_RATE_LIMITED: when the lookup buckets admit again
+
+
+class BulkAliasAnswer(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Counts of a bulk registration; refused rows by position (0-based), never by value."""
+
+    registered: int
+    existing: int
+    rejected: int
+    rejections: list[tuple[int, int, str]] = []  # (row index, directory result, field)
 
 
 Outbound = Union[

@@ -58,6 +58,10 @@ class Result(IntEnum):
     RETURN_EXCEEDS_ORIGINAL = 3123
     AMOUNT_ABOVE_TRANSFER_MAX = 4201
     PAYER_DAILY_LIMIT_EXCEEDED = 4202
+    # The ledger decides these three in one call (the reserve), leg by leg (payment, then
+    # fee), each leg's credit-side overflow before the payer's funds: see docs/core.md.
+    PAYEE_ACCOUNT_OVERFLOW = 5201
+    HUB_ACCOUNT_OVERFLOW = 2006
     PAYER_INSUFFICIENT_LIQUIDITY = 4001
     PAYEE_REJECTED = 5104
     PAYER_REJECTED_REQUEST = 4101
@@ -72,6 +76,7 @@ class Result(IntEnum):
     ADMIN_TABLE_FULL = 6001
     ADMIN_FUNDS_INSUFFICIENT = 6401
     ADMIN_CAP_BELOW_POSITION = 6402
+    ADMIN_ACCOUNT_OVERFLOW = 6403
 
 
 # Members the core never emits: the shell, a connector or the directory answers them before
@@ -98,7 +103,7 @@ DESCRIPTIONS: dict[Result, str] = {
     Result.VALIDATION_ERROR: "A field broke its schema constraint (length, pattern, range).",
     Result.PARTY_NOT_FOUND: "The directory has no such alias (answered by the directory).",
     Result.LOOKUP_RATE_LIMITED: "The payer's anti-enumeration lookup bucket is empty; retry after retry_after_ms.",
-    Result.ID_INVALID: "The transfer or request id is empty or too long.",
+    Result.ID_INVALID: "An id is empty, too long or not of the id grammar (ASCII letters, digits, '.', '_', ':', '-').",
     Result.TRANSFER_NOT_FOUND: "No such transfer for this participant (status, payee answer).",
     Result.REQUEST_NOT_FOUND: "No such request-to-pay for this participant.",
     Result.EXISTS_WITH_DIFFERENT_PARTY: "Id already used with a different counterparty.",
@@ -124,6 +129,8 @@ DESCRIPTIONS: dict[Result, str] = {
     Result.RETURN_EXCEEDS_ORIGINAL: "Returns would add up to more than the original amount.",
     Result.AMOUNT_ABOVE_TRANSFER_MAX: "Amount is above the scheme's per-transfer maximum.",
     Result.PAYER_DAILY_LIMIT_EXCEEDED: "The payer participant's daily total would be exceeded.",
+    Result.PAYEE_ACCOUNT_OVERFLOW: "The payee's ledger account totals would pass 2**64-1 minor units: it cannot be credited more.",
+    Result.HUB_ACCOUNT_OVERFLOW: "The hub's fee account totals would pass 2**64-1 minor units: no fee can be credited to it.",
     Result.PAYER_INSUFFICIENT_LIQUIDITY: "Payer's prefunding or net debit cap cannot cover it.",
     Result.PAYEE_REJECTED: "The payee participant rejected the credit.",
     Result.PAYER_REJECTED_REQUEST: "The payer declined the request-to-pay.",
@@ -137,6 +144,7 @@ DESCRIPTIONS: dict[Result, str] = {
     Result.ADMIN_TABLE_FULL: "Operator: the participant or currency table is full.",
     Result.ADMIN_FUNDS_INSUFFICIENT: "Operator: the withdrawal is more than the available balance.",
     Result.ADMIN_CAP_BELOW_POSITION: "Operator: the new cap is below the participant's current net debit.",
+    Result.ADMIN_ACCOUNT_OVERFLOW: "Operator: a ledger account's totals would pass 2**64-1 minor units (detail names it).",
 }
 
 

@@ -14,21 +14,22 @@ from switch.directory.cache import LocalAliasCache
 from switch.directory.config import DirectoryConfig, Secret
 from switch.directory.service import Directory
 
-EMBEDDED_PATH_DEFAULT = "ponte-directory.sqlite3"
-
-
 @asynccontextmanager
 async def open_directory(
     *,
     config: DirectoryConfig,
     secret: Secret,
     postgres_dsn: str | None = None,
-    embedded_path: str = EMBEDDED_PATH_DEFAULT,
+    embedded_path: str | None = None,
     redis_url: str | None = None,
     redis_prefix: str = "ponte:dir:",
 ) -> AsyncIterator[Directory]:
-    """A Directory on PostgreSQL when a DSN is given, else on the embedded SQLite file;
-    with Redis as the shared cache and bucket store when a URL is given, else in-process."""
+    """A Directory on PostgreSQL when a DSN is given, else on the embedded SQLite file at
+    `embedded_path` (no default: a file the switch does not read is no directory at all;
+    the switch's is `<data_dir>/directory.sqlite3`); with Redis as the shared cache and
+    bucket store when a URL is given, else in-process."""
+    if not postgres_dsn and not embedded_path:
+        raise ValueError("open_directory needs postgres_dsn or embedded_path")
     if postgres_dsn:
         from switch.store.postgres_directory import PostgresDirectoryStore
 

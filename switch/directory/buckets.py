@@ -35,6 +35,14 @@ class Charge(NamedTuple):
 
 ADMITTED = Charge(True, 0, LIMITED_NONE)
 
+# What an admitted request costs (the `cost` of `charge_pair`). False and True, as a
+# resolve passes "found", are a miss and a hit. The numbers are the flags of the Redis twin.
+COST_MISS = 0
+COST_HIT = 1
+COST_NONE = 2  # admitted or refused on the balance like a lookup, nothing taken
+COST_HIT_AFTER = 3  # a hit's cost for an answer given after a COST_NONE admission: never refused
+COSTS = (COST_MISS, COST_HIT, COST_NONE, COST_HIT_AFTER)
+
 
 def refill(
     state: tuple[int, int] | None, policy: BucketPolicy, now_ms: int
@@ -65,26 +73,30 @@ def charge_pair(
     participant: tuple[int, int] | None,
     user_policy: BucketPolicy,
     participant_policy: BucketPolicy,
-    found: bool,
+    cost: int,
     now_ms: int,
 ) -> tuple[Charge, tuple[int, int] | None, tuple[int, int] | None]:
-    """Charge one resolve to both buckets. Returns the decision and the new states; a
-    refused request leaves both states as they were (refill is a function of time, so
-    not writing it back changes nothing)."""
+    """Charge one request (`cost`: COST_*; a resolve passes found=True/False) to both
+    buckets. Returns the decision and the new states; a refused request leaves both states
+    as they were (refill is a function of time, so not writing it back changes nothing)."""
+    assert cost in COSTS
     user_tokens, user_ms = refill(user, user_policy, now_ms)
     participant_tokens, participant_ms = refill(participant, participant_policy, now_ms)
-    if (user_tokens < user_policy.hit_cost_tokens * SCALE
+    if cost != COST_HIT_AFTER and (
+            user_tokens < user_policy.hit_cost_tokens * SCALE
             or participant_tokens < participant_policy.hit_cost_tokens * SCALE):
         user_wait = wait_ms(user_tokens, user_policy)
         participant_wait = wait_ms(participant_tokens, participant_policy)
         limited_by = LIMITED_USER if user_wait >= participant_wait else LIMITED_PARTICIPANT
         return Charge(False, max(user_wait, participant_wait), limited_by), user, participant
-    if found:
-        user_cost = user_policy.hit_cost_tokens * SCALE
-        participant_cost = participant_policy.hit_cost_tokens * SCALE
-    else:
+    if cost == COST_NONE:
+        return ADMITTED, user, participant  # nothing taken: the states need no write
+    if cost == COST_MISS:
         user_cost = user_policy.miss_cost_tokens * SCALE
         participant_cost = participant_policy.miss_cost_tokens * SCALE
+    else:
+        user_cost = user_policy.hit_cost_tokens * SCALE
+        participant_cost = participant_policy.hit_cost_tokens * SCALE
     return (
         ADMITTED,
         (user_tokens - user_cost, user_ms),
@@ -123,32 +135,32 @@ class LocalBuckets:
         participant_id: str,
         user_policy: BucketPolicy,
         participant_policy: BucketPolicy,
-        found: bool,
+        cost: int,
         now_ms: int,
     ) -> Charge:
         users = self._users
         participants = self._participants
         decision, user_state, participant_state = charge_pair(
             users.get(user_key), participants.get(participant_id), user_policy,
-            participant_policy, found, now_ms,
+            participant_policy, cost, now_ms,
         )
-        if decision.admitted:
+        if decision.admitted and cost != COST_NONE:
             if user_key not in users and len(users) >= self.buckets_max:
                 self._make_room(user_policy, now_ms)
             users[user_key] = user_state
             participants[participant_id] = participant_state
         return decision
 
-    async def charge(self, user_key, participant_id, user_policy, participant_policy, found,
+    async def charge(self, user_key, participant_id, user_policy, participant_policy, cost,
                      now_ms) -> Charge:
         return self.charge_now(user_key, participant_id, user_policy, participant_policy,
-                               found, now_ms)
+                               cost, now_ms)
 
     async def charge_many(self, items, user_policy: BucketPolicy, now_ms: int) -> list[Charge]:
-        """items: (user_key, participant_id, participant_policy, found) per resolve."""
+        """items: (user_key, participant_id, participant_policy, cost) per request."""
         return [
-            self.charge_now(user_key, participant_id, user_policy, policy, found, now_ms)
-            for user_key, participant_id, policy, found in items
+            self.charge_now(user_key, participant_id, user_policy, policy, cost, now_ms)
+            for user_key, participant_id, policy, cost in items
         ]
 
     async def refund(self, user_key, participant_id, user_policy, participant_policy,

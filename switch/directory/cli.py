@@ -1,7 +1,12 @@
 """`ponte directory ...`: operator commands for the alias directory (bulk import).
 
-Reads the scheme secret from PONTE_DIRECTORY_SECRET and never prints it; a refused row is
-reported by row number, result and field, never by its values (they may hold national IDs).
+The import writes exactly where the switch reads: it takes the switch's own configuration
+(`--config`, `PONTE_*`, `--data-dir`, `--postgres-dsn`, as `ponte run` does) and opens the
+switch's directory store (the data directory's SQLite file, or PostgreSQL) with the
+switch's directory secret (configured, or the data directory's secrets.json). It refuses to
+run when it cannot find them, rather than write a directory the switch would never read
+or tokens it could never match. It never prints the secret; a refused row is reported by
+row number, result and field, never by its values (they may hold national IDs).
 """
 
 from __future__ import annotations
@@ -11,13 +16,11 @@ import csv
 import os
 import sys
 import time
-from pathlib import Path
 from typing import Iterator
 
 import click
 
 from switch.directory import limits
-from switch.directory.backends import EMBEDDED_PATH_DEFAULT
 from switch.directory.types import (
     AliasType,
     DirectoryResult,
@@ -26,7 +29,6 @@ from switch.directory.types import (
     Rejection,
 )
 
-SECRET_ENV = "PONTE_DIRECTORY_SECRET"
 CSV_COLUMNS = ("alias_type", "alias_value", "participant_id", "account_ref",
                "owner_national_id", "owner_kind", "display_name")
 _REJECTIONS_PRINTED_MAX = 20
@@ -51,10 +53,16 @@ def parse_rows(handle) -> Iterator[RegisterAlias | Rejection]:
         if None in row:  # more cells than header columns
             yield Rejection(result=DirectoryResult.FIELD_MALFORMED, field="row")
             continue
+        participant_id = row["participant_id"] or ""
+        if participant_id and not (participant_id.isascii() and participant_id.isdigit()):
+            # The switch names participants by number (`gateway.directory_participant_id`):
+            # an alias held by any other name could never be resolved to a participant.
+            yield Rejection(result=DirectoryResult.FIELD_MALFORMED, field="participant_id")
+            continue
         yield RegisterAlias(
             alias_type=_enum_field(row["alias_type"] or "", AliasType),
             alias_value=row["alias_value"] or "",
-            participant_id=row["participant_id"] or "",
+            participant_id=participant_id,
             account_ref=row["account_ref"] or "",
             owner_national_id=row["owner_national_id"] or "",
             owner_kind=_enum_field(row["owner_kind"] or "PERSON", OwnerKind),
@@ -67,17 +75,59 @@ def _count_lines(path: str) -> int:
         return sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
 
 
-def _secret():
-    from switch.directory.config import Secret
+class SwitchDirectory:
+    """Where the switch keeps its directory, and the secret of its identity tokens."""
 
-    value = os.environ.get(SECRET_ENV, "")
-    if not value:
-        raise click.UsageError(f"set {SECRET_ENV} to the scheme secret (at least "
-                               f"{limits.SCHEME_SECRET_BYTES_MIN} bytes)")
+    def __init__(self, config, secret, postgres_dsn: str | None, embedded_path: str) -> None:
+        self.config = config  # switch.server.config.ServerConfig
+        self.secret = secret  # switch.directory.config.Secret
+        self.postgres_dsn = postgres_dsn
+        self.embedded_path = embedded_path
+
+
+def switch_directory(config_path: str | None, data_dir: str | None,
+                     postgres_dsn: str | None) -> SwitchDirectory:
+    """The switch's directory store and secret, read as `ponte run` reads them (defaults <
+    file < PONTE_* < options); click.UsageError when they cannot be found."""
+    import msgspec
+
+    from switch.directory.config import Secret
+    from switch.server.config import load_config
+    from switch.app import DIRECTORY_FILE
+    from switch.server.server import SECRETS_FILE, ServerSecrets
+
+    overrides = {"data_dir": data_dir}
+    if postgres_dsn:
+        overrides.update(postgres_dsn=postgres_dsn, store="postgres")
     try:
-        return Secret(value.encode())
+        config = load_config(config_path, **overrides)
+    except (msgspec.ValidationError, ValueError, OSError) as error:
+        raise click.UsageError(f"configuration: {error}") from None
+    secrets_path = os.path.join(config.data_dir, SECRETS_FILE)
+    if config.directory_secret:  # the switch's own setting (PONTE_DIRECTORY_SECRET)
+        value = config.directory_secret.reveal()
+    elif os.path.isfile(secrets_path):
+        try:
+            with open(secrets_path, "rb") as handle:
+                value = msgspec.json.decode(handle.read(), type=ServerSecrets).directory_secret
+        except (OSError, msgspec.DecodeError, msgspec.ValidationError) as error:
+            raise click.UsageError(f"cannot read {secrets_path}: {error}") from None
+    else:
+        raise click.UsageError(
+            f"no directory secret: {secrets_path} does not exist. Point --data-dir (or "
+            f"--config) at the switch's data directory; the switch creates its secrets at "
+            f"its first start (`ponte run`), or set directory_secret "
+            f"(PONTE_DIRECTORY_SECRET) as the switch has it.")
+    try:
+        secret = Secret(value.encode())
     except ValueError as error:
-        raise click.UsageError(str(error)) from None
+        raise click.UsageError(f"directory secret: {error}") from None
+    if config.store == "postgres":
+        return SwitchDirectory(config, secret, config.postgres_dsn.reveal(), "")
+    if not os.path.isdir(config.data_dir):
+        raise click.UsageError(f"{config.data_dir} is not a directory: point --data-dir at "
+                               f"the switch's data directory")
+    return SwitchDirectory(config, secret, None, os.path.join(config.data_dir, DIRECTORY_FILE))
 
 
 @click.group()
@@ -87,37 +137,43 @@ def directory() -> None:
 
 @directory.command("import")
 @click.argument("csv_path", type=click.Path(exists=True, dir_okay=False))
-@click.option("--postgres-dsn", envvar="PONTE_POSTGRES_DSN", default=None,
-              help="Import into PostgreSQL (migrations are applied) instead of the embedded "
-                   "store.")
-@click.option("--embedded", "embedded_path", default=EMBEDDED_PATH_DEFAULT, show_default=True,
-              help="Embedded store file, used when no PostgreSQL DSN is given.")
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
-              default=None, help="TOML file with a [directory] table.")
+              default=None, help="The switch's TOML file (as for `ponte run`): its data_dir, "
+                                 "store, postgres_dsn, directory_secret and [directory] "
+                                 "rules. PONTE_* variables override it.")
+@click.option("--data-dir", default=None,
+              help="The switch's data directory: its directory.sqlite3 and secrets.json.")
+@click.option("--postgres-dsn", default=None,
+              help="The switch's PostgreSQL store (as `ponte run --postgres-dsn`); the "
+                   "secret still comes from the data directory or the configuration.")
 @click.option("--rejects", "rejects_path", type=click.Path(dir_okay=False), default=None,
               help="Write refused rows here as CSV: row,result,field (no values).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def import_command(csv_path, postgres_dsn, embedded_path, config_path, rejects_path, quiet):
-    """Register the aliases in CSV_PATH (header: alias_type, alias_value, participant_id,
-    account_ref, owner_national_id, owner_kind, display_name). Each row gets the checks of
-    a single registration; RANDOM rows leave alias_value empty and get a key issued."""
+def import_command(csv_path, config_path, data_dir, postgres_dsn, rejects_path, quiet):
+    """Register the aliases in CSV_PATH into the switch's directory (header: alias_type,
+    alias_value, participant_id, account_ref, owner_national_id, owner_kind,
+    display_name; participant_id is the switch's participant number). Each row gets the
+    checks of a single registration; RANDOM rows leave alias_value empty and get a key
+    issued. Exits 1 if any row was refused, 2 if the switch's store cannot be found."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
     from rich.progress import TimeRemainingColumn
 
     from switch.directory.backends import open_directory
-    from switch.directory.config import load_config
 
-    secret = _secret()
-    config = load_config(Path(config_path).read_bytes() if config_path else None)
+    target = switch_directory(config_path, data_dir, postgres_dsn)
+    config = target.config.directory
     total_rows = max(0, _count_lines(csv_path) - 1)
 
     async def run(progress, task):
-        async with open_directory(config=config, secret=secret, postgres_dsn=postgres_dsn,
-                                  embedded_path=embedded_path) as service:
+        async with open_directory(config=config, secret=target.secret,
+                                  postgres_dsn=target.postgres_dsn,
+                                  embedded_path=target.embedded_path) as service:
             with open(csv_path, newline="", encoding="utf-8") as handle:
+                # The operator's load: no participant asked, so no bucket is charged.
                 return await service.bulk_import(
                     parse_rows(handle), time.time_ns(),
                     on_rows=(lambda n: progress.advance(task, n)) if progress else None,
+                    charge_buckets=False,
                 )
 
     if quiet:

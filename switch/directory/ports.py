@@ -36,7 +36,9 @@ class DirectoryStore(Protocol):
 
     async def delete_alias(
         self, alias_type: int, alias_key: str, participant_id: str
-    ) -> DirectoryResult: ...
+    ) -> DirectoryResult:
+        """OK, CLAIM_PENDING, or ALIAS_NOT_FOUND when `participant_id` does not hold it:
+        whether another participant does is not the caller's to know."""
 
     async def count_owner_aliases(self, owner_token: bytes) -> int: ...
 
@@ -93,11 +95,13 @@ class BucketStore(Protocol):
 
     async def charge(
         self, user_key: bytes, participant_id: str, user_policy: BucketPolicy,
-        participant_policy: BucketPolicy, found: bool, now_ms: int,
-    ) -> Charge: ...
+        participant_policy: BucketPolicy, cost: int, now_ms: int,
+    ) -> Charge:
+        """`cost` is one of `buckets.COST_*` (a resolve passes found: True/False)."""
 
     async def charge_many(self, items, user_policy: BucketPolicy, now_ms: int) -> list[Charge]:
-        """items: (user_key, participant_id, participant_policy, found) per resolve."""
+        """items: (user_key, participant_id, participant_policy, cost) per request, charged
+        in order (the same decisions as calling `charge` for each)."""
 
     async def refund(
         self, user_key: bytes, participant_id: str, user_policy: BucketPolicy,

@@ -36,14 +36,19 @@ def admit_batch(
     """Decide every registration of a batch in order, as if each were applied before the
     next: `existing` holds the stored aliases with the batch's keys, the counts hold the
     stored aliases per owner token and per (participant, account). Counts are updated in
-    place with the admitted records."""
+    place with the admitted records.
+
+    The caps are decided before whether someone else holds the alias, so ALIAS_TAKEN is
+    only ever answered where the registration would otherwise have been written: an owner
+    at its cap (an identity the caller chose) gets OWNER_CAP_REACHED whatever the alias, and
+    cannot use the refusal to tell held aliases from free ones without writing anything."""
     results = []
     taken = dict(existing)
     for record in records:
         key = (int(record.alias_type), record.alias_key)
         held = taken.get(key)
-        if held is not None:
-            results.append(R.ALIAS_EXISTS if same_registration(held, record) else R.ALIAS_TAKEN)
+        if held is not None and same_registration(held, record):
+            results.append(R.ALIAS_EXISTS)
             continue
         owner_count = owner_counts.get(record.owner_token, 0)
         if owner_count >= owner_cap(config, record.owner_kind):
@@ -53,6 +58,9 @@ def admit_batch(
         account_count = account_counts.get(account, 0)
         if account_count >= config.aliases_per_account_max:
             results.append(R.ACCOUNT_CAP_REACHED)
+            continue
+        if held is not None:
+            results.append(R.ALIAS_TAKEN)
             continue
         taken[key] = record
         owner_counts[record.owner_token] = owner_count + 1

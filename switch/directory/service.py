@@ -20,7 +20,13 @@ from switch.directory import claims as claim_rules
 from switch.directory import identity, limits
 from switch.directory import mapper as mapper_rules
 from switch.directory.aliases import AliasRules, issue_random_key, mask_initials
-from switch.directory.buckets import LIMITED_USER, Charge
+from switch.directory.buckets import (
+    COST_HIT,
+    COST_HIT_AFTER,
+    COST_NONE,
+    LIMITED_USER,
+    Charge,
+)
 from switch.directory.cache import cache_key, decode_entry, encode_entry
 from switch.directory.config import BucketPolicy, DirectoryConfig, Secret
 from switch.directory.ports import AliasCache, BucketStore, DirectoryStore
@@ -60,6 +66,15 @@ _replace = msgspec.structs.replace
 # The request field a store's refusal of a registration is about.
 _REGISTRATION_FIELDS = {R.OWNER_CAP_REACHED: "owner_national_id",
                         R.ACCOUNT_CAP_REACHED: "account_ref"}
+# Registration answers that depend on aliases the caller does not hold (someone holds this
+# one; the owner's aliases elsewhere fill its cap): each costs what a resolve hit costs.
+_REGISTRATION_REVEALS = frozenset({R.ALIAS_TAKEN, R.OWNER_CAP_REACHED})
+# End-user names of the buckets directory writes are charged to. Not printable, so no
+# payer_user_id (printable by its grammar) can name the same bucket. A registration is
+# charged to its owner (the end user the participant acts for); a deletion to one bucket
+# per participant.
+_OWNER_USER_PREFIX = "\x1eowner\x1e"
+_DELETIONS_USER = "\x1edeletions\x1e"
 
 
 class Directory:
@@ -182,19 +197,30 @@ class Directory:
 
     async def register(self, request: RegisterAlias, now_ns: int) -> RegisteredAlias | Rejection:
         """Register one alias. ALIAS_EXISTS (the same registration again) returns the stored
-        registration rather than a rejection: retries are safe."""
+        registration rather than a rejection: retries are safe.
+
+        A registration is a lookup in disguise (ALIAS_TAKEN says the alias exists), so it
+        passes the anti-enumeration gate before the store is asked (RATE_LIMITED, nothing
+        written) and an answer about others' aliases costs a hit afterwards (see
+        docs/directory.md, "Directory writes")."""
+        record = self._record_for(request, now_ns)
+        if type(record) is Rejection:
+            log.debug("directory.register result=%s field=%s", record.result.name,
+                      record.field)
+            return record
+        (gate,) = await self._charge_registrations([record], COST_NONE, now_ns)
+        if not gate.admitted:
+            return _limited(gate, "owner_national_id")
         for _ in range(_RANDOM_KEY_ATTEMPTS_MAX):
-            record = self._record_for(request, now_ns)
-            if type(record) is Rejection:
-                log.debug("directory.register result=%s field=%s", record.result.name,
-                          record.field)
-                return record
             (result,) = await self.store.insert_aliases([record], self.config)
             # A fresh RANDOM key that collides (2^-122 per pair) just draws again.
             if not (result is R.ALIAS_TAKEN and record.alias_type is AliasType.RANDOM):
                 break
+            record = _replace(record, alias_key=issue_random_key(self._random_bytes(16)))
         log.debug("directory.register result=%s alias_type=%s participant_id=%s",
                   result.name, record.alias_type.name, record.participant_id)
+        if result in _REGISTRATION_REVEALS:
+            await self._charge_registrations([record], COST_HIT_AFTER, now_ns)
         if result is R.OK:
             return self._registered(record)
         if result is R.ALIAS_EXISTS:
@@ -224,10 +250,9 @@ class Directory:
         alias_type, alias_key = key
         for _ in range(_CAS_ATTEMPTS_MAX):
             current = await self.store.get_alias(alias_type, alias_key)
-            if current is None:
+            if current is None or current.participant_id != participant_id:
+                # Whoever else may hold it: not the caller's to know.
                 return Rejection(result=R.ALIAS_NOT_FOUND, field="alias_value")
-            if current.participant_id != participant_id:
-                return Rejection(result=R.ALIAS_HELD_BY_OTHER_PARTICIPANT, field="participant_id")
             new = _replace(
                 current,
                 account_ref=account_ref or current.account_ref,
@@ -246,6 +271,9 @@ class Directory:
     async def delete(
         self, alias_type: int, alias_value: str, participant_id: str, now_ns: int
     ) -> Rejection | None:
+        """The holder removes an alias. Any other caller gets ALIAS_NOT_FOUND whether or not
+        someone else holds it, charged like a resolve hit (RATE_LIMITED once the buckets are
+        empty); the holder's own deletions are never charged."""
         checked = self.rules.participant_id(participant_id, "participant_id")
         if type(checked) is Rejection:
             return checked
@@ -253,12 +281,20 @@ class Directory:
         if type(key) is Rejection:
             return key
         result = await self.store.delete_alias(key[0], key[1], participant_id)
-        await self.cache.invalidate(cache_key(key[0], key[1]))
         log.debug("directory.delete result=%s participant_id=%s", result.name, participant_id)
         if result is R.OK:
+            await self.cache.invalidate(cache_key(key[0], key[1]))
             return None
-        field = "participant_id" if result is R.ALIAS_HELD_BY_OTHER_PARTICIPANT else "alias_value"
-        return Rejection(result=result, field=field)
+        if result is R.ALIAS_NOT_FOUND:
+            policy = self.participant_policy(participant_id)
+            if type(policy) is Rejection:
+                return policy
+            (charge,) = await self.buckets.charge_many(
+                [(self._user_key(participant_id, _DELETIONS_USER), participant_id, policy,
+                  COST_HIT)], self.config.user_bucket, now_ns // NS_PER_MS)
+            if not charge.admitted:
+                return _limited(charge, "participant_id")
+        return Rejection(result=result, field="alias_value")
 
     # --- resolve ------------------------------------------------------------------------
 
@@ -276,19 +312,38 @@ class Directory:
             return user
         return key[0], key[1], policy, self._user_key(payer_participant_id, user)
 
+    def national_id_token(self, national_id: str) -> str | None:
+        """The identity token (hex) the switch journals and forwards in place of a
+        NATIONAL_ID alias a participant sent (the raw ID is never written or forwarded);
+        None if it is not a well-formed national ID. Pure: no store, no bucket."""
+        key = self._lookup_key(AliasType.NATIONAL_ID, national_id)
+        return None if type(key) is Rejection else key[1]
+
     def _user_key(self, payer_participant_id: str, payer_user_id: str) -> bytes | str:
         if self._local_buckets is not None:
             return f"{payer_participant_id}\x1f{payer_user_id}"
         return identity.user_bucket_key(self._bucket_secret, payer_participant_id,
                                         payer_user_id)
 
+    async def _charge_registrations(self, records: list[AliasRecord], cost: int,
+                                    now_ns: int) -> list[Charge]:
+        """Charge registrations (validated records) to their owner's and their participant's
+        buckets, in order."""
+        items = []
+        for record in records:
+            policy = self.participant_policy(record.participant_id)
+            assert type(policy) is BucketPolicy  # the record's participant id is valid
+            user = _OWNER_USER_PREFIX + record.owner_token.hex()
+            items.append((self._user_key(record.participant_id, user), record.participant_id,
+                          policy, cost))
+        return await self.buckets.charge_many(items, self.config.user_bucket,
+                                              now_ns // NS_PER_MS)
+
     @staticmethod
     def _answer(alias_type: AliasType, packed: bytes | None, charge: Charge
                 ) -> ResolvedAlias | Rejection:
         if not charge.admitted:
-            field = "payer_user_id" if charge.limited_by == LIMITED_USER else "payer_participant_id"
-            return Rejection(result=R.RATE_LIMITED, field=field,
-                             retry_after_ms=charge.retry_after_ms)
+            return _limited(charge, "payer_user_id", "payer_participant_id")
         if packed is None:
             return Rejection(result=R.ALIAS_NOT_FOUND, field="alias_value")
         return decode_entry(alias_type, packed)
@@ -329,7 +384,8 @@ class Directory:
         self, requests: list[ResolveRequest], now_ns: int
     ) -> list[ResolvedAlias | Rejection]:
         """Resolve a batch with one cache round trip and one bucket round trip (pipelined
-        when the backends are Redis). Same answers as calling `resolve` for each in order."""
+        when the backends are Redis). Same answers as calling `resolve` for each in order;
+        a `prepaid` request is admitted the same way and costs nothing."""
         assert len(requests) <= limits.RESOLVE_BATCH_MAX
         answers: list[ResolvedAlias | Rejection | None] = [None] * len(requests)
         pending = []  # (index, alias_type, alias_key, policy, user_key, participant_id)
@@ -358,7 +414,8 @@ class Directory:
                     packed_list[position] = encode_entry(record)
                     await self.cache.fill(keys[position], packed_list[position], token)
         charges = await self.buckets.charge_many(
-            [(item[4], item[5], item[3], packed is not None)
+            [(item[4], item[5], item[3],
+              COST_NONE if requests[item[0]].prepaid else packed is not None)
              for item, packed in zip(pending, packed_list)],
             self.config.user_bucket, now_ns // NS_PER_MS,
         )
@@ -522,29 +579,35 @@ class Directory:
         rows: Iterable[RegisterAlias | Rejection],
         now_ns: int,
         on_rows: Callable[[int], None] | None = None,
+        charge_buckets: bool = True,
     ) -> ImportSummary:
         """Register many aliases, IMPORT_BATCH_ROWS_MAX per store transaction. Every row
         gets the same checks as `register`; refused rows are counted and (up to a bound)
-        listed by row number, never by value."""
+        listed by row number, never by value.
+
+        Rows are charged like `register` (each batch admitted on the balances it finds,
+        then a hit per row refused for others' aliases), unless `charge_buckets` is False:
+        the operator's import (`ponte directory import`), which no participant can reach."""
         summary = ImportSummary()
         batch: list[tuple[int, RegisterAlias | Rejection]] = []
         for row in rows:
             summary.rows += 1
             batch.append((summary.rows, row))
             if len(batch) == limits.IMPORT_BATCH_ROWS_MAX:
-                await self._import_batch(batch, now_ns, summary)
+                await self._import_batch(batch, now_ns, summary, charge_buckets)
                 if on_rows is not None:
                     on_rows(len(batch))
                 batch = []
         if batch:
-            await self._import_batch(batch, now_ns, summary)
+            await self._import_batch(batch, now_ns, summary, charge_buckets)
             if on_rows is not None:
                 on_rows(len(batch))
         log.info("directory.import rows=%d registered=%d existing=%d rejected=%d",
                  summary.rows, summary.registered, summary.existing, summary.rejected)
         return summary
 
-    async def _import_batch(self, batch, now_ns: int, summary: ImportSummary) -> None:
+    async def _import_batch(self, batch, now_ns: int, summary: ImportSummary,
+                            charge_buckets: bool) -> None:
         records, numbers = [], []
         for number, row in batch:
             record = row if type(row) is Rejection else self._record_for(row, now_ns)
@@ -553,9 +616,24 @@ class Directory:
             else:
                 records.append(record)
                 numbers.append(number)
+        if records and charge_buckets:
+            gates = await self._charge_registrations(records, COST_NONE, now_ns)
+            admitted = []
+            for record, number, gate in zip(records, numbers, gates):
+                if gate.admitted:
+                    admitted.append((record, number))
+                else:
+                    _reject(summary, number, _limited(gate, "owner_national_id"))
+            records = [record for record, _ in admitted]
+            numbers = [number for _, number in admitted]
         if not records:
             return
         results = await self.store.insert_aliases(records, self.config)
+        if charge_buckets:
+            revealed = [record for record, result in zip(records, results)
+                        if result in _REGISTRATION_REVEALS]
+            if revealed:
+                await self._charge_registrations(revealed, COST_HIT_AFTER, now_ns)
         for number, result in zip(numbers, results):
             if result is R.OK:
                 summary.registered += 1
@@ -573,6 +651,13 @@ def _first_refusal(checked: tuple) -> Rejection | None:
         if type(value) is Rejection:
             return value
     return None
+
+
+def _limited(charge: Charge, user_field: str,
+             participant_field: str = "participant_id") -> Rejection:
+    """RATE_LIMITED, naming the request field of the bucket that refused."""
+    field = user_field if charge.limited_by == LIMITED_USER else participant_field
+    return Rejection(result=R.RATE_LIMITED, field=field, retry_after_ms=charge.retry_after_ms)
 
 
 def _reject(summary: ImportSummary, number: int, rejection: Rejection) -> None:

@@ -39,6 +39,9 @@ class DirectoryResult(IntEnum):
     Field checks come first and the answer names the field (`Rejection.field`); each field
     runs them top to bottom (empty, too long, country, malformed, checksum). Then the checks
     against stored state, then the anti-enumeration charge, then claims and the mapper.
+    One exception, for privacy: a registration checks the caps before ALIAS_TAKEN (see
+    `rules.admit_batch`), and directory writes pass the anti-enumeration gate before the
+    store is asked.
     """
 
     OK = 0
@@ -55,7 +58,9 @@ class DirectoryResult(IntEnum):
     # --- stored state ---
     ALIAS_EXISTS = 9  # the same registration again: nothing changes, callers treat it as OK
     ALIAS_TAKEN = 10  # held for another account, owner or participant: open a claim
-    ALIAS_NOT_FOUND = 11
+    ALIAS_NOT_FOUND = 11  # also: not held by the caller, whoever else may hold it
+    # Retired: it told a caller that another participant holds an alias. Never answered
+    # now (ALIAS_NOT_FOUND instead); the number stays taken.
     ALIAS_HELD_BY_OTHER_PARTICIPANT = 12
     ALIAS_CHANGED = 13  # moved or vanished since it was read (a concurrent write, a claim)
     CLAIM_PENDING = 14  # the alias has a live claim: the holder must answer it first
@@ -172,6 +177,10 @@ class ResolveRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     alias_value: str
     payer_participant_id: str
     payer_user_id: str
+    # The payer resolved this alias a moment ago and now pays it: that resolve paid for the
+    # lookup, so this one is admitted or refused on the buckets like any other but costs
+    # nothing (the server sets it, once per resolve; see docs/directory.md).
+    prepaid: bool = False
 
 
 class RegisteredAlias(msgspec.Struct, frozen=True, kw_only=True):

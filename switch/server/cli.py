@@ -38,8 +38,9 @@ def run(config_path, data_dir, postgres_dsn, redis_url, stream_port, admin_port,
     import msgspec
     import uvloop
 
+    from switch.app import serve
     from switch.server.config import load_config
-    from switch.server.server import StartRefused, SwitchServer
+    from switch.server.server import StartRefused
 
     logging.basicConfig(level=log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -51,11 +52,12 @@ def run(config_path, data_dir, postgres_dsn, redis_url, stream_port, admin_port,
         config = load_config(config_path, **overrides)
     except (msgspec.ValidationError, ValueError, OSError) as error:
         raise click.UsageError(f"configuration: {error}") from None
-    server = SwitchServer(config)
     try:
-        uvloop.run(server.serve_forever())
+        status = uvloop.run(serve(config))
     except StartRefused as error:
         raise click.ClickException(str(error)) from None
+    if status:
+        raise SystemExit(status)  # the sequencer failed: a supervisor restarts and replays
 
 
 def _token(admin_token: str | None, data_dir: str | None) -> str:

@@ -20,6 +20,7 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
+from connectors.stream import limits as stream_limits
 from ledger.config import LedgerConfig
 from switch.core.config import CoreConfig
 from switch.directory.config import DirectoryConfig
@@ -98,6 +99,10 @@ class ServerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     stream_tls_cert: str = ""  # PEM chain; with stream_tls_key enables TLS on the stream port
     stream_tls_key: str = ""
     stream_tls_client_ca: str = ""  # PEM CA bundle: require and verify client certificates
+    # Stream connections one remote address may hold (from accept, before the handshake).
+    stream_connections_per_address_max: Annotated[
+        int, Meta(ge=1, le=stream_limits.CONNECTIONS_MAX)
+    ] = stream_limits.CONNECTIONS_PER_ADDRESS_MAX_DEFAULT
     admin_host: Host = "127.0.0.1"
     admin_port: Port = 7480
     admin_enabled: bool = True
@@ -121,6 +126,14 @@ class ServerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     ] = limits.TICK_EVENTS_MAX_DEFAULT
     commit_interval_ms: Annotated[float, Meta(ge=0.0, le=limits.COMMIT_INTERVAL_S_MAX * 1000)] = (
         limits.COMMIT_INTERVAL_S_DEFAULT * 1000
+    )
+    status_per_participant_max: Annotated[
+        int, Meta(ge=1, le=limits.STATUS_PER_PARTICIPANT_MAX_CEILING)
+    ] = limits.STATUS_PER_PARTICIPANT_MAX_DEFAULT
+    # After a restart: how long a participant has to connect (or call over HTTP) before
+    # the credit requests held for it go to its callback URL (docs/operations.md).
+    held_grace_s: Annotated[float, Meta(ge=0.0, le=limits.HELD_GRACE_S_MAX)] = (
+        limits.HELD_GRACE_S_DEFAULT
     )
     outcomes_archived_max: Annotated[int, Meta(ge=1, le=1 << 26)] = (
         limits.OUTCOMES_ARCHIVED_MAX_DEFAULT

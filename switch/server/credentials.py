@@ -7,6 +7,10 @@ tokens, not passwords, so one HMAC per check is enough (no argon2); the stored h
 compared with `hmac.compare_digest`. Looking the hash up in a dict leaks timing about the
 hash, never about the key, which is what constant time is for.
 
+Revoking keys closes the live sessions they authenticated, at once: the server binds the
+gateway's `close_sessions` (`bind_sessions`), and `revoke_keys` calls it for each revoked
+key's hash after the revocation is stored.
+
 It must never keep, log or return a key after `issue_key` returns it.
 """
 
@@ -15,6 +19,7 @@ from __future__ import annotations
 import base64
 import hmac
 import secrets
+from typing import Callable
 
 from switch.server import limits
 from switch.server.gateway import hash_api_key
@@ -33,6 +38,13 @@ class CredentialIndex:
         self._by_key_hash: dict[bytes, int] = {}
         self._by_certificate: dict[bytes, int] = {}
         self._participants: dict[int, ParticipantRecord] = {}
+        # Gateway.close_sessions(participant_id, key_hash, reason) -> sessions closed.
+        self._close_sessions: Callable[[int, bytes | None, str], int] | None = None
+
+    def bind_sessions(self, close_sessions: Callable[[int, bytes | None, str], int]) -> None:
+        """Where revocations close live sessions (the server passes the gateway's
+        `close_sessions`). Until bound, a revocation only refuses new connections."""
+        self._close_sessions = close_sessions
 
     async def load(self) -> None:
         snapshot = await self.store.load()
@@ -92,9 +104,7 @@ class CredentialIndex:
         if participant_id not in self._participants:
             raise CredentialError("unknown participant")
         if revoke_others:
-            await self.store.revoke_keys(participant_id)
-            self._by_key_hash = {h: p for h, p in self._by_key_hash.items()
-                                 if p != participant_id}
+            await self.revoke_keys(participant_id, "API key revoked")
         key_id = secrets.token_hex(6)
         secret = base64.urlsafe_b64encode(
             secrets.token_bytes(limits.API_KEY_RANDOM_BYTES)).decode().rstrip("=")
@@ -104,6 +114,23 @@ class CredentialIndex:
                                            key_hash=key_hash))
         self._by_key_hash[key_hash] = participant_id
         return api_key
+
+    async def revoke_keys(self, participant_id: int, reason: str = "API key revoked") -> int:
+        """Revoke every key of the participant: stored first (a crash after it leaves the
+        keys revoked), then refused by `participant_for_key_hash`, then every live session
+        they authenticated is closed with `reason`. Returns the sessions closed (for the
+        operator's audit record)."""
+        if participant_id not in self._participants:
+            raise CredentialError("unknown participant")
+        await self.store.revoke_keys(participant_id)
+        revoked = [h for h, p in self._by_key_hash.items() if p == participant_id]
+        for key_hash in revoked:
+            del self._by_key_hash[key_hash]
+        closed = 0
+        if self._close_sessions is not None:
+            for key_hash in revoked:
+                closed += self._close_sessions(participant_id, key_hash, reason)
+        return closed
 
     async def add_certificate(self, participant_id: int, fingerprint: bytes) -> None:
         if participant_id not in self._participants:

@@ -28,7 +28,6 @@ import time
 
 import msgspec
 
-from bench.population import load_profile
 from connectors.sim.books import (
     BooksReport,
     OperatorMovement,
@@ -37,6 +36,7 @@ from connectors.sim.books import (
     reconcile,
 )
 from connectors.sim.funding import opening_positions
+from connectors.sim.population import load_profile
 from connectors.sim.runner import build_population
 from switch.server.launcher import (
     ConsoleClient,

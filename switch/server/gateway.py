@@ -2,8 +2,9 @@
 talk to the switch. A connector authenticates a participant, hands the gateway decoded core
 messages (`switch.core.messages.Inbound`) and receives `Outbound` messages through a sink.
 
-It is for translating the edge into the core's terms, never for deciding anything: the
-sequencer (`switch/server/sequencer.py`) decides, journals and releases. The gateway must
+It is plain I/O adapters — authentication, delivery to sinks, the bounded inbound queue,
+directory calls — never a decision: the deciding shell (`switch/server/shell.py`) decides
+what to journal, answer and release, and the sequencer carries it out. The gateway must
 never reveal an outcome before the sequencer says it is durable, never block the event
 loop, and never take a participant id from a message body (only from `authenticate`).
 
@@ -33,11 +34,20 @@ callbacks of that loop, never from another thread).
    durable, then ``flush()`` once per released batch, so a connector can write everything
    of one loop tick with a single ``transport.write``. Both must be fast and must not
    raise (a raising sink is detached and logged). Several sinks may be attached for one
-   participant: messages go to the oldest attached one (the others take over when it
-   detaches). With no sink attached, messages go to the fallback sink if one is set
-   (``gateway.set_fallback_sink(sink)`` — the HTTP connector's callback sender sets it and
-   looks up ``gateway.callback_url(participant_id)``); otherwise they are dropped and the
-   outcome stays retrievable with ``status``. Delivery is at-least-once from the
+   participant: an answer goes to the sink of the connection that sent the request (a
+   payer's final outcome to the connection that sent the transfer, if it is still
+   attached); anything else (credit requests, notices, outcomes whose asker is gone) to
+   the oldest attached one. With no sink attached, messages go to the fallback sink if one
+   is set (``gateway.set_fallback_sink(sink)`` — the HTTP connector's callback sender sets
+   it and looks up ``gateway.callback_url(participant_id)``); otherwise they are dropped
+   and the outcome stays retrievable with ``status``.
+
+   After a restart the switch re-sends the credit requests of transfers still waiting for
+   their payee. Each is held until its participant uses a door: attaching a stream
+   connection delivers them there; an authenticated HTTP request (the HTTP connector calls
+   ``gateway.door_used(participant_id)``) sends them to its callback URL. A participant
+   that uses neither within ``held_grace_s`` gets them at its callback URL if it has one;
+   otherwise they wait for its first connection (their timers expire them meanwhile). Delivery is at-least-once from the
    participant's point of view: the same outcome may arrive again (answer to a resend, a
    status query, a credit request re-sent after a restart). Participants must treat
    messages idempotently by (payer_participant_id, transfer_id).
@@ -57,17 +67,23 @@ callbacks of that loop, never from another thread).
    connector uses it to bound each connection's in-flight window.
 
    The gateway resolves the payee alias of a TransferRequest (and the payer alias of a
-   RequestToPay) through the directory before the core sees it. If the participant
-   resolved the same alias with ``resolve`` in the last minute, that answer is used (and
-   consumed) so the lookup is charged once; otherwise the transfer's lookup is charged to
-   ``payer_user_ref`` (send it: without it every anonymous lookup of a participant shares
-   one end-user bucket). An unknown alias is answered ``Refused(PARTY_NOT_FOUND)``.
+   RequestToPay) through the directory before the core sees it, charged and refused
+   exactly like a ``resolve`` (``Refused(LOOKUP_RATE_LIMITED)`` once the payer's buckets are
+   empty), to ``payer_user_ref`` (send it: without it every anonymous lookup of a
+   participant shares one end-user bucket). If the participant resolved the same alias
+   with ``resolve`` in the last minute, the transfer's lookup costs nothing more (once per
+   resolve) but is still admitted or refused on the buckets. An unknown alias is answered
+   ``Refused(PARTY_NOT_FOUND)``.
 
 4. Ask and wait (answers returned directly, after they are durable)::
 
        answer = await gateway.resolve(participant_id, ResolveRequest(...))  # ResolveAnswer
        answer = await gateway.status(participant_id, StatusQuery(...))
        # -> TransferOutcome, or Refused(TRANSFER_NOT_FOUND), or ErrorAnswer(SERVER_BUSY)
+
+   A participant may have at most ``status_per_participant_max`` status queries waiting at
+   once; past it they are answered SERVER_BUSY without queuing, so one participant's
+   query flood cannot crowd out another's payments.
 
    and, for aliases, ``await gateway.register_alias(participant_id, alias_type=...,
    alias_value=..., account_ref=..., owner_national_id=..., display_name=...,
@@ -86,7 +102,7 @@ callbacks of that loop, never from another thread).
 
 Result codes the gateway itself answers are from `switch.core.results.Result`:
 SERVER_BUSY, SERVICE_UNAVAILABLE, VALIDATION_ERROR (a message type that cannot be
-submitted), PARTY_NOT_FOUND (directory), INTERNAL_SERVER_ERROR.
+submitted), PARTY_NOT_FOUND and LOOKUP_RATE_LIMITED (directory), INTERNAL_SERVER_ERROR.
 """
 
 from __future__ import annotations
@@ -99,37 +115,33 @@ import time
 from collections import OrderedDict, deque
 from typing import Any, Protocol
 
-import msgspec
-
 from switch.core.messages import (
+    ALIAS_TYPE_NUMBERS,
+    AdminAnswer,
+    AliasAnswer,
+    AliasRegistration,
+    BulkAliasAnswer,
     ErrorAnswer,
     Inbound,
     Outbound,
     Party,
     ParticipantView,
-    Refused,
     RequestToPay,
-    ReturnRequest,
     ResolveAnswer,
     ResolveRequest,
+    ReturnRequest,
     StatusQuery,
     TransferRequest,
 )
 from switch.core.results import Result
+from switch.directory.types import DirectoryResult, Rejection, RegisterAlias
+from switch.directory.types import ResolveRequest as DirectoryResolve
 from switch.server import limits
+from switch.server.shell import ITEM_ADMIN, ITEM_STATUS, ITEM_SUBMIT, ITEM_TIMER, InboundItem
 
 log = logging.getLogger("ponte.server.gateway")
 
-__all__ = [
-    "AliasAnswer",
-    "AliasRegistration",
-    "BulkAliasAnswer",
-    "Gateway",
-    "InboundItem",
-    "Origin",
-    "Sink",
-    "directory_participant_id",
-]
+__all__ = ["Gateway", "Origin", "Sink", "directory_participant_id", "rejection_result"]
 
 
 class Sink(Protocol):
@@ -140,6 +152,12 @@ class Sink(Protocol):
 
     def flush(self) -> None: ...
 
+    def close(self, reason: str) -> None:
+        """End the session now (its key was revoked, its participant suspended): tell the
+        peer `reason` and stop serving it. A sink authenticated by an API key carries the
+        key's hash as `key_hash` (see `Gateway.close_sessions`)."""
+        ...
+
 
 class Origin(Protocol):
     """Told how many of its submitted messages a tick took and made durable."""
@@ -147,55 +165,6 @@ class Origin(Protocol):
     def sequenced(self, count: int) -> None: ...
 
 
-class AliasRegistration(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """One alias to register for an account of the sending participant (wire-friendly:
-    the directory validates every field and names the one at fault)."""
-
-    alias_type: str  # MSISDN, EMAIL, NATIONAL_ID, HANDLE, RANDOM, ACCOUNT
-    alias_value: str = ""  # empty for RANDOM: the directory issues the key
-    account_ref: str
-    owner_national_id: str
-    display_name: str
-    owner_kind: int = 1  # 1 person, 2 business
-
-
-class BulkAliasAnswer(msgspec.Struct, frozen=True, kw_only=True):
-    """Counts of a bulk registration; refused rows by position (0-based), never by value."""
-
-    registered: int
-    existing: int
-    rejected: int
-    rejections: list[tuple[int, int, str]] = []  # (row index, directory result, field)
-
-
-class AliasAnswer(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    """The answer to an alias registration or deletion. `result` is OK or the reason;
-    `directory_result` is the directory's own finer code (switch.directory.types.
-    DirectoryResult) and `field` the request field at fault."""
-
-    result: Result
-    directory_result: int = 0
-    field: str = ""
-    alias_type: str = ""
-    alias_value: str = ""  # the normalised value (the issued key for RANDOM)
-    account_ref: str = ""
-    display_name_masked: str = ""
-
-
-# Kinds of items on the inbound queue (the sequencer's side of the gateway).
-ITEM_SUBMIT = 0  # (kind, participant_id, Inbound, origin or None)
-ITEM_STATUS = 1  # (kind, participant_id, StatusQuery, future)
-ITEM_ADMIN = 2  # (kind, 0, AdminEvent, future)
-ITEM_TIMER = 3  # (kind, 0, TimerFired, None)
-ITEM_ROUTED = 4  # (kind, participant_id, Event, origin): directory lookup already done
-
-InboundItem = tuple[int, int, Any, Any]
-
-# Directory alias type names (as the core's Party carries them) -> directory numbers.
-ALIAS_TYPE_NUMBERS = {
-    "MSISDN": 1, "EMAIL": 2, "NATIONAL_ID": 3, "HANDLE": 4, "RANDOM": 5, "ACCOUNT": 6,
-}
-ALIAS_TYPE_NAMES = {number: name for name, number in ALIAS_TYPE_NUMBERS.items()}
 ANONYMOUS_USER = "anonymous"
 # Messages that start new work: refused while draining for shutdown.
 _NEW_WORK = (TransferRequest, RequestToPay, ReturnRequest)
@@ -213,21 +182,28 @@ def hash_api_key(pepper: bytes, api_key: str) -> bytes:
 class Gateway:
     """See the module docstring. Built by `SwitchServer`; connectors receive it."""
 
-    def __init__(self, *, core, directory, credentials, inbound_max: int) -> None:
+    def __init__(self, *, core, directory, credentials, inbound_max: int,
+                 status_per_participant_max: int = limits.STATUS_PER_PARTICIPANT_MAX_DEFAULT,
+                 held_grace_s: float = limits.HELD_GRACE_S_DEFAULT) -> None:
         assert 1 <= inbound_max <= limits.INBOUND_QUEUE_MAX_CEILING
+        assert 1 <= status_per_participant_max <= limits.STATUS_PER_PARTICIPANT_MAX_CEILING
         self._core = core  # read-only views only: participant(), participant_ids()
         self._directory = directory
         self._credentials = credentials  # switch.server.credentials.CredentialIndex
         self.inbound_max = inbound_max
+        self.status_per_participant_max = status_per_participant_max
+        self.held_grace_s = held_grace_s
         self._inbound: deque[InboundItem] = deque()
         self._wakeup = asyncio.Event()
         self._sinks: dict[int, list[Sink]] = {}
         self._fallback: Sink | None = None
         self._accepting = False
         self._draining = False
-        # Messages waiting for a participant to attach (credit requests re-sent after a
-        # restart, when nobody is connected yet). Bounded by the core's in-flight table.
+        self._status_waiting: dict[int, int] = {}
+        # Messages waiting for a participant to use a door (credit requests re-sent after a
+        # restart). Bounded by the core's in-flight and request-to-pay tables.
         self._held: dict[int, list] = {}
+        self._held_timer: asyncio.TimerHandle | None = None
         # payer -> {(alias_type, alias_value): (payee_id, account_ref, at_ns)}, bounded.
         self._routes: OrderedDict[tuple[int, str, str], tuple[int, str, int]] = OrderedDict()
         self.metrics = None  # set by the server: switch.server.metrics.ServerMetrics
@@ -241,6 +217,9 @@ class Gateway:
         """Stop accepting; queued items are still drained by the sequencer."""
         self._accepting = False
         self._draining = False
+        if self._held_timer is not None:
+            self._held_timer.cancel()
+            self._held_timer = None
 
     def drain(self) -> None:
         """Graceful shutdown, first phase: refuse new transfers, returns and requests to
@@ -286,14 +265,52 @@ class Gateway:
             sinks.append(sink)
         held = self._held.pop(participant_id, None)
         if held:
-            self.deliver([(participant_id, message) for message in held])
+            self.deliver([(participant_id, message, sink) for message in held])
+
+    def door_used(self, participant_id: int) -> None:
+        """An authenticated HTTP request from `participant_id` (the HTTP connector calls
+        this): what is held for it goes to its callback URL now."""
+        if self._held and participant_id not in self._sinks and self._fallback is not None:
+            held = self._held.pop(participant_id, None)
+            if held:
+                self.deliver([(participant_id, message, None) for message in held])
 
     def hold(self, participant_id: int, message: Outbound) -> None:
-        """Deliver now if a sink is attached, else when one attaches (recovery re-sends)."""
+        """Deliver now if a connection is attached, else when the participant next uses a
+        door (recovery re-sends); see the module docstring for the rule."""
         if participant_id in self._sinks:
-            self.deliver([(participant_id, message)])
-        else:
-            self._held.setdefault(participant_id, []).append(message)
+            self.deliver([(participant_id, message, None)])
+            return
+        self._held.setdefault(participant_id, []).append(message)
+        if self._held_timer is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                return  # held before the loop runs: armed by open_held_grace()
+            self._held_timer = loop.call_later(self.held_grace_s, self._held_grace_over)
+
+    def open_held_grace(self) -> None:
+        """Start the grace period for messages held before the loop ran."""
+        if self._held and self._held_timer is None:
+            loop = asyncio.get_running_loop()
+            self._held_timer = loop.call_later(self.held_grace_s, self._held_grace_over)
+
+    def _held_grace_over(self) -> None:
+        """Participants that used no door in the grace period: those with a callback URL
+        get their held messages there; the others keep waiting for a connection."""
+        self._held_timer = None
+        if self._fallback is None:
+            return
+        ready = [participant_id for participant_id in self._held
+                 if participant_id not in self._sinks and self.callback_url(participant_id)]
+        sends = [(participant_id, message, None) for participant_id in ready
+                 for message in self._held.pop(participant_id)]
+        if sends:
+            self.deliver(sends)
+
+    @property
+    def held_count(self) -> int:
+        return sum(len(messages) for messages in self._held.values())
 
     def detach(self, participant_id: int, sink: Sink) -> None:
         sinks = self._sinks.get(participant_id)
@@ -311,30 +328,25 @@ class Gateway:
         It serves every participant, so it is called ``deliver_to(participant_id,
         message)`` (then ``flush()``) instead of ``deliver(message)``."""
         self._fallback = sink
-        if sink is None:
-            return
-        # Recovery re-sends held for participants with no sink: those with a callback URL
-        # get them now through the fallback; the others keep waiting for a connection.
-        ready = [participant_id for participant_id in self._held
-                 if participant_id not in self._sinks and self.callback_url(participant_id)]
-        sends = [(participant_id, message) for participant_id in ready
-                 for message in self._held.pop(participant_id)]
-        if sends:
-            self.deliver(sends)
 
     def attached(self, participant_id: int) -> bool:
         return participant_id in self._sinks
 
     def deliver(self, sends) -> None:
-        """Release durable messages: [(participant_id, Outbound), ...]. Sequencer only."""
+        """Release durable messages: [(participant_id, Outbound, origin or None), ...]. An
+        origin that is an attached sink of that participant gets the message; otherwise
+        the participant's oldest attached sink, else the fallback."""
         touched: dict[int, Sink] = {}
         sinks_by_participant = self._sinks
         fallback = self._fallback
-        for participant_id, message in sends:
+        for participant_id, message, origin in sends:
             sinks = sinks_by_participant.get(participant_id)
-            sink = sinks[0] if sinks else fallback
-            if sink is None:
-                continue  # retrievable by status query
+            if sinks:
+                sink = origin if origin is not None and origin in sinks else sinks[0]
+            else:
+                sink = fallback
+                if sink is None:
+                    continue  # retrievable by status query
             try:
                 if sinks:
                     sink.deliver(message)
@@ -354,6 +366,11 @@ class Gateway:
 
     # -- requests --------------------------------------------------------------------
 
+    def _enqueue(self, item: InboundItem) -> None:
+        self._inbound.append(item)
+        if len(self._inbound) == 1:
+            self._wakeup.set()
+
     def submit(self, participant_id: int, message: Inbound, origin: Origin | None = None
                ) -> Result:
         """Queue one message from an authenticated participant; never blocks."""
@@ -365,43 +382,45 @@ class Gateway:
             if self.metrics is not None:
                 self.metrics.inbound_refused_total += 1
             return Result.SERVER_BUSY
-        self._inbound.append((ITEM_SUBMIT, participant_id, message, origin))
-        if len(self._inbound) == 1:
-            self._wakeup.set()
+        self._enqueue((ITEM_SUBMIT, participant_id, message, origin))
         return Result.OK
 
     async def status(self, participant_id: int, query: StatusQuery) -> Outbound:
         """Where a transfer stands, answered once the state it reveals is durable."""
         if not self._accepting:
             return ErrorAnswer(result=Result.SERVICE_UNAVAILABLE)
-        if len(self._inbound) >= self.inbound_max:
-            return ErrorAnswer(result=Result.SERVER_BUSY)
+        waiting = self._status_waiting.get(participant_id, 0)
+        if len(self._inbound) >= self.inbound_max or waiting >= self.status_per_participant_max:
+            if self.metrics is not None:
+                self.metrics.inbound_refused_total += 1
+            return ErrorAnswer(result=Result.SERVER_BUSY, detail="status queries")
         future = asyncio.get_running_loop().create_future()
-        self._inbound.append((ITEM_STATUS, participant_id, query, future))
-        if len(self._inbound) == 1:
-            self._wakeup.set()
-        return await future
+        self._status_waiting[participant_id] = waiting + 1
+        self._enqueue((ITEM_STATUS, participant_id, query, future))
+        try:
+            return await future
+        finally:
+            left = self._status_waiting[participant_id] - 1
+            if left:
+                self._status_waiting[participant_id] = left
+            else:
+                del self._status_waiting[participant_id]
 
     async def admin(self, event) -> Any:
         """Submit an operator event (switch.core.messages.AdminEvent); the core's
         AdminAnswer once it is durable. Used by the admin surface, not by connectors."""
         if not self._accepting:
-            from switch.core.messages import AdminAnswer
             return AdminAnswer(request_id=event.request_id, result=Result.SERVICE_UNAVAILABLE)
         future = asyncio.get_running_loop().create_future()
         # Operator requests are rare and must not be lost to a busy queue: no bound check
         # beyond the queue's own ceiling.
-        self._inbound.append((ITEM_ADMIN, 0, event, future))
-        if len(self._inbound) == 1:
-            self._wakeup.set()
+        self._enqueue((ITEM_ADMIN, 0, event, future))
         return await future
 
     def timer_fired(self, event) -> None:
         """A timer reached its deadline (the server's timer wheel). Bypasses the bound:
         dropping a timer would leave a transfer waiting forever."""
-        self._inbound.append((ITEM_TIMER, 0, event, None))
-        if len(self._inbound) == 1:
-            self._wakeup.set()
+        self._enqueue((ITEM_TIMER, 0, event, None))
 
     # -- the sequencer's side ----------------------------------------------------------
 
@@ -417,12 +436,6 @@ class Gateway:
             self._wakeup.clear()
         return items
 
-    def push_front(self, items: list[InboundItem]) -> None:
-        """Give back items a tick could not take (payload bound); keeps their order."""
-        self._inbound.extendleft(reversed(items))
-        if self._inbound:
-            self._wakeup.set()
-
     async def wait_for_items(self) -> None:
         if not self._inbound:
             await self._wakeup.wait()
@@ -433,10 +446,8 @@ class Gateway:
         """Look an alias up for a payer (charges the anti-enumeration buckets)."""
         alias = request.alias
         alias_type = ALIAS_TYPE_NUMBERS.get(alias.alias_type)
-        if alias_type is None:
+        if alias_type is None:  # only a hand-built message can get here: decoders refuse it
             return ResolveAnswer(alias=alias, result=Result.VALIDATION_ERROR)
-        from switch.directory.types import Rejection
-
         try:
             answer = await asyncio.wait_for(self._directory.resolve(
                 alias_type, alias.alias_value, directory_participant_id(participant_id),
@@ -465,7 +476,8 @@ class Gateway:
             routes.popitem(last=False)
 
     def take_route(self, participant_id: int, alias: Party) -> tuple[int, str] | None:
-        """A route this payer resolved recently (consumed: one lookup, one payment)."""
+        """A route this payer resolved recently (consumed: that resolve prepays the lookup
+        of one payment, which the directory still admits or refuses like any lookup)."""
         found = self._routes.pop((participant_id, alias.alias_type, alias.alias_value), None)
         if found is None:
             return None
@@ -475,29 +487,27 @@ class Gateway:
         return payee_id, account_ref
 
     async def route_many(self, lookups: list[tuple[int, Party, str]]) -> list:
-        """Resolve (payer_id, alias, payer_user_ref) for transfers with as few directory
-        round trips as its batch bound allows. Each answer is (payee_id, account_ref) or a
-        `Result` to refuse with."""
-        from switch.directory.types import Rejection, ResolveRequest as DirectoryResolve
-
+        """Resolve (participant_id, alias, end-user reference) for transfers and requests
+        to pay with as few directory round trips as its batch bound allows. Each answer is
+        a route for the shell — (participant_id, account_ref) — or a `Result` to refuse
+        with."""
         answers: list = [None] * len(lookups)
         requests = []
         positions = []
         remembered = self._routes
-        type_numbers = ALIAS_TYPE_NUMBERS
         for index, (payer_id, alias, user_ref) in enumerate(lookups):
-            if remembered:
-                route = self.take_route(payer_id, alias)
-                if route is not None:
-                    answers[index] = route
-                    continue
-            alias_type = type_numbers.get(alias.alias_type)
-            if alias_type is None:
+            alias_type = ALIAS_TYPE_NUMBERS.get(alias.alias_type)
+            if alias_type is None:  # only a hand-built message can get here
                 answers[index] = Result.PARTY_NOT_FOUND
                 continue
+            # Every lookup goes to the directory's buckets, so a throttled payer cannot
+            # learn from a transfer what a resolve would refuse to tell it (issue 18). A
+            # route it resolved a moment ago was paid for by that resolve: admission only.
+            prepaid = bool(remembered) and self.take_route(payer_id, alias) is not None
             requests.append(DirectoryResolve(
                 alias_type=alias_type, alias_value=alias.alias_value,
-                payer_participant_id=str(payer_id), payer_user_id=user_ref or ANONYMOUS_USER,
+                payer_participant_id=directory_participant_id(payer_id),
+                payer_user_id=user_ref or ANONYMOUS_USER, prepaid=prepaid,
             ))
             positions.append(index)
         step = limits.RESOLVE_BATCH_MAX
@@ -513,9 +523,9 @@ class Gateway:
                     answers[index] = (int(answer.participant_id), answer.account_ref)
         return answers
 
-    async def refund_lookup(self, payer_participant_id: int, payer_user_ref: str) -> None:
+    async def refund_lookup(self, participant_id: int, payer_user_ref: str) -> None:
         await self._directory.refund_lookup(
-            directory_participant_id(payer_participant_id), payer_user_ref, time.time_ns()
+            directory_participant_id(participant_id), payer_user_ref, time.time_ns()
         )
 
     async def register_alias(self, participant_id: int, *, alias_type: str, alias_value: str,
@@ -523,8 +533,6 @@ class Gateway:
                              owner_kind: int = 1) -> AliasAnswer:
         """Register an alias for one of this participant's accounts. Registering the same
         alias again answers OK with the stored registration (retries are safe)."""
-        from switch.directory.types import RegisterAlias, Rejection
-
         number = ALIAS_TYPE_NUMBERS.get(alias_type)
         if number is None:
             return AliasAnswer(result=Result.VALIDATION_ERROR, field="alias_type")
@@ -536,7 +544,8 @@ class Gateway:
         ), time.time_ns())
         if type(answer) is Rejection:
             return AliasAnswer(result=rejection_result(answer),
-                               directory_result=int(answer.result), field=answer.field)
+                               directory_result=int(answer.result), field=answer.field,
+                               retry_after_ms=answer.retry_after_ms)
         return AliasAnswer(
             result=Result.OK, alias_type=alias_type, alias_value=answer.alias_value,
             account_ref=answer.account_ref, display_name_masked=answer.display_name_masked,
@@ -548,8 +557,6 @@ class Gateway:
         transaction per directory batch instead of one per alias. Same checks as
         `register_alias`; RANDOM keys issued here are not reported back (register RANDOM
         aliases one by one to learn their keys)."""
-        from switch.directory.types import DirectoryResult, Rejection, RegisterAlias
-
         owner = directory_participant_id(participant_id)
         rows = []
         for registration in registrations:
@@ -581,7 +588,8 @@ class Gateway:
         )
         if rejection is not None:
             return AliasAnswer(result=rejection_result(rejection),
-                               directory_result=int(rejection.result), field=rejection.field)
+                               directory_result=int(rejection.result), field=rejection.field,
+                               retry_after_ms=rejection.retry_after_ms)
         return AliasAnswer(result=Result.OK, alias_type=alias_type, alias_value=alias_value)
 
     # -- read-only views -------------------------------------------------------------
@@ -592,25 +600,42 @@ class Gateway:
     def callback_url(self, participant_id: int) -> str:
         return self._credentials.callback_url(participant_id)
 
+    def national_id_token(self, national_id: str) -> str | None:
+        """What the switch records instead of a raw national ID (the shell's recorder)."""
+        return self._directory.national_id_token(national_id)
 
-def rejection_result(rejection) -> Result:
+    # -- live sessions: revocation and suspension ---------------
+
+    def close_sessions(self, participant_id: int, key_hash: bytes | None, reason: str) -> int:
+        """Close at once every live session of `participant_id` — only those a key
+        authenticated when `key_hash` (the key's `hash_api_key`) is given (revocation),
+        all of them when it is None (suspension). Each attached sink is told
+        ``close(reason)`` and detached. Returns how many closed, for the audit record."""
+        closing = [sink for sink in self._sinks.get(participant_id, ())
+                   if key_hash is None or getattr(sink, "key_hash", None) == key_hash]
+        for sink in closing:
+            try:
+                sink.close(reason)
+            except Exception:  # noqa: BLE001 - a connector bug must not stop the switch
+                log.exception("sink_close_failed participant_id=%d", participant_id)
+            self.detach(participant_id, sink)
+        if closing:
+            log.info("sessions_closed participant_id=%d count=%d reason=%s", participant_id,
+                     len(closing), reason)
+        return len(closing)
+
+    def session_key_hash(self, api_key: str) -> bytes:
+        """The hash `close_sessions` names a key by: a connector keeps it for the session
+        the key authenticated (never the key itself)."""
+        return hash_api_key(self._credentials.pepper, api_key)
+
+
+
+def rejection_result(rejection: Rejection) -> Result:
     """The core-level Result for a directory Rejection."""
-    from switch.directory.types import DirectoryResult as D
-
     code = rejection.result
-    if code is D.ALIAS_NOT_FOUND:
+    if code is DirectoryResult.ALIAS_NOT_FOUND:
         return Result.PARTY_NOT_FOUND
-    if code is D.RATE_LIMITED:
+    if code is DirectoryResult.RATE_LIMITED:
         return Result.LOOKUP_RATE_LIMITED
     return Result.VALIDATION_ERROR
-
-
-def refused_for(message, participant_id: int, result: Result) -> Refused | ErrorAnswer:
-    """The typed refusal of a submitted message the core never saw."""
-    if type(message) is TransferRequest:
-        return Refused(request_type="transfer", scope_participant_id=participant_id,
-                       id=message.transfer_id, result=result)
-    if type(message) is RequestToPay:
-        return Refused(request_type="request_to_pay", scope_participant_id=participant_id,
-                       id=message.request_id, result=result)
-    return ErrorAnswer(result=result)

@@ -19,27 +19,11 @@ import asyncio
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterator
 
-import msgspec
-
 from ledger.journal import FileJournal
 from ledger.journal_format import Record
-from ledger.journal_limits import RECORD_PAYLOAD_BYTES_MAX
-from switch.core.messages import Event
+from switch.core import codec
 
 SWITCH_TICK_KIND = 16
-
-_encoder = msgspec.msgpack.Encoder()
-_decoder = msgspec.msgpack.Decoder(list[Event])
-
-
-def encode_tick(events: list) -> list[bytes]:
-    """Payloads for one tick's events: one, unless it is too large for a record."""
-    payload = _encoder.encode(events)
-    if len(payload) <= RECORD_PAYLOAD_BYTES_MAX or len(events) == 1:
-        assert len(payload) <= RECORD_PAYLOAD_BYTES_MAX, "one event larger than a record"
-        return [payload]
-    half = len(events) // 2
-    return encode_tick(events[:half]) + encode_tick(events[half:])
 
 
 def decode_tick(record: Record) -> Iterator[tuple[int, object]]:
@@ -47,7 +31,7 @@ def decode_tick(record: Record) -> Iterator[tuple[int, object]]:
     if record.kind != SWITCH_TICK_KIND:
         return iter(())
     now_ns = record.now_ns
-    return ((now_ns, event) for event in _decoder.decode(record.payload))
+    return ((now_ns, event) for event in codec.decode_tick(record.payload))
 
 
 class SwitchJournal:
@@ -78,15 +62,14 @@ class SwitchJournal:
         backend = await PostgresJournal.open(dsn, name=name, on_record=on_record)
         return cls(backend, threaded_commit=False)
 
-    def append_tick(self, now_ns: int, events: list) -> tuple[int, int]:
-        """Buffer the tick's events; (last sequence, payload bytes). Durable after commit."""
+    def append_tick(self, now_ns: int, payloads: list[bytes]) -> int:
+        """Buffer one tick's record payloads (`codec.encode_tick`); the last record's
+        sequence. Durable after commit."""
         sequence = 0
-        total = 0
-        for payload in encode_tick(events):
+        for payload in payloads:
             sequence = self.backend.append(SWITCH_TICK_KIND, now_ns, payload)
-            total += len(payload)
             self.records_appended += 1
-        return sequence, total
+        return sequence
 
     @property
     def appended_sequence(self) -> int:

@@ -14,6 +14,12 @@ from ledger.journal_limits import RECORD_PAYLOAD_BYTES_MAX
 INBOUND_QUEUE_MAX_DEFAULT = 65_536
 INBOUND_QUEUE_MAX_CEILING = 1 << 22
 
+# Status queries one participant may have waiting at once (queued, being decided or
+# waiting for their commit). Past it: SERVER_BUSY at once, so one participant's query
+# flood cannot fill the queue ahead of everyone's payments.
+STATUS_PER_PARTICIPANT_MAX_DEFAULT = 256
+STATUS_PER_PARTICIPANT_MAX_CEILING = 1 << 16
+
 # -- the sequencer ---------------------------------------------------------------------
 # Events decided per loop tick (one journal record, one durable write). Larger ticks
 # amortise the fsync; smaller ones cut latency. 4,096 events of ~250 B is ~1 MB.
@@ -42,6 +48,12 @@ OUTCOMES_ARCHIVED_MAX_DEFAULT = 1 << 18
 ROUTES_REMEMBERED_MAX = 1 << 18
 ROUTE_TTL_NS = 60 * 1_000_000_000
 
+# -- held re-sends: how long a participant has, after the switch restarted, to use a door
+# (connect a stream, make an HTTP request) before its held credit requests go to its
+# callback URL. Shorter than the payee timeout, so the payee still has time to answer.
+HELD_GRACE_S_DEFAULT = 5.0
+HELD_GRACE_S_MAX = 60.0
+
 # -- directory calls -------------------------------------------------------------------
 # Resolves submitted like requests (answered through the sink) awaited at once.
 RESOLVES_IN_FLIGHT_MAX = 10_000
@@ -69,6 +81,8 @@ assert 1 <= INBOUND_QUEUE_MAX_DEFAULT <= INBOUND_QUEUE_MAX_CEILING
 assert 1 <= TICK_EVENTS_MAX_DEFAULT <= TICK_EVENTS_MAX_CEILING
 assert TICK_EVENTS_MAX_DEFAULT <= INBOUND_QUEUE_MAX_DEFAULT
 assert TICKS_IN_FLIGHT_MAX >= 1
+assert STATUS_PER_PARTICIPANT_MAX_DEFAULT <= STATUS_PER_PARTICIPANT_MAX_CEILING
+assert HELD_GRACE_S_DEFAULT * 1000 < core_limits.PAYEE_TIMEOUT_MS_DEFAULT
 assert RESOLVE_BATCH_MAX <= 4_096  # the directory's resolve_many bound
 assert TIMERS_MAX >= core_limits.IN_FLIGHT_MAX_DEFAULT
 assert API_KEY_RANDOM_BYTES >= 16

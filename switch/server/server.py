@@ -1,6 +1,8 @@
-"""`SwitchServer`: the wiring of one switch process — ledger, core, journal, directory,
-credentials, gateway, sequencer, timers, listeners — its recovery on start and its graceful
-shutdown.
+"""`SwitchServer`: one switch process's server — ledger, core, journal, gateway, deciding
+shell, sequencer, timers — its recovery on start and its graceful shutdown. What it runs
+on (directory, credential store) and what listens in front of it (connectors, the admin
+surface, the console) are given to it by the composition root, `switch/app.py`: this module
+imports no connector, no store and no console.
 
 Start: open the journal and replay every record into a fresh core on a fresh ledger (a full
 replay: no core snapshots yet), check the ledger's invariants, re-arm the core's timers and
@@ -11,47 +13,54 @@ the queue, make the journal durable and close it. Whatever is still in flight th
 resumed by the next start (its timer is re-armed, its credit request re-sent).
 
 It must never release anything before the sequencer does, never run with asserts stripped
-unless the configuration says so, and never print a secret.
+unless the configuration says so, never change process-wide settings (the entry point
+tunes the process: `switch.app.tune_process`), and never print a secret.
 """
 
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import os
 import secrets
-import signal
-import sys
 import time
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable
 
 import msgspec
 
 from switch.core import SwitchCore
-from switch.core.messages import ArmTimer, Send, TimerFired
+from switch.core.messages import TimerFired
 from switch.core.results import ProtocolError
 from switch.server.config import Secret, ServerConfig
 from switch.server.credentials import CredentialIndex
 from switch.server.gateway import Gateway
 from switch.server.journal import SwitchJournal, decode_tick
-from switch.server.metrics import LATENCY_BUCKETS_S, MetricsRegistry, ServerMetrics
-from switch.server.sequencer import OutcomeArchive, Sequencer, SequencerFailed
+from switch.server.metrics import MetricsRegistry, ServerMetrics
+from switch.server.sequencer import Sequencer, SequencerFailed
+from switch.server.shell import OutcomeArchive, Shell
 from switch.server.timers import TimerWheel
 
 log = logging.getLogger("ponte.server")
 
 SECRETS_FILE = "secrets.json"
-GIL_SWITCH_INTERVAL_S = 0.0002
-GC_YOUNG_THRESHOLD = 10_000
 JOURNAL_FILE = "switch.journal"
-DIRECTORY_FILE = "directory.sqlite3"
-CREDENTIALS_FILE = "credentials.sqlite3"
 
 
 class ServerSecrets(msgspec.Struct, kw_only=True):
     api_key_pepper: str
     directory_secret: str
     admin_token: str
+
+
+@dataclass
+class ServerBackends:
+    """What a server runs on, opened by the composition root (`switch.app.open_backends`):
+    the directory service, the credential store, and what to close at stop (newest last)."""
+
+    directory: Any
+    credential_store: Any
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
 
 class StartRefused(Exception):
@@ -88,10 +97,12 @@ def load_or_create_secrets(data_dir: str) -> ServerSecrets:
 
 
 class SwitchServer:
-    """One switch process. `await start()`, then `await stop()` (or `serve_forever()`)."""
+    """One switch process's server. Built and started by `switch.app.start_switch`;
+    `await stop()` shuts it down."""
 
-    def __init__(self, config: ServerConfig) -> None:
+    def __init__(self, config: ServerConfig, backends: ServerBackends) -> None:
         self.config = config
+        self.backends = backends
         self.core: SwitchCore | None = None
         self.ledger = None
         self.gateway: Gateway | None = None
@@ -107,6 +118,7 @@ class SwitchServer:
         self.admin_server = None
         self.console = None  # switch.admin.server_port.Console when console_enabled
         self.http_connector = None
+        # Set by the composition root; stopped here in the order a shutdown needs.
         self.replayed_events = 0
         self.replay_seconds = 0.0
         self._sequencer_task: asyncio.Task | None = None
@@ -122,87 +134,57 @@ class SwitchServer:
             raise StartRefused("python -O strips the asserts that guard the invariants; "
                                "set allow_optimized_python = true to run anyway")
         os.makedirs(config.data_dir, exist_ok=True)
-        # The journal's commit thread needs the GIL back the moment fdatasync returns;
-        # with the default 5 ms switch interval it waits behind the deciding loop, and
-        # every reply waits with it. 0.2 ms costs a little throughput, buys latency.
-        sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
         stored = load_or_create_secrets(config.data_dir)
         pepper = (config.api_key_pepper.reveal() if config.api_key_pepper
                   else stored.api_key_pepper)
-        directory_secret = (config.directory_secret.reveal() if config.directory_secret
-                            else stored.directory_secret)
         self.admin_token = config.admin_token or Secret(stored.admin_token)
+        self._closers.extend(self.backends.closers)
 
         import ledger as ledger_package
 
         self.ledger = ledger_package.Ledger(config.ledger)
-        self.core = SwitchCore(config.core, self.ledger)
+        # The archive of outcomes follows the core's transitions, replayed ones included,
+        # so a restart rebuilds it as it was.
+        archive = OutcomeArchive(config.outcomes_archived_max, config.core)
+        self.core = SwitchCore(config.core, self.ledger, observer=archive.observe)
+        archive.bind(self.core)
         await self._recover()
 
-        self.directory = await self._open_directory(directory_secret.encode())
-        self.credentials = CredentialIndex(await self._open_credential_store(),
-                                           pepper.encode())
+        self.directory = self.backends.directory
+        self.credentials = CredentialIndex(self.backends.credential_store, pepper.encode())
         await self.credentials.load()
 
         loop = asyncio.get_running_loop()
         self.gateway = Gateway(core=self.core, directory=self.directory,
                                credentials=self.credentials,
-                               inbound_max=config.inbound_queue_max)
+                               inbound_max=config.inbound_queue_max,
+                               status_per_participant_max=config.status_per_participant_max,
+                               held_grace_s=config.held_grace_s)
         self.gateway.metrics = self.metrics
+        # Revoked keys close the live sessions they opened (edge-defects branch).
+        self.credentials.bind_sessions(self.gateway.close_sessions)
         self.timers = TimerWheel(loop, self._timer_fired)
+        self.shell = Shell(self.core,
+                           archive=archive,
+                           metrics=self.metrics,
+                           appended_sequence=self.journal.appended_sequence,
+                           national_id_token=self.gateway.national_id_token)
         self.sequencer = Sequencer(
-            core=self.core, gateway=self.gateway, journal=self.journal, timers=self.timers,
-            metrics=self.metrics,
-            archive=OutcomeArchive(config.outcomes_archived_max, self.core),
-            tick_events_max=config.tick_events_max,
+            shell=self.shell, gateway=self.gateway, journal=self.journal, timers=self.timers,
+            metrics=self.metrics, tick_events_max=config.tick_events_max,
             commit_interval_s=config.commit_interval_ms / 1000.0,
         )
-        for command in self._recovery_commands:
-            if type(command) is ArmTimer:
-                self.timers.arm(command.timer_id, command.deadline_ns)
-            elif type(command) is Send:
-                self.gateway.hold(command.participant_id, command.message)
-        self._recovery_commands = []
+        timers, holds = self.shell.recovery()
+        for command in timers:
+            self.timers.arm(command.timer_id, command.deadline_ns)
+        for participant_id, message in holds:
+            self.gateway.hold(participant_id, message)
         self._register_gauges()
-        self._watch_gc()
-        # The core's and the archive's tables are a few big containers made by now. Frozen,
-        # the cyclic collector never walks them again (they are roots, never garbage), so a
-        # full collection costs what the live requests cost, not what the history costs.
-        # Measured at 10,000/s with 512k transfers
-        # retained: full collections of ~65 ms (p99 111 ms) before, see docs/operations.md.
-        # Young collections every GC_YOUNG_THRESHOLD allocations: Python's 700 promotes
-        # short-lived request objects into the old generation, which then needs full
-        # collections (26 of ~27 ms a minute at 10,000/s); 50,000 makes each young pause
-        # ~20 ms. 10,000 sits between.
-        gc.collect()
-        gc.freeze()
-        gc.set_threshold(GC_YOUNG_THRESHOLD, 10, 10)
         self._sequencer_task = asyncio.create_task(self._run_sequencer(), name="ponte-sequencer")
         self.gateway.open()
-        if config.stream_enabled:
-            from connectors.stream.server import start_stream_server
-
-            self.stream_server = await start_stream_server(self.gateway, config,
-                                                           self.registry)
-        if config.http_enabled:
-            from connectors.http.app import HttpConnectorConfig, start_http_connector
-
-            self.http_connector = await start_http_connector(
-                self.gateway, msgspec.convert(config.http, HttpConnectorConfig), self.registry)
-        if config.admin_enabled:
-            from switch.server.admin import start_admin_server
-
-            self.admin_server = await start_admin_server(self, config.admin_host,
-                                                         config.admin_port)
-        if config.console_enabled:
-            from switch.admin.server_port import attach_console
-
-            self.console = await attach_console(self, config.console_host, config.console_port,
-                                                ssl_certfile=config.console_tls_cert,
-                                                ssl_keyfile=config.console_tls_key)
+        self.gateway.open_held_grace()
         self.started_ns = time.time_ns()
-        log.info("server_started stream_port=%s admin_port=%s replayed_events=%d "
-                 "replay_s=%.3f in_flight=%d", self.stream_port, self.admin_port,
+        log.info("server_started replayed_events=%d replay_s=%.3f in_flight=%d",
                  self.replayed_events, self.replay_seconds, self.core.in_flight_count)
 
     async def _recover(self) -> None:
@@ -225,87 +207,15 @@ class SwitchServer:
             path = os.path.join(config.data_dir, JOURNAL_FILE)
             self.journal = SwitchJournal.open_file(
                 path, on_record, threaded_commit=config.journal_commit == "thread")
-        else:
-            from switch.store.migrate import migrate_dsn
-
-            await migrate_dsn(config.postgres_dsn.reveal())  # idempotent, under a lock
+        else:  # the composition root has applied the migrations
             self.journal = await SwitchJournal.open_postgres(
                 config.postgres_dsn.reveal(), config.journal_name, on_record)
         self.replay_seconds = time.perf_counter() - started
         self.replayed_events = counter[0]
         self.ledger.check_invariants()
-        self._recovery_commands = core.recovery_commands()
-
-    async def _open_directory(self, secret: bytes):
-        from switch.directory.cache import LocalAliasCache
-        from switch.directory.buckets import LocalBuckets
-        from switch.directory.config import Secret as DirectorySecret
-        from switch.directory.service import Directory
-
-        config = self.config
-        if config.store == "postgres":
-            from switch.store.postgres_directory import PostgresDirectoryStore
-
-            store = await PostgresDirectoryStore.connect(config.postgres_dsn.reveal())
-        else:
-            from switch.store.embedded import EmbeddedDirectoryStore
-
-            store = EmbeddedDirectoryStore(os.path.join(config.data_dir, DIRECTORY_FILE))
-        self._closers.append(store.close)
-        if config.redis_url is not None:
-            from switch.store.redis_buckets import RedisBuckets
-            from switch.store.redis_cache import RedisAliasCache
-
-            cache = RedisAliasCache.from_url(config.redis_url.reveal(), config.redis_prefix)
-            buckets = RedisBuckets.from_url(config.redis_url.reveal(), config.redis_prefix)
-            for client in {id(cache.client): cache.client,
-                           id(buckets.client): buckets.client}.values():
-                self._closers.append(client.aclose)
-        else:
-            cache = LocalAliasCache(config.directory.cache_entries_max)
-            buckets = LocalBuckets()
-        return Directory(store=store, cache=cache, buckets=buckets, config=config.directory,
-                         secret=DirectorySecret(secret))
-
-    async def _open_credential_store(self):
-        config = self.config
-        if config.store == "postgres":
-            from switch.store.credentials import PostgresCredentialStore
-
-            store = await PostgresCredentialStore.connect(config.postgres_dsn.reveal())
-        else:
-            from switch.store.credentials import EmbeddedCredentialStore
-
-            store = EmbeddedCredentialStore(os.path.join(config.data_dir, CREDENTIALS_FILE))
-        self._closers.append(store.close)
-        return store
 
     def _timer_fired(self, timer_id: int) -> None:
         self.gateway.timer_fired(TimerFired(timer_id=timer_id))
-
-    def _watch_gc(self) -> None:
-        """Time the cyclic garbage collector: a full collection walks every tracked object,
-        and with a million transfers retained that is a pause every reply waits behind."""
-        histogram = self.registry.histogram(
-            "ponte_gc_pause_seconds", "Cyclic garbage collection pauses, by generation.",
-            LATENCY_BUCKETS_S, ("generation",))
-        started = [0.0]
-
-        def callback(phase: str, info: dict) -> None:
-            if phase == "start":
-                started[0] = time.perf_counter()
-            else:
-                histogram.observe(time.perf_counter() - started[0], str(info["generation"]))
-
-        gc.callbacks.append(callback)
-        self._closers.append(self._unwatch_gc(callback))
-
-    @staticmethod
-    def _unwatch_gc(callback):
-        async def remove() -> None:
-            if callback in gc.callbacks:
-                gc.callbacks.remove(callback)
-        return remove
 
     def _register_gauges(self) -> None:
         registry = self.registry
@@ -391,6 +301,14 @@ class SwitchServer:
 
     # -- stop ------------------------------------------------------------------------
 
+    def request_stop(self) -> None:
+        """Ask the process to stop (a signal handler): `wait_stopped` returns."""
+        self._stopped.set()
+
+    async def wait_stopped(self) -> None:
+        """Until a stop is asked for, or the sequencer failed (then `failed` is True)."""
+        await self._stopped.wait()
+
     async def stop(self, drain_s: float | None = None) -> None:
         """Graceful shutdown; see the module docstring. Safe to call twice."""
         if self.gateway is None:
@@ -431,16 +349,3 @@ class SwitchServer:
             self.gateway = None
             self._stopped.set()
         log.info("server_stopped in_flight_left=%d", self.core.in_flight_count)
-
-    async def serve_forever(self) -> None:
-        """Start, run until SIGINT/SIGTERM (or a sequencer failure), stop gracefully."""
-        await self.start()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, self._stopped.set)
-        await self._stopped.wait()
-        failed = self.failed
-        await self.stop()
-        if failed:
-            sys.exit(70)  # EX_SOFTWARE: restart and replay
-

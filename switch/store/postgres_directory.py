@@ -281,10 +281,8 @@ class PostgresDirectoryStore:
         async with self.pool.acquire() as connection, connection.transaction():
             await self._lock(connection, [alias_lock_key(alias_type, alias_key)])
             current = await self._get(connection, alias_type, alias_key)
-            if current is None:
-                return R.ALIAS_NOT_FOUND
-            if current.participant_id != participant_id:
-                return R.ALIAS_HELD_BY_OTHER_PARTICIPANT
+            if current is None or current.participant_id != participant_id:
+                return R.ALIAS_NOT_FOUND  # whoever else may hold it (see the port)
             if await self._live_claim(connection, alias_type, alias_key):
                 return R.CLAIM_PENDING
             await connection.execute(

@@ -14,7 +14,7 @@ from __future__ import annotations
 import redis.asyncio as redis_async
 from redis.exceptions import NoScriptError
 
-from switch.directory.buckets import SCALE, Charge, refill
+from switch.directory.buckets import COSTS, SCALE, Charge, refill
 from switch.directory.config import BucketPolicy
 
 _COMMON = """
@@ -38,8 +38,9 @@ end
 CHARGE_LUA = _COMMON + """
 -- One participant and some of its end users, charged in order.
 -- KEYS: the participant's bucket, then one user bucket per resolve.
--- ARGV: now_ms, found flags ('1'/'0' per user), then cap, rate, hit, miss of the
--- participant's policy and of the user policy. Returns admitted, retry_after_ms,
+-- ARGV: now_ms, cost flags (one per user: '0' miss, '1' hit, '2' none: admission only,
+-- '3' hit after the answer: never refused; buckets.COST_*), then cap, rate, hit, miss of
+-- the participant's policy and of the user policy. Returns admitted, retry_after_ms,
 -- limited_by for each user in turn.
 local flags = ARGV[2]
 local pcap, prate = tonumber(ARGV[3]), tonumber(ARGV[4])
@@ -57,20 +58,23 @@ local out = {}
 for i = 2, #KEYS do
   local ut, uu = refill(KEYS[i], ucap, urate)
   local uw, pw = wait(ut, uhit, urate), wait(pt, phit, prate)
-  if uw > 0 or pw > 0 then
+  local flag = string.sub(flags, i - 1, i - 1)
+  if flag ~= '3' and (uw > 0 or pw > 0) then
     local by = 2
     if uw >= pw then by = 1 end
     out[#out + 1] = 0
     out[#out + 1] = math.max(uw, pw)
     out[#out + 1] = by
   else
-    if string.sub(flags, i - 1, i - 1) == '1' then
-      ut, pt = ut - uhit, pt - phit
-    else
-      ut, pt = ut - umiss, pt - pmiss
+    if flag ~= '2' then
+      if flag == '0' then
+        ut, pt = ut - umiss, pt - pmiss
+      else
+        ut, pt = ut - uhit, pt - phit
+      end
+      store(KEYS[i], ut, uu, ucap, urate)
+      charged = true
     end
-    store(KEYS[i], ut, uu, ucap, urate)
-    charged = true
     out[#out + 1] = 1
     out[#out + 1] = 0
     out[#out + 1] = 0
@@ -139,10 +143,10 @@ class RedisBuckets:
                     await self._load()
         raise AssertionError("unreachable")
 
-    async def charge(self, user_key, participant_id, user_policy, participant_policy, found,
+    async def charge(self, user_key, participant_id, user_policy, participant_policy, cost,
                      now_ms) -> Charge:
         (charge,) = await self.charge_many(
-            [(user_key, participant_id, participant_policy, found)], user_policy, now_ms
+            [(user_key, participant_id, participant_policy, cost)], user_policy, now_ms
         )
         return charge
 
@@ -150,13 +154,14 @@ class RedisBuckets:
         """One script call per payer participant of the batch (its buckets share a Cluster
         slot), all in one pipeline: the same decisions as charging one by one in order."""
         groups: dict[str, tuple[BucketPolicy, list[int], list[bytes], list[str]]] = {}
-        for index, (user_key, participant_id, participant_policy, found) in enumerate(items):
+        for index, (user_key, participant_id, participant_policy, cost) in enumerate(items):
+            assert cost in COSTS
             group = groups.get(participant_id)
             if group is None:
                 group = groups[participant_id] = (participant_policy, [], [], [])
             group[1].append(index)
             group[2].append(user_key)
-            group[3].append("1" if found else "0")
+            group[3].append(str(int(cost)))
         user_args = _charge_args(user_policy)
 
         def queue(pipe) -> None:

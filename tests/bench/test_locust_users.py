@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from bench.cli import bench
 from bench.locust.command import history_series, locust_argv, read_stats
 from bench.locust.rig import Rig, read_rig
-from bench.population import decode_profile
+from connectors.sim.population import decode_profile
 from switch.server.launcher import free_port
 from tests.bench.test_soak_bench import TINY_PROFILE
 

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from bench.cli import bench
-from bench.population import decode_profile, load_profile
+from connectors.sim.population import decode_profile, load_profile
 from bench.run_report import SecondSeries, default_report_dir, finish_run
 from bench.sampler import ResourceSample
 from bench.soak_bench import soak_profile

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from bench.cli import bench
 from bench.locust.driver import Finished
-from bench.population import StepRate, load_profile
+from connectors.sim.population import StepRate, load_profile
 from bench.step_bench import StepJudge, step_profile
 from tests.bench.test_soak_bench import TINY_PROFILE
 

@@ -18,8 +18,9 @@ from connectors.sdk.stream_client import StreamClient
 from switch.core.messages import Party, TransferRequest
 from switch.core.results import SettlementModel
 from switch.server.config import load_config
-from switch.server.gateway import AliasRegistration
+from switch.core.messages import AliasRegistration
 from switch.server.onboarding import add_currency, add_participant
+from switch.app import start_switch
 from switch.server.server import SwitchServer
 
 S = 1_000_000_000
@@ -121,8 +122,7 @@ class Traffic:
 
 async def start_server(data_dir: str) -> SwitchServer:
     config = load_config(environ={}, data_dir=data_dir, stream_port=0, admin_enabled=False)
-    server = SwitchServer(config)
-    await server.start()
+    server = await start_switch(config)
     return server
 
 

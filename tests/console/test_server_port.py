@@ -100,12 +100,11 @@ async def test_a_suspension_through_the_console_refuses_real_transfers(running):
 
 async def test_the_server_starts_its_console_when_configured(tmp_path):
     from switch.server.config import load_config
-    from switch.server.server import SwitchServer
+    from switch.app import start_switch
 
     config = load_config(environ={}, data_dir=str(tmp_path), stream_port=0,
                          admin_enabled=False, console_enabled=True, console_port=0)
-    server = SwitchServer(config)
-    await server.start()
+    server = await start_switch(config)
     try:
         assert server.console is not None
         operators = await _demo_operators(str(tmp_path))
@@ -154,14 +153,13 @@ def _self_signed(directory) -> tuple[str, str]:
 
 async def test_on_tls_the_session_cookie_is_secure(tmp_path):
     from switch.server.config import load_config
-    from switch.server.server import SwitchServer
+    from switch.app import start_switch
 
     cert, key = _self_signed(tmp_path)
     config = load_config(environ={}, data_dir=str(tmp_path / "data"), stream_port=0,
                          admin_enabled=False, console_enabled=True, console_port=0,
                          console_tls_cert=cert, console_tls_key=key)
-    server = SwitchServer(config)
-    await server.start()
+    server = await start_switch(config)
     try:
         assert server.console.url.startswith("https://")
         (username, password, _), *_ = await _demo_operators(str(tmp_path / "data"))

@@ -105,6 +105,28 @@ BAD_BODIES = [
     (b'{"type":"status_query","payer_participant_id":0,"transfer_id":"a"}',
      "payer_participant_id"),
     (b'{"type":"launch_missiles"}', "type"),
+    # One id grammar at every entrance: a trailing newline is not an id either ...
+    (b'{"type":"transfer","transfer_id":"a\\n","payee":null,"amount_minor":1,'
+     b'"currency":"BRL","expires_at_ns":1}', "transfer_id"),
+    (b'{"type":"return","transfer_id":"r","original":{"payer_participant_id":1,'
+     b'"transfer_id":"t\\n"},"amount_minor":1,"expires_at_ns":1}', "transfer_id"),
+    (b'{"type":"request_to_pay","request_id":"q\\n","payer":{"alias_type":"MSISDN",'
+     b'"alias_value":"1"},"amount_minor":1,"currency":"BRL","expires_at_ns":1}', "request_id"),
+    # ... and the transfer an approval names is an id like any other (HTTP paths, snapshots).
+    (b'{"type":"request_to_pay_decision","payee_participant_id":2,"request_id":"q",'
+     b'"approved":true,"transfer_id":"a/b","expires_at_ns":1}', "transfer_id"),
+    (b'{"type":"request_to_pay_decision","payee_participant_id":2,"request_id":"q",'
+     b'"approved":true,"transfer_id":"a b","expires_at_ns":1}', "transfer_id"),
+    (b'{"type":"request_to_pay_decision","payee_participant_id":2,"request_id":"q",'
+     b'"approved":true,"transfer_id":"a\\n","expires_at_ns":1}', "transfer_id"),
+    (b'{"type":"request_to_pay_decision","payee_participant_id":2,"request_id":"q",'
+     b'"approved":true,"transfer_id":"caf\\u00e9","expires_at_ns":1}', "transfer_id"),
+    (b'{"type":"request_to_pay_decision","payee_participant_id":2,"request_id":"q",'
+     b'"approved":true,"transfer_id":"' + b"x" * 65 + b'","expires_at_ns":1}', "transfer_id"),
+    # Only the switch links a transfer to a request-to-pay (the one an approval creates).
+    (b'{"type":"transfer","transfer_id":"a","payee":{"alias_type":"MSISDN","alias_value":"1"},'
+     b'"amount_minor":1,"currency":"BRL","expires_at_ns":1,"request_to_pay_id":"q1"}',
+     "request_to_pay_id"),
     (b'{"type":"payee_answer"', None),  # truncated: malformed, not invalid
 ]
 
@@ -149,3 +171,24 @@ def test_journal_round_trip_of_any_valid_transfer(request, payer, payee, now_ns)
                               payee_account_ref="ref", request=request)
     assert codec.decode_event(codec.encode_event(now_ns, event)) == (now_ns, event)
     assert codec.decode_inbound_msgpack(codec.encode_inbound_msgpack(request)) == request
+
+
+ID_CASES = ["t-1", "0b9c5c9e-2c1a-4f0b-9d5e-6a1f8f0c1a11", "a.b_c:d-e", "x" * 64, "", "x" * 65,
+            "a/b", "a b", "a\n", "\na", "a\r", "-a", ".a", "caf\u00e9", "\u0661", "a%2Fb",
+            "a\x00"]
+
+
+@pytest.mark.parametrize("text", ID_CASES, ids=repr)
+def test_one_id_grammar_for_the_type_and_every_checker(text):
+    """The `Id` type (decoders, journal, snapshots) and `id_valid` (the core's re-check, the
+    HTTP path check) agree on every string, including the ones `$` would let through."""
+    from switch.core.messages import Id, id_valid
+
+    try:
+        msgspec.convert(text, Id)
+        typed = True
+    except msgspec.ValidationError:
+        typed = False
+    assert id_valid(text) is typed
+    expected = text in ID_CASES[:4]
+    assert typed is expected

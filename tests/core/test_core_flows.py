@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import pytest
+
 from core_helpers import (
     BANK_A,
     BANK_B,
     S,
     WALLET_C,
     World,
+    fingerprint,
     only,
     outcome_to,
     refusal,
     result_of,
     sends,
 )
-from switch.core import RequestToPayState, Result, TransferState
+from switch.core import RequestToPayState, Result, SwitchCore, TransferState
 from switch.core.messages import (
     ArmTimer,
     CancelTimer,
@@ -29,6 +32,7 @@ from switch.core.messages import (
     RequestToPayOutcome,
     SchemeRules,
     SchemeRulesChanged,
+    Send,
 )
 
 # -- returns -------------------------------------------------------------------------------
@@ -194,6 +198,121 @@ def test_request_to_pay_resend_and_conflict(world):
     assert world.step(rtp)[0].message.state == RequestToPayState.OPEN
     other = world.rtp_event(request_id="rq-1", amount_minor=7)
     assert refusal(world.step(other)).result == Result.EXISTS_WITH_DIFFERENT_AMOUNT
+
+
+
+# -- a request-to-pay approval is bound to a new transfer ---------------------------------
+# Approving names a transfer id; the request becomes APPROVED only when that approval itself
+# created the transfer (to the requester, for the requested amount). An id the payer already
+# used — an earlier transfer, a return, a refused transfer, another request's payment — is
+# refused with a typed result, changes nothing and leaves the request OPEN.
+
+
+def _used_ids(world: World) -> dict[str, str]:
+    """One id of each kind BANK_A (the payer of the requests below) already used."""
+    paid, _ = world.send_transfer(payer=BANK_A, payee=BANK_B, amount_minor=1_000,
+                                  transfer_id="earlier")
+    world.answer(paid)  # committed, to the requester, for the amount it will request
+    refused, _ = world.send_transfer(payer=BANK_A, payee=BANK_B, amount_minor=1_000,
+                                     transfer_id="refused-by-payee")
+    world.answer(refused, accepted=False)
+    world.send_transfer(payer=BANK_A, payee=BANK_B, amount_minor=600_000,
+                        transfer_id="refused-at-admission")  # above the transfer maximum
+    incoming, _ = world.send_transfer(payer=BANK_B, payee=BANK_A, amount_minor=5_000)
+    world.answer(incoming)
+    ret = world.return_event(incoming, 1_000, transfer_id="a-return")  # BANK_A pays it
+    world.step(ret)
+    world.answer(ret)
+    other = world.rtp_event(payee=BANK_B, payer=BANK_A, amount_minor=1_000)
+    world.step(other)
+    world.decide(other, approved=True, transfer_id="paid-another-request")
+    return {
+        "earlier transfer": "earlier",
+        "transfer refused by its payee": "refused-by-payee",
+        "transfer refused at admission": "refused-at-admission",
+        "return": "a-return",
+        "another request's payment": "paid-another-request",
+    }
+
+
+@pytest.mark.parametrize("kind", ["earlier transfer", "transfer refused by its payee",
+                                  "transfer refused at admission", "return",
+                                  "another request's payment"])
+def test_approval_naming_a_used_id_is_refused_and_leaves_the_request_open(world, kind):
+    transfer_id = _used_ids(world)[kind]
+    rtp = world.rtp_event(payee=BANK_B, payer=BANK_A, amount_minor=1_000)
+    world.step(rtp)
+    before = world.fingerprint()
+    commands = world.decide(rtp, approved=True, transfer_id=transfer_id)
+    refused = refusal(commands)
+    assert (refused.request_type, refused.scope_participant_id, refused.id) == (
+        "transfer", BANK_A, transfer_id)
+    assert refused.result in (Result.EXISTS_WITH_DIFFERENT_PARTY,
+                              Result.EXISTS_WITH_DIFFERENT_AMOUNT,
+                              Result.EXISTS_WITH_DIFFERENT_BODY)
+    assert world.fingerprint() == before  # nothing changed, the request is still OPEN
+    assert world.core.request_to_pay_outcome(BANK_B, rtp.request.request_id).state == (
+        RequestToPayState.OPEN)
+    # Replaying the journal (this event included) rebuilds the same core: no fail-stop.
+    replayed = SwitchCore(world.config, type(world.ledger)(world.ledger.config))
+    replayed.replay(world.events)
+    assert fingerprint(replayed) == world.fingerprint()
+    # The payer can still pay it, under a new id.
+    world.decide(rtp, approved=True, transfer_id="fresh-id")
+    outcome = world.core.request_to_pay_outcome(BANK_B, rtp.request.request_id)
+    assert (outcome.state, outcome.transfer_id) == (RequestToPayState.APPROVED, "fresh-id")
+
+
+def test_approval_names_a_new_transfer_to_the_requester_for_the_requested_amount(world):
+    rtp = world.rtp_event(payee=BANK_B, payer=BANK_A, amount_minor=2_345)
+    world.step(rtp)
+    commands = world.decide(rtp, approved=True, transfer_id="pays-it")
+    credit = only([s for s in sends(commands) if isinstance(s.message, CreditRequest)], Send)
+    assert credit.participant_id == BANK_B
+    assert (credit.message.amount_minor, credit.message.request_to_pay_id) == (
+        2_345, rtp.request.request_id)
+    record = world.record(BANK_A, "pays-it")
+    assert (record.payee_participant_id, record.amount_minor, record.forwarded) == (
+        BANK_B, 2_345, True)
+    assert record.request_to_pay_id == rtp.request.request_id
+
+
+def test_resent_approval_answers_as_before(world):
+    """An identical approval of an APPROVED request gets the same outcome; one of an OPEN
+    request whose transfer was refused gets that transfer's outcome again."""
+    rtp = world.rtp_event(payee=BANK_B, payer=BANK_A, amount_minor=1_000)
+    world.step(rtp)
+    decision = world.decision_event(rtp, approved=True, transfer_id="pay-1")
+    first = world.step(decision)
+    approved = [s for s in sends(first) if isinstance(s.message, RequestToPayOutcome)]
+    before = world.fingerprint()
+    assert world.step(decision) == [Send(participant_id=BANK_A, message=approved[0].message)]
+    assert world.fingerprint() == before
+
+    poor = world.rtp_event(payee=BANK_B, payer=WALLET_C, amount_minor=1_000)  # no money
+    world.step(poor)
+    decision = world.decision_event(poor, approved=True, transfer_id="try-1")
+    first = world.step(decision)
+    assert outcome_to(first, WALLET_C).result == Result.PAYER_INSUFFICIENT_LIQUIDITY
+    before = world.fingerprint()
+    assert world.step(decision) == first
+    assert world.fingerprint() == before
+    assert world.core.request_to_pay_outcome(BANK_B, poor.request.request_id).state == (
+        RequestToPayState.OPEN)
+
+
+@pytest.mark.parametrize("transfer_id", ["", "a/b", "a b", "line\n", "caf\u00e9", "x" * 65])
+def test_approving_without_a_valid_transfer_id_is_refused_and_changes_nothing(world,
+                                                                              transfer_id):
+    rtp = world.rtp_event()
+    world.step(rtp)
+    before = world.fingerprint()
+    refused = refusal(world.decide(rtp, approved=True, transfer_id=transfer_id))
+    assert (refused.request_type, refused.id, refused.result) == (
+        "request_to_pay_decision", rtp.request.request_id, Result.ID_INVALID)
+    assert world.fingerprint() == before
+    # Declining needs no transfer id.
+    assert world.decide(rtp, approved=False)[-1].message.state == RequestToPayState.DECLINED
 
 
 # -- operator requests ---------------------------------------------------------------------

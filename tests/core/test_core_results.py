@@ -17,6 +17,7 @@ from core_helpers import (
     BANK_B,
     BANK_D,
     S,
+    U64_MAX,
     WALLET_C,
     World,
     only,
@@ -199,6 +200,16 @@ def s_payer_daily_limit(w):
     return w.transfer_event(amount_minor=2_001)
 
 
+def s_payee_account_overflow(w):
+    w.preload(w.core.account_id(BANK_B, "BRL"), credits_minor=U64_MAX - 1_000_000 - 500)
+    return w.transfer_event(amount_minor=600)
+
+
+def s_hub_account_overflow(w):
+    w.preload(w.core.currency("BRL").hub_fees_account_id, credits_minor=U64_MAX - 2)
+    return w.transfer_event(amount_minor=1_000)  # fee 3
+
+
 def s_payer_insufficient_liquidity(w):
     return w.transfer_event(payer=WALLET_C, amount_minor=1)
 
@@ -263,6 +274,12 @@ def s_admin_cap_below_position(w):
                           cap_minor=300_000)
 
 
+def s_admin_account_overflow(w):
+    w.preload(w.core.account_id(BANK_A, "BRL"), credits_minor=U64_MAX - 1_000_000)
+    return FundsDeposited(request_id="fund-a-more", participant_id=BANK_A, currency="BRL",
+                          amount_minor=1)
+
+
 SCENARIOS = {
     Result.OK: s_ok,
     Result.VALIDATION_ERROR: s_validation_error,
@@ -292,6 +309,8 @@ SCENARIOS = {
     Result.RETURN_EXCEEDS_ORIGINAL: s_return_exceeds_original,
     Result.AMOUNT_ABOVE_TRANSFER_MAX: s_amount_above_transfer_max,
     Result.PAYER_DAILY_LIMIT_EXCEEDED: s_payer_daily_limit,
+    Result.PAYEE_ACCOUNT_OVERFLOW: s_payee_account_overflow,
+    Result.HUB_ACCOUNT_OVERFLOW: s_hub_account_overflow,
     Result.PAYER_INSUFFICIENT_LIQUIDITY: s_payer_insufficient_liquidity,
     Result.PAYEE_REJECTED: s_payee_rejected,
     Result.PAYER_REJECTED_REQUEST: s_payer_rejected_request,
@@ -305,6 +324,7 @@ SCENARIOS = {
     Result.ADMIN_TABLE_FULL: s_admin_table_full,
     Result.ADMIN_FUNDS_INSUFFICIENT: s_admin_funds_insufficient,
     Result.ADMIN_CAP_BELOW_POSITION: s_admin_cap_below_position,
+    Result.ADMIN_ACCOUNT_OVERFLOW: s_admin_account_overflow,
 }
 
 # Checks that run before anything is recorded: the step must change nothing at all.
@@ -318,15 +338,18 @@ UNRECORDED = {
 } | {member for member in Result if member.name.startswith("ADMIN_")}
 
 # Recorded refusals: the transfer is kept (a resend gets the same answer) but no money moves.
-# All but the liquidity check decide before the ledger is asked; the ledger refuses that one
-# itself (it still consumes a timestamp and remembers the failed id, but moves nothing).
+# All but the reserve's own refusals (account overflows, liquidity) decide before the ledger
+# is asked; the ledger refuses those itself (it still consumes a timestamp and remembers the
+# failed id, but moves nothing).
+LEDGER_REFUSED = {Result.PAYEE_ACCOUNT_OVERFLOW, Result.HUB_ACCOUNT_OVERFLOW,
+                  Result.PAYER_INSUFFICIENT_LIQUIDITY}
 REFUSED_AT_ADMISSION = {
     Result.ORIGINAL_TRANSFER_NOT_FOUND, Result.RETURN_ORIGINAL_NOT_COMMITTED,
     Result.RETURN_PARTIES_MISMATCH, Result.PAYER_BLOCKED, Result.PAYEE_BLOCKED,
     Result.PAYER_CURRENCY_NOT_ENABLED, Result.PAYEE_CURRENCY_NOT_ENABLED,
     Result.RETURN_EXCEEDS_ORIGINAL, Result.AMOUNT_ABOVE_TRANSFER_MAX,
-    Result.PAYER_DAILY_LIMIT_EXCEEDED, Result.PAYER_INSUFFICIENT_LIQUIDITY,
-}
+    Result.PAYER_DAILY_LIMIT_EXCEEDED,
+} | LEDGER_REFUSED
 
 
 def make_world(ledger_cls, member: Result) -> World:
@@ -359,7 +382,7 @@ def test_each_result_is_produced_by_a_real_input(ledger_cls, member):
         assert world.fingerprint() == before, f"{member.name} changed state"
     if member in REFUSED_AT_ADMISSION:
         assert _balances(world) == balances_before, f"{member.name} moved money"
-        if member is not Result.PAYER_INSUFFICIENT_LIQUIDITY:
+        if member not in LEDGER_REFUSED:
             assert world.ledger.digest() == ledger_before, f"{member.name} reached the ledger"
     emitted = {result_of([c]) for c in commands if _carries_result(c)}
     assert not emitted & SHELL_ONLY

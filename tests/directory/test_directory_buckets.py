@@ -8,6 +8,10 @@ import pytest
 import redis.asyncio as redis_async
 
 from switch.directory.buckets import (
+    COST_HIT,
+    COST_HIT_AFTER,
+    COST_MISS,
+    COST_NONE,
     LIMITED_PARTICIPANT,
     LIMITED_USER,
     SCALE,
@@ -62,6 +66,29 @@ def test_admission_does_not_depend_on_the_answer():
         assert run(states, found, T0).admitted
         refused = run(states, True, T0)
         assert (refused.admitted, refused.retry_after_ms) == (False, wait_ms)
+
+
+def test_a_gate_only_charge_is_refused_like_a_lookup_and_takes_nothing():
+    # A directory write is admitted on the balance a lookup would be, before the store is
+    # asked (so a refusal reveals nothing), and costs nothing by itself.
+    states = [(1 * SCALE, T0), None]
+    assert run(states, COST_NONE, T0).admitted
+    assert refill(states[0], USER, T0)[0] == 1 * SCALE
+    states = [(1 * SCALE - 1, T0), None]
+    refused = run(states, COST_NONE, T0)
+    assert (refused.admitted, refused.retry_after_ms) == (False, 1)
+    assert states[0] == (1 * SCALE - 1, T0)
+
+
+def test_a_cost_after_the_answer_is_never_refused_and_may_go_into_debt():
+    # The answer of an admitted write that revealed another participant's alias costs a
+    # hit, whatever the balance is by then (concurrent writes admitted together all pay).
+    states = [(0, T0), (0, T0)]
+    for _ in range(3):
+        assert run(states, COST_HIT_AFTER, T0).admitted
+    assert refill(states[0], USER, T0)[0] == -3 * SCALE
+    assert refill(states[1], BIG, T0)[0] == -3 * SCALE
+    assert not run(states, COST_NONE, T0).admitted
 
 
 def test_refund_gives_a_token_back_up_to_capacity():
@@ -125,12 +152,12 @@ async def test_backends_match_the_model_step_by_step(buckets):
             model[user] = refund_one(model.get(user), user_policy, now_ms)
             model[participant] = refund_one(model.get(participant), participant_policy, now_ms)
         else:
-            found = rng.random() < 0.6
+            cost = rng.choice([COST_HIT, COST_HIT, COST_MISS, COST_NONE, COST_HIT_AFTER])
             got = await buckets.charge(user, participant, user_policy, participant_policy,
-                                       found, now_ms)
+                                       cost, now_ms)
             expected, user_state, participant_state = charge_pair(
                 model.get(user), model.get(participant), user_policy, participant_policy,
-                found, now_ms)
+                cost, now_ms)
             assert got == expected
             if expected.admitted:
                 model[user], model[participant] = user_state, participant_state
@@ -143,12 +170,13 @@ async def test_backends_match_the_model_step_by_step(buckets):
 
 
 async def test_charge_many_equals_charging_one_by_one(buckets):
-    items = [(bytes([n % 3]) * 16, "bank-a", BIG, n % 4 != 0) for n in range(150)]
+    costs = (COST_HIT, COST_MISS, COST_HIT, COST_NONE, COST_HIT_AFTER)
+    items = [(bytes([n % 3]) * 16, "bank-a", BIG, costs[n % 5]) for n in range(150)]
     charges = await buckets.charge_many(items, USER, T0)
     states: dict = {}
-    for (user, participant, policy, found), got in zip(items, charges):
+    for (user, participant, policy, cost), got in zip(items, charges):
         expected, user_state, participant_state = charge_pair(
-            states.get(user), states.get(participant), USER, policy, found, T0)
+            states.get(user), states.get(participant), USER, policy, cost, T0)
         assert got == expected
         if expected.admitted:
             states[user], states[participant] = user_state, participant_state

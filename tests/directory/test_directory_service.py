@@ -124,14 +124,14 @@ async def test_update_moves_the_alias_and_the_cache_follows(directory):
     refused = await directory.update(UpdateAlias(
         alias_type=T.MSISDN, alias_value=msisdn(1), participant_id="bank-b",
         account_ref="acc-3"), NOW_NS + 2)
-    assert refused == Rejection(result=R.ALIAS_HELD_BY_OTHER_PARTICIPANT, field="participant_id")
+    assert refused == Rejection(result=R.ALIAS_NOT_FOUND, field="alias_value")  # not bank-b's
 
 
 async def test_delete_by_the_holder_only(directory):
     await directory.register(registration(), NOW_NS)
     await resolve(directory, T.MSISDN, msisdn(1))
     refused = await directory.delete(T.MSISDN, msisdn(1), "bank-b", NOW_NS)
-    assert refused.result is R.ALIAS_HELD_BY_OTHER_PARTICIPANT
+    assert refused.result is R.ALIAS_NOT_FOUND  # as if nobody held it
     assert await directory.delete(T.MSISDN, msisdn(1), "bank-a", NOW_NS) is None
     assert (await resolve(directory, T.MSISDN, msisdn(1))).result is R.ALIAS_NOT_FOUND
     again = await directory.delete(T.MSISDN, msisdn(1), "bank-a", NOW_NS)

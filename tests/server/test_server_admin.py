@@ -11,7 +11,7 @@ import urllib.request
 
 import pytest
 
-from switch.server.testing import onboard, start_test_server
+from switch.testing import onboard, start_test_server
 
 
 @pytest.fixture

@@ -66,3 +66,35 @@ async def test_postgres_credentials(postgres_dsn):
         return await PostgresCredentialStore.connect(postgres_dsn)
 
     await exercise(open_store)
+
+
+async def test_revoking_keys_closes_the_sessions_they_opened(tmp_path):
+    """revoke_keys (and issue_key with revoke_others) stores the revocation, refuses the
+    keys, and asks the bound hook to close each revoked key's live sessions."""
+    from switch.server.gateway import hash_api_key
+
+    index = CredentialIndex(EmbeddedCredentialStore(str(tmp_path / "c.sqlite3")), PEPPER)
+    await index.load()
+    await index.put_participant(7, "bank_seven", "bank")
+    await index.put_participant(8, "bank_eight", "bank")
+    first, second = await index.issue_key(7), await index.issue_key(7)
+    other = await index.issue_key(8)
+    assert await index.revoke_keys(7) == 0  # unbound: nothing to close, still revoked
+    third = await index.issue_key(7)
+    calls = []
+
+    def close_sessions(participant_id, key_hash, reason):
+        calls.append((participant_id, key_hash, reason))
+        return 2
+
+    index.bind_sessions(close_sessions)
+    fourth = await index.issue_key(7, revoke_others=True)
+    assert calls == [(7, hash_api_key(PEPPER, third), "API key revoked")]
+    for key in (first, second, third):
+        assert index.participant_for_key_hash(hash_api_key(PEPPER, key)) is None
+    assert index.participant_for_key_hash(hash_api_key(PEPPER, fourth)) == 7
+    assert index.participant_for_key_hash(hash_api_key(PEPPER, other)) == 8
+    assert await index.revoke_keys(7, "rotated by operator") == 2
+    assert calls[-1] == (7, hash_api_key(PEPPER, fourth), "rotated by operator")
+    with pytest.raises(CredentialError):
+        await index.revoke_keys(99)

@@ -21,8 +21,8 @@ from switch.core.messages import (
 )
 from switch.core.results import Result, TransferState
 from switch.server.journal import decode_tick
-from switch.server.server import CREDENTIALS_FILE
-from switch.server.testing import onboard, start_test_server
+from switch.app import CREDENTIALS_FILE
+from switch.testing import onboard, start_test_server
 
 ALIAS = Party(alias_type="MSISDN", alias_value="+254700000001")
 
@@ -89,7 +89,7 @@ async def test_api_keys_are_checked_and_stored_hashed(world, tmp_path):
     assert gateway.authenticate("x" * 1000) is None
     stored = (tmp_path / CREDENTIALS_FILE).read_bytes()
     assert api_key.encode() not in stored
-    assert api_key.rsplit("_", 1)[1].encode() not in stored
+    assert api_key.split("_", 2)[2].encode() not in stored  # ponte_<key id>_<secret>
 
 
 async def test_a_full_inbound_queue_answers_server_busy_and_records_nothing(tmp_path):
@@ -248,5 +248,30 @@ async def test_outcomes_beyond_the_cores_window_are_answered_from_the_archive(tm
         hidden = await gateway.status(stranger, StatusQuery(payer_participant_id=payer_id,
                                                             transfer_id="old-0-0"))
         assert type(hidden) is Refused and hidden.result is Result.TRANSFER_NOT_FOUND
+    finally:
+        await server.stop(drain_s=0)
+
+
+async def test_one_participants_status_flood_is_bounded_and_others_are_answered(tmp_path):
+    """Issue 18 item 6 (the gateway's part): a participant may have only
+    `status_per_participant_max` status queries waiting; the rest are SERVER_BUSY at once,
+    and another participant's queries are still taken."""
+    server = await start_test_server(str(tmp_path), status_per_participant_max=8)
+    try:
+        participants = await onboard(server, ["bank_a", "bank_b"])
+        flooder, other = participants["bank_a"][0], participants["bank_b"][0]
+        query = StatusQuery(payer_participant_id=flooder, transfer_id="nothing")
+        flood = [asyncio.ensure_future(server.gateway.status(flooder, query))
+                 for _ in range(200)]
+        calm = asyncio.ensure_future(server.gateway.status(other, StatusQuery(
+            payer_participant_id=other, transfer_id="nothing")))
+        answers = await asyncio.gather(*flood)
+        busy = [a for a in answers if type(a) is ErrorAnswer and a.result is Result.SERVER_BUSY]
+        found = [a for a in answers if type(a) is Refused]
+        assert len(found) == 8 and len(busy) == 192
+        assert (await calm).result is Result.TRANSFER_NOT_FOUND
+        # Once answered, the participant's allowance is back.
+        again = await server.gateway.status(flooder, query)
+        assert again.result is Result.TRANSFER_NOT_FOUND
     finally:
         await server.stop(drain_s=0)

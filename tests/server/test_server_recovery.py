@@ -19,7 +19,7 @@ from switch.core.messages import (
 )
 from switch.core.results import Result, TransferState
 from switch.server.server import JOURNAL_FILE
-from switch.server.testing import onboard, start_test_server
+from switch.testing import onboard, start_test_server
 
 ALIAS = Party(alias_type="MSISDN", alias_value="+254700000001")
 

@@ -1,14 +1,19 @@
 """A deterministic simulation of the switch (model: TigerBeetle's VOPR).
 
-The real `SwitchCore` and the real ledger run inside a simulated shell (group commit of an
-in-memory journal, timers, a store of sent outcomes) against simulated participants with
-their own books, a simulated network (loss, duplication, reordering, delay) and a simulated
-clock. Everything random comes from one `random.Random(seed)`, so a seed replays exactly.
+The real `SwitchCore`, the real ledger AND the server's real deciding shell
+(`switch/server/shell.py`: routing, refusals, store answers, what is journaled, release
+after durability) run against a fake journal (group commit in two steps: a commit starts,
+its fsync ends later), fake timers, a fake directory, simulated participants with their own
+books, a simulated network (loss, duplication, reordering, delay) and a simulated clock.
+Only the sockets, the disk and the clock are fakes: this file holds no copy of the shell's
+rules. Everything random comes from one `random.Random(seed)`, so a seed replays exactly.
 
 Faults: message loss, duplication, reordering and delay; slow, silent, crashing,
-double-answering, flip-flopping and late participants; switch crashes that lose every
-uncommitted event and unreleased command, followed by recovery from the journal (all of
-it, or a core snapshot taken at an earlier commit plus the journal after it).
+double-answering, flip-flopping and late participants; at the shell's seams a commit that
+is delayed (the next ticks are decided meanwhile), a commit that fails (fail-stop), a
+connection lost just before a release, a directory outage for a tick; switch crashes that
+lose every undurable record and unreleased tick, followed by recovery from the journal (all
+of it, or a core snapshot taken when the core equalled the journal, plus the tail).
 
 After every core step the invariants are checked (see `Sim.check_step`); after a fault-free
 drain at the end, every transfer must be final and everyone's books must agree with the
@@ -19,7 +24,9 @@ but the seed's generator, or a seed would stop replaying.
 
 from __future__ import annotations
 
+import hashlib
 import heapq
+from collections import deque
 import random
 from dataclasses import dataclass, field
 
@@ -37,7 +44,8 @@ from switch.core import (
 )
 from switch.core import codec
 from switch.core.accounts import Leg, ledger_transfer_id
-from switch.core.limits import NS_PER_DAY
+from ledger.limits import U64_MAX
+from switch.core.limits import NET_DEBIT_CAP_MINOR_MAX, NS_PER_DAY
 from switch.core.messages import (
     AdminAnswer,
     ArmTimer,
@@ -79,6 +87,16 @@ from switch.core.messages import (
     TransferRequested,
 )
 from switch.core.results import SHELL_ONLY
+from switch.server.limits import TICKS_IN_FLIGHT_MAX
+from switch.server.metrics import MetricsRegistry, ServerMetrics
+from switch.server.shell import (
+    ITEM_ADMIN,
+    ITEM_STATUS,
+    ITEM_SUBMIT,
+    ITEM_TIMER,
+    OutcomeArchive,
+    Shell,
+)
 
 MS = 1_000_000
 S = 1_000_000_000
@@ -87,6 +105,13 @@ FINAL = (TransferState.COMMITTED, TransferState.REJECTED, TransferState.EXPIRED)
 CURRENCIES = (("BRL", 986, SettlementModel.PREFUNDED_RTGS), ("KES", 404, SettlementModel.DEFERRED_NET))
 PROFILES = ("normal", "normal", "slow", "silent", "crashing", "double", "flip", "late")
 NONE = "none"  # a participant's view of a transfer the switch never recorded
+ARCHIVE_MAX = 1 << 16
+
+
+def fake_national_id_token(national_id: str) -> str:
+    """The simulated directory's identity token (the real one is an HMAC)."""
+    return hashlib.sha256(national_id.encode()).hexdigest()
+CAP_OVERFLOW_ROUNDS_MAX = 40  # raises of NET_DEBIT_CAP_MINOR_MAX that fill 2**64-1: ~19
 
 
 class SimFailure(AssertionError):
@@ -159,6 +184,7 @@ class Sim:
         self.ledger_cls = ledger_cls
         self.steps = 0
         self.results_seen: set[int] = set()
+        self.planted: dict[str, int] = {}  # hostile behaviours tried (issue 10), by name
         # The world for this seed: how many, how faulty, how big.
         self.participant_count = rng.randint(3, 5)
         self.loss = rng.choice((0.0, 0.02, 0.05, 0.1))
@@ -187,10 +213,23 @@ class Sim:
         self.queue_seq = 0
         # The switch and its shell.
         self.up = True
-        self.journal: list[bytes] = []
-        self.uncommitted: list[bytes] = []
-        self.commit_scheduled = False
-        self.held: list = []  # commands of uncommitted events
+        self.journal: list[tuple[int, bytes]] = []  # durable records: (now_ns, payload)
+        self.uncommitted: list[tuple[int, bytes]] = []  # appended, not durable yet
+        self.committing = 0  # records of uncommitted that the running commit covers
+        self.commit_running = False
+        self.decide_scheduled = False
+        self.inbound_items: list = []  # the gateway's queue
+        self.tick_events_max = rng.choice((1, 4, 64, 4_096))
+        self.commit_delay_rate = rng.choice((0.0, 0.05, 0.2))  # an fsync that takes long
+        self.commit_failure_rate = rng.choice((0.0, 0.0, 0.005))  # a commit that fails
+        self.connection_loss_rate = rng.choice((0.0, 0.01, 0.05))  # lost before a release
+        self.directory_outage_rate = rng.choice((0.0, 0.0, 0.02))
+        self.releases = 0
+        self.commit_failures = 0
+        self.connections_lost = 0
+        self.directory_outages = 0
+        self.pipelined_ticks = 0  # ticks decided while an earlier one waited for its commit
+        self.tick_states: deque = deque()  # (journal sequence, core state) of undurable ticks
         self.timers: dict[int, int] = {}
         self.store: dict[tuple[int, str], TransferOutcome] = {}  # outcomes released
         self.refunds = 0
@@ -241,7 +280,28 @@ class Sim:
 
     def _new_core(self) -> None:
         self.ledger = self.ledger_cls(self.ledger_config)
-        self.core = SwitchCore(self.core_config, self.ledger, observer=self._observe)
+        self._reset_tracking()
+        self.archive = OutcomeArchive(ARCHIVE_MAX, self.core_config)
+        self._use_core(SwitchCore(self.core_config, self.ledger, observer=self._observe))
+
+    def _use_core(self, core: SwitchCore) -> None:
+        """Run `core` behind a new deciding shell (a restarted switch), every step checked."""
+        self.core = core
+        self.ledger = core.ledger
+        real_step = core.step
+
+        def checked_step(event, now_ns):
+            commands = real_step(event, now_ns)  # a ProtocolError goes to the shell
+            self.after_step(commands)
+            return commands
+
+        core.step = checked_step  # the shell calls core.step: every step is checked
+        self.shell = Shell(core, archive=self.archive.bind(core),
+                           metrics=ServerMetrics(MetricsRegistry()),
+                           appended_sequence=len(self.journal),
+                           national_id_token=fake_national_id_token)
+
+    def _reset_tracking(self) -> None:
         self.in_flight_minor = 0  # expected ledger pending total (payment + fee legs)
         self.committed_minor = 0  # expected ledger posted total from payments
         self.reserved: dict[tuple[int, str], int] = {}
@@ -286,22 +346,14 @@ class Sim:
             else:
                 self.check(state == TransferState.REJECTED,
                            f"{key} reached {state.name} without a reserve")
+        self.archive.observe(payer, transfer_id, state, now_ns)  # as the server chains it
 
-    # -- the switch shell ----------------------------------------------------------------
+    # -- the switch: the real deciding shell on a fake journal, clock and network -----------
 
-    def switch_step(self, event, held_extra: list | None = None) -> list:
-        """Feed one event to the core as the server would: journal it (uncommitted), hold
-        its commands until the group commit, check the invariants."""
+    def after_step(self, commands: list) -> None:
+        """After every core step the shell takes: the invariants, the results seen, the
+        operator's effects on the books."""
         self.steps += 1
-        try:
-            commands = self.core.step(event, self.now_ns)
-        except ProtocolError as error:
-            return [Send(participant_id=error.participant_id,
-                         message=ErrorAnswer(result=error.result, detail=error.detail[:140]))]
-        self.uncommitted.append(codec.encode_event(self.now_ns, event))
-        if not self.commit_scheduled:  # the group commit closes this batch shortly
-            self.commit_scheduled = True
-            self.at(self.now_ns + self.commit_interval_ns, "commit")
         for command in commands:
             if isinstance(command, AdminAnswer) and command.result == Result.OK:
                 self._admin_effect(command.request_id)
@@ -314,101 +366,198 @@ class Sim:
                 self.results_seen.add(int(result))
                 self.check(result not in SHELL_ONLY, f"core emitted shell-only {result!r}")
         self.check_step()
-        return commands
 
-    def commit(self) -> None:
-        """The group commit: make the journal durable, then release held commands."""
-        self.journal.extend(self.uncommitted)
-        self.uncommitted.clear()
-        for _request_id, key, net, posted, _cap_before in self.admin_uncommitted:
-            self.admin_durable[key] = self.admin_durable.get(key, 0) + net
-            self.admin_posted_durable += posted
-        self.admin_uncommitted.clear()
-        held, self.held = self.held, []
-        self.last_commit = (self.ledger.totals(), self.core.in_flight_count,
-                            self.core.transfers_retained, self.core._seq)
-        if self.rng.random() < self.snapshot_rate:
-            # A snapshot of the committed state, with what the checks derived up to it.
-            self.snapshot = (self.core.snapshot(len(self.journal)), self._tracking())
-        for command in held:
-            self.release(command)
+    def enqueue(self, item) -> None:
+        """The gateway's queue: the sequencer takes it in ticks."""
+        self.inbound_items.append(item)
+        self.schedule_decide()
 
-    def release(self, command) -> None:
-        if isinstance(command, Send):
-            message = command.message
+    def schedule_decide(self) -> None:
+        if self.up and not self.decide_scheduled and self.inbound_items:
+            self.decide_scheduled = True
+            self.at(self.now_ns + self.rng.randrange(MS), "decide")
+
+    def decide(self) -> None:
+        """One sequencer tick: routes from the directory, the shell decides, timers armed,
+        records appended (not durable yet)."""
+        self.decide_scheduled = False
+        if not self.up or not self.inbound_items:
+            return
+        if self.shell.held_ticks >= TICKS_IN_FLIGHT_MAX:
+            return  # waits for a commit to release one (the commit reschedules)
+        items = self.inbound_items[:self.tick_events_max]
+        del self.inbound_items[:self.tick_events_max]
+        lookups = self.shell.lookups(items)
+        if self.shell.held_ticks:
+            self.pipelined_ticks += 1
+        if lookups and self.rng.random() < self.directory_outage_rate:
+            self.directory_outages += 1
+            routes = [Result.SERVICE_UNAVAILABLE] * len(lookups)
+        else:
+            routes = [self.route(alias) for _participant, alias, _user in lookups]
+        tick = self.shell.decide(items, routes, self.now_ns)
+        for command in tick.timers:
+            if isinstance(command, ArmTimer):
+                self.arm_timer(command)
+            else:
+                self.timers.pop(command.timer_id, None)
+        for payload in tick.records:
+            self.uncommitted.append((tick.now_ns, payload))
+        # What a restart must rebuild once this tick's records are durable.
+        self.tick_states.append((tick.sequence, self.core_state()))
+        self.check(tick.sequence == len(self.journal) + len(self.uncommitted),
+                   f"shell expects record {tick.sequence}, the journal holds "
+                   f"{len(self.journal) + len(self.uncommitted)}")
+        self.schedule_commit()
+        self.schedule_decide()
+
+    def route(self, alias: Party):
+        found = self.directory.get((alias.alias_type, alias.alias_value))
+        return Result.PARTY_NOT_FOUND if found is None else found
+
+    def arm_timer(self, command: ArmTimer) -> None:
+        self.timers[command.timer_id] = command.deadline_ns
+        lateness = self.rng.randrange(5 * MS)
+        self.at(max(command.deadline_ns, self.now_ns) + lateness, "timer",
+                command.timer_id, command.deadline_ns)
+
+    def schedule_commit(self) -> None:
+        if self.up and not self.commit_running and (self.uncommitted or self.shell.held_ticks):
+            self.commit_running = True
+            self.at(self.now_ns + self.commit_interval_ns, "commit_start")
+
+    def commit_start(self) -> None:
+        """The group commit starts: it covers the records appended so far; its fsync ends
+        later (sometimes much later), while the next ticks are decided."""
+        if not self.up:
+            return
+        self.committing = len(self.uncommitted)
+        delay = self.rng.randrange(MS)
+        if self.rng.random() < self.commit_delay_rate:
+            delay = self.rng.randint(20, 300) * MS
+        self.at(self.now_ns + delay, "commit_done")
+
+    def commit_done(self) -> None:
+        """The fsync returned (or failed: fail-stop). Then the shell says what to release."""
+        if not self.up:
+            return
+        self.commit_running = False
+        if self.committing and self.rng.random() < self.commit_failure_rate:
+            self.commit_failures += 1
+            self.crash()  # the journal refuses further work: the server stops, restarts
+            return
+        self.journal.extend(self.uncommitted[:self.committing])
+        del self.uncommitted[:self.committing]
+        self.committing = 0
+        durable = len(self.journal)
+        while self.tick_states and self.tick_states[0][0] <= durable:
+            self.last_commit = self.tick_states.popleft()[1]
+        for tick in self.shell.released(durable):
+            self.check(tick.sequence <= durable,
+                       f"a tick waiting for record {tick.sequence} was released with "
+                       f"{durable} durable")
+            self.release(tick)
+        if not self.shell.held_ticks and not self.uncommitted:
+            # The core equals the durable journal: a snapshot may be taken.
+            if self.rng.random() < self.snapshot_rate:
+                self.snapshot = (self.core.snapshot(len(self.journal)), self.archive.snapshot(),
+                                 self._tracking())
+        self.schedule_commit()
+        self.schedule_decide()
+
+    def release(self, tick) -> None:
+        """Carry out a released tick as the sequencer does: messages, answers, refunds."""
+        self.releases += 1
+        lost = None  # a connection lost just before the release: its messages are gone
+        if tick.sends and self.rng.random() < self.connection_loss_rate:
+            lost = self.rng.choice(list(self.participants))
+            self.connections_lost += 1
+        for participant_id, message, _origin in tick.sends:
             if isinstance(message, TransferOutcome) and message.state in FINAL:
                 key = (message.payer_participant_id, message.transfer_id)
                 earlier = self.store.get(key)
                 self.check(earlier is None or earlier.state == message.state,
                            f"{key} told {message.state.name} after {earlier and earlier.state.name}")
                 self.store[key] = message
-            self.network("deliver", command.participant_id, codec.encode_outbound_msgpack(message))
-        elif isinstance(command, ArmTimer):
-            self.timers[command.timer_id] = command.deadline_ns
-            lateness = self.rng.randrange(5 * MS)
-            self.at(max(command.deadline_ns, self.now_ns) + lateness, "timer",
-                    command.timer_id, command.deadline_ns)
-        elif isinstance(command, CancelTimer):
-            self.timers.pop(command.timer_id, None)
-        elif isinstance(command, ConsultStore):
-            stored = self.store.get((command.payer_participant_id, command.transfer_id))
-            if stored is not None and command.participant_id in (
-                    stored.payer_participant_id, stored.payee_participant_id):
-                message = stored
-            else:
-                message = Refused(request_type="store", scope_participant_id=command.payer_participant_id,
-                                  id=command.transfer_id, result=command.result_if_absent)
-            self.network("deliver", command.participant_id, codec.encode_outbound_msgpack(message))
-        elif isinstance(command, RefundLookupToken):
-            self.refunds += 1
-        elif isinstance(command, AdminAnswer):
-            self.admin_pending.pop(command.request_id, None)
-        else:
-            self.fail(f"unknown command {command!r}")
+            if participant_id != lost:
+                self.network("deliver", participant_id, codec.encode_outbound_msgpack(message))
+        for reply_to, answer in tick.replies:
+            kind, key = reply_to
+            if kind == "admin":
+                self.admin_pending.pop(key, None)
+                if answer.result == Result.OK:
+                    self._admin_durable(key)
+            elif key != lost:
+                self.network("deliver", key, codec.encode_outbound_msgpack(answer))
+        self.refunds += len(tick.refunds)
 
     def crash(self) -> None:
-        """Lose everything not yet committed: events, their commands, armed timers."""
+        """Lose everything not durable: records, undecided and unreleased ticks, timers."""
         self.crashes += 1
         self.up = False
         self.uncommitted.clear()
-        self.held.clear()
+        self.committing = 0
+        self.commit_running = False
+        self.decide_scheduled = False
+        self.inbound_items.clear()
+        self.tick_states.clear()
         self.timers.clear()
-        for request_id, key, _net, _posted, cap_before in self.admin_uncommitted:
+        # Newest first, so a key changed twice ends at the cap before the first change.
+        for request_id, key, _net, _posted, cap_before in reversed(self.admin_uncommitted):
             self.admin_applied.discard(request_id)  # the core forgot it too: it will redo it
             if cap_before is not None:
                 self.caps[key] = cap_before
         self.admin_uncommitted.clear()
         self.at(self.now_ns + self.rng.randint(20, 400) * MS, "restart")
 
+    def core_state(self) -> tuple:
+        return (self.ledger.totals(), self.core.in_flight_count, self.core.transfers_retained,
+                self.core._seq)
+
     def _tracking(self) -> tuple:
         return (self.in_flight_minor, self.committed_minor, dict(self.reserved),
                 dict(self.daily), dict(self.finals))
 
     def restart(self) -> None:
+        """A new process: the core from a snapshot or from nothing, the journal's tail
+        replayed, then a new shell re-arms the timers and re-sends what waits."""
         if self.snapshot is not None and self.rng.random() < 0.5:
-            data, tracking = self.snapshot
-            self.core, position = SwitchCore.from_snapshot(
+            data, archived, tracking = self.snapshot
+            self.archive = OutcomeArchive(ARCHIVE_MAX, self.core_config).restore(archived)
+            core, position = SwitchCore.from_snapshot(
                 self.core_config, self.ledger_cls, data, observer=self._observe)
-            self.ledger = self.core.ledger
+            self.archive.bind(core)
             (self.in_flight_minor, self.committed_minor, reserved, daily, finals) = tracking
             self.reserved, self.daily, self.finals = dict(reserved), dict(daily), dict(finals)
             self.restored_from_snapshot += 1
         else:
-            self._new_core()
+            self._reset_tracking()
+            self.archive = OutcomeArchive(ARCHIVE_MAX, self.core_config)
+            core = SwitchCore(self.core_config, self.ledger_cls(self.ledger_config),
+                              observer=self._observe)
+            self.archive.bind(core)
             position = 0
-        commands = self.core.replay(codec.decode_events(self.journal[position:]))
+        self.ledger = core.ledger
+        self.core = core
+        core.replay((now_ns, event) for now_ns, payload in self.journal[position:]
+                    for event in codec.decode_tick(payload))
         if self.last_commit is not None:
-            now = (self.ledger.totals(), self.core.in_flight_count,
-                   self.core.transfers_retained, self.core._seq)
+            now = self.core_state()
             self.check(now == self.last_commit,
                        f"recovery rebuilt {now}, the last commit had {self.last_commit}")
+        self._use_core(core)
         self.up = True
         self.check_step()
-        for command in commands:  # they restate durable decisions: released at once
-            self.release(command)
+        timers, holds = self.shell.recovery()
+        for command in timers:
+            self.arm_timer(command)
+        for participant_id, message in holds:  # they restate durable decisions
+            self.network("deliver", participant_id, codec.encode_outbound_msgpack(message))
+        self.schedule_decide()
 
     def inbound(self, sender: int, frame: bytes) -> None:
-        """A frame from a participant reaches the shell: decode, resolve, step."""
+        """A frame from a participant reaches the connector: decode it (a bad one is
+        answered here, as the stream connector does), then the gateway's queue."""
         if not self.up:
             return
         try:
@@ -419,37 +568,29 @@ class Sim:
             self.network("deliver", sender, codec.encode_outbound_msgpack(
                 ErrorAnswer(result=result, detail=str(error)[:140])))
             return
-        if isinstance(message, TransferRequest):
-            payee = self.directory.get((message.payee.alias_type, message.payee.alias_value))
-            if payee is None:
-                self.network("deliver", sender, codec.encode_outbound_msgpack(Refused(
-                    request_type="transfer", scope_participant_id=sender,
-                    id=message.transfer_id, result=Result.PARTY_NOT_FOUND)))
-                return
-            event = TransferRequested(payer_participant_id=sender, payee_participant_id=payee[0],
-                                      payee_account_ref=payee[1], request=message)
-        elif isinstance(message, PayeeAnswer):
-            event = PayeeAnswered(payee_participant_id=sender, answer=message)
-        elif isinstance(message, StatusQuery):
-            event = StatusQueried(participant_id=sender, query=message)
-        elif isinstance(message, ReturnRequest):
-            event = ReturnRequested(payer_participant_id=sender, request=message)
-        elif isinstance(message, RequestToPay):
-            payer = self.directory[(message.payer.alias_type, message.payer.alias_value)]
-            event = RequestToPayRequested(payee_participant_id=sender, payer_participant_id=payer[0],
-                                          payer_account_ref=payer[1], request=message)
-        elif isinstance(message, RequestToPayDecision):
-            event = RequestToPayDecided(payer_participant_id=sender, decision=message)
+        if isinstance(message, StatusQuery):  # the stream connector awaits gateway.status
+            self.enqueue((ITEM_STATUS, sender, message, ("status", sender)))
         else:
-            self.fail(f"unexpected inbound {message!r}")
-        self.held.extend(self.switch_step(event))
+            self.enqueue((ITEM_SUBMIT, sender, message, ("connection", sender)))
 
     def admin(self, event) -> None:
-        """The operator: requests go straight to the shell (no network), resent until
+        """The operator: requests go straight to the gateway (no network), resent until
         answered (an answer is lost if the switch crashes before committing it)."""
         self.admin_pending[event.request_id] = event
         if self.up:
-            self.held.extend(self.switch_step(event))
+            self.enqueue((ITEM_ADMIN, 0, event, ("admin", event.request_id)))
+
+    def _admin_durable(self, request_id: str) -> None:
+        """An operator request's answer was released: what it moved is durable."""
+        kept = []
+        for entry in self.admin_uncommitted:
+            if entry[0] == request_id:
+                _request_id, key, net, posted, _cap_before = entry
+                self.admin_durable[key] = self.admin_durable.get(key, 0) + net
+                self.admin_posted_durable += posted
+            else:
+                kept.append(entry)
+        self.admin_uncommitted = kept
 
     def _admin_effect(self, request_id: str) -> None:
         """What an operator request that answered OK did to the ledger, for the books."""
@@ -601,14 +742,27 @@ class Sim:
                         request_id=f"daily-{participant_id}-{currency}",
                         participant_id=participant_id, currency=currency,
                         daily_total_max_minor=rng.choice((5_000, 30_000))))
+        self._settle_setup()
         self.account_ids = [self.core.account_id(p, c) for p in self.participants
                             for c, _l, _m in CURRENCIES]
-        self.commit()
         for participant_id in self.participants:
             self.at(self.now_ns + self.rng.randint(1, 50) * MS, "tick", participant_id)
         self.at(self.now_ns + self.rng.randint(100, 1_000) * MS, "operator")
         for _ in range(self.crashes_max):
             self.at(self.now_ns + self.rng.randrange(self.run_ns), "crash")
+
+    def _settle_setup(self) -> None:
+        """Run the switch to rest at once, without faults: every setup request decided,
+        durable and answered before the participants start."""
+        failure_rate, self.commit_failure_rate = self.commit_failure_rate, 0.0
+        while self.inbound_items or self.uncommitted or self.shell.held_ticks:
+            self.decide()
+            self.committing = len(self.uncommitted)
+            self.commit_done()
+        self.commit_failure_rate = failure_rate
+        self.queue.clear()  # the switch events scheduled meanwhile: all done already
+        self.decide_scheduled = self.commit_running = False
+        self.check(not self.admin_pending, f"setup requests unanswered: {list(self.admin_pending)}")
 
     def operator(self) -> None:
         rng = self.rng
@@ -646,6 +800,9 @@ class Sim:
                 daily_total_max_minor=old.daily_total_max_minor,
                 fee_fixed_minor=rng.choice((0, 3)), fee_bps=rng.choice((0, 15)),
                 payee_timeout_ms=rng.choice((500, 3_000)))))
+        elif choice < 0.76 and model == SettlementModel.DEFERRED_NET and self.up and (
+                "cap_overflow" not in self.planted):
+            self.overflow_by_cap_changes(currency)
         self.at(self.now_ns + rng.randint(200, 1_500) * MS, "operator")
 
     # -- participants' behaviour -------------------------------------------------------------
@@ -849,8 +1006,11 @@ class Sim:
             # The request-to-pay can no longer create it and a query made after that did not
             # find it: it never will exist.
             sent.view = NONE
-        elif result in (Result.SERVER_BUSY, Result.TRANSFER_NOT_FOUND):
-            return  # not recorded (yet): the follow-up resends the request itself
+        elif result in (Result.SERVER_BUSY, Result.SERVICE_UNAVAILABLE,
+                        Result.TRANSFER_NOT_FOUND):
+            # Not recorded (yet), and transient: the follow-up resends the request itself
+            # (another copy may be recorded meanwhile).
+            return
         if result in (Result.EXISTS_WITH_DIFFERENT_AMOUNT, Result.EXISTS_WITH_DIFFERENT_BODY):
             return  # our deliberately modified resend
         sent.view = NONE  # refused before being recorded: the switch will never have it
@@ -865,6 +1025,11 @@ class Sim:
             roll = rng.random()
             if roll < 0.1:
                 return  # ignore it: it expires
+            if roll < 0.13:
+                self.pay_request_out_of_band(participant, notice)
+                return
+            if rng.random() < 0.15:
+                self.approve_with_a_used_id(participant, notice)
             participant.decided[key] = participant.next_id("p") if roll < 0.75 else ""
         transfer_id = participant.decided[key]
         decision = RequestToPayDecision(
@@ -881,6 +1046,8 @@ class Sim:
         pid = participant.participant_id
         if outcome.payee_participant_id == pid:
             participant.requests[outcome.request_id] = outcome.state
+            if outcome.state == RequestToPayState.APPROVED:
+                self.check_request_paid(outcome)
             return
         key = (outcome.payee_participant_id, outcome.request_id)
         transfer_id = participant.decided.get(key)
@@ -891,6 +1058,130 @@ class Sim:
             sent = participant.sent.get(transfer_id)
             if sent is not None and sent.request_gone_ns is None:
                 sent.request_gone_ns = self.now_ns
+
+    # -- hostile participants and operators (issue 10) -----------------------------------------
+
+    def bump(self, name: str) -> None:
+        self.planted[name] = self.planted.get(name, 0) + 1
+
+    def approve_with_a_used_id(self, participant: Participant, notice: RequestToPayNotice) -> None:
+        """A payer approves a request-to-pay naming a transfer id it already used — an
+        earlier transfer, a return, a refused transfer, another request's payment — that
+        the switch still holds (its expiry is ahead, so it cannot have been dropped). The
+        switch must refuse it as a reused id and change nothing; the payer's honest decision
+        follows. A core reading `request_to_pay_id` from a return crashed here."""
+        used = [sent for sent in participant.sent.values()
+                if sent.view in FINAL and sent.expires_at_ns > self.now_ns + S]
+        if not used:
+            return
+        sent = self.rng.choice(used)
+        self.bump(f"approve_with_used_{sent.kind}_id")
+        self.send(participant, RequestToPayDecision(
+            payee_participant_id=notice.payee_participant_id, request_id=notice.request_id,
+            approved=True, transfer_id=sent.transfer_id,
+            expires_at_ns=self.now_ns + self.rng.randint(2, 20) * S))
+
+    def pay_request_out_of_band(self, participant: Participant, notice: RequestToPayNotice) -> None:
+        """A payer tries to close a request-to-pay without paying it: it sends an ordinary
+        transfer (to anyone, for any amount) carrying `request_to_pay_id`, then approves the
+        request naming that transfer. Participants cannot set the field, so the frame is
+        refused at decode and the approval creates the transfer itself; a switch that took
+        the field marked the request APPROVED, caught by `check_request_paid`."""
+        rng = self.rng
+        pid = participant.participant_id
+        key = (notice.payee_participant_id, notice.request_id)
+        transfer_id = participant.next_id("p")
+        others = [p for p in self.participants if p != pid]
+        payee = self.alias_of(rng.choice(others))
+        self.bump("pay_request_out_of_band")
+        if participant.up:
+            self.network("inbound", pid, msgspec.msgpack.encode({
+                "type": "transfer", "transfer_id": transfer_id,
+                "payee": {"alias_type": payee.alias_type, "alias_value": payee.alias_value},
+                "amount_minor": rng.randint(1, 5_000), "currency": notice.currency,
+                "expires_at_ns": self.now_ns + rng.randint(2, 20) * S,
+                "request_to_pay_id": notice.request_id}))
+        # The approval, tracked like any other (its transfer is this payer's to follow up),
+        # sent once the transfer above has surely reached the switch.
+        participant.decided[key] = transfer_id
+        decision = RequestToPayDecision(
+            payee_participant_id=key[0], request_id=key[1], approved=True,
+            transfer_id=transfer_id, expires_at_ns=self.now_ns + rng.randint(2, 20) * S)
+        participant.sent[transfer_id] = Sent(
+            transfer_id, codec.encode_inbound_msgpack(decision), decision.expires_at_ns, "rtp",
+            next_try_ns=self.now_ns + rng.randint(500, 2_000) * MS)
+        self.at(self.now_ns + (self.delay_ms[1] + 2) * MS, "answer", pid, decision)
+
+    def check_request_paid(self, outcome: RequestToPayOutcome) -> None:
+        """An APPROVED request-to-pay was paid by the transfer its approval created: one the
+        switch built (no payee alias), forwarded, to the requester, for the requested amount."""
+        request = self.core._requests.get((outcome.payee_participant_id, outcome.request_id))
+        record = self.core._transfers.get((outcome.payer_participant_id, outcome.transfer_id))
+        if request is None or record is None:
+            return  # dropped from the core's tables since (final and expired)
+        paid_by_approval = (isinstance(record.event, TransferRequested)
+                            and record.event.request.payee is None)
+        self.check(paid_by_approval and record.forwarded
+                   and record.payee_participant_id == outcome.payee_participant_id
+                   and record.amount_minor == request.event.request.amount_minor,
+                   f"request-to-pay {outcome.request_id} of {outcome.payee_participant_id} "
+                   f"APPROVED by {outcome.transfer_id}, which its approval did not create "
+                   f"(to {record.payee_participant_id}, {record.amount_minor} minor units)")
+
+    def overflow_by_cap_changes(self, currency: str) -> None:
+        """The operator raises one participant's net debit cap by up to
+        NET_DEBIT_CAP_MINOR_MAX and lowers it back, over and over. Ledger totals only grow,
+        so the hub's cap account (or the participant's) fills up: the last raise takes
+        exactly the room left and is kept, and the next must be refused
+        (ADMIN_ACCOUNT_OVERFLOW). The participant's account is then full or within a few
+        payments of 2**64-1, so payments to it must be refused too (PAYEE_ACCOUNT_OVERFLOW).
+        A core that asserted on OVERFLOWS_* crashed here, and again after every restart.
+        (Deposits are bounded at AMOUNT_MINOR_MAX: ~18,400 of them would be needed;
+        tests/core/test_core_ledger_results.py does that instead.)
+
+        It picks the participant with the most credits: the one the hub's account, once
+        full, leaves the least room (the hub's debits count every participant's caps, a
+        participant's credits also what it was paid)."""
+        self.bump("cap_overflow")
+        ids = sorted(self.participants)
+        credits = [a.credits_pending + a.credits_posted for a in self.ledger.lookup_accounts(
+            [self.core.account_id(pid, currency) for pid in ids])]
+        participant_id = ids[credits.index(max(credits))]
+        self.at(self.now_ns, "cap_round", participant_id, currency, 0)
+
+    def cap_round(self, participant_id: int, currency: str, round_: int) -> None:
+        """One round of `overflow_by_cap_changes`, once the previous round's requests are
+        answered (operator requests go through the shell's ticks like everything else)."""
+        if self.admin_pending or not self.up:
+            self.at(self.now_ns + 20 * MS, "cap_round", participant_id, currency, round_)
+            return
+        self.check(round_ < CAP_OVERFLOW_ROUNDS_MAX,
+                   f"{CAP_OVERFLOW_ROUNDS_MAX} cap rounds did not fill an account")
+        key = (participant_id, currency)
+        accounts = [self.core.currency(currency).hub_liquidity_account_id,
+                    self.core.account_id(participant_id, currency)]
+        (hub, own) = self.ledger.lookup_accounts(accounts)
+        # A raise debits the hub's cap account and credits the participant's (which may
+        # have received payments the hub's account never saw): the fuller one binds.
+        room = min(U64_MAX - hub.debits_pending - hub.debits_posted,
+                   U64_MAX - own.credits_pending - own.credits_posted)
+        before = self.caps.get(key, 0)
+        if before >= NET_DEBIT_CAP_MINOR_MAX:
+            return
+        raise_minor = min(NET_DEBIT_CAP_MINOR_MAX - before, room)
+        request_id = f"whale-{self.queue_seq}-{round_}"
+        if raise_minor == 0:  # full: this raise must be refused, changing nothing
+            self.admin(NetDebitCapSet(request_id=f"{request_id}-up",
+                                      participant_id=participant_id, currency=currency,
+                                      cap_minor=before + 1))
+            return
+        self.admin(NetDebitCapSet(request_id=f"{request_id}-up", participant_id=participant_id,
+                                  currency=currency, cap_minor=before + raise_minor))
+        if raise_minor < room:
+            self.admin(NetDebitCapSet(request_id=f"{request_id}-down",
+                                      participant_id=participant_id, currency=currency,
+                                      cap_minor=before))
+        self.at(self.now_ns + 20 * MS, "cap_round", participant_id, currency, round_ + 1)
 
     # -- the loop --------------------------------------------------------------------------
 
@@ -920,7 +1211,9 @@ class Sim:
         return ", ".join(waiting[:12])
 
     def settled(self) -> bool:
-        if not self.up or self.uncommitted or self.held or self.core.in_flight_count:
+        if not self.up or self.uncommitted or self.inbound_items or self.shell.held_ticks:
+            return False
+        if self.core.in_flight_count:
             return False
         if self.core.live_timers() or self.admin_pending:
             return False
@@ -936,15 +1229,17 @@ class Sim:
             self.inbound(*payload)
         elif kind == "deliver":
             self.deliver(self.participants[payload[0]], payload[1])
-        elif kind == "commit":
-            self.commit_scheduled = False
-            if self.up:
-                self.commit()
+        elif kind == "decide":
+            self.decide()
+        elif kind == "commit_start":
+            self.commit_start()
+        elif kind == "commit_done":
+            self.commit_done()
         elif kind == "timer":
             timer_id, deadline_ns = payload
             if self.up and self.timers.get(timer_id) == deadline_ns:
                 del self.timers[timer_id]
-                self.held.extend(self.switch_step(TimerFired(timer_id=timer_id)))
+                self.enqueue((ITEM_TIMER, 0, TimerFired(timer_id=timer_id), None))
         elif kind == "tick":
             self.tick(self.participants[payload[0]])
         elif kind == "answer":
@@ -962,6 +1257,8 @@ class Sim:
                 self.crash()
         elif kind == "restart":
             self.restart()
+        elif kind == "cap_round":
+            self.cap_round(*payload)
         elif kind == "drain":
             # Faults stop; everyone comes back; work already started must now finish.
             self.loss = 0.0

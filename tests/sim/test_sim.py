@@ -13,6 +13,7 @@ from sim_harness import Sim, SimFailure, run_seed
 from switch.core.machine import SwitchCore
 from switch.core.participants import ParticipantAccount
 from switch.core import limits
+from switch.server.shell import Shell
 
 
 def test_seed(sim_seed):
@@ -50,12 +51,14 @@ def test_the_simulation_really_injects_faults():
     restored = 0
     results = set()
     profiles = set()
-    for seed in range(40):
+    planted = set()
+    for seed in range(70):  # RETURN_EXCEEDS_ORIGINAL is rare: first seen at seed 62
         sim = run_seed(seed, ledger.Ledger)
         crashes += sim.crashes
         restored += sim.restored_from_snapshot
         results |= sim.results_seen
         profiles |= {p.profile for p in sim.participants.values()}
+        planted |= set(sim.planted)
     assert crashes >= 10
     assert restored >= 1  # some restarts recover from a core snapshot + the journal after it
     assert {"crashing", "double", "flip"} <= profiles  # (silent/slow/late become normal at the drain)
@@ -65,8 +68,15 @@ def test_the_simulation_really_injects_faults():
                      Result.PAYER_DAILY_LIMIT_EXCEEDED, Result.PAYER_INSUFFICIENT_LIQUIDITY,
                      Result.SERVER_BUSY, Result.RETURN_EXCEEDS_ORIGINAL,
                      Result.PAYER_REJECTED_REQUEST, Result.REQUEST_EXPIRED,
-                     Result.EXISTS_WITH_DIFFERENT_AMOUNT):
+                     Result.EXISTS_WITH_DIFFERENT_AMOUNT,
+                     # issue 10: approvals naming used ids, accounts full to 2**64
+                     # (PAYEE_ACCOUNT_OVERFLOW too, but in ~1 seed in 40: seeds 92, 137, ...)
+                     Result.EXISTS_WITH_DIFFERENT_BODY, Result.EXISTS_WITH_DIFFERENT_PARTY,
+                     Result.ADMIN_ACCOUNT_OVERFLOW):
         assert int(expected) in results, expected.name
+    # Hostile participants and operators that crashed (or fooled) the core before issue 10.
+    assert {"approve_with_used_transfer_id", "approve_with_used_return_id",
+            "approve_with_used_rtp_id", "pay_request_out_of_band", "cap_overflow"} <= planted
 
 
 def first_failing_seed(seeds) -> tuple[int, str] | None:
@@ -108,3 +118,35 @@ def test_planted_bug_posting_twice_is_caught(monkeypatch, capsys):
     assert "posted twice" in message
     with capsys.disabled():
         print(f"\nplanted post-twice bug caught by seed {seed}: {message.splitlines()[0]}")
+
+
+def test_planted_bug_releasing_a_reply_before_its_record_is_durable_is_caught(monkeypatch,
+                                                                                capsys):
+    """The shell's central promise: nothing leaves before the journal record behind it is
+    durable. A shell that releases one record early must be caught."""
+    real_released = Shell.released
+
+    def released_one_record_early(self, durable_sequence):
+        return real_released(self, durable_sequence + 1)
+
+    monkeypatch.setattr(Shell, "released", released_one_record_early)
+    caught = first_failing_seed(range(50))
+    assert caught is not None, "the simulation missed a shell that releases too early"
+    seed, message = caught
+    assert "released with" in message
+    with capsys.disabled():
+        print(f"\nplanted early-release bug caught by seed {seed}: {message.splitlines()[0]}")
+
+
+def test_the_simulation_really_faults_the_shells_seams():
+    """Commits delayed and failed, connections lost before a release, directory outages:
+    each happens somewhere in the first seeds, and every seed still holds its invariants."""
+    seen = {"delayed": 0, "failed": 0, "lost": 0, "outage": 0, "pipelined": 0}
+    for seed in range(40):
+        sim = run_seed(seed, ledger.Ledger)
+        seen["delayed"] += sim.commit_delay_rate > 0
+        seen["failed"] += sim.commit_failures
+        seen["lost"] += sim.connections_lost
+        seen["outage"] += sim.directory_outages
+        seen["pipelined"] += sim.pipelined_ticks
+    assert all(count > 0 for count in seen.values()), seen

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from bench.population import Population, load_profile
+from connectors.sim.population import Population, load_profile
 from e2e_helpers import PROFILE, RULES_FAST_TIMEOUT, assert_books_reconcile
 from connectors.sdk.stream_client import StreamClient
 from switch.core.messages import Party, TransferRequest

@@ -23,6 +23,7 @@ from switch.core.messages import (
 from switch.core.results import Result, SettlementModel
 from switch.directory.config import DirectoryConfig
 from switch.server.config import ServerConfig
+from switch.app import start_switch
 from switch.server.server import SwitchServer
 
 CURRENCY = "BRL"
@@ -123,9 +124,8 @@ class Switch:
 @pytest.fixture
 async def switch(tmp_path):
     directory = DirectoryConfig(participant_categories={str(n): "A" for n in range(1, 10)})
-    server = SwitchServer(ServerConfig(data_dir=str(tmp_path), stream_enabled=False,
-                                       admin_enabled=False, directory=directory))
-    await server.start()
+    server = await start_switch(ServerConfig(data_dir=str(tmp_path), stream_enabled=False,
+                                             admin_enabled=False, directory=directory))
     await server.gateway.admin(CurrencyAdded(
         request_id="currency", currency=CURRENCY, ledger_id=986,
         settlement_model=SettlementModel.PREFUNDED_RTGS))

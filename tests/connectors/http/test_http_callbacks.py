@@ -233,3 +233,65 @@ class _AcceptingSwitch:
         if answer.status >= 500:
             return Response(503, b'{"result":2003,"name":"SERVICE_UNAVAILABLE","detail":""}')
         return Response(202, b'{"kind":"transfer","id":"t-retry"}')
+
+
+async def test_a_changed_callback_url_is_used_from_the_next_message_on(tmp_path,
+                                                                       participant):
+    """Against the real switch: the operator changes a participant's callback URL (the
+    credential index, as the operator surface does) and the very next message goes to the
+    new URL, without a restart; messages still waiting for the old URL follow it too."""
+    from connectors.http.app import HttpConnector, HttpConnectorConfig
+    from switch.core.messages import (
+        CurrencyAdded,
+        FundsDeposited,
+        ParticipantAccountOpened,
+        ParticipantAdded,
+    )
+    from switch.core.results import SettlementModel
+    from switch.server.config import ServerConfig
+    from switch.app import start_switch
+
+    old, old_url = await participant()
+    new, new_url = await participant()
+    server = await start_switch(ServerConfig(data_dir=str(tmp_path), stream_enabled=False,
+                                             admin_enabled=False))
+    http = HttpConnector(server.gateway, HttpConnectorConfig(port=0, callbacks=FAST))
+    await http.start()
+    try:
+        await server.gateway.admin(CurrencyAdded(
+            request_id="c", currency="BRL", ledger_id=986,
+            settlement_model=SettlementModel.PREFUNDED_RTGS))
+        await server.credentials.put_participant(4, "bank_four", "bank", old_url)
+        await server.gateway.admin(ParticipantAdded(request_id="p", participant_id=4,
+                                                    name="bank_four"))
+        sender = http.callbacks
+        sender.deliver_to(4, outcome(1))
+        sender.flush()
+        await wait_for(lambda: len(old.accepted) == 1)
+        await server.credentials.set_callback_url(4, new_url)
+        for n in (2, 3):
+            sender.deliver_to(4, outcome(n))
+        sender.flush()
+        await wait_for(lambda: len(new.accepted) == 2)
+        assert [decode_outbound(body).transfer_id for body in new.accepted] == ["t-2", "t-3"]
+        assert len(old.received) == 1
+        # Messages queued for an endpoint that is down follow a URL change too.
+        dead = socket.socket()
+        dead.bind(("127.0.0.1", 0))
+        dead_url = f"http://127.0.0.1:{dead.getsockname()[1]}"
+        dead.close()
+        await server.credentials.set_callback_url(4, dead_url)
+        for n in (4, 5):
+            sender.deliver_to(4, outcome(n))
+        sender.flush()
+        await wait_for(lambda: sender.stats.retried_total >= 1)
+        await server.credentials.set_callback_url(4, new_url)
+        sender.deliver_to(4, outcome(6))
+        sender.flush()
+        await wait_for(lambda: len(new.accepted) == 5)
+        assert sorted(decode_outbound(body).transfer_id for body in new.accepted) == [
+            "t-2", "t-3", "t-4", "t-5", "t-6"]
+        assert sender.stats.given_up_total == 0
+    finally:
+        await http.close(grace_ms=100)
+        await server.stop(drain_s=0)

@@ -13,23 +13,29 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from connectors.http import limits
-from connectors.http.app import ROUTES
+from connectors.http.app import ROUTES, HttpConnector, HttpConnectorConfig
 from connectors.http.errors import ErrorBody
 from connectors.http.jws import COMPACT_HEADER, Signer
 from connectors.http.openapi import build_document
 from connectors.http.server import HttpServer, Response
 from switch.core.messages import (
+    CurrencyAdded,
     Outbound,
     Refused,
     RequestToPay,
     RequestToPayDecision,
     RequestToPayOutcome,
     ReturnRequest,
+    TransferOutcome,
     TransferRef,
 )
-from switch.core.results import RequestToPayState, Result, TransferState
+from switch.core.results import RequestToPayState, Result, SettlementModel, TransferState
+from switch.directory.config import DirectoryConfig
+from switch.app import start_switch
+from switch.server.config import ServerConfig
 
 from http_helpers import (
+    CURRENCY,
     FUNDING_MINOR,
     PAYEE_ALIAS,
     PAYER_ALIAS,
@@ -207,6 +213,10 @@ async def test_return_and_request_to_pay_over_http(switch, payer_and_payee):
      400, "VALIDATION_ERROR", "$.amount_minor"),
     (b'{"transfer_id":"t-bad","payee":null,"amount_minor":5,"currency":"BRL",'
      b'"expires_at_ns":1}', 400, "VALIDATION_ERROR", "$.payee"),
+    # Only an approval links a transfer to a request-to-pay: a participant cannot.
+    (b'{"transfer_id":"t-bad","payee":{"alias_type":"MSISDN","alias_value":"+5511987650001"},'
+     b'"amount_minor":100,"currency":"BRL","expires_at_ns":1,"request_to_pay_id":"rtp-1"}',
+     400, "VALIDATION_ERROR", "request_to_pay_id"),
 ])
 async def test_bad_bodies_get_typed_errors_naming_the_field(switch, payer_and_payee, body,
                                                             status, name, detail):
@@ -248,10 +258,36 @@ async def test_bad_path_ids_are_refused(switch, payer_and_payee):
     for path, result in ((b"/transfers/0/t-1", Result.VALIDATION_ERROR),
                          (b"/transfers/abc/t-1", Result.VALIDATION_ERROR),
                          (b"/transfers/1/" + b"x" * 65, Result.ID_INVALID),
-                         (b"/transfers/1/-leading-dash", Result.ID_INVALID)):
+                         (b"/transfers/1/-leading-dash", Result.ID_INVALID),
+                         (b"/transfers/1/t-1%0A", Result.ID_INVALID),  # `$` allows a "\n"
+                         (b"/transfers/1/a%2Fb", Result.ID_INVALID)):
         status, answer = await raw(switch, b"GET", path, headers=bearer(payer))
         assert status == 400, path
         assert decode_error(answer).result == int(result)
+
+
+async def test_an_approval_must_name_a_transfer_id_of_the_id_grammar(switch, payer_and_payee):
+    """The transfer an approval creates is named in the body: it must be an `Id` like every
+    other transfer id (it becomes a status path), or the decision is refused at the door."""
+    payer, _, _, payee_handler = payer_and_payee
+    json_type = ((b"content-type", b"application/json"),)
+    for transfer_id in ("a/b", "a b", "t-1\n", "caf\u00e9", "x" * 65):
+        body = msgspec.json.encode({"approved": True, "transfer_id": transfer_id,
+                                    "expires_at_ns": time.time_ns() + 60 * 10**9})
+        status, answer = await raw(switch, b"PUT", b"/requests-to-pay/2/rtp-hostile", body,
+                                   bearer(payer) + json_type)
+        error = decode_error(answer)
+        assert (status, error.name) == (400, "VALIDATION_ERROR"), transfer_id
+        assert "$.transfer_id" in error.detail
+
+
+def test_path_ids_use_the_core_id_grammar():
+    from connectors.http.app import _path_id
+    from switch.core.messages import id_valid
+
+    for text in ("t-1", "x" * 64, "x" * 65, "", "t-1\n", "a b", "-a", "caf\u00e9", "a:b.c_d"):
+        raw_segment = text.encode("utf-8")
+        assert (_path_id(raw_segment) == text) is id_valid(text), repr(text)
 
 
 async def test_unknown_route_and_wrong_method(switch, payer_and_payee):
@@ -280,18 +316,18 @@ async def test_jws_valid_invalid_and_missing_when_required(switch, payer_and_pay
     status, answer = await raw(switch, b"POST", b"/transfers", body, bearer(payer) + json_type)
     assert (status, decode_error(answer).name) == (401, "INVALID_SIGNATURE")
     # Signed over a different body: 401, nothing recorded.
-    forged = signer.sign(body.replace(b"1000", b"9999"))
+    forged = signer.sign(body.replace(b"1000", b"9999"), method=b"POST", uri=b"/transfers")
     status, answer = await raw(switch, b"POST", b"/transfers", body,
                                bearer(payer) + json_type + ((COMPACT_HEADER, forged),))
     assert (status, decode_error(answer).name) == (401, "INVALID_SIGNATURE")
     await assert_not_recorded(payer, payee_handler, "t-jws")
-    # Valid, in either header form: accepted.
-    status, _ = await raw(switch, b"POST", b"/transfers", body,
-                          bearer(payer) + json_type + ((COMPACT_HEADER, signer.sign(body)),))
+    # Valid (over the body, bound to the request), in either header form: accepted.
+    status, _ = await raw(switch, b"POST", b"/transfers", body, bearer(payer) + json_type + (
+        (COMPACT_HEADER, signer.sign(body, method=b"POST", uri=b"/transfers")),))
     assert status == 202
     body2 = msgspec.json.encode(transfer("t-jws-2"))
     status, _ = await raw(switch, b"POST", b"/transfers", body2, bearer(payer) + json_type + (
-        (b"fspiop-signature", signer.sign_fspiop(body2)),))
+        (b"fspiop-signature", signer.sign_fspiop(body2, method=b"POST", uri=b"/transfers")),))
     assert status == 202
     await eventually(lambda: len(payer_handler.outcomes) == 2)
     # The SDK signs for you.
@@ -376,7 +412,7 @@ async def test_a_restarted_switch_resends_the_credit_request_over_http(tmp_path)
     from switch.core.results import SettlementModel
     from switch.directory.config import DirectoryConfig
     from switch.server.config import ServerConfig
-    from switch.server.server import SwitchServer
+    from switch.app import start_switch
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -385,8 +421,7 @@ async def test_a_restarted_switch_resends_the_credit_request_over_http(tmp_path)
                           directory=DirectoryConfig(participant_categories={"1": "A"}))
 
     async def start() -> Switch:
-        server = SwitchServer(config)
-        await server.start()
+        server = await start_switch(config)
         http = HttpConnector(server.gateway, HttpConnectorConfig(port=port))
         await http.start()
         return Switch(server, http)
@@ -463,7 +498,7 @@ async def test_stream_style_options_and_bulk_aliases(switch):
     """The same calls as the stream SDK: on_credit_request returning a Decision, on_push
     seeing every message, register_aliases in bulk with a refused row named by index."""
     from connectors.sdk import Decision
-    from switch.server.gateway import AliasRegistration
+    from switch.core.messages import AliasRegistration
 
     pushed = []
     payer = await switch.participant(1, Recorder())
@@ -502,15 +537,14 @@ async def test_payment_over_http_with_postgresql_and_redis(tmp_path, postgres_ds
     from switch.core.results import SettlementModel
     from switch.directory.config import DirectoryConfig
     from switch.server.config import Secret, ServerConfig
-    from switch.server.server import SwitchServer
+    from switch.app import start_switch
 
     config = ServerConfig(
         data_dir=str(tmp_path), journal="postgres", store="postgres",
         postgres_dsn=Secret(postgres_dsn), redis_url=Secret(redis_url),
         redis_prefix=redis_prefix, stream_enabled=False, admin_enabled=False,
         directory=DirectoryConfig(participant_categories={"1": "A"}))
-    server = SwitchServer(config)
-    await server.start()
+    server = await start_switch(config)
     http = HttpConnector(server.gateway, HttpConnectorConfig(port=0))
     await http.start()
     running = Switch(server, http)
@@ -555,3 +589,239 @@ async def test_many_transfers_through_a_tiny_pool_all_complete(switch):
     assert switch.position(1)["debits_posted"] == sum(10 + n for n in range(120))
     assert len(payee_handler.credit_requests) == 120
     assert not payer._backlog and payer.pending_transfers == 0
+
+
+# -- nesting bombs -----------------------------------------------------------------------
+
+
+def json_nesting_bomb(size_bytes: int, before_tag: bool) -> bytes:
+    """A JSON body that is almost all nesting (`[[[[...]]]]`), bare or as a field placed
+    before the `type` tag that a union decoder skips values looking for."""
+    depth = (size_bytes - 40) // 2
+    nested = b"[" * depth + b"]" * depth
+    if not before_tag:
+        return nested
+    return b'{"x":' + nested + b',"type":"transfer"}'
+
+
+@pytest.mark.parametrize("before_tag", [False, True])
+@pytest.mark.parametrize("method,path", [(b"POST", b"/transfers"), (b"POST", b"/returns"),
+                                         (b"POST", b"/requests-to-pay"),
+                                         (b"POST", b"/aliases"),
+                                         (b"PUT", b"/transfers/1/t-1"),
+                                         (b"PUT", b"/requests-to-pay/2/r-1")])
+async def test_nesting_bomb_bodies_get_a_typed_400_without_a_traceback(
+        switch, payer_and_payee, caplog, method, path, before_tag):
+    """Every body route decodes with a bounded depth: a 16 KiB bomb is a typed 400 (the
+    decoder stops at the first level that breaks the schema, or at its recursion guard),
+    never a 500 or a traceback, and the connector keeps serving."""
+    payer, _, _, payee_handler = payer_and_payee
+    body = json_nesting_bomb(limits.REQUEST_BODY_BYTES_MAX, before_tag)
+    json_type = ((b"content-type", b"application/json"),)
+    caplog.clear()
+    with caplog.at_level("DEBUG"):
+        status, answer = await raw(switch, method, path, body, bearer(payer) + json_type)
+    assert status == 400
+    assert decode_error(answer).name in ("MALFORMED_SYNTAX", "VALIDATION_ERROR")
+    assert not [record for record in caplog.records if record.exc_info], caplog.text
+    assert (await payer.status(1, "t-1")).result is Result.TRANSFER_NOT_FOUND
+    assert not payee_handler.credit_requests
+
+
+async def test_nesting_bomb_callback_is_refused_by_the_sdk_receiver(switch, caplog):
+    """The SDK's callback receiver reads the Outbound union (it skips values looking for the
+    tag): a bomb posted to it is a 400 with no traceback, and it keeps working."""
+    handler = Recorder()
+    client = await switch.participant(5, handler)
+    host, port = "127.0.0.1", client.receiver.port
+    caplog.clear()
+    with caplog.at_level("DEBUG"):
+        for before_tag in (True, False):
+            body = json_nesting_bomb(limits.REQUEST_BODY_BYTES_MAX, before_tag)
+            reader, writer = await asyncio.open_connection(host, port)
+            writer.write(b"POST / HTTP/1.1\r\nhost: t\r\nconnection: close\r\n"
+                         b"content-type: application/json\r\ncontent-length: %d\r\n\r\n"
+                         % len(body) + body)
+            response = await asyncio.wait_for(reader.read(), 10)
+            writer.close()
+            assert response.startswith(b"HTTP/1.1 400"), response[:200]
+    assert not [record for record in caplog.records if record.exc_info], caplog.text
+    outcome = TransferOutcome(payer_participant_id=1, transfer_id="t-9",
+                              state=TransferState.COMMITTED, result=Result.OK,
+                              payee_participant_id=5, amount_minor=1, currency=CURRENCY)
+    switch.http.callbacks.deliver_to(5, outcome)
+    switch.http.callbacks.flush()
+    await eventually(lambda: handler.outcomes == [outcome])
+
+
+# -- connections per address -------------------------------------------------------------
+
+
+async def test_connections_per_remote_address_are_bounded(tmp_path):
+    """One address cannot take every connection slot of the HTTP listener: past the
+    per-address bound its next connection gets a typed 503 and is closed, another address
+    is still served, and a slot freed is usable again."""
+    server = await start_switch(ServerConfig(data_dir=str(tmp_path), stream_enabled=False,
+                                             admin_enabled=False))
+    http = HttpConnector(server.gateway, HttpConnectorConfig(
+        port=0, connections_per_address_max=3))
+    await http.start()
+    try:
+        async def open_from(source_host: str):
+            return await asyncio.open_connection("127.0.0.1", http.port,
+                                                 local_addr=(source_host, 0))
+
+        async def health(connection) -> bytes:
+            reader, writer = connection
+            writer.write(b"GET /health HTTP/1.1\r\nhost: t\r\n\r\n")
+            return await asyncio.wait_for(reader.read(4096), 5)
+
+        held = [await open_from("127.0.0.1") for _ in range(3)]
+        assert (await health(held[0])).startswith(b"HTTP/1.1 200")
+        reader, writer = await open_from("127.0.0.1")
+        refused = await asyncio.wait_for(reader.read(), 5)  # answered, then closed
+        assert refused.startswith(b"HTTP/1.1 503"), refused
+        assert decode_error(refused.partition(b"\r\n\r\n")[2]).name == "SERVICE_UNAVAILABLE"
+        writer.close()
+        assert (await health(await open_from("127.0.0.2"))).startswith(b"HTTP/1.1 200")
+        held.pop()[1].close()
+        await eventually(lambda: http.server.per_address.get("127.0.0.1", 0) < 3)
+        assert (await health(await open_from("127.0.0.1"))).startswith(b"HTTP/1.1 200")
+    finally:
+        await http.close(grace_ms=100)
+        await server.stop(drain_s=0)
+
+
+# -- JWS: malformed headers and binding to the request -----------------------------------
+
+
+@pytest.mark.parametrize("header,value", [
+    (b"fspiop-signature", '{"protectedHeader": "é", "signature": "ü"}'.encode()),
+    (b"fspiop-signature", b'{"protectedHeader": "\xff\xfe", "signature": "abc"}'),
+    (b"x-jws-signature", "eyJhbGciOiJFUzI1NiJ9..sïg".encode()),
+    (b"x-jws-signature", "é..abc".encode()),
+])
+async def test_non_ascii_signature_headers_are_a_typed_400_without_a_traceback(
+        switch, payer_and_payee, signer, caplog, header, value):
+    payer, _, _, payee_handler = payer_and_payee
+    switch.http.set_participant_key(1, signer.public_key_pem())
+    json_type = ((b"content-type", b"application/json"),)
+    body = msgspec.json.encode(transfer("t-ascii"))
+    caplog.clear()
+    with caplog.at_level("DEBUG"):
+        status, answer = await raw(switch, b"POST", b"/transfers", body,
+                                   bearer(payer) + json_type + ((header, value),))
+    assert (status, decode_error(answer).name) == (400, "INVALID_SIGNATURE")
+    assert not [record for record in caplog.records if record.exc_info], caplog.text
+    await assert_not_recorded(payer, payee_handler, "t-ascii")
+
+
+async def test_a_signed_answer_cannot_be_replayed_on_another_transfer(switch, payer_and_payee,
+                                                                      signer):
+    """The body of a payee's answer is the same for every transfer (`{"accepted":true}`):
+    the signature must bind the method and path (FSPIOP-URI, FSPIOP-HTTP-Method in the
+    protected header) or a captured answer accepts any transfer."""
+    payer, _, payee, payee_handler = payer_and_payee
+    switch.http.set_participant_key(2, signer.public_key_pem(), signature_required=True)
+    payee_handler.decision = None  # the payee answers by hand below
+    for transfer_id in ("t-sig-1", "t-sig-2"):
+        await payer.send_transfer(transfer(transfer_id))
+    await eventually(lambda: len(payee_handler.credit_requests) == 2)
+    json_type = ((b"content-type", b"application/json"),)
+    body = b'{"accepted":true}'
+    signed = signer.sign(body, method=b"PUT", uri=b"/transfers/1/t-sig-1")
+    # Replayed on the other transfer, or with another method: refused, nothing recorded.
+    for method, path in ((b"PUT", b"/transfers/1/t-sig-2"), (b"POST", b"/transfers")):
+        status, answer = await raw(switch, method, path, body,
+                                   bearer(payee) + json_type + ((COMPACT_HEADER, signed),))
+        assert (status, decode_error(answer).name) == (401, "INVALID_SIGNATURE"), path
+    # A signature over the body alone (no binding) is refused too.
+    status, answer = await raw(switch, b"PUT", b"/transfers/1/t-sig-1", body,
+                               bearer(payee) + json_type + ((COMPACT_HEADER,
+                                                             signer.sign(body)),))
+    assert (status, decode_error(answer).name) == (401, "INVALID_SIGNATURE")
+    # On the request it was made for it works, in either header form.
+    status, _ = await raw(switch, b"PUT", b"/transfers/1/t-sig-1", body,
+                          bearer(payee) + json_type + ((COMPACT_HEADER, signed),))
+    assert status == 202
+    status, _ = await raw(switch, b"PUT", b"/transfers/1/t-sig-2", b'{"accepted":false}',
+                          bearer(payee) + json_type + ((b"fspiop-signature", signer.sign_fspiop(
+                              b'{"accepted":false}', method=b"PUT",
+                              uri=b"/transfers/1/t-sig-2")),))
+    assert status == 202
+    await eventually(lambda: len(payee_handler.outcomes) == 2)
+    states = {o.transfer_id: o.state for o in payee_handler.outcomes}
+    assert states == {"t-sig-1": TransferState.COMMITTED, "t-sig-2": TransferState.REJECTED}
+    # The SDK binds the request itself.
+    payee.signer = signer
+    await payer.send_transfer(transfer("t-sig-3"))
+    await eventually(lambda: len(payee_handler.credit_requests) == 3)
+    await payee.answer_credit_request(1, "t-sig-3", True)
+    await eventually(lambda: any(o.transfer_id == "t-sig-3" for o in payee_handler.outcomes))
+
+
+async def test_a_status_query_flood_is_bounded_per_participant(tmp_path):
+    """A participant floods GET /transfers/... on several pipelining connections while
+    another pays: at most STATUS_QUERIES_IN_FLIGHT_PER_PARTICIPANT_MAX of its queries wait
+    on the sequencer (the rest are 503 SERVER_BUSY at once), so they never fill the inbound
+    queue in front of the other's transfers: every one commits, none is refused."""
+    from http_helpers import Switch
+
+    directory = DirectoryConfig(participant_categories={str(n): "A" for n in range(1, 10)})
+    server = await start_switch(ServerConfig(data_dir=str(tmp_path), stream_enabled=False,
+                                             admin_enabled=False, inbound_queue_max=256,
+                                             directory=directory))
+    await server.gateway.admin(CurrencyAdded(
+        request_id="currency", currency=CURRENCY, ledger_id=986,
+        settlement_model=SettlementModel.PREFUNDED_RTGS))
+    http = HttpConnector(server.gateway, HttpConnectorConfig(port=0))
+    await http.start()
+    running = Switch(server, http)
+    try:
+        payer_handler, payee_handler = Recorder(), Recorder()
+        payer = await running.participant(1, payer_handler)
+        payee = await running.participant(2, payee_handler)
+        await payee.register_alias(
+            alias_type=PAYEE_ALIAS.alias_type, alias_value=PAYEE_ALIAS.alias_value,
+            account_ref="payee-account-1", owner_national_id="52998224725",
+            display_name="Maria Silva")
+        flooder = await running.participant(3, Recorder())
+        request = (b"GET /transfers/3/q-1 HTTP/1.1\r\nhost: t\r\nauthorization: Bearer "
+                   + flooder.api_key.encode() + b"\r\n\r\n")
+        connections, per_connection = 4, 250
+        statuses: dict[int, int] = {}
+        stop = asyncio.Event()
+
+        async def flood() -> None:
+            reader, writer = await asyncio.open_connection("127.0.0.1", http.port)
+            while not stop.is_set():
+                writer.write(request * per_connection)
+                data = b""
+                while data.count(b"HTTP/1.1 ") < per_connection or not data.endswith(b"}"):
+                    chunk = await asyncio.wait_for(reader.read(65536), 30)
+                    assert chunk
+                    data += chunk
+                for line in data.split(b"HTTP/1.1 ")[1:]:
+                    status = int(line[:3])
+                    statuses[status] = statuses.get(status, 0) + 1
+            writer.close()
+
+        floods = [asyncio.ensure_future(flood()) for _ in range(connections)]
+        futures = []
+        for n in range(40):  # paying while the flood goes on
+            futures.append(payer.submit_transfer(transfer(f"p-{n}", 100)))
+            await asyncio.sleep(0.002)
+        outcomes = await asyncio.wait_for(asyncio.gather(*futures), 60)
+        stop.set()
+        await asyncio.gather(*floods)
+        assert [o.state for o in outcomes] == [TransferState.COMMITTED] * len(futures)
+        assert server.metrics.inbound_refused_total == 0
+        assert set(statuses) <= {404, 503}
+        assert sum(statuses.values()) % per_connection == 0
+        assert statuses.get(503, 0) > 0
+        assert 1 <= http.status_queries_peak <= limits.STATUS_QUERIES_IN_FLIGHT_PER_PARTICIPANT_MAX
+    finally:
+        for client in running.clients:
+            await client.close()
+        await http.close(grace_ms=500)
+        await server.stop(drain_s=0.5)

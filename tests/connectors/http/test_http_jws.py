@@ -108,3 +108,41 @@ def test_weak_or_unsupported_keys_are_refused_at_registration():
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
     with pytest.raises(JwsError, match="PEM"):
         VerifyKey(b"-----BEGIN PUBLIC KEY-----\nnope\n-----END PUBLIC KEY-----\n")
+
+
+def test_request_signature_binds_method_and_uri(signer):
+    from connectors.http.jws import signature_from_headers, verify_request
+
+    key = VerifyKey(signer.public_key_pem())
+    value = signer.sign(BODY, method=b"PUT", uri=b"/transfers/1/t-1")
+    protected, signature = signature_from_headers({COMPACT_HEADER: value})
+    assert verify_request(protected, signature, BODY, key, method=b"PUT",
+                          uri=b"/transfers/1/t-1") == "k1"
+    for method, uri in ((b"PUT", b"/transfers/1/t-2"), (b"POST", b"/transfers/1/t-1"),
+                        (b"PUT", b"/transfers/1/t-1?x=1")):
+        with pytest.raises(JwsError, match="another"):
+            verify_request(protected, signature, BODY, key, method=method, uri=uri)
+    # A signature of the body alone binds nothing: refused for a request.
+    protected, signature = signature_from_headers({COMPACT_HEADER: signer.sign(BODY)})
+    with pytest.raises(JwsError, match="must bind"):
+        verify_request(protected, signature, BODY, key, method=b"PUT", uri=b"/transfers/1/t-1")
+    # The FSPIOP form carries the same binding.
+    value = signer.sign_fspiop(BODY, method=b"POST", uri=b"/transfers")
+    protected, signature = signature_from_headers({FSPIOP_HEADER: value})
+    verify_request(protected, signature, BODY, key, method=b"POST", uri=b"/transfers")
+
+
+@pytest.mark.parametrize("headers", [
+    {COMPACT_HEADER: "é..abc".encode()},
+    {COMPACT_HEADER: b"eyJhbGciOiJFUzI1NiJ9..ab\xffcd"},
+    {COMPACT_HEADER: b"eyJhbGciOiJFUzI1NiJ9..ab+/cd=="},  # base64, not base64url
+    {FSPIOP_HEADER: '{"protectedHeader": "é", "signature": "x"}'.encode()},
+    {FSPIOP_HEADER: b'{"protectedHeader": "\\u00e9", "signature": "x"}'},
+    {FSPIOP_HEADER: b'{"protectedHeader": 1}'},
+])
+def test_unreadable_signature_headers_are_malformed_not_crashes(headers):
+    from connectors.http.jws import JwsMalformed
+
+    signer = Signer(private_pem(KEYS["EdDSA"]()), "EdDSA")
+    with pytest.raises(JwsMalformed):
+        verify_headers(headers, BODY, VerifyKey(signer.public_key_pem()))

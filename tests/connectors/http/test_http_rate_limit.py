@@ -37,7 +37,7 @@ async def test_rate_limited_answer_carries_retry_after_header(payer_and_payee):
         await payer.resolve("MSISDN", f"+55119100000{n:02d}", payer_user_ref="prober2")
     # The raw answer, as any HTTP client sees it.
     path = b"/aliases/MSISDN/%2B5511910000099?payer_user_ref=prober2"
-    response = await payer.pool.request(b"GET", path, None, payer._headers(None))
+    response = await payer.pool.request(b"GET", path, None, payer._headers(b"GET", path, None))
     assert response.status == 429
     assert int(response.headers[b"retry-after"]) >= 1
     assert b'"name":"LOOKUP_RATE_LIMITED"' in response.body

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from switch.server.testing import onboard, start_test_server
+from switch.testing import onboard, start_test_server
 
 
 @pytest.fixture

@@ -39,7 +39,7 @@ from switch.core.messages import (
     TransferRequest,
 )
 from switch.core.results import Result, TransferState
-from switch.server.gateway import AliasRegistration
+from switch.core.messages import AliasRegistration
 
 ALIAS = Party(alias_type="MSISDN", alias_value="+254700000001")
 
@@ -336,3 +336,230 @@ async def test_answering_a_transfer_one_was_never_sent_is_an_error_not_a_decisio
     assert server.core.in_flight_count == 1  # t-x still waits for its real payee
     payer.close()
     payee.close()
+
+
+def nesting_bomb(size_bytes: int, shape: str) -> bytes:
+    """A msgpack body of `size_bytes` that is almost all nesting: bare arrays, or arrays
+    inside a map before its `type` tag (the typed decoder skips them looking for it)."""
+    if shape == "arrays":
+        return b"\x91" * (size_bytes - 1) + b"\xc0"
+    head = b"\x82\xa1x"
+    tail = b"\xa4type\xa5hello"
+    return head + b"\x91" * (size_bytes - len(head) - len(tail) - 1) + b"\xc0" + tail
+
+
+@pytest.mark.parametrize("stage", ["before_hello", "after_hello"])
+@pytest.mark.parametrize("shape", ["arrays", "map"])
+async def test_nesting_bomb_is_a_malformed_frame_without_a_traceback(switch, stage, shape,
+                                                                     caplog):
+    server, participants = switch
+    port = server.stream_port
+    payee = await register_payee(port, participants["bank_b"][1])
+    offender = await Raw.open(port)
+    if stage == "after_hello":
+        await offender.hello(participants["bank_a"][1])
+        size_bytes = limits.FRAME_BYTES_MAX
+    else:
+        # Before hello a frame may be no larger than the largest hello: a bomb that fits.
+        size_bytes = limits.HELLO_FRAME_BYTES_MAX
+    totals_before = ledger_totals(server)
+    caplog.clear()
+    with caplog.at_level("DEBUG"):
+        for _ in range(3):  # the offender comes back and tries again
+            body = nesting_bomb(size_bytes, shape)
+            offender.send_bytes(len(body).to_bytes(4, "big") + body)
+            await expect_protocol_error(offender, StreamError.MALFORMED_FRAME)
+            offender = await Raw.open(port)
+            if stage == "after_hello":
+                await offender.hello(participants["bank_a"][1])
+    assert not [record for record in caplog.records if record.exc_info], caplog.text
+    assert "Traceback" not in caplog.text
+    assert ledger_totals(server) == totals_before
+    # The other participant's connection is untouched and still served.
+    payee.send(Request(corr=9, message=ResolveRequest(alias=ALIAS, payer_user_ref="u2")))
+    answer = await payee.frame()
+    assert type(answer) is Reply and answer.corr == 9
+    assert type(answer.message) is ResolveAnswer and answer.message.result is Result.OK
+    offender.close()
+    payee.close()
+
+
+async def test_before_hello_a_frame_may_be_no_larger_than_a_hello(switch):
+    """An unauthenticated connection cannot make the server buffer a 1 MiB frame: past the
+    largest possible Hello the announced length alone is FRAME_TOO_LARGE. After the
+    handshake the full FRAME_BYTES_MAX applies."""
+    server, participants = switch
+    port = server.stream_port
+    raw = await Raw.open(port)
+    raw.send_bytes((limits.HELLO_FRAME_BYTES_MAX + 1).to_bytes(4, "big"))
+    await expect_protocol_error(raw, StreamError.FRAME_TOO_LARGE)
+    raw = await Raw.open(port)
+    raw.send_bytes((limits.FRAME_BYTES_MAX).to_bytes(4, "big"))
+    await expect_protocol_error(raw, StreamError.FRAME_TOO_LARGE)
+    # A Hello of the largest size is read (and refused only for its unknown key).
+    raw = await Raw.open(port)
+    raw.send(Hello(version=limits.PROTOCOL_VERSION,
+                   api_key="\U0001f512" * limits.HELLO_API_KEY_LENGTH_MAX,
+                   client_name="\U0001f512" * limits.HELLO_CLIENT_NAME_LENGTH_MAX))
+    await expect_protocol_error(raw, StreamError.AUTHENTICATION_FAILED)
+    # After the handshake a frame far larger than a Hello is fine.
+    raw = await Raw.open(port)
+    await raw.hello(participants["bank_a"][1])
+    rows = [AliasRegistration(alias_type="MSISDN", alias_value=f"+2547000{n:05d}",
+                              account_ref=f"acc-{n}", owner_national_id="1234567890",
+                              display_name="Jane Doe") for n in range(100)]
+    raw.send(RegisterAliases(corr=3, aliases=rows))
+    answer = await raw.frame()
+    assert type(answer) is AliasesReply and answer.corr == 3
+    raw.close()
+
+
+async def open_from(port: int, source_host: str) -> Raw:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port,
+                                                   local_addr=(source_host, 0))
+    return Raw(reader, writer)
+
+
+async def test_connections_per_remote_address_are_bounded(tmp_path):
+    """One address cannot take every connection slot: past the per-address bound its next
+    connection is refused TOO_MANY_CONNECTIONS before any handshake, while another address
+    still connects; a slot freed is a slot usable again."""
+    from switch.testing import onboard, start_test_server
+
+    server = await start_test_server(str(tmp_path), stream_connections_per_address_max=3)
+    try:
+        participants = await onboard(server, ["bank_a"])
+        port = server.stream_port
+        held = [await open_from(port, "127.0.0.1") for _ in range(3)]  # never say hello
+        refused = await open_from(port, "127.0.0.1")
+        await expect_protocol_error(refused, StreamError.TOO_MANY_CONNECTIONS)
+        other = await open_from(port, "127.0.0.2")
+        assert (await other.hello(participants["bank_a"][1])).participant_id
+        held.pop().close()
+        for _ in range(200):
+            if server.stream_server.per_address.get("127.0.0.1", 0) < 3:
+                break
+            await asyncio.sleep(0.01)
+        again = await open_from(port, "127.0.0.1")
+        assert (await again.hello(participants["bank_a"][1])).participant_id
+        for raw in held + [other, again]:
+            raw.close()
+    finally:
+        await server.stop(drain_s=0)
+
+
+async def test_revoking_a_key_closes_its_live_sessions_at_once(switch):
+    """Revocation (a new key with revoke_others, as a key rotation does) closes every live
+    stream session that key authenticated with a typed SESSION_REVOKED, at once; the key is
+    refused from then on, the new key works, and another participant notices nothing."""
+    server, participants = switch
+    port = server.stream_port
+    payer_id, old_key = participants["bank_a"]
+    payee = await register_payee(port, participants["bank_b"][1])
+    sessions = [await Raw.open(port) for _ in range(2)]
+    for session in sessions:
+        await session.hello(old_key)
+    new_key = await server.credentials.issue_key(payer_id, revoke_others=True)
+    for session in sessions:
+        await expect_protocol_error(session, StreamError.SESSION_REVOKED)
+    assert not server.gateway.attached(payer_id)
+    again = await Raw.open(port)
+    again.send(Hello(version=limits.PROTOCOL_VERSION, api_key=old_key))
+    await expect_protocol_error(again, StreamError.AUTHENTICATION_FAILED)
+    fresh = await Raw.open(port)
+    assert (await fresh.hello(new_key)).participant_id == payer_id
+    payee.send(Request(corr=9, message=ResolveRequest(alias=ALIAS, payer_user_ref="u2")))
+    answer = await payee.frame()
+    assert type(answer) is Reply and answer.message.result is Result.OK
+    fresh.close()
+    payee.close()
+
+
+async def test_close_sessions_closes_one_keys_sessions_or_all_of_a_participant(switch):
+    """The gateway hook: with a key's hash only the sessions that key authenticated close
+    (another key's stay served); without one (suspension) every session of the participant
+    closes; other participants' sessions never do."""
+    from switch.server.gateway import hash_api_key
+
+    server, participants = switch
+    port = server.stream_port
+    payer_id, first_key = participants["bank_a"]
+    second_key = await server.credentials.issue_key(payer_id)
+    first = await Raw.open(port)
+    await first.hello(first_key)
+    second = await Raw.open(port)
+    await second.hello(second_key)
+    other = await Raw.open(port)
+    await other.hello(participants["bank_b"][1])
+    closed = server.gateway.close_sessions(
+        payer_id, hash_api_key(server.credentials.pepper, first_key), "key revoked")
+    assert closed == 1
+    await expect_protocol_error(first, StreamError.SESSION_REVOKED)
+    second.send(Request(corr=1, message=StatusQuery(payer_participant_id=payer_id,
+                                                    transfer_id="none")))
+    assert type((await second.frame()).message) is Refused  # still served
+    assert server.gateway.close_sessions(payer_id, None, "participant suspended") == 1
+    answer = await second.frame()
+    assert type(answer) is ProtocolErrorFrame and answer.error is StreamError.SESSION_REVOKED
+    assert answer.detail == "participant suspended"
+    other.send(Request(corr=2, message=StatusQuery(payer_participant_id=payer_id,
+                                                   transfer_id="none")))
+    assert type((await other.frame()).message) is Refused
+    other.close()
+
+
+async def test_a_status_query_flood_is_bounded_per_connection(tmp_path):
+    """One connection pipelines thousands of status queries while another participant pays:
+    at most STATUS_QUERIES_IN_FLIGHT_MAX of them are ever waiting on the sequencer (the
+    rest are answered SERVER_BUSY at once, never queued), so they never fill the inbound
+    queue in front of the other participant's transfers: all of those commit, and none is
+    refused SERVER_BUSY."""
+    from switch.testing import onboard, start_test_server
+
+    server = await start_test_server(str(tmp_path), inbound_queue_max=256)
+    try:
+        participants = await onboard(server, ["flooder", "bank_a", "bank_b"])
+        port = server.stream_port
+        flooder_id, flooder_key = participants["flooder"]
+        payee = await StreamClient.connect("127.0.0.1", port,
+                                           api_key=participants["bank_b"][1],
+                                           on_credit_request=lambda cr: Decision(True))
+        await payee.register_aliases([AliasRegistration(
+            alias_type="MSISDN", alias_value=ALIAS.alias_value, account_ref="acc-1",
+            owner_national_id="1234567890", display_name="Jane Doe")])
+        payer = await StreamClient.connect("127.0.0.1", port, api_key=participants["bank_a"][1])
+        flooder = await Raw.open(port)
+        await flooder.hello(flooder_key)
+        rounds, per_round = 5, 3_000
+        answered = busy = 0
+        futures = []
+        for round_number in range(rounds):
+            flooder.send_bytes(b"".join(frame(Request(corr=n, message=StatusQuery(
+                payer_participant_id=flooder_id, transfer_id=f"q-{n}")))
+                for n in range(per_round)))
+            futures += [payer.submit_transfer(transfer(f"p-{round_number}-{n}", 100))
+                        for n in range(20)]
+            for _ in range(per_round):
+                reply = await flooder.frame(timeout_s=30)
+                assert type(reply) is Reply
+                if type(reply.message) is ErrorAnswer:
+                    assert reply.message.result is Result.SERVER_BUSY
+                    busy += 1
+                else:
+                    assert reply.message.result is Result.TRANSFER_NOT_FOUND
+                    answered += 1
+        outcomes = await asyncio.wait_for(asyncio.gather(*futures), 60)
+        assert [o.state for o in outcomes] == [TransferState.COMMITTED] * len(futures)
+        assert server.metrics.inbound_refused_total == 0  # no transfer was turned away
+        assert answered + busy == rounds * per_round
+        assert busy > 0
+        connection = next(c for c in server.stream_server.connections
+                          if c.participant_id == flooder_id)
+        assert 1 <= connection.status_queries_peak <= limits.STATUS_QUERIES_IN_FLIGHT_MAX
+        payer_id = participants["bank_a"][0]
+        assert server.positions()[payer_id]["KES"]["debits_posted"] == 100 * len(futures)
+        flooder.close()
+        await payer.close()
+        await payee.close()
+    finally:
+        await server.stop(drain_s=0)

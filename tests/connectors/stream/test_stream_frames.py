@@ -94,3 +94,32 @@ def test_constraint_violations_are_typed_decode_errors():
         "currency": "KES", "expires_at_ns": 1}})
     with pytest.raises(msgspec.ValidationError):
         client_frame_decoder.decode(bad)
+
+
+def test_a_frame_that_cannot_be_encoded_leaves_the_buffer_unchanged():
+    """All or nothing: a failed encode must not leave a length prefix (an empty frame)."""
+    from connectors.stream.protocol import FrameError
+
+    buffer = bytearray(frame(Hello(version=1)))
+    before = bytes(buffer)
+    bad = TransferRequest(transfer_id="t-1", payee=Party(alias_type="MSISDN",
+                                                         alias_value="+254700000001"),
+                          amount_minor=2**64, currency="KES", expires_at_ns=1)
+    with pytest.raises(FrameError):
+        append_frame(buffer, Request(corr=1, message=bad))
+    assert bytes(buffer) == before
+
+
+def test_the_pre_handshake_bound_is_the_largest_hello():
+    """HELLO_FRAME_BYTES_MAX is derived from Hello's own bounds: the largest Hello the type
+    admits (every string at its maximum of 4-byte characters, the largest version) fits
+    exactly, and it is far below FRAME_BYTES_MAX."""
+    largest = Hello(version=2**64 - 1, api_key="\U0001f512" * limits.HELLO_API_KEY_LENGTH_MAX,
+                    client_name="\U0001f512" * limits.HELLO_CLIENT_NAME_LENGTH_MAX)
+    assert client_frame_decoder.decode(frame(largest)[4:]) == largest  # the type admits it
+    assert len(frame(largest)) - 4 == limits.HELLO_FRAME_BYTES_MAX
+    too_long = msgspec.msgpack.encode({"type": "hello", "version": 1,
+                                       "api_key": "k" * (limits.HELLO_API_KEY_LENGTH_MAX + 1)})
+    with pytest.raises(msgspec.ValidationError):
+        client_frame_decoder.decode(too_long)
+    assert limits.HELLO_FRAME_BYTES_MAX * 100 < limits.FRAME_BYTES_MAX

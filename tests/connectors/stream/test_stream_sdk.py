@@ -19,8 +19,8 @@ from switch.core.messages import (
     TransferRequest,
 )
 from switch.core.results import RequestToPayState, TransferState
-from switch.server.gateway import AliasRegistration
-from switch.server.testing import onboard, start_test_server
+from switch.core.messages import AliasRegistration
+from switch.testing import onboard, start_test_server
 
 PAYEE_ALIAS = Party(alias_type="MSISDN", alias_value="+254700000001")
 PAYER_ALIAS = Party(alias_type="MSISDN", alias_value="+254700000002")
@@ -115,5 +115,86 @@ async def test_request_to_pay_end_to_end(tmp_path):
         assert server.positions()[shop_id]["KES"]["credits_posted"] == 10**12 + 4_200
         await payer.close()
         await payee.close()
+    finally:
+        await server.stop(drain_s=0)
+
+
+async def test_a_message_that_cannot_be_sent_is_refused_at_once_and_the_connection_lives(
+        tmp_path):
+    """An amount past 2**64 cannot even be encoded, an amount of 0 breaks its type: the SDK
+    says so at once with a typed error, writes nothing (no empty frame the server would
+    close the connection over), and the next transfer on the same connection commits."""
+    from connectors.sdk import InvalidRequest
+    from switch.core.results import Result
+
+    server = await start_test_server(str(tmp_path))
+    try:
+        participants = await onboard(server, ["bank_a", "bank_b"])
+        port = server.stream_port
+        payee = await StreamClient.connect("127.0.0.1", port,
+                                           api_key=participants["bank_b"][1],
+                                           on_credit_request=lambda cr: Decision(True))
+        await register(payee, PAYEE_ALIAS, "acc-1", "1234567890")
+        payer = await StreamClient.connect("127.0.0.1", port,
+                                           api_key=participants["bank_a"][1])
+
+        def request(transfer_id: str, amount_minor: int) -> TransferRequest:
+            return TransferRequest(transfer_id=transfer_id, payee=PAYEE_ALIAS,
+                                   amount_minor=amount_minor, currency="KES",
+                                   expires_at_ns=time.time_ns() + 30 * 10**9,
+                                   payer_user_ref="u1")
+
+        for bad in (2**64, 2**70, 0):
+            try:
+                payer.submit_transfer(request(f"bad-{bad}", bad))
+            except InvalidRequest as error:
+                assert error.result is Result.VALIDATION_ERROR
+                assert "amount_minor" in error.detail or "serialize" in error.detail
+            else:
+                raise AssertionError(f"amount {bad} was accepted")
+        assert payer.pending_transfers == 0 and payer.tracked_entries == 0
+        try:
+            await payer.status(participants["bank_a"][0], "x" * 300)  # id too long
+        except InvalidRequest as error:
+            assert error.result is Result.VALIDATION_ERROR
+        else:
+            raise AssertionError("an over-long id was sent")
+        outcome = await payer.transfer(request("good-1", 700), timeout_s=10)
+        assert type(outcome) is TransferOutcome and outcome.state is TransferState.COMMITTED
+        assert payer.protocol_error is None and payer.reconnects == 0
+        assert server.stream_server.protocol_errors == {}
+        payer_id = participants["bank_a"][0]
+        assert server.positions()[payer_id]["KES"]["debits_posted"] == 700
+        await payer.close()
+        await payee.close()
+    finally:
+        await server.stop(drain_s=0)
+
+
+async def test_the_sdk_does_not_reconnect_a_revoked_session(tmp_path):
+    """SESSION_REVOKED is final for those credentials: the SDK fails what it waits for with
+    an SdkError naming it instead of reconnecting in a loop with a revoked key."""
+    import pytest
+
+    from connectors.sdk import RetryPolicy, SdkError
+    from connectors.stream.protocol import StreamError
+
+    server = await start_test_server(str(tmp_path))
+    try:
+        participants = await onboard(server, ["bank_a", "bank_b"])
+        payer_id, key = participants["bank_a"]
+        payer = await StreamClient.connect(
+            "127.0.0.1", server.stream_port, api_key=key,
+            retry=RetryPolicy(backoff_initial_s=0.01, backoff_max_s=0.02))
+        waiting = payer.submit_transfer(TransferRequest(
+            transfer_id="t-revoked", payee=PAYEE_ALIAS, amount_minor=10, currency="KES",
+            expires_at_ns=time.time_ns() + 30 * 10**9, payer_user_ref="u1"))
+        await server.credentials.issue_key(payer_id, revoke_others=True)
+        with pytest.raises(SdkError, match="SESSION_REVOKED"):
+            await asyncio.wait_for(waiting, 5)
+        assert payer.protocol_error.error is StreamError.SESSION_REVOKED
+        assert not payer.connected and payer.reconnects == 0
+        assert server.stream_server.protocol_errors.get("AUTHENTICATION_FAILED", 0) == 0
+        await payer.close()
     finally:
         await server.stop(drain_s=0)

@@ -21,7 +21,7 @@ from cryptography.x509.oid import NameOID  # noqa: E402
 
 from connectors.sdk import SdkError  # noqa: E402
 from connectors.sdk.stream_client import StreamClient  # noqa: E402
-from switch.server.testing import onboard, start_test_server  # noqa: E402
+from switch.testing import onboard, start_test_server  # noqa: E402
 
 
 def _name(common_name: str) -> x509.Name:
@@ -122,5 +122,61 @@ async def test_client_certificates_authenticate(tmp_path, pki):
                                                 reconnect=False)
             await client.resolve("MSISDN", "+254700000009", "u1")
         assert not server.gateway.attached(participants["bank_a"][0])
+    finally:
+        await server.stop(drain_s=0)
+
+
+def _signature_policy(participant_id: int) -> dict:
+    """The [http] table of a switch where `participant_id` must sign (JWS required)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    pem = key.public_key().public_bytes(serialization.Encoding.PEM,
+                                        serialization.PublicFormat.SubjectPublicKeyInfo)
+    return {"participant_keys": [{"participant_id": participant_id,
+                                  "public_key_pem": pem.decode(),
+                                  "signature_required": True}]}
+
+
+async def test_a_signature_policy_holds_on_the_stream_too(tmp_path, pki):
+    """A participant whose policy requires signed requests cannot pay unsigned over the
+    stream: it must connect with a registered client certificate AND its API key, else the
+    Hello is refused with a typed MTLS_REQUIRED. Others are unaffected."""
+    from connectors.stream.protocol import StreamError
+
+    # Plain TCP: no certificate is possible, so the key alone is refused.
+    plain = await start_test_server(str(tmp_path / "plain"), http=_signature_policy(1))
+    try:
+        participants = await onboard(plain, ["bank_a", "bank_b"])
+        assert participants["bank_a"][0] == 1
+        with pytest.raises(SdkError, match="MTLS_REQUIRED"):
+            await StreamClient.connect("127.0.0.1", plain.stream_port,
+                                       api_key=participants["bank_a"][1], reconnect=False)
+        assert plain.stream_server.protocol_errors == {"MTLS_REQUIRED": 1}
+        assert not plain.gateway.attached(1)
+        client = await StreamClient.connect("127.0.0.1", plain.stream_port,
+                                            api_key=participants["bank_b"][1], reconnect=False)
+        assert client.participant_id == participants["bank_b"][0]  # no policy: key is fine
+        await client.close()
+        assert plain.core.transfers_retained == 0
+    finally:
+        await plain.stop(drain_s=0)
+
+    server = await start_test_server(
+        str(tmp_path / "tls"), stream_tls_cert=pki["server_cert"],
+        stream_tls_key=pki["server_key"], stream_tls_client_ca=pki["ca"],
+        http=_signature_policy(1))
+    try:
+        participants = await onboard(server, ["bank_a", "bank_b"])
+        await server.credentials.add_certificate(1, pki["clients"]["bank_a"][1])
+        port = server.stream_port
+        # The certificate alone is one factor: refused.
+        with pytest.raises(SdkError, match="MTLS_REQUIRED"):
+            await StreamClient.connect("127.0.0.1", port, ssl=_client_context(pki, "bank_a"),
+                                       reconnect=False)
+        # Certificate and key of the participant: accepted.
+        client = await StreamClient.connect("127.0.0.1", port, ssl=_client_context(pki, "bank_a"),
+                                            api_key=participants["bank_a"][1], reconnect=False)
+        assert client.participant_id == 1
+        await client.close()
+        assert server.stream_server.protocol_errors == {"MTLS_REQUIRED": 1}
     finally:
         await server.stop(drain_s=0)

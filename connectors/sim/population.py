@@ -1,7 +1,7 @@
 """A seeded model of a country's payers and payees: who pays whom, how much, and when.
 
 The bench drivers and simulators build one `Population` from a profile (a TOML file under
-`bench/profiles/`) and a seed, and then ask it for
+`connectors/sim/profiles/`) and a seed, and then ask it for
 - the participants and their customers with aliases (`customers(participant_id)`), so the
   simulators can hold the accounts and register the aliases in the directory;
 - the payments to offer (`intents()`), each with its scheduled offset from the run start;
@@ -30,7 +30,7 @@ from typing import Annotated, Iterator, Literal
 
 import msgspec
 
-from bench import limits
+from connectors.sim import limits
 
 PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
 
@@ -289,7 +289,7 @@ class PaymentIntent(msgspec.Struct, frozen=True, kw_only=True, gc=False):
 
 
 def load_profile(name_or_path: str | Path) -> Profile:
-    """Load `bench/profiles/<name>.toml`, or a TOML file by path; a typed error otherwise."""
+    """Load `connectors/sim/profiles/<name>.toml`, or a TOML file by path; a typed error otherwise."""
     text = str(name_or_path)
     if text.endswith(".toml") or "/" in text:
         path = Path(text)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from switch.server.config import load_config
 from switch.server.launcher import SIM_DIRECTORY
 from switch.server.onboarding import add_currency, add_participant
+from switch.app import start_switch
 from switch.server.server import SwitchServer
 
 CURRENCY = "KES"
@@ -26,8 +27,7 @@ async def start_test_server(data_dir: str, **overrides) -> SwitchServer:
             values[key] = {**values[key], **value}
         else:
             values[key] = value
-    server = SwitchServer(load_config(None, environ={}, **values))
-    await server.start()
+    server = await start_switch(load_config(None, environ={}, **values))
     return server
 
 

@@ -14,8 +14,8 @@ from collections import Counter
 import msgspec
 import pytest
 
-from bench import limits
-from bench.population import (
+from connectors.sim import limits
+from connectors.sim.population import (
     AliasKind,
     CustomerKind,
     PROFILES_DIR,
@@ -80,7 +80,7 @@ def test_another_seed_gives_other_traffic(quick):
 
 _DIGEST_SCRIPT = """
 import hashlib, msgspec
-from bench.population import Population, load_profile
+from connectors.sim.population import Population, load_profile
 profile = msgspec.structs.replace(load_profile("quick"), duration_s=6, spike=None)
 population = Population.build(profile, seed=11)
 data = msgspec.msgpack.encode(list(population.intents()))

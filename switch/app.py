@@ -1,0 +1,169 @@
+"""The composition root: the one place that knows what a switch process is made of.
+
+`open_backends(config)` opens what the server runs on — the directory (embedded SQLite or
+PostgreSQL, with Redis or in-process cache and buckets), the credential store — after
+applying PostgreSQL migrations; `start_switch(config)` starts a `SwitchServer` on them and
+puts the listeners in front of it (stream and HTTP connectors, the small admin surface,
+the operator console); `serve(config)` is the process: tuned, started, stopped on
+SIGINT/SIGTERM. The server, the admin surface, the CLI, the demo and the tests all build a
+switch through here, so the embedded/PostgreSQL choice is made once.
+
+Arrows point one way: this module imports the server, the stores, the connectors and the
+console; none of them imports it (a test checks the package graph). It must never hold a
+rule of the switch — only wiring.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+import signal
+import sys
+import time
+
+import msgspec
+
+from switch.directory.buckets import LocalBuckets
+from switch.directory.cache import LocalAliasCache
+from switch.directory.config import Secret as DirectorySecret
+from switch.directory.service import Directory
+from switch.server.config import ServerConfig
+from switch.server.metrics import LATENCY_BUCKETS_S
+from switch.server.server import ServerBackends, SwitchServer, load_or_create_secrets
+
+DIRECTORY_FILE = "directory.sqlite3"
+CREDENTIALS_FILE = "credentials.sqlite3"
+# The journal's commit thread needs the GIL back the moment fdatasync returns; with the
+# default 5 ms switch interval it waits behind the deciding loop, and every reply waits
+# with it. 0.2 ms costs a little throughput, buys latency.
+GIL_SWITCH_INTERVAL_S = 0.0002
+# Young collections every GC_YOUNG_THRESHOLD allocations: Python's 700 promotes
+# short-lived request objects into the old generation, which then needs full collections
+# (26 of ~27 ms a minute at 10,000/s); 50,000 makes each young pause ~20 ms.
+GC_YOUNG_THRESHOLD = 10_000
+EXIT_SOFTWARE = 70  # the sequencer failed: restart and replay
+
+
+async def open_backends(config: ServerConfig) -> ServerBackends:
+    """The directory and the credential store `config` names, opened (migrations applied
+    first on PostgreSQL). Closed by the server's stop, newest first."""
+    os.makedirs(config.data_dir, exist_ok=True)
+    stored = load_or_create_secrets(config.data_dir)
+    directory_secret = (config.directory_secret.reveal() if config.directory_secret
+                        else stored.directory_secret)
+    closers = []
+    if config.journal == "postgres" or config.store == "postgres":
+        from switch.store.migrate import migrate_dsn
+
+        await migrate_dsn(config.postgres_dsn.reveal())  # idempotent, under a lock
+    if config.store == "postgres":
+        from switch.store.credentials import PostgresCredentialStore
+        from switch.store.postgres_directory import PostgresDirectoryStore
+
+        store = await PostgresDirectoryStore.connect(config.postgres_dsn.reveal())
+        closers.append(store.close)
+        credential_store = await PostgresCredentialStore.connect(config.postgres_dsn.reveal())
+    else:
+        from switch.store.credentials import EmbeddedCredentialStore
+        from switch.store.embedded import EmbeddedDirectoryStore
+
+        store = EmbeddedDirectoryStore(os.path.join(config.data_dir, DIRECTORY_FILE))
+        closers.append(store.close)
+        credential_store = EmbeddedCredentialStore(os.path.join(config.data_dir,
+                                                                CREDENTIALS_FILE))
+    closers.append(credential_store.close)
+    if config.redis_url is not None:
+        from switch.store.redis_buckets import RedisBuckets
+        from switch.store.redis_cache import RedisAliasCache
+
+        cache = RedisAliasCache.from_url(config.redis_url.reveal(), config.redis_prefix)
+        buckets = RedisBuckets.from_url(config.redis_url.reveal(), config.redis_prefix)
+        for client in {id(cache.client): cache.client,
+                       id(buckets.client): buckets.client}.values():
+            closers.append(client.aclose)
+    else:
+        cache = LocalAliasCache(config.directory.cache_entries_max)
+        buckets = LocalBuckets()
+    directory = Directory(store=store, cache=cache, buckets=buckets, config=config.directory,
+                          secret=DirectorySecret(directory_secret.encode()))
+    return ServerBackends(directory=directory, credential_store=credential_store,
+                          closers=closers)
+
+
+async def start_switch(config: ServerConfig) -> SwitchServer:
+    """A started switch: backends opened, journal replayed, listeners accepting."""
+    server = SwitchServer(config, await open_backends(config))
+    try:
+        await server.start()
+        await _start_listeners(server)
+    except BaseException:
+        await server.stop(drain_s=0)
+        raise
+    return server
+
+
+async def _start_listeners(server: SwitchServer) -> None:
+    config = server.config
+    if config.stream_enabled:
+        from connectors.stream.server import start_stream_server
+
+        server.stream_server = await start_stream_server(server.gateway, config,
+                                                         server.registry)
+    if config.http_enabled:
+        from connectors.http.app import HttpConnectorConfig, start_http_connector
+
+        server.http_connector = await start_http_connector(
+            server.gateway, msgspec.convert(config.http, HttpConnectorConfig), server.registry)
+    if config.admin_enabled:
+        from switch.server.admin import start_admin_server
+
+        server.admin_server = await start_admin_server(server, config.admin_host,
+                                                       config.admin_port)
+    if config.console_enabled:
+        from switch.admin.server_port import attach_console
+
+        server.console = await attach_console(server, config.console_host,
+                                              config.console_port,
+                                              ssl_certfile=config.console_tls_cert,
+                                              ssl_keyfile=config.console_tls_key)
+
+
+def tune_process(server: SwitchServer) -> None:
+    """Process-wide settings for a switch process (not for a switch started inside another
+    program, such as a test): the GIL switch interval, and the cyclic collector."""
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
+    histogram = server.registry.histogram(
+        "ponte_gc_pause_seconds", "Cyclic garbage collection pauses, by generation.",
+        LATENCY_BUCKETS_S, ("generation",))
+    started = [0.0]
+
+    def timed(phase: str, info: dict) -> None:
+        if phase == "start":
+            started[0] = time.perf_counter()
+        else:
+            histogram.observe(time.perf_counter() - started[0], str(info["generation"]))
+
+    gc.callbacks.append(timed)
+    # The core's and the archive's tables are a few big containers made by now. Frozen,
+    # the cyclic collector never walks them again (they are roots, never garbage), so a
+    # full collection costs what the live requests cost, not what the history costs.
+    # Measured at 10,000/s with 512k transfers retained: full collections of ~65 ms
+    # (p99 111 ms) before, see docs/operations.md.
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, 10, 10)
+
+
+async def serve(config: ServerConfig) -> int:
+    """The switch process: start, tune, run until SIGINT/SIGTERM (or a sequencer failure),
+    stop gracefully. The exit status: 0, or EXIT_SOFTWARE after a failure."""
+    server = await start_switch(config)
+    tune_process(server)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, server.request_stop)
+    await server.wait_stopped()
+    failed = server.failed
+    await server.stop()
+    return EXIT_SOFTWARE if failed else 0
