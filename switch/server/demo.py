@@ -12,7 +12,7 @@ demo exits 1 if they do not agree exactly. Participants are funded for the traff
 Ctrl-C or SIGTERM (what `timeout`, `kill` and CI send) stops everything cleanly: the
 simulators first, then the switch (graceful shutdown), then the temporary data directory is
 removed unless --keep-data; the exit status is 128 + the signal's number. If the demo itself
-is killed outright, its children get SIGTERM from the kernel (switch/server/launcher.py).
+is killed outright, its children notice and stop themselves (switch/server/launcher.py).
 
 It must never leave a process behind.
 """

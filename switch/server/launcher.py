@@ -7,16 +7,16 @@ e2e` and the end-to-end tests.
 the population's participants (currency, accounts, funding, API keys). It must never reach
 into a process: only sockets, signals and stdout — and never leave one running (stop()).
 
-Children are started through this module (`python -m switch.server.launcher PARENT_PID
-MODULE ARGS...`), which asks Linux for a parent-death signal before it runs MODULE: if the
-process that started them dies without stopping them (SIGKILL, a crash), they get SIGTERM
-and shut down as if stopped. The kernel ties that signal to the *thread* that forked, so
-start children from a thread that outlives them (the main thread does).
+Children are started through this module (`python -m switch.server.launcher FD MODULE
+ARGS...`) with the read end of a pipe whose write end only this process holds: a watcher
+thread in the child reads it, and end of file means this process is gone (exited, crashed,
+SIGKILLed), so the child sends itself SIGTERM and shuts down as if stopped. Unlike Linux's
+parent-death signal, which is tied to the thread that forked, this follows the process, so
+a child started from a short-lived thread lives on.
 """
 
 from __future__ import annotations
 
-import ctypes
 import http.cookiejar
 import json
 import os
@@ -47,11 +47,8 @@ SIM_DIRECTORY = {
     "participant_category_default": "SIM",
 }
 HEALTH_TIMEOUT_S = 120.0
-# What a child gets when the process that started it dies: its graceful stop.
+# What a child sends itself when the process that started it is gone: its graceful stop.
 PARENT_DEATH_SIGNAL = signal.SIGTERM
-_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
-# Exit status of a child whose parent died before it could ask for the signal.
-ORPHANED_EXIT_STATUS = 128 + int(PARENT_DEATH_SIGNAL)
 
 
 def free_port() -> int:
@@ -76,29 +73,47 @@ def sim_server_config(data_dir: str, **extra) -> dict:
     return config
 
 
-def child_command(module: str, *args: str) -> list[str]:
-    """The argv that runs `python -m module args...` as a child of this process which dies
-    with it (see `_child_main`)."""
-    return [sys.executable, "-m", "switch.server.launcher", str(os.getpid()), module, *args]
+def _spawn_child(module: str, args: list[str], **popen_options
+                 ) -> tuple[subprocess.Popen, int]:
+    """Start `python -m module args...` as a child watching a fresh parent link; (process,
+    the link's write end, to close once the child has exited)."""
+    read_fd, write_fd = os.pipe()  # both ends non-inheritable (PEP 446)
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "switch.server.launcher", str(read_fd), module, *args],
+            pass_fds=(read_fd,), **popen_options)
+    except BaseException:
+        os.close(write_fd)
+        raise
+    finally:
+        os.close(read_fd)
+    return process, write_fd
 
 
-def _die_with_parent(parent_pid: int) -> None:
-    """Ask the kernel for PARENT_DEATH_SIGNAL when the parent exits (Linux's
-    PR_SET_PDEATHSIG; elsewhere there is no such request and this does nothing)."""
-    if not sys.platform.startswith("linux"):
-        return
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(_PR_SET_PDEATHSIG, int(PARENT_DEATH_SIGNAL), 0, 0, 0) != 0:
-        error = ctypes.get_errno()
-        raise OSError(error, f"prctl(PR_SET_PDEATHSIG): {os.strerror(error)}")
-    # A parent that died before the request took effect sends nothing: we were re-parented.
-    if os.getppid() != parent_pid:
-        raise SystemExit(ORPHANED_EXIT_STATUS)
+def _close_link(write_fd: int | None) -> None:
+    """Close a parent link whose child has exited (a live child would take it as our end)."""
+    if write_fd is not None:
+        os.close(write_fd)
+
+
+def _watch_parent(read_fd: int) -> None:
+    """In the child: SIGTERM ourselves when the parent link reaches end of file."""
+    os.set_inheritable(read_fd, False)  # our own children must not keep it open
+
+    def watch() -> None:
+        try:
+            while os.read(read_fd, 64):
+                pass  # the parent never writes: only end of file matters
+        except OSError:
+            pass
+        os.kill(os.getpid(), PARENT_DEATH_SIGNAL)
+
+    threading.Thread(target=watch, name="parent-link", daemon=True).start()
 
 
 def _child_main(argv: list[str]) -> None:
-    parent_pid, module, *args = argv
-    _die_with_parent(int(parent_pid))
+    read_fd, module, *args = argv
+    _watch_parent(int(read_fd))
     sys.argv = [module, *args]
     runpy.run_module(module, run_name="__main__", alter_sys=True)
 
@@ -145,6 +160,7 @@ class SwitchProcess:
         self.log_path = log_path or os.path.join(self.data_dir, "switch.log")
         self.env = env
         self.process: subprocess.Popen | None = None
+        self._link: int | None = None  # write end of the child's parent link
         self._log = None
 
     def start(self) -> SwitchProcess:
@@ -155,8 +171,9 @@ class SwitchProcess:
         self._log = open(self.log_path, "ab")
         environment = dict(os.environ)
         environment.update(self.env or {})
-        self.process = subprocess.Popen(
-            child_command("switch.server", "run", "--config", path),
+        _close_link(self._link)  # a restart: the previous child has exited
+        self.process, self._link = _spawn_child(
+            "switch.server", ["run", "--config", path],
             stdout=self._log, stderr=subprocess.STDOUT, env=environment,
             start_new_session=True)
         self.wait_healthy()
@@ -223,12 +240,16 @@ class SwitchProcess:
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGKILL)
             self.process.wait(30)
+        _close_link(self._link)
+        self._link = None
 
     def stop(self, timeout_s: float = 60.0) -> int:
         """SIGTERM and wait for the graceful shutdown."""
         if self.process is None:
             return 0
         _signal_and_wait(self.process, signal.SIGTERM, timeout_s)
+        _close_link(self._link)
+        self._link = None
         if self._log is not None:
             self._log.close()
             self._log = None
@@ -307,6 +328,7 @@ class SimProcess:
         self.lines: queue.Queue = queue.Queue()
         self.records: list[dict] = []
         self.process: subprocess.Popen | None = None
+        self._link: int | None = None  # write end of the child's parent link
         self._reader: threading.Thread | None = None
 
     def start(self) -> SimProcess:
@@ -315,8 +337,8 @@ class SimProcess:
         environment = dict(os.environ)
         environment.update(self.env or {})
         self._stderr = open(self.log_path, "ab")
-        self.process = subprocess.Popen(
-            child_command("connectors.sim", "run", "--config", self.path),
+        self.process, self._link = _spawn_child(
+            "connectors.sim", ["run", "--config", self.path],
             stdout=subprocess.PIPE, stderr=self._stderr, env=environment,
             start_new_session=True)
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -363,6 +385,8 @@ class SimProcess:
         if self.process is None:
             return 0
         _signal_and_wait(self.process, signal.SIGINT, timeout_s)
+        _close_link(self._link)
+        self._link = None
         self._stderr.close()
         return self.process.returncode
 

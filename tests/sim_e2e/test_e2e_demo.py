@@ -206,7 +206,8 @@ def test_demo_stopped_by_sigterm_keeps_its_data_when_asked():
 
 def test_children_die_with_the_demo_even_when_it_is_killed():
     """SIGKILL leaves the demo no chance to clean up: its children must notice on their own
-    (the kernel's parent-death signal) and stop, rather than run on without a parent."""
+    (the launcher's parent link reaches end of file) and stop, rather than run on without a
+    parent."""
     demo = DemoRun("--seconds", "600", "--tps", "50")
     children: dict[int, int] = {}
     data_dir = demo.data_dir()
