@@ -11,7 +11,7 @@ ledger and the run fails loudly if they differ. The HTTP transport is bench/e2e_
 (`run_http`), owned by the HTTP connector.
 
     --json   {"results": [{"transport", "offered_per_s", "transfers_per_s", "p50_ms",
-              "p99_ms", "success_rate", "peak_rss_bytes"}, ...]}
+              "p90_ms", "p99_ms", "success_rate", "peak_rss_bytes"}, ...]}
 
 It must never measure anything but public surfaces (stream in, stream out, /admin positions).
 """
@@ -86,9 +86,11 @@ def run_stream(*, offered_per_s: float, seconds: float, seed: int = 1,
                         "offered_per_s": float(offered_per_s),
                         "completed_per_s": float(record["interval_per_s"]),
                         "latency_p50_ms": record["p50_ms"] or None,
+                        "latency_p90_ms": record["p90_ms"] or None,
                         "latency_p99_ms": record["p99_ms"] or None,
                         "switch_cpu_percent": latest.cpu_percent if latest else 0.0,
                         "switch_rss_bytes": latest.rss_bytes if latest else 0,
+                        "outcomes": record["outcomes"],
                     })
                 elif record["type"] == "final":
                     final = record
@@ -118,6 +120,7 @@ def run_stream(*, offered_per_s: float, seconds: float, seed: int = 1,
             "offered_per_s": final["offered_per_s"],
             "transfers_per_s": final["completed_per_s"],
             "p50_ms": final["p50_ms"],
+            "p90_ms": final["p90_ms"],
             "p99_ms": final["p99_ms"],
             "success_rate": round(committed / done, 6) if done else 0.0,
             "peak_rss_bytes": peak_rss,
@@ -155,21 +158,14 @@ def e2e_command(as_json, quick, transport, offered, seconds, seed, report_dir) -
     if transport in ("http", "all"):
         from bench.e2e_http import run_http
 
-        result = run_http(seconds=seconds, quick=quick, seed=seed)
+        result = run_http(seconds=seconds, quick=quick, seed=seed, series=series)
         results.append(result)
         if not as_json:
             click.echo(_line(result))
     # Every run writes its report folder; --json prints the summary exactly as report.json
-    # holds it (bench/run_report.py). Runs without a per-second series (HTTP) add one
-    # sample each, so an HTTP-only run still gets its report.
+    # holds it (bench/run_report.py). Each run appends its seconds to one series.
     from bench.run_report import default_report_dir, finish_run
 
-    if not series:
-        series = [{"t_s": float(index), "offered_per_s": float(result["offered_per_s"] or 0),
-                   "completed_per_s": float(result["transfers_per_s"]),
-                   "latency_p50_ms": result["p50_ms"] or None,
-                   "latency_p99_ms": result["p99_ms"] or None}
-                  for index, result in enumerate(results)]
     folder = report_dir or default_report_dir("e2e")
     written, _files = finish_run(folder, series, {"results": results},
                                  title="Ponte end-to-end bench")

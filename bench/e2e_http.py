@@ -3,8 +3,8 @@
 NOTE for bench/e2e_bench.py (the server engineer's file): this module owns only the HTTP
 transport. `bench/e2e_bench.py` calls `run_http(seconds=..., offered_per_s=..., quick=...)`
 and gets back one result dict in the `--json` shape:
-`{"transport": "http", "offered_per_s", "transfers_per_s", "p50_ms", "p99_ms",
-"success_rate", "peak_rss_bytes"}`. `python -m bench.e2e_http --seconds 10` runs it alone.
+`{"transport": "http", "offered_per_s", "transfers_per_s", "p50_ms", "p90_ms", "p99_ms",
+"success_rate", "peak_rss_bytes"}`, and per-second samples appended to `series=`. `python -m bench.e2e_http --seconds 10` runs it alone.
 
 Layout on one box, real processes and sockets: the switch (SwitchServer + HttpConnector,
 durable file journal) in one process; the participants (payer banks and payee wallets,
@@ -31,6 +31,9 @@ import time
 
 import msgspec
 
+from connectors.sim.latency import LatencyHistogram
+from switch.core.results import TransferState
+
 ALIASES_PER_PAYEE = 200
 CURRENCY = "BRL"
 LEDGER_ID = 986
@@ -38,6 +41,7 @@ FUNDING_MINOR = 10**15
 EXPIRY_NS = 60 * 1_000_000_000
 WARMUP_S = 1.0
 IN_FLIGHT_MAX = 20_000  # open loop: transfers outstanding before the load counts a miss
+_STATE_NAMES = {int(state): state.name for state in TransferState}
 
 
 class SwitchReady(msgspec.Struct):
@@ -200,7 +204,10 @@ class _Load:
         self.missed = 0  # open loop: offered while IN_FLIGHT_MAX were outstanding
         self.measuring = False
         self.measure_from = 0.0
-        self.per_second = [0] * (int(seconds) + 1)  # committed per second of the run
+        # Per second of the measured run: final answers by result, and their latencies (a
+        # bounded histogram each), for the report's per-second series.
+        self.second_outcomes: list[dict[str, int]] = [{} for _ in range(int(seconds) + 1)]
+        self.second_latency = [LatencyHistogram() for _ in range(int(seconds) + 1)]
         self.room = asyncio.Event()
         self.next_id = 0
 
@@ -217,21 +224,46 @@ class _Load:
         if sent is None:
             return  # a duplicate delivery, or the payee's copy
         if self.measuring:
+            latency_ns = time.perf_counter_ns() - sent
             if message.state == 3:  # COMMITTED
                 self.committed += 1
-                second = int(time.perf_counter() - self.measure_from)
-                if 0 <= second < len(self.per_second):
-                    self.per_second[second] += 1
-                self.latencies_ns.append(time.perf_counter_ns() - sent)
+                self.latencies_ns.append(latency_ns)
             else:
                 self.failed += 1
+            self._count_second(_STATE_NAMES.get(message.state, "UNKNOWN_STATE"), latency_ns)
         self.room.set()
 
     def refused_message(self, message) -> None:
         if self.sent_ns.pop((message.scope_participant_id, message.id), None) is not None:
             if self.measuring:
                 self.refused += 1
+                self._count_second(
+                    f"REFUSED_{getattr(message.result, 'name', message.result)}", None)
         self.room.set()
+
+    def _count_second(self, outcome: str, latency_ns: int | None) -> None:
+        second = int(time.perf_counter() - self.measure_from)
+        if 0 <= second < len(self.second_outcomes):
+            outcomes = self.second_outcomes[second]
+            outcomes[outcome] = outcomes.get(outcome, 0) + 1
+            if latency_ns is not None:
+                self.second_latency[second].record(latency_ns / 1e9)
+
+    def seconds_series(self) -> list[dict]:
+        """One entry per whole second measured: completed, p50/p90/p99 (None if nothing
+        completed with a latency), outcomes by result."""
+        series = []
+        for outcomes, histogram in zip(self.second_outcomes[:int(self.seconds)],
+                                       self.second_latency):
+            measured = histogram.count > 0
+            series.append({
+                "completed": sum(outcomes.values()),
+                "p50_ms": histogram.quantile(0.50) * 1000 if measured else None,
+                "p90_ms": histogram.quantile(0.90) * 1000 if measured else None,
+                "p99_ms": histogram.quantile(0.99) * 1000 if measured else None,
+                "outcomes": dict(sorted(outcomes.items())),
+            })
+        return series
 
 
 async def _participants(ready: SwitchReady, payers: list[int], payees: list[int],
@@ -347,6 +379,7 @@ async def _participants(ready: SwitchReady, payers: list[int], payees: list[int]
     return {
         "transfers_per_s": load.committed / elapsed,
         "p50_ms": percentile_ms(0.50),
+        "p90_ms": percentile_ms(0.90),
         "p99_ms": percentile_ms(0.99),
         "success_rate": load.committed / attempted if attempted else 0.0,
         "committed": load.committed, "failed": load.failed, "refused": load.refused,
@@ -354,7 +387,7 @@ async def _participants(ready: SwitchReady, payers: list[int], payees: list[int]
         "load_peak_rss_bytes": _peak_rss_bytes(),
         "cpu_s": time.process_time() - cpu_started_s,
         "unfinished": len(load.sent_ns),
-        "per_second": load.per_second[:int(seconds)],
+        "seconds_series": load.seconds_series(),
         "debits_minor": load.debits_minor,
         "credits_minor": load.credits_minor,
     }
@@ -405,9 +438,10 @@ def _reconcile(load: dict, positions: dict, payer_ids: list[int],
 
 def run_http(*, seconds: float = 10.0, offered_per_s: int = 0, quick: bool = False,
              payers: int = 2, payees: int = 2, window: int = 1_000, seed: int = 1,
-             data_dir: str | None = None) -> dict:
+             data_dir: str | None = None, series: list | None = None) -> dict:
     """Run the HTTP end-to-end benchmark and return one `--json` result dict.
-    `offered_per_s = 0`: closed loop with `window` transfers in flight. `quick`: 5 s."""
+    `offered_per_s = 0`: closed loop with `window` transfers in flight. `quick`: 5 s.
+    Appends one per-second sample (bench.report.SeriesSample fields) to `series`."""
     if quick:
         seconds = min(seconds, 5.0)
     assert seconds > 0 and payers >= 1 and payees >= 1 and window >= 1
@@ -447,11 +481,20 @@ def run_http(*, seconds: float = 10.0, offered_per_s: int = 0, quick: bool = Fal
     unreconciled = _reconcile(load, closing.get("positions", {}), payer_ids, payee_ids)
     if unreconciled:
         raise BooksDoNotReconcile("; ".join(unreconciled))
+    if series is not None:
+        for second in load["seconds_series"]:
+            series.append({
+                "t_s": float(len(series)), "offered_per_s": float(offered_per_s),
+                "completed_per_s": float(second["completed"]),
+                "latency_p50_ms": second["p50_ms"], "latency_p90_ms": second["p90_ms"],
+                "latency_p99_ms": second["p99_ms"], "outcomes": second["outcomes"],
+            })
     return {
         "transport": "http",
         "offered_per_s": offered_per_s,
         "transfers_per_s": round(load["transfers_per_s"], 1),
         "p50_ms": round(load["p50_ms"], 3),
+        "p90_ms": round(load["p90_ms"], 3),
         "p99_ms": round(load["p99_ms"], 3),
         "success_rate": round(load["success_rate"], 5),
         "peak_rss_bytes": int(closing.get("peak_rss_bytes", 0)),
@@ -466,7 +509,6 @@ def run_http(*, seconds: float = 10.0, offered_per_s: int = 0, quick: bool = Fal
             "participants_cpu_s": round(load["cpu_s"], 2),
             "callbacks": closing.get("callbacks", {}),
             "reconciled": True,
-            "committed_per_second": load["per_second"],
         },
     }
 

@@ -147,14 +147,32 @@ def series_figures(series: Sequence[SeriesSample]) -> dict[str, Any]:
 
 
 def flatten_figures(figures: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
-    """Nested figures as (dotted.key, value) rows, in the order given."""
+    """Nested figures as (dotted.key, value) rows, in the order given. A list of mappings
+    (one entry per run, as `ponte bench e2e` reports) is not a figure but a table of its
+    own: see `figure_tables`."""
     rows: list[tuple[str, Any]] = []
     for key, value in figures.items():
         if isinstance(value, Mapping):
             rows.extend(flatten_figures(value, f"{prefix}{key}."))
-        else:
+        elif not _is_table(value):
             rows.append((f"{prefix}{key}", value))
     return rows
+
+
+def figure_tables(figures: Mapping[str, Any], prefix: str = "") -> list[tuple[str, list]]:
+    """(dotted.key, entries) of every list of mappings among the figures, in order."""
+    tables: list[tuple[str, list]] = []
+    for key, value in figures.items():
+        if isinstance(value, Mapping):
+            tables.extend(figure_tables(value, f"{prefix}{key}."))
+        elif _is_table(value):
+            tables.append((f"{prefix}{key}", value))
+    return tables
+
+
+def _is_table(value: Any) -> bool:
+    return (isinstance(value, (list, tuple)) and bool(value)
+            and all(isinstance(entry, Mapping) for entry in value))
 
 
 def format_figure(value: Any) -> str:
@@ -210,10 +228,14 @@ def _render_markdown(title: str, summary: Mapping[str, Any], derived: Mapping[st
         ("From the time series", derived, "series_figures"),
     ):
         lines += [f"## {heading}", "", f"Figures from `report.json` → `{source}`.", ""]
-        lines += ["| figure | value |", "|---|---|"]
-        for key, value in flatten_figures(figures):
-            lines.append(f"| `{_md_cell(key)}` | {_md_cell(format_figure(value))} |")
-        lines.append("")
+        rows = flatten_figures(figures)
+        if rows:
+            lines += ["| figure | value |", "|---|---|"]
+            for key, value in rows:
+                lines.append(f"| `{_md_cell(key)}` | {_md_cell(format_figure(value))} |")
+            lines.append("")
+        for key, entries in figure_tables(figures):
+            lines += _render_entries(source, key, entries)
     captions = {
         "throughput": "Throughput: offered vs completed transfers per second",
         "latency": "Latency percentiles (p50, p90, p99) per second",
@@ -226,15 +248,47 @@ def _render_markdown(title: str, summary: Mapping[str, Any], derived: Mapping[st
     return "\n".join(lines)
 
 
+def _render_entries(source: str, key: str, entries: list) -> list[str]:
+    """A list of mappings (one per run) as one table: a column per entry, a row per figure
+    (nested figures dotted, in first-seen order); a figure an entry lacks is left blank."""
+    columns = [dict(flatten_figures(entry)) for entry in entries]
+    names: dict[str, None] = {}
+    for column in columns:
+        names.update(dict.fromkeys(column))
+    headers = " | ".join(f"`{_md_cell(key)}[{index}]`" for index in range(len(entries)))
+    lines = [f"### `{_md_cell(key)}`", "",
+             f"Figures from `report.json` → `{source}.{key}`, one column per entry.", "",
+             f"| figure | {headers} |", "|---|" + "---|" * len(entries)]
+    for name in names:
+        cells = " | ".join(_md_cell(format_figure(column[name])) if name in column else ""
+                           for column in columns)
+        lines.append(f"| `{_md_cell(name)}` | {cells} |")
+    lines.append("")
+    nested = {name: None for entry in entries for name, _ in figure_tables(entry)}
+    for name in nested:
+        lines += [f"`{_md_cell(key)}[].{_md_cell(name)}` holds entries of its own: see "
+                  "`report.json`.", ""]
+    return lines
+
+
 def _md_cell(text: str) -> str:
     # A bare '|' would end the table cell; '\\|' is GitHub's escape for it.
     return text.replace("|", "\\|")
 
 
 def _render_plot(name: str, series: Sequence[SeriesSample]) -> bytes:
-    # Figure + the Agg canvas directly, not pyplot: no global state, no display needed,
-    # safe to call from a driver's thread.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    buffer = io.BytesIO()
+    FigureCanvasAgg(plot_figure(name, series)).print_png(buffer)
+    return buffer.getvalue()
+
+
+def plot_figure(name: str, series: Sequence[SeriesSample]):
+    """The matplotlib Figure of one plot (`PLOT_FILES` names). Only what was measured is
+    drawn and put in the legend: a percentile no sample has is left out, not drawn empty."""
+    # Figure directly, not pyplot: no global state, no display needed, safe to call from a
+    # driver's thread.
     from matplotlib.figure import Figure
 
     t = [s.t_s for s in series]
@@ -270,7 +324,11 @@ def _render_plot(name: str, series: Sequence[SeriesSample]) -> bytes:
                 ("latency_p90_ms", "p90", "tab:orange"),
                 ("latency_p99_ms", "p99", "tab:red"),
             ):
-                ax.plot(t, lat(field), label=label, color=color, linewidth=1)
+                values = lat(field)
+                if any(not math.isnan(value) for value in values):
+                    # A marker per point: a second between gaps is a point, not a line.
+                    ax.plot(t, values, label=label, color=color, linewidth=1, marker=".",
+                            markersize=3)
             ax.set_ylabel("latency (ms)")
             ax.set_title("Latency percentiles")
         else:
@@ -293,14 +351,17 @@ def _render_plot(name: str, series: Sequence[SeriesSample]) -> bytes:
         if ax.get_legend_handles_labels()[0]:
             ax.legend(loc="upper left", fontsize="small")
     fig.tight_layout()
-    buffer = io.BytesIO()
-    FigureCanvasAgg(fig).print_png(buffer)
-    return buffer.getvalue()
+    return fig
+
+
+# The outcome names that mean success: drivers name it OK (load drivers) or COMMITTED (the
+# simulators, which report the transfer's final state).
+SUCCESS_OUTCOMES = ("OK", "COMMITTED")
 
 
 def _outcome_order(name: str) -> tuple[int, str]:
-    # OK at the bottom of the stack, so failures sit on top where the eye finds them.
-    return (0 if name == "OK" else 1, name)
+    # Success at the bottom of the stack, so failures sit on top where the eye finds them.
+    return (0 if name in SUCCESS_OUTCOMES else 1, name)
 
 
 # --- soak: did it stay flat? --------------------------------------------------------------

@@ -9,6 +9,13 @@ connectors.sim run` and collects its JSON lines. `onboard_population` creates th
 population's participants (currency, accounts, funding, API keys). It must never reach into
 a process: only sockets, signals, stdout and the admin store's rows — and never leave one
 running (stop()).
+
+Children are started through this module (`python -m switch.launcher FD MODULE
+ARGS...`) with the read end of a pipe whose write end only this process holds: a watcher
+thread in the child reads it, and end of file means this process is gone (exited, crashed,
+SIGKILLed), so the child sends itself SIGTERM and shuts down as if stopped. Unlike Linux's
+parent-death signal, which is tied to the thread that forked, this follows the process, so
+a child started from a short-lived thread lives on.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import runpy
 import signal
 import socket
 import subprocess
@@ -24,6 +32,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from typing import Mapping
 
 import msgspec
 
@@ -40,6 +49,8 @@ SIM_DIRECTORY = {
     "participant_category_default": "SIM",
 }
 HEALTH_TIMEOUT_S = 120.0
+# What a child sends itself when the process that started it is gone: its graceful stop.
+PARENT_DEATH_SIGNAL = signal.SIGTERM
 
 
 def free_port() -> int:
@@ -64,6 +75,51 @@ def sim_server_config(data_dir: str, **extra) -> dict:
         else:
             config[key] = value
     return config
+
+
+def _spawn_child(module: str, args: list[str], **popen_options
+                 ) -> tuple[subprocess.Popen, int]:
+    """Start `python -m module args...` as a child watching a fresh parent link; (process,
+    the link's write end, to close once the child has exited)."""
+    read_fd, write_fd = os.pipe()  # both ends non-inheritable (PEP 446)
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "switch.launcher", str(read_fd), module, *args],
+            pass_fds=(read_fd,), **popen_options)
+    except BaseException:
+        os.close(write_fd)
+        raise
+    finally:
+        os.close(read_fd)
+    return process, write_fd
+
+
+def _close_link(write_fd: int | None) -> None:
+    """Close a parent link whose child has exited (a live child would take it as our end)."""
+    if write_fd is not None:
+        os.close(write_fd)
+
+
+def _watch_parent(read_fd: int) -> None:
+    """In the child: SIGTERM ourselves when the parent link reaches end of file."""
+    os.set_inheritable(read_fd, False)  # our own children must not keep it open
+
+    def watch() -> None:
+        try:
+            while os.read(read_fd, 64):
+                pass  # the parent never writes: only end of file matters
+        except OSError:
+            pass
+        os.kill(os.getpid(), PARENT_DEATH_SIGNAL)
+
+    threading.Thread(target=watch, name="parent-link", daemon=True).start()
+
+
+def _child_main(argv: list[str]) -> None:
+    read_fd, module, *args = argv
+    _watch_parent(int(read_fd))
+    sys.argv = [module, *args]
+    runpy.run_module(module, run_name="__main__", alter_sys=True)
 
 
 def _file_tail(path: str, lines: int) -> str:
@@ -109,6 +165,7 @@ class SwitchProcess:
         self.log_path = log_path or os.path.join(self.data_dir, "switch.log")
         self.env = env
         self.process: subprocess.Popen | None = None
+        self._link: int | None = None  # write end of the child's parent link
         self._log = None
         self._operators = None  # (maker, checker) OperatorClients, logged in once
         self._operator_passwords: list[tuple[str, str, str]] = []
@@ -121,8 +178,9 @@ class SwitchProcess:
         self._log = open(self.log_path, "ab")
         environment = dict(os.environ)
         environment.update(self.env or {})
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "switch.server", "run", "--config", path],
+        _close_link(self._link)  # a restart: the previous child has exited
+        self.process, self._link = _spawn_child(
+            "switch.server", ["run", "--config", path],
             stdout=self._log, stderr=subprocess.STDOUT, env=environment,
             start_new_session=True)
         self.wait_healthy()
@@ -257,12 +315,16 @@ class SwitchProcess:
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGKILL)
             self.process.wait(30)
+        _close_link(self._link)
+        self._link = None
 
     def stop(self, timeout_s: float = 60.0) -> int:
         """SIGTERM and wait for the graceful shutdown."""
         if self.process is None:
             return 0
         _signal_and_wait(self.process, signal.SIGTERM, timeout_s)
+        _close_link(self._link)
+        self._link = None
         if self._log is not None:
             self._log.close()
             self._log = None
@@ -270,13 +332,16 @@ class SwitchProcess:
 
 
 def onboard_population(switch: SwitchProcess, names_kinds: list[tuple[str, str]],
-                       currency: str, ledger_id: int, funding_minor: int,
+                       currency: str, ledger_id: int, funding_minor: int | Mapping[str, int],
                        rules: dict | None = None) -> dict[str, dict]:
-    """Currency + one participant per (name, kind); {name: {participant_id, api_key}}.
-    Through the console's maker-checker, as the launcher's two operators."""
+    """Currency + one participant per (name, kind), each funded with `funding_minor` (one
+    amount for all, or name -> amount); {name: {participant_id, api_key}}. Through the
+    console's maker-checker, as the launcher's two operators."""
     switch.add_currency(currency, ledger_id, "prefunded_rtgs", rules)
-    return {name: switch.onboard_participant(name, kind, [currency],
-                                             funding_minor=funding_minor)
+    return {name: switch.onboard_participant(
+                name, kind, [currency],
+                funding_minor=funding_minor if isinstance(funding_minor, int)
+                else funding_minor[name])
             for name, kind in names_kinds}
 
 
@@ -292,6 +357,7 @@ class SimProcess:
         self.lines: queue.Queue = queue.Queue()
         self.records: list[dict] = []
         self.process: subprocess.Popen | None = None
+        self._link: int | None = None  # write end of the child's parent link
         self._reader: threading.Thread | None = None
 
     def start(self) -> SimProcess:
@@ -300,8 +366,8 @@ class SimProcess:
         environment = dict(os.environ)
         environment.update(self.env or {})
         self._stderr = open(self.log_path, "ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "connectors.sim", "run", "--config", self.path],
+        self.process, self._link = _spawn_child(
+            "connectors.sim", ["run", "--config", self.path],
             stdout=subprocess.PIPE, stderr=self._stderr, env=environment,
             start_new_session=True)
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -348,6 +414,8 @@ class SimProcess:
         if self.process is None:
             return 0
         _signal_and_wait(self.process, signal.SIGINT, timeout_s)
+        _close_link(self._link)
+        self._link = None
         self._stderr.close()
         return self.process.returncode
 
@@ -357,3 +425,7 @@ class SimProcess:
         finally:
             if self._reader is not None:
                 self._reader.join(5)
+
+
+if __name__ == "__main__":
+    _child_main(sys.argv[1:])

@@ -6,7 +6,12 @@ COMMITTED credit it received, minus every COMMITTED transfer it sent and its fee
 written only from messages the participant itself received, idempotently (an outcome may
 arrive twice), so comparing them with the switch's ledger account checks the whole path.
 
-    position_minor  == credits_posted - debits_posted   (the switch's participant account)
+The operator also moves a participant's money — deposits, withdrawals, net debit cap
+changes — and no message tells the participant. Those come from the operator surface's own
+record of what the switch carried out (`OperatorMovement`, e.g. the console's executed
+proposals), never inferred from the difference:
+
+    position_minor + operator net  == credits_posted - debits_posted   (the switch's account)
     reserved_minor  == 0 == debits_pending               (once nothing is in flight)
     customers' balances changed by exactly position_minor - opening + fees paid
 
@@ -14,6 +19,9 @@ It must never do I/O, and never book anything it did not receive itself.
 """
 
 from __future__ import annotations
+
+import enum
+from typing import Iterable
 
 import msgspec
 
@@ -38,6 +46,8 @@ class BooksReport(msgspec.Struct, kw_only=True):
     rejected_out: int = 0
     expired_out: int = 0
     refused_out: int = 0
+    # The lowest the position went (committed movements only): how close it came to dry.
+    position_low_minor: int | None = None
 
 
 class Books:
@@ -48,6 +58,7 @@ class Books:
         self.currency = currency
         self.opening_position_minor = opening_position_minor
         self.position_minor = opening_position_minor
+        self.position_low_minor = opening_position_minor
         self.fees_paid_minor = 0
         self.balances = dict(customer_balances)
         self.opening_total_minor = sum(customer_balances.values())
@@ -83,6 +94,8 @@ class Books:
         self.reserved_out_minor -= amount_minor
         if state is TransferState.COMMITTED:
             self.position_minor -= amount_minor + fee_minor
+            if self.position_minor < self.position_low_minor:
+                self.position_low_minor = self.position_minor
             self.fees_paid_minor += fee_minor
             self.committed_out += 1
             return
@@ -127,7 +140,7 @@ class Books:
             customers_opening_total_minor=self.opening_total_minor,
             committed_out=self.committed_out, committed_in=self.committed_in,
             rejected_out=self.rejected_out, expired_out=self.expired_out,
-            refused_out=self.refused_out,
+            refused_out=self.refused_out, position_low_minor=self.position_low_minor,
         )
 
 
@@ -138,15 +151,60 @@ class Difference(msgspec.Struct, frozen=True, kw_only=True):
     switch: int
 
 
-def reconcile(report: BooksReport, account: dict[str, int]) -> list[Difference]:
+class OperatorMovementKind(enum.StrEnum):
+    """What an operator did to a participant's account (the console's proposal kinds that
+    move money; a daily limit moves none)."""
+
+    FUND = "fund"  # prefunded RTGS: a deposit (DEPOSIT transfer, HUB_FUNDING -> participant)
+    DEFUND = "defund"  # prefunded RTGS: a withdrawal (WITHDRAWAL transfer)
+    NET_DEBIT_CAP = "net_debit_cap"  # deferred net: the cap set (CAP_RAISE / CAP_LOWER)
+
+
+class OperatorMovement(msgspec.Struct, frozen=True, kw_only=True):
+    """One operator change the switch carried out on a participant's account."""
+
+    participant_id: int
+    currency: str
+    kind: OperatorMovementKind
+    amount_minor: int  # FUND/DEFUND: the amount moved; NET_DEBIT_CAP: the cap set
+    at_ns: int  # when it was carried out: orders cap changes
+
+
+def operator_net_minor(movements: Iterable[OperatorMovement], report: BooksReport) -> int:
+    """What the operator added to (negative: took from) the account of `report` since its
+    books opened. A net debit cap is a level, so the last one set counts against the
+    opening cap (a deferred-net participant's books open at its cap)."""
+    net_minor = 0
+    cap_minor = None
+    mine = [m for m in movements
+            if m.participant_id == report.participant_id and m.currency == report.currency]
+    for movement in sorted(mine, key=lambda m: m.at_ns):
+        kind = movement.kind
+        if kind is OperatorMovementKind.FUND:
+            net_minor += movement.amount_minor
+        elif kind is OperatorMovementKind.DEFUND:
+            net_minor -= movement.amount_minor
+        elif kind is OperatorMovementKind.NET_DEBIT_CAP:
+            cap_minor = movement.amount_minor
+        else:
+            raise AssertionError(f"unhandled operator movement {kind!r}")
+    if cap_minor is not None:
+        net_minor += cap_minor - report.opening_position_minor
+    return net_minor
+
+
+def reconcile(report: BooksReport, account: dict[str, int],
+              operator_net_minor: int = 0) -> list[Difference]:
     """Differences between a simulator's books and its switch ledger account
-    (`{"debits_pending", "debits_posted", "credits_pending", "credits_posted"}`); an empty
-    list means they agree exactly. Call it when nothing is in flight."""
+    (`{"debits_pending", "debits_posted", "credits_pending", "credits_posted"}`), given
+    what the operator moved meanwhile (`operator_net_minor`); an empty list means they
+    agree exactly. Call it when nothing is in flight."""
     differences = []
     switch_position = account["credits_posted"] - account["debits_posted"]
-    if report.position_minor != switch_position:
+    expected_position = report.position_minor + operator_net_minor
+    if expected_position != switch_position:
         differences.append(Difference(participant=report.name, what="position_minor",
-                                      books=report.position_minor, switch=switch_position))
+                                      books=expected_position, switch=switch_position))
     if report.reserved_out_minor != 0 or account["debits_pending"] != 0:
         differences.append(Difference(participant=report.name, what="pending_minor",
                                       books=report.reserved_out_minor,

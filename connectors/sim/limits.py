@@ -37,8 +37,17 @@ ON_US_HEADROOM = 2.0
 OFFER_TICK_S = 0.002
 # After the last payment's answer, how long to wait for the payees' last outcome pushes.
 DRAIN_GRACE_S = 0.5
-# Transfers a simulated participant keeps open before its sender waits.
+# Transfers a simulated participant keeps open before its sender waits (configurable up to
+# PENDING_TRANSFERS_MAX).
 PENDING_TRANSFERS_MAX_DEFAULT = 50_000
+PENDING_TRANSFERS_MAX = 1 << 20
+# Bounds of a run's configuration (RunConfig, SimOptions, and `ponte demo`'s options).
+TPS_MAX = 1_000_000.0
+RUN_SECONDS_MAX = 7 * 86_400.0
+STATS_INTERVAL_S_MAX = 3_600.0
+DRAIN_TIMEOUT_S_MAX = 3_600.0
+ANSWER_LATENCY_MS_MAX = 60_000.0
+EXPIRY_S_MAX = 86_400.0
 
 assert 10**MSISDN_SUBSCRIBER_DIGITS >= PEOPLE_MAX
 assert 10**NATIONAL_ID_DIGITS >= PEOPLE_MAX
@@ -49,4 +58,19 @@ assert RATE_GRID_SUBSAMPLES >= 1
 assert RATE_PER_S_MAX * RUN_DURATION_S_MAX < 2**63
 assert AMOUNT_MINOR_MAX < 2**63
 assert ON_US_HEADROOM >= 1.0
+assert 1 <= PENDING_TRANSFERS_MAX_DEFAULT <= PENDING_TRANSFERS_MAX
+assert TPS_MAX * RUN_SECONDS_MAX > PRECOMPUTED_INTENTS_MAX
 assert 0.0 < OFFER_TICK_S < DRAIN_GRACE_S
+# Funding of simulated participants (connectors/sim/funding.py): each gets at least this
+# many times the deepest drawdown its planned payments would cause, and at least this many
+# seconds of its mean planned outflow — enough never to run dry on plan, little enough
+# that its position visibly moves.
+FUNDING_DRAWDOWN_FACTOR = 1.5
+FUNDING_OUTFLOW_S = 10.0
+# Payments replayed to size the funding; a longer run is scaled from this sample (drift
+# and outflow grow linearly with time).
+FUNDING_PLAN_PAYMENTS_MAX = 200_000
+
+assert FUNDING_DRAWDOWN_FACTOR >= 1.0
+assert FUNDING_OUTFLOW_S > 0.0
+assert 0 < FUNDING_PLAN_PAYMENTS_MAX <= PRECOMPUTED_INTENTS_MAX

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from typing import Annotated
 
 import msgspec
 
@@ -21,6 +22,7 @@ from connectors.sdk import Decision
 from connectors.sdk.stream_client import StreamClient
 from connectors.sim.books import Books
 from connectors.sim.latency import LatencyHistogram
+from connectors.sim.limits import ANSWER_LATENCY_MS_MAX, EXPIRY_S_MAX
 from switch.core.messages import (
     CreditRequest,
     Party,
@@ -38,14 +40,24 @@ _STATE_NAMES = {state: state.name for state in TransferState}
 CUSTOMER_OPENING_MINOR = 10**12  # deep pockets: the sims test the switch, not poverty
 
 
+Share = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
+
+
 class SimOptions(msgspec.Struct, frozen=True, kw_only=True):
-    answer_latency_ms: float = 0.0  # mean; uniform in [0.5x, 1.5x]
-    reject_rate: float = 0.0  # share of credit requests rejected
-    silence_rate: float = 0.0  # share never answered (they expire at the payee timeout)
-    return_rate: float = 0.0  # share of received payments returned in full
-    expiry_s: float = 30.0  # payer expiry of each transfer
+    # mean; uniform in [0.5x, 1.5x]
+    answer_latency_ms: Annotated[float, msgspec.Meta(ge=0.0, le=ANSWER_LATENCY_MS_MAX)] = 0.0
+    reject_rate: Share = 0.0  # share of credit requests rejected
+    silence_rate: Share = 0.0  # share never answered (they expire at the payee timeout)
+    return_rate: Share = 0.0  # share of received payments returned in full
+    # payer expiry of each transfer
+    expiry_s: Annotated[float, msgspec.Meta(gt=0.0, le=EXPIRY_S_MAX)] = 30.0
     seed: int = 1
     register_national_id: bool = True
+
+    def __post_init__(self) -> None:
+        # One roll decides silent, rejected or accepted: the two shares split one interval.
+        if self.reject_rate + self.silence_rate > 1.0:
+            raise ValueError("reject_rate + silence_rate must be at most 1")
 
 
 def owner_national_id(customer: Customer) -> str:

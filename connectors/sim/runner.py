@@ -2,8 +2,9 @@
 offers the population's payments at a fixed rate, and reports as JSON lines on stdout.
 
     {"type": "ready", "participants": {...}}                    after aliases are registered
-    {"type": "stats", "t_s", "sent", "done", "ok", "interval_per_s", "p50_ms", "p99_ms",
-     "success_rate"}                                            every stats interval
+    {"type": "stats", "t_s", "sent", "done", "ok", "interval_per_s", "p50_ms", "p90_ms",
+     "p99_ms", "success_rate", "outcomes": {result: count in the interval}}
+                                                                every stats interval
     {"type": "final", "books": [...], "latency": {...}, "results": {...}, ...}
 
 Traffic comes from `connectors.sim.population` (the profile's customers and payments) with the rate
@@ -20,20 +21,33 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import os
 import signal
 import sys
 import time
+from typing import Annotated, Iterator
 
 import msgspec
 
-from connectors.sim.population import AliasKind, FlatRate, Population, load_profile
+from connectors.sim.population import (
+    AliasKind,
+    FlatRate,
+    PaymentIntent,
+    Population,
+    load_profile,
+)
 from connectors.sim.latency import LatencyHistogram
 from connectors.sim.limits import (
     DRAIN_GRACE_S,
+    DRAIN_TIMEOUT_S_MAX,
     OFFER_TICK_S,
     ON_US_HEADROOM,
+    PENDING_TRANSFERS_MAX,
     PENDING_TRANSFERS_MAX_DEFAULT,
     PRECOMPUTED_INTENTS_MAX,
+    RUN_SECONDS_MAX,
+    STATS_INTERVAL_S_MAX,
+    TPS_MAX,
 )
 from connectors.sim.participant import SimOptions, SimParticipant, directory_alias
 
@@ -41,22 +55,25 @@ from connectors.sim.participant import SimOptions, SimParticipant, directory_ali
 class HostedParticipant(msgspec.Struct, frozen=True, kw_only=True):
     name: str
     api_key: str
-    opening_position_minor: int = 0
+    opening_position_minor: Annotated[int, msgspec.Meta(ge=0)] = 0
 
 
 class RunConfig(msgspec.Struct, frozen=True, kw_only=True):
+    """A simulator run; the bounds hold for every way in (CLI options, --config, demo)."""
+
     host: str = "127.0.0.1"
-    port: int
+    port: Annotated[int, msgspec.Meta(ge=1, le=65_535)]
     participants: list[HostedParticipant]
     profile: str = "quick"
     seed: int = 1
-    tps: float = 100.0
-    seconds: float = 10.0
-    stats_interval_s: float = 1.0
+    tps: Annotated[float, msgspec.Meta(gt=0.0, le=TPS_MAX)] = 100.0
+    seconds: Annotated[float, msgspec.Meta(gt=0.0, le=RUN_SECONDS_MAX)] = 10.0
+    stats_interval_s: Annotated[float, msgspec.Meta(gt=0.0, le=STATS_INTERVAL_S_MAX)] = 1.0
     register: bool = True
     options: SimOptions = SimOptions()
-    drain_timeout_s: float = 60.0
-    pending_max: int = PENDING_TRANSFERS_MAX_DEFAULT
+    drain_timeout_s: Annotated[float, msgspec.Meta(ge=0.0, le=DRAIN_TIMEOUT_S_MAX)] = 60.0
+    pending_max: Annotated[int, msgspec.Meta(ge=1, le=PENDING_TRANSFERS_MAX)] = (
+        PENDING_TRANSFERS_MAX_DEFAULT)
 
 
 def build_population(profile_name: str, seed: int, tps: float, seconds: float) -> Population:
@@ -89,29 +106,38 @@ def random_reroutes(population: Population) -> dict[str, tuple[str, str]]:
     return reroutes
 
 
+def offered_intents(population: Population, hosted: set[str], tps: float,
+                    seconds: float) -> Iterator[PaymentIntent]:
+    """The population's payments a run offers, in order: those of hosted payers that leave
+    the payer (on-us payments never reach the switch), `tps * seconds` of them."""
+    count_max = int(tps * seconds)
+    index = 0
+    for intent in population.intents():
+        if index >= count_max:
+            return
+        payer = intent.payer_participant_id
+        if payer not in hosted or payer == intent.payee_participant_id:
+            continue
+        yield intent
+        index += 1
+
+
 def payments(population: Population, hosted: set[str], reroutes: dict, tps: float,
              seconds: float):
     """(offset_s, payer, payer_user, alias_kind, alias, amount_minor) for hosted payers,
     `tps` of them per second, evenly spaced: the offered rate is exactly what is sent."""
-    count_max = int(tps * seconds)
 
     def generate():
-        index = 0
-        for intent in population.intents():
-            if index >= count_max:
-                return
-            payer = intent.payer_participant_id
-            if payer not in hosted or payer == intent.payee_participant_id:
-                continue
+        for index, intent in enumerate(offered_intents(population, hosted, tps, seconds)):
             kind = intent.payee_alias_kind.value
             alias = intent.payee_alias
             if kind == "RANDOM":
                 kind, alias = reroutes[alias]
             alias = directory_alias(kind, alias)
-            yield (index / tps, payer, intent.payer_user_id, kind, alias, intent.amount_minor)
-            index += 1
+            yield (index / tps, intent.payer_participant_id, intent.payer_user_id, kind, alias,
+                   intent.amount_minor)
 
-    if count_max <= PRECOMPUTED_INTENTS_MAX:
+    if int(tps * seconds) <= PRECOMPUTED_INTENTS_MAX:
         return list(generate())
     return generate()
 
@@ -133,10 +159,15 @@ class SimRunner:
         self.started_monotonic = 0.0
         self.offer_s = 0.0
 
-    @staticmethod
-    def _print(record: dict) -> None:
-        sys.stdout.write(json.dumps(record) + "\n")
-        sys.stdout.flush()
+    def _print(self, record: dict) -> None:
+        try:
+            sys.stdout.write(json.dumps(record) + "\n")
+            sys.stdout.flush()
+        except BrokenPipeError:
+            # Whoever read our lines is gone: nothing more to report to, so stop. Point
+            # stdout at /dev/null so the interpreter's final flush does not fail again.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            self.stop()
 
     def stop(self) -> None:
         self._stop.set()
@@ -201,6 +232,12 @@ class SimRunner:
         while time.monotonic() < deadline:
             if all(sim.client.pending_transfers == 0 for sim in self.sims.values()):
                 break
+            # Told to stop and the switch is gone (it is stopping too, e.g. when the
+            # process that started both died): no outcome is coming, so waiting for
+            # reconnects would only keep this process alive without a purpose.
+            if self._stop.is_set() and not all(sim.client.connected
+                                               for sim in self.sims.values()):
+                break
             await asyncio.sleep(0.05)
         await asyncio.sleep(DRAIN_GRACE_S)  # the payees' last outcome pushes
 
@@ -209,26 +246,37 @@ class SimRunner:
         started = loop.time()
         last_done = 0
         last = started
+        last_results: dict[str, int] = {}
         while True:
             await asyncio.sleep(self.config.stats_interval_s)
             now = loop.time()
             interval = LatencyHistogram()
             sent = done = ok = 0
+            results: dict[str, int] = {}
             for sim in self.sims.values():
                 interval.merge(sim.interval_latency)
                 sim.interval_latency = LatencyHistogram()
                 sent += sim.sent
                 done += sim.done
                 ok += sim.results.get("COMMITTED", 0)
+                for name, count in sim.results.items():
+                    results[name] = results.get(name, 0) + count
+            # Final answers of this interval, by result (what a report's outcome mix plots).
+            outcomes = {name: count - last_results.get(name, 0)
+                        for name, count in sorted(results.items())
+                        if count != last_results.get(name, 0)}
             self.emit({
                 "type": "stats", "t_s": round(now - started, 3), "sent": sent, "done": done,
                 "ok": ok, "interval_per_s": round((done - last_done) / max(now - last, 1e-9), 1),
                 "p50_ms": round(interval.quantile(0.5) * 1000, 3),
+                "p90_ms": round(interval.quantile(0.9) * 1000, 3),
                 "p99_ms": round(interval.quantile(0.99) * 1000, 3),
                 "success_rate": round(ok / done, 5) if done else 0.0,
+                "outcomes": outcomes,
             })
             last_done = done
             last = now
+            last_results = results
 
     def final(self, elapsed_s: float) -> dict:
         latency = LatencyHistogram()
@@ -254,6 +302,7 @@ class SimRunner:
             "late_max_s": round(self.late_max_s, 4),
             "latency": latency.to_json(),
             "p50_ms": round(latency.quantile(0.5) * 1000, 3),
+            "p90_ms": round(latency.quantile(0.9) * 1000, 3),
             "p99_ms": round(latency.quantile(0.99) * 1000, 3),
             "books": [msgspec.to_builtins(sim.books.report()) for sim in self.sims.values()],
         }

@@ -14,6 +14,7 @@ import json
 import click
 
 from switch.admin.cli import api, operator, propose, session_option
+from connectors.sim import limits as sim_limits
 
 
 @click.command("run")
@@ -261,13 +262,20 @@ def currency_add(code, ledger_id, settlement_model, note, session_file, **rules)
 
 
 @click.command("demo")
-@click.option("--seconds", type=float, default=60.0, show_default=True)
-@click.option("--tps", type=float, default=500.0, show_default=True)
+@click.option("--seconds", type=click.FloatRange(0, sim_limits.RUN_SECONDS_MAX, min_open=True),
+              default=60.0, show_default=True, help="How long to offer traffic.")
+@click.option("--tps", type=click.FloatRange(0, sim_limits.TPS_MAX, min_open=True),
+              default=500.0, show_default=True, help="Payments offered per second.")
 @click.option("--seed", type=int, default=1, show_default=True)
-@click.option("--reject-rate", type=float, default=0.02, show_default=True)
+@click.option("--reject-rate", type=click.FloatRange(0, 1), default=0.02, show_default=True,
+              help="Share of credit requests the payees reject.")
 @click.option("--keep-data", is_flag=True, help="Keep the temporary data directory.")
 def demo(seconds, tps, seed, reject_rate, keep_data) -> None:
-    """Switch + two banks + two wallets (10,000 customers) + traffic, with a live line."""
+    """Switch + two banks + two wallets (10,000 customers) + traffic, with a live line.
+
+    Exit status: 0 when every simulator's books reconcile with the switch's ledger, 1 when
+    they do not or the demo failed, 128 + the signal's number when stopped by Ctrl-C (130)
+    or SIGTERM (143)."""
     from switch.demo import run_demo
 
     raise SystemExit(run_demo(seconds=seconds, tps=tps, seed=seed, reject_rate=reject_rate,

@@ -32,6 +32,14 @@ def test_e2e_json_equals_report_json(transport, arguments, tmp_path):
     for name in ("report.md", "throughput.png", "latency.png", "resources.png",
                  "outcomes.png"):
         assert (folder / name).stat().st_size > 0, name
-    # report.md quotes the same figures, as the same JSON text.
+    # report.md quotes the same figures, as the same JSON text, in a table.
     markdown = (folder / "report.md").read_text()
-    assert f"| `results` | {format_figure(printed['results'])} |" in markdown
+    assert "{" not in markdown
+    assert f"| `transport` | {format_figure(transport)} |" in markdown
+    assert f"| `transfers_per_s` | {format_figure(run['transfers_per_s'])} |" in markdown
+    # The plots have something to show: every second has its outcome mix and its p90.
+    series = written["series"]
+    assert series
+    assert all(sample["latency_p90_ms"] is not None for sample in series), series
+    assert sum(sum(sample["outcomes"].values()) for sample in series) > 0, series
+    assert run["p50_ms"] <= run["p90_ms"] <= run["p99_ms"]

@@ -188,6 +188,56 @@ def test_series_may_be_given_as_plain_dicts(tmp_path):
     assert document["series"] == rows
 
 
+def test_a_list_of_runs_is_a_table_not_a_json_blob(tmp_path):
+    """`ponte bench e2e` reports one entry per run: report.md shows them as a table (one
+    column per run, one row per figure, nested figures dotted), never as JSON text."""
+    summary = {"report_dir": "r", "results": [
+        {"transport": "stream", "p50_ms": 1.5, "results": {"COMMITTED": 10, "REJECTED": 1}},
+        {"transport": "http", "p50_ms": 2.0, "detail": {"seconds": 2.0, "reconciled": True}},
+    ]}
+    write_report(tmp_path, synthetic_series(seconds=5), summary)
+    md = (tmp_path / REPORT_MD).read_text()
+    assert "{" not in md  # no JSON object anywhere
+    assert "| figure | `results[0]` | `results[1]` |" in md
+    assert '| `transport` | "stream" | "http" |' in md
+    assert "| `p50_ms` | 1.5 | 2.0 |" in md
+    assert "| `results.COMMITTED` | 10 |  |" in md
+    assert "| `detail.reconciled` |  | true |" in md
+    assert md_table_figures(md)["report_dir"] == '"r"'
+
+
+def _plotted(name, series):
+    from bench.report import plot_figure
+
+    (ax, *_) = plot_figure(name, series).axes
+    return ax
+
+
+def test_every_latency_percentile_in_the_legend_is_drawn():
+    ax = _plotted("latency", synthetic_series(seconds=30))
+    labels = ax.get_legend_handles_labels()[1]
+    assert labels == ["p50", "p90", "p99"]
+    for line in ax.get_lines():
+        assert any(math.isfinite(y) for y in line.get_ydata()), line.get_label()
+
+
+def test_a_percentile_never_measured_is_not_in_the_legend():
+    series = [msgspec.structs.replace(s, latency_p90_ms=None)
+              for s in synthetic_series(seconds=30)]
+    ax = _plotted("latency", series)
+    assert ax.get_legend_handles_labels()[1] == ["p50", "p99"]
+
+
+def test_outcome_mix_is_plotted_with_success_at_the_bottom():
+    series = [msgspec.structs.replace(s, outcomes={"COMMITTED": 90, "REJECTED": 10})
+              for s in synthetic_series(seconds=30)]
+    ax = _plotted("outcomes", series)
+    assert ax.get_legend_handles_labels()[1] == ["COMMITTED", "REJECTED"]
+    heights = [path.vertices[:, 1].max() for collection in ax.collections
+               for path in collection.get_paths()]
+    assert max(heights) == pytest.approx(100)
+
+
 # --- flatness ---------------------------------------------------------------------------
 
 

@@ -32,8 +32,7 @@ def test_held_credit_requests_reach_the_payees_stream_after_a_sigkill(rig):
     payer_key = credentials["bank_a"]["api_key"]
     payee = credentials["bank_b"]
     dead_port = free_port()  # nothing listens: the payee does not serve callbacks
-    switch.request("PUT", f"/admin/participants/{payee['participant_id']}/callback-url",
-                   {"callback_url": f"http://127.0.0.1:{dead_port}/callbacks"})
+    switch.set_callback_url(payee["participant_id"], f"http://127.0.0.1:{dead_port}/callbacks")
     killed = threading.Event()
     restarted = threading.Event()
 
