@@ -447,3 +447,42 @@ def test_numbers_follow_the_fspiop_families():
             assert 6000 <= member < 7000
         elif member is not Result.OK:
             assert 1000 <= member < 6000
+
+
+def test_the_state_graphs_in_docs_core_md_are_generated_from_the_records():
+    from switch.core.records import state_graphs_markdown
+
+    text = (ROOT / "docs" / "core.md").read_text()
+    start = text.index("<!-- state graphs: generated -->\n") + len("<!-- state graphs: generated -->\n")
+    end = text.index("<!-- end state graphs -->")
+    assert text[start:end] == state_graphs_markdown()
+
+
+def test_every_transition_the_core_takes_is_an_edge_of_its_graph(ledger_cls):
+    """Drive transfers and requests-to-pay through every edge and watch each transition
+    through the observer: each one is in TRANSFER_NEXT (the core also asserts it)."""
+    from core_helpers import S, World
+
+    from switch.core.records import TRANSFER_NEXT
+    from switch.core.results import TransferState
+
+    seen: dict[tuple[int, str], TransferState] = {}
+    edges = set()
+
+    def observe(payer, transfer_id, state, now_ns):
+        before = seen.get((payer, transfer_id))
+        if before is not None:
+            assert state in TRANSFER_NEXT[before], (before, state)
+            edges.add((before, state))
+        seen[(payer, transfer_id)] = state
+
+    world = World(ledger_cls, observer=observe)
+    for accepted in (True, False):
+        event, _ = world.send_transfer()
+        world.answer(event, accepted=accepted)
+    event, _ = world.send_transfer(expires_in_ns=S)  # expires: the timer fires after it
+    record = world.record(event.payer_participant_id, event.request.transfer_id)
+    world.advance(2 * S)
+    world.fire(record.seq)
+    world.send_transfer(amount_minor=10**14)  # beyond the payer's funds: refused, recorded
+    assert edges == {(a, b) for a, nxt in TRANSFER_NEXT.items() for b in nxt}
