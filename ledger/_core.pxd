@@ -1,7 +1,7 @@
 # The compiled ledger core's C layout. Every record mirrors a packed little-endian format
-# of `ledger/types.py` (TRANSFER_STRUCT, ACCOUNT_STRUCT) or of the snapshot
-# (`ledger/reference.py`: RETAINED_STRUCT, HISTORY_STRUCT), so a batch buffer is cast
-# straight to a C array and a snapshot is written with memcpy. Never reorder a field.
+# of `ledger/formats.py` (TRANSFER_STRUCT, ACCOUNT_STRUCT, RETAINED_STRUCT, HISTORY_STRUCT),
+# so a batch buffer is cast straight to a C array and a snapshot is written with memcpy.
+# Never reorder a field.
 
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 

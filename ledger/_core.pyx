@@ -25,19 +25,19 @@ from libc.stdlib cimport qsort
 from libc.string cimport memcpy, memset
 
 from ledger.config import LedgerConfig
-from ledger.limits import BATCH_EVENTS_MAX as _BATCH_EVENTS_MAX
-from ledger.reference import (
+from ledger.formats import (
     HISTORY_STRUCT,
+    RECORD_BYTES as _RECORD_BYTES,
     RETAINED_STRUCT,
-    SNAPSHOT_HEADER,
-    SNAPSHOT_MAGIC,
-    SNAPSHOT_VERSION,
-    check_books_balance,
-    snapshot_header_and_config,
+    STATE_HEADER,
+    pack_state_header,
+    parse_state_header,
+    state_config,
 )
+from ledger.limits import BATCH_EVENTS_MAX as _BATCH_EVENTS_MAX
+from ledger.reference import check_books_balance
 from ledger.types import (
     ACCOUNT_FLAGS_KNOWN as _ACCOUNT_FLAGS_KNOWN,
-    RECORD_BYTES as _RECORD_BYTES,
     TRANSFER_FLAGS_KNOWN as _TRANSFER_FLAGS_KNOWN,
     TRANSFER_RESULTS_POISONING_ID,
     Account,
@@ -1427,11 +1427,8 @@ cdef class Ledger:
         cdef uint64_t size, index, start, first, offset, n = 0
         cdef char* out
         cdef ponte_order_key* keys = NULL
-        header = SNAPSHOT_HEADER.pack(
-            SNAPSHOT_MAGIC, SNAPSHOT_VERSION, 0, s.last_timestamp,
-            s.accounts_max, s.ring_max, s.pool_max, s.history_max,
-            s.account_count, s.ring_count, s.pool_count, s.history_count,
-        )
+        header = pack_state_header(s.last_timestamp, self.config, s.account_count,
+                                   s.ring_count, s.pool_count, s.history_count)
         size = (len(header) + s.account_count * sizeof(AccountRecord)
                 + (s.ring_count + s.pool_count) * sizeof(Retained)
                 + s.history_count * sizeof(HistoryRow))
@@ -1475,19 +1472,18 @@ cdef class Ledger:
     @classmethod
     def from_snapshot(cls, data, config=None):
         view = memoryview(data).cast("B")
-        header, config = snapshot_header_and_config(view, config)
-        last_timestamp = header[3]
-        account_count, ring_count, pending_count, history_count = header[8:12]
-        cdef Ledger ledger = cls(config)
-        ledger._load(bytes(view), account_count, ring_count, pending_count, history_count)
-        ledger.state.last_timestamp = last_timestamp
+        header = parse_state_header(view)
+        cdef Ledger ledger = cls(state_config(header, config))
+        ledger._load(bytes(view), header.account_count, header.retained_count,
+                     header.pending_count, header.history_count)
+        ledger.state.last_timestamp = header.last_timestamp
         return ledger
 
     cdef int _load(self, bytes data, uint64_t account_count, uint64_t ring_count,
                    uint64_t pending_count, uint64_t history_count) except -1:
         cdef State* s = &self.state
         cdef const char* source = data
-        cdef uint64_t offset = SNAPSHOT_HEADER.size, index
+        cdef uint64_t offset = STATE_HEADER.size, index
         cdef const AccountRecord* account
         cdef PendingEntry pending
         cdef uint64_t ring_index

@@ -120,7 +120,7 @@ Expiry
 
 State export
     `snapshot() -> bytes` serialises the complete state in one format shared by both twins
-    (a snapshot from one loads in the other; layout in `ledger/reference.py`):
+    (a snapshot from one loads in the other; layout in `ledger/formats.py`):
     `Ledger.from_snapshot(data, config)`. The snapshot records the four size bounds of the
     config; `config=None` reuses them; a config too small for the state raises ValueError,
     as does data that is not a whole snapshot. `totals()` returns (debits_pending,

@@ -16,13 +16,8 @@ State (all bounded by `LedgerConfig`):
 - the history ring: `history_retained_max` balance rows of accounts created with HISTORY;
 - an undo log, only while a linked chain is open, to roll the chain back.
 
-Snapshot format (little-endian; both twins write exactly these bytes for the same state):
-    header   SNAPSHOT_HEADER: magic, version, 0, last_timestamp, the four config bounds,
-             then the counts of accounts, retained entries, pending entries, history rows
-    accounts ACCOUNT_STRUCT x accounts, in creation order
-    retained RETAINED_STRUCT x retained entries, oldest first
-    pending  RETAINED_STRUCT x pending entries, by timestamp
-    history  HISTORY_STRUCT x rows, oldest first
+Its snapshot is the format of `ledger/formats.py`, byte for byte what the compiled twin writes
+for the same state.
 """
 
 from __future__ import annotations
@@ -33,36 +28,33 @@ import struct
 from typing import Sequence
 
 from ledger.config import LedgerConfig
+from ledger.formats import (
+    ACCOUNT_STRUCT,
+    HISTORY_STRUCT,
+    RECORD_BYTES,
+    RETAINED_STRUCT,
+    STATE_HEADER,
+    TRANSFER_STRUCT,
+    pack_state_header,
+    parse_state_header,
+    state_config,
+)
 from ledger.limits import BATCH_EVENTS_MAX, U64_MAX
 from ledger.types import (
     ACCOUNT_FLAGS_KNOWN,
-    ACCOUNT_STRUCT,
-    RECORD_BYTES,
+    NS_PER_MS,
     TRANSFER_FLAGS_KNOWN,
     TRANSFER_RESULTS_POISONING_ID,
-    TRANSFER_STRUCT,
     Account,
     AccountBalance,
     AccountFlags,
     CreateAccountResult,
     CreateTransferResult,
     PendingStatus,
+    RetainedKind,
     Transfer,
     TransferFlags,
 )
-
-SNAPSHOT_MAGIC = b"PONTELDG"
-SNAPSHOT_VERSION = 1
-SNAPSHOT_HEADER = struct.Struct("<8sIIQ4Q4Q")
-# A retained transfer: the packed transfer record, then amount_bound_minor, then
-# kind (0 transfer, 1 failed id), pending status, failed result code, padding.
-RETAINED_STRUCT = struct.Struct("<7Q3I2HQBBB5x")
-HISTORY_STRUCT = struct.Struct("<6Q")
-assert SNAPSHOT_HEADER.size == 88
-assert RETAINED_STRUCT.size == 88
-assert HISTORY_STRUCT.size == 48
-
-NS_PER_MS = 1_000_000
 
 _A = AccountFlags
 _T = TransferFlags
@@ -75,8 +67,6 @@ _BALANCING = int(_T.BALANCING_DEBIT | _T.BALANCING_CREDIT)
 _CLOSING = int(_T.CLOSING_DEBIT | _T.CLOSING_CREDIT)
 _LIMIT_FLAGS = int(_A.DEBITS_MUST_NOT_EXCEED_CREDITS | _A.CREDITS_MUST_NOT_EXCEED_DEBITS)
 
-_KIND_TRANSFER = 0
-_KIND_FAILED = 1
 
 _POISONING = frozenset(int(result) for result in TRANSFER_RESULTS_POISONING_ID)
 
@@ -136,7 +126,7 @@ class _Retained:
 
     def __init__(self, id_, debit_account_id=0, credit_account_id=0, amount_minor=0,
                  pending_id=0, user_data_64=0, timestamp=0, user_data_32=0, timeout_ms=0,
-                 ledger=0, code=0, flags=0, amount_bound_minor=0, kind=_KIND_TRANSFER,
+                 ledger=0, code=0, flags=0, amount_bound_minor=0, kind=RetainedKind.TRANSFER,
                  status=PendingStatus.NONE, failed_result=0):
         self.id = id_
         self.debit_account_id = debit_account_id
@@ -392,7 +382,7 @@ class Ledger:
             return _TR.ID_MUST_NOT_BE_INT_MAX
         existing = self._ring_index.get(id_) or self._pending.get(id_)
         if existing is not None:
-            if existing.kind == _KIND_FAILED:
+            if existing.kind == RetainedKind.FAILED:
                 return _TR.ID_ALREADY_FAILED
             return self._transfer_exists(existing, fields)
         phase = flags & _PHASE_FLAGS
@@ -447,7 +437,7 @@ class Ledger:
         if pending_id == id_:
             return _TR.PENDING_ID_MUST_BE_DIFFERENT
         pending = self._pending.get(pending_id) or self._ring_index.get(pending_id)
-        if pending is None or pending.kind == _KIND_FAILED:
+        if pending is None or pending.kind == RetainedKind.FAILED:
             return _TR.PENDING_TRANSFER_NOT_FOUND
         if not pending.flags & _T.PENDING:
             return _TR.PENDING_TRANSFER_NOT_PENDING
@@ -658,7 +648,7 @@ class Ledger:
             # Only after a rollback: the chain itself evicted this id from the ring before
             # reusing it; the rollback brought the recorded transfer back, and it answers.
             return
-        self._ring_push(_Retained(id_, kind=_KIND_FAILED, failed_result=result))
+        self._ring_push(_Retained(id_, kind=RetainedKind.FAILED, failed_result=result))
 
     def _pool_add(self, entry: _Retained) -> None:
         self._pending[entry.id] = entry
@@ -789,7 +779,7 @@ class Ledger:
         found = []
         for id_ in ids:
             entry = self._ring_index.get(id_) or self._pending.get(id_)
-            if entry is not None and entry.kind == _KIND_TRANSFER:
+            if entry is not None and entry.kind == RetainedKind.TRANSFER:
                 found.append(entry.public())
         return found
 
@@ -797,7 +787,7 @@ class Ledger:
         if transfer_id in self._pending:
             return PendingStatus.PENDING
         entry = self._ring_index.get(transfer_id)
-        if entry is None or entry.kind != _KIND_TRANSFER:
+        if entry is None or entry.kind != RetainedKind.TRANSFER:
             return PendingStatus.NONE
         return PendingStatus(entry.status)
 
@@ -859,12 +849,9 @@ class Ledger:
         return [self._history[(start + i) % size] for i in range(self._history_count)]
 
     def snapshot(self) -> bytes:
-        config = self.config
         pending = sorted(self._pending.values(), key=lambda entry: entry.timestamp)
-        parts = [SNAPSHOT_HEADER.pack(
-            SNAPSHOT_MAGIC, SNAPSHOT_VERSION, 0, self._last_timestamp,
-            config.accounts_max, config.transfers_retained_max, config.pending_max,
-            config.history_retained_max,
+        parts = [pack_state_header(
+            self._last_timestamp, self.config,
             len(self._account_order), self._ring_count, len(pending), self._history_count,
         )]
         parts.extend(account.pack() for account in self._account_order)
@@ -876,13 +863,11 @@ class Ledger:
     @classmethod
     def from_snapshot(cls, data, config: LedgerConfig | None = None) -> Ledger:
         view = memoryview(data).cast("B")
-        header, config = snapshot_header_and_config(view, config)
-        last_timestamp = header[3]
-        account_count, ring_count, pending_count, history_count = header[8:12]
-        ledger = cls(config)
-        ledger._last_timestamp = last_timestamp
-        offset = SNAPSHOT_HEADER.size
-        for _ in range(account_count):
+        header = parse_state_header(view)
+        ledger = cls(state_config(header, config))
+        ledger._last_timestamp = header.last_timestamp
+        offset = STATE_HEADER.size
+        for _ in range(header.account_count):
             fields = ACCOUNT_STRUCT.unpack_from(view, offset)
             offset += ACCOUNT_STRUCT.size
             (id_, dp, dpo, cp, cpo, ud64, timestamp, ud32, ledger_id, _reserved, code,
@@ -891,12 +876,12 @@ class Ledger:
                                flags)
             ledger._accounts[id_] = account
             ledger._account_order.append(account)
-        for _ in range(ring_count):
+        for _ in range(header.retained_count):
             entry = _Retained(*RETAINED_STRUCT.unpack_from(view, offset))
             entry.status = PendingStatus(entry.status)
             offset += RETAINED_STRUCT.size
             ledger._ring_push(entry)
-        for _ in range(pending_count):
+        for _ in range(header.pending_count):
             entry = _Retained(*RETAINED_STRUCT.unpack_from(view, offset))
             entry.status = PendingStatus(entry.status)
             offset += RETAINED_STRUCT.size
@@ -906,7 +891,7 @@ class Ledger:
             if in_ring is not None:
                 entry = in_ring
             ledger._pool_add(entry)
-        for _ in range(history_count):
+        for _ in range(header.history_count):
             row = HISTORY_STRUCT.unpack_from(view, offset)
             offset += HISTORY_STRUCT.size
             ledger._history[ledger._history_head] = row
@@ -937,48 +922,3 @@ def _field_differs(given: int, stored: int, zero_inherits: bool) -> bool:
     """Whether a resent field differs from the stored one. With `zero_inherits` (a
     post/void) a zero field takes the pending transfer's value, so zero matches."""
     return given != stored and not (zero_inherits and given == 0)
-
-
-def parse_snapshot_header(view) -> tuple:
-    """The snapshot header fields; ValueError if the data is not a whole snapshot."""
-    if len(view) < SNAPSHOT_HEADER.size:
-        raise ValueError("snapshot too short")
-    header = SNAPSHOT_HEADER.unpack_from(view, 0)
-    if header[0] != SNAPSHOT_MAGIC:
-        raise ValueError("not a ledger snapshot (bad magic)")
-    if header[1] != SNAPSHOT_VERSION:
-        raise ValueError(f"unsupported ledger snapshot version {header[1]}")
-    account_count, ring_count, pending_count, history_count = header[8:12]
-    expected = (SNAPSHOT_HEADER.size + account_count * ACCOUNT_STRUCT.size
-                + (ring_count + pending_count) * RETAINED_STRUCT.size
-                + history_count * HISTORY_STRUCT.size)
-    if len(view) != expected:
-        raise ValueError(f"snapshot is {len(view)} bytes, its header says {expected}")
-    return header
-
-
-def snapshot_header_and_config(view, config: LedgerConfig | None) -> tuple:
-    """(header, config) for loading a snapshot: both twins call this, so they accept and
-    refuse the same data. With no config, the snapshot's own bounds are used."""
-    header = parse_snapshot_header(view)
-    if config is None:
-        accounts_max, transfers_retained_max, pending_max, history_retained_max = header[4:8]
-        config = LedgerConfig(
-            accounts_max=accounts_max, transfers_retained_max=transfers_retained_max,
-            pending_max=pending_max, history_retained_max=history_retained_max,
-        )
-    check_snapshot_fits(header, config)
-    return header, config
-
-
-def check_snapshot_fits(header: tuple, config: LedgerConfig) -> None:
-    """ValueError if a snapshot's state does not fit the bounds of `config`."""
-    account_count, ring_count, pending_count, history_count = header[8:12]
-    if account_count > config.accounts_max:
-        raise ValueError(f"snapshot has {account_count} accounts > accounts_max")
-    if ring_count > config.transfers_retained_max:
-        raise ValueError(f"snapshot retains {ring_count} transfers > transfers_retained_max")
-    if pending_count > config.pending_max:
-        raise ValueError(f"snapshot has {pending_count} pending > pending_max")
-    if history_count > config.history_retained_max:
-        raise ValueError(f"snapshot has {history_count} history rows > history_retained_max")
