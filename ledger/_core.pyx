@@ -27,18 +27,15 @@ from libc.string cimport memcpy, memset
 from ledger.config import LedgerConfig
 from ledger.formats import (
     HISTORY_STRUCT,
-    RECORD_BYTES as _RECORD_BYTES,
     RETAINED_STRUCT,
     STATE_HEADER,
     pack_state_header,
     parse_state_header,
     state_config,
 )
-from ledger.limits import BATCH_EVENTS_MAX as _BATCH_EVENTS_MAX
+from ledger.gen_constants import constants_digest
 from ledger.reference import check_books_balance
 from ledger.types import (
-    ACCOUNT_FLAGS_KNOWN as _ACCOUNT_FLAGS_KNOWN,
-    TRANSFER_FLAGS_KNOWN as _TRANSFER_FLAGS_KNOWN,
     TRANSFER_RESULTS_POISONING_ID,
     Account,
     AccountBalance,
@@ -48,8 +45,24 @@ from ledger.types import (
     Transfer,
 )
 
+# The shared constants: flags (A_*, T_*), result codes (AR_*, TR_*), pending statuses
+# (STATUS_*), retained-slot kinds (KIND_*), known flag masks, RECORD_BYTES,
+# BATCH_EVENTS_MAX, NS_PER_MS, generated from ledger/types.py by ledger/gen_constants.py.
+include "_constants.pxi"
+
 if sys.byteorder != "little":  # the packed formats are little-endian and cast in place
     raise ImportError("the compiled ledger needs a little-endian machine")
+
+# Refuse to load a core built from other constants than ledger.types declares now, or with
+# C structs of other sizes than ledger.formats (the package then falls back to the pure
+# twin and test_compiled_is_loaded fails loudly).
+if BUILT_CONSTANTS_DIGEST != constants_digest():
+    raise ImportError("ledger._core was built from other ledger.types constants: rebuild it "
+                      "(python setup.py build_ext --inplace)")
+if (sizeof(TransferRecord) != RECORD_BYTES or sizeof(AccountRecord) != RECORD_BYTES
+        or sizeof(Retained) != RETAINED_STRUCT.size
+        or sizeof(HistoryRow) != HISTORY_STRUCT.size):
+    raise ImportError("ledger._core's C structs do not match ledger.formats")
 
 cdef extern from *:
     """
@@ -58,161 +71,25 @@ cdef extern from *:
     #define PONTE_GOLDEN 0x9E3779B97F4A7C15ULL
     #define PONTE_NO_HEAP_POSITION UINT32_MAX
     """
-    # Constants above 2**63 must stay C literals (a DEF would make them Python ints).
+    # Constants above 2**31 must be C literals (a cdef enum member is a C int).
     const uint64_t U64_MAX "PONTE_U64_MAX"
     const uint64_t NO_INDEX "PONTE_NO_INDEX"
     const uint64_t GOLDEN "PONTE_GOLDEN"
     const uint32_t NO_HEAP_POSITION "PONTE_NO_HEAP_POSITION"
-DEF NS_PER_MS = 1000000
-DEF TABLE_CAPACITY_MIN = 16
-DEF UNDO_PER_EVENT_MAX = 8  # 2 accounts, ring push, pool op, status, 2 history rows
 
-# Flags (ledger.types.AccountFlags / TransferFlags).
-DEF A_LINKED = 1
-DEF A_DEBITS_MUST_NOT_EXCEED_CREDITS = 2
-DEF A_CREDITS_MUST_NOT_EXCEED_DEBITS = 4
-DEF A_HISTORY = 8
-DEF A_CLOSED = 16
-DEF T_LINKED = 1
-DEF T_PENDING = 2
-DEF T_POST = 4
-DEF T_VOID = 8
-DEF T_BALANCING_DEBIT = 16
-DEF T_BALANCING_CREDIT = 32
-DEF T_CLOSING_DEBIT = 64
-DEF T_CLOSING_CREDIT = 128
+# The kernel's own constants (nothing outside this file knows them).
+cdef enum:
+    TABLE_CAPACITY_MIN = 16
+    UNDO_PER_EVENT_MAX = 8  # 2 accounts, ring push, pool op, status, 2 history rows
 
-DEF KIND_TRANSFER = 0
-DEF KIND_FAILED = 1
-
-DEF STATUS_NONE = 0
-DEF STATUS_PENDING = 1
-DEF STATUS_POSTED = 2
-DEF STATUS_VOIDED = 3
-DEF STATUS_EXPIRED = 4
-
-DEF UNDO_ACCOUNT = 1
-DEF UNDO_ACCOUNT_CREATED = 2
-DEF UNDO_RING_PUSH = 3
-DEF UNDO_STATUS = 4
-DEF UNDO_POOL_ADD = 5
-DEF UNDO_POOL_REMOVE = 6
-DEF UNDO_HISTORY_PUSH = 7
-
-# CreateAccountResult
-DEF AR_OK = 0
-DEF AR_LINKED_EVENT_FAILED = 1
-DEF AR_LINKED_EVENT_CHAIN_OPEN = 2
-DEF AR_TIMESTAMP_MUST_BE_ZERO = 3
-DEF AR_RESERVED_FIELD = 4
-DEF AR_RESERVED_FLAG = 5
-DEF AR_ID_MUST_NOT_BE_ZERO = 6
-DEF AR_ID_MUST_NOT_BE_INT_MAX = 7
-DEF AR_EXISTS_WITH_DIFFERENT_FLAGS = 8
-DEF AR_EXISTS_WITH_DIFFERENT_USER_DATA_64 = 9
-DEF AR_EXISTS_WITH_DIFFERENT_USER_DATA_32 = 10
-DEF AR_EXISTS_WITH_DIFFERENT_LEDGER = 11
-DEF AR_EXISTS_WITH_DIFFERENT_CODE = 12
-DEF AR_EXISTS = 13
-DEF AR_FLAGS_ARE_MUTUALLY_EXCLUSIVE = 14
-DEF AR_DEBITS_PENDING_MUST_BE_ZERO = 15
-DEF AR_DEBITS_POSTED_MUST_BE_ZERO = 16
-DEF AR_CREDITS_PENDING_MUST_BE_ZERO = 17
-DEF AR_CREDITS_POSTED_MUST_BE_ZERO = 18
-DEF AR_LEDGER_MUST_NOT_BE_ZERO = 19
-DEF AR_CODE_MUST_NOT_BE_ZERO = 20
-DEF AR_ACCOUNTS_FULL = 21
-
-# CreateTransferResult
-DEF TR_OK = 0
-DEF TR_LINKED_EVENT_FAILED = 1
-DEF TR_LINKED_EVENT_CHAIN_OPEN = 2
-DEF TR_TIMESTAMP_MUST_BE_ZERO = 3
-DEF TR_RESERVED_FLAG = 4
-DEF TR_ID_MUST_NOT_BE_ZERO = 5
-DEF TR_ID_MUST_NOT_BE_INT_MAX = 6
-DEF TR_EXISTS_WITH_DIFFERENT_FLAGS = 7
-DEF TR_EXISTS_WITH_DIFFERENT_DEBIT_ACCOUNT_ID = 8
-DEF TR_EXISTS_WITH_DIFFERENT_CREDIT_ACCOUNT_ID = 9
-DEF TR_EXISTS_WITH_DIFFERENT_AMOUNT = 10
-DEF TR_EXISTS_WITH_DIFFERENT_PENDING_ID = 11
-DEF TR_EXISTS_WITH_DIFFERENT_USER_DATA_64 = 12
-DEF TR_EXISTS_WITH_DIFFERENT_USER_DATA_32 = 13
-DEF TR_EXISTS_WITH_DIFFERENT_TIMEOUT = 14
-DEF TR_EXISTS_WITH_DIFFERENT_LEDGER = 15
-DEF TR_EXISTS_WITH_DIFFERENT_CODE = 16
-DEF TR_EXISTS = 17
-DEF TR_ID_ALREADY_FAILED = 18
-DEF TR_FLAGS_ARE_MUTUALLY_EXCLUSIVE = 19
-DEF TR_TIMEOUT_RESERVED_FOR_PENDING_TRANSFER = 20
-DEF TR_PENDING_ID_MUST_NOT_BE_ZERO = 21
-DEF TR_PENDING_ID_MUST_NOT_BE_INT_MAX = 22
-DEF TR_PENDING_ID_MUST_BE_DIFFERENT = 23
-DEF TR_PENDING_TRANSFER_NOT_FOUND = 24
-DEF TR_PENDING_TRANSFER_NOT_PENDING = 25
-DEF TR_PENDING_TRANSFER_HAS_DIFFERENT_DEBIT_ACCOUNT_ID = 26
-DEF TR_PENDING_TRANSFER_HAS_DIFFERENT_CREDIT_ACCOUNT_ID = 27
-DEF TR_PENDING_TRANSFER_HAS_DIFFERENT_LEDGER = 28
-DEF TR_PENDING_TRANSFER_HAS_DIFFERENT_CODE = 29
-DEF TR_EXCEEDS_PENDING_TRANSFER_AMOUNT = 30
-DEF TR_PENDING_TRANSFER_HAS_DIFFERENT_AMOUNT = 31
-DEF TR_PENDING_TRANSFER_ALREADY_POSTED = 32
-DEF TR_PENDING_TRANSFER_ALREADY_VOIDED = 33
-DEF TR_PENDING_TRANSFER_EXPIRED = 34
-DEF TR_DEBIT_ACCOUNT_ID_MUST_NOT_BE_ZERO = 35
-DEF TR_DEBIT_ACCOUNT_ID_MUST_NOT_BE_INT_MAX = 36
-DEF TR_CREDIT_ACCOUNT_ID_MUST_NOT_BE_ZERO = 37
-DEF TR_CREDIT_ACCOUNT_ID_MUST_NOT_BE_INT_MAX = 38
-DEF TR_ACCOUNTS_MUST_BE_DIFFERENT = 39
-DEF TR_PENDING_ID_MUST_BE_ZERO = 40
-DEF TR_AMOUNT_MUST_NOT_BE_ZERO = 41
-DEF TR_LEDGER_MUST_NOT_BE_ZERO = 42
-DEF TR_CODE_MUST_NOT_BE_ZERO = 43
-DEF TR_CLOSING_TRANSFER_MUST_BE_PENDING = 44
-DEF TR_DEBIT_ACCOUNT_NOT_FOUND = 45
-DEF TR_CREDIT_ACCOUNT_NOT_FOUND = 46
-DEF TR_ACCOUNTS_MUST_HAVE_THE_SAME_LEDGER = 47
-DEF TR_TRANSFER_MUST_HAVE_THE_SAME_LEDGER_AS_ACCOUNTS = 48
-DEF TR_DEBIT_ACCOUNT_ALREADY_CLOSED = 49
-DEF TR_CREDIT_ACCOUNT_ALREADY_CLOSED = 50
-DEF TR_OVERFLOWS_TIMEOUT = 51
-DEF TR_OVERFLOWS_DEBITS_PENDING = 52
-DEF TR_OVERFLOWS_CREDITS_PENDING = 53
-DEF TR_OVERFLOWS_DEBITS_POSTED = 54
-DEF TR_OVERFLOWS_CREDITS_POSTED = 55
-DEF TR_OVERFLOWS_DEBITS = 56
-DEF TR_OVERFLOWS_CREDITS = 57
-DEF TR_EXCEEDS_CREDITS = 58
-DEF TR_EXCEEDS_DEBITS = 59
-DEF TR_PENDING_TRANSFERS_FULL = 60
-DEF TR_COUNT = 61
-
-DEF BATCH_EVENTS_MAX = 8189
-DEF RECORD_BYTES = 72
-
-# The C constants above must say what ledger/types.py says; refuse to load otherwise (the
-# package then falls back to the pure twin and test_compiled_is_loaded fails loudly).
-_C_TRANSFER_RESULTS = {
-    "OK": TR_OK, "LINKED_EVENT_FAILED": TR_LINKED_EVENT_FAILED,
-    "LINKED_EVENT_CHAIN_OPEN": TR_LINKED_EVENT_CHAIN_OPEN,
-    "EXISTS": TR_EXISTS, "ID_ALREADY_FAILED": TR_ID_ALREADY_FAILED,
-    "PENDING_TRANSFER_EXPIRED": TR_PENDING_TRANSFER_EXPIRED,
-    "OVERFLOWS_TIMEOUT": TR_OVERFLOWS_TIMEOUT,
-    "PENDING_TRANSFERS_FULL": TR_PENDING_TRANSFERS_FULL,
-}
-_C_ACCOUNT_RESULTS = {"EXISTS": AR_EXISTS, "ACCOUNTS_FULL": AR_ACCOUNTS_FULL}
-if (len(CreateTransferResult) != TR_COUNT
-        or any(CreateTransferResult[name] != value
-               for name, value in _C_TRANSFER_RESULTS.items())
-        or len(CreateAccountResult) != AR_ACCOUNTS_FULL + 1
-        or any(CreateAccountResult[name] != value
-               for name, value in _C_ACCOUNT_RESULTS.items())
-        or _BATCH_EVENTS_MAX != BATCH_EVENTS_MAX or _RECORD_BYTES != RECORD_BYTES
-        or _TRANSFER_FLAGS_KNOWN != 0xFF or _ACCOUNT_FLAGS_KNOWN != 0x1F
-        or sizeof(TransferRecord) != RECORD_BYTES or sizeof(AccountRecord) != RECORD_BYTES
-        or sizeof(Retained) != RETAINED_STRUCT.size
-        or sizeof(HistoryRow) != HISTORY_STRUCT.size):
-    raise ImportError("ledger._core was built against a different ledger.types contract")
+cdef enum:  # UndoEntry.kind
+    UNDO_ACCOUNT = 1
+    UNDO_ACCOUNT_CREATED = 2
+    UNDO_RING_PUSH = 3
+    UNDO_STATUS = 4
+    UNDO_POOL_ADD = 5
+    UNDO_POOL_REMOVE = 6
+    UNDO_HISTORY_PUSH = 7
 
 _TRANSFER_RESULTS = tuple(CreateTransferResult)
 _ACCOUNT_RESULTS = tuple(CreateAccountResult)
@@ -561,7 +438,7 @@ cdef uint8_t create_account(State* s, const AccountRecord* a, uint64_t timestamp
         return AR_TIMESTAMP_MUST_BE_ZERO
     if a.reserved != 0:
         return AR_RESERVED_FIELD
-    if a.flags & ~0x1F:
+    if a.flags & ~ACCOUNT_FLAGS_KNOWN:
         return AR_RESERVED_FLAG
     if a.id == 0:
         return AR_ID_MUST_NOT_BE_ZERO
@@ -620,7 +497,7 @@ cdef inline bint field_differs(uint64_t given, uint64_t stored,
 
 cdef uint8_t transfer_exists(const Retained* existing, const TransferRecord* t) noexcept nogil:
     cdef const TransferRecord* e = &existing.record
-    cdef bint post_or_void = (t.flags & (T_POST | T_VOID)) != 0
+    cdef bint post_or_void = (t.flags & (T_POST_PENDING_TRANSFER | T_VOID_PENDING_TRANSFER)) != 0
     cdef uint64_t amount
     if e.flags != t.flags:
         return TR_EXISTS_WITH_DIFFERENT_FLAGS
@@ -660,7 +537,7 @@ cdef uint8_t post_or_void(State* s, const TransferRecord* t, uint64_t timestamp)
     cdef Retained record
     cdef uint64_t pending_amount, posted_amount, deadline_ns
     cdef uint16_t pending_flags
-    cdef bint post = (t.flags & T_POST) != 0
+    cdef bint post = (t.flags & T_POST_PENDING_TRANSFER) != 0
     if t.pending_id == 0:
         return TR_PENDING_ID_MUST_NOT_BE_ZERO
     if t.pending_id == U64_MAX:
@@ -897,7 +774,7 @@ cdef uint8_t create_transfer_event(State* s, const TransferRecord* t,
     cdef const Retained* existing
     if t.timestamp != 0:
         return TR_TIMESTAMP_MUST_BE_ZERO
-    if flags & ~0xFF:
+    if flags & ~TRANSFER_FLAGS_KNOWN:
         return TR_RESERVED_FLAG
     if t.id == 0:
         return TR_ID_MUST_NOT_BE_ZERO
@@ -913,15 +790,15 @@ cdef uint8_t create_transfer_event(State* s, const TransferRecord* t,
         index = table_find(&s.pool_table, t.id)
         if index != NO_INDEX:
             return transfer_exists(&s.pool[index].retained, t)
-    phase = flags & (T_PENDING | T_POST | T_VOID)
+    phase = flags & (T_PENDING | T_POST_PENDING_TRANSFER | T_VOID_PENDING_TRANSFER)
     if phase & (phase - 1):
         return TR_FLAGS_ARE_MUTUALLY_EXCLUSIVE
-    if flags & (T_POST | T_VOID) and flags & (T_BALANCING_DEBIT | T_BALANCING_CREDIT
+    if flags & (T_POST_PENDING_TRANSFER | T_VOID_PENDING_TRANSFER) and flags & (T_BALANCING_DEBIT | T_BALANCING_CREDIT
                                               | T_CLOSING_DEBIT | T_CLOSING_CREDIT):
         return TR_FLAGS_ARE_MUTUALLY_EXCLUSIVE
     if t.timeout_ms != 0 and not flags & T_PENDING:
         return TR_TIMEOUT_RESERVED_FOR_PENDING_TRANSFER
-    if flags & (T_POST | T_VOID):
+    if flags & (T_POST_PENDING_TRANSFER | T_VOID_PENDING_TRANSFER):
         return post_or_void(s, t, timestamp)
     return single_or_pending(s, t, timestamp)
 
@@ -941,8 +818,10 @@ cdef void remember_failed(State* s, uint64_t id, uint8_t result) noexcept nogil:
 
 
 # run_chain serves both kinds with one set of codes and one flag bit: keep them equal.
-assert AR_OK == TR_OK and AR_LINKED_EVENT_FAILED == TR_LINKED_EVENT_FAILED
-assert AR_LINKED_EVENT_CHAIN_OPEN == TR_LINKED_EVENT_CHAIN_OPEN and A_LINKED == T_LINKED
+assert <int>AR_OK == <int>TR_OK
+assert <int>AR_LINKED_EVENT_FAILED == <int>TR_LINKED_EVENT_FAILED
+assert <int>AR_LINKED_EVENT_CHAIN_OPEN == <int>TR_LINKED_EVENT_CHAIN_OPEN
+assert <int>A_LINKED == <int>T_LINKED
 
 
 cdef inline void run_chain(State* s, const void* records, uint64_t count, uint64_t base,

@@ -9,6 +9,9 @@ Amounts are unsigned 64-bit integers of minor units; ids are unsigned 64-bit int
 72-byte little-endian record (`TRANSFER_STRUCT`, `ACCOUNT_STRUCT`, declared with every other
 byte layout in `ledger/formats.py` and re-exported here), never as a Python object; the
 functions at the end convert between those records and the Structs above them.
+
+The compiled core takes its C constants from the enums here: `ledger/gen_constants.py`
+renders them into `ledger/_constants.pxi` at build time, so they are declared only here.
 """
 
 from __future__ import annotations
