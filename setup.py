@@ -13,6 +13,8 @@ from setuptools.command.build_ext import build_ext
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CONSTANTS_PXI = os.path.join("ledger", "_constants.pxi")
+RENDER_CONSTANTS = ("import sys; from ledger.gen_constants import render_pxi; "
+                    "sys.stdout.write(render_pxi())")
 
 
 class OptionalBuildExt(build_ext):
@@ -42,7 +44,7 @@ def write_constants_pxi() -> None:
     path = os.path.join(HERE, CONSTANTS_PXI)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         [HERE] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])))
-    text = subprocess.run([sys.executable, "-m", "ledger.gen_constants"], cwd=HERE, env=env,
+    text = subprocess.run([sys.executable, "-c", RENDER_CONSTANTS], cwd=HERE, env=env,
                           check=True, capture_output=True, text=True, timeout=120).stdout
     if os.path.exists(path):
         with open(path, encoding="utf-8") as file:

@@ -3,21 +3,20 @@
 `ledger/_core.pyx` includes `ledger/_constants.pxi`, rendered here from `ledger/types.py`
 (flags, result codes, pending statuses, retained-slot kinds, known flag masks),
 `ledger/formats.py` and `ledger/limits.py`, so the C twin can never number a result or a
-flag differently from the pure twin. setup.py writes the file before cythonize; by hand:
-`python -m ledger.gen_constants > ledger/_constants.pxi`. The file is a build product, like
-`_core.c`: it is not committed. The .pxi ends with the digest of what it declares, and the
-compiled core refuses to load when that digest is not `constants_digest()` of the
-`ledger.types` it is imported with, so a build older than an edit of types.py falls back
-to the pure twin loudly (tests/ledger/test_twins.py::test_compiled_is_loaded).
+flag differently from the pure twin. setup.py writes the file before cythonize, so
+`python setup.py build_ext --inplace` regenerates it; by hand, `python -c "import sys;
+from ledger.gen_constants import render_pxi; sys.stdout.write(render_pxi())"`. The file is
+a build product, like `_core.c`: it is not committed. It ends with the digest of what it
+declares, and the compiled core refuses to load when that is not `constants_digest()` of
+the `ledger.types` it is imported with, so a build older than an edit of types.py falls
+back to the pure twin loudly (tests/ledger/test_twins.py::test_compiled_is_loaded).
 
-It must never write a file itself or import a twin: it only renders text (and, run as a
-script, hands it to stdout for setup.py or a shell redirect).
+It only renders text: it must never write a file, do other I/O or import a twin.
 """
 
 from __future__ import annotations
 
 import hashlib
-import sys
 from enum import IntEnum, IntFlag
 
 from ledger.formats import RECORD_BYTES
@@ -63,20 +62,29 @@ HEADER = """\
 """
 
 
-def constant_lines() -> list[str]:
-    """The declarations, one `cdef enum` block per enum, then the single values."""
-    lines: list[str] = []
+def constants() -> list[tuple[str, int, str, str]]:
+    """(name, value, block, note) for every constant, in declaration order."""
+    declared = []
     for prefix, enum in ENUMS:
-        if lines:
-            lines.append("")
-        lines.append(f"# ledger.types.{enum.__name__}")
-        lines.append("cdef enum:")
         for name, member in enum.__members__.items():
-            lines.append(f"    {prefix}{name} = {_c_int(int(member), prefix + name)}")
-    lines.append("")
-    lines.append("cdef enum:")
+            declared.append((prefix + name, _c_int(int(member), prefix + name),
+                             f"ledger.types.{enum.__name__}", ""))
     for name, value, source in VALUES:
-        lines.append(f"    {name} = {_c_int(value, name)}  # {source}")
+        declared.append((name, _c_int(value, name), "single values", f"  # {source}"))
+    return declared
+
+
+def constant_lines() -> list[str]:
+    """The declarations: one anonymous `cdef enum` per block, in declaration order."""
+    lines: list[str] = []
+    block = None
+    for name, value, in_block, note in constants():
+        if in_block != block:
+            if lines:
+                lines.append("")
+            lines.extend([f"# {in_block}", "cdef enum:"])
+            block = in_block
+        lines.append(f"    {name} = {value}{note}")
     return lines
 
 
@@ -108,7 +116,3 @@ def _check_result_enums() -> None:
             raise ValueError(f"{enum.__name__} must number its members 0, 1, 2, ...")
         if values[-1] > RESULT_CODE_MAX:
             raise ValueError(f"{enum.__name__} no longer fits a byte")
-
-
-if __name__ == "__main__":
-    sys.stdout.write(render_pxi())
