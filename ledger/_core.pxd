@@ -129,7 +129,7 @@ cdef struct State:
     uint8_t* codes
 
 
-cdef class Ledger:
+cdef class Kernel:
     cdef State state
     cdef readonly object config
     cdef bint debug_checks
@@ -141,5 +141,3 @@ cdef class Ledger:
     cdef uint64_t _base_timestamp(self, now_ns, uint64_t count) except? 0
     cdef list _run_batch(self, batch, now_ns, bint transfers)
     cdef list _failures(self, uint64_t count, tuple members)
-    cdef int _load(self, bytes data, uint64_t account_count, uint64_t ring_count,
-                   uint64_t pending_count, uint64_t history_count) except -1

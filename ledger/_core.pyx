@@ -10,11 +10,14 @@ hot loop never allocates and never touches the interpreter. It must never do I/O
 clock, raise for a business outcome, or differ from the reference twin in any result,
 lookup or snapshot byte (tests/ledger compare them).
 
+This file is the kernel only: state, batches, the single-transfer path, expiry, totals, and
+the small record-level kernel API through which `ledger/common.py` — shared with the pure
+twin — does lookups, history, snapshots and the invariant checks (`Ledger`, at the end).
+Its constants come from `_constants.pxi`, generated from `ledger/types.py`.
+
 Not thread-safe: one caller at a time (the switch's sequencer), like the reference.
 """
 
-import hashlib
-import struct
 import sys
 
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
@@ -24,25 +27,14 @@ from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t, uintptr
 from libc.stdlib cimport qsort
 from libc.string cimport memcpy, memset
 
+from ledger.common import LedgerCommon
 from ledger.config import LedgerConfig
-from ledger.formats import (
-    HISTORY_STRUCT,
-    RETAINED_STRUCT,
-    STATE_HEADER,
-    pack_state_header,
-    parse_state_header,
-    state_config,
-)
+from ledger.formats import HISTORY_STRUCT, RETAINED_STRUCT
 from ledger.gen_constants import constants_digest
-from ledger.reference import check_books_balance
 from ledger.types import (
     TRANSFER_RESULTS_POISONING_ID,
-    Account,
-    AccountBalance,
     CreateAccountResult,
     CreateTransferResult,
-    PendingStatus,
-    Transfer,
 )
 
 # The shared constants: flags (A_*, T_*), result codes (AR_*, TR_*), pending statuses
@@ -95,7 +87,6 @@ _TRANSFER_RESULTS = tuple(CreateTransferResult)
 _ACCOUNT_RESULTS = tuple(CreateAccountResult)
 assert all(member.value == index for index, member in enumerate(_TRANSFER_RESULTS))
 assert all(member.value == index for index, member in enumerate(_ACCOUNT_RESULTS))
-_PENDING_STATUSES = tuple(PendingStatus)
 
 cdef uint8_t POISONS[TR_COUNT]
 memset(POISONS, 0, sizeof(POISONS))
@@ -906,19 +897,13 @@ cdef inline void _add_u128(uint64_t* high, uint64_t* low, uint64_t value) noexce
         high[0] += 1
 
 
-cdef inline bint _is_lookup_id(value):
-    """Whether a lookup may find `value`: ids 0 and 2**64-1 are never stored, and a value
-    that is not an int in range is simply not found, as in the pure twin's dict lookups."""
-    return isinstance(value, int) and 0 < value < U64_MAX
-
-
 def _check_u64(value, name):
     if not isinstance(value, int) or value < 0 or value > U64_MAX:
         raise ValueError(f"{name} must be an int in [0, 2**64-1], got {value!r}")
 
 
-cdef class Ledger:
-    """The compiled ledger. See `ledger/api.py` for the contract."""
+cdef class Kernel:
+    """The compiled ledger's kernel: state in C, and every operation that changes it."""
 
     implementation = "compiled"
 
@@ -1184,76 +1169,7 @@ cdef class Ledger:
             self.check_invariants()
         return expired
 
-    # -------------------------------------------------------------------- lookups
-
-    def lookup_accounts(self, ids):
-        cdef State* s = &self.state
-        cdef uint64_t index
-        found = []
-        for id_ in ids:
-            if not _is_lookup_id(id_):
-                continue
-            index = table_find(&s.account_table, <uint64_t>id_)
-            if index != NO_INDEX:
-                found.append(_public_account(&s.accounts[index]))
-        return found
-
-    def lookup_transfers(self, ids):
-        cdef State* s = &self.state
-        cdef uint64_t index
-        found = []
-        for id_ in ids:
-            if not _is_lookup_id(id_):
-                continue
-            index = table_find(&s.ring_table, <uint64_t>id_)
-            if index != NO_INDEX:
-                if s.ring[index].kind == KIND_TRANSFER:
-                    found.append(_public_transfer(&s.ring[index].record))
-                continue
-            if s.pool_count:
-                index = table_find(&s.pool_table, <uint64_t>id_)
-                if index != NO_INDEX:
-                    found.append(_public_transfer(&s.pool[index].retained.record))
-        return found
-
-    def pending_status(self, transfer_id):
-        cdef State* s = &self.state
-        cdef uint64_t index
-        if not _is_lookup_id(transfer_id):
-            return PendingStatus.NONE
-        if s.pool_count and table_find(&s.pool_table, <uint64_t>transfer_id) != NO_INDEX:
-            return PendingStatus.PENDING
-        index = table_find(&s.ring_table, <uint64_t>transfer_id)
-        if index == NO_INDEX or s.ring[index].kind != KIND_TRANSFER:
-            return PendingStatus.NONE
-        return _PENDING_STATUSES[s.ring[index].status]
-
-    def get_account_history(self, account_id, limit):
-        cdef State* s = &self.state
-        cdef uint64_t index, back, position, wanted
-        cdef HistoryRow* row
-        if not _is_lookup_id(account_id):
-            return []
-        index = table_find(&s.account_table, <uint64_t>account_id)
-        if index == NO_INDEX or not s.accounts[index].flags & A_HISTORY or limit <= 0:
-            return []
-        wanted = account_id
-        rows = []
-        for back in range(1, s.history_count + 1):
-            position = (s.history_head + s.history_max - back) % s.history_max
-            row = &s.history[position]
-            if row.account_id == wanted:
-                rows.append(AccountBalance(
-                    timestamp=row.timestamp, debits_pending=row.debits_pending,
-                    debits_posted=row.debits_posted, credits_pending=row.credits_pending,
-                    credits_posted=row.credits_posted,
-                ))
-                if len(rows) == limit:
-                    break
-        rows.reverse()
-        return rows
-
-    # -------------------------------------------------------------------- state export
+    # -------------------------------------------------------------------- totals
 
     def totals(self):
         cdef State* s = &self.state
@@ -1270,19 +1186,68 @@ cdef class Ledger:
         return (_u128(sums[0], sums[1]), _u128(sums[2], sums[3]),
                 _u128(sums[4], sums[5]), _u128(sums[6], sums[7]))
 
-    def check_invariants(self):
-        """Raise AssertionError if the books do not balance or a limit is exceeded
-        (explicitly, so it still checks under `python -O`)."""
+    # ------------------------------------------- kernel API (ledger/common.py calls it)
+
+    def _account_record(self, uint64_t account_id):
+        cdef State* s = &self.state
+        cdef uint64_t index
+        if account_id == 0 or account_id == U64_MAX:  # never stored; 0 marks a free slot
+            return None
+        index = table_find(&s.account_table, account_id)
+        if index == NO_INDEX:
+            return None
+        return PyBytes_FromStringAndSize(<const char*>&s.accounts[index], sizeof(AccountRecord))
+
+    def _transfer_record(self, uint64_t transfer_id):
+        cdef State* s = &self.state
+        cdef uint64_t index
+        if transfer_id == 0 or transfer_id == U64_MAX:
+            return None
+        index = table_find(&s.ring_table, transfer_id)
+        if index != NO_INDEX:
+            return PyBytes_FromStringAndSize(<const char*>&s.ring[index], sizeof(Retained))
+        if s.pool_count:
+            index = table_find(&s.pool_table, transfer_id)
+            if index != NO_INDEX:
+                return PyBytes_FromStringAndSize(<const char*>&s.pool[index].retained,
+                                                 sizeof(Retained))
+        return None
+
+    def _history_records(self, uint64_t account_id, uint64_t limit):
+        """Up to `limit` rows of the account, newest first: counted, then copied."""
+        cdef State* s = &self.state
+        cdef uint64_t back, found = 0, written = 0
+        cdef HistoryRow* row
+        cdef char* out
+        for back in range(1, s.history_count + 1):
+            if found == limit:
+                break
+            if s.history[(s.history_head + s.history_max - back) % s.history_max].account_id \
+                    == account_id:
+                found += 1
+        data = PyBytes_FromStringAndSize(NULL, found * sizeof(HistoryRow))
+        out = PyBytes_AS_STRING(data)
+        for back in range(1, s.history_count + 1):
+            if written == found:
+                break
+            row = &s.history[(s.history_head + s.history_max - back) % s.history_max]
+            if row.account_id == account_id:
+                memcpy(out + written * sizeof(HistoryRow), row, sizeof(HistoryRow))
+                written += 1
+        return data
+
+    def _open_pending_minor(self):
         cdef State* s = &self.state
         cdef uint64_t high = 0, low = 0, index
-        cdef AccountRecord* account
-        debits_pending = check_books_balance(self.totals())
         for index in range(s.pool_used):
             if s.pool[index].retained.record.id != 0:
                 _add_u128(&high, &low, s.pool[index].retained.record.amount_minor)
-        if _u128(high, low) != debits_pending:
-            raise AssertionError(f"open pending amounts {_u128(high, low)} != debits_pending "
-                                 f"{debits_pending}")
+        return _u128(high, low)
+
+    def _check_kernel(self):
+        cdef State* s = &self.state
+        cdef uint64_t index
+        cdef AccountRecord* account
         if s.pool_table.count != s.pool_count or s.heap_count > s.pool_count:
             raise AssertionError("pending pool bookkeeping is inconsistent")
         if s.ring_table.count != s.ring_count or s.account_table.count != s.account_count:
@@ -1301,28 +1266,30 @@ cdef class Ledger:
                     account.credits_pending + account.credits_posted > account.debits_posted):
                 raise AssertionError(f"account {account.id} credits exceed debits")
 
-    def snapshot(self):
+    def _state_counts(self):
         cdef State* s = &self.state
-        cdef uint64_t size, index, start, first, offset, n = 0
+        return s.account_count, s.ring_count, s.pool_count, s.history_count
+
+    def _export_state(self, bytes header):
+        """`header`, then accounts, the retained ring oldest first, the pending pool by
+        timestamp and history oldest first, each copied straight from its C array."""
+        cdef State* s = &self.state
+        cdef uint64_t size, index, start, offset, n = 0
         cdef char* out
         cdef ponte_order_key* keys = NULL
-        header = pack_state_header(s.last_timestamp, self.config, s.account_count,
-                                   s.ring_count, s.pool_count, s.history_count)
         size = (len(header) + s.account_count * sizeof(AccountRecord)
                 + (s.ring_count + s.pool_count) * sizeof(Retained)
                 + s.history_count * sizeof(HistoryRow))
         data = PyBytes_FromStringAndSize(NULL, size)
         out = PyBytes_AS_STRING(data)
         offset = len(header)
-        memcpy(out, <char*>header, offset)
+        memcpy(out, <const char*>header, offset)
         memcpy(out + offset, s.accounts, s.account_count * sizeof(AccountRecord))
         offset += s.account_count * sizeof(AccountRecord)
-        # Retained ring, oldest first.
         start = (s.ring_head + s.ring_max - s.ring_count) % s.ring_max if s.ring_count else 0
         for index in range(s.ring_count):
             memcpy(out + offset, &s.ring[(start + index) % s.ring_max], sizeof(Retained))
             offset += sizeof(Retained)
-        # Pending pool, by timestamp.
         if s.pool_count:
             keys = <ponte_order_key*>PyMem_Malloc(s.pool_count * sizeof(ponte_order_key))
             if keys == NULL:
@@ -1337,7 +1304,6 @@ cdef class Ledger:
                 memcpy(out + offset, &s.pool[keys[index].index].retained, sizeof(Retained))
                 offset += sizeof(Retained)
             PyMem_Free(keys)
-        # History, oldest first.
         start = ((s.history_head + s.history_max - s.history_count) % s.history_max
                  if s.history_count else 0)
         for index in range(s.history_count):
@@ -1348,58 +1314,59 @@ cdef class Ledger:
             raise AssertionError("snapshot size mismatch")
         return data
 
-    @classmethod
-    def from_snapshot(cls, data, config=None):
-        view = memoryview(data).cast("B")
-        header = parse_state_header(view)
-        cdef Ledger ledger = cls(state_config(header, config))
-        ledger._load(bytes(view), header.account_count, header.retained_count,
-                     header.pending_count, header.history_count)
-        ledger.state.last_timestamp = header.last_timestamp
-        return ledger
-
-    cdef int _load(self, bytes data, uint64_t account_count, uint64_t ring_count,
-                   uint64_t pending_count, uint64_t history_count) except -1:
+    def _load_state(self, uint64_t last_timestamp, bytes accounts, bytes retained,
+                    bytes pending, bytes history):
+        """The sections of a snapshot (ledger.formats.split_state), into this new kernel."""
         cdef State* s = &self.state
-        cdef const char* source = data
-        cdef uint64_t offset = STATE_HEADER.size, index
-        cdef const AccountRecord* account
-        cdef PendingEntry pending
-        cdef uint64_t ring_index
-        self._reserve_for_accounts(account_count, False)
+        cdef uint64_t account_count = len(accounts) // sizeof(AccountRecord)
+        cdef uint64_t ring_count = len(retained) // sizeof(Retained)
+        cdef uint64_t pending_count = len(pending) // sizeof(Retained)
+        cdef uint64_t history_count = len(history) // sizeof(HistoryRow)
+        cdef const char* source
+        cdef uint64_t index
+        cdef PendingEntry entry
+        if (s.last_timestamp or s.account_count or s.ring_count or s.pool_count
+                or s.history_count):
+            raise AssertionError("a snapshot loads into a new ledger only")
+        if (len(accounts) % sizeof(AccountRecord) or len(retained) % sizeof(Retained)
+                or len(pending) % sizeof(Retained) or len(history) % sizeof(HistoryRow)):
+            raise AssertionError("a snapshot section is not a whole number of records")
+        if account_count:
+            self._reserve_for_accounts(account_count, False)
+            memcpy(s.accounts, <const char*>accounts, len(accounts))
         for index in range(account_count):
-            account = <const AccountRecord*>(source + offset)
-            s.accounts[index] = account[0]
-            table_insert(&s.account_table, account.id, index)
-            s.account_count += 1
-            offset += sizeof(AccountRecord)
+            table_insert(&s.account_table, s.accounts[index].id, index)
+        s.account_count = account_count
         grow_array(<void**>&s.ring, &s.ring_capacity, ring_count, s.ring_max,
                    sizeof(Retained))
         table_reserve(&s.ring_table, ring_count)
+        source = retained
         for index in range(ring_count):
-            ring_push(s, <const Retained*>(source + offset))
-            offset += sizeof(Retained)
+            ring_push(s, <const Retained*>(source + index * sizeof(Retained)))
         if pending_count:
             self._grow_pool(pending_count)
             table_reserve(&s.pool_table, pending_count)
+        source = pending
         for index in range(pending_count):
-            memset(&pending, 0, sizeof(PendingEntry))
-            memcpy(&pending.retained, source + offset, sizeof(Retained))
-            pending.deadline_ns = (pending.retained.record.timestamp
-                                   + <uint64_t>pending.retained.record.timeout_ms * NS_PER_MS)
-            pool_add_entry(s, &pending)
-            offset += sizeof(Retained)
-        grow_array(<void**>&s.history, &s.history_capacity, history_count, s.history_max,
-                   sizeof(HistoryRow))
-        for index in range(history_count):
-            memcpy(&s.history[s.history_head], source + offset, sizeof(HistoryRow))
-            s.history_count += 1
-            s.history_head = (s.history_head + 1) % s.history_max
-            offset += sizeof(HistoryRow)
-        return 0
+            memset(&entry, 0, sizeof(PendingEntry))
+            memcpy(&entry.retained, source + index * sizeof(Retained), sizeof(Retained))
+            entry.deadline_ns = (entry.retained.record.timestamp
+                                 + <uint64_t>entry.retained.record.timeout_ms * NS_PER_MS)
+            pool_add_entry(s, &entry)
+        if history_count:
+            grow_array(<void**>&s.history, &s.history_capacity, history_count,
+                       s.history_max, sizeof(HistoryRow))
+            memcpy(s.history, <const char*>history, len(history))
+        s.history_count = history_count
+        s.history_head = history_count % s.history_max
+        s.last_timestamp = last_timestamp
 
-    def digest(self):
-        return hashlib.sha256(self.snapshot()).digest()
+
+class Ledger(Kernel, LedgerCommon):
+    """The compiled ledger: the C kernel above and the operations both twins share
+    (`ledger/common.py`). Contract in `ledger/api.py`."""
+
+    __slots__ = ()
 
 
 cdef uint64_t _count_due(State* s, uint64_t position, uint64_t now) noexcept nogil:
@@ -1424,21 +1391,3 @@ cdef int _get_batch(object batch, Py_buffer* view) except -1:
         PyBuffer_Release(view)
         raise ValueError(f"batch of {events} events exceeds {BATCH_EVENTS_MAX}")
     return 0
-
-
-cdef object _public_account(const AccountRecord* a):
-    return Account(
-        id=a.id, ledger=a.ledger, code=a.code, flags=a.flags, user_data_64=a.user_data_64,
-        user_data_32=a.user_data_32, debits_pending=a.debits_pending,
-        debits_posted=a.debits_posted, credits_pending=a.credits_pending,
-        credits_posted=a.credits_posted, timestamp=a.timestamp,
-    )
-
-
-cdef object _public_transfer(const TransferRecord* t):
-    return Transfer(
-        id=t.id, debit_account_id=t.debit_account_id, credit_account_id=t.credit_account_id,
-        amount_minor=t.amount_minor, pending_id=t.pending_id, user_data_64=t.user_data_64,
-        user_data_32=t.user_data_32, timeout_ms=t.timeout_ms, ledger=t.ledger, code=t.code,
-        flags=t.flags, timestamp=t.timestamp,
-    )

@@ -123,3 +123,18 @@ def state_config(header: StateHeader, config: LedgerConfig | None) -> LedgerConf
                          "history_retained_max")
     return config
 
+
+def split_state(view, header: StateHeader) -> tuple[bytes, bytes, bytes, bytes]:
+    """The four sections of a snapshot whose header parsed: accounts, retained, pending,
+    history, each a whole number of its records."""
+    sizes = (header.account_count * ACCOUNT_STRUCT.size,
+             header.retained_count * RETAINED_STRUCT.size,
+             header.pending_count * RETAINED_STRUCT.size,
+             header.history_count * HISTORY_STRUCT.size)
+    sections = []
+    offset = STATE_HEADER.size
+    for size in sizes:
+        sections.append(bytes(view[offset:offset + size]))
+        offset += size
+    assert offset == len(view), "parse_state_header checked the length"
+    return sections[0], sections[1], sections[2], sections[3]

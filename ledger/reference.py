@@ -1,10 +1,12 @@
 """Pure-Python twin of the ledger core: the ledger's specification written as code.
 
-It implements `ledger.api.LedgerApi` check by check in `CreateAccountResult` /
+Its kernel implements `ledger.api.LedgerApi` check by check in `CreateAccountResult` /
 `CreateTransferResult` order and is the answer wherever `api.py` is silent; the Cython core
-(`ledger/_core.pyx`) must match it result for result, byte for byte in `snapshot()`. It is
-written to be read, not to be fast. It must never do I/O, read the clock, or raise for a
-business outcome (only ValueError/TypeError for a malformed call, AssertionError for a bug).
+(`ledger/_core.pyx`) must match it result for result, byte for byte in `snapshot()`. Lookups,
+history, snapshots and the invariant checks are `ledger/common.py`'s, shared with the
+compiled twin, over the kernel API this class implements at the end. It is written to be
+read, not to be fast. It must never do I/O, read the clock, or raise for a business outcome
+(only ValueError/TypeError for a malformed call, AssertionError for a bug).
 
 State (all bounded by `LedgerConfig`):
 - accounts: a dict id -> `_Account` plus creation order (accounts are never evicted);
@@ -22,22 +24,17 @@ for the same state.
 
 from __future__ import annotations
 
-import hashlib
 import heapq
 import struct
-from typing import Sequence
 
+from ledger.common import LedgerCommon
 from ledger.config import LedgerConfig
 from ledger.formats import (
     ACCOUNT_STRUCT,
     HISTORY_STRUCT,
     RECORD_BYTES,
     RETAINED_STRUCT,
-    STATE_HEADER,
     TRANSFER_STRUCT,
-    pack_state_header,
-    parse_state_header,
-    state_config,
 )
 from ledger.limits import BATCH_EVENTS_MAX, U64_MAX
 from ledger.types import (
@@ -45,14 +42,11 @@ from ledger.types import (
     NS_PER_MS,
     TRANSFER_FLAGS_KNOWN,
     TRANSFER_RESULTS_POISONING_ID,
-    Account,
-    AccountBalance,
     AccountFlags,
     CreateAccountResult,
     CreateTransferResult,
     PendingStatus,
     RetainedKind,
-    Transfer,
     TransferFlags,
 )
 
@@ -98,15 +92,6 @@ class _Account:
             self.id, self.debits_pending, self.debits_posted, self.credits_pending,
             self.credits_posted, self.user_data_64, self.timestamp, self.user_data_32,
             self.ledger, 0, self.code, self.flags,
-        )
-
-    def public(self) -> Account:
-        return Account(
-            id=self.id, ledger=self.ledger, code=self.code, flags=self.flags,
-            user_data_64=self.user_data_64, user_data_32=self.user_data_32,
-            debits_pending=self.debits_pending, debits_posted=self.debits_posted,
-            credits_pending=self.credits_pending, credits_posted=self.credits_posted,
-            timestamp=self.timestamp,
         )
 
 
@@ -158,15 +143,6 @@ class _Retained:
             self.kind, int(self.status), self.failed_result,
         )
 
-    def public(self) -> Transfer:
-        return Transfer(
-            id=self.id, debit_account_id=self.debit_account_id,
-            credit_account_id=self.credit_account_id, amount_minor=self.amount_minor,
-            pending_id=self.pending_id, user_data_64=self.user_data_64,
-            user_data_32=self.user_data_32, timeout_ms=self.timeout_ms, ledger=self.ledger,
-            code=self.code, flags=self.flags, timestamp=self.timestamp,
-        )
-
 
 def _batch_view(batch) -> memoryview:
     """The batch as bytes, or ValueError for a malformed buffer (a caller bug)."""
@@ -183,8 +159,8 @@ def _batch_view(batch) -> memoryview:
     return view
 
 
-class Ledger:
-    """The pure-Python ledger. See `ledger/api.py` for the contract."""
+class Ledger(LedgerCommon):
+    """The pure-Python ledger: this kernel and `LedgerCommon`. Contract in `ledger/api.py`."""
 
     implementation = "pure"
 
@@ -765,50 +741,6 @@ class Ledger:
         self._after_batch()
         return [entry.id for entry in expired]
 
-    # --------------------------------------------------------------------------- lookups
-
-    def lookup_accounts(self, ids: Sequence[int]) -> list[Account]:
-        found = []
-        for id_ in ids:
-            account = self._accounts.get(id_)
-            if account is not None:
-                found.append(account.public())
-        return found
-
-    def lookup_transfers(self, ids: Sequence[int]) -> list[Transfer]:
-        found = []
-        for id_ in ids:
-            entry = self._ring_index.get(id_) or self._pending.get(id_)
-            if entry is not None and entry.kind == RetainedKind.TRANSFER:
-                found.append(entry.public())
-        return found
-
-    def pending_status(self, transfer_id: int) -> PendingStatus:
-        if transfer_id in self._pending:
-            return PendingStatus.PENDING
-        entry = self._ring_index.get(transfer_id)
-        if entry is None or entry.kind != RetainedKind.TRANSFER:
-            return PendingStatus.NONE
-        return PendingStatus(entry.status)
-
-    def get_account_history(self, account_id: int, limit: int) -> list[AccountBalance]:
-        account = self._accounts.get(account_id)
-        if account is None or not account.flags & _A.HISTORY or limit <= 0:
-            return []
-        rows = []
-        size = len(self._history)
-        for back in range(1, self._history_count + 1):
-            row = self._history[(self._history_head - back) % size]
-            if row[0] == account_id:
-                rows.append(AccountBalance(
-                    timestamp=row[1], debits_pending=row[2], debits_posted=row[3],
-                    credits_pending=row[4], credits_posted=row[5],
-                ))
-                if len(rows) == limit:
-                    break
-        rows.reverse()
-        return rows
-
     # ---------------------------------------------------------------------- state export
 
     def totals(self) -> tuple[int, int, int, int]:
@@ -820,16 +752,31 @@ class Ledger:
             credits_posted += account.credits_posted
         return debits_pending, debits_posted, credits_pending, credits_posted
 
-    def check_invariants(self) -> None:
-        """Raise AssertionError if the books do not balance or a limit is exceeded.
+    # ----------------------------------------------- kernel API (ledger/common.py calls it)
 
-        Raises explicitly (not `assert`) so it still checks under `python -O`.
-        """
-        debits_pending = check_books_balance(self.totals())
-        open_amount = sum(entry.amount_minor for entry in self._pending.values())
-        if open_amount != debits_pending:
-            raise AssertionError(f"open pending amounts {open_amount} != debits_pending "
-                                 f"{debits_pending}")
+    def _account_record(self, account_id: int) -> bytes | None:
+        account = self._accounts.get(account_id)
+        return None if account is None else account.pack()
+
+    def _transfer_record(self, transfer_id: int) -> bytes | None:
+        entry = self._ring_index.get(transfer_id) or self._pending.get(transfer_id)
+        return None if entry is None else entry.pack()
+
+    def _history_records(self, account_id: int, limit: int) -> bytes:
+        rows = []
+        size = len(self._history)
+        for back in range(1, self._history_count + 1):
+            row = self._history[(self._history_head - back) % size]
+            if row[0] == account_id:
+                rows.append(HISTORY_STRUCT.pack(*row))
+                if len(rows) == limit:
+                    break
+        return b"".join(rows)
+
+    def _open_pending_minor(self) -> int:
+        return sum(entry.amount_minor for entry in self._pending.values())
+
+    def _check_kernel(self) -> None:
         for account in self._account_order:
             if (account.flags & _A.DEBITS_MUST_NOT_EXCEED_CREDITS and
                     account.debits_pending + account.debits_posted > account.credits_posted):
@@ -838,84 +785,50 @@ class Ledger:
                     account.credits_pending + account.credits_posted > account.debits_posted):
                 raise AssertionError(f"account {account.id} credits exceed debits")
 
-    def _ring_in_order(self) -> list[_Retained]:
+    def _state_counts(self) -> tuple[int, int, int, int]:
+        return (len(self._account_order), self._ring_count, len(self._pending),
+                self._history_count)
+
+    def _export_state(self, header: bytes) -> bytes:
+        parts = [header]
+        parts.extend(account.pack() for account in self._account_order)
         size = len(self._ring)
         start = (self._ring_head - self._ring_count) % size
-        return [self._ring[(start + i) % size] for i in range(self._ring_count)]
-
-    def _history_in_order(self) -> list[tuple]:
+        parts.extend(self._ring[(start + i) % size].pack() for i in range(self._ring_count))
+        parts.extend(entry.pack() for entry in
+                     sorted(self._pending.values(), key=lambda entry: entry.timestamp))
         size = len(self._history)
         start = (self._history_head - self._history_count) % size
-        return [self._history[(start + i) % size] for i in range(self._history_count)]
-
-    def snapshot(self) -> bytes:
-        pending = sorted(self._pending.values(), key=lambda entry: entry.timestamp)
-        parts = [pack_state_header(
-            self._last_timestamp, self.config,
-            len(self._account_order), self._ring_count, len(pending), self._history_count,
-        )]
-        parts.extend(account.pack() for account in self._account_order)
-        parts.extend(entry.pack() for entry in self._ring_in_order())
-        parts.extend(entry.pack() for entry in pending)
-        parts.extend(HISTORY_STRUCT.pack(*row) for row in self._history_in_order())
+        parts.extend(HISTORY_STRUCT.pack(*self._history[(start + i) % size])
+                     for i in range(self._history_count))
         return b"".join(parts)
 
-    @classmethod
-    def from_snapshot(cls, data, config: LedgerConfig | None = None) -> Ledger:
-        view = memoryview(data).cast("B")
-        header = parse_state_header(view)
-        ledger = cls(state_config(header, config))
-        ledger._last_timestamp = header.last_timestamp
-        offset = STATE_HEADER.size
-        for _ in range(header.account_count):
-            fields = ACCOUNT_STRUCT.unpack_from(view, offset)
-            offset += ACCOUNT_STRUCT.size
-            (id_, dp, dpo, cp, cpo, ud64, timestamp, ud32, ledger_id, _reserved, code,
-             flags) = fields
-            account = _Account(id_, dp, dpo, cp, cpo, ud64, timestamp, ud32, ledger_id, code,
-                               flags)
-            ledger._accounts[id_] = account
-            ledger._account_order.append(account)
-        for _ in range(header.retained_count):
-            entry = _Retained(*RETAINED_STRUCT.unpack_from(view, offset))
+    def _load_state(self, last_timestamp: int, accounts: bytes, retained: bytes,
+                    pending: bytes, history: bytes) -> None:
+        assert self._last_timestamp == 0 and not self._account_order and not self._ring_count
+        self._last_timestamp = last_timestamp
+        for (id_, debits_pending, debits_posted, credits_pending, credits_posted, ud64,
+             timestamp, ud32, ledger_id, _reserved, code, flags
+             ) in ACCOUNT_STRUCT.iter_unpack(accounts):
+            account = _Account(id_, debits_pending, debits_posted, credits_pending,
+                               credits_posted, ud64, timestamp, ud32, ledger_id, code, flags)
+            self._accounts[id_] = account
+            self._account_order.append(account)
+        for fields in RETAINED_STRUCT.iter_unpack(retained):
+            entry = _Retained(*fields)
             entry.status = PendingStatus(entry.status)
-            offset += RETAINED_STRUCT.size
-            ledger._ring_push(entry)
-        for _ in range(header.pending_count):
-            entry = _Retained(*RETAINED_STRUCT.unpack_from(view, offset))
+            self._ring_push(entry)
+        for fields in RETAINED_STRUCT.iter_unpack(pending):
+            entry = _Retained(*fields)
             entry.status = PendingStatus(entry.status)
-            offset += RETAINED_STRUCT.size
             # Share the object with the ring when the ring still holds it, as a live
             # ledger does, so a status change is seen by both.
-            in_ring = ledger._ring_index.get(entry.id)
-            if in_ring is not None:
-                entry = in_ring
-            ledger._pool_add(entry)
-        for _ in range(header.history_count):
-            row = HISTORY_STRUCT.unpack_from(view, offset)
-            offset += HISTORY_STRUCT.size
-            ledger._history[ledger._history_head] = row
-            ledger._history_head = (ledger._history_head + 1) % len(ledger._history)
-            ledger._history_count += 1
-        if offset != len(view):
-            raise ValueError(f"snapshot has {len(view) - offset} trailing bytes")
-        return ledger
-
-    def digest(self) -> bytes:
-        return hashlib.sha256(self.snapshot()).digest()
-
-
-def check_books_balance(totals: tuple[int, int, int, int]) -> int:
-    """The first invariant of both twins: debits equal credits, pending and posted.
-    AssertionError (raised, so `python -O` keeps it) if not; else debits_pending."""
-    debits_pending, debits_posted, credits_pending, credits_posted = totals
-    if debits_pending != credits_pending:
-        raise AssertionError(f"debits_pending {debits_pending} != credits_pending "
-                             f"{credits_pending}")
-    if debits_posted != credits_posted:
-        raise AssertionError(f"debits_posted {debits_posted} != credits_posted "
-                             f"{credits_posted}")
-    return debits_pending
+            in_ring = self._ring_index.get(entry.id)
+            self._pool_add(entry if in_ring is None else in_ring)
+        for row in HISTORY_STRUCT.iter_unpack(history):
+            self._history[self._history_head] = row
+            self._history_head = (self._history_head + 1) % len(self._history)
+            self._history_count += 1
 
 
 def _field_differs(given: int, stored: int, zero_inherits: bool) -> bool:

@@ -23,6 +23,7 @@ import msgspec
 
 from ledger.formats import (  # re-exported: the batch layout is part of the vocabulary
     ACCOUNT_STRUCT,
+    HISTORY_STRUCT,
     RECORD_BYTES,
     TRANSFER_STRUCT,
 )
@@ -274,6 +275,26 @@ def pack_account_into(buffer: bytearray, offset: int, a: Account) -> None:
         buffer, offset,
         a.id, a.debits_pending, a.debits_posted, a.credits_pending, a.credits_posted,
         a.user_data_64, a.timestamp, a.user_data_32, a.ledger, 0, a.code, a.flags,
+    )
+
+
+def unpack_account(buffer, offset: int = 0) -> Account:
+    (id_, debits_pending, debits_posted, credits_pending, credits_posted, ud64, timestamp,
+     ud32, ledger, _reserved, code, flags) = ACCOUNT_STRUCT.unpack_from(buffer, offset)
+    return Account(
+        id=id_, ledger=ledger, code=code, flags=flags, user_data_64=ud64, user_data_32=ud32,
+        debits_pending=debits_pending, debits_posted=debits_posted,
+        credits_pending=credits_pending, credits_posted=credits_posted, timestamp=timestamp,
+    )
+
+
+def unpack_balance(buffer, offset: int = 0) -> AccountBalance:
+    """One HISTORY_STRUCT row, without its account id."""
+    (_account_id, timestamp, debits_pending, debits_posted, credits_pending,
+     credits_posted) = HISTORY_STRUCT.unpack_from(buffer, offset)
+    return AccountBalance(
+        timestamp=timestamp, debits_pending=debits_pending, debits_posted=debits_posted,
+        credits_pending=credits_pending, credits_posted=credits_posted,
     )
 
 
