@@ -64,7 +64,8 @@ def extensions():
     try:
         write_constants_pxi()
     except (OSError, subprocess.SubprocessError) as error:
-        detail = getattr(error, "stderr", None) or error
+        stderr_lines = (getattr(error, "stderr", None) or "").strip().splitlines()
+        detail = stderr_lines[-1] if stderr_lines else error  # the exception, not the trace
         print(f"ponte: compiled ledger not built (generating {CONSTANTS_PXI}: {detail}); "
               "using the pure-Python twin", file=sys.stderr)
         return []
