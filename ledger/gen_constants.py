@@ -46,7 +46,6 @@ ENUMS: tuple[tuple[str, type[IntEnum] | type[IntFlag]], ...] = (
 VALUES: tuple[tuple[str, int, str], ...] = (
     ("ACCOUNT_FLAGS_KNOWN", ACCOUNT_FLAGS_KNOWN, "ledger.types"),
     ("TRANSFER_FLAGS_KNOWN", TRANSFER_FLAGS_KNOWN, "ledger.types"),
-    ("AR_COUNT", len(CreateAccountResult), "len(ledger.types.CreateAccountResult)"),
     ("TR_COUNT", len(CreateTransferResult), "len(ledger.types.CreateTransferResult)"),
     ("NS_PER_MS", NS_PER_MS, "ledger.types"),
     ("RECORD_BYTES", RECORD_BYTES, "ledger.formats"),
