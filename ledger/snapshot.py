@@ -1,7 +1,8 @@
 """Ledger snapshots on local files: the whole ledger state at one journal position, written
 atomically, so recovery replays only the records after it.
 
-A snapshot file is a 112-byte header and the bytes of `ledger.snapshot()`:
+A snapshot file is a 112-byte header and the bytes of `ledger.snapshot()` (the state, laid
+out in `ledger/formats.py`):
 
     offset size field
          0    4 magic b"PSNP"
