@@ -35,6 +35,7 @@ from switch.server.server import ServerBackends, SwitchServer, load_or_create_se
 
 DIRECTORY_FILE = "directory.sqlite3"
 CREDENTIALS_FILE = "credentials.sqlite3"
+HISTORY_FILE = "history.sqlite3"
 # The journal's commit thread needs the GIL back the moment fdatasync returns; with the
 # default 5 ms switch interval it waits behind the deciding loop, and every reply waits
 # with it. 0.2 ms costs a little throughput, buys latency.
@@ -68,8 +69,19 @@ async def open_backends(config: ServerConfig) -> ServerBackends:
         credential_store = EmbeddedCredentialStore(os.path.join(config.data_dir,
                                                                 CREDENTIALS_FILE))
     closers.append(credential_store.close)
+    history = None
+    if config.history_enabled:
+        if config.store == "postgres":
+            from switch.store.history import PostgresHistoryStore
+
+            history = await PostgresHistoryStore.connect(config.postgres_dsn.reveal())
+        else:
+            from switch.store.history import EmbeddedHistoryStore
+
+            history = EmbeddedHistoryStore(os.path.join(config.data_dir, HISTORY_FILE))
+        closers.append(history.close)
     return ServerBackends(directory=directory, credential_store=credential_store,
-                          closers=closers)
+                          history=history, closers=closers)
 
 
 async def open_directory(config: ServerConfig, directory_secret: str

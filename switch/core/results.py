@@ -51,6 +51,7 @@ class Result(IntEnum):
     ORIGINAL_TRANSFER_NOT_FOUND = 3230
     RETURN_ORIGINAL_NOT_COMMITTED = 3120
     RETURN_PARTIES_MISMATCH = 3121
+    RETURN_WINDOW_CLOSED = 3124
     PAYER_BLOCKED = 4400
     PAYEE_BLOCKED = 5400
     PAYER_CURRENCY_NOT_ENABLED = 4103
@@ -122,6 +123,7 @@ DESCRIPTIONS: dict[Result, str] = {
     Result.ORIGINAL_TRANSFER_NOT_FOUND: "The transfer to return is unknown or beyond the window.",
     Result.RETURN_ORIGINAL_NOT_COMMITTED: "The transfer to return did not commit.",
     Result.RETURN_PARTIES_MISMATCH: "Only the original payee can return a transfer.",
+    Result.RETURN_WINDOW_CLOSED: "The original was decided longer ago than the scheme's return window.",
     Result.PAYER_BLOCKED: "The payer participant is suspended.",
     Result.PAYEE_BLOCKED: "The payee participant is suspended.",
     Result.PAYER_CURRENCY_NOT_ENABLED: "The payer participant has no account in this currency.",

@@ -92,6 +92,11 @@ class ServerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
                                                    le=limits.JOURNAL_SEGMENT_BYTES_MAX)] = (
         limits.JOURNAL_SEGMENT_BYTES_DEFAULT)
     journal_archive: Literal["compress", "delete", "keep"] = "compress"
+    # The durable transfer history (switch/store/history.py): final transfers older than the
+    # core's retained window, answered for this long (docs/operations.md).
+    history_enabled: bool = True
+    history_retention_days: Annotated[int, Meta(ge=1, le=limits.HISTORY_RETENTION_DAYS_MAX)] = (
+        limits.HISTORY_RETENTION_DAYS_DEFAULT)
     # "embedded": SQLite in data_dir; "postgres": the directory and credential tables.
     store: Literal["embedded", "postgres"] = "embedded"
     postgres_dsn: Secret | None = None

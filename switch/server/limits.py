@@ -55,6 +55,13 @@ JOURNAL_SEGMENT_BYTES_DEFAULT = 256 * 1024 * 1024
 JOURNAL_SEGMENT_BYTES_MIN = 4 * 1024  # tiny segments make tests rotate
 JOURNAL_SEGMENT_BYTES_MAX = 16 * 1024 * 1024 * 1024
 
+# -- the durable transfer history ---------------------------------------------------
+HISTORY_RETENTION_DAYS_DEFAULT = 400
+HISTORY_RETENTION_DAYS_MAX = 10 * 366
+HISTORY_FLUSH_INTERVAL_S = 0.1
+HISTORY_BATCH_ROWS_MAX = 10_000
+HISTORY_PRUNE_INTERVAL_S = 3_600.0
+
 # -- timers ----------------------------------------------------------------------------
 TIMERS_MAX = core_limits.IN_FLIGHT_MAX_DEFAULT + core_limits.REQUESTS_TO_PAY_RETAINED_MAX_DEFAULT
 

@@ -64,6 +64,9 @@ class Sequencer:
         # rotation): `due()` is asked between ticks, `run()` called once everything decided
         # is durable and released. Set by the server; None: no maintenance.
         self.maintenance = None
+        # The durable transfer history (switch/store/history.py), looked up once per tick
+        # for the ids the core and the memory archive no longer hold; None: memory only.
+        self.history = None
 
     @property
     def ticks(self) -> int:
@@ -142,15 +145,18 @@ class Sequencer:
         now_ns = time.time_ns()
         shell = self.shell
         lookups = shell.lookups(items)
+        wanted = shell.history_wanted
         routes: list = []
-        if lookups:
-            try:
-                routes = await self.gateway.route_many(lookups)
-            except Exception as error:  # noqa: BLE001 - a directory outage refuses, never stops
-                log.warning("directory_route_failed error=%r", error)
-                routes = [Result.SERVICE_UNAVAILABLE] * len(lookups)
+        rows: dict = {}
+        if lookups and wanted and self.history is not None:
+            routes, rows = await asyncio.gather(self._routes(lookups),
+                                                self.history.get_many(wanted))
+        elif lookups:
+            routes = await self._routes(lookups)
+        elif wanted and self.history is not None:
+            rows = await self.history.get_many(wanted)
         try:
-            tick = shell.decide(items, routes, now_ns)
+            tick = shell.decide(items, routes, now_ns, rows)
         except Exception as error:
             # A bug in the core (or the shell): its state may be half-changed. Nothing of
             # this tick was journaled or released; stop, and let a restart replay.
@@ -173,6 +179,13 @@ class Sequencer:
         self.metrics.tick_events.observe(tick.items)
         self.events_decided += tick.items
         self._work.set()
+
+    async def _routes(self, lookups: list) -> list:
+        try:
+            return await self.gateway.route_many(lookups)
+        except Exception as error:  # noqa: BLE001 - a directory outage refuses, never stops
+            log.warning("directory_route_failed error=%r", error)
+            return [Result.SERVICE_UNAVAILABLE] * len(lookups)
 
     def _resolve(self, participant_id: int, request, origin) -> None:
         """A resolve submitted like a request: answered through the sink when done. It

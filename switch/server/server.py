@@ -36,6 +36,7 @@ from switch.server.config import Secret, ServerConfig
 from switch.server.credentials import CredentialIndex
 from switch.server.gateway import Gateway
 from ledger.journal_format import GENESIS, JournalCorrupt
+from switch.server.history import HistoryWriter
 from switch.server.journal import SwitchJournal, decode_tick, journal_directory
 from switch.server.metrics import MetricsRegistry, ServerMetrics
 from switch.server.sequencer import Sequencer, SequencerFailed
@@ -61,6 +62,7 @@ class ServerBackends:
 
     directory: Any
     credential_store: Any
+    history: Any = None  # switch.store.history.HistoryStore, or None (memory only)
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
 
@@ -123,6 +125,7 @@ class SwitchServer:
         self.replayed_events = 0
         self.recovered_from_sequence = 0  # the snapshot's journal position (0: none)
         self.snapshots: SnapshotWriter | None = None
+        self.history: HistoryWriter | None = None
         self.replay_seconds = 0.0
         self._sequencer_task: asyncio.Task | None = None
         self._closers: list = []
@@ -145,7 +148,8 @@ class SwitchServer:
 
         # The archive of outcomes follows the core's transitions, replayed ones included,
         # so a restart rebuilds it as it was (from a snapshot of it, then the journal).
-        archive = OutcomeArchive(config.outcomes_archived_max, config.core)
+        archive = OutcomeArchive(config.outcomes_archived_max, config.core,
+                                 durable=self.backends.history is not None)
         await self._recover(archive)
 
         self.directory = self.backends.directory
@@ -177,6 +181,11 @@ class SwitchServer:
             self.timers.arm(command.timer_id, command.deadline_ns)
         for participant_id, message in holds:
             self.gateway.hold(participant_id, message)
+        if self.backends.history is not None:
+            self.history = HistoryWriter(self.backends.history, archive,
+                                         retention_days=config.history_retention_days)
+            self.sequencer.history = self.backends.history
+            self.history.start()
         if self.snapshots is not None or self.journal.segmented:
             self.sequencer.maintenance = Maintenance(self)
         self._register_gauges()
@@ -381,6 +390,8 @@ class SwitchServer:
             await self.admin_server.close()
         if self.console is not None:
             await self.console.stop()
+        if self.history is not None:
+            await self.history.stop()  # what the archive queued reaches the store
         if self.snapshots is not None:
             await asyncio.to_thread(self.snapshots.wait)  # a snapshot being written finishes
         # Commit anything still buffered (the sequencer's last release did, unless failed).
