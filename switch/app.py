@@ -142,6 +142,11 @@ async def _start_listeners(server: SwitchServer) -> None:
 
         server.http_connector = await start_http_connector(
             server.gateway, msgspec.convert(config.http, HttpConnectorConfig), server.registry)
+    if config.iso20022_enabled:
+        from connectors.iso20022.connector import Iso20022Config, start_iso20022_connector
+
+        server.iso20022_connector = await start_iso20022_connector(
+            server.gateway, msgspec.convert(config.iso20022, Iso20022Config), server.registry)
     if config.admin_enabled:
         from switch.admin.status_port import start_admin_server
 

@@ -232,8 +232,11 @@ assert all(len(text) <= 128 for text in DESCRIPTIONS.values())
 assert len({int(member) for member in Result}) == len(Result)
 
 
-def markdown_table() -> str:
-    """docs/result-codes.md, generated: one table, rows in declaration (check) order."""
+def markdown_table(columns: tuple[tuple[str, dict[Result, str]], ...] = ()) -> str:
+    """docs/result-codes.md, generated: one table, rows in declaration (check) order.
+    `columns`: extra (heading, {member: text}) columns a connector adds (its own codes for
+    each result, e.g. ISO 20022 reasons); docs/result-codes.md is written with all of them
+    (`connectors.iso20022.codes.result_codes_markdown`)."""
     lines = [
         "# Result codes",
         "",
@@ -246,14 +249,17 @@ def markdown_table() -> str:
         "requests. \"shell\" rows are answered before the core (by the server, a connector or",
         "the directory); the core never emits them.",
         "",
-        "| code | name | family | answered by | meaning |",
-        "|---:|---|---|---|---|",
+        "| code | name | family | answered by | meaning |"
+        + "".join(f" {heading} |" for heading, _ in columns),
+        "|---:|---|---|---|---|" + "---|" * len(columns),
     ]
     for member in Result:
         where = "shell" if member in SHELL_ONLY else "core"
+        extra = "".join(f" {f'`{text}`' if text else ''} |" for _, column in columns
+                        for text in (column.get(member, ""),))
         lines.append(
             f"| {int(member)} | `{member.name}` | {family(member)} | {where} | "
-            f"{DESCRIPTIONS[member]} |"
+            f"{DESCRIPTIONS[member]} |{extra}"
         )
     return "\n".join(lines) + "\n"
 

@@ -136,6 +136,10 @@ class ServerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     # (host, port, callbacks, signing key path...), converted when the server starts it.
     http_enabled: bool = False
     http: dict = {}
+    # The ISO 20022 connector (connectors/iso20022): banks' pacs/camt/pain messages over
+    # HTTPS, configured by its own Iso20022Config table (listener, banks, TLS, signing).
+    iso20022_enabled: bool = False
+    iso20022: dict = {}
 
     # The sequencer and its bounds.
     inbound_queue_max: Annotated[
