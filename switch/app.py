@@ -130,6 +130,11 @@ async def _start_listeners(server: SwitchServer) -> None:
 
         server.http_connector = await start_http_connector(
             server.gateway, msgspec.convert(config.http, HttpConnectorConfig), server.registry)
+    if config.mobilemoney_enabled:
+        from connectors.mobilemoney.hub import load_config, start_mobilemoney_connector
+
+        server.mobilemoney_connector = await start_mobilemoney_connector(
+            server.gateway, load_config(config.mobilemoney), server.registry)
     if config.admin_enabled:
         from switch.admin.status_port import start_admin_server
 

@@ -117,6 +117,10 @@ class ServerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     # (host, port, callbacks, signing key path...), converted when the server starts it.
     http_enabled: bool = False
     http: dict = {}
+    # The GSMA Mobile Money API hub (connectors/mobilemoney), configured by its own
+    # MobileMoneyConfig table (host, port, public_url, wallets...), converted at start.
+    mobilemoney_enabled: bool = False
+    mobilemoney: dict = {}
 
     # The sequencer and its bounds.
     inbound_queue_max: Annotated[

@@ -118,6 +118,7 @@ class SwitchServer:
         self.admin_server = None
         self.console = None  # switch.console.server_port.Console when console_enabled
         self.http_connector = None
+        self.mobilemoney_connector = None  # connectors/mobilemoney, when enabled
         # Set by the composition root; stopped here in the order a shutdown needs.
         self.replayed_events = 0
         self.replay_seconds = 0.0
@@ -331,6 +332,8 @@ class SwitchServer:
             await self.stream_server.close()
         if self.http_connector is not None:
             await self.http_connector.close()
+        if self.mobilemoney_connector is not None:
+            await self.mobilemoney_connector.close()
         if self.admin_server is not None:
             await self.admin_server.close()
         if self.console is not None:
