@@ -81,7 +81,6 @@ from switch.core.results import Result, TransferState
 log = logging.getLogger("ponte.mobilemoney")
 
 _encode = msgspec.json.Encoder().encode
-_JSON = ((b"content-type", b"application/json"),)
 _FINAL = (TransferState.COMMITTED, TransferState.REJECTED, TransferState.EXPIRED)
 _STATUS_TEXT = {TransferState.COMMITTED: "completed", TransferState.REJECTED: "rejected",
                 TransferState.EXPIRED: "expired"}
@@ -730,7 +729,7 @@ class MobileMoneyConnector:
     def _callback(self, entry: _Request, body: bytes) -> None:
         if not entry.callback_url:
             return
-        headers = (*_JSON, (b"x-correlationid", entry.correlation_id.encode()),
+        headers = ((b"x-correlationid", entry.correlation_id.encode()),
                    (b"x-date", date_time(time.time_ns()).encode()),
                    (b"x-content-hash", content_hash(body)))
         self.lanes.send(entry.owner, entry.callback_url, b"PUT", body, headers)
@@ -800,7 +799,7 @@ class MobileMoneyConnector:
             entry.modified_ns = batch.finished_ns
         if batch.callback_url:
             body = _encode(batch.answer())
-            headers = (*_JSON, (b"x-correlationid", batch.correlation_id.encode()),
+            headers = ((b"x-correlationid", batch.correlation_id.encode()),
                        (b"x-date", date_time(time.time_ns()).encode()),
                        (b"x-content-hash", content_hash(body)))
             self.lanes.send(batch.owner, batch.callback_url, b"PUT", body, headers)

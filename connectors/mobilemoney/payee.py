@@ -51,7 +51,6 @@ _encode = msgspec.json.Encoder().encode
 _transaction_decoder = msgspec.json.Decoder(WalletTransaction)
 _error_decoder = msgspec.json.Decoder(WalletError)
 _state_decoder = msgspec.json.Decoder(WalletRequestState)
-_JSON = ((b"content-type", b"application/json"),)
 _COMPLETED = frozenset({"completed", "success", "successful", "accepted"})
 _FAILED = frozenset({"failed", "rejected", "declined", "cancelled", "expired"})
 
@@ -169,7 +168,7 @@ class PayeeSide:
                          Metadata(key="ponteExpiryTime",
                                   value=date_time(credit.expires_at_ns))],
         })
-        headers = self._headers(wallet, pending.correlation_id, body) + _JSON
+        headers = self._headers(wallet, pending.correlation_id, body)
         if wallet.notification == "callback":
             callback = f"{self.callback_root}/callbacks/credits/{pending.correlation_id}"
             headers += ((b"x-callback-url", callback.encode()),)
@@ -327,7 +326,7 @@ class PayeeSide:
                         "Ponte did not commit this credit (expired or rejected)"})
         correlation_id = derived_uuid("reversal", str(outcome.payer_participant_id),
                                       outcome.transfer_id)
-        headers = self._headers(wallet, correlation_id, body) + _JSON
+        headers = self._headers(wallet, correlation_id, body)
         url = (f"{wallet.api_url.rstrip('/')}/transactions/"
                f"{quote(wallet_reference, safe='')}/reversals")
         self.reversals_requested_total += 1
