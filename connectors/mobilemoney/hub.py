@@ -530,7 +530,10 @@ class MobileMoneyConnector:
                 del self._status_waiting[caller]
         now_ns = time.time_ns()
         if type(answer) is TransferOutcome:
-            return then(caller, answer, now_ns)
+            response = then(caller, answer, now_ns)
+            if type(response) is not Response:
+                response = await response  # a request submitted on this answer: durable
+            return response
         if type(answer) is Refused or type(answer) is ErrorAnswer:
             return error_response(answer.result, "no such transaction" if answer.result in (
                 Result.TRANSFER_NOT_FOUND,) else "", now_ns)
@@ -604,21 +607,29 @@ class MobileMoneyConnector:
         entry.original_reference = reference_text
         entry.object_reference = transaction_reference(participant_id, correlation_id)
         entry.description = body.description_text
+        given = None
         if body.amount is not None:
             if body.currency is None:
                 return error_response(Result.VALIDATION_ERROR, "currency is required with "
                                       "amount", now_ns, errors.MANDATORY_VALUE)
-            value = translate.minor_amount(body.amount, body.currency)
-            if type(value) is translate.Refusal:
-                return self._refused(value, now_ns)
-            return self._reverse(entry, original, value, body.currency, now_ns)
+            given = translate.minor_amount(body.amount, body.currency)
+            if type(given) is translate.Refusal:
+                return self._refused(given, now_ns)
 
-        def whole(caller_id: int, outcome: TransferOutcome, at_ns: int):
-            # The original as its party sees it: return all of it (the core caps the sum).
-            return self._reverse(entry, original, outcome.amount_minor, outcome.currency,
-                                 at_ns)
+        def checked(caller_id: int, outcome: TransferOutcome, at_ns: int):
+            # Read first, as the caller may see it: a wallet that is no party to the
+            # original learns nothing (404), and only its payee may return it.
+            if outcome.payee_participant_id != caller_id:
+                return error_response(Result.RETURN_PARTIES_MISMATCH, "only the original "
+                                      "payee reverses a transaction", at_ns)
+            if given is not None and body.currency != outcome.currency:
+                return error_response(Result.CURRENCY_NOT_SUPPORTED, "not the original's "
+                                      "currency", at_ns)
+            # Without an amount, all of it (the core caps the sum of returns).
+            value = outcome.amount_minor if given is None else given
+            return self._reverse(entry, original, value, outcome.currency, at_ns)
 
-        return self._status_then(participant_id, original, now_ns, whole)
+        return self._status_then(participant_id, original, now_ns, checked)
 
     def _reverse(self, entry: _Request, original: tuple[int, str], value_minor: int,
                  currency: str, now_ns: int):
