@@ -214,6 +214,17 @@ class MobileMoneyConnector:
             self._sinks[participant_id] = sink
             self.gateway.attach(participant_id, sink)
 
+    def set_wallet_settings(self, participant_id: int, settings: dict) -> None:
+        """`set_wallet` from an operator's proposal (plain fields); the outbound key the
+        configuration holds for this wallet is kept. ValueError for a value it refuses."""
+        kept = self.wallets.get(participant_id)
+        values = {**settings, "participant_id": participant_id,
+                  "outbound_api_key": kept.outbound_api_key if kept is not None else ""}
+        try:
+            self.set_wallet(msgspec.convert(values, WalletSettings))
+        except msgspec.ValidationError as error:
+            raise ValueError(str(error)) from None
+
     def remove_wallet(self, participant_id: int) -> None:
         self.wallets.pop(participant_id, None)
         sink = self._sinks.pop(participant_id, None)
