@@ -146,6 +146,16 @@ def protocol_error(status: int, detail: str) -> Response:
     return Response(status, _encode(error))
 
 
+def markdown_table() -> str:
+    """The error table of docs/mobilemoney.md (a test checks the doc agrees)."""
+    rows = ["| Ponte result | code | errorCategory | errorCode | HTTP |", "|---|---:|---|---|---:|"]
+    for member in Result:
+        category, code = gsma_error(member)
+        rows.append(f"| `{member.name}` | {int(member)} | {category} | {code} | "
+                    f"{CATEGORY_STATUS[category]} |")
+    return "\n".join(rows)
+
+
 def _check_table() -> None:
     codes = {"genericError", "dailyValueLimitExceeded", "greaterThanTransactionMaxValue",
              "lessThanTransactionMinValue", "maxBalanceExceeded", "samePartiesError",
