@@ -147,6 +147,11 @@ async def _start_listeners(server: SwitchServer) -> None:
 
         server.iso20022_connector = await start_iso20022_connector(
             server.gateway, msgspec.convert(config.iso20022, Iso20022Config), server.registry)
+    if config.mobilemoney_enabled:
+        from connectors.mobilemoney.hub import load_config, start_mobilemoney_connector
+
+        server.mobilemoney_connector = await start_mobilemoney_connector(
+            server.gateway, load_config(config.mobilemoney), server.registry)
     if config.admin_enabled:
         from switch.admin.status_port import start_admin_server
 

@@ -455,7 +455,7 @@ class HttpServer:
                  connections_per_address_max: int = limits.CONNECTIONS_PER_ADDRESS_MAX_DEFAULT,
                  request_body_bytes_max: int = limits.REQUEST_BODY_BYTES_MAX) -> None:
         assert 1 <= connections_per_address_max <= limits.CONNECTIONS_MAX
-        # A connector whose messages are larger than JSON's (ISO 20022 XML, batches) raises
+        # A connector whose messages are larger than JSON's (ISO 20022 XML, GSMA batches) raises
         # its own bound, never past the ceiling.
         assert 1 <= request_body_bytes_max <= limits.REQUEST_BODY_BYTES_CEILING
         self.request_body_bytes_max = request_body_bytes_max

@@ -140,6 +140,10 @@ class ServerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     # HTTPS, configured by its own Iso20022Config table (listener, banks, TLS, signing).
     iso20022_enabled: bool = False
     iso20022: dict = {}
+    # The GSMA Mobile Money API hub (connectors/mobilemoney), configured by its own
+    # MobileMoneyConfig table (host, port, public_url, wallets...), converted at start.
+    mobilemoney_enabled: bool = False
+    mobilemoney: dict = {}
 
     # The sequencer and its bounds.
     inbound_queue_max: Annotated[

@@ -122,6 +122,7 @@ class SwitchServer:
         self.console = None  # switch.console.server_port.Console when console_enabled
         self.http_connector = None
         self.iso20022_connector = None  # connectors.iso20022 when iso20022_enabled
+        self.mobilemoney_connector = None  # connectors/mobilemoney, when enabled
         # Set by the composition root; stopped here in the order a shutdown needs.
         self.replayed_events = 0
         self.recovered_from_sequence = 0  # the snapshot's journal position (0: none)
@@ -389,6 +390,8 @@ class SwitchServer:
             await self.http_connector.close()
         if self.iso20022_connector is not None:
             await self.iso20022_connector.close()
+        if self.mobilemoney_connector is not None:
+            await self.mobilemoney_connector.close()
         if self.admin_server is not None:
             await self.admin_server.close()
         if self.console is not None:
