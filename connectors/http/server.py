@@ -62,16 +62,19 @@ class Request:
     """One parsed request. `headers` has lower-case names; a repeated header keeps the last
     value, except the few (`_SINGLE_HEADERS`) whose repetition is refused as ambiguous."""
 
-    __slots__ = ("method", "path", "query", "headers", "body", "peer")
+    __slots__ = ("method", "path", "query", "headers", "body", "peer", "certificate")
 
     def __init__(self, method: bytes, path: bytes, query: bytes | None,
-                 headers: dict[bytes, bytes], body: bytes, peer: str) -> None:
+                 headers: dict[bytes, bytes], body: bytes, peer: str,
+                 certificate: bytes | None = None) -> None:
         self.method = method
         self.path = path
         self.query = query
         self.headers = headers
         self.body = body
         self.peer = peer
+        # The TLS client certificate (DER) the connection presented, if any (mTLS).
+        self.certificate = certificate
 
 
 class Response:
@@ -162,6 +165,7 @@ class HttpProtocol(asyncio.Protocol):
         self.out_bytes = 0
         self.flush_scheduled = False
         self.address = ""  # the remote host, once counted in server.per_address
+        self.certificate: bytes | None = None  # the TLS client certificate (DER), if any
         self.closing = False
         self.reading_paused = False
         self.writing_paused = False
@@ -183,6 +187,9 @@ class HttpProtocol(asyncio.Protocol):
         self.transport = transport
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        ssl_object = transport.get_extra_info("ssl_object")
+        if ssl_object is not None:
+            self.certificate = ssl_object.getpeercert(binary_form=True)
         server = self.server
         server.connections.add(self)
         address = str(peer[0]) if isinstance(peer, tuple) else self.peer
@@ -320,7 +327,8 @@ class HttpProtocol(asyncio.Protocol):
             raise _Refuse(400, "malformed URL") from None
         parts = self.body_parts
         body = parts[0] if len(parts) == 1 else b"".join(parts)
-        request = Request(method, parsed.path, parsed.query, self.headers, body, self.peer)
+        request = Request(method, parsed.path, parsed.query, self.headers, body, self.peer,
+                          self.certificate)
         self.server.requests_total += 1
         slot = _Slot(keep_alive, self.server.clock, method == b"HEAD")
         self.slots.append(slot)

@@ -118,6 +118,7 @@ class SwitchServer:
         self.admin_server = None
         self.console = None  # switch.console.server_port.Console when console_enabled
         self.http_connector = None
+        self.fspiop_connector = None  # connectors/fspiop, when fspiop_enabled
         # Set by the composition root; stopped here in the order a shutdown needs.
         self.replayed_events = 0
         self.replay_seconds = 0.0
@@ -292,6 +293,11 @@ class SwitchServer:
         return None if connector is None else getattr(connector, "port", None)
 
     @property
+    def fspiop_port(self) -> int | None:
+        connector = self.fspiop_connector
+        return None if connector is None else connector.port
+
+    @property
     def admin_port(self) -> int | None:
         return None if self.admin_server is None else self.admin_server.port
 
@@ -331,6 +337,8 @@ class SwitchServer:
             await self.stream_server.close()
         if self.http_connector is not None:
             await self.http_connector.close()
+        if self.fspiop_connector is not None:
+            await self.fspiop_connector.close()
         if self.admin_server is not None:
             await self.admin_server.close()
         if self.console is not None:
