@@ -40,7 +40,7 @@ JSON = b"application/json"
 _REASONS = {
     200: b"OK", 201: b"Created", 202: b"Accepted", 204: b"No Content",
     400: b"Bad Request", 401: b"Unauthorized", 403: b"Forbidden", 404: b"Not Found",
-    405: b"Method Not Allowed", 408: b"Request Timeout", 409: b"Conflict",
+    405: b"Method Not Allowed", 406: b"Not Acceptable", 408: b"Request Timeout", 409: b"Conflict",
     411: b"Length Required", 413: b"Content Too Large", 414: b"URI Too Long",
     415: b"Unsupported Media Type", 422: b"Unprocessable Content",
     429: b"Too Many Requests", 431: b"Request Header Fields Too Large",
