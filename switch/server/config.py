@@ -78,6 +78,20 @@ class ServerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     # File journal: "thread" writes and fsyncs in a thread while the next tick is decided
     # (slow disks); "inline" does it on the loop (fast disks, busy CPUs: no hand-offs).
     journal_commit: Literal["thread", "inline"] = "thread"
+    # Snapshots (docs/operations.md): every this many events or seconds, whichever first, by
+    # a forked child; recovery replays only the journal after the newest valid one.
+    snapshots_enabled: bool = True
+    snapshot_every_events: Annotated[int, Meta(ge=1)] = limits.SNAPSHOT_EVERY_EVENTS_DEFAULT
+    snapshot_every_s: Annotated[float, Meta(ge=limits.SNAPSHOT_EVERY_S_MIN)] = (
+        limits.SNAPSHOT_EVERY_S_DEFAULT)
+    snapshots_retained: Annotated[int, Meta(ge=2, le=limits.SNAPSHOTS_RETAINED_MAX)] = (
+        limits.SNAPSHOTS_RETAINED_DEFAULT)
+    # File journal segments: rotate past this size; sealed segments every retained snapshot
+    # covers are compressed (lzma), deleted, or kept.
+    journal_segment_bytes_max: Annotated[int, Meta(ge=limits.JOURNAL_SEGMENT_BYTES_MIN,
+                                                   le=limits.JOURNAL_SEGMENT_BYTES_MAX)] = (
+        limits.JOURNAL_SEGMENT_BYTES_DEFAULT)
+    journal_archive: Literal["compress", "delete", "keep"] = "compress"
     # "embedded": SQLite in data_dir; "postgres": the directory and credential tables.
     store: Literal["embedded", "postgres"] = "embedded"
     postgres_dsn: Secret | None = None

@@ -59,6 +59,11 @@ class Sequencer:
         self._stopping = False
         self.failed: BaseException | None = None
         self._tasks: set[asyncio.Task] = set()  # resolves and refunds under way
+        self.events_decided = 0
+        # Work that needs the core to equal the durable journal (snapshots, segment
+        # rotation): `due()` is asked between ticks, `run()` called once everything decided
+        # is durable and released. Set by the server; None: no maintenance.
+        self.maintenance = None
 
     @property
     def ticks(self) -> int:
@@ -78,12 +83,19 @@ class Sequencer:
             while True:
                 if self.failed is not None:
                     raise SequencerFailed(str(self.failed)) from self.failed
+                maintenance = self.maintenance
+                if maintenance is not None and maintenance.due(self.events_decided):
+                    await self._quiesce()
+                    if self.failed is None:
+                        maintenance.run(self.events_decided)
+                    continue
                 if not gateway.inbound_depth:
                     if self._stopping:
                         break
                     waiter = asyncio.ensure_future(gateway.wait_for_items())
                     stopper = asyncio.ensure_future(self._stop_event.wait())
-                    await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+                    await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED,
+                                       timeout=limits.IDLE_WAKE_S)
                     waiter.cancel()
                     stopper.cancel()
                     continue
@@ -106,6 +118,13 @@ class Sequencer:
                 await committer
             except (asyncio.CancelledError, SequencerFailed):
                 pass
+
+    async def _quiesce(self) -> None:
+        """Until everything decided is durable and released: the core equals the journal."""
+        while (self.shell.held_ticks or self.journal.buffered_records) and self.failed is None:
+            self._committed.clear()
+            self._work.set()
+            await self._committed.wait()
 
     def stop(self) -> None:
         """Finish what is queued, release it, and return from run()."""
@@ -152,6 +171,7 @@ class Sequencer:
             self.metrics.journal_bytes.values[()] = (
                 self.metrics.journal_bytes.values.get((), 0) + sum(map(len, tick.records)))
         self.metrics.tick_events.observe(tick.items)
+        self.events_decided += tick.items
         self._work.set()
 
     def _resolve(self, participant_id: int, request, origin) -> None:

@@ -136,6 +136,13 @@ class OutcomeArchive:
         self._outcomes: dict[tuple[int, str], tuple[bytes, bool]] = {}
         self._order: deque[tuple[int, str]] = deque()
 
+    def reset(self) -> None:
+        """Forget everything (a recovery attempt from another snapshot starts over)."""
+        self.core = None
+        self._recent.clear()
+        self._outcomes.clear()
+        self._order.clear()
+
     def bind(self, core) -> OutcomeArchive:
         self.core = core
         return self
