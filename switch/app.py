@@ -152,6 +152,12 @@ async def _start_listeners(server: SwitchServer) -> None:
 
         server.mobilemoney_connector = await start_mobilemoney_connector(
             server.gateway, load_config(config.mobilemoney), server.registry)
+    if config.fspiop_enabled:
+        from connectors.fspiop.app import FspiopConnectorConfig, start_fspiop_connector
+
+        server.fspiop_connector = await start_fspiop_connector(
+            server.gateway, msgspec.convert(config.fspiop, FspiopConnectorConfig),
+            server.registry)
     if config.admin_enabled:
         from switch.admin.status_port import start_admin_server
 

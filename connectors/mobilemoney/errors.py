@@ -62,6 +62,7 @@ RESULT_ERRORS: dict[Result, tuple[str, str]] = {
     Result.RETURN_ORIGINAL_NOT_COMMITTED: ("businessRule", "incorrectState"),
     Result.RETURN_PARTIES_MISMATCH: ("authorisation", "requestingPartyAuthorisationError"),
     Result.RETURN_WINDOW_CLOSED: ("businessRule", "requestDeclined"),
+    Result.FULFILMENT_INVALID: ("businessRule", "requestDeclined"),
     Result.PAYER_BLOCKED: ("businessRule", "requestDeclined"),
     Result.PAYEE_BLOCKED: ("businessRule", "requestDeclined"),
     Result.PAYER_CURRENCY_NOT_ENABLED: ("validation", "currencyNotSupported"),

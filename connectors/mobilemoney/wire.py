@@ -26,7 +26,7 @@ import msgspec
 from msgspec import Meta
 
 from connectors.mobilemoney import limits
-from switch.core.exponents import exponent
+from switch.core.money import exponent
 from switch.core.messages import AliasType
 
 # -- scalars ------------------------------------------------------------------------------

@@ -386,7 +386,7 @@ _IDENTIFIER = {"MSISDN": "msisdn", "EMAIL": "emailaddress", "HANDLE": "identitya
 
 
 def _exponent(currency: str) -> int:
-    from switch.core.exponents import exponent
+    from switch.core.money import exponent
 
     return exponent(currency)
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import re
 
-from switch.core.exponents import EXPONENT_DEFAULT, EXPONENTS, exponent  # noqa: F401
+# The exponents live with the core, so connectors that speak decimal amounts use the same.
+from switch.core.money import EXPONENT_DEFAULT, EXPONENTS, exponent  # noqa: E402,F401
 
 
 def format_minor(amount_minor: int, currency: str, with_code: bool = True) -> str:

@@ -2,14 +2,13 @@
 
 The switch holds integers of minor units only; the exponent says how an amount written in
 major units ("15.21" KES) maps to them. One table for every surface that reads or writes
-major units (the console, the GSMA Mobile Money connector). This module must never import
-anything that does I/O.
+major units: the console, the FSPIOP and GSMA Mobile Money connectors. Pure data, no I/O.
 """
 
 from __future__ import annotations
 
-# ISO 4217 minor-unit exponents that differ from 2, plus the currencies the demo and tests
-# use. Anything not listed has exponent 2 (the ISO default for most currencies).
+# Exponents that differ from 2, plus the currencies the demo and tests use. Anything not
+# listed has exponent 2 (the ISO default for most currencies).
 EXPONENTS: dict[str, int] = {
     # exponent 0
     "BIF": 0, "CLP": 0, "DJF": 0, "GNF": 0, "ISK": 0, "JPY": 0, "KMF": 0, "KRW": 0,
