@@ -6,7 +6,6 @@ Pure functions and small tables; no I/O, no clock (times are arguments).
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import re
 from datetime import date, datetime, timezone
@@ -27,6 +26,8 @@ _EXPONENTS = {
 _AMOUNT = re.compile(r"^(0|[1-9][0-9]{0,17})(?:\.([0-9]{1,5}))?$(?!\n)")
 # XML 1.0 cannot carry C0 controls (but tab, newline, return) nor U+FFFE/U+FFFF.
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
+# Anything xml_text must change: one search, and most texts (ids, names) have none.
+_NOT_PLAIN = re.compile('[&<>"\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]')
 
 
 class Invalid(Exception):
@@ -126,9 +127,9 @@ class Clock:
 def message_id(*parts) -> str:
     """A deterministic Max35Text id for an outbound message: the same message (a resend,
     a redelivery after a restart) always carries the same BizMsgIdr/MsgId, so a bank
-    applies it exactly once."""
-    digest = hashlib.blake2b("\x1f".join(map(str, parts)).encode(), digest_size=20).digest()
-    return "P" + base64.b32encode(digest).decode().rstrip("=")
+    applies it exactly once. "P" and 136 bits in hex (base64's base32 is pure Python)."""
+    return "P" + hashlib.blake2b("\x1f".join(map(str, parts)).encode(),
+                                 digest_size=17).hexdigest()
 
 
 def uetr_for(*parts) -> str:
@@ -144,6 +145,8 @@ def uetr_for(*parts) -> str:
 def xml_text(text: str, length_max: int = 0) -> str:
     """`text` as XML character data: escaped, without characters XML cannot carry, cut to
     `length_max` characters when given (ISO MaxNText)."""
+    if _NOT_PLAIN.search(text) is None:
+        return text[:length_max] if length_max and len(text) > length_max else text
     if _NOT_XML.search(text):
         text = _NOT_XML.sub("?", text)
     if length_max and len(text) > length_max:

@@ -47,6 +47,7 @@ from connectors.iso20022.inbound import (
     RecallAnswer,
     Submit,
     decode,
+    digest,
     header_id,
     open_envelope,
     split_body,
@@ -420,30 +421,37 @@ class Iso20022Connector:
         for element in elements:
             try:
                 envelope = open_envelope(element, member, members, now_ns)
-                earlier = seen.get(envelope.biz_msg_id)
-                if earlier is not None or envelope.biz_msg_id in in_body:
-                    if earlier == envelope.digest:
+                biz_msg_id = envelope.biz_msg_id
+                used = biz_msg_id in seen or biz_msg_id in in_body
+                try:
+                    action = decode(envelope, context)
+                except Invalid:
+                    if used:  # what it pointed at may be gone since: never taken again
+                        raise _used() from None
+                    raise
+                read = digest(action)
+                if used:
+                    if seen.get(biz_msg_id) == read:
                         continue  # a resend of a message taken before: acknowledged again
-                    raise Invalid("DUPL", "BizMsgIdr already used for another message",
-                                  "AppHdr/BizMsgIdr")
-                action = decode(envelope, context)
+                    raise _used()
                 if type(action) is RecallAnswer:
                     self._check_recall_answer(participant_id, action)
             except Invalid as error:
                 rejects.append(self._reject(participant_id, header_id(element), error, now_ns))
                 continue
-            in_body.add(envelope.biz_msg_id)
-            taken.append((envelope, action))
+            in_body.add(biz_msg_id)
+            taken.append((envelope, action, read))
         busy = False
         durable = _Durable(self.loop)
         gateway = self.gateway
-        for envelope, action in taken:
+        for envelope, action, read in taken:
             kind = type(action)
             if kind is Submit:
                 message = action.message
                 passthrough = action.passthrough
                 key = None
                 if passthrough is not None:
+                    passthrough.related = envelope.related()
                     key = _passthrough_key(participant_id, message)
                     self.passthrough.put(key, passthrough)
                 durable.left += 1
@@ -462,7 +470,7 @@ class Iso20022Connector:
                 self._spawn(self._forward_recall(action))
             elif kind is RecallAnswer:
                 self._forward_recall_answer(participant_id, action, now_ns)
-            seen.put(envelope.biz_msg_id, envelope.digest)
+            seen.put(envelope.biz_msg_id, read)
         if durable.left > 0:
             await durable.future
         self.delivery.flush()
@@ -558,6 +566,10 @@ def _answer(rejects: list[Written]) -> bytes:
     if len(rejects) == 1:
         return rejects[0].body
     return batch([written.body for written in rejects])
+
+
+def _used() -> Invalid:
+    return Invalid("DUPL", "BizMsgIdr already used for another message", "AppHdr/BizMsgIdr")
 
 
 def _random_id() -> str:

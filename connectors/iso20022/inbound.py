@@ -20,6 +20,7 @@ proxy goes to the gateway, which tokenises it, like any other door).
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 import msgspec
 from lxml import etree
@@ -65,7 +66,8 @@ NOT_FINAL = frozenset({"ACTC", "PDNG", "RCVD", "ACFC"})
 
 
 class Path:
-    """Clark-notation paths for one namespace, built once (lxml's find is fastest with them)."""
+    """Clark-notation paths for one namespace, built once (lxml's find is fastest with them).
+    The rare messages read their fields with these; the hot ones walk children (Tags)."""
 
     def __init__(self, definition: str) -> None:
         self.prefix = "{%s%s}" % (NS, definition)
@@ -79,44 +81,66 @@ class Path:
         return found
 
 
+class Tags:
+    """The Clark names of one namespace's elements as attributes (`tags.GrpHdr` is
+    '{urn:...}GrpHdr'), built on first use and plain attribute reads after that. The hot
+    messages (pacs.008, pacs.002, the AppHdr) are read in one pass over each group's
+    children with these: one `find` with a path costs more than walking a whole group."""
+
+    def __init__(self, namespace: str) -> None:
+        self._prefix = "{%s}" % namespace
+
+    def __getattr__(self, local: str) -> str:
+        if local.startswith("__"):
+            raise AttributeError(local)
+        name = self._prefix + local
+        setattr(self, local, name)
+        return name
+
+
 _PATHS = {definition: Path(definition) for definition in SUPPORTED_IN}
+_TAGS = {definition: Tags(NS + definition) for definition in SUPPORTED_IN}
 _HP = Path("head.001.001.02")
 _HP.prefix = _HDR
+H = Tags(HEAD_NS)
+
+
+def _kids(element: etree._Element) -> dict[str, etree._Element]:
+    """An element's children by tag (the last of a repeated one): the parser keeps no
+    comments or processing instructions, so every child is an element."""
+    return {child.tag: child for child in element}
+
+
+def _strip(element: etree._Element | None) -> str:
+    if element is None:
+        return ""
+    text = element.text
+    return text.strip() if text else ""
 
 
 class Envelope:
     """One message as received: its header fields and its (validated) message element."""
 
-    __slots__ = ("definition", "biz_msg_id", "sender", "receiver", "created_ns", "header",
-                 "message", "digest", "p")
+    __slots__ = ("definition", "biz_msg_id", "sender", "receiver", "created_ns", "created",
+                 "header", "message", "p", "t")
 
     def __init__(self, definition: str, biz_msg_id: str, sender: str, receiver: str,
-                 created_ns: int, header: etree._Element, message: etree._Element,
-                 digest: bytes) -> None:
+                 created_ns: int, created: str, header: etree._Element,
+                 message: etree._Element) -> None:
         self.definition = definition
         self.biz_msg_id = biz_msg_id
         self.sender = sender
         self.receiver = receiver
         self.created_ns = created_ns
+        self.created = created  # AppHdr/CreDt as written
         self.header = header
         self.message = message
-        self.digest = digest
         self.p = _PATHS[definition]
+        self.t = _TAGS[definition]
 
     def related(self) -> tuple[str, str, str, str, str]:
         """(Fr, To, BizMsgIdr, MsgDefIdr, CreDt) for the answer's AppHdr/Rltd."""
-        return (self.sender, self.receiver, self.biz_msg_id, self.definition,
-                self.header.findtext(_HP("CreDt")).strip())
-
-
-class Received:
-    """A rejected envelope: its BizMsgIdr (when it could be read) and why."""
-
-    __slots__ = ("biz_msg_id", "error")
-
-    def __init__(self, biz_msg_id: str, error: Invalid) -> None:
-        self.biz_msg_id = biz_msg_id
-        self.error = error
+        return (self.sender, self.receiver, self.biz_msg_id, self.definition, self.created)
 
 
 def split_body(body: bytes) -> list[etree._Element]:
@@ -138,8 +162,8 @@ def split_body(body: bytes) -> list[etree._Element]:
 def header_id(element: etree._Element) -> str:
     """The BizMsgIdr of an envelope, for an admi.002's reference, even if it is invalid."""
     for child in element:
-        if child.tag == _HDR + "AppHdr":
-            found = child.findtext(_HDR + "BizMsgIdr")
+        if child.tag == H.AppHdr:
+            found = child.findtext(H.BizMsgIdr)
             if found and len(found) <= 35:
                 return found.strip()
     return ""
@@ -148,11 +172,12 @@ def header_id(element: etree._Element) -> str:
 def open_envelope(element: etree._Element, sender_member: str, members: Members,
                   now_ns: int) -> Envelope:
     """Steps 1-3 of the module docstring for one envelope element."""
-    children = [child for child in element if type(child.tag) is str]
-    if len(children) != 2 or children[0].tag != _HDR + "AppHdr":
+    # The parser keeps no comments or processing instructions: every child is an element.
+    if len(element) != 2 or element[0].tag != H.AppHdr:
         raise Invalid("FF01", "an envelope holds one AppHdr (head.001.001.02) and then one "
                               "Document", "Envelope")
-    header, document = children
+    header = element[0]
+    document = element[1]
     tag = document.tag
     if not tag.startswith("{" + NS):
         raise Invalid("FF01", f"unknown namespace of {tag}", "Document")
@@ -173,23 +198,25 @@ def open_envelope(element: etree._Element, sender_member: str, members: Members,
     problem = xml.validate(definition, document)
     if problem is not None:
         raise Invalid("FF01", f"{definition}: {problem}", "Document")
-    defined = header.findtext(_HP("MsgDefIdr")).strip()
+    # Valid against head.001: Fr, To, BizMsgIdr, MsgDefIdr and CreDt are there, once each.
+    fields = _kids(header)
+    defined = _strip(fields[H.MsgDefIdr])
     if defined != definition:
         raise Invalid("FF01", f"MsgDefIdr {defined} does not name the document "
                               f"({definition})", "AppHdr/MsgDefIdr")
-    sender = _party_member(header.find(_HP("Fr")))
+    sender = _party_member(fields[H.Fr])
     if sender != sender_member:
         raise Invalid("RC01", "AppHdr/Fr is not the authenticated participant's member id",
                       "AppHdr/Fr")
-    receiver = _party_member(header.find(_HP("To")))
+    receiver = _party_member(fields[H.To])
     if not members.is_switch(receiver):
         raise Invalid("RC01", "AppHdr/To is not the switch's member id", "AppHdr/To")
-    created_ns = datetime_ns(header.findtext(_HP("CreDt")), "AppHdr/CreDt")
+    created = _strip(fields[H.CreDt])
+    created_ns = datetime_ns(created, "AppHdr/CreDt")
     check_created(created_ns, now_ns, "AppHdr/CreDt")
-    biz_msg_id = header.findtext(_HP("BizMsgIdr")).strip()
-    digest = hashlib.blake2b(etree.tostring(document), digest_size=16).digest()
-    return Envelope(definition, biz_msg_id, sender, receiver, created_ns, header,
-                    document[0], digest)
+    biz_msg_id = _strip(fields[H.BizMsgIdr])
+    return Envelope(definition, biz_msg_id, sender, receiver, created_ns, created, header,
+                    document[0])
 
 
 def check_created(created_ns: int, now_ns: int, location: str) -> None:
@@ -199,25 +226,42 @@ def check_created(created_ns: int, now_ns: int, location: str) -> None:
         raise Invalid("DT01", "creation time is too old", location)
 
 
-def _party_member(party: etree._Element | None) -> str:
+def _party_member(party: etree._Element) -> str:
     """The member id of a head.001 Party44Choice (FIId: member id, BIC or other id)."""
-    if party is None:
-        return ""
-    institution = party.find(_HP("FIId/FinInstnId"))
-    if institution is not None:
-        return _institution_member(institution, _HDR)
-    other = party.find(_HP("OrgId/Id/OrgId/AnyBIC"))
-    return other.text.strip() if other is not None and other.text else ""
+    choice = party[0]
+    if choice.tag == H.FIId:
+        return _institution(choice[0], H)  # FinInstnId comes first in FIId
+    return _strip(choice.find(_HP("Id/OrgId/AnyBIC")))
 
 
-def _institution_member(institution: etree._Element, prefix: str) -> str:
+def _institution(institution: etree._Element, t: Tags) -> str:
     """FinInstnId: ClrSysMmbId/MmbId, else BICFI, else Othr/Id."""
-    found = institution.findtext(f"{prefix}ClrSysMmbId/{prefix}MmbId")
-    if found is None:
-        found = institution.findtext(prefix + "BICFI")
-    if found is None:
-        found = institution.findtext(f"{prefix}Othr/{prefix}Id")
-    return (found or "").strip()
+    if len(institution) == 1:  # the usual case: one identification
+        only = institution[0]
+        tag = only.tag
+        if tag == t.ClrSysMmbId:
+            return _strip(only[-1])  # ClrSysMmbId: ClrSysId?, MmbId
+        if tag == t.BICFI:
+            return _strip(only)
+        if tag == t.Othr:
+            return _strip(only[0])  # Othr: Id, SchmeNm?, Issr?
+        return ""
+    fields = _kids(institution)
+    found = fields.get(t.ClrSysMmbId)
+    if found is not None:
+        return _strip(found[-1])
+    found = fields.get(t.BICFI)
+    if found is not None:
+        return _strip(found)
+    found = fields.get(t.Othr)
+    return _strip(found[0]) if found is not None else ""
+
+
+def _agent(agent: etree._Element | None, t: Tags) -> str | None:
+    """The member id of a BranchAndFinancialInstitutionIdentification, None without one."""
+    if agent is None:
+        return None
+    return _institution(agent[0], t)  # FinInstnId comes first
 
 
 def agent_member(element: etree._Element, p: Path, path: str) -> str | None:
@@ -225,7 +269,11 @@ def agent_member(element: etree._Element, p: Path, path: str) -> str | None:
     institution = element.find(p(path + "/FinInstnId"))
     if institution is None:
         return None
-    return _institution_member(institution, p.prefix)
+    return _institution(institution, _tags_of(p))
+
+
+def _tags_of(p: Path) -> Tags:
+    return _TAGS[p.prefix[1 + len(NS):-1]]
 
 
 def _text(element: etree._Element, p: Path, path: str) -> str:
@@ -235,6 +283,10 @@ def _text(element: etree._Element, p: Path, path: str) -> str:
 
 def _single(message: etree._Element, p: Path, path: str, location: str) -> etree._Element:
     found = message.findall(p(path))
+    return _one(found, location)
+
+
+def _one(found: list, location: str) -> etree._Element:
     if len(found) != limits.TRANSACTIONS_PER_MESSAGE_MAX:
         raise Invalid("FF01", f"one {location} per message (the instant-payment rule), "
                               f"{len(found)} found", location)
@@ -267,141 +319,157 @@ def _bind_agent(member: str | None, sender: str, location: str) -> None:
 
 def _settlement_date(element, p: Path, path: str, now_ns: int) -> None:
     text = element.findtext(p(path))
-    if text is None:
-        return
-    days = date_days(text, path)
+    if text is not None:
+        _check_settlement_date(text, path, now_ns)
+
+
+def _check_settlement_date(text: str, location: str, now_ns: int) -> None:
+    days = date_days(text, location)
     if abs(days - now_ns // NS_PER_DAY) > limits.SETTLEMENT_DATE_SKEW_DAYS_MAX:
-        raise Invalid("DT01", f"settlement date {text} is not today", path)
+        raise Invalid("DT01", f"settlement date {text} is not today", location)
+
+
+def _account_id(account: etree._Element | None, t: Tags) -> str:
+    """A CashAccount's id (IBAN or Othr/Id), or ""."""
+    if account is None:
+        return ""
+    choice = account[0][0]  # CashAccount: Id first; Id: IBAN | Othr
+    if choice.tag == t.IBAN:
+        return _strip(choice)
+    return _strip(choice[0])  # Othr: Id, SchmeNm?, Issr?
 
 
 def account_id(element: etree._Element, p: Path, path: str) -> str:
     """The account id at `path` (a CashAccount: IBAN or Othr/Id), or ""."""
-    account = element.find(p(path))
-    if account is None:
-        return ""
-    found = account.findtext(p("Id/IBAN"))
-    if found is None:
-        found = account.findtext(p("Id/Othr/Id"))
-    return (found or "").strip()
+    return _account_id(element.find(p(path)), _tags_of(p))
 
 
-def party_from_account(element, p: Path, account_path: str, agent_path: str,
-                       members: Members, location: str) -> dict:
+def _party(account: etree._Element | None, agent: etree._Element | None, t: Tags,
+           members: Members, account_path: str, agent_path: str, location: str) -> dict:
     """The alias a creditor (or a debtor, for a request-to-pay) is named by: the account's
     proxy (type + id) when present, else its IBAN, else member id + account number."""
-    account = element.find(p(account_path))
     if account is None:
         raise Invalid("AC01", f"{location}: no account or proxy", account_path)
-    proxy = account.find(p("Prxy"))
+    fields = _kids(account)
+    proxy = fields.get(t.Prxy)
     if proxy is not None:
-        kind = proxy.findtext(p("Tp/Cd")) or proxy.findtext(p("Tp/Prtry")) or "MSISDN"
-        alias_type = PROXY_TYPES.get(kind.strip().upper())
+        kind = "MSISDN"
+        value = ""
+        for child in proxy:  # Prxy: Tp? (Cd | Prtry), Id
+            if child.tag == t.Tp:
+                kind = _strip(child[0]) or kind
+            else:
+                value = _strip(child)
+        alias_type = PROXY_TYPES.get(kind.upper())
         if alias_type is None:
             raise Invalid("AC01", f"proxy type {kind} is not supported",
                           account_path + "/Prxy/Tp")
-        return {"alias_type": alias_type, "alias_value": proxy.findtext(p("Id")).strip()}
-    iban = account.findtext(p("Id/IBAN"))
-    if iban is not None:
-        return {"alias_type": "ACCOUNT", "alias_value": iban.strip()}
-    number = (account.findtext(p("Id/Othr/Id")) or "").strip()
-    member = agent_member(element, p, agent_path)
+        return {"alias_type": alias_type, "alias_value": value}
+    choice = fields[t.Id][0]  # Id: IBAN | Othr
+    if choice.tag == t.IBAN:
+        return {"alias_type": "ACCOUNT", "alias_value": _strip(choice)}
+    number = _strip(choice[0])
+    member = _agent(agent, t)
     participant_id = members.participant(member) if member else None
     if participant_id is None:
         raise Invalid("RC01", f"{agent_path} names no participant of the scheme", agent_path)
     return {"alias_type": "ACCOUNT", "alias_value": f"{participant_id}:{number}"}
 
 
+def party_from_account(element, p: Path, account_path: str, agent_path: str,
+                       members: Members, location: str) -> dict:
+    """`_party` for an account and an agent found by path under `element`."""
+    return _party(element.find(p(account_path)), element.find(p(agent_path)), _tags_of(p),
+                  members, account_path, agent_path, location)
+
+
 # -- the actions a message asks for --------------------------------------------------------
 
 
-class Submit:
-    """Hand `message` (a core Inbound) to the gateway."""
-
-    __slots__ = ("message", "passthrough")
-
-    def __init__(self, message, passthrough=None) -> None:
-        self.message = message
-        self.passthrough = passthrough
-
-
-class AskStatus:
-    """pacs.028: ask the gateway, answer with a pacs.002 quoting `refs`."""
-
-    __slots__ = ("query", "refs")
-
-    def __init__(self, query: StatusQuery, refs: "OriginalRefs") -> None:
-        self.query = query
-        self.refs = refs
-
-
-class Recall:
-    """camt.056 from the payer bank of (payer, transfer_id): forward it to the payee bank."""
-
-    __slots__ = ("payer_participant_id", "transfer_id", "case_id", "assignment_id",
-                 "reason_code", "additional", "refs")
-
-    def __init__(self, **fields) -> None:
-        for name, value in fields.items():
-            setattr(self, name, value)
-
-
-class RecallAnswer:
-    """camt.029 from the payee bank: forward it to the bank that asked."""
-
-    __slots__ = ("case_id", "confirmation", "status", "reason_code", "additional",
-                 "assignment_id")
-
-    def __init__(self, **fields) -> None:
-        for name, value in fields.items():
-            setattr(self, name, value)
-
-
-class Ignore:
-    """A message that changes nothing (a technical acceptance, a pending status)."""
-
-    __slots__ = ("why",)
-
-    def __init__(self, why: str) -> None:
-        self.why = why
-
-
-class OriginalRefs:
+class OriginalRefs(msgspec.Struct, array_like=True):
     """What a bank's message said about the one it answers (echoed back in answers)."""
 
-    __slots__ = ("msg_id", "msg_name", "instr_id", "end_to_end_id", "tx_id", "uetr",
-                 "created")
-
-    def __init__(self, msg_id: str = "", msg_name: str = "", instr_id: str = "",
-                 end_to_end_id: str = "", tx_id: str = "", uetr: str = "",
-                 created: str = "") -> None:
-        self.msg_id = msg_id
-        self.msg_name = msg_name
-        self.instr_id = instr_id
-        self.end_to_end_id = end_to_end_id
-        self.tx_id = tx_id
-        self.uetr = uetr
-        self.created = created
+    msg_id: str = ""
+    msg_name: str = ""
+    instr_id: str = ""
+    end_to_end_id: str = ""
+    tx_id: str = ""
+    uetr: str = ""
+    created: str = ""
 
 
-class Passthrough:
-    """What a payer bank's pacs.008 (or a payee bank's pacs.004) carried that the core does
-    not: its references, to quote in answers, and the parties' XML, to forward to the
-    payee bank unchanged."""
+Related = tuple[str, str, str, str, str]  # Envelope.related()
 
-    __slots__ = ("refs", "related", "debtor", "debtor_account", "creditor", "remittance",
-                 "purpose", "kind")
 
-    def __init__(self, refs: OriginalRefs, related, kind: str, debtor: bytes = b"",
-                 debtor_account: bytes = b"", creditor: bytes = b"", remittance: bytes = b"",
-                 purpose: bytes = b"") -> None:
-        self.refs = refs
-        self.related = related
-        self.kind = kind
-        self.debtor = debtor
-        self.debtor_account = debtor_account
-        self.creditor = creditor
-        self.remittance = remittance
-        self.purpose = purpose
+class Passthrough(msgspec.Struct, array_like=True):
+    """What a payer bank's pacs.008 (or a payee bank's pacs.004, a pain.013) carried that
+    the core does not: its references, to quote in answers, and the parties' XML, to
+    forward to the payee bank unchanged. Kept by the connector's state (state.py) until
+    the outcome has gone out, across restarts."""
+
+    refs: OriginalRefs
+    related: Related | None
+    kind: str
+    debtor: bytes = b""
+    debtor_account: bytes = b""
+    creditor: bytes = b""
+    remittance: bytes = b""
+    purpose: bytes = b""
+
+
+class Submit(msgspec.Struct, tag=True, array_like=True):
+    """Hand `message` (a core Inbound) to the gateway."""
+
+    message: Any
+    passthrough: Passthrough | None = None
+
+
+class AskStatus(msgspec.Struct, tag=True, array_like=True):
+    """pacs.028: ask the gateway, answer with a pacs.002 quoting `refs`."""
+
+    query: StatusQuery
+    refs: OriginalRefs
+
+
+class Recall(msgspec.Struct, tag=True, array_like=True, kw_only=True):
+    """camt.056 from the payer bank of (payer, transfer_id): forward it to the payee bank."""
+
+    payer_participant_id: int
+    transfer_id: str
+    case_id: str
+    assignment_id: str
+    reason_code: str
+    additional: str
+    refs: OriginalRefs
+
+
+class RecallAnswer(msgspec.Struct, tag=True, array_like=True, kw_only=True):
+    """camt.029 from the payee bank: forward it to the bank that asked."""
+
+    case_id: str
+    confirmation: str
+    status: str
+    reason_code: str
+    additional: str
+    assignment_id: str
+
+
+class Ignore(msgspec.Struct, tag=True, array_like=True):
+    """A message that changes nothing (a technical acceptance, a pending status)."""
+
+    why: str
+
+
+_ENCODER = msgspec.msgpack.Encoder()
+
+
+def digest(action) -> bytes:
+    """What the switch read from a message, for the BizMsgIdr window: the same message sent
+    again (whatever its prefixes, whitespace or AppHdr, where a resend carries a new CreDt
+    and PssblDplct) has the same digest; another message under the same BizMsgIdr has
+    another. Decoders leave `Passthrough.related` (the AppHdr) empty for this reason: the
+    connector fills it in after."""
+    return hashlib.blake2b(_ENCODER.encode(action), digest_size=16).digest()
 
 
 class Context:
@@ -439,37 +507,52 @@ def _original_transfer_id(tx_id: str, uetr: str, msg_id: str) -> str:
 
 
 def pacs008(envelope: Envelope, context: Context) -> Submit:
-    p = envelope.p
+    t = envelope.t
     message = envelope.message
-    header = message.find(p("GrpHdr"))
-    msg_id = _text(header, p, "MsgId")
-    created_ns = datetime_ns(header.findtext(p("CreDtTm")), "GrpHdr/CreDtTm")
+    header = _kids(message[0])  # GrpHdr comes first
+    msg_id = _strip(header[t.MsgId])
+    created = _strip(header[t.CreDtTm])
+    created_ns = datetime_ns(created, "GrpHdr/CreDtTm")
     check_created(created_ns, context.now_ns, "GrpHdr/CreDtTm")
-    if _text(header, p, "NbOfTxs") != "1":
+    if _strip(header[t.NbOfTxs]) != "1":
         raise Invalid("FF01", "NbOfTxs must be 1", "GrpHdr/NbOfTxs")
-    _bind_agent(agent_member(header, p, "InstgAgt"), context.member, "GrpHdr/InstgAgt")
-    _settlement_date(header, p, "IntrBkSttlmDt", context.now_ns)
-    tx = _single(message, p, "CdtTrfTxInf", "CdtTrfTxInf")
-    instr_id = _text(tx, p, "PmtId/InstrId")
-    end_to_end_id = _text(tx, p, "PmtId/EndToEndId")
-    tx_id = _text(tx, p, "PmtId/TxId")
-    uetr = _text(tx, p, "PmtId/UETR")
+    _bind_agent(_agent(header.get(t.InstgAgt), t), context.member, "GrpHdr/InstgAgt")
+    found = header.get(t.IntrBkSttlmDt)
+    if found is not None:
+        _check_settlement_date(found.text, "IntrBkSttlmDt", context.now_ns)
+    if len(message) == 2:  # GrpHdr, CdtTrfTxInf: the usual case
+        tx = message[1]
+    else:
+        tx = _one([child for child in message if child.tag == t.CdtTrfTxInf], "CdtTrfTxInf")
+    fields = _kids(tx)
+    ids = _kids(fields[t.PmtId])
+    instr_id = _strip(ids.get(t.InstrId))
+    end_to_end_id = _strip(ids.get(t.EndToEndId))
+    tx_id = _strip(ids.get(t.TxId))
+    uetr = _strip(ids.get(t.UETR))
     transfer_id = _id(_original_transfer_id(tx_id, uetr, msg_id), "PmtId/TxId")
-    amount = tx.find(p("IntrBkSttlmAmt"))
+    amount = fields[t.IntrBkSttlmAmt]
     currency = amount.get("Ccy")
     value = amount_minor(amount.text, currency, "IntrBkSttlmAmt")
-    _settlement_date(tx, p, "IntrBkSttlmDt", context.now_ns)
-    _bind_agent(agent_member(tx, p, "InstgAgt"), context.member, "CdtTrfTxInf/InstgAgt")
-    debtor_agent = agent_member(tx, p, "DbtrAgt")
+    found = fields.get(t.IntrBkSttlmDt)
+    if found is not None:
+        _check_settlement_date(found.text, "IntrBkSttlmDt", context.now_ns)
+    _bind_agent(_agent(fields.get(t.InstgAgt), t), context.member, "CdtTrfTxInf/InstgAgt")
+    debtor_agent = _agent(fields[t.DbtrAgt], t)
     if debtor_agent and context.members.participant(debtor_agent) is not None:
         # An indirect participant's agent may be a bank the scheme does not know; one it
         # knows must be the sender.
         _bind_agent(debtor_agent, context.member, "DbtrAgt")
-    payee = party_from_account(tx, p, "CdtrAcct", "CdtrAgt", context.members, "creditor")
-    purpose = _joined(tx, p, "RmtInf/Ustrd")
-    if not purpose:
-        purpose = _text(tx, p, "Purp/Cd") or _text(tx, p, "Purp/Prtry")
-    payer_account = account_id(tx, p, "DbtrAcct")
+    payee = _party(fields.get(t.CdtrAcct), fields[t.CdtrAgt], t, context.members,
+                   "CdtrAcct", "CdtrAgt", "creditor")
+    remittance = fields.get(t.RmtInf)
+    purpose = "" if remittance is None else " ".join(
+        child.text.strip() for child in remittance if child.tag == t.Ustrd and child.text)
+    purpose_code = fields.get(t.Purp)
+    if not purpose and purpose_code is not None:
+        purpose = _strip(purpose_code[0])  # Purp: Cd | Prtry
+    debtor_account = fields.get(t.DbtrAcct)
+    payer_account = _account_id(debtor_account, t)
     request = _convert({
         "transfer_id": transfer_id, "payee": payee, "amount_minor": value,
         "currency": currency, "expires_at_ns": created_ns
@@ -480,11 +563,10 @@ def pacs008(envelope: Envelope, context: Context) -> Submit:
         "payer_user_ref": payer_account,
     }, TransferRequest)
     refs = OriginalRefs(msg_id, envelope.definition, instr_id, end_to_end_id, tx_id, uetr,
-                        header.findtext(p("CreDtTm")).strip())
+                        created)
     passthrough = Passthrough(
-        refs, envelope.related(), "pacs.008", debtor=_raw(tx.find(p("Dbtr"))),
-        debtor_account=_raw(tx.find(p("DbtrAcct"))), creditor=_raw(tx.find(p("Cdtr"))),
-        remittance=_raw(tx.find(p("RmtInf"))), purpose=_raw(tx.find(p("Purp"))))
+        refs, None, "pacs.008", _raw(fields.get(t.Dbtr)),
+        _raw(debtor_account), _raw(fields.get(t.Cdtr)), _raw(remittance), _raw(purpose_code))
     return Submit(request, passthrough)
 
 
@@ -518,13 +600,44 @@ def _reason(element, p: Path, path: str) -> tuple[str, str]:
 
 def pacs002(envelope: Envelope, context: Context):
     """A payee bank's status for a credit the switch sent it (pacs.008 or pacs.004)."""
-    p = envelope.p
+    t = envelope.t
     message = envelope.message
-    tx = _single(message, p, "TxInfAndSts", "TxInfAndSts")
-    refs = _refs(tx, p)
-    if not refs.msg_id:
-        refs.msg_id = _text(message, p, "OrgnlGrpInfAndSts/OrgnlMsgId")
-    status = _text(tx, p, "TxSts") or _text(message, p, "OrgnlGrpInfAndSts/GrpSts")
+    group = None  # the first OrgnlGrpInfAndSts
+    transactions = []
+    for child in message:  # GrpHdr, OrgnlGrpInfAndSts*, TxInfAndSts*, SplmtryData*
+        tag = child.tag
+        if tag == t.TxInfAndSts:
+            transactions.append(child)
+        elif tag == t.OrgnlGrpInfAndSts and group is None:
+            group = child
+    tx = _one(transactions, "TxInfAndSts")
+    refs = OriginalRefs()
+    status = ""
+    reasons = []
+    for child in tx:
+        tag = child.tag
+        if tag == t.OrgnlGrpInf:
+            original = _kids(child)
+            refs.msg_id = _strip(original[t.OrgnlMsgId])
+            refs.msg_name = _strip(original[t.OrgnlMsgNmId])
+        elif tag == t.OrgnlInstrId:
+            refs.instr_id = _strip(child)
+        elif tag == t.OrgnlEndToEndId:
+            refs.end_to_end_id = _strip(child)
+        elif tag == t.OrgnlTxId:
+            refs.tx_id = _strip(child)
+        elif tag == t.OrgnlUETR:
+            refs.uetr = _strip(child)
+        elif tag == t.TxSts:
+            status = _strip(child)
+        elif tag == t.StsRsnInf:
+            reasons.append(child)
+    if group is not None:
+        original = _kids(group)
+        if not refs.msg_id:
+            refs.msg_id = _strip(original[t.OrgnlMsgId])
+        if not status:
+            status = _strip(original.get(t.GrpSts))
     if not status:
         raise Invalid("FF01", "no TxSts", "TxInfAndSts/TxSts")
     if status in NOT_FINAL:
@@ -540,10 +653,26 @@ def pacs002(envelope: Envelope, context: Context):
     if status != "RJCT":
         raise Invalid("FF01", f"TxSts {status} is not ACCP, ACSC, ACSP, ACWC or RJCT",
                       "TxInfAndSts/TxSts")
-    code, additional = _reason(tx, p, "StsRsnInf")
+    code, additional = _reasons(reasons, t)
     return Submit(_convert({"payer_participant_id": payer_id, "transfer_id": transfer_id,
                             "accepted": False,
                             "reason": reason_text(code or "NARR", additional)}, PayeeAnswer))
+
+
+def _reasons(reasons: list, t: Tags) -> tuple[str, str]:
+    """The first reason code (Rsn/Cd, else Rsn/Prtry) and every AddtlInf of a list of
+    StatusReasonInformation (or Cancellation/Return reason) elements."""
+    code = ""
+    additional = []
+    for reason in reasons:  # Orgtr?, Rsn? (Cd | Prtry), AddtlInf*
+        for child in reason:
+            tag = child.tag
+            if tag == t.Rsn:
+                if not code:
+                    code = _strip(child[0])
+            elif tag == t.AddtlInf and child.text:
+                additional.append(child.text.strip())
+    return code, " ".join(additional)
 
 
 def pacs004(envelope: Envelope, context: Context) -> Submit:
@@ -581,7 +710,7 @@ def pacs004(envelope: Envelope, context: Context) -> Submit:
     mine = OriginalRefs(msg_id, envelope.definition, "", "", return_id, "",
                         header.findtext(p("CreDtTm")).strip())
     # The currency travels with the original; the core checks the return against it.
-    return Submit(request, Passthrough(mine, envelope.related(), "pacs.004"))
+    return Submit(request, Passthrough(mine, None, "pacs.004"))
 
 
 def pacs028(envelope: Envelope, context: Context) -> AskStatus:
@@ -691,7 +820,7 @@ def pain013(envelope: Envelope, context: Context) -> Submit:
     refs = OriginalRefs(msg_id, envelope.definition, _text(tx, p, "PmtId/InstrId"),
                         _text(tx, p, "PmtId/EndToEndId"), request_id,
                         _text(tx, p, "PmtId/UETR"), header.findtext(p("CreDtTm")).strip())
-    return Submit(request, Passthrough(refs, envelope.related(), "pain.013"))
+    return Submit(request, Passthrough(refs, None, "pain.013"))
 
 
 def pain014(envelope: Envelope, context: Context):

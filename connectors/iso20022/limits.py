@@ -42,6 +42,8 @@ PASS_THROUGH_MAX = 1 << 17
 REFERENCES_MAX = 1 << 17
 # Recalls (camt.056) forwarded and waiting for the payee bank's camt.029.
 RECALLS_MAX = 1 << 14
+# Member ids' XML (FinInstnId, an envelope's head) written once and kept, most used first.
+MEMBER_TEXTS_MAX = 4096
 # camt.052 entries waiting for the next intraday report, per participant.
 REPORT_ENTRIES_MAX = 10_000
 

@@ -13,9 +13,10 @@ It must never decide anything and never write a character XML cannot carry (`xml
 
 from __future__ import annotations
 
+import functools
 import re
 
-from connectors.iso20022 import xml
+from connectors.iso20022 import limits, xml
 from connectors.iso20022.codes import NAMES, reason_for
 from connectors.iso20022.common import (
     BATCH_NS,
@@ -54,8 +55,18 @@ def iso_id(transfer_id: str, *scope) -> str:
     return message_id("long-id", transfer_id, *scope)
 
 
+@functools.lru_cache(maxsize=limits.MEMBER_TEXTS_MAX)
 def _agent(member: str) -> str:
+    """A FinInstnId naming `member` (a member id, configured, or a participant id)."""
     return f"<FinInstnId><ClrSysMmbId><MmbId>{x(member, 35)}</MmbId></ClrSysMmbId></FinInstnId>"
+
+
+@functools.lru_cache(maxsize=limits.MEMBER_TEXTS_MAX)
+def _head(switch_member: str, member: str) -> str:
+    """An envelope up to its BizMsgIdr, from the switch to `member`."""
+    return (f'<?xml version="1.0" encoding="UTF-8"?><Envelope xmlns="{ENVELOPE_NS}">'
+            f'<AppHdr xmlns="{HEAD_NS}"><Fr><FIId>{_agent(switch_member)}</FIId></Fr>'
+            f"<To><FIId>{_agent(member)}</FIId></To><BizMsgIdr>")
 
 
 def _reason(code: str, additional: str, tag: str = "StsRsnInf") -> str:
@@ -110,11 +121,10 @@ class Writer:
             rel = (f"<Rltd><Fr><FIId>{_agent(sender)}</FIId></Fr><To><FIId>{_agent(receiver)}"
                    f"</FIId></To><BizMsgIdr>{x(rel_id, 35)}</BizMsgIdr><MsgDefIdr>{rel_def}"
                    f"</MsgDefIdr><CreDt>{x(rel_created)}</CreDt></Rltd>")
+        members = self.members
         text = (
-            f'<?xml version="1.0" encoding="UTF-8"?><Envelope xmlns="{ENVELOPE_NS}">'
-            f'<AppHdr xmlns="{HEAD_NS}"><Fr><FIId>{_agent(self.members.switch)}</FIId></Fr>'
-            f"<To><FIId>{_agent(self.members.member(participant_id))}</FIId></To>"
-            f"<BizMsgIdr>{biz_msg_id}</BizMsgIdr><MsgDefIdr>{definition}</MsgDefIdr>"
+            f"{_head(members.switch, members.member(participant_id))}"
+            f"{biz_msg_id}</BizMsgIdr><MsgDefIdr>{definition}</MsgDefIdr>"
             f"<CreDt>{clock.datetime(now_ns)}</CreDt>{rel}</AppHdr>"
             f'<Document xmlns="{NS}{definition}">{document}</Document></Envelope>')
         return Written(biz_msg_id, definition, participant_id, text.encode())

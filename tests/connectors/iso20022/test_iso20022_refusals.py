@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from connectors.iso20022.bank import envelope, now_text
 from connectors.iso20022.connector import outbound_problem
 from connectors.iso20022.inbound import split_body
 from connectors.iso20022.common import Invalid
@@ -183,6 +184,45 @@ async def test_duplicate_biz_msg_id_resend_is_acknowledged_other_content_refused
     answer = await iso.server.gateway.status(1, StatusQuery(payer_participant_id=1,
                                                             transfer_id="TX-DUP-2"))
     assert answer.result is Result.TRANSFER_NOT_FOUND
+
+
+async def test_a_resend_with_a_new_app_hdr_is_acknowledged_once(iso):
+    # The bank's hub resends with a new CreDt and PssblDplct in the AppHdr (head.001's
+    # possible duplicate): the same message as the switch reads it, acknowledged and not
+    # taken again.
+    body = good("TX-RESEND", BIZ="B-RESEND-1")
+    status, _ = await iso.a.post(body)
+    assert status == 202
+    header_end = body.index(b"</h:CreDt>")
+    created = body[body.index(b"<h:CreDt>") + 9:header_end]
+    resend = (body[:header_end].replace(created, now_text(1).encode())
+              + b"</h:CreDt><h:PssblDplct>true</h:PssblDplct>"
+              + body[header_end + len(b"</h:CreDt>"):])
+    status, answer = await iso.a.post(resend)
+    assert (status, answer) == (202, b"")
+    await eventually(lambda: iso.a.of("pacs.002.001.10"))
+    assert len(iso.b.of("pacs.008.001.08")) == 1
+    assert iso.position(1)["debits_posted"] == 500
+
+
+async def test_a_used_biz_msg_id_on_a_message_that_fails_is_refused_as_used(iso):
+    # A pacs.002 under the BizMsgIdr the bank used for its pacs.008, pointing at nothing
+    # the switch sent: DUPL (the id is taken), nothing taken.
+    status, _ = await iso.a.post(good("TX-USED", BIZ="B-USED-1"))
+    assert status == 202
+    document = (
+        f"<FIToFIPmtStsRpt><GrpHdr><MsgId>S-USED</MsgId><CreDtTm>{now_text()}</CreDtTm>"
+        f"</GrpHdr><TxInfAndSts><OrgnlGrpInf><OrgnlMsgId>PNOTHING</OrgnlMsgId>"
+        f"<OrgnlMsgNmId>pacs.008.001.08</OrgnlMsgNmId></OrgnlGrpInf>"
+        f"<OrgnlTxId>NOTHING</OrgnlTxId><TxSts>ACCP</TxSts></TxInfAndSts></FIToFIPmtStsRpt>")
+    status, answer = await iso.a.post(envelope("BANKA001", SWITCH, "B-USED-1",
+                                               "pacs.002.001.10", document))
+    assert status == 400
+    assert admi(answer)[:2] == ("B-USED-1", "DUPL")
+    # Under a fresh BizMsgIdr the same message is refused for what it is.
+    status, answer = await iso.a.post(envelope("BANKA001", SWITCH, "B-USED-2",
+                                               "pacs.002.001.10", document))
+    assert admi(answer)[:2] == ("B-USED-2", "NOOR")
 
 
 async def test_a_batch_takes_its_valid_messages_and_refuses_the_others(iso):
