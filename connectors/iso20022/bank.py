@@ -9,6 +9,7 @@ For tests and the bench only: the switch never imports it.
 from __future__ import annotations
 
 import asyncio
+import ssl as ssl_module
 import time
 import uuid
 from datetime import datetime, timezone
@@ -16,6 +17,7 @@ from datetime import datetime, timezone
 from lxml import etree
 
 from connectors.http.client import ConnectionPool, HttpClientError
+from connectors.http.jws import JwsError, VerifyKey, signature_from_headers, verify_detached
 from connectors.http.server import HttpServer, Request, Response
 from connectors.iso20022 import xml
 
@@ -130,20 +132,29 @@ class Bank:
         self.pool: ConnectionPool | None = None
         self.api_key = ""
         self.waiters: list = []
+        self.scheme = "http"
+        self.switch_key: VerifyKey | None = None  # set: every delivery must be signed
+        self.certificates: list[bytes | None] = []  # the switch's TLS client certificates
 
-    async def start(self) -> str:
+    async def start(self, ssl: ssl_module.SSLContext | None = None) -> str:
+        """Listen for the switch's deliveries (HTTPS with `ssl`: a server context, which
+        may ask for the switch's client certificate)."""
         self.server = HttpServer(self.handle, request_body_bytes_max=4 * 1024 * 1024)
-        await self.server.start("127.0.0.1", 0)
+        await self.server.start("127.0.0.1", 0, ssl=ssl)
+        self.scheme = "https" if ssl is not None else "http"
         return self.endpoint_url
 
     @property
     def endpoint_url(self) -> str:
-        return f"http://127.0.0.1:{self.server.port}/iso"
+        return f"{self.scheme}://127.0.0.1:{self.server.port}/iso"
 
-    def connect(self, switch_url: str, api_key: str) -> None:
+    def connect(self, switch_url: str, api_key: str = "",
+                ssl: ssl_module.SSLContext | None = None) -> None:
+        """Where this bank POSTs: with its API key, or (empty key) its TLS client
+        certificate alone (`ssl`, a client context holding it)."""
         self.api_key = api_key
-        self.pool = ConnectionPool(switch_url, connections_max=4,
-                                   headers=((b"x-api-key", api_key.encode()),),
+        headers = ((b"x-api-key", api_key.encode()),) if api_key else ()
+        self.pool = ConnectionPool(switch_url, connections_max=4, headers=headers, ssl=ssl,
                                    content_type=b"application/xml")
 
     async def post(self, body: bytes, headers=()) -> tuple[int, bytes]:
@@ -155,6 +166,15 @@ class Bank:
         if self.fail_first > 0:
             self.fail_first -= 1
             return Response(503, b"busy")
+        self.certificates.append(request.certificate)
+        if self.switch_key is not None:  # the switch signs what it delivers
+            try:
+                found = signature_from_headers(request.headers)
+                if found is None:
+                    raise JwsError("no signature")
+                verify_detached(found[0], found[1], request.body, self.switch_key)
+            except JwsError as error:
+                self.invalid.append(f"signature: {error}")
         root = etree.fromstring(request.body)
         envelopes = list(root) if root.tag.endswith("}Batch") else [root]
         answers = []

@@ -3,7 +3,8 @@
 In: `POST /iso20022` with one Envelope or a Batch of them (`application/xml`), on
 connectors/http's server (bounds, pipelining, timeouts). The caller is authenticated by its
 TLS client certificate (mTLS, `Gateway.authenticate_certificate`) or its API key
-(`Authorization: Bearer` / `X-Api-Key`), and optionally by a detached JWS over the body
+(`Authorization: Bearer` / `X-Api-Key`; with a registered certificate too, both must name
+the same participant), and optionally by a detached JWS over the body
 (`X-Jws-Signature`, connectors/http/jws.py). The body goes to `receive(participant_id,
 body)`, whose (status, body) is the answer: 202 once what was taken is durable, 400 with
 admi.002 envelopes for what was not.
@@ -282,22 +283,29 @@ class Inbound:
         return Response(status, answer, content_type=XML)
 
     def _caller(self, request: Request) -> int | Response:
-        participant_id = None
+        """The participant a request authenticates as: its API key, which must belong to
+        the same participant as its client certificate if it presents a registered one
+        (the stream's rule: two credentials that disagree are refused), else the
+        certificate alone."""
+        by_certificate = None
         if request.certificate:
-            participant_id = self.gateway.authenticate_certificate(request.certificate)
-        if participant_id is None:
-            headers = request.headers
-            value = headers.get(b"authorization")
-            key = None
-            if value is not None and value[:7].lower() == b"bearer ":
-                key = value[7:].strip()
-            elif value is None:
-                key = headers.get(b"x-api-key")
-            if key is not None:
-                try:
-                    participant_id = self.gateway.authenticate(key.decode("ascii"))
-                except UnicodeDecodeError:
-                    participant_id = None
+            by_certificate = self.gateway.authenticate_certificate(request.certificate)
+        headers = request.headers
+        value = headers.get(b"authorization")
+        key = None
+        if value is not None and value[:7].lower() == b"bearer ":
+            key = value[7:].strip()
+        elif value is None:
+            key = headers.get(b"x-api-key")
+        if key is None:
+            participant_id = by_certificate
+        else:
+            try:
+                participant_id = self.gateway.authenticate(key.decode("ascii"))
+            except UnicodeDecodeError:
+                participant_id = None
+            if by_certificate is not None and participant_id != by_certificate:
+                participant_id = None
         if participant_id is None:
             return _NO_KEY
         if participant_id not in self.banks:

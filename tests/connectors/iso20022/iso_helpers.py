@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import ssl
 import uuid
 
 import pytest
@@ -117,8 +118,101 @@ async def _alias(server, participant_id: int, alias: str, account: str) -> None:
     assert answer.result is Result.OK, answer
 
 
+def _name(common_name: str):
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+
+def _certificate(subject: str, key, issuer_name, issuer_key, *, ca: bool = False):
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    builder = (x509.CertificateBuilder()
+               .subject_name(_name(subject)).issuer_name(issuer_name)
+               .public_key(key.public_key()).serial_number(x509.random_serial_number())
+               .not_valid_before(now - datetime.timedelta(minutes=5))
+               .not_valid_after(now + datetime.timedelta(days=1))
+               .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+    if not ca:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False)
+    return builder.sign(issuer_key, hashes.SHA256())
+
+
+class Pki:
+    """A CA made in the test (the `cryptography` package) and certificates it signed: one
+    per name (each also valid as a server certificate for 127.0.0.1), and `foreign`, a
+    certificate of another CA. `path(name)` is a PEM with the certificate and its key;
+    `der_sha256(name)` what the credential store registers."""
+
+    def __init__(self, directory, names: tuple[str, ...]) -> None:
+        import hashlib
+
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        def write(file_name: str, certificate=None, key=None) -> str:
+            data = b""
+            if certificate is not None:
+                data += certificate.public_bytes(serialization.Encoding.PEM)
+            if key is not None:
+                data += key.private_bytes(serialization.Encoding.PEM,
+                                          serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption())
+            path = directory / file_name
+            path.write_bytes(data)
+            return str(path)
+
+        ca_key = ec.generate_private_key(ec.SECP256R1())
+        ca = _certificate("Ponte Test CA", ca_key, _name("Ponte Test CA"), ca_key, ca=True)
+        self.ca = write("ca.pem", ca)
+        self._paths: dict[str, str] = {}
+        self._hashes: dict[str, bytes] = {}
+        other_key = ec.generate_private_key(ec.SECP256R1())
+        other = _certificate("Other CA", other_key, _name("Other CA"), other_key, ca=True)
+        for name in (*names, "foreign"):
+            key = ec.generate_private_key(ec.SECP256R1())
+            if name == "foreign":
+                certificate = _certificate(name, key, other.subject, other_key)
+            else:
+                certificate = _certificate(name, key, ca.subject, ca_key)
+            self._paths[name] = write(f"{name}.pem", certificate, key)
+            self._hashes[name] = hashlib.sha256(
+                certificate.public_bytes(serialization.Encoding.DER)).digest()
+
+    def path(self, name: str) -> str:
+        return self._paths[name]
+
+    def der_sha256(self, name: str) -> bytes:
+        return self._hashes[name]
+
+    def client(self, name: str | None) -> ssl.SSLContext:
+        """A client context trusting the CA, presenting `name`'s certificate (if any)."""
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=self.ca)
+        if name is not None:
+            context.load_cert_chain(self.path(name))
+        return context
+
+    def server(self, name: str) -> ssl.SSLContext:
+        """A server context for `name` that requires a client certificate of the CA."""
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=self.ca)
+        context.load_cert_chain(self.path(name))
+        context.verify_mode = ssl.CERT_REQUIRED
+        return context
+
+
 @pytest.fixture
 async def iso(tmp_path, request):
+    """Options (indirect parametrisation): payee_timeout_ms; tls (HTTPS with client
+    certificates both ways, `iso.pki`); bank_a (BankConfig fields for bank A);
+    signing_key_pem (the switch signs its deliveries with it)."""
     options = getattr(request, "param", {})
     directory = DirectoryConfig(participant_categories={str(n): "A" for n in range(1, 10)})
     server = await start_switch(ServerConfig(data_dir=str(tmp_path), stream_enabled=False,
@@ -127,14 +221,25 @@ async def iso(tmp_path, request):
     await server.gateway.admin(CurrencyAdded(
         request_id="currency", currency=CURRENCY, ledger_id=986,
         settlement_model=SettlementModel.PREFUNDED_RTGS, rules=rules))
+    pki = Pki(tmp_path, ("switch", "bank_a", "bank_b", "stranger")) if options.get(
+        "tls") else None
     bank_a = Bank(MEMBER_A, SWITCH)
     bank_b = Bank(MEMBER_B, SWITCH)
-    await bank_a.start()
-    await bank_b.start()
+    await bank_a.start(pki.server("bank_a") if pki else None)
+    await bank_b.start(pki.server("bank_b") if pki else None)
+    tls = {}
+    if pki is not None:
+        tls = dict(tls_cert=pki.path("switch"), tls_key=pki.path("switch"),
+                   tls_client_ca=pki.ca, client_cert=pki.path("switch"),
+                   client_key=pki.path("switch"), endpoint_ca=pki.ca)
+    if "signing_key_pem" in options:
+        (tmp_path / "switch-signing.pem").write_bytes(options["signing_key_pem"])
+        tls["signing_key_path"] = str(tmp_path / "switch-signing.pem")
+    bank_a_options = {"notifications": ("camt.054",), **options.get("bank_a", {})}
     config = Iso20022Config(
-        port=0, switch_member_id=SWITCH, validate_outbound=True,
+        port=0, switch_member_id=SWITCH, validate_outbound=True, **tls,
         banks=(BankConfig(participant_id=1, member_id=MEMBER_A,
-                          endpoint_url=bank_a.endpoint_url, notifications=("camt.054",)),
+                          endpoint_url=bank_a.endpoint_url, **bank_a_options),
                BankConfig(participant_id=2, member_id=MEMBER_B,
                           endpoint_url=bank_b.endpoint_url, other_member_ids=("BANKBRSPXXX",))),
         delivery=DeliveryPolicy(backoff_ms_min=10, backoff_ms_max=40))
@@ -149,13 +254,16 @@ async def iso(tmp_path, request):
     callback = await client_c.start_receiver()
     client_c.api_key = await _participant(server, 3, callback)
     await client_c.connect()
-    switch_url = f"http://127.0.0.1:{connector.port}"
-    bank_a.connect(switch_url, key_a)
-    bank_b.connect(switch_url, key_b)
+    switch_url = f"{'https' if pki else 'http'}://127.0.0.1:{connector.port}"
+    bank_a.connect(switch_url, key_a, ssl=pki.client("bank_a") if pki else None)
+    bank_b.connect(switch_url, key_b, ssl=pki.client("bank_b") if pki else None)
     await _alias(server, 2, ALIAS_B, "ACC-B-1")
     await _alias(server, 1, ALIAS_A, "ACC-A-1")
     await _alias(server, 3, ALIAS_C, "ACC-C-1")
     running = Iso(server, connector, http, bank_a, bank_b, client_c, handler_c)
+    running.pki = pki
+    running.keys = {1: key_a, 2: key_b}
+    running.switch_url = switch_url
     yield running
     await client_c.close()
     await bank_a.close()
@@ -165,4 +273,4 @@ async def iso(tmp_path, request):
     await server.stop(drain_s=0.2)
 
 
-__all__ = ["agent", "envelope", "new_id", "now_text", "today"]
+__all__ = ["Pki", "agent", "envelope", "new_id", "now_text", "today"]
