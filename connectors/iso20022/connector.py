@@ -38,6 +38,7 @@ from msgspec import Meta
 
 from connectors.http.jws import Signer, VerifyKey
 from connectors.iso20022 import limits, xml
+from connectors.iso20022.codes import reason_for
 from connectors.iso20022.common import Invalid, Members
 from connectors.iso20022.inbound import (
     AskStatus,
@@ -323,9 +324,9 @@ class Iso20022Connector:
                 self._send(writer.request_to_pay_status(participant_id, message, passthrough,
                                                         now_ns))
         elif kind is ErrorAnswer:
-            self._send(writer.reject(participant_id, "", Result(message.result).name,
-                                     message.detail or "the switch could not act on a "
-                                     "message", "", now_ns, _random_id()))
+            self._send(self._result_reject(participant_id, "", Result(message.result),
+                                           message.detail or "the switch could not act on "
+                                           "a message", now_ns))
         # ResolveAnswer: ISO banks do not resolve through the connector.
 
     def _outcome(self, participant_id: int, outcome: TransferOutcome, now_ns: int) -> None:
@@ -373,9 +374,16 @@ class Iso20022Connector:
                 related = None
             self._send(writer.refusal(participant_id, refs, refused.result, now_ns, related))
             return
-        self._send(writer.reject(participant_id, refused.id, refused.result.name,
-                                 f"refused: {refused.request_type.value}", "", now_ns,
-                                 _random_id()))
+        self._send(self._result_reject(participant_id, refused.id, refused.result,
+                                       f"refused: {refused.request_type.value}", now_ns))
+
+    def _result_reject(self, participant_id: int, reference: str, result: Result,
+                       detail: str, now_ns: int) -> Written:
+        """An admi.002 for a result of the switch: its ISO code (the one table) as the
+        RjctgPtyRsn, like every admi.002, and Ponte's result in words."""
+        return self.writer.reject(participant_id, reference, reason_for(result),
+                                  f"PONTE {int(result)} {result.name}: {detail}", "", now_ns,
+                                  _random_id())
 
     def _arm_report(self, bank: BankConfig) -> None:
         def fire() -> None:
