@@ -496,8 +496,21 @@ def decode(envelope: Envelope, context: Context):
     return _DECODERS[envelope.definition[:8]](envelope, context)
 
 
-def _raw(element) -> bytes:
-    return etree.tostring(element, with_tail=False) if element is not None else b""
+def _forwarded(element: etree._Element | None, t: Tags) -> bytes:
+    """A group of the payer bank's message as forwarded to the payee bank (with its own
+    namespace declarations, so whatever prefixes the bank used stay bound), without a
+    person's identification: a PrvtId (national ID, passport, tax id, date and place of
+    birth) goes with the `Id` holding it, and an account's proxy (which may be a national
+    ID) too. Ponte never forwards or stores a raw national ID; an organisation's id stays."""
+    if element is None:
+        return b""
+    for found in list(element.iter(t.PrvtId)):
+        holder = found.getparent()  # a Party38Choice `Id`: optional wherever it occurs
+        holder.getparent().remove(holder)
+    if element.tag == t.DbtrAcct:
+        for proxy in element.findall(t.Prxy):
+            element.remove(proxy)
+    return etree.tostring(element, with_tail=False)
 
 
 def _original_transfer_id(tx_id: str, uetr: str, msg_id: str) -> str:
@@ -565,8 +578,16 @@ def pacs008(envelope: Envelope, context: Context) -> Submit:
     refs = OriginalRefs(msg_id, envelope.definition, instr_id, end_to_end_id, tx_id, uetr,
                         created)
     passthrough = Passthrough(
-        refs, None, "pacs.008", _raw(fields.get(t.Dbtr)),
-        _raw(debtor_account), _raw(fields.get(t.Cdtr)), _raw(remittance), _raw(purpose_code))
+        refs, None, "pacs.008", _forwarded(fields[t.Dbtr], t), _forwarded(debtor_account, t),
+        _forwarded(fields[t.Cdtr], t), _forwarded(remittance, t), _forwarded(purpose_code, t))
+    size = (len(passthrough.debtor) + len(passthrough.debtor_account)
+            + len(passthrough.creditor) + len(passthrough.remittance)
+            + len(passthrough.purpose))
+    if size > limits.PASS_THROUGH_BYTES_MAX:
+        # Kept until the outcome and written to the connector's store: bounded like a frame.
+        raise Invalid("FF01", f"Dbtr, DbtrAcct, Cdtr, Purp and RmtInf take {size} bytes, "
+                              f"more than the {limits.PASS_THROUGH_BYTES_MAX} forwarded",
+                      "CdtTrfTxInf")
     return Submit(request, passthrough)
 
 

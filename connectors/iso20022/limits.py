@@ -38,6 +38,10 @@ SEEN_MESSAGES_PER_PARTICIPANT_MAX = 65_536
 # What an inbound pacs.008 carried that the core does not (debtor, remittance, UETR), kept
 # until the transfer's outcome has gone out, so the payee bank's pacs.008 carries it too.
 PASS_THROUGH_MAX = 1 << 17
+# The forwarded groups of one pacs.008 (Dbtr, DbtrAcct, Cdtr, Purp, RmtInf) as written: a
+# sample with every group is under 2 KiB, but RmtInf may repeat Ustrd and Strd without end
+# within a 2 MiB body. Larger ones are refused (FF01).
+PASS_THROUGH_BYTES_MAX = 16 * 1024
 # Outbound references that could not carry the transfer id itself (ids longer than 35).
 REFERENCES_MAX = 1 << 17
 # Recalls (camt.056) forwarded and waiting for the payee bank's camt.029.

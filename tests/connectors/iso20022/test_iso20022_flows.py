@@ -74,6 +74,39 @@ async def test_full_payment_between_two_iso_banks(iso):
     iso.check_valid()
 
 
+PERSON_ID = "52998224725"  # a national ID (Brazilian CPF form)
+
+
+async def test_a_persons_identification_is_never_forwarded(iso):
+    # The payer bank names its customer and the creditor with their national IDs (PrvtId)
+    # and the debtor account by a national-ID proxy: the payee bank gets the names, not
+    # the IDs (Ponte never forwards or stores a raw national ID); an organisation's id
+    # (OrgId) would still travel.
+    person = (f"<p:Id><p:PrvtId><p:Othr><p:Id>{PERSON_ID}</p:Id><p:SchmeNm><p:Cd>NIDN"
+              f"</p:Cd></p:SchmeNm></p:Othr></p:PrvtId></p:Id>")
+    body = sample("pacs.008-proxy.xml", TX="TX-PERSON", AMOUNT="2.00", PROXY=ALIAS_B,
+                  CDTR_AGT=MEMBER_B)
+    start = body.index(b"<p:Id><p:OrgId>")
+    body = body[:start] + person.encode() + body[body.index(b"</p:OrgId></p:Id>") + 17:]
+    body = body.replace(b"<p:Cdtr><p:Nm>Maria Silva</p:Nm></p:Cdtr>",
+                        f"<p:Cdtr><p:Nm>Maria Silva</p:Nm>{person}</p:Cdtr>".encode())
+    body = body.replace(b"<p:Tp><p:Cd>CACC</p:Cd></p:Tp></p:DbtrAcct>",
+                        f"<p:Tp><p:Cd>CACC</p:Cd></p:Tp><p:Prxy><p:Tp><p:Cd>NIDN</p:Cd>"
+                        f"</p:Tp><p:Id>{PERSON_ID}</p:Id></p:Prxy></p:DbtrAcct>".encode())
+    assert body.count(PERSON_ID.encode()) == 3
+    status, answer = await iso.a.post(body)
+    assert status == 202, answer
+    await eventually(lambda: iso.b.of("pacs.008.001.08"))
+    (credit,) = iso.b.of("pacs.008.001.08")
+    assert PERSON_ID.encode() not in credit.body
+    assert credit.find(P8 + "Dbtr/Nm") == "Ana Costa & Filhos"
+    assert credit.find(P8 + "Cdtr/Nm") == "Maria Silva"
+    assert credit.find(P8 + "DbtrAcct/Id/Othr/Id") == "ACC-A-1"
+    await eventually(lambda: iso.a.of("pacs.002.001.10"))
+    assert statuses(iso.a) == [("TX-PERSON", "ACSC", None)]
+    iso.check_valid()
+
+
 async def test_payee_bank_rejection_carries_its_reason_to_the_payer_bank(iso):
     iso.b.answer, iso.b.reason = "RJCT", "AC04"
     await pay(iso, "TX-REJ")

@@ -113,6 +113,18 @@ async def test_scheme_rules_refuse_before_anything_is_decided(iso, values, code)
         await nothing_written(iso)
 
 
+async def test_forwarded_groups_past_their_bound_are_refused(iso):
+    # RmtInf may repeat Ustrd without end (the XSD allows it, inside a 2 MiB body): what the
+    # switch keeps and forwards is bounded, a larger one refused before anything is decided.
+    lines = b"".join(b"<p:Ustrd>" + b"x" * 140 + b"</p:Ustrd>" for _ in range(200))
+    body = good().replace(b"<p:Ustrd>Invoice 2024-17</p:Ustrd>", lines)
+    status, answer = await iso.a.post(body)
+    assert status == 400, answer
+    reference, code, detail = admi(answer)
+    assert code == "FF01" and "forwarded" in detail
+    await nothing_written(iso)
+
+
 async def test_forged_sender_is_refused(iso):
     # The AppHdr claims to be bank B, but the key is bank A's.
     status, answer = await iso.a.post(good().replace(b"<h:MmbId>BANKA001</h:MmbId>",
