@@ -6,7 +6,8 @@ Two parts:
   validate (the compiled XSDs: AppHdr + Document), map (the scheme's rules and the core
   Struct), serialise (pacs.008 and pacs.002 written by the connector);
 - full ISO payments per second: a real switch in this process (core, ledger, durable file
-  journal with fdatasync per group commit), the ISO connector with validation on, and two
+  journal with fdatasync per group commit), the ISO connector with validation on and its
+  durable store (state.py), and two
   ISO banks on loopback (connectors/iso20022/bank.py, in this process too, so their CPU is
   counted against the switch): the payer bank POSTs batches of pacs.008, the switch sends
   pacs.008 to the payee bank, which answers pacs.002 ACCP, and both banks get pacs.002
@@ -115,15 +116,50 @@ def stages(iterations: int) -> dict:
                          "validate_us": round(_cpu_us(
                              lambda i: xml.validate(written.definition, root[1]),
                              iterations), 1)}
+    results["store"] = {"records_us": round(_store_us(passthrough, iterations), 1)}
     inbound = [results["pacs.008 in"], results["pacs.002 in"]]
     results["full payment"] = {
         # payer pacs.008 in, payee pacs.008 out, payee pacs.002 in, payer pacs.002 out and
-        # the payee's confirmation pacs.002 out; inbound validation on, outbound off.
+        # the payee's confirmation pacs.002 out; inbound validation on, outbound off; the
+        # records the payment leaves in the connector's store.
         "connector_us": round(sum(sum(stage.values()) for stage in inbound)
                               + sum(results[name]["serialise_us"] for name in (
-                                  "pacs.008 out", "pacs.002 out", "pacs.002 out payee")), 1),
+                                  "pacs.008 out", "pacs.002 out", "pacs.002 out payee"))
+                              + results["store"]["records_us"], 1),
         "validate_us": round(sum(stage["validate_us"] for stage in inbound), 1)}
     return results
+
+
+def _store_us(passthrough, iterations: int) -> float:
+    """The loop's CPU for the records one payment leaves in the connector's store (the
+    passthrough kept and forgotten, the credit's reference and kind, two BizMsgIdrs); the
+    write and fdatasync run in the store's thread, one per group of records."""
+    from connectors.iso20022.state import State
+
+    with tempfile.TemporaryDirectory() as directory:
+        state = State(directory)
+        state.load(time.time_ns())
+        digest = bytes(16)
+
+        def payment(i: int) -> None:
+            key = (1, f"T{i}")
+            now_ns = time.time_ns()
+            state.keep(key, passthrough, now_ns)
+            state.see(1, f"A{i}", digest)
+            state.log_seen(1, f"A{i}", digest)
+            state.remember_sent(f"P{i}", 1, key[1])
+            state.credit(key, "pacs.008", now_ns)
+            state.see(2, f"B{i}", digest)
+            state.log_seen(2, f"B{i}", digest)
+            state.forget(key)
+            state.credit_kind(key, True)
+            if len(state._pending) > 1000:
+                state._pending.clear()  # the writer thread's work, not measured here
+
+        figure = _cpu_us(payment, iterations)
+        state._pending.clear()
+        state._file.close()
+    return figure
 
 
 async def _payments(seconds: float, batch: int, window: int) -> dict:
@@ -164,7 +200,8 @@ async def _payments(seconds: float, batch: int, window: int) -> dict:
                 port=0, banks=(BankConfig(participant_id=1, member_id="BANKA001",
                                           endpoint_url=payer.endpoint_url),
                                BankConfig(participant_id=2, member_id="BANKB002",
-                                          endpoint_url=payee.endpoint_url))))
+                                          endpoint_url=payee.endpoint_url))),
+                state_dir=os.path.join(data_dir, "iso20022"))  # durable, like a switch
             await connector.start()
             url = f"http://127.0.0.1:{connector.port}"
             payer.connect(url, keys[1])

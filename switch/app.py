@@ -146,7 +146,8 @@ async def _start_listeners(server: SwitchServer) -> None:
         from connectors.iso20022.connector import Iso20022Config, start_iso20022_connector
 
         server.iso20022_connector = await start_iso20022_connector(
-            server.gateway, msgspec.convert(config.iso20022, Iso20022Config), server.registry)
+            server.gateway, msgspec.convert(config.iso20022, Iso20022Config), server.registry,
+            data_dir=config.data_dir)
     if config.mobilemoney_enabled:
         from connectors.mobilemoney.hub import load_config, start_mobilemoney_connector
 

@@ -27,10 +27,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import ssl as ssl_module
 import time
 import uuid
-from collections import OrderedDict
 from typing import Annotated, Literal
 
 import msgspec
@@ -54,6 +54,7 @@ from connectors.iso20022.inbound import (
     split_body,
 )
 from connectors.iso20022.outbound import Writer, Written, batch, iso_id, transfer_status
+from connectors.iso20022.state import RecallCase, State, StateUnavailable
 from connectors.iso20022.transport import Delivery, DeliveryPolicy, Inbound
 from switch.core import limits as core_limits
 from switch.core.messages import (
@@ -133,17 +134,15 @@ class Iso20022Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
                 seen_ids.add(member_id)
 
 
-class _Bounded(OrderedDict):
-    """A dict that forgets its oldest entries past `size_max`."""
+class _Taking:
+    """A message one request is taking: a resend of it in another request waits for
+    `future` (True: taken and durable) before it is acknowledged."""
 
-    def __init__(self, size_max: int) -> None:
-        super().__init__()
-        self.size_max = size_max
+    __slots__ = ("digest", "future")
 
-    def put(self, key, value) -> None:
-        self[key] = value
-        if len(self) > self.size_max:
-            self.popitem(last=False)
+    def __init__(self, digest: bytes, loop) -> None:
+        self.digest = digest
+        self.future = loop.create_future()
 
 
 class _Durable:
@@ -161,16 +160,6 @@ class _Durable:
             self.future.set_result(None)
 
 
-class _RecallCase:
-    __slots__ = ("requester_id", "payee_id", "case_id", "refs")
-
-    def __init__(self, requester_id: int, payee_id: int, case_id: str, refs: OriginalRefs):
-        self.requester_id = requester_id
-        self.payee_id = payee_id
-        self.case_id = case_id
-        self.refs = refs
-
-
 class BankSink:
     """The gateway Sink of one bank."""
 
@@ -185,13 +174,19 @@ class BankSink:
 
     def flush(self) -> None:
         self.connector.delivery.flush()
+        self.connector.state.kick()
 
     def close(self, reason: str) -> None:
         """Nothing to end: every request carries its own credentials."""
 
 
 class Iso20022Connector:
-    def __init__(self, gateway, config: Iso20022Config = Iso20022Config()) -> None:
+    """`state_dir`: where the connector keeps what must survive a restart (state.py); the
+    composition root gives it `<data_dir>/iso20022`. None: memory only (the mapping's
+    own tests, the bench's stages)."""
+
+    def __init__(self, gateway, config: Iso20022Config = Iso20022Config(),
+                 state_dir: str | None = None) -> None:
         self.gateway = gateway
         self.config = config
         self.loop = asyncio.get_running_loop()
@@ -200,15 +195,10 @@ class Iso20022Connector:
             bank.participant_id: (bank.member_id, *bank.other_member_ids)
             for bank in config.banks})
         self.writer = Writer(self.members)
-        # msg id (or long-id reference) the switch sent -> (scope participant, id).
-        self.sent: _Bounded = _Bounded(limits.REFERENCES_MAX)
-        self.passthrough: _Bounded = _Bounded(limits.PASS_THROUGH_MAX)
-        self.credit_kinds: _Bounded = _Bounded(limits.PASS_THROUGH_MAX)
-        self.recalls: _Bounded = _Bounded(limits.RECALLS_MAX)
-        self.seen: dict[int, _Bounded] = {}
-        self.reports: dict[tuple[int, str], list[TransferOutcome]] = {}
-        self.report_sequence: dict[tuple[int, str], int] = {}
-        self._report_timers: list[asyncio.TimerHandle] = []
+        self.state = State(state_dir)
+        # (participant, BizMsgIdr) of messages taken but not yet durable: a resend waits.
+        self._taking: dict[tuple[int, str], asyncio.Future] = {}
+        self._report_timers: dict[int, asyncio.TimerHandle] = {}  # per bank
         self._tasks: set[asyncio.Task] = set()
         self.rejected_total = 0  # messages answered with an admi.002
         signer = None
@@ -237,6 +227,9 @@ class Iso20022Connector:
 
     async def start(self) -> None:
         xml.load_all()
+        # Before the sinks attach: the credits the switch re-sends after a restart go out
+        # with what their payer banks' messages carried.
+        self.state.load(time.time_ns())
         for participant_id, sink in self.sinks.items():
             self.gateway.attach(participant_id, sink)
         server_ssl = None
@@ -259,7 +252,7 @@ class Iso20022Connector:
         return self.inbound.port
 
     async def close(self, grace_ms: int = 5_000) -> None:
-        for timer in self._report_timers:
+        for timer in self._report_timers.values():
             timer.cancel()
         await self.inbound.close(grace_ms)
         for task in list(self._tasks):
@@ -267,6 +260,7 @@ class Iso20022Connector:
         for participant_id, sink in self.sinks.items():
             self.gateway.detach(participant_id, sink)
         await self.delivery.close(grace_ms)
+        await self.state.close()
 
     def register_metrics(self, registry) -> None:
         stats = self.delivery.stats
@@ -278,6 +272,12 @@ class Iso20022Connector:
                            lambda field=field: getattr(stats, field), kind="counter")
         registry.gauge("ponte_iso20022_rejected_total", "Bank messages answered with admi.002.",
                        lambda: self.rejected_total, kind="counter")
+        registry.gauge("ponte_iso20022_state_records_written_total",
+                       "Records the ISO 20022 connector wrote to its store.",
+                       lambda: self.state.records_written, kind="counter")
+        registry.gauge("ponte_iso20022_state_rewrites_total",
+                       "Times the ISO 20022 connector rewrote its store from memory.",
+                       lambda: self.state.rewrites, kind="counter")
 
     # -- out: the core's messages for a bank -------------------------------------------
 
@@ -293,18 +293,19 @@ class Iso20022Connector:
     def deliver(self, participant_id: int, message) -> None:
         now_ns = time.time_ns()
         writer = self.writer
+        state = self.state
         kind = type(message)
         if kind is CreditRequest:
             payer = message.payer_participant_id
-            key = (payer, message.transfer_id)
-            written = writer.credit(message, participant_id, now_ns,
-                                    self.passthrough.get(key))
-            self.sent.put(written.biz_msg_id, key)
-            tx_id = iso_id(message.transfer_id, payer)
-            if tx_id != message.transfer_id:
-                self.sent.put(tx_id, key)
-            credit_kind = "pacs.004" if message.return_of is not None else "pacs.008"
-            self.credit_kinds.put(key, credit_kind)
+            transfer_id = message.transfer_id
+            key = (payer, transfer_id)
+            written = writer.credit(message, participant_id, now_ns, state.kept(key))
+            state.remember_sent(written.biz_msg_id, payer, transfer_id)
+            tx_id = iso_id(transfer_id, payer)
+            if tx_id != transfer_id:
+                state.remember_sent(tx_id, payer, transfer_id)
+            state.credit(key, "pacs.004" if message.return_of is not None else "pacs.008",
+                         now_ns)
             self._send(written)
         elif kind is TransferOutcome:
             self._outcome(participant_id, message, now_ns)
@@ -312,15 +313,14 @@ class Iso20022Connector:
             self._refused(participant_id, message, now_ns)
         elif kind is RequestToPayNotice:
             written = writer.request_to_pay(participant_id, message, now_ns)
-            self.sent.put(written.biz_msg_id, (message.payee_participant_id,
-                                               message.request_id))
+            state.remember_sent(written.biz_msg_id, message.payee_participant_id,
+                                message.request_id)
             self._send(written)
         elif kind is RequestToPayOutcome:
             if participant_id == message.payee_participant_id:
                 key = ("rtp", participant_id, message.request_id)
-                passthrough = self.passthrough.get(key)
-                if message.state is not RequestToPayState.OPEN:
-                    self.passthrough.pop(key, None)
+                passthrough = state.kept(key) if message.state is RequestToPayState.OPEN \
+                    else state.forget(key)
                 self._send(writer.request_to_pay_status(participant_id, message, passthrough,
                                                         now_ns))
         elif kind is ErrorAnswer:
@@ -333,13 +333,13 @@ class Iso20022Connector:
         key = (outcome.payer_participant_id, outcome.transfer_id)
         final = outcome.state in (TransferState.COMMITTED, TransferState.REJECTED,
                                   TransferState.EXPIRED)
+        state = self.state
         if participant_id == outcome.payer_participant_id:
-            passthrough = self.passthrough.pop(key, None) if final else self.passthrough.get(key)
+            passthrough = state.forget(key) if final else state.kept(key)
             kind = passthrough.kind if passthrough is not None else "pacs.008"
             self._send(self.writer.outcome(participant_id, outcome, now_ns, passthrough, kind))
         else:
-            kind = self.credit_kinds.pop(key, "pacs.008") if final else \
-                self.credit_kinds.get(key, "pacs.008")
+            kind = state.credit_kind(key, final)
             self._send(self.writer.outcome(participant_id, outcome, now_ns, None, kind))
         if outcome.state is TransferState.COMMITTED:
             bank = self.banks.get(participant_id)
@@ -347,12 +347,9 @@ class Iso20022Connector:
                 if "camt.054" in bank.notifications:
                     self._send(self.writer.notification(participant_id, outcome, now_ns))
                 if "camt.052" in bank.notifications:
-                    entries = self.reports.setdefault((participant_id, outcome.currency), [])
-                    if len(entries) < limits.REPORT_ENTRIES_MAX:
-                        entries.append(outcome)
-                    else:
-                        self._flush_report(participant_id, outcome.currency)
-                        self.reports[(participant_id, outcome.currency)] = [outcome]
+                    if not state.report_entry(participant_id, outcome):
+                        self._flush_report(participant_id, outcome.currency)  # it is full
+                        state.report_entry(participant_id, outcome)
 
     def _refused(self, participant_id: int, refused: Refused, now_ns: int) -> None:
         writer = self.writer
@@ -362,10 +359,10 @@ class Iso20022Connector:
                 payee_participant_id=participant_id, request_id=refused.id,
                 state=RequestToPayState.REJECTED, result=refused.result)
             self._send(writer.request_to_pay_status(participant_id, outcome,
-                                                    self.passthrough.pop(key, None), now_ns))
+                                                    self.state.forget(key), now_ns))
             return
         if refused.request_type in (RequestType.TRANSFER, RequestType.RETURN):
-            passthrough = self.passthrough.pop((participant_id, refused.id), None)
+            passthrough = self.state.forget((participant_id, refused.id))
             if passthrough is not None:
                 refs, related = passthrough.refs, passthrough.related
             else:
@@ -387,19 +384,20 @@ class Iso20022Connector:
 
     def _arm_report(self, bank: BankConfig) -> None:
         def fire() -> None:
-            for (participant_id, currency) in list(self.reports):
+            for (participant_id, currency) in list(self.state.reports):
                 if participant_id == bank.participant_id:
                     self._flush_report(participant_id, currency)
             self.delivery.flush()
+            self.state.kick()
             self._arm_report(bank)
-        self._report_timers.append(self.loop.call_later(bank.report_interval_ms / 1000, fire))
+        self._report_timers[bank.participant_id] = self.loop.call_later(
+            bank.report_interval_ms / 1000, fire)
 
     def _flush_report(self, participant_id: int, currency: str) -> None:
-        entries = self.reports.pop((participant_id, currency), None)
-        if not entries:
+        taken = self.state.take_report(participant_id, currency)
+        if taken is None:
             return
-        sequence = self.report_sequence.get((participant_id, currency), 0) + 1
-        self.report_sequence[(participant_id, currency)] = sequence
+        entries, sequence = taken
         self._send(self.writer.report(participant_id, currency, entries, sequence,
                                       time.time_ns()))
 
@@ -408,7 +406,11 @@ class Iso20022Connector:
     async def receive(self, participant_id: int, body: bytes) -> tuple[int, bytes]:
         """(HTTP status, XML answer) for a bank's body: 202 and nothing when every message
         was taken (once durable), else 400 with an admi.002 per message not taken (a batch's
-        valid messages are still taken)."""
+        valid messages are still taken).
+
+        Durability, in this order (state.py): what a message leaves in the store (its
+        passthrough) is synced before it is submitted; its BizMsgIdr is recorded once the
+        journal holds it; a resend of a message still being taken waits for it."""
         now_ns = time.time_ns()
         members = self.members
         member = members.member(participant_id)
@@ -418,19 +420,21 @@ class Iso20022Connector:
         except Invalid as error:
             rejects.append(self._reject(participant_id, "", error, now_ns))
             return 400, _answer(rejects)
+        state = self.state
         context = Context(participant_id, member, now_ns, members,
                           self.config.transfer_expiry_ms, self.config.request_to_pay_expiry_ms,
-                          self.sent.get)
-        seen = self.seen.get(participant_id)
-        if seen is None:
-            seen = self.seen[participant_id] = _Bounded(limits.SEEN_MESSAGES_PER_PARTICIPANT_MAX)
-        taken = []  # (envelope, action)
+                          state.sent.get)
+        seen = state.window(participant_id)
+        taking = self._taking
+        taken = []  # (envelope, action, digest)
+        waits = []  # (envelope, _Taking) resends of messages another request is taking
         in_body: set[str] = set()
         for element in elements:
             try:
                 envelope = open_envelope(element, member, members, now_ns)
                 biz_msg_id = envelope.biz_msg_id
-                used = biz_msg_id in seen or biz_msg_id in in_body
+                other = taking.get((participant_id, biz_msg_id))
+                used = biz_msg_id in seen or biz_msg_id in in_body or other is not None
                 try:
                     action = decode(envelope, context)
                 except Invalid:
@@ -439,6 +443,11 @@ class Iso20022Connector:
                     raise
                 read = digest(action)
                 if used:
+                    if biz_msg_id in in_body:
+                        raise _used()
+                    if other is not None and other.digest == read:
+                        waits.append((envelope, other))
+                        continue
                     if seen.get(biz_msg_id) == read:
                         continue  # a resend of a message taken before: acknowledged again
                     raise _used()
@@ -449,25 +458,74 @@ class Iso20022Connector:
                 continue
             in_body.add(biz_msg_id)
             taken.append((envelope, action, read))
+        attempts = {}
+        for envelope, _action, read in taken:
+            attempt = attempts[envelope.biz_msg_id] = _Taking(read, self.loop)
+            taking[(participant_id, envelope.biz_msg_id)] = attempt
+        done: list[tuple[str, bytes]] = []  # (BizMsgIdr, digest) taken
+        try:
+            busy = await self._take(participant_id, taken, rejects, done, now_ns)
+        finally:
+            for biz_msg_id, attempt in attempts.items():
+                del taking[(participant_id, biz_msg_id)]
+                if not attempt.future.done():  # those taken were told True already
+                    attempt.future.set_result(False)
+        for envelope, other in waits:
+            if not await other.future:
+                rejects.append(self._reject(participant_id, envelope.biz_msg_id, Invalid(
+                    "MS03", "not taken: send it again later"), now_ns))
+        if done:
+            for biz_msg_id, read in done:
+                state.log_seen(participant_id, biz_msg_id, read)
+            try:
+                await state.sync()
+            except StateUnavailable as error:  # taken all the same: the journal has them
+                log.error("iso20022.state_unavailable error=%s", error)
+        if rejects:
+            self.rejected_total += len(rejects)
+            if busy and len(rejects) == len(elements):
+                return 503, _answer(rejects)
+            return 400 if len(rejects) == len(elements) else 202, _answer(rejects)
+        return 202, b""
+
+    async def _take(self, participant_id: int, taken: list, rejects: list[Written],
+                    done: list[tuple[str, bytes]], now_ns: int) -> bool:
+        """Submit or act on each taken message; True if the switch was busy. `done` gets
+        those taken, once durable (their _Taking told True)."""
+        state = self.state
+        kept = False
+        for envelope, action, _read in taken:
+            if type(action) is Submit and action.passthrough is not None:
+                action.passthrough.related = envelope.related()
+                state.keep(_passthrough_key(participant_id, action.message),
+                           action.passthrough, now_ns)
+                kept = True
+        if kept or any(type(action) is Submit for _e, action, _r in taken):
+            try:
+                # Before submitting: the passthroughs, and every reference appended before
+                # (the MsgId of a credit a pacs.002 answers, say) are on disk.
+                await state.sync()
+            except StateUnavailable as error:
+                log.error("iso20022.state_unavailable error=%s", error)
+                for envelope, _action, _read in taken:
+                    rejects.append(self._reject(participant_id, envelope.biz_msg_id, Invalid(
+                        "MS03", "not taken: the switch cannot record it now; send it "
+                                "again later"), now_ns))
+                return True
         busy = False
         durable = _Durable(self.loop)
         gateway = self.gateway
+        seen = state.see
         for envelope, action, read in taken:
             kind = type(action)
             if kind is Submit:
                 message = action.message
-                passthrough = action.passthrough
-                key = None
-                if passthrough is not None:
-                    passthrough.related = envelope.related()
-                    key = _passthrough_key(participant_id, message)
-                    self.passthrough.put(key, passthrough)
                 durable.left += 1
                 result = gateway.submit(participant_id, message, durable)
                 if result is not Result.OK:
                     durable.left -= 1
-                    if key is not None:
-                        self.passthrough.pop(key, None)
+                    if action.passthrough is not None:
+                        state.forget(_passthrough_key(participant_id, message))
                     busy = busy or result in (Result.SERVER_BUSY, Result.SERVICE_UNAVAILABLE)
                     rejects.append(self._reject(participant_id, envelope.biz_msg_id, Invalid(
                         "MS03", f"not taken: {result.name}; send it again later"), now_ns))
@@ -478,16 +536,16 @@ class Iso20022Connector:
                 self._spawn(self._forward_recall(action))
             elif kind is RecallAnswer:
                 self._forward_recall_answer(participant_id, action, now_ns)
-            seen.put(envelope.biz_msg_id, read)
+            seen(participant_id, envelope.biz_msg_id, read)
+            done.append((envelope.biz_msg_id, read))
         if durable.left > 0:
             await durable.future
         self.delivery.flush()
-        if rejects:
-            self.rejected_total += len(rejects)
-            if busy and len(rejects) == len(elements):
-                return 503, _answer(rejects)
-            return 400 if len(rejects) == len(elements) else 202, _answer(rejects)
-        return 202, b""
+        for biz_msg_id, _read in done:
+            attempt = self._taking.get((participant_id, biz_msg_id))
+            if attempt is not None and not attempt.future.done():
+                attempt.future.set_result(True)
+        return busy
 
     def _reject(self, participant_id: int, reference: str, error: Invalid, now_ns: int
                 ) -> Written:
@@ -539,22 +597,30 @@ class Iso20022Connector:
         written = self.writer.recall(payee, payer, recall.transfer_id, recall.case_id,
                                      answer.amount_minor, answer.currency, recall.reason_code,
                                      recall.additional, now_ns)
-        self.recalls.put(written.biz_msg_id, _RecallCase(payer, payee, recall.case_id,
-                                                         recall.refs))
+        self.state.open_recall(written.biz_msg_id, RecallCase(payer, payee, recall.case_id,
+                                                              recall.refs))
+        try:
+            await self.state.sync()  # the payee bank's camt.029 must find it, restart or not
+        except StateUnavailable as error:
+            log.error("iso20022.state_unavailable error=%s", error)
+            self.state.close_recall(written.biz_msg_id)
+            return
         self._send(written)
         self.delivery.flush()
 
     def _check_recall_answer(self, participant_id: int, answer: RecallAnswer) -> None:
-        case = self.recalls.get(answer.case_id)
+        case = self.state.recalls.get(answer.case_id)
         if case is None or case.payee_id != participant_id:
             raise Invalid("NOOR", "no recall of yours is open under that case id",
                           "RslvdCase/Id")
 
     def _forward_recall_answer(self, participant_id: int, answer: RecallAnswer,
                                now_ns: int) -> None:
-        case = self.recalls.get(answer.case_id)
+        case = self.state.recalls.get(answer.case_id)
+        if case is None:
+            return  # answered meanwhile by another request of the same bank
         if answer.confirmation != "PDCR" and answer.status != "PDCR":
-            self.recalls.pop(answer.case_id, None)
+            self.state.close_recall(answer.case_id)
         self._send(self.writer.recall_answer(
             case.requester_id, case.case_id, case.refs, answer.confirmation, answer.status,
             answer.reason_code, answer.additional, now_ns, answer.assignment_id or
@@ -604,11 +670,16 @@ def outbound_problem(body: bytes) -> str | None:
     return None
 
 
-async def start_iso20022_connector(gateway, config: Iso20022Config, registry=None
-                                   ) -> Iso20022Connector:
-    """What the composition root calls: build, register metrics, attach the banks' sinks,
-    listen. Stop with `await connector.close()` before the gateway closes."""
-    connector = Iso20022Connector(gateway, config)
+STATE_DIRECTORY = "iso20022"  # in the switch's data directory (state.py)
+
+
+async def start_iso20022_connector(gateway, config: Iso20022Config, registry=None,
+                                   data_dir: str | None = None) -> Iso20022Connector:
+    """What the composition root calls: build, load its store (`<data_dir>/iso20022`),
+    register metrics, attach the banks' sinks, listen. Stop with `await connector.close()`
+    before the gateway closes."""
+    state_dir = os.path.join(data_dir, STATE_DIRECTORY) if data_dir is not None else None
+    connector = Iso20022Connector(gateway, config, state_dir)
     if registry is not None:
         connector.register_metrics(registry)
     await connector.start()

@@ -1,7 +1,8 @@
 """Every bound of the ISO 20022 connector in one place, with the asserts that relate them.
 
-The parser (`xml.py`), the mapping (`mapping.py`), the transport (`transport.py`) and the
-connector (`connector.py`) take their sizes and durations from here.
+The parser (`xml.py`), the mapping (`inbound.py`, `outbound.py`), the transport
+(`transport.py`), the connector (`connector.py`) and its store (`state.py`) take their
+sizes and durations from here.
 """
 
 from connectors.http import limits as http_limits
@@ -48,6 +49,13 @@ REFERENCES_MAX = 1 << 17
 RECALLS_MAX = 1 << 14
 # Member ids' XML (FinInstnId, an envelope's head) written once and kept, most used first.
 MEMBER_TEXTS_MAX = 4096
+# The connector's store (state.py): one record at most (a passthrough: its forwarded groups
+# and references), the log's size below which it is never rewritten, and how long a
+# passthrough or a credit's kind may wait for its transfer's outcome (any transfer is final
+# by then: the core's longest expiry, and an hour for a payee's late answer).
+STATE_RECORD_BYTES_MAX = 64 * 1024
+STATE_COMPACT_BYTES_MIN = 64 * 1024 * 1024
+STATE_KEPT_AGE_MS_MAX = core_limits.EXPIRY_MS_MAX_CEILING + 3600 * 1000
 # camt.052 entries waiting for the next intraday report, per participant.
 REPORT_ENTRIES_MAX = 10_000
 
@@ -67,3 +75,5 @@ assert REQUEST_TO_PAY_EXPIRY_MS_DEFAULT <= core_limits.EXPIRY_MS_MAX_DEFAULT
 assert DELIVERY_BACKOFF_MS_MIN <= DELIVERY_BACKOFF_MS_MAX
 assert DELIVERY_ATTEMPTS_MAX >= 1
 assert BATCH_MESSAGES_MAX * 4096 <= REQUEST_BODY_BYTES_MAX
+assert PASS_THROUGH_BYTES_MAX + 4096 <= STATE_RECORD_BYTES_MAX  # + references and header
+assert STATE_RECORD_BYTES_MAX < STATE_COMPACT_BYTES_MIN

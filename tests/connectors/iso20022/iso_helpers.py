@@ -245,7 +245,7 @@ async def iso(tmp_path, request):
         delivery=DeliveryPolicy(backoff_ms_min=10, backoff_ms_max=40))
     key_a = await _participant(server, 1)
     key_b = await _participant(server, 2)
-    connector = Iso20022Connector(server.gateway, config)
+    connector = Iso20022Connector(server.gateway, config, str(tmp_path / "iso20022"))
     await connector.start()
     http = HttpConnector(server.gateway, HttpConnectorConfig(port=0))
     await http.start()
