@@ -500,16 +500,25 @@ def _forwarded(element: etree._Element | None, t: Tags) -> bytes:
     """A group of the payer bank's message as forwarded to the payee bank (with its own
     namespace declarations, so whatever prefixes the bank used stay bound), without a
     person's identification: a PrvtId (national ID, passport, tax id, date and place of
-    birth) goes with the `Id` holding it, and an account's proxy (which may be a national
-    ID) too. Ponte never forwards or stores a raw national ID; an organisation's id stays."""
+    birth) goes with the `Id` holding it, and the debtor account's proxy (which may be a
+    national ID) too. Ponte never forwards or stores a raw national ID; an organisation's
+    id stays. Where the XSD lets them be is checked, not the whole subtree (the hot path)."""
     if element is None:
         return b""
-    for found in list(element.iter(t.PrvtId)):
-        holder = found.getparent()  # a Party38Choice `Id`: optional wherever it occurs
-        holder.getparent().remove(holder)
-    if element.tag == t.DbtrAcct:
-        for proxy in element.findall(t.Prxy):
-            element.remove(proxy)
+    tag = element.tag
+    if tag == t.Dbtr or tag == t.Cdtr:  # Nm?, PstlAdr?, Id? (OrgId | PrvtId), ...
+        for child in element:
+            if child.tag == t.Id:
+                if child[0].tag == t.PrvtId:
+                    element.remove(child)
+                break
+    elif tag == t.DbtrAcct:  # Id, Tp?, Ccy?, Nm?, Prxy?
+        if element[-1].tag == t.Prxy:
+            element.remove(element[-1])
+    elif tag == t.RmtInf and element[-1].tag == t.Strd:  # Ustrd*, Strd* (Invcr, Invcee)
+        for found in list(element.iter(t.PrvtId)):
+            holder = found.getparent()  # a Party38Choice `Id`: optional where it occurs
+            holder.getparent().remove(holder)
     return etree.tostring(element, with_tail=False)
 
 

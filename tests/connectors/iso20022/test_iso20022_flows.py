@@ -78,10 +78,10 @@ PERSON_ID = "52998224725"  # a national ID (Brazilian CPF form)
 
 
 async def test_a_persons_identification_is_never_forwarded(iso):
-    # The payer bank names its customer and the creditor with their national IDs (PrvtId)
-    # and the debtor account by a national-ID proxy: the payee bank gets the names, not
-    # the IDs (Ponte never forwards or stores a raw national ID); an organisation's id
-    # (OrgId) would still travel.
+    # The payer bank names its customer, the creditor and the invoicer with their national
+    # IDs (PrvtId) and the debtor account by a national-ID proxy: the payee bank gets the
+    # names, not the IDs (Ponte never forwards or stores a raw national ID); an
+    # organisation's id (OrgId) would still travel.
     person = (f"<p:Id><p:PrvtId><p:Othr><p:Id>{PERSON_ID}</p:Id><p:SchmeNm><p:Cd>NIDN"
               f"</p:Cd></p:SchmeNm></p:Othr></p:PrvtId></p:Id>")
     body = sample("pacs.008-proxy.xml", TX="TX-PERSON", AMOUNT="2.00", PROXY=ALIAS_B,
@@ -93,7 +93,10 @@ async def test_a_persons_identification_is_never_forwarded(iso):
     body = body.replace(b"<p:Tp><p:Cd>CACC</p:Cd></p:Tp></p:DbtrAcct>",
                         f"<p:Tp><p:Cd>CACC</p:Cd></p:Tp><p:Prxy><p:Tp><p:Cd>NIDN</p:Cd>"
                         f"</p:Tp><p:Id>{PERSON_ID}</p:Id></p:Prxy></p:DbtrAcct>".encode())
-    assert body.count(PERSON_ID.encode()) == 3
+    body = body.replace(b"<p:Ustrd>Invoice 2024-17</p:Ustrd>",
+                        f"<p:Ustrd>Invoice 2024-17</p:Ustrd><p:Strd><p:Invcr><p:Nm>Ana Costa"
+                        f"</p:Nm>{person}</p:Invcr></p:Strd>".encode())
+    assert body.count(PERSON_ID.encode()) == 4
     status, answer = await iso.a.post(body)
     assert status == 202, answer
     await eventually(lambda: iso.b.of("pacs.008.001.08"))
@@ -102,8 +105,12 @@ async def test_a_persons_identification_is_never_forwarded(iso):
     assert credit.find(P8 + "Dbtr/Nm") == "Ana Costa & Filhos"
     assert credit.find(P8 + "Cdtr/Nm") == "Maria Silva"
     assert credit.find(P8 + "DbtrAcct/Id/Othr/Id") == "ACC-A-1"
+    assert credit.find(P8 + "RmtInf/Strd/Invcr/Nm") == "Ana Costa"
     await eventually(lambda: iso.a.of("pacs.002.001.10"))
     assert statuses(iso.a) == [("TX-PERSON", "ACSC", None)]
+    # Nor is it in the connector's store.
+    with open(iso.connector.state._file.path, "rb") as file:
+        assert PERSON_ID.encode() not in file.read()
     iso.check_valid()
 
 
