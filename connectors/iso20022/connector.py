@@ -15,8 +15,11 @@ switch through the same gateway and core as every other participant.
   payer bank: a recall moves no money (the payee bank's pacs.004 does).
 
 Exactly once by BizMsgIdr: a bank's message seen again (same sender, same BizMsgIdr, same
-content) is acknowledged without reaching the switch again; the same BizMsgIdr with other
-content is refused (admi.002 DUPL). Outbound ids are deterministic (outbound.py).
+content as read) is acknowledged without reaching the switch again; the same BizMsgIdr with
+other content is refused (admi.002 DUPL). Outbound ids are deterministic (outbound.py).
+What must survive a restart (passthroughs, references, recalls, the BizMsgIdr window,
+camt.052 sequences) is kept in the connector's store (state.py), in the order its
+docstring gives.
 
 It must never decide an outcome, never take a participant id from a message (only from the
 transport's authentication: member ids in a message must be the sender's), and never
@@ -500,7 +503,7 @@ class Iso20022Connector:
                 state.keep(_passthrough_key(participant_id, action.message),
                            action.passthrough, now_ns)
                 kept = True
-        if kept or any(type(action) is Submit for _e, action, _r in taken):
+        if kept or any(type(action) is Submit for _envelope, action, _read in taken):
             try:
                 # Before submitting: the passthroughs, and every reference appended before
                 # (the MsgId of a credit a pacs.002 answers, say) are on disk.
