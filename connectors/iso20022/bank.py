@@ -118,14 +118,17 @@ class Bank:
     """An ISO bank: `endpoint_url` receives the switch's messages; `post` sends one."""
 
     def __init__(self, member: str, switch_member: str, *, answer: str | None = "ACCP",
-                 reason: str = "", validate: bool = True, fail_first: int = 0) -> None:
+                 reason: str = "", validate: bool = True, fail_first: int = 0,
+                 record: bool = True) -> None:
         self.member = member
         self.switch_member = switch_member
         self.answer = answer  # a credit's automatic pacs.002 status, None: do not answer
         self.reason = reason
         self.validate = validate  # check every received envelope against the XSDs
         self.fail_first = fail_first  # answer 503 to this many deliveries first
+        self.record = record  # keep every envelope received (tests); else count them
         self.received: list[Received] = []
+        self.counts: dict[str, int] = {}  # envelopes received per definition
         self.invalid: list[str] = []
         self.requests = 0
         self.server: HttpServer | None = None
@@ -136,11 +139,11 @@ class Bank:
         self.switch_key: VerifyKey | None = None  # set: every delivery must be signed
         self.certificates: list[bytes | None] = []  # the switch's TLS client certificates
 
-    async def start(self, ssl: ssl_module.SSLContext | None = None) -> str:
+    async def start(self, ssl: ssl_module.SSLContext | None = None, port: int = 0) -> str:
         """Listen for the switch's deliveries (HTTPS with `ssl`: a server context, which
         may ask for the switch's client certificate)."""
         self.server = HttpServer(self.handle, request_body_bytes_max=4 * 1024 * 1024)
-        await self.server.start("127.0.0.1", 0, ssl=ssl)
+        await self.server.start("127.0.0.1", port, ssl=ssl)
         self.scheme = "https" if ssl is not None else "http"
         return self.endpoint_url
 
@@ -186,8 +189,10 @@ class Bank:
                            or xml.validate(definition, document))
                 if problem is not None:
                     self.invalid.append(f"{definition}: {problem}")
-            received = Received(definition, item, etree.tostring(item))
-            self.received.append(received)
+            self.counts[definition] = self.counts.get(definition, 0) + 1
+            received = Received(definition, item, etree.tostring(item) if self.record else b"")
+            if self.record:
+                self.received.append(received)
             if definition in ("pacs.008.001.08", "pacs.004.001.10") and self.answer:
                 answers.append(self._credit_answer(received))
         if answers:
