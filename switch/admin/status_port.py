@@ -133,8 +133,8 @@ class AdminServer:
                 "accepting": bool(gateway and gateway.accepting),
                 "in_flight": server.core.in_flight_count,
                 "inbound_depth": gateway.inbound_depth if gateway else 0,
-                "durable_sequence": server.journal.durable_sequence,
                 "replayed_events": server.replayed_events,
+                **server.durability(),
             }), "application/json"
         if path == "/metrics":
             return (200, server.registry.render().encode(),

@@ -291,6 +291,26 @@ class SwitchServer:
                        lambda: self.journal.durable_sequence)
         registry.gauge("ponte_replayed_events", "Events replayed from the journal at start.",
                        lambda: self.replayed_events)
+        if self.snapshots is not None:
+            status = self.snapshots.status
+            registry.gauge("ponte_snapshot_sequence", "Journal record the newest snapshot covers.",
+                           lambda: status.sequence)
+            registry.gauge("ponte_snapshot_age_seconds", "Age of the newest snapshot.",
+                           lambda: (time.time_ns() - status.written_ns) / 1e9
+                           if status.written_ns else 0.0)
+            registry.gauge("ponte_snapshot_bytes", "Size of the newest snapshot file.",
+                           lambda: status.bytes)
+            registry.gauge("ponte_snapshots_total", "Snapshots written, by outcome.",
+                           lambda: {("ok",): status.taken, ("failed",): status.failed},
+                           ("outcome",), kind="counter")
+        if self.journal.segmented:
+            registry.gauge("ponte_journal_segment_bytes",
+                           "Durable bytes of the journal segment being written.",
+                           lambda: self.journal.segment_bytes)
+        if self.history is not None:
+            registry.gauge("ponte_history_backlog_rows",
+                           "Final transfers waiting to reach the durable history.",
+                           lambda: self.history.backlog)
         registry.gauge("ponte_participant_position_minor",
                        "Participant ledger balance (credits_posted - debits_posted) in minor "
                        "units, by participant name and currency.", self._positions,
@@ -298,6 +318,39 @@ class SwitchServer:
         registry.gauge("ponte_participant_pending_debits_minor",
                        "Participant debits reserved for transfers in flight.",
                        self._pending_debits, ("participant", "currency"))
+
+    def durability(self) -> dict:
+        """What an operator needs to judge the switch's durable state: role, the newest
+        snapshot (journal sequence, age, size), the journal (position, segments, bytes on
+        disk) and the transfer history's backlog. /health, metrics and the console show it."""
+        journal = self.journal
+        report: dict = {"role": "primary", "durable_sequence": journal.durable_sequence,
+                        "recovered_from_sequence": self.recovered_from_sequence,
+                        "replayed_events": self.replayed_events,
+                        "replay_s": round(self.replay_seconds, 3)}
+        if self.snapshots is not None:
+            status = self.snapshots.status
+            report["snapshot"] = {
+                "sequence": status.sequence,
+                "age_s": round((time.time_ns() - status.written_ns) / 1e9, 1)
+                if status.written_ns else None,
+                "bytes": status.bytes, "taken": status.taken, "failed": status.failed,
+                "skipped_at_start": status.skipped_at_start,
+                "write_s": round(status.write_s, 3), "fork_ms": round(status.fork_s * 1e3, 2)}
+        if journal.segmented:
+            from ledger.journal_segments import list_segments
+
+            segments = list_segments(journal.backend.directory)
+            report["journal"] = {
+                "segments": len(segments),
+                "archived_segments": sum(segment.archived for segment in segments),
+                "bytes": sum(os.path.getsize(segment.path) for segment in segments),
+                "segment_bytes": journal.segment_bytes}
+        if self.history is not None:
+            report["history"] = {"backlog_rows": self.history.backlog,
+                                 "rows_written": self.history.rows_written,
+                                 "write_failures": self.history.failures}
+        return report
 
     def positions(self) -> dict[int, dict[str, dict[str, int]]]:
         """participant_id -> currency -> the ledger account's balances."""
