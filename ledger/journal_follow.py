@@ -99,6 +99,8 @@ class PostgresFollower(JournalEnds):
             await check_start(connection, name, start, end)
             follower._durable = follower._appended = end
             await follower.catch_up()
+            follower.epoch = await connection.fetchval(
+                "SELECT epoch FROM journal_epochs WHERE journal_name = $1", name) or 0
         except BaseException:
             await connection.close()
             raise

@@ -56,10 +56,14 @@ class SwitchJournal:
 
     @classmethod
     async def open_postgres(cls, dsn: str, name: str,
-                            on_record: Callable[[Record], None]) -> SwitchJournal:
+                            on_record: Callable[[Record], None], *,
+                            holder: str = "") -> SwitchJournal:
+        """The writer of journal `name`: its lock and the next epoch (`holder` says who
+        took it); JournalLocked while another process is the writer."""
         from ledger.journal_postgres import PostgresJournal
 
-        backend = await PostgresJournal.open(dsn, name=name, on_record=on_record)
+        backend = await PostgresJournal.open(dsn, name=name, on_record=on_record,
+                                             holder=holder)
         return cls(backend, threaded_commit=False)
 
     def append_tick(self, now_ns: int, payloads: list[bytes]) -> int:
