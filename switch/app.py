@@ -134,8 +134,7 @@ async def start_standby(config: ServerConfig) -> SwitchServer:
 async def take_over(server: SwitchServer) -> None:
     """Follow until the primary is gone, become the primary, then open the listeners a
     start opens (the clients' next address now answers)."""
-    await server.take_over()
-    await _start_listeners(server)
+    await server.take_over(_start_listeners)
 
 
 async def _start_admin(server: SwitchServer) -> None:

@@ -291,10 +291,12 @@ class SwitchServer:
         log.info("standby_started replayed_events=%d replay_s=%.3f sequence=%d",
                  self.replayed_events, self.replay_seconds, self.follower.durable_sequence)
 
-    async def take_over(self) -> None:
+    async def take_over(self, open_listeners=None) -> None:
         """Follow the primary's journal until its lock is ours (its process or machine is
         gone), then become the primary: the next epoch (the database now refuses the old
-        primary's records), the last records, and the rest of a normal start."""
+        primary's records), the last records, and the rest of a normal start.
+        `open_listeners(server)` (the composition root's) runs before the role says
+        primary, so /health never reports a primary whose ports are not open yet."""
         follower = self.follower
         assert follower is not None, "start_standby() first"
         await follower.follow()
@@ -302,9 +304,11 @@ class SwitchServer:
         backend = await follower.promote(holder=process_holder())
         self.follower = None
         self.journal = SwitchJournal(backend, threaded_commit=False)
-        self.role = "primary"
         self.ledger.check_invariants()
         await self._open()
+        if open_listeners is not None:
+            await open_listeners(self)
+        self.role = "primary"
         self.took_over_ns = time.time_ns()
         log.warning("standby_took_over epoch=%d sequence=%d in_flight=%d takeover_ms=%.1f",
                     backend.epoch, backend.durable_sequence, self.core.in_flight_count,
