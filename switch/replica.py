@@ -155,15 +155,22 @@ class ReplicaPair:
 
     # -- settings --------------------------------------------------------------------------
 
-    def synchronous(self, on: bool) -> None:
-        """Commits on the pair's database wait for the replica to apply them (on), or only
-        for the primary's own disk (off). This pair's primary only."""
+    def create_database(self, database: str) -> str:
+        """A new database on the pair's primary (replicated like everything); its DSN."""
+        assert database.isidentifier(), database
+        self._psql(self.primary_port, f"CREATE DATABASE {database}")
+        return self.dsn(database)
+
+    def synchronous(self, on: bool, database: str = DATABASE) -> None:
+        """Commits on `database` wait for the replica to apply them (on), or only for the
+        primary's own disk (off). This pair's primary only."""
+        assert database.isidentifier(), database
         names = APPLICATION_NAME if on else ""
         self._psql(self.primary_port, f"ALTER SYSTEM SET synchronous_standby_names = "
                                       f"'{names}'")
         self._psql(self.primary_port, "SELECT pg_reload_conf()")
         level = "remote_apply" if on else "local"
-        self._psql(self.primary_port, f"ALTER DATABASE {DATABASE} SET synchronous_commit = "
+        self._psql(self.primary_port, f"ALTER DATABASE {database} SET synchronous_commit = "
                                       f"'{level}'")
         deadline = time.monotonic() + STREAMING_TIMEOUT_S
         wanted = "sync" if on else "async"
