@@ -194,6 +194,14 @@ class ServerSwitch:
             counters["resolve_rate_limited_total"] = self.resolves.rate_limited
         return counters
 
+    def replication(self) -> dict:
+        """Role, epoch and the standbys' lag (the console's overview)."""
+        status = self.server.replication_status()
+        return {"role": status["role"], "epoch": status["epoch"],
+                "standbys": [{key: entry[key] for key in ("standby", "applied_sequence",
+                                                          "lag_records", "seen_s_ago")}
+                             for entry in status["standbys"]]}
+
     def health(self) -> dict[str, str]:
         server = self.server
         gateway = server.gateway

@@ -48,7 +48,7 @@ from switch.server.metrics import MetricsRegistry, ServerMetrics
 from ledger.journal_format import JournalLocked
 from switch.server.sequencer import Sequencer, SequencerFailed
 from switch.server.shell import OutcomeArchive, Shell
-from switch.server.standby import check_secrets_digest, secrets_digest
+from switch.server.standby import StandbyWatch, check_secrets_digest, secrets_digest
 from switch.server.timers import TimerWheel
 
 log = logging.getLogger("ponte.server")
@@ -142,6 +142,7 @@ class SwitchServer:
         self._pepper = ""
         self._directory_secret = ""
         self._archive: OutcomeArchive | None = None
+        self.standby_watch: StandbyWatch | None = None  # a PostgreSQL primary's standbys
 
     # -- start -----------------------------------------------------------------------
 
@@ -214,6 +215,10 @@ class SwitchServer:
         for participant_id, message in holds:
             self.gateway.hold(participant_id, message)
         self._register_gauges()
+        if config.journal == "postgres":
+            self.standby_watch = StandbyWatch(config.postgres_dsn.reveal(), config.journal_name)
+            self.standby_watch.start()
+            self._closers.append(self.standby_watch.close)
         self._sequencer_task = asyncio.create_task(self._run_sequencer(), name="ponte-sequencer")
         self.gateway.open()
         self.gateway.open_held_grace()
@@ -334,11 +339,17 @@ class SwitchServer:
     def replication_status(self) -> dict:
         """Role, epoch and (standby) how far behind the journal's head: /health, console."""
         follower = self.follower
+        watch = self.standby_watch
+        durable = self.durable_sequence
         return {
             "role": self.role,
             "epoch": self.epoch,
             "replay_lag_records": 0 if follower is None else follower.lag_records,
             "replay_lag_seconds": 0.0 if follower is None else round(follower.lag_seconds, 3),
+            # A primary's standbys, as they last reported (about once a second).
+            "standbys": [] if watch is None else [
+                {**entry, "lag_records": max(0, durable - entry["applied_sequence"])}
+                for entry in watch.standbys],
         }
 
     def _register_role_gauges(self) -> None:

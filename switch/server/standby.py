@@ -44,3 +44,70 @@ async def check_secrets_digest(dsn: str, journal_name: str, digest: bytes) -> bo
     finally:
         await connection.close()
     return hmac.compare_digest(bytes(recorded), digest)
+
+
+STANDBYS_REFRESH_S = 2.0
+# A standby that has not recorded progress for this long is no longer listed.
+STANDBY_SEEN_WITHIN_S = 60
+
+
+class StandbyWatch:
+    """The primary's view of its standbys' progress (`journal_standbys`, written by each
+    standby about once a second), refreshed in the background on a connection of its own
+    so it never queues behind a journal commit. `standbys` is what /health and the console
+    show; a failed refresh keeps the last view and tries again (logged once per outage)."""
+
+    def __init__(self, dsn: str, journal_name: str) -> None:
+        self.dsn = dsn
+        self.journal_name = journal_name
+        self.standbys: list[dict] = []
+        self._connection = None
+        self._task = None
+        self._failing = False
+
+    def start(self) -> None:
+        import asyncio
+
+        self._task = asyncio.ensure_future(self._run())
+
+    async def _run(self) -> None:
+        import asyncio
+        import logging
+
+        import asyncpg
+
+        log = logging.getLogger("ponte.server.standby")
+        while True:
+            try:
+                if self._connection is None:
+                    self._connection = await asyncpg.connect(self.dsn, timeout=10,
+                                                             command_timeout=10)
+                rows = await self._connection.fetch(
+                    "SELECT standby, applied_sequence, "
+                    "extract(epoch FROM now() - seen_at)::float8 AS seen_s_ago "
+                    "FROM journal_standbys WHERE journal_name = $1 AND seen_at > now() - "
+                    "make_interval(secs => $2) ORDER BY standby",
+                    self.journal_name, STANDBY_SEEN_WITHIN_S)
+                self.standbys = [{"standby": row["standby"],
+                                  "applied_sequence": row["applied_sequence"],
+                                  "seen_s_ago": round(row["seen_s_ago"], 3)} for row in rows]
+                self._failing = False
+            except (OSError, asyncio.TimeoutError, asyncpg.PostgresError,
+                    asyncpg.InterfaceError) as error:
+                if not self._failing:
+                    log.warning("standby_watch_failed error=%r", error)
+                self._failing = True
+                connection, self._connection = self._connection, None
+                if connection is not None:
+                    connection.terminate()
+            await asyncio.sleep(STANDBYS_REFRESH_S)
+
+    async def close(self) -> None:
+        import asyncio
+
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        if self._connection is not None:
+            await self._connection.close()
+            self._connection = None

@@ -116,3 +116,15 @@ def test_kill_the_primary_under_load_and_the_standby_takes_over(rig, tmp_path, p
     assert view["role"] == "standby" and view["epoch"] == 2
     assert ({pid: row["accounts"] for pid, row in primary.positions().items()}
             == {pid: row["accounts"] for pid, row in standby.positions().items()})
+    # The new primary's console shows its role, epoch and the standby following it.
+    standby._operator_passwords = primary._operator_passwords  # the launcher's operators
+    maker, _checker = standby.operators()
+    for _ in range(100):
+        replication = maker.get("/api/admin/overview")["replication"]
+        if replication["standbys"]:
+            break
+        time.sleep(0.1)
+    assert replication["role"] == "primary" and replication["epoch"] == 2
+    (follower,) = replication["standbys"]
+    assert follower["lag_records"] >= 0 and follower["seen_s_ago"] < 60
+    assert standby.get("/health")["standbys"][0]["standby"] == follower["standby"]
