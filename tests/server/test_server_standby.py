@@ -15,7 +15,7 @@ import asyncpg
 import pytest
 
 from switch.app import take_over
-from switch.core.messages import CreditRequest, PayeeAnswer, StatusQuery
+from switch.core.messages import CreditRequest, FundsDeposited, PayeeAnswer, StatusQuery
 from switch.core.results import TransferState
 from switch.server.server import StartRefused
 from switch.testing import onboard, start_test_server, start_test_standby
@@ -175,3 +175,32 @@ async def test_a_standby_stopped_before_a_takeover_writes_nothing(tmp_path, post
     finally:
         await connection.close()
     _ = time  # the module's clock helpers come from test_server_recovery
+
+
+async def test_a_primary_whose_epoch_was_taken_cannot_commit_and_stops(tmp_path,
+                                                                       postgres_dsn):
+    """The database refuses the fenced primary's next commit: nothing of it is written or
+    released, and the server fails (a real process exits 70)."""
+    primary = await start_test_server(str(tmp_path / "primary"), **backends(postgres_dsn))
+    try:
+        participants = await onboard(primary, ["bank_a", "bank_b"])
+        payer_id = participants["bank_a"][0]
+        durable = primary.durable_sequence
+        connection = await asyncpg.connect(postgres_dsn)
+        try:
+            # Another writer took the journal (what a standby's promotion does).
+            await connection.execute("UPDATE journal_epochs SET epoch = epoch + 1")
+            # A deposit is journaled: its commit is the one the database refuses.
+            deposit = asyncio.ensure_future(primary.gateway.admin(FundsDeposited(
+                request_id="after-the-takeover", participant_id=payer_id, currency="KES",
+                amount_minor=5)))
+            await asyncio.wait_for(primary.wait_stopped(), 10)
+            assert primary.failed
+            assert "JournalFenced" in repr(primary.sequencer.failed)
+            assert (await asyncio.wait_for(deposit, 10)).result.name == "INTERNAL_SERVER_ERROR"
+            assert await connection.fetchval(
+                "SELECT max(sequence) FROM ledger_journal") == durable
+        finally:
+            await connection.close()
+    finally:
+        await primary.stop(drain_s=0)
