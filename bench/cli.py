@@ -16,6 +16,7 @@ def bench() -> None:
 from bench.core_bench import core_command  # noqa: E402
 from bench.directory_bench import directory_command  # noqa: E402
 from bench.e2e_bench import e2e_command  # noqa: E402
+from bench.iso20022_bench import iso20022_command  # noqa: E402
 from bench.ledger_bench import ledger_command  # noqa: E402 - registered after the group
 from bench.locust.command import locust_command  # noqa: E402
 from bench.soak_bench import soak_command  # noqa: E402
@@ -28,3 +29,4 @@ bench.add_command(e2e_command)
 bench.add_command(soak_command)
 bench.add_command(step_command)
 bench.add_command(locust_command)
+bench.add_command(iso20022_command)

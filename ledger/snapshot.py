@@ -163,6 +163,14 @@ class FileSnapshotStore:
             logger.warning("snapshot_skipped path=%s reason=%r", path, snapshot)
         return None
 
+    def snapshots(self):
+        """(path, Snapshot or the reason it is not valid) for every snapshot file, newest
+        first: recovery tries them in turn and says loudly which it skipped."""
+        for _, path in self._paths_newest_first():
+            with open(path, "rb") as file:
+                data = file.read()
+            yield path, decode_snapshot(data, path)
+
     def sequences(self) -> list[int]:
         return [sequence for sequence, _ in self._paths_newest_first()]
 

@@ -36,6 +36,7 @@ from switch.server.server import ServerBackends, SwitchServer, load_or_create_se
 
 DIRECTORY_FILE = "directory.sqlite3"
 CREDENTIALS_FILE = "credentials.sqlite3"
+HISTORY_FILE = "history.sqlite3"
 # The journal's commit thread needs the GIL back the moment fdatasync returns; with the
 # default 5 ms switch interval it waits behind the deciding loop, and every reply waits
 # with it. 0.2 ms costs a little throughput, buys latency.
@@ -69,8 +70,19 @@ async def open_backends(config: ServerConfig) -> ServerBackends:
         credential_store = EmbeddedCredentialStore(os.path.join(config.data_dir,
                                                                 CREDENTIALS_FILE))
     closers.append(credential_store.close)
+    history = None
+    if config.history_enabled:
+        if config.store == "postgres":
+            from switch.store.history import PostgresHistoryStore
+
+            history = await PostgresHistoryStore.connect(config.postgres_dsn.reveal())
+        else:
+            from switch.store.history import EmbeddedHistoryStore
+
+            history = EmbeddedHistoryStore(os.path.join(config.data_dir, HISTORY_FILE))
+        closers.append(history.close)
     return ServerBackends(directory=directory, credential_store=credential_store,
-                          closers=closers)
+                          history=history, closers=closers)
 
 
 async def open_directory(config: ServerConfig, directory_secret: str
@@ -159,6 +171,11 @@ async def _start_listeners(server: SwitchServer) -> None:
 
         server.http_connector = await start_http_connector(
             server.gateway, msgspec.convert(config.http, HttpConnectorConfig), server.registry)
+    if config.iso20022_enabled:
+        from connectors.iso20022.connector import Iso20022Config, start_iso20022_connector
+
+        server.iso20022_connector = await start_iso20022_connector(
+            server.gateway, msgspec.convert(config.iso20022, Iso20022Config), server.registry)
     await _start_admin(server)
     if config.console_enabled:
         from switch.console.server_port import attach_console

@@ -62,16 +62,20 @@ class Request:
     """One parsed request. `headers` has lower-case names; a repeated header keeps the last
     value, except the few (`_SINGLE_HEADERS`) whose repetition is refused as ambiguous."""
 
-    __slots__ = ("method", "path", "query", "headers", "body", "peer")
+    __slots__ = ("method", "path", "query", "headers", "body", "peer", "certificate")
 
     def __init__(self, method: bytes, path: bytes, query: bytes | None,
-                 headers: dict[bytes, bytes], body: bytes, peer: str) -> None:
+                 headers: dict[bytes, bytes], body: bytes, peer: str,
+                 certificate: bytes = b"") -> None:
         self.method = method
         self.path = path
         self.query = query
         self.headers = headers
         self.body = body
         self.peer = peer
+        # The TLS client certificate (DER) the connection presented, b"" without one: a
+        # connector may authenticate by it (Gateway.authenticate_certificate).
+        self.certificate = certificate
 
 
 class Response:
@@ -162,6 +166,7 @@ class HttpProtocol(asyncio.Protocol):
         self.out_bytes = 0
         self.flush_scheduled = False
         self.address = ""  # the remote host, once counted in server.per_address
+        self.certificate = b""  # the client's TLS certificate (DER), if it sent one
         self.closing = False
         self.reading_paused = False
         self.writing_paused = False
@@ -183,6 +188,9 @@ class HttpProtocol(asyncio.Protocol):
         self.transport = transport
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        tls = transport.get_extra_info("ssl_object")
+        if tls is not None:
+            self.certificate = tls.getpeercert(binary_form=True) or b""
         server = self.server
         server.connections.add(self)
         address = str(peer[0]) if isinstance(peer, tuple) else self.peer
@@ -296,8 +304,9 @@ class HttpProtocol(asyncio.Protocol):
             if not length.isdigit() or len(length) > 12:
                 raise _Refuse(400, "bad Content-Length")
             self.content_length = int(length)
-            if self.content_length > limits.REQUEST_BODY_BYTES_MAX:
-                raise _Refuse(413, f"body larger than {limits.REQUEST_BODY_BYTES_MAX} bytes")
+            body_max = self.server.request_body_bytes_max
+            if self.content_length > body_max:
+                raise _Refuse(413, f"body larger than {body_max} bytes")
         self._arm("body", limits.BODY_TIMEOUT_MS)
 
     def on_body(self, body: bytes) -> None:
@@ -320,7 +329,8 @@ class HttpProtocol(asyncio.Protocol):
             raise _Refuse(400, "malformed URL") from None
         parts = self.body_parts
         body = parts[0] if len(parts) == 1 else b"".join(parts)
-        request = Request(method, parsed.path, parsed.query, self.headers, body, self.peer)
+        request = Request(method, parsed.path, parsed.query, self.headers, body, self.peer,
+                          self.certificate)
         self.server.requests_total += 1
         slot = _Slot(keep_alive, self.server.clock, method == b"HEAD")
         self.slots.append(slot)
@@ -442,9 +452,13 @@ class HttpServer:
     """Owns the listening socket, the set of live connections and the periodic sweep."""
 
     def __init__(self, handler: Handler, error: ErrorFactory = plain_error, *,
-                 connections_per_address_max: int = limits.CONNECTIONS_PER_ADDRESS_MAX_DEFAULT
-                 ) -> None:
+                 connections_per_address_max: int = limits.CONNECTIONS_PER_ADDRESS_MAX_DEFAULT,
+                 request_body_bytes_max: int = limits.REQUEST_BODY_BYTES_MAX) -> None:
         assert 1 <= connections_per_address_max <= limits.CONNECTIONS_MAX
+        # A connector whose messages are larger than JSON's (ISO 20022 XML, batches) raises
+        # its own bound, never past the ceiling.
+        assert 1 <= request_body_bytes_max <= limits.REQUEST_BODY_BYTES_CEILING
+        self.request_body_bytes_max = request_body_bytes_max
         self.handler = handler
         self.error = error
         self.loop = asyncio.get_running_loop()

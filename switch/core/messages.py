@@ -383,10 +383,25 @@ class TransferRequested(msgspec.Struct, tag=1, **_EVENT, gc=False):
 
 
 class ReturnRequested(msgspec.Struct, tag=2, **_EVENT):
-    """A return sent by the original payee (who pays it)."""
+    """A return sent by the original payee (who pays it). `original`: the shell adds the
+    original from the transfer history when the core no longer holds it (older than its
+    retained window), so a return within the scheme's window is decided as if it did."""
 
     payer_participant_id: int  # the authenticated sender
     request: ReturnRequest
+    original: FinalTransfer | None = None
+
+
+class FinalTransfer(msgspec.Struct, array_like=True, frozen=True, kw_only=True, gc=False):
+    """A transfer (or return) in its final state, as the transfer history keeps it once the
+    core's retained window has dropped it: the event that created it (without any history
+    it carried itself), its outcome, whether the payee was sent it, and how much of it has
+    been returned. Enough to answer a status query or a resend, and to decide a return."""
+
+    event: TransferRequested | ReturnRequested
+    outcome: TransferOutcome
+    forwarded: bool
+    returned_minor: int = 0
 
 
 class PayeeAnswered(msgspec.Struct, tag=3, **_EVENT, gc=False):
@@ -430,6 +445,10 @@ class SchemeRules(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     fee_bps: Annotated[int, Meta(ge=0, le=limits.FEE_BPS_MAX)] = 0
     payee_timeout_ms: Annotated[int, Meta(ge=1, le=limits.PAYEE_TIMEOUT_MS_MAX)] = (
         limits.PAYEE_TIMEOUT_MS_DEFAULT
+    )
+    # A committed transfer may be returned for this many days after it was decided.
+    return_window_days: Annotated[int, Meta(ge=1, le=limits.RETURN_WINDOW_DAYS_MAX)] = (
+        limits.RETURN_WINDOW_DAYS_DEFAULT
     )
 
 

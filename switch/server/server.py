@@ -32,6 +32,7 @@ import os
 import secrets
 import socket
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
@@ -43,18 +44,24 @@ from switch.core.results import ProtocolError
 from switch.server.config import Secret, ServerConfig
 from switch.server.credentials import CredentialIndex
 from switch.server.gateway import Gateway
-from switch.server.journal import SwitchJournal, decode_tick
+from ledger.journal_format import GENESIS, JournalCorrupt, JournalLocked
+from switch.server.history import HistoryWriter
+from switch.server.journal import SwitchJournal, decode_tick, journal_directory
 from switch.server.metrics import MetricsRegistry, ServerMetrics
-from ledger.journal_format import JournalLocked
 from switch.server.sequencer import Sequencer, SequencerFailed
 from switch.server.shell import OutcomeArchive, Shell
-from switch.server.standby import StandbyWatch, check_secrets_digest, secrets_digest
+from switch.server.snapshots import SnapshotWriter, decode_server_snapshot
+from switch.server.standby import (
+    STANDBY_HISTORY_RESEND_S,
+    StandbyWatch,
+    check_secrets_digest,
+    secrets_digest,
+)
 from switch.server.timers import TimerWheel
 
 log = logging.getLogger("ponte.server")
 
 SECRETS_FILE = "secrets.json"
-JOURNAL_FILE = "switch.journal"
 
 
 class ServerSecrets(msgspec.Struct, kw_only=True):
@@ -70,6 +77,7 @@ class ServerBackends:
 
     directory: Any
     credential_store: Any
+    history: Any = None  # switch.store.history.HistoryStore, or None (memory only)
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
 
@@ -128,8 +136,13 @@ class SwitchServer:
         self.admin_server = None
         self.console = None  # switch.console.server_port.Console when console_enabled
         self.http_connector = None
+        self.iso20022_connector = None  # connectors.iso20022 when iso20022_enabled
+        self.mobilemoney_connector = None  # connectors/mobilemoney, when enabled
         # Set by the composition root; stopped here in the order a shutdown needs.
         self.replayed_events = 0
+        self.recovered_from_sequence = 0  # the snapshot's journal position (0: none)
+        self.snapshots: SnapshotWriter | None = None
+        self.history: HistoryWriter | None = None
         self.replay_seconds = 0.0
         self._sequencer_task: asyncio.Task | None = None
         self._closers: list = []
@@ -143,18 +156,21 @@ class SwitchServer:
         self._directory_secret = ""
         self._archive: OutcomeArchive | None = None
         self.standby_watch: StandbyWatch | None = None  # a PostgreSQL primary's standbys
+        # A standby's recent durable-history writes (the primary may not have stored them
+        # yet when it dies): handed to its own history writer when it takes over.
+        self._standby_writes: deque = deque()
 
     # -- start -----------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Start as the primary: replay the journal, then open (see the module docstring)."""
-        self._prepare()
-        await self._recover()
+        """Start as the primary: recover (snapshot + journal), then open."""
+        archive = self._prepare()
+        await self._recover(archive)
         await self._open()
 
-    def _prepare(self) -> None:
-        """What a primary and a standby both build before reading the journal: secrets,
-        a fresh ledger and core, the outcome archive."""
+    def _prepare(self) -> OutcomeArchive:
+        """What a primary and a standby both do before reading the journal: the checks,
+        the secrets, the outcome archive."""
         config = self.config
         if not _asserts_enabled() and not config.allow_optimized_python:
             raise StartRefused("python -O strips the asserts that guard the invariants; "
@@ -167,20 +183,15 @@ class SwitchServer:
                                   else stored.directory_secret)
         self.admin_token = config.admin_token or Secret(stored.admin_token)
         self._closers.extend(self.backends.closers)
-
-        import ledger as ledger_package
-
-        self.ledger = ledger_package.Ledger(config.ledger)
         # The archive of outcomes follows the core's transitions, replayed ones included,
-        # so a restart rebuilds it as it was.
-        archive = OutcomeArchive(config.outcomes_archived_max, config.core)
-        self.core = SwitchCore(config.core, self.ledger, observer=archive.observe)
-        archive.bind(self.core)
-        self._archive = archive
+        # so a restart rebuilds it as it was (from a snapshot of it, then the journal).
+        self._archive = OutcomeArchive(config.outcomes_archived_max, config.core,
+                                       durable=self.backends.history is not None)
         self._register_role_gauges()
+        return self._archive
 
     async def _open(self) -> None:
-        """After the replay (or a standby's takeover): credentials, gateway, shell,
+        """After the recovery (or a standby's takeover): credentials, gateway, shell,
         sequencer; timers re-armed and re-sent credit requests held; then accept."""
         config = self.config
         pepper = self._pepper
@@ -214,6 +225,15 @@ class SwitchServer:
             self.timers.arm(command.timer_id, command.deadline_ns)
         for participant_id, message in holds:
             self.gateway.hold(participant_id, message)
+        if self.backends.history is not None:
+            self.history = HistoryWriter(self.backends.history, archive,
+                                         retention_days=config.history_retention_days)
+            self.sequencer.history = self.backends.history
+            archive.requeue_writes(list(self._standby_writes))  # a standby's last ones
+            self._standby_writes.clear()
+            self.history.start()
+        if self.snapshots is not None or self.journal.segmented:
+            self.sequencer.maintenance = Maintenance(self)
         self._register_gauges()
         if config.journal == "postgres":
             self.standby_watch = StandbyWatch(config.postgres_dsn.reveal(), config.journal_name)
@@ -226,6 +246,78 @@ class SwitchServer:
         log.info("server_started replayed_events=%d replay_s=%.3f in_flight=%d",
                  self.replayed_events, self.replay_seconds, self.core.in_flight_count)
 
+    async def _recover(self, archive: OutcomeArchive) -> None:
+        """The newest valid snapshot, then the journal after it; a damaged or off-chain
+        snapshot is skipped, loudly, for the one before, and with none usable the whole
+        journal is replayed (if its first segments are still there)."""
+        config = self.config
+        started = time.perf_counter()
+        self.snapshots = None
+        journal_dir = None
+        if config.journal == "file":
+            journal_dir = journal_directory(config.data_dir)
+        else:  # the same secrets as every switch of this journal, or no start
+            await self._check_secrets()
+        if config.snapshots_enabled:
+            self.snapshots = SnapshotWriter(
+                config.data_dir, retained_max=config.snapshots_retained,
+                archive_policy=config.journal_archive, journal_directory=journal_dir)
+            for path, snapshot in self.snapshots.store.snapshots():
+                if isinstance(snapshot, str):
+                    log.error("snapshot_skipped path=%s reason=%s", path, snapshot)
+                    self.snapshots.status.skipped_at_start += 1
+                    continue
+                try:
+                    await self._recover_from(snapshot, archive, journal_dir)
+                except (JournalCorrupt, msgspec.DecodeError, ValueError, AssertionError) as error:
+                    log.error("snapshot_skipped path=%s reason=%r: falling back to the previous "
+                              "snapshot", path, error)
+                    self.snapshots.status.skipped_at_start += 1
+                    continue
+                self.snapshots.status.sequence = snapshot.position.sequence
+                break
+        if self.journal is None:
+            await self._recover_from(None, archive, journal_dir)
+        self.replay_seconds = time.perf_counter() - started
+        self.ledger.check_invariants()
+
+    async def _recover_from(self, snapshot, archive: OutcomeArchive,
+                            journal_dir: str | None) -> None:
+        """A core from `snapshot` (or a fresh one), then the journal after it replayed."""
+        import ledger as ledger_package
+
+        config = self.config
+        archive.reset()
+        if snapshot is None:
+            start = GENESIS
+            self.ledger = ledger_package.Ledger(config.ledger)
+            self.core = SwitchCore(config.core, self.ledger, observer=archive.observe)
+        else:
+            saved = decode_server_snapshot(snapshot.state)
+            self.core, _position = SwitchCore.from_snapshot(
+                config.core, ledger_package.Ledger, saved.core, observer=archive.observe)
+            self.ledger = self.core.ledger
+            archive.restore(saved.archive)
+            start = snapshot.position
+        archive.bind(self.core)
+        self.replayed_events = 0
+        on_record = self._replay_record
+        if config.journal == "file":
+            self.journal = SwitchJournal.open_file(
+                journal_dir, on_record, start=start,
+                threaded_commit=config.journal_commit == "thread")
+        else:  # the composition root has applied the migrations
+            try:
+                self.journal = await SwitchJournal.open_postgres(
+                    config.postgres_dsn.reveal(), config.journal_name, on_record,
+                    start=start, holder=process_holder())
+            except JournalLocked as error:
+                raise StartRefused(
+                    f"{error}: another switch is the primary of this journal; this process "
+                    "will not write it (run it with --standby to follow and take over when "
+                    "that primary is gone)") from None
+        self.recovered_from_sequence = start.sequence
+
     def _replay_record(self, record) -> None:
         """One journal record into the core, as it was decided live: the replay at start
         and a standby's following both go through here."""
@@ -236,29 +328,26 @@ class SwitchServer:
                 step(event, now_ns)
             except ProtocolError:
                 pass  # not acted on live either (and not journaled by this server)
+        if self.role == "standby" and self._archive.durable:
+            self._standby_history()
 
-    async def _recover(self) -> None:
-        """Full replay of the switch journal into the fresh core."""
-        on_record = self._replay_record
-        started = time.perf_counter()
-        config = self.config
-        if config.journal == "file":
-            path = os.path.join(config.data_dir, JOURNAL_FILE)
-            self.journal = SwitchJournal.open_file(
-                path, on_record, threaded_commit=config.journal_commit == "thread")
-        else:  # the composition root has applied the migrations
-            await self._check_secrets()
-            try:
-                self.journal = await SwitchJournal.open_postgres(
-                    config.postgres_dsn.reveal(), config.journal_name, on_record,
-                    holder=process_holder())
-            except JournalLocked as error:
-                raise StartRefused(
-                    f"{error}: another switch is the primary of this journal; this process "
-                    "will not write it (run it with --standby to follow and take over when "
-                    "that primary is gone)") from None
-        self.replay_seconds = time.perf_counter() - started
-        self.ledger.check_invariants()
+    def _standby_history(self) -> None:
+        """A standby stores no history (its primary does), yet its archive queues every
+        final like the primary's: keep only the writes of the last
+        STANDBY_HISTORY_RESEND_S (its primary may die before storing them; writes are
+        upserts) and let memory forget the rest, as the primary's writer confirms them."""
+        archive = self._archive
+        kept = self._standby_writes
+        kept.extend(archive.take_writes())
+        cutoff_ns = self.core.now_ns - int(STANDBY_HISTORY_RESEND_S * 1e9)
+        confirmed = 0
+        while kept and (kept[0][2] < cutoff_ns
+                        or len(kept) > self.config.outcomes_archived_max):
+            kept.popleft()
+            confirmed += 1
+        if confirmed:
+            archive.written(confirmed)
+            archive.forget_written()
 
     async def _check_secrets(self) -> None:
         """Refuse to run on a PostgreSQL journal whose primary uses other secrets: after a
@@ -276,15 +365,25 @@ class SwitchServer:
 
     async def start_standby(self) -> None:
         """Start as a standby: the same core and ledger as a start, every journal record
-        so far replayed into them; then `take_over()` follows until the primary is gone."""
+        so far replayed into them; then `take_over()` follows until the primary is gone.
+        (It replays from the journal's first record: snapshots are the files of each
+        process's own data_dir, not shared.)"""
+        import ledger as ledger_package
         from ledger.journal_follow import PostgresFollower
 
         config = self.config
         assert config.role == "standby" and config.journal == "postgres"
         self.role = "standby"
-        self._prepare()
+        archive = self._prepare()
         await self._check_secrets()
+        if config.snapshots_enabled:  # taken once it is the primary
+            self.snapshots = SnapshotWriter(
+                config.data_dir, retained_max=config.snapshots_retained,
+                archive_policy=config.journal_archive, journal_directory=None)
         started = time.perf_counter()
+        self.ledger = ledger_package.Ledger(config.ledger)
+        self.core = SwitchCore(config.core, self.ledger, observer=archive.observe)
+        archive.bind(self.core)
         self.follower = await PostgresFollower.open(
             config.postgres_dsn.reveal(), name=config.journal_name,
             on_record=self._replay_record,
@@ -485,10 +584,18 @@ class SwitchServer:
             await self.stream_server.close()
         if self.http_connector is not None:
             await self.http_connector.close()
+        if self.iso20022_connector is not None:
+            await self.iso20022_connector.close()
+        if self.mobilemoney_connector is not None:
+            await self.mobilemoney_connector.close()
         if self.admin_server is not None:
             await self.admin_server.close()
         if self.console is not None:
             await self.console.stop()
+        if self.history is not None:
+            await self.history.stop()  # what the archive queued reaches the store
+        if self.snapshots is not None:
+            await asyncio.to_thread(self.snapshots.wait)  # a snapshot being written finishes
         # Commit anything still buffered (the sequencer's last release did, unless failed).
         try:
             if not self.failed and self.journal.buffered_records:
@@ -524,3 +631,42 @@ class SwitchServer:
 def process_holder() -> str:
     """Who this process is, for the journal's epoch row and a standby's progress row."""
     return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class Maintenance:
+    """What the sequencer runs at a quiet point (the core equals the durable journal): a
+    snapshot every `snapshot_every_events` events or `snapshot_every_s` seconds, and the
+    rotation of a journal segment past `journal_segment_bytes_max`."""
+
+    def __init__(self, server: SwitchServer) -> None:
+        self.server = server
+        config = server.config
+        self.every_events = config.snapshot_every_events
+        self.every_ns = int(config.snapshot_every_s * 1e9)
+        self.segment_bytes_max = config.journal_segment_bytes_max
+        self.events_at_last = 0
+        self.last_ns = time.monotonic_ns()
+
+    def _snapshot_due(self, events_decided: int) -> bool:
+        writer = self.server.snapshots
+        if writer is None or writer.busy:
+            return False
+        events = events_decided - self.events_at_last
+        return events >= self.every_events or (
+            events > 0 and time.monotonic_ns() - self.last_ns >= self.every_ns)
+
+    def _rotation_due(self) -> bool:
+        journal = self.server.journal
+        return journal.segmented and journal.segment_bytes >= self.segment_bytes_max
+
+    def due(self, events_decided: int) -> bool:
+        return self._rotation_due() or self._snapshot_due(events_decided)
+
+    def run(self, events_decided: int) -> None:
+        server = self.server
+        if self._rotation_due():
+            server.journal.rotate_segment()
+        if self._snapshot_due(events_decided):
+            self.events_at_last = events_decided
+            self.last_ns = time.monotonic_ns()
+            server.snapshots.take(server.core, server.shell.archive, server.journal.position)

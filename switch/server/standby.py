@@ -19,6 +19,10 @@ import hashlib
 import hmac
 
 SECRETS_CHECK_MESSAGE = b"ponte secrets check v1"
+# A standby keeps the durable-history writes of this many seconds of journal time (by
+# decision time): its primary stores them a moment after deciding (history flushes run
+# every second or so), and a takeover re-sends these in case it died first.
+STANDBY_HISTORY_RESEND_S = 300.0
 
 
 def secrets_digest(api_key_pepper: str, directory_secret: str) -> bytes:
