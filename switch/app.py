@@ -176,6 +176,17 @@ async def _start_listeners(server: SwitchServer) -> None:
 
         server.iso20022_connector = await start_iso20022_connector(
             server.gateway, msgspec.convert(config.iso20022, Iso20022Config), server.registry)
+    if config.mobilemoney_enabled:
+        from connectors.mobilemoney.hub import load_config, start_mobilemoney_connector
+
+        server.mobilemoney_connector = await start_mobilemoney_connector(
+            server.gateway, load_config(config.mobilemoney), server.registry)
+    if config.fspiop_enabled:
+        from connectors.fspiop.app import FspiopConnectorConfig, start_fspiop_connector
+
+        server.fspiop_connector = await start_fspiop_connector(
+            server.gateway, msgspec.convert(config.fspiop, FspiopConnectorConfig),
+            server.registry)
     await _start_admin(server)
     if config.console_enabled:
         from switch.console.server_port import attach_console

@@ -71,8 +71,10 @@ def encode_request(method: bytes, target: bytes, host_header: bytes, body: bytes
     for name, value in headers:
         parts += (name, b": ", value, b"\r\n")
     if body is not None:
-        parts += (b"content-type: ", content_type, b"\r\ncontent-length: ",
-                  str(len(body)).encode(), b"\r\n\r\n", body)
+        # A dialect with its own media type (FSPIOP's versioned ones) may pass it as a header.
+        if not any(name == b"content-type" for name, _ in headers):
+            parts += (b"content-type: ", content_type, b"\r\n")
+        parts += (b"content-length: ", str(len(body)).encode(), b"\r\n\r\n", body)
     else:
         parts.append(b"\r\n")
     return b"".join(parts)

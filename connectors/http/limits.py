@@ -12,8 +12,9 @@ from switch.core import limits as core_limits
 # The largest core message (a transfer with every optional reference at its maximum) is
 # well under 2 KiB of JSON; 16 KiB leaves room for whitespace and is still cheap to buffer.
 REQUEST_BODY_BYTES_MAX = 16 * 1024
-# The most any connector built on server.py may raise its body bound to (ISO 20022 batches).
-REQUEST_BODY_BYTES_CEILING = 8 * 1024 * 1024
+# The most any connector built on server.py may raise its body bound to (ISO 20022
+# batches, GSMA batch uploads).
+REQUEST_BODY_BYTES_CEILING = 16 * 1024 * 1024
 # Request line plus all headers. FSPIOP allows 64 KiB; we need far less (an API key, a JWS
 # of at most a few hundred bytes) and every byte here is buffered per connection.
 REQUEST_HEADER_BYTES_MAX = 8 * 1024

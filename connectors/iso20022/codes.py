@@ -46,7 +46,7 @@ REASONS: tuple[tuple[str, str, tuple[Result, ...]], ...] = (
                                   R.EXISTS_WITH_DIFFERENT_CURRENCY,
                                   R.EXISTS_WITH_DIFFERENT_BODY)),
     ("FF01", "InvalidFileFormat", (R.VALIDATION_ERROR, R.MALFORMED_SYNTAX, R.ID_INVALID,
-                                   R.INVALID_SIGNATURE)),
+                                   R.INVALID_SIGNATURE, R.FULFILMENT_INVALID)),
     ("MS02", "NotSpecifiedReasonCustomerGenerated", (R.PAYER_REJECTED_REQUEST,)),
     ("MS03", "NotSpecifiedReasonAgentGenerated", (R.PAYEE_REJECTED, R.COMMUNICATION_ERROR,
                                                   R.INTERNAL_SERVER_ERROR,

@@ -160,6 +160,12 @@ class ServerSwitch:
         self._directory().set_participant_category(directory_participant_id(participant_id),
                                                    category)
 
+    def set_mobilemoney_wallet(self, participant_id: int, settings: dict) -> None:
+        connector = self.server.mobilemoney_connector
+        if connector is None:
+            raise ValueError("the Mobile Money API hub is not enabled (mobilemoney_enabled)")
+        connector.set_wallet_settings(participant_id, settings)
+
     def metrics_text(self) -> bytes:
         return self.server.registry.render().encode()
 

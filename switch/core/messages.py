@@ -88,6 +88,11 @@ ALIAS_TYPE_NUMBERS: dict[str, int] = {member.name: int(member) for member in Dir
 ALIAS_TYPE_NAMES: dict[int, str] = {number: name for name, number in ALIAS_TYPE_NUMBERS.items()}
 AliasValue = Annotated[str, Meta(max_length=limits.REFERENCE_LENGTH_MAX)]
 NationalId = Annotated[str, Meta(min_length=1, max_length=limits.NATIONAL_ID_LENGTH_MAX)]
+# Conditional transfers (Interledger's crypto-condition, as FSPIOP uses it): a condition is
+# the SHA-256 of a 32-byte fulfilment, both base64url without padding (43 characters). A
+# transfer with a condition commits only on an acceptance carrying its preimage.
+_B64URL_256 = r"[A-Za-z0-9_-]{43}"
+ConditionOrEmpty = Annotated[str, Meta(max_length=43, pattern=rf"^(?:{_B64URL_256})?$(?!\n)")]
 
 
 class RequestType(StrEnum):
@@ -160,6 +165,12 @@ class TransferRequest(msgspec.Struct, tag="transfer", **_WIRE, gc=False):
     purpose: Text = ""
     payer_account_ref: Reference = ""  # where a return of this transfer is credited
     payer_user_ref: Reference = ""  # opaque payer end-user id (anti-enumeration refunds)
+    # Set by connectors of conditional dialects (FSPIOP): the payee's acceptance must carry
+    # the fulfilment hashing to it, and `dialect_sha256` is the SHA-256 (base64url) of the
+    # request as the payer wrote it in its own dialect, so a resend under the same id with
+    # any other body is a modified request (EXISTS_WITH_DIFFERENT_BODY).
+    condition: ConditionOrEmpty = ""
+    dialect_sha256: ConditionOrEmpty = ""
     # No request_to_pay_id: only the switch links a transfer to a request-to-pay (the one an
     # approval creates); a participant sending the field is refused at decode.
 
@@ -182,6 +193,9 @@ class PayeeAnswer(msgspec.Struct, tag="payee_answer", **_WIRE, gc=False):
     transfer_id: Id
     accepted: bool
     reason: Text = ""
+    # The preimage of the transfer's condition (required to accept a conditional transfer;
+    # ignored for one without a condition).
+    fulfilment: ConditionOrEmpty = ""
 
 
 class StatusQuery(msgspec.Struct, tag="status_query", **_WIRE):
@@ -260,6 +274,7 @@ class CreditRequest(msgspec.Struct, tag="credit_request", **_WIRE, gc=False):
     purpose: str = ""
     return_of: TransferRef | None = None
     request_to_pay_id: str = ""
+    condition: str = ""  # a conditional transfer: accept with its fulfilment
 
 
 class TransferOutcome(msgspec.Struct, tag="transfer_outcome", **_WIRE, gc=False):
@@ -276,6 +291,7 @@ class TransferOutcome(msgspec.Struct, tag="transfer_outcome", **_WIRE, gc=False)
     currency: str = ""
     decided_at_ns: int = 0
     reason: str = ""
+    fulfilment: str = ""  # COMMITTED conditional transfers: the payee's proof of acceptance
 
 
 class RequestToPayNotice(msgspec.Struct, tag="request_to_pay_notice", **_WIRE):

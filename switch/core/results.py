@@ -64,6 +64,9 @@ class Result(IntEnum):
     PAYEE_ACCOUNT_OVERFLOW = 5201
     HUB_ACCOUNT_OVERFLOW = 2006
     PAYER_INSUFFICIENT_LIQUIDITY = 4001
+    # The payee accepted a conditional transfer without the fulfilment of its condition: the
+    # reserve is voided, as Mojaloop's hub aborts a transfer with an invalid fulfilment.
+    FULFILMENT_INVALID = 3901
     PAYEE_REJECTED = 5104
     PAYER_REJECTED_REQUEST = 4101
     # -- operator requests, in check order (after VALIDATION_ERROR, EXISTS_WITH_DIFFERENT_BODY)
@@ -134,6 +137,7 @@ DESCRIPTIONS: dict[Result, str] = {
     Result.PAYEE_ACCOUNT_OVERFLOW: "The payee's ledger account totals would pass 2**64-1 minor units: it cannot be credited more.",
     Result.HUB_ACCOUNT_OVERFLOW: "The hub's fee account totals would pass 2**64-1 minor units: no fee can be credited to it.",
     Result.PAYER_INSUFFICIENT_LIQUIDITY: "Payer's prefunding or net debit cap cannot cover it.",
+    Result.FULFILMENT_INVALID: "The payee accepted a conditional transfer without a fulfilment whose SHA-256 is its condition.",
     Result.PAYEE_REJECTED: "The payee participant rejected the credit.",
     Result.PAYER_REJECTED_REQUEST: "The payer declined the request-to-pay.",
     Result.ADMIN_CURRENCY_EXISTS: "Operator: the currency is already configured.",

@@ -148,6 +148,14 @@ class ServerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     # HTTPS, configured by its own Iso20022Config table (listener, banks, TLS, signing).
     iso20022_enabled: bool = False
     iso20022: dict = {}
+    # The GSMA Mobile Money API hub (connectors/mobilemoney), configured by its own
+    # MobileMoneyConfig table (host, port, public_url, wallets...), converted at start.
+    mobilemoney_enabled: bool = False
+    mobilemoney: dict = {}
+    # The FSPIOP 1.1 hub (connectors/fspiop): its FspiopConnectorConfig table (host, port,
+    # hub FSP id, JWS key path, DFSPs...), converted when the server starts it.
+    fspiop_enabled: bool = False
+    fspiop: dict = {}
 
     # The sequencer and its bounds.
     inbound_queue_max: Annotated[

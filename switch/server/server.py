@@ -138,6 +138,7 @@ class SwitchServer:
         self.http_connector = None
         self.iso20022_connector = None  # connectors.iso20022 when iso20022_enabled
         self.mobilemoney_connector = None  # connectors/mobilemoney, when enabled
+        self.fspiop_connector = None  # connectors/fspiop, when fspiop_enabled
         # Set by the composition root; stopped here in the order a shutdown needs.
         self.replayed_events = 0
         self.recovered_from_sequence = 0  # the snapshot's journal position (0: none)
@@ -544,6 +545,11 @@ class SwitchServer:
         return None if connector is None else getattr(connector, "port", None)
 
     @property
+    def fspiop_port(self) -> int | None:
+        connector = self.fspiop_connector
+        return None if connector is None else connector.port
+
+    @property
     def admin_port(self) -> int | None:
         return None if self.admin_server is None else self.admin_server.port
 
@@ -588,6 +594,8 @@ class SwitchServer:
             await self.iso20022_connector.close()
         if self.mobilemoney_connector is not None:
             await self.mobilemoney_connector.close()
+        if self.fspiop_connector is not None:
+            await self.fspiop_connector.close()
         if self.admin_server is not None:
             await self.admin_server.close()
         if self.console is not None:

@@ -222,6 +222,21 @@ def s_payer_insufficient_liquidity(w):
     return w.transfer_event(payer=WALLET_C, amount_minor=1)
 
 
+CONDITION_FULFILMENT = "A" * 43  # a well-formed fulfilment; its condition is computed below
+
+
+def s_fulfilment_invalid(w):
+    import msgspec
+
+    from switch.core.messages import PayeeAnswered
+
+    event, _ = w.send_transfer(condition="B" * 43)  # nobody knows a preimage of this
+    answer = w.transfer_answer_event(event, True)
+    return PayeeAnswered(payee_participant_id=answer.payee_participant_id,
+                         answer=msgspec.structs.replace(answer.answer,
+                                                        fulfilment=CONDITION_FULFILMENT))
+
+
 def s_payee_rejected(w):
     event, _ = w.send_transfer()
     return w.transfer_answer_event(event, False)
@@ -321,6 +336,7 @@ SCENARIOS = {
     Result.PAYEE_ACCOUNT_OVERFLOW: s_payee_account_overflow,
     Result.HUB_ACCOUNT_OVERFLOW: s_hub_account_overflow,
     Result.PAYER_INSUFFICIENT_LIQUIDITY: s_payer_insufficient_liquidity,
+    Result.FULFILMENT_INVALID: s_fulfilment_invalid,
     Result.PAYEE_REJECTED: s_payee_rejected,
     Result.PAYER_REJECTED_REQUEST: s_payer_rejected_request,
     Result.ADMIN_CURRENCY_EXISTS: s_admin_currency_exists,
