@@ -200,6 +200,14 @@ class ServerSwitch:
             counters["resolve_rate_limited_total"] = self.resolves.rate_limited
         return counters
 
+    def replication(self) -> dict:
+        """Role, epoch and the standbys' lag (the console's overview)."""
+        status = self.server.replication_status()
+        return {"role": status["role"], "epoch": status["epoch"],
+                "standbys": [{key: entry[key] for key in ("standby", "applied_sequence",
+                                                          "lag_records", "seen_s_ago")}
+                             for entry in status["standbys"]]}
+
     def health(self) -> dict[str, str]:
         server = self.server
         gateway = server.gateway
@@ -215,7 +223,7 @@ class ServerSwitch:
         if self.server.journal is None:
             return {}
         report = self.server.durability()
-        checks = {"role": f"ok: {report['role']}",
+        checks = {"role": f"ok: {self.server.role}",
                   "journal position": f"ok: record {report['durable_sequence']}"}
         snapshot = report.get("snapshot")
         if snapshot is not None:
