@@ -519,7 +519,7 @@ class SwitchServer:
         snapshot (journal sequence, age, size), the journal (position, segments, bytes on
         disk) and the transfer history's backlog. /health, metrics and the console show it."""
         journal = self.journal
-        report: dict = {"durable_sequence": journal.durable_sequence,
+        report: dict = {"durable_sequence": self.durable_sequence,
                         "recovered_from_sequence": self.recovered_from_sequence,
                         "replayed_events": self.replayed_events,
                         "replay_s": round(self.replay_seconds, 3)}
@@ -532,7 +532,7 @@ class SwitchServer:
                 "bytes": status.bytes, "taken": status.taken, "failed": status.failed,
                 "skipped_at_start": status.skipped_at_start,
                 "write_s": round(status.write_s, 3), "fork_ms": round(status.fork_s * 1e3, 2)}
-        if journal.segmented:
+        if journal is not None and journal.segmented:  # a standby has none while following
             from ledger.journal_segments import list_segments
 
             segments = list_segments(journal.backend.directory)
