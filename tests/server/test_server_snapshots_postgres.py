@@ -120,7 +120,7 @@ async def test_a_standby_starts_from_the_primarys_table_snapshot(tmp_path, postg
         standby = await start_test_standby(str(tmp_path / "standby"), **backends(postgres_dsn))
         assert standby.role == "standby"
         assert standby.recovered_from_sequence == rows[0]
-        assert 0 < standby.replayed_events < 400  # only the tail (the 400 paid ≥ 1,200)
+        assert standby.replayed_events < 400  # only the tail (the 400 paid made ≥ 1,200)
         assert standby.durable_sequence == primary.durable_sequence
         assert standby.positions() == primary.positions() == positions
     finally:
