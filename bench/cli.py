@@ -21,6 +21,7 @@ from bench.e2e_mobilemoney import mobilemoney_command  # noqa: E402
 from bench.fspiop_bench import fspiop_command  # noqa: E402
 from bench.ledger_bench import ledger_command  # noqa: E402 - registered after the group
 from bench.locust.command import locust_command  # noqa: E402
+from bench.recovery_bench import recovery_command  # noqa: E402
 from bench.soak_bench import soak_command  # noqa: E402
 from bench.step_bench import step_command  # noqa: E402
 
@@ -34,3 +35,4 @@ bench.add_command(soak_command)
 bench.add_command(step_command)
 bench.add_command(locust_command)
 bench.add_command(iso20022_command)
+bench.add_command(recovery_command)
