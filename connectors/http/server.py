@@ -296,8 +296,9 @@ class HttpProtocol(asyncio.Protocol):
             if not length.isdigit() or len(length) > 12:
                 raise _Refuse(400, "bad Content-Length")
             self.content_length = int(length)
-            if self.content_length > limits.REQUEST_BODY_BYTES_MAX:
-                raise _Refuse(413, f"body larger than {limits.REQUEST_BODY_BYTES_MAX} bytes")
+            body_max = self.server.request_body_bytes_max
+            if self.content_length > body_max:
+                raise _Refuse(413, f"body larger than {body_max} bytes")
         self._arm("body", limits.BODY_TIMEOUT_MS)
 
     def on_body(self, body: bytes) -> None:
@@ -442,9 +443,13 @@ class HttpServer:
     """Owns the listening socket, the set of live connections and the periodic sweep."""
 
     def __init__(self, handler: Handler, error: ErrorFactory = plain_error, *,
-                 connections_per_address_max: int = limits.CONNECTIONS_PER_ADDRESS_MAX_DEFAULT
-                 ) -> None:
+                 connections_per_address_max: int = limits.CONNECTIONS_PER_ADDRESS_MAX_DEFAULT,
+                 request_body_bytes_max: int = limits.REQUEST_BODY_BYTES_MAX) -> None:
         assert 1 <= connections_per_address_max <= limits.CONNECTIONS_MAX
+        # Another connector on this server (the G2P one, whose batches are large) may
+        # allow larger bodies; the HTTP connector keeps limits.REQUEST_BODY_BYTES_MAX.
+        assert 1 <= request_body_bytes_max <= limits.REQUEST_BODY_BYTES_CEILING
+        self.request_body_bytes_max = request_body_bytes_max
         self.handler = handler
         self.error = error
         self.loop = asyncio.get_running_loop()

@@ -58,8 +58,8 @@ class LocalSwitch:
 
     async def register_participant(self, participant_id: int, name: str, kind: str,
                                    callback_url: str) -> None:
-        if kind not in ("bank", "wallet"):
-            raise ValueError("kind must be bank or wallet")
+        if kind not in ("bank", "wallet", "government"):
+            raise ValueError("kind must be bank, wallet or government")
         row = self._settings.setdefault(participant_id, {"keys": {}, "certificates": set()})
         row.update(kind=kind, callback_url=callback_url)
 
@@ -104,6 +104,13 @@ class LocalSwitch:
         config = self.directory_config
         return self._categories.get(participant_id) or config.participant_categories.get(
             str(participant_id), config.participant_category_default)
+
+    async def g2p_batch_action(self, participant_id: int, transaction_id: str,
+                               action: str):
+        """No G2P engine runs here."""
+        from switch.core.results import Result
+
+        return Result.SERVICE_UNAVAILABLE
 
     def set_participant_category(self, participant_id: int, category: str) -> None:
         if category not in self.directory_config.participant_buckets:

@@ -156,6 +156,16 @@ class ServerSwitch:
             return ""
         return directory.participant_category(directory_participant_id(participant_id))
 
+    async def g2p_batch_action(self, participant_id: int, transaction_id: str,
+                               action: str) -> Result:
+        engine = self.server.g2p_engine
+        if engine is None:
+            return Result.SERVICE_UNAVAILABLE
+        batch = await engine.store.find_batch(participant_id, transaction_id)
+        if batch is None:
+            return Result.G2P_BATCH_NOT_FOUND
+        return await engine.batch_action(batch.batch_id, action)
+
     def set_participant_category(self, participant_id: int, category: str) -> None:
         self._directory().set_participant_category(directory_participant_id(participant_id),
                                                    category)
