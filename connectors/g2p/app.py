@@ -48,7 +48,9 @@ from switch.g2p.types import (
 log = logging.getLogger("ponte.g2p")
 
 _encode = msgspec.json.Encoder().encode
-_AMOUNT = re.compile(r"^(\d{1,13})(?:\.(\d{1,4}))?$(?!\n)")
+# The spec's Amount: "^\d{1,13}\.\d{1,2}$" (decimal point required), at most the
+# currency's digits after it.
+_AMOUNT = re.compile(r"^(\d{1,13})\.(\d{1,4})$(?!\n)")
 _ACCOUNT_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$(?!\n)")
 _PAGE = re.compile(rb"^[1-9][0-9]{0,6}$")
 
@@ -501,11 +503,9 @@ class G2PConnector:
         if match is None:
             return None
         digits = self.config.currency_digits
-        fraction = match.group(2) or ""
-        if len(fraction) > digits:
-            if fraction[digits:].strip("0"):
-                return None
-            fraction = fraction[:digits]
+        fraction = match.group(2)
+        if len(fraction) > max(1, digits) or (digits == 0 and fraction != "0"):
+            return None
         amount_minor = int(match.group(1)) * 10 ** digits + int(fraction.ljust(digits, "0") or 0)
         if not 1 <= amount_minor <= core_limits.AMOUNT_MINOR_MAX:
             return None

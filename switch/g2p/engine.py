@@ -598,11 +598,13 @@ class Engine:
         return len(self._flying)
 
     async def wait_idle(self, timeout_s: float) -> bool:
-        """Until every open batch is completed, cancelled or paused (tests, the bench)."""
+        """Until every open batch is completed, cancelled or paused by an operator (a
+        funding pause is waited for: it probes again) (tests, the bench)."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             busy = [batch for batch in self.open.values()
-                    if batch.record.state is BatchState.ACTIVE or batch.in_flight]
+                    if batch.record.state in (BatchState.ACTIVE, BatchState.PAUSED_FUNDING)
+                    or batch.in_flight]
             if not busy and not self._resubmit:
                 await self._flush()
                 return True
