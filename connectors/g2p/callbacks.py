@@ -66,31 +66,39 @@ class G2PCallbacks:
     def notices_added(self) -> None:
         self._notices_due.set()
 
-    async def _post(self, participant_id: int, path: bytes, body: bytes) -> bool:
+    async def _post(self, participant_id: int, path: bytes, body: bytes) -> bool | None:
+        """True: delivered; False: try again later; None: the participant refused it (a
+        4xx other than 408 and 429) or has no callback URL, so a resend would be too."""
         url = self.callback_url(participant_id)
         if not url:
-            return False
+            return None
         pool = self._pools.get(url)
         if pool is None:
             try:
                 pool = self._pools[url] = ConnectionPool(url, connections_max=2)
             except ValueError:
-                return False
+                return None
         try:
             response = await pool.request(b"POST", path, body)
         except HttpClientError:
             return False
-        return 200 <= response.status < 300
+        status = response.status
+        if 200 <= status < 300:
+            return True
+        if 400 <= status < 500 and status not in (408, 429):
+            return None
+        return False
 
     async def _run(self) -> None:
         rng = random.Random()
         while True:
             participant_id, path, body = await self._queue.get()
             for attempt in range(limits.CALLBACK_ATTEMPTS_MAX):
-                if await self._post(participant_id, path, body):
+                delivered = await self._post(participant_id, path, body)
+                if delivered:
                     self.delivered_total += 1
                     break
-                if not self.callback_url(participant_id):
+                if delivered is None:
                     self.dropped_total += 1
                     break
                 await asyncio.sleep(min(_BACKOFF_S_MAX, _BACKOFF_S_MIN * 2 ** attempt)
@@ -111,7 +119,9 @@ class G2PCallbacks:
                 due = await self.store.due_notices(limits.NOTICES_PER_PASS_MAX)
                 for notice_id, participant_id, body, attempts in due:
                     delivered = await self._post(participant_id, b"/mapper/on-unlink", body)
-                    give_up = not delivered and attempts + 1 >= limits.CALLBACK_ATTEMPTS_MAX
+                    give_up = delivered is None or (
+                        not delivered and attempts + 1 >= limits.CALLBACK_ATTEMPTS_MAX)
+                    delivered = bool(delivered)
                     await self.store.notice_attempted(notice_id, delivered, give_up)
                     if delivered:
                         self.delivered_total += 1

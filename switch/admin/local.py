@@ -105,6 +105,12 @@ class LocalSwitch:
         return self._categories.get(participant_id) or config.participant_categories.get(
             str(participant_id), config.participant_category_default)
 
+    async def g2p_batches(self, limit: int = 200) -> list[dict]:
+        return []
+
+    async def g2p_report(self, batch_id: int) -> dict | None:
+        return None
+
     async def g2p_batch_action(self, participant_id: int, transaction_id: str,
                                action: str):
         """No G2P engine runs here."""

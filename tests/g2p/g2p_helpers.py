@@ -69,7 +69,7 @@ class CallbackRecorder:
 
     def __init__(self) -> None:
         self.received: list[tuple[str, dict]] = []
-        self.server = HttpServer(self._handle)
+        self.server = HttpServer(self._handle, request_body_bytes_max=16 * 1024 * 1024)
 
     def _handle(self, request) -> Response:
         self.received.append((request.path.decode(), msgspec.json.decode(request.body)))
