@@ -36,7 +36,7 @@ from switch.core import limits as core_limits
 from switch.core.results import Result
 from switch.directory.types import DirectoryResult, Rejection
 from switch.g2p import limits, reports
-from switch.g2p.ports import ROW_DUPLICATE, ROW_EXISTS
+from switch.g2p.ports import ROW_ADDED, ROW_DUPLICATE, ROW_EXISTS
 from switch.g2p.types import (
     BatchState,
     G2PConfig,
@@ -460,7 +460,7 @@ class G2PConnector:
                     entry["status_reason_message"] = "already_in_batch"
                 statuses[index] = entry
             record = await self.store.get_batch(batch.batch_id)
-            await self.engine.rows_added(record)
+            await self.engine.rows_added(record, sum(1 for code in codes if code == ROW_ADDED))
         elif batch is None:
             # Nothing valid, no batch: nothing is created.
             pass

@@ -200,19 +200,17 @@ class Engine:
 
     # -- rows arrive -----------------------------------------------------------------
 
-    async def rows_added(self, record: BatchRecord) -> None:
-        """The connector added rows to a batch: (re)open it and wake the pump."""
+    async def rows_added(self, record: BatchRecord, added: int) -> None:
+        """The connector added `added` rows to a batch: (re)open it and wake the pump.
+        The counters of an open batch are kept in memory from here on, never read back
+        from the store while outcomes may still be buffered (they would be stale)."""
         async with self._lock:
             batch = self.open.get(record.batch_id)
             if batch is None:
                 counts = await self.store.counts(record.batch_id)
                 batch = self._adopt(record, counts)
             else:
-                batch.counts = await self.store.counts(record.batch_id)
-                # Rows still buffered in memory are newer than the store's counts.
-                batch.counts.submitted = batch.in_flight + sum(
-                    1 for batch_id, _row, _route in self._resubmit
-                    if batch_id == record.batch_id)
+                batch.counts.pending += added
             batch.record.rows_total = record.rows_total
             batch.record.amount_total_minor = record.amount_total_minor
             batch.drained = False
@@ -524,11 +522,14 @@ class Engine:
             async with self._lock:
                 if batch.record.state is not BatchState.ACTIVE:
                     continue
-                batch.counts = await self.store.counts(batch.record.batch_id)
-                if batch.counts.pending or batch.counts.submitted:
+                stored = await self.store.counts(batch.record.batch_id)
+                if stored.pending or stored.submitted or batch.in_flight:
+                    # Rows arrived meanwhile, or outcomes are still buffered: look again
+                    # (the pump finds the batch drained and asks once more).
                     batch.drained = False
                     batch.cursor = 0
                     continue
+                batch.counts = stored  # exact: everything is flushed and nothing flies
                 await self._set_state(batch, BatchState.COMPLETED)
             log.info("g2p.batch_completed batch_id=%d rows=%d paid=%d failed=%d",
                      batch.record.batch_id, batch.record.rows_total, batch.counts.paid,

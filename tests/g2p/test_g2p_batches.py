@@ -5,6 +5,7 @@ real stream payees, real HTTP."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 
@@ -113,5 +114,32 @@ async def test_batch_across_banks_and_wallets(tmp_path):
         assert {name: world.balance(name) for name in world.ids} == after
         status, body = await programme.get("/g2p/batches/pension-2026-12/summary")
         assert msgspec.json.decode(body)["paid"] == 4
+    finally:
+        await world.close()
+
+
+async def test_a_batch_sent_in_many_messages_completes(tmp_path):
+    """Messages arriving while the batch drains and completes between them: the batch
+    still completes, and its counters are the store's (they were once overwritten with
+    stale store counts while outcomes were buffered, and the batch never completed)."""
+    world = await World().start(str(tmp_path), g2p={"rate_rows_per_s": 50_000})
+    try:
+        programme = world.clients["programme"]
+        engine = world.server.g2p_engine
+        for message in range(40):
+            rows = [(f"m{message}-{n}", world.fa("wallet-b", f"w-{n}"), "1.00")
+                    for n in range(150)]
+            status, answer = await programme.post("/disburse", disburse_body("drip", rows))
+            assert status == 200, answer
+            await asyncio.sleep(0.01 * (message % 4))
+        assert await engine.wait_idle(60)
+        status, body = await programme.get("/g2p/batches/drip/summary")
+        summary = msgspec.json.decode(body)
+        assert (summary["state"], summary["paid"], summary["rows_total"]) == (
+            "completed", 6_000, 6_000), summary
+        (batch,) = engine.open.values()
+        stored = await engine.store.counts(batch.record.batch_id)
+        assert (batch.counts.paid, batch.counts.pending, batch.counts.submitted) == (
+            stored.paid, stored.pending, stored.submitted)
     finally:
         await world.close()
