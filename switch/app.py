@@ -35,6 +35,7 @@ from switch.server.server import ServerBackends, SwitchServer, load_or_create_se
 
 DIRECTORY_FILE = "directory.sqlite3"
 CREDENTIALS_FILE = "credentials.sqlite3"
+HISTORY_FILE = "history.sqlite3"
 # The journal's commit thread needs the GIL back the moment fdatasync returns; with the
 # default 5 ms switch interval it waits behind the deciding loop, and every reply waits
 # with it. 0.2 ms costs a little throughput, buys latency.
@@ -68,8 +69,19 @@ async def open_backends(config: ServerConfig) -> ServerBackends:
         credential_store = EmbeddedCredentialStore(os.path.join(config.data_dir,
                                                                 CREDENTIALS_FILE))
     closers.append(credential_store.close)
+    history = None
+    if config.history_enabled:
+        if config.store == "postgres":
+            from switch.store.history import PostgresHistoryStore
+
+            history = await PostgresHistoryStore.connect(config.postgres_dsn.reveal())
+        else:
+            from switch.store.history import EmbeddedHistoryStore
+
+            history = EmbeddedHistoryStore(os.path.join(config.data_dir, HISTORY_FILE))
+        closers.append(history.close)
     return ServerBackends(directory=directory, credential_store=credential_store,
-                          closers=closers)
+                          history=history, closers=closers)
 
 
 async def open_directory(config: ServerConfig, directory_secret: str
@@ -132,6 +144,22 @@ async def _start_listeners(server: SwitchServer) -> None:
             server.gateway, msgspec.convert(config.http, HttpConnectorConfig), server.registry)
     if config.g2p_enabled:
         await _start_g2p(server)
+    if config.iso20022_enabled:
+        from connectors.iso20022.connector import Iso20022Config, start_iso20022_connector
+
+        server.iso20022_connector = await start_iso20022_connector(
+            server.gateway, msgspec.convert(config.iso20022, Iso20022Config), server.registry)
+    if config.mobilemoney_enabled:
+        from connectors.mobilemoney.hub import load_config, start_mobilemoney_connector
+
+        server.mobilemoney_connector = await start_mobilemoney_connector(
+            server.gateway, load_config(config.mobilemoney), server.registry)
+    if config.fspiop_enabled:
+        from connectors.fspiop.app import FspiopConnectorConfig, start_fspiop_connector
+
+        server.fspiop_connector = await start_fspiop_connector(
+            server.gateway, msgspec.convert(config.fspiop, FspiopConnectorConfig),
+            server.registry)
     if config.admin_enabled:
         from switch.admin.status_port import start_admin_server
 

@@ -300,6 +300,12 @@ class SwitchProcess:
         self.propose_and_approve({"kind": "callback_url", "participant_id": participant_id,
                                   "callback_url": url})
 
+    def set_mobilemoney_wallet(self, participant_id: int, api_url: str, **fields) -> None:
+        """Put a wallet on the GSMA Mobile Money API hub (connectors/mobilemoney)."""
+        self.propose_and_approve({"kind": "mobilemoney_wallet",
+                                  "participant_id": participant_id, "api_url": api_url,
+                                  **fields})
+
     @property
     def pid(self) -> int:
         return self.process.pid

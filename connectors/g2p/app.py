@@ -33,6 +33,7 @@ from connectors.g2p import messages as m
 from connectors.g2p.callbacks import G2PCallbacks
 from connectors.http.server import HttpServer, Request, Response
 from switch.core import limits as core_limits
+from switch.core.money import exponent
 from switch.core.results import Result
 from switch.directory.types import DirectoryResult, Rejection
 from switch.g2p import limits, reports
@@ -49,7 +50,7 @@ log = logging.getLogger("ponte.g2p")
 
 _encode = msgspec.json.Encoder().encode
 # The spec's Amount: "^\d{1,13}\.\d{1,2}$" (decimal point required), at most the
-# currency's digits after it.
+# currency's ISO 4217 exponent of digits after it (switch/core/money.py).
 _AMOUNT = re.compile(r"^(\d{1,13})\.(\d{1,4})$(?!\n)")
 _ACCOUNT_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$(?!\n)")
 _PAGE = re.compile(rb"^[1-9][0-9]{0,6}$")
@@ -450,7 +451,7 @@ class G2PConnector:
             for index, code, row in zip(positions, codes, fresh):
                 entry = {"reference_id": row.reference_id, "timestamp": now,
                          "status": "pdng", "amount": reports.amount_text(
-                             row.amount_minor, self.config.currency_digits),
+                             row.amount_minor, currency),
                          "currency_code": currency}
                 if code == ROW_DUPLICATE:
                     entry = {"reference_id": row.reference_id, "timestamp": now,
@@ -480,7 +481,7 @@ class G2PConnector:
             return "rjct.schedule_ts.invalid"  # immediate disbursement only
         if row.currency_code and row.currency_code != currency:
             return "rjct.currency_code.invalid"
-        amount_minor = self._amount(row.amount)
+        amount_minor = self._amount(row.amount, currency)
         if amount_minor is None:
             return "rjct.amount.invalid"
         payee = row.payee_fa
@@ -498,11 +499,11 @@ class G2PConnector:
         return NewRow(row.reference_id, int(PayeeKind.FINANCIAL_ADDRESS),
                       f"{account_ref}@{int(provider)}", amount_minor)
 
-    def _amount(self, text: str) -> int | None:
+    def _amount(self, text: str, currency: str) -> int | None:
         match = _AMOUNT.match(text)
         if match is None:
             return None
-        digits = self.config.currency_digits
+        digits = exponent(currency)
         fraction = match.group(2)
         if len(fraction) > max(1, digits) or (digits == 0 and fraction != "0"):
             return None
@@ -540,11 +541,10 @@ class G2PConnector:
                                  "attribute_type transaction_id or reference_id_list"))
         view = await self.engine.batch_view(batch.batch_id)
         record, counts, _rate = view
-        digits = self.config.currency_digits
         response = {"transaction_id": message.transaction_id,
                     "txnstatus_response": {"txn_type": "on-disburse", "txn_status": {
                         "transaction_id": record.transaction_id,
-                        "disbursements_status": [reports.spec_row(record, row, digits)
+                        "disbursements_status": [reports.spec_row(record, row)
                                                  for row in rows]}}}
         return "status", response, {"status": "succ", "total_count": record.rows_total,
                                     "completed_count": counts.paid + counts.failed
@@ -554,7 +554,6 @@ class G2PConnector:
         self._require_kind(caller, programme=True)
         self._check_count(header, len(message.search_criteria))
         results = []
-        digits = self.config.currency_digits
         for criterion in message.search_criteria:
             entry = {"reference_id": criterion.reference_id, "timestamp": now_text()}
             key = None
@@ -576,7 +575,7 @@ class G2PConnector:
             found = await self.store.rows_by_payee(caller, key, 100)
             entry.update(status="succ", disbursements=[
                 {"transaction_id": transaction_id, **reports.spec_row(
-                    _RecordShim(transaction_id), row, digits)}
+                    _RecordShim(transaction_id, self.config.currency), row)}
                 for transaction_id, row in found])
             results.append(entry)
         response = {"transaction_id": message.transaction_id, "disbursements_status": results}
@@ -642,10 +641,9 @@ class G2PConnector:
             body = (reports.CSV_HEADER + reports.csv_lines(record, rows)).encode("ascii")
             return Response(200, body, content_type=b"text/csv; charset=us-ascii",
                             headers=headers)
-        digits = self.config.currency_digits
         return Response(200, _encode({
             "transaction_id": record.transaction_id,
-            "disbursements_status": [reports.spec_row(record, row, digits) for row in rows],
+            "disbursements_status": [reports.spec_row(record, row) for row in rows],
             "pagination": {"page_size": page_size, "page_number": page,
                            "total_count": record.rows_total}}), headers=headers)
 
@@ -653,9 +651,9 @@ class G2PConnector:
 class _RecordShim:
     __slots__ = ("transaction_id", "currency")
 
-    def __init__(self, transaction_id: str) -> None:
+    def __init__(self, transaction_id: str, currency: str) -> None:
         self.transaction_id = transaction_id
-        self.currency = ""
+        self.currency = currency
 
 
 class _Refusal(Exception):

@@ -12,7 +12,8 @@ from switch.core import limits as core_limits
 # The largest core message (a transfer with every optional reference at its maximum) is
 # well under 2 KiB of JSON; 16 KiB leaves room for whitespace and is still cheap to buffer.
 REQUEST_BODY_BYTES_MAX = 16 * 1024
-# What any server built on server.py may allow (the G2P connector: 8 MiB batches).
+# The most any connector built on server.py may raise its body bound to (ISO 20022
+# batches, GSMA batch uploads).
 REQUEST_BODY_BYTES_CEILING = 16 * 1024 * 1024
 # Request line plus all headers. FSPIOP allows 64 KiB; we need far less (an API key, a JWS
 # of at most a few hundred bytes) and every byte here is buffered per connection.
@@ -68,6 +69,7 @@ assert REQUEST_BODY_BYTES_MAX >= 4 * (
     core_limits.REFERENCE_LENGTH_MAX * 6 + core_limits.TEXT_LENGTH_MAX + core_limits.ID_LENGTH_MAX
 )
 assert URL_BYTES_MAX <= REQUEST_HEADER_BYTES_MAX
+assert REQUEST_BODY_BYTES_MAX <= REQUEST_BODY_BYTES_CEILING
 assert CALLBACK_CONNECTIONS_PER_PARTICIPANT_MAX <= CONNECTIONS_PER_ADDRESS_MAX_DEFAULT
 assert CONNECTIONS_PER_ADDRESS_MAX_DEFAULT <= CONNECTIONS_MAX
 assert JWS_HEADER_BYTES_MAX < REQUEST_HEADER_BYTES_MAX
@@ -77,4 +79,3 @@ assert HEADER_TIMEOUT_MS <= IDLE_TIMEOUT_MS
 assert TIMER_SWEEP_MS <= min(HEADER_TIMEOUT_MS, BODY_TIMEOUT_MS)
 assert RESPONSE_BODY_BYTES_MAX >= REQUEST_BODY_BYTES_MAX
 assert CLIENT_SWEEP_MS < CALLBACK_TIMEOUT_MS
-assert REQUEST_BODY_BYTES_MAX <= REQUEST_BODY_BYTES_CEILING

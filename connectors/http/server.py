@@ -40,7 +40,7 @@ JSON = b"application/json"
 _REASONS = {
     200: b"OK", 201: b"Created", 202: b"Accepted", 204: b"No Content",
     400: b"Bad Request", 401: b"Unauthorized", 403: b"Forbidden", 404: b"Not Found",
-    405: b"Method Not Allowed", 408: b"Request Timeout", 409: b"Conflict",
+    405: b"Method Not Allowed", 406: b"Not Acceptable", 408: b"Request Timeout", 409: b"Conflict",
     411: b"Length Required", 413: b"Content Too Large", 414: b"URI Too Long",
     415: b"Unsupported Media Type", 422: b"Unprocessable Content",
     429: b"Too Many Requests", 431: b"Request Header Fields Too Large",
@@ -62,16 +62,19 @@ class Request:
     """One parsed request. `headers` has lower-case names; a repeated header keeps the last
     value, except the few (`_SINGLE_HEADERS`) whose repetition is refused as ambiguous."""
 
-    __slots__ = ("method", "path", "query", "headers", "body", "peer")
+    __slots__ = ("method", "path", "query", "headers", "body", "peer", "certificate")
 
     def __init__(self, method: bytes, path: bytes, query: bytes | None,
-                 headers: dict[bytes, bytes], body: bytes, peer: str) -> None:
+                 headers: dict[bytes, bytes], body: bytes, peer: str,
+                 certificate: bytes | None = None) -> None:
         self.method = method
         self.path = path
         self.query = query
         self.headers = headers
         self.body = body
         self.peer = peer
+        # The TLS client certificate (DER) the connection presented, if any (mTLS).
+        self.certificate = certificate
 
 
 class Response:
@@ -162,6 +165,7 @@ class HttpProtocol(asyncio.Protocol):
         self.out_bytes = 0
         self.flush_scheduled = False
         self.address = ""  # the remote host, once counted in server.per_address
+        self.certificate: bytes | None = None  # the TLS client certificate (DER), if any
         self.closing = False
         self.reading_paused = False
         self.writing_paused = False
@@ -183,6 +187,9 @@ class HttpProtocol(asyncio.Protocol):
         self.transport = transport
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        ssl_object = transport.get_extra_info("ssl_object")
+        if ssl_object is not None:
+            self.certificate = ssl_object.getpeercert(binary_form=True)
         server = self.server
         server.connections.add(self)
         address = str(peer[0]) if isinstance(peer, tuple) else self.peer
@@ -321,7 +328,8 @@ class HttpProtocol(asyncio.Protocol):
             raise _Refuse(400, "malformed URL") from None
         parts = self.body_parts
         body = parts[0] if len(parts) == 1 else b"".join(parts)
-        request = Request(method, parsed.path, parsed.query, self.headers, body, self.peer)
+        request = Request(method, parsed.path, parsed.query, self.headers, body, self.peer,
+                          self.certificate)
         self.server.requests_total += 1
         slot = _Slot(keep_alive, self.server.clock, method == b"HEAD")
         self.slots.append(slot)
@@ -446,8 +454,8 @@ class HttpServer:
                  connections_per_address_max: int = limits.CONNECTIONS_PER_ADDRESS_MAX_DEFAULT,
                  request_body_bytes_max: int = limits.REQUEST_BODY_BYTES_MAX) -> None:
         assert 1 <= connections_per_address_max <= limits.CONNECTIONS_MAX
-        # Another connector on this server (the G2P one, whose batches are large) may
-        # allow larger bodies; the HTTP connector keeps limits.REQUEST_BODY_BYTES_MAX.
+        # A connector whose messages are larger than JSON's (ISO 20022 XML, GSMA batches) raises
+        # its own bound, never past the ceiling.
         assert 1 <= request_body_bytes_max <= limits.REQUEST_BODY_BYTES_CEILING
         self.request_body_bytes_max = request_body_bytes_max
         self.handler = handler

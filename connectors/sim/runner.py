@@ -25,7 +25,7 @@ import os
 import signal
 import sys
 import time
-from typing import Annotated, Iterator
+from typing import Annotated, Iterator, Literal
 
 import msgspec
 
@@ -56,6 +56,12 @@ class HostedParticipant(msgspec.Struct, frozen=True, kw_only=True):
     name: str
     api_key: str
     opening_position_minor: Annotated[int, msgspec.Meta(ge=0)] = 0
+    # "mobilemoney": a wallet that pays and is credited through the GSMA Mobile Money API
+    # hub at `hub_url`, serving its own side of that API on `wallet_port`
+    # (connectors/sim/mobilemoney.py); "stream": the SDK's stream client.
+    protocol: Literal["stream", "mobilemoney"] = "stream"
+    hub_url: str = ""
+    wallet_port: Annotated[int, msgspec.Meta(ge=0, le=65_535)] = 0
 
 
 class RunConfig(msgspec.Struct, frozen=True, kw_only=True):
@@ -142,6 +148,17 @@ def payments(population: Population, hosted: set[str], reroutes: dict, tps: floa
     return generate()
 
 
+def _participant(hosted: HostedParticipant, population: Population,
+                 options: SimOptions) -> SimParticipant:
+    if hosted.protocol == "mobilemoney":
+        from connectors.sim.mobilemoney import SimMobileMoneyWallet
+
+        return SimMobileMoneyWallet(hosted.name, population, options,
+                                    hosted.opening_position_minor, hub_url=hosted.hub_url,
+                                    wallet_port=hosted.wallet_port)
+    return SimParticipant(hosted.name, population, options, hosted.opening_position_minor)
+
+
 class SimRunner:
     def __init__(self, config: RunConfig, emit=None) -> None:
         self.config = config
@@ -149,8 +166,7 @@ class SimRunner:
         self.population = build_population(config.profile, config.seed, config.tps,
                                            config.seconds)
         self.sims: dict[str, SimParticipant] = {
-            hosted.name: SimParticipant(hosted.name, self.population, config.options,
-                                        hosted.opening_position_minor)
+            hosted.name: _participant(hosted, self.population, config.options)
             for hosted in config.participants
         }
         self._stop = asyncio.Event()

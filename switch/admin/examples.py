@@ -33,6 +33,7 @@ from switch.admin.types import (
     DailyLimitProposal,
     Decision,
     DefundProposal,
+    MobileMoneyWalletProposal,
     DirectoryPanel,
     FundProposal,
     Health,
@@ -96,6 +97,9 @@ PROPOSALS: list[tuple[str, ProposalBody]] = [
                                              "a3bf4f1b2b0b822cd15d6c15b0f00a08")),
     ("Put a participant in another directory category",
      CategoryProposal(participant_id=2, category="B")),
+    ("Put a wallet on the GSMA Mobile Money API hub",
+     MobileMoneyWalletProposal(participant_id=4, api_url="https://mm.carteira.example/mm",
+                               credit_type="transfer", auth="oauth2")),
 ]
 DECISIONS = [("Approve", Decision(approve=True, note="checked against the signed letter")),
              ("Reject", Decision(approve=False, note="amount differs from the letter"))]

@@ -60,6 +60,7 @@ from switch.admin.types import (
     FundProposal,
     Health,
     KeyRotationProposal,
+    MobileMoneyWalletProposal,
     NetDebitCapProposal,
     OnboardProposal,
     Overview,
@@ -437,7 +438,7 @@ class AdminService:
                                    f"no bucket category {body.category!r}")
             return body
         if isinstance(body, (CallbackUrlProposal, KeyRotationProposal, CertificateProposal,
-                             G2PBatchProposal)):
+                             G2PBatchProposal, MobileMoneyWalletProposal)):
             return body
         state = core.currency(body.currency)
         if state is None:
@@ -620,6 +621,9 @@ class AdminService:
                 result = await switch.g2p_batch_action(body.participant_id,
                                                        body.transaction_id, body.action)
                 return _Outcome(result, "" if result == Result.OK else body.action)
+            elif isinstance(body, MobileMoneyWalletProposal):
+                self._participant(body.participant_id)
+                switch.set_mobilemoney_wallet(body.participant_id, _mobilemoney_settings(body))
             else:
                 assert isinstance(body, KeyRotationProposal)
                 self._participant(body.participant_id)
@@ -708,7 +712,17 @@ class AdminService:
             except ValueError as error:  # a category the configuration no longer has
                 log.warning("event=category_restore_failed participant_id=%d why=%s",
                             participant_id, error)
-        return len(chosen)
+        # Wallets on the GSMA Mobile Money hub: the latest executed settings of each.
+        wallets: dict[int, MobileMoneyWalletProposal] = {}
+        for proposal in await self.store.executed_proposals(("mobilemoney_wallet",)):
+            wallets[proposal.body.participant_id] = proposal.body
+        for participant_id, body in wallets.items():
+            try:
+                self.switch.set_mobilemoney_wallet(participant_id, _mobilemoney_settings(body))
+            except ValueError as error:  # the hub is not enabled in this configuration
+                log.warning("event=mobilemoney_restore_failed participant_id=%d why=%s",
+                            participant_id, error)
+        return len(chosen) + len(wallets)
 
     async def resume_approved(self) -> int:
         """At start: carry out proposals approved before a crash. Returns how many were
@@ -1003,6 +1017,14 @@ def _proposal_view(proposal: Proposal) -> ProposalView:
         decided_ns=proposal.decided_ns, core_result=proposal.core_result,
         detail=proposal.detail,
     )
+
+
+def _mobilemoney_settings(body: MobileMoneyWalletProposal) -> dict:
+    """The hub's settings for a wallet, from its proposal (everything but the note)."""
+    settings = msgspec.to_builtins(body)
+    settings.pop("kind", None)
+    settings.pop("note", None)
+    return settings
 
 
 def _proposal_event(proposal: Proposal):

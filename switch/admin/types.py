@@ -394,10 +394,29 @@ class G2PBatchProposal(msgspec.Struct, tag="g2p_batch", **_PROPOSAL):
     note: Note = ""
 
 
+class MobileMoneyWalletProposal(msgspec.Struct, tag="mobilemoney_wallet", **_PROPOSAL):
+    """Put a participant on the GSMA Mobile Money API hub (connectors/mobilemoney), or change
+    how it is reached there: its API root for the credits it receives, the transaction type
+    and notification it wants, how it authenticates (its API key, or OAuth2 with that key
+    as client secret), whether it must send X-Content-Hash. The key Ponte presents to the
+    wallet's API is a secret and never part of a proposal (the hub's configuration)."""
+
+    participant_id: ParticipantId
+    api_url: CallbackUrl = ""
+    credit_type: Annotated[str, Meta(
+        pattern=r"^(transfer|inttransfer|merchantpay|disbursement)$(?!\n)")] = "transfer"
+    notification: Annotated[str, Meta(pattern=r"^(callback|polling)$(?!\n)")] = "callback"
+    account_check: bool = True
+    auth: Annotated[str, Meta(pattern=r"^(api_key|oauth2|any)$(?!\n)")] = "any"
+    content_hash_required: bool = False
+    callback_origins: Annotated[list[CallbackUrl], Meta(max_length=4)] = []
+    note: Note = ""
+
+
 ProposalBody = Union[
     FundProposal, DefundProposal, NetDebitCapProposal, DailyLimitProposal, CurrencyProposal,
     OnboardProposal, AccountProposal, CallbackUrlProposal, KeyRotationProposal,
-    CertificateProposal, CategoryProposal, G2PBatchProposal,
+    CertificateProposal, CategoryProposal, G2PBatchProposal, MobileMoneyWalletProposal,
 ]
 
 # The role a proposal kind needs, of its maker and of its checker alike.
@@ -406,6 +425,7 @@ PROPOSAL_ROLES: dict[str, Role] = {
     "daily_limit": Role.OPERATOR, "callback_url": Role.OPERATOR, "category": Role.OPERATOR,
     "currency": Role.ADMIN, "onboard": Role.ADMIN, "account": Role.ADMIN,
     "rotate_key": Role.ADMIN, "certificate": Role.ADMIN, "g2p_batch": Role.OPERATOR,
+    "mobilemoney_wallet": Role.ADMIN,
 }
 KEY_ISSUING_KINDS = frozenset({"onboard", "rotate_key"})
 

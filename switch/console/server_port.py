@@ -184,8 +184,7 @@ class ServerSwitch:
         record, counts, _rate = view
         return await reports.write_files(
             engine.store, record, counts,
-            os.path.join(self.server.config.data_dir, "g2p-reports"),
-            engine.config.currency_digits)
+            os.path.join(self.server.config.data_dir, "g2p-reports"))
 
     async def g2p_batch_action(self, participant_id: int, transaction_id: str,
                                action: str) -> Result:
@@ -200,6 +199,12 @@ class ServerSwitch:
     def set_participant_category(self, participant_id: int, category: str) -> None:
         self._directory().set_participant_category(directory_participant_id(participant_id),
                                                    category)
+
+    def set_mobilemoney_wallet(self, participant_id: int, settings: dict) -> None:
+        connector = self.server.mobilemoney_connector
+        if connector is None:
+            raise ValueError("the Mobile Money API hub is not enabled (mobilemoney_enabled)")
+        connector.set_wallet_settings(participant_id, settings)
 
     def metrics_text(self) -> bytes:
         return self.server.registry.render().encode()

@@ -15,6 +15,7 @@ import time
 
 import msgspec
 
+from switch.core.money import exponent
 from switch.g2p import limits
 from switch.g2p.types import (
     BATCH_STATE_NAMES,
@@ -82,21 +83,23 @@ def csv_lines(record: BatchRecord, rows: list[RowView]) -> str:
         for row in rows)
 
 
-def amount_text(amount_minor: int, digits: int) -> str:
-    """G2P Connect's decimal amount ("12.50") from integer minor units."""
+def amount_text(amount_minor: int, currency: str) -> str:
+    """G2P Connect's decimal amount ("12.50") from integer minor units (the currency's
+    ISO 4217 exponent, switch/core/money.py)."""
+    digits = exponent(currency)
     if digits == 0:
         return f"{amount_minor}.0"
     whole, fraction = divmod(amount_minor, 10 ** digits)
     return f"{whole}.{fraction:0{digits}d}"
 
 
-def spec_row(record: BatchRecord, row: RowView, digits: int) -> dict:
+def spec_row(record: BatchRecord, row: RowView) -> dict:
     """One `disbursements_status` item of the spec's DisburseResponse."""
     item = {
         "reference_id": row.reference_id,
         "timestamp": rfc3339(row.updated_ns),
         "status": _SPEC_STATUS[row.status],
-        "amount": amount_text(row.amount_minor, digits),
+        "amount": amount_text(row.amount_minor, record.currency),
         "currency_code": record.currency,
     }
     if row.status in (RowStatus.FAILED, RowStatus.CANCELLED):
@@ -106,8 +109,8 @@ def spec_row(record: BatchRecord, row: RowView, digits: int) -> dict:
     return item
 
 
-async def write_files(store, record: BatchRecord, counts: BatchCounts, directory: str,
-                      digits: int) -> dict:
+async def write_files(store, record: BatchRecord, counts: BatchCounts,
+                      directory: str) -> dict:
     """Write `<batch>.csv`, `<batch>.json` (the spec's DisburseResponse, every row) and
     `<batch>.summary.json` into `directory`, streaming page by page; returns the summary
     with the files' paths and the seconds it took."""
@@ -127,7 +130,7 @@ async def write_files(store, record: BatchRecord, counts: BatchCounts, directory
             if not rows:
                 break
             csv_file.write(csv_lines(record, rows))
-            items = b",".join(_encode(spec_row(record, row, digits)) for row in rows)
+            items = b",".join(_encode(spec_row(record, row)) for row in rows)
             json_file.write((b"," if rows_written else b"") + items)
             rows_written += len(rows)
             after = rows[-1].row_no

@@ -198,9 +198,8 @@ class G2PConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     funding_probe_s: Annotated[float, Meta(ge=0.05, le=3600.0)] = limits.FUNDING_PROBE_S_DEFAULT
     transfer_expiry_ms: Annotated[int, Meta(ge=1_000, le=24 * 3600 * 1000)] = (
         limits.TRANSFER_EXPIRY_MS_DEFAULT)
-    # The currency a row names when it names none, and the digits after its decimal point
-    # (G2P amounts are decimal strings; Ponte's are integer minor units).
+    # The currency a row names when it names none (G2P amounts are decimal strings read
+    # with the currency's ISO 4217 exponent, switch/core/money.py).
     currency: Annotated[str, Meta(pattern=r"^[A-Z]{3}$(?!\n)")] = "KES"
-    currency_digits: Annotated[int, Meta(ge=0, le=4)] = 2
     # The id provider that marks a payee named by national ID: "<national id>@nid".
     national_id_provider: Annotated[str, Meta(pattern=r"^[a-z0-9.-]{1,32}$(?!\n)")] = "nid"

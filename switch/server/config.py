@@ -78,6 +78,25 @@ class ServerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     # File journal: "thread" writes and fsyncs in a thread while the next tick is decided
     # (slow disks); "inline" does it on the loop (fast disks, busy CPUs: no hand-offs).
     journal_commit: Literal["thread", "inline"] = "thread"
+    # Snapshots (docs/operations.md): every this many events or seconds, whichever first, by
+    # a forked child; recovery replays only the journal after the newest valid one.
+    snapshots_enabled: bool = True
+    snapshot_every_events: Annotated[int, Meta(ge=1)] = limits.SNAPSHOT_EVERY_EVENTS_DEFAULT
+    snapshot_every_s: Annotated[float, Meta(ge=limits.SNAPSHOT_EVERY_S_MIN)] = (
+        limits.SNAPSHOT_EVERY_S_DEFAULT)
+    snapshots_retained: Annotated[int, Meta(ge=2, le=limits.SNAPSHOTS_RETAINED_MAX)] = (
+        limits.SNAPSHOTS_RETAINED_DEFAULT)
+    # File journal segments: rotate past this size; sealed segments every retained snapshot
+    # covers are compressed (lzma), deleted, or kept.
+    journal_segment_bytes_max: Annotated[int, Meta(ge=limits.JOURNAL_SEGMENT_BYTES_MIN,
+                                                   le=limits.JOURNAL_SEGMENT_BYTES_MAX)] = (
+        limits.JOURNAL_SEGMENT_BYTES_DEFAULT)
+    journal_archive: Literal["compress", "delete", "keep"] = "compress"
+    # The durable transfer history (switch/store/history.py): final transfers older than the
+    # core's retained window, answered for this long (docs/operations.md).
+    history_enabled: bool = True
+    history_retention_days: Annotated[int, Meta(ge=1, le=limits.HISTORY_RETENTION_DAYS_MAX)] = (
+        limits.HISTORY_RETENTION_DAYS_DEFAULT)
     # "embedded": SQLite in data_dir; "postgres": the directory and credential tables.
     store: Literal["embedded", "postgres"] = "embedded"
     postgres_dsn: Secret | None = None
@@ -121,6 +140,18 @@ class ServerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     # G2PConfig table (host, port, pacing...), converted when the server starts it.
     g2p_enabled: bool = False
     g2p: dict = {}
+    # The ISO 20022 connector (connectors/iso20022): banks' pacs/camt/pain messages over
+    # HTTPS, configured by its own Iso20022Config table (listener, banks, TLS, signing).
+    iso20022_enabled: bool = False
+    iso20022: dict = {}
+    # The GSMA Mobile Money API hub (connectors/mobilemoney), configured by its own
+    # MobileMoneyConfig table (host, port, public_url, wallets...), converted at start.
+    mobilemoney_enabled: bool = False
+    mobilemoney: dict = {}
+    # The FSPIOP 1.1 hub (connectors/fspiop): its FspiopConnectorConfig table (host, port,
+    # hub FSP id, JWS key path, DFSPs...), converted when the server starts it.
+    fspiop_enabled: bool = False
+    fspiop: dict = {}
 
     # The sequencer and its bounds.
     inbound_queue_max: Annotated[

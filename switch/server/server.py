@@ -35,16 +35,18 @@ from switch.core.results import ProtocolError
 from switch.server.config import Secret, ServerConfig
 from switch.server.credentials import CredentialIndex
 from switch.server.gateway import Gateway
-from switch.server.journal import SwitchJournal, decode_tick
+from ledger.journal_format import GENESIS, JournalCorrupt
+from switch.server.history import HistoryWriter
+from switch.server.journal import SwitchJournal, decode_tick, journal_directory
 from switch.server.metrics import MetricsRegistry, ServerMetrics
 from switch.server.sequencer import Sequencer, SequencerFailed
 from switch.server.shell import OutcomeArchive, Shell
+from switch.server.snapshots import SnapshotWriter, decode_server_snapshot
 from switch.server.timers import TimerWheel
 
 log = logging.getLogger("ponte.server")
 
 SECRETS_FILE = "secrets.json"
-JOURNAL_FILE = "switch.journal"
 
 
 class ServerSecrets(msgspec.Struct, kw_only=True):
@@ -60,6 +62,7 @@ class ServerBackends:
 
     directory: Any
     credential_store: Any
+    history: Any = None  # switch.store.history.HistoryStore, or None (memory only)
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
 
@@ -120,8 +123,14 @@ class SwitchServer:
         self.http_connector = None
         self.g2p_connector = None  # connectors.g2p.app.G2PConnector when g2p_enabled
         self.g2p_engine = None  # switch.g2p.engine.Engine, with it
+        self.iso20022_connector = None  # connectors.iso20022 when iso20022_enabled
+        self.mobilemoney_connector = None  # connectors/mobilemoney, when enabled
+        self.fspiop_connector = None  # connectors/fspiop, when fspiop_enabled
         # Set by the composition root; stopped here in the order a shutdown needs.
         self.replayed_events = 0
+        self.recovered_from_sequence = 0  # the snapshot's journal position (0: none)
+        self.snapshots: SnapshotWriter | None = None
+        self.history: HistoryWriter | None = None
         self.replay_seconds = 0.0
         self._sequencer_task: asyncio.Task | None = None
         self._closers: list = []
@@ -142,15 +151,11 @@ class SwitchServer:
         self.admin_token = config.admin_token or Secret(stored.admin_token)
         self._closers.extend(self.backends.closers)
 
-        import ledger as ledger_package
-
-        self.ledger = ledger_package.Ledger(config.ledger)
         # The archive of outcomes follows the core's transitions, replayed ones included,
-        # so a restart rebuilds it as it was.
-        archive = OutcomeArchive(config.outcomes_archived_max, config.core)
-        self.core = SwitchCore(config.core, self.ledger, observer=archive.observe)
-        archive.bind(self.core)
-        await self._recover()
+        # so a restart rebuilds it as it was (from a snapshot of it, then the journal).
+        archive = OutcomeArchive(config.outcomes_archived_max, config.core,
+                                 durable=self.backends.history is not None)
+        await self._recover(archive)
 
         self.directory = self.backends.directory
         self.credentials = CredentialIndex(self.backends.credential_store, pepper.encode())
@@ -181,6 +186,13 @@ class SwitchServer:
             self.timers.arm(command.timer_id, command.deadline_ns)
         for participant_id, message in holds:
             self.gateway.hold(participant_id, message)
+        if self.backends.history is not None:
+            self.history = HistoryWriter(self.backends.history, archive,
+                                         retention_days=config.history_retention_days)
+            self.sequencer.history = self.backends.history
+            self.history.start()
+        if self.snapshots is not None or self.journal.segmented:
+            self.sequencer.maintenance = Maintenance(self)
         self._register_gauges()
         self._sequencer_task = asyncio.create_task(self._run_sequencer(), name="ponte-sequencer")
         self.gateway.open()
@@ -189,10 +201,59 @@ class SwitchServer:
         log.info("server_started replayed_events=%d replay_s=%.3f in_flight=%d",
                  self.replayed_events, self.replay_seconds, self.core.in_flight_count)
 
-    async def _recover(self) -> None:
-        """Full replay of the switch journal into the fresh core."""
-        core = self.core
-        step = core.step
+    async def _recover(self, archive: OutcomeArchive) -> None:
+        """The newest valid snapshot, then the journal after it; a damaged or off-chain
+        snapshot is skipped, loudly, for the one before, and with none usable the whole
+        journal is replayed (if its first segments are still there)."""
+        config = self.config
+        started = time.perf_counter()
+        self.snapshots = None
+        journal_dir = None
+        if config.journal == "file":
+            journal_dir = journal_directory(config.data_dir)
+        if config.snapshots_enabled:
+            self.snapshots = SnapshotWriter(
+                config.data_dir, retained_max=config.snapshots_retained,
+                archive_policy=config.journal_archive, journal_directory=journal_dir)
+            for path, snapshot in self.snapshots.store.snapshots():
+                if isinstance(snapshot, str):
+                    log.error("snapshot_skipped path=%s reason=%s", path, snapshot)
+                    self.snapshots.status.skipped_at_start += 1
+                    continue
+                try:
+                    await self._recover_from(snapshot, archive, journal_dir)
+                except (JournalCorrupt, msgspec.DecodeError, ValueError, AssertionError) as error:
+                    log.error("snapshot_skipped path=%s reason=%r: falling back to the previous "
+                              "snapshot", path, error)
+                    self.snapshots.status.skipped_at_start += 1
+                    continue
+                self.snapshots.status.sequence = snapshot.position.sequence
+                break
+        if self.journal is None:
+            await self._recover_from(None, archive, journal_dir)
+        self.replay_seconds = time.perf_counter() - started
+        self.ledger.check_invariants()
+
+    async def _recover_from(self, snapshot, archive: OutcomeArchive,
+                            journal_dir: str | None) -> None:
+        """A core from `snapshot` (or a fresh one), then the journal after it replayed."""
+        import ledger as ledger_package
+
+        config = self.config
+        archive.reset()
+        if snapshot is None:
+            start = GENESIS
+            self.ledger = ledger_package.Ledger(config.ledger)
+            self.core = SwitchCore(config.core, self.ledger, observer=archive.observe)
+        else:
+            saved = decode_server_snapshot(snapshot.state)
+            self.core, _position = SwitchCore.from_snapshot(
+                config.core, ledger_package.Ledger, saved.core, observer=archive.observe)
+            self.ledger = self.core.ledger
+            archive.restore(saved.archive)
+            start = snapshot.position
+        archive.bind(self.core)
+        step = self.core.step
         counter = [0]
 
         def on_record(record) -> None:
@@ -203,18 +264,15 @@ class SwitchServer:
                 except ProtocolError:
                     pass  # not acted on live either (and not journaled by this server)
 
-        started = time.perf_counter()
-        config = self.config
         if config.journal == "file":
-            path = os.path.join(config.data_dir, JOURNAL_FILE)
             self.journal = SwitchJournal.open_file(
-                path, on_record, threaded_commit=config.journal_commit == "thread")
+                journal_dir, on_record, start=start,
+                threaded_commit=config.journal_commit == "thread")
         else:  # the composition root has applied the migrations
             self.journal = await SwitchJournal.open_postgres(
-                config.postgres_dsn.reveal(), config.journal_name, on_record)
-        self.replay_seconds = time.perf_counter() - started
+                config.postgres_dsn.reveal(), config.journal_name, on_record, start=start)
         self.replayed_events = counter[0]
-        self.ledger.check_invariants()
+        self.recovered_from_sequence = start.sequence
 
     def _timer_fired(self, timer_id: int) -> None:
         self.gateway.timer_fired(TimerFired(timer_id=timer_id))
@@ -294,6 +352,11 @@ class SwitchServer:
         return None if connector is None else getattr(connector, "port", None)
 
     @property
+    def fspiop_port(self) -> int | None:
+        connector = self.fspiop_connector
+        return None if connector is None else connector.port
+
+    @property
     def admin_port(self) -> int | None:
         return None if self.admin_server is None else self.admin_server.port
 
@@ -339,10 +402,20 @@ class SwitchServer:
             await self.stream_server.close()
         if self.http_connector is not None:
             await self.http_connector.close()
+        if self.iso20022_connector is not None:
+            await self.iso20022_connector.close()
+        if self.mobilemoney_connector is not None:
+            await self.mobilemoney_connector.close()
+        if self.fspiop_connector is not None:
+            await self.fspiop_connector.close()
         if self.admin_server is not None:
             await self.admin_server.close()
         if self.console is not None:
             await self.console.stop()
+        if self.history is not None:
+            await self.history.stop()  # what the archive queued reaches the store
+        if self.snapshots is not None:
+            await asyncio.to_thread(self.snapshots.wait)  # a snapshot being written finishes
         # Commit anything still buffered (the sequencer's last release did, unless failed).
         try:
             if not self.failed and self.journal.buffered_records:
@@ -357,3 +430,42 @@ class SwitchServer:
             self.gateway = None
             self._stopped.set()
         log.info("server_stopped in_flight_left=%d", self.core.in_flight_count)
+
+
+class Maintenance:
+    """What the sequencer runs at a quiet point (the core equals the durable journal): a
+    snapshot every `snapshot_every_events` events or `snapshot_every_s` seconds, and the
+    rotation of a journal segment past `journal_segment_bytes_max`."""
+
+    def __init__(self, server: SwitchServer) -> None:
+        self.server = server
+        config = server.config
+        self.every_events = config.snapshot_every_events
+        self.every_ns = int(config.snapshot_every_s * 1e9)
+        self.segment_bytes_max = config.journal_segment_bytes_max
+        self.events_at_last = 0
+        self.last_ns = time.monotonic_ns()
+
+    def _snapshot_due(self, events_decided: int) -> bool:
+        writer = self.server.snapshots
+        if writer is None or writer.busy:
+            return False
+        events = events_decided - self.events_at_last
+        return events >= self.every_events or (
+            events > 0 and time.monotonic_ns() - self.last_ns >= self.every_ns)
+
+    def _rotation_due(self) -> bool:
+        journal = self.server.journal
+        return journal.segmented and journal.segment_bytes >= self.segment_bytes_max
+
+    def due(self, events_decided: int) -> bool:
+        return self._rotation_due() or self._snapshot_due(events_decided)
+
+    def run(self, events_decided: int) -> None:
+        server = self.server
+        if self._rotation_due():
+            server.journal.rotate_segment()
+        if self._snapshot_due(events_decided):
+            self.events_at_last = events_decided
+            self.last_ns = time.monotonic_ns()
+            server.snapshots.take(server.core, server.shell.archive, server.journal.position)
