@@ -34,6 +34,7 @@ class LocalSwitch:
         self.clock_ns = clock_ns
         self.directory_path = directory_path
         self.submitted: list[object] = []  # every operator event, in order (tests read it)
+        self.g2p_batches: dict[tuple[int, str], object] = {}  # see g2p_batch_action
         self._settings: dict[int, dict] = {}
         # The directory's category rules (switch/directory/config.py); no directory runs here.
         self.directory_config = DirectoryConfig()
@@ -113,10 +114,19 @@ class LocalSwitch:
 
     async def g2p_batch_action(self, participant_id: int, transaction_id: str,
                                action: str):
-        """No G2P engine runs here."""
+        """The state table of switch/g2p over batches a test puts in `g2p_batches`
+        ((programme, transaction id) -> BatchState): no engine runs here."""
         from switch.core.results import Result
+        from switch.g2p.types import BATCH_ACTIONS
 
-        return Result.SERVICE_UNAVAILABLE
+        state = self.g2p_batches.get((participant_id, transaction_id))
+        if state is None:
+            return Result.G2P_BATCH_NOT_FOUND
+        allowed, target = BATCH_ACTIONS[action]
+        if state not in allowed:
+            return Result.G2P_BATCH_STATE
+        self.g2p_batches[(participant_id, transaction_id)] = target
+        return Result.OK
 
     def set_participant_category(self, participant_id: int, category: str) -> None:
         if category not in self.directory_config.participant_buckets:
