@@ -40,6 +40,7 @@ from switch.g2p import limits, reports
 from switch.g2p.ports import ROW_ADDED, ROW_DUPLICATE, ROW_EXISTS
 from switch.g2p.types import (
     BatchState,
+    transaction_id_valid,
     G2PConfig,
     NewRow,
     PayeeKind,
@@ -615,7 +616,9 @@ class G2PConnector:
         try:
             transaction_id = parts[3].decode("ascii")
         except UnicodeDecodeError:
-            return error(Result.VALIDATION_ERROR, "bad transaction id")
+            transaction_id = ""
+        if not transaction_id_valid(transaction_id):
+            return error(Result.VALIDATION_ERROR, "the path's transaction id is malformed")
         batch = await self.store.find_batch(caller, transaction_id)
         if batch is None:
             return error(Result.G2P_BATCH_NOT_FOUND, "no such batch")

@@ -13,11 +13,10 @@ import msgspec
 from msgspec import Meta
 
 from switch.g2p import limits
+from switch.g2p.types import TransactionId
 
 _BODY = dict(frozen=True, kw_only=True, forbid_unknown_fields=True)
 
-TransactionId = Annotated[str, Meta(min_length=1, max_length=limits.TRANSACTION_ID_LENGTH_MAX,
-                                    pattern=r"^[A-Za-z0-9][A-Za-z0-9._:\-]*$(?!\n)")]
 ReferenceId = Annotated[str, Meta(min_length=1, max_length=limits.REFERENCE_ID_LENGTH_MAX)]
 Text = Annotated[str, Meta(max_length=999)]
 Fa = Annotated[str, Meta(max_length=limits.FA_LENGTH_MAX)]

@@ -18,6 +18,7 @@ from msgspec import Meta
 from switch.admin import limits
 from switch.core import limits as core_limits
 from switch.core.messages import CallbackUrl, Currency, SchemeRules
+from switch.g2p.types import TransactionId
 
 # -- constrained scalars --------------------------------------------------------------------
 
@@ -388,8 +389,7 @@ class G2PBatchProposal(msgspec.Struct, tag="g2p_batch", **_PROPOSAL):
     yet wait (pause) or are never paid (cancel); rows in flight finish."""
 
     participant_id: ParticipantId  # the programme
-    transaction_id: Annotated[str, Meta(min_length=1, max_length=99,
-                                        pattern=r"^[A-Za-z0-9][A-Za-z0-9._:\-]*$(?!\n)")]
+    transaction_id: TransactionId  # the G2P API's grammar (switch/g2p/types.py)
     action: Literal["pause", "resume", "cancel"]
     note: Note = ""
 

@@ -244,7 +244,9 @@ class Engine:
                 self.yields_total += 1
                 await asyncio.sleep(limits.PUMP_INTERVAL_S)
                 continue
-            if tokens < 1.0 or room <= 0 or not gateway.accepting:
+            if (tokens < 1.0 or room <= 0 or not gateway.accepting
+                    or len(self._outcomes) >= limits.OUTCOMES_BUFFERED_MAX):
+                # (a store that cannot keep up holds the pump back: bounded buffers)
                 await asyncio.sleep(limits.PUMP_INTERVAL_S)
                 continue
             count = int(min(tokens, room, limits.SUBMIT_CHUNK_MAX))

@@ -29,6 +29,8 @@ SUBMIT_CHUNK_MAX = 1_024
 # Outcomes buffered before a store write (the flusher also writes every FLUSH_INTERVAL_S).
 FLUSH_ROWS_MAX = 8_192
 FLUSH_INTERVAL_S = 0.05
+# Outcomes waiting for the store beyond which the pump submits nothing more.
+OUTCOMES_BUFFERED_MAX = 4 * FLUSH_ROWS_MAX
 PUMP_INTERVAL_S = 0.005
 # Pacing: rows per second, and the live-traffic yield: while the switch's inbound queue is
 # deeper than this, no row is submitted.

@@ -6,6 +6,7 @@ identity token (hex) from the moment the connector reads it.
 
 from __future__ import annotations
 
+import re
 from enum import IntEnum
 from typing import Annotated
 
@@ -14,6 +15,20 @@ from msgspec import Meta
 
 from switch.core.results import Result
 from switch.g2p import limits
+
+
+# The one grammar of a batch's (and a mapper message's) transaction_id, at every entrance:
+# the G2P API's bodies and paths, the operators' g2p_batch proposals. The spec allows 99
+# characters; Ponte allows the id grammar's characters only (they end up in paths and logs).
+TRANSACTION_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:\-]*$(?!\n)"
+TransactionId = Annotated[str, Meta(min_length=1, max_length=limits.TRANSACTION_ID_LENGTH_MAX,
+                                    pattern=TRANSACTION_ID_PATTERN)]
+_transaction_id_match = re.compile(TRANSACTION_ID_PATTERN).match
+
+
+def transaction_id_valid(text: str) -> bool:
+    return (1 <= len(text) <= limits.TRANSACTION_ID_LENGTH_MAX
+            and _transaction_id_match(text) is not None)
 
 
 class BatchState(IntEnum):

@@ -145,6 +145,9 @@ async def test_another_programmes_batch_is_not_found(world):
     assert (status, answer["name"]) == (404, "G2P_BATCH_NOT_FOUND")
     status, body = await other.get("/g2p/batches")
     assert msgspec.json.decode(body) == {"batches": []}
+    # A path's transaction id has the bodies' grammar.
+    status, body = await programme.get("/g2p/batches/%2e%2e/summary")
+    assert status == 400 and msgspec.json.decode(body)["name"] == "VALIDATION_ERROR"
 
 
 async def test_callers_of_the_wrong_kind_and_without_a_key(world):
