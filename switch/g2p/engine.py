@@ -223,7 +223,7 @@ class Engine:
     async def _pump(self) -> None:
         config = self.config
         rate = config.rate_rows_per_s
-        burst = max(1.0, rate * 0.05)
+        burst = min(float(limits.SUBMIT_CHUNK_MAX), max(1.0, rate * 0.01))
         tokens = 0.0
         last = time.monotonic()
         while not self._closing:

@@ -24,8 +24,11 @@ BATCHES_LISTED_MAX = 1_000
 # re-submitted after a restart always finds its transfer held (see docs/g2p.md).
 IN_FLIGHT_ROWS_MAX_DEFAULT = 4_096
 IN_FLIGHT_ROWS_MAX_CEILING = 65_536
-# Rows taken from the store, resolved and submitted in one pump step.
-SUBMIT_CHUNK_MAX = 1_024
+# Rows taken from the store, resolved and submitted in one pump step (and the most the rate
+# lets accumulate: 10 ms of it, never more than this).
+# Small, so that one sequencer tick never carries more than a few milliseconds of batch rows
+# in front of live payments.
+SUBMIT_CHUNK_MAX = 256
 # Outcomes buffered before a store write (the flusher also writes every FLUSH_INTERVAL_S).
 FLUSH_ROWS_MAX = 8_192
 FLUSH_INTERVAL_S = 0.05
@@ -36,7 +39,7 @@ PUMP_INTERVAL_S = 0.005
 # deeper than this, no row is submitted.
 RATE_ROWS_PER_S_DEFAULT = 12_000
 RATE_ROWS_PER_S_MAX = 200_000
-LIVE_QUEUE_DEPTH_MAX_DEFAULT = 1_024
+LIVE_QUEUE_DEPTH_MAX_DEFAULT = 256
 # A funding pause probes again after this long, with a window of one row.
 FUNDING_PROBE_S_DEFAULT = 5.0
 # How far ahead a row's transfer expires.
