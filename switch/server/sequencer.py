@@ -137,6 +137,9 @@ class Sequencer:
     def _fail(self, error: BaseException) -> None:
         self.failed = error
         self._committed.set()
+        # Wake run() even when no request is queued: it must raise now, so the process
+        # stops (exit 70) instead of idling on a journal that refuses every commit.
+        self._stop_event.set()
         self.gateway.close()
 
     # -- deciding --------------------------------------------------------------------

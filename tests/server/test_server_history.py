@@ -62,6 +62,9 @@ async def first_life(server, participants) -> TransferRequest:
                 assert outcome.state is TransferState.COMMITTED, outcome
         await server.history.flush()
         payer_id = participants["bank_a"][0]
+        # A tick after the confirmation: memory forgets what the history holds now.
+        await server.gateway.status(payer_id, StatusQuery(payer_participant_id=payer_id,
+                                                          transfer_id="f3-5"))
         assert server.core.transfer_record(payer_id, "old") is None
         assert server.shell.archive.final(payer_id, "old") is None
         return old
