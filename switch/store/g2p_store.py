@@ -1,4 +1,4 @@
-"""G2P batch stores: SQLite (embedded, the default) and PostgreSQL (migration 0005_g2p.sql),
+"""G2P batch stores: SQLite (embedded, the default) and PostgreSQL (migration 0016_g2p.sql),
 one `switch.g2p.ports.G2PStore` API.
 
 Batches, their rows (one per beneficiary: reference, payee as an identity token or a
@@ -386,7 +386,7 @@ class _TooMany(Exception):
 
 
 class PostgresG2PStore:
-    """PostgreSQL (asyncpg), schema migrations/0005_g2p.sql."""
+    """PostgreSQL (asyncpg), schema migrations/0016_g2p.sql."""
 
     def __init__(self, pool) -> None:
         self.pool = pool
