@@ -984,8 +984,8 @@ class AdminService:
 
     def health(self) -> Health:
         checks = dict(self.switch.health())
-        status = "ok" if all(value == "ok" or value.startswith("none") for value in
-                             checks.values()) else "degraded"
+        status = "ok" if all(value == "ok" or value.startswith(("ok:", "none"))
+                             for value in checks.values()) else "degraded"
         return Health(status=status, checks=checks)
 
 

@@ -282,9 +282,9 @@ class ServerSwitch:
                                           f"{journal['bytes']} bytes")
         history = report.get("history")
         if history is not None:
-            checks["transfer history"] = ("ok" if not history["write_failures"]
-                                          else f"{history['write_failures']} write failures"
-                                          ) + f", backlog {history['backlog_rows']} rows"
+            checks["transfer history"] = ("ok:" if not history["write_failures"]
+                                          else f"{history['write_failures']} write failures,"
+                                          ) + f" backlog {history['backlog_rows']} rows"
         return checks
 
     async def _postgres_counts(self):

@@ -27,6 +27,7 @@ never print a secret.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import secrets
@@ -44,13 +45,17 @@ from switch.core.results import ProtocolError
 from switch.server.config import Secret, ServerConfig
 from switch.server.credentials import CredentialIndex
 from switch.server.gateway import Gateway
-from ledger.journal_format import GENESIS, JournalCorrupt, JournalLocked
+from ledger.journal_format import GENESIS, JournalCorrupt, JournalLocked, JournalPosition
 from switch.server.history import HistoryWriter
 from switch.server.journal import SwitchJournal, decode_tick, journal_directory
 from switch.server.metrics import MetricsRegistry, ServerMetrics
 from switch.server.sequencer import Sequencer, SequencerFailed
 from switch.server.shell import OutcomeArchive, Shell
-from switch.server.snapshots import SnapshotWriter, decode_server_snapshot
+from switch.server.snapshots import (
+    PostgresSnapshotTable,
+    SnapshotWriter,
+    decode_server_snapshot,
+)
 from switch.server.standby import (
     STANDBY_HISTORY_RESEND_S,
     StandbyWatch,
@@ -261,31 +266,66 @@ class SwitchServer:
             journal_dir = journal_directory(config.data_dir)
         else:  # the same secrets as every switch of this journal, or no start
             await self._check_secrets()
-        if config.snapshots_enabled:
-            self.snapshots = SnapshotWriter(
-                config.data_dir, retained_max=config.snapshots_retained,
-                archive_policy=config.journal_archive, journal_directory=journal_dir)
-            for path, snapshot in self.snapshots.store.snapshots():
-                if isinstance(snapshot, str):
-                    log.error("snapshot_skipped path=%s reason=%s", path, snapshot)
-                    self.snapshots.status.skipped_at_start += 1
-                    continue
-                try:
-                    await self._recover_from(snapshot, archive, journal_dir)
-                except (JournalCorrupt, msgspec.DecodeError, ValueError, AssertionError) as error:
-                    log.error("snapshot_skipped path=%s reason=%r: falling back to the previous "
-                              "snapshot", path, error)
-                    self.snapshots.status.skipped_at_start += 1
-                    continue
-                self.snapshots.status.sequence = snapshot.position.sequence
-                break
-        if self.journal is None:
-            await self._recover_from(None, archive, journal_dir)
+        self.snapshots = self._snapshot_writer(journal_dir)
+
+        async def open_journal(start: JournalPosition) -> None:
+            on_record = self._replay_record
+            if config.journal == "file":
+                self.journal = SwitchJournal.open_file(
+                    journal_dir, on_record, start=start,
+                    threaded_commit=config.journal_commit == "thread")
+                return
+            try:  # the composition root has applied the migrations
+                self.journal = await SwitchJournal.open_postgres(
+                    config.postgres_dsn.reveal(), config.journal_name, on_record,
+                    start=start, holder=process_holder())
+            except JournalLocked as error:
+                raise StartRefused(
+                    f"{error}: another switch is the primary of this journal; this process "
+                    "will not write it (run it with --standby to follow and take over when "
+                    "that primary is gone)") from None
+
+        await self._recover_newest(archive, open_journal)
         self.replay_seconds = time.perf_counter() - started
         self.ledger.check_invariants()
 
-    async def _recover_from(self, snapshot, archive: OutcomeArchive,
-                            journal_dir: str | None) -> None:
+    def _snapshot_writer(self, journal_dir: str | None) -> SnapshotWriter | None:
+        config = self.config
+        if not config.snapshots_enabled:
+            return None
+        table = None
+        if config.journal == "postgres":  # shared by the primary and its standbys
+            table = PostgresSnapshotTable(config.postgres_dsn.reveal(), config.journal_name,
+                                          retained_max=config.snapshots_retained)
+        return SnapshotWriter(config.data_dir, retained_max=config.snapshots_retained,
+                              archive_policy=config.journal_archive,
+                              journal_directory=journal_dir, table=table)
+
+    async def _recover_newest(self, archive: OutcomeArchive, open_journal) -> None:
+        """From the newest snapshot that loads and fits the journal (a damaged or off-chain
+        one is skipped, loudly, for the one before), else from genesis: the core restored,
+        then `open_journal(start)` replays what follows into it."""
+        writer = self.snapshots
+        if writer is not None:
+            async with contextlib.aclosing(writer.candidates()) as candidates:
+                async for source, snapshot in candidates:
+                    if isinstance(snapshot, str):
+                        log.error("snapshot_skipped source=%s reason=%s", source, snapshot)
+                        writer.status.skipped_at_start += 1
+                        continue
+                    try:
+                        await self._recover_from(snapshot, archive, open_journal)
+                    except (JournalCorrupt, msgspec.DecodeError, ValueError,
+                            AssertionError) as error:
+                        log.error("snapshot_skipped source=%s reason=%r: falling back to the "
+                                  "previous snapshot", source, error)
+                        writer.status.skipped_at_start += 1
+                        continue
+                    writer.status.sequence = snapshot.position.sequence
+                    return
+        await self._recover_from(None, archive, open_journal)
+
+    async def _recover_from(self, snapshot, archive: OutcomeArchive, open_journal) -> None:
         """A core from `snapshot` (or a fresh one), then the journal after it replayed."""
         import ledger as ledger_package
 
@@ -304,21 +344,7 @@ class SwitchServer:
             start = snapshot.position
         archive.bind(self.core)
         self.replayed_events = 0
-        on_record = self._replay_record
-        if config.journal == "file":
-            self.journal = SwitchJournal.open_file(
-                journal_dir, on_record, start=start,
-                threaded_commit=config.journal_commit == "thread")
-        else:  # the composition root has applied the migrations
-            try:
-                self.journal = await SwitchJournal.open_postgres(
-                    config.postgres_dsn.reveal(), config.journal_name, on_record,
-                    start=start, holder=process_holder())
-            except JournalLocked as error:
-                raise StartRefused(
-                    f"{error}: another switch is the primary of this journal; this process "
-                    "will not write it (run it with --standby to follow and take over when "
-                    "that primary is gone)") from None
+        await open_journal(start)
         self.recovered_from_sequence = start.sequence
 
     def _replay_record(self, record) -> None:
@@ -367,11 +393,9 @@ class SwitchServer:
     # -- standby ---------------------------------------------------------------------
 
     async def start_standby(self) -> None:
-        """Start as a standby: the same core and ledger as a start, every journal record
-        so far replayed into them; then `take_over()` follows until the primary is gone.
-        (It replays from the journal's first record: snapshots are the files of each
-        process's own data_dir, not shared.)"""
-        import ledger as ledger_package
+        """Start as a standby: the same core and ledger as a start — from the newest
+        snapshot in the shared table (the primary's), then the journal after it — and
+        then `take_over()` follows until the primary is gone."""
         from ledger.journal_follow import PostgresFollower
 
         config = self.config
@@ -379,19 +403,17 @@ class SwitchServer:
         self.role = "standby"
         archive = self._prepare()
         await self._check_secrets()
-        if config.snapshots_enabled:  # taken once it is the primary
-            self.snapshots = SnapshotWriter(
-                config.data_dir, retained_max=config.snapshots_retained,
-                archive_policy=config.journal_archive, journal_directory=None)
+        self.snapshots = self._snapshot_writer(None)  # taken once it is the primary
         started = time.perf_counter()
-        self.ledger = ledger_package.Ledger(config.ledger)
-        self.core = SwitchCore(config.core, self.ledger, observer=archive.observe)
-        archive.bind(self.core)
-        self.follower = await PostgresFollower.open(
-            config.postgres_dsn.reveal(), name=config.journal_name,
-            on_record=self._replay_record,
-            poll_interval_s=config.standby_poll_interval_ms / 1000.0,
-            standby=process_holder())
+
+        async def open_follower(start: JournalPosition) -> None:
+            self.follower = await PostgresFollower.open(
+                config.postgres_dsn.reveal(), name=config.journal_name,
+                on_record=self._replay_record, start=start,
+                poll_interval_s=config.standby_poll_interval_ms / 1000.0,
+                standby=process_holder())
+
+        await self._recover_newest(archive, open_follower)
         self.replay_seconds = time.perf_counter() - started
         self.ledger.check_invariants()
         self.started_ns = time.time_ns()
@@ -521,7 +543,7 @@ class SwitchServer:
         snapshot (journal sequence, age, size), the journal (position, segments, bytes on
         disk) and the transfer history's backlog. /health, metrics and the console show it."""
         journal = self.journal
-        report: dict = {"durable_sequence": journal.durable_sequence,
+        report: dict = {"durable_sequence": self.durable_sequence,
                         "recovered_from_sequence": self.recovered_from_sequence,
                         "replayed_events": self.replayed_events,
                         "replay_s": round(self.replay_seconds, 3)}
@@ -534,7 +556,7 @@ class SwitchServer:
                 "bytes": status.bytes, "taken": status.taken, "failed": status.failed,
                 "skipped_at_start": status.skipped_at_start,
                 "write_s": round(status.write_s, 3), "fork_ms": round(status.fork_s * 1e3, 2)}
-        if journal.segmented:
+        if journal is not None and journal.segmented:  # a standby has none while following
             from ledger.journal_segments import list_segments
 
             segments = list_segments(journal.backend.directory)
