@@ -33,6 +33,7 @@ from switch.admin.types import (
     DailyLimitProposal,
     Decision,
     DefundProposal,
+    G2PBatchProposal,
     MobileMoneyWalletProposal,
     DirectoryPanel,
     FundProposal,
@@ -97,6 +98,9 @@ PROPOSALS: list[tuple[str, ProposalBody]] = [
                                              "a3bf4f1b2b0b822cd15d6c15b0f00a08")),
     ("Put a participant in another directory category",
      CategoryProposal(participant_id=2, category="B")),
+    ("Pause a programme's G2P batch", G2PBatchProposal(
+        participant_id=5, transaction_id="pension-2026-12", action="pause",
+        note="the ministry asked to hold December's pensions")),
     ("Put a wallet on the GSMA Mobile Money API hub",
      MobileMoneyWalletProposal(participant_id=4, api_url="https://mm.carteira.example/mm",
                                credit_type="transfer", auth="oauth2")),

@@ -39,6 +39,7 @@ from switch.admin.passwords import Passwords, PasswordsBusy
 from switch.admin.ports import AdminStore, AuditEntry, SwitchPort, SwitchUnavailable
 from switch.admin.ratelimit import LoginLimiter
 from switch.admin.types import (
+    G2PBatchProposal,
     PROPOSAL_ROLES,
     AccountProposal,
     AdminRefusal,
@@ -438,7 +439,7 @@ class AdminService:
                                    f"no bucket category {body.category!r}")
             return body
         if isinstance(body, (CallbackUrlProposal, KeyRotationProposal, CertificateProposal,
-                             MobileMoneyWalletProposal)):
+                             G2PBatchProposal, MobileMoneyWalletProposal)):
             return body
         state = core.currency(body.currency)
         if state is None:
@@ -616,6 +617,11 @@ class AdminService:
             elif isinstance(body, CategoryProposal):
                 self._participant(body.participant_id)
                 switch.set_participant_category(body.participant_id, body.category)
+            elif isinstance(body, G2PBatchProposal):
+                self._participant(body.participant_id)
+                result = await switch.g2p_batch_action(body.participant_id,
+                                                       body.transaction_id, body.action)
+                return _Outcome(result, "" if result == Result.OK else body.action)
             elif isinstance(body, MobileMoneyWalletProposal):
                 self._participant(body.participant_id)
                 switch.set_mobilemoney_wallet(body.participant_id, _mobilemoney_settings(body))

@@ -82,7 +82,7 @@ _note = click.option("--note", default="", help="Why (shown to the checker, audi
 
 @participant.command("add")
 @click.argument("name")
-@click.option("--kind", type=click.Choice(["bank", "wallet"]), required=True)
+@click.option("--kind", type=click.Choice(["bank", "wallet", "government"]), required=True)
 @click.option("--currency", "currencies", multiple=True, required=True)
 @click.option("--participant-id", type=int, default=0, help="Default: the next free id.")
 @click.option("--callback-url", default="")

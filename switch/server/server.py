@@ -142,6 +142,8 @@ class SwitchServer:
         self.admin_server = None
         self.console = None  # switch.console.server_port.Console when console_enabled
         self.http_connector = None
+        self.g2p_connector = None  # connectors.g2p.app.G2PConnector when g2p_enabled
+        self.g2p_engine = None  # switch.g2p.engine.Engine, with it
         self.iso20022_connector = None  # connectors.iso20022 when iso20022_enabled
         self.mobilemoney_connector = None  # connectors/mobilemoney, when enabled
         self.fspiop_connector = None  # connectors/fspiop, when fspiop_enabled
@@ -661,6 +663,12 @@ class SwitchServer:
             return
         drain_s = self.config.shutdown_drain_s if drain_s is None else drain_s
         gateway = self.gateway
+        # G2P first: no new batch rows while transfers in flight drain (rows submitted and
+        # not final are submitted again, with the same ids, at the next start).
+        if self.g2p_connector is not None:
+            await self.g2p_connector.close()
+        if self.g2p_engine is not None:
+            await self.g2p_engine.close()
         gateway.drain()
         if self.stream_server is not None:
             self.stream_server.stop_accepting()
