@@ -47,6 +47,7 @@ from connectors.http.jws import JwsError, JwsMalformed, Signer, VerifyKey
 from connectors.http.server import HttpServer, Request, Response
 from switch.core import limits as core_limits
 from switch.core.messages import (
+    CallbackUrl,
     CreditRequest,
     ErrorAnswer,
     PayeeAnswer,
@@ -84,9 +85,8 @@ class FspiopParticipant(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
 
     participant_id: Annotated[int, Meta(ge=1, le=core_limits.PARTICIPANT_ID_MAX)]
     fsp_id: wire.FspId
-    endpoint: Annotated[str, Meta(max_length=core_limits.CALLBACK_URL_LENGTH_MAX,
-                                  pattern=r"^(https?://[^\s]+)?$(?!\n)")] = ""
-    public_key_pem: Annotated[str, Meta(max_length=limits.PUBLIC_KEY_PEM_BYTES_MAX)] = ""
+    endpoint: CallbackUrl = ""
+    public_key_pem: wire.PublicKeyPem = ""
     signature_required: bool = True
 
 
@@ -323,20 +323,39 @@ class FspiopConnector:
 
     # -- participants ------------------------------------------------------------------
 
-    def set_participant(self, entry: FspiopParticipant) -> None:
-        """Register or replace an FSPIOP participant (configuration or the admin surface's
-        `fspiop` proposal). Raises ValueError (unusable key, FSP id taken by another)."""
-        entry = msgspec.convert(msgspec.to_builtins(entry), FspiopParticipant)
+    def check_participant(self, entry: FspiopParticipant) -> _Dfsp:
+        """What `set_participant` would register, changing nothing. Raises ValueError
+        (a field out of its grammar, an unusable key, an FSP id taken by another)."""
+        try:
+            entry = msgspec.convert(msgspec.to_builtins(entry), FspiopParticipant)
+        except msgspec.ValidationError as error:
+            raise ValueError(str(error)) from None
         other = self.by_fsp.get(entry.fsp_id)
         if other is not None and other.participant_id != entry.participant_id:
             raise ValueError(f"FSP id {entry.fsp_id!r} belongs to another participant")
         if entry.fsp_id == self.config.hub_fsp_id:
             raise ValueError("that FSP id is the hub's")
         try:
-            dfsp = _Dfsp(entry)
+            return _Dfsp(entry)
         except JwsError as error:
             raise ValueError(str(error)) from None
-        old = self.dfsps.pop(entry.participant_id, None)
+
+    def participant_entry(self, participant_id: int, settings: dict) -> FspiopParticipant:
+        """An operator's `fspiop_participant` proposal (plain fields) as an entry; ValueError
+        for a value out of its grammar."""
+        try:
+            return msgspec.convert({**settings, "participant_id": participant_id},
+                                   FspiopParticipant)
+        except msgspec.ValidationError as error:
+            raise ValueError(str(error)) from None
+
+    def set_participant(self, entry: FspiopParticipant) -> None:
+        """Register or replace an FSPIOP participant (configuration, or an operator's
+        `fspiop_participant` proposal: from the next request on, no restart). The new key
+        replaces the old at once: a request signed with the old one is refused (3105).
+        Raises ValueError (see `check_participant`) and then changes nothing."""
+        dfsp = self.check_participant(entry)
+        old = self.dfsps.pop(dfsp.participant_id, None)
         if old is not None:
             self.by_fsp.pop(old.fsp_id, None)
             if old.sink is not None:

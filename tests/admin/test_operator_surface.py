@@ -26,6 +26,7 @@ from switch.admin.types import (
     DailyLimitProposal,
     Decision,
     DefundProposal,
+    FspiopParticipantProposal,
     FundProposal,
     KeyRotationProposal,
     MobileMoneyWalletProposal,
@@ -55,7 +56,8 @@ def state(world) -> tuple:
                           switch.participant_settings(pid), switch.participant_category(pid),
                           frozenset(switch.certificates(pid)) if switch._settings.get(pid)
                           else frozenset(),
-                          str(getattr(switch, "mobilemoney_wallets", {}).get(pid)))
+                          str(getattr(switch, "mobilemoney_wallets", {}).get(pid)),
+                          str(getattr(switch, "fspiop_participants", {}).get(pid)))
                     for pid in core.participant_ids()}
     balances = {(pid, currency): world.balance(pid, currency)
                 for pid in core.participant_ids() for currency in core.participant(pid).currencies}
@@ -81,6 +83,8 @@ EVERY_KIND: list[ProposalBody] = [
     CertificateProposal(participant_id=BANK_A, fingerprint_sha256=FINGERPRINT),
     CategoryProposal(participant_id=BANK_A, category="B"),
     MobileMoneyWalletProposal(participant_id=BANK_A, api_url="https://bank-a.example/mm"),
+    FspiopParticipantProposal(participant_id=BANK_A, fsp_id="bank-a",
+                              endpoint="https://bank-a.example/fspiop"),
 ]
 
 
