@@ -1,0 +1,189 @@
+"""Cross-dialect payments through the FSPIOP hub, both ways: an FSPIOP DFSP (the Python
+stand-in) pays a participant on the stream protocol (SDK StreamClient) and one on the HTTP
+protocol (SDK HttpClient), Ponte producing the condition and fulfilment on their behalf;
+stream and HTTP participants pay an FSPIOP DFSP, Ponte quoting, preparing and checking the
+fulfilment. Money moves in the ledger, both sides learn the outcome, the books reconcile."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+
+import pytest
+
+from connectors.fspiop import ilp
+from connectors.sdk import ACCEPT, Decision
+from connectors.sdk.http_client import HttpClient
+from connectors.sdk.stream_client import StreamClient
+from fspiop_helpers import (
+    PAYEE_MSISDN,
+    balances,
+    check_against_spec,
+    hub,
+    pending_total,
+    python_dfsps,
+    register_payee,
+)
+from switch.admin.bootstrap import add_participant
+from switch.core.messages import Party, TransferOutcome, TransferRequest
+from switch.core.results import Result, TransferState
+from switch.testing import CURRENCY
+
+pytestmark = pytest.mark.asyncio
+STREAM_MSISDN = "254700000003"
+HTTP_MSISDN = "254700000004"
+S = 1_000_000_000
+
+
+class Books:
+    """What an SDK participant keeps: its final outcomes, by transfer; credits on COMMITTED."""
+
+    def __init__(self, participant_id: int) -> None:
+        self.participant_id = participant_id
+        self.outcomes: dict[tuple[int, str], TransferOutcome] = {}
+        self.credited_minor = 0
+        self.debited_minor = 0
+        self.changed = asyncio.Event()
+
+    def on_message(self, message) -> None:
+        if type(message) is not TransferOutcome or message.state not in (
+                TransferState.COMMITTED, TransferState.REJECTED, TransferState.EXPIRED):
+            return
+        key = (message.payer_participant_id, message.transfer_id)
+        if key in self.outcomes:
+            assert self.outcomes[key].state == message.state
+            return
+        self.outcomes[key] = message
+        if message.state == TransferState.COMMITTED:
+            if message.payee_participant_id == self.participant_id:
+                self.credited_minor += message.amount_minor
+            if message.payer_participant_id == self.participant_id:
+                self.debited_minor += message.amount_minor + message.fee_minor
+        self.changed.set()
+
+    async def outcome(self, key, timeout_s: float = 10) -> TransferOutcome:
+        deadline = time.monotonic() + timeout_s
+        while key not in self.outcomes:
+            self.changed.clear()
+            await asyncio.wait_for(self.changed.wait(), max(0.01, deadline - time.monotonic()))
+        return self.outcomes[key]
+
+
+@pytest.fixture
+async def world(tmp_path):
+    server, banks, _ = await hub(tmp_path, server={"http_enabled": True, "http": {"port": 0}})
+    payer, payee = await python_dfsps(server, banks)
+    stream_id, stream_key = banks["streambank"]
+    stream_books = Books(stream_id)
+    stream = await StreamClient.connect("127.0.0.1", server.stream_port, api_key=stream_key,
+                                        on_credit_request=lambda credit: ACCEPT,
+                                        on_push=stream_books.on_message)
+    await register_payee(server, stream_id, "+" + STREAM_MSISDN, "1234567891")
+    http_answers: list = []
+
+    def http_credit(credit):
+        http_answers.append(credit)
+        return Decision(True)
+
+    http_books = Books(0)
+    http = HttpClient(f"http://127.0.0.1:{server.http_connector.port}", "",
+                      on_credit_request=http_credit, on_push=http_books.on_message)
+    callback_url = await http.start_receiver()
+    created = await add_participant(server, "httpbank", "bank", [CURRENCY],
+                                    callback_url=callback_url, funding_minor=10**12)
+    http.api_key = created.api_key
+    await http.connect()
+    http_books.participant_id = created.participant_id
+    banks["httpbank"] = (created.participant_id, created.api_key)
+    await register_payee(server, created.participant_id, "+" + HTTP_MSISDN, "1234567892")
+    yield server, banks, payer, payee, stream, stream_books, http, http_books, http_answers
+    await stream.close()
+    await http.close()
+    for dfsp in (payer, payee):
+        await dfsp.close()
+    await server.stop(drain_s=0)
+
+
+def _condition_of_prepare(dfsp, transfer_id: str) -> str:
+    (prepare,) = [json.loads(r.body) for r in dfsp.received if r.method == "POST"
+                  and r.path == "/transfers" and json.loads(r.body)["transferId"] == transfer_id]
+    return prepare["condition"]
+
+
+async def test_an_fspiop_dfsp_pays_stream_and_http_participants(world):
+    server, banks, payer, _payee, _stream, stream_books, _http, http_books, answers = world
+    before = balances(server, banks)
+    for msisdn, books, amount_minor in ((STREAM_MSISDN, stream_books, 1_234),
+                                        (HTTP_MSISDN, http_books, 4_321)):
+        fulfil, _ = await payer.pay("MSISDN", msisdn, f"{amount_minor / 100:.2f}", "KES")
+        assert fulfil["transferState"] == "COMMITTED"
+        # The fulfilment Ponte gave on the payee's behalf opens the condition of the quote
+        # the hub made, which the payer's prepare carried.
+        put = [r for r in payer.received if r.method == "PUT"
+               and r.path.startswith("/transfers/")][-1]
+        transfer_id = put.path.rsplit("/", 1)[1]
+        quote = [r for r in payer.received if r.method == "PUT" and r.path.startswith(
+            "/quotes/")][-1]
+        condition = json.loads(quote.body)["condition"]
+        assert ilp.condition_of(fulfil["fulfilment"]) == condition
+        assert put.headers[b"fspiop-source"] == b"ponte"  # the hub answers for the payee
+        outcome = await books.outcome((banks["payerfsp"][0], transfer_id))
+        assert outcome.state == TransferState.COMMITTED
+        assert outcome.amount_minor == amount_minor
+    assert answers and answers[0].payer_participant_id == banks["payerfsp"][0]
+    after = balances(server, banks)
+    assert after["payerfsp"] == before["payerfsp"] - 1_234 - 4_321
+    assert after["streambank"] == before["streambank"] + 1_234
+    assert after["httpbank"] == before["httpbank"] + 4_321
+    assert stream_books.credited_minor == 1_234 and http_books.credited_minor == 4_321
+    assert pending_total(server) == 0
+    for received in payer.received:
+        check_against_spec(received.method, received.path, received.headers, received.body)
+
+
+async def test_stream_and_http_participants_pay_an_fspiop_dfsp(world):
+    server, banks, _payer, payee, stream, stream_books, http, http_books, _ = world
+    before = balances(server, banks)
+    alias = Party(alias_type="MSISDN", alias_value="+" + PAYEE_MSISDN)
+    for client, books, amount_minor in ((stream, stream_books, 777), (http, http_books, 888)):
+        transfer_id = f"x-{uuid.uuid4().hex[:12]}"
+        outcome = await client.transfer(TransferRequest(
+            transfer_id=transfer_id, payee=alias, amount_minor=amount_minor,
+            currency="KES", expires_at_ns=time.time_ns() + 30 * S), timeout_s=20)
+        assert outcome.state == TransferState.COMMITTED, outcome
+        # The payee DFSP was quoted and sent the prepare by the hub, and its fulfilment
+        # (checked by the hub against its own quote's condition) reached the payer.
+        fspiop_id = [r for r in payee.received if r.method == "POST" and r.path == "/transfers"]
+        assert fspiop_id
+        assert outcome.fulfilment == "" or ilp.condition_of(outcome.fulfilment)
+        await books.outcome((client.participant_id, transfer_id))
+    after = balances(server, banks)
+    assert after["streambank"] == before["streambank"] - 777
+    assert after["httpbank"] == before["httpbank"] - 888
+    assert after["payeefsp"] == before["payeefsp"] + 777 + 888
+    assert stream_books.debited_minor == 777 and http_books.debited_minor == 888
+    assert pending_total(server) == 0
+    for received in payee.received:
+        check_against_spec(received.method, received.path, received.headers, received.body)
+
+
+async def test_a_wrong_fulfilment_from_the_fspiop_payee_rejects_the_stream_payment(world):
+    server, banks, _payer, payee, stream, _books, _http, _http_books, _ = world
+    before = balances(server, banks)
+    payee.fulfil_secret = b"not the quote's secret"
+    outcome = await stream.transfer(TransferRequest(
+        transfer_id="x-wrong-fulfilment", payee=Party(alias_type="MSISDN",
+                                                      alias_value="+" + PAYEE_MSISDN),
+        amount_minor=500, currency="KES", expires_at_ns=time.time_ns() + 30 * S),
+        timeout_s=20)
+    assert outcome.state == TransferState.REJECTED
+    assert outcome.result == Result.PAYEE_REJECTED
+    assert "fulfilment" in outcome.reason
+    # The payee DFSP is told too: its transfer is aborted (3100), nothing was committed.
+    errors = [json.loads(r.body)["errorInformation"]["errorCode"] for r in payee.received
+              if r.method == "PUT" and r.path.endswith("/error")]
+    assert errors == ["3100"]
+    assert balances(server, banks) == before
+    assert pending_total(server) == 0
