@@ -154,10 +154,13 @@ async def _start_listeners(server: SwitchServer) -> None:
             server.gateway, load_config(config.mobilemoney), server.registry)
     if config.fspiop_enabled:
         from connectors.fspiop.app import FspiopConnectorConfig, start_fspiop_connector
+        from connectors.fspiop.store import open_prepare_store
 
         server.fspiop_connector = await start_fspiop_connector(
             server.gateway, msgspec.convert(config.fspiop, FspiopConnectorConfig),
-            server.registry)
+            server.registry, store=await open_prepare_store(
+                config.data_dir, config.postgres_dsn.reveal() if config.store == "postgres"
+                else ""))
     if config.admin_enabled:
         from switch.admin.status_port import start_admin_server
 

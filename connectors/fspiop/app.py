@@ -41,6 +41,7 @@ from msgspec import Meta
 
 import switch
 from connectors.fspiop import errors, ilp, jws, limits, wire
+from connectors.fspiop.store import PrepareStore, PrepareWriter, StoredPrepare, decode_prepare
 from connectors.fspiop.errors import code_of, error_body, result_body
 from connectors.http.callbacks import CallbackPolicy, CallbackSender
 from connectors.http.jws import JwsError, JwsMalformed, Signer, VerifyKey
@@ -75,6 +76,11 @@ _FORWARDED = (b"content-type", b"accept", b"date", b"fspiop-source", b"fspiop-de
               b"fspiop-signature", b"fspiop-uri", b"fspiop-http-method",
               b"fspiop-encryption", b"x-forwarded-for")
 _FINAL = (TransferState.COMMITTED, TransferState.REJECTED, TransferState.EXPIRED)
+# Refusals of a resend whose first copy the switch holds: its prepare is still needed.
+_ALREADY_RECORDED = frozenset({Result.EXISTS_WITH_DIFFERENT_AMOUNT,
+                               Result.EXISTS_WITH_DIFFERENT_BODY,
+                               Result.EXISTS_WITH_DIFFERENT_CURRENCY,
+                               Result.EXISTS_WITH_DIFFERENT_PARTY})
 
 
 class FspiopParticipant(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -152,7 +158,8 @@ class _DfspSink:
 
 
 class _Prepare:
-    """A payer's POST /transfers, kept to forward it with its signature (in memory only)."""
+    """A payer's POST /transfers, kept to forward it with its signature (in memory, and in
+    the prepare store until the transfer is final: a restart re-sends it from there)."""
 
     __slots__ = ("body", "headers", "payee_id", "transaction_id", "hub_fulfilment")
 
@@ -198,16 +205,25 @@ class _Bounded(OrderedDict):
 
 
 class _Durable:
-    """Completes the answer when the sequencer has made the request durable."""
+    """Completes the answer when the sequencer has made the request durable (and, with
+    `stored_too`, the prepare store has made the prepare durable)."""
 
-    __slots__ = ("future", "response")
+    __slots__ = ("future", "response", "waiting")
 
-    def __init__(self, loop, response: Response) -> None:
+    def __init__(self, loop, response: Response, stored_too: bool = False) -> None:
         self.future = loop.create_future()
         self.response = response
+        self.waiting = 2 if stored_too else 1
 
     def sequenced(self, count: int) -> None:
-        if not self.future.done():
+        self._part_done()
+
+    def stored(self) -> None:
+        self._part_done()
+
+    def _part_done(self) -> None:
+        self.waiting -= 1
+        if self.waiting == 0 and not self.future.done():
             self.future.set_result(self.response)
 
 
@@ -238,8 +254,10 @@ def _now_text() -> str:
 class FspiopConnector:
     """See the module docstring. `start()` listens; `close()` drains."""
 
-    def __init__(self, gateway, config: FspiopConnectorConfig = FspiopConnectorConfig()
-                 ) -> None:
+    def __init__(self, gateway, config: FspiopConnectorConfig = FspiopConnectorConfig(),
+                 store: PrepareStore | None = None) -> None:
+        """`store`: where prepares outlive a restart (connectors/fspiop/store.py); without
+        one a prepare still waiting for its payee when the switch restarts is rejected."""
         self.gateway = gateway
         self.config = config
         self.loop = asyncio.get_running_loop()
@@ -267,6 +285,10 @@ class FspiopConnector:
         self._prepares = _Bounded(limits.TRANSFERS_REMEMBERED_MAX)
         self._flights = _Bounded(limits.TRANSFERS_REMEMBERED_MAX)
         self._status_queries: dict[int, int] = {}
+        self.writer = PrepareWriter(store) if store is not None else None
+        self._loading: list[tuple[int, CreditRequest]] = []  # re-sent credits, prepare read
+        self._loader: asyncio.Task | None = None
+        self._pruner: asyncio.Task | None = None
         self._tasks: set[asyncio.Task] = set()
         self.counters = {"requests_total": 0, "refused_total": 0, "forwarded_total": 0,
                          "hub_answers_total": 0}
@@ -298,6 +320,21 @@ class FspiopConnector:
                 context.load_verify_locations(config.tls_client_ca)
         await self.server.start(config.host, config.port, sock=sock, ssl=context)
         log.info("fspiop.listening host=%s port=%d", config.host, self.server.port)
+        if self.writer is not None:
+            self._pruner = asyncio.ensure_future(self._prune_loop())
+
+    async def _prune_loop(self) -> None:
+        """Rows a crash left behind (the transfer went final, its delete was not written)
+        go once their prepare expired long enough ago; at start, then periodically."""
+        while True:
+            try:
+                pruned = await self.writer.store.prune(
+                    time.time_ns() - limits.PREPARES_KEPT_PAST_EXPIRY_S * 10**9)
+                if pruned:
+                    log.info("fspiop.prepares_pruned count=%d", pruned)
+            except Exception:  # noqa: BLE001 - the next round tries again
+                log.exception("fspiop.prepare_prune_failed")
+            await asyncio.sleep(limits.PREPARES_PRUNE_INTERVAL_S)
 
     @property
     def port(self) -> int:
@@ -308,9 +345,12 @@ class FspiopConnector:
         for dfsp in self.dfsps.values():
             if dfsp.sink is not None:
                 self.gateway.detach(dfsp.participant_id, dfsp.sink)
-        for task in list(self._tasks):
-            task.cancel()
+        for task in list(self._tasks) + [self._pruner, self._loader]:
+            if task is not None:
+                task.cancel()
         await self.sender.close(grace_ms)
+        if self.writer is not None:
+            await self.writer.close()
 
     def register_metrics(self, registry) -> None:
         for name, help_text in (
@@ -835,17 +875,38 @@ class FspiopConnector:
                 TransferRequest)
         except msgspec.ValidationError as error:
             return _error("3100", str(error))
+        writer = self.writer
+        if writer is not None and not writer.room():
+            return _error("2005", "too many prepares waiting to be stored", 503)
         headers = tuple((name, request.headers[name]) for name in _FORWARDED
                         if name in request.headers)
-        self._prepares.put((dfsp.participant_id, prepare.transferId), _Prepare(
-            body, headers, payee_id, transaction_id, hub_fulfilment))
-        origin = _Durable(self.loop, _ACCEPTED)
+        key = (dfsp.participant_id, prepare.transferId)
+        first = key not in self._prepares
+        if first:
+            # The first prepare under an id is the one forwarded: a resend with a changed
+            # body is refused by the core (3106) and must not replace it (nor in the store).
+            self._prepares.put(key, _Prepare(body, headers, payee_id, transaction_id,
+                                             hub_fulfilment))
+        # 202 once the transfer is journaled and its prepare stored (they run together).
+        origin = _Durable(self.loop, _ACCEPTED, stored_too=writer is not None)
+        if writer is not None:
+            writer.put(key, StoredPrepare(body=body, headers=list(headers),
+                                          payee_participant_id=payee_id,
+                                          transaction_id=transaction_id),
+                       expires_at_ns, origin.stored)
         result = self.gateway.submit(dfsp.participant_id, message, origin)
         if result is not Result.OK:
-            self._prepares.pop((dfsp.participant_id, prepare.transferId), None)
+            if first:  # nothing was recorded under this id
+                self._forget_prepare(key)
             code, status = errors.FSPIOP_CODES[result]
             return _error(code, result.name, status)
         return origin.future
+
+    def _forget_prepare(self, key: tuple[int, str]) -> None:
+        """The transfer is final (or was never recorded): its prepare is not needed again."""
+        self._prepares.pop(key, None)
+        if self.writer is not None:
+            self.writer.delete(key)
 
     def put_transfer(self, dfsp: _Dfsp, request: Request, segments):
         transfer_id = segments[1]
@@ -1021,10 +1082,43 @@ class FspiopConnector:
             self._hub_quote(payee_id, credit)
             return
         prepare = self._prepares.get((payer_id, credit.transfer_id))
+        if prepare is None and self.writer is not None:
+            # Re-sent after a restart: the prepare is read back from the store.
+            if len(self._loading) < limits.PREPARE_LOADS_PENDING_MAX:
+                self._loading.append((payee_id, credit))
+                if self._loader is None or self._loader.done():
+                    self._loader = asyncio.ensure_future(self._load_prepares())
+                return
+        self._forward_prepare(payee_id, credit, prepare)
+
+    async def _load_prepares(self) -> None:
+        """Read back the prepares of credit requests re-sent after a restart, in batches."""
+        while self._loading:
+            batch, self._loading = self._loading, []
+            keys = [(credit.payer_participant_id, credit.transfer_id) for _, credit in batch]
+            try:
+                found = await self.writer.store.get_many(keys)
+            except Exception:  # noqa: BLE001 - without it the transfer is rejected
+                log.exception("fspiop.prepare_store_read_failed count=%d", len(keys))
+                found = {}
+            for (payee_id, credit), key in zip(batch, keys):
+                prepare = self._prepares.get(key)
+                raw = found.get(key)
+                if prepare is None and raw is not None:
+                    stored = decode_prepare(raw)
+                    prepare = _Prepare(stored.body, tuple(map(tuple, stored.headers)),
+                                       stored.payee_participant_id, stored.transaction_id, "")
+                    self._prepares.put(key, prepare)
+                self._forward_prepare(payee_id, credit, prepare)
+            self.sender.flush()
+
+    def _forward_prepare(self, payee_id: int, credit: CreditRequest,
+                         prepare: _Prepare | None) -> None:
+        payer_id = credit.payer_participant_id
         flight = _Flight(payer_id, payee_id, credit.transfer_id, credit.condition)
         if prepare is None or prepare.payee_id != payee_id:
-            reason = ("the prepare was not kept across a switch restart" if prepare is None
-                      else "payeeFsp does not hold the payee's alias")
+            reason = ("the prepare was not kept across a switch restart (no prepare store)"
+                      if prepare is None else "payeeFsp does not hold the payee's alias")
             self._payee_answer(flight, False, reason)
             return
         self._flights.put(credit.transfer_id, flight)
@@ -1104,7 +1198,7 @@ class FspiopConnector:
                                 (outcome.reason or outcome.result.name))
             # The payee's copy of the outcome follows this one (the core sends the payer's
             # first) and retires the flight.
-            self._prepares.pop(key, None)
+            self._forget_prepare(key)
             return
         # The payee's side.
         flight_id = derived_id("transfer", payer_id, outcome.transfer_id) \
@@ -1122,7 +1216,8 @@ class FspiopConnector:
 
     def _on_refused(self, participant_id: int, refused: Refused) -> None:
         if refused.request_type is RequestType.TRANSFER:
-            self._prepares.pop((participant_id, refused.id), None)
+            if refused.result not in _ALREADY_RECORDED:
+                self._forget_prepare((participant_id, refused.id))
             self._hub_error(participant_id, f"/transfers/{refused.id}", "transfers",
                             code_of(refused.result), refused.result.name)
         elif refused.request_type is RequestType.PAYEE_ANSWER:
@@ -1131,9 +1226,10 @@ class FspiopConnector:
 
 
 async def start_fspiop_connector(gateway, config: FspiopConnectorConfig,
-                                 registry=None) -> FspiopConnector:
+                                 registry=None, store: PrepareStore | None = None
+                                 ) -> FspiopConnector:
     """What the composition root calls: build, register metrics, listen."""
-    connector = FspiopConnector(gateway, config)
+    connector = FspiopConnector(gateway, config, store)
     if registry is not None:
         connector.register_metrics(registry)
     await connector.start()
