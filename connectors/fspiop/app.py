@@ -17,7 +17,10 @@ become FSPIOP requests to its endpoint, sent by the HTTP connector's callback la
   `PayeeAnswer`; the core reserves, checks the fulfilment, commits or voids.
 - Participants on Ponte's other protocols: Ponte answers lookups and quotes on their
   behalf and produces the condition and fulfilment (`ilp.hub_fulfilment`); an FSPIOP payee
-  paid by them is quoted and sent the prepare by the hub.
+  paid by them is quoted and sent the prepare by the hub; their requests-to-pay reach an
+  FSPIOP payer as transaction requests, whose prepare approves them.
+- Prepares are kept in a store (`connectors/fspiop/store.py`) until final, so a credit
+  request re-sent after a restart reaches the payee as the payer signed it.
 
 It must never decide an outcome (the core does), never take a participant's identity from
 a header or body (only from its credential), never change anything for a request it
@@ -54,13 +57,16 @@ from switch.core.messages import (
     PayeeAnswer,
     Party,
     Refused,
+    RequestToPayDecision,
+    RequestToPayNotice,
+    RequestToPayOutcome,
     RequestType,
     ResolveRequest,
     StatusQuery,
     TransferOutcome,
     TransferRequest,
 )
-from switch.core.results import Result, TransferState
+from switch.core.results import RequestToPayState, Result, TransferState
 
 log = logging.getLogger("ponte.fspiop")
 
@@ -190,6 +196,22 @@ class _Flight:
         self.quote_id = ""
 
 
+class _Rtp:
+    """A core request-to-pay sent to an FSPIOP payer as POST /transactionRequests, by its
+    transactionRequestId: what its quote and prepare must match."""
+
+    __slots__ = ("payee_id", "request_id", "payer_id", "amount_minor", "currency",
+                 "transfer_id")
+
+    def __init__(self, notice: RequestToPayNotice, payer_id: int) -> None:
+        self.payee_id = notice.payee_participant_id
+        self.request_id = notice.request_id
+        self.payer_id = payer_id
+        self.amount_minor = notice.amount_minor
+        self.currency = notice.currency
+        self.transfer_id = ""  # the prepare that approves it, once sent
+
+
 class _Bounded(OrderedDict):
     """An insertion-ordered table that drops its oldest entries past `maximum`."""
 
@@ -282,6 +304,10 @@ class FspiopConnector:
         self._lookups = _Bounded(limits.PARTY_LOOKUPS_PENDING_MAX)
         self._quotes = _Bounded(limits.QUOTES_PENDING_MAX)
         self._requests = _Bounded(limits.TRANSACTION_REQUESTS_PENDING_MAX)
+        # Core requests-to-pay sent to FSPIOP payers, by transactionRequestId; and the
+        # transactions their payers quoted under them, by transactionId.
+        self._rtps = _Bounded(limits.TRANSACTION_REQUESTS_PENDING_MAX)
+        self._rtp_transactions = _Bounded(limits.QUOTES_PENDING_MAX)
         self._prepares = _Bounded(limits.TRANSFERS_REMEMBERED_MAX)
         self._flights = _Bounded(limits.TRANSFERS_REMEMBERED_MAX)
         self._status_queries: dict[int, int] = {}
@@ -768,6 +794,11 @@ class FspiopConnector:
             self._quotes.put(quote.quoteId, (dfsp.participant_id, destination, None))
             self._forward(destination, request, "quote")
             return _ACCEPTED
+        rtp = self._rtps.get(quote.transactionRequestId or "")
+        if rtp is not None and rtp.payer_id == dfsp.participant_id and (
+                rtp.payee_id == destination):
+            # Quoted to pay a request-to-pay: its prepare approves the request.
+            self._rtp_transactions.put(quote.transactionId, quote.transactionRequestId)
         # The payee does not speak FSPIOP: the hub quotes for it, no fee of its own (the
         # scheme's fee is charged to the payer's position at commit, docs/fspiop.md).
         raw = _decode_any.decode(request.body)
@@ -854,6 +885,10 @@ class FspiopConnector:
             transaction_id = str(transaction.get("transactionId", ""))
         except (wire.AmountError, ValueError, KeyError, TypeError) as error:
             return _error("3100", f"transfer not acceptable: {error}")
+        rtp = self._rtps.get(self._rtp_transactions.get(transaction_id, ""))
+        if rtp is not None:
+            return self._pay_request(dfsp, request, prepare, rtp, payee_id, amount_minor,
+                                     expires_at_ns, transaction_id)
         alias = self._party_alias(str(party_type), str(identifier))
         if type(alias) is str:
             return _error("3100", alias)
@@ -875,12 +910,21 @@ class FspiopConnector:
                 TransferRequest)
         except msgspec.ValidationError as error:
             return _error("3100", str(error))
+        return self._submit_prepare(dfsp, request, prepare.transferId, message, payee_id,
+                                    transaction_id, hub_fulfilment, expires_at_ns)
+
+    def _submit_prepare(self, dfsp: _Dfsp, request: Request, transfer_id: str, message,
+                        payee_id: int, transaction_id: str, hub_fulfilment: str,
+                        expires_at_ns: int):
+        """Keep the prepare (memory and store), submit `message` (the TransferRequest, or
+        the RequestToPayDecision it is); 202 once both are durable."""
+        body = request.body
         writer = self.writer
         if writer is not None and not writer.room():
             return _error("2005", "too many prepares waiting to be stored", 503)
         headers = tuple((name, request.headers[name]) for name in _FORWARDED
                         if name in request.headers)
-        key = (dfsp.participant_id, prepare.transferId)
+        key = (dfsp.participant_id, transfer_id)
         first = key not in self._prepares
         if first:
             # The first prepare under an id is the one forwarded: a resend with a changed
@@ -901,6 +945,31 @@ class FspiopConnector:
             code, status = errors.FSPIOP_CODES[result]
             return _error(code, result.name, status)
         return origin.future
+
+    def _pay_request(self, dfsp: _Dfsp, request: Request, prepare, rtp: _Rtp, payee_id: int,
+                     amount_minor: int, expires_at_ns: int, transaction_id: str):
+        """A prepare quoted under a transaction request the hub sent for a request-to-pay of
+        another protocol's payee: it approves the request, naming this transfer (the core
+        creates it, to the requester, for the requested amount)."""
+        if rtp.payer_id != dfsp.participant_id or rtp.payee_id != payee_id:
+            return _error("3100", "this transaction request was not sent to this payer for "
+                          "this payee", 403)
+        if amount_minor != rtp.amount_minor or prepare.amount.currency != rtp.currency:
+            return _error("3100", "the transfer's amount is not the transaction request's")
+        hub_fulfilment = ilp.hub_fulfilment(self.ilp_secret, dfsp.fsp_id, transaction_id,
+                                            amount_minor, rtp.currency)
+        if ilp.condition_of(hub_fulfilment) != prepare.condition:
+            return _error("3100", "the condition is not the one the hub quoted")
+        try:
+            decision = msgspec.convert({
+                "payee_participant_id": rtp.payee_id, "request_id": rtp.request_id,
+                "approved": True, "transfer_id": prepare.transferId,
+                "expires_at_ns": expires_at_ns}, RequestToPayDecision)
+        except msgspec.ValidationError as error:
+            return _error("3100", str(error))
+        rtp.transfer_id = prepare.transferId
+        return self._submit_prepare(dfsp, request, prepare.transferId, decision, payee_id,
+                                    transaction_id, hub_fulfilment, expires_at_ns)
 
     def _forget_prepare(self, key: tuple[int, str]) -> None:
         """The transfer is final (or was never recorded): its prepare is not needed again."""
@@ -1033,6 +1102,9 @@ class FspiopConnector:
         return _ACCEPTED
 
     def put_transaction_request(self, dfsp: _Dfsp, request: Request, segments):
+        rtp = self._rtps.get(segments[1])
+        if rtp is not None and rtp.payer_id == dfsp.participant_id:
+            return self._answer_request_to_pay(rtp, request, segments[-1] == "error")
         pending = self._requests.get(segments[1])
         if pending is None or pending[1] != dfsp.participant_id:
             return _error("3206", "no transaction request with this id is waiting for this "
@@ -1042,6 +1114,24 @@ class FspiopConnector:
         if type(body) is Response:
             return body
         self._forward(pending[0], request, "transaction_request")
+        return _OK
+
+    def _answer_request_to_pay(self, rtp: _Rtp, request: Request, error: bool):
+        """The payer DFSP's answer to a transaction request the hub sent for a core
+        request-to-pay: REJECTED (or an error callback) declines it; RECEIVED, PENDING or
+        ACCEPTED change nothing (its quote and prepare approve it)."""
+        body = self._decode(self._error_decoder if error else self._trq_answer_decoder,
+                            request.body)
+        if type(body) is Response:
+            return body
+        if not error and body.transactionRequestState != "REJECTED":
+            return _OK
+        decision = RequestToPayDecision(payee_participant_id=rtp.payee_id,
+                                        request_id=rtp.request_id, approved=False)
+        result = self.gateway.submit(rtp.payer_id, decision)
+        if result is not Result.OK:
+            code, status = errors.FSPIOP_CODES[result]
+            return _error(code, result.name, status)
         return _OK
 
     def get_transaction_request(self, dfsp: _Dfsp, request: Request, segments):
@@ -1065,11 +1155,59 @@ class FspiopConnector:
         elif kind is ErrorAnswer:
             log.warning("fspiop.error_answer participant_id=%d result=%s", participant_id,
                         message.result.name)
+        elif kind is RequestToPayNotice:
+            self._on_request_to_pay(participant_id, message)
+        elif kind is RequestToPayOutcome:
+            self._on_request_outcome(participant_id, message)
         else:
-            # Request-to-pay notices to FSPIOP payers are not offered yet (docs/fspiop.md):
-            # the request expires by the core's timer.
             log.info("fspiop.unsupported_message participant_id=%d type=%s", participant_id,
                      kind.__name__)
+
+    def _on_request_to_pay(self, payer_id: int, notice: RequestToPayNotice) -> None:
+        """A payee of another protocol asks this FSPIOP payer to pay: POST
+        /transactionRequests, written by the hub for the payee's FSP id."""
+        transaction_request_id = derived_id("transaction_request", notice.payee_participant_id,
+                                            notice.request_id)
+        self._rtps.put(transaction_request_id, _Rtp(notice, payer_id))
+        # Aliases registered through the oracle keep "<party type>/<identifier>" as their
+        # account: the payer's party as the DFSP knows it.
+        party_type, _, identifier = notice.payer_account_ref.partition("/")
+        if party_type not in wire.PARTY_TO_ALIAS or not identifier:
+            party_type, identifier = "ACCOUNT_ID", notice.payer_account_ref or "unknown"
+        payee_fsp = self.fsp_of(notice.payee_participant_id)
+        body = {
+            "transactionRequestId": transaction_request_id,
+            "payee": {"partyIdInfo": {"partyIdType": "ALIAS", "partyIdentifier": payee_fsp,
+                                      "fspId": payee_fsp}},
+            "payer": {"partyIdType": party_type, "partyIdentifier": identifier[:128],
+                      "fspId": self.fsp_of(payer_id)},
+            "amount": {"currency": notice.currency,
+                       "amount": wire.amount_text(notice.amount_minor, notice.currency)},
+            "transactionType": {"scenario": "PAYMENT", "initiator": "PAYEE",
+                                "initiatorType": "BUSINESS"},
+            "expiration": wire.time_text(notice.expires_at_ns)}
+        if notice.purpose:
+            body["note"] = notice.purpose[:128]
+        self._hub_send(payer_id, "POST", "/transactionRequests", body, "transactionRequests",
+                       "transaction_request")
+
+    def _on_request_outcome(self, participant_id: int, outcome: RequestToPayOutcome) -> None:
+        """A request-to-pay this FSPIOP payer was asked: once final without the transfer
+        its prepare named (expired, declined, already approved), that prepare is refused."""
+        if outcome.state == RequestToPayState.OPEN:
+            return
+        transaction_request_id = derived_id("transaction_request", outcome.payee_participant_id,
+                                            outcome.request_id)
+        rtp = self._rtps.pop(transaction_request_id, None)
+        if rtp is None or not rtp.transfer_id or outcome.transfer_id == rtp.transfer_id:
+            return
+        self._refuse_request_payment(participant_id, rtp, outcome.result)
+
+    def _refuse_request_payment(self, payer_id: int, rtp: _Rtp, result: Result) -> None:
+        self._forget_prepare((payer_id, rtp.transfer_id))
+        self._hub_error(payer_id, f"/transfers/{rtp.transfer_id}", "transfers",
+                        code_of(result), result.name)
+        rtp.transfer_id = ""
 
     def _fspiop_transfer_id(self, flight: _Flight) -> str:
         if flight.hub_driven:
@@ -1220,6 +1358,11 @@ class FspiopConnector:
                 self._forget_prepare((participant_id, refused.id))
             self._hub_error(participant_id, f"/transfers/{refused.id}", "transfers",
                             code_of(refused.result), refused.result.name)
+        elif refused.request_type is RequestType.REQUEST_TO_PAY_DECISION:
+            rtp = self._rtps.get(derived_id("transaction_request",
+                                            refused.scope_participant_id, refused.id))
+            if rtp is not None and rtp.transfer_id:
+                self._refuse_request_payment(participant_id, rtp, refused.result)
         elif refused.request_type is RequestType.PAYEE_ANSWER:
             self._hub_error(participant_id, f"/transfers/{refused.id}", "transfers",
                             code_of(refused.result), refused.result.name)

@@ -27,8 +27,14 @@ from fspiop_helpers import (
     register_payee,
 )
 from switch.admin.bootstrap import add_participant
-from switch.core.messages import Party, TransferOutcome, TransferRequest
-from switch.core.results import Result, TransferState
+from switch.core.messages import (
+    Party,
+    RequestToPay,
+    RequestToPayOutcome,
+    TransferOutcome,
+    TransferRequest,
+)
+from switch.core.results import RequestToPayState, Result, TransferState
 from switch.testing import CURRENCY
 
 pytestmark = pytest.mark.asyncio
@@ -187,3 +193,95 @@ async def test_a_wrong_fulfilment_from_the_fspiop_payee_rejects_the_stream_payme
     assert errors == ["3100"]
     assert balances(server, banks) == before
     assert pending_total(server) == 0
+
+
+async def _pay_transaction_request(payer, request: dict, *, amount: str | None = None,
+                                   status: int = 202) -> str:
+    """What a payer DFSP does with a transaction request it accepts: tell the requester
+    RECEIVED, quote with the request's id, prepare (answered `status`). The transfer id."""
+    trq_id = request["transactionRequestId"]
+    answer = await payer.send("PUT", f"/transactionRequests/{trq_id}",
+                              {"transactionRequestState": "RECEIVED"},
+                              resource="transactionRequests",
+                              destination=request["payee"]["partyIdInfo"]["fspId"])
+    assert answer.status == 200, answer
+    transfer_id, quote_id = str(uuid.uuid4()), str(uuid.uuid4())
+    body = payer.quote_body(request["payee"]["partyIdInfo"], amount or request["amount"]["amount"],
+                            request["amount"]["currency"], transfer_id, quote_id)
+    body["transactionRequestId"] = trq_id
+    body["amountType"] = "RECEIVE"
+    quoted = payer.expect(f"/quotes/{quote_id}")
+    answer = await payer.send("POST", "/quotes", body, resource="quotes",
+                              destination=request["payee"]["partyIdInfo"]["fspId"])
+    assert answer.status == 202, answer
+    quote = json.loads((await asyncio.wait_for(quoted, 10)).body)
+    answer = await payer.send("POST", "/transfers", payer.prepare_body(
+        transfer_id, request["payee"]["partyIdInfo"]["fspId"], quote), resource="transfers",
+        destination=request["payee"]["partyIdInfo"]["fspId"])
+    assert answer.status == status, answer
+    if status != 202:
+        assert json.loads(answer.body)["errorInformation"]["errorCode"] == "3100"
+    return transfer_id
+
+
+async def test_a_stream_request_to_pay_reaches_an_fspiop_payer_as_a_transaction_request(world):
+    """A core request-to-pay to an FSPIOP payer becomes POST /transactionRequests; the
+    DFSP's quote and prepare under it approve the request (the transfer it creates pays
+    the requester); a REJECTED answer declines it."""
+    server, banks, payer, _payee, stream, stream_books, _http, _, _ = world
+    payer_id = banks["payerfsp"][0]
+    answer = await server.gateway.register_alias(
+        payer_id, alias_type="MSISDN", alias_value="+254700000009",
+        account_ref="MSISDN/254700000009", owner_national_id="1234567893",
+        display_name="Bob Payer")
+    assert answer.result is Result.OK
+    before = balances(server, banks)
+    pushed: list = []
+    previous = stream.on_push
+    stream.on_push = lambda message: (pushed.append(message), previous(message))
+    received = payer.expect("/transactionRequests")
+    first = await stream.request_to_pay(RequestToPay(
+        request_id="rtp-1", payer=Party(alias_type="MSISDN", alias_value="+254700000009"),
+        amount_minor=2_500, currency="KES", expires_at_ns=time.time_ns() + 30 * S,
+        payee_account_ref="till-7", purpose="invoice 7"))
+    assert first.state == RequestToPayState.OPEN, first
+    request = json.loads((await asyncio.wait_for(received, 10)).body)
+    assert request["amount"] == {"currency": "KES", "amount": "25"}
+    assert request["payer"]["partyIdType"] == "MSISDN"
+    assert request["payer"]["partyIdentifier"] == "254700000009"
+    check_against_spec("POST", "/transactionRequests",
+                       [r for r in payer.received if r.path == "/transactionRequests"][0].headers,
+                       [r for r in payer.received if r.path == "/transactionRequests"][0].body)
+    # A prepare for another amount does not pay it: refused, nothing reserved.
+    await _pay_transaction_request(payer, request, amount="26", status=400)
+    assert balances(server, banks) == before and pending_total(server) == 0
+    transfer_id = await _pay_transaction_request(payer, request)
+    fulfilled = payer.expect(f"/transfers/{transfer_id}")
+    put = json.loads((await asyncio.wait_for(fulfilled, 10)).body)
+    assert put["transferState"] == "COMMITTED"
+    outcome = await stream_books.outcome((payer_id, transfer_id))
+    assert outcome.state == TransferState.COMMITTED and outcome.amount_minor == 2_500
+    approved = [m for m in pushed if type(m) is RequestToPayOutcome
+                and m.state == RequestToPayState.APPROVED]
+    assert approved and approved[0].transfer_id == transfer_id
+    after = balances(server, banks)
+    assert after["payerfsp"] == before["payerfsp"] - 2_500
+    assert after["streambank"] == before["streambank"] + 2_500
+    assert pending_total(server) == 0
+    # Declined: the DFSP answers REJECTED; the requester learns it, nothing moves.
+    received = payer.expect("/transactionRequests")
+    await stream.request_to_pay(RequestToPay(
+        request_id="rtp-2", payer=Party(alias_type="MSISDN", alias_value="+254700000009"),
+        amount_minor=900, currency="KES", expires_at_ns=time.time_ns() + 30 * S))
+    request = json.loads((await asyncio.wait_for(received, 10)).body)
+    answer = await payer.send("PUT", f"/transactionRequests/{request['transactionRequestId']}",
+                              {"transactionRequestState": "REJECTED"},
+                              resource="transactionRequests",
+                              destination=request["payee"]["partyIdInfo"]["fspId"])
+    assert answer.status == 200
+    deadline = time.monotonic() + 10
+    while not any(type(m) is RequestToPayOutcome and m.request_id == "rtp-2"
+                  and m.state == RequestToPayState.DECLINED for m in pushed):
+        assert time.monotonic() < deadline, pushed
+        await asyncio.sleep(0.02)
+    assert balances(server, banks) == after
