@@ -154,7 +154,7 @@ async def _start_listeners(server: SwitchServer) -> None:
             server.gateway, load_config(config.mobilemoney), server.registry)
     if config.fspiop_enabled:
         from connectors.fspiop.app import FspiopConnectorConfig, start_fspiop_connector
-        from connectors.fspiop.store import open_prepare_store
+        from switch.store.fspiop_prepares import open_prepare_store
 
         server.fspiop_connector = await start_fspiop_connector(
             server.gateway, msgspec.convert(config.fspiop, FspiopConnectorConfig),

@@ -8,14 +8,8 @@ import asyncio
 
 import pytest
 
-from connectors.fspiop.store import (
-    EmbeddedPrepareStore,
-    PostgresPrepareStore,
-    PrepareWriter,
-    StoredPrepare,
-    decode_prepare,
-    encode_prepare,
-)
+from connectors.fspiop.store import PrepareWriter, StoredPrepare, decode_prepare, encode_prepare
+from switch.store.fspiop_prepares import EmbeddedPrepareStore, PostgresPrepareStore
 from switch.store.migrate import migrate_dsn
 
 pytestmark = pytest.mark.asyncio
