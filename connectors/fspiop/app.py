@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import logging
+import re
 import ssl
 import time
 import uuid
@@ -57,6 +58,7 @@ from switch.core.messages import (
     PayeeAnswer,
     Party,
     Refused,
+    RequestToPay,
     RequestToPayDecision,
     RequestToPayNotice,
     RequestToPayOutcome,
@@ -267,6 +269,19 @@ def protocol_error(status: int, detail: str) -> Response:
 def derived_id(kind: str, participant_id: int, item_id: str) -> str:
     """A stable UUID for an id of another protocol (FSPIOP ids are UUIDs)."""
     return str(uuid.uuid5(_NS, f"{kind}/{participant_id}/{item_id}"))
+
+
+_CORRELATION_ID = re.compile(wire.CORRELATION_ID_PATTERN).match
+
+
+def _party_of_account(account_ref: str) -> tuple[str, str]:
+    """An FSPIOP party for a directory account: aliases registered through the oracle (and
+    transaction requests) keep "<party type>/<identifier>" as their account, the party as
+    the DFSP knows it; any other account is an ACCOUNT_ID."""
+    party_type, _, identifier = account_ref.partition("/")
+    if party_type in wire.PARTY_TO_ALIAS and identifier:
+        return party_type, identifier
+    return "ACCOUNT_ID", account_ref or "unknown"
 
 
 def _now_text() -> str:
@@ -1095,11 +1110,39 @@ class FspiopConnector:
         if type(destination) is Response:
             return destination
         if not self._speaks_fspiop(destination):
-            return _error(errors.NOT_IMPLEMENTED, "transaction requests to participants of "
-                          "other protocols are not offered yet (docs/fspiop.md)")
+            return self._request_payment(dfsp, body)
         self._requests.put(body.transactionRequestId, (dfsp.participant_id, destination))
         self._forward(destination, request, "transaction_request")
         return _ACCEPTED
+
+    def _request_payment(self, dfsp: _Dfsp, body):
+        """A transaction request to a payer of another protocol: a core request-to-pay
+        (request id = transactionRequestId) from this DFSP; its outcomes come back as
+        PUT /transactionRequests/{ID}, the transfer an approval creates as quote + prepare."""
+        payer = body.payer
+        alias = self._party_alias(payer.partyIdType, payer.partyIdentifier)
+        if type(alias) is str:
+            return _error("3100", alias)
+        payee = body.payee.partyIdInfo
+        try:
+            amount_minor = wire.amount_minor(body.amount)
+            expires_at_ns = wire.time_ns(body.expiration) if body.expiration else (
+                time.time_ns() + self.config.quote_expiry_s * 10**9)
+            message = msgspec.convert({
+                "request_id": body.transactionRequestId, "payer": msgspec.to_builtins(alias),
+                "amount_minor": amount_minor, "currency": body.amount.currency,
+                "expires_at_ns": expires_at_ns,
+                "payee_account_ref": f"{payee.partyIdType}/{payee.partyIdentifier}"[
+                    :core_limits.REFERENCE_LENGTH_MAX],
+                "purpose": body.note or ""}, RequestToPay)
+        except (wire.AmountError, ValueError) as error:  # ValidationError is a ValueError
+            return _error("3100", f"transaction request not acceptable: {error}")
+        origin = _Durable(self.loop, _ACCEPTED)
+        result = self.gateway.submit(dfsp.participant_id, message, origin)
+        if result is not Result.OK:
+            code, status = errors.FSPIOP_CODES[result]
+            return _error(code, result.name, status)
+        return origin.future
 
     def put_transaction_request(self, dfsp: _Dfsp, request: Request, segments):
         rtp = self._rtps.get(segments[1])
@@ -1169,11 +1212,7 @@ class FspiopConnector:
         transaction_request_id = derived_id("transaction_request", notice.payee_participant_id,
                                             notice.request_id)
         self._rtps.put(transaction_request_id, _Rtp(notice, payer_id))
-        # Aliases registered through the oracle keep "<party type>/<identifier>" as their
-        # account: the payer's party as the DFSP knows it.
-        party_type, _, identifier = notice.payer_account_ref.partition("/")
-        if party_type not in wire.PARTY_TO_ALIAS or not identifier:
-            party_type, identifier = "ACCOUNT_ID", notice.payer_account_ref or "unknown"
+        party_type, identifier = _party_of_account(notice.payer_account_ref)
         payee_fsp = self.fsp_of(notice.payee_participant_id)
         body = {
             "transactionRequestId": transaction_request_id,
@@ -1192,8 +1231,14 @@ class FspiopConnector:
                        "transaction_request")
 
     def _on_request_outcome(self, participant_id: int, outcome: RequestToPayOutcome) -> None:
-        """A request-to-pay this FSPIOP payer was asked: once final without the transfer
-        its prepare named (expired, declined, already approved), that prepare is refused."""
+        """As the requester (a transaction request it sent): the request's state as
+        PUT /transactionRequests/{ID}. As the payer: a request-to-pay it was asked, once
+        final without the transfer its prepare named (expired, declined, already approved),
+        refuses that prepare."""
+        if outcome.payee_participant_id == participant_id:
+            self._tell_requester(participant_id, outcome.request_id, outcome.state,
+                                 outcome.result, outcome)
+            return
         if outcome.state == RequestToPayState.OPEN:
             return
         transaction_request_id = derived_id("transaction_request", outcome.payee_participant_id,
@@ -1202,6 +1247,21 @@ class FspiopConnector:
         if rtp is None or not rtp.transfer_id or outcome.transfer_id == rtp.transfer_id:
             return
         self._refuse_request_payment(participant_id, rtp, outcome.result)
+
+    def _tell_requester(self, payee_id: int, request_id: str, state: RequestToPayState | None,
+                        result: Result, outcome: RequestToPayOutcome | None = None) -> None:
+        path = f"/transactionRequests/{request_id}"
+        answer = _REQUEST_STATES.get(state)
+        if answer is None:  # expired, refused by the switch
+            self._hub_error(payee_id, path, "transactionRequests", code_of(result), result.name)
+            return
+        body = {"transactionRequestState": answer}
+        if state == RequestToPayState.APPROVED and outcome is not None:
+            # The transaction the hub quotes the payee under (its transfer id too).
+            body["transactionId"] = derived_id("transfer", outcome.payer_participant_id,
+                                               outcome.transfer_id)
+        self._hub_send(payee_id, "PUT", path, body, "transactionRequests",
+                       "transaction_request")
 
     def _refuse_request_payment(self, payer_id: int, rtp: _Rtp, result: Result) -> None:
         self._forget_prepare((payer_id, rtp.transfer_id))
@@ -1278,10 +1338,10 @@ class FspiopConnector:
             if party_type == "MSISDN":
                 identifier = identifier.lstrip("+")
         else:
-            party_type, identifier = "ACCOUNT_ID", credit.payee_account_ref or "unknown"
+            party_type, identifier = _party_of_account(credit.payee_account_ref)
         amount = {"currency": credit.currency,
                   "amount": wire.amount_text(credit.amount_minor, credit.currency)}
-        self._hub_send(payee_id, "POST", "/quotes", {
+        quote = {
             "quoteId": flight.quote_id, "transactionId": transfer_id,
             "payee": {"partyIdInfo": {"partyIdType": party_type,
                                       "partyIdentifier": identifier[:128],
@@ -1291,7 +1351,13 @@ class FspiopConnector:
             "amountType": "RECEIVE", "amount": amount,
             "transactionType": {"scenario": "TRANSFER", "initiator": "PAYER",
                                 "initiatorType": "BUSINESS"},
-            "expiration": wire.time_text(credit.expires_at_ns)}, "quotes", "quote")
+            "expiration": wire.time_text(credit.expires_at_ns)}
+        if _CORRELATION_ID(credit.request_to_pay_id):
+            # Paying this DFSP's own transaction request (request id = transactionRequestId).
+            quote["transactionRequestId"] = credit.request_to_pay_id
+            quote["transactionType"] = {"scenario": "PAYMENT", "initiator": "PAYEE",
+                                        "initiatorType": "BUSINESS"}
+        self._hub_send(payee_id, "POST", "/quotes", quote, "quotes", "quote")
 
     def _fulfilment_for_payer(self, outcome: TransferOutcome) -> str:
         if outcome.fulfilment:
@@ -1358,6 +1424,8 @@ class FspiopConnector:
                 self._forget_prepare((participant_id, refused.id))
             self._hub_error(participant_id, f"/transfers/{refused.id}", "transfers",
                             code_of(refused.result), refused.result.name)
+        elif refused.request_type is RequestType.REQUEST_TO_PAY:
+            self._tell_requester(participant_id, refused.id, None, refused.result)
         elif refused.request_type is RequestType.REQUEST_TO_PAY_DECISION:
             rtp = self._rtps.get(derived_id("transaction_request",
                                             refused.scope_participant_id, refused.id))
@@ -1378,6 +1446,10 @@ async def start_fspiop_connector(gateway, config: FspiopConnectorConfig,
     await connector.start()
     return connector
 
+
+# A core request-to-pay's state, as the FSPIOP requester hears it (others: an /error).
+_REQUEST_STATES = {RequestToPayState.OPEN: "RECEIVED", RequestToPayState.APPROVED: "ACCEPTED",
+                   RequestToPayState.DECLINED: "REJECTED"}
 
 _C = FspiopConnector
 # (method, resource, number of path segments, ends with /error) -> handler.

@@ -30,6 +30,8 @@ from switch.admin.bootstrap import add_participant
 from switch.core.messages import (
     Party,
     RequestToPay,
+    RequestToPayDecision,
+    RequestToPayNotice,
     RequestToPayOutcome,
     TransferOutcome,
     TransferRequest,
@@ -285,3 +287,72 @@ async def test_a_stream_request_to_pay_reaches_an_fspiop_payer_as_a_transaction_
         assert time.monotonic() < deadline, pushed
         await asyncio.sleep(0.02)
     assert balances(server, banks) == after
+
+
+async def test_an_fspiop_transaction_request_asks_a_stream_payer(world):
+    """POST /transactionRequests from an FSPIOP DFSP to a payer on the stream protocol is a
+    core request-to-pay: the DFSP hears RECEIVED, then ACCEPTED when the payer approves,
+    and the transfer the approval creates reaches it as quote and prepare (REJECTED when
+    the payer declines)."""
+    server, banks, _payer, payee, stream, stream_books, _http, _, _ = world
+    stream_id = banks["streambank"][0]
+    notices: list = []
+    previous = stream.on_push
+    stream.on_push = lambda message: (notices.append(message), previous(message))
+    before = balances(server, banks)
+
+    async def ask(amount: str) -> tuple[str, dict]:
+        trq_id = str(uuid.uuid4())
+        received = payee.expect(f"/transactionRequests/{trq_id}")
+        answer = await payee.send("POST", "/transactionRequests", {
+            "transactionRequestId": trq_id,
+            "payee": {"partyIdInfo": {"partyIdType": "MSISDN", "partyIdentifier": PAYEE_MSISDN,
+                                      "fspId": "payeefsp"}},
+            "payer": {"partyIdType": "MSISDN", "partyIdentifier": STREAM_MSISDN},
+            "amount": {"currency": "KES", "amount": amount},
+            "transactionType": {"scenario": "PAYMENT", "initiator": "PAYEE",
+                                "initiatorType": "BUSINESS"}},
+            resource="transactionRequests", destination=f"ponte-{stream_id}")
+        assert answer.status == 202, answer
+        state = json.loads((await asyncio.wait_for(received, 10)).body)
+        return trq_id, state
+
+    trq_id, state = await ask("12")
+    assert state["transactionRequestState"] == "RECEIVED"
+    deadline = time.monotonic() + 10
+    while not any(type(m) is RequestToPayNotice and m.request_id == trq_id for m in notices):
+        assert time.monotonic() < deadline, notices
+        await asyncio.sleep(0.02)
+    (notice,) = [m for m in notices if type(m) is RequestToPayNotice]
+    assert (notice.amount_minor, notice.payee_participant_id) == (1_200, banks["payeefsp"][0])
+    accepted = payee.expect(f"/transactionRequests/{trq_id}")
+    prepared = payee.expect("/transfers")
+    stream.decide_request_to_pay(RequestToPayDecision(
+        payee_participant_id=notice.payee_participant_id, request_id=trq_id, approved=True,
+        transfer_id="pay-trq-1", expires_at_ns=time.time_ns() + 30 * S))
+    assert json.loads((await asyncio.wait_for(accepted, 10)).body)[
+        "transactionRequestState"] == "ACCEPTED"
+    await asyncio.wait_for(prepared, 10)
+    (quote,) = [json.loads(r.body) for r in payee.received
+                if r.method == "POST" and r.path == "/quotes"]
+    assert quote["transactionRequestId"] == trq_id  # the DFSP's own request, being paid
+    outcome = await stream_books.outcome((stream_id, "pay-trq-1"))
+    assert outcome.state == TransferState.COMMITTED and outcome.amount_minor == 1_200
+    after = balances(server, banks)
+    assert after["streambank"] == before["streambank"] - 1_200
+    assert after["payeefsp"] == before["payeefsp"] + 1_200
+    assert pending_total(server) == 0
+    # Declined by the payer: REJECTED, nothing moves.
+    trq_id, state = await ask("3")
+    assert state["transactionRequestState"] == "RECEIVED"
+    while not any(type(m) is RequestToPayNotice and m.request_id == trq_id for m in notices):
+        assert time.monotonic() < deadline + 10, notices
+        await asyncio.sleep(0.02)
+    rejected = payee.expect(f"/transactionRequests/{trq_id}")
+    stream.decide_request_to_pay(RequestToPayDecision(
+        payee_participant_id=banks["payeefsp"][0], request_id=trq_id, approved=False))
+    assert json.loads((await asyncio.wait_for(rejected, 10)).body)[
+        "transactionRequestState"] == "REJECTED"
+    assert balances(server, banks) == after
+    for received in payee.received:
+        check_against_spec(received.method, received.path, received.headers, received.body)
