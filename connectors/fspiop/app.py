@@ -18,7 +18,8 @@ become FSPIOP requests to its endpoint, sent by the HTTP connector's callback la
 - Participants on Ponte's other protocols: Ponte answers lookups and quotes on their
   behalf and produces the condition and fulfilment (`ilp.hub_fulfilment`); an FSPIOP payee
   paid by them is quoted and sent the prepare by the hub; their requests-to-pay reach an
-  FSPIOP payer as transaction requests, whose prepare approves them.
+  FSPIOP payer as transaction requests, whose prepare approves them, and a DFSP's
+  transaction request to them is a core request-to-pay.
 - Prepares are kept in a store (`connectors/fspiop/store.py`) until final, so a credit
   request re-sent after a restart reaches the payee as the payer signed it.
 
