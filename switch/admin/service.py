@@ -64,6 +64,7 @@ from switch.admin.types import (
     NetDebitCapProposal,
     OnboardProposal,
     Overview,
+    Replication,
     ParticipantView,
     PositionView,
     Proposal,
@@ -946,7 +947,12 @@ class AdminService:
             transfers_total=self.live.transfers_total(),
             in_flight=core.in_flight_count,
             alerts=self.alerts(),
+            replication=self._replication(),
         )
+
+    def _replication(self) -> Replication | None:
+        read = getattr(self.switch, "replication", None)  # a port without roles: None
+        return None if read is None else msgspec.convert(read(), Replication)
 
     def alerts(self) -> list[Alert]:
         alerts: list[Alert] = []
@@ -991,8 +997,8 @@ class AdminService:
 
     def health(self) -> Health:
         checks = dict(self.switch.health())
-        status = "ok" if all(value == "ok" or value.startswith("none") for value in
-                             checks.values()) else "degraded"
+        status = "ok" if all(value == "ok" or value.startswith(("ok:", "none"))
+                             for value in checks.values()) else "degraded"
         return Health(status=status, checks=checks)
 
 

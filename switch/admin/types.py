@@ -613,6 +613,21 @@ class Alert(msgspec.Struct, **_ANSWER):
     text: str
 
 
+class StandbyLag(msgspec.Struct, **_ANSWER):
+    standby: str  # host:pid of the standby process
+    applied_sequence: int
+    lag_records: int  # journal records the primary has and the standby had not applied
+    seen_s_ago: float  # when it last reported (about once a second)
+
+
+class Replication(msgspec.Struct, **_ANSWER):
+    """This switch's role among the processes of its journal (docs/operations.md)."""
+
+    role: str  # "primary" or "standby"
+    epoch: int  # the journal epoch it writes; 0 for the file journal
+    standbys: list[StandbyLag] = []
+
+
 class Overview(msgspec.Struct, **_ANSWER):
     at_ns: int
     transfers_per_s: float
@@ -624,6 +639,7 @@ class Overview(msgspec.Struct, **_ANSWER):
     transfers_total: int
     in_flight: int
     alerts: list[Alert]
+    replication: Replication | None = None  # None when the switch cannot say (in-process)
 
 
 class Health(msgspec.Struct, **_ANSWER):

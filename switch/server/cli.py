@@ -26,10 +26,17 @@ from connectors.sim import limits as sim_limits
 @click.option("--redis-url", default=None, help="Directory cache and buckets in Redis.")
 @click.option("--stream-port", type=int, default=None)
 @click.option("--admin-port", type=int, default=None)
+@click.option("--standby", is_flag=True,
+              help="Follow the primary's PostgreSQL journal and take over when the primary "
+                   "is gone (config: role = \"standby\"; needs --postgres-dsn).")
 @click.option("--log-level", default="INFO", show_default=True)
-def run(config_path, data_dir, postgres_dsn, redis_url, stream_port, admin_port,
+def run(config_path, data_dir, postgres_dsn, redis_url, stream_port, admin_port, standby,
         log_level) -> None:
-    """Run the switch until SIGINT/SIGTERM, then shut down gracefully."""
+    """Run the switch until SIGINT/SIGTERM, then shut down gracefully.
+
+    With --standby: serve only /health and /metrics while following the primary's
+    journal; when the primary's lock is released, take over (next epoch) and open every
+    listener. A primary that finds another primary's lock refuses to start (exit 1)."""
     import logging
 
     import msgspec
@@ -42,7 +49,7 @@ def run(config_path, data_dir, postgres_dsn, redis_url, stream_port, admin_port,
     logging.basicConfig(level=log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
     overrides = {"data_dir": data_dir, "stream_port": stream_port, "admin_port": admin_port,
-                 "redis_url": redis_url}
+                 "redis_url": redis_url, "role": "standby" if standby else None}
     if postgres_dsn:
         overrides.update(postgres_dsn=postgres_dsn, journal="postgres", store="postgres")
     try:

@@ -99,6 +99,14 @@ class ServerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
         limits.HISTORY_RETENTION_DAYS_DEFAULT)
     # "embedded": SQLite in data_dir; "postgres": the directory and credential tables.
     store: Literal["embedded", "postgres"] = "embedded"
+    # "primary": take the journal's writer lock at start, or refuse if another process
+    # holds it; "standby": follow the primary's PostgreSQL journal into a warm core and
+    # ledger, and take over when the primary's lock is released (docs/operations.md,
+    # "Primary and standby"). A standby needs journal and store in PostgreSQL.
+    role: Literal["primary", "standby"] = "primary"
+    # A standby looks for new records and for the primary's lock this often when no
+    # notification woke it: the bound on its detection time once the lock is free.
+    standby_poll_interval_ms: Annotated[float, Meta(ge=1.0, le=10_000.0)] = 100.0
     postgres_dsn: Secret | None = None
     # With a Redis URL the directory's alias cache and anti-enumeration buckets live there.
     redis_url: Secret | None = None
@@ -186,6 +194,9 @@ class ServerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
             raise ValueError("journal = 'postgres' needs postgres_dsn")
         if self.store == "postgres" and self.postgres_dsn is None:
             raise ValueError("store = 'postgres' needs postgres_dsn")
+        if self.role == "standby" and (self.journal != "postgres" or self.store != "postgres"):
+            raise ValueError("role = 'standby' follows the primary through PostgreSQL: it "
+                             "needs journal = 'postgres' and store = 'postgres'")
         if bool(self.stream_tls_cert) != bool(self.stream_tls_key):
             raise ValueError("stream_tls_cert and stream_tls_key go together")
         if bool(self.console_tls_cert) != bool(self.console_tls_key):

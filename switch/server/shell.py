@@ -202,6 +202,11 @@ class OutcomeArchive:
         writes, self._writes = self._writes, []
         return writes
 
+    def requeue_writes(self, writes: list[tuple[tuple[int, str], bytes, int]]) -> None:
+        """Put writes taken earlier and never confirmed back in front of the queue, oldest
+        first (a standby that takes over re-sends its last ones: writes are upserts)."""
+        self._writes[:0] = writes
+
     def written(self, count: int) -> None:
         """The oldest `count` writes taken are durable: memory may forget them."""
         self._written += count

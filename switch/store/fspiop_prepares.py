@@ -138,8 +138,9 @@ class PostgresPrepareStore:
 
 async def open_prepare_store(data_dir: str, postgres_dsn: str = ""
                              ) -> EmbeddedPrepareStore | PostgresPrepareStore:
-    """The switch's store: PostgreSQL when it keeps its state there (migrated already),
-    else `fspiop.sqlite3` in the data directory."""
+    """PostgreSQL when the switch keeps its journal or its stores there (migrated already:
+    a standby taking over finds the prepares its primary kept), else `fspiop.sqlite3` in
+    the data directory."""
     if postgres_dsn:
         return await PostgresPrepareStore.connect(postgres_dsn)
     return EmbeddedPrepareStore(os.path.join(data_dir, FILE_NAME))
