@@ -198,9 +198,10 @@ async def test_a_wrong_fulfilment_from_the_fspiop_payee_rejects_the_stream_payme
 
 
 async def _pay_transaction_request(payer, request: dict, *, amount: str | None = None,
-                                   status: int = 202) -> str:
+                                   status: int = 202) -> asyncio.Future:
     """What a payer DFSP does with a transaction request it accepts: tell the requester
-    RECEIVED, quote with the request's id, prepare (answered `status`). The transfer id."""
+    RECEIVED, quote with the request's id, prepare (answered `status`). A future of the
+    callback its prepare gets."""
     trq_id = request["transactionRequestId"]
     answer = await payer.send("PUT", f"/transactionRequests/{trq_id}",
                               {"transactionRequestState": "RECEIVED"},
@@ -217,13 +218,14 @@ async def _pay_transaction_request(payer, request: dict, *, amount: str | None =
                               destination=request["payee"]["partyIdInfo"]["fspId"])
     assert answer.status == 202, answer
     quote = json.loads((await asyncio.wait_for(quoted, 10)).body)
+    fulfilled = payer.expect(f"/transfers/{transfer_id}")
     answer = await payer.send("POST", "/transfers", payer.prepare_body(
         transfer_id, request["payee"]["partyIdInfo"]["fspId"], quote), resource="transfers",
         destination=request["payee"]["partyIdInfo"]["fspId"])
     assert answer.status == status, answer
     if status != 202:
         assert json.loads(answer.body)["errorInformation"]["errorCode"] == "3100"
-    return transfer_id
+    return fulfilled
 
 
 async def test_a_stream_request_to_pay_reaches_an_fspiop_payer_as_a_transaction_request(world):
@@ -257,9 +259,10 @@ async def test_a_stream_request_to_pay_reaches_an_fspiop_payer_as_a_transaction_
     # A prepare for another amount does not pay it: refused, nothing reserved.
     await _pay_transaction_request(payer, request, amount="26", status=400)
     assert balances(server, banks) == before and pending_total(server) == 0
-    transfer_id = await _pay_transaction_request(payer, request)
-    fulfilled = payer.expect(f"/transfers/{transfer_id}")
-    put = json.loads((await asyncio.wait_for(fulfilled, 10)).body)
+    fulfilled = await _pay_transaction_request(payer, request)
+    received_put = await asyncio.wait_for(fulfilled, 10)
+    transfer_id = received_put.path.rsplit("/", 1)[1]
+    put = json.loads(received_put.body)
     assert put["transferState"] == "COMMITTED"
     outcome = await stream_books.outcome((payer_id, transfer_id))
     assert outcome.state == TransferState.COMMITTED and outcome.amount_minor == 2_500
