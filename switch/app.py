@@ -185,10 +185,13 @@ async def _start_listeners(server: SwitchServer) -> None:
             server.gateway, load_config(config.mobilemoney), server.registry)
     if config.fspiop_enabled:
         from connectors.fspiop.app import FspiopConnectorConfig, start_fspiop_connector
+        from switch.store.fspiop_prepares import open_prepare_store
 
         server.fspiop_connector = await start_fspiop_connector(
             server.gateway, msgspec.convert(config.fspiop, FspiopConnectorConfig),
-            server.registry)
+            server.registry, store=await open_prepare_store(
+                config.data_dir, config.postgres_dsn.reveal() if "postgres" in (
+                    config.journal, config.store) else ""))
     await _start_admin(server)
     if config.console_enabled:
         from switch.console.server_port import attach_console

@@ -34,6 +34,7 @@ from switch.admin.types import (
     Decision,
     DefundProposal,
     G2PBatchProposal,
+    FspiopParticipantProposal,
     MobileMoneyWalletProposal,
     DirectoryPanel,
     FundProposal,
@@ -104,6 +105,12 @@ PROPOSALS: list[tuple[str, ProposalBody]] = [
     ("Put a wallet on the GSMA Mobile Money API hub",
      MobileMoneyWalletProposal(participant_id=4, api_url="https://mm.carteira.example/mm",
                                credit_type="transfer", auth="oauth2")),
+    ("Put a DFSP on the FSPIOP hub, with its JWS key (PEM, shortened here)",
+     FspiopParticipantProposal(participant_id=5, fsp_id="bankfive",
+                               endpoint="https://fspiop.bankfive.example/inbound",
+                               public_key_pem="-----BEGIN PUBLIC KEY-----\nMIIBIjANBgkqhkiG9w0B"
+                                              "AQEFAAOCAQ8AMIIBCgKCAQEA...\n-----END PUBLIC KEY-----\n",
+                               note="key from the letter of 2 May")),
 ]
 DECISIONS = [("Approve", Decision(approve=True, note="checked against the signed letter")),
              ("Reject", Decision(approve=False, note="amount differs from the letter"))]

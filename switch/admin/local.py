@@ -138,6 +138,19 @@ class LocalSwitch:
         self.mobilemoney_wallets = {**getattr(self, "mobilemoney_wallets", {}),
                                     participant_id: dict(settings)}
 
+    def check_fspiop_participant(self, participant_id: int, settings: dict) -> None:
+        """No hub runs in-process here: an FSP id is checked for uniqueness only."""
+        taken = {values["fsp_id"]: pid for pid, values in
+                 getattr(self, "fspiop_participants", {}).items()}
+        if taken.get(settings["fsp_id"], participant_id) != participant_id:
+            raise ValueError(f"FSP id {settings['fsp_id']!r} belongs to another participant")
+
+    def set_fspiop_participant(self, participant_id: int, settings: dict) -> None:
+        """Recorded for the tests (see check_fspiop_participant)."""
+        self.check_fspiop_participant(participant_id, settings)
+        self.fspiop_participants = {**getattr(self, "fspiop_participants", {}),
+                                    participant_id: dict(settings)}
+
     def authenticate(self, api_key: str) -> int | None:
         """Which participant a key belongs to (tests check a rotated key replaces the old)."""
         digest = hashlib.sha256(api_key.encode()).digest()

@@ -162,6 +162,14 @@ class SwitchPort(Protocol):
         (MobileMoneyWalletProposal's fields), at once. ValueError when the hub is not
         running or refuses a value."""
 
+    def check_fspiop_participant(self, participant_id: int, settings: dict) -> None:
+        """ValueError if the FSPIOP hub would refuse these settings (FspiopParticipantProposal's
+        fields: an unusable key, an FSP id another participant has), or is not running."""
+
+    def set_fspiop_participant(self, participant_id: int, settings: dict) -> None:
+        """Register the participant on the FSPIOP hub with these settings, at once (its
+        next request is verified with the new key). ValueError as `check_fspiop_participant`."""
+
     # observability
     def metrics_text(self) -> bytes:
         """The Prometheus text exposition of the server's registry."""

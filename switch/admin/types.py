@@ -15,6 +15,7 @@ from typing import Annotated, Literal, Union
 import msgspec
 from msgspec import Meta
 
+from connectors.fspiop.wire import FspId, PublicKeyPem
 from switch.admin import limits
 from switch.core import limits as core_limits
 from switch.core.messages import CallbackUrl, Currency, SchemeRules
@@ -413,10 +414,26 @@ class MobileMoneyWalletProposal(msgspec.Struct, tag="mobilemoney_wallet", **_PRO
     note: Note = ""
 
 
+class FspiopParticipantProposal(msgspec.Struct, tag="fspiop_participant", **_PROPOSAL):
+    """Put a participant on the FSPIOP hub (connectors/fspiop, docs/fspiop.md), or change
+    how it is reached there: its FSP id, the base URL of its FSPIOP API (where the hub
+    sends requests and callbacks; "" for a participant of another protocol that only needs
+    an FSP id), its JWS public key (PEM) and whether every request must be signed. From
+    the next request on: a request signed with the key it replaces is refused."""
+
+    participant_id: ParticipantId
+    fsp_id: FspId
+    endpoint: CallbackUrl = ""
+    public_key_pem: PublicKeyPem = ""
+    signature_required: bool = True
+    note: Note = ""
+
+
 ProposalBody = Union[
     FundProposal, DefundProposal, NetDebitCapProposal, DailyLimitProposal, CurrencyProposal,
     OnboardProposal, AccountProposal, CallbackUrlProposal, KeyRotationProposal,
     CertificateProposal, CategoryProposal, G2PBatchProposal, MobileMoneyWalletProposal,
+    FspiopParticipantProposal,
 ]
 
 # The role a proposal kind needs, of its maker and of its checker alike.
@@ -426,6 +443,7 @@ PROPOSAL_ROLES: dict[str, Role] = {
     "currency": Role.ADMIN, "onboard": Role.ADMIN, "account": Role.ADMIN,
     "rotate_key": Role.ADMIN, "certificate": Role.ADMIN, "g2p_batch": Role.OPERATOR,
     "mobilemoney_wallet": Role.ADMIN,
+    "fspiop_participant": Role.ADMIN,
 }
 KEY_ISSUING_KINDS = frozenset({"onboard", "rotate_key"})
 

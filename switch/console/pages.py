@@ -11,6 +11,8 @@ are identical on both surfaces. No handler here may change anything itself.
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import re
 import secrets
 from datetime import datetime, timezone
@@ -135,9 +137,22 @@ def _iso(value_ns: int) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value_ns // 1_000_000 % 1000:03d}Z"
 
 
+def _pem_fingerprint(pem: str) -> str:
+    """A public key as a checker compares it with the participant's letter: SHA-256 of its
+    DER (`openssl pkey -pubin -outform DER | sha256sum`), the first 16 hex digits."""
+    body = "".join(line.strip() for line in pem.strip().splitlines()
+                   if line.strip() and not line.startswith("-----"))
+    try:
+        der = base64.b64decode(body, validate=True)
+    except ValueError:
+        return "not PEM"
+    return hashlib.sha256(der).hexdigest()[:16] + "…"
+
+
 def template_callback(engine) -> None:
     env = engine.engine
     env.filters["money"] = _money
+    env.filters["pem_fingerprint"] = _pem_fingerprint
     env.filters["ts"] = _ts
     env.filters["iso"] = _iso
     env.filters["pct"] = _pct

@@ -206,6 +206,20 @@ class ServerSwitch:
             raise ValueError("the Mobile Money API hub is not enabled (mobilemoney_enabled)")
         connector.set_wallet_settings(participant_id, settings)
 
+    def _fspiop(self):
+        connector = self.server.fspiop_connector
+        if connector is None:
+            raise ValueError("the FSPIOP hub is not enabled (fspiop_enabled)")
+        return connector
+
+    def check_fspiop_participant(self, participant_id: int, settings: dict) -> None:
+        connector = self._fspiop()
+        connector.check_participant(connector.participant_entry(participant_id, settings))
+
+    def set_fspiop_participant(self, participant_id: int, settings: dict) -> None:
+        connector = self._fspiop()
+        connector.set_participant(connector.participant_entry(participant_id, settings))
+
     def metrics_text(self) -> bytes:
         return self.server.registry.render().encode()
 

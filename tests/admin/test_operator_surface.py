@@ -27,6 +27,7 @@ from switch.admin.types import (
     DailyLimitProposal,
     Decision,
     DefundProposal,
+    FspiopParticipantProposal,
     FundProposal,
     KeyRotationProposal,
     MobileMoneyWalletProposal,
@@ -59,7 +60,8 @@ def state(world) -> tuple:
                           else frozenset(),
                           str(getattr(switch, "mobilemoney_wallets", {}).get(pid)),
                           str({key: value for key, value in switch.g2p_batches.items()
-                               if key[0] == pid}))
+                               if key[0] == pid}),
+                          str(getattr(switch, "fspiop_participants", {}).get(pid)))
                     for pid in core.participant_ids()}
     balances = {(pid, currency): world.balance(pid, currency)
                 for pid in core.participant_ids() for currency in core.participant(pid).currencies}
@@ -86,6 +88,8 @@ EVERY_KIND: list[ProposalBody] = [
     CategoryProposal(participant_id=BANK_A, category="B"),
     MobileMoneyWalletProposal(participant_id=BANK_A, api_url="https://bank-a.example/mm"),
     G2PBatchProposal(participant_id=BANK_A, transaction_id="pension-1", action="pause"),
+    FspiopParticipantProposal(participant_id=BANK_A, fsp_id="bank-a",
+                              endpoint="https://bank-a.example/fspiop"),
 ]
 
 
