@@ -312,9 +312,10 @@ def build(recording: Recording, transfers: int, segment_bytes_max: int, progress
             shift_ns = (copy - copies + 1) * span_ns
             for template in templates:
                 payload = _copy(template, digits, shift_ns)
-                if not journal.room_for(len(payload)):
+                if not journal.room_for(len(payload)) or (
+                        journal.file_bytes + journal.buffered_bytes >= segment_bytes_max):
                     journal.commit()
-                    if journal.file_bytes >= segment_bytes_max:
+                    if journal.file_bytes >= segment_bytes_max:  # as the switch rotates
                         journal.rotate_segment()
                 journal.append(template.kind, template.now_ns + shift_ns, payload)
             progress.advance(task)
