@@ -131,6 +131,12 @@ class JournalLocked(JournalError):
     """Another process (or another open handle) is already the journal's writer."""
 
 
+class JournalFenced(JournalFailed):
+    """The database refused a commit because another writer has taken the journal since
+    (a newer epoch, PostgreSQL): this writer must never write again. Nothing of the refused
+    commit was written."""
+
+
 class JournalMissing(JournalError):
     """The backend has no journal where one was asked for (e.g. `ponte db migrate` not run)."""
 

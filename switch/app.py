@@ -4,8 +4,9 @@
 PostgreSQL, with Redis or in-process cache and buckets), the credential store — after
 applying PostgreSQL migrations; `start_switch(config)` starts a `SwitchServer` on them and
 puts the listeners in front of it (stream and HTTP connectors, the small admin surface,
-the operator console); `serve(config)` is the process: tuned, started, stopped on
-SIGINT/SIGTERM. The server, the admin surface, the CLI, the demo and the tests all build a
+the operator console); `start_standby(config)` and `take_over(server)` do the same for a
+standby (only the admin surface while it follows, everything once it is the primary);
+`serve(config)` is the process: tuned, started, stopped on SIGINT/SIGTERM. The server, the admin surface, the CLI, the demo and the tests all build a
 switch through here, so the embedded/PostgreSQL choice is made once.
 
 Arrows point one way: this module imports the server, the stores, the connectors and the
@@ -129,6 +130,34 @@ async def start_switch(config: ServerConfig) -> SwitchServer:
     return server
 
 
+async def start_standby(config: ServerConfig) -> SwitchServer:
+    """A standby: backends opened, the primary's journal replayed and followed, only the
+    admin surface (health, metrics) listening. `take_over(server)` makes it the primary."""
+    server = SwitchServer(config, await open_backends(config))
+    try:
+        await server.start_standby()
+        await _start_admin(server)
+    except BaseException:
+        await server.stop(drain_s=0)
+        raise
+    return server
+
+
+async def take_over(server: SwitchServer) -> None:
+    """Follow until the primary is gone, become the primary, then open the listeners a
+    start opens (the clients' next address now answers)."""
+    await server.take_over(_start_listeners)
+
+
+async def _start_admin(server: SwitchServer) -> None:
+    config = server.config
+    if config.admin_enabled and server.admin_server is None:
+        from switch.admin.status_port import start_admin_server
+
+        server.admin_server = await start_admin_server(server, config.admin_host,
+                                                       config.admin_port)
+
+
 async def _start_listeners(server: SwitchServer) -> None:
     config = server.config
     if config.stream_enabled:
@@ -142,6 +171,8 @@ async def _start_listeners(server: SwitchServer) -> None:
 
         server.http_connector = await start_http_connector(
             server.gateway, msgspec.convert(config.http, HttpConnectorConfig), server.registry)
+    if config.g2p_enabled:
+        await _start_g2p(server)
     if config.iso20022_enabled:
         from connectors.iso20022.connector import Iso20022Config, start_iso20022_connector
 
@@ -155,15 +186,14 @@ async def _start_listeners(server: SwitchServer) -> None:
             server.gateway, load_config(config.mobilemoney), server.registry)
     if config.fspiop_enabled:
         from connectors.fspiop.app import FspiopConnectorConfig, start_fspiop_connector
+        from switch.store.fspiop_prepares import open_prepare_store
 
         server.fspiop_connector = await start_fspiop_connector(
             server.gateway, msgspec.convert(config.fspiop, FspiopConnectorConfig),
-            server.registry)
-    if config.admin_enabled:
-        from switch.admin.status_port import start_admin_server
-
-        server.admin_server = await start_admin_server(server, config.admin_host,
-                                                       config.admin_port)
+            server.registry, store=await open_prepare_store(
+                config.data_dir, config.postgres_dsn.reveal() if "postgres" in (
+                    config.journal, config.store) else ""))
+    await _start_admin(server)
     if config.console_enabled:
         from switch.console.server_port import attach_console
 
@@ -171,6 +201,43 @@ async def _start_listeners(server: SwitchServer) -> None:
                                               config.console_port,
                                               ssl_certfile=config.console_tls_cert,
                                               ssl_keyfile=config.console_tls_key)
+
+
+G2P_FILE = "g2p.sqlite3"
+G2P_REPORTS = "g2p-reports"
+
+
+async def _start_g2p(server: SwitchServer) -> None:
+    """The G2P batch store (PostgreSQL when the switch's store is, else SQLite in the
+    data directory), the batch engine and the G2P Connect API (docs/g2p.md)."""
+    from connectors.g2p.app import start_g2p
+    from switch.g2p.types import G2PConfig
+
+    config = server.config
+    g2p_config = msgspec.convert(config.g2p, G2PConfig)
+    if config.store == "postgres":
+        from switch.store.g2p_store import PostgresG2PStore
+
+        store = await PostgresG2PStore.connect(config.postgres_dsn.reveal())
+    else:
+        from switch.store.g2p_store import EmbeddedG2PStore
+
+        store = EmbeddedG2PStore(os.path.join(config.data_dir, G2P_FILE))
+    server._closers.append(store.close)
+    server.g2p_connector, server.g2p_engine = await start_g2p(
+        server.gateway, g2p_config, store, os.path.join(config.data_dir, G2P_REPORTS))
+    engine = server.g2p_engine
+    registry = server.registry
+    registry.gauge("ponte_g2p_rows_submitted_total", "G2P rows submitted as transfers.",
+                   lambda: engine.rows_submitted_total, kind="counter")
+    registry.gauge("ponte_g2p_rows_paid_total", "G2P rows paid.",
+                   lambda: engine.rows_paid_total, kind="counter")
+    registry.gauge("ponte_g2p_rows_failed_total", "G2P rows that could not be paid.",
+                   lambda: engine.rows_failed_total, kind="counter")
+    registry.gauge("ponte_g2p_rows_in_flight", "G2P rows submitted and not final.",
+                   lambda: engine.in_flight)
+    registry.gauge("ponte_g2p_pacing_yields_total", "G2P pump steps skipped for live "
+                   "traffic.", lambda: engine.yields_total, kind="counter")
 
 
 def signature_required_participants(http_table: dict) -> frozenset[int]:
@@ -215,14 +282,43 @@ def tune_process(server: SwitchServer) -> None:
 
 
 async def serve(config: ServerConfig) -> int:
-    """The switch process: start, tune, run until SIGINT/SIGTERM (or a sequencer failure),
-    stop gracefully. The exit status: 0, or EXIT_SOFTWARE after a failure."""
-    server = await start_switch(config)
-    tune_process(server)
+    """The switch process: start (or, as a standby, follow until the primary is gone and
+    take over), tune, run until SIGINT/SIGTERM (or a sequencer failure), stop gracefully.
+    The exit status: 0, or EXIT_SOFTWARE after a failure."""
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, server.request_stop)
+    if config.role == "standby":
+        server = await start_standby(config)
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, server.request_stop)
+        if not await _follow_until_primary(server):
+            await server.stop()  # stopped while a standby: nothing was written
+            return 0
+    else:
+        server = await start_switch(config)
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, server.request_stop)
+    tune_process(server)
     await server.wait_stopped()
     failed = server.failed
     await server.stop()
     return EXIT_SOFTWARE if failed else 0
+
+
+async def _follow_until_primary(server: SwitchServer) -> bool:
+    """Run the standby until it has taken over (True) or a stop was asked for (False)."""
+    takeover = asyncio.ensure_future(take_over(server))
+    stopped = asyncio.ensure_future(server.wait_stopped())
+    try:
+        await asyncio.wait({takeover, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+    if not takeover.done():
+        takeover.cancel()
+        await asyncio.gather(takeover, return_exceptions=True)
+        return False
+    try:
+        takeover.result()
+    except BaseException:
+        await server.stop(drain_s=0)
+        raise
+    return True

@@ -69,6 +69,10 @@ class RunConfig(msgspec.Struct, frozen=True, kw_only=True):
 
     host: str = "127.0.0.1"
     port: Annotated[int, msgspec.Meta(ge=1, le=65_535)]
+    # More stream ports of the same switch on `host` (its standbys): the SDK moves to the
+    # next when the one it uses goes away.
+    fallback_ports: Annotated[list[Annotated[int, msgspec.Meta(ge=1, le=65_535)]],
+                              msgspec.Meta(max_length=8)] = []
     participants: list[HostedParticipant]
     profile: str = "quick"
     seed: int = 1
@@ -191,8 +195,9 @@ class SimRunner:
     async def setup(self) -> dict:
         config = self.config
         for hosted in config.participants:
-            await self.sims[hosted.name].connect(config.host, config.port, hosted.api_key,
-                                                 pending_max=config.pending_max)
+            await self.sims[hosted.name].connect(
+                config.host, config.port, hosted.api_key, pending_max=config.pending_max,
+                fallback_addresses=[(config.host, port) for port in config.fallback_ports])
         registered = {}
         if config.register:
             for name, sim in self.sims.items():

@@ -100,8 +100,8 @@ async def add_participant(server, name: str, kind: str, currencies: list[str], *
                           participant_id: int | None = None) -> ParticipantCreated:
     """Create a participant with accounts in `currencies`, funded (prefunded currencies)
     or capped (deferred-net ones), and issue its first API key."""
-    if kind not in ("bank", "wallet"):
-        raise OnboardingError(Result.VALIDATION_ERROR, "kind must be bank or wallet")
+    if kind not in ("bank", "wallet", "government"):
+        raise OnboardingError(Result.VALIDATION_ERROR, "kind must be bank, wallet or government")
     for currency in currencies:
         # Checked first, so a refusal leaves neither credentials nor a half-made participant.
         if server.core.currency(currency) is None:
@@ -177,7 +177,9 @@ def participant_summaries(server) -> list[dict]:
     result = []
     for participant_id in sorted(core.participant_ids()):
         view = core.participant(participant_id)
-        record = server.credentials.record(participant_id)
+        # A standby loads credentials only when it takes over: kind and URL unknown yet.
+        credentials = server.credentials
+        record = None if credentials is None else credentials.record(participant_id)
         result.append({
             "participant_id": participant_id,
             "name": view.name,

@@ -99,6 +99,14 @@ class ServerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
         limits.HISTORY_RETENTION_DAYS_DEFAULT)
     # "embedded": SQLite in data_dir; "postgres": the directory and credential tables.
     store: Literal["embedded", "postgres"] = "embedded"
+    # "primary": take the journal's writer lock at start, or refuse if another process
+    # holds it; "standby": follow the primary's PostgreSQL journal into a warm core and
+    # ledger, and take over when the primary's lock is released (docs/operations.md,
+    # "Primary and standby"). A standby needs journal and store in PostgreSQL.
+    role: Literal["primary", "standby"] = "primary"
+    # A standby looks for new records and for the primary's lock this often when no
+    # notification woke it: the bound on its detection time once the lock is free.
+    standby_poll_interval_ms: Annotated[float, Meta(ge=1.0, le=10_000.0)] = 100.0
     postgres_dsn: Secret | None = None
     # With a Redis URL the directory's alias cache and anti-enumeration buckets live there.
     redis_url: Secret | None = None
@@ -136,6 +144,10 @@ class ServerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     # (host, port, callbacks, signing key path...), converted when the server starts it.
     http_enabled: bool = False
     http: dict = {}
+    # The G2P connector and batch engine (connectors/g2p, switch/g2p), configured by its own
+    # G2PConfig table (host, port, pacing...), converted when the server starts it.
+    g2p_enabled: bool = False
+    g2p: dict = {}
     # The ISO 20022 connector (connectors/iso20022): banks' pacs/camt/pain messages over
     # HTTPS, configured by its own Iso20022Config table (listener, banks, TLS, signing).
     iso20022_enabled: bool = False
@@ -186,6 +198,9 @@ class ServerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
             raise ValueError("journal = 'postgres' needs postgres_dsn")
         if self.store == "postgres" and self.postgres_dsn is None:
             raise ValueError("store = 'postgres' needs postgres_dsn")
+        if self.role == "standby" and (self.journal != "postgres" or self.store != "postgres"):
+            raise ValueError("role = 'standby' follows the primary through PostgreSQL: it "
+                             "needs journal = 'postgres' and store = 'postgres'")
         if bool(self.stream_tls_cert) != bool(self.stream_tls_key):
             raise ValueError("stream_tls_cert and stream_tls_key go together")
         if bool(self.console_tls_cert) != bool(self.console_tls_key):
@@ -196,6 +211,13 @@ class ServerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
             raise ValueError("ledger.pending_max must be at least 2 * core.in_flight_max")
         if self.core.in_flight_max > self.core.transfers_retained_max:
             raise ValueError("core.in_flight_max must not exceed core.transfers_retained_max")
+        # With a durable history the outcome archive and the history answer for every final
+        # transfer the core drops, so its table need not hold rate x expiry of them; without
+        # one, the core's table is the only memory of a transfer before its expiry.
+        kept = not self.history_enabled
+        if self.core.finals_kept_until_expiry is not kept:
+            msgspec.structs.force_setattr(self, "core", msgspec.structs.replace(
+                self.core, finals_kept_until_expiry=kept))
 
 
 def _dec_hook(type_, value):

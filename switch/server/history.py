@@ -28,6 +28,9 @@ class HistoryWriter:
         self.retention_ns = retention_days * NS_PER_DAY
         self._pending: list = []
         self._task: asyncio.Task | None = None
+        # One flush at a time: two would store the same batch and each confirm it, and
+        # the second would drop rows it never stored from the pending list.
+        self._flushing = asyncio.Lock()
         self._stopping = False
         self.rows_written = 0
         self.rows_pruned = 0
@@ -52,6 +55,10 @@ class HistoryWriter:
 
     async def flush(self) -> None:
         """Everything the archive queued, into the store; confirmed once stored."""
+        async with self._flushing:
+            await self._flush()
+
+    async def _flush(self) -> None:
         self._pending += self.archive.take_writes()
         while self._pending:
             batch = self._pending[:limits.HISTORY_BATCH_ROWS_MAX]

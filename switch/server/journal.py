@@ -88,10 +88,15 @@ class SwitchJournal:
 
     @classmethod
     async def open_postgres(cls, dsn: str, name: str, on_record: Callable[[Record], None], *,
-                            start: JournalPosition = GENESIS) -> SwitchJournal:
+                            start: JournalPosition = GENESIS,
+                            holder: str = "") -> SwitchJournal:
+        """The writer of journal `name`, its records after `start` replayed: its lock and
+        the next epoch (`holder` says who took it); JournalLocked while another process
+        is the writer."""
         from ledger.journal_postgres import PostgresJournal
 
-        backend = await PostgresJournal.open(dsn, name=name, start=start, on_record=on_record)
+        backend = await PostgresJournal.open(dsn, name=name, start=start, on_record=on_record,
+                                             holder=holder)
         return cls(backend, threaded_commit=False)
 
     @property

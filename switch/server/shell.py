@@ -71,6 +71,10 @@ ITEM_SUBMIT = 0  # extra: the origin (a connection: Origin and maybe Sink) or No
 ITEM_STATUS = 1  # extra: where the answer goes (the loop's future)
 ITEM_ADMIN = 2  # extra: where the answer goes; participant_id 0
 ITEM_TIMER = 3  # message: TimerFired; participant_id 0, extra None
+# A transfer whose payee was decided before it reached the switch (a G2P row the mapper
+# routed, switch/g2p): extra is (origin, (payee participant id, account reference)). Its
+# payee alias is already in recorded form (a national ID only as its identity token).
+ITEM_ROUTED = 4
 
 InboundItem = tuple[int, int, Any, Any]
 # A directory route for one lookup: (payee or payer participant id, its account
@@ -202,6 +206,11 @@ class OutcomeArchive:
         writes, self._writes = self._writes, []
         return writes
 
+    def requeue_writes(self, writes: list[tuple[tuple[int, str], bytes, int]]) -> None:
+        """Put writes taken earlier and never confirmed back in front of the queue, oldest
+        first (a standby that takes over re-sends its last ones: writes are upserts)."""
+        self._writes[:0] = writes
+
     def written(self, count: int) -> None:
         """The oldest `count` writes taken are durable: memory may forget them."""
         self._written += count
@@ -304,6 +313,12 @@ class Shell:
                     if core.transfer_record(*key) is None and archive.final(*key) is None:
                         history.append(key)
                 continue
+            if kind == ITEM_ROUTED:  # routed already; a resend may be in the history only
+                key = (participant_id, message.transfer_id)
+                if durable and core.transfer_record(*key) is None and (
+                        archive.final(*key) is None):
+                    history.append(key)
+                continue
             if kind != ITEM_SUBMIT:
                 continue
             if message_type is TransferRequest or message_type is ReturnRequest:
@@ -404,6 +419,26 @@ class Shell:
                                         extra, tick)
                 if event is None:
                     continue
+            elif kind == ITEM_ROUTED:
+                origin, route = extra
+                kind, extra = ITEM_SUBMIT, origin  # from here on, like any submission
+                if origin is not None:
+                    counted = tick.origins.get(id(origin))
+                    if counted is None:
+                        tick.origins[id(origin)] = [origin, 1]
+                    else:
+                        counted[1] += 1
+                if self.core.transfer_record(participant_id, message.transfer_id) is None:
+                    # A resend of a transfer the core dropped: answered as a resend, never
+                    # handed to the core (it would take the id for a new transfer).
+                    final = self._final(participant_id, message.transfer_id)
+                    if final is not None:
+                        self._answer_from_history(participant_id, message, final, origin,
+                                                  tick)
+                        continue
+                event = TransferRequested(payer_participant_id=participant_id,
+                                          payee_participant_id=route[0],
+                                          payee_account_ref=route[1], request=message)
             elif kind == ITEM_TIMER:
                 event = message
             elif kind == ITEM_STATUS:

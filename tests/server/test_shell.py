@@ -274,3 +274,76 @@ def test_the_archive_is_rebuilt_by_replaying_the_journal():
     restored = OutcomeArchive(1_000, rig.core.config).restore(archive.snapshot())
     assert restored.snapshot() == archive.snapshot()
     assert restored.get(PAYER, "t0", PAYER) == rig.shell.archive.get(PAYER, "t0", PAYER)
+
+
+def test_a_routed_transfer_takes_its_route_without_a_lookup_and_is_idempotent():
+    """G2P rows (ITEM_ROUTED): the mapper decided the payee, so the shell asks no lookup,
+    records the alias as given (already an identity token) and steps the core with the
+    route; a resend under the same id is answered from what was recorded."""
+    from switch.server.shell import ITEM_ROUTED
+
+    rig = Rig()
+    payee = Party(alias_type="NATIONAL_ID", alias_value="ab" * 32)
+    message = transfer("g2p.1.1.0", payee=payee)
+    items = [(ITEM_ROUTED, PAYER, message, ("engine", (PAYEE, "acc-9")))]
+    assert rig.shell.lookups(items) == []
+    tick = rig.tick(items, routes=[])
+    (sent,) = [message for to, message, _origin in tick.sends if to == PAYEE]
+    assert type(sent) is CreditRequest
+    assert (sent.payee_account_ref, sent.payee_alias) == ("acc-9", payee)
+    assert tick.origins[id("engine")][1] == 1
+    (record,) = tick.records
+    (event,) = codec.decode_tick(record)  # the journal reads it back
+    assert type(event) is TransferRequested and event.payee_participant_id == PAYEE
+    rig.commit()
+    again = rig.tick([(ITEM_ROUTED, PAYER, message, ("engine", (PAYEE, "acc-9")))], routes=[])
+    (answer,) = [message for to, message, _origin in again.sends if to == PAYER]
+    assert type(answer) is TransferOutcome and answer.state is TransferState.FORWARDED
+    assert rig.core.in_flight_count == 1
+
+
+@pytest.mark.parametrize("routed", [False, True], ids=["looked-up", "routed"])
+def test_a_resend_of_a_transfer_the_core_dropped_before_its_expiry_is_never_paid_twice(
+        routed):
+    """With a durable history (finals_kept_until_expiry off) the core drops finals long
+    before their expiry. A resend of one — through a door (lookup) or from the G2P engine
+    (routed) — is answered from the archive as the resend it is, never stepped into the
+    core as a new transfer (found: routed resends reached the core)."""
+    from switch.server.shell import ITEM_ROUTED
+
+    rig = Rig(transfers_retained_max=4, in_flight_max=2, finals_kept_until_expiry=False)
+
+    def item(transfer_id: str, amount_minor: int = 100):
+        message = transfer(transfer_id, amount_minor)
+        if routed:
+            return (ITEM_ROUTED, PAYER, message, ("engine", ROUTE))
+        return (ITEM_SUBMIT, PAYER, message, "door")
+
+    def pay(transfer_id: str):
+        rig.tick([item(transfer_id)])
+        rig.tick([(ITEM_SUBMIT, PAYEE, PayeeAnswer(payer_participant_id=PAYER,
+                                                     transfer_id=transfer_id, accepted=True),
+                   "payee")])
+        rig.commit()
+
+    for transfer_id in ("first", "t1", "t2", "t3", "t4"):
+        pay(transfer_id)
+    assert rig.core.transfer_record(PAYER, "first") is None  # dropped, not expired
+    assert rig.shell.archive.final(PAYER, "first") is not None
+    def accounts():
+        ids = [rig.core.account_id(pid, "KES") for pid in (PAYER, PAYEE)]
+        return rig.core.ledger.lookup_accounts(ids)
+
+    balance = accounts()
+    records = len(rig.records)
+    again = rig.tick([item("first")])
+    assert again.records == [] and len(rig.records) == records  # nothing new journaled
+    (answer,) = [message for to, message, _origin in again.sends if to == PAYER]
+    assert type(answer) is TransferOutcome and answer.state is TransferState.COMMITTED
+    assert not [m for to, m, _o in again.sends if to == PAYEE]  # no second credit request
+    assert accounts() == balance
+    # The same id with another amount is refused as a different transfer, not paid.
+    changed = rig.tick([item("first", 999)])
+    (refusal,) = [message for to, message, _origin in changed.sends if to == PAYER]
+    assert refusal.result is Result.EXISTS_WITH_DIFFERENT_AMOUNT, refusal
+    assert changed.records == []
