@@ -139,10 +139,12 @@ def _store_us(passthrough, iterations: int) -> float:
     passthrough kept and forgotten, the credit's reference and kind, two BizMsgIdrs); the
     write and fdatasync run in the store's thread, one per group of records."""
     from connectors.iso20022.state import State
+    from switch.store.iso20022_state import FileStateLog
 
     with tempfile.TemporaryDirectory() as directory:
-        state = State(directory)
-        state.load(time.time_ns())
+        log = FileStateLog(directory)
+        state = State(log)
+        asyncio.run(state.load(time.time_ns()))
         digest = bytes(16)
 
         def payment(i: int) -> None:
@@ -162,7 +164,7 @@ def _store_us(passthrough, iterations: int) -> float:
 
         figure = _cpu_us(payment, iterations)
         state._pending.clear()
-        state._file.close()
+        asyncio.run(log.close())
     return figure
 
 
@@ -219,6 +221,7 @@ async def _payments(seconds: float, batch: int, window: int) -> dict:
     from switch.directory.config import DirectoryConfig
     from switch.launcher import free_port
     from switch.server.config import ServerConfig
+    from switch.store.iso20022_state import FileStateLog
 
     with tempfile.TemporaryDirectory() as data_dir:
         directory = DirectoryConfig(participant_categories={"1": "A", "2": "A"})
@@ -247,7 +250,7 @@ async def _payments(seconds: float, batch: int, window: int) -> dict:
                     participant_id=pid, member_id=member,
                     endpoint_url=f"http://127.0.0.1:{ports[pid]}/iso")
                     for pid, member in ((1, "BANKA001"), (2, "BANKB002")))),
-                state_dir=os.path.join(data_dir, "iso20022"))  # durable, like a switch
+                FileStateLog(os.path.join(data_dir, "iso20022")))  # durable, like a switch
             await connector.start()
             await server.gateway.register_alias(
                 2, alias_type="MSISDN", alias_value="+5511987650001", account_ref="ACC-B-1",

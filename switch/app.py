@@ -175,10 +175,12 @@ async def _start_listeners(server: SwitchServer) -> None:
         await _start_g2p(server)
     if config.iso20022_enabled:
         from connectors.iso20022.connector import Iso20022Config, start_iso20022_connector
+        from switch.store.iso20022_state import open_state_log
 
         server.iso20022_connector = await start_iso20022_connector(
             server.gateway, msgspec.convert(config.iso20022, Iso20022Config), server.registry,
-            data_dir=config.data_dir)
+            state_log=await open_state_log(config.data_dir, config.postgres_dsn.reveal() if
+                                           "postgres" in (config.journal, config.store) else ""))
     if config.mobilemoney_enabled:
         from connectors.mobilemoney.hub import load_config, start_mobilemoney_connector
 

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import ssl as ssl_module
 import time
 import uuid
@@ -57,7 +56,7 @@ from connectors.iso20022.inbound import (
     split_body,
 )
 from connectors.iso20022.outbound import Writer, Written, batch, iso_id, transfer_status
-from connectors.iso20022.state import RecallCase, State, StateUnavailable
+from connectors.iso20022.state import RecallCase, State, StateLog, StateUnavailable
 from connectors.iso20022.transport import Delivery, DeliveryPolicy, Inbound
 from switch.core import limits as core_limits
 from switch.core.messages import (
@@ -184,12 +183,12 @@ class BankSink:
 
 
 class Iso20022Connector:
-    """`state_dir`: where the connector keeps what must survive a restart (state.py); the
-    composition root gives it `<data_dir>/iso20022`. None: memory only (the mapping's
-    own tests, the bench's stages)."""
+    """`state_log`: where the connector keeps what must survive a restart (state.py); the
+    composition root gives it the switch's (switch/store/iso20022_state.py). None: memory
+    only (the mapping's own tests, the bench's stages)."""
 
     def __init__(self, gateway, config: Iso20022Config = Iso20022Config(),
-                 state_dir: str | None = None) -> None:
+                 state_log: StateLog | None = None) -> None:
         self.gateway = gateway
         self.config = config
         self.loop = asyncio.get_running_loop()
@@ -198,7 +197,7 @@ class Iso20022Connector:
             bank.participant_id: (bank.member_id, *bank.other_member_ids)
             for bank in config.banks})
         self.writer = Writer(self.members)
-        self.state = State(state_dir)
+        self.state = State(state_log)
         # (participant, BizMsgIdr) of messages taken but not yet durable: a resend waits.
         self._taking: dict[tuple[int, str], asyncio.Future] = {}
         self._report_timers: dict[int, asyncio.TimerHandle] = {}  # per bank
@@ -232,7 +231,7 @@ class Iso20022Connector:
         xml.load_all()
         # Before the sinks attach: the credits the switch re-sends after a restart go out
         # with what their payer banks' messages carried.
-        self.state.load(time.time_ns())
+        await self.state.load(time.time_ns())
         for participant_id, sink in self.sinks.items():
             self.gateway.attach(participant_id, sink)
         server_ssl = None
@@ -673,16 +672,12 @@ def outbound_problem(body: bytes) -> str | None:
     return None
 
 
-STATE_DIRECTORY = "iso20022"  # in the switch's data directory (state.py)
-
-
 async def start_iso20022_connector(gateway, config: Iso20022Config, registry=None,
-                                   data_dir: str | None = None) -> Iso20022Connector:
-    """What the composition root calls: build, load its store (`<data_dir>/iso20022`),
-    register metrics, attach the banks' sinks, listen. Stop with `await connector.close()`
-    before the gateway closes."""
-    state_dir = os.path.join(data_dir, STATE_DIRECTORY) if data_dir is not None else None
-    connector = Iso20022Connector(gateway, config, state_dir)
+                                   state_log: StateLog | None = None) -> Iso20022Connector:
+    """What the composition root calls: build, load its store (`state_log`), register
+    metrics, attach the banks' sinks, listen. Stop with `await connector.close()` before
+    the gateway closes (it closes the store too)."""
+    connector = Iso20022Connector(gateway, config, state_log)
     if registry is not None:
         connector.register_metrics(registry)
     await connector.start()

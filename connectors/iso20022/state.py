@@ -1,5 +1,6 @@
-"""What the ISO 20022 connector remembers, and keeps across a restart: its own small store
-under the switch's data directory (`<data_dir>/iso20022/state.log`).
+"""What the ISO 20022 connector remembers, and keeps across a restart: its own small store,
+a log of records on the switch's backends (`StateLog`: `<data_dir>/iso20022/state.log`, or
+the `iso20022_state` table when the switch keeps its journal or stores in PostgreSQL).
 
 What a bank would notice if the switch forgot it after a restart:
 - the parties, remittance and references a payer bank's pacs.008 carried (`Passthrough`)
@@ -15,9 +16,9 @@ What a bank would notice if the switch forgot it after a restart:
   already applied).
 
 The store is an append-only log of msgpack records, each framed with its length and CRC32
-(a torn tail after a crash is cut off at the first frame that does not check), written and
-fdatasync'ed in a thread of its own, several appends per write (group commit). Memory is
-the truth while running; the log replays into it at start. When the log has grown past
+(a torn tail after a crash is cut off at the first frame that does not check), several
+appends per write (group commit, one write at a time). Memory is the truth while running;
+the log replays into it at start. When the log has grown past
 twice what is live (and STATE_COMPACT_BYTES_MIN), it is rewritten from memory (a temporary
 file, fsync, rename). Everything is bounded like the memory it mirrors (limits.py), and
 pruned when no longer needed: passthroughs and credit kinds when the outcome has gone out
@@ -41,13 +42,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import struct
 import time
 import zlib
 from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
-from typing import Union
+from typing import Protocol, Union
 
 import msgspec
 
@@ -57,7 +56,6 @@ from switch.core.messages import TransferOutcome
 
 log = logging.getLogger("ponte.iso20022")
 
-STATE_FILE = "state.log"
 _FRAME = struct.Struct("<II")  # payload length, CRC32 of the payload
 
 
@@ -156,84 +154,45 @@ class StateUnavailable(Exception):
     """The store could not be written: nothing that depends on it may be taken."""
 
 
-# -- the file ----------------------------------------------------------------------------
+# -- where the records go -----------------------------------------------------------------
 
 
-class _File:
-    """The log file, used from the store's own thread only (but `read`, before it runs)."""
+class StateLog(Protocol):
+    """Where the store's framed records go, as bytes: the switch's backends implement it
+    (switch/store/iso20022_state.py: a file in the data directory, or PostgreSQL when the
+    switch keeps its journal or stores there, so a standby that takes over has it). Each
+    call is durable when it returns; calls never overlap."""
 
-    def __init__(self, directory: str) -> None:
-        os.makedirs(directory, exist_ok=True)
-        self.directory = directory
-        self.path = os.path.join(directory, STATE_FILE)
-        self.fd: int | None = None
+    async def read(self) -> bytes:
+        """Everything appended since the last rewrite, in order."""
 
-    def read(self) -> tuple[list[bytes], int]:
-        """The payloads of every whole frame, and the file's length once a torn tail (a
-        crash during a write) is cut off."""
-        try:
-            with open(self.path, "rb") as file:
-                data = file.read()
-        except FileNotFoundError:
-            data = b""
-        payloads = []
-        offset = 0
-        while offset + _FRAME.size <= len(data):
-            length, crc = _FRAME.unpack_from(data, offset)
-            end = offset + _FRAME.size + length
-            if length > limits.STATE_RECORD_BYTES_MAX or end > len(data):
-                break
-            payload = data[offset + _FRAME.size:end]
-            if zlib.crc32(payload) != crc:
-                break
-            payloads.append(payload)
-            offset = end
-        if offset != len(data):
-            log.warning("iso20022.state_tail_cut bytes=%d", len(data) - offset)
-        self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600)
-        os.ftruncate(self.fd, offset)
-        os.lseek(self.fd, offset, os.SEEK_SET)
-        os.fsync(self.fd)
-        _fsync_directory(self.directory)
-        return payloads, offset
+    async def cut(self, valid: bytes) -> None:
+        """Keep exactly `valid`, a prefix of what `read` gave (a torn tail is dropped)."""
 
-    def append(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            written = os.write(self.fd, view)
-            view = view[written:]
-        os.fdatasync(self.fd)
+    async def append(self, data: bytes) -> None: ...
 
-    def rewrite(self, data: bytes) -> None:
-        """Replace the log with `data` (what is live), atomically."""
-        temporary = self.path + ".tmp"
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        except BaseException:
-            os.close(fd)
-            raise
-        os.replace(temporary, self.path)
-        _fsync_directory(self.directory)
-        os.close(self.fd)
-        self.fd = fd
-        os.lseek(self.fd, 0, os.SEEK_END)
+    async def rewrite(self, data: bytes) -> None:
+        """Replace everything with `data`, atomically."""
 
-    def close(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
+    async def close(self) -> None: ...
 
 
-def _fsync_directory(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def _frames(data: bytes) -> tuple[list[bytes], int]:
+    """The payloads of every whole frame, and where the last whole frame ends: a frame
+    past its bound, cut short or failing its CRC ends the log there."""
+    payloads = []
+    offset = 0
+    while offset + _FRAME.size <= len(data):
+        length, crc = _FRAME.unpack_from(data, offset)
+        end = offset + _FRAME.size + length
+        if length > limits.STATE_RECORD_BYTES_MAX or end > len(data):
+            break
+        payload = data[offset + _FRAME.size:end]
+        if zlib.crc32(payload) != crc:
+            break
+        payloads.append(payload)
+        offset = end
+    return payloads, offset
 
 
 def _frame(record) -> bytes:
@@ -246,10 +205,10 @@ def _frame(record) -> bytes:
 
 
 class State:
-    """The connector's memory (bounded maps) and, with a `directory`, its log. Without one
-    (tests of the mapping, the bench's stages) it is memory only."""
+    """The connector's memory (bounded maps) and, with a `log`, what it writes there.
+    Without one (tests of the mapping, the bench's stages) it is memory only."""
 
-    def __init__(self, directory: str | None) -> None:
+    def __init__(self, log: StateLog | None) -> None:
         self.sent: Bounded = Bounded(limits.REFERENCES_MAX)
         self.passthrough: Bounded = Bounded(limits.PASS_THROUGH_MAX)  # key -> (pt, at_ns)
         self.credits: Bounded = Bounded(limits.PASS_THROUGH_MAX)  # key -> (kind, at_ns)
@@ -257,8 +216,8 @@ class State:
         self.seen: dict[int, Bounded] = {}
         self.reports: dict[tuple[int, str], list[TransferOutcome]] = {}
         self.report_sequence: dict[tuple[int, str], int] = {}
-        self._file = _File(directory) if directory is not None else None
-        self._executor: ThreadPoolExecutor | None = None
+        self._file = log
+        self._loaded = False
         self._pending: list[bytes] = []
         self._appended = 0  # records appended since start
         self._synced = 0  # of which on disk
@@ -275,17 +234,22 @@ class State:
 
     # -- start and stop ------------------------------------------------------------------
 
-    def load(self, now_ns: int) -> None:
+    async def load(self, now_ns: int) -> None:
         """Replay the log into memory (before the connector serves anything)."""
         if self._file is None:
             return
-        payloads, self._log_bytes = self._file.read()
+        data = await self._file.read()
+        payloads, whole = _frames(data)
+        if whole != len(data):  # a crash during a write: cut the torn tail off
+            log.warning("iso20022.state_tail_cut bytes=%d", len(data) - whole)
+            await self._file.cut(data[:whole])
+        self._log_bytes = whole
         apply = self._apply
         for payload in payloads:
             apply(_DECODER.decode(payload))
         self._prune(now_ns)
         self._live_bytes = self._log_bytes
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="ponte-iso20022-state")
+        self._loaded = True
         log.info("iso20022.state_loaded records=%d bytes=%d passthroughs=%d references=%d "
                  "recalls=%d", len(payloads), self._log_bytes, len(self.passthrough),
                  len(self.sent), len(self.recalls))
@@ -297,9 +261,7 @@ class State:
             await self.sync()
         except StateUnavailable:
             pass  # logged when it failed
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
-        self._file.close()
+        await self._file.close()
 
     # -- changes: memory now, the log at the next write ---------------------------------
 
@@ -466,7 +428,7 @@ class State:
         """Start writing what is pending (if nothing is being written): the records of
         outbound messages need no waiter to reach the disk soon."""
         if self._pending and self._writing is None and self._failed is None \
-                and self._executor is not None:
+                and self._loaded:
             self._start_write()
 
     async def sync(self) -> None:
@@ -500,9 +462,8 @@ class State:
         self._writing = asyncio.ensure_future(self._write(write, data, upto, rewrite))
 
     async def _write(self, write, data: bytes, upto: int, rewrite: bool) -> None:
-        loop = asyncio.get_running_loop()
         try:
-            await loop.run_in_executor(self._executor, write, data)
+            await write(data)
         except BaseException as error:  # noqa: BLE001 - every later sync raises it
             self._failed = error
             self._writing = None

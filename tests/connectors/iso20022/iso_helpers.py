@@ -28,6 +28,7 @@ from switch.core.messages import (
 from switch.core.results import Result, SettlementModel
 from switch.directory.config import DirectoryConfig
 from switch.server.config import ServerConfig
+from switch.store.iso20022_state import FileStateLog
 
 CURRENCY = "BRL"
 FUNDING_MINOR = 1_000_000_000
@@ -245,7 +246,8 @@ async def iso(tmp_path, request):
         delivery=DeliveryPolicy(backoff_ms_min=10, backoff_ms_max=40))
     key_a = await _participant(server, 1)
     key_b = await _participant(server, 2)
-    connector = Iso20022Connector(server.gateway, config, str(tmp_path / "iso20022"))
+    connector = Iso20022Connector(server.gateway, config,
+                                  FileStateLog(str(tmp_path / "iso20022")))
     await connector.start()
     http = HttpConnector(server.gateway, HttpConnectorConfig(port=0))
     await http.start()

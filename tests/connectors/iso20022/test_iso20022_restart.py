@@ -4,9 +4,9 @@ credit's MsgId, a long id's reference), recalls waiting for their answer, the Bi
 window and the camt.052 sequence all survive, in the connector's store
 (connectors/iso20022/state.py) under the data directory.
 
-Twice: an in-process switch (switch.testing) stopped and started again on its data
-directory, and a real switch process (switch.launcher.SwitchProcess) killed with SIGKILL
-and started again."""
+An in-process switch (switch.testing) stopped and started again on its data directory, or
+with PostgreSQL in another data directory; and a real switch process
+(switch.launcher.SwitchProcess) killed with SIGKILL and started again."""
 
 from __future__ import annotations
 
@@ -78,8 +78,25 @@ def final_status(bank: Bank, tx_id: str):
 # -- an in-process switch, stopped and started again ---------------------------------------
 
 
-async def test_what_banks_rely_on_survives_a_restart(tmp_path):
-    data_dir = str(tmp_path / "switch")
+SECRETS = {"api_key_pepper": "pepper-" + "p" * 32, "directory_secret": "dir-" + "d" * 32,
+           "admin_token": "admin-" + "a" * 24}
+
+
+@pytest.fixture(params=["file", pytest.param("postgres", marks=pytest.mark.postgres)])
+def backends(request) -> dict:
+    """The switch's backends: the data directory's files, or PostgreSQL for the journal
+    and the stores (fixed secrets: a switch in another data directory shares them)."""
+    if request.param == "file":
+        return {}
+    return {"journal": "postgres", "store": "postgres",
+            "postgres_dsn": request.getfixturevalue("postgres_dsn"), **SECRETS}
+
+
+async def test_what_banks_rely_on_survives_a_restart(tmp_path, backends):
+    # On PostgreSQL the switch starts again in another data directory, as a standby or a
+    # primary on another machine would: the store must be in the database.
+    data_dirs = iter([str(tmp_path / "switch"),
+                      str(tmp_path / ("elsewhere" if backends else "switch"))])
     bank_a = Bank(MEMBER_A, SWITCH)
     bank_b = Bank(MEMBER_B, SWITCH, answer=None)  # answers by hand
     await bank_a.start()
@@ -88,8 +105,8 @@ async def test_what_banks_rely_on_survives_a_restart(tmp_path):
     url = f"http://127.0.0.1:{port}"
 
     async def start():
-        return await start_test_server(data_dir, iso20022_enabled=True,
-                                       iso20022=iso_table(port, bank_a, bank_b))
+        return await start_test_server(next(data_dirs), iso20022_enabled=True,
+                                       iso20022=iso_table(port, bank_a, bank_b), **backends)
 
     server = await start()
     try:

@@ -10,9 +10,10 @@ import time
 
 from connectors.iso20022 import limits
 from connectors.iso20022.inbound import OriginalRefs, Passthrough
-from connectors.iso20022.state import STATE_FILE, RecallCase, State, StateUnavailable
+from connectors.iso20022.state import RecallCase, State, StateUnavailable
 from switch.core.messages import StatusQuery, TransferOutcome
 from switch.core.results import Result, TransferState
+from switch.store.iso20022_state import FILE_NAME, FileStateLog
 
 import pytest
 
@@ -58,14 +59,39 @@ async def fill(state: State, count: int) -> None:
     await state.sync()
 
 
-async def test_what_is_written_replays_into_the_same_memory(tmp_path):
-    state = State(str(tmp_path))
-    state.load(time.time_ns())
+@pytest.fixture(params=["file", pytest.param("postgres", marks=pytest.mark.postgres)])
+def open_log(request, tmp_path):
+    """A function opening the store's log again and again on one backend: the data
+    directory's file, or the `iso20022_state` table of a migrated database."""
+    if request.param == "file":
+        return lambda: FileStateLog(str(tmp_path))
+    import asyncio
+
+    from switch.store.iso20022_state import PostgresStateLog
+    from switch.store.migrate import migrate_dsn
+
+    dsn = request.getfixturevalue("postgres_dsn")
+    asyncio.run(migrate_dsn(dsn))
+
+    class Opener:
+        async def read(self):
+            self.log = await PostgresStateLog.connect(dsn)
+            return await self.log.read()
+
+        def __getattr__(self, name):
+            return getattr(self.log, name)
+
+    return Opener
+
+
+async def test_what_is_written_replays_into_the_same_memory(open_log):
+    state = State(open_log())
+    await state.load(time.time_ns())
     await fill(state, 50)
     before = memory(state)
     await state.close()
-    again = State(str(tmp_path))
-    again.load(time.time_ns())
+    again = State(open_log())
+    await again.load(time.time_ns())
     assert memory(again) == before
     assert len(again.passthrough) == 25 and list(again.recalls) == ["C2"]
     assert again.report_sequence == {(1, "BRL"): 1}
@@ -74,24 +100,24 @@ async def test_what_is_written_replays_into_the_same_memory(tmp_path):
 
 
 async def test_a_torn_tail_is_cut_at_the_last_whole_record(tmp_path):
-    state = State(str(tmp_path))
-    state.load(time.time_ns())
+    state = State(FileStateLog(str(tmp_path)))
+    await state.load(time.time_ns())
     await fill(state, 10)
     before = memory(state)
     await state.close()
-    path = os.path.join(str(tmp_path), STATE_FILE)
+    path = os.path.join(str(tmp_path), FILE_NAME)
     whole = os.path.getsize(path)
     with open(path, "ab") as file:  # half a frame, as a crash during a write leaves it
         file.write(b"\x40\x00\x00\x00\x01\x02\x03\x04partial")
-    again = State(str(tmp_path))
-    again.load(time.time_ns())
+    again = State(FileStateLog(str(tmp_path)))
+    await again.load(time.time_ns())
     assert memory(again) == before
     assert os.path.getsize(path) == whole
     # Appending goes on after the cut.
     again.remember_sent("P-NEW", 1, "T-NEW")
     await again.close()
-    third = State(str(tmp_path))
-    third.load(time.time_ns())
+    third = State(FileStateLog(str(tmp_path)))
+    await third.load(time.time_ns())
     assert third.sent["P-NEW"] == (1, "T-NEW")
     await third.close()
     # A flipped byte inside a record: the CRC stops the replay there.
@@ -100,42 +126,45 @@ async def test_a_torn_tail_is_cut_at_the_last_whole_record(tmp_path):
         byte = file.read(1)
         file.seek(whole // 2)
         file.write(bytes([byte[0] ^ 0xFF]))
-    fourth = State(str(tmp_path))
-    fourth.load(time.time_ns())
+    fourth = State(FileStateLog(str(tmp_path)))
+    await fourth.load(time.time_ns())
     assert os.path.getsize(path) <= whole // 2
     await fourth.close()
 
 
-async def test_the_log_is_rewritten_from_memory_when_it_grows(tmp_path, monkeypatch):
+async def test_the_log_is_rewritten_from_memory_when_it_grows(tmp_path, monkeypatch,
+                                                              open_log):
     monkeypatch.setattr(limits, "STATE_COMPACT_BYTES_MIN", 4096)
-    state = State(str(tmp_path))
-    state.load(time.time_ns())
+    state = State(open_log())
+    await state.load(time.time_ns())
     now_ns = time.time_ns()
     for index in range(400):  # kept and forgotten: nothing stays live
         state.keep((1, f"T{index}"), passthrough(f"T{index}"), now_ns)
         state.forget((1, f"T{index}"))
         await state.sync()
     assert state.rewrites >= 1
-    assert os.path.getsize(os.path.join(str(tmp_path), STATE_FILE)) < 3 * 4096
+    assert state._log_bytes < 3 * 4096
+    if isinstance(state._file, FileStateLog):
+        assert os.path.getsize(os.path.join(str(tmp_path), FILE_NAME)) < 3 * 4096
     state.keep((1, "LIVE"), passthrough("LIVE"), now_ns)
     before = memory(state)
     await state.close()
-    again = State(str(tmp_path))
-    again.load(time.time_ns())
+    again = State(open_log())
+    await again.load(time.time_ns())
     assert memory(again) == before
     await again.close()
 
 
 async def test_what_no_transfer_can_need_any_more_is_pruned(tmp_path):
-    state = State(str(tmp_path))
-    state.load(time.time_ns())
+    state = State(FileStateLog(str(tmp_path)))
+    await state.load(time.time_ns())
     old_ns = time.time_ns() - limits.STATE_KEPT_AGE_MS_MAX * 1_000_000 - 1
     state.keep((1, "OLD"), passthrough("OLD"), old_ns)
     state.credit((1, "OLD"), "pacs.008", old_ns)
     state.keep((1, "NEW"), passthrough("NEW"), time.time_ns())
     await state.close()
-    again = State(str(tmp_path))
-    again.load(time.time_ns())
+    again = State(FileStateLog(str(tmp_path)))
+    await again.load(time.time_ns())
     assert list(again.passthrough) == [(1, "NEW")]
     assert list(again.credits) == []
     await again.close()
@@ -144,16 +173,16 @@ async def test_what_no_transfer_can_need_any_more_is_pruned(tmp_path):
 async def test_bounds_hold_across_a_replay(tmp_path, monkeypatch):
     monkeypatch.setattr(limits, "REFERENCES_MAX", 8)
     monkeypatch.setattr(limits, "SEEN_MESSAGES_PER_PARTICIPANT_MAX", 8)
-    state = State(str(tmp_path))
-    state.load(time.time_ns())
+    state = State(FileStateLog(str(tmp_path)))
+    await state.load(time.time_ns())
     for index in range(20):
         state.remember_sent(f"P{index}", 1, f"T{index}")
         state.see(1, f"B{index}", bytes(16))
         state.log_seen(1, f"B{index}", bytes(16))
     before = memory(state)
     await state.close()
-    again = State(str(tmp_path))
-    again.load(time.time_ns())
+    again = State(FileStateLog(str(tmp_path)))
+    await again.load(time.time_ns())
     assert memory(again) == before
     assert list(again.sent) == [f"P{index}" for index in range(12, 20)]
     assert list(again.seen[1]) == [f"B{index}" for index in range(12, 20)]
@@ -162,8 +191,8 @@ async def test_bounds_hold_across_a_replay(tmp_path, monkeypatch):
 
 async def test_a_store_that_cannot_be_written_refuses_and_nothing_is_taken(iso):
     state = iso.connector.state
-    os.close(state._file.fd)  # the disk goes away under the store
-    state._file.fd = os.open(os.devnull, os.O_RDONLY)
+    os.close(state._file._fd)  # the disk goes away under the store
+    state._file._fd = os.open(os.devnull, os.O_RDONLY)
     body = sample("pacs.008-proxy.xml", TX="TX-NO-STORE", AMOUNT="1.00", PROXY=ALIAS_B,
                   CDTR_AGT=MEMBER_B)
     status, answer = await iso.a.post(body)
