@@ -240,6 +240,7 @@ class SwitchServer:
             self.history = HistoryWriter(self.backends.history, archive,
                                          retention_days=config.history_retention_days)
             self.sequencer.history = self.backends.history
+            self.gateway.overloaded = lambda: self.history.overloaded
             archive.requeue_writes(list(self._standby_writes))  # a standby's last ones
             self._standby_writes.clear()
             self.history.start()
@@ -579,6 +580,8 @@ class SwitchServer:
                 "segment_bytes": journal.segment_bytes}
         if self.history is not None:
             report["history"] = {"backlog_rows": self.history.backlog,
+                                 "unconfirmed": self._archive.unconfirmed,
+                                 "refusing_new_work": self.history._overloaded,
                                  "rows_written": self.history.rows_written,
                                  "write_failures": self.history.failures}
         return report
