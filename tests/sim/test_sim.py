@@ -52,6 +52,7 @@ def test_the_simulation_really_injects_faults():
     results = set()
     profiles = set()
     planted = set()
+    window_states = set()
     for seed in range(70):  # RETURN_EXCEEDS_ORIGINAL is rare: first seen at seed 62
         sim = run_seed(seed, ledger.Ledger)
         crashes += sim.crashes
@@ -59,6 +60,8 @@ def test_the_simulation_really_injects_faults():
         results |= sim.results_seen
         profiles |= {p.profile for p in sim.participants.values()}
         planted |= set(sim.planted)
+        window_states |= {(w.state.name, w.closed_by == "schedule")
+                          for w in sim.core.settlement_windows()}
     assert crashes >= 10
     assert restored >= 1  # some restarts recover from a core snapshot + the journal after it
     assert {"crashing", "double", "flip"} <= profiles  # (silent/slow/late become normal at the drain)
@@ -77,6 +80,14 @@ def test_the_simulation_really_injects_faults():
     # Hostile participants and operators that crashed (or fooled) the core before issue 10.
     assert {"approve_with_used_transfer_id", "approve_with_used_return_id",
             "approve_with_used_rtp_id", "pay_request_out_of_band", "cap_overflow"} <= planted
+    # Settlement: windows closed by operators and by cut-offs, confirmed, aborted, and
+    # confirmations of windows not pending (refused, changing nothing).
+    assert {"window_close", "window_confirm", "window_abort",
+            "window_confirm_refused"} <= planted
+    assert int(Result.SETTLEMENT_WINDOW_NOT_PENDING) in results
+    assert int(Result.SETTLEMENT_WINDOW_NOT_OPEN) in results
+    assert {("SETTLED", True), ("SETTLED", False), ("ABORTED", False),
+            ("PENDING_SETTLEMENT", True)} <= window_states
 
 
 def first_failing_seed(seeds) -> tuple[int, str] | None:
@@ -118,6 +129,30 @@ def test_planted_bug_posting_twice_is_caught(monkeypatch, capsys):
     assert "posted twice" in message
     with capsys.disabled():
         print(f"\nplanted post-twice bug caught by seed {seed}: {message.splitlines()[0]}")
+
+
+def test_planted_bug_losing_an_aborted_windows_positions_is_caught(monkeypatch, capsys):
+    """An abort that voids the settlement postings but does not roll the window's positions
+    into the open window: those positions would never be settled."""
+    from switch.core.results import Result, WindowState
+
+    def abort_and_forget(self, event, now_ns):
+        def act(event, now_ns):
+            result, detail, window = self._pending_window(event.window_id)
+            if window is None:
+                return result, detail
+            self._finish_postings(window, False, now_ns)
+            self._window_final(window, WindowState.ABORTED, now_ns)
+            return Result.OK, ""
+        return self._admin(event, now_ns, act)
+
+    monkeypatch.setattr(SwitchCore, "_admin_settlement_aborted", abort_and_forget)
+    caught = first_failing_seed(range(60))
+    assert caught is not None, "the simulation missed an abort that loses positions"
+    seed, message = caught
+    assert "positions lost" in message or "brute force" in message
+    with capsys.disabled():
+        print(f"\nplanted lost-abort bug caught by seed {seed}: {message.splitlines()[0]}")
 
 
 def test_planted_bug_releasing_a_reply_before_its_record_is_durable_is_caught(monkeypatch,
