@@ -107,14 +107,42 @@ async def open_directory(config: ServerConfig, directory_secret: str
 
 async def start_switch(config: ServerConfig) -> SwitchServer:
     """A started switch: backends opened, journal replayed, listeners accepting."""
-    server = SwitchServer(config, await open_backends(config))
+    backends = await open_backends(config)
+    entries = _settlement_entries(config, backends)
+    server = SwitchServer(config, backends)
     try:
         await server.start()
+        _start_settlement(server, entries)
         await _start_listeners(server)
     except BaseException:
         await server.stop(drain_s=0)
         raise
     return server
+
+
+def _settlement_entries(config: ServerConfig, backends: ServerBackends):
+    """The settlement entry log, an observer of the core from the replay on."""
+    from switch.settlement.config import SettlementConfig
+    from switch.settlement.entries import EntryLog
+
+    settlement = msgspec.convert(config.settlement, SettlementConfig)
+    entries = EntryLog(settlement.entries_dir or os.path.join(config.data_dir, "settlement"))
+    backends.observers.append(entries)
+
+    async def close() -> None:
+        entries.close()
+
+    backends.closers.append(close)
+    return entries
+
+
+def _start_settlement(server: SwitchServer, entries) -> None:
+    from switch.settlement.config import SettlementConfig
+    from switch.settlement.service import SettlementService
+
+    server.settlement = SettlementService(
+        server, entries, msgspec.convert(server.config.settlement, SettlementConfig))
+    server.gateway.settlement = server.settlement
 
 
 async def _start_listeners(server: SwitchServer) -> None:

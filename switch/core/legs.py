@@ -95,28 +95,19 @@ def operator_transfer(ledger, *, seq: int, debit_account_id: int, credit_account
                                   ledger_id, code, 0, now_ns)
 
 
-# -- settlement legs (switch/core/settlement.py) --------------------------------------------
-# A window's settlement postings are pending transfers made when it closes, posted when the
-# RTGS settled it, voided when it is aborted: one per participant with a net position,
-# between its account and HUB_SETTLEMENT. They go to the ledger in linked batches.
+# -- settlement postings (switch/core/settlement.py) ---------------------------------------
+# A window's settlement postings are single-phase transfers made when the RTGS has settled
+# it: one per participant with a net position, between its account and HUB_SETTLEMENT,
+# checked to fit first and sent to the ledger in linked batches.
 
 
-def settlement_pending(buffer: bytearray, offset: int, *, seq: int, participant_id: int,
+def settlement_posting(buffer: bytearray, offset: int, *, seq: int, participant_id: int,
                        debit_account_id: int, credit_account_id: int, amount_minor: int,
                        ledger_id: int, code: int, linked: bool) -> None:
-    """Pack one pending settlement leg into `buffer` at `offset` (for create_transfers)."""
+    """Pack one settlement posting into `buffer` at `offset` (for create_packed)."""
     _pack_into(buffer, offset, (seq << _SHIFT) | _LEG_RESERVE, debit_account_id,
                credit_account_id, amount_minor, 0, seq, 0, participant_id, 0, ledger_id, code,
-               _PENDING | (_LINKED if linked else 0))
-
-
-def settlement_finish(buffer: bytearray, offset: int, *, seq: int, participant_id: int,
-                      post: bool, linked: bool) -> None:
-    """Pack the post (settled) or void (aborted) of a pending settlement leg."""
-    base = seq << _SHIFT
-    _pack_into(buffer, offset, base | (_LEG_POST if post else _LEG_VOID), 0, 0, 0,
-               base | _LEG_RESERVE, seq, 0, participant_id, 0, 0, 0,
-               (_POST if post else _VOID) | (_LINKED if linked else 0))
+               _LINKED if linked else 0)
 
 
 def create_packed(ledger, buffer: bytearray, count: int, now_ns: int) -> list[tuple[int, int]]:

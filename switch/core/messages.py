@@ -370,6 +370,69 @@ Outbound = Union[
 ]
 
 
+# -- wire: settlement, the participant's side (HTTP connector; docs/settlement.md) ---------
+
+
+class SettlementWindowView(msgspec.Struct, **_WIRE):
+    """A settlement window as a participant sees it: only its own net position (- it pays
+    in at the RTGS, + it is paid; live while the window is open)."""
+
+    window_id: int
+    currency: str
+    state: str  # open, pending_settlement, settled, aborted
+    opened_at_ns: int
+    closed_at_ns: int = 0
+    decided_at_ns: int = 0
+    net_minor: int = 0
+    rtgs_reference: str = ""
+
+
+class ReconciliationRow(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One transfer of the window as the participant booked it (paid or received)."""
+
+    payer_participant_id: ParticipantId
+    transfer_id: Id
+    amount_minor: AmountMinor
+
+
+class ReconciliationRequest(msgspec.Struct, frozen=True, kw_only=True,
+                            forbid_unknown_fields=True):
+    """Every transfer of one window the participant paid or received."""
+
+    transfers: list[ReconciliationRow]  # the service bounds the count (RECONCILIATION_TOO_LARGE)
+
+
+class ReconciledTransfer(msgspec.Struct, frozen=True, kw_only=True):
+    payer_participant_id: int
+    transfer_id: str
+    amount_minor: int
+
+
+class AmountMismatch(msgspec.Struct, frozen=True, kw_only=True):
+    payer_participant_id: int
+    transfer_id: str
+    switch_amount_minor: int
+    participant_amount_minor: int
+
+
+class ReconciliationReport(msgspec.Struct, frozen=True, kw_only=True):
+    """The differences between a participant's list and the switch's entries of a window.
+    Each list is bounded (`truncated` says when one holds fewer than its count)."""
+
+    window_id: int
+    participant_id: int
+    matched: int
+    missing_at_participant_count: int
+    missing_at_switch_count: int
+    amount_mismatch_count: int
+    duplicate_rows_count: int
+    missing_at_participant: list[ReconciledTransfer]  # committed, absent from the list
+    missing_at_switch: list[ReconciledTransfer]  # listed, not committed in this window
+    amount_mismatches: list[AmountMismatch]
+    duplicate_rows: list[ReconciledTransfer]
+    truncated: bool
+
+
 # -- events: what the core consumes ------------------------------------------------------
 
 

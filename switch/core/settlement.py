@@ -23,15 +23,17 @@ window's bilateral matrix (`TransferFlow._commit`: one counter, one dictionary u
 window's volume comes from the ledger's debit totals the same way as the net positions.
 Sum over participants of net + the hub's fees of the window = 0, exactly (asserted).
 
-Deferred net: a close makes one pending ledger transfer per participant with a net
-position, between its position account and HUB_SETTLEMENT — a credit of what a net debtor
-owes (it restores its room under its cap once posted), a debit of what a net creditor is
-owed, reserved as far as its account allows (what it could not reserve is owed as a
-settlement *due* once the window is settled, and collected as soon as its account has the
-room: at every close and confirmation of the currency). `SettlementConfirmed` posts them
-all in one step; `SettlementAborted` voids them and rolls the window's positions, matrix
-and fees into the open window. Prefunded gross: money already moved; windows are the same
-reporting boundaries and settle as they close.
+Deferred net: once the RTGS has settled a window (`SettlementConfirmed`), one ledger
+transfer per participant with a net position moves it between its position account and
+HUB_SETTLEMENT, all in one step: a net debtor is credited what it paid in (its room under
+its cap is restored), a net creditor is debited what the RTGS paid it, as far as its account
+allows — what it has already spent again is owed as a settlement *due*, collected as soon
+as its account has the room (at every close and confirmation of the currency). The
+postings are single-phase and checked to fit before any is made, so a confirmation posts
+all or nothing, and they take no room in the ledger's pending table (which stays the
+in-flight transfers'). `SettlementAborted` rolls the window's positions, matrix and fees
+into the open window. Prefunded gross: money already moved; windows are the same reporting
+boundaries and settle as they close.
 
 A mixin of `SwitchCore` (switch/core/machine.py). It must never do I/O or read the clock;
 RTGS instructions and statements are built outside the core (switch/settlement/).
@@ -84,14 +86,14 @@ WINDOW_NEXT: dict[WindowState, frozenset[WindowState]] = {
 WINDOW_EDGES: dict[tuple[WindowState, WindowState], str] = {
     (_W.OPEN, _W.CLOSED): "its cut-off passed, or an operator closed it: the next window opens "
                           "in the same step; net positions are fixed",
-    (_W.CLOSED, _W.PENDING_SETTLEMENT): "deferred net with a position to settle: its "
-                                        "settlement postings are reserved (pending)",
+    (_W.CLOSED, _W.PENDING_SETTLEMENT): "deferred net with a position to settle: the RTGS "
+                                        "instructions can be produced",
     (_W.CLOSED, _W.SETTLED): "nothing to settle: prefunded gross (already settled), or every "
                              "net position is zero",
     (_W.PENDING_SETTLEMENT, _W.SETTLED): "the RTGS settled it (an accepted pacs.002, or an "
-                                         "operator's confirmation): the postings post",
-    (_W.PENDING_SETTLEMENT, _W.ABORTED): "an operator gave up settling it: the postings are "
-                                         "voided and its positions roll into the open window",
+                                         "operator's confirmation): the positions are posted",
+    (_W.PENDING_SETTLEMENT, _W.ABORTED): "an operator gave up settling it: its positions "
+                                         "roll into the open window",
 }
 WINDOW_FINAL_STATES = frozenset(state for state, nxt in WINDOW_NEXT.items() if not nxt)
 
@@ -121,11 +123,11 @@ class Movement(msgspec.Struct, array_like=True, frozen=True, gc=False):
 
 
 class Posting(msgspec.Struct, array_like=True, frozen=True, gc=False):
-    """One participant's settlement posting of a deferred-net window."""
+    """One participant's settlement posting of a settled deferred-net window."""
 
-    seq: int  # its ledger legs' sequence number; 0 when nothing could be reserved
-    amount_minor: int  # reserved, signed: + credit (a net debtor), - debit (a net creditor)
-    net_minor: int  # its net position: what the RTGS moves (- pays in, + is paid)
+    seq: int  # its ledger transfer is seq << 3; 0 when nothing could be posted
+    amount_minor: int  # posted, signed: + credit (a net debtor), - debit (a net creditor)
+    net_minor: int  # its net position: what the RTGS moved (- paid in, + was paid)
 
 
 class Schedule(msgspec.Struct, kw_only=True, frozen=True):
@@ -168,8 +170,8 @@ class WindowRecord(msgspec.Struct, kw_only=True):
     volume_minor: int = 0  # of its own transfers
     net: dict[int, int] = {}  # participant -> net position (rolled included); no zeros
     fees_minor: int = 0  # the hub's fees of the window (rolled included)
-    postings: dict[int, Posting] = {}
     # Set when it is settled or aborted.
+    postings: dict[int, Posting] = {}
     decided_at_ns: int = 0
     rtgs_reference: str = ""
     abort_reason: str = ""
@@ -188,7 +190,6 @@ class SettlementState(msgspec.Struct, array_like=True, frozen=True):
     final: list[int]
     schedules: list[Schedule]
     due: dict[str, dict[int, int]]
-    pending_legs: int
 
 
 def next_cutoff_ns(interval_s: int, cutoffs_s: tuple[int, ...], utc_offset_s: int,
@@ -224,7 +225,6 @@ class SettlementFlow:
         self._window_seq = 0
         self._schedules: dict[str, Schedule] = {}
         self._settlement_due: dict[str, dict[int, int]] = {}  # currency -> participant -> minor
-        self._settlement_pending_legs = 0  # pending settlement legs in the ledger
         self._settlement_buffer = bytearray(_BUFFER_LEGS * legs._SIZE)
 
     # -- windows ---------------------------------------------------------------------
@@ -272,14 +272,11 @@ class SettlementFlow:
         return found
 
     def _balances(self, currency: CurrencyState, accounts: list[tuple[int, int]]):
-        """(participant -> ledger Account, hub fees Account, hub settlement Account or None)."""
+        """(participant -> its ledger Account, the hub's fees Account)."""
         ids = [account_id for _pid, account_id in accounts] + [currency.hub_fees_account_id]
-        if currency.hub_settlement_account_id:
-            ids.append(currency.hub_settlement_account_id)
         found = {account.id: account for account in self.ledger.lookup_accounts(ids)}
         by_participant = {pid: found[account_id] for pid, account_id in accounts}
-        return (by_participant, found[currency.hub_fees_account_id],
-                found.get(currency.hub_settlement_account_id))
+        return by_participant, found[currency.hub_fees_account_id]
 
     def _net_positions(self, window: WindowRecord, balances: dict,
                        fees_credits: int) -> tuple[dict, dict, dict, int]:
@@ -317,8 +314,7 @@ class SettlementFlow:
         """(net positions, hub fees) of the currency's OPEN window as if it closed now."""
         state = self._currencies[currency]
         window = self._windows_open[currency]
-        balances, fees_account, _hub = self._balances(state,
-                                                      self._participant_accounts(currency))
+        balances, fees_account = self._balances(state, self._participant_accounts(currency))
         _posted, _debits, net, _volume = self._net_positions(window, balances,
                                                              fees_account.credits_posted)
         fees = fees_account.credits_posted - window.hub_fees_opening + window.rolled_fees_minor
@@ -333,27 +329,17 @@ class SettlementFlow:
         window = self._windows_open[currency]
         deferred = state.settlement_model == _DEFERRED
         accounts = self._participant_accounts(currency)
-        balances, fees_account, hub_settlement = self._balances(state, accounts)
+        balances, fees_account = self._balances(state, accounts)
         fees_closing = fees_account.credits_posted
         posted, debits, net, volume = self._net_positions(window, balances, fees_closing)
         fees = fees_closing - window.hub_fees_opening + window.rolled_fees_minor
         assert sum(net.values()) + fees == 0, (window.window_id, net, fees)
-        plan: list[tuple[int, int, int, int, int, int]] = []
-        postings: dict[int, Posting] = {}
-        if deferred and net:
-            if self._pending_windows(currency) >= limits.SETTLEMENT_WINDOWS_PENDING_MAX:
-                return Result.SETTLEMENT_WINDOWS_FULL, (
-                    f"{limits.SETTLEMENT_WINDOWS_PENDING_MAX} {currency} windows wait for settlement")
-            refusal = self._plan_postings(state, accounts, balances, hub_settlement, net, plan,
-                                          postings)
-            if refusal:
-                return Result.SETTLEMENT_ACCOUNT_OVERFLOW, refusal
-            room = self.ledger.config.pending_max - 2 * self.config.in_flight_max
-            if self._settlement_pending_legs + len(plan) > room:
-                return Result.SETTLEMENT_WINDOWS_FULL, "no room for more pending settlement legs"
+        if deferred and net and (
+                self._pending_windows(currency) >= limits.SETTLEMENT_WINDOWS_PENDING_MAX):
+            return Result.SETTLEMENT_WINDOWS_FULL, (
+                f"{limits.SETTLEMENT_WINDOWS_PENDING_MAX} {currency} windows wait for settlement")
         # Checked: from here on nothing can refuse.
         window.ledger_timestamp_closed = self.ledger.last_timestamp
-        postings = self._make_postings(state, plan, postings, now_ns)
         self._window_transition(window, _W.CLOSED)
         window.closed_at_ns = now_ns
         window.closed_by = closed_by
@@ -364,54 +350,58 @@ class SettlementFlow:
         window.hub_fees_closing = fees_closing
         window.net = net
         window.fees_minor = fees
-        window.postings = postings
         self._open_window(currency, now_ns, posted, debits, fees_closing)
-        if postings:
+        if deferred and net:
             self._window_transition(window, _W.PENDING_SETTLEMENT)
         else:
             self._window_final(window, _W.SETTLED, now_ns)
         self._collect_dues(state, now_ns)
         return _OK, f"window {window.window_id}"
 
-    def _plan_postings(self, state: CurrencyState, accounts, balances, hub_settlement,
-                       net: dict[int, int], plan: list, postings: dict) -> str:
-        """Fill `plan` with (participant, seq slot, debit, credit, amount, code) for every
-        net position, and `postings` with the positions nothing could be reserved for.
-        A non-empty answer names an account a posting would overflow (nothing planned)."""
-        account_ids = dict(accounts)
+    def _plan_postings(self, window: WindowRecord) -> tuple[list, dict, str]:
+        """(planned transfers, postings with nothing to post, refusal) for settling
+        `window`: each planned as (participant, debit, credit, amount, code, net). A
+        non-empty refusal names an account a posting would take past 2**64-1 (then nothing
+        may be posted)."""
+        state = self._currencies[window.currency]
         hub_id = state.hub_settlement_account_id
-        hub_debits = hub_settlement.debits_pending + hub_settlement.debits_posted
-        hub_credits = hub_settlement.credits_pending + hub_settlement.credits_posted
-        for participant_id in sorted(net):
-            position = net[participant_id]
-            balance = balances[participant_id]
-            account_id = account_ids[participant_id]
-            if position < 0:  # a net debtor: credited what it pays at the RTGS
+        accounts = dict(self._participant_accounts(window.currency))
+        ids = [accounts[pid] for pid in window.net] + [hub_id]
+        found = {account.id: account for account in self.ledger.lookup_accounts(ids)}
+        hub = found[hub_id]
+        hub_debits = hub.debits_pending + hub.debits_posted
+        hub_credits = hub.credits_pending + hub.credits_posted
+        plan: list[tuple[int, int, int, int, int, int]] = []
+        empty: dict[int, Posting] = {}
+        for participant_id in sorted(window.net):
+            position = window.net[participant_id]
+            account_id = accounts[participant_id]
+            balance = found[account_id]
+            if position < 0:  # a net debtor paid in at the RTGS: credited
                 amount = -position
                 if balance.credits_pending + balance.credits_posted + amount > U64_MAX:
-                    return f"credits of participant {participant_id}'s {state.currency} account"
+                    return [], {}, f"credits of participant {participant_id}'s account"
                 hub_debits += amount
                 plan.append((participant_id, hub_id, account_id, amount,
                              int(TransferCode.SETTLEMENT_CREDIT), position))
                 continue
-            # A net creditor: debited what the RTGS pays it, as far as its account allows.
+            # A net creditor was paid at the RTGS: debited, as far as its account allows.
             available = balance.credits_posted - balance.debits_posted - balance.debits_pending
-            reserved = min(position, max(available, 0))
-            if not reserved:
-                postings[participant_id] = Posting(seq=0, amount_minor=0, net_minor=position)
+            amount = min(position, max(available, 0))
+            if not amount:
+                empty[participant_id] = Posting(seq=0, amount_minor=0, net_minor=position)
                 continue
-            hub_credits += reserved
-            plan.append((participant_id, account_id, hub_id, reserved,
+            hub_credits += amount
+            plan.append((participant_id, account_id, hub_id, amount,
                          int(TransferCode.SETTLEMENT_DEBIT), position))
-        if hub_debits > U64_MAX:
-            return f"debits of the hub's {state.currency} settlement account"
-        if hub_credits > U64_MAX:
-            return f"credits of the hub's {state.currency} settlement account"
-        return ""
+        if hub_debits > U64_MAX or hub_credits > U64_MAX:
+            return [], {}, f"the hub's {window.currency} settlement account"
+        return plan, empty, ""
 
-    def _make_postings(self, state: CurrencyState, plan: list, postings: dict,
-                       now_ns: int) -> dict[int, Posting]:
-        """Create the planned pending legs in linked batches (already checked to fit)."""
+    def _post_settlement(self, window: WindowRecord, plan: list, postings: dict,
+                         now_ns: int) -> dict[int, Posting]:
+        """Make the planned postings in linked batches (checked to fit already)."""
+        state = self._currencies[window.currency]
         buffer = self._settlement_buffer
         size = legs._SIZE
         for start in range(0, len(plan), _BUFFER_LEGS):
@@ -419,7 +409,7 @@ class SettlementFlow:
             for index, (participant_id, debit, credit, amount, code, position) in enumerate(chunk):
                 self._seq += 1
                 assert self._seq <= limits.SEQUENCE_MAX
-                legs.settlement_pending(
+                legs.settlement_posting(
                     buffer, index * size, seq=self._seq, participant_id=participant_id,
                     debit_account_id=debit, credit_account_id=credit, amount_minor=amount,
                     ledger_id=state.ledger_id, code=code, linked=index < len(chunk) - 1)
@@ -427,27 +417,10 @@ class SettlementFlow:
                 postings[participant_id] = Posting(seq=self._seq, amount_minor=signed,
                                                    net_minor=position)
             failures = legs.create_packed(self.ledger, buffer, len(chunk), now_ns)
-            assert not failures, failures  # fresh ids, checked amounts, room checked
-            self._settlement_pending_legs += len(chunk)
-        return dict(sorted(postings.items()))
-
-    def _finish_postings(self, window: WindowRecord, post: bool, now_ns: int) -> None:
-        """Post (settled) or void (aborted) every pending leg of `window`, linked batches."""
-        legged = [(pid, p) for pid, p in window.postings.items() if p.seq]
-        buffer = self._settlement_buffer
-        size = legs._SIZE
-        for start in range(0, len(legged), _BUFFER_LEGS):
-            chunk = legged[start:start + _BUFFER_LEGS]
-            for index, (participant_id, posting) in enumerate(chunk):
-                legs.settlement_finish(buffer, index * size, seq=posting.seq,
-                                       participant_id=participant_id, post=post,
-                                       linked=index < len(chunk) - 1)
-            failures = legs.create_packed(self.ledger, buffer, len(chunk), now_ns)
-            # Pending legs of the core's own, finished once, no ledger timeout: a refusal
-            # is a core bug.
+            # Fresh ids, existing accounts, amounts checked against the limits and 2**64-1:
+            # a refusal is a core bug.
             assert not failures, failures
-            self._settlement_pending_legs -= len(chunk)
-        assert self._settlement_pending_legs >= 0
+        return dict(sorted(postings.items()))
 
     def _collect_dues(self, state: CurrencyState, now_ns: int) -> None:
         """Post what net creditors still owe from settled windows, as far as their accounts
@@ -529,7 +502,10 @@ class SettlementFlow:
             if window is None:
                 return result, detail
             state = self._currencies[window.currency]
-            self._finish_postings(window, True, now_ns)
+            plan, empty, refusal = self._plan_postings(window)
+            if refusal:
+                return Result.SETTLEMENT_ACCOUNT_OVERFLOW, refusal
+            window.postings = self._post_settlement(window, plan, empty, now_ns)
             open_window = self._windows_open[window.currency]
             dues = self._settlement_due.setdefault(window.currency, {})
             for participant_id, posting in window.postings.items():
@@ -540,7 +516,7 @@ class SettlementFlow:
                         at_ns=now_ns, seq=posting.seq, participant_id=participant_id,
                         amount_minor=posting.amount_minor, code=int(code),
                         window_id=window.window_id))
-                short = posting.net_minor + posting.amount_minor  # creditors: owed - reserved
+                short = posting.net_minor + posting.amount_minor  # creditors: owed - posted
                 if posting.net_minor > 0 and short:
                     dues[participant_id] = dues.get(participant_id, 0) + short
             if not dues:
@@ -556,7 +532,6 @@ class SettlementFlow:
             result, detail, window = self._pending_window(event.window_id)
             if window is None:
                 return result, detail
-            self._finish_postings(window, False, now_ns)
             target = self._windows_open[window.currency]
             for participant_id, position in window.net.items():
                 rolled = target.rolled_net.get(participant_id, 0) + position
@@ -644,7 +619,6 @@ class SettlementFlow:
 
     def check_settlement_invariants(self) -> None:
         assert set(self._windows_open) == set(self._currencies)
-        legs_pending = 0
         for currency, window in self._windows_open.items():
             assert window.state == _W.OPEN and self._windows[window.window_id] is window
         for window in self._windows.values():
@@ -654,9 +628,8 @@ class SettlementFlow:
             assert sum(window.net.values()) + window.fees_minor == 0, window.window_id
             assert sum(window.bilateral.values()) == (window.volume_minor
                                                       + window.rolled_volume_minor)
-            if window.state == _W.PENDING_SETTLEMENT:
-                legs_pending += sum(1 for p in window.postings.values() if p.seq)
-        assert legs_pending == self._settlement_pending_legs
+            if window.state == _W.SETTLED and window.postings:
+                assert set(window.postings) == set(window.net), window.window_id
         assert len(self._windows_final) <= limits.SETTLEMENT_WINDOWS_RETAINED_MAX
 
     # -- snapshots -------------------------------------------------------------------
@@ -665,7 +638,7 @@ class SettlementFlow:
         return SettlementState(
             window_seq=self._window_seq, windows=list(self._windows.values()),
             final=list(self._windows_final), schedules=list(self._schedules.values()),
-            due=self._settlement_due, pending_legs=self._settlement_pending_legs)
+            due=self._settlement_due)
 
     def _settlement_restore(self, state: SettlementState | None, now_ns: int) -> None:
         if state is None:  # a snapshot from before settlement: open a window per currency
@@ -682,7 +655,6 @@ class SettlementFlow:
         for schedule in state.schedules:
             self._schedules[schedule.currency] = schedule
         self._settlement_due = {currency: dict(dues) for currency, dues in state.due.items()}
-        self._settlement_pending_legs = state.pending_legs
 
 
 __all__ = [

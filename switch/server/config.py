@@ -117,6 +117,9 @@ class ServerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     # (host, port, callbacks, signing key path...), converted when the server starts it.
     http_enabled: bool = False
     http: dict = {}
+    # Settlement documents and statements (switch/settlement): its SettlementConfig table
+    # (how the scheme is named in ISO 20022 documents), converted when the server starts.
+    settlement: dict = {}
 
     # The sequencer and its bounds.
     inbound_queue_max: Annotated[

@@ -61,6 +61,24 @@ class ServerBackends:
     directory: Any
     credential_store: Any
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    # More observers of the core's transfer transitions, after the outcome archive (the
+    # settlement entry log): each has observe(payer, transfer_id, state, now_ns) and
+    # bind(core), and sees the replay at start too.
+    observers: list[Any] = field(default_factory=list)
+
+
+def _observers(first, more: list):
+    """One observer calling `first`, then each of `more` (the archive alone when none)."""
+    if not more:
+        return first
+    rest = tuple(observer.observe for observer in more)
+
+    def observe(payer_participant_id, transfer_id, state, now_ns) -> None:
+        first(payer_participant_id, transfer_id, state, now_ns)
+        for each in rest:
+            each(payer_participant_id, transfer_id, state, now_ns)
+
+    return observe
 
 
 class StartRefused(Exception):
@@ -118,6 +136,7 @@ class SwitchServer:
         self.admin_server = None
         self.console = None  # switch.console.server_port.Console when console_enabled
         self.http_connector = None
+        self.settlement = None  # switch.settlement.service.SettlementService (composition root)
         # Set by the composition root; stopped here in the order a shutdown needs.
         self.replayed_events = 0
         self.replay_seconds = 0.0
@@ -146,8 +165,11 @@ class SwitchServer:
         # The archive of outcomes follows the core's transitions, replayed ones included,
         # so a restart rebuilds it as it was.
         archive = OutcomeArchive(config.outcomes_archived_max, config.core)
-        self.core = SwitchCore(config.core, self.ledger, observer=archive.observe)
+        self.core = SwitchCore(config.core, self.ledger,
+                               observer=_observers(archive.observe, self.backends.observers))
         archive.bind(self.core)
+        for observer in self.backends.observers:
+            observer.bind(self.core)
         await self._recover()
 
         self.directory = self.backends.directory

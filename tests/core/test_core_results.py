@@ -321,7 +321,10 @@ def s_settlement_windows_full(w):
 def s_settlement_account_overflow(w):
     w.preload(w.core.currency("KES").hub_settlement_account_id, debits_minor=U64_MAX - 500)
     _kes_debtor(w, 1_000)  # A's settlement credit would debit the hub's account past 2**64-1
-    return SettlementWindowClosed(request_id="close-kes", currency="KES")
+    window_id = w.core.open_window_id("KES")
+    w.admin_ok(SettlementWindowClosed(request_id="close-kes", currency="KES"))
+    return SettlementConfirmed(request_id="confirm-kes", window_id=window_id,
+                               rtgs_reference="R1")
 
 
 SCENARIOS = {

@@ -27,7 +27,6 @@ from switch.core.messages import (
 )
 from switch.core.results import Result, TransferState, WindowState
 from switch.core.settlement import WINDOW_NEXT, next_cutoff_ns
-from ledger.types import PendingStatus
 
 KES_TIMER = SETTLEMENT_TIMER_BASE + 404
 
@@ -205,21 +204,26 @@ def test_confirmation_posts_the_net_positions_and_restores_room_under_the_cap(le
     fee_a = world.record(BANK_A, window_transfer_ids(world)[0]).fee_minor
     fee_b = window.fees_minor - fee_a
     assert window.net == {BANK_A: -200_000 - fee_a, BANK_B: 200_000 - fee_b}
-    # A's credit is pending (no room yet); B's debit is reserved at once.
+    # Nothing moves before the RTGS has settled.
     assert world.available(BANK_A, "KES") == room_before
-    b_room = world.available(BANK_B, "KES")
+    ledger_before = world.ledger.totals()
     answer = world.admin(SettlementConfirmed(request_id="rtgs-1", window_id=window_id,
                                              rtgs_reference="RTGS-0001"))
     assert answer.result == Result.OK
     assert window.state == WindowState.SETTLED and window.rtgs_reference == "RTGS-0001"
     # A's net debit (what it paid at the RTGS) is restored: its room is its cap again.
     assert world.available(BANK_A, "KES") == 1_000_000
-    assert world.available(BANK_B, "KES") == b_room
+    # ... and B gave back what the RTGS paid it: its room is its cap again too.
+    assert world.available(BANK_B, "KES") == 1_000_000
     hub = world.ledger.lookup_accounts([world.core.currency("KES").hub_settlement_account_id])[0]
     assert hub.debits_posted - hub.credits_posted == window.fees_minor  # the scheme's fees
+    assert world.ledger.totals()[1] == ledger_before[1] + sum(
+        abs(n) for n in window.net.values())  # one posting per position, all at once
     for participant, posting in window.postings.items():
-        status = world.ledger.pending_status(ledger_transfer_id(posting.seq, Leg.RESERVE))
-        assert status == PendingStatus.POSTED, participant
+        (transfer,) = world.ledger.lookup_transfers([ledger_transfer_id(posting.seq, Leg.RESERVE)])
+        assert transfer.amount_minor == abs(window.net[participant])
+        assert transfer.code == (TransferCode.SETTLEMENT_CREDIT if posting.amount_minor > 0
+                                 else TransferCode.SETTLEMENT_DEBIT)
 
 
 def test_confirm_twice_confirm_an_open_window_and_an_unknown_one_change_nothing(ledger_cls):
@@ -253,13 +257,11 @@ def test_an_aborted_window_rolls_over_and_nothing_is_lost_or_counted_twice(ledge
     close(world, "KES", "close-1")
     pending = world.core.settlement_window(first)
     assert pending.state == WindowState.PENDING_SETTLEMENT
-    ledger_pending_before = world.ledger.totals()[0]
+    ledger_before = world.ledger.digest()
     assert world.admin(SettlementAborted(request_id="abort-1", window_id=first,
                                          reason="RTGS down")).result == Result.OK
-    assert pending.state == WindowState.ABORTED
-    # Every pending leg voided.
-    assert world.ledger.totals()[0] == ledger_pending_before - sum(
-        abs(p.amount_minor) for p in pending.postings.values())
+    assert pending.state == WindowState.ABORTED and pending.postings == {}
+    assert world.ledger.digest() == ledger_before  # nothing was posted, nothing is
     second = world.core.open_window_id("KES")
     assert world.core.settlement_window(second).rolled_from == [first]
     waiting += traffic(world, rng, 40, "KES")
@@ -282,20 +284,19 @@ def test_an_aborted_window_rolls_over_and_nothing_is_lost_or_counted_twice(ledge
         assert (credits_posted - debits_posted, debits_pending) == (cap, 0), participant
 
 
-def test_a_creditor_whose_room_is_reserved_at_close_owes_a_due_collected_later(ledger_cls):
+def test_a_creditor_that_spent_what_it_is_owed_owes_a_due_collected_later(ledger_cls):
     world, _ = recorded_world(ledger_cls)
     pay(world, BANK_A, WALLET_C, 50_000)  # C (cap 0) is owed 50,000
     spend, _ = world.send_transfer(payer=WALLET_C, payee=BANK_B, amount_minor=30_000,
                                    currency="KES")  # ... and spends 30,000 of it, in flight
     window_id = world.core.open_window_id("KES")
     close(world, "KES", "close")
-    window = world.core.settlement_window(window_id)
-    posting = window.postings[WALLET_C]
-    spent = 30_000 + world.record(WALLET_C, spend.request.transfer_id).fee_minor
-    assert posting.net_minor == 50_000 and posting.amount_minor == -(50_000 - spent)  # free
     world.answer(spend, True)  # commits in the next window
     world.admin_ok(SettlementConfirmed(request_id="ok", window_id=window_id,
                                        rtgs_reference="R1"))
+    posting = world.core.settlement_window(window_id).postings[WALLET_C]
+    spent = 30_000 + world.record(WALLET_C, spend.request.transfer_id).fee_minor
+    assert posting.net_minor == 50_000 and posting.amount_minor == -(50_000 - spent)  # free
     assert world.core.settlement_dues("KES") == {WALLET_C: spent}
     _dp, debits_posted, _cp, credits_posted = world.balance(WALLET_C, "KES")
     assert credits_posted - debits_posted == 0  # of 50,000: the free part paid out, the rest spent
@@ -305,6 +306,8 @@ def test_a_creditor_whose_room_is_reserved_at_close_owes_a_due_collected_later(l
     open_window = world.core.settlement_open_window("KES")
     assert [(m.participant_id, m.amount_minor, m.code) for m in open_window.movements] == [
         (WALLET_C, -spent, int(TransferCode.SETTLEMENT_DUE))]
+    _dp, debits_posted, _cp, credits_posted = world.balance(WALLET_C, "KES")
+    assert credits_posted - debits_posted == 45_000 - spent  # received since, less the due
 
 
 def test_a_window_with_nothing_to_settle_settles_as_it_closes(ledger_cls):

@@ -697,9 +697,9 @@ class Sim:
         """The settlement invariants after every step: one open window per currency;
         every closed window's positions equal a brute-force recomputation from the commits
         seen in it (and in the aborted windows rolled into it), and sum to zero with the
-        fees; its ledger legs are pending, posted or voided as its state says. Returns the
-        (pending, posted) settlement minor units the ledger must hold (`check_positions`
-        follows, per participant)."""
+        fees; only settled windows have postings, each in the ledger. Returns the (pending,
+        posted) settlement minor units the ledger must hold (`check_positions` follows, per
+        participant)."""
         core = self.core
         windows = {w.window_id: w for w in core.settlement_windows()}
         rolled_into = {source: w.window_id for w in windows.values() for source in w.rolled_from}
@@ -725,19 +725,17 @@ class Sim:
                        f"window {window.window_id} counted {window.transfers} transfers")
             self.check(sum(window.net.values()) + window.fees_minor == 0,
                        f"window {window.window_id}: positions and fees do not sum to zero")
-            status = {WindowState.PENDING_SETTLEMENT: PendingStatus.PENDING,
-                      WindowState.SETTLED: PendingStatus.POSTED,
-                      WindowState.ABORTED: PendingStatus.VOIDED}[window.state]
+            self.check(window.state == WindowState.SETTLED or not window.postings,
+                       f"window {window.window_id} {window.state.name} has postings")
             for participant, posting in window.postings.items():
                 if not posting.seq:
                     continue
-                found = self.ledger.pending_status(ledger_transfer_id(posting.seq, Leg.RESERVE))
-                self.check(found == status, f"window {window.window_id} {window.state.name}: "
-                                            f"leg of {participant} is {found!r}")
-                if window.state == WindowState.PENDING_SETTLEMENT:
-                    pending += abs(posting.amount_minor)
-                elif window.state == WindowState.SETTLED:
-                    posted += abs(posting.amount_minor)
+                found = self.ledger.lookup_transfers([ledger_transfer_id(posting.seq,
+                                                                         Leg.RESERVE)])
+                self.check(len(found) == 1 and found[0].amount_minor == abs(
+                    posting.amount_minor), f"window {window.window_id}: the ledger does not "
+                                           f"hold the posting of {participant}")
+                posted += abs(posting.amount_minor)
         return pending, posted
 
     def check_positions(self) -> None:
