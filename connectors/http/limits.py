@@ -12,6 +12,11 @@ from switch.core import limits as core_limits
 # The largest core message (a transfer with every optional reference at its maximum) is
 # well under 2 KiB of JSON; 16 KiB leaves room for whitespace and is still cheap to buffer.
 REQUEST_BODY_BYTES_MAX = 16 * 1024
+# The largest body any route may take (a settlement reconciliation's list of transfers);
+# the app names such routes by their first path segment (HttpServer large_bodies).
+LARGE_REQUEST_BODY_BYTES_MAX = 8 * 1024 * 1024
+# A streamed answer (a statement) whose client reads nothing for this long is cut off.
+STREAM_STALL_MS = 30_000
 # Request line plus all headers. FSPIOP allows 64 KiB; we need far less (an API key, a JWS
 # of at most a few hundred bytes) and every byte here is buffered per connection.
 REQUEST_HEADER_BYTES_MAX = 8 * 1024

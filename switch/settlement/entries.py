@@ -165,6 +165,12 @@ class EntryLog:
 def read_entries(path: str, participant_id: int | None, end_offset: int) -> Iterator[Entry]:
     """The entries of one window's file up to `end_offset`, in commit order; only those
     `participant_id` paid or received when it is given. One read chunk in memory."""
+    for raw in read_raw(path, participant_id, end_offset):
+        yield Entry(*raw)
+
+
+def read_raw(path: str, participant_id: int | None, end_offset: int) -> Iterator[tuple]:
+    """`read_entries` as plain tuples in Entry's field order (statements read millions)."""
     if end_offset <= 0:
         return
     unpack_from = _HEADER.unpack_from
@@ -188,9 +194,10 @@ def read_entries(path: str, participant_id: int | None, end_offset: int) -> Iter
                 if end > length:
                     break
                 if participant_id is None or payer == participant_id or payee == participant_id:
-                    yield Entry(seq, at_ns, kind, payer, payee, amount, fee,
-                                data[start:start + id_length].decode("ascii"),
-                                data[start + id_length:end].decode("utf-8", "surrogatepass"))
+                    yield (seq, at_ns, kind, payer, payee, amount, fee,
+                           data[start:start + id_length].decode("ascii"),
+                           data[start + id_length:end].decode("utf-8", "surrogatepass")
+                           if e2e_length else "")
                 offset = end
             pending = data[offset:]
         if pending:

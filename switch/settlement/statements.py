@@ -23,7 +23,7 @@ from typing import Iterator, NamedTuple
 from switch.core.accounts import Leg, TransferCode
 from switch.settlement import iso, limits
 from switch.settlement.config import SettlementConfig
-from switch.settlement.entries import KIND_PAYMENT, read_entries
+from switch.settlement.entries import KIND_PAYMENT, read_raw
 
 FORMATS = {"camt053": ("application/xml", "xml"), "camt052": ("application/xml", "xml"),
            "csv": ("text/csv; charset=utf-8", "csv")}
@@ -33,22 +33,6 @@ CSV_COLUMNS = ("window_id", "booked_at_utc", "entry", "direction", "amount_minor
 _POST = int(Leg.POST)
 _POST_FEE = int(Leg.POST_FEE)
 _CODE_NAMES = {int(code): code.name for code in TransferCode}
-_SETTLEMENT_LEGGED = {int(TransferCode.SETTLEMENT_CREDIT), int(TransferCode.SETTLEMENT_DEBIT)}
-
-
-class Line(NamedTuple):
-    """One statement entry."""
-
-    at_ns: int
-    reference: int  # the ledger transfer id that booked it
-    booking: str  # a key of iso.BOOKINGS
-    debit: bool
-    amount_minor: int
-    transfer_id: str = ""
-    payer_participant_id: int = 0
-    payee_participant_id: int = 0
-    end_to_end_id: str = ""
-    window_id: int = 0  # a settlement posting: the window it settles
 
 
 class StatementInput(NamedTuple):
@@ -69,49 +53,40 @@ class StatementInput(NamedTuple):
     config: SettlementConfig
 
 
+# One statement line, as a plain tuple (millions of them: a NamedTuple costs too much):
+# (at_ns, reference: the ledger transfer id that booked it, booking: a key of
+#  iso.BOOKINGS, debit, amount_minor, transfer_id, payer, payee, end_to_end_id, window_id)
+Line = tuple
+
+
 def lines(source: StatementInput) -> Iterator[Line]:
-    """The participant's entries of the window, in time order."""
+    """The participant's entries of the window, in time order: transfers it paid (and
+    their fee) or received, merged with the non-transfer postings on its account."""
     participant_id = source.participant_id
     movements = iter(source.movements)
     movement = next(movements, None)
 
     def movement_line(item) -> Line:
-        seq_leg = (item.seq << 3) | (_POST if item.code in _SETTLEMENT_LEGGED else 0)
-        return Line(at_ns=item.at_ns, reference=seq_leg, booking=_CODE_NAMES[item.code],
-                    debit=item.amount_minor < 0, amount_minor=abs(item.amount_minor),
-                    window_id=item.window_id)
+        seq_leg = item.seq << 3  # single-phase: leg 0
+        return (item.at_ns, seq_leg, _CODE_NAMES[item.code], item.amount_minor < 0,
+                abs(item.amount_minor), "", 0, 0, "", item.window_id)
 
-    for entry in read_entries(source.entries_path, participant_id, source.entries_end):
-        while movement is not None and movement.at_ns <= entry.at_ns:
+    for (seq, at_ns, kind, payer, payee, amount, fee, transfer_id,
+         end_to_end_id) in read_raw(source.entries_path, participant_id, source.entries_end):
+        while movement is not None and movement.at_ns <= at_ns:
             yield movement_line(movement)
             movement = next(movements, None)
-        booking = "PAYMENT" if entry.kind == KIND_PAYMENT else "RETURN"
-        payer = entry.payer_participant_id == participant_id
-        base = entry.seq << 3
-        yield Line(entry.at_ns, base | _POST, booking, payer, entry.amount_minor,
-                   entry.transfer_id, entry.payer_participant_id, entry.payee_participant_id,
-                   entry.end_to_end_id)
-        if payer and entry.fee_minor:
-            yield Line(entry.at_ns, base | _POST_FEE, "FEE", True, entry.fee_minor,
-                       entry.transfer_id, entry.payer_participant_id,
-                       entry.payee_participant_id, entry.end_to_end_id)
+        booking = "PAYMENT" if kind == KIND_PAYMENT else "RETURN"
+        pays = payer == participant_id
+        base = seq << 3
+        yield (at_ns, base | _POST, booking, pays, amount, transfer_id, payer, payee,
+               end_to_end_id, 0)
+        if pays and fee:
+            yield (at_ns, base | _POST_FEE, "FEE", True, fee, transfer_id, payer, payee,
+                   end_to_end_id, 0)
     while movement is not None:
         yield movement_line(movement)
         movement = next(movements, None)
-
-
-def _chunked(parts: Iterator[str]) -> Iterator[bytes]:
-    buffer: list[str] = []
-    size = 0
-    for part in parts:
-        buffer.append(part)
-        size += len(part)
-        if size >= limits.STATEMENT_CHUNK_BYTES:
-            yield "".join(buffer).encode("utf-8", "surrogatepass")
-            buffer.clear()
-            size = 0
-    if buffer:
-        yield "".join(buffer).encode("utf-8", "surrogatepass")
 
 
 def _timestamps():
@@ -128,19 +103,39 @@ def _timestamps():
     return stamp
 
 
+def _amounts(currency: str):
+    """iso_amount for one currency, without re-reading its exponent for every entry."""
+    digits = iso.exponent(currency)
+    scale = 10 ** digits
+    bound = 10 ** limits.ISO_AMOUNT_DIGITS_MAX
+    if not digits:
+        def amount(minor: int) -> str:
+            if minor >= bound:
+                raise iso.AmountTooLarge(f"{minor} minor units of {currency}")
+            return str(minor)
+        return amount
+
+    def amount(minor: int) -> str:
+        if minor >= bound:
+            raise iso.AmountTooLarge(f"{minor} minor units of {currency}")
+        return f"{minor // scale}.{minor % scale:0{digits}d}"
+    return amount
+
+
 def statement_chunks(source: StatementInput) -> Iterator[bytes]:
-    """The document, in chunks. Raises iso.AmountTooLarge for an amount ISO 20022 cannot
-    carry (before the first chunk for balances)."""
+    """The document, in chunks of about STATEMENT_CHUNK_BYTES. Raises iso.AmountTooLarge
+    for an amount ISO 20022 cannot carry (balances and postings are checked by the service
+    before the first chunk; a transfer is far below the bound)."""
     if source.format == "csv":
-        return _chunked(_csv_parts(source))
-    return _chunked(_camt_parts(source))
+        return _csv_chunks(source)
+    return _camt_chunks(source)
 
 
-def _camt_parts(source: StatementInput) -> Iterator[str]:
+def _camt_chunks(source: StatementInput) -> Iterator[bytes]:
     kind = "053" if source.format == "camt053" else "052"
     prefix = "S" if kind == "053" else "R"
     message_id = f"PONTE-{prefix}{source.window_id}-P{source.participant_id}"
-    yield iso.statement_head(
+    head = iso.statement_head(
         kind=kind, message_id=message_id, created_at_ns=source.created_at_ns,
         window_id=source.window_id, from_ns=source.from_ns, to_ns=source.to_ns,
         account_id=source.account_id, currency=source.currency,
@@ -149,36 +144,49 @@ def _camt_parts(source: StatementInput) -> Iterator[str]:
         closing_code="CLBD" if kind == "053" else "ITBD")
     currency = source.currency
     stamp = _timestamps()
-    amount = iso.iso_amount
+    amount = _amounts(currency)
     text = iso.xml_text
     descriptions = iso.BOOKINGS
-    for line in lines(source):
-        direction = "DBIT" if line.debit else "CRDT"
-        value = f"<Amt Ccy=\"{currency}\">{amount(line.amount_minor, currency)}</Amt>"
-        details = ""
-        if line.transfer_id:
-            e2e = line.end_to_end_id
-            tx_id = f"<TxId>{line.transfer_id}</TxId>" if len(line.transfer_id) <= 35 else ""
-            info = (f"payer_participant_id={line.payer_participant_id} transfer_id="
-                    f"{line.transfer_id} payee_participant_id={line.payee_participant_id}")
-            if e2e:
-                info += f" end_to_end_id={e2e}"
-            details = (f"<NtryDtls><TxDtls><Refs><EndToEndId>"
-                       f"{text(e2e) if 0 < len(e2e) <= 35 else 'NOTPROVIDED'}</EndToEndId>"
-                       f"{tx_id}<Prtry><Tp>PAYER</Tp><Ref>{line.payer_participant_id}</Ref>"
-                       f"</Prtry></Refs>{value}<CdtDbtInd>{direction}</CdtDbtInd>"
-                       f"<AddtlTxInf>{text(info[:500])}</AddtlTxInf></TxDtls></NtryDtls>")
-        elif line.window_id:
-            details = (f"<NtryDtls><TxDtls><Refs><Prtry><Tp>WINDOW</Tp>"
-                       f"<Ref>{line.window_id}</Ref></Prtry></Refs>{value}"
-                       f"<CdtDbtInd>{direction}</CdtDbtInd><AddtlTxInf>settlement of window "
-                       f"{line.window_id}</AddtlTxInf></TxDtls></NtryDtls>")
-        yield (f"<Ntry><NtryRef>{line.reference}</NtryRef>{value}<CdtDbtInd>{direction}"
-               f"</CdtDbtInd><Sts><Cd>BOOK</Cd></Sts><BookgDt><DtTm>{stamp(line.at_ns)}"
-               f"</DtTm></BookgDt><AcctSvcrRef>{line.reference}</AcctSvcrRef><BkTxCd><Prtry>"
-               f"<Cd>{line.booking}</Cd><Issr>PONTE</Issr></Prtry></BkTxCd>{details}"
-               f"<AddtlNtryInf>{descriptions[line.booking]}</AddtlNtryInf></Ntry>")
-    yield iso.statement_tail(kind)
+    amount_open = f'<Amt Ccy="{currency}">'
+    parts = [head]
+    size = len(head)
+    chunk_bytes = limits.STATEMENT_CHUNK_BYTES
+    for (at_ns, reference, booking, debit, amount_minor, transfer_id, payer, payee,
+         end_to_end_id, window_id) in lines(source):
+        direction = "DBIT" if debit else "CRDT"
+        value = f"{amount_open}{amount(amount_minor)}</Amt>"
+        if transfer_id:
+            if end_to_end_id:
+                e2e = text(end_to_end_id)
+                shown = e2e if len(end_to_end_id) <= 35 else "NOTPROVIDED"
+                extra = f" end_to_end_id={e2e}"
+            else:
+                shown, extra = "NOTPROVIDED", ""
+            tx_id = f"<TxId>{transfer_id}</TxId>" if len(transfer_id) <= 35 else ""
+            details = (f"<NtryDtls><TxDtls><Refs><EndToEndId>{shown}</EndToEndId>{tx_id}"
+                       f"<Prtry><Tp>PAYER</Tp><Ref>{payer}</Ref></Prtry></Refs>{value}"
+                       f"<CdtDbtInd>{direction}</CdtDbtInd><AddtlTxInf>payer_participant_id="
+                       f"{payer} transfer_id={transfer_id} payee_participant_id={payee}"
+                       f"{extra}</AddtlTxInf></TxDtls></NtryDtls>")
+        elif window_id:
+            details = (f"<NtryDtls><TxDtls><Refs><Prtry><Tp>WINDOW</Tp><Ref>{window_id}</Ref>"
+                       f"</Prtry></Refs>{value}<CdtDbtInd>{direction}</CdtDbtInd><AddtlTxInf>"
+                       f"settlement of window {window_id}</AddtlTxInf></TxDtls></NtryDtls>")
+        else:
+            details = ""
+        part = (f"<Ntry><NtryRef>{reference}</NtryRef>{value}<CdtDbtInd>{direction}"
+                f"</CdtDbtInd><Sts><Cd>BOOK</Cd></Sts><BookgDt><DtTm>{stamp(at_ns)}</DtTm>"
+                f"</BookgDt><AcctSvcrRef>{reference}</AcctSvcrRef><BkTxCd><Prtry><Cd>{booking}"
+                f"</Cd><Issr>PONTE</Issr></Prtry></BkTxCd>{details}<AddtlNtryInf>"
+                f"{descriptions[booking]}</AddtlNtryInf></Ntry>")
+        parts.append(part)
+        size += len(part)
+        if size >= chunk_bytes:
+            yield "".join(parts).encode("utf-8", "surrogatepass")
+            parts.clear()
+            size = 0
+    parts.append(iso.statement_tail(kind))
+    yield "".join(parts).encode("utf-8", "surrogatepass")
 
 
 def _csv_cell(value: str) -> str:
@@ -186,22 +194,27 @@ def _csv_cell(value: str) -> str:
     return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
 
 
-def _csv_parts(source: StatementInput) -> Iterator[str]:
+def _csv_chunks(source: StatementInput) -> Iterator[bytes]:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     currency = source.currency
     stamp = _timestamps()
-    window_id = source.window_id
-    for line in lines(source):
-        writer.writerow((window_id, stamp(line.at_ns), line.booking,
-                         "DBIT" if line.debit else "CRDT", line.amount_minor,
-                         iso.iso_amount(line.amount_minor, currency), currency,
-                         line.payer_participant_id or "", line.transfer_id,
-                         line.payee_participant_id or "", _csv_cell(line.end_to_end_id),
-                         line.reference))
-        if out.tell() >= limits.STATEMENT_CHUNK_BYTES:
-            yield out.getvalue()
-            out.seek(0)
-            out.truncate()
-    yield out.getvalue()
+    amount = _amounts(currency)
+    window = source.window_id
+    chunk_bytes = limits.STATEMENT_CHUNK_BYTES
+    rows = []
+    for (at_ns, reference, booking, debit, amount_minor, transfer_id, payer, payee,
+         end_to_end_id, _window_id) in lines(source):
+        rows.append((window, stamp(at_ns), booking, "DBIT" if debit else "CRDT", amount_minor,
+                     amount(amount_minor), currency, payer or "", transfer_id, payee or "",
+                     _csv_cell(end_to_end_id) if end_to_end_id else "", reference))
+        if len(rows) >= 512:
+            writer.writerows(rows)
+            rows.clear()
+            if out.tell() >= chunk_bytes:
+                yield out.getvalue().encode("utf-8", "surrogatepass")
+                out.seek(0)
+                out.truncate()
+    writer.writerows(rows)
+    yield out.getvalue().encode("utf-8", "surrogatepass")
