@@ -375,7 +375,7 @@ class HttpProtocol(asyncio.Protocol):
         except Exception:  # noqa: BLE001 - a handler bug answers 500, the connection lives
             log.exception("http.handler_error peer=%s", self.peer)
             answer = self.server.error(500, "internal error")
-        if type(answer) is Response:
+        if type(answer) is Response or type(answer) is StreamedResponse:
             slot.response = answer
         else:
             future = asyncio.ensure_future(answer)
