@@ -10,7 +10,8 @@ import click
 
 @click.group()
 def bench() -> None:
-    """Benchmarks: ledger, core, directory, end-to-end. Use --json for machine output."""
+    """Benchmarks: ledger, core, directory, end-to-end, settlement. Use --json for machine
+    output."""
 
 
 from bench.core_bench import core_command  # noqa: E402
@@ -19,6 +20,7 @@ from bench.e2e_bench import e2e_command  # noqa: E402
 from bench.ledger_bench import ledger_command  # noqa: E402 - registered after the group
 from bench.locust.command import locust_command  # noqa: E402
 from bench.soak_bench import soak_command  # noqa: E402
+from bench.settlement_bench import settlement_command  # noqa: E402
 from bench.step_bench import step_command  # noqa: E402
 
 bench.add_command(ledger_command)
@@ -28,3 +30,4 @@ bench.add_command(e2e_command)
 bench.add_command(soak_command)
 bench.add_command(step_command)
 bench.add_command(locust_command)
+bench.add_command(settlement_command)

@@ -50,8 +50,11 @@ class BooksDoNotReconcile(AssertionError):
 
 
 def run_stream(*, offered_per_s: float, seconds: float, seed: int = 1,
-               data_dir: str | None = None, series: list | None = None) -> dict:
-    """One stream run; the `--json` result dict. Appends per-second samples to `series`."""
+               data_dir: str | None = None, series: list | None = None,
+               during=None) -> dict:
+    """One stream run; the `--json` result dict. Appends per-second samples to `series`.
+    `during(switch)`, when given, is called once traffic starts (the settlement bench
+    closes windows meanwhile; it must return at once)."""
     profile = load_profile(PROFILE)
     with tempfile.TemporaryDirectory(prefix="ponte-bench-e2e-", dir=data_dir) as work_dir:
         config = sim_server_config(work_dir, core=BENCH_CORE, ledger=BENCH_LEDGER)
@@ -72,6 +75,8 @@ def run_stream(*, offered_per_s: float, seconds: float, seed: int = 1,
                 "options": {"expiry_s": EXPIRY_S, "seed": seed},
             }, work_dir).start()
             sims.wait_for("ready", 300)
+            if during is not None:
+                during(switch)
             sampler = ResourceSampler(switch.pid, interval_s=0.5)
             sampler.start()
             final = None
