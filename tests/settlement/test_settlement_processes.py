@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import json
 import os
 import signal
 import subprocess
@@ -183,9 +184,23 @@ def test_kill_9_between_close_and_confirmation_keeps_the_window_then_the_rtgs_se
     switch, participants = start_switch(tmp_path)
     try:
         asyncio.run(pay_many(switch, participants, 400))
-        window_id = close_window(switch)
+        # Closed with the CLI (proposed by the checker, approved by the maker).
+        listed = json.loads(cli(switch, tmp_path, "settlement", "windows", "--json"))
+        window_id = listed[0]["window_id"]
+        assert listed[0]["state"] == "open"
+        proposed = cli(switch, tmp_path, "settlement", "close", KES).decode()
+        proposal_id = proposed.split()[1]
+        assert operator(switch).decide(proposal_id, True)["state"] == "executed"
         before = detail(switch, window_id)
         assert before["window"]["state"] == "pending_settlement"
+        assert json.loads(cli(switch, tmp_path, "settlement", "positions", str(window_id),
+                              "--json")) == before
+        bank_a = participants["bank_a"][0]
+        csv_file = tmp_path / "a.csv"
+        cli(switch, tmp_path, "settlement", "statement", str(window_id), str(bank_a),
+            "--format", "csv", "-o", str(csv_file))
+        assert list(csv.DictReader(io.StringIO(csv_file.read_text()))) == statement_rows(
+            switch, window_id, bank_a)
         instructions = cli(switch, tmp_path, "settlement", "instructions", str(window_id))
         assert_valid(instructions, "pacs.009.001.08")
         statements = {pid: statement_rows(switch, window_id, pid)
