@@ -5,10 +5,16 @@ The fallback is deliberate: `pip install` must work on a machine with no C toolc
 """
 
 import os
+import subprocess
 import sys
 
 from setuptools import setup
 from setuptools.command.build_ext import build_ext
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CONSTANTS_PXI = os.path.join("ledger", "_constants.pxi")
+RENDER_CONSTANTS = ("import sys; from ledger.gen_constants import render_pxi; "
+                    "sys.stdout.write(render_pxi())")
 
 
 class OptionalBuildExt(build_ext):
@@ -29,12 +35,39 @@ class OptionalBuildExt(build_ext):
                   file=sys.stderr)
 
 
+def write_constants_pxi() -> None:
+    """Render ledger/_constants.pxi from ledger/types.py (ledger/gen_constants.py says how).
+
+    In a child interpreter, because importing `ledger` here would map the previous compiled
+    core into this process just before the in-place build overwrites it. The file is
+    rewritten only when its text changes, so an unchanged tree is not recompiled."""
+    path = os.path.join(HERE, CONSTANTS_PXI)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [HERE] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])))
+    text = subprocess.run([sys.executable, "-c", RENDER_CONSTANTS], cwd=HERE, env=env,
+                          check=True, capture_output=True, text=True, timeout=120).stdout
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as file:
+            if file.read() == text:
+                return
+    with open(path, "w", encoding="utf-8") as file:
+        file.write(text)
+
+
 def extensions():
     if os.environ.get("PONTE_PURE_PYTHON") == "1" or not os.path.exists("ledger/_core.pyx"):
         return []
     try:
         from Cython.Build import cythonize
     except ImportError:
+        return []
+    try:
+        write_constants_pxi()
+    except (OSError, subprocess.SubprocessError) as error:
+        stderr_lines = (getattr(error, "stderr", None) or "").strip().splitlines()
+        detail = stderr_lines[-1] if stderr_lines else error  # the exception, not the trace
+        print(f"ponte: compiled ledger not built (generating {CONSTANTS_PXI}: {detail}); "
+              "using the pure-Python twin", file=sys.stderr)
         return []
     return cythonize(
         ["ledger/_core.pyx"],

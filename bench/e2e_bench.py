@@ -51,13 +51,15 @@ class BooksDoNotReconcile(AssertionError):
 
 def run_stream(*, offered_per_s: float, seconds: float, seed: int = 1,
                data_dir: str | None = None, series: list | None = None,
-               during=None) -> dict:
+               switch_config: dict | None = None, during=None) -> dict:
     """One stream run; the `--json` result dict. Appends per-second samples to `series`.
-    `during(switch)`, when given, is called once traffic starts (the settlement bench
-    closes windows meanwhile; it must return at once)."""
+    `switch_config`: more ServerConfig fields (e.g. a PostgreSQL journal). `during(switch)`,
+    when given, is called once traffic starts (the settlement bench closes windows
+    meanwhile; it must return at once)."""
     profile = load_profile(PROFILE)
     with tempfile.TemporaryDirectory(prefix="ponte-bench-e2e-", dir=data_dir) as work_dir:
-        config = sim_server_config(work_dir, core=BENCH_CORE, ledger=BENCH_LEDGER)
+        config = sim_server_config(work_dir, core=BENCH_CORE, ledger=BENCH_LEDGER,
+                                   **(switch_config or {}))
         switch = SwitchProcess(config)
         sims = None
         sampler = None

@@ -1,7 +1,7 @@
 # The compiled ledger core's C layout. Every record mirrors a packed little-endian format
-# of `ledger/types.py` (TRANSFER_STRUCT, ACCOUNT_STRUCT) or of the snapshot
-# (`ledger/reference.py`: RETAINED_STRUCT, HISTORY_STRUCT), so a batch buffer is cast
-# straight to a C array and a snapshot is written with memcpy. Never reorder a field.
+# of `ledger/formats.py` (TRANSFER_STRUCT, ACCOUNT_STRUCT, RETAINED_STRUCT, HISTORY_STRUCT),
+# so a batch buffer is cast straight to a C array and a snapshot is written with memcpy.
+# Never reorder a field.
 
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 
@@ -129,7 +129,7 @@ cdef struct State:
     uint8_t* codes
 
 
-cdef class Ledger:
+cdef class Kernel:
     cdef State state
     cdef readonly object config
     cdef bint debug_checks
@@ -141,5 +141,3 @@ cdef class Ledger:
     cdef uint64_t _base_timestamp(self, now_ns, uint64_t count) except? 0
     cdef list _run_batch(self, batch, now_ns, bint transfers)
     cdef list _failures(self, uint64_t count, tuple members)
-    cdef int _load(self, bytes data, uint64_t account_count, uint64_t ring_count,
-                   uint64_t pending_count, uint64_t history_count) except -1

@@ -1,18 +1,15 @@
 """Type stub for the compiled ledger core (`ledger/_core.pyx`); contract in `ledger/api.py`."""
 
-from typing import ClassVar, Sequence
+from typing import ClassVar
 
+from ledger.api import LedgerKernel
+from ledger.common import LedgerCommon
 from ledger.config import LedgerConfig
-from ledger.types import (
-    Account,
-    AccountBalance,
-    CreateAccountResult,
-    CreateTransferResult,
-    PendingStatus,
-    Transfer,
-)
+from ledger.types import CreateAccountResult, CreateTransferResult
 
-class Ledger:
+class Kernel(LedgerKernel):
+    """The C kernel: the batch API, and the kernel API (`LedgerKernel`) `LedgerCommon` uses."""
+
     implementation: ClassVar[str]
     config: LedgerConfig
 
@@ -25,19 +22,13 @@ class Ledger:
         code: int, flags: int, now_ns: int,
     ) -> CreateTransferResult: ...
     def expire_pending(self, now_ns: int) -> list[int]: ...
-    def lookup_accounts(self, ids: Sequence[int]) -> list[Account]: ...
-    def lookup_transfers(self, ids: Sequence[int]) -> list[Transfer]: ...
-    def pending_status(self, transfer_id: int) -> PendingStatus: ...
-    def get_account_history(self, account_id: int, limit: int) -> list[AccountBalance]: ...
     def totals(self) -> tuple[int, int, int, int]: ...
-    def check_invariants(self) -> None: ...
-    def snapshot(self) -> bytes: ...
-    @classmethod
-    def from_snapshot(cls, data, config: LedgerConfig | None = None) -> Ledger: ...
-    def digest(self) -> bytes: ...
     @property
     def last_timestamp(self) -> int: ...
     @property
     def account_count(self) -> int: ...
     @property
     def pending_count(self) -> int: ...
+
+class Ledger(Kernel, LedgerCommon):
+    """The compiled ledger: `Kernel` plus the operations both twins share."""

@@ -10,11 +10,14 @@ hot loop never allocates and never touches the interpreter. It must never do I/O
 clock, raise for a business outcome, or differ from the reference twin in any result,
 lookup or snapshot byte (tests/ledger compare them).
 
+This file is the kernel only: state, batches, the single-transfer path, expiry, totals, and
+the small record-level kernel API through which `ledger/common.py` — shared with the pure
+twin — does lookups, history, snapshots and the invariant checks (`Ledger`, at the end).
+Its constants come from `_constants.pxi`, generated from `ledger/types.py`.
+
 Not thread-safe: one caller at a time (the switch's sequencer), like the reference.
 """
 
-import hashlib
-import struct
 import sys
 
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
@@ -24,32 +27,34 @@ from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t, uintptr
 from libc.stdlib cimport qsort
 from libc.string cimport memcpy, memset
 
+from ledger.common import LedgerCommon
 from ledger.config import LedgerConfig
-from ledger.limits import BATCH_EVENTS_MAX as _BATCH_EVENTS_MAX
-from ledger.reference import (
-    HISTORY_STRUCT,
-    RETAINED_STRUCT,
-    SNAPSHOT_HEADER,
-    SNAPSHOT_MAGIC,
-    SNAPSHOT_VERSION,
-    check_books_balance,
-    snapshot_header_and_config,
-)
+from ledger.formats import HISTORY_STRUCT, RETAINED_STRUCT
+from ledger.gen_constants import constants_digest
 from ledger.types import (
-    ACCOUNT_FLAGS_KNOWN as _ACCOUNT_FLAGS_KNOWN,
-    RECORD_BYTES as _RECORD_BYTES,
-    TRANSFER_FLAGS_KNOWN as _TRANSFER_FLAGS_KNOWN,
     TRANSFER_RESULTS_POISONING_ID,
-    Account,
-    AccountBalance,
     CreateAccountResult,
     CreateTransferResult,
-    PendingStatus,
-    Transfer,
 )
+
+# The shared constants: flags (A_*, T_*), result codes (AR_*, TR_*), pending statuses
+# (STATUS_*), retained-slot kinds (KIND_*), known flag masks, RECORD_BYTES,
+# BATCH_EVENTS_MAX, NS_PER_MS, generated from ledger/types.py by ledger/gen_constants.py.
+include "_constants.pxi"
 
 if sys.byteorder != "little":  # the packed formats are little-endian and cast in place
     raise ImportError("the compiled ledger needs a little-endian machine")
+
+# Refuse to load a core built from other constants than ledger.types declares now, or with
+# C structs of other sizes than ledger.formats (the package then falls back to the pure
+# twin and test_compiled_is_loaded fails loudly).
+if BUILT_CONSTANTS_DIGEST != constants_digest():
+    raise ImportError("ledger._core was built from other ledger.types constants: rebuild it "
+                      "(python setup.py build_ext --inplace)")
+if (sizeof(TransferRecord) != RECORD_BYTES or sizeof(AccountRecord) != RECORD_BYTES
+        or sizeof(Retained) != RETAINED_STRUCT.size
+        or sizeof(HistoryRow) != HISTORY_STRUCT.size):
+    raise ImportError("ledger._core's C structs do not match ledger.formats")
 
 cdef extern from *:
     """
@@ -58,167 +63,30 @@ cdef extern from *:
     #define PONTE_GOLDEN 0x9E3779B97F4A7C15ULL
     #define PONTE_NO_HEAP_POSITION UINT32_MAX
     """
-    # Constants above 2**63 must stay C literals (a DEF would make them Python ints).
+    # Constants above 2**31 must be C literals (a cdef enum member is a C int).
     const uint64_t U64_MAX "PONTE_U64_MAX"
     const uint64_t NO_INDEX "PONTE_NO_INDEX"
     const uint64_t GOLDEN "PONTE_GOLDEN"
     const uint32_t NO_HEAP_POSITION "PONTE_NO_HEAP_POSITION"
-DEF NS_PER_MS = 1000000
-DEF TABLE_CAPACITY_MIN = 16
-DEF UNDO_PER_EVENT_MAX = 8  # 2 accounts, ring push, pool op, status, 2 history rows
 
-# Flags (ledger.types.AccountFlags / TransferFlags).
-DEF A_LINKED = 1
-DEF A_DEBITS_MUST_NOT_EXCEED_CREDITS = 2
-DEF A_CREDITS_MUST_NOT_EXCEED_DEBITS = 4
-DEF A_HISTORY = 8
-DEF A_CLOSED = 16
-DEF T_LINKED = 1
-DEF T_PENDING = 2
-DEF T_POST = 4
-DEF T_VOID = 8
-DEF T_BALANCING_DEBIT = 16
-DEF T_BALANCING_CREDIT = 32
-DEF T_CLOSING_DEBIT = 64
-DEF T_CLOSING_CREDIT = 128
+# The kernel's own constants (nothing outside this file knows them).
+cdef enum:
+    TABLE_CAPACITY_MIN = 16
+    UNDO_PER_EVENT_MAX = 8  # 2 accounts, ring push, pool op, status, 2 history rows
 
-DEF KIND_TRANSFER = 0
-DEF KIND_FAILED = 1
-
-DEF STATUS_NONE = 0
-DEF STATUS_PENDING = 1
-DEF STATUS_POSTED = 2
-DEF STATUS_VOIDED = 3
-DEF STATUS_EXPIRED = 4
-
-DEF UNDO_ACCOUNT = 1
-DEF UNDO_ACCOUNT_CREATED = 2
-DEF UNDO_RING_PUSH = 3
-DEF UNDO_STATUS = 4
-DEF UNDO_POOL_ADD = 5
-DEF UNDO_POOL_REMOVE = 6
-DEF UNDO_HISTORY_PUSH = 7
-
-# CreateAccountResult
-DEF AR_OK = 0
-DEF AR_LINKED_EVENT_FAILED = 1
-DEF AR_LINKED_EVENT_CHAIN_OPEN = 2
-DEF AR_TIMESTAMP_MUST_BE_ZERO = 3
-DEF AR_RESERVED_FIELD = 4
-DEF AR_RESERVED_FLAG = 5
-DEF AR_ID_MUST_NOT_BE_ZERO = 6
-DEF AR_ID_MUST_NOT_BE_INT_MAX = 7
-DEF AR_EXISTS_WITH_DIFFERENT_FLAGS = 8
-DEF AR_EXISTS_WITH_DIFFERENT_USER_DATA_64 = 9
-DEF AR_EXISTS_WITH_DIFFERENT_USER_DATA_32 = 10
-DEF AR_EXISTS_WITH_DIFFERENT_LEDGER = 11
-DEF AR_EXISTS_WITH_DIFFERENT_CODE = 12
-DEF AR_EXISTS = 13
-DEF AR_FLAGS_ARE_MUTUALLY_EXCLUSIVE = 14
-DEF AR_DEBITS_PENDING_MUST_BE_ZERO = 15
-DEF AR_DEBITS_POSTED_MUST_BE_ZERO = 16
-DEF AR_CREDITS_PENDING_MUST_BE_ZERO = 17
-DEF AR_CREDITS_POSTED_MUST_BE_ZERO = 18
-DEF AR_LEDGER_MUST_NOT_BE_ZERO = 19
-DEF AR_CODE_MUST_NOT_BE_ZERO = 20
-DEF AR_ACCOUNTS_FULL = 21
-
-# CreateTransferResult
-DEF TR_OK = 0
-DEF TR_LINKED_EVENT_FAILED = 1
-DEF TR_LINKED_EVENT_CHAIN_OPEN = 2
-DEF TR_TIMESTAMP_MUST_BE_ZERO = 3
-DEF TR_RESERVED_FLAG = 4
-DEF TR_ID_MUST_NOT_BE_ZERO = 5
-DEF TR_ID_MUST_NOT_BE_INT_MAX = 6
-DEF TR_EXISTS_WITH_DIFFERENT_FLAGS = 7
-DEF TR_EXISTS_WITH_DIFFERENT_DEBIT_ACCOUNT_ID = 8
-DEF TR_EXISTS_WITH_DIFFERENT_CREDIT_ACCOUNT_ID = 9
-DEF TR_EXISTS_WITH_DIFFERENT_AMOUNT = 10
-DEF TR_EXISTS_WITH_DIFFERENT_PENDING_ID = 11
-DEF TR_EXISTS_WITH_DIFFERENT_USER_DATA_64 = 12
-DEF TR_EXISTS_WITH_DIFFERENT_USER_DATA_32 = 13
-DEF TR_EXISTS_WITH_DIFFERENT_TIMEOUT = 14
-DEF TR_EXISTS_WITH_DIFFERENT_LEDGER = 15
-DEF TR_EXISTS_WITH_DIFFERENT_CODE = 16
-DEF TR_EXISTS = 17
-DEF TR_ID_ALREADY_FAILED = 18
-DEF TR_FLAGS_ARE_MUTUALLY_EXCLUSIVE = 19
-DEF TR_TIMEOUT_RESERVED_FOR_PENDING_TRANSFER = 20
-DEF TR_PENDING_ID_MUST_NOT_BE_ZERO = 21
-DEF TR_PENDING_ID_MUST_NOT_BE_INT_MAX = 22
-DEF TR_PENDING_ID_MUST_BE_DIFFERENT = 23
-DEF TR_PENDING_TRANSFER_NOT_FOUND = 24
-DEF TR_PENDING_TRANSFER_NOT_PENDING = 25
-DEF TR_PENDING_TRANSFER_HAS_DIFFERENT_DEBIT_ACCOUNT_ID = 26
-DEF TR_PENDING_TRANSFER_HAS_DIFFERENT_CREDIT_ACCOUNT_ID = 27
-DEF TR_PENDING_TRANSFER_HAS_DIFFERENT_LEDGER = 28
-DEF TR_PENDING_TRANSFER_HAS_DIFFERENT_CODE = 29
-DEF TR_EXCEEDS_PENDING_TRANSFER_AMOUNT = 30
-DEF TR_PENDING_TRANSFER_HAS_DIFFERENT_AMOUNT = 31
-DEF TR_PENDING_TRANSFER_ALREADY_POSTED = 32
-DEF TR_PENDING_TRANSFER_ALREADY_VOIDED = 33
-DEF TR_PENDING_TRANSFER_EXPIRED = 34
-DEF TR_DEBIT_ACCOUNT_ID_MUST_NOT_BE_ZERO = 35
-DEF TR_DEBIT_ACCOUNT_ID_MUST_NOT_BE_INT_MAX = 36
-DEF TR_CREDIT_ACCOUNT_ID_MUST_NOT_BE_ZERO = 37
-DEF TR_CREDIT_ACCOUNT_ID_MUST_NOT_BE_INT_MAX = 38
-DEF TR_ACCOUNTS_MUST_BE_DIFFERENT = 39
-DEF TR_PENDING_ID_MUST_BE_ZERO = 40
-DEF TR_AMOUNT_MUST_NOT_BE_ZERO = 41
-DEF TR_LEDGER_MUST_NOT_BE_ZERO = 42
-DEF TR_CODE_MUST_NOT_BE_ZERO = 43
-DEF TR_CLOSING_TRANSFER_MUST_BE_PENDING = 44
-DEF TR_DEBIT_ACCOUNT_NOT_FOUND = 45
-DEF TR_CREDIT_ACCOUNT_NOT_FOUND = 46
-DEF TR_ACCOUNTS_MUST_HAVE_THE_SAME_LEDGER = 47
-DEF TR_TRANSFER_MUST_HAVE_THE_SAME_LEDGER_AS_ACCOUNTS = 48
-DEF TR_DEBIT_ACCOUNT_ALREADY_CLOSED = 49
-DEF TR_CREDIT_ACCOUNT_ALREADY_CLOSED = 50
-DEF TR_OVERFLOWS_TIMEOUT = 51
-DEF TR_OVERFLOWS_DEBITS_PENDING = 52
-DEF TR_OVERFLOWS_CREDITS_PENDING = 53
-DEF TR_OVERFLOWS_DEBITS_POSTED = 54
-DEF TR_OVERFLOWS_CREDITS_POSTED = 55
-DEF TR_OVERFLOWS_DEBITS = 56
-DEF TR_OVERFLOWS_CREDITS = 57
-DEF TR_EXCEEDS_CREDITS = 58
-DEF TR_EXCEEDS_DEBITS = 59
-DEF TR_PENDING_TRANSFERS_FULL = 60
-DEF TR_COUNT = 61
-
-DEF BATCH_EVENTS_MAX = 8189
-DEF RECORD_BYTES = 72
-
-# The C constants above must say what ledger/types.py says; refuse to load otherwise (the
-# package then falls back to the pure twin and test_compiled_is_loaded fails loudly).
-_C_TRANSFER_RESULTS = {
-    "OK": TR_OK, "LINKED_EVENT_FAILED": TR_LINKED_EVENT_FAILED,
-    "LINKED_EVENT_CHAIN_OPEN": TR_LINKED_EVENT_CHAIN_OPEN,
-    "EXISTS": TR_EXISTS, "ID_ALREADY_FAILED": TR_ID_ALREADY_FAILED,
-    "PENDING_TRANSFER_EXPIRED": TR_PENDING_TRANSFER_EXPIRED,
-    "OVERFLOWS_TIMEOUT": TR_OVERFLOWS_TIMEOUT,
-    "PENDING_TRANSFERS_FULL": TR_PENDING_TRANSFERS_FULL,
-}
-_C_ACCOUNT_RESULTS = {"EXISTS": AR_EXISTS, "ACCOUNTS_FULL": AR_ACCOUNTS_FULL}
-if (len(CreateTransferResult) != TR_COUNT
-        or any(CreateTransferResult[name] != value
-               for name, value in _C_TRANSFER_RESULTS.items())
-        or len(CreateAccountResult) != AR_ACCOUNTS_FULL + 1
-        or any(CreateAccountResult[name] != value
-               for name, value in _C_ACCOUNT_RESULTS.items())
-        or _BATCH_EVENTS_MAX != BATCH_EVENTS_MAX or _RECORD_BYTES != RECORD_BYTES
-        or _TRANSFER_FLAGS_KNOWN != 0xFF or _ACCOUNT_FLAGS_KNOWN != 0x1F
-        or sizeof(TransferRecord) != RECORD_BYTES or sizeof(AccountRecord) != RECORD_BYTES
-        or sizeof(Retained) != RETAINED_STRUCT.size
-        or sizeof(HistoryRow) != HISTORY_STRUCT.size):
-    raise ImportError("ledger._core was built against a different ledger.types contract")
+cdef enum:  # UndoEntry.kind
+    UNDO_ACCOUNT = 1
+    UNDO_ACCOUNT_CREATED = 2
+    UNDO_RING_PUSH = 3
+    UNDO_STATUS = 4
+    UNDO_POOL_ADD = 5
+    UNDO_POOL_REMOVE = 6
+    UNDO_HISTORY_PUSH = 7
 
 _TRANSFER_RESULTS = tuple(CreateTransferResult)
 _ACCOUNT_RESULTS = tuple(CreateAccountResult)
 assert all(member.value == index for index, member in enumerate(_TRANSFER_RESULTS))
 assert all(member.value == index for index, member in enumerate(_ACCOUNT_RESULTS))
-_PENDING_STATUSES = tuple(PendingStatus)
 
 cdef uint8_t POISONS[TR_COUNT]
 memset(POISONS, 0, sizeof(POISONS))
@@ -561,7 +429,7 @@ cdef uint8_t create_account(State* s, const AccountRecord* a, uint64_t timestamp
         return AR_TIMESTAMP_MUST_BE_ZERO
     if a.reserved != 0:
         return AR_RESERVED_FIELD
-    if a.flags & ~0x1F:
+    if a.flags & ~ACCOUNT_FLAGS_KNOWN:
         return AR_RESERVED_FLAG
     if a.id == 0:
         return AR_ID_MUST_NOT_BE_ZERO
@@ -620,7 +488,7 @@ cdef inline bint field_differs(uint64_t given, uint64_t stored,
 
 cdef uint8_t transfer_exists(const Retained* existing, const TransferRecord* t) noexcept nogil:
     cdef const TransferRecord* e = &existing.record
-    cdef bint post_or_void = (t.flags & (T_POST | T_VOID)) != 0
+    cdef bint post_or_void = (t.flags & (T_POST_PENDING_TRANSFER | T_VOID_PENDING_TRANSFER)) != 0
     cdef uint64_t amount
     if e.flags != t.flags:
         return TR_EXISTS_WITH_DIFFERENT_FLAGS
@@ -660,7 +528,7 @@ cdef uint8_t post_or_void(State* s, const TransferRecord* t, uint64_t timestamp)
     cdef Retained record
     cdef uint64_t pending_amount, posted_amount, deadline_ns
     cdef uint16_t pending_flags
-    cdef bint post = (t.flags & T_POST) != 0
+    cdef bint post = (t.flags & T_POST_PENDING_TRANSFER) != 0
     if t.pending_id == 0:
         return TR_PENDING_ID_MUST_NOT_BE_ZERO
     if t.pending_id == U64_MAX:
@@ -897,7 +765,7 @@ cdef uint8_t create_transfer_event(State* s, const TransferRecord* t,
     cdef const Retained* existing
     if t.timestamp != 0:
         return TR_TIMESTAMP_MUST_BE_ZERO
-    if flags & ~0xFF:
+    if flags & ~TRANSFER_FLAGS_KNOWN:
         return TR_RESERVED_FLAG
     if t.id == 0:
         return TR_ID_MUST_NOT_BE_ZERO
@@ -913,15 +781,15 @@ cdef uint8_t create_transfer_event(State* s, const TransferRecord* t,
         index = table_find(&s.pool_table, t.id)
         if index != NO_INDEX:
             return transfer_exists(&s.pool[index].retained, t)
-    phase = flags & (T_PENDING | T_POST | T_VOID)
+    phase = flags & (T_PENDING | T_POST_PENDING_TRANSFER | T_VOID_PENDING_TRANSFER)
     if phase & (phase - 1):
         return TR_FLAGS_ARE_MUTUALLY_EXCLUSIVE
-    if flags & (T_POST | T_VOID) and flags & (T_BALANCING_DEBIT | T_BALANCING_CREDIT
+    if flags & (T_POST_PENDING_TRANSFER | T_VOID_PENDING_TRANSFER) and flags & (T_BALANCING_DEBIT | T_BALANCING_CREDIT
                                               | T_CLOSING_DEBIT | T_CLOSING_CREDIT):
         return TR_FLAGS_ARE_MUTUALLY_EXCLUSIVE
     if t.timeout_ms != 0 and not flags & T_PENDING:
         return TR_TIMEOUT_RESERVED_FOR_PENDING_TRANSFER
-    if flags & (T_POST | T_VOID):
+    if flags & (T_POST_PENDING_TRANSFER | T_VOID_PENDING_TRANSFER):
         return post_or_void(s, t, timestamp)
     return single_or_pending(s, t, timestamp)
 
@@ -941,8 +809,10 @@ cdef void remember_failed(State* s, uint64_t id, uint8_t result) noexcept nogil:
 
 
 # run_chain serves both kinds with one set of codes and one flag bit: keep them equal.
-assert AR_OK == TR_OK and AR_LINKED_EVENT_FAILED == TR_LINKED_EVENT_FAILED
-assert AR_LINKED_EVENT_CHAIN_OPEN == TR_LINKED_EVENT_CHAIN_OPEN and A_LINKED == T_LINKED
+assert <int>AR_OK == <int>TR_OK
+assert <int>AR_LINKED_EVENT_FAILED == <int>TR_LINKED_EVENT_FAILED
+assert <int>AR_LINKED_EVENT_CHAIN_OPEN == <int>TR_LINKED_EVENT_CHAIN_OPEN
+assert <int>A_LINKED == <int>T_LINKED
 
 
 cdef inline void run_chain(State* s, const void* records, uint64_t count, uint64_t base,
@@ -1027,19 +897,13 @@ cdef inline void _add_u128(uint64_t* high, uint64_t* low, uint64_t value) noexce
         high[0] += 1
 
 
-cdef inline bint _is_lookup_id(value):
-    """Whether a lookup may find `value`: ids 0 and 2**64-1 are never stored, and a value
-    that is not an int in range is simply not found, as in the pure twin's dict lookups."""
-    return isinstance(value, int) and 0 < value < U64_MAX
-
-
 def _check_u64(value, name):
     if not isinstance(value, int) or value < 0 or value > U64_MAX:
         raise ValueError(f"{name} must be an int in [0, 2**64-1], got {value!r}")
 
 
-cdef class Ledger:
-    """The compiled ledger. See `ledger/api.py` for the contract."""
+cdef class Kernel:
+    """The compiled ledger's kernel: state in C, and every operation that changes it."""
 
     implementation = "compiled"
 
@@ -1305,76 +1169,7 @@ cdef class Ledger:
             self.check_invariants()
         return expired
 
-    # -------------------------------------------------------------------- lookups
-
-    def lookup_accounts(self, ids):
-        cdef State* s = &self.state
-        cdef uint64_t index
-        found = []
-        for id_ in ids:
-            if not _is_lookup_id(id_):
-                continue
-            index = table_find(&s.account_table, <uint64_t>id_)
-            if index != NO_INDEX:
-                found.append(_public_account(&s.accounts[index]))
-        return found
-
-    def lookup_transfers(self, ids):
-        cdef State* s = &self.state
-        cdef uint64_t index
-        found = []
-        for id_ in ids:
-            if not _is_lookup_id(id_):
-                continue
-            index = table_find(&s.ring_table, <uint64_t>id_)
-            if index != NO_INDEX:
-                if s.ring[index].kind == KIND_TRANSFER:
-                    found.append(_public_transfer(&s.ring[index].record))
-                continue
-            if s.pool_count:
-                index = table_find(&s.pool_table, <uint64_t>id_)
-                if index != NO_INDEX:
-                    found.append(_public_transfer(&s.pool[index].retained.record))
-        return found
-
-    def pending_status(self, transfer_id):
-        cdef State* s = &self.state
-        cdef uint64_t index
-        if not _is_lookup_id(transfer_id):
-            return PendingStatus.NONE
-        if s.pool_count and table_find(&s.pool_table, <uint64_t>transfer_id) != NO_INDEX:
-            return PendingStatus.PENDING
-        index = table_find(&s.ring_table, <uint64_t>transfer_id)
-        if index == NO_INDEX or s.ring[index].kind != KIND_TRANSFER:
-            return PendingStatus.NONE
-        return _PENDING_STATUSES[s.ring[index].status]
-
-    def get_account_history(self, account_id, limit):
-        cdef State* s = &self.state
-        cdef uint64_t index, back, position, wanted
-        cdef HistoryRow* row
-        if not _is_lookup_id(account_id):
-            return []
-        index = table_find(&s.account_table, <uint64_t>account_id)
-        if index == NO_INDEX or not s.accounts[index].flags & A_HISTORY or limit <= 0:
-            return []
-        wanted = account_id
-        rows = []
-        for back in range(1, s.history_count + 1):
-            position = (s.history_head + s.history_max - back) % s.history_max
-            row = &s.history[position]
-            if row.account_id == wanted:
-                rows.append(AccountBalance(
-                    timestamp=row.timestamp, debits_pending=row.debits_pending,
-                    debits_posted=row.debits_posted, credits_pending=row.credits_pending,
-                    credits_posted=row.credits_posted,
-                ))
-                if len(rows) == limit:
-                    break
-        rows.reverse()
-        return rows
-
-    # -------------------------------------------------------------------- state export
+    # -------------------------------------------------------------------- totals
 
     def totals(self):
         cdef State* s = &self.state
@@ -1391,19 +1186,68 @@ cdef class Ledger:
         return (_u128(sums[0], sums[1]), _u128(sums[2], sums[3]),
                 _u128(sums[4], sums[5]), _u128(sums[6], sums[7]))
 
-    def check_invariants(self):
-        """Raise AssertionError if the books do not balance or a limit is exceeded
-        (explicitly, so it still checks under `python -O`)."""
+    # ------------------------------------------- kernel API (ledger/common.py calls it)
+
+    def _account_record(self, uint64_t account_id):
+        cdef State* s = &self.state
+        cdef uint64_t index
+        if account_id == 0 or account_id == U64_MAX:  # never stored; 0 marks a free slot
+            return None
+        index = table_find(&s.account_table, account_id)
+        if index == NO_INDEX:
+            return None
+        return PyBytes_FromStringAndSize(<const char*>&s.accounts[index], sizeof(AccountRecord))
+
+    def _transfer_record(self, uint64_t transfer_id):
+        cdef State* s = &self.state
+        cdef uint64_t index
+        if transfer_id == 0 or transfer_id == U64_MAX:
+            return None
+        index = table_find(&s.ring_table, transfer_id)
+        if index != NO_INDEX:
+            return PyBytes_FromStringAndSize(<const char*>&s.ring[index], sizeof(Retained))
+        if s.pool_count:
+            index = table_find(&s.pool_table, transfer_id)
+            if index != NO_INDEX:
+                return PyBytes_FromStringAndSize(<const char*>&s.pool[index].retained,
+                                                 sizeof(Retained))
+        return None
+
+    def _history_records(self, uint64_t account_id, uint64_t limit):
+        """Up to `limit` rows of the account, newest first: counted, then copied."""
+        cdef State* s = &self.state
+        cdef uint64_t back, found = 0, written = 0
+        cdef HistoryRow* row
+        cdef char* out
+        for back in range(1, s.history_count + 1):
+            if found == limit:
+                break
+            if s.history[(s.history_head + s.history_max - back) % s.history_max].account_id \
+                    == account_id:
+                found += 1
+        data = PyBytes_FromStringAndSize(NULL, found * sizeof(HistoryRow))
+        out = PyBytes_AS_STRING(data)
+        for back in range(1, s.history_count + 1):
+            if written == found:
+                break
+            row = &s.history[(s.history_head + s.history_max - back) % s.history_max]
+            if row.account_id == account_id:
+                memcpy(out + written * sizeof(HistoryRow), row, sizeof(HistoryRow))
+                written += 1
+        return data
+
+    def _open_pending_minor(self):
         cdef State* s = &self.state
         cdef uint64_t high = 0, low = 0, index
-        cdef AccountRecord* account
-        debits_pending = check_books_balance(self.totals())
         for index in range(s.pool_used):
             if s.pool[index].retained.record.id != 0:
                 _add_u128(&high, &low, s.pool[index].retained.record.amount_minor)
-        if _u128(high, low) != debits_pending:
-            raise AssertionError(f"open pending amounts {_u128(high, low)} != debits_pending "
-                                 f"{debits_pending}")
+        return _u128(high, low)
+
+    def _check_kernel(self):
+        cdef State* s = &self.state
+        cdef uint64_t index
+        cdef AccountRecord* account
         if s.pool_table.count != s.pool_count or s.heap_count > s.pool_count:
             raise AssertionError("pending pool bookkeeping is inconsistent")
         if s.ring_table.count != s.ring_count or s.account_table.count != s.account_count:
@@ -1422,31 +1266,30 @@ cdef class Ledger:
                     account.credits_pending + account.credits_posted > account.debits_posted):
                 raise AssertionError(f"account {account.id} credits exceed debits")
 
-    def snapshot(self):
+    def _state_counts(self):
         cdef State* s = &self.state
-        cdef uint64_t size, index, start, first, offset, n = 0
+        return s.account_count, s.ring_count, s.pool_count, s.history_count
+
+    def _export_state(self, bytes header):
+        """`header`, then accounts, the retained ring oldest first, the pending pool by
+        timestamp and history oldest first, each copied straight from its C array."""
+        cdef State* s = &self.state
+        cdef uint64_t size, index, start, offset, n = 0
         cdef char* out
         cdef ponte_order_key* keys = NULL
-        header = SNAPSHOT_HEADER.pack(
-            SNAPSHOT_MAGIC, SNAPSHOT_VERSION, 0, s.last_timestamp,
-            s.accounts_max, s.ring_max, s.pool_max, s.history_max,
-            s.account_count, s.ring_count, s.pool_count, s.history_count,
-        )
         size = (len(header) + s.account_count * sizeof(AccountRecord)
                 + (s.ring_count + s.pool_count) * sizeof(Retained)
                 + s.history_count * sizeof(HistoryRow))
         data = PyBytes_FromStringAndSize(NULL, size)
         out = PyBytes_AS_STRING(data)
         offset = len(header)
-        memcpy(out, <char*>header, offset)
+        memcpy(out, <const char*>header, offset)
         memcpy(out + offset, s.accounts, s.account_count * sizeof(AccountRecord))
         offset += s.account_count * sizeof(AccountRecord)
-        # Retained ring, oldest first.
         start = (s.ring_head + s.ring_max - s.ring_count) % s.ring_max if s.ring_count else 0
         for index in range(s.ring_count):
             memcpy(out + offset, &s.ring[(start + index) % s.ring_max], sizeof(Retained))
             offset += sizeof(Retained)
-        # Pending pool, by timestamp.
         if s.pool_count:
             keys = <ponte_order_key*>PyMem_Malloc(s.pool_count * sizeof(ponte_order_key))
             if keys == NULL:
@@ -1461,7 +1304,6 @@ cdef class Ledger:
                 memcpy(out + offset, &s.pool[keys[index].index].retained, sizeof(Retained))
                 offset += sizeof(Retained)
             PyMem_Free(keys)
-        # History, oldest first.
         start = ((s.history_head + s.history_max - s.history_count) % s.history_max
                  if s.history_count else 0)
         for index in range(s.history_count):
@@ -1472,59 +1314,59 @@ cdef class Ledger:
             raise AssertionError("snapshot size mismatch")
         return data
 
-    @classmethod
-    def from_snapshot(cls, data, config=None):
-        view = memoryview(data).cast("B")
-        header, config = snapshot_header_and_config(view, config)
-        last_timestamp = header[3]
-        account_count, ring_count, pending_count, history_count = header[8:12]
-        cdef Ledger ledger = cls(config)
-        ledger._load(bytes(view), account_count, ring_count, pending_count, history_count)
-        ledger.state.last_timestamp = last_timestamp
-        return ledger
-
-    cdef int _load(self, bytes data, uint64_t account_count, uint64_t ring_count,
-                   uint64_t pending_count, uint64_t history_count) except -1:
+    def _load_state(self, uint64_t last_timestamp, bytes accounts, bytes retained,
+                    bytes pending, bytes history):
+        """The sections of a snapshot (ledger.formats.split_state), into this new kernel."""
         cdef State* s = &self.state
-        cdef const char* source = data
-        cdef uint64_t offset = SNAPSHOT_HEADER.size, index
-        cdef const AccountRecord* account
-        cdef PendingEntry pending
-        cdef uint64_t ring_index
-        self._reserve_for_accounts(account_count, False)
+        cdef uint64_t account_count = len(accounts) // sizeof(AccountRecord)
+        cdef uint64_t ring_count = len(retained) // sizeof(Retained)
+        cdef uint64_t pending_count = len(pending) // sizeof(Retained)
+        cdef uint64_t history_count = len(history) // sizeof(HistoryRow)
+        cdef const char* source
+        cdef uint64_t index
+        cdef PendingEntry entry
+        if (s.last_timestamp or s.account_count or s.ring_count or s.pool_count
+                or s.history_count):
+            raise AssertionError("a snapshot loads into a new ledger only")
+        if (len(accounts) % sizeof(AccountRecord) or len(retained) % sizeof(Retained)
+                or len(pending) % sizeof(Retained) or len(history) % sizeof(HistoryRow)):
+            raise AssertionError("a snapshot section is not a whole number of records")
+        if account_count:
+            self._reserve_for_accounts(account_count, False)
+            memcpy(s.accounts, <const char*>accounts, len(accounts))
         for index in range(account_count):
-            account = <const AccountRecord*>(source + offset)
-            s.accounts[index] = account[0]
-            table_insert(&s.account_table, account.id, index)
-            s.account_count += 1
-            offset += sizeof(AccountRecord)
+            table_insert(&s.account_table, s.accounts[index].id, index)
+        s.account_count = account_count
         grow_array(<void**>&s.ring, &s.ring_capacity, ring_count, s.ring_max,
                    sizeof(Retained))
         table_reserve(&s.ring_table, ring_count)
+        source = retained
         for index in range(ring_count):
-            ring_push(s, <const Retained*>(source + offset))
-            offset += sizeof(Retained)
+            ring_push(s, <const Retained*>(source + index * sizeof(Retained)))
         if pending_count:
             self._grow_pool(pending_count)
             table_reserve(&s.pool_table, pending_count)
+        source = pending
         for index in range(pending_count):
-            memset(&pending, 0, sizeof(PendingEntry))
-            memcpy(&pending.retained, source + offset, sizeof(Retained))
-            pending.deadline_ns = (pending.retained.record.timestamp
-                                   + <uint64_t>pending.retained.record.timeout_ms * NS_PER_MS)
-            pool_add_entry(s, &pending)
-            offset += sizeof(Retained)
-        grow_array(<void**>&s.history, &s.history_capacity, history_count, s.history_max,
-                   sizeof(HistoryRow))
-        for index in range(history_count):
-            memcpy(&s.history[s.history_head], source + offset, sizeof(HistoryRow))
-            s.history_count += 1
-            s.history_head = (s.history_head + 1) % s.history_max
-            offset += sizeof(HistoryRow)
-        return 0
+            memset(&entry, 0, sizeof(PendingEntry))
+            memcpy(&entry.retained, source + index * sizeof(Retained), sizeof(Retained))
+            entry.deadline_ns = (entry.retained.record.timestamp
+                                 + <uint64_t>entry.retained.record.timeout_ms * NS_PER_MS)
+            pool_add_entry(s, &entry)
+        if history_count:
+            grow_array(<void**>&s.history, &s.history_capacity, history_count,
+                       s.history_max, sizeof(HistoryRow))
+            memcpy(s.history, <const char*>history, len(history))
+        s.history_count = history_count
+        s.history_head = history_count % s.history_max
+        s.last_timestamp = last_timestamp
 
-    def digest(self):
-        return hashlib.sha256(self.snapshot()).digest()
+
+class Ledger(Kernel, LedgerCommon):
+    """The compiled ledger: the C kernel above and the operations both twins share
+    (`ledger/common.py`). Contract in `ledger/api.py`."""
+
+    __slots__ = ()
 
 
 cdef uint64_t _count_due(State* s, uint64_t position, uint64_t now) noexcept nogil:
@@ -1549,21 +1391,3 @@ cdef int _get_batch(object batch, Py_buffer* view) except -1:
         PyBuffer_Release(view)
         raise ValueError(f"batch of {events} events exceeds {BATCH_EVENTS_MAX}")
     return 0
-
-
-cdef object _public_account(const AccountRecord* a):
-    return Account(
-        id=a.id, ledger=a.ledger, code=a.code, flags=a.flags, user_data_64=a.user_data_64,
-        user_data_32=a.user_data_32, debits_pending=a.debits_pending,
-        debits_posted=a.debits_posted, credits_pending=a.credits_pending,
-        credits_posted=a.credits_posted, timestamp=a.timestamp,
-    )
-
-
-cdef object _public_transfer(const TransferRecord* t):
-    return Transfer(
-        id=t.id, debit_account_id=t.debit_account_id, credit_account_id=t.credit_account_id,
-        amount_minor=t.amount_minor, pending_id=t.pending_id, user_data_64=t.user_data_64,
-        user_data_32=t.user_data_32, timeout_ms=t.timeout_ms, ledger=t.ledger, code=t.code,
-        flags=t.flags, timestamp=t.timestamp,
-    )

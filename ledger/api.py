@@ -1,7 +1,9 @@
 """The ledger's contract. `ledger/_core.pyx` and `ledger/reference.py` both implement it.
 
 This docstring is the specification both twins are tested against; where it is silent,
-`reference.py` is the answer.
+`reference.py` is the answer. Each twin is a kernel (`LedgerKernel` below: the state and
+everything that changes it) plus `ledger.common.LedgerCommon`, which implements lookups,
+history, snapshots, `check_invariants` and `digest` once for both.
 
 Batches
     `create_accounts(batch, now_ns)` and `create_transfers(batch, now_ns)` take a buffer of
@@ -105,10 +107,12 @@ Linked chains
 
 Lookups
     `lookup_accounts(ids)` / `lookup_transfers(ids)` return the found records (as
-    `ledger.types.Account` / `Transfer`) in the order asked, skipping unknown ids.
+    `ledger.types.Account` / `Transfer`) in the order asked, skipping unknown ids. A value
+    that is not an int in [1, 2**64-2] is an unknown id, never coerced (1.0 is not id 1).
     `pending_status(id)` gives a `PendingStatus`. `get_account_history(id, limit)` returns
     up to `limit` most recent `AccountBalance` rows, oldest first, for an account created
-    with HISTORY (one global ring of `history_retained_max` rows). A row is written for
+    with HISTORY (one global ring of `history_retained_max` rows); a `limit` that is not an
+    int raises TypeError. A row is written for
     each account with HISTORY after every change to its balances (a create, post or void
     transfer: debit account first, then credit; an expiry, with the timestamp the expiry
     consumed).
@@ -120,7 +124,7 @@ Expiry
 
 State export
     `snapshot() -> bytes` serialises the complete state in one format shared by both twins
-    (a snapshot from one loads in the other; layout in `ledger/reference.py`):
+    (a snapshot from one loads in the other; layout in `ledger/formats.py`):
     `Ledger.from_snapshot(data, config)`. The snapshot records the four size bounds of the
     config; `config=None` reuses them; a config too small for the state raises ValueError,
     as does data that is not a whole snapshot. `totals()` returns (debits_pending,
@@ -191,3 +195,26 @@ class LedgerApi(Protocol):
 
     @property
     def pending_count(self) -> int: ...
+
+
+class LedgerKernel(Protocol):
+    """What each twin's kernel gives `ledger.common.LedgerCommon`, besides the batch API,
+    `totals()`, `config` and `last_timestamp`. Records cross in the packed layouts of
+    `ledger/formats.py`; ids passed in are ints in [1, 2**64-2]. See ledger/common.py."""
+
+    def _account_record(self, account_id: int) -> bytes | None: ...
+
+    def _transfer_record(self, transfer_id: int) -> bytes | None: ...
+
+    def _history_records(self, account_id: int, limit: int) -> bytes: ...
+
+    def _open_pending_minor(self) -> int: ...
+
+    def _check_kernel(self) -> None: ...
+
+    def _state_counts(self) -> tuple[int, int, int, int]: ...
+
+    def _export_state(self, header: bytes) -> bytes: ...
+
+    def _load_state(self, last_timestamp: int, accounts: bytes, retained: bytes,
+                    pending: bytes, history: bytes) -> None: ...

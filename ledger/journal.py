@@ -97,23 +97,42 @@ def _fsync_directory(path: str) -> None:
 
 
 def read_records(path: str, *, start: JournalPosition = GENESIS, after_sequence: int = 0,
-                 end_offset: int | None = None) -> Iterator[Record]:
+                 end_offset: int | None = None, base: JournalPosition | None = None,
+                 torn: list | None = None) -> Iterator[Record]:
     """Verified records of a journal file after `after_sequence`, read-only.
 
     Verification starts at `start` (a position known good, such as a snapshot's) and stops
-    at `end_offset` (default: the file's size). A torn tail ends the iteration with a
-    warning and is left in place (only the writer truncates).
+    at `end_offset` (default: the file's size). `base` instead: the file is a segment whose
+    first record follows `base` (the previous segment's last). A torn tail ends the
+    iteration with a warning and is left in place (only the writer truncates); when `torn`
+    is given, the TornTail is appended to it for the caller to judge.
     """
     with open(path, "rb", buffering=1 << 20) as file:
         file_bytes = os.fstat(file.fileno()).st_size
         if end_offset is not None:
             file_bytes = min(file_bytes, end_offset)
-        scanner = RecordScanner(file, file_bytes, start, _probe_file(path))
+        scanner = _scanner(file, file_bytes, start, base, path)
         for record in scanner:
             if record.sequence > after_sequence:
                 yield record
         if scanner.torn is not None:
             _log_torn(path, scanner.torn, truncated=False)
+            if torn is not None:
+                torn.append(scanner.torn)
+
+
+def segment_start(base: JournalPosition) -> JournalPosition:
+    """Where reading a segment whose first record follows `base` begins (offset 0)."""
+    return JournalPosition(sequence=base.sequence, record_hash=base.record_hash, offset=0,
+                           record_offset=0)
+
+
+def _scanner(file, file_bytes: int, start: JournalPosition, base: JournalPosition | None,
+             path: str) -> RecordScanner:
+    if base is not None:
+        return RecordScanner(file, file_bytes, segment_start(base), _probe_file(path),
+                             anchored=False)
+    return RecordScanner(file, file_bytes, start, _probe_file(path))
 
 
 def _log_torn(path: str, torn: TornTail, *, truncated: bool) -> None:
@@ -154,6 +173,7 @@ class FileJournal(JournalEnds):
         # from a nearby verified position instead of the start of the file.
         self._checkpoints = checkpoints
         self._pending_checkpoints: list[JournalPosition] = []
+        self._base: JournalPosition | None = None  # a segment's: the record before its first
 
     # -- opening ---------------------------------------------------------------------------
 
@@ -167,13 +187,15 @@ class FileJournal(JournalEnds):
         commit_records_max: int = COMMIT_RECORDS_MAX_DEFAULT,
         commit_bytes_max: int = COMMIT_BYTES_MAX_DEFAULT,
         create: bool = True,
+        base: JournalPosition | None = None,
     ) -> "FileJournal":
         """Open (creating if allowed) the journal for appending after verifying it.
 
         Every record after `start` is verified and handed to `on_record` in order (recovery
         replays through it). A torn tail is logged and truncated; damage in the middle raises
         JournalCorrupt and leaves the file untouched. Another writer holding the file raises
-        JournalLocked.
+        JournalLocked. `base`: the file is a segment whose first record follows `base` (see
+        `ledger.journal_segments`), instead of a journal starting at genesis.
         """
         if not 1 <= commit_records_max <= COMMIT_RECORDS_MAX_LIMIT:
             raise ValueError(f"commit_records_max must be 1..{COMMIT_RECORDS_MAX_LIMIT}")
@@ -194,10 +216,12 @@ class FileJournal(JournalEnds):
                 raise
             if not existed:
                 _fsync_directory(path)
+            if base is not None:
+                start = segment_start(base)
             checkpoints = [GENESIS] if start.sequence == 0 else [start]
             with open(path, "rb", buffering=1 << 20) as file:
                 file_bytes = os.fstat(file.fileno()).st_size
-                scanner = RecordScanner(file, file_bytes, start, _probe_file(path))
+                scanner = _scanner(file, file_bytes, start, base, path)
                 before = start
                 for record in scanner:
                     if record.offset >= checkpoints[-1].offset + FIND_CHECKPOINT_BYTES:
@@ -215,8 +239,10 @@ class FileJournal(JournalEnds):
         except BaseException:
             os.close(fd)
             raise
-        return cls(path, fd, end, commit_records_max=commit_records_max,
-                   commit_bytes_max=commit_bytes_max, checkpoints=checkpoints)
+        journal = cls(path, fd, end, commit_records_max=commit_records_max,
+                      commit_bytes_max=commit_bytes_max, checkpoints=checkpoints)
+        journal._base = base
+        return journal
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -346,15 +372,46 @@ class FileJournal(JournalEnds):
         return self._checkpoints[index]
 
     def records(self, after_sequence: int = 0) -> Iterator[Record]:
-        """Verified durable records after `after_sequence`, oldest first."""
+        """Verified durable records of this file after `after_sequence`, oldest first."""
         start = self._checkpoints[0]
         if after_sequence > 0:
             for checkpoint in self._checkpoints:
                 if checkpoint.sequence <= after_sequence:
                     start = checkpoint
+        base = self._base if start == self._checkpoints[0] else None
         # Stop at the durable end: a commit running on another thread may be writing past it.
         yield from read_records(self.path, start=start, after_sequence=after_sequence,
-                                end_offset=self._durable.offset)
+                                end_offset=self._durable.offset, base=base)
+
+    def rotate(self, path: str) -> None:
+        """Go on in a new segment file at `path`, whose first record follows the durable end.
+        Only with nothing buffered and no commit running (the caller quiesces appends:
+        nothing appended may straddle two files). The new file's directory entry is made
+        durable before any record is written to it."""
+        self.check_writable()
+        with self._commit_lock, self._buffer_lock:
+            assert self._buffered_records == 0, "rotate with records buffered"
+            assert self._appended == self._durable
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o640)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                _fsync_directory(path)
+            except BaseException:
+                os.close(fd)
+                raise
+            os.close(self._fd)
+            self._fd = fd
+            self.path = path
+            self._base = self._durable
+            start = segment_start(self._durable)
+            self._durable = self._appended = start
+            self._checkpoints = [start]
+            self._pending_checkpoints = []
+
+    @property
+    def file_bytes(self) -> int:
+        """Bytes of this file that are durable."""
+        return self._durable.offset
 
     def close(self) -> None:
         """Close without committing: buffered records are dropped, as a crash would."""

@@ -131,6 +131,12 @@ class JournalLocked(JournalError):
     """Another process (or another open handle) is already the journal's writer."""
 
 
+class JournalFenced(JournalFailed):
+    """The database refused a commit because another writer has taken the journal since
+    (a newer epoch, PostgreSQL): this writer must never write again. Nothing of the refused
+    commit was written."""
+
+
 class JournalMissing(JournalError):
     """The backend has no journal where one was asked for (e.g. `ponte db migrate` not run)."""
 
@@ -307,7 +313,10 @@ class RecordScanner:
     a well-formed record out of order or off the chain.
     """
 
-    def __init__(self, file, file_bytes: int, start: JournalPosition, damage_probe) -> None:
+    def __init__(self, file, file_bytes: int, start: JournalPosition, damage_probe, *,
+                 anchored: bool = True) -> None:
+        # anchored=False: `start` is the base of a segment file (its last record lives in the
+        # previous segment), so the file begins at offset 0 with the record after it.
         # damage_probe(offset) -> offset of a valid record at or after it, or None; only
         # called when something is wrong, so it may be slow (it maps the file).
         self._file = file
@@ -321,7 +330,7 @@ class RecordScanner:
                 RecordProblem.MISSING_RECORDS, start.sequence + 1, file_bytes,
                 f"file ends at {file_bytes} bytes, before the known position {start.offset}",
             )
-        if start.sequence > 0:
+        if start.sequence > 0 and anchored:
             self._check_anchor(start)
 
     def _check_anchor(self, start: JournalPosition) -> None:

@@ -30,6 +30,20 @@ POSTGRES_CONNECT_TIMEOUT_S = 10.0
 POSTGRES_STATEMENT_TIMEOUT_S = 60.0
 # Rows fetched per round trip when PostgreSQL streams the journal back (verify / replay).
 POSTGRES_FETCH_ROWS_MAX = 16
+# A writer's session sets TCP keepalives on the server side, so that when its machine
+# vanishes (no FIN ever comes) the server ends the session, and with it the writer's
+# advisory lock, within idle + interval * count seconds: the bound on how long a standby
+# waits to take over from a dead machine (docs/operations.md).
+POSTGRES_KEEPALIVE_IDLE_S = 5
+POSTGRES_KEEPALIVE_INTERVAL_S = 1
+POSTGRES_KEEPALIVE_COUNT = 3
+# A standby following a journal: how often it looks for new records and for the writer's
+# lock when no notification woke it, how many rows one read brings, and how often it
+# records its progress for the primary's operators.
+FOLLOW_POLL_INTERVAL_S_DEFAULT = 0.1
+FOLLOW_POLL_INTERVAL_S_MAX = 10.0
+FOLLOW_FETCH_ROWS_MAX = 64
+FOLLOW_PROGRESS_INTERVAL_S = 1.0
 # Records per newest-first window when find_transfer searches the PostgreSQL journal.
 POSTGRES_FIND_WINDOW_RECORDS_MAX = 256
 
@@ -49,5 +63,7 @@ assert 1 <= COMMIT_RECORDS_MAX_DEFAULT <= COMMIT_RECORDS_MAX_LIMIT
 assert COMMIT_BYTES_MAX_DEFAULT >= RECORD_PAYLOAD_BYTES_MAX + 96
 assert SNAPSHOTS_RETAINED_MAX >= 2  # keep a fallback if the newest one is damaged
 assert POSTGRES_FETCH_ROWS_MAX >= 1
+assert 0 < FOLLOW_POLL_INTERVAL_S_DEFAULT <= FOLLOW_POLL_INTERVAL_S_MAX
+assert FOLLOW_FETCH_ROWS_MAX >= 1
 assert POSTGRES_FIND_WINDOW_RECORDS_MAX >= 1
 assert 0 < POSTGRES_CONNECT_TIMEOUT_S <= POSTGRES_STATEMENT_TIMEOUT_S

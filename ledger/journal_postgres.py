@@ -6,9 +6,13 @@ buffered records with one binary COPY, which PostgreSQL commits as one transacti
 returns the last durable sequence. A transaction is atomic, so there is no torn tail here:
 every verification failure is corruption and stops start-up with the sequence that failed.
 
-The schema is `switch/store/migrations/0001_ledger_journal.sql`, applied by `ponte db
-migrate`; this module never creates or alters tables. One writer per journal name, held
-with a session advisory lock. It must never update or delete a journal row.
+The schema is `switch/store/migrations/0001_ledger_journal.sql` (and 0005, fencing),
+applied by `ponte db migrate`; this module never creates or alters tables. One writer per
+journal name, held with a session advisory lock. Each writer that opens a journal takes the
+next epoch (`journal_epochs`) and writes it into every record; the database refuses a record
+of any other epoch (a trigger, in the committing transaction), so a writer that lost its
+lock to another can never commit again (`JournalFenced`). It must never update or delete a
+journal row.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ import logging
 import struct
 from contextlib import aclosing
 from typing import AsyncIterator, Callable
+
+import msgspec
 
 from ledger.journal_find import FoundTransfer, event_index_at, found_in_record, pick
 from ledger.journal_format import (
@@ -29,6 +35,7 @@ from ledger.journal_format import (
     JournalEnds,
     JournalError,
     JournalFailed,
+    JournalFenced,
     JournalLocked,
     JournalMissing,
     JournalPosition,
@@ -49,6 +56,9 @@ from ledger.journal_limits import (
     POSTGRES_CONNECT_TIMEOUT_S,
     POSTGRES_FETCH_ROWS_MAX,
     POSTGRES_FIND_WINDOW_RECORDS_MAX,
+    POSTGRES_KEEPALIVE_COUNT,
+    POSTGRES_KEEPALIVE_IDLE_S,
+    POSTGRES_KEEPALIVE_INTERVAL_S,
     POSTGRES_STATEMENT_TIMEOUT_S,
     SNAPSHOTS_RETAINED_MAX,
 )
@@ -57,7 +67,10 @@ from ledger.snapshot import Snapshot, SnapshotError, state_hash
 
 logger = logging.getLogger("ponte.ledger.journal")
 
-JOURNAL_COLUMNS = ("journal_name", "sequence", "kind", "header", "payload")
+JOURNAL_COLUMNS = ("journal_name", "sequence", "kind", "header", "payload", "epoch")
+# The SQLSTATE the fencing trigger raises (switch/store/migrations/0005_journal_epochs.sql).
+FENCED_SQLSTATE = "PNF01"
+LOCK_KEY_PREFIX = "ponte.journal:"
 
 
 def _check_name(name: str) -> None:
@@ -68,8 +81,16 @@ def _check_name(name: str) -> None:
 async def _connect(dsn: str):
     import asyncpg  # imported here so `import ledger` never pulls in a database driver
 
+    # Server-side keepalives: a vanished client machine ends the session (and releases its
+    # advisory lock) in seconds, not after the kernel's two-hour default.
     return await asyncpg.connect(dsn, timeout=POSTGRES_CONNECT_TIMEOUT_S,
-                                 command_timeout=POSTGRES_STATEMENT_TIMEOUT_S)
+                                 command_timeout=POSTGRES_STATEMENT_TIMEOUT_S,
+                                 server_settings={
+                                     "tcp_keepalives_idle": str(POSTGRES_KEEPALIVE_IDLE_S),
+                                     "tcp_keepalives_interval":
+                                         str(POSTGRES_KEEPALIVE_INTERVAL_S),
+                                     "tcp_keepalives_count": str(POSTGRES_KEEPALIVE_COUNT),
+                                 })
 
 
 async def _require_schema(connection) -> None:
@@ -80,6 +101,58 @@ async def _require_schema(connection) -> None:
     if not found:
         raise JournalMissing("tables ledger_journal/ledger_snapshot missing: run `ponte db "
                              "migrate`")
+    if not await connection.fetchval("SELECT to_regclass('journal_epochs') IS NOT NULL"):
+        raise JournalMissing("table journal_epochs missing: run `ponte db migrate`")
+
+
+async def try_writer_lock(connection, name: str) -> bool:
+    """Take the journal's writer lock for this session, if no other session holds it."""
+    return await connection.fetchval(
+        "SELECT pg_try_advisory_lock(hashtextextended($1, 0))", LOCK_KEY_PREFIX + name)
+
+
+async def take_epoch(connection, name: str, holder: str) -> int:
+    """The journal's next epoch, taken for this writer (which holds the writer lock). From
+    the moment this commits, the database refuses records of any earlier epoch."""
+    return await connection.fetchval(
+        "INSERT INTO journal_epochs (journal_name, epoch, holder) VALUES ($1, 1, $2) "
+        "ON CONFLICT (journal_name) DO UPDATE SET epoch = journal_epochs.epoch + 1, "
+        "holder = EXCLUDED.holder, taken_at = now() RETURNING epoch", name, holder[:256])
+
+
+class JournalWriter(msgspec.Struct, frozen=True, kw_only=True):
+    """The journal's current epoch and who took it (host:pid), and when (Unix seconds)."""
+
+    epoch: int
+    holder: str
+    taken_at_s: float
+
+
+async def journal_writer(connection, name: str) -> JournalWriter | None:
+    row = await connection.fetchrow(
+        "SELECT epoch, holder, extract(epoch FROM taken_at)::float8 AS taken_at_s "
+        "FROM journal_epochs WHERE journal_name = $1", name)
+    if row is None:
+        return None
+    return JournalWriter(epoch=row["epoch"], holder=row["holder"],
+                         taken_at_s=row["taken_at_s"])
+
+
+async def check_start(connection, name: str, start: JournalPosition,
+                      end: JournalPosition) -> None:
+    """When nothing was read after a non-genesis start position, it must still exist in
+    the journal and match (else it belongs to another journal or history)."""
+    if start.sequence > 0 and end.sequence == start.sequence:
+        stored = await connection.fetchval(
+            "SELECT header FROM ledger_journal WHERE journal_name = $1 "
+            "AND sequence = $2", name, start.sequence,
+        )
+        if stored is None or bytes(stored[HEADER_BYTES - 32:]) != start.record_hash:
+            raise JournalCorrupt(
+                RecordProblem.MISSING_RECORDS if stored is None
+                else RecordProblem.BROKEN_CHAIN, start.sequence, None,
+                "the start position is not in the journal",
+            )
 
 
 def verify_row(row, expected: JournalPosition) -> tuple[Record, JournalPosition]:
@@ -117,10 +190,12 @@ class PostgresJournal(JournalEnds):
     `await PostgresJournal.open(dsn, name=...)`; it owns its connection."""
 
     def __init__(self, connection, name: str, end: JournalPosition, *,
-                 commit_records_max: int, commit_bytes_max: int) -> None:
+                 commit_records_max: int, commit_bytes_max: int, epoch: int) -> None:
         assert 1 <= commit_records_max <= COMMIT_RECORDS_MAX_LIMIT
+        assert epoch >= 1
         self.connection = connection
         self.name = name
+        self.epoch = epoch  # written into every record; the database checks it
         self.commit_records_max = commit_records_max
         self.commit_bytes_max = commit_bytes_max
         self._appended = end
@@ -141,20 +216,26 @@ class PostgresJournal(JournalEnds):
         on_record: Callable[[Record], None] | None = None,
         commit_records_max: int = COMMIT_RECORDS_MAX_DEFAULT,
         commit_bytes_max: int = COMMIT_BYTES_MAX_DEFAULT,
+        holder: str = "",
     ) -> "PostgresJournal":
-        """Take the writer lock, verify every record after `start` (handing each to
-        `on_record`), and return the journal ready to append after the last one."""
+        """Take the writer lock and the next epoch (`holder`, e.g. host:pid, says who took
+        it), verify every record after `start` (handing each to `on_record`), and return
+        the journal ready to append after the last one."""
         _check_name(name)
         if not 1 <= commit_records_max <= COMMIT_RECORDS_MAX_LIMIT:
             raise ValueError(f"commit_records_max must be 1..{COMMIT_RECORDS_MAX_LIMIT}")
         connection = await _connect(dsn)
         try:
             await _require_schema(connection)
-            locked = await connection.fetchval(
-                "SELECT pg_try_advisory_lock(hashtextextended($1, 0))", "ponte.journal:" + name
-            )
-            if not locked:
-                raise JournalLocked(f"journal name={name} has another writer")
+            if not await try_writer_lock(connection, name):
+                writer = await journal_writer(connection, name)
+                raise JournalLocked(f"journal name={name} has another writer" + (
+                    f" (epoch {writer.epoch}, {writer.holder or 'holder unknown'})"
+                    if writer is not None else ""))
+            # The epoch first: whatever an earlier writer still manages to commit is
+            # committed before this returns (the trigger's row lock), so the read below
+            # sees it; nothing of it can commit afterwards.
+            epoch = await take_epoch(connection, name, holder)
             end = start
             async with aclosing(_verified_records(connection, name, start)) as records:
                 async for record in records:
@@ -162,23 +243,12 @@ class PostgresJournal(JournalEnds):
                                           record_hash=record.record_hash)
                     if on_record is not None:
                         on_record(record)
-            if start.sequence > 0 and end.sequence == start.sequence:
-                # Nothing after the start position: it must still exist and match.
-                stored = await connection.fetchval(
-                    "SELECT header FROM ledger_journal WHERE journal_name = $1 "
-                    "AND sequence = $2", name, start.sequence,
-                )
-                if stored is None or bytes(stored[HEADER_BYTES - 32:]) != start.record_hash:
-                    raise JournalCorrupt(
-                        RecordProblem.MISSING_RECORDS if stored is None
-                        else RecordProblem.BROKEN_CHAIN, start.sequence, None,
-                        "the start position is not in the journal",
-                    )
+            await check_start(connection, name, start, end)
         except BaseException:
             await connection.close()
             raise
         return cls(connection, name, end, commit_records_max=commit_records_max,
-                   commit_bytes_max=commit_bytes_max)
+                   commit_bytes_max=commit_bytes_max, epoch=epoch)
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -210,7 +280,7 @@ class PostgresJournal(JournalEnds):
             )
         sequence = self._appended.sequence + 1
         header = encode_header(kind, sequence, now_ns, payload, self._appended.record_hash)
-        self._rows.append((self.name, sequence, kind, header, payload))
+        self._rows.append((self.name, sequence, kind, header, payload, self.epoch))
         self._buffered_bytes += HEADER_BYTES + len(payload)
         self._appended = JournalPosition(sequence=sequence,
                                          record_hash=header[HEADER_BYTES - 32:])
@@ -236,6 +306,12 @@ class PostgresJournal(JournalEnds):
                 # Whether the COPY committed is unknown (a dropped connection after COMMIT
                 # looks the same as one before): stop, and let recovery read what is there.
                 self._failed = error
+                if getattr(error, "sqlstate", None) == FENCED_SQLSTATE:
+                    # Certain: the database refused it, and will refuse every later one.
+                    logger.critical("journal_fenced journal=%s epoch=%d error=%s",
+                                    self.name, self.epoch, error)
+                    raise JournalFenced(f"journal={self.name} epoch={self.epoch}: another "
+                                        f"writer took the journal: {error}") from error
                 logger.error("journal_commit_failed journal=%s error=%r", self.name, error)
                 raise JournalFailed(f"commit failed for journal={self.name}: {error!r}") \
                     from error

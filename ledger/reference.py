@@ -1,10 +1,12 @@
 """Pure-Python twin of the ledger core: the ledger's specification written as code.
 
-It implements `ledger.api.LedgerApi` check by check in `CreateAccountResult` /
+Its kernel implements `ledger.api.LedgerApi` check by check in `CreateAccountResult` /
 `CreateTransferResult` order and is the answer wherever `api.py` is silent; the Cython core
-(`ledger/_core.pyx`) must match it result for result, byte for byte in `snapshot()`. It is
-written to be read, not to be fast. It must never do I/O, read the clock, or raise for a
-business outcome (only ValueError/TypeError for a malformed call, AssertionError for a bug).
+(`ledger/_core.pyx`) must match it result for result, byte for byte in `snapshot()`. Lookups,
+history, snapshots and the invariant checks are `ledger/common.py`'s, shared with the
+compiled twin, over the kernel API this class implements at the end. It is written to be
+read, not to be fast. It must never do I/O, read the clock, or raise for a business outcome
+(only ValueError/TypeError for a malformed call, AssertionError for a bug).
 
 State (all bounded by `LedgerConfig`):
 - accounts: a dict id -> `_Account` plus creation order (accounts are never evicted);
@@ -16,53 +18,37 @@ State (all bounded by `LedgerConfig`):
 - the history ring: `history_retained_max` balance rows of accounts created with HISTORY;
 - an undo log, only while a linked chain is open, to roll the chain back.
 
-Snapshot format (little-endian; both twins write exactly these bytes for the same state):
-    header   SNAPSHOT_HEADER: magic, version, 0, last_timestamp, the four config bounds,
-             then the counts of accounts, retained entries, pending entries, history rows
-    accounts ACCOUNT_STRUCT x accounts, in creation order
-    retained RETAINED_STRUCT x retained entries, oldest first
-    pending  RETAINED_STRUCT x pending entries, by timestamp
-    history  HISTORY_STRUCT x rows, oldest first
+Its snapshot is the format of `ledger/formats.py`, byte for byte what the compiled twin writes
+for the same state.
 """
 
 from __future__ import annotations
 
-import hashlib
 import heapq
 import struct
-from typing import Sequence
 
+from ledger.common import LedgerCommon
 from ledger.config import LedgerConfig
+from ledger.formats import (
+    ACCOUNT_STRUCT,
+    HISTORY_STRUCT,
+    RECORD_BYTES,
+    RETAINED_STRUCT,
+    TRANSFER_STRUCT,
+)
 from ledger.limits import BATCH_EVENTS_MAX, U64_MAX
 from ledger.types import (
     ACCOUNT_FLAGS_KNOWN,
-    ACCOUNT_STRUCT,
-    RECORD_BYTES,
+    NS_PER_MS,
     TRANSFER_FLAGS_KNOWN,
     TRANSFER_RESULTS_POISONING_ID,
-    TRANSFER_STRUCT,
-    Account,
-    AccountBalance,
     AccountFlags,
     CreateAccountResult,
     CreateTransferResult,
     PendingStatus,
-    Transfer,
+    RetainedKind,
     TransferFlags,
 )
-
-SNAPSHOT_MAGIC = b"PONTELDG"
-SNAPSHOT_VERSION = 1
-SNAPSHOT_HEADER = struct.Struct("<8sIIQ4Q4Q")
-# A retained transfer: the packed transfer record, then amount_bound_minor, then
-# kind (0 transfer, 1 failed id), pending status, failed result code, padding.
-RETAINED_STRUCT = struct.Struct("<7Q3I2HQBBB5x")
-HISTORY_STRUCT = struct.Struct("<6Q")
-assert SNAPSHOT_HEADER.size == 88
-assert RETAINED_STRUCT.size == 88
-assert HISTORY_STRUCT.size == 48
-
-NS_PER_MS = 1_000_000
 
 _A = AccountFlags
 _T = TransferFlags
@@ -75,8 +61,6 @@ _BALANCING = int(_T.BALANCING_DEBIT | _T.BALANCING_CREDIT)
 _CLOSING = int(_T.CLOSING_DEBIT | _T.CLOSING_CREDIT)
 _LIMIT_FLAGS = int(_A.DEBITS_MUST_NOT_EXCEED_CREDITS | _A.CREDITS_MUST_NOT_EXCEED_DEBITS)
 
-_KIND_TRANSFER = 0
-_KIND_FAILED = 1
 
 _POISONING = frozenset(int(result) for result in TRANSFER_RESULTS_POISONING_ID)
 
@@ -110,15 +94,6 @@ class _Account:
             self.ledger, 0, self.code, self.flags,
         )
 
-    def public(self) -> Account:
-        return Account(
-            id=self.id, ledger=self.ledger, code=self.code, flags=self.flags,
-            user_data_64=self.user_data_64, user_data_32=self.user_data_32,
-            debits_pending=self.debits_pending, debits_posted=self.debits_posted,
-            credits_pending=self.credits_pending, credits_posted=self.credits_posted,
-            timestamp=self.timestamp,
-        )
-
 
 class _Retained:
     """One entry of the retained ring: a recorded transfer, or an id whose attempt failed.
@@ -136,7 +111,7 @@ class _Retained:
 
     def __init__(self, id_, debit_account_id=0, credit_account_id=0, amount_minor=0,
                  pending_id=0, user_data_64=0, timestamp=0, user_data_32=0, timeout_ms=0,
-                 ledger=0, code=0, flags=0, amount_bound_minor=0, kind=_KIND_TRANSFER,
+                 ledger=0, code=0, flags=0, amount_bound_minor=0, kind=RetainedKind.TRANSFER,
                  status=PendingStatus.NONE, failed_result=0):
         self.id = id_
         self.debit_account_id = debit_account_id
@@ -168,15 +143,6 @@ class _Retained:
             self.kind, int(self.status), self.failed_result,
         )
 
-    def public(self) -> Transfer:
-        return Transfer(
-            id=self.id, debit_account_id=self.debit_account_id,
-            credit_account_id=self.credit_account_id, amount_minor=self.amount_minor,
-            pending_id=self.pending_id, user_data_64=self.user_data_64,
-            user_data_32=self.user_data_32, timeout_ms=self.timeout_ms, ledger=self.ledger,
-            code=self.code, flags=self.flags, timestamp=self.timestamp,
-        )
-
 
 def _batch_view(batch) -> memoryview:
     """The batch as bytes, or ValueError for a malformed buffer (a caller bug)."""
@@ -193,8 +159,8 @@ def _batch_view(batch) -> memoryview:
     return view
 
 
-class Ledger:
-    """The pure-Python ledger. See `ledger/api.py` for the contract."""
+class Ledger(LedgerCommon):
+    """The pure-Python ledger: this kernel and `LedgerCommon`. Contract in `ledger/api.py`."""
 
     implementation = "pure"
 
@@ -392,7 +358,7 @@ class Ledger:
             return _TR.ID_MUST_NOT_BE_INT_MAX
         existing = self._ring_index.get(id_) or self._pending.get(id_)
         if existing is not None:
-            if existing.kind == _KIND_FAILED:
+            if existing.kind == RetainedKind.FAILED:
                 return _TR.ID_ALREADY_FAILED
             return self._transfer_exists(existing, fields)
         phase = flags & _PHASE_FLAGS
@@ -447,7 +413,7 @@ class Ledger:
         if pending_id == id_:
             return _TR.PENDING_ID_MUST_BE_DIFFERENT
         pending = self._pending.get(pending_id) or self._ring_index.get(pending_id)
-        if pending is None or pending.kind == _KIND_FAILED:
+        if pending is None or pending.kind == RetainedKind.FAILED:
             return _TR.PENDING_TRANSFER_NOT_FOUND
         if not pending.flags & _T.PENDING:
             return _TR.PENDING_TRANSFER_NOT_PENDING
@@ -658,7 +624,7 @@ class Ledger:
             # Only after a rollback: the chain itself evicted this id from the ring before
             # reusing it; the rollback brought the recorded transfer back, and it answers.
             return
-        self._ring_push(_Retained(id_, kind=_KIND_FAILED, failed_result=result))
+        self._ring_push(_Retained(id_, kind=RetainedKind.FAILED, failed_result=result))
 
     def _pool_add(self, entry: _Retained) -> None:
         self._pending[entry.id] = entry
@@ -775,50 +741,6 @@ class Ledger:
         self._after_batch()
         return [entry.id for entry in expired]
 
-    # --------------------------------------------------------------------------- lookups
-
-    def lookup_accounts(self, ids: Sequence[int]) -> list[Account]:
-        found = []
-        for id_ in ids:
-            account = self._accounts.get(id_)
-            if account is not None:
-                found.append(account.public())
-        return found
-
-    def lookup_transfers(self, ids: Sequence[int]) -> list[Transfer]:
-        found = []
-        for id_ in ids:
-            entry = self._ring_index.get(id_) or self._pending.get(id_)
-            if entry is not None and entry.kind == _KIND_TRANSFER:
-                found.append(entry.public())
-        return found
-
-    def pending_status(self, transfer_id: int) -> PendingStatus:
-        if transfer_id in self._pending:
-            return PendingStatus.PENDING
-        entry = self._ring_index.get(transfer_id)
-        if entry is None or entry.kind != _KIND_TRANSFER:
-            return PendingStatus.NONE
-        return PendingStatus(entry.status)
-
-    def get_account_history(self, account_id: int, limit: int) -> list[AccountBalance]:
-        account = self._accounts.get(account_id)
-        if account is None or not account.flags & _A.HISTORY or limit <= 0:
-            return []
-        rows = []
-        size = len(self._history)
-        for back in range(1, self._history_count + 1):
-            row = self._history[(self._history_head - back) % size]
-            if row[0] == account_id:
-                rows.append(AccountBalance(
-                    timestamp=row[1], debits_pending=row[2], debits_posted=row[3],
-                    credits_pending=row[4], credits_posted=row[5],
-                ))
-                if len(rows) == limit:
-                    break
-        rows.reverse()
-        return rows
-
     # ---------------------------------------------------------------------- state export
 
     def totals(self) -> tuple[int, int, int, int]:
@@ -830,16 +752,31 @@ class Ledger:
             credits_posted += account.credits_posted
         return debits_pending, debits_posted, credits_pending, credits_posted
 
-    def check_invariants(self) -> None:
-        """Raise AssertionError if the books do not balance or a limit is exceeded.
+    # ----------------------------------------------- kernel API (ledger/common.py calls it)
 
-        Raises explicitly (not `assert`) so it still checks under `python -O`.
-        """
-        debits_pending = check_books_balance(self.totals())
-        open_amount = sum(entry.amount_minor for entry in self._pending.values())
-        if open_amount != debits_pending:
-            raise AssertionError(f"open pending amounts {open_amount} != debits_pending "
-                                 f"{debits_pending}")
+    def _account_record(self, account_id: int) -> bytes | None:
+        account = self._accounts.get(account_id)
+        return None if account is None else account.pack()
+
+    def _transfer_record(self, transfer_id: int) -> bytes | None:
+        entry = self._ring_index.get(transfer_id) or self._pending.get(transfer_id)
+        return None if entry is None else entry.pack()
+
+    def _history_records(self, account_id: int, limit: int) -> bytes:
+        rows = []
+        size = len(self._history)
+        for back in range(1, self._history_count + 1):
+            row = self._history[(self._history_head - back) % size]
+            if row[0] == account_id:
+                rows.append(HISTORY_STRUCT.pack(*row))
+                if len(rows) == limit:
+                    break
+        return b"".join(rows)
+
+    def _open_pending_minor(self) -> int:
+        return sum(entry.amount_minor for entry in self._pending.values())
+
+    def _check_kernel(self) -> None:
         for account in self._account_order:
             if (account.flags & _A.DEBITS_MUST_NOT_EXCEED_CREDITS and
                     account.debits_pending + account.debits_posted > account.credits_posted):
@@ -848,137 +785,53 @@ class Ledger:
                     account.credits_pending + account.credits_posted > account.debits_posted):
                 raise AssertionError(f"account {account.id} credits exceed debits")
 
-    def _ring_in_order(self) -> list[_Retained]:
+    def _state_counts(self) -> tuple[int, int, int, int]:
+        return (len(self._account_order), self._ring_count, len(self._pending),
+                self._history_count)
+
+    def _export_state(self, header: bytes) -> bytes:
+        parts = [header]
+        parts.extend(account.pack() for account in self._account_order)
         size = len(self._ring)
         start = (self._ring_head - self._ring_count) % size
-        return [self._ring[(start + i) % size] for i in range(self._ring_count)]
-
-    def _history_in_order(self) -> list[tuple]:
+        parts.extend(self._ring[(start + i) % size].pack() for i in range(self._ring_count))
+        parts.extend(entry.pack() for entry in
+                     sorted(self._pending.values(), key=lambda entry: entry.timestamp))
         size = len(self._history)
         start = (self._history_head - self._history_count) % size
-        return [self._history[(start + i) % size] for i in range(self._history_count)]
-
-    def snapshot(self) -> bytes:
-        config = self.config
-        pending = sorted(self._pending.values(), key=lambda entry: entry.timestamp)
-        parts = [SNAPSHOT_HEADER.pack(
-            SNAPSHOT_MAGIC, SNAPSHOT_VERSION, 0, self._last_timestamp,
-            config.accounts_max, config.transfers_retained_max, config.pending_max,
-            config.history_retained_max,
-            len(self._account_order), self._ring_count, len(pending), self._history_count,
-        )]
-        parts.extend(account.pack() for account in self._account_order)
-        parts.extend(entry.pack() for entry in self._ring_in_order())
-        parts.extend(entry.pack() for entry in pending)
-        parts.extend(HISTORY_STRUCT.pack(*row) for row in self._history_in_order())
+        parts.extend(HISTORY_STRUCT.pack(*self._history[(start + i) % size])
+                     for i in range(self._history_count))
         return b"".join(parts)
 
-    @classmethod
-    def from_snapshot(cls, data, config: LedgerConfig | None = None) -> Ledger:
-        view = memoryview(data).cast("B")
-        header, config = snapshot_header_and_config(view, config)
-        last_timestamp = header[3]
-        account_count, ring_count, pending_count, history_count = header[8:12]
-        ledger = cls(config)
-        ledger._last_timestamp = last_timestamp
-        offset = SNAPSHOT_HEADER.size
-        for _ in range(account_count):
-            fields = ACCOUNT_STRUCT.unpack_from(view, offset)
-            offset += ACCOUNT_STRUCT.size
-            (id_, dp, dpo, cp, cpo, ud64, timestamp, ud32, ledger_id, _reserved, code,
-             flags) = fields
-            account = _Account(id_, dp, dpo, cp, cpo, ud64, timestamp, ud32, ledger_id, code,
-                               flags)
-            ledger._accounts[id_] = account
-            ledger._account_order.append(account)
-        for _ in range(ring_count):
-            entry = _Retained(*RETAINED_STRUCT.unpack_from(view, offset))
+    def _load_state(self, last_timestamp: int, accounts: bytes, retained: bytes,
+                    pending: bytes, history: bytes) -> None:
+        assert self._last_timestamp == 0 and not self._account_order and not self._ring_count
+        self._last_timestamp = last_timestamp
+        for (id_, debits_pending, debits_posted, credits_pending, credits_posted, ud64,
+             timestamp, ud32, ledger_id, _reserved, code, flags
+             ) in ACCOUNT_STRUCT.iter_unpack(accounts):
+            account = _Account(id_, debits_pending, debits_posted, credits_pending,
+                               credits_posted, ud64, timestamp, ud32, ledger_id, code, flags)
+            self._accounts[id_] = account
+            self._account_order.append(account)
+        for fields in RETAINED_STRUCT.iter_unpack(retained):
+            entry = _Retained(*fields)
             entry.status = PendingStatus(entry.status)
-            offset += RETAINED_STRUCT.size
-            ledger._ring_push(entry)
-        for _ in range(pending_count):
-            entry = _Retained(*RETAINED_STRUCT.unpack_from(view, offset))
+            self._ring_push(entry)
+        for fields in RETAINED_STRUCT.iter_unpack(pending):
+            entry = _Retained(*fields)
             entry.status = PendingStatus(entry.status)
-            offset += RETAINED_STRUCT.size
             # Share the object with the ring when the ring still holds it, as a live
             # ledger does, so a status change is seen by both.
-            in_ring = ledger._ring_index.get(entry.id)
-            if in_ring is not None:
-                entry = in_ring
-            ledger._pool_add(entry)
-        for _ in range(history_count):
-            row = HISTORY_STRUCT.unpack_from(view, offset)
-            offset += HISTORY_STRUCT.size
-            ledger._history[ledger._history_head] = row
-            ledger._history_head = (ledger._history_head + 1) % len(ledger._history)
-            ledger._history_count += 1
-        if offset != len(view):
-            raise ValueError(f"snapshot has {len(view) - offset} trailing bytes")
-        return ledger
-
-    def digest(self) -> bytes:
-        return hashlib.sha256(self.snapshot()).digest()
-
-
-def check_books_balance(totals: tuple[int, int, int, int]) -> int:
-    """The first invariant of both twins: debits equal credits, pending and posted.
-    AssertionError (raised, so `python -O` keeps it) if not; else debits_pending."""
-    debits_pending, debits_posted, credits_pending, credits_posted = totals
-    if debits_pending != credits_pending:
-        raise AssertionError(f"debits_pending {debits_pending} != credits_pending "
-                             f"{credits_pending}")
-    if debits_posted != credits_posted:
-        raise AssertionError(f"debits_posted {debits_posted} != credits_posted "
-                             f"{credits_posted}")
-    return debits_pending
+            in_ring = self._ring_index.get(entry.id)
+            self._pool_add(entry if in_ring is None else in_ring)
+        for row in HISTORY_STRUCT.iter_unpack(history):
+            self._history[self._history_head] = row
+            self._history_head = (self._history_head + 1) % len(self._history)
+            self._history_count += 1
 
 
 def _field_differs(given: int, stored: int, zero_inherits: bool) -> bool:
     """Whether a resent field differs from the stored one. With `zero_inherits` (a
     post/void) a zero field takes the pending transfer's value, so zero matches."""
     return given != stored and not (zero_inherits and given == 0)
-
-
-def parse_snapshot_header(view) -> tuple:
-    """The snapshot header fields; ValueError if the data is not a whole snapshot."""
-    if len(view) < SNAPSHOT_HEADER.size:
-        raise ValueError("snapshot too short")
-    header = SNAPSHOT_HEADER.unpack_from(view, 0)
-    if header[0] != SNAPSHOT_MAGIC:
-        raise ValueError("not a ledger snapshot (bad magic)")
-    if header[1] != SNAPSHOT_VERSION:
-        raise ValueError(f"unsupported ledger snapshot version {header[1]}")
-    account_count, ring_count, pending_count, history_count = header[8:12]
-    expected = (SNAPSHOT_HEADER.size + account_count * ACCOUNT_STRUCT.size
-                + (ring_count + pending_count) * RETAINED_STRUCT.size
-                + history_count * HISTORY_STRUCT.size)
-    if len(view) != expected:
-        raise ValueError(f"snapshot is {len(view)} bytes, its header says {expected}")
-    return header
-
-
-def snapshot_header_and_config(view, config: LedgerConfig | None) -> tuple:
-    """(header, config) for loading a snapshot: both twins call this, so they accept and
-    refuse the same data. With no config, the snapshot's own bounds are used."""
-    header = parse_snapshot_header(view)
-    if config is None:
-        accounts_max, transfers_retained_max, pending_max, history_retained_max = header[4:8]
-        config = LedgerConfig(
-            accounts_max=accounts_max, transfers_retained_max=transfers_retained_max,
-            pending_max=pending_max, history_retained_max=history_retained_max,
-        )
-    check_snapshot_fits(header, config)
-    return header, config
-
-
-def check_snapshot_fits(header: tuple, config: LedgerConfig) -> None:
-    """ValueError if a snapshot's state does not fit the bounds of `config`."""
-    account_count, ring_count, pending_count, history_count = header[8:12]
-    if account_count > config.accounts_max:
-        raise ValueError(f"snapshot has {account_count} accounts > accounts_max")
-    if ring_count > config.transfers_retained_max:
-        raise ValueError(f"snapshot retains {ring_count} transfers > transfers_retained_max")
-    if pending_count > config.pending_max:
-        raise ValueError(f"snapshot has {pending_count} pending > pending_max")
-    if history_count > config.history_retained_max:
-        raise ValueError(f"snapshot has {history_count} history rows > history_retained_max")

@@ -1,7 +1,8 @@
 """Ledger snapshots on local files: the whole ledger state at one journal position, written
 atomically, so recovery replays only the records after it.
 
-A snapshot file is a 112-byte header and the bytes of `ledger.snapshot()`:
+A snapshot file is a 112-byte header and the bytes of `ledger.snapshot()` (the state, laid
+out in `ledger/formats.py`):
 
     offset size field
          0    4 magic b"PSNP"
@@ -161,6 +162,14 @@ class FileSnapshotStore:
                 return snapshot
             logger.warning("snapshot_skipped path=%s reason=%r", path, snapshot)
         return None
+
+    def snapshots(self):
+        """(path, Snapshot or the reason it is not valid) for every snapshot file, newest
+        first: recovery tries them in turn and says loudly which it skipped."""
+        for _, path in self._paths_newest_first():
+            with open(path, "rb") as file:
+                data = file.read()
+            yield path, decode_snapshot(data, path)
 
     def sequences(self) -> list[int]:
         return [sequence for sequence, _ in self._paths_newest_first()]

@@ -6,18 +6,31 @@ reorder a packed field. New result codes go at the end of their enum.
 
 Amounts are unsigned 64-bit integers of minor units; ids are unsigned 64-bit integers where
 0 and 2**64-1 are reserved. A transfer or account travels through the hot path as a packed
-72-byte little-endian record (`TRANSFER_STRUCT`, `ACCOUNT_STRUCT`), never as a Python object.
+72-byte little-endian record (`TRANSFER_STRUCT`, `ACCOUNT_STRUCT`, declared with every other
+byte layout in `ledger/formats.py` and re-exported here), never as a Python object; the
+functions at the end convert between those records and the Structs above them.
+
+The compiled core takes its C constants from the enums here: `ledger/gen_constants.py`
+renders them into `ledger/_constants.pxi` at build time, so they are declared only here.
 """
 
 from __future__ import annotations
 
-import struct
 from enum import IntEnum, IntFlag
 from typing import Iterable
 
 import msgspec
 
+from ledger.formats import (  # re-exported: the batch layout is part of the vocabulary
+    ACCOUNT_STRUCT,
+    HISTORY_STRUCT,
+    RECORD_BYTES,
+    TRANSFER_STRUCT,
+)
 from ledger.limits import BATCH_EVENTS_MAX, U64_MAX
+
+# A pending transfer's deadline is its timestamp + timeout_ms * NS_PER_MS.
+NS_PER_MS = 1_000_000
 
 
 class AccountFlags(IntFlag):
@@ -193,6 +206,13 @@ class PendingStatus(IntEnum):
     EXPIRED = 4
 
 
+class RetainedKind(IntEnum):
+    """What one slot of the retained ring holds (a snapshot field, `RETAINED_STRUCT`)."""
+
+    TRANSFER = 0  # a recorded transfer
+    FAILED = 1  # an id whose attempt failed with a result in TRANSFER_RESULTS_POISONING_ID
+
+
 class Account(msgspec.Struct, frozen=True, kw_only=True):
     id: int
     ledger: int
@@ -232,15 +252,6 @@ class AccountBalance(msgspec.Struct, frozen=True, kw_only=True, array_like=True)
     credits_posted: int
 
 
-# Packed layouts: 7 x u64, 3 x u32, 2 x u16 = 72 bytes, naturally aligned, little-endian.
-# The Cython core casts a batch buffer straight to an array of the matching C struct.
-TRANSFER_STRUCT = struct.Struct("<7Q3I2H")
-ACCOUNT_STRUCT = struct.Struct("<7Q3I2H")
-RECORD_BYTES = 72
-assert TRANSFER_STRUCT.size == RECORD_BYTES
-assert ACCOUNT_STRUCT.size == RECORD_BYTES
-
-
 def pack_transfer_into(buffer: bytearray, offset: int, t: Transfer) -> None:
     TRANSFER_STRUCT.pack_into(
         buffer, offset,
@@ -264,6 +275,26 @@ def pack_account_into(buffer: bytearray, offset: int, a: Account) -> None:
         buffer, offset,
         a.id, a.debits_pending, a.debits_posted, a.credits_pending, a.credits_posted,
         a.user_data_64, a.timestamp, a.user_data_32, a.ledger, 0, a.code, a.flags,
+    )
+
+
+def unpack_account(buffer, offset: int = 0) -> Account:
+    (id_, debits_pending, debits_posted, credits_pending, credits_posted, ud64, timestamp,
+     ud32, ledger, _reserved, code, flags) = ACCOUNT_STRUCT.unpack_from(buffer, offset)
+    return Account(
+        id=id_, ledger=ledger, code=code, flags=flags, user_data_64=ud64, user_data_32=ud32,
+        debits_pending=debits_pending, debits_posted=debits_posted,
+        credits_pending=credits_pending, credits_posted=credits_posted, timestamp=timestamp,
+    )
+
+
+def unpack_balance(buffer, offset: int = 0) -> AccountBalance:
+    """One HISTORY_STRUCT row, without its account id."""
+    (_account_id, timestamp, debits_pending, debits_posted, credits_pending,
+     credits_posted) = HISTORY_STRUCT.unpack_from(buffer, offset)
+    return AccountBalance(
+        timestamp=timestamp, debits_pending=debits_pending, debits_posted=debits_posted,
+        credits_pending=credits_pending, credits_posted=credits_posted,
     )
 
 

@@ -4,8 +4,9 @@
 PostgreSQL, with Redis or in-process cache and buckets), the credential store — after
 applying PostgreSQL migrations; `start_switch(config)` starts a `SwitchServer` on them and
 puts the listeners in front of it (stream and HTTP connectors, the small admin surface,
-the operator console); `serve(config)` is the process: tuned, started, stopped on
-SIGINT/SIGTERM. The server, the admin surface, the CLI, the demo and the tests all build a
+the operator console); `start_standby(config)` and `take_over(server)` do the same for a
+standby (only the admin surface while it follows, everything once it is the primary);
+`serve(config)` is the process: tuned, started, stopped on SIGINT/SIGTERM. The server, the admin surface, the CLI, the demo and the tests all build a
 switch through here, so the embedded/PostgreSQL choice is made once.
 
 Arrows point one way: this module imports the server, the stores, the connectors and the
@@ -35,6 +36,7 @@ from switch.server.server import ServerBackends, SwitchServer, load_or_create_se
 
 DIRECTORY_FILE = "directory.sqlite3"
 CREDENTIALS_FILE = "credentials.sqlite3"
+HISTORY_FILE = "history.sqlite3"
 # The journal's commit thread needs the GIL back the moment fdatasync returns; with the
 # default 5 ms switch interval it waits behind the deciding loop, and every reply waits
 # with it. 0.2 ms costs a little throughput, buys latency.
@@ -68,8 +70,21 @@ async def open_backends(config: ServerConfig) -> ServerBackends:
         credential_store = EmbeddedCredentialStore(os.path.join(config.data_dir,
                                                                 CREDENTIALS_FILE))
     closers.append(credential_store.close)
-    return ServerBackends(directory=directory, credential_store=credential_store,
-                          closers=closers)
+    history = None
+    if config.history_enabled:
+        if config.store == "postgres":
+            from switch.store.history import PostgresHistoryStore
+
+            history = await PostgresHistoryStore.connect(config.postgres_dsn.reveal())
+        else:
+            from switch.store.history import EmbeddedHistoryStore
+
+            history = EmbeddedHistoryStore(os.path.join(config.data_dir, HISTORY_FILE))
+        closers.append(history.close)
+    backends = ServerBackends(directory=directory, credential_store=credential_store,
+                              history=history, closers=closers)
+    _settlement_entries(config, backends)
+    return backends
 
 
 async def open_directory(config: ServerConfig, directory_secret: str
@@ -107,12 +122,9 @@ async def open_directory(config: ServerConfig, directory_secret: str
 
 async def start_switch(config: ServerConfig) -> SwitchServer:
     """A started switch: backends opened, journal replayed, listeners accepting."""
-    backends = await open_backends(config)
-    entries = _settlement_entries(config, backends)
-    server = SwitchServer(config, backends)
+    server = SwitchServer(config, await open_backends(config))
     try:
         await server.start()
-        _start_settlement(server, entries)
         await _start_listeners(server)
     except BaseException:
         await server.stop(drain_s=0)
@@ -120,8 +132,37 @@ async def start_switch(config: ServerConfig) -> SwitchServer:
     return server
 
 
-def _settlement_entries(config: ServerConfig, backends: ServerBackends):
-    """The settlement entry log, an observer of the core from the replay on."""
+async def start_standby(config: ServerConfig) -> SwitchServer:
+    """A standby: backends opened, the primary's journal replayed and followed, only the
+    admin surface (health, metrics) listening. `take_over(server)` makes it the primary."""
+    server = SwitchServer(config, await open_backends(config))
+    try:
+        await server.start_standby()
+        await _start_admin(server)
+    except BaseException:
+        await server.stop(drain_s=0)
+        raise
+    return server
+
+
+async def take_over(server: SwitchServer) -> None:
+    """Follow until the primary is gone, become the primary, then open the listeners a
+    start opens (the clients' next address now answers)."""
+    await server.take_over(_start_listeners)
+
+
+async def _start_admin(server: SwitchServer) -> None:
+    config = server.config
+    if config.admin_enabled and server.admin_server is None:
+        from switch.admin.status_port import start_admin_server
+
+        server.admin_server = await start_admin_server(server, config.admin_host,
+                                                       config.admin_port)
+
+
+def _settlement_entries(config: ServerConfig, backends: ServerBackends) -> None:
+    """The settlement entry log (switch/settlement/entries.py): an observer of the core
+    from the recovery on, a primary's and a standby's alike."""
     from switch.settlement.config import SettlementConfig
     from switch.settlement.entries import EntryLog
 
@@ -133,13 +174,19 @@ def _settlement_entries(config: ServerConfig, backends: ServerBackends):
         entries.close()
 
     backends.closers.append(close)
-    return entries
 
 
-def _start_settlement(server: SwitchServer, entries) -> None:
+def _start_settlement(server: SwitchServer) -> None:
+    """Settlement's documents, once the server is open (a start, or a standby's takeover):
+    the operator surface and the connectors reach it through `server.settlement` and
+    `gateway.settlement`."""
     from switch.settlement.config import SettlementConfig
+    from switch.settlement.entries import EntryLog
     from switch.settlement.service import SettlementService
 
+    if server.settlement is not None:
+        return
+    (entries,) = [o for o in server.backends.observers if isinstance(o, EntryLog)]
     server.settlement = SettlementService(
         server, entries, msgspec.convert(server.config.settlement, SettlementConfig))
     server.gateway.settlement = server.settlement
@@ -147,6 +194,7 @@ def _start_settlement(server: SwitchServer, entries) -> None:
 
 async def _start_listeners(server: SwitchServer) -> None:
     config = server.config
+    _start_settlement(server)
     if config.stream_enabled:
         from connectors.stream.server import start_stream_server
 
@@ -158,11 +206,23 @@ async def _start_listeners(server: SwitchServer) -> None:
 
         server.http_connector = await start_http_connector(
             server.gateway, msgspec.convert(config.http, HttpConnectorConfig), server.registry)
-    if config.admin_enabled:
-        from switch.admin.status_port import start_admin_server
+    if config.iso20022_enabled:
+        from connectors.iso20022.connector import Iso20022Config, start_iso20022_connector
 
-        server.admin_server = await start_admin_server(server, config.admin_host,
-                                                       config.admin_port)
+        server.iso20022_connector = await start_iso20022_connector(
+            server.gateway, msgspec.convert(config.iso20022, Iso20022Config), server.registry)
+    if config.mobilemoney_enabled:
+        from connectors.mobilemoney.hub import load_config, start_mobilemoney_connector
+
+        server.mobilemoney_connector = await start_mobilemoney_connector(
+            server.gateway, load_config(config.mobilemoney), server.registry)
+    if config.fspiop_enabled:
+        from connectors.fspiop.app import FspiopConnectorConfig, start_fspiop_connector
+
+        server.fspiop_connector = await start_fspiop_connector(
+            server.gateway, msgspec.convert(config.fspiop, FspiopConnectorConfig),
+            server.registry)
+    await _start_admin(server)
     if config.console_enabled:
         from switch.console.server_port import attach_console
 
@@ -214,14 +274,43 @@ def tune_process(server: SwitchServer) -> None:
 
 
 async def serve(config: ServerConfig) -> int:
-    """The switch process: start, tune, run until SIGINT/SIGTERM (or a sequencer failure),
-    stop gracefully. The exit status: 0, or EXIT_SOFTWARE after a failure."""
-    server = await start_switch(config)
-    tune_process(server)
+    """The switch process: start (or, as a standby, follow until the primary is gone and
+    take over), tune, run until SIGINT/SIGTERM (or a sequencer failure), stop gracefully.
+    The exit status: 0, or EXIT_SOFTWARE after a failure."""
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, server.request_stop)
+    if config.role == "standby":
+        server = await start_standby(config)
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, server.request_stop)
+        if not await _follow_until_primary(server):
+            await server.stop()  # stopped while a standby: nothing was written
+            return 0
+    else:
+        server = await start_switch(config)
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, server.request_stop)
+    tune_process(server)
     await server.wait_stopped()
     failed = server.failed
     await server.stop()
     return EXIT_SOFTWARE if failed else 0
+
+
+async def _follow_until_primary(server: SwitchServer) -> bool:
+    """Run the standby until it has taken over (True) or a stop was asked for (False)."""
+    takeover = asyncio.ensure_future(take_over(server))
+    stopped = asyncio.ensure_future(server.wait_stopped())
+    try:
+        await asyncio.wait({takeover, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+    if not takeover.done():
+        takeover.cancel()
+        await asyncio.gather(takeover, return_exceptions=True)
+        return False
+    try:
+        takeover.result()
+    except BaseException:
+        await server.stop(drain_s=0)
+        raise
+    return True

@@ -107,9 +107,11 @@ def _run_demo(*, seconds: float, tps: float, seed: int, reject_rate: float,
         data_dir = tempfile.mkdtemp(prefix="ponte-demo-")
         http_port = free_port()
         console_port = free_port()
+        mobilemoney_port = free_port()
         config = sim_server_config(data_dir, http_enabled=_http_available(),
                                    http={"port": http_port}, console_enabled=True,
-                                   console_port=console_port)
+                                   console_port=console_port, mobilemoney_enabled=True,
+                                   mobilemoney={"port": mobilemoney_port})
         switch = SwitchProcess(config)
         console.print(f"[bold]Ponte demo[/bold] — data in {data_dir}")
         population = build_population(PROFILE, seed, tps, seconds)
@@ -131,10 +133,16 @@ def _run_demo(*, seconds: float, tps: float, seed: int, reject_rate: float,
         money = _money_format(profile)
         console.print(f"funding, sized to the traffic ({profile.currency}): " + ", ".join(
             f"{name} {money(funding[name])}" for name in credentials))
+        # One wallet joins through the GSMA Mobile Money API: an operator puts it on the
+        # hub (maker-checker), and it pays and is credited only through that API.
+        mobilemoney = _mobilemoney_wallet(switch, profile, credentials, mobilemoney_port)
+        console.print(f"GSMA Mobile Money API: http://127.0.0.1:{mobilemoney_port}  "
+                      f"({mobilemoney['name']} joins this way)")
         sims = SimProcess({
             "port": switch.stream_port,
             "participants": [{"name": name, "api_key": c["api_key"],
-                              "opening_position_minor": funding[name]}
+                              "opening_position_minor": funding[name],
+                              **(mobilemoney["sim"] if name == mobilemoney["name"] else {})}
                              for name, c in credentials.items()],
             "profile": PROFILE, "seed": seed, "tps": tps, "seconds": seconds,
             "options": {"reject_rate": reject_rate, "answer_latency_ms": 2.0,
@@ -173,6 +181,17 @@ def _run_demo(*, seconds: float, tps: float, seed: int, reject_rate: float,
             elif data_dir:
                 shutil.rmtree(data_dir, ignore_errors=True)
     return status
+
+
+def _mobilemoney_wallet(switch: SwitchProcess, profile, credentials: dict,
+                        hub_port: int) -> dict:
+    """Put the profile's first wallet on the Mobile Money hub; its simulator settings."""
+    name = next(p.participant_id for p in profile.participants if p.kind.value == "wallet")
+    wallet_port = free_port()
+    switch.set_mobilemoney_wallet(credentials[name]["participant_id"],
+                                  f"http://127.0.0.1:{wallet_port}")
+    return {"name": name, "sim": {"protocol": "mobilemoney", "wallet_port": wallet_port,
+                                  "hub_url": f"http://127.0.0.1:{hub_port}"}}
 
 
 def _stats_line(record: dict) -> str:

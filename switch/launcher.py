@@ -203,8 +203,27 @@ class SwitchProcess:
 
     @property
     def admin_token(self) -> str:
+        if self.config.get("admin_token"):  # configured (e.g. shared by a primary's standby)
+            return self.config["admin_token"]
         with open(os.path.join(self.data_dir, "secrets.json")) as file:
             return json.load(file)["admin_token"]
+
+    def wait_role(self, role: str, timeout_s: float = HEALTH_TIMEOUT_S) -> dict:
+        """/health once this process reports `role` ("primary" after a standby's
+        takeover) and, as a primary, accepts."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"switch exited with {self.process.returncode}; see "
+                                   f"{self.log_path}:\n{self.log_tail()}")
+            try:
+                health = self.get("/health")
+            except (OSError, urllib.error.URLError):
+                health = {}
+            if health.get("role") == role and (role != "primary" or health["accepting"]):
+                return health
+            time.sleep(0.01)
+        raise RuntimeError(f"switch not {role} after {timeout_s}s; see {self.log_path}")
 
     def request(self, method: str, path: str, body: dict | None = None):
         data = None if body is None else json.dumps(body).encode()
@@ -299,6 +318,12 @@ class SwitchProcess:
     def set_callback_url(self, participant_id: int, url: str) -> None:
         self.propose_and_approve({"kind": "callback_url", "participant_id": participant_id,
                                   "callback_url": url})
+
+    def set_mobilemoney_wallet(self, participant_id: int, api_url: str, **fields) -> None:
+        """Put a wallet on the GSMA Mobile Money API hub (connectors/mobilemoney)."""
+        self.propose_and_approve({"kind": "mobilemoney_wallet",
+                                  "participant_id": participant_id, "api_url": api_url,
+                                  **fields})
 
     @property
     def pid(self) -> int:

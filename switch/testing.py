@@ -10,7 +10,7 @@ from __future__ import annotations
 from switch.server.config import load_config
 from switch.launcher import SIM_DIRECTORY
 from switch.admin.bootstrap import add_currency, add_participant
-from switch.app import start_switch
+from switch.app import start_standby, start_switch
 from switch.server.server import SwitchServer
 
 CURRENCY = "KES"
@@ -29,6 +29,16 @@ async def start_test_server(data_dir: str, **overrides) -> SwitchServer:
             values[key] = value
     server = await start_switch(load_config(None, environ={}, **values))
     return server
+
+
+async def start_test_standby(data_dir: str, **overrides) -> SwitchServer:
+    """A standby (`role = "standby"`, PostgreSQL journal and store in the overrides) on
+    free ports, following its primary; `await switch.app.take_over(standby)` runs it until
+    it has taken over."""
+    values = {"data_dir": data_dir, "stream_port": 0, "admin_port": 0,
+              "directory": dict(SIM_DIRECTORY), "role": "standby"}
+    values.update(overrides)
+    return await start_standby(load_config(None, environ={}, **values))
 
 
 async def onboard(server: SwitchServer, names: list[str], *, funding_minor: int = 10**12,

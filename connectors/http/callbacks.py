@@ -78,14 +78,19 @@ class CallbackStats(msgspec.Struct, kw_only=True):
 
 
 class _Item:
-    __slots__ = ("body", "headers", "attempts", "kind", "pool")
+    __slots__ = ("body", "headers", "attempts", "kind", "pool", "method", "path")
 
-    def __init__(self, body: bytes, headers: tuple[tuple[bytes, bytes], ...], kind: str):
+    def __init__(self, body: bytes | None, headers: tuple[tuple[bytes, bytes], ...], kind: str,
+                 method: bytes = b"POST", path: bytes = b""):
         self.body = body
         self.headers = headers
         self.attempts = 0
         self.kind = kind
         self.pool: ConnectionPool | None = None  # the pool (URL) of its latest attempt
+        # Ponte's own callbacks are POST <callback_url>; other dialects (FSPIOP) send PUT,
+        # POST, PATCH or GET to a path under the participant's endpoint.
+        self.method = method
+        self.path = path
 
 
 def _retryable(status: int) -> bool:
@@ -181,7 +186,8 @@ class _Lane:
             if not source:
                 return
             item = source[0]
-            future = pool.try_send(b"POST", b"", item.body, item.headers, self.on_room)
+            future = pool.try_send(item.method, item.path, item.body, item.headers,
+                                   self.on_room)
             if future is None:
                 return  # full, or a connection is opening: on_room pumps again
             source.popleft()
@@ -345,6 +351,26 @@ class CallbackSender:
             self._dirty.add(lane)
         else:
             self.stats.dropped_queue_full_total += 1
+
+    def deliver_request(self, participant_id: int, method: bytes, path: bytes,
+                        body: bytes | None, headers: tuple[tuple[bytes, bytes], ...],
+                        kind: str) -> bool:
+        """Queue one request of another dialect (method, path under the participant's URL,
+        body and headers as given: nothing is signed or encoded here) on the participant's
+        lane, with the same retries. False if it was dropped (no URL, queue full)."""
+        if self.closed:
+            return False
+        lane = self.lanes.get(participant_id)
+        if lane is None:
+            lane = self._lane(participant_id)
+            if lane is None:
+                self.stats.dropped_no_url_total += 1
+                return False
+        if lane.enqueue(_Item(body, headers, kind, method, path)):
+            self._dirty.add(lane)
+            return True
+        self.stats.dropped_queue_full_total += 1
+        return False
 
     def flush(self) -> None:
         dirty = self._dirty

@@ -65,13 +65,16 @@ class Origin:
 
 
 def encode_request(method: bytes, target: bytes, host_header: bytes, body: bytes | None,
-                   headers: tuple[tuple[bytes, bytes], ...] = ()) -> bytes:
+                   headers: tuple[tuple[bytes, bytes], ...] = (),
+                   content_type: bytes = b"application/json") -> bytes:
     parts = [method, b" ", target or b"/", b" HTTP/1.1\r\nhost: ", host_header, b"\r\n"]
     for name, value in headers:
         parts += (name, b": ", value, b"\r\n")
     if body is not None:
-        parts += (b"content-type: application/json\r\ncontent-length: ",
-                  str(len(body)).encode(), b"\r\n\r\n", body)
+        # A dialect with its own media type (FSPIOP's versioned ones) may pass it as a header.
+        if not any(name == b"content-type" for name, _ in headers):
+            parts += (b"content-type: ", content_type, b"\r\n")
+        parts += (b"content-length: ", str(len(body)).encode(), b"\r\n\r\n", body)
     else:
         parts.append(b"\r\n")
     return b"".join(parts)
@@ -209,7 +212,8 @@ class ConnectionPool:
                  in_flight_per_connection_max: int = limits.CALLBACK_IN_FLIGHT_PER_CONNECTION_MAX,
                  timeout_ms: int = limits.CALLBACK_TIMEOUT_MS,
                  headers: tuple[tuple[bytes, bytes], ...] = (),
-                 ssl: ssl_module.SSLContext | None = None) -> None:
+                 ssl: ssl_module.SSLContext | None = None,
+                 content_type: bytes = b"application/json") -> None:
         assert connections_max >= 1
         assert in_flight_per_connection_max >= 1
         self.origin = Origin(url)
@@ -217,6 +221,7 @@ class ConnectionPool:
         self.in_flight_max = in_flight_per_connection_max
         self.timeout_ms = timeout_ms
         self.headers = headers  # sent with every request (e.g. an API key)
+        self.content_type = content_type  # of every request body (XML for ISO 20022)
         if self.origin.scheme == "https" and ssl is None:
             ssl = ssl_module.create_default_context()
         self.ssl = ssl
@@ -314,7 +319,8 @@ class ConnectionPool:
                 task.add_done_callback(lambda done: self._opened(done, on_room))
             return None
         data = encode_request(method, self.origin.base_path + path, self.origin.host_header,
-                              body, self.headers + headers if headers else self.headers)
+                              body, self.headers + headers if headers else self.headers,
+                              self.content_type)
         if self._sweeper is None:
             self._arm_sweep()
         return best.send(data, self.timeout_ms)
@@ -331,7 +337,8 @@ class ConnectionPool:
         HttpClientError if no answer arrives. Any answer, 5xx included, is returned."""
         connection = await self._connection()
         data = encode_request(method, self.origin.base_path + path, self.origin.host_header,
-                              body, self.headers + headers if headers else self.headers)
+                              body, self.headers + headers if headers else self.headers,
+                              self.content_type)
         future = connection.send(data, timeout_ms or self.timeout_ms)
         if self._sweeper is None:
             self._arm_sweep()

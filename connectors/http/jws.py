@@ -192,6 +192,11 @@ class Signer:
                             hashes.SHA256())
         return key.sign(signing_input)
 
+    def sign_input(self, signing_input: bytes) -> bytes:
+        """The raw signature of a JWS signing input (for dialects that build their own
+        protected header, such as FSPIOP's, which binds more request headers)."""
+        return self._sign(signing_input)
+
     def sign(self, body: bytes, *, method: bytes = b"", uri: bytes = b"") -> bytes:
         """The compact detached signature of `body`: b"<protected>..<signature>". A
         participant's request must name its `method` and `uri` (path and query as sent):

@@ -12,8 +12,11 @@ from switch.core import limits as core_limits
 # The largest core message (a transfer with every optional reference at its maximum) is
 # well under 2 KiB of JSON; 16 KiB leaves room for whitespace and is still cheap to buffer.
 REQUEST_BODY_BYTES_MAX = 16 * 1024
-# The largest body any route may take (a settlement reconciliation's list of transfers);
-# the app names such routes by their first path segment (HttpServer large_bodies).
+# The most any connector built on server.py may raise its body bound to (ISO 20022
+# batches, GSMA batch uploads).
+REQUEST_BODY_BYTES_CEILING = 16 * 1024 * 1024
+# The largest body a route named by its first path segment may take (a settlement
+# reconciliation's list of transfers; HttpServer large_bodies).
 LARGE_REQUEST_BODY_BYTES_MAX = 8 * 1024 * 1024
 # A streamed answer (a statement) whose client reads nothing for this long is cut off.
 STREAM_STALL_MS = 30_000
@@ -71,6 +74,7 @@ assert REQUEST_BODY_BYTES_MAX >= 4 * (
     core_limits.REFERENCE_LENGTH_MAX * 6 + core_limits.TEXT_LENGTH_MAX + core_limits.ID_LENGTH_MAX
 )
 assert URL_BYTES_MAX <= REQUEST_HEADER_BYTES_MAX
+assert REQUEST_BODY_BYTES_MAX <= REQUEST_BODY_BYTES_CEILING
 assert CALLBACK_CONNECTIONS_PER_PARTICIPANT_MAX <= CONNECTIONS_PER_ADDRESS_MAX_DEFAULT
 assert CONNECTIONS_PER_ADDRESS_MAX_DEFAULT <= CONNECTIONS_MAX
 assert JWS_HEADER_BYTES_MAX < REQUEST_HEADER_BYTES_MAX

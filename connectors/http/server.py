@@ -45,7 +45,7 @@ JSON = b"application/json"
 _REASONS = {
     200: b"OK", 201: b"Created", 202: b"Accepted", 204: b"No Content",
     400: b"Bad Request", 401: b"Unauthorized", 403: b"Forbidden", 404: b"Not Found",
-    405: b"Method Not Allowed", 408: b"Request Timeout", 409: b"Conflict",
+    405: b"Method Not Allowed", 406: b"Not Acceptable", 408: b"Request Timeout", 409: b"Conflict",
     411: b"Length Required", 413: b"Content Too Large", 414: b"URI Too Long",
     415: b"Unsupported Media Type", 422: b"Unprocessable Content",
     429: b"Too Many Requests", 431: b"Request Header Fields Too Large",
@@ -67,16 +67,19 @@ class Request:
     """One parsed request. `headers` has lower-case names; a repeated header keeps the last
     value, except the few (`_SINGLE_HEADERS`) whose repetition is refused as ambiguous."""
 
-    __slots__ = ("method", "path", "query", "headers", "body", "peer")
+    __slots__ = ("method", "path", "query", "headers", "body", "peer", "certificate")
 
     def __init__(self, method: bytes, path: bytes, query: bytes | None,
-                 headers: dict[bytes, bytes], body: bytes, peer: str) -> None:
+                 headers: dict[bytes, bytes], body: bytes, peer: str,
+                 certificate: bytes | None = None) -> None:
         self.method = method
         self.path = path
         self.query = query
         self.headers = headers
         self.body = body
         self.peer = peer
+        # The TLS client certificate (DER) the connection presented, if any (mTLS).
+        self.certificate = certificate
 
 
 class Response:
@@ -196,6 +199,7 @@ class HttpProtocol(asyncio.Protocol):
         self.out_bytes = 0
         self.flush_scheduled = False
         self.address = ""  # the remote host, once counted in server.per_address
+        self.certificate: bytes | None = None  # the TLS client certificate (DER), if any
         self.closing = False
         self.reading_paused = False
         self.writing_paused = False
@@ -220,6 +224,9 @@ class HttpProtocol(asyncio.Protocol):
         self.transport = transport
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        ssl_object = transport.get_extra_info("ssl_object")
+        if ssl_object is not None:
+            self.certificate = ssl_object.getpeercert(binary_form=True)
         server = self.server
         server.connections.add(self)
         address = str(peer[0]) if isinstance(peer, tuple) else self.peer
@@ -336,12 +343,12 @@ class HttpProtocol(asyncio.Protocol):
             if not length.isdigit() or len(length) > 12:
                 raise _Refuse(400, "bad Content-Length")
             self.content_length = int(length)
-            bound = limits.REQUEST_BODY_BYTES_MAX
+            body_max = self.server.request_body_bytes_max
             if self.server.large_bodies:
                 first = self.url.split(b"?", 1)[0].lstrip(b"/").split(b"/", 1)[0]
-                bound = self.server.large_bodies.get(first, bound)
-            if self.content_length > bound:
-                raise _Refuse(413, f"body larger than {bound} bytes")
+                body_max = self.server.large_bodies.get(first, body_max)
+            if self.content_length > body_max:
+                raise _Refuse(413, f"body larger than {body_max} bytes")
         self._arm("body", limits.BODY_TIMEOUT_MS)
 
     def on_body(self, body: bytes) -> None:
@@ -364,7 +371,8 @@ class HttpProtocol(asyncio.Protocol):
             raise _Refuse(400, "malformed URL") from None
         parts = self.body_parts
         body = parts[0] if len(parts) == 1 else b"".join(parts)
-        request = Request(method, parsed.path, parsed.query, self.headers, body, self.peer)
+        request = Request(method, parsed.path, parsed.query, self.headers, body, self.peer,
+                          self.certificate)
         self.server.requests_total += 1
         slot = _Slot(keep_alive, self.server.clock, method == b"HEAD")
         self.slots.append(slot)
@@ -535,8 +543,13 @@ class HttpServer:
 
     def __init__(self, handler: Handler, error: ErrorFactory = plain_error, *,
                  connections_per_address_max: int = limits.CONNECTIONS_PER_ADDRESS_MAX_DEFAULT,
+                 request_body_bytes_max: int = limits.REQUEST_BODY_BYTES_MAX,
                  large_bodies: dict[bytes, int] | None = None) -> None:
         assert 1 <= connections_per_address_max <= limits.CONNECTIONS_MAX
+        # A connector whose messages are larger than JSON's (ISO 20022 XML, GSMA batches) raises
+        # its own bound, never past the ceiling.
+        assert 1 <= request_body_bytes_max <= limits.REQUEST_BODY_BYTES_CEILING
+        self.request_body_bytes_max = request_body_bytes_max
         self.handler = handler
         # First path segment -> a larger body bound for its routes (the app's choice).
         self.large_bodies = dict(large_bodies or {})

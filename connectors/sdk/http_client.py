@@ -12,7 +12,9 @@ receiver: it resolves when the outcome callback arrives.
 Retries: a request that got no answer, or 502/503/504 (SERVER_BUSY, SERVICE_UNAVAILABLE),
 is sent again with the SAME body after an exponential back-off with jitter, so a transfer
 keeps its transfer id and a resend can never pay twice (the switch answers it with the
-first outcome). A payee's answer is remembered until the transfer's outcome arrives, so a
+first outcome). Given several base URLs (a primary switch and its standbys), a request
+that got no answer moves the client to the next URL at once; `attempts_max` then counts
+rounds over all of them, with the back-off between rounds. A payee's answer is remembered until the transfer's outcome arrives, so a
 credit request re-sent after a switch restart is answered the same.
 
 Inbound messages may arrive more than once (the switch delivers at least once): handlers
@@ -31,7 +33,7 @@ import inspect
 import logging
 import random
 from collections import deque
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, Sequence
 from urllib.parse import quote
 
 import msgspec
@@ -87,6 +89,7 @@ PENDING_MAX_DEFAULT = 50_000
 # the same); past the bound the oldest are forgotten (their outcome was given up on).
 ANSWERS_REMEMBERED_MAX = 100_000
 ALIASES_IN_FLIGHT_MAX = 64  # register_aliases: registrations in flight at once
+BASE_URLS_MAX = 16  # switch addresses one client moves between (a primary, its standbys)
 
 
 class SwitchError(Exception):
@@ -173,7 +176,7 @@ class HttpClient(TransferWaiting):
     """A participant's connection to the switch over HTTP. `await connect()` (or `async
     with`), then the same calls as `StreamClient`; `await close()` at the end."""
 
-    def __init__(self, base_url: str, api_key: str, *,
+    def __init__(self, base_url: str | Sequence[str], api_key: str, *,
                  handler: ParticipantHandler | None = None,
                  on_credit_request: Callable[[CreditRequest], Decision | None |
                                              Awaitable[Decision | None]] | None = None,
@@ -187,7 +190,9 @@ class HttpClient(TransferWaiting):
                  attempts_max: int = ATTEMPTS_MAX_DEFAULT,
                  pending_max: int = PENDING_MAX_DEFAULT,
                  rng: random.Random | None = None) -> None:
-        """`base_url`: the switch's HTTP connector (e.g. http://127.0.0.1:8080).
+        """`base_url`: the switch's HTTP connector (e.g. http://127.0.0.1:8080), or a list
+        of them (primary first, then standbys: the client moves to the next when one
+        does not answer).
         `handler`, or the StreamClient-style `on_credit_request` / `on_push`: what to do
         with inbound messages; with any of them the client runs its callback receiver on
         callback_host:callback_port (0 = a free port; see `callback_url`). `signer`: signs
@@ -198,7 +203,11 @@ class HttpClient(TransferWaiting):
         assert pending_max >= 1
         if handler is None and (on_credit_request is not None or on_push is not None):
             handler = _Callbacks(on_credit_request, on_push)
-        self.base_url = base_url
+        self.base_urls = [base_url] if isinstance(base_url, str) else list(base_url)
+        if not 1 <= len(self.base_urls) <= BASE_URLS_MAX:
+            raise ValueError(f"1..{BASE_URLS_MAX} base URLs")
+        self._url_index = 0
+        self.base_url = self.base_urls[0]  # the one requests go to now
         self.api_key = api_key
         self.handler = handler
         self.callback_host = callback_host
@@ -232,16 +241,33 @@ class HttpClient(TransferWaiting):
         """Open the pool (and the callback receiver if there is a handler) and learn which
         participant the API key belongs to (GET /participant). Raises SwitchError if the
         key is refused."""
-        self.pool = ConnectionPool(
-            self.base_url, connections_max=self.connections_max,
-            in_flight_per_connection_max=self.in_flight_per_connection_max,
-            timeout_ms=self.timeout_ms,
-            headers=((b"authorization", b"Bearer " + self.api_key.encode()),))
-        self.pool.on_free = self._drain
+        self.pool = self._new_pool(self.base_url)
         if self.handler is not None and self.receiver is None:
             await self.start_receiver()
         view = await self.participant()
         self.participant_id = view.participant_id
+
+    def _new_pool(self, url: str) -> ConnectionPool:
+        pool = ConnectionPool(
+            url, connections_max=self.connections_max,
+            in_flight_per_connection_max=self.in_flight_per_connection_max,
+            timeout_ms=self.timeout_ms,
+            headers=((b"authorization", b"Bearer " + self.api_key.encode()),))
+        pool.on_free = self._drain
+        return pool
+
+    def _fail_over(self, failed: ConnectionPool | None) -> bool:
+        """A request on `failed` got no answer: move to the next base URL (once per
+        failure of the current pool). True when a whole round over the URLs is done (the
+        caller counts an attempt and backs off), False to try the next URL at once."""
+        if len(self.base_urls) == 1 or failed is None or failed is not self.pool:
+            return True
+        self._url_index = (self._url_index + 1) % len(self.base_urls)
+        self.base_url = self.base_urls[self._url_index]
+        self.pool = self._new_pool(self.base_url)
+        self._spawn(failed.close())
+        log.info("sdk.http_fail_over base_url=%s", self.base_url)
+        return self._url_index == 0
 
     async def start_receiver(self) -> str:
         """Start the callback receiver before connecting (e.g. to learn the callback URL
@@ -306,19 +332,26 @@ class HttpClient(TransferWaiting):
         assert self.pool is not None, "call connect() first"
         headers = self._headers(method, path, body)
         attempts = self.attempts_max
-        for attempt in range(attempts):
+        attempt = 0
+        while True:
+            pool = self.pool
+            if pool is None:
+                raise HttpClientError("client closed")
             try:
-                response = await self.pool.request(method, path, body, headers)
+                response = await pool.request(method, path, body, headers)
             except HttpClientError:
-                if attempt + 1 >= attempts:
+                if not self._fail_over(pool):
+                    continue  # the next base URL, at once
+                attempt += 1
+                if attempt >= attempts:
                     raise
             else:
                 if response.status < 400:
                     return response
-                if response.status not in _RETRY_STATUSES or attempt + 1 >= attempts:
+                attempt += 1
+                if response.status not in _RETRY_STATUSES or attempt >= attempts:
                     raise _error(response)
-            await asyncio.sleep(self._backoff_s(attempt))
-        raise AssertionError("unreachable")
+            await asyncio.sleep(self._backoff_s(attempt - 1))
 
     def _backoff_s(self, attempt: int) -> float:
         ceiling_ms = min(BACKOFF_MS_MAX, BACKOFF_MS_MIN << attempt)
@@ -476,30 +509,31 @@ class HttpClient(TransferWaiting):
             future.add_done_callback(done)
 
     def _send_pending(self, key, pending: _Pending, attempt: int) -> None:
+        pool = self.pool
         self._send(b"POST", pending.path, pending.body,
-                   lambda done: self._pending_sent(key, pending, attempt, done))
+                   lambda done: self._pending_sent(key, pending, attempt, done, pool))
 
     async def _send_pending_later(self, key, pending: _Pending, attempt: int,
                                   delay_s: float) -> None:
         if delay_s:
             await asyncio.sleep(delay_s)
-        if self._transfers.get(key) is not pending or self.pool is None:
+        pool = self.pool
+        if self._transfers.get(key) is not pending or pool is None:
             return
         try:
-            response = await self.pool.request(b"POST", pending.path, pending.body,
-                                               self._headers(b"POST", pending.path,
-                                                             pending.body))
+            response = await pool.request(b"POST", pending.path, pending.body,
+                                          self._headers(b"POST", pending.path, pending.body))
         except HttpClientError as error:
-            self._pending_failed(key, pending, attempt, error)
+            self._pending_failed(key, pending, attempt, error, pool)
             return
         self._pending_answered(key, pending, attempt, response)
 
     def _pending_sent(self, key, pending: _Pending, attempt: int,
-                      future: asyncio.Future) -> None:
+                      future: asyncio.Future, pool: ConnectionPool | None = None) -> None:
         if future.cancelled():
-            self._pending_failed(key, pending, attempt, HttpClientError("cancelled"))
+            self._pending_failed(key, pending, attempt, HttpClientError("cancelled"), pool)
         elif future.exception() is not None:
-            self._pending_failed(key, pending, attempt, future.exception())
+            self._pending_failed(key, pending, attempt, future.exception(), pool)
         else:
             self._pending_answered(key, pending, attempt, future.result())
 
@@ -517,7 +551,13 @@ class HttpClient(TransferWaiting):
         self._finish(key, Refused(request_type=request_type, scope_participant_id=key[0],
                                   id=key[1], result=result))
 
-    def _pending_failed(self, key, pending: _Pending, attempt: int, error) -> None:
+    def _pending_failed(self, key, pending: _Pending, attempt: int, error,
+                        pool: ConnectionPool | None = None) -> None:
+        if self.pool is None:
+            return  # closed: close() answers what is pending
+        if not self._fail_over(pool):
+            self._spawn(self._send_pending_later(key, pending, attempt, 0.0))
+            return
         if attempt + 1 < self.attempts_max:
             self._spawn(self._send_pending_later(key, pending, attempt + 1,
                                                  self._backoff_s(attempt)))

@@ -2,6 +2,10 @@
 
 One persistent TCP (optionally TLS) connection, pipelined: many transfers, answers and
 lookups in flight at once, every frame written during one loop tick sent with one write.
+A switch may run as a primary and standbys (docs/operations.md): give every address
+(`fallback_addresses`); the client connects to the first that answers and, when the
+connection drops, tries the next one at once, then cycles through them with back-off
+until one answers (a standby opens its port only once it has taken over).
 Transfers are matched to their outcomes by (payer_participant_id, transfer_id); calls
 (resolve, status, alias registration) by correlation id. Retries — after SERVER_BUSY, or
 after the connection drops and is re-established — resend the SAME request under the SAME
@@ -23,7 +27,7 @@ import asyncio
 import logging
 import random
 import ssl as ssl_module
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, Sequence
 
 import msgspec
 
@@ -149,6 +153,7 @@ class StreamClient(TransferWaiting):
     """See the module docstring and connectors/sdk/__init__.py for the shared interface."""
 
     def __init__(self, host: str, port: int, *, api_key: str = "",
+                 fallback_addresses: Sequence[tuple[str, int]] = (),
                  ssl: ssl_module.SSLContext | None = None, server_hostname: str | None = None,
                  client_name: str = "ponte-sdk",
                  on_credit_request: Callable[[CreditRequest], Decision | None |
@@ -156,6 +161,13 @@ class StreamClient(TransferWaiting):
                  on_push: Callable[[object], None] | None = None,
                  retry: RetryPolicy = RetryPolicy(), reconnect: bool = True,
                  pending_max: int = limits.CLIENT_PENDING_TRANSFERS_MAX_DEFAULT) -> None:
+        # Every address of the switch (primary, standbys), in the order to try them; host
+        # and port are the one connected to (or tried last).
+        self.addresses: list[tuple[str, int]] = [(host, port), *(
+            (str(other_host), int(other_port)) for other_host, other_port in fallback_addresses)]
+        if len(self.addresses) > limits.CLIENT_ADDRESSES_MAX:
+            raise ValueError(f"at most {limits.CLIENT_ADDRESSES_MAX} switch addresses")
+        self._address_index = 0
         self.host = host
         self.port = port
         self._api_key = api_key
@@ -198,10 +210,33 @@ class StreamClient(TransferWaiting):
 
     @classmethod
     async def connect(cls, host: str, port: int, **options) -> StreamClient:
-        """Connect, say Hello and wait for Welcome. Raises SdkError if refused."""
+        """Connect, say Hello and wait for Welcome — to `host:port`, else to the first of
+        `fallback_addresses` that answers. Raises SdkError if refused (OSError if no
+        address could be reached)."""
         client = cls(host, port, **options)
-        await client._open()
+        await client._open_any(0)
         return client
+
+    async def _open_any(self, first_index: int) -> None:
+        """Try every address once, from `first_index` on; raise the last error if none
+        took the connection."""
+        addresses = self.addresses
+        error: BaseException | None = None
+        for step in range(len(addresses)):
+            index = (first_index + step) % len(addresses)
+            self._address_index = index
+            self.host, self.port = addresses[index]
+            try:
+                await self._open()
+                return
+            except (OSError, asyncio.TimeoutError, SdkError) as failed:
+                error = failed
+                if self._transport is not None:  # connected, but no Welcome in time
+                    self._transport.abort()
+                log.info("stream_connect_failed address=%s:%d error=%r", self.host, self.port,
+                         failed)
+        assert error is not None
+        raise error
 
     async def _open(self) -> None:
         loop = asyncio.get_running_loop()
@@ -264,10 +299,17 @@ class StreamClient(TransferWaiting):
 
     async def _reconnect_loop(self) -> None:
         delay = self.retry.backoff_initial_s
+        # With several addresses the one that failed is tried last, and the first round
+        # starts at once: the switch's standby may already be (or soon be) the primary.
+        several = len(self.addresses) > 1
+        first_index = (self._address_index + 1) % len(self.addresses)
+        rounds = 0
         while not self._closing:
-            await asyncio.sleep(delay * (0.5 + random.random()))
+            if rounds or not several:
+                await asyncio.sleep(delay * (0.5 + random.random()))
+            rounds += 1
             try:
-                await self._open()
+                await self._open_any(first_index)
             except (OSError, asyncio.TimeoutError, SdkError) as error:
                 log.info("stream_reconnect_failed error=%r", error)
                 delay = min(delay * 2, self.retry.backoff_max_s)

@@ -130,6 +130,13 @@ class Books:
         self.committed_in += 1
         return found
 
+    def credit_reversed(self, customer: str, amount_minor: int) -> None:
+        """A credit booked when the wallet completed it, which the switch did not commit
+        (GSMA wallets book on completion; the hub asks for the reversal): un-book it."""
+        self.balances[customer] = self.balances.get(customer, 0) - amount_minor
+        self.position_minor -= amount_minor
+        self.committed_in -= 1
+
     def report(self) -> BooksReport:
         return BooksReport(
             name=self.name, participant_id=self.participant_id, currency=self.currency,

@@ -25,7 +25,7 @@ import os
 import signal
 import sys
 import time
-from typing import Annotated, Iterator
+from typing import Annotated, Iterator, Literal
 
 import msgspec
 
@@ -56,6 +56,12 @@ class HostedParticipant(msgspec.Struct, frozen=True, kw_only=True):
     name: str
     api_key: str
     opening_position_minor: Annotated[int, msgspec.Meta(ge=0)] = 0
+    # "mobilemoney": a wallet that pays and is credited through the GSMA Mobile Money API
+    # hub at `hub_url`, serving its own side of that API on `wallet_port`
+    # (connectors/sim/mobilemoney.py); "stream": the SDK's stream client.
+    protocol: Literal["stream", "mobilemoney"] = "stream"
+    hub_url: str = ""
+    wallet_port: Annotated[int, msgspec.Meta(ge=0, le=65_535)] = 0
 
 
 class RunConfig(msgspec.Struct, frozen=True, kw_only=True):
@@ -63,6 +69,10 @@ class RunConfig(msgspec.Struct, frozen=True, kw_only=True):
 
     host: str = "127.0.0.1"
     port: Annotated[int, msgspec.Meta(ge=1, le=65_535)]
+    # More stream ports of the same switch on `host` (its standbys): the SDK moves to the
+    # next when the one it uses goes away.
+    fallback_ports: Annotated[list[Annotated[int, msgspec.Meta(ge=1, le=65_535)]],
+                              msgspec.Meta(max_length=8)] = []
     participants: list[HostedParticipant]
     profile: str = "quick"
     seed: int = 1
@@ -142,6 +152,17 @@ def payments(population: Population, hosted: set[str], reroutes: dict, tps: floa
     return generate()
 
 
+def _participant(hosted: HostedParticipant, population: Population,
+                 options: SimOptions) -> SimParticipant:
+    if hosted.protocol == "mobilemoney":
+        from connectors.sim.mobilemoney import SimMobileMoneyWallet
+
+        return SimMobileMoneyWallet(hosted.name, population, options,
+                                    hosted.opening_position_minor, hub_url=hosted.hub_url,
+                                    wallet_port=hosted.wallet_port)
+    return SimParticipant(hosted.name, population, options, hosted.opening_position_minor)
+
+
 class SimRunner:
     def __init__(self, config: RunConfig, emit=None) -> None:
         self.config = config
@@ -149,8 +170,7 @@ class SimRunner:
         self.population = build_population(config.profile, config.seed, config.tps,
                                            config.seconds)
         self.sims: dict[str, SimParticipant] = {
-            hosted.name: SimParticipant(hosted.name, self.population, config.options,
-                                        hosted.opening_position_minor)
+            hosted.name: _participant(hosted, self.population, config.options)
             for hosted in config.participants
         }
         self._stop = asyncio.Event()
@@ -175,8 +195,9 @@ class SimRunner:
     async def setup(self) -> dict:
         config = self.config
         for hosted in config.participants:
-            await self.sims[hosted.name].connect(config.host, config.port, hosted.api_key,
-                                                 pending_max=config.pending_max)
+            await self.sims[hosted.name].connect(
+                config.host, config.port, hosted.api_key, pending_max=config.pending_max,
+                fallback_addresses=[(config.host, port) for port in config.fallback_ports])
         registered = {}
         if config.register:
             for name, sim in self.sims.items():

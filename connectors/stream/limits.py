@@ -66,6 +66,8 @@ RESOLVES_IN_FLIGHT_MAX = 256
 # The SDK: transfers a client keeps open (sent, final answer not yet received) before
 # `room()` makes a pipelined sender wait.
 CLIENT_PENDING_TRANSFERS_MAX_DEFAULT = 50_000
+# Switch addresses one client cycles through (a primary and its standbys).
+CLIENT_ADDRESSES_MAX = 16
 
 PROTOCOL_VERSION = 1
 DETAIL_LENGTH_MAX = 200

@@ -177,7 +177,9 @@ def participant_summaries(server) -> list[dict]:
     result = []
     for participant_id in sorted(core.participant_ids()):
         view = core.participant(participant_id)
-        record = server.credentials.record(participant_id)
+        # A standby loads credentials only when it takes over: kind and URL unknown yet.
+        credentials = server.credentials
+        record = None if credentials is None else credentials.record(participant_id)
         result.append({
             "participant_id": participant_id,
             "name": view.name,

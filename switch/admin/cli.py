@@ -235,30 +235,24 @@ def create_user(data_dir: str, postgres_dsn: str | None, username: str, role: st
 
 
 def journal_anchor(data_dir: str) -> tuple[int, str] | None:
-    """The newest audit anchor (`AuditAnchored`: seq, hex hash) in the switch's journal file
-    in `data_dir`, read-only; None when there is no file journal or no anchor in it."""
-    from ledger.journal import read_records
-    from switch.core.messages import AuditAnchored
-    from switch.server.journal import decode_tick
-    from switch.server.server import JOURNAL_FILE
+    """The newest audit anchor (`AuditAnchored`: seq, hex hash) the switch's file journal in
+    `data_dir` holds — from its newest snapshot and the journal after it, read-only; None
+    when there is no file journal or no anchor."""
+    from switch.server.config import load_config
+    from switch.server.offline import verify_file_journal
 
-    path = Path(data_dir) / JOURNAL_FILE
-    if not path.exists():
+    if not (Path(data_dir) / "journal").is_dir() and not (Path(data_dir) / "switch.journal").exists():
         return None
-    anchor = None
-    for record in read_records(str(path)):
-        for _now_ns, event in decode_tick(record):
-            # The core refuses an anchor that goes back; journaled refusals are skipped.
-            if type(event) is AuditAnchored and (anchor is None or event.audit_seq > anchor[0]):
-                anchor = (event.audit_seq, event.audit_hash)
-    return anchor
+    state = verify_file_journal(load_config(None, environ={}, data_dir=data_dir))
+    return None if state.core is None else state.core.audit_anchor()
 
 
 @admin.command("verify-audit")
 @_store_options
 @click.option("--journal/--no-journal", default=True, show_default=True,
               help="Also check the audit head anchored in the switch's journal file "
-                   "(data_dir/switch.journal; the console's Verify checks it with any journal).")
+                   "(data_dir/journal: its newest snapshot and the segments after it; the "
+                   "console's Verify checks it with any journal).")
 def verify_audit(data_dir: str, postgres_dsn: str | None, journal: bool) -> None:
     """Walk the audit hash chain from the first record; name the first broken one. The chain
     must also reach the newest record anchored in the switch's journal with its hash, so

@@ -111,6 +111,11 @@ class LocalSwitch:
             raise ValueError(f"no bucket category {category!r}")
         self._categories[participant_id] = category
 
+    def set_mobilemoney_wallet(self, participant_id: int, settings: dict) -> None:
+        """Recorded for the tests: no hub runs in-process here."""
+        self.mobilemoney_wallets = {**getattr(self, "mobilemoney_wallets", {}),
+                                    participant_id: dict(settings)}
+
     def authenticate(self, api_key: str) -> int | None:
         """Which participant a key belongs to (tests check a rotated key replaces the old)."""
         digest = hashlib.sha256(api_key.encode()).digest()

@@ -11,23 +11,8 @@ from __future__ import annotations
 
 import re
 
-# ISO 4217 minor-unit exponents that differ from 2, plus the currencies the demo and tests
-# use. Anything not listed has exponent 2 (the ISO default for most currencies).
-EXPONENTS: dict[str, int] = {
-    # exponent 0
-    "BIF": 0, "CLP": 0, "DJF": 0, "GNF": 0, "ISK": 0, "JPY": 0, "KMF": 0, "KRW": 0,
-    "PYG": 0, "RWF": 0, "UGX": 0, "UYI": 0, "VND": 0, "VUV": 0, "XAF": 0, "XOF": 0,
-    "XPF": 0,
-    # exponent 3
-    "BHD": 3, "IQD": 3, "JOD": 3, "KWD": 3, "LYD": 3, "OMR": 3, "TND": 3,
-    # exponent 4
-    "CLF": 4, "UYW": 4,
-}
-EXPONENT_DEFAULT = 2
-
-
-def exponent(currency: str) -> int:
-    return EXPONENTS.get(currency, EXPONENT_DEFAULT)
+# The exponents live with the core, so connectors that speak decimal amounts use the same.
+from switch.core.money import EXPONENT_DEFAULT, EXPONENTS, exponent  # noqa: E402,F401
 
 
 def format_minor(amount_minor: int, currency: str, with_code: bool = True) -> str:

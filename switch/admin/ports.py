@@ -142,6 +142,11 @@ class SwitchPort(Protocol):
     def set_participant_category(self, participant_id: int, category: str) -> None:
         """Put the participant in `category` from its next lookup on (no restart)."""
 
+    def set_mobilemoney_wallet(self, participant_id: int, settings: dict) -> None:
+        """Put the participant on the GSMA Mobile Money API hub with these settings
+        (MobileMoneyWalletProposal's fields), at once. ValueError when the hub is not
+        running or refuses a value."""
+
     # observability
     def metrics_text(self) -> bytes:
         """The Prometheus text exposition of the server's registry."""

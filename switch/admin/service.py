@@ -67,9 +67,11 @@ from switch.admin.types import (
     FundProposal,
     Health,
     KeyRotationProposal,
+    MobileMoneyWalletProposal,
     NetDebitCapProposal,
     OnboardProposal,
     Overview,
+    Replication,
     ParticipantView,
     PositionView,
     Proposal,
@@ -554,7 +556,8 @@ class AdminService:
                 raise AdminRefusal(AdminResult.VALIDATION_ERROR,
                                    f"no bucket category {body.category!r}")
             return body
-        if isinstance(body, (CallbackUrlProposal, KeyRotationProposal, CertificateProposal)):
+        if isinstance(body, (CallbackUrlProposal, KeyRotationProposal, CertificateProposal,
+                             MobileMoneyWalletProposal)):
             return body
         state = core.currency(body.currency)
         if state is None:
@@ -732,6 +735,9 @@ class AdminService:
             elif isinstance(body, CategoryProposal):
                 self._participant(body.participant_id)
                 switch.set_participant_category(body.participant_id, body.category)
+            elif isinstance(body, MobileMoneyWalletProposal):
+                self._participant(body.participant_id)
+                switch.set_mobilemoney_wallet(body.participant_id, _mobilemoney_settings(body))
             else:
                 assert isinstance(body, KeyRotationProposal)
                 self._participant(body.participant_id)
@@ -820,7 +826,17 @@ class AdminService:
             except ValueError as error:  # a category the configuration no longer has
                 log.warning("event=category_restore_failed participant_id=%d why=%s",
                             participant_id, error)
-        return len(chosen)
+        # Wallets on the GSMA Mobile Money hub: the latest executed settings of each.
+        wallets: dict[int, MobileMoneyWalletProposal] = {}
+        for proposal in await self.store.executed_proposals(("mobilemoney_wallet",)):
+            wallets[proposal.body.participant_id] = proposal.body
+        for participant_id, body in wallets.items():
+            try:
+                self.switch.set_mobilemoney_wallet(participant_id, _mobilemoney_settings(body))
+            except ValueError as error:  # the hub is not enabled in this configuration
+                log.warning("event=mobilemoney_restore_failed participant_id=%d why=%s",
+                            participant_id, error)
+        return len(chosen) + len(wallets)
 
     async def resume_approved(self) -> int:
         """At start: carry out proposals approved before a crash. Returns how many were
@@ -1031,7 +1047,12 @@ class AdminService:
             transfers_total=self.live.transfers_total(),
             in_flight=core.in_flight_count,
             alerts=self.alerts(),
+            replication=self._replication(),
         )
+
+    def _replication(self) -> Replication | None:
+        read = getattr(self.switch, "replication", None)  # a port without roles: None
+        return None if read is None else msgspec.convert(read(), Replication)
 
     def alerts(self) -> list[Alert]:
         alerts: list[Alert] = []
@@ -1076,8 +1097,8 @@ class AdminService:
 
     def health(self) -> Health:
         checks = dict(self.switch.health())
-        status = "ok" if all(value == "ok" or value.startswith("none") for value in
-                             checks.values()) else "degraded"
+        status = "ok" if all(value == "ok" or value.startswith(("ok:", "none"))
+                             for value in checks.values()) else "degraded"
         return Health(status=status, checks=checks)
 
 
@@ -1119,6 +1140,14 @@ def _proposal_view(proposal: Proposal) -> ProposalView:
         decided_ns=proposal.decided_ns, core_result=proposal.core_result,
         detail=proposal.detail,
     )
+
+
+def _mobilemoney_settings(body: MobileMoneyWalletProposal) -> dict:
+    """The hub's settings for a wallet, from its proposal (everything but the note)."""
+    settings = msgspec.to_builtins(body)
+    settings.pop("kind", None)
+    settings.pop("note", None)
+    return settings
 
 
 def _proposal_event(proposal: Proposal):

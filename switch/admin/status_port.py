@@ -1,6 +1,6 @@
 """The switch's small HTTP port: health, Prometheus metrics and a read-only participant list.
 
-    GET  /health                       no auth
+    GET  /health                       no auth (role, epoch and a standby's lag too)
     GET  /metrics                      no auth (bind it to a private address)
     GET  /admin/participants           participants with their ledger balances, read-only
     GET  /admin/participants/{id}      one
@@ -133,8 +133,11 @@ class AdminServer:
                 "accepting": bool(gateway and gateway.accepting),
                 "in_flight": server.core.in_flight_count,
                 "inbound_depth": gateway.inbound_depth if gateway else 0,
-                "durable_sequence": server.journal.durable_sequence,
                 "replayed_events": server.replayed_events,
+                # the newest snapshot, journal segments, history backlog
+                **server.durability(),
+                # role, epoch, a standby's replay lag (docs/operations.md)
+                **server.replication_status(),
             }), "application/json"
         if path == "/metrics":
             return (200, server.registry.render().encode(),

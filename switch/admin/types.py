@@ -386,6 +386,25 @@ class DailyLimitProposal(msgspec.Struct, tag="daily_limit", **_PROPOSAL):
     note: Note = ""
 
 
+class MobileMoneyWalletProposal(msgspec.Struct, tag="mobilemoney_wallet", **_PROPOSAL):
+    """Put a participant on the GSMA Mobile Money API hub (connectors/mobilemoney), or change
+    how it is reached there: its API root for the credits it receives, the transaction type
+    and notification it wants, how it authenticates (its API key, or OAuth2 with that key
+    as client secret), whether it must send X-Content-Hash. The key Ponte presents to the
+    wallet's API is a secret and never part of a proposal (the hub's configuration)."""
+
+    participant_id: ParticipantId
+    api_url: CallbackUrl = ""
+    credit_type: Annotated[str, Meta(
+        pattern=r"^(transfer|inttransfer|merchantpay|disbursement)$(?!\n)")] = "transfer"
+    notification: Annotated[str, Meta(pattern=r"^(callback|polling)$(?!\n)")] = "callback"
+    account_check: bool = True
+    auth: Annotated[str, Meta(pattern=r"^(api_key|oauth2|any)$(?!\n)")] = "any"
+    content_hash_required: bool = False
+    callback_origins: Annotated[list[CallbackUrl], Meta(max_length=4)] = []
+    note: Note = ""
+
+
 # -- settlement proposals (switch/core/settlement.py, docs/settlement.md) --------------------
 
 WindowId = Annotated[int, Meta(ge=1, le=core_limits.TIME_NS_MAX)]
@@ -489,7 +508,7 @@ SETTLEMENT_PROPOSALS = (SettlementCloseProposal, SettlementConfirmProposal,
 ProposalBody = Union[
     FundProposal, DefundProposal, NetDebitCapProposal, DailyLimitProposal, CurrencyProposal,
     OnboardProposal, AccountProposal, CallbackUrlProposal, KeyRotationProposal,
-    CertificateProposal, CategoryProposal,
+    CertificateProposal, CategoryProposal, MobileMoneyWalletProposal,
     SettlementCloseProposal, SettlementConfirmProposal, SettlementAbortProposal,
     SettlementScheduleProposal,
 ]
@@ -500,6 +519,7 @@ PROPOSAL_ROLES: dict[str, Role] = {
     "daily_limit": Role.OPERATOR, "callback_url": Role.OPERATOR, "category": Role.OPERATOR,
     "currency": Role.ADMIN, "onboard": Role.ADMIN, "account": Role.ADMIN,
     "rotate_key": Role.ADMIN, "certificate": Role.ADMIN,
+    "mobilemoney_wallet": Role.ADMIN,
     "settlement_close": Role.OPERATOR, "settlement_confirm": Role.OPERATOR,
     "settlement_abort": Role.OPERATOR, "settlement_schedule": Role.ADMIN,
 }
@@ -682,6 +702,21 @@ class Alert(msgspec.Struct, **_ANSWER):
     text: str
 
 
+class StandbyLag(msgspec.Struct, **_ANSWER):
+    standby: str  # host:pid of the standby process
+    applied_sequence: int
+    lag_records: int  # journal records the primary has and the standby had not applied
+    seen_s_ago: float  # when it last reported (about once a second)
+
+
+class Replication(msgspec.Struct, **_ANSWER):
+    """This switch's role among the processes of its journal (docs/operations.md)."""
+
+    role: str  # "primary" or "standby"
+    epoch: int  # the journal epoch it writes; 0 for the file journal
+    standbys: list[StandbyLag] = []
+
+
 class Overview(msgspec.Struct, **_ANSWER):
     at_ns: int
     transfers_per_s: float
@@ -693,6 +728,7 @@ class Overview(msgspec.Struct, **_ANSWER):
     transfers_total: int
     in_flight: int
     alerts: list[Alert]
+    replication: Replication | None = None  # None when the switch cannot say (in-process)
 
 
 class Health(msgspec.Struct, **_ANSWER):

@@ -160,6 +160,12 @@ class ServerSwitch:
         self._directory().set_participant_category(directory_participant_id(participant_id),
                                                    category)
 
+    def set_mobilemoney_wallet(self, participant_id: int, settings: dict) -> None:
+        connector = self.server.mobilemoney_connector
+        if connector is None:
+            raise ValueError("the Mobile Money API hub is not enabled (mobilemoney_enabled)")
+        connector.set_wallet_settings(participant_id, settings)
+
     def metrics_text(self) -> bytes:
         return self.server.registry.render().encode()
 
@@ -194,6 +200,14 @@ class ServerSwitch:
             counters["resolve_rate_limited_total"] = self.resolves.rate_limited
         return counters
 
+    def replication(self) -> dict:
+        """Role, epoch and the standbys' lag (the console's overview)."""
+        status = self.server.replication_status()
+        return {"role": status["role"], "epoch": status["epoch"],
+                "standbys": [{key: entry[key] for key in ("standby", "applied_sequence",
+                                                          "lag_records", "seen_s_ago")}
+                             for entry in status["standbys"]]}
+
     def health(self) -> dict[str, str]:
         server = self.server
         gateway = server.gateway
@@ -201,7 +215,37 @@ class ServerSwitch:
             "sequencer": "failed" if server.failed else "ok",
             "gateway": "ok" if gateway is not None and gateway.accepting else "not accepting",
             "journal": "ok" if server.journal is not None else "closed",
+            **self._durability_checks(),
         }
+
+    def _durability_checks(self) -> dict[str, str]:
+        """The durable state in the console's health card (the same figures as /health)."""
+        if self.server.journal is None:
+            return {}
+        report = self.server.durability()
+        checks = {"role": f"ok: {self.server.role}",
+                  "journal position": f"ok: record {report['durable_sequence']}"}
+        snapshot = report.get("snapshot")
+        if snapshot is not None:
+            if snapshot["failed"] or snapshot["skipped_at_start"]:
+                checks["snapshots"] = (f"{snapshot['failed']} failed, "
+                                       f"{snapshot['skipped_at_start']} skipped at start")
+            elif snapshot["sequence"]:
+                checks["snapshots"] = (f"ok: record {snapshot['sequence']}, "
+                                       f"{snapshot['age_s']} s old, {snapshot['bytes']} bytes")
+            else:
+                checks["snapshots"] = "none yet"
+        journal = report.get("journal")
+        if journal is not None:
+            checks["journal segments"] = (f"ok: {journal['segments']} "
+                                          f"({journal['archived_segments']} archived), "
+                                          f"{journal['bytes']} bytes")
+        history = report.get("history")
+        if history is not None:
+            checks["transfer history"] = ("ok:" if not history["write_failures"]
+                                          else f"{history['write_failures']} write failures,"
+                                          ) + f" backlog {history['backlog_rows']} rows"
+        return checks
 
     async def _postgres_counts(self):
         if self._pg_pool is None:

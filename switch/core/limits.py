@@ -36,6 +36,10 @@ CALLBACK_URL_LENGTH_MAX = 2_048  # a participant's callback URL, wherever it is 
 EXPIRY_MS_MAX_DEFAULT = 5 * 60 * 1000
 EXPIRY_MS_MAX_CEILING = 24 * 3600 * 1000
 PAYEE_TIMEOUT_MS_DEFAULT = 10_000
+# Returns: a scheme rule, and the transfer history keeps every final transfer at least as
+# long (switch/server config `history_retention_days`).
+RETURN_WINDOW_DAYS_DEFAULT = 400
+RETURN_WINDOW_DAYS_MAX = 10 * 366
 PAYEE_TIMEOUT_MS_MAX = 10 * 60 * 1000
 
 # Tables. Final transfers are retained up to TRANSFERS_RETAINED_MAX (and never dropped

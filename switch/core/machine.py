@@ -141,12 +141,16 @@ class SwitchCore(TransferFlow, ReturnFlow, RequestToPayFlow, OperatorFlow, Settl
 
     def step(self, event: Event, now_ns: int) -> list[Command]:
         """Decide one event. `now_ns` is UTC nanoseconds; it is clamped so it never goes
-        back (a replay sees the same clamped values, so decisions are identical)."""
+        back (a replay sees the same clamped values, so decisions are identical). A status
+        query (never journaled) and a step that raises ProtocolError (not acted on) leave
+        the core's clock where it was: only journaled events move it, so a snapshot equals
+        a replay of the journal, byte for byte."""
         if now_ns < self._now_ns:
             now_ns = self._now_ns
-        else:
+        event_type = type(event)
+        commands = self._handlers[event_type](event, now_ns)
+        if event_type is not StatusQueried:
             self._now_ns = now_ns
-        commands = self._handlers[type(event)](event, now_ns)
         assert len(commands) <= limits.COMMANDS_PER_STEP_MAX
         if self.config.debug_checks:
             self.check_invariants()

@@ -88,6 +88,11 @@ ALIAS_TYPE_NUMBERS: dict[str, int] = {member.name: int(member) for member in Dir
 ALIAS_TYPE_NAMES: dict[int, str] = {number: name for name, number in ALIAS_TYPE_NUMBERS.items()}
 AliasValue = Annotated[str, Meta(max_length=limits.REFERENCE_LENGTH_MAX)]
 NationalId = Annotated[str, Meta(min_length=1, max_length=limits.NATIONAL_ID_LENGTH_MAX)]
+# Conditional transfers (Interledger's crypto-condition, as FSPIOP uses it): a condition is
+# the SHA-256 of a 32-byte fulfilment, both base64url without padding (43 characters). A
+# transfer with a condition commits only on an acceptance carrying its preimage.
+_B64URL_256 = r"[A-Za-z0-9_-]{43}"
+ConditionOrEmpty = Annotated[str, Meta(max_length=43, pattern=rf"^(?:{_B64URL_256})?$(?!\n)")]
 
 
 class RequestType(StrEnum):
@@ -160,6 +165,12 @@ class TransferRequest(msgspec.Struct, tag="transfer", **_WIRE, gc=False):
     purpose: Text = ""
     payer_account_ref: Reference = ""  # where a return of this transfer is credited
     payer_user_ref: Reference = ""  # opaque payer end-user id (anti-enumeration refunds)
+    # Set by connectors of conditional dialects (FSPIOP): the payee's acceptance must carry
+    # the fulfilment hashing to it, and `dialect_sha256` is the SHA-256 (base64url) of the
+    # request as the payer wrote it in its own dialect, so a resend under the same id with
+    # any other body is a modified request (EXISTS_WITH_DIFFERENT_BODY).
+    condition: ConditionOrEmpty = ""
+    dialect_sha256: ConditionOrEmpty = ""
     # No request_to_pay_id: only the switch links a transfer to a request-to-pay (the one an
     # approval creates); a participant sending the field is refused at decode.
 
@@ -182,6 +193,9 @@ class PayeeAnswer(msgspec.Struct, tag="payee_answer", **_WIRE, gc=False):
     transfer_id: Id
     accepted: bool
     reason: Text = ""
+    # The preimage of the transfer's condition (required to accept a conditional transfer;
+    # ignored for one without a condition).
+    fulfilment: ConditionOrEmpty = ""
 
 
 class StatusQuery(msgspec.Struct, tag="status_query", **_WIRE):
@@ -260,6 +274,7 @@ class CreditRequest(msgspec.Struct, tag="credit_request", **_WIRE, gc=False):
     purpose: str = ""
     return_of: TransferRef | None = None
     request_to_pay_id: str = ""
+    condition: str = ""  # a conditional transfer: accept with its fulfilment
 
 
 class TransferOutcome(msgspec.Struct, tag="transfer_outcome", **_WIRE, gc=False):
@@ -276,6 +291,7 @@ class TransferOutcome(msgspec.Struct, tag="transfer_outcome", **_WIRE, gc=False)
     currency: str = ""
     decided_at_ns: int = 0
     reason: str = ""
+    fulfilment: str = ""  # COMMITTED conditional transfers: the payee's proof of acceptance
 
 
 class RequestToPayNotice(msgspec.Struct, tag="request_to_pay_notice", **_WIRE):
@@ -446,10 +462,25 @@ class TransferRequested(msgspec.Struct, tag=1, **_EVENT, gc=False):
 
 
 class ReturnRequested(msgspec.Struct, tag=2, **_EVENT):
-    """A return sent by the original payee (who pays it)."""
+    """A return sent by the original payee (who pays it). `original`: the shell adds the
+    original from the transfer history when the core no longer holds it (older than its
+    retained window), so a return within the scheme's window is decided as if it did."""
 
     payer_participant_id: int  # the authenticated sender
     request: ReturnRequest
+    original: FinalTransfer | None = None
+
+
+class FinalTransfer(msgspec.Struct, array_like=True, frozen=True, kw_only=True, gc=False):
+    """A transfer (or return) in its final state, as the transfer history keeps it once the
+    core's retained window has dropped it: the event that created it (without any history
+    it carried itself), its outcome, whether the payee was sent it, and how much of it has
+    been returned. Enough to answer a status query or a resend, and to decide a return."""
+
+    event: TransferRequested | ReturnRequested
+    outcome: TransferOutcome
+    forwarded: bool
+    returned_minor: int = 0
 
 
 class PayeeAnswered(msgspec.Struct, tag=3, **_EVENT, gc=False):
@@ -493,6 +524,10 @@ class SchemeRules(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     fee_bps: Annotated[int, Meta(ge=0, le=limits.FEE_BPS_MAX)] = 0
     payee_timeout_ms: Annotated[int, Meta(ge=1, le=limits.PAYEE_TIMEOUT_MS_MAX)] = (
         limits.PAYEE_TIMEOUT_MS_DEFAULT
+    )
+    # A committed transfer may be returned for this many days after it was decided.
+    return_window_days: Annotated[int, Meta(ge=1, le=limits.RETURN_WINDOW_DAYS_MAX)] = (
+        limits.RETURN_WINDOW_DAYS_DEFAULT
     )
 
 

@@ -114,6 +114,7 @@ class TransferRecord(msgspec.Struct, kw_only=True, gc=False):
     decided_at_ns: int = 0
     reason: str = ""
     outcome: TransferOutcome | None = None  # set when final; resent as is
+    fulfilment: str = ""  # a committed conditional transfer's fulfilment
 
 
 class RequestToPayRecord(msgspec.Struct, kw_only=True, gc=False):

@@ -51,6 +51,7 @@ class Result(IntEnum):
     ORIGINAL_TRANSFER_NOT_FOUND = 3230
     RETURN_ORIGINAL_NOT_COMMITTED = 3120
     RETURN_PARTIES_MISMATCH = 3121
+    RETURN_WINDOW_CLOSED = 3124
     PAYER_BLOCKED = 4400
     PAYEE_BLOCKED = 5400
     PAYER_CURRENCY_NOT_ENABLED = 4103
@@ -63,6 +64,9 @@ class Result(IntEnum):
     PAYEE_ACCOUNT_OVERFLOW = 5201
     HUB_ACCOUNT_OVERFLOW = 2006
     PAYER_INSUFFICIENT_LIQUIDITY = 4001
+    # The payee accepted a conditional transfer without the fulfilment of its condition: the
+    # reserve is voided, as Mojaloop's hub aborts a transfer with an invalid fulfilment.
+    FULFILMENT_INVALID = 3901
     PAYEE_REJECTED = 5104
     PAYER_REJECTED_REQUEST = 4101
     # -- operator requests, in check order (after VALIDATION_ERROR, EXISTS_WITH_DIFFERENT_BODY)
@@ -148,6 +152,7 @@ DESCRIPTIONS: dict[Result, str] = {
     Result.ORIGINAL_TRANSFER_NOT_FOUND: "The transfer to return is unknown or beyond the window.",
     Result.RETURN_ORIGINAL_NOT_COMMITTED: "The transfer to return did not commit.",
     Result.RETURN_PARTIES_MISMATCH: "Only the original payee can return a transfer.",
+    Result.RETURN_WINDOW_CLOSED: "The original was decided longer ago than the scheme's return window.",
     Result.PAYER_BLOCKED: "The payer participant is suspended.",
     Result.PAYEE_BLOCKED: "The payee participant is suspended.",
     Result.PAYER_CURRENCY_NOT_ENABLED: "The payer participant has no account in this currency.",
@@ -158,6 +163,7 @@ DESCRIPTIONS: dict[Result, str] = {
     Result.PAYEE_ACCOUNT_OVERFLOW: "The payee's ledger account totals would pass 2**64-1 minor units: it cannot be credited more.",
     Result.HUB_ACCOUNT_OVERFLOW: "The hub's fee account totals would pass 2**64-1 minor units: no fee can be credited to it.",
     Result.PAYER_INSUFFICIENT_LIQUIDITY: "Payer's prefunding or net debit cap cannot cover it.",
+    Result.FULFILMENT_INVALID: "The payee accepted a conditional transfer without a fulfilment whose SHA-256 is its condition.",
     Result.PAYEE_REJECTED: "The payee participant rejected the credit.",
     Result.PAYER_REJECTED_REQUEST: "The payer declined the request-to-pay.",
     Result.ADMIN_CURRENCY_EXISTS: "Operator: the currency is already configured.",
@@ -281,8 +287,11 @@ assert all(len(text) <= 128 for text in DESCRIPTIONS.values())
 assert len({int(member) for member in Result}) == len(Result)
 
 
-def markdown_table() -> str:
-    """docs/result-codes.md, generated: one table, rows in declaration (check) order."""
+def markdown_table(columns: tuple[tuple[str, dict[Result, str]], ...] = ()) -> str:
+    """docs/result-codes.md, generated: one table, rows in declaration (check) order.
+    `columns`: extra (heading, {member: text}) columns a connector adds (its own codes for
+    each result, e.g. ISO 20022 reasons); docs/result-codes.md is written with all of them
+    (`connectors.iso20022.codes.result_codes_markdown`)."""
     lines = [
         "# Result codes",
         "",
@@ -295,14 +304,17 @@ def markdown_table() -> str:
         "requests. \"shell\" rows are answered before the core (by the server, a connector or",
         "the directory); the core never emits them.",
         "",
-        "| code | name | family | answered by | meaning |",
-        "|---:|---|---|---|---|",
+        "| code | name | family | answered by | meaning |"
+        + "".join(f" {heading} |" for heading, _ in columns),
+        "|---:|---|---|---|---|" + "---|" * len(columns),
     ]
     for member in Result:
         where = "shell" if member in SHELL_ONLY else "core"
+        extra = "".join(f" {f'`{text}`' if text else ''} |" for _, column in columns
+                        for text in (column.get(member, ""),))
         lines.append(
             f"| {int(member)} | `{member.name}` | {family(member)} | {where} | "
-            f"{DESCRIPTIONS[member]} |"
+            f"{DESCRIPTIONS[member]} |{extra}"
         )
     return "\n".join(lines) + "\n"
 

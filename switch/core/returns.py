@@ -8,22 +8,21 @@ I/O or read the clock.
 
 from __future__ import annotations
 
+from switch.core import limits
 from switch.core.messages import (
     Command,
+    FinalTransfer,
     RequestType,
     ReturnRequested,
     TransferRequested,
     id_valid,
 )
-from switch.core.records import (
-    refuse as _refuse,
-)
-from switch.core.results import (
-    Result,
-    TransferState,
-)
+from switch.core.records import TransferRecord
+from switch.core.records import refuse as _refuse
+from switch.core.results import TRANSFER_FINAL_STATES, Result, TransferState
 
 _COMMITTED = TransferState.COMMITTED
+_NS_PER_DAY = limits.NS_PER_DAY
 _OK = Result.OK
 
 
@@ -50,9 +49,16 @@ class ReturnFlow:
             return self._refuse_transfer(payer_id, transfer_id, Result.PAYER_NOT_FOUND, RequestType.RETURN)
         if not self._room_for_transfer(now_ns):
             return self._refuse_transfer(payer_id, transfer_id, Result.SERVER_BUSY, RequestType.RETURN)
-        original = self._transfers.get(
-            (original_ref.payer_participant_id, original_ref.transfer_id)
-        )
+        original_key = (original_ref.payer_participant_id, original_ref.transfer_id)
+        original = self._transfers.get(original_key)
+        if original is None and event.original is not None:
+            # Older than the retained window: the shell brought it from the history. It
+            # comes back into the table (as the newest final transfer) so that every
+            # return of it from now on counts against one returned total.
+            original = self._restore_final(original_key, event.original)
+            if not self._room_for_transfer(now_ns):  # and one more for the return itself
+                return self._refuse_transfer(payer_id, transfer_id, Result.SERVER_BUSY,
+                                             RequestType.RETURN)
         # A participant that is neither party learns nothing about the original.
         if original is None or payer_id not in (
             original.payer_participant_id, original.payee_participant_id
@@ -69,6 +75,12 @@ class ReturnFlow:
                 key, event, original.payer_participant_id, original.currency, now_ns,
                 Result.RETURN_PARTIES_MISMATCH,
             )
+        window_ns = self._currencies[original.currency].rules.return_window_days * _NS_PER_DAY
+        if now_ns - original.decided_at_ns > window_ns:
+            return self._reject_recorded_return(
+                key, event, original.payer_participant_id, original.currency, now_ns,
+                Result.RETURN_WINDOW_CLOSED,
+            )
         payee = self._participants[original.payer_participant_id]
         record = self._record_transfer(
             key, event, payee.participant_id, amount_minor, original.currency,
@@ -78,6 +90,27 @@ class ReturnFlow:
             original.event, TransferRequested) else ""
         currency = self._currencies[original.currency]
         return self._admit(record, payer, payee, currency, original, now_ns)
+
+    def _restore_final(self, key: tuple[int, str], final: FinalTransfer) -> TransferRecord:
+        """A final transfer from the history back into the table, as it was when dropped."""
+        assert key not in self._transfers
+        outcome = final.outcome
+        assert outcome.payer_participant_id == key[0] and outcome.transfer_id == key[1]
+        assert outcome.state in TRANSFER_FINAL_STATES, outcome.state
+        request = final.event.request
+        record = TransferRecord(
+            seq=0, event=final.event, payer_participant_id=key[0], transfer_id=key[1],
+            payee_participant_id=outcome.payee_participant_id,
+            amount_minor=outcome.amount_minor, currency=outcome.currency,
+            expires_at_ns=request.expires_at_ns, state=outcome.state, result=outcome.result,
+            fee_minor=outcome.fee_minor, payee_account_ref=final.event.payee_account_ref
+            if type(final.event) is TransferRequested else "",
+            returned_minor=final.returned_minor, forwarded=final.forwarded,
+            decided_at_ns=outcome.decided_at_ns, reason=outcome.reason, outcome=outcome,
+        )
+        self._transfers[key] = record
+        self._transfers_final.append(key)
+        return record
 
     def _reject_recorded_return(self, key, event: ReturnRequested, payee_id: int,
                                 currency: str, now_ns: int, result: Result) -> list[Command]:

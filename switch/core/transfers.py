@@ -9,6 +9,9 @@ state change goes through `_transition`/`_finish`, which assert the state graph
 
 from __future__ import annotations
 
+import base64
+import hashlib
+
 from ledger.types import (
     CreateTransferResult,
 )
@@ -87,6 +90,23 @@ _OK = Result.OK
 _ACTIVE = ParticipantStatus.ACTIVE
 _CODE_PAYMENT, _CODE_RETURN = int(TransferCode.PAYMENT), int(TransferCode.RETURN)
 _CODE_FEE = int(TransferCode.FEE)
+
+
+def fulfils(fulfilment: str, condition: str) -> bool:
+    """Whether `fulfilment` (base64url, 32 bytes) is the SHA-256 preimage of `condition`."""
+    if len(fulfilment) != 43:
+        return False
+    try:
+        preimage = base64.urlsafe_b64decode(fulfilment + "=")
+    except ValueError:
+        return False
+    digest = hashlib.sha256(preimage).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode() == condition
+
+
+def _condition_of(record: TransferRecord) -> str:
+    request = record.event.request
+    return request.condition if type(request) is TransferRequest else ""
 
 
 class TransferFlow:
@@ -258,6 +278,7 @@ class TransferFlow:
             purpose=purpose,
             return_of=return_of,
             request_to_pay_id=record.request_to_pay_id,
+            condition=request.condition if type(request) is TransferRequest else "",
         )
 
     def _on_payee_answer(self, event: PayeeAnswered, now_ns: int) -> list[Command]:
@@ -283,11 +304,18 @@ class TransferFlow:
             # The deadline passed before the answer (its timer has not fired yet): expire
             # now, so the answer is the same whichever of the two the shell fed first.
             return self._expire(record, now_ns, cancel_timer=True)
+        result = Result.PAYEE_REJECTED
         if answer.accepted:
-            return self._commit(record, now_ns)
+            condition = _condition_of(record)
+            if not condition:
+                return self._commit(record, now_ns)
+            if fulfils(answer.fulfilment, condition):
+                record.fulfilment = answer.fulfilment
+                return self._commit(record, now_ns)
+            result = Result.FULFILMENT_INVALID
         self._ledger_void(record, now_ns)
         record.reason = answer.reason
-        self._finish(record, _REJECTED, Result.PAYEE_REJECTED, now_ns)
+        self._finish(record, _REJECTED, result, now_ns)
         return self._tell_both(record, cancel_timer=True)
 
     def _tell_both(self, record: TransferRecord, cancel_timer: bool) -> list[Command]:
@@ -355,6 +383,7 @@ class TransferFlow:
             currency=record.currency,
             decided_at_ns=now_ns,
             reason=record.reason,
+            fulfilment=record.fulfilment,
         )
         self._transfers_final.append((record.payer_participant_id, record.transfer_id))
         if self._observer is not None:

@@ -26,10 +26,17 @@ from connectors.sim import limits as sim_limits
 @click.option("--redis-url", default=None, help="Directory cache and buckets in Redis.")
 @click.option("--stream-port", type=int, default=None)
 @click.option("--admin-port", type=int, default=None)
+@click.option("--standby", is_flag=True,
+              help="Follow the primary's PostgreSQL journal and take over when the primary "
+                   "is gone (config: role = \"standby\"; needs --postgres-dsn).")
 @click.option("--log-level", default="INFO", show_default=True)
-def run(config_path, data_dir, postgres_dsn, redis_url, stream_port, admin_port,
+def run(config_path, data_dir, postgres_dsn, redis_url, stream_port, admin_port, standby,
         log_level) -> None:
-    """Run the switch until SIGINT/SIGTERM, then shut down gracefully."""
+    """Run the switch until SIGINT/SIGTERM, then shut down gracefully.
+
+    With --standby: serve only /health and /metrics while following the primary's
+    journal; when the primary's lock is released, take over (next epoch) and open every
+    listener. A primary that finds another primary's lock refuses to start (exit 1)."""
     import logging
 
     import msgspec
@@ -42,7 +49,7 @@ def run(config_path, data_dir, postgres_dsn, redis_url, stream_port, admin_port,
     logging.basicConfig(level=log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
     overrides = {"data_dir": data_dir, "stream_port": stream_port, "admin_port": admin_port,
-                 "redis_url": redis_url}
+                 "redis_url": redis_url, "role": "standby" if standby else None}
     if postgres_dsn:
         overrides.update(postgres_dsn=postgres_dsn, journal="postgres", store="postgres")
     try:
@@ -282,4 +289,161 @@ def demo(seconds, tps, seed, reject_rate, keep_data) -> None:
                               keep_data=keep_data))
 
 
-COMMANDS = [run, participant, currency, demo]
+@click.group()
+def journal() -> None:
+    """The switch's journal offline: verify the chain and the snapshots, print records."""
+
+
+def _offline_config(config_path, data_dir, postgres_dsn):
+    import msgspec
+
+    from switch.server.config import load_config
+
+    overrides = {"data_dir": data_dir}
+    if postgres_dsn:
+        overrides.update(postgres_dsn=postgres_dsn, journal="postgres", store="postgres")
+    try:
+        return load_config(config_path, **overrides)
+    except (msgspec.ValidationError, ValueError, OSError) as error:
+        raise click.UsageError(f"configuration: {error}") from None
+
+
+_journal_options = [
+    click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
+                 help="The switch's TOML file (its data_dir, journal, core sizes)."),
+    click.option("--data-dir", default=None, help="The switch's data directory."),
+    click.option("--postgres-dsn", default=None,
+                 help="Verify the PostgreSQL journal instead of the data directory's files."),
+]
+
+
+def _with_journal_options(command):
+    for option in reversed(_journal_options):
+        command = option(command)
+    return command
+
+
+@journal.command("verify")
+@_with_journal_options
+@click.option("--json", "as_json", is_flag=True, help="One JSON document.")
+def journal_verify(config_path, data_dir, postgres_dsn, as_json) -> None:
+    """Verify the journal's hash chain end to end (every segment, archived ones included,
+    or every PostgreSQL row), check each snapshot against the chain, rebuild the core from
+    the newest usable snapshot and the records after it, check the ledger's invariants,
+    and print the head hash (publish it outside the system). Exit 1 on any problem."""
+    import asyncio
+
+    from ledger.journal_format import JournalCorrupt
+
+    config = _offline_config(config_path, data_dir, postgres_dsn)
+    try:
+        if config.journal == "postgres":
+            report = asyncio.run(_verify_postgres(config))
+        else:
+            report = _verify_files(config)
+    except JournalCorrupt as error:
+        click.echo(f"journal damaged: {error} (sequence {error.sequence}, offset "
+                   f"{error.offset}): {error.detail}", err=True)
+        raise SystemExit(1) from None
+    except AssertionError as error:
+        click.echo(f"ledger invariants broken after replay: {error}", err=True)
+        raise SystemExit(1) from None
+    if as_json:
+        click.echo(json.dumps(report))
+    else:
+        click.echo(f"records {report['records']}  head sequence {report['head_sequence']}")
+        click.echo(f"head hash {report['head_hash']}")
+        for snapshot in report["snapshots"]:
+            verdict = "ok" if not snapshot["problem"] else f"PROBLEM: {snapshot['problem']}"
+            click.echo(f"snapshot {snapshot['path']} sequence {snapshot['sequence']}: {verdict}")
+        click.echo("ledger invariants ok" if report["invariants"] else "no core rebuilt")
+    if any(snapshot["problem"] for snapshot in report["snapshots"]):
+        raise SystemExit(1)
+
+
+def _verify_files(config) -> dict:
+    from switch.server.offline import verify_file_journal
+
+    state = verify_file_journal(config)
+    return {
+        "records": state.records, "head_sequence": state.head.sequence,
+        "head_hash": state.head.record_hash.hex(), "segments": state.segments,
+        "archived_segments": state.archived_segments, "rebuilt_from": state.rebuilt_from,
+        "invariants": state.core is not None,
+        "snapshots": [{"path": c.path, "sequence": c.sequence, "problem": c.problem}
+                      for c in state.snapshots],
+    }
+
+
+async def _verify_postgres(config) -> dict:
+    import asyncpg
+
+    from ledger.journal_format import GENESIS, JournalPosition
+    from ledger.journal_postgres import _verified_records
+
+    connection = await asyncpg.connect(config.postgres_dsn.reveal())
+    try:
+        head = GENESIS
+        records = 0
+        async for record in _verified_records(connection, config.journal_name, GENESIS):
+            records += 1
+            head = JournalPosition(sequence=record.sequence, record_hash=record.record_hash)
+    finally:
+        await connection.close()
+    return {"records": records, "head_sequence": head.sequence,
+            "head_hash": head.record_hash.hex(), "segments": 0, "archived_segments": 0,
+            "rebuilt_from": 0, "invariants": False, "snapshots": []}
+
+
+@journal.command("inspect")
+@_with_journal_options
+@click.option("--from", "from_sequence", type=click.IntRange(min=1), default=1,
+              show_default=True, help="First record to print.")
+@click.option("--count", type=click.IntRange(1, 1_000_000), default=100, show_default=True)
+def journal_inspect(config_path, data_dir, postgres_dsn, from_sequence, count) -> None:
+    """Print journal records for an auditor: sequence, time, hash, and each event as JSON
+    (verified as they are read; national IDs appear only as identity tokens)."""
+    import datetime
+
+    import msgspec
+
+    from ledger.journal_format import GENESIS
+    from switch.server.journal import decode_tick
+    from switch.server.offline import file_records
+
+    config = _offline_config(config_path, data_dir, postgres_dsn)
+    if config.journal == "postgres":
+        raise click.UsageError("inspect reads the file journal; for PostgreSQL use "
+                               "`ponte journal verify --postgres-dsn` and SQL")
+    printed = 0
+    for record in file_records(config.data_dir, GENESIS):
+        if record.sequence < from_sequence:
+            continue
+        when = datetime.datetime.fromtimestamp(record.now_ns / 1e9, datetime.timezone.utc)
+        click.echo(f"#{record.sequence} {when:%Y-%m-%dT%H:%M:%S.%fZ} "
+                   f"hash={record.record_hash.hex()[:16]}")
+        for _now_ns, event in decode_tick(record):
+            click.echo(f"  {type(event).__name__} {msgspec.json.encode(_readable(event)).decode()}")
+        printed += 1
+        if printed >= count:
+            break
+
+
+def _readable(value):
+    """An event as nested dicts with field names (events are array-like on disk)."""
+    import enum
+
+    import msgspec
+
+    if isinstance(value, msgspec.Struct):
+        return {name: _readable(getattr(value, name)) for name in value.__struct_fields__}
+    if isinstance(value, enum.Enum):
+        return value.name
+    if isinstance(value, (list, tuple)):
+        return [_readable(item) for item in value]
+    if isinstance(value, bytes):
+        return value.hex()
+    return value
+
+
+COMMANDS = [run, participant, currency, demo, journal]

@@ -78,8 +78,35 @@ class ServerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     # File journal: "thread" writes and fsyncs in a thread while the next tick is decided
     # (slow disks); "inline" does it on the loop (fast disks, busy CPUs: no hand-offs).
     journal_commit: Literal["thread", "inline"] = "thread"
+    # Snapshots (docs/operations.md): every this many events or seconds, whichever first, by
+    # a forked child; recovery replays only the journal after the newest valid one.
+    snapshots_enabled: bool = True
+    snapshot_every_events: Annotated[int, Meta(ge=1)] = limits.SNAPSHOT_EVERY_EVENTS_DEFAULT
+    snapshot_every_s: Annotated[float, Meta(ge=limits.SNAPSHOT_EVERY_S_MIN)] = (
+        limits.SNAPSHOT_EVERY_S_DEFAULT)
+    snapshots_retained: Annotated[int, Meta(ge=2, le=limits.SNAPSHOTS_RETAINED_MAX)] = (
+        limits.SNAPSHOTS_RETAINED_DEFAULT)
+    # File journal segments: rotate past this size; sealed segments every retained snapshot
+    # covers are compressed (lzma), deleted, or kept.
+    journal_segment_bytes_max: Annotated[int, Meta(ge=limits.JOURNAL_SEGMENT_BYTES_MIN,
+                                                   le=limits.JOURNAL_SEGMENT_BYTES_MAX)] = (
+        limits.JOURNAL_SEGMENT_BYTES_DEFAULT)
+    journal_archive: Literal["compress", "delete", "keep"] = "compress"
+    # The durable transfer history (switch/store/history.py): final transfers older than the
+    # core's retained window, answered for this long (docs/operations.md).
+    history_enabled: bool = True
+    history_retention_days: Annotated[int, Meta(ge=1, le=limits.HISTORY_RETENTION_DAYS_MAX)] = (
+        limits.HISTORY_RETENTION_DAYS_DEFAULT)
     # "embedded": SQLite in data_dir; "postgres": the directory and credential tables.
     store: Literal["embedded", "postgres"] = "embedded"
+    # "primary": take the journal's writer lock at start, or refuse if another process
+    # holds it; "standby": follow the primary's PostgreSQL journal into a warm core and
+    # ledger, and take over when the primary's lock is released (docs/operations.md,
+    # "Primary and standby"). A standby needs journal and store in PostgreSQL.
+    role: Literal["primary", "standby"] = "primary"
+    # A standby looks for new records and for the primary's lock this often when no
+    # notification woke it: the bound on its detection time once the lock is free.
+    standby_poll_interval_ms: Annotated[float, Meta(ge=1.0, le=10_000.0)] = 100.0
     postgres_dsn: Secret | None = None
     # With a Redis URL the directory's alias cache and anti-enumeration buckets live there.
     redis_url: Secret | None = None
@@ -117,6 +144,18 @@ class ServerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     # (host, port, callbacks, signing key path...), converted when the server starts it.
     http_enabled: bool = False
     http: dict = {}
+    # The ISO 20022 connector (connectors/iso20022): banks' pacs/camt/pain messages over
+    # HTTPS, configured by its own Iso20022Config table (listener, banks, TLS, signing).
+    iso20022_enabled: bool = False
+    iso20022: dict = {}
+    # The GSMA Mobile Money API hub (connectors/mobilemoney), configured by its own
+    # MobileMoneyConfig table (host, port, public_url, wallets...), converted at start.
+    mobilemoney_enabled: bool = False
+    mobilemoney: dict = {}
+    # The FSPIOP 1.1 hub (connectors/fspiop): its FspiopConnectorConfig table (host, port,
+    # hub FSP id, JWS key path, DFSPs...), converted when the server starts it.
+    fspiop_enabled: bool = False
+    fspiop: dict = {}
     # Settlement documents and statements (switch/settlement): its SettlementConfig table
     # (how the scheme is named in ISO 20022 documents), converted when the server starts.
     settlement: dict = {}
@@ -158,6 +197,9 @@ class ServerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
             raise ValueError("journal = 'postgres' needs postgres_dsn")
         if self.store == "postgres" and self.postgres_dsn is None:
             raise ValueError("store = 'postgres' needs postgres_dsn")
+        if self.role == "standby" and (self.journal != "postgres" or self.store != "postgres"):
+            raise ValueError("role = 'standby' follows the primary through PostgreSQL: it "
+                             "needs journal = 'postgres' and store = 'postgres'")
         if bool(self.stream_tls_cert) != bool(self.stream_tls_key):
             raise ValueError("stream_tls_cert and stream_tls_key go together")
         if bool(self.console_tls_cert) != bool(self.console_tls_key):

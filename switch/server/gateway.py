@@ -133,6 +133,7 @@ from switch.core.messages import (
     StatusQuery,
     TransferRequest,
 )
+from switch.core.fees import fee_minor as scheme_fee_minor
 from switch.core.results import Result
 from switch.directory.types import DirectoryResult, Rejection, RegisterAlias
 from switch.directory.types import ResolveRequest as DirectoryResolve
@@ -603,6 +604,14 @@ class Gateway:
 
     def callback_url(self, participant_id: int) -> str:
         return self._credentials.callback_url(participant_id)
+
+    def fee_minor(self, currency: str, amount_minor: int) -> int | None:
+        """The scheme fee the payer of `amount_minor` would be charged now (quotations), or
+        None when the scheme does not carry the currency. Read-only: decides nothing."""
+        state = self._core.currency(currency)
+        if state is None:
+            return None
+        return scheme_fee_minor(state.rules, amount_minor)
 
     def national_id_token(self, national_id: str) -> str | None:
         """What the switch records instead of a raw national ID (the shell's recorder)."""

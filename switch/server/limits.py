@@ -42,6 +42,26 @@ TICKS_IN_FLIGHT_MAX = 2
 COMMIT_INTERVAL_S_DEFAULT = 0.002
 COMMIT_INTERVAL_S_MAX = 0.1
 
+# The sequencer wakes this often when idle, to run due maintenance (snapshots, rotation).
+IDLE_WAKE_S = 1.0
+
+# -- snapshots and journal segments ---------------------------------------------------
+SNAPSHOT_EVERY_EVENTS_DEFAULT = 2_000_000
+SNAPSHOT_EVERY_S_DEFAULT = 600.0
+SNAPSHOT_EVERY_S_MIN = 1.0
+SNAPSHOTS_RETAINED_DEFAULT = 3  # the newest may be damaged: keep fallbacks
+SNAPSHOTS_RETAINED_MAX = 64
+JOURNAL_SEGMENT_BYTES_DEFAULT = 256 * 1024 * 1024
+JOURNAL_SEGMENT_BYTES_MIN = 4 * 1024  # tiny segments make tests rotate
+JOURNAL_SEGMENT_BYTES_MAX = 16 * 1024 * 1024 * 1024
+
+# -- the durable transfer history ---------------------------------------------------
+HISTORY_RETENTION_DAYS_DEFAULT = 400
+HISTORY_RETENTION_DAYS_MAX = 10 * 366
+HISTORY_FLUSH_INTERVAL_S = 0.1
+HISTORY_BATCH_ROWS_MAX = 10_000
+HISTORY_PRUNE_INTERVAL_S = 3_600.0
+
 # -- timers ----------------------------------------------------------------------------
 TIMERS_MAX = core_limits.IN_FLIGHT_MAX_DEFAULT + core_limits.REQUESTS_TO_PAY_RETAINED_MAX_DEFAULT
 

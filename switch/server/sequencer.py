@@ -59,6 +59,14 @@ class Sequencer:
         self._stopping = False
         self.failed: BaseException | None = None
         self._tasks: set[asyncio.Task] = set()  # resolves and refunds under way
+        self.events_decided = 0
+        # Work that needs the core to equal the durable journal (snapshots, segment
+        # rotation): `due()` is asked between ticks, `run()` called once everything decided
+        # is durable and released. Set by the server; None: no maintenance.
+        self.maintenance = None
+        # The durable transfer history (switch/store/history.py), looked up once per tick
+        # for the ids the core and the memory archive no longer hold; None: memory only.
+        self.history = None
 
     @property
     def ticks(self) -> int:
@@ -78,12 +86,19 @@ class Sequencer:
             while True:
                 if self.failed is not None:
                     raise SequencerFailed(str(self.failed)) from self.failed
+                maintenance = self.maintenance
+                if maintenance is not None and maintenance.due(self.events_decided):
+                    await self._quiesce()
+                    if self.failed is None:
+                        maintenance.run(self.events_decided)
+                    continue
                 if not gateway.inbound_depth:
                     if self._stopping:
                         break
                     waiter = asyncio.ensure_future(gateway.wait_for_items())
                     stopper = asyncio.ensure_future(self._stop_event.wait())
-                    await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+                    await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED,
+                                       timeout=limits.IDLE_WAKE_S)
                     waiter.cancel()
                     stopper.cancel()
                     continue
@@ -107,6 +122,13 @@ class Sequencer:
             except (asyncio.CancelledError, SequencerFailed):
                 pass
 
+    async def _quiesce(self) -> None:
+        """Until everything decided is durable and released: the core equals the journal."""
+        while (self.shell.held_ticks or self.journal.buffered_records) and self.failed is None:
+            self._committed.clear()
+            self._work.set()
+            await self._committed.wait()
+
     def stop(self) -> None:
         """Finish what is queued, release it, and return from run()."""
         self._stopping = True
@@ -115,6 +137,9 @@ class Sequencer:
     def _fail(self, error: BaseException) -> None:
         self.failed = error
         self._committed.set()
+        # Wake run() even when no request is queued: it must raise now, so the process
+        # stops (exit 70) instead of idling on a journal that refuses every commit.
+        self._stop_event.set()
         self.gateway.close()
 
     # -- deciding --------------------------------------------------------------------
@@ -123,15 +148,18 @@ class Sequencer:
         now_ns = time.time_ns()
         shell = self.shell
         lookups = shell.lookups(items)
+        wanted = shell.history_wanted
         routes: list = []
-        if lookups:
-            try:
-                routes = await self.gateway.route_many(lookups)
-            except Exception as error:  # noqa: BLE001 - a directory outage refuses, never stops
-                log.warning("directory_route_failed error=%r", error)
-                routes = [Result.SERVICE_UNAVAILABLE] * len(lookups)
+        rows: dict = {}
+        if lookups and wanted and self.history is not None:
+            routes, rows = await asyncio.gather(self._routes(lookups),
+                                                self.history.get_many(wanted))
+        elif lookups:
+            routes = await self._routes(lookups)
+        elif wanted and self.history is not None:
+            rows = await self.history.get_many(wanted)
         try:
-            tick = shell.decide(items, routes, now_ns)
+            tick = shell.decide(items, routes, now_ns, rows)
         except Exception as error:
             # A bug in the core (or the shell): its state may be half-changed. Nothing of
             # this tick was journaled or released; stop, and let a restart replay.
@@ -152,7 +180,15 @@ class Sequencer:
             self.metrics.journal_bytes.values[()] = (
                 self.metrics.journal_bytes.values.get((), 0) + sum(map(len, tick.records)))
         self.metrics.tick_events.observe(tick.items)
+        self.events_decided += tick.items
         self._work.set()
+
+    async def _routes(self, lookups: list) -> list:
+        try:
+            return await self.gateway.route_many(lookups)
+        except Exception as error:  # noqa: BLE001 - a directory outage refuses, never stops
+            log.warning("directory_route_failed error=%r", error)
+            return [Result.SERVICE_UNAVAILABLE] * len(lookups)
 
     def _resolve(self, participant_id: int, request, origin) -> None:
         """A resolve submitted like a request: answered through the sink when done. It

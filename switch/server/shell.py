@@ -34,6 +34,7 @@ from switch.core import codec
 from switch.core import limits as core_limits
 from switch.core.messages import (
     AdminAnswer,
+    FinalTransfer,
     ArmTimer,
     CancelTimer,
     ConsultStore,
@@ -60,6 +61,7 @@ from switch.core.messages import (
     TransferRequested,
     refused_for,
 )
+from switch.core.records import compare_requests
 from switch.core.results import TRANSFER_FINAL_STATES, ProtocolError, Result, TransferState
 from switch.server import limits
 from switch.server.metrics import LATENCY_BUCKETS_S, ServerMetrics
@@ -112,29 +114,45 @@ class Tick:
 
 
 class OutcomeArchive:
-    """Outcomes of transfers the core has dropped from its retained window, so a store
-    consultation can still answer them (a resend or status query of an old transfer).
+    """Final transfers the core has dropped from its retained window: the memory tier of
+    the transfer history, so a store consultation, a resend or a return of an old transfer
+    is still answered — and the feed of the durable tier (`switch/server/history.py`).
 
     The core keeps its final transfers in the order they ended and drops the oldest when
     its table is full. The archive follows the same order — it is the core's observer
     (`observe`), so the replay of the journal at a restart rebuilds it exactly as it was —
     with a queue of keys, and, as a key reaches the part of the core's table that may be
-    dropped next, takes its outcome from the core and keeps it encoded, with whether the
-    payee was ever sent the transfer (a payee may read only what it was sent). Bounded at
-    `entries_max`, oldest forgotten first; in memory, a function of the journal."""
+    dropped next, takes the transfer from the core as a `FinalTransfer` (its event,
+    outcome, whether the payee was sent it, how much was returned) and keeps it encoded.
+    Each one is also queued for the durable history (`take_writes`); memory keeps at most
+    `entries_max` of them, forgetting the oldest only once the history confirmed it
+    (`written`). With no durable history, everything counts as written at once."""
 
-    def __init__(self, entries_max: int, config) -> None:
+    def __init__(self, entries_max: int, config, *, durable: bool = False) -> None:
         """`config`: the core's CoreConfig. Give `observe` to the core as its observer and
-        `bind` the core before it is stepped."""
+        `bind` the core before it is stepped. `durable`: a history store takes the writes."""
         assert entries_max >= 1
         self.entries_max = entries_max
+        self.durable = durable
         self.core = None
         # Keys beyond this many recent finals may be dropped by the core at any time: its
         # table also holds the transfers in flight.
         self.recent_max = max(1, config.transfers_retained_max - config.in_flight_max)
         self._recent: deque[tuple[int, str]] = deque()
-        self._outcomes: dict[tuple[int, str], tuple[bytes, bool]] = {}
-        self._order: deque[tuple[int, str]] = deque()
+        self._finals: dict[tuple[int, str], tuple[int, bytes]] = {}  # key -> (index, bytes)
+        self._order: deque[tuple[int, tuple[int, str]]] = deque()  # (archive index, key)
+        self._archived = 0  # FinalTransfers archived so far (the next index)
+        self._written = 0  # indexes below this are in the durable history
+        self._writes: list[tuple[tuple[int, str], bytes, int]] = []  # (key, bytes, decided)
+
+    def reset(self) -> None:
+        """Forget everything (a recovery attempt from another snapshot starts over)."""
+        self.core = None
+        self._recent.clear()
+        self._finals.clear()
+        self._order.clear()
+        self._writes.clear()
+        self._archived = self._written = 0
 
     def bind(self, core) -> OutcomeArchive:
         self.core = core
@@ -151,53 +169,96 @@ class OutcomeArchive:
             key = recent.popleft()
             record = self.core.transfer_record(*key)
             if record is not None and record.state in _FINAL:
-                self._archive(key, record.outcome, record.forwarded)
+                event = record.event
+                if type(event) is ReturnRequested and event.original is not None:
+                    event = msgspec.structs.replace(event, original=None)
+                self._archive(key, _final_encoder.encode(FinalTransfer(
+                    event=event, outcome=record.outcome, forwarded=record.forwarded,
+                    returned_minor=record.returned_minor)), record.decided_at_ns)
 
-    def _archive(self, key: tuple[int, str], outcome: TransferOutcome, forwarded: bool) -> None:
-        outcomes = self._outcomes
-        if key not in outcomes:
-            self._order.append(key)
-        outcomes[key] = (_archive_encoder.encode(outcome), forwarded)
-        if len(outcomes) > self.entries_max:
-            del outcomes[self._order.popleft()]
+    def _archive(self, key: tuple[int, str], data: bytes, decided_at_ns: int) -> None:
+        self._finals[key] = (self._archived, data)
+        self._order.append((self._archived, key))
+        self._archived += 1
+        if self.durable:
+            self._writes.append((key, data, decided_at_ns))
+        else:
+            self._written = self._archived
+
+    def forget_written(self) -> None:
+        """Forget the oldest entries beyond `entries_max` that the history has confirmed.
+        Called by the shell at the end of a tick only: between `lookups` (which leaves out
+        of the history query whatever memory holds) and `decide`, memory forgets nothing."""
+        order = self._order
+        while len(order) > self.entries_max and order[0][0] < self._written:
+            index, key = order.popleft()
+            # A newer entry of the same key (restored for a return, dropped again) stays.
+            if self._finals[key][0] == index:
+                del self._finals[key]
+
+    def take_writes(self) -> list[tuple[tuple[int, str], bytes, int]]:
+        """What the durable history must store, oldest first (the sequencer hands it to
+        the history writer); then `written(len(...))` once stored."""
+        writes, self._writes = self._writes, []
+        return writes
+
+    def requeue_writes(self, writes: list[tuple[tuple[int, str], bytes, int]]) -> None:
+        """Put writes taken earlier and never confirmed back in front of the queue, oldest
+        first (a standby that takes over re-sends its last ones: writes are upserts)."""
+        self._writes[:0] = writes
+
+    def written(self, count: int) -> None:
+        """The oldest `count` writes taken are durable: memory may forget them."""
+        self._written += count
+        assert self._written <= self._archived
+
+    def final(self, payer_participant_id: int, transfer_id: str) -> FinalTransfer | None:
+        found = self._finals.get((payer_participant_id, transfer_id))
+        return None if found is None else _final_decoder.decode(found[1])
 
     def get(self, payer_participant_id: int, transfer_id: str,
             asker: int) -> TransferOutcome | None:
-        """The archived outcome if `asker` may read it: its payer, or its payee if the
-        payee was sent the transfer. Anyone else learns nothing."""
-        found = self._outcomes.get((payer_participant_id, transfer_id))
-        if found is None:
-            return None
-        data, forwarded = found
-        outcome = _archive_decoder.decode(data)
-        if asker == outcome.payer_participant_id or (
-                forwarded and asker == outcome.payee_participant_id):
-            return outcome
-        return None
+        """The archived outcome if `asker` may read it (`readable_by`)."""
+        final = self.final(payer_participant_id, transfer_id)
+        return None if final is None else readable_by(final, asker)
 
     def __len__(self) -> int:
-        return len(self._outcomes)
+        return len(self._finals)
 
     def snapshot(self) -> bytes:
         """The archive as bytes, to keep beside a core snapshot taken at the same point:
-        the journal after that point replays into `restore`d archive."""
-        return _archive_encoder.encode((list(self._recent), [
-            (key, *self._outcomes[key]) for key in self._order]))
+        the journal after that point replays into a `restore`d archive."""
+        return _final_encoder.encode((list(self._recent), [
+            (key, self._finals[key][1]) for index, key in self._order
+            if self._finals[key][0] == index]))
 
     def restore(self, data: bytes) -> OutcomeArchive:
+        """Everything restored is queued for the durable history again (writes are upserts,
+        and whether they reached it before the snapshot is not known)."""
         recent, archived = _snapshot_decoder.decode(data)
-        assert not self._recent and not self._outcomes, "restore into a fresh archive"
+        assert not self._recent and not self._finals, "restore into a fresh archive"
         self._recent.extend(tuple(key) for key in recent)
-        for key, outcome, forwarded in archived:
-            self._order.append(tuple(key))
-            self._outcomes[tuple(key)] = (outcome, forwarded)
+        for key, final in archived:
+            decided_at_ns = _final_decoder.decode(final).outcome.decided_at_ns
+            self._archive(tuple(key), final, decided_at_ns)
         return self
 
 
+def readable_by(final: FinalTransfer, asker: int) -> TransferOutcome | None:
+    """A final transfer's outcome if `asker` may read it: its payer, or its payee if the
+    payee was sent the transfer. Anyone else learns nothing."""
+    outcome = final.outcome
+    if asker == outcome.payer_participant_id or (
+            final.forwarded and asker == outcome.payee_participant_id):
+        return outcome
+    return None
+
+
+_final_encoder = msgspec.msgpack.Encoder()
+_final_decoder = msgspec.msgpack.Decoder(FinalTransfer)
 _snapshot_decoder = msgspec.msgpack.Decoder(
-    tuple[list[tuple[int, str]], list[tuple[tuple[int, str], bytes, bool]]])
-_archive_encoder = msgspec.msgpack.Encoder()
-_archive_decoder = msgspec.msgpack.Decoder(TransferOutcome)
+    tuple[list[tuple[int, str]], list[tuple[tuple[int, str], bytes]]])
+
 
 
 class Shell:
@@ -213,6 +274,8 @@ class Shell:
         self.metrics = metrics
         self._national_id_token = national_id_token
         self._routed: list[int] = []  # the items `lookups` asked routes for, by position
+        self.history_wanted: list[tuple[int, str]] = []  # ids to look up in the history
+        self._history: dict[tuple[int, str], bytes] = {}  # this tick's history rows
         self.appended_sequence = appended_sequence  # the journal's last record, held or not
         self._now_ns = core.now_ns
         self._held: deque[Tick] = deque()
@@ -228,17 +291,39 @@ class Shell:
         """(participant_id, alias, end-user reference) to route, in item order: the payee of
         each new transfer, the payer of each new request-to-pay. The loop asks the
         directory for all of them at once and passes the answers to `decide` in the same
-        order. A resend of an id the switch already holds is not routed: it is answered
-        from what was recorded, whatever the directory says now (and charges no lookup)."""
+        order. A resend of an id the core still holds, or the archive, is not routed: it is
+        answered from what was recorded, whatever the directory says now (and charges no
+        lookup). Also gathers `history_wanted`: the ids the core and the memory archive do
+        not hold, which the loop looks up in the durable history in the same round trip."""
         wanted = []
         routed = self._routed = []
+        history = self.history_wanted = []
+        durable = self.archive.durable
         core = self.core
+        archive = self.archive
         for index, (kind, participant_id, message, _extra) in enumerate(items):
+            message_type = type(message)
+            if kind == ITEM_STATUS or message_type is StatusQuery or message_type is PayeeAnswer:
+                if durable and kind != ITEM_ADMIN:
+                    key = (message.payer_participant_id, message.transfer_id)
+                    if core.transfer_record(*key) is None and archive.final(*key) is None:
+                        history.append(key)
+                continue
             if kind != ITEM_SUBMIT:
                 continue
-            message_type = type(message)
-            if message_type is TransferRequest:
-                if message.payee is None or self._held_transfer(participant_id, message):
+            if message_type is TransferRequest or message_type is ReturnRequest:
+                key = (participant_id, message.transfer_id)
+                held = core.transfer_record(*key) is not None or archive.final(*key) is not None
+                if durable and not held:
+                    history.append(key)
+                if message_type is ReturnRequest:
+                    original = (message.original.payer_participant_id,
+                                message.original.transfer_id)
+                    if durable and core.transfer_record(*original) is None and (
+                            archive.final(*original) is None):
+                        history.append(original)
+                    continue
+                if message.payee is None or held:
                     continue
                 wanted.append((participant_id, message.payee, message.payer_user_ref))
             elif message_type is RequestToPay:
@@ -251,14 +336,39 @@ class Shell:
         return wanted
 
     def _held_transfer(self, payer_id: int, message: TransferRequest):
-        """The route a transfer id already has (retained or archived), or None."""
+        """The route a transfer id the core holds already has, or None."""
         record = self.core.transfer_record(payer_id, message.transfer_id)
         if record is not None:
             return record.payee_participant_id, record.payee_account_ref
-        archived = self.archive.get(payer_id, message.transfer_id, payer_id)
-        if archived is not None:
-            return archived.payee_participant_id, ""
         return None
+
+    def _final(self, payer_participant_id: int, transfer_id: str) -> FinalTransfer | None:
+        """A final transfer the core no longer holds: from the memory archive, or from the
+        durable history rows `lookups` asked for (this tick's `history`)."""
+        final = self.archive.final(payer_participant_id, transfer_id)
+        if final is None:
+            data = self._history.get((payer_participant_id, transfer_id))
+            if data is not None:
+                final = _final_decoder.decode(data)
+        return final
+
+    def _answer_from_history(self, participant_id: int, message, final: FinalTransfer,
+                             origin, tick: Tick) -> None:
+        """A resend of a transfer (or return) only the history holds: compared with what
+        was recorded, answered with its outcome or refused EXISTS_WITH_*; the core never
+        sees it (it would take the id for a new transfer)."""
+        if type(message) is TransferRequest:
+            resend = TransferRequested(payer_participant_id=participant_id,
+                                       payee_participant_id=0, payee_account_ref="",
+                                       request=msgspec.structs.replace(
+                                           message, payee=self._recorded(message.payee)))
+        else:
+            resend = ReturnRequested(payer_participant_id=participant_id, request=message)
+        result = compare_requests(final.event, resend)
+        if result is Result.OK:
+            tick.sends.append((participant_id, final.outcome, origin))
+            return
+        self._refuse(tick, participant_id, message, result, origin)
 
     def _recorded(self, party: Party | None) -> Party | None:
         """The alias as the switch records and forwards it: a NATIONAL_ID becomes its
@@ -270,7 +380,8 @@ class Shell:
 
     # -- deciding --------------------------------------------------------------------
 
-    def decide(self, items: list[InboundItem], routes: list[Route], now_ns: int) -> Tick:
+    def decide(self, items: list[InboundItem], routes: list[Route], now_ns: int,
+               history: dict[tuple[int, str], bytes] | None = None) -> Tick:
         """Step the core with every item (routes: `lookups(items)`'s answers in order, or
         one Result for all of them when the directory failed). Raises what the core raised
         if it is not a ProtocolError: fail-stop."""
@@ -283,6 +394,7 @@ class Shell:
         assert len(routes) == len(self._routed), "routes are lookups(items)' answers"
         routes_by_item = dict(zip(self._routed, routes))
         self._routed = []
+        self._history = history or {}
         journaled: list = []
         step = self.core.step
         for index, (kind, participant_id, message, extra) in enumerate(items):
@@ -318,6 +430,7 @@ class Shell:
             if type(event) is not StatusQueried:  # a query changes nothing: not journaled
                 journaled.append(event)
             self._dispatch(commands, kind, participant_id, event, extra, tick, now_ns)
+        self.archive.forget_written()
         if journaled:
             tick.records = codec.encode_tick(journaled)
             self.appended_sequence += len(tick.records)
@@ -335,12 +448,21 @@ class Shell:
                 # Only the core builds payee-less transfers (from a request-to-pay).
                 self._refuse(tick, participant_id, message, Result.VALIDATION_ERROR, origin)
                 return None
-            if route is None:  # an id the switch holds: the core answers the resend
-                route = self._held_transfer(participant_id, message)
-                assert route is not None
-            elif type(route) is Result:
-                self._refuse(tick, participant_id, message, route, origin)
-                return None
+            held = self._held_transfer(participant_id, message)
+            if held is not None:
+                route = held  # the core answers the resend from its record
+            else:
+                final = self._final(participant_id, message.transfer_id)
+                if final is not None:
+                    self._answer_from_history(participant_id, message, final, origin, tick)
+                    return None
+                if route is None:
+                    # Archived when routes were asked, forgotten since: ask again.
+                    self._refuse(tick, participant_id, message, Result.SERVER_BUSY, origin)
+                    return None
+                if type(route) is Result:
+                    self._refuse(tick, participant_id, message, route, origin)
+                    return None
             recorded = self._recorded(message.payee)
             if recorded is not message.payee:
                 message = msgspec.structs.replace(message, payee=recorded)
@@ -350,7 +472,17 @@ class Shell:
         if message_type is PayeeAnswer:
             return PayeeAnswered(payee_participant_id=participant_id, answer=message)
         if message_type is ReturnRequest:
-            return ReturnRequested(payer_participant_id=participant_id, request=message)
+            if self.core.transfer_record(participant_id, message.transfer_id) is None:
+                final = self._final(participant_id, message.transfer_id)
+                if final is not None:
+                    self._answer_from_history(participant_id, message, final, origin, tick)
+                    return None
+            original = None
+            ref = message.original
+            if self.core.transfer_record(ref.payer_participant_id, ref.transfer_id) is None:
+                original = self._final(ref.payer_participant_id, ref.transfer_id)
+            return ReturnRequested(payer_participant_id=participant_id, request=message,
+                                   original=original)
         if message_type is StatusQuery:
             return StatusQueried(participant_id=participant_id, query=message)
         if message_type is RequestToPay:
@@ -458,7 +590,8 @@ class Shell:
 
     def _consult(self, command: ConsultStore, kind: int, event, extra, tick: Tick) -> None:
         asker = command.participant_id
-        answer = self.archive.get(command.payer_participant_id, command.transfer_id, asker)
+        final = self._final(command.payer_participant_id, command.transfer_id)
+        answer = None if final is None else readable_by(final, asker)
         if answer is None:
             answer = Refused(request_type=_REQUEST_TYPE_OF_EVENT[type(event)],
                              scope_participant_id=command.payer_participant_id,

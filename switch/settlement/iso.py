@@ -22,7 +22,7 @@ from typing import NamedTuple
 
 from lxml import etree
 
-from switch.admin.money import exponent
+from switch.core.money import exponent
 from switch.settlement import limits
 from switch.settlement.config import SettlementConfig
 

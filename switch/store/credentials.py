@@ -10,9 +10,7 @@ do what: that is the gateway's job.
 
 from __future__ import annotations
 
-from typing import Protocol
 
-import msgspec
 
 from switch.server.credentials import (
     CredentialsSnapshot,

@@ -28,6 +28,7 @@ from switch.admin.types import (
     DefundProposal,
     FundProposal,
     KeyRotationProposal,
+    MobileMoneyWalletProposal,
     NetDebitCapProposal,
     OnboardProposal,
     ProposalBody,
@@ -57,7 +58,8 @@ def state(world) -> tuple:
     participants = {pid: (core.participant(pid).name, core.participant(pid).currencies,
                           switch.participant_settings(pid), switch.participant_category(pid),
                           frozenset(switch.certificates(pid)) if switch._settings.get(pid)
-                          else frozenset())
+                          else frozenset(),
+                          str(getattr(switch, "mobilemoney_wallets", {}).get(pid)))
                     for pid in core.participant_ids()}
     balances = {(pid, currency): world.balance(pid, currency)
                 for pid in core.participant_ids() for currency in core.participant(pid).currencies}
@@ -85,6 +87,7 @@ EVERY_KIND: list[ProposalBody] = [
     KeyRotationProposal(participant_id=BANK_A),
     CertificateProposal(participant_id=BANK_A, fingerprint_sha256=FINGERPRINT),
     CategoryProposal(participant_id=BANK_A, category="B"),
+    MobileMoneyWalletProposal(participant_id=BANK_A, api_url="https://bank-a.example/mm"),
     # Settlement (KES is window 2 in the world; confirm and abort find it pending).
     SettlementCloseProposal(currency="KES", window_id=2),
     SettlementConfirmProposal(window_id=2, rtgs_reference="RTGS-0001"),

@@ -24,6 +24,7 @@ from core_helpers import (
     result_of,
 )
 from ledger import LedgerConfig
+from switch.core.limits import NS_PER_DAY
 from switch.core import CoreConfig, Result
 from switch.core.messages import (
     AdminAnswer,
@@ -166,6 +167,13 @@ def s_return_parties_mismatch(w):
     return w.return_event(original, 10, sender=BANK_A)  # the payer cannot "return" it
 
 
+def s_return_window_closed(w):
+    original, _ = w.send_transfer()
+    w.answer(original)
+    w.advance(2 * NS_PER_DAY)  # make_world gives this scenario a one-day return window
+    return w.return_event(original, 10)
+
+
 def s_payer_blocked(w):
     w.admin_ok(ParticipantSuspended(request_id="susp-a", participant_id=BANK_A))
     return w.transfer_event()
@@ -216,6 +224,21 @@ def s_hub_account_overflow(w):
 
 def s_payer_insufficient_liquidity(w):
     return w.transfer_event(payer=WALLET_C, amount_minor=1)
+
+
+CONDITION_FULFILMENT = "A" * 43  # a well-formed fulfilment; its condition is computed below
+
+
+def s_fulfilment_invalid(w):
+    import msgspec
+
+    from switch.core.messages import PayeeAnswered
+
+    event, _ = w.send_transfer(condition="B" * 43)  # nobody knows a preimage of this
+    answer = w.transfer_answer_event(event, True)
+    return PayeeAnswered(payee_participant_id=answer.payee_participant_id,
+                         answer=msgspec.structs.replace(answer.answer,
+                                                        fulfilment=CONDITION_FULFILMENT))
 
 
 def s_payee_rejected(w):
@@ -349,6 +372,7 @@ SCENARIOS = {
     Result.ORIGINAL_TRANSFER_NOT_FOUND: s_original_not_found,
     Result.RETURN_ORIGINAL_NOT_COMMITTED: s_return_original_not_committed,
     Result.RETURN_PARTIES_MISMATCH: s_return_parties_mismatch,
+    Result.RETURN_WINDOW_CLOSED: s_return_window_closed,
     Result.PAYER_BLOCKED: s_payer_blocked,
     Result.PAYEE_BLOCKED: s_payee_blocked,
     Result.PAYER_CURRENCY_NOT_ENABLED: s_payer_currency_not_enabled,
@@ -359,6 +383,7 @@ SCENARIOS = {
     Result.PAYEE_ACCOUNT_OVERFLOW: s_payee_account_overflow,
     Result.HUB_ACCOUNT_OVERFLOW: s_hub_account_overflow,
     Result.PAYER_INSUFFICIENT_LIQUIDITY: s_payer_insufficient_liquidity,
+    Result.FULFILMENT_INVALID: s_fulfilment_invalid,
     Result.PAYEE_REJECTED: s_payee_rejected,
     Result.PAYER_REJECTED_REQUEST: s_payer_rejected_request,
     Result.ADMIN_CURRENCY_EXISTS: s_admin_currency_exists,
@@ -399,7 +424,8 @@ LEDGER_REFUSED = {Result.PAYEE_ACCOUNT_OVERFLOW, Result.HUB_ACCOUNT_OVERFLOW,
                   Result.PAYER_INSUFFICIENT_LIQUIDITY}
 REFUSED_AT_ADMISSION = {
     Result.ORIGINAL_TRANSFER_NOT_FOUND, Result.RETURN_ORIGINAL_NOT_COMMITTED,
-    Result.RETURN_PARTIES_MISMATCH, Result.PAYER_BLOCKED, Result.PAYEE_BLOCKED,
+    Result.RETURN_PARTIES_MISMATCH, Result.RETURN_WINDOW_CLOSED, Result.PAYER_BLOCKED,
+    Result.PAYEE_BLOCKED,
     Result.PAYER_CURRENCY_NOT_ENABLED, Result.PAYEE_CURRENCY_NOT_ENABLED,
     Result.RETURN_EXCEEDS_ORIGINAL, Result.AMOUNT_ABOVE_TRANSFER_MAX,
     Result.PAYER_DAILY_LIMIT_EXCEEDED,
@@ -407,6 +433,8 @@ REFUSED_AT_ADMISSION = {
 
 
 def make_world(ledger_cls, member: Result) -> World:
+    if member is Result.RETURN_WINDOW_CLOSED:
+        return World(ledger_cls, rules=SchemeRules(return_window_days=1))
     if member is Result.ADMIN_TABLE_FULL:
         # 2 currencies x 2-3 hub accounts + 3 participants x 2 currencies = 11 accounts.
         return World(ledger_cls, ledger_config=LedgerConfig(
@@ -485,7 +513,12 @@ def test_check_order_limits_before_liquidity(ledger_cls):
 
 
 def test_docs_table_is_generated_from_the_enum():
-    assert (ROOT / "docs" / "result-codes.md").read_text() == markdown_table()
+    # The ISO 20022 connector adds its reason-code column (connectors/iso20022/codes.py).
+    from connectors.iso20022.codes import result_codes_markdown
+
+    text = (ROOT / "docs" / "result-codes.md").read_text()
+    assert text == result_codes_markdown()
+    assert text.startswith(markdown_table().split("| code |")[0])
 
 
 def test_numbers_follow_the_fspiop_families():

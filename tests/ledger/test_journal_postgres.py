@@ -280,7 +280,7 @@ async def test_a_failed_commit_poisons_the_journal(migrated):
     await journal.commit()
     # Another session inserts the next sequence first: a real COPY failure (duplicate key).
     await sql(migrated, "INSERT INTO ledger_journal (journal_name, sequence, kind, header, "
-                        "payload) VALUES ('ledger', 2, 16, $1, '')", bytes(96))
+                        "payload, epoch) VALUES ('ledger', 2, 16, $1, '', 1)", bytes(96))
     journal.append(16, 2, b"b")
     with pytest.raises(JournalFailed):
         await journal.commit()

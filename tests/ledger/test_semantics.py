@@ -372,6 +372,30 @@ def test_history_rows(ledger_cls):
         30_000, 40_000, 50_000, 60_000]
 
 
+
+@pytest.mark.parametrize("bad", [1.0, 2.0, "1", b"1", None, [1], -1, 0, U64_MAX, 2**64])
+def test_lookups_find_nothing_for_what_is_not_an_id(ledger_cls, bad):
+    """An id is an int in [1, 2**64-2]; anything else is simply not found, on both twins
+    alike: a float equal to an id is not that id, an unhashable value is not an error."""
+    books = funded(ledger_cls)
+    books.open(5, flags=AF.HISTORY)
+    books.ok(books.transfer(id=1, debit_account_id=5, flags=TF.PENDING),
+             books.transfer(id=2, debit_account_id=5))
+    assert books.ledger.lookup_accounts([bad, 1]) == books.ledger.lookup_accounts([1])
+    assert books.ledger.lookup_transfers([bad, 2]) == books.ledger.lookup_transfers([2])
+    assert books.ledger.pending_status(bad) == PendingStatus.NONE
+    assert books.ledger.get_account_history(bad, 10) == []
+    assert len(books.ledger.get_account_history(5, 10)) == 2
+
+
+@pytest.mark.parametrize("bad", [2.5, "2", None])
+def test_history_limit_that_is_not_an_int_is_refused(ledger_cls, bad):
+    books = funded(ledger_cls)
+    books.open(5, flags=AF.HISTORY)
+    books.ok(books.transfer(id=1, debit_account_id=5), books.transfer(id=2, debit_account_id=5))
+    with pytest.raises(TypeError):
+        books.ledger.get_account_history(5, bad)
+
 # ------------------------------------------------------------------------ bad calls
 
 @pytest.mark.parametrize("batch", [b"\x00" * 71, b"\x00" * (RECORD_BYTES + 1),

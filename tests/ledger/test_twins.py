@@ -13,6 +13,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import ledger
+from ledger.api import LedgerKernel
+from ledger.common import LedgerCommon
 from ledger.config import LedgerConfig
 from ledger.limits import U64_MAX
 from ledger.reference import Ledger as PureLedger
@@ -43,6 +45,32 @@ def test_compiled_is_loaded():
     assert ledger.Ledger is ledger.CompiledLedger
     assert ledger.Ledger.implementation == "compiled"
     assert PureLedger.implementation == "pure"
+
+
+SHARED_OPERATIONS = ("lookup_accounts", "lookup_transfers", "pending_status",
+                     "get_account_history", "check_invariants", "snapshot", "from_snapshot",
+                     "digest")
+
+
+def test_each_twin_is_a_kernel_and_the_one_shared_implementation(ledger_cls):
+    """The cold operations are written once: neither kernel overrides them, and each
+    provides the whole kernel API they use."""
+    assert issubclass(ledger_cls, LedgerCommon)
+    for name in SHARED_OPERATIONS:
+        defined_by = next(klass for klass in ledger_cls.__mro__ if name in vars(klass))
+        assert defined_by is LedgerCommon, name
+    kernel_api = [name for name, value in vars(LedgerKernel).items()
+                  if name.startswith("_") and not name.startswith("__") and callable(value)]
+    assert "_export_state" in kernel_api
+    for name in kernel_api:
+        assert callable(getattr(ledger_cls, name, None)), name
+
+
+def test_compiled_ledger_instances_carry_no_dict():
+    """The shared half is a slotted mixin: the compiled Ledger stays a plain extension
+    object, so attribute lookups on the hot path go straight to the type."""
+    compiled = compiled_ledger_cls()
+    assert not hasattr(compiled(), "__dict__")
 
 
 def _scenario(books: Books) -> None:

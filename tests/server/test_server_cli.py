@@ -146,3 +146,12 @@ def test_refuses_to_run_with_asserts_stripped(tmp_path):
                             env=dict(os.environ))
     assert result.returncode != 0
     assert "allow_optimized_python" in result.stderr + result.stdout
+
+
+def test_a_standby_needs_the_journal_and_stores_in_postgresql(tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(main, ["run", "--standby", "--data-dir", str(tmp_path)])
+    assert result.exit_code == 2  # a usage error, before anything starts
+    assert "role = 'standby'" in result.output and "journal = 'postgres'" in result.output
+    assert not os.path.exists(tmp_path / "switch.journal")
+    assert "--standby" in _ok(runner.invoke(main, ["run", "--help"]))

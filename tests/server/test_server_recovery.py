@@ -18,7 +18,7 @@ from switch.core.messages import (
     TransferRequest,
 )
 from switch.core.results import Result, TransferState
-from switch.server.server import JOURNAL_FILE
+from ledger.journal_segments import list_segments
 from switch.testing import onboard, start_test_server
 
 ALIAS = Party(alias_type="MSISDN", alias_value="+254700000001")
@@ -108,7 +108,7 @@ async def test_restart_resumes_outcomes_positions_and_in_flight(tmp_path):
 async def test_a_damaged_journal_refuses_to_start(tmp_path):
     data_dir = str(tmp_path)
     await first_life(data_dir)
-    path = os.path.join(data_dir, JOURNAL_FILE)
+    path = list_segments(os.path.join(data_dir, "journal"))[-1].path
     size = os.path.getsize(path)
     with open(path, "r+b") as file:
         file.seek(size // 3)
@@ -122,7 +122,7 @@ async def test_a_damaged_journal_refuses_to_start(tmp_path):
 async def test_a_torn_tail_is_dropped_and_the_rest_replays(tmp_path):
     data_dir = str(tmp_path)
     _participants, positions = await first_life(data_dir)
-    path = os.path.join(data_dir, JOURNAL_FILE)
+    path = list_segments(os.path.join(data_dir, "journal"))[-1].path
     with open(path, "ab") as file:
         file.write(b"PJNL\x01\x00\x10")  # a record that never finished being written
     server = await start_test_server(data_dir)

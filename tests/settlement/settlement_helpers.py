@@ -26,9 +26,10 @@ RULES = SchemeRules(fee_fixed_minor=2, fee_bps=10)
 
 
 def xsd_dir() -> Path:
-    """The ISO 20022 schemas shipped beside the repository (`../shared/iso20022/xsd` from the
-    main checkout; any ancestor's `shared/iso20022/xsd` from a worktree), or where
-    PONTE_ISO20022_XSD_DIR says."""
+    """The ISO 20022 schemas: where PONTE_ISO20022_XSD_DIR says, else the shared copy beside
+    the repository (`../shared/iso20022/xsd` from the main checkout, any ancestor's
+    `shared/iso20022/xsd` from a worktree), else the copy the ISO 20022 connector ships
+    (`connectors/iso20022/xsd`)."""
     named = os.environ.get("PONTE_ISO20022_XSD_DIR")
     if named:
         return Path(named)
@@ -36,7 +37,10 @@ def xsd_dir() -> Path:
         candidate = parent / "shared" / "iso20022" / "xsd"
         if (candidate / "pacs.009.001.08.xsd").exists():
             return candidate
-    message = "the ISO 20022 schemas (shared/iso20022/xsd) are not beside the repository"
+    shipped = ROOT / "connectors" / "iso20022" / "xsd"
+    if (shipped / "pacs.009.001.08.xsd").exists():
+        return shipped
+    message = "no ISO 20022 schemas (shared/iso20022/xsd, connectors/iso20022/xsd)"
     if IN_CI:
         pytest.fail(message + " — CI requires them", pytrace=False)
     pytest.skip(message + " — skipped outside CI")

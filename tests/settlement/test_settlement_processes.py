@@ -47,6 +47,13 @@ def start_switch(tmp_path) -> tuple[SwitchProcess, dict[str, tuple[int, str]]]:
     return switch, participants
 
 
+def journal_bytes(switch: SwitchProcess) -> int:
+    """Bytes in the switch's journal segments (data_dir/journal/*.journal)."""
+    directory = os.path.join(switch.data_dir, "journal")
+    return sum(os.path.getsize(os.path.join(directory, name)) for name in os.listdir(directory)
+               if name.endswith(".journal"))
+
+
 def operator(switch: SwitchProcess):
     return switch.operators()[0]
 
@@ -235,8 +242,7 @@ def test_kill_9_between_confirmation_and_its_postings_carries_it_out_once(tmp_pa
         maker, checker = switch.operators()
         proposal = maker.propose({"kind": "settlement_confirm", "window_id": window_id,
                                   "rtgs_reference": "RTGS-KILL-1"})
-        journal = os.path.join(switch.data_dir, "switch.journal")
-        size = os.path.getsize(journal)
+        size = journal_bytes(switch)
 
         def approve() -> None:
             try:
@@ -247,7 +253,7 @@ def test_kill_9_between_confirmation_and_its_postings_carries_it_out_once(tmp_pa
         approving = threading.Thread(target=approve)
         approving.start()
         deadline = time.monotonic() + 30
-        while os.path.getsize(journal) == size:  # the confirmation reaches the journal
+        while journal_bytes(switch) == size:  # the confirmation reaches the journal
             assert time.monotonic() < deadline, "the confirmation never reached the journal"
         os.kill(switch.pid, signal.SIGKILL)
         switch.kill()

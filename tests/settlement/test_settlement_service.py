@@ -296,3 +296,60 @@ async def test_the_entry_log_is_rebuilt_by_the_replay(tmp_path):
         assert after["csv"] == before["csv"]
     finally:
         await again.stop(drain_s=0)
+
+
+async def test_statements_survive_a_recovery_from_a_snapshot_and_an_entry_log_ahead(tmp_path):
+    """The server starts from its newest snapshot and replays only the journal after it:
+    the entry log keeps what came before, does not write the replayed entries twice, and
+    drops what it holds past the journal (written before a crash, never made durable)."""
+    import asyncio
+    import os
+    import struct
+
+    server = await start(tmp_path, snapshot_every_events=20)
+    payers = None
+    try:
+        participants = await deferred_net_world(server)
+        payers = await Payers.connect(server, participants)
+        await traffic(payers, 5)
+        window_id = await close(server)
+        await traffic(payers, 3)
+        for _ in range(200):  # a snapshot after the close, taken at a quiet point
+            if server.snapshots.status.sequence > 0 and server.snapshots.status.taken >= 2:
+                break
+            await traffic(payers, 1)
+            await asyncio.sleep(0.05)
+        assert server.snapshots.status.taken >= 1
+        await traffic(payers, 2)  # more in the open window, after the snapshot
+        service = server.console.service
+        bank_b = participants["bank_b"][0]
+        open_id = server.core.open_window_id(KES)
+        before = {w: await body((await service.settlement_statement(bank_b, w, "csv"))[2])
+                  for w in (window_id, open_id)}
+    finally:
+        if payers is not None:
+            await payers.close()
+        await server.stop(drain_s=0)
+    # A crash after the log was written, before the journal was: an entry past the journal.
+    directory = tmp_path / "settlement"
+    index = directory / f"{open_id}.index"
+    written, last = struct.unpack("<QQ", index.read_bytes())
+    from switch.settlement.entries import Entry, encode_entry
+
+    ghost = encode_entry(Entry(seq=10**9, at_ns=1, kind=1, payer_participant_id=bank_b,
+                               payee_participant_id=1, amount_minor=777, fee_minor=0,
+                               transfer_id="never-durable", end_to_end_id="",
+                               ledger_timestamp=last + 10**12))
+    with open(directory / f"{open_id}.entries", "ab") as file:
+        file.write(ghost)
+    index.write_bytes(struct.pack("<QQ", written + len(ghost), last + 10**12))
+    again = await start(tmp_path, snapshot_every_events=20)
+    try:
+        assert again.recovered_from_sequence > 0  # from a snapshot, not the genesis
+        service = again.console.service
+        after = {w: await body((await service.settlement_statement(bank_b, w, "csv"))[2])
+                 for w in (window_id, open_id)}
+        assert after == before
+        assert os.path.getsize(directory / f"{open_id}.entries") == written
+    finally:
+        await again.stop(drain_s=0)

@@ -230,6 +230,7 @@ class Sim:
         self.connection_loss_rate = rng.choice((0.0, 0.01, 0.05))  # lost before a release
         self.directory_outage_rate = rng.choice((0.0, 0.0, 0.02))
         self.releases = 0
+        self.snapshot_checks = 0  # restarts from a snapshot checked against a full replay
         self.commit_failures = 0
         self.connections_lost = 0
         self.directory_outages = 0
@@ -569,6 +570,8 @@ class Sim:
             now = self.core_state()
             self.check(now == self.last_commit,
                        f"recovery rebuilt {now}, the last commit had {self.last_commit}")
+        if position:
+            self.check_snapshot_equals_full_replay(core)
         self._use_core(core)
         self.up = True
         self.check_step()
@@ -578,6 +581,22 @@ class Sim:
         for participant_id, message in holds:  # they restate durable decisions
             self.network("deliver", participant_id, codec.encode_outbound_msgpack(message))
         self.schedule_decide()
+
+    def check_snapshot_equals_full_replay(self, core: SwitchCore) -> None:
+        """Snapshot + the journal's tail must be the very state a replay of the whole
+        journal gives: the core, its ledger and the outcome archive, byte for byte."""
+        archive = OutcomeArchive(ARCHIVE_MAX, self.core_config)
+        full = SwitchCore(self.core_config, self.ledger_cls(self.ledger_config),
+                          observer=archive.observe)
+        archive.bind(full)
+        full.replay((now_ns, event) for now_ns, payload in self.journal
+                    for event in codec.decode_tick(payload))
+        position = len(self.journal)
+        self.check(full.snapshot(position) == core.snapshot(position),
+                   "snapshot + tail replay differs from a full replay of the journal")
+        self.check(archive.snapshot() == self.archive.snapshot(),
+                   "the outcome archive after snapshot + tail differs from a full replay")
+        self.snapshot_checks += 1
 
     def inbound(self, sender: int, frame: bytes) -> None:
         """A frame from a participant reaches the connector: decode it (a bad one is

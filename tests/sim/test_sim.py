@@ -174,9 +174,11 @@ def test_planted_bug_releasing_a_reply_before_its_record_is_durable_is_caught(mo
 
 
 def test_the_simulation_really_faults_the_shells_seams():
-    """Commits delayed and failed, connections lost before a release, directory outages:
-    each happens somewhere in the first seeds, and every seed still holds its invariants."""
-    seen = {"delayed": 0, "failed": 0, "lost": 0, "outage": 0, "pipelined": 0}
+    """Commits delayed and failed, connections lost before a release, directory outages,
+    restarts from a snapshot (checked byte for byte against a full replay): each happens
+    somewhere in the first seeds, and every seed still holds its invariants."""
+    seen = {"delayed": 0, "failed": 0, "lost": 0, "outage": 0, "pipelined": 0,
+            "snapshot_equals_replay": 0}
     for seed in range(40):
         sim = run_seed(seed, ledger.Ledger)
         seen["delayed"] += sim.commit_delay_rate > 0
@@ -184,4 +186,5 @@ def test_the_simulation_really_faults_the_shells_seams():
         seen["lost"] += sim.connections_lost
         seen["outage"] += sim.directory_outages
         seen["pipelined"] += sim.pipelined_ticks
+        seen["snapshot_equals_replay"] += sim.snapshot_checks
     assert all(count > 0 for count in seen.values()), seen

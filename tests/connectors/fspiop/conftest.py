@@ -1,0 +1,1 @@
+"""Fixtures of the FSPIOP tests live in fspiop_helpers.py (a unique module name)."""
