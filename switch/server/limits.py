@@ -63,7 +63,9 @@ HISTORY_BATCH_ROWS_MAX = 10_000
 HISTORY_PRUNE_INTERVAL_S = 3_600.0
 
 # -- timers ----------------------------------------------------------------------------
-TIMERS_MAX = core_limits.IN_FLIGHT_MAX_DEFAULT + core_limits.REQUESTS_TO_PAY_RETAINED_MAX_DEFAULT
+# Transfers in flight, open requests-to-pay, and one settlement cut-off per currency.
+TIMERS_MAX = (core_limits.IN_FLIGHT_MAX_DEFAULT + core_limits.REQUESTS_TO_PAY_RETAINED_MAX_DEFAULT
+              + core_limits.CURRENCIES_MAX)
 
 # -- outcomes archive (answers ConsultStore for transfers the core no longer holds) ----
 # A second tier behind the core's own window (~150 B per outcome, encoded).
