@@ -170,7 +170,9 @@ class SwitchProcess:
         self._operators = None  # (maker, checker) OperatorClients, logged in once
         self._operator_passwords: list[tuple[str, str, str]] = []
 
-    def start(self) -> SwitchProcess:
+    def start(self, *, wait_healthy: bool = True) -> SwitchProcess:
+        """Write the config and spawn `python -m switch.server run`; by default return once
+        /health answers (`wait_healthy=False`: at once, for timing a start elsewhere)."""
         os.makedirs(self.data_dir, exist_ok=True)
         path = os.path.join(self.data_dir, "switch.json")
         with open(path, "wb") as file:
@@ -183,7 +185,8 @@ class SwitchProcess:
             "switch.server", ["run", "--config", path],
             stdout=self._log, stderr=subprocess.STDOUT, env=environment,
             start_new_session=True)
-        self.wait_healthy()
+        if wait_healthy:
+            self.wait_healthy()
         return self
 
     def wait_healthy(self, timeout_s: float = HEALTH_TIMEOUT_S) -> dict:
@@ -323,6 +326,14 @@ class SwitchProcess:
         """Put a wallet on the GSMA Mobile Money API hub (connectors/mobilemoney)."""
         self.propose_and_approve({"kind": "mobilemoney_wallet",
                                   "participant_id": participant_id, "api_url": api_url,
+                                  **fields})
+
+    def set_fspiop_participant(self, participant_id: int, fsp_id: str, endpoint: str = "",
+                               public_key_pem: str = "", **fields) -> None:
+        """Put a DFSP on the FSPIOP hub (connectors/fspiop) with its JWS key."""
+        self.propose_and_approve({"kind": "fspiop_participant",
+                                  "participant_id": participant_id, "fsp_id": fsp_id,
+                                  "endpoint": endpoint, "public_key_pem": public_key_pem,
                                   **fields})
 
     @property

@@ -222,6 +222,13 @@ class ServerMetrics:
             "ponte_journal_commit_lag_seconds",
             "From a tick's decisions to their release after the durable write.",
             LATENCY_BUCKETS_S)
+        tick_latency = registry.histogram(
+            "ponte_tick_latency_seconds",
+            "From a tick's decisions to their release, by whether a snapshot child was "
+            "writing meanwhile (the cost of snapshots to traffic: fork, copy-on-write).",
+            LATENCY_BUCKETS_S, ("snapshot",))
+        self.tick_latency_idle = tick_latency.series("idle")
+        self.tick_latency_writing = tick_latency.series("writing")
         self.tick_events = registry.histogram(
             "ponte_tick_events", "Events decided per sequencer tick.", SIZE_BUCKETS)
         self.journal_records = registry.counter(

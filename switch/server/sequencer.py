@@ -254,7 +254,13 @@ class Sequencer:
 
     def _release(self, tick: Tick, released_ns: int) -> None:
         metrics = self.metrics
-        metrics.commit_lag_seconds.observe((released_ns - tick.now_ns) / 1e9)
+        latency_s = (released_ns - tick.now_ns) / 1e9
+        metrics.commit_lag_seconds.observe(latency_s)
+        maintenance = self.maintenance
+        ServerMetrics.observe_series(
+            metrics.tick_latency_writing if maintenance is not None
+            and maintenance.snapshot_writing else metrics.tick_latency_idle,
+            LATENCY_BUCKETS_S, latency_s)
         if tick.sends:
             self.gateway.deliver(tick.sends)
         for future, answer in tick.replies:

@@ -40,6 +40,7 @@ log = logging.getLogger("ponte.server.snapshots")
 
 SNAPSHOT_DIRECTORY = "snapshots"
 SERVER_SNAPSHOT_VERSION = 1
+SNAPSHOTS_RECENT_MAX = 16
 _EXIT_OK = 0
 _EXIT_FAILED = 1
 
@@ -70,6 +71,15 @@ def decode_server_snapshot(state: bytes) -> ServerSnapshot:
     return snapshot
 
 
+class SnapshotTaken(msgspec.Struct, frozen=True, kw_only=True):
+    sequence: int
+    started_ns: int  # the fork
+    finished_ns: int  # the child reaped
+    bytes: int
+    write_s: float
+    fork_ms: float
+
+
 class SnapshotStatus(msgspec.Struct, kw_only=True):
     """What an operator sees (/health, metrics, console)."""
 
@@ -81,6 +91,9 @@ class SnapshotStatus(msgspec.Struct, kw_only=True):
     taken: int = 0
     failed: int = 0
     skipped_at_start: int = 0  # damaged or off-chain snapshots skipped by recovery
+    # The last SNAPSHOTS_RECENT_MAX written, oldest first: when each child ran (wall
+    # clock, so latencies measured elsewhere can be lined up with it), its size and costs.
+    recent: list[SnapshotTaken] = msgspec.field(default_factory=list)
 
 
 class PostgresSnapshotTable:
@@ -165,6 +178,7 @@ class SnapshotWriter:
         self._child: int | None = None
         self._child_position: JournalPosition | None = None
         self._child_started = 0.0
+        self._child_started_ns = 0
         self.store = FileSnapshotStore(self.directory, retained_max=retained_max)
 
     async def candidates(self):
@@ -194,6 +208,7 @@ class SnapshotWriter:
         if self.busy:
             return False
         started = time.perf_counter()
+        started_ns = time.time_ns()
         pid = os.fork()
         if pid == 0:  # the child: never return into the parent's code
             os._exit(self._child_main(core, archive, position))
@@ -201,6 +216,7 @@ class SnapshotWriter:
         self._child = pid
         self._child_position = position
         self._child_started = started
+        self._child_started_ns = started_ns
         return True
 
     def _child_main(self, core, archive, position: JournalPosition) -> int:
@@ -239,6 +255,13 @@ class SnapshotWriter:
             self.status.write_s = time.perf_counter() - self._child_started
             path = os.path.join(self.directory, f"snapshot-{position.sequence:020d}.psnap")
             self.status.bytes = os.path.getsize(path) if os.path.exists(path) else 0
+            recent = self.status.recent
+            recent.append(SnapshotTaken(
+                sequence=position.sequence, started_ns=self._child_started_ns,
+                finished_ns=self.status.written_ns, bytes=self.status.bytes,
+                write_s=round(self.status.write_s, 3),
+                fork_ms=round(self.status.fork_s * 1e3, 2)))
+            del recent[:-SNAPSHOTS_RECENT_MAX]
             log.info("snapshot_taken sequence=%d bytes=%d write_s=%.3f fork_ms=%.1f",
                      position.sequence, self.status.bytes, self.status.write_s,
                      self.status.fork_s * 1000)

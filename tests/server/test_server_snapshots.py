@@ -70,6 +70,12 @@ async def test_snapshots_and_segments_while_paying_then_recovery_from_the_newest
         await wait_for_snapshots(server, 2)
         positions = server.positions()
         head = server.journal.position.sequence
+        # What operators (and `ponte bench recovery`) read of each snapshot written.
+        recent = server.durability()["snapshot"]["recent"]
+        assert len(recent) == server.snapshots.status.taken
+        assert all(r["started_ns"] < r["finished_ns"] and r["bytes"] > 0 for r in recent)
+        assert [r["sequence"] for r in recent] == sorted(r["sequence"] for r in recent)
+        assert 'ponte_tick_latency_seconds_count{snapshot="idle"}' in server.registry.render()
     finally:
         await server.stop(drain_s=0)
     segments = list_segments(str(tmp_path / "journal"))
