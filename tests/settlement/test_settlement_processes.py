@@ -103,19 +103,25 @@ def close_window(switch: SwitchProcess) -> int:
 
 
 async def pay_many(switch: SwitchProcess, participants, count: int,
-                   concurrency: int = 64) -> list:
+                   concurrency: int = 64, keep_going=None) -> list:
+    """`count` payments at least, and more while `keep_going()` says so."""
     payers = await Payers.connect(switch, participants)
     pairs = [("bank_a", "bank_b"), ("bank_b", "bank_c"), ("bank_c", "bank_a"),
              ("bank_a", "bank_c")]
-    gate = asyncio.Semaphore(concurrency)
+    outcomes: list = []
+    sent = 0
 
-    async def one(n: int):
-        payer, payee = pairs[n % len(pairs)]
-        async with gate:
-            return await payers.pay(payer, payee, 100 + n % 997)
+    async def worker() -> None:
+        nonlocal sent
+        while sent < count or (keep_going is not None and keep_going()):
+            n = sent
+            sent += 1
+            payer, payee = pairs[n % len(pairs)]
+            outcomes.append(await payers.pay(payer, payee, 100 + n % 997))
 
     try:
-        return await asyncio.gather(*(one(n) for n in range(count)))
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return outcomes
     finally:
         await payers.close()
 
@@ -134,13 +140,15 @@ def test_windows_closed_under_traffic_lose_and_double_count_nothing(tmp_path):
         async def run() -> list:
             closes = asyncio.create_task(asyncio.to_thread(operator_closes))
             try:
-                return await pay_many(switch, participants, 3_000)
+                # Traffic flows until the operator has closed its windows (3,000 at least).
+                return await pay_many(switch, participants, 3_000,
+                                      keep_going=lambda: not closes.done())
             finally:
                 stop.set()
                 await closes
 
         outcomes = asyncio.run(run())
-        assert len(closed) >= 2, "the closes did not happen while traffic flowed"
+        assert len(closed) == 4, "the closes did not happen while traffic flowed"
         committed = {(o.payer_participant_id, o.transfer_id) for o in outcomes
                      if o.state.name == "COMMITTED"}
         assert len(committed) == len(outcomes)  # caps far above the traffic
