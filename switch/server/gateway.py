@@ -223,6 +223,10 @@ class Gateway:
         # payer -> {(alias_type, alias_value): (payee_id, account_ref, at_ns)}, bounded.
         self._routes: OrderedDict[tuple[int, str, str], tuple[int, str, int]] = OrderedDict()
         self.metrics = None  # set by the server: switch.server.metrics.ServerMetrics
+        # Set by the composition root when settlement runs (switch/settlement/service.py):
+        # connectors serve a participant its own windows, statements and reconciliations
+        # through it (`participant_windows`, `statement`, `reconcile`); None otherwise.
+        self.settlement = None
 
     # -- lifecycle (the server calls these) ------------------------------------------
 

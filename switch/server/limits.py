@@ -70,7 +70,9 @@ HISTORY_READ_TIMEOUT_S = 1.0
 HISTORY_RETRY_S = 1.0
 
 # -- timers ----------------------------------------------------------------------------
-TIMERS_MAX = core_limits.IN_FLIGHT_MAX_DEFAULT + core_limits.REQUESTS_TO_PAY_RETAINED_MAX_DEFAULT
+# Transfers in flight, open requests-to-pay, and one settlement cut-off per currency.
+TIMERS_MAX = (core_limits.IN_FLIGHT_MAX_DEFAULT + core_limits.REQUESTS_TO_PAY_RETAINED_MAX_DEFAULT
+              + core_limits.CURRENCIES_MAX)
 
 # -- outcomes archive (answers ConsultStore for transfers the core no longer holds) ----
 # A second tier behind the core's own window (~150 B per outcome, encoded).
