@@ -10,7 +10,8 @@ import click
 
 @click.group()
 def bench() -> None:
-    """Benchmarks: ledger, core, directory, end-to-end, G2P. Use --json for machine output."""
+    """Benchmarks: ledger, core, directory, end-to-end, G2P, settlement. Use --json for
+    machine output."""
 
 
 from bench.core_bench import core_command  # noqa: E402
@@ -24,6 +25,7 @@ from bench.ledger_bench import ledger_command  # noqa: E402 - registered after t
 from bench.locust.command import locust_command  # noqa: E402
 from bench.recovery_bench import recovery_command  # noqa: E402
 from bench.soak_bench import soak_command  # noqa: E402
+from bench.settlement_bench import settlement_command  # noqa: E402
 from bench.step_bench import step_command  # noqa: E402
 
 bench.add_command(ledger_command)
@@ -37,4 +39,5 @@ bench.add_command(soak_command)
 bench.add_command(step_command)
 bench.add_command(locust_command)
 bench.add_command(iso20022_command)
+bench.add_command(settlement_command)
 bench.add_command(recovery_command)

@@ -51,9 +51,11 @@ class BooksDoNotReconcile(AssertionError):
 
 def run_stream(*, offered_per_s: float, seconds: float, seed: int = 1,
                data_dir: str | None = None, series: list | None = None,
-               switch_config: dict | None = None) -> dict:
+               switch_config: dict | None = None, during=None) -> dict:
     """One stream run; the `--json` result dict. Appends per-second samples to `series`.
-    `switch_config`: more ServerConfig fields (e.g. a PostgreSQL journal)."""
+    `switch_config`: more ServerConfig fields (e.g. a PostgreSQL journal). `during(switch)`,
+    when given, is called once traffic starts (the settlement bench closes windows
+    meanwhile; it must return at once)."""
     profile = load_profile(PROFILE)
     with tempfile.TemporaryDirectory(prefix="ponte-bench-e2e-", dir=data_dir) as work_dir:
         config = sim_server_config(work_dir, core=BENCH_CORE, ledger=BENCH_LEDGER,
@@ -75,6 +77,8 @@ def run_stream(*, offered_per_s: float, seconds: float, seed: int = 1,
                 "options": {"expiry_s": EXPIRY_S, "seed": seed},
             }, work_dir).start()
             sims.wait_for("ready", 300)
+            if during is not None:
+                during(switch)
             sampler = ResourceSampler(switch.pid, interval_s=0.5)
             sampler.start()
             final = None

@@ -81,8 +81,10 @@ async def open_backends(config: ServerConfig) -> ServerBackends:
 
             history = EmbeddedHistoryStore(os.path.join(config.data_dir, HISTORY_FILE))
         closers.append(history.close)
-    return ServerBackends(directory=directory, credential_store=credential_store,
-                          history=history, closers=closers)
+    backends = ServerBackends(directory=directory, credential_store=credential_store,
+                              history=history, closers=closers)
+    _settlement_entries(config, backends)
+    return backends
 
 
 async def open_directory(config: ServerConfig, directory_secret: str
@@ -158,8 +160,41 @@ async def _start_admin(server: SwitchServer) -> None:
                                                        config.admin_port)
 
 
+def _settlement_entries(config: ServerConfig, backends: ServerBackends) -> None:
+    """The settlement entry log (switch/settlement/entries.py): an observer of the core
+    from the recovery on, a primary's and a standby's alike."""
+    from switch.settlement.config import SettlementConfig
+    from switch.settlement.entries import EntryLog
+
+    settlement = msgspec.convert(config.settlement, SettlementConfig)
+    entries = EntryLog(settlement.entries_dir or os.path.join(config.data_dir, "settlement"))
+    backends.observers.append(entries)
+
+    async def close() -> None:
+        entries.close()
+
+    backends.closers.append(close)
+
+
+def _start_settlement(server: SwitchServer) -> None:
+    """Settlement's documents, once the server is open (a start, or a standby's takeover):
+    the operator surface and the connectors reach it through `server.settlement` and
+    `gateway.settlement`."""
+    from switch.settlement.config import SettlementConfig
+    from switch.settlement.entries import EntryLog
+    from switch.settlement.service import SettlementService
+
+    if server.settlement is not None:
+        return
+    (entries,) = [o for o in server.backends.observers if isinstance(o, EntryLog)]
+    server.settlement = SettlementService(
+        server, entries, msgspec.convert(server.config.settlement, SettlementConfig))
+    server.gateway.settlement = server.settlement
+
+
 async def _start_listeners(server: SwitchServer) -> None:
     config = server.config
+    _start_settlement(server)
     if config.stream_enabled:
         from connectors.stream.server import start_stream_server
 

@@ -45,6 +45,7 @@ def _register() -> None:
     from switch.directory.cli import directory
     from switch.store.cli import db
     from switch.server.cli import COMMANDS as server_commands
+    from switch.settlement.cli import settlement
     from connectors.sim.cli import sim
 
     main.add_command(db)
@@ -54,6 +55,7 @@ def _register() -> None:
     for command in server_commands:  # run, participant, currency, demo
         main.add_command(command)
     main.add_command(sim)
+    main.add_command(settlement)
 
 
 _register()

@@ -77,6 +77,22 @@ FSPIOP_CODES: dict[Result, tuple[str, int]] = {
     _R.ADMIN_FUNDS_INSUFFICIENT: ("2001", 500),
     _R.ADMIN_CAP_BELOW_POSITION: ("2001", 500),
     _R.ADMIN_ACCOUNT_OVERFLOW: ("2001", 500),
+    # Settlement (switch/settlement): operator requests and the RTGS's answers, and the
+    # participant API's statements; none is answered to a DFSP over FSPIOP.
+    _R.SETTLEMENT_WINDOW_NOT_FOUND: ("2001", 500),
+    _R.SETTLEMENT_WINDOW_NOT_OPEN: ("2001", 500),
+    _R.SETTLEMENT_WINDOW_NOT_PENDING: ("2001", 500),
+    _R.SETTLEMENT_SCHEDULE_INVALID: ("2001", 500),
+    _R.SETTLEMENT_WINDOWS_FULL: ("2001", 500),
+    _R.SETTLEMENT_ACCOUNT_OVERFLOW: ("2001", 500),
+    _R.SETTLEMENT_DOCUMENT_INVALID: ("2001", 500),
+    _R.SETTLEMENT_RTGS_UNKNOWN_MESSAGE: ("2001", 500),
+    _R.SETTLEMENT_RTGS_NOT_FINAL: ("2001", 500),
+    _R.SETTLEMENT_RTGS_REJECTED: ("2001", 500),
+    _R.STATEMENT_WINDOW_NOT_FOUND: ("2001", 500),
+    _R.STATEMENT_WINDOW_OPEN: ("2001", 500),
+    _R.STATEMENT_FORMAT_UNKNOWN: ("2001", 500),
+    _R.RECONCILIATION_TOO_LARGE: ("2001", 500),
     # G2P results (connectors/g2p) are answered to programmes on the G2P API only, like
     # operator requests: should one leak here it is the hub's fault.
     _R.G2P_NOT_A_PROGRAMME: ("2001", 500),

@@ -38,13 +38,14 @@ from connectors.http.resources import (
     PayeeAnswerBody,
     RequestToPayDecisionBody,
 )
-from connectors.http.server import HttpServer, Request, Response
+from connectors.http.server import HttpServer, Request, Response, StreamedResponse
 from switch.core import limits as core_limits
 from switch.core.messages import (
     AliasRegistration,
     ErrorAnswer,
     Party,
     PayeeAnswer,
+    ReconciliationRequest,
     Refused,
     RequestToPay,
     RequestToPayDecision,
@@ -170,6 +171,15 @@ _NESTED_TOO_DEEP = error_response(Result.MALFORMED_SYNTAX, "nested deeper than t
 _STATUS_BUSY = error_response(Result.SERVER_BUSY, "status queries in flight")
 _BAD_ID = error_response(Result.ID_INVALID, "path id is empty, too long or malformed")
 _BAD_PARTICIPANT = error_response(Result.VALIDATION_ERROR, "path participant id is not valid")
+_BAD_WINDOW = error_response(Result.VALIDATION_ERROR, "path window id is not valid")
+_CURRENCY = re.compile(r"^[A-Z]{3}$")
+
+
+def _path_window(raw: bytes) -> int | None:
+    """A settlement window id from a path segment: 1 to 18 digits, not zero."""
+    if not raw.isdigit() or len(raw) > 18 or int(raw) == 0:
+        return None
+    return int(raw)
 
 
 class HttpConnector:
@@ -198,7 +208,8 @@ class HttpConnector:
         self._docs = Response(200, render_docs(self.document).encode(),
                               content_type=b"text/html; charset=utf-8")
         self.server = HttpServer(self.handle, errors.protocol_error,
-                                 connections_per_address_max=config.connections_per_address_max)
+                                 connections_per_address_max=config.connections_per_address_max,
+                                 large_bodies={b"settlement": limits.LARGE_REQUEST_BODY_BYTES_MAX})
         self._routes = self._route_table()
         decoders = msgspec.json.Decoder
         self._transfer_decoder = decoders(TransferRequest)
@@ -207,6 +218,7 @@ class HttpConnector:
         self._answer_decoder = decoders(PayeeAnswerBody)
         self._decision_decoder = decoders(RequestToPayDecisionBody)
         self._alias_decoder = decoders(AliasRegistration)
+        self._reconciliation_decoder = decoders(ReconciliationRequest)
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -546,6 +558,84 @@ class HttpConnector:
             return error_response(Result.PAYER_NOT_FOUND, "participant not registered")
         return Response(200, _encode(view))
 
+    # -- settlement: a participant's own windows, statements, reconciliation -----------------
+    # Served by the settlement service the composition root gives the gateway
+    # (`gateway.settlement`, switch/settlement/service.py); the participant is always the
+    # API key's, so a participant can only ever read its own entries.
+
+    def _settlement_port(self, segments):
+        if segments[1] != b"windows" or (len(segments) == 4 and segments[3] not in (
+                b"statement", b"reconciliation")):
+            return error_response(Result.VALIDATION_ERROR, "no such resource", status=404)
+        port = getattr(self.gateway, "settlement", None)
+        if port is None:
+            return error_response(Result.SERVICE_UNAVAILABLE, "settlement is not running")
+        return port
+
+    @staticmethod
+    def _settlement_refusal(error) -> Response:
+        return error_response(error.result, error.detail)
+
+    def settlement_windows(self, request: Request, segments):
+        caller = self._caller(request)
+        if type(caller) is not int:
+            return caller
+        port = self._settlement_port(segments)
+        if type(port) is Response:
+            return port
+        query = parse_qs((request.query or b"").decode("ascii", "replace"))
+        currency = query.get("currency", [""])[0]
+        if currency and not _CURRENCY.match(currency):
+            return error_response(Result.VALIDATION_ERROR, "currency is three capital letters")
+        return Response(200, _encode(port.participant_windows(caller, currency)))
+
+    def settlement_statement(self, request: Request, segments):
+        caller = self._caller(request)
+        if type(caller) is not int:
+            return caller
+        port = self._settlement_port(segments)
+        if type(port) is Response:
+            return port
+        window_id = _path_window(segments[2])
+        if window_id is None:
+            return _BAD_WINDOW
+        query = parse_qs((request.query or b"").decode("ascii", "replace"))
+        return self._statement(port, caller, window_id, query.get("format", ["camt053"])[0])
+
+    async def _statement(self, port, caller: int, window_id: int, fmt: str):
+        try:
+            media_type, name, chunks = await port.statement(caller, window_id, fmt[:16])
+        except Exception as error:  # noqa: BLE001 - the port's typed refusal
+            if not hasattr(error, "result"):
+                raise
+            return self._settlement_refusal(error)
+        return StreamedResponse(200, chunks, media_type.encode(), headers=(
+            (b"content-disposition", f'attachment; filename="{name}"'.encode()),))
+
+    def settlement_reconciliation(self, request: Request, segments):
+        caller = self._body_caller(request)
+        if type(caller) is not int:
+            return caller
+        port = self._settlement_port(segments)
+        if type(port) is Response:
+            return port
+        window_id = _path_window(segments[2])
+        if window_id is None:
+            return _BAD_WINDOW
+        body = _decode_body(self._reconciliation_decoder, request.body)
+        if type(body) is Response:
+            return body
+        return self._reconcile(port, caller, window_id, body)
+
+    async def _reconcile(self, port, caller: int, window_id: int, body) -> Response:
+        try:
+            report = await port.reconcile(caller, window_id, body.transfers)
+        except Exception as error:  # noqa: BLE001 - the port's typed refusal
+            if not hasattr(error, "result"):
+                raise
+            return self._settlement_refusal(error)
+        return Response(200, _encode(report))
+
     # -- public ------------------------------------------------------------------------
 
     def health(self, request: Request, segments):
@@ -584,6 +674,9 @@ ROUTES: tuple[tuple[str, str, str], ...] = (
     ("POST", "/requests-to-pay", "create_request_to_pay"),
     ("PUT", "/requests-to-pay/{payee_participant_id}/{request_id}", "decide_request_to_pay"),
     ("GET", "/participant", "whoami"),
+    ("GET", "/settlement/windows", "settlement_windows"),
+    ("GET", "/settlement/windows/{window_id}/statement", "settlement_statement"),
+    ("POST", "/settlement/windows/{window_id}/reconciliation", "settlement_reconciliation"),
     ("GET", "/health", "health"),
     ("GET", "/openapi.json", "openapi"),
     ("GET", "/docs", "docs"),

@@ -39,6 +39,10 @@ _STATUS_BY_RESULT: dict[Result, int] = {
     Result.EXISTS_WITH_DIFFERENT_BODY: 409,
     Result.PAYER_BLOCKED: 403,
     Result.PAYEE_BLOCKED: 403,
+    # settlement statements and reconciliation (switch/settlement)
+    Result.STATEMENT_WINDOW_NOT_FOUND: 404,
+    Result.STATEMENT_WINDOW_OPEN: 409,
+    Result.RECONCILIATION_TOO_LARGE: 413,
 }
 _STATUS_BY_FAMILY = {
     "success": 200,

@@ -15,6 +15,11 @@ REQUEST_BODY_BYTES_MAX = 16 * 1024
 # The most any connector built on server.py may raise its body bound to (ISO 20022
 # batches, GSMA batch uploads).
 REQUEST_BODY_BYTES_CEILING = 16 * 1024 * 1024
+# The largest body a route named by its first path segment may take (a settlement
+# reconciliation's list of transfers; HttpServer large_bodies).
+LARGE_REQUEST_BODY_BYTES_MAX = 8 * 1024 * 1024
+# A streamed answer (a statement) whose client reads nothing for this long is cut off.
+STREAM_STALL_MS = 30_000
 # Request line plus all headers. FSPIOP allows 64 KiB; we need far less (an API key, a JWS
 # of at most a few hundred bytes) and every byte here is buffered per connection.
 REQUEST_HEADER_BYTES_MAX = 8 * 1024

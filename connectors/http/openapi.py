@@ -35,13 +35,19 @@ from switch.core.messages import (
     ErrorAnswer,
     Outbound,
     ParticipantView,
+    AmountMismatch,
     Party,
+    ReconciledTransfer,
+    ReconciliationReport,
+    ReconciliationRequest,
+    ReconciliationRow,
     Refused,
     RequestToPay,
     RequestToPayNotice,
     RequestToPayOutcome,
     ResolveAnswer,
     ReturnRequest,
+    SettlementWindowView,
     TransferOutcome,
     TransferRef,
     TransferRequest,
@@ -161,6 +167,41 @@ EXAMPLES: dict[str, dict[str, dict]] = {
             participant_id=_PAYER_ID, name="bank_a", status=ParticipantStatus.ACTIVE,
             currencies=("KES",))),
     },
+    "SettlementWindows": {
+        "windows": _example("The open window (live) and a settled one", [
+            SettlementWindowView(window_id=42, currency="KES", state="open",
+                                 opened_at_ns=_AT_NS, net_minor=-35_000),
+            SettlementWindowView(window_id=41, currency="KES", state="settled",
+                                 opened_at_ns=_AT_NS - 14_400_000_000_000,
+                                 closed_at_ns=_AT_NS, decided_at_ns=_AT_NS + 600_000_000_000,
+                                 net_minor=1_250_000, rtgs_reference="RTGS-20260101-0007")]),
+    },
+    "ReconciliationRequest": {
+        "two": _example("Two transfers of the window, as you booked them",
+                        ReconciliationRequest(transfers=[
+                            ReconciliationRow(payer_participant_id=_PAYER_ID,
+                                              transfer_id=_TRANSFER_ID, amount_minor=150_000),
+                            ReconciliationRow(payer_participant_id=_PAYEE_ID,
+                                              transfer_id="t-20260101-000051",
+                                              amount_minor=2_500)])),
+    },
+    "ReconciliationReport": {
+        "differences": _example("One matched, one amount differs, one you do not have",
+                                ReconciliationReport(
+                                    window_id=41, participant_id=_PAYER_ID, matched=1,
+                                    missing_at_participant_count=1, missing_at_switch_count=0,
+                                    amount_mismatch_count=1, duplicate_rows_count=0,
+                                    missing_at_participant=[ReconciledTransfer(
+                                        payer_participant_id=_PAYER_ID,
+                                        transfer_id="t-20260101-000049", amount_minor=900)],
+                                    missing_at_switch=[],
+                                    amount_mismatches=[AmountMismatch(
+                                        payer_participant_id=_PAYEE_ID,
+                                        transfer_id="t-20260101-000051",
+                                        switch_amount_minor=2_000,
+                                        participant_amount_minor=2_500)],
+                                    duplicate_rows=[], truncated=False)),
+    },
     "Health": {
         "accepting": _example("Taking requests", Health(accepting=True, version="0.1.0")),
         "draining": _example("Starting or draining: retry shortly",
@@ -243,6 +284,7 @@ _PATH_PARAMS = {
     "request_id": ("string", "The payee's request-to-pay id."),
     "alias_type": ("string", "MSISDN, EMAIL, NATIONAL_ID, HANDLE, RANDOM or ACCOUNT."),
     "alias_value": ("string", "The alias, percent-encoded (e.g. +254700000001 or a@b.example)."),
+    "window_id": ("integer", "A settlement window (see GET /settlement/windows)."),
 }
 
 
@@ -426,6 +468,76 @@ PATHS: dict[str, dict[str, dict]] = {
                                      "registered in the core.",
                                      (Result.PAYER_NOT_FOUND, "participant not registered"))}),
     },
+    "/settlement/windows": {
+        "get": _operation(
+            "settlementWindows", "Your settlement windows",
+            "The windows of every currency you hold an account in, newest first, each with "
+            "your own net position only (negative: you pay it in at the RTGS; positive: you "
+            "are paid). The open window's position is live.",
+            query=[{"name": "currency", "in": "query", "required": False,
+                    "description": "One currency only (ISO 4217 code).",
+                    "schema": {"type": "string", "pattern": "^[A-Z]{3}$"}}],
+            responses={"200": {"description": "Newest first.",
+                               "content": {"application/json": {
+                                   "schema": {"type": "array",
+                                              "items": _ref("SettlementWindowView")},
+                                   "examples": EXAMPLES["SettlementWindows"]}}},
+                       "400": _error("VALIDATION_ERROR: the currency is not a code.",
+                                     (Result.VALIDATION_ERROR,
+                                      "currency is three capital letters"))}),
+    },
+    "/settlement/windows/{window_id}/statement": {
+        "get": _operation(
+            "settlementStatement", "Your statement of a window (camt.053, camt.052, CSV)",
+            "Streamed (chunked): ISO 20022 camt.053.001.08 for a closed window (`format="
+            "camt053`), camt.052.001.08 as an intraday report (`camt052`, the open window "
+            "too), or CSV (`csv`) with the same entries: opening and closing balance of your "
+            "account at the switch, and every entry booked on it in the window — transfers "
+            "you paid (and their fee) or received, with their ids, and operator and "
+            "settlement postings. Only ever your own entries.",
+            params=("window_id",),
+            query=[{"name": "format", "in": "query", "required": False,
+                    "description": "camt053 (default), camt052 or csv.",
+                    "schema": {"type": "string", "enum": ["camt053", "camt052", "csv"]}}],
+            responses={"200": {"description": "The statement, streamed.", "content": {
+                "application/xml": {"schema": {"type": "string"}, "examples": {
+                    "camt053": {"summary": "camt.053 (abridged)", "value": (
+                        '<?xml version="1.0" encoding="UTF-8"?><Document xmlns="urn:iso:std:'
+                        'iso:20022:tech:xsd:camt.053.001.08"><BkToCstmrStmt>...<Ntry><NtryRef>'
+                        '79002</NtryRef><Amt Ccy="KES">1500.00</Amt><CdtDbtInd>DBIT</CdtDbtInd>'
+                        '...</Ntry></BkToCstmrStmt></Document>')}}},
+                "text/csv": {"schema": {"type": "string"}, "examples": {
+                    "csv": {"summary": "CSV (first rows)", "value": (
+                        "window_id,booked_at_utc,entry,direction,amount_minor,amount,currency,"
+                        "payer_participant_id,transfer_id,payee_participant_id,end_to_end_id,"
+                        "ledger_transfer_id\n41,2026-01-01T12:00:00.041Z,PAYMENT,DBIT,150000,"
+                        "1500.00,KES,7,t-20260101-000042,12,e2e-5f1c9a,79002\n")}}}}},
+                       "404": _error("STATEMENT_WINDOW_NOT_FOUND: no such window in your "
+                                     "currencies.", (Result.STATEMENT_WINDOW_NOT_FOUND,
+                                                     "window 99")),
+                       "409": _error("STATEMENT_WINDOW_OPEN: camt053 of the open window.",
+                                     (Result.STATEMENT_WINDOW_OPEN, "ask for camt052")),
+                       "400": _error("STATEMENT_FORMAT_UNKNOWN, or VALIDATION_ERROR (the "
+                                     "window id).", (Result.STATEMENT_FORMAT_UNKNOWN, "xls"))}),
+    },
+    "/settlement/windows/{window_id}/reconciliation": {
+        "post": _operation(
+            "settlementReconciliation", "Reconcile your list of a window's transfers",
+            "Send every transfer of the window you paid or received, as you booked it; the "
+            "answer names the differences: transfers committed in the window your list "
+            "lacks, rows the switch has no such transfer for, and amounts that differ "
+            f"(each list at most {10_000:,} long, with complete counts). At most 100,000 "
+            "rows, and bodies up to "
+            f"{limits.LARGE_REQUEST_BODY_BYTES_MAX // (1024 * 1024)} MiB.",
+            body="ReconciliationRequest", params=("window_id",),
+            responses={"200": {"description": "The differences.",
+                               **_json("ReconciliationReport")},
+                       "404": _error("STATEMENT_WINDOW_NOT_FOUND.",
+                                     (Result.STATEMENT_WINDOW_NOT_FOUND, "window 99")),
+                       "413": _error("RECONCILIATION_TOO_LARGE: too many rows.",
+                                     (Result.RECONCILIATION_TOO_LARGE,
+                                      "at most 100000 rows"))}),
+    },
     "/health": {
         "get": _operation(
             "health", "Whether the switch takes requests", "No authentication.",
@@ -486,7 +598,8 @@ _WEBHOOK = {
 
 _SCHEMA_TYPES = (TransferRequest, ReturnRequest, RequestToPay, PayeeAnswerBody,
                  RequestToPayDecisionBody, AliasRegistration, AliasAnswer, ResolveAnswer,
-                 TransferOutcome, Accepted, Health, ErrorBody, ParticipantView, Outbound)
+                 TransferOutcome, Accepted, Health, ErrorBody, ParticipantView,
+                 SettlementWindowView, ReconciliationRequest, ReconciliationReport, Outbound)
 
 
 # The document's introduction (Markdown, as OpenAPI descriptions are); the result codes
@@ -679,9 +792,10 @@ def _operation_html(title: str, operation: dict) -> str:
         link = f" <a href='#{name}'>{name}</a>" if name else ""
         headers = "".join(f" (header <code>{html.escape(header)}</code>)"
                           for header in response.get("headers", {}))
+        # Every media type's examples (a statement is XML or CSV).
+        shown = "".join(_examples_html(each) for each in response.get("content", {}).values())
         parts.append(f"<li><b>{status}</b>{link}{headers}: "
-                     f"{markdown_html(response['description'], inline=True)}"
-                     f"{_examples_html(media) if media else ''}</li>")
+                     f"{markdown_html(response['description'], inline=True)}{shown}</li>")
     parts.append("</ul>")
     return "".join(parts)
 

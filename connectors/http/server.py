@@ -8,7 +8,12 @@ writes the answers back in request order. Routing, authentication and JSON live 
 
 Rules it enforces (each a typed JSON error, see `errors.py`):
 - a request with a body needs Content-Length (no chunked uploads): 411;
-- request line + headers bounded (431), body bounded (413), URL bounded (414);
+- request line + headers bounded (431), body bounded (413: `REQUEST_BODY_BYTES_MAX`, or
+  the larger bound the app gives a path's first segment, `large_bodies`), URL bounded (414);
+- an answer may be streamed (`StreamedResponse`: chunked transfer encoding), produced as
+  the client reads it: the next chunk is asked for only while the transport's write buffer
+  is below its high-water mark, and a client that stops reading for STREAM_STALL_MS is cut
+  off; later answers on the connection wait for the stream to end;
 - pipelining is allowed; answers leave strictly in request order; at most
   REQUESTS_IN_FLIGHT_PER_CONNECTION_MAX wait per connection before the server stops reading
   that socket (the bound is checked per read, so one read's worth may overshoot it);
@@ -92,6 +97,24 @@ class Response:
         self.close = close
 
 
+class StreamedResponse:
+    """An answer whose body is produced while it is sent: `chunks` is an async iterator
+    of bytes, written with chunked transfer encoding as the client reads. A failure after
+    the headers left ends the connection (the client sees a truncated body, never a
+    complete-looking wrong one)."""
+
+    __slots__ = ("status", "chunks", "content_type", "headers", "close")
+
+    def __init__(self, status: int, chunks, content_type: bytes,
+                 headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
+        assert status in _STATUS_LINES, status
+        self.status = status
+        self.chunks = chunks
+        self.content_type = content_type
+        self.headers = headers
+        self.close = False
+
+
 Handler = Callable[[Request], Union[Response, Awaitable[Response]]]
 # Builds the error answer for a protocol failure: (status, short reason) -> Response. The
 # app supplies one that writes the typed JSON error body.
@@ -151,6 +174,17 @@ def encode_response(response: Response, keep_alive: bool, head: bool = False) ->
     return b"".join(parts)
 
 
+def encode_stream_head(response: StreamedResponse, keep_alive: bool) -> bytes:
+    parts = [_STATUS_LINES[response.status], _Date.value, b"content-type: ",
+             response.content_type, b"\r\ntransfer-encoding: chunked\r\n"]
+    for name, value in response.headers:
+        parts += (name, b": ", value, b"\r\n")
+    if not keep_alive:
+        parts.append(b"connection: close\r\n")
+    parts.append(b"\r\n")
+    return b"".join(parts)
+
+
 class HttpProtocol(asyncio.Protocol):
     """One client connection: parse, dispatch, answer in order."""
 
@@ -171,6 +205,9 @@ class HttpProtocol(asyncio.Protocol):
         self.writing_paused = False
         self.deadline = 0.0  # loop time by which the current phase must be over; 0 = none
         self.phase = "idle"
+        self.streaming = False  # a StreamedResponse is being written
+        self._writable = asyncio.Event()
+        self._writable.set()
         self._reset_request()
 
     def _reset_request(self) -> None:
@@ -223,13 +260,16 @@ class HttpProtocol(asyncio.Protocol):
             self.address = ""
         self.slots.clear()
         self.out.clear()
+        self._writable.set()  # a stream waiting to write sees the connection is gone
 
     def pause_writing(self) -> None:
         self.writing_paused = True
+        self._writable.clear()
         self._pause_reading()
 
     def resume_writing(self) -> None:
         self.writing_paused = False
+        self._writable.set()
         self._maybe_resume_reading()
 
     def data_received(self, data: bytes) -> None:
@@ -304,6 +344,9 @@ class HttpProtocol(asyncio.Protocol):
                 raise _Refuse(400, "bad Content-Length")
             self.content_length = int(length)
             body_max = self.server.request_body_bytes_max
+            if self.server.large_bodies:
+                first = self.url.split(b"?", 1)[0].lstrip(b"/").split(b"/", 1)[0]
+                body_max = self.server.large_bodies.get(first, body_max)
             if self.content_length > body_max:
                 raise _Refuse(413, f"body larger than {body_max} bytes")
         self._arm("body", limits.BODY_TIMEOUT_MS)
@@ -340,7 +383,7 @@ class HttpProtocol(asyncio.Protocol):
         except Exception:  # noqa: BLE001 - a handler bug answers 500, the connection lives
             log.exception("http.handler_error peer=%s", self.peer)
             answer = self.server.error(500, "internal error")
-        if type(answer) is Response:
+        if type(answer) is Response or type(answer) is StreamedResponse:
             slot.response = answer
         else:
             future = asyncio.ensure_future(answer)
@@ -371,10 +414,19 @@ class HttpProtocol(asyncio.Protocol):
         self.flush_scheduled = False
         if self.closing:
             return
+        if self.streaming:
+            return  # the stream's task flushes when it ends
         slots = self.slots
         out = self.out
         close = False
         while slots and slots[0].response is not None:
+            if type(slots[0].response) is StreamedResponse:
+                if out:
+                    self.transport.write(b"".join(out) if len(out) > 1 else out[0])
+                    out.clear()
+                self.streaming = True
+                self.loop.create_task(self._stream(slots[0]))
+                return
             slot = slots.popleft()
             response = slot.response
             keep_alive = slot.keep_alive and not response.close
@@ -392,6 +444,45 @@ class HttpProtocol(asyncio.Protocol):
         if not slots and self.phase == "answering":
             self._arm("idle", limits.IDLE_TIMEOUT_MS)
         self._maybe_resume_reading()
+
+    async def _stream(self, slot: _Slot) -> None:
+        """Write a StreamedResponse at the head of the queue, then go on with the rest."""
+        response = slot.response
+        keep_alive = slot.keep_alive
+        chunks = response.chunks
+        complete = False
+        try:
+            self.transport.write(encode_stream_head(response, keep_alive))
+            if slot.head:
+                complete = True
+                return
+            async for chunk in chunks:
+                if self.closing:
+                    return
+                if chunk:
+                    self.transport.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
+                if not self._writable.is_set():
+                    await asyncio.wait_for(self._writable.wait(),
+                                           limits.STREAM_STALL_MS / 1000)
+                self.deadline = self.server.clock + limits.IDLE_TIMEOUT_MS / 1000
+            if not self.closing:
+                self.transport.write(b"0\r\n\r\n")
+                complete = True
+        except asyncio.TimeoutError:
+            log.info("http.stream_stalled peer=%s", self.peer)
+        except Exception:  # noqa: BLE001 - the body is cut short: the client must see it
+            log.exception("http.stream_failed peer=%s", self.peer)
+        finally:
+            close = getattr(chunks, "aclose", None)
+            if close is not None:
+                await close()
+            self.streaming = False
+            if self.slots and self.slots[0] is slot:
+                self.slots.popleft()
+            if not complete or not keep_alive:
+                self._close()
+            elif not self.closing:
+                self._flush()
 
     def _refuse(self, status: int, detail: str) -> None:
         """A protocol failure: answer after the earlier answers, then close."""
@@ -452,13 +543,18 @@ class HttpServer:
 
     def __init__(self, handler: Handler, error: ErrorFactory = plain_error, *,
                  connections_per_address_max: int = limits.CONNECTIONS_PER_ADDRESS_MAX_DEFAULT,
-                 request_body_bytes_max: int = limits.REQUEST_BODY_BYTES_MAX) -> None:
+                 request_body_bytes_max: int = limits.REQUEST_BODY_BYTES_MAX,
+                 large_bodies: dict[bytes, int] | None = None) -> None:
         assert 1 <= connections_per_address_max <= limits.CONNECTIONS_MAX
         # A connector whose messages are larger than JSON's (ISO 20022 XML, GSMA batches) raises
         # its own bound, never past the ceiling.
         assert 1 <= request_body_bytes_max <= limits.REQUEST_BODY_BYTES_CEILING
         self.request_body_bytes_max = request_body_bytes_max
         self.handler = handler
+        # First path segment -> a larger body bound for its routes (the app's choice).
+        self.large_bodies = dict(large_bodies or {})
+        assert all(bound <= limits.LARGE_REQUEST_BODY_BYTES_MAX
+                   for bound in self.large_bodies.values())
         self.error = error
         self.loop = asyncio.get_running_loop()
         self.connections: set[HttpProtocol] = set()

@@ -20,6 +20,7 @@ from typing import Annotated, Any, Callable, NamedTuple
 
 import msgspec
 from litestar import Litestar, Request, Response, Router, delete, get, post
+from litestar.response import Stream
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import OpenAPIConfig
@@ -31,6 +32,7 @@ from litestar.template.config import TemplateConfig
 from switch.admin import limits
 from switch.admin.examples import (
     RESPONSES,
+    RtgsAnswerOperation,
     DecisionBody,
     LoginBody,
     ProposalRequest,
@@ -50,11 +52,14 @@ from switch.admin.types import (
     ParticipantView,
     ProposalState,
     ProposalView,
+    RtgsAnswerView,
     SessionView,
     TransferQuery,
     TransferSearch,
     TransferTimeline,
     UserView,
+    WindowDetail,
+    WindowSummary,
 )
 from switch.admin.web import (
     OPENAPI_PATH,
@@ -267,6 +272,67 @@ async def api_overview(request: Request) -> Overview:
     return service_of(request).overview()
 
 
+# -- settlement (switch/settlement, docs/settlement.md) ------------------------------------------
+
+
+@get("/settlement/windows", tags=["settlement"], responses=RESPONSES["api_settlement_windows"])
+async def api_settlement_windows(
+    request: Request,
+    currency: Annotated[str, QueryParameter(pattern=r"^([A-Z]{3})?$(?!\n)")] = "",
+    limit: Annotated[int, QueryParameter(ge=1, le=500)] = 100,
+) -> list[WindowSummary]:
+    """Settlement windows, newest first (one currency or all): state, totals, fees, what
+    net debtors pay in, the RTGS reference or last rejection."""
+    return service_of(request).settlement_windows(currency, limit)
+
+
+@get("/settlement/windows/{window_id:int}", tags=["settlement"],
+     responses=RESPONSES["api_settlement_window"])
+async def api_settlement_window(request: Request, window_id: FromPath[int]) -> WindowDetail:
+    """One window: every participant's net position (live while open; sum with the hub's
+    fees: 0), the reserved settlement postings, dues, and the bilateral matrix."""
+    return service_of(request).settlement_window(window_id)
+
+
+@get("/settlement/windows/{window_id:int}/instructions", tags=["settlement"],
+     media_type="application/xml", responses=RESPONSES["api_settlement_instructions"])
+async def api_settlement_instructions(request: Request, window_id: FromPath[int]) -> Response:
+    """The RTGS instructions of a deferred-net window waiting for settlement (or settled):
+    ISO 20022 pacs.009.001.08, message id PONTE-W<window>, one credit transfer per net
+    debtor (to the scheme's settlement account) and per net creditor (from it)."""
+    document = service_of(request).settlement_instructions(window_id)
+    return Response(document, media_type="application/xml", headers={
+        "Content-Disposition": f'attachment; filename="ponte-pacs009-w{window_id}.xml"'})
+
+
+@get("/settlement/windows/{window_id:int}/statements/{participant_id:int}",
+     tags=["settlement"], responses=RESPONSES["api_settlement_statement"])
+async def api_settlement_statement(
+    request: Request, window_id: FromPath[int], participant_id: FromPath[int],
+    statement_format: Annotated[str, QueryParameter(
+        name="format", pattern=r"^(camt053|camt052|csv)$(?!\n)")] = "camt053",
+) -> Stream:
+    """A participant's statement of a window, streamed: camt053 (closed windows), camt052
+    (an intraday report; the open window too) or csv — every entry with the transfer's
+    ids, opening and closing balances."""
+    media_type, name, chunks = await service_of(request).settlement_statement(
+        participant_id, window_id, statement_format)
+    return Stream(chunks, media_type=media_type,
+                  headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+@post("/settlement/rtgs", status_code=200, tags=["settlement"],
+      operation_class=RtgsAnswerOperation, responses=RESPONSES["api_rtgs_answer"],
+      request_max_body_size=limits.RTGS_ANSWER_BYTES_MAX)
+async def api_rtgs_answer(request: Request) -> RtgsAnswerView:
+    """The RTGS's answer to a window's instructions (pacs.002.001.10, application/xml),
+    posted by the RTGS's operator account (operator role, CSRF token as any change). Every
+    instruction settled (ACSC): the window is settled, its postings posted. A rejection
+    (RJCT) or a status that is not final yet is refused with its typed result and changes
+    nothing; a rejection is shown on the window until it settles."""
+    return await service_of(request).rtgs_answer(caller_of(request), await request.body())
+
+
 # -- public: health and metrics --------------------------------------------------------------
 
 
@@ -297,6 +363,8 @@ API_HANDLERS = [
     api_enable_user, api_participants, api_participant, api_suspend, api_resume,
     api_categories, api_proposals, api_propose, api_proposal, api_decide,
     api_transfers, api_timeline, api_audit, api_audit_verify, api_directory, api_overview,
+    api_settlement_windows, api_settlement_window, api_settlement_instructions,
+    api_settlement_statement, api_rtgs_answer,
 ]
 
 

@@ -12,8 +12,17 @@ from __future__ import annotations
 from typing import Annotated
 
 import msgspec
+from dataclasses import dataclass
+
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.openapi.spec import Example
+from litestar.openapi.spec import (
+    Example,
+    OpenAPIMediaType,
+    OpenAPIType,
+    Operation,
+    RequestBody,
+    Schema,
+)
 from litestar.params import Body
 
 from switch.admin.types import (
@@ -24,6 +33,7 @@ from switch.admin.types import (
     Alert,
     AuditRecordView,
     AuditVerification,
+    BilateralRow,
     CallbackUrlProposal,
     Categories,
     CategoryProposal,
@@ -45,16 +55,24 @@ from switch.admin.types import (
     OnboardProposal,
     Overview,
     ParticipantView,
+    PositionRow,
     PositionView,
     ProposalBody,
     ProposalView,
+    RtgsAnswerView,
     SessionView,
+    SettlementAbortProposal,
+    SettlementCloseProposal,
+    SettlementConfirmProposal,
+    SettlementScheduleProposal,
     TimelineStep,
     TransferSearch,
     TransferSummary,
     TransferTimeline,
     UserCreate,
     UserView,
+    WindowDetail,
+    WindowSummary,
 )
 from switch.core.messages import SchemeRules
 
@@ -111,6 +129,16 @@ PROPOSALS: list[tuple[str, ProposalBody]] = [
                                public_key_pem="-----BEGIN PUBLIC KEY-----\nMIIBIjANBgkqhkiG9w0B"
                                               "AQEFAAOCAQ8AMIIBCgKCAQEA...\n-----END PUBLIC KEY-----\n",
                                note="key from the letter of 2 May")),
+    ("Close the open KES settlement window (the one seen open: 41)",
+     SettlementCloseProposal(currency="KES", window_id=41)),
+    ("Confirm a window the RTGS settled, with its reference",
+     SettlementConfirmProposal(window_id=40, rtgs_reference="RTGS-20240501-0007",
+                               note="RTGS statement line 7")),
+    ("Give up settling a window: its positions roll into the open one",
+     SettlementAbortProposal(window_id=40, note="RTGS closed for the day")),
+    ("Close KES windows every 4 hours and at 17:00 local time (UTC-3)",
+     SettlementScheduleProposal(currency="KES", interval_s=14_400, cutoffs_s=[61_200],
+                                utc_offset_s=-10_800)),
 ]
 DECISIONS = [("Approve", Decision(approve=True, note="checked against the signed letter")),
              ("Reject", Decision(approve=False, note="amount differs from the letter"))]
@@ -200,6 +228,58 @@ OVERVIEW = Overview(
     alerts=[Alert(kind="near_limit", severity="warning",
                   text="Banco Exemplo (2) has used 83% of its BRL liquidity")])
 HEALTH = Health(status="ok", checks={"sequencer": "ok", "gateway": "ok", "journal": "ok"})
+PACS_009 = (
+    '<?xml version="1.0" encoding="UTF-8"?>\n<Document xmlns="urn:iso:std:iso:20022:tech:xsd:'
+    'pacs.009.001.08"><FICdtTrf><GrpHdr><MsgId>PONTE-W40</MsgId><CreDtTm>2024-05-01T12:00:00.000Z'
+    '</CreDtTm><NbOfTxs>2</NbOfTxs>...</GrpHdr><CdtTrfTxInf><PmtId><InstrId>W40-P2-D</InstrId>'
+    '...</PmtId><IntrBkSttlmAmt Ccy="KES">12500000.00</IntrBkSttlmAmt>...</CdtTrfTxInf>'
+    '<CdtTrfTxInf>...</CdtTrfTxInf></FICdtTrf></Document>')
+CAMT_053 = (
+    '<?xml version="1.0" encoding="UTF-8"?>\n<Document xmlns="urn:iso:std:iso:20022:tech:xsd:'
+    'camt.053.001.08"><BkToCstmrStmt><GrpHdr><MsgId>PONTE-S40-P2</MsgId>...</GrpHdr><Stmt>'
+    '<Id>PONTE-S40-P2</Id>...<Bal>OPBD ...</Bal><Bal>CLBD ...</Bal><Ntry><NtryRef>79002'
+    '</NtryRef><Amt Ccy="KES">43.21</Amt><CdtDbtInd>DBIT</CdtDbtInd>...</Ntry></Stmt>'
+    '</BkToCstmrStmt></Document>')
+PACS_002 = (
+    '<?xml version="1.0" encoding="UTF-8"?><Document xmlns="urn:iso:std:iso:20022:tech:xsd:'
+    'pacs.002.001.10"><FIToFIPmtStsRpt><GrpHdr><MsgId>RTGS-20240501-0007</MsgId><CreDtTm>'
+    '2024-05-01T12:05:00.000Z</CreDtTm></GrpHdr><OrgnlGrpInfAndSts><OrgnlMsgId>PONTE-W40'
+    '</OrgnlMsgId><OrgnlMsgNmId>pacs.009.001.08</OrgnlMsgNmId><GrpSts>ACSC</GrpSts>'
+    '</OrgnlGrpInfAndSts></FIToFIPmtStsRpt></Document>')
+
+
+@dataclass
+class RtgsAnswerOperation(Operation):
+    """The RTGS answer's request body is XML (pacs.002), read raw by its handler."""
+
+    def __post_init__(self) -> None:
+        self.request_body = RequestBody(
+            required=True, description="pacs.002.001.10 answering a window's pacs.009",
+            content={"application/xml": OpenAPIMediaType(
+                schema=Schema(type=OpenAPIType.STRING),
+                examples={"settled": Example(summary="Every instruction settled",
+                                             value=PACS_002)})})
+
+
+WINDOW = WindowSummary(
+    window_id=40, currency="KES", settlement_model="deferred_net", state="pending_settlement",
+    opened_at_ns=T0 - 4 * 3600 * 10**9, closed_at_ns=T0, decided_at_ns=0, closed_by="schedule",
+    transfers=182_340, volume_minor=91_170_000_000, fees_minor=36_470_000,
+    debit_total_minor=1_250_000_000, rolled_from=[], rolled_transfers=0,
+    instruction_message_id="PONTE-W40", rtgs_reference="", abort_reason="", rtgs_failure="")
+WINDOW_DETAIL = WindowDetail(
+    window=WINDOW, positions=[
+        PositionRow(participant_id=2, name="Banco Exemplo", net_minor=-1_250_000_000,
+                    posted_minor=0, due_minor=0),
+        PositionRow(participant_id=3, name="Carteira Digital", net_minor=1_213_530_000,
+                    posted_minor=0, due_minor=0)],
+    bilateral=[BilateralRow(payer_participant_id=2, payee_participant_id=3,
+                            amount_minor=60_000_000_000),
+               BilateralRow(payer_participant_id=3, payee_participant_id=2,
+                            amount_minor=58_786_470_000)],
+    hub_fees_minor=36_470_000, net_sum_minor=0)
+RTGS_SETTLED = RtgsAnswerView(window_id=40, state="settled", rtgs_reference="RTGS-20240501-0007",
+                              request_id="rtgs-4f0c2a9e71d3b8a6c5e4f3a2b1c0d9e8")
 
 # Refusals, by status: every AdminResult the API can answer with that status.
 _REFUSAL_DETAIL = {
@@ -223,6 +303,7 @@ _REFUSAL_DETAIL = {
     AdminResult.SWITCH_REFUSED: "ADMIN_SETTLEMENT_MODEL_MISMATCH: KES is deferred-net: change "
                                 "the net debit cap",
     AdminResult.SWITCH_UNAVAILABLE: "the switch is not accepting requests",
+    AdminResult.SETTLEMENT_WINDOW_NOT_FOUND: "SETTLEMENT_WINDOW_NOT_FOUND: window 999",
 }
 assert set(_REFUSAL_DETAIL) == set(AdminResult) - {AdminResult.OK}
 
@@ -238,7 +319,7 @@ def _refusal(result: AdminResult) -> AdminError:
 _STATUS_TEXT = {400: "Refused: the body or a parameter broke its type; nothing changed",
                 401: "Refused: no session (or a failed login); nothing changed",
                 403: "Refused: CSRF token, role, or the maker checking their own proposal",
-                404: "Refused: no such participant, proposal, transfer or operator",
+                404: "Refused: no such participant, proposal, transfer, operator or window",
                 409: "Refused: the state does not allow it; nothing changed",
                 429: "Refused: too many failed logins (Retry-After)",
                 503: "Refused: the switch (or password hashing) cannot take it now"}
@@ -327,6 +408,27 @@ RESPONSES: dict[str, dict[int, ResponseSpec]] = {
                       **refusals(R.NOT_AUTHENTICATED)},
     "api_overview": {**answer(200, Overview, ("Live numbers", OVERVIEW)),
                      **refusals(R.NOT_AUTHENTICATED)},
+    "api_settlement_windows": {**answer(200, list[WindowSummary], ("Newest first", [WINDOW])),
+                               **refusals(*_READ)},
+    "api_settlement_window": {**answer(200, WindowDetail, ("Positions and matrix",
+                                                           WINDOW_DETAIL)),
+                              **refusals(*_READ, R.SETTLEMENT_WINDOW_NOT_FOUND)},
+    "api_settlement_instructions": {
+        200: ResponseSpec(data_container=str, media_type="application/xml",
+                          description="pacs.009.001.08: one credit transfer per participant "
+                                      "with a position", generate_examples=False,
+                          examples=[Example(summary="Two instructions", value=PACS_009)]),
+        **refusals(*_READ, R.SETTLEMENT_WINDOW_NOT_FOUND, R.SWITCH_REFUSED)},
+    "api_settlement_statement": {
+        200: ResponseSpec(data_container=str, media_type="application/xml",
+                          description="camt.053.001.08 or camt.052.001.08 (application/xml), "
+                                      "or CSV (text/csv): streamed", generate_examples=False,
+                          examples=[Example(summary="camt.053 (abridged)", value=CAMT_053)]),
+        **refusals(*_READ, R.SETTLEMENT_WINDOW_NOT_FOUND, R.SWITCH_REFUSED,
+                   R.SWITCH_UNAVAILABLE)},
+    "api_rtgs_answer": {**answer(200, RtgsAnswerView, ("The window is settled", RTGS_SETTLED)),
+                        **refusals(*_CHANGE, R.SETTLEMENT_WINDOW_NOT_FOUND, R.SWITCH_REFUSED,
+                                   R.SWITCH_UNAVAILABLE)},
     "health": {**answer(200, Health, ("Healthy", HEALTH)),
                **answer(503, Health, ("Degraded", msgspec.structs.replace(
                    HEALTH, status="degraded", checks={**HEALTH.checks,

@@ -80,6 +80,9 @@ SUBMIT_TIMEOUT_S = 10
 # Requests.
 FORM_BYTES_MAX = 16 * 1024
 REQUEST_BODY_BYTES_MAX = 64 * 1024
+# An RTGS answer (pacs.002) to a window's instructions: a status per instruction, one
+# instruction per participant with a position.
+RTGS_ANSWER_BYTES_MAX = 4 * 1024 * 1024
 
 assert PASSWORD_LENGTH_MIN < PASSWORD_LENGTH_MAX
 assert ARGON2_MEMORY_KIB >= ARGON2_MEMORY_KIB_FLOOR

@@ -186,3 +186,35 @@ class SwitchPort(Protocol):
 
 class SwitchUnavailable(Exception):
     """The switch is starting, recovering or stopping and took no operator event."""
+
+
+# -- settlement (switch/settlement, docs/settlement.md) ---------------------------------------
+
+
+class SettlementRefused(Exception):
+    """A settlement request the settlement port refuses with a typed `Result` (`result`,
+    `detail`); nothing was changed. The settlement package raises its subclass."""
+
+    def __init__(self, result, detail: str = "") -> None:
+        super().__init__(f"{result.name}: {detail}" if detail else result.name)
+        self.result = result
+        self.detail = detail[:200]
+
+
+class SettlementPort(Protocol):
+    """Settlement as the operator service needs it (switch/settlement/service.py): read
+    views and documents; every change is an operator event the service submits."""
+
+    def windows(self, currency: str = "", limit: int = ...) -> list: ...
+
+    def window(self, window_id: int) -> object: ...
+
+    def instructions(self, window_id: int) -> bytes:
+        """The window's pacs.009 (raises SettlementRefused)."""
+
+    def rtgs_answer(self, data: bytes):
+        """(event, window_id) — the SettlementConfirmed a pacs.002 means (raises
+        SettlementRefused: invalid, unknown, not final, rejected)."""
+
+    async def statement(self, participant_id: int, window_id: int, fmt: str):
+        """(media type, file name, async iterator of bytes) (raises SettlementRefused)."""

@@ -36,11 +36,19 @@ from switch.admin.audit import detail_text, verify_chain_async
 from switch.admin.live import LiveStats
 from switch.admin.money import exponent, format_minor
 from switch.admin.passwords import Passwords, PasswordsBusy
-from switch.admin.ports import AdminStore, AuditEntry, SwitchPort, SwitchUnavailable
+from switch.admin.ports import (
+    AdminStore,
+    AuditEntry,
+    SettlementPort,
+    SettlementRefused,
+    SwitchPort,
+    SwitchUnavailable,
+)
 from switch.admin.ratelimit import LoginLimiter
 from switch.admin.types import (
     G2PBatchProposal,
     PROPOSAL_ROLES,
+    SETTLEMENT_PROPOSALS,
     AccountProposal,
     AdminRefusal,
     AdminResult,
@@ -74,7 +82,12 @@ from switch.admin.types import (
     ProposalView,
     Role,
     ROLE_NAMES,
+    RtgsAnswerView,
     Session,
+    SettlementAbortProposal,
+    SettlementCloseProposal,
+    SettlementConfirmProposal,
+    SettlementScheduleProposal,
     TimelineStep,
     TransferQuery,
     TransferSearch,
@@ -100,9 +113,19 @@ from switch.core.messages import (
     ParticipantDailyLimitSet,
     ParticipantResumed,
     ParticipantSuspended,
+    SettlementAborted,
+    SettlementConfirmed,
+    SettlementScheduleSet,
+    SettlementWindowClosed,
     TransferRequested,
 )
-from switch.core.results import ParticipantStatus, Result, SettlementModel, TransferState
+from switch.core.results import (
+    ParticipantStatus,
+    Result,
+    SettlementModel,
+    TransferState,
+    WindowState,
+)
 
 NS_PER_S = limits.NS_PER_S
 log = logging.getLogger("ponte.admin")
@@ -157,9 +180,11 @@ class AdminService:
     def __init__(self, store: AdminStore, switch: SwitchPort, *,
                  passwords: Passwords | None = None, limiter: LoginLimiter | None = None,
                  clock_ns: Callable[[], int] = time.time_ns,
-                 submit_timeout_s: float = limits.SUBMIT_TIMEOUT_S):
+                 submit_timeout_s: float = limits.SUBMIT_TIMEOUT_S,
+                 settlement: SettlementPort | None = None):
         self.store = store
         self.switch = switch
+        self.settlement = settlement  # switch/settlement's service, when the switch runs it
         self.passwords = passwords or Passwords()
         self.limiter = limiter or LoginLimiter()
         self.clock_ns = clock_ns
@@ -404,6 +429,98 @@ class AdminService:
             {})
         return self.participant(participant_id)
 
+    # -- settlement (switch/settlement, docs/settlement.md) -------------------------------------
+
+    def _check_settlement_proposal(self, body):
+        """The core's checks of a settlement proposal, made when it is proposed."""
+        core = self.switch.core
+        if isinstance(body, (SettlementCloseProposal, SettlementScheduleProposal)):
+            if core.currency(body.currency) is None:
+                raise self._would_refuse(Result.ADMIN_CURRENCY_NOT_FOUND, body.currency)
+            if isinstance(body, SettlementScheduleProposal):
+                cutoffs = body.cutoffs_s
+                if any(b <= a for a, b in zip(cutoffs, cutoffs[1:])):
+                    raise self._would_refuse(Result.SETTLEMENT_SCHEDULE_INVALID,
+                                             "cut-offs not strictly increasing")
+                return body
+            open_id = core.open_window_id(body.currency)
+            if body.window_id != open_id:
+                raise self._would_refuse(Result.SETTLEMENT_WINDOW_NOT_OPEN,
+                                         f"window {open_id} is the open {body.currency} one")
+            return body
+        window = core.settlement_window(body.window_id)
+        if window is None:
+            raise AdminRefusal(AdminResult.SETTLEMENT_WINDOW_NOT_FOUND,
+                               f"window {body.window_id}",
+                               core_result=int(Result.SETTLEMENT_WINDOW_NOT_FOUND))
+        if window.state != WindowState.PENDING_SETTLEMENT:
+            raise self._would_refuse(Result.SETTLEMENT_WINDOW_NOT_PENDING,
+                                     f"window {body.window_id} is {window.state.name}")
+        return body
+
+    def _settlement_port(self) -> SettlementPort:
+        if self.settlement is None:
+            raise AdminRefusal(AdminResult.SWITCH_UNAVAILABLE, "settlement is not running here")
+        return self.settlement
+
+    @staticmethod
+    def settlement_refusal(refused: SettlementRefused) -> AdminRefusal:
+        """The operator API's answer to a refusal of the settlement port."""
+        result = refused.result
+        detail = f"{result.name}: {refused.detail}".rstrip(": ")
+        if result in (Result.SETTLEMENT_WINDOW_NOT_FOUND, Result.STATEMENT_WINDOW_NOT_FOUND):
+            return AdminRefusal(AdminResult.SETTLEMENT_WINDOW_NOT_FOUND, detail,
+                                core_result=int(result))
+        if result in (Result.SETTLEMENT_DOCUMENT_INVALID, Result.STATEMENT_FORMAT_UNKNOWN):
+            return AdminRefusal(AdminResult.VALIDATION_ERROR, detail, core_result=int(result))
+        if result in (Result.SERVER_BUSY, Result.SERVICE_UNAVAILABLE):
+            return AdminRefusal(AdminResult.SWITCH_UNAVAILABLE, detail, core_result=int(result))
+        return AdminRefusal(AdminResult.SWITCH_REFUSED, detail, core_result=int(result))
+
+    def settlement_windows(self, currency: str = "", limit: int = 100) -> list:
+        return self._settlement_port().windows(currency, limit)
+
+    def settlement_window(self, window_id: int):
+        try:
+            return self._settlement_port().window(window_id)
+        except SettlementRefused as refused:
+            raise self.settlement_refusal(refused) from None
+
+    def settlement_instructions(self, window_id: int) -> bytes:
+        try:
+            return self._settlement_port().instructions(window_id)
+        except SettlementRefused as refused:
+            raise self.settlement_refusal(refused) from None
+
+    async def settlement_statement(self, participant_id: int, window_id: int, fmt: str):
+        """(media type, file name, chunks) of a participant's statement, for an operator."""
+        try:
+            return await self._settlement_port().statement(participant_id, window_id, fmt)
+        except SettlementRefused as refused:
+            raise self.settlement_refusal(refused) from None
+
+    async def rtgs_answer(self, caller: Caller, data: bytes) -> RtgsAnswerView:
+        """An RTGS answer (pacs.002) posted by the RTGS's operator account: an accepted one
+        confirms its window (the RTGS's answer stands in for the checker: it is the system
+        that moved the money), anything else is refused with its typed result and changes
+        nothing (a rejection stays shown on the window). Audited either way."""
+        action = "settlement.rtgs_answer"
+        await self.require(caller, Role.OPERATOR, action, "rtgs")
+        try:
+            event, window_id = self._settlement_port().rtgs_answer(data)
+        except SettlementRefused as refused:
+            refusal = self.settlement_refusal(refused)
+            await self._audit(caller, action, "rtgs", refusal.result,
+                              {"core_result": refused.result.name, "why": refused.detail})
+            raise refusal from None
+        await self._submit(caller, action, f"window:{window_id}", event,
+                           {"rtgs_reference": event.rtgs_reference})
+        await self.anchor_audit()
+        window = self.switch.core.settlement_window(window_id)
+        return RtgsAnswerView(window_id=window_id, state=window.state.name.lower(),
+                              rtgs_reference=window.rtgs_reference,
+                              request_id=event.request_id)
+
     # -- in-process bootstrap ----------------------------------------------------------------
 
     async def submit_as_system(self, action: str, target: str, event, detail: dict) -> None:
@@ -424,6 +541,8 @@ class AdminService:
         asked to approve something bound to fail (they run again when it is carried out).
         Returns the body to store (an onboarding without an id gets the next free one)."""
         core = self.switch.core
+        if isinstance(body, SETTLEMENT_PROPOSALS):
+            return self._check_settlement_proposal(body)
         if isinstance(body, CurrencyProposal):
             if core.currency(body.currency) is not None:
                 raise self._would_refuse(Result.ADMIN_CURRENCY_EXISTS, body.currency)
@@ -1026,6 +1145,10 @@ def _user_view(user: User) -> UserView:
 
 
 def _proposal_target(body: ProposalBody) -> str:
+    if isinstance(body, (SettlementConfirmProposal, SettlementAbortProposal)):
+        return f"window:{body.window_id}"
+    if isinstance(body, (SettlementCloseProposal, SettlementScheduleProposal)):
+        return f"currency:{body.currency}"
     if isinstance(body, CurrencyProposal):
         return f"currency:{body.currency}"
     return f"participant:{proposal_participant_id(body)}"
@@ -1076,6 +1199,20 @@ def _proposal_event(proposal: Proposal):
     if isinstance(body, NetDebitCapProposal):
         return NetDebitCapSet(request_id=request_id, participant_id=body.participant_id,
                               currency=body.currency, cap_minor=body.cap_minor)
+    if isinstance(body, SettlementCloseProposal):
+        return SettlementWindowClosed(request_id=request_id, currency=body.currency,
+                                      window_id=body.window_id)
+    if isinstance(body, SettlementConfirmProposal):
+        return SettlementConfirmed(request_id=request_id, window_id=body.window_id,
+                                   rtgs_reference=body.rtgs_reference)
+    if isinstance(body, SettlementAbortProposal):
+        return SettlementAborted(request_id=request_id, window_id=body.window_id,
+                                 reason=body.note)
+    if isinstance(body, SettlementScheduleProposal):
+        return SettlementScheduleSet(request_id=request_id, currency=body.currency,
+                                     interval_s=body.interval_s,
+                                     cutoffs_s=tuple(body.cutoffs_s),
+                                     utc_offset_s=body.utc_offset_s)
     if not isinstance(body, DailyLimitProposal):
         return None
     return ParticipantDailyLimitSet(request_id=request_id, participant_id=body.participant_id,

@@ -18,7 +18,7 @@ from msgspec import Meta
 from connectors.fspiop.wire import FspId, PublicKeyPem
 from switch.admin import limits
 from switch.core import limits as core_limits
-from switch.core.messages import CallbackUrl, Currency, SchemeRules
+from switch.core.messages import CallbackUrl, Currency, CutoffS, RtgsReference, SchemeRules
 from switch.g2p.types import TransactionId
 
 # -- constrained scalars --------------------------------------------------------------------
@@ -90,6 +90,8 @@ class AdminResult(IntEnum):
     # -- the switch's answer -----------------------------------------------------------------
     SWITCH_REFUSED = 60  # the core answered with a non-OK `Result` (in `core_result`)
     SWITCH_UNAVAILABLE = 61  # the switch could not take the request (starting, stopping)
+    # -- settlement ------------------------------------------------------------------------
+    SETTLEMENT_WINDOW_NOT_FOUND = 70  # no such window (or a statement of an unknown one)
 
 
 HTTP_STATUS: dict[AdminResult, int] = {
@@ -113,6 +115,7 @@ HTTP_STATUS: dict[AdminResult, int] = {
     AdminResult.TRANSFER_NOT_FOUND: 404,
     AdminResult.SWITCH_REFUSED: 409,
     AdminResult.SWITCH_UNAVAILABLE: 503,
+    AdminResult.SETTLEMENT_WINDOW_NOT_FOUND: 404,
 }
 assert set(HTTP_STATUS) == set(AdminResult)
 
@@ -429,11 +432,113 @@ class FspiopParticipantProposal(msgspec.Struct, tag="fspiop_participant", **_PRO
     note: Note = ""
 
 
+# -- settlement proposals (switch/core/settlement.py, docs/settlement.md) --------------------
+
+WindowId = Annotated[int, Meta(ge=1, le=core_limits.TIME_NS_MAX)]
+
+
+class SettlementCloseProposal(msgspec.Struct, tag="settlement_close", **_PROPOSAL):
+    """Close a currency's open settlement window now (the next one opens at once).
+    `window_id` is the window seen open: if it closed meanwhile (a cut-off), nothing happens."""
+
+    currency: Currency
+    window_id: WindowId
+    note: Note = ""
+
+
+class SettlementConfirmProposal(msgspec.Struct, tag="settlement_confirm", **_PROPOSAL):
+    """The RTGS settled a window's instructions (the operator read its reference): post
+    the settlement."""
+
+    window_id: WindowId
+    rtgs_reference: RtgsReference
+    note: Note = ""
+
+
+class SettlementAbortProposal(msgspec.Struct, tag="settlement_abort", **_PROPOSAL):
+    """Give up settling a window: its positions roll into the currency's open window."""
+
+    window_id: WindowId
+    note: Note = ""
+
+
+class SettlementScheduleProposal(msgspec.Struct, tag="settlement_schedule", **_PROPOSAL):
+    """When a currency's windows close on their own: every `interval_s` from local midnight
+    and/or at `cutoffs_s` (seconds after local midnight, increasing), local = UTC +
+    `utc_offset_s`. Both empty: only operators close windows."""
+
+    currency: Currency
+    interval_s: Annotated[int, Meta(ge=0, le=core_limits.SETTLEMENT_INTERVAL_S_MAX)] = 0
+    cutoffs_s: Annotated[list[CutoffS], Meta(max_length=core_limits.SETTLEMENT_CUTOFFS_MAX)] = []
+    utc_offset_s: Annotated[int, Meta(ge=-core_limits.UTC_OFFSET_S_MAX,
+                                      le=core_limits.UTC_OFFSET_S_MAX)] = 0
+    note: Note = ""
+
+
+class WindowSummary(msgspec.Struct, **_ANSWER):
+    """A settlement window (switch/core/settlement.py)."""
+
+    window_id: int
+    currency: str
+    settlement_model: str  # "prefunded_rtgs" or "deferred_net"
+    state: str  # open, pending_settlement, settled, aborted
+    opened_at_ns: int
+    closed_at_ns: int
+    decided_at_ns: int
+    closed_by: str  # "schedule" or the operator request id
+    transfers: int  # committed in it (rolled-over ones apart)
+    volume_minor: int  # 0 while open
+    fees_minor: int
+    debit_total_minor: int  # what net debtors pay in at the RTGS
+    rolled_from: list[int]  # aborted windows whose positions it carries
+    rolled_transfers: int
+    instruction_message_id: str  # its pacs.009 (deferred net with positions)
+    rtgs_reference: str
+    abort_reason: str
+    rtgs_failure: str  # the last RTGS rejection, while it waits for settlement
+
+
+class PositionRow(msgspec.Struct, **_ANSWER):
+    participant_id: int
+    name: str
+    net_minor: int  # - pays in at the RTGS, + is paid
+    posted_minor: int  # its settlement posting once settled (signed; a creditor: what fit)
+    due_minor: int  # deferred net: a settlement debit it still owes
+
+
+class BilateralRow(msgspec.Struct, **_ANSWER):
+    payer_participant_id: int
+    payee_participant_id: int
+    amount_minor: int
+
+
+class WindowDetail(msgspec.Struct, **_ANSWER):
+    window: WindowSummary
+    positions: list[PositionRow]  # every participant with a position (live while open)
+    bilateral: list[BilateralRow]  # gross payer -> payee, rolled-over windows included
+    hub_fees_minor: int
+    net_sum_minor: int  # the positions and the hub's fees add up to this: 0, always
+
+
+class RtgsAnswerView(msgspec.Struct, **_ANSWER):
+    """An RTGS answer (pacs.002) that settled a window."""
+
+    window_id: int
+    state: str  # the window's state now: settled
+    rtgs_reference: str  # the pacs.002's message id
+    request_id: str  # the switch event's id (the same answer posted again is answered again)
+
+
+SETTLEMENT_PROPOSALS = (SettlementCloseProposal, SettlementConfirmProposal,
+                        SettlementAbortProposal, SettlementScheduleProposal)
+
 ProposalBody = Union[
     FundProposal, DefundProposal, NetDebitCapProposal, DailyLimitProposal, CurrencyProposal,
     OnboardProposal, AccountProposal, CallbackUrlProposal, KeyRotationProposal,
     CertificateProposal, CategoryProposal, G2PBatchProposal, MobileMoneyWalletProposal,
     FspiopParticipantProposal,
+    SettlementCloseProposal, SettlementConfirmProposal, SettlementAbortProposal,
+    SettlementScheduleProposal,
 ]
 
 # The role a proposal kind needs, of its maker and of its checker alike.
@@ -444,6 +549,8 @@ PROPOSAL_ROLES: dict[str, Role] = {
     "rotate_key": Role.ADMIN, "certificate": Role.ADMIN, "g2p_batch": Role.OPERATOR,
     "mobilemoney_wallet": Role.ADMIN,
     "fspiop_participant": Role.ADMIN,
+    "settlement_close": Role.OPERATOR, "settlement_confirm": Role.OPERATOR,
+    "settlement_abort": Role.OPERATOR, "settlement_schedule": Role.ADMIN,
 }
 KEY_ISSUING_KINDS = frozenset({"onboard", "rotate_key"})
 

@@ -49,6 +49,10 @@ from switch.admin.types import (
     OnboardProposal,
     ProposalState,
     Role,
+    SettlementAbortProposal,
+    SettlementCloseProposal,
+    SettlementConfirmProposal,
+    SettlementScheduleProposal,
     TransferQuery,
     UserCreate,
 )
@@ -137,6 +141,15 @@ def _iso(value_ns: int) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value_ns // 1_000_000 % 1000:03d}Z"
 
 
+def utc_offset(offset_s: int) -> str:
+    """-10800 -> "-03:00" (a schedule's local time)."""
+    sign = "-" if offset_s < 0 else "+"
+    minutes = abs(offset_s) // 60
+    return f"{sign}{minutes // 60:02d}:{minutes % 60:02d}"
+
+
+def _clock(seconds: int) -> str:
+    return f"{seconds // 3600:02d}:{seconds % 3600 // 60:02d}"
 def _pem_fingerprint(pem: str) -> str:
     """A public key as a checker compares it with the participant's letter: SHA-256 of its
     DER (`openssl pkey -pubin -outform DER | sha256sum`), the first 16 hex digits."""
@@ -151,6 +164,7 @@ def _pem_fingerprint(pem: str) -> str:
 
 def template_callback(engine) -> None:
     env = engine.engine
+    env.filters["utc_offset"] = utc_offset
     env.filters["money"] = _money
     env.filters["pem_fingerprint"] = _pem_fingerprint
     env.filters["ts"] = _ts
@@ -527,6 +541,104 @@ async def timeline_page(request: Request, payer_participant_id: FromPath[int],
     return page(request, "timeline.html", "transfers", timeline=timeline)
 
 
+# -- settlement ------------------------------------------------------------------------------
+
+
+def _schedule_text(schedule) -> str:
+    if schedule is None or (not schedule.interval_s and not schedule.cutoffs_s):
+        return "operators only"
+    parts = []
+    if schedule.interval_s:
+        parts.append(f"every {schedule.interval_s // 3600} h {schedule.interval_s % 3600 // 60:02d}")
+    if schedule.cutoffs_s:
+        parts.append("at " + ", ".join(_clock(c) for c in schedule.cutoffs_s))
+    text = " and ".join(parts) + f" (UTC{utc_offset(schedule.utc_offset_s)})"
+    if schedule.next_ns:
+        text += f"; next {format_utc(schedule.next_ns)}"
+    return text
+
+
+@get("/settlement", include_in_schema=False)
+async def settlement_page(request: Request) -> Template:
+    service = service_of(request)
+    core = service.switch.core
+    currencies = [{
+        "currency": currency,
+        "model": core.currency(currency).settlement_model.name.lower(),
+        "open": core.settlement_open_window(currency),
+        "schedule": _schedule_text(core.settlement_schedule(currency)),
+    } for currency in core.currencies()]
+    running = service.settlement is not None
+    return page(request, "settlement.html", "settlement", currencies=currencies,
+                windows=service.settlement_windows("", 200) if running else [],
+                running=running)
+
+
+@get("/settlement/windows/{window_id:int}", include_in_schema=False)
+async def settlement_window_page(request: Request, window_id: FromPath[int]) -> Template:
+    detail = service_of(request).settlement_window(window_id)
+    return page(request, "settlement_window.html", "settlement", detail=detail,
+                w=detail.window)
+
+
+async def _propose_settlement(request: Request, struct_type, fields: dict) -> Response:
+    body = convert_form(fields, struct_type)
+    await service_of(request).propose(caller_of(request), body)
+    return back("/approvals", "proposed")
+
+
+@post("/settlement/close", include_in_schema=False)
+async def settlement_close(request: Request) -> Response:
+    form = await form_of(request)
+    return await _propose_settlement(request, SettlementCloseProposal, {
+        key: form.get(key, "") for key in ("currency", "window_id", "note")})
+
+
+@post("/settlement/windows/{window_id:int}/confirm", include_in_schema=False)
+async def settlement_confirm(request: Request, window_id: FromPath[int]) -> Response:
+    form = await form_of(request)
+    return await _propose_settlement(request, SettlementConfirmProposal, {
+        "window_id": window_id, "rtgs_reference": form.get("rtgs_reference", "").strip(),
+        "note": form.get("note", "")})
+
+
+@post("/settlement/windows/{window_id:int}/abort", include_in_schema=False)
+async def settlement_abort(request: Request, window_id: FromPath[int]) -> Response:
+    form = await form_of(request)
+    return await _propose_settlement(request, SettlementAbortProposal, {
+        "window_id": window_id, "note": form.get("note", "")})
+
+
+_CLOCK = re.compile(r"^(-?)(\d{1,2}):(\d{2})$", re.ASCII)
+
+
+def _clock_seconds(text: str, field: str, signed: bool = False) -> int:
+    """"17:00" -> 61200 (and "-03:00" -> -10800 when `signed`)."""
+    match = _CLOCK.match(text.strip())
+    if match is None or (match.group(1) and not signed) or int(match.group(3)) > 59:
+        raise AdminRefusal(AdminResult.VALIDATION_ERROR, f"{field}: not hh:mm: {text[:20]!r}")
+    seconds = int(match.group(2)) * 3600 + int(match.group(3)) * 60
+    return -seconds if match.group(1) else seconds
+
+
+@post("/settlement/schedule", include_in_schema=False)
+async def settlement_schedule(request: Request) -> Response:
+    """Admin: propose a currency's cut-offs, typed as hours and local times."""
+    form = await form_of(request)
+    hours = form.get("interval_hours", "").strip()
+    try:
+        interval_s = round(float(hours) * 3600) if hours else 0
+    except ValueError:
+        raise AdminRefusal(AdminResult.VALIDATION_ERROR, "every: a number of hours") from None
+    cutoffs = [_clock_seconds(part, "at") for part in form.get("cutoffs", "").split(",")
+               if part.strip()]
+    offset = form.get("utc_offset", "").strip()
+    return await _propose_settlement(request, SettlementScheduleProposal, {
+        "currency": form.get("currency", ""), "interval_s": interval_s, "cutoffs_s": cutoffs,
+        "utc_offset_s": _clock_seconds(offset, "UTC +", signed=True) if offset else 0,
+        "note": form.get("note", "")})
+
+
 # -- directory, audit, operators --------------------------------------------------------------
 
 
@@ -627,6 +739,8 @@ CONSOLE_HANDLERS = [
     participant_account, participant_rotate, approvals_page, approvals_propose,
     approvals_currency, approvals_decide, transfers_page, timeline_page, directory_page,
     audit_page, audit_verify_page, users_page, users_create, users_disable,
+    settlement_page, settlement_window_page, settlement_close, settlement_confirm,
+    settlement_abort, settlement_schedule,
     programmes_page, programmes_batches, programmes_report, programmes_action,
 ]
 

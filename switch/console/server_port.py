@@ -372,7 +372,8 @@ async def attach_console(server, host: str = "127.0.0.1", port: int = 0, *,
     """Start the operator console on a started `SwitchServer`, in its loop."""
     adapter = ServerSwitch(server)
     store = store or await open_admin_store(server)
-    service = AdminService(store, adapter, passwords=passwords)
+    service = AdminService(store, adapter, passwords=passwords,
+                           settlement=getattr(server, "settlement", None))
     app = create_console_app(service, secure_cookies=bool(ssl_certfile))
     http = ConsoleServer(app, host, port, ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile)
     await http.start()

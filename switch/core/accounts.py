@@ -35,6 +35,9 @@ class TransferCode(IntEnum):
     WITHDRAWAL = 5
     CAP_RAISE = 6
     CAP_LOWER = 7
+    SETTLEMENT_CREDIT = 8  # HUB_SETTLEMENT -> a net debtor's position: it paid at the RTGS
+    SETTLEMENT_DEBIT = 9  # a net creditor's position -> HUB_SETTLEMENT: the RTGS paid it
+    SETTLEMENT_DUE = 10  # a settlement debit that did not fit at confirmation, collected later
 
 
 class Leg(IntEnum):
@@ -50,6 +53,11 @@ class Leg(IntEnum):
 
 _PARTICIPANT_SHIFT = 8
 _LEDGER_SHIFT = 32
+
+
+def account_owner(account_id_: int) -> tuple[int, int]:
+    """(participant id, account code) of a derived account id (the inverse of `account_id`)."""
+    return (account_id_ >> _PARTICIPANT_SHIFT) & limits.PARTICIPANT_ID_MAX, account_id_ & 0xFF
 
 
 def account_id(ledger_id: int, participant_id: int, code: AccountCode) -> int:

@@ -93,3 +93,23 @@ def operator_transfer(ledger, *, seq: int, debit_account_id: int, credit_account
     return ledger.create_transfer((seq << _SHIFT) | _LEG_RESERVE, debit_account_id,
                                   credit_account_id, amount_minor, 0, seq, participant_id, 0,
                                   ledger_id, code, 0, now_ns)
+
+
+# -- settlement postings (switch/core/settlement.py) ---------------------------------------
+# A window's settlement postings are single-phase transfers made when the RTGS has settled
+# it: one per participant with a net position, between its account and HUB_SETTLEMENT,
+# checked to fit first and sent to the ledger in linked batches.
+
+
+def settlement_posting(buffer: bytearray, offset: int, *, seq: int, participant_id: int,
+                       debit_account_id: int, credit_account_id: int, amount_minor: int,
+                       ledger_id: int, code: int, linked: bool) -> None:
+    """Pack one settlement posting into `buffer` at `offset` (for create_packed)."""
+    _pack_into(buffer, offset, (seq << _SHIFT) | _LEG_RESERVE, debit_account_id,
+               credit_account_id, amount_minor, 0, seq, 0, participant_id, 0, ledger_id, code,
+               _LINKED if linked else 0)
+
+
+def create_packed(ledger, buffer: bytearray, count: int, now_ns: int) -> list[tuple[int, int]]:
+    """Create the first `count` transfers packed in `buffer`; the ledger's failures."""
+    return ledger.create_transfers(buffer[:count * _SIZE], now_ns)

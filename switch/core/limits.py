@@ -61,6 +61,19 @@ SEQUENCE_MAX = (U64_MAX >> LEDGER_ID_SHIFT) - 1
 # live timer and in-flight transfer (bounded by the tables above).
 COMMANDS_PER_STEP_MAX = 8
 
+# Settlement windows (switch/core/settlement.py). Windows that wait for settlement are
+# bounded per currency; settled and aborted ones are kept for statements up to a bound
+# (each holds its participants' balances and its bilateral matrix), oldest dropped first.
+SECONDS_PER_DAY = 86_400
+SETTLEMENT_INTERVAL_S_MAX = 7 * SECONDS_PER_DAY
+SETTLEMENT_CUTOFFS_MAX = 48
+UTC_OFFSET_S_MAX = 14 * 3600
+SETTLEMENT_WINDOWS_PENDING_MAX = 16  # per currency, PENDING_SETTLEMENT at once
+SETTLEMENT_WINDOWS_RETAINED_MAX = 256  # settled or aborted, all currencies
+# Settlement timers use ids above every sequence number (transfer and request-to-pay
+# timers use theirs): this base plus the currency's ledger id.
+SETTLEMENT_TIMER_BASE = 1 << 62
+
 assert AMOUNT_MINOR_MAX + FEE_FIXED_MINOR_MAX + AMOUNT_MINOR_MAX < U64_MAX
 assert DAILY_TOTAL_MINOR_MAX + 2 * AMOUNT_MINOR_MAX < U64_MAX
 assert NET_DEBIT_CAP_MINOR_MAX < U64_MAX
@@ -70,4 +83,7 @@ assert PAYEE_TIMEOUT_MS_DEFAULT <= PAYEE_TIMEOUT_MS_MAX
 assert EXPIRY_MS_MAX_DEFAULT <= EXPIRY_MS_MAX_CEILING
 assert IN_FLIGHT_MAX_DEFAULT <= TRANSFERS_RETAINED_MAX_DEFAULT
 assert TRANSFERS_RETAINED_MAX_DEFAULT <= TABLE_MAX_CEILING
+assert SEQUENCE_MAX < SETTLEMENT_TIMER_BASE
+assert SETTLEMENT_TIMER_BASE + LEDGER_ID_MAX < 1 << 63  # a timer id fits an int64
+assert SETTLEMENT_WINDOWS_PENDING_MAX * CURRENCIES_MAX <= 1 << 16
 assert (1 << LEDGER_ID_SHIFT) >= 6  # legs: reserve, fee, post, post fee, void, void fee

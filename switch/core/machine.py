@@ -12,6 +12,7 @@ One class over one shared state, written by flow, a module each:
     returns.py            ReturnFlow         a payee sends (part of) a committed transfer back
     requests_to_pay.py    RequestToPayFlow   a payee asks, the payer approves or declines
     operator.py           OperatorFlow       currencies, participants, limits, funds, caps
+    settlement.py         SettlementFlow     settlement windows, net positions, postings
     snapshots.py          SnapshotFlow       the whole state as bytes, and back
     views.py              CoreViews          read-only views, invariants
     records.py            the records, their state graphs (asserted on every transition)
@@ -51,6 +52,10 @@ from switch.core.messages import (
     RequestToPayRequested,
     ReturnRequested,
     SchemeRulesChanged,
+    SettlementAborted,
+    SettlementConfirmed,
+    SettlementScheduleSet,
+    SettlementWindowClosed,
     Send,
     StatusQueried,
     TimerFired,
@@ -62,6 +67,7 @@ from switch.core.records import RequestToPayRecord, TransferRecord
 from switch.core.requests_to_pay import RequestToPayFlow
 from switch.core.results import ProtocolError, TransferState
 from switch.core.returns import ReturnFlow
+from switch.core.settlement import SettlementFlow
 from switch.core.snapshots import CoreSnapshot, SnapshotFlow
 from switch.core.transfers import TransferFlow
 from switch.core.views import CoreViews
@@ -73,8 +79,8 @@ _NS_PER_MS = limits.NS_PER_MS
 Observer = Callable[[int, str, TransferState, int], None]
 
 
-class SwitchCore(TransferFlow, ReturnFlow, RequestToPayFlow, OperatorFlow, SnapshotFlow,
-                 CoreViews):
+class SwitchCore(TransferFlow, ReturnFlow, RequestToPayFlow, OperatorFlow, SettlementFlow,
+                 SnapshotFlow, CoreViews):
     """The sans-I/O switch. See the module docstring and docs/core.md."""
 
     def __init__(self, config: CoreConfig, ledger, observer: Observer | None = None):
@@ -105,6 +111,7 @@ class SwitchCore(TransferFlow, ReturnFlow, RequestToPayFlow, OperatorFlow, Snaps
         self._admin_order: deque[str] = deque()
         self._audit_anchor: tuple[int, str] | None = None
         self._buffer = bytearray(2 * TRANSFER_STRUCT.size)  # a linked payment + fee pair
+        self._init_settlement()
         self._handlers = {
             TransferRequested: self._on_transfer,
             PayeeAnswered: self._on_payee_answer,
@@ -113,7 +120,7 @@ class SwitchCore(TransferFlow, ReturnFlow, RequestToPayFlow, OperatorFlow, Snaps
             ReturnRequested: self._on_return,
             RequestToPayRequested: self._on_request_to_pay,
             RequestToPayDecided: self._on_request_to_pay_decision,
-            CurrencyAdded: self._admin_act(self._currency_added),
+            CurrencyAdded: self._admin_act(self._currency_added_with_window),
             SchemeRulesChanged: self._admin_rules_changed,
             ParticipantAdded: self._admin_participant_added,
             ParticipantAccountOpened: self._admin_account_opened,
@@ -124,6 +131,10 @@ class SwitchCore(TransferFlow, ReturnFlow, RequestToPayFlow, OperatorFlow, Snaps
             FundsWithdrawn: self._admin_act(self._move_funds),
             NetDebitCapSet: self._admin_cap,
             AuditAnchored: self._admin_act(self._anchor_audit),
+            SettlementScheduleSet: self._admin_settlement_schedule,
+            SettlementWindowClosed: self._admin_window_close,
+            SettlementConfirmed: self._admin_settlement_confirmed,
+            SettlementAborted: self._admin_settlement_aborted,
         }
 
     # -- the interface -----------------------------------------------------------------
@@ -173,4 +184,5 @@ class SwitchCore(TransferFlow, ReturnFlow, RequestToPayFlow, OperatorFlow, Snaps
                 commands.append(ArmTimer(timer_id=timer_id, deadline_ns=request.expires_at_ns))
                 commands.append(Send(participant_id=record.payer_participant_id,
                                      message=self._request_to_pay_notice(record)))
+        commands.extend(self._settlement_recovery_commands())  # the currencies' cut-offs
         return commands

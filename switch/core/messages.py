@@ -386,6 +386,69 @@ Outbound = Union[
 ]
 
 
+# -- wire: settlement, the participant's side (HTTP connector; docs/settlement.md) ---------
+
+
+class SettlementWindowView(msgspec.Struct, **_WIRE):
+    """A settlement window as a participant sees it: only its own net position (- it pays
+    in at the RTGS, + it is paid; live while the window is open)."""
+
+    window_id: int
+    currency: str
+    state: str  # open, pending_settlement, settled, aborted
+    opened_at_ns: int
+    closed_at_ns: int = 0
+    decided_at_ns: int = 0
+    net_minor: int = 0
+    rtgs_reference: str = ""
+
+
+class ReconciliationRow(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One transfer of the window as the participant booked it (paid or received)."""
+
+    payer_participant_id: ParticipantId
+    transfer_id: Id
+    amount_minor: AmountMinor
+
+
+class ReconciliationRequest(msgspec.Struct, frozen=True, kw_only=True,
+                            forbid_unknown_fields=True):
+    """Every transfer of one window the participant paid or received."""
+
+    transfers: list[ReconciliationRow]  # the service bounds the count (RECONCILIATION_TOO_LARGE)
+
+
+class ReconciledTransfer(msgspec.Struct, frozen=True, kw_only=True):
+    payer_participant_id: int
+    transfer_id: str
+    amount_minor: int
+
+
+class AmountMismatch(msgspec.Struct, frozen=True, kw_only=True):
+    payer_participant_id: int
+    transfer_id: str
+    switch_amount_minor: int
+    participant_amount_minor: int
+
+
+class ReconciliationReport(msgspec.Struct, frozen=True, kw_only=True):
+    """The differences between a participant's list and the switch's entries of a window.
+    Each list is bounded (`truncated` says when one holds fewer than its count)."""
+
+    window_id: int
+    participant_id: int
+    matched: int
+    missing_at_participant_count: int
+    missing_at_switch_count: int
+    amount_mismatch_count: int
+    duplicate_rows_count: int
+    missing_at_participant: list[ReconciledTransfer]  # committed, absent from the list
+    missing_at_switch: list[ReconciledTransfer]  # listed, not committed in this window
+    amount_mismatches: list[AmountMismatch]
+    duplicate_rows: list[ReconciledTransfer]
+    truncated: bool
+
+
 # -- events: what the core consumes ------------------------------------------------------
 
 
@@ -561,6 +624,61 @@ class AuditAnchored(msgspec.Struct, tag=30, **_EVENT):
     audit_hash: Annotated[str, Meta(pattern=r"^[0-9a-f]{64}$(?!\n)")]
 
 
+# -- settlement (switch/core/settlement.py, docs/settlement.md): operator events, tags 40-59 --
+
+# A settlement window id: the core numbers windows from 1, across currencies.
+WindowId = Annotated[int, Meta(ge=1, le=limits.TIME_NS_MAX)]
+# An RTGS reference (the RTGS's message id, or what an operator read from it): ISO 20022's
+# Max35Text narrowed to one grammar that is safe in paths, logs and XML.
+RtgsReference = Annotated[
+    str, Meta(min_length=1, max_length=35, pattern=r"^[A-Za-z0-9][A-Za-z0-9./:_+-]*$(?!\n)")
+]
+# A cut-off: seconds after local midnight (see SettlementScheduleSet).
+CutoffS = Annotated[int, Meta(ge=0, le=limits.SECONDS_PER_DAY - 1)]
+
+
+class SettlementScheduleSet(msgspec.Struct, tag=40, **_EVENT):
+    """Operator: when a currency's settlement windows close on their own. Every
+    `interval_s` counted from local midnight (0: none) and at each of `cutoffs_s` (seconds
+    after local midnight, strictly increasing); local time is UTC + `utc_offset_s` (a fixed
+    offset: a scheme with daylight saving sets its schedule again when the clocks change).
+    Both empty: windows close only when an operator closes them."""
+
+    request_id: Id
+    currency: Currency
+    interval_s: Annotated[int, Meta(ge=0, le=limits.SETTLEMENT_INTERVAL_S_MAX)] = 0
+    cutoffs_s: Annotated[tuple[CutoffS, ...], Meta(max_length=limits.SETTLEMENT_CUTOFFS_MAX)] = ()
+    utc_offset_s: Annotated[int, Meta(ge=-limits.UTC_OFFSET_S_MAX,
+                                      le=limits.UTC_OFFSET_S_MAX)] = 0
+
+
+class SettlementWindowClosed(msgspec.Struct, tag=41, **_EVENT):
+    """Operator: close the currency's open settlement window now (a new one opens in the
+    same step). `window_id` names the window the operator saw open (refused if it closed
+    meanwhile); 0 closes whichever is open."""
+
+    request_id: Id
+    currency: Currency
+    window_id: Annotated[int, Meta(ge=0, le=limits.TIME_NS_MAX)] = 0
+
+
+class SettlementConfirmed(msgspec.Struct, tag=42, **_EVENT):
+    """The RTGS settled a window's instructions (an operator's maker-checker confirmation,
+    or an accepted pacs.002): its settlement postings are posted."""
+
+    request_id: Id
+    window_id: WindowId
+    rtgs_reference: RtgsReference
+
+
+class SettlementAborted(msgspec.Struct, tag=43, **_EVENT):
+    """Operator: give up settling a window; its positions roll into the open window."""
+
+    request_id: Id
+    window_id: WindowId
+    reason: Text = ""
+
+
 ParticipantEvent = Union[
     TransferRequested,
     ReturnRequested,
@@ -581,6 +699,10 @@ AdminEvent = Union[
     FundsWithdrawn,
     NetDebitCapSet,
     AuditAnchored,
+    SettlementScheduleSet,
+    SettlementWindowClosed,
+    SettlementConfirmed,
+    SettlementAborted,
 ]
 # What the core consumes and the journal holds: participant events, timer firings and
 # operator requests (typing flattens the nested unions; the order is the tags' order).

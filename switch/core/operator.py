@@ -273,6 +273,9 @@ class OperatorFlow:
             amount_minor=amount_minor, participant_id=participant_id,
             ledger_id=currency.ledger_id, code=code, now_ns=now_ns)
         assert result == _RESULT_OK, result
+        # Not a transfer: the open settlement window notes it (switch/core/settlement.py).
+        self._settlement_moved(currency, debit, credit, amount_minor, int(code), self._seq,
+                               now_ns)
         return _OK, ""
 
     def _create_accounts(self, accounts: list[Account], now_ns: int) -> bool:

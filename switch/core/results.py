@@ -81,6 +81,23 @@ class Result(IntEnum):
     ADMIN_FUNDS_INSUFFICIENT = 6401
     ADMIN_CAP_BELOW_POSITION = 6402
     ADMIN_ACCOUNT_OVERFLOW = 6403
+    # -- settlement operator requests, in check order (switch/core/settlement.py) ---------
+    SETTLEMENT_WINDOW_NOT_FOUND = 6501
+    SETTLEMENT_WINDOW_NOT_OPEN = 6502
+    SETTLEMENT_WINDOW_NOT_PENDING = 6503
+    SETTLEMENT_SCHEDULE_INVALID = 6504
+    SETTLEMENT_WINDOWS_FULL = 6505
+    SETTLEMENT_ACCOUNT_OVERFLOW = 6506
+    # -- settlement answers of the settlement service, before the core (switch/settlement)
+    SETTLEMENT_DOCUMENT_INVALID = 6510
+    SETTLEMENT_RTGS_UNKNOWN_MESSAGE = 6511
+    SETTLEMENT_RTGS_NOT_FINAL = 6512
+    SETTLEMENT_RTGS_REJECTED = 6513
+    # -- participant settlement requests (statements, reconciliation), same service ----------
+    STATEMENT_WINDOW_NOT_FOUND = 3501
+    STATEMENT_WINDOW_OPEN = 3502
+    STATEMENT_FORMAT_UNKNOWN = 3503
+    RECONCILIATION_TOO_LARGE = 3504
     # -- G2P disbursement (switch/g2p, connectors/g2p), answered before the core, in the
     # order the G2P connector checks a message, then a row, then an operator's batch action.
     G2P_NOT_A_PROGRAMME = 3701
@@ -103,6 +120,15 @@ SHELL_ONLY = frozenset({
     Result.MALFORMED_SYNTAX,
     Result.PARTY_NOT_FOUND,
     Result.LOOKUP_RATE_LIMITED,
+    # settlement: answered by the settlement service (switch/settlement) before any event
+    Result.SETTLEMENT_DOCUMENT_INVALID,
+    Result.SETTLEMENT_RTGS_UNKNOWN_MESSAGE,
+    Result.SETTLEMENT_RTGS_NOT_FINAL,
+    Result.SETTLEMENT_RTGS_REJECTED,
+    Result.STATEMENT_WINDOW_NOT_FOUND,
+    Result.STATEMENT_WINDOW_OPEN,
+    Result.STATEMENT_FORMAT_UNKNOWN,
+    Result.RECONCILIATION_TOO_LARGE,
     Result.G2P_NOT_A_PROGRAMME,
     Result.G2P_MESSAGE_TOO_LARGE,
     Result.G2P_BATCH_TOO_LARGE,
@@ -169,6 +195,20 @@ DESCRIPTIONS: dict[Result, str] = {
     Result.ADMIN_FUNDS_INSUFFICIENT: "Operator: the withdrawal is more than the available balance.",
     Result.ADMIN_CAP_BELOW_POSITION: "Operator: the new cap is below the participant's current net debit.",
     Result.ADMIN_ACCOUNT_OVERFLOW: "Operator: a ledger account's totals would pass 2**64-1 minor units (detail names it).",
+    Result.SETTLEMENT_WINDOW_NOT_FOUND: "Settlement: no such window (unknown, or no longer retained).",
+    Result.SETTLEMENT_WINDOW_NOT_OPEN: "Settlement: the window to close is not the open one (closed meanwhile).",
+    Result.SETTLEMENT_WINDOW_NOT_PENDING: "Settlement: the window is not PENDING_SETTLEMENT (open, settled or aborted).",
+    Result.SETTLEMENT_SCHEDULE_INVALID: "Settlement: cut-off times must be strictly increasing seconds of the day.",
+    Result.SETTLEMENT_WINDOWS_FULL: "Settlement: too many windows wait for settlement in this currency; settle some.",
+    Result.SETTLEMENT_ACCOUNT_OVERFLOW: "Settlement: a settlement posting would pass 2**64-1 on a ledger account.",
+    Result.SETTLEMENT_DOCUMENT_INVALID: "Settlement: not a valid ISO 20022 document of the expected message (detail says why).",
+    Result.SETTLEMENT_RTGS_UNKNOWN_MESSAGE: "Settlement: the RTGS answer names no instruction message of a pending window.",
+    Result.SETTLEMENT_RTGS_NOT_FINAL: "Settlement: the RTGS answer is not final (pending, in process): nothing changed.",
+    Result.SETTLEMENT_RTGS_REJECTED: "Settlement: the RTGS rejected an instruction: the window stays PENDING_SETTLEMENT.",
+    Result.STATEMENT_WINDOW_NOT_FOUND: "No such settlement window for this participant.",
+    Result.STATEMENT_WINDOW_OPEN: "The window is still open: ask for an intraday report (camt.052).",
+    Result.STATEMENT_FORMAT_UNKNOWN: "Statement formats: camt053, camt052, csv.",
+    Result.RECONCILIATION_TOO_LARGE: "Too many rows in one reconciliation request (see the limit in the detail).",
     Result.G2P_NOT_A_PROGRAMME: "G2P: only a participant of kind government may disburse.",
     Result.G2P_MESSAGE_TOO_LARGE: "G2P: more rows in one message than a message may carry.",
     Result.G2P_BATCH_TOO_LARGE: "G2P: the batch would pass its row maximum (1,000,000).",
@@ -232,6 +272,17 @@ class RequestToPayState(IntEnum):
 class ParticipantStatus(IntEnum):
     ACTIVE = 1
     SUSPENDED = 2
+
+
+class WindowState(IntEnum):
+    """Where a settlement window stands (switch/core/settlement.py, docs/settlement.md).
+    CLOSED is passed within the step that closes the window."""
+
+    OPEN = 1
+    CLOSED = 2
+    PENDING_SETTLEMENT = 3
+    SETTLED = 4
+    ABORTED = 5
 
 
 class SettlementModel(IntEnum):

@@ -20,6 +20,7 @@ from switch.core.records import (
     RequestToPayRecord,
     TransferRecord,
 )
+from switch.core.settlement import SettlementState
 from switch.core.results import (
     ParticipantStatus,
     RequestToPayState,
@@ -63,6 +64,7 @@ class CoreSnapshot(msgspec.Struct, array_like=True, frozen=True, kw_only=True):
     admin: list[tuple[AdminEvent, AdminAnswer]]
     ledger: bytes
     audit_anchor: tuple[int, str] | None = None  # the newest AuditAnchored (seq, hash)
+    settlement: SettlementState | None = None  # None: taken before settlement windows
 
 
 SNAPSHOT_VERSION = 3  # 2: TransferRecord.request_to_pay_id; 3: records as arrays (30% smaller)
@@ -101,6 +103,7 @@ class SnapshotFlow:
             requests_final=list(self._requests_final),
             admin=[self._admin_seen[request_id] for request_id in self._admin_order],
             ledger=self.ledger.snapshot(), audit_anchor=self._audit_anchor,
+            settlement=self._settlement_snapshot(),
         ))
 
     @classmethod
@@ -153,5 +156,6 @@ class SnapshotFlow:
             core._admin_seen[event.request_id] = (event, answer)
             core._admin_order.append(event.request_id)
         core._audit_anchor = None if state.audit_anchor is None else tuple(state.audit_anchor)
+        core._settlement_restore(state.settlement, state.now_ns)
         core.check_invariants()
         return core, state.journal_position

@@ -334,6 +334,13 @@ class TransferFlow:
 
     def _commit(self, record: TransferRecord, now_ns: int) -> list[Command]:
         self._ledger_post(record, now_ns)
+        # It belongs to the settlement window open now: O(1) here, so closing a window
+        # costs O(participants) (switch/core/settlement.py: net positions and volume come
+        # from the ledger's balances, the count and the bilateral matrix from here).
+        window = self._windows_open[record.currency]
+        window.transfers += 1
+        window.bilateral[(record.payer_participant_id << 24)
+                         | record.payee_participant_id] += record.amount_minor
         self._finish(record, _COMMITTED, _OK, now_ns)
         commands = self._tell_both(record, cancel_timer=True)
         event = record.event
@@ -436,7 +443,9 @@ class TransferFlow:
     def _on_timer(self, event: TimerFired, now_ns: int) -> list[Command]:
         record = self._timers.get(event.timer_id)
         if record is None:
-            return []  # cancelled, already final, or a duplicate firing after a restart
+            # A settlement cut-off; or cancelled, already final, or a duplicate firing
+            # after a restart.
+            return self._on_settlement_timer(event, now_ns)
         if type(record) is TransferRecord:
             if now_ns < record.deadline_ns:
                 return [ArmTimer(timer_id=record.seq, deadline_ns=record.deadline_ns)]

@@ -56,6 +56,10 @@ class CoreViews:
             currencies=tuple(participant.accounts),
         )
 
+    def open_window_id(self, currency: str) -> int:
+        """The settlement window open now in `currency` (a commit observed now is in it)."""
+        return self._windows_open[currency].window_id
+
     def audit_anchor(self) -> tuple[int, str] | None:
         """(seq, hex hash) of the operator audit record last anchored, or None."""
         return self._audit_anchor
@@ -130,3 +134,4 @@ class CoreViews:
         open_requests = [r for r in self._requests.values() if r.state == RequestToPayState.OPEN]
         assert len(self._timers) == len(forwarded) + len(open_requests)
         assert len(self._transfers_final) + len(forwarded) == len(self._transfers)
+        self.check_settlement_invariants()

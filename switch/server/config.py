@@ -160,6 +160,9 @@ class ServerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     # hub FSP id, JWS key path, DFSPs...), converted when the server starts it.
     fspiop_enabled: bool = False
     fspiop: dict = {}
+    # Settlement documents and statements (switch/settlement): its SettlementConfig table
+    # (how the scheme is named in ISO 20022 documents), converted when the server starts.
+    settlement: dict = {}
 
     # The sequencer and its bounds.
     inbound_queue_max: Annotated[

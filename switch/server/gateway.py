@@ -113,7 +113,7 @@ import hmac
 import logging
 import time
 from collections import OrderedDict, deque
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 from switch.core.messages import (
     ALIAS_TYPE_NUMBERS,
@@ -178,6 +178,10 @@ ANONYMOUS_USER = "anonymous"
 _NEW_WORK = (TransferRequest, RequestToPay, ReturnRequest)
 
 
+def _never() -> bool:
+    return False
+
+
 def directory_participant_id(participant_id: int) -> str:
     """The directory names participants by text; the switch by integer. One mapping."""
     return str(participant_id)
@@ -199,6 +203,10 @@ class Gateway:
         self._directory = directory
         self._credentials = credentials  # switch.server.credentials.CredentialIndex
         self.inbound_max = inbound_max
+        # True while something behind the switch cannot keep up (the durable history): new
+        # transfers, returns and requests-to-pay are refused SERVER_BUSY, answers still
+        # flow. Set by the server.
+        self.overloaded: Callable[[], bool] = _never
         self.status_per_participant_max = status_per_participant_max
         self.held_grace_s = held_grace_s
         self._inbound: deque[InboundItem] = deque()
@@ -215,6 +223,10 @@ class Gateway:
         # payer -> {(alias_type, alias_value): (payee_id, account_ref, at_ns)}, bounded.
         self._routes: OrderedDict[tuple[int, str, str], tuple[int, str, int]] = OrderedDict()
         self.metrics = None  # set by the server: switch.server.metrics.ServerMetrics
+        # Set by the composition root when settlement runs (switch/settlement/service.py):
+        # connectors serve a participant its own windows, statements and reconciliations
+        # through it (`participant_windows`, `statement`, `reconcile`); None otherwise.
+        self.settlement = None
 
     # -- lifecycle (the server calls these) ------------------------------------------
 
@@ -386,7 +398,8 @@ class Gateway:
             return Result.SERVICE_UNAVAILABLE
         if self._draining and type(message) in _NEW_WORK:
             return Result.SERVICE_UNAVAILABLE
-        if len(self._inbound) >= self.inbound_max:
+        if len(self._inbound) >= self.inbound_max or (
+                type(message) in _NEW_WORK and self.overloaded()):
             if self.metrics is not None:
                 self.metrics.inbound_refused_total += 1
             return Result.SERVER_BUSY
@@ -401,7 +414,7 @@ class Gateway:
         No directory lookup, no charge: the mapper's resolve was the lookup."""
         if not self._accepting or self._draining:
             return Result.SERVICE_UNAVAILABLE
-        if len(self._inbound) >= self.inbound_max:
+        if len(self._inbound) >= self.inbound_max or self.overloaded():
             if self.metrics is not None:
                 self.metrics.inbound_refused_total += 1
             return Result.SERVER_BUSY

@@ -32,9 +32,25 @@ class HistoryWriter:
         # the second would drop rows it never stored from the pending list.
         self._flushing = asyncio.Lock()
         self._stopping = False
+        # Memory's bound on outcomes the store has not confirmed (see `overloaded`).
+        self.unconfirmed_max = limits.HISTORY_UNCONFIRMED_FACTOR * archive.entries_max
+        self._overloaded = False
         self.rows_written = 0
         self.rows_pruned = 0
         self.failures = 0
+
+    @property
+    def overloaded(self) -> bool:
+        """Memory holds more unconfirmed outcomes than the bound: the store is down or slow.
+        The gateway refuses new work meanwhile (answers and status queries still flow), so
+        memory stays bounded and nothing is lost; it clears as the store catches up."""
+        over = self.archive.unconfirmed > self.unconfirmed_max
+        if over is not self._overloaded:
+            self._overloaded = over
+            (log.error if over else log.warning)(
+                "history_%s unconfirmed=%d bound=%d", "overloaded_refusing_new_work" if over
+                else "caught_up", self.archive.unconfirmed, self.unconfirmed_max)
+        return over
 
     @property
     def backlog(self) -> int:

@@ -61,9 +61,18 @@ HISTORY_RETENTION_DAYS_MAX = 10 * 366
 HISTORY_FLUSH_INTERVAL_S = 0.1
 HISTORY_BATCH_ROWS_MAX = 10_000
 HISTORY_PRUNE_INTERVAL_S = 3_600.0
+# New work is refused (SERVER_BUSY) while memory holds more than this many times
+# outcomes_archived_max outcomes the history has not confirmed (a store down or slow).
+HISTORY_UNCONFIRMED_FACTOR = 4
+# A tick waits at most this long for the history's rows; after a failure the store is left
+# alone this long (what needs it is refused SERVICE_UNAVAILABLE meanwhile).
+HISTORY_READ_TIMEOUT_S = 1.0
+HISTORY_RETRY_S = 1.0
 
 # -- timers ----------------------------------------------------------------------------
-TIMERS_MAX = core_limits.IN_FLIGHT_MAX_DEFAULT + core_limits.REQUESTS_TO_PAY_RETAINED_MAX_DEFAULT
+# Transfers in flight, open requests-to-pay, and one settlement cut-off per currency.
+TIMERS_MAX = (core_limits.IN_FLIGHT_MAX_DEFAULT + core_limits.REQUESTS_TO_PAY_RETAINED_MAX_DEFAULT
+              + core_limits.CURRENCIES_MAX)
 
 # -- outcomes archive (answers ConsultStore for transfers the core no longer holds) ----
 # A second tier behind the core's own window (~150 B per outcome, encoded).

@@ -67,6 +67,8 @@ class Sequencer:
         # The durable transfer history (switch/store/history.py), looked up once per tick
         # for the ids the core and the memory archive no longer hold; None: memory only.
         self.history = None
+        self._history_down_until = 0.0
+        self.history_read_failures = 0
 
     @property
     def ticks(self) -> int:
@@ -144,22 +146,41 @@ class Sequencer:
 
     # -- deciding --------------------------------------------------------------------
 
+    async def _history_rows(self, wanted: list) -> dict | None:
+        """The history's rows for this tick's unknown ids; None when the store cannot say
+        (down, slow): the shell then refuses what it cannot decide safely
+        (SERVICE_UNAVAILABLE) — never a crash of the sequencer, never a second transfer.
+        After a failure the store is left alone for HISTORY_RETRY_S: ticks fail fast."""
+        loop_time = time.monotonic()
+        if loop_time < self._history_down_until:
+            return None
+        try:
+            return await asyncio.wait_for(self.history.get_many(wanted),
+                                          limits.HISTORY_READ_TIMEOUT_S)
+        except Exception as error:  # noqa: BLE001 - any store failure: refuse, go on
+            self._history_down_until = time.monotonic() + limits.HISTORY_RETRY_S
+            self.history_read_failures += 1
+            log.error("history_read_failed error=%r: refusing what needs it for %.1f s",
+                      error, limits.HISTORY_RETRY_S)
+            return None
+
     async def _tick(self, items: list) -> None:
         now_ns = time.time_ns()
         shell = self.shell
         lookups = shell.lookups(items)
         wanted = shell.history_wanted
         routes: list = []
-        rows: dict = {}
+        rows: dict | None = {}
         if lookups and wanted and self.history is not None:
             routes, rows = await asyncio.gather(self._routes(lookups),
-                                                self.history.get_many(wanted))
+                                                self._history_rows(wanted))
         elif lookups:
             routes = await self._routes(lookups)
         elif wanted and self.history is not None:
-            rows = await self.history.get_many(wanted)
+            rows = await self._history_rows(wanted)
         try:
-            tick = shell.decide(items, routes, now_ns, rows)
+            tick = shell.decide(items, routes, now_ns, rows or {},
+                                history_unavailable=rows is None)
         except Exception as error:
             # A bug in the core (or the shell): its state may be half-changed. Nothing of
             # this tick was journaled or released; stop, and let a restart replay.

@@ -85,6 +85,24 @@ class ServerBackends:
     credential_store: Any
     history: Any = None  # switch.store.history.HistoryStore, or None (memory only)
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    # More observers of the core's transfer transitions, after the outcome archive (the
+    # settlement entry log): each has observe(payer, transfer_id, state, now_ns) and
+    # bind(core), and sees the replay at start too.
+    observers: list[Any] = field(default_factory=list)
+
+
+def _observers(first, more: list):
+    """One observer calling `first`, then each of `more` (the archive alone when none)."""
+    if not more:
+        return first
+    rest = tuple(observer.observe for observer in more)
+
+    def observe(payer_participant_id, transfer_id, state, now_ns) -> None:
+        first(payer_participant_id, transfer_id, state, now_ns)
+        for each in rest:
+            each(payer_participant_id, transfer_id, state, now_ns)
+
+    return observe
 
 
 class StartRefused(Exception):
@@ -142,6 +160,7 @@ class SwitchServer:
         self.admin_server = None
         self.console = None  # switch.console.server_port.Console when console_enabled
         self.http_connector = None
+        self.settlement = None  # switch.settlement.service.SettlementService (composition root)
         self.g2p_connector = None  # connectors.g2p.app.G2PConnector when g2p_enabled
         self.g2p_engine = None  # switch.g2p.engine.Engine, with it
         self.iso20022_connector = None  # connectors.iso20022 when iso20022_enabled
@@ -205,6 +224,8 @@ class SwitchServer:
         """After the recovery (or a standby's takeover): credentials, gateway, shell,
         sequencer; timers re-armed and re-sent credit requests held; then accept."""
         config = self.config
+        for observer in self.backends.observers:
+            observer.recovered()  # the replay is over: what it did not decide is not kept
         pepper = self._pepper
         archive = self._archive
         self.directory = self.backends.directory
@@ -240,6 +261,7 @@ class SwitchServer:
             self.history = HistoryWriter(self.backends.history, archive,
                                          retention_days=config.history_retention_days)
             self.sequencer.history = self.backends.history
+            self.gateway.overloaded = lambda: self.history.overloaded
             archive.requeue_writes(list(self._standby_writes))  # a standby's last ones
             self._standby_writes.clear()
             self.history.start()
@@ -337,18 +359,21 @@ class SwitchServer:
 
         config = self.config
         archive.reset()
+        observer = _observers(archive.observe, self.backends.observers)
         if snapshot is None:
             start = GENESIS
             self.ledger = ledger_package.Ledger(config.ledger)
-            self.core = SwitchCore(config.core, self.ledger, observer=archive.observe)
+            self.core = SwitchCore(config.core, self.ledger, observer=observer)
         else:
             saved = decode_server_snapshot(snapshot.state)
             self.core, _position = SwitchCore.from_snapshot(
-                config.core, ledger_package.Ledger, saved.core, observer=archive.observe)
+                config.core, ledger_package.Ledger, saved.core, observer=observer)
             self.ledger = self.core.ledger
             archive.restore(saved.archive)
             start = snapshot.position
         archive.bind(self.core)
+        for more in self.backends.observers:  # the settlement entry log
+            more.bind(self.core)
         self.replayed_events = 0
         self._loaded_at = time.perf_counter()  # the snapshot read, checked and loaded
         await open_journal(start)
@@ -579,6 +604,8 @@ class SwitchServer:
                 "segment_bytes": journal.segment_bytes}
         if self.history is not None:
             report["history"] = {"backlog_rows": self.history.backlog,
+                                 "unconfirmed": self._archive.unconfirmed,
+                                 "refusing_new_work": self.history._overloaded,
                                  "rows_written": self.history.rows_written,
                                  "write_failures": self.history.failures}
         return report

@@ -84,6 +84,7 @@ Route = tuple[int, str] | Result
 NOT_A_TOKEN = "-"
 
 _FINAL = TRANSFER_FINAL_STATES
+_NOTHING: frozenset = frozenset()
 _DETAIL_LENGTH_MAX = core_limits.TEXT_LENGTH_MAX
 _REQUEST_TYPE_OF_EVENT = {
     TransferRequested: RequestType.TRANSFER,
@@ -200,6 +201,12 @@ class OutcomeArchive:
             if self._finals[key][0] == index:
                 del self._finals[key]
 
+    @property
+    def unconfirmed(self) -> int:
+        """Outcomes archived that the durable history has not confirmed yet: memory holds
+        them all (the server refuses new work past a bound, see HistoryWriter)."""
+        return self._archived - self._written
+
     def take_writes(self) -> list[tuple[tuple[int, str], bytes, int]]:
         """What the durable history must store, oldest first (the sequencer hands it to
         the history writer); then `written(len(...))` once stored."""
@@ -280,6 +287,7 @@ class Shell:
         self._routed: list[int] = []  # the items `lookups` asked routes for, by position
         self.history_wanted: list[tuple[int, str]] = []  # ids to look up in the history
         self._history: dict[tuple[int, str], bytes] = {}  # this tick's history rows
+        self._history_unknown: frozenset | set = _NOTHING  # ids the history could not say
         self.appended_sequence = appended_sequence  # the journal's last record, held or not
         self._now_ns = core.now_ns
         self._held: deque[Tick] = deque()
@@ -391,10 +399,14 @@ class Shell:
     # -- deciding --------------------------------------------------------------------
 
     def decide(self, items: list[InboundItem], routes: list[Route], now_ns: int,
-               history: dict[tuple[int, str], bytes] | None = None) -> Tick:
+               history: dict[tuple[int, str], bytes] | None = None, *,
+               history_unavailable: bool = False) -> Tick:
         """Step the core with every item (routes: `lookups(items)`'s answers in order, or
-        one Result for all of them when the directory failed). Raises what the core raised
-        if it is not a ProtocolError: fail-stop."""
+        one Result for all of them when the directory failed). `history`: the durable
+        history's rows for `history_wanted`; `history_unavailable`: the store could not
+        say, so whatever needed it is refused SERVICE_UNAVAILABLE (an unknown id may be a
+        resend of a transfer only the history holds: never taken for a new one). Raises
+        what the core raised if it is not a ProtocolError: fail-stop."""
         assert len(items) <= limits.TICK_EVENTS_MAX_CEILING
         if now_ns < self._now_ns:
             now_ns = self._now_ns  # a clock that stepped back: the core never sees it
@@ -405,6 +417,7 @@ class Shell:
         routes_by_item = dict(zip(self._routed, routes))
         self._routed = []
         self._history = history or {}
+        self._history_unknown = set(self.history_wanted) if history_unavailable else _NOTHING
         journaled: list = []
         step = self.core.step
         for index, (kind, participant_id, message, extra) in enumerate(items):
@@ -435,6 +448,10 @@ class Shell:
                     if final is not None:
                         self._answer_from_history(participant_id, message, final, origin,
                                                   tick)
+                        continue
+                    if (participant_id, message.transfer_id) in self._history_unknown:
+                        self._refuse(tick, participant_id, message,
+                                     Result.SERVICE_UNAVAILABLE, origin)
                         continue
                 event = TransferRequested(payer_participant_id=participant_id,
                                           payee_participant_id=route[0],
@@ -486,6 +503,10 @@ class Shell:
                 if final is not None:
                     self._answer_from_history(participant_id, message, final, origin, tick)
                     return None
+                if (participant_id, message.transfer_id) in self._history_unknown:
+                    self._refuse(tick, participant_id, message, Result.SERVICE_UNAVAILABLE,
+                                 origin)
+                    return None
                 if route is None:
                     # Archived when routes were asked, forgotten since: ask again.
                     self._refuse(tick, participant_id, message, Result.SERVER_BUSY, origin)
@@ -502,15 +523,24 @@ class Shell:
         if message_type is PayeeAnswer:
             return PayeeAnswered(payee_participant_id=participant_id, answer=message)
         if message_type is ReturnRequest:
+            unknown = self._history_unknown
             if self.core.transfer_record(participant_id, message.transfer_id) is None:
                 final = self._final(participant_id, message.transfer_id)
                 if final is not None:
                     self._answer_from_history(participant_id, message, final, origin, tick)
                     return None
+                if (participant_id, message.transfer_id) in unknown:
+                    self._refuse(tick, participant_id, message, Result.SERVICE_UNAVAILABLE,
+                                 origin)
+                    return None
             original = None
             ref = message.original
             if self.core.transfer_record(ref.payer_participant_id, ref.transfer_id) is None:
                 original = self._final(ref.payer_participant_id, ref.transfer_id)
+                if original is None and (ref.payer_participant_id, ref.transfer_id) in unknown:
+                    self._refuse(tick, participant_id, message, Result.SERVICE_UNAVAILABLE,
+                                 origin)
+                    return None
             return ReturnRequested(payer_participant_id=participant_id, request=message,
                                    original=original)
         if message_type is StatusQuery:
@@ -620,12 +650,16 @@ class Shell:
 
     def _consult(self, command: ConsultStore, kind: int, event, extra, tick: Tick) -> None:
         asker = command.participant_id
-        final = self._final(command.payer_participant_id, command.transfer_id)
+        key = (command.payer_participant_id, command.transfer_id)
+        final = self._final(*key)
         answer = None if final is None else readable_by(final, asker)
         if answer is None:
+            # The store could not say: not "not found", which a payer may act on.
+            result = (Result.SERVICE_UNAVAILABLE if final is None
+                      and key in self._history_unknown else command.result_if_absent)
             answer = Refused(request_type=_REQUEST_TYPE_OF_EVENT[type(event)],
                              scope_participant_id=command.payer_participant_id,
-                             id=command.transfer_id, result=command.result_if_absent)
+                             id=command.transfer_id, result=result)
         if kind == ITEM_STATUS:
             tick.replies.append((extra, answer))
         else:

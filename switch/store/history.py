@@ -54,6 +54,7 @@ class EmbeddedHistoryStore:
     def __init__(self, path: str) -> None:
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="ponte-history")
         self._db = self._executor.submit(self._open, path).result()
+        self._closed = False
 
     @staticmethod
     def _open(path: str):
@@ -98,6 +99,10 @@ class EmbeddedHistoryStore:
         return await self._run(self._prune, decided_before_ns)
 
     async def close(self) -> None:
+        """Idempotent: the server's shutdown may close a store a failure closed already."""
+        if self._closed:
+            return
+        self._closed = True
         await self._run(self._db.close)
         self._executor.shutdown(wait=True)
 

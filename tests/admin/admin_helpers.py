@@ -110,7 +110,8 @@ class World:
         return (await self.store.audit_head())[0]
 
     def send(self, payer: int = BANK_A, payee: int = BANK_B, amount_minor: int = 1_000,
-             end_to_end_id: str = "", accept: bool | None = True) -> tuple[str, list]:
+             end_to_end_id: str = "", accept: bool | None = True,
+             currency: str = "BRL") -> tuple[str, list]:
         """A transfer through the real core; the payee answers at once unless accept=None."""
         self._ids += 1
         transfer_id = f"t{self._ids}"
@@ -119,7 +120,7 @@ class World:
             request=TransferRequest(
                 transfer_id=transfer_id,
                 payee=Party(alias_type="MSISDN", alias_value="+5511990000001"),
-                amount_minor=amount_minor, currency="BRL",
+                amount_minor=amount_minor, currency=currency,
                 expires_at_ns=self.clock() + 60 * S, end_to_end_id=end_to_end_id))
         commands = self.switch.step(event)
         if accept is not None:

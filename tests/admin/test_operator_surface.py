@@ -36,8 +36,12 @@ from switch.admin.types import (
     ProposalBody,
     ProposalState,
     Role,
+    SettlementAbortProposal,
+    SettlementCloseProposal,
+    SettlementConfirmProposal,
+    SettlementScheduleProposal,
 )
-from switch.core.messages import CurrencyAdded, SchemeRules
+from switch.core.messages import CurrencyAdded, NetDebitCapSet, SchemeRules, SettlementWindowClosed
 from switch.core.results import Result, SettlementModel
 from switch.g2p.types import BatchState
 
@@ -68,7 +72,10 @@ def state(world) -> tuple:
     limits = {(pid, currency): (core.net_debit_cap_minor(pid, currency),
                                 core.daily_max_minor(pid, currency))
               for pid in core.participant_ids() for currency in core.participant(pid).currencies}
-    return participants, balances, limits, tuple(core.currencies())
+    settlement = (tuple((w.window_id, w.state, w.rtgs_reference) for w in
+                        core.settlement_windows()),
+                  tuple(core.settlement_schedule(c) for c in core.currencies()))
+    return participants, balances, limits, tuple(core.currencies()), settlement
 
 
 # One of every kind, valid against the world (BRL prefunded, KES deferred net).
@@ -90,7 +97,24 @@ EVERY_KIND: list[ProposalBody] = [
     G2PBatchProposal(participant_id=BANK_A, transaction_id="pension-1", action="pause"),
     FspiopParticipantProposal(participant_id=BANK_A, fsp_id="bank-a",
                               endpoint="https://bank-a.example/fspiop"),
+    # Settlement (KES is window 2 in the world; confirm and abort find it pending).
+    SettlementCloseProposal(currency="KES", window_id=2),
+    SettlementConfirmProposal(window_id=2, rtgs_reference="RTGS-0001"),
+    SettlementAbortProposal(window_id=2, note="RTGS closed"),
+    SettlementScheduleProposal(currency="KES", interval_s=14_400, cutoffs_s=[61_200],
+                               utc_offset_s=-10_800),
 ]
+
+
+async def pending_kes_window(world) -> None:
+    """KES window 2 closed with positions: waiting for settlement."""
+    await world.service.submit_as_system("setup", "participant:1", NetDebitCapSet(
+        request_id="setup-cap-a", participant_id=BANK_A, currency="KES", cap_minor=50_000), {})
+    world.send(currency="KES", amount_minor=2_000)
+    answer = await world.switch.submit(SettlementWindowClosed(request_id="setup-close",
+                                                              currency="KES"))
+    assert answer.result == 0, answer
+    assert world.switch.core.settlement_window(2).state.name == "PENDING_SETTLEMENT"
 
 
 def _maker_checker(body) -> tuple[str, str]:
@@ -110,6 +134,8 @@ async def test_every_change_waits_for_a_second_operator(world, body):
             settlement_model=SettlementModel.PREFUNDED_RTGS))
     if isinstance(body, G2PBatchProposal):  # a batch to pause (no G2P engine runs here)
         world.switch.g2p_batches[(BANK_A, "pension-1")] = BatchState.ACTIVE
+    if isinstance(body, (SettlementConfirmProposal, SettlementAbortProposal)):
+        await pending_kes_window(world)
     maker, checker = _maker_checker(body)
     before = state(world)
     submitted = len(world.switch.submitted)

@@ -320,3 +320,80 @@ def test_a_form_posted_without_its_csrf_token_is_refused(new_page, switch):
                            "{method: 'POST'}).then(r => r.status)")
     assert status == 403
     assert switch.server.core.participant(bank_a).status.name == "ACTIVE"
+
+
+def test_close_and_settle_a_deferred_net_window_with_two_operators(new_page, switch):
+    """Settlement page: a KES (deferred net) window with a position is closed by one
+    operator's proposal and another's approval, shows its positions, matrix and
+    statements, and is settled by a confirmation proposed with the RTGS reference."""
+    import asyncio
+
+    from connectors.sdk.stream_client import StreamClient  # noqa: F401 - the clients' type
+    from switch.admin.bootstrap import add_currency, open_account, set_net_debit_cap
+    from switch.core.messages import Party, TransferRequest
+    from switch.core.results import SettlementModel
+
+    bank_a = switch.traffic.participant_ids["bank-a"]
+    bank_b = switch.traffic.participant_ids["bank-b"]
+
+    async def kes_position() -> int:
+        server = switch.server
+        await add_currency(server, "KES", 404, SettlementModel.DEFERRED_NET)
+        for participant in (bank_a, bank_b):
+            await open_account(server, participant, "KES")
+            await set_net_debit_cap(server, participant, "KES", 10_000_000,
+                                    request_id=f"kes-cap-{participant}")
+        outcome = await asyncio.wait_for(switch.traffic.clients["bank-a"].submit_transfer(
+            TransferRequest(transfer_id="kes-1", payee=Party(alias_type="MSISDN",
+                                                             alias_value="+551191000000"),
+                            amount_minor=12_345_00, currency="KES",
+                            expires_at_ns=time.time_ns() + 30 * 10**9)), 15)
+        assert outcome.state == TransferState.COMMITTED, outcome
+        return server.core.open_window_id("KES")
+
+    window_id = switch.call(kes_position())
+    maker = new_page("bob")
+    maker.goto("/settlement")
+    row = maker.locator("#currencies tr[data-currency='KES']")
+    assert "deferred net" in row.inner_text()
+    row.get_by_role("button", name=f"Propose closing window {window_id}").click()
+    maker.wait_for_url(re.compile(r"/approvals\?notice=proposed"))
+    proposal = maker.locator("#pending tbody tr").filter(has_text=f"window {window_id}")
+    proposal_id = proposal.get_attribute("data-proposal")
+    assert switch.server.core.open_window_id("KES") == window_id  # nothing closed yet
+
+    checker = new_page("carol")
+    checker.goto("/approvals")
+    checker.locator(f"#pending tr[data-proposal='{proposal_id}']").get_by_role(
+        "button", name="Approve").click()
+    checker.wait_for_url(re.compile(r"notice=approved"))
+    checker.goto(f"/settlement/windows/{window_id}")
+    assert checker.locator("#window-state").inner_text() == "pending settlement"
+    positions = checker.locator("#positions").inner_text()
+    assert "bank-a" in positions and "-12,345.00 KES" in positions and "pays in" in positions
+    assert "12,345.00 KES" in checker.locator("#bilateral").inner_text()
+    assert checker.locator("#net-sum").inner_text() == "0.00 KES"
+    # The documents download with the session: instructions and each statement.
+    instructions = checker.request.get(checker.locator("#instructions-link").get_attribute(
+        "href"))
+    assert instructions.ok and b"pacs.009.001.08" in instructions.body()
+    statement = checker.locator(f"#positions tr[data-participant='{bank_a}'] a",
+                                has_text="camt.053")
+    answer = checker.request.get(statement.get_attribute("href"))
+    assert answer.ok and b"camt.053.001.08" in answer.body() and b"kes-1" in answer.body()
+
+    maker.goto(f"/settlement/windows/{window_id}")
+    maker.get_by_label("RTGS reference").fill("RTGS-2024-0001")
+    maker.get_by_role("button", name="Propose confirming the settlement").click()
+    maker.wait_for_url(re.compile(r"notice=proposed"))
+    confirm = maker.locator("#pending tbody tr").filter(has_text="RTGS-2024-0001")
+    confirm_id = confirm.get_attribute("data-proposal")
+    checker.goto("/approvals")
+    checker.locator(f"#pending tr[data-proposal='{confirm_id}']").get_by_role(
+        "button", name="Approve").click()
+    checker.wait_for_url(re.compile(r"notice=approved"))
+    checker.goto(f"/settlement/windows/{window_id}")
+    assert checker.locator("#window-state").inner_text() == "settled"
+    assert "RTGS-2024-0001" in checker.locator("#rtgs").inner_text()
+    checker.goto("/settlement")
+    assert "settled" in checker.locator(f"#windows tr[data-window='{window_id}']").inner_text()

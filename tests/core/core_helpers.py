@@ -258,6 +258,7 @@ def fingerprint(core) -> bytes:
         [msgspec.to_builtins(p) for p in core._participants.values()],
         [msgspec.to_builtins(c) for c in core._currencies.values()],
         sorted(core._admin_seen), list(core._admin_order),
+        msgspec.to_builtins(core._settlement_snapshot()),
     ])
     return state + core.ledger.digest()
 

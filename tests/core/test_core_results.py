@@ -41,8 +41,12 @@ from switch.core.messages import (
     Party,
     SchemeRules,
     Send,
+    SettlementConfirmed,
+    SettlementScheduleSet,
+    SettlementWindowClosed,
     TimerFired,
 )
+from switch.core.limits import SETTLEMENT_WINDOWS_PENDING_MAX
 from switch.core.results import SHELL_ONLY, markdown_table
 from switch.core.results import SettlementModel
 
@@ -303,6 +307,49 @@ def s_admin_account_overflow(w):
                           amount_minor=1)
 
 
+def _kes_debtor(w, amount_minor: int = 1_000):
+    """A committed KES transfer A -> B: A owes, B is owed, in the open KES window."""
+    event, _ = w.send_transfer(currency="KES", amount_minor=amount_minor)
+    w.answer(event)
+
+
+def s_settlement_window_not_found(w):
+    return SettlementConfirmed(request_id="confirm-999", window_id=999, rtgs_reference="R1")
+
+
+def s_settlement_window_not_open(w):
+    first = w.core.open_window_id("KES")
+    w.admin_ok(SettlementWindowClosed(request_id="close-kes", currency="KES"))
+    return SettlementWindowClosed(request_id="close-kes-again", currency="KES",
+                                  window_id=first)
+
+
+def s_settlement_window_not_pending(w):
+    return SettlementConfirmed(request_id="confirm-open", window_id=w.core.open_window_id("KES"),
+                               rtgs_reference="R1")
+
+
+def s_settlement_schedule_invalid(w):
+    return SettlementScheduleSet(request_id="sched-kes", currency="KES", cutoffs_s=(3600, 60))
+
+
+def s_settlement_windows_full(w):
+    for index in range(SETTLEMENT_WINDOWS_PENDING_MAX):
+        _kes_debtor(w, 100)
+        w.admin_ok(SettlementWindowClosed(request_id=f"close-{index}", currency="KES"))
+    _kes_debtor(w, 100)
+    return SettlementWindowClosed(request_id="close-one-too-many", currency="KES")
+
+
+def s_settlement_account_overflow(w):
+    w.preload(w.core.currency("KES").hub_settlement_account_id, debits_minor=U64_MAX - 500)
+    _kes_debtor(w, 1_000)  # A's settlement credit would debit the hub's account past 2**64-1
+    window_id = w.core.open_window_id("KES")
+    w.admin_ok(SettlementWindowClosed(request_id="close-kes", currency="KES"))
+    return SettlementConfirmed(request_id="confirm-kes", window_id=window_id,
+                               rtgs_reference="R1")
+
+
 SCENARIOS = {
     Result.OK: s_ok,
     Result.VALIDATION_ERROR: s_validation_error,
@@ -350,6 +397,12 @@ SCENARIOS = {
     Result.ADMIN_FUNDS_INSUFFICIENT: s_admin_funds_insufficient,
     Result.ADMIN_CAP_BELOW_POSITION: s_admin_cap_below_position,
     Result.ADMIN_ACCOUNT_OVERFLOW: s_admin_account_overflow,
+    Result.SETTLEMENT_WINDOW_NOT_FOUND: s_settlement_window_not_found,
+    Result.SETTLEMENT_WINDOW_NOT_OPEN: s_settlement_window_not_open,
+    Result.SETTLEMENT_WINDOW_NOT_PENDING: s_settlement_window_not_pending,
+    Result.SETTLEMENT_SCHEDULE_INVALID: s_settlement_schedule_invalid,
+    Result.SETTLEMENT_WINDOWS_FULL: s_settlement_windows_full,
+    Result.SETTLEMENT_ACCOUNT_OVERFLOW: s_settlement_account_overflow,
 }
 
 # Checks that run before anything is recorded: the step must change nothing at all.
@@ -360,7 +413,8 @@ UNRECORDED = {
     Result.EXISTS_WITH_DIFFERENT_BODY, Result.AMOUNT_INVALID, Result.EXPIRY_TOO_FAR,
     Result.PAYER_NOT_FOUND, Result.PAYEE_NOT_FOUND, Result.PAYER_AND_PAYEE_SAME,
     Result.CURRENCY_NOT_SUPPORTED, Result.SERVER_BUSY,
-} | {member for member in Result if member.name.startswith("ADMIN_")}
+} | {member for member in Result if member.name.startswith(("ADMIN_", "SETTLEMENT_"))
+     and member not in SHELL_ONLY}
 
 # Recorded refusals: the transfer is kept (a resend gets the same answer) but no money moves.
 # All but the reserve's own refusals (account overflows, liquidity) decide before the ledger
@@ -476,7 +530,7 @@ def test_numbers_follow_the_fspiop_families():
     assert family(Result.TRANSFER_NOT_FOUND) == "not found"
     assert family(Result.AMOUNT_INVALID) == "validation"
     for member in Result:
-        if member.name.startswith("ADMIN_"):
+        if member.name.startswith(("ADMIN_", "SETTLEMENT_")):
             assert 6000 <= member < 7000
         elif member is not Result.OK:
             assert 1000 <= member < 6000

@@ -186,3 +186,112 @@ async def test_flushes_at_once_store_each_row_once_and_confirm_it_once(tmp_path)
         assert stored == {key: b"final-%d" % index for index, key in enumerate(keys)}
     finally:
         await store.close()
+
+
+async def pay_until_refused(payer, prefix: str, count: int) -> list:
+    outcomes = []
+    for index in range(count):
+        outcome = await asyncio.wait_for(payer.submit_transfer(short(f"{prefix}{index}")), 10)
+        outcomes.append(outcome)
+        if type(outcome) is Refused:
+            break
+        await asyncio.sleep(0.15)  # the writer tries (and fails) in between
+    return outcomes
+
+
+async def registered_clients(server, participants):
+    payer, payee = await clients(server, participants)
+    answer = await payee.register_aliases([AliasRegistration(
+        alias_type="MSISDN", alias_value=PAYEE_ALIAS.alias_value, account_ref="acc-1",
+        owner_national_id="1234567890", display_name="Jane Doe")])
+    assert answer.registered == 1
+    return payer, payee
+
+
+async def test_a_history_store_that_cannot_keep_up_bounds_memory_by_refusing_new_work(tmp_path):
+    """The history store refuses writes (read-only: a full disk, lost permissions) but
+    reads: outcomes wait in memory, and past HISTORY_UNCONFIRMED_FACTOR x
+    outcomes_archived_max new transfers are refused SERVER_BUSY — memory stays bounded,
+    nothing is lost, status queries are still answered. Writable again, the backlog drains
+    and the switch takes new work."""
+    from switch.server import limits
+
+    server = await start_test_server(str(tmp_path), **TINY)
+    payer = payee = None
+    try:
+        participants = await onboard(server, ["bank_a", "bank_b"])
+        payer, payee = await registered_clients(server, participants)
+        store = server.history.store
+
+        def query_only(on: bool) -> None:
+            store._executor.submit(store._db.execute,
+                                   f"PRAGMA query_only = {'ON' if on else 'OFF'}").result()
+
+        query_only(True)
+        bound = limits.HISTORY_UNCONFIRMED_FACTOR * TINY["outcomes_archived_max"]
+        outcomes = await pay_until_refused(payer, "b", 40)
+        refused = outcomes[-1]
+        assert type(refused) is Refused and refused.result is Result.SERVER_BUSY, outcomes
+        assert all(o.state is TransferState.COMMITTED for o in outcomes[:-1])
+        assert len(outcomes) > bound  # it took what it could first
+        assert server.shell.archive.unconfirmed <= bound + server.core.config.in_flight_max
+        assert server.history.failures > 0
+        assert server.durability()["history"]["refusing_new_work"] is True
+        payer_id = participants["bank_a"][0]
+        status = await server.gateway.status(payer_id, StatusQuery(
+            payer_participant_id=payer_id, transfer_id="b0"))
+        assert type(status) is TransferOutcome and status.state is TransferState.COMMITTED
+
+        query_only(False)
+        await server.history.flush()
+        assert server.shell.archive.unconfirmed == 0
+        again = await asyncio.wait_for(payer.submit_transfer(short("after")), 10)
+        assert type(again) is TransferOutcome and again.state is TransferState.COMMITTED
+        assert server.durability()["history"]["refusing_new_work"] is False
+    finally:
+        for client in (payer, payee):
+            if client is not None:
+                await client.close()
+        await server.stop(drain_s=0)
+
+
+async def test_a_history_store_that_cannot_be_read_refuses_unknown_ids_and_never_stops(
+        tmp_path):
+    """The history store is gone (reads fail): a new transfer id might be a resend of one
+    only the history holds, so it is refused SERVICE_UNAVAILABLE — never taken for a new
+    transfer, and the sequencer goes on (found: the failed read stopped the switch). Back,
+    and payments flow again."""
+    from switch.store.history import EmbeddedHistoryStore
+
+    server = await start_test_server(str(tmp_path), **TINY)
+    payer = payee = None
+    try:
+        participants = await onboard(server, ["bank_a", "bank_b"])
+        payer, payee = await registered_clients(server, participants)
+        before = short("before")
+        first = await asyncio.wait_for(payer.submit_transfer(before), 10)
+        assert first.state is TransferState.COMMITTED
+        gone = server.history.store
+        await gone.close()
+        refused = await asyncio.wait_for(payer.submit_transfer(short("during")), 10)
+        assert type(refused) is Refused and refused.result is Result.SERVICE_UNAVAILABLE
+        assert not server.failed and server.sequencer.history_read_failures >= 1
+        held = await asyncio.wait_for(payer.submit_transfer(before), 10)  # the core holds it
+        assert type(held) is TransferOutcome and held.state is TransferState.COMMITTED
+        payer_id = participants["bank_a"][0]
+        unknown = await server.gateway.status(payer_id, StatusQuery(
+            payer_participant_id=payer_id, transfer_id="never-sent"))
+        assert unknown.result is Result.SERVICE_UNAVAILABLE, unknown
+
+        back = EmbeddedHistoryStore(str(tmp_path / "history.sqlite3"))
+        server.history.store = server.sequencer.history = back
+        await asyncio.sleep(1.2)  # past HISTORY_RETRY_S
+        again = await asyncio.wait_for(payer.submit_transfer(short("after")), 10)
+        assert type(again) is TransferOutcome and again.state is TransferState.COMMITTED
+        await back.close()
+        server.history.store = server.sequencer.history = gone  # the server closes its own
+    finally:
+        for client in (payer, payee):
+            if client is not None:
+                await client.close()
+        await server.stop(drain_s=0)

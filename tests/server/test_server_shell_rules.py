@@ -33,6 +33,10 @@ from switch.core.messages import (
     Party,
     SchemeRules,
     SchemeRulesChanged,
+    SettlementAborted,
+    SettlementConfirmed,
+    SettlementScheduleSet,
+    SettlementWindowClosed,
     StatusQuery,
     TransferOutcome,
     TransferRequest,
@@ -78,6 +82,11 @@ def _invalid_admin_events() -> list:
         FundsWithdrawn(request_id="w1", participant_id=1, currency="KES", amount_minor=5),
         NetDebitCapSet(request_id="n1", participant_id=1, currency="KES", cap_minor=5),
         AuditAnchored(request_id="a1", audit_seq=1, audit_hash="ab" * 32),
+        SettlementScheduleSet(request_id="ss1", currency="KES", interval_s=3600,
+                              cutoffs_s=(61_200,), utc_offset_s=-10_800),
+        SettlementWindowClosed(request_id="sc1", currency="KES", window_id=1),
+        SettlementConfirmed(request_id="sf1", window_id=1, rtgs_reference="RTGS-1"),
+        SettlementAborted(request_id="sa1", window_id=1, reason="down"),
     ]
     broken = []
     for event in valid:
@@ -98,6 +107,16 @@ def _invalid_admin_events() -> list:
             broken.append(replace(event, request_id="hash-" + event.request_id,
                                   audit_hash="ab" * 32 + "\n"))
             broken.append(replace(event, request_id="seq-" + event.request_id, audit_seq=0))
+        if "window_id" in fields:
+            broken.append(replace(event, request_id="wid-" + event.request_id, window_id=-1))
+        if "rtgs_reference" in fields:
+            broken.append(replace(event, request_id="ref-" + event.request_id,
+                                  rtgs_reference="two words"))
+        if "cutoffs_s" in fields:
+            broken.append(replace(event, request_id="cut-" + event.request_id,
+                                  cutoffs_s=(86_400,)))
+            broken.append(replace(event, request_id="off-" + event.request_id,
+                                  utc_offset_s=15 * 3600))
         if "rules" in fields:
             broken.append(replace(event, request_id="fee-" + event.request_id,
                                   rules=replace(rules, fee_bps=10**9)))

@@ -81,6 +81,10 @@ from switch.core.messages import (
     SchemeRules,
     SchemeRulesChanged,
     Send,
+    SettlementAborted,
+    SettlementConfirmed,
+    SettlementScheduleSet,
+    SettlementWindowClosed,
     StatusQueried,
     StatusQuery,
     TimerFired,
@@ -89,7 +93,8 @@ from switch.core.messages import (
     TransferRequest,
     TransferRequested,
 )
-from switch.core.results import SHELL_ONLY
+from switch.core.accounts import TransferCode
+from switch.core.results import SHELL_ONLY, WindowState
 from switch.server.limits import TICKS_IN_FLIGHT_MAX
 from switch.server.metrics import MetricsRegistry, ServerMetrics
 from switch.server.shell import (
@@ -334,6 +339,11 @@ class Sim:
         self.reserved: dict[tuple[int, str], int] = {}
         self.daily: dict[tuple[int, str, int], int] = {}
         self.finals: dict[tuple[int, str], TransferState] = {}
+        # Settlement, brute force: what every committed transfer did, by the window open
+        # when it committed (the core's figures come from ledger balances instead).
+        self.window_nets: dict[int, dict[int, int]] = {}
+        self.window_fees: dict[int, int] = {}
+        self.window_counts: dict[int, int] = {}
 
     # -- the core's transitions, observed ----------------------------------------------
 
@@ -366,6 +376,14 @@ class Sim:
                     self.committed_minor += held
                     self.check(now_ns < record.deadline_ns and now_ns < record.expires_at_ns,
                                f"{key} committed at or after its deadline")
+                    window_id = self.core.open_window_id(record.currency)
+                    nets = self.window_nets.setdefault(window_id, {})
+                    payee = record.payee_participant_id
+                    nets[payer] = nets.get(payer, 0) - record.amount_minor - record.fee_minor
+                    nets[payee] = nets.get(payee, 0) + record.amount_minor
+                    self.window_fees[window_id] = (self.window_fees.get(window_id, 0)
+                                                   + record.fee_minor)
+                    self.window_counts[window_id] = self.window_counts.get(window_id, 0) + 1
                     condition = getattr(record.event.request, "condition", "")
                     if condition:
                         self.check(record.fulfilment == self.fulfilments.get(condition)
@@ -549,7 +567,9 @@ class Sim:
 
     def _tracking(self) -> tuple:
         return (self.in_flight_minor, self.committed_minor, dict(self.reserved),
-                dict(self.daily), dict(self.finals))
+                dict(self.daily), dict(self.finals),
+                {w: dict(n) for w, n in self.window_nets.items()}, dict(self.window_fees),
+                dict(self.window_counts))
 
     def restart(self) -> None:
         """A new process: the core from a snapshot or from nothing, the journal's tail
@@ -560,8 +580,11 @@ class Sim:
             core, position = SwitchCore.from_snapshot(
                 self.core_config, self.ledger_cls, data, observer=self._observe)
             self.archive.bind(core)
-            (self.in_flight_minor, self.committed_minor, reserved, daily, finals) = tracking
+            (self.in_flight_minor, self.committed_minor, reserved, daily, finals, nets, fees,
+             counts) = tracking
             self.reserved, self.daily, self.finals = dict(reserved), dict(daily), dict(finals)
+            self.window_nets = {w: dict(n) for w, n in nets.items()}
+            self.window_fees, self.window_counts = dict(fees), dict(counts)
             self.restored_from_snapshot += 1
         else:
             self._reset_tracking()
@@ -679,15 +702,123 @@ class Sim:
         debits_pending, debits_posted, credits_pending, credits_posted = ledger.totals()
         self.check(debits_pending == credits_pending and debits_posted == credits_posted,
                    "sum of debits != sum of credits")
-        self.check(debits_pending == self.in_flight_minor,
-                   f"ledger holds {debits_pending} pending, in-flight transfers {self.in_flight_minor}")
+        settlement_pending, settlement_posted = self.check_settlement()
+        self.check(debits_pending == self.in_flight_minor + settlement_pending,
+                   f"ledger holds {debits_pending} pending, in-flight transfers "
+                   f"{self.in_flight_minor} + settlement postings {settlement_pending}")
         admin_posted = self.admin_posted_durable + sum(e[3] for e in self.admin_uncommitted)
-        self.check(debits_posted == self.committed_minor + admin_posted,
+        self.check(debits_posted == self.committed_minor + admin_posted + settlement_posted,
                    f"ledger posted {debits_posted}, commits {self.committed_minor} + operator "
-                   f"{admin_posted}: something was posted twice or not at all")
+                   f"{admin_posted} + settlement {settlement_posted}: something was posted "
+                   f"twice or not at all")
         for account in ledger.lookup_accounts(self.account_ids):
             self.check(account.debits_pending + account.debits_posted <= account.credits_posted,
                        f"account {account.id} beyond its limit")
+        self.check_positions()
+
+    def _window_settled(self, window_id: int, windows: dict, rolled_into: dict) -> bool:
+        """Whether a window's positions have been settled: it was, or it was aborted into
+        one that was."""
+        while True:
+            window = windows[window_id]
+            if window.state == WindowState.SETTLED:
+                return True
+            if window.state != WindowState.ABORTED:
+                return False
+            target = rolled_into.get(window_id)
+            self.check(target is not None,
+                       f"aborted window {window_id} rolled into no window: positions lost")
+            window_id = target
+
+    def _expected_net(self, window_id: int, windows: dict) -> dict[int, int]:
+        """A window's net positions by brute force: its own commits plus those of the
+        aborted windows that rolled into it (and theirs)."""
+        net = dict(self.window_nets.get(window_id, {}))
+        for source in windows[window_id].rolled_from:
+            for participant, amount in self._expected_net(source, windows).items():
+                net[participant] = net.get(participant, 0) + amount
+        return {p: n for p, n in net.items() if n}
+
+    def _expected_fees(self, window_id: int, windows: dict) -> int:
+        return self.window_fees.get(window_id, 0) + sum(
+            self._expected_fees(source, windows) for source in windows[window_id].rolled_from)
+
+    def check_settlement(self) -> tuple[int, int]:
+        """The settlement invariants after every step: one open window per currency;
+        every closed window's positions equal a brute-force recomputation from the commits
+        seen in it (and in the aborted windows rolled into it), and sum to zero with the
+        fees; only settled windows have postings, each in the ledger. Returns the (pending,
+        posted) settlement minor units the ledger must hold (`check_positions` follows, per
+        participant)."""
+        core = self.core
+        windows = {w.window_id: w for w in core.settlement_windows()}
+        rolled_into = {source: w.window_id for w in windows.values() for source in w.rolled_from}
+        pending = posted = 0
+        carried = [c for c, _ledger_id, _model in CURRENCIES if core.currency(c) is not None]
+        for currency in carried:
+            open_ids = [w.window_id for w in windows.values()
+                        if w.currency == currency and w.state == WindowState.OPEN]
+            self.check(open_ids == [core.open_window_id(currency)],
+                       f"{currency}: open windows {open_ids}")
+        for window in windows.values():
+            for movement in window.movements:
+                if movement.code == TransferCode.SETTLEMENT_DUE:
+                    posted -= movement.amount_minor
+            if window.state == WindowState.OPEN:
+                continue
+            expected = self._expected_net(window.window_id, windows)
+            self.check(window.net == expected,
+                       f"window {window.window_id} net {window.net}, brute force {expected}")
+            self.check(window.fees_minor == self._expected_fees(window.window_id, windows),
+                       f"window {window.window_id} fees {window.fees_minor}")
+            self.check(window.transfers == self.window_counts.get(window.window_id, 0),
+                       f"window {window.window_id} counted {window.transfers} transfers")
+            self.check(sum(window.net.values()) + window.fees_minor == 0,
+                       f"window {window.window_id}: positions and fees do not sum to zero")
+            self.check(window.state == WindowState.SETTLED or not window.postings,
+                       f"window {window.window_id} {window.state.name} has postings")
+            for participant, posting in window.postings.items():
+                if not posting.seq:
+                    continue
+                found = self.ledger.lookup_transfers([ledger_transfer_id(posting.seq,
+                                                                         Leg.RESERVE)])
+                self.check(len(found) == 1 and found[0].amount_minor == abs(
+                    posting.amount_minor), f"window {window.window_id}: the ledger does not "
+                                           f"hold the posting of {participant}")
+                posted += abs(posting.amount_minor)
+        return pending, posted
+
+    def check_positions(self) -> None:
+        """Every participant's posted balance is its operator credits plus the positions
+        not yet settled (deferred net: plus what it still owes) or all of them (prefunded
+        gross), its positions recomputed from every commit seen."""
+        core = self.core
+        windows = {w.window_id: w for w in core.settlement_windows()}
+        rolled_into = {source: w.window_id for w in windows.values() for source in w.rolled_from}
+        carried = [c for c, _ledger_id, _model in CURRENCIES if core.currency(c) is not None]
+        for participant_id in self.participants:
+            for currency, _ledger_id, model in CURRENCIES:
+                if currency not in carried:
+                    continue
+                key = (participant_id, currency)
+                admin = self.admin_durable.get(key, 0) + sum(
+                    e[2] for e in self.admin_uncommitted if e[1] == key)
+                positions = 0
+                for window_id, nets in self.window_nets.items():
+                    if windows[window_id].currency != currency:
+                        continue
+                    if model == SettlementModel.PREFUNDED_RTGS or not self._window_settled(
+                            window_id, windows, rolled_into):
+                        positions += nets.get(participant_id, 0)
+                due = core.settlement_dues(currency).get(participant_id, 0)
+                account_id = core.account_id(participant_id, currency)
+                if account_id is None:
+                    continue
+                (account,) = self.ledger.lookup_accounts([account_id])
+                actual = account.credits_posted - account.debits_posted
+                self.check(actual == admin + positions + due,
+                           f"participant {participant_id} {currency}: posted {actual}, operator "
+                           f"{admin} + unsettled positions {positions} + due {due}")
 
     def view_agrees(self, participant: Participant, outcome: TransferOutcome) -> None:
         """A final outcome a participant received agrees with the core and the ledger."""
@@ -713,7 +844,8 @@ class Sim:
     def check_end(self) -> None:
         self.check(self.core.in_flight_count == 0, "transfers still in flight after the drain")
         self.check(not self.core.live_timers(), "timers still armed after the drain")
-        self.check(self.ledger.totals()[0] == 0, "pending ledger transfers after the drain")
+        self.check(self.ledger.totals()[0] == self.check_settlement()[0],
+                   "pending ledger transfers after the drain besides settlement postings")
         for record in self.core.transfer_records():
             key = (record.payer_participant_id, record.transfer_id)
             self.check(record.state in FINAL, f"{key} ended {record.state.name}")
@@ -743,7 +875,8 @@ class Sim:
                 account_id = self.core.account_id(participant.participant_id, currency)
                 (account,) = self.ledger.lookup_accounts([account_id])
                 expected = (self.admin_durable.get((participant.participant_id, currency), 0)
-                            + money_in - money_out - fees)
+                            + money_in - money_out - fees
+                            + self.settled_minor(participant.participant_id, currency))
                 actual = account.credits_posted - account.debits_posted
                 self.check(actual == expected,
                            f"participant {participant.participant_id} {currency}: ledger {actual}, "
@@ -754,6 +887,19 @@ class Sim:
             self.check(fees_account.credits_posted == fees_total[currency],
                        f"hub fees {currency}: ledger {fees_account.credits_posted}, "
                        f"payers' books {fees_total[currency]}")
+
+    def settled_minor(self, participant_id: int, currency: str) -> int:
+        """What settlement posted to a deferred-net participant's account: minus its
+        settled positions, plus what it still owes (the books count every transfer)."""
+        state = self.core.currency(currency)
+        if state.settlement_model != SettlementModel.DEFERRED_NET:
+            return 0
+        windows = {w.window_id: w for w in self.core.settlement_windows()}
+        rolled_into = {source: w.window_id for w in windows.values() for source in w.rolled_from}
+        settled = sum(nets.get(participant_id, 0) for window_id, nets in self.window_nets.items()
+                      if windows[window_id].currency == currency
+                      and self._window_settled(window_id, windows, rolled_into))
+        return -settled + self.core.settlement_dues(currency).get(participant_id, 0)
 
     # -- setup and the operator --------------------------------------------------------------
 
@@ -794,6 +940,13 @@ class Sim:
                         request_id=f"daily-{participant_id}-{currency}",
                         participant_id=participant_id, currency=currency,
                         daily_total_max_minor=rng.choice((5_000, 30_000))))
+        for currency, _ledger_id, _model in CURRENCIES:  # cut-offs inside the run
+            local_s = (self.now_ns // S) % 86_400
+            self.admin(SettlementScheduleSet(
+                request_id=f"sched-{currency}", currency=currency,
+                interval_s=rng.choice((0, 1, 2, 3)),
+                cutoffs_s=tuple(sorted({(local_s + rng.randint(2, 6)) % 86_400
+                                        for _ in range(rng.randint(0, 2))}))))
         self._settle_setup()
         self.account_ids = [self.core.account_id(p, c) for p in self.participants
                             for c, _l, _m in CURRENCIES]
@@ -855,6 +1008,31 @@ class Sim:
         elif choice < 0.76 and model == SettlementModel.DEFERRED_NET and self.up and (
                 "cap_overflow" not in self.planted):
             self.overflow_by_cap_changes(currency)
+        elif choice < 0.88:
+            self.bump("window_close")
+            window_id = self.core.open_window_id(currency)
+            if rng.random() < 0.1:  # a stale proposal: the window it saw closed already
+                window_id = max(1, window_id - 1)
+            self.admin(SettlementWindowClosed(request_id=request_id, currency=currency,
+                                              window_id=window_id))
+        elif choice < 0.97:
+            pending = [w for w in self.core.settlement_windows()
+                       if w.state == WindowState.PENDING_SETTLEMENT]
+            if pending and rng.random() < 0.9:
+                window_id = rng.choice(pending).window_id
+                if rng.random() < 0.7:
+                    self.bump("window_confirm")
+                    self.admin(SettlementConfirmed(request_id=request_id, window_id=window_id,
+                                                   rtgs_reference=f"RTGS-{self.queue_seq}"))
+                else:
+                    self.bump("window_abort")
+                    self.admin(SettlementAborted(request_id=request_id, window_id=window_id,
+                                                 reason="sim"))
+            else:  # confirm a window that is open or settled: refused, nothing changes
+                self.bump("window_confirm_refused")
+                window = self.rng.choice(self.core.settlement_windows())
+                self.admin(SettlementConfirmed(request_id=request_id,
+                                               window_id=window.window_id, rtgs_reference="X"))
         self.at(self.now_ns + rng.randint(200, 1_500) * MS, "operator")
 
     # -- participants' behaviour -------------------------------------------------------------

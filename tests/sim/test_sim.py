@@ -52,6 +52,7 @@ def test_the_simulation_really_injects_faults():
     results = set()
     profiles = set()
     planted = set()
+    window_states = set()
     answers = {"right": 0, "wrong": 0, "none": 0}
     for seed in range(70):  # RETURN_EXCEEDS_ORIGINAL is rare: first seen at seed 62
         sim = run_seed(seed, ledger.Ledger)
@@ -60,6 +61,8 @@ def test_the_simulation_really_injects_faults():
         results |= sim.results_seen
         profiles |= {p.profile for p in sim.participants.values()}
         planted |= set(sim.planted)
+        window_states |= {(w.state.name, w.closed_by == "schedule")
+                          for w in sim.core.settlement_windows()}
         for choice, count in sim.conditional_answers.items():
             answers[choice] += count
     # Conditional transfers: payees answer with the right fulfilment, a wrong one, none.
@@ -83,6 +86,15 @@ def test_the_simulation_really_injects_faults():
     # Hostile participants and operators that crashed (or fooled) the core before issue 10.
     assert {"approve_with_used_transfer_id", "approve_with_used_return_id",
             "approve_with_used_rtp_id", "pay_request_out_of_band", "cap_overflow"} <= planted
+    # Settlement: windows closed by operators and by cut-offs, confirmed, aborted, and
+    # confirmations of windows not pending (refused, changing nothing).
+    assert {"window_close", "window_confirm", "window_abort",
+            "window_confirm_refused"} <= planted
+    assert int(Result.SETTLEMENT_WINDOW_NOT_PENDING) in results
+    assert int(Result.SETTLEMENT_WINDOW_NOT_OPEN) in results
+    assert {("SETTLED", True), ("SETTLED", False), ("PENDING_SETTLEMENT", True)} <= (
+        window_states)  # closed by cut-offs and by operators
+    assert "ABORTED" in {state for state, _by_schedule in window_states}
 
 
 def first_failing_seed(seeds) -> tuple[int, str] | None:
@@ -126,6 +138,27 @@ def test_planted_bug_posting_twice_is_caught(monkeypatch, capsys):
         print(f"\nplanted post-twice bug caught by seed {seed}: {message.splitlines()[0]}")
 
 
+def test_planted_bug_losing_an_aborted_windows_positions_is_caught(monkeypatch, capsys):
+    """An abort that does not roll the window's positions into the open window: those
+    positions would never be settled."""
+    from switch.core.results import Result, WindowState
+
+    def abort_and_forget(self, event, now_ns):
+        def act(event, now_ns):
+            result, detail, window = self._pending_window(event.window_id)
+            if window is None:
+                return result, detail
+            self._window_final(window, WindowState.ABORTED, now_ns)
+            return Result.OK, ""
+        return self._admin(event, now_ns, act)
+
+    monkeypatch.setattr(SwitchCore, "_admin_settlement_aborted", abort_and_forget)
+    caught = first_failing_seed(range(60))
+    assert caught is not None, "the simulation missed an abort that loses positions"
+    seed, message = caught
+    assert "positions lost" in message or "brute force" in message
+    with capsys.disabled():
+        print(f"\nplanted lost-abort bug caught by seed {seed}: {message.splitlines()[0]}")
 def test_planted_bug_committing_without_the_condition_is_caught(monkeypatch, capsys):
     """A core that takes any fulfilment (a wrong one, or none) for a conditional transfer."""
     from switch.core import transfers

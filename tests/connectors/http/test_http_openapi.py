@@ -121,7 +121,9 @@ def test_every_body_and_answer_has_examples_valid_against_its_schema():
 _REQUEST_TYPES = {"TransferRequest": TransferRequest, "ReturnRequest": ReturnRequest,
                   "RequestToPay": RequestToPay, "PayeeAnswerBody": PayeeAnswerBody,
                   "RequestToPayDecisionBody": RequestToPayDecisionBody,
-                  "AliasRegistration": AliasRegistration, "Outbound": Outbound}
+                  "AliasRegistration": AliasRegistration, "Outbound": Outbound,
+                  "ReconciliationRequest": __import__("switch.core.messages", fromlist=[
+                      "ReconciliationRequest"]).ReconciliationRequest}
 
 
 def test_request_examples_are_what_the_connector_decodes():

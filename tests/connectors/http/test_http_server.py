@@ -307,3 +307,87 @@ async def test_a_connection_stops_being_read_while_its_answers_are_pending():
         writer.close()
     finally:
         await server.close(grace_ms=10)
+
+
+# -- streamed answers (settlement statements) ------------------------------------------------
+
+
+class Streams:
+    """A handler answering /stream/<chunks> with that many 64 KiB chunks, streamed; anything
+    else with a small body. Records when a stream's generator is closed."""
+
+    def __init__(self) -> None:
+        self.produced = 0
+        self.closed = asyncio.Event()
+
+    def __call__(self, request):
+        if request.path.startswith(b"/stream/"):
+            from connectors.http.server import StreamedResponse
+
+            return StreamedResponse(200, self._chunks(int(request.path.rsplit(b"/", 1)[1])),
+                                    b"text/plain")
+        return Response(200, b'{"after":true}')
+
+    async def _chunks(self, count: int):
+        try:
+            for index in range(count):
+                self.produced += 1
+                yield bytes([65 + index % 26]) * 65536
+                await asyncio.sleep(0)
+        finally:
+            self.closed.set()
+
+
+def dechunk(data: bytes) -> tuple[bytes, bytes]:
+    """(the chunked body, what follows it)."""
+    body = b""
+    while True:
+        size_line, _, rest = data.partition(b"\r\n")
+        size = int(size_line, 16)
+        if size == 0:
+            return body, rest[2:]
+        body += rest[:size]
+        data = rest[size + 2:]
+
+
+async def test_a_streamed_answer_is_chunked_and_the_next_answer_follows_it():
+    streams = Streams()
+    server = HttpServer(streams, protocol_error)
+    await server.start("127.0.0.1", 0)
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(b"GET /stream/20 HTTP/1.1\r\nhost: x\r\n\r\n"
+                     b"GET /after HTTP/1.1\r\nhost: x\r\n\r\n")
+        data = b""
+        while b'{"after":true}' not in data:
+            chunk = await asyncio.wait_for(reader.read(1 << 20), 5)
+            assert chunk, data[-200:]
+            data += chunk
+        head, _, rest = data.partition(b"\r\n\r\n")
+        assert b"transfer-encoding: chunked" in head and b"content-length" not in head
+        body, following = dechunk(rest)
+        assert len(body) == 20 * 65536
+        assert following.startswith(b"HTTP/1.1 200 OK")  # the pipelined answer, in order
+        writer.close()
+    finally:
+        await server.close(grace_ms=100)
+
+
+async def test_a_stream_waits_for_a_slow_reader_and_stops_when_it_leaves():
+    streams = Streams()
+    server = HttpServer(streams, protocol_error)
+    await server.start("127.0.0.1", 0)
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(b"GET /stream/100000 HTTP/1.1\r\nhost: x\r\n\r\n")
+        await asyncio.wait_for(reader.read(1024), 5)
+        await asyncio.sleep(0.3)  # read nothing more: the socket buffers fill up
+        produced = streams.produced
+        assert produced < 1_000, produced  # it waited for room, not for the end
+        await asyncio.sleep(0.3)
+        assert streams.produced - produced <= 2  # still waiting
+        writer.close()
+        await asyncio.wait_for(streams.closed.wait(), 5)  # the generator was closed
+        assert streams.produced < 1_000
+    finally:
+        await server.close(grace_ms=100)
