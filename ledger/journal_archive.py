@@ -725,6 +725,10 @@ async def restore_archive(dsn: str, archive_dir: str, *, names: list[str] | None
     carry epoch 0 (archived records keep no epoch); partitions are made as needed."""
     report = RestoreReport()
     available = archive_journals(archive_dir)
+    if not available:
+        raise ArchiveRefused(f"{archive_dir} holds no journal's segments (expected "
+                             f"<journal name>/seg-*.journal.xz, as `ponte journal archive` "
+                             f"writes them)")
     for name in names or ():
         if name not in available:
             raise ArchiveRefused(f"{archive_dir} holds no segments of journal {name!r}")

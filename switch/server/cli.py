@@ -332,6 +332,43 @@ def _with_journal_options(command):
     return command
 
 
+class _journal_errors:
+    """What a journal command reports when it fails, on stderr, with exit status 1 — a
+    damaged journal or archive, a refusal, an unreachable database or directory — never
+    a traceback."""
+
+    def __init__(self, verb: str) -> None:
+        self.verb = verb
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, _traceback) -> bool:
+        if error is None:
+            return False
+        import asyncpg
+
+        from ledger.journal_archive import ArchiveRefused
+        from ledger.journal_format import JournalCorrupt, JournalMissing
+
+        if isinstance(error, JournalCorrupt):
+            where = f" offset {error.offset}" if error.offset is not None else ""
+            message = (f"{self.verb}: journal damaged: {error} (sequence {error.sequence}"
+                       f"{where})")
+        elif isinstance(error, ArchiveRefused):
+            message = f"{self.verb} refused: {error}"
+        elif isinstance(error, JournalMissing):
+            message = f"journal missing: {error}"
+        elif isinstance(error, AssertionError):
+            message = f"ledger invariants broken after replay: {error}"
+        elif isinstance(error, (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)):
+            message = f"{self.verb} failed: {type(error).__name__}: {error}"
+        else:
+            return False
+        click.echo(message, err=True)
+        raise SystemExit(1) from None
+
+
 @journal.command("verify")
 @_with_journal_options
 @click.option("--json", "as_json", is_flag=True, help="One JSON document.")
@@ -346,27 +383,15 @@ def journal_verify(config_path, data_dir, postgres_dsn, journal_name, archive_di
     problem, naming the damaged segment, row or snapshot."""
     import asyncio
 
-    from ledger.journal_format import JournalCorrupt, JournalMissing
-
     config = _offline_config(config_path, data_dir, postgres_dsn, journal_name)
     if archive_dir is not None and config.journal != "postgres":
         raise click.UsageError("--archive is for a PostgreSQL journal (--postgres-dsn); a "
                                "file journal's archived segments stay in its directory")
-    try:
+    with _journal_errors("verify"):
         if config.journal == "postgres":
             report = asyncio.run(_verify_postgres(config, archive_dir))
         else:
             report = _verify_files(config)
-    except JournalCorrupt as error:
-        click.echo(f"journal damaged: {error} (sequence {error.sequence}, offset "
-                   f"{error.offset}): {error.detail}", err=True)
-        raise SystemExit(1) from None
-    except JournalMissing as error:
-        click.echo(f"journal missing: {error}", err=True)
-        raise SystemExit(1) from None
-    except AssertionError as error:
-        click.echo(f"ledger invariants broken after replay: {error}", err=True)
-        raise SystemExit(1) from None
     if as_json:
         click.echo(json.dumps(report))
     else:
@@ -424,23 +449,17 @@ def journal_inspect(config_path, data_dir, postgres_dsn, journal_name, archive_d
     PostgreSQL, --archive reads the archived segments first."""
     import asyncio
 
-    from ledger.journal_format import GENESIS, JournalCorrupt, JournalMissing
+    from ledger.journal_format import GENESIS
     from switch.server.offline import file_records
 
     config = _offline_config(config_path, data_dir, postgres_dsn, journal_name)
     if archive_dir is not None and config.journal != "postgres":
         raise click.UsageError("--archive is for a PostgreSQL journal (--postgres-dsn)")
-    try:
+    with _journal_errors("inspect"):
         if config.journal == "postgres":
             asyncio.run(_inspect_postgres(config, archive_dir, from_sequence, count))
         else:
             _print_records(file_records(config.data_dir, GENESIS), from_sequence, count)
-    except JournalCorrupt as error:
-        click.echo(f"journal damaged: {error}: {error.detail}", err=True)
-        raise SystemExit(1) from None
-    except JournalMissing as error:
-        click.echo(f"journal missing: {error}", err=True)
-        raise SystemExit(1) from None
 
 
 async def _inspect_postgres(config, archive_dir, from_sequence: int, count: int) -> None:
@@ -508,21 +527,8 @@ def journal_archive(postgres_dsn, archive_dir, delete) -> None:
     chain does not verify (that partition stays)."""
     import asyncio
 
-    from ledger.journal_archive import ArchiveRefused
-    from ledger.journal_format import JournalCorrupt, JournalMissing
-
-    with _archive_progress() as progress:
-        try:
-            report = asyncio.run(_archive(postgres_dsn, archive_dir, delete, progress))
-        except ArchiveRefused as error:
-            click.echo(f"archive refused: {error}", err=True)
-            raise SystemExit(1) from None
-        except JournalCorrupt as error:
-            click.echo(f"archive refused, the journal does not verify: {error}", err=True)
-            raise SystemExit(1) from None
-        except JournalMissing as error:
-            click.echo(f"journal missing: {error}", err=True)
-            raise SystemExit(1) from None
+    with _journal_errors("archive"), _archive_progress() as progress:
+        report = asyncio.run(_archive(postgres_dsn, archive_dir, delete, progress))
     for warning in report.warnings:
         click.echo(f"warning: {warning}", err=True)
     for segment in report.segments:
@@ -585,20 +591,8 @@ def journal_restore(postgres_dsn, archive_dir, journal_names) -> None:
     transaction (all or nothing). Restored rows carry epoch 0. Exit 1 on any mismatch."""
     import asyncio
 
-    from ledger.journal_archive import ArchiveRefused
-    from ledger.journal_format import JournalCorrupt, JournalMissing
-
-    try:
+    with _journal_errors("restore"):
         report = asyncio.run(_restore(postgres_dsn, archive_dir, list(journal_names)))
-    except ArchiveRefused as error:
-        click.echo(f"restore refused: {error}", err=True)
-        raise SystemExit(1) from None
-    except JournalCorrupt as error:
-        click.echo(f"restore refused, the archive does not verify: {error}", err=True)
-        raise SystemExit(1) from None
-    except JournalMissing as error:
-        click.echo(f"journal missing: {error}", err=True)
-        raise SystemExit(1) from None
     for name, count in sorted(report.restored.items()):
         click.echo(f"restored {count} records of journal {name}")
     for name in report.complete:
@@ -606,9 +600,13 @@ def journal_restore(postgres_dsn, archive_dir, journal_names) -> None:
 
 
 async def _restore(postgres_dsn, archive_dir, journal_names):
-    from ledger.journal_archive import restore_archive
+    from ledger.journal_archive import ArchiveRefused, archive_journals, restore_archive
     from switch.store.migrate import migrate_dsn
 
+    if not archive_journals(archive_dir):  # refused before the database is touched
+        raise ArchiveRefused(f"{archive_dir} holds no journal's segments (expected "
+                             f"<journal name>/seg-*.journal.xz, as `ponte journal archive` "
+                             f"writes them)")
     await migrate_dsn(postgres_dsn)
     return await restore_archive(postgres_dsn, archive_dir, names=journal_names or None)
 
@@ -624,7 +622,8 @@ def journal_partitions(postgres_dsn, partition_records) -> None:
     --records, the size of the partitions made from now on (existing ones keep theirs)."""
     import asyncio
 
-    asyncio.run(_partitions(postgres_dsn, partition_records))
+    with _journal_errors("partitions"):
+        asyncio.run(_partitions(postgres_dsn, partition_records))
 
 
 async def _partitions(postgres_dsn, partition_records) -> None:

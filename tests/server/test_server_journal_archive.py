@@ -268,3 +268,32 @@ def test_archive_refuses_with_exit_1_when_no_snapshot_covers_anything(tmp_path, 
     assert "archive refused: nothing to archive" in refused.stderr
     assert "'switch' has no usable snapshot" in refused.stderr
     assert os.listdir(tmp_path / "archive") == []  # nothing written
+
+
+def test_journal_commands_fail_with_a_message_and_change_nothing_on_bad_input(
+        tmp_path, postgres_dsn):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    nothing = ponte("journal", "restore", "--postgres-dsn", postgres_dsn, "--from", str(empty))
+    assert nothing.returncode == 1
+    assert "restore refused:" in nothing.stderr and "holds no journal's segments" in nothing.stderr
+    assert "Traceback" not in nothing.stderr
+    tables = asyncio.run(rows(postgres_dsn, "SELECT count(*) FROM pg_tables "
+                                            "WHERE schemaname = 'public'"))
+    assert tables[0]["count"] == 0  # not even migrated
+    asyncio.run(prepared_database(postgres_dsn))
+    unreachable = "postgresql://postgres@127.0.0.1:1/nowhere"
+    archive = tmp_path / "archive" / "switch"
+    archive.mkdir(parents=True)
+    (archive / f"seg-{0:020d}-{'0' * 64}.journal.xz").write_bytes(b"")
+    for command in (["archive", "--to", str(tmp_path / "archive")],
+                    ["restore", "--from", str(tmp_path / "archive")], ["partitions"],
+                    ["verify"]):
+        failed = ponte("journal", *command, "--postgres-dsn", unreachable)
+        assert failed.returncode == 1, (command, failed.stdout, failed.stderr)
+        assert "failed:" in failed.stderr and "Traceback" not in failed.stderr, failed.stderr
+    too_small = ponte("journal", "partitions", "--postgres-dsn", postgres_dsn, "--records", "3")
+    assert too_small.returncode == 2 and "--records" in too_small.stderr
+    size = asyncio.run(rows(postgres_dsn, "SELECT journal_partition_records FROM "
+                                          "ledger_journal_settings"))
+    assert size[0]["journal_partition_records"] == PARTITION_RECORDS
