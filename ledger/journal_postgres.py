@@ -206,9 +206,14 @@ def verify_row(row, expected: JournalPosition) -> tuple[Record, JournalPosition]
         raise JournalCorrupt(RecordProblem.BAD_CHECKSUM, sequence, None,
                              f"row sequence={row['sequence']}")
     if fields.sequence != sequence or row["sequence"] != sequence:
+        gap = ""
+        if row["sequence"] == fields.sequence > sequence:  # whole records are not there
+            gap = (f": records {sequence}..{fields.sequence - 1} are not in the table "
+                   f"(archived? start from a snapshot that covers them, or put them back "
+                   f"with `ponte journal restore`)")
         raise JournalCorrupt(RecordProblem.SEQUENCE_OUT_OF_ORDER, sequence, None,
                              f"row sequence={row['sequence']} header sequence="
-                             f"{fields.sequence}")
+                             f"{fields.sequence}{gap}")
     if row["kind"] != fields.kind:
         raise JournalCorrupt(RecordProblem.COLUMN_MISMATCH, sequence, None,
                              f"kind column={row['kind']} header kind={fields.kind}")

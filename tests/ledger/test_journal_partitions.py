@@ -342,6 +342,9 @@ async def test_archive_writes_chained_segments_then_detaches_and_the_chain_still
     records, source = await chain(migrated, "switch", archive_dir)
     assert [r.sequence for r in records] == list(range(1, 51))
     assert records[-1].record_hash == positions["switch"][50].record_hash
+    # A replay from the genesis cannot happen any more, and says why.
+    with pytest.raises(JournalCorrupt, match=r"records 1\.\.40 are not in the table"):
+        await PostgresJournal.open(migrated, name="switch")
     # The writer goes on; a writer reopening from a snapshot reads only what is left.
     journal = await PostgresJournal.open(migrated, name="switch",
                                          start=positions["switch"][48])
