@@ -171,6 +171,8 @@ async def _start_listeners(server: SwitchServer) -> None:
 
         server.http_connector = await start_http_connector(
             server.gateway, msgspec.convert(config.http, HttpConnectorConfig), server.registry)
+    if config.g2p_enabled:
+        await _start_g2p(server)
     if config.iso20022_enabled:
         from connectors.iso20022.connector import Iso20022Config, start_iso20022_connector
 
@@ -183,10 +185,13 @@ async def _start_listeners(server: SwitchServer) -> None:
             server.gateway, load_config(config.mobilemoney), server.registry)
     if config.fspiop_enabled:
         from connectors.fspiop.app import FspiopConnectorConfig, start_fspiop_connector
+        from switch.store.fspiop_prepares import open_prepare_store
 
         server.fspiop_connector = await start_fspiop_connector(
             server.gateway, msgspec.convert(config.fspiop, FspiopConnectorConfig),
-            server.registry)
+            server.registry, store=await open_prepare_store(
+                config.data_dir, config.postgres_dsn.reveal() if "postgres" in (
+                    config.journal, config.store) else ""))
     await _start_admin(server)
     if config.console_enabled:
         from switch.console.server_port import attach_console
@@ -195,6 +200,43 @@ async def _start_listeners(server: SwitchServer) -> None:
                                               config.console_port,
                                               ssl_certfile=config.console_tls_cert,
                                               ssl_keyfile=config.console_tls_key)
+
+
+G2P_FILE = "g2p.sqlite3"
+G2P_REPORTS = "g2p-reports"
+
+
+async def _start_g2p(server: SwitchServer) -> None:
+    """The G2P batch store (PostgreSQL when the switch's store is, else SQLite in the
+    data directory), the batch engine and the G2P Connect API (docs/g2p.md)."""
+    from connectors.g2p.app import start_g2p
+    from switch.g2p.types import G2PConfig
+
+    config = server.config
+    g2p_config = msgspec.convert(config.g2p, G2PConfig)
+    if config.store == "postgres":
+        from switch.store.g2p_store import PostgresG2PStore
+
+        store = await PostgresG2PStore.connect(config.postgres_dsn.reveal())
+    else:
+        from switch.store.g2p_store import EmbeddedG2PStore
+
+        store = EmbeddedG2PStore(os.path.join(config.data_dir, G2P_FILE))
+    server._closers.append(store.close)
+    server.g2p_connector, server.g2p_engine = await start_g2p(
+        server.gateway, g2p_config, store, os.path.join(config.data_dir, G2P_REPORTS))
+    engine = server.g2p_engine
+    registry = server.registry
+    registry.gauge("ponte_g2p_rows_submitted_total", "G2P rows submitted as transfers.",
+                   lambda: engine.rows_submitted_total, kind="counter")
+    registry.gauge("ponte_g2p_rows_paid_total", "G2P rows paid.",
+                   lambda: engine.rows_paid_total, kind="counter")
+    registry.gauge("ponte_g2p_rows_failed_total", "G2P rows that could not be paid.",
+                   lambda: engine.rows_failed_total, kind="counter")
+    registry.gauge("ponte_g2p_rows_in_flight", "G2P rows submitted and not final.",
+                   lambda: engine.in_flight)
+    registry.gauge("ponte_g2p_pacing_yields_total", "G2P pump steps skipped for live "
+                   "traffic.", lambda: engine.yields_total, kind="counter")
 
 
 def signature_required_participants(http_table: dict) -> frozenset[int]:

@@ -328,6 +328,14 @@ class SwitchProcess:
                                   "participant_id": participant_id, "api_url": api_url,
                                   **fields})
 
+    def set_fspiop_participant(self, participant_id: int, fsp_id: str, endpoint: str = "",
+                               public_key_pem: str = "", **fields) -> None:
+        """Put a DFSP on the FSPIOP hub (connectors/fspiop) with its JWS key."""
+        self.propose_and_approve({"kind": "fspiop_participant",
+                                  "participant_id": participant_id, "fsp_id": fsp_id,
+                                  "endpoint": endpoint, "public_key_pem": public_key_pem,
+                                  **fields})
+
     @property
     def pid(self) -> int:
         return self.process.pid

@@ -17,7 +17,11 @@ become FSPIOP requests to its endpoint, sent by the HTTP connector's callback la
   `PayeeAnswer`; the core reserves, checks the fulfilment, commits or voids.
 - Participants on Ponte's other protocols: Ponte answers lookups and quotes on their
   behalf and produces the condition and fulfilment (`ilp.hub_fulfilment`); an FSPIOP payee
-  paid by them is quoted and sent the prepare by the hub.
+  paid by them is quoted and sent the prepare by the hub; their requests-to-pay reach an
+  FSPIOP payer as transaction requests, whose prepare approves them, and a DFSP's
+  transaction request to them is a core request-to-pay.
+- Prepares are kept in a store (`connectors/fspiop/store.py`) until final, so a credit
+  request re-sent after a restart reaches the payee as the payer signed it.
 
 It must never decide an outcome (the core does), never take a participant's identity from
 a header or body (only from its credential), never change anything for a request it
@@ -29,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import logging
+import re
 import ssl
 import time
 import uuid
@@ -41,24 +46,30 @@ from msgspec import Meta
 
 import switch
 from connectors.fspiop import errors, ilp, jws, limits, wire
+from connectors.fspiop.store import PrepareStore, PrepareWriter, StoredPrepare, decode_prepare
 from connectors.fspiop.errors import code_of, error_body, result_body
 from connectors.http.callbacks import CallbackPolicy, CallbackSender
 from connectors.http.jws import JwsError, JwsMalformed, Signer, VerifyKey
 from connectors.http.server import HttpServer, Request, Response
 from switch.core import limits as core_limits
 from switch.core.messages import (
+    CallbackUrl,
     CreditRequest,
     ErrorAnswer,
     PayeeAnswer,
     Party,
     Refused,
+    RequestToPay,
+    RequestToPayDecision,
+    RequestToPayNotice,
+    RequestToPayOutcome,
     RequestType,
     ResolveRequest,
     StatusQuery,
     TransferOutcome,
     TransferRequest,
 )
-from switch.core.results import Result, TransferState
+from switch.core.results import RequestToPayState, Result, TransferState
 
 log = logging.getLogger("ponte.fspiop")
 
@@ -74,6 +85,11 @@ _FORWARDED = (b"content-type", b"accept", b"date", b"fspiop-source", b"fspiop-de
               b"fspiop-signature", b"fspiop-uri", b"fspiop-http-method",
               b"fspiop-encryption", b"x-forwarded-for")
 _FINAL = (TransferState.COMMITTED, TransferState.REJECTED, TransferState.EXPIRED)
+# Refusals of a resend whose first copy the switch holds: its prepare is still needed.
+_ALREADY_RECORDED = frozenset({Result.EXISTS_WITH_DIFFERENT_AMOUNT,
+                               Result.EXISTS_WITH_DIFFERENT_BODY,
+                               Result.EXISTS_WITH_DIFFERENT_CURRENCY,
+                               Result.EXISTS_WITH_DIFFERENT_PARTY})
 
 
 class FspiopParticipant(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -84,9 +100,8 @@ class FspiopParticipant(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
 
     participant_id: Annotated[int, Meta(ge=1, le=core_limits.PARTICIPANT_ID_MAX)]
     fsp_id: wire.FspId
-    endpoint: Annotated[str, Meta(max_length=core_limits.CALLBACK_URL_LENGTH_MAX,
-                                  pattern=r"^(https?://[^\s]+)?$(?!\n)")] = ""
-    public_key_pem: Annotated[str, Meta(max_length=limits.PUBLIC_KEY_PEM_BYTES_MAX)] = ""
+    endpoint: CallbackUrl = ""
+    public_key_pem: wire.PublicKeyPem = ""
     signature_required: bool = True
 
 
@@ -152,7 +167,8 @@ class _DfspSink:
 
 
 class _Prepare:
-    """A payer's POST /transfers, kept to forward it with its signature (in memory only)."""
+    """A payer's POST /transfers, kept to forward it with its signature (in memory, and in
+    the prepare store until the transfer is final: a restart re-sends it from there)."""
 
     __slots__ = ("body", "headers", "payee_id", "transaction_id", "hub_fulfilment")
 
@@ -183,6 +199,22 @@ class _Flight:
         self.quote_id = ""
 
 
+class _Rtp:
+    """A core request-to-pay sent to an FSPIOP payer as POST /transactionRequests, by its
+    transactionRequestId: what its quote and prepare must match."""
+
+    __slots__ = ("payee_id", "request_id", "payer_id", "amount_minor", "currency",
+                 "transfer_id")
+
+    def __init__(self, notice: RequestToPayNotice, payer_id: int) -> None:
+        self.payee_id = notice.payee_participant_id
+        self.request_id = notice.request_id
+        self.payer_id = payer_id
+        self.amount_minor = notice.amount_minor
+        self.currency = notice.currency
+        self.transfer_id = ""  # the prepare that approves it, once sent
+
+
 class _Bounded(OrderedDict):
     """An insertion-ordered table that drops its oldest entries past `maximum`."""
 
@@ -198,16 +230,25 @@ class _Bounded(OrderedDict):
 
 
 class _Durable:
-    """Completes the answer when the sequencer has made the request durable."""
+    """Completes the answer when the sequencer has made the request durable (and, with
+    `stored_too`, the prepare store has made the prepare durable)."""
 
-    __slots__ = ("future", "response")
+    __slots__ = ("future", "response", "waiting")
 
-    def __init__(self, loop, response: Response) -> None:
+    def __init__(self, loop, response: Response, stored_too: bool = False) -> None:
         self.future = loop.create_future()
         self.response = response
+        self.waiting = 2 if stored_too else 1
 
     def sequenced(self, count: int) -> None:
-        if not self.future.done():
+        self._part_done()
+
+    def stored(self) -> None:
+        self._part_done()
+
+    def _part_done(self) -> None:
+        self.waiting -= 1
+        if self.waiting == 0 and not self.future.done():
             self.future.set_result(self.response)
 
 
@@ -231,6 +272,19 @@ def derived_id(kind: str, participant_id: int, item_id: str) -> str:
     return str(uuid.uuid5(_NS, f"{kind}/{participant_id}/{item_id}"))
 
 
+_CORRELATION_ID = re.compile(wire.CORRELATION_ID_PATTERN).match
+
+
+def _party_of_account(account_ref: str) -> tuple[str, str]:
+    """An FSPIOP party for a directory account: aliases registered through the oracle (and
+    transaction requests) keep "<party type>/<identifier>" as their account, the party as
+    the DFSP knows it; any other account is an ACCOUNT_ID."""
+    party_type, _, identifier = account_ref.partition("/")
+    if party_type in wire.PARTY_TO_ALIAS and identifier:
+        return party_type, identifier
+    return "ACCOUNT_ID", account_ref or "unknown"
+
+
 def _now_text() -> str:
     return wire.time_text(time.time_ns())
 
@@ -238,8 +292,10 @@ def _now_text() -> str:
 class FspiopConnector:
     """See the module docstring. `start()` listens; `close()` drains."""
 
-    def __init__(self, gateway, config: FspiopConnectorConfig = FspiopConnectorConfig()
-                 ) -> None:
+    def __init__(self, gateway, config: FspiopConnectorConfig = FspiopConnectorConfig(),
+                 store: PrepareStore | None = None) -> None:
+        """`store`: where prepares outlive a restart (connectors/fspiop/store.py); without
+        one a prepare still waiting for its payee when the switch restarts is rejected."""
         self.gateway = gateway
         self.config = config
         self.loop = asyncio.get_running_loop()
@@ -264,9 +320,17 @@ class FspiopConnector:
         self._lookups = _Bounded(limits.PARTY_LOOKUPS_PENDING_MAX)
         self._quotes = _Bounded(limits.QUOTES_PENDING_MAX)
         self._requests = _Bounded(limits.TRANSACTION_REQUESTS_PENDING_MAX)
+        # Core requests-to-pay sent to FSPIOP payers, by transactionRequestId; and the
+        # transactions their payers quoted under them, by transactionId.
+        self._rtps = _Bounded(limits.TRANSACTION_REQUESTS_PENDING_MAX)
+        self._rtp_transactions = _Bounded(limits.QUOTES_PENDING_MAX)
         self._prepares = _Bounded(limits.TRANSFERS_REMEMBERED_MAX)
         self._flights = _Bounded(limits.TRANSFERS_REMEMBERED_MAX)
         self._status_queries: dict[int, int] = {}
+        self.writer = PrepareWriter(store) if store is not None else None
+        self._loading: list[tuple[int, CreditRequest]] = []  # re-sent credits, prepare read
+        self._loader: asyncio.Task | None = None
+        self._pruner: asyncio.Task | None = None
         self._tasks: set[asyncio.Task] = set()
         self.counters = {"requests_total": 0, "refused_total": 0, "forwarded_total": 0,
                          "hub_answers_total": 0}
@@ -298,6 +362,21 @@ class FspiopConnector:
                 context.load_verify_locations(config.tls_client_ca)
         await self.server.start(config.host, config.port, sock=sock, ssl=context)
         log.info("fspiop.listening host=%s port=%d", config.host, self.server.port)
+        if self.writer is not None:
+            self._pruner = asyncio.ensure_future(self._prune_loop())
+
+    async def _prune_loop(self) -> None:
+        """Rows a crash left behind (the transfer went final, its delete was not written)
+        go once their prepare expired long enough ago; at start, then periodically."""
+        while True:
+            try:
+                pruned = await self.writer.store.prune(
+                    time.time_ns() - limits.PREPARES_KEPT_PAST_EXPIRY_S * 10**9)
+                if pruned:
+                    log.info("fspiop.prepares_pruned count=%d", pruned)
+            except Exception:  # noqa: BLE001 - the next round tries again
+                log.exception("fspiop.prepare_prune_failed")
+            await asyncio.sleep(limits.PREPARES_PRUNE_INTERVAL_S)
 
     @property
     def port(self) -> int:
@@ -308,9 +387,12 @@ class FspiopConnector:
         for dfsp in self.dfsps.values():
             if dfsp.sink is not None:
                 self.gateway.detach(dfsp.participant_id, dfsp.sink)
-        for task in list(self._tasks):
-            task.cancel()
+        for task in list(self._tasks) + [self._pruner, self._loader]:
+            if task is not None:
+                task.cancel()
         await self.sender.close(grace_ms)
+        if self.writer is not None:
+            await self.writer.close()
 
     def register_metrics(self, registry) -> None:
         for name, help_text in (
@@ -323,20 +405,39 @@ class FspiopConnector:
 
     # -- participants ------------------------------------------------------------------
 
-    def set_participant(self, entry: FspiopParticipant) -> None:
-        """Register or replace an FSPIOP participant (configuration or the admin surface's
-        `fspiop` proposal). Raises ValueError (unusable key, FSP id taken by another)."""
-        entry = msgspec.convert(msgspec.to_builtins(entry), FspiopParticipant)
+    def check_participant(self, entry: FspiopParticipant) -> _Dfsp:
+        """What `set_participant` would register, changing nothing. Raises ValueError
+        (a field out of its grammar, an unusable key, an FSP id taken by another)."""
+        try:
+            entry = msgspec.convert(msgspec.to_builtins(entry), FspiopParticipant)
+        except msgspec.ValidationError as error:
+            raise ValueError(str(error)) from None
         other = self.by_fsp.get(entry.fsp_id)
         if other is not None and other.participant_id != entry.participant_id:
             raise ValueError(f"FSP id {entry.fsp_id!r} belongs to another participant")
         if entry.fsp_id == self.config.hub_fsp_id:
             raise ValueError("that FSP id is the hub's")
         try:
-            dfsp = _Dfsp(entry)
+            return _Dfsp(entry)
         except JwsError as error:
             raise ValueError(str(error)) from None
-        old = self.dfsps.pop(entry.participant_id, None)
+
+    def participant_entry(self, participant_id: int, settings: dict) -> FspiopParticipant:
+        """An operator's `fspiop_participant` proposal (plain fields) as an entry; ValueError
+        for a value out of its grammar."""
+        try:
+            return msgspec.convert({**settings, "participant_id": participant_id},
+                                   FspiopParticipant)
+        except msgspec.ValidationError as error:
+            raise ValueError(str(error)) from None
+
+    def set_participant(self, entry: FspiopParticipant) -> None:
+        """Register or replace an FSPIOP participant (configuration, or an operator's
+        `fspiop_participant` proposal: from the next request on, no restart). The new key
+        replaces the old at once: a request signed with the old one is refused (3105).
+        Raises ValueError (see `check_participant`) and then changes nothing."""
+        dfsp = self.check_participant(entry)
+        old = self.dfsps.pop(dfsp.participant_id, None)
         if old is not None:
             self.by_fsp.pop(old.fsp_id, None)
             if old.sink is not None:
@@ -709,6 +810,11 @@ class FspiopConnector:
             self._quotes.put(quote.quoteId, (dfsp.participant_id, destination, None))
             self._forward(destination, request, "quote")
             return _ACCEPTED
+        rtp = self._rtps.get(quote.transactionRequestId or "")
+        if rtp is not None and rtp.payer_id == dfsp.participant_id and (
+                rtp.payee_id == destination):
+            # Quoted to pay a request-to-pay: its prepare approves the request.
+            self._rtp_transactions.put(quote.transactionId, quote.transactionRequestId)
         # The payee does not speak FSPIOP: the hub quotes for it, no fee of its own (the
         # scheme's fee is charged to the payer's position at commit, docs/fspiop.md).
         raw = _decode_any.decode(request.body)
@@ -795,6 +901,10 @@ class FspiopConnector:
             transaction_id = str(transaction.get("transactionId", ""))
         except (wire.AmountError, ValueError, KeyError, TypeError) as error:
             return _error("3100", f"transfer not acceptable: {error}")
+        rtp = self._rtps.get(self._rtp_transactions.get(transaction_id, ""))
+        if rtp is not None:
+            return self._pay_request(dfsp, request, prepare, rtp, payee_id, amount_minor,
+                                     expires_at_ns, transaction_id)
         alias = self._party_alias(str(party_type), str(identifier))
         if type(alias) is str:
             return _error("3100", alias)
@@ -816,17 +926,72 @@ class FspiopConnector:
                 TransferRequest)
         except msgspec.ValidationError as error:
             return _error("3100", str(error))
+        return self._submit_prepare(dfsp, request, prepare.transferId, message, payee_id,
+                                    transaction_id, hub_fulfilment, expires_at_ns)
+
+    def _submit_prepare(self, dfsp: _Dfsp, request: Request, transfer_id: str, message,
+                        payee_id: int, transaction_id: str, hub_fulfilment: str,
+                        expires_at_ns: int):
+        """Keep the prepare (memory and store), submit `message` (the TransferRequest, or
+        the RequestToPayDecision it is); 202 once both are durable."""
+        body = request.body
+        writer = self.writer
+        if writer is not None and not writer.room():
+            return _error("2005", "too many prepares waiting to be stored", 503)
         headers = tuple((name, request.headers[name]) for name in _FORWARDED
                         if name in request.headers)
-        self._prepares.put((dfsp.participant_id, prepare.transferId), _Prepare(
-            body, headers, payee_id, transaction_id, hub_fulfilment))
-        origin = _Durable(self.loop, _ACCEPTED)
+        key = (dfsp.participant_id, transfer_id)
+        first = key not in self._prepares
+        if first:
+            # The first prepare under an id is the one forwarded: a resend with a changed
+            # body is refused by the core (3106) and must not replace it (nor in the store).
+            self._prepares.put(key, _Prepare(body, headers, payee_id, transaction_id,
+                                             hub_fulfilment))
+        # 202 once the transfer is journaled and its prepare stored (they run together).
+        origin = _Durable(self.loop, _ACCEPTED, stored_too=writer is not None)
+        if writer is not None:
+            writer.put(key, StoredPrepare(body=body, headers=list(headers),
+                                          payee_participant_id=payee_id,
+                                          transaction_id=transaction_id),
+                       expires_at_ns, origin.stored)
         result = self.gateway.submit(dfsp.participant_id, message, origin)
         if result is not Result.OK:
-            self._prepares.pop((dfsp.participant_id, prepare.transferId), None)
+            if first:  # nothing was recorded under this id
+                self._forget_prepare(key)
             code, status = errors.FSPIOP_CODES[result]
             return _error(code, result.name, status)
         return origin.future
+
+    def _pay_request(self, dfsp: _Dfsp, request: Request, prepare, rtp: _Rtp, payee_id: int,
+                     amount_minor: int, expires_at_ns: int, transaction_id: str):
+        """A prepare quoted under a transaction request the hub sent for a request-to-pay of
+        another protocol's payee: it approves the request, naming this transfer (the core
+        creates it, to the requester, for the requested amount)."""
+        if rtp.payer_id != dfsp.participant_id or rtp.payee_id != payee_id:
+            return _error("3100", "this transaction request was not sent to this payer for "
+                          "this payee", 403)
+        if amount_minor != rtp.amount_minor or prepare.amount.currency != rtp.currency:
+            return _error("3100", "the transfer's amount is not the transaction request's")
+        hub_fulfilment = ilp.hub_fulfilment(self.ilp_secret, dfsp.fsp_id, transaction_id,
+                                            amount_minor, rtp.currency)
+        if ilp.condition_of(hub_fulfilment) != prepare.condition:
+            return _error("3100", "the condition is not the one the hub quoted")
+        try:
+            decision = msgspec.convert({
+                "payee_participant_id": rtp.payee_id, "request_id": rtp.request_id,
+                "approved": True, "transfer_id": prepare.transferId,
+                "expires_at_ns": expires_at_ns}, RequestToPayDecision)
+        except msgspec.ValidationError as error:
+            return _error("3100", str(error))
+        rtp.transfer_id = prepare.transferId
+        return self._submit_prepare(dfsp, request, prepare.transferId, decision, payee_id,
+                                    transaction_id, hub_fulfilment, expires_at_ns)
+
+    def _forget_prepare(self, key: tuple[int, str]) -> None:
+        """The transfer is final (or was never recorded): its prepare is not needed again."""
+        self._prepares.pop(key, None)
+        if self.writer is not None:
+            self.writer.delete(key)
 
     def put_transfer(self, dfsp: _Dfsp, request: Request, segments):
         transfer_id = segments[1]
@@ -946,13 +1111,44 @@ class FspiopConnector:
         if type(destination) is Response:
             return destination
         if not self._speaks_fspiop(destination):
-            return _error(errors.NOT_IMPLEMENTED, "transaction requests to participants of "
-                          "other protocols are not offered yet (docs/fspiop.md)")
+            return self._request_payment(dfsp, body)
         self._requests.put(body.transactionRequestId, (dfsp.participant_id, destination))
         self._forward(destination, request, "transaction_request")
         return _ACCEPTED
 
+    def _request_payment(self, dfsp: _Dfsp, body):
+        """A transaction request to a payer of another protocol: a core request-to-pay
+        (request id = transactionRequestId) from this DFSP; its outcomes come back as
+        PUT /transactionRequests/{ID}, the transfer an approval creates as quote + prepare."""
+        payer = body.payer
+        alias = self._party_alias(payer.partyIdType, payer.partyIdentifier)
+        if type(alias) is str:
+            return _error("3100", alias)
+        payee = body.payee.partyIdInfo
+        try:
+            amount_minor = wire.amount_minor(body.amount)
+            expires_at_ns = wire.time_ns(body.expiration) if body.expiration else (
+                time.time_ns() + self.config.quote_expiry_s * 10**9)
+            message = msgspec.convert({
+                "request_id": body.transactionRequestId, "payer": msgspec.to_builtins(alias),
+                "amount_minor": amount_minor, "currency": body.amount.currency,
+                "expires_at_ns": expires_at_ns,
+                "payee_account_ref": f"{payee.partyIdType}/{payee.partyIdentifier}"[
+                    :core_limits.REFERENCE_LENGTH_MAX],
+                "purpose": body.note or ""}, RequestToPay)
+        except (wire.AmountError, ValueError) as error:  # ValidationError is a ValueError
+            return _error("3100", f"transaction request not acceptable: {error}")
+        origin = _Durable(self.loop, _ACCEPTED)
+        result = self.gateway.submit(dfsp.participant_id, message, origin)
+        if result is not Result.OK:
+            code, status = errors.FSPIOP_CODES[result]
+            return _error(code, result.name, status)
+        return origin.future
+
     def put_transaction_request(self, dfsp: _Dfsp, request: Request, segments):
+        rtp = self._rtps.get(segments[1])
+        if rtp is not None and rtp.payer_id == dfsp.participant_id:
+            return self._answer_request_to_pay(rtp, request, segments[-1] == "error")
         pending = self._requests.get(segments[1])
         if pending is None or pending[1] != dfsp.participant_id:
             return _error("3206", "no transaction request with this id is waiting for this "
@@ -962,6 +1158,24 @@ class FspiopConnector:
         if type(body) is Response:
             return body
         self._forward(pending[0], request, "transaction_request")
+        return _OK
+
+    def _answer_request_to_pay(self, rtp: _Rtp, request: Request, error: bool):
+        """The payer DFSP's answer to a transaction request the hub sent for a core
+        request-to-pay: REJECTED (or an error callback) declines it; RECEIVED, PENDING or
+        ACCEPTED change nothing (its quote and prepare approve it)."""
+        body = self._decode(self._error_decoder if error else self._trq_answer_decoder,
+                            request.body)
+        if type(body) is Response:
+            return body
+        if not error and body.transactionRequestState != "REJECTED":
+            return _OK
+        decision = RequestToPayDecision(payee_participant_id=rtp.payee_id,
+                                        request_id=rtp.request_id, approved=False)
+        result = self.gateway.submit(rtp.payer_id, decision)
+        if result is not Result.OK:
+            code, status = errors.FSPIOP_CODES[result]
+            return _error(code, result.name, status)
         return _OK
 
     def get_transaction_request(self, dfsp: _Dfsp, request: Request, segments):
@@ -985,11 +1199,76 @@ class FspiopConnector:
         elif kind is ErrorAnswer:
             log.warning("fspiop.error_answer participant_id=%d result=%s", participant_id,
                         message.result.name)
+        elif kind is RequestToPayNotice:
+            self._on_request_to_pay(participant_id, message)
+        elif kind is RequestToPayOutcome:
+            self._on_request_outcome(participant_id, message)
         else:
-            # Request-to-pay notices to FSPIOP payers are not offered yet (docs/fspiop.md):
-            # the request expires by the core's timer.
             log.info("fspiop.unsupported_message participant_id=%d type=%s", participant_id,
                      kind.__name__)
+
+    def _on_request_to_pay(self, payer_id: int, notice: RequestToPayNotice) -> None:
+        """A payee of another protocol asks this FSPIOP payer to pay: POST
+        /transactionRequests, written by the hub for the payee's FSP id."""
+        transaction_request_id = derived_id("transaction_request", notice.payee_participant_id,
+                                            notice.request_id)
+        self._rtps.put(transaction_request_id, _Rtp(notice, payer_id))
+        party_type, identifier = _party_of_account(notice.payer_account_ref)
+        payee_fsp = self.fsp_of(notice.payee_participant_id)
+        body = {
+            "transactionRequestId": transaction_request_id,
+            "payee": {"partyIdInfo": {"partyIdType": "ALIAS", "partyIdentifier": payee_fsp,
+                                      "fspId": payee_fsp}},
+            "payer": {"partyIdType": party_type, "partyIdentifier": identifier[:128],
+                      "fspId": self.fsp_of(payer_id)},
+            "amount": {"currency": notice.currency,
+                       "amount": wire.amount_text(notice.amount_minor, notice.currency)},
+            "transactionType": {"scenario": "PAYMENT", "initiator": "PAYEE",
+                                "initiatorType": "BUSINESS"},
+            "expiration": wire.time_text(notice.expires_at_ns)}
+        if notice.purpose:
+            body["note"] = notice.purpose[:128]
+        self._hub_send(payer_id, "POST", "/transactionRequests", body, "transactionRequests",
+                       "transaction_request")
+
+    def _on_request_outcome(self, participant_id: int, outcome: RequestToPayOutcome) -> None:
+        """As the requester (a transaction request it sent): the request's state as
+        PUT /transactionRequests/{ID}. As the payer: a request-to-pay it was asked, once
+        final without the transfer its prepare named (expired, declined, already approved),
+        refuses that prepare."""
+        if outcome.payee_participant_id == participant_id:
+            self._tell_requester(participant_id, outcome.request_id, outcome.state,
+                                 outcome.result, outcome)
+            return
+        if outcome.state == RequestToPayState.OPEN:
+            return
+        transaction_request_id = derived_id("transaction_request", outcome.payee_participant_id,
+                                            outcome.request_id)
+        rtp = self._rtps.pop(transaction_request_id, None)
+        if rtp is None or not rtp.transfer_id or outcome.transfer_id == rtp.transfer_id:
+            return
+        self._refuse_request_payment(participant_id, rtp, outcome.result)
+
+    def _tell_requester(self, payee_id: int, request_id: str, state: RequestToPayState | None,
+                        result: Result, outcome: RequestToPayOutcome | None = None) -> None:
+        path = f"/transactionRequests/{request_id}"
+        answer = _REQUEST_STATES.get(state)
+        if answer is None:  # expired, refused by the switch
+            self._hub_error(payee_id, path, "transactionRequests", code_of(result), result.name)
+            return
+        body = {"transactionRequestState": answer}
+        if state == RequestToPayState.APPROVED and outcome is not None:
+            # The transaction the hub quotes the payee under (its transfer id too).
+            body["transactionId"] = derived_id("transfer", outcome.payer_participant_id,
+                                               outcome.transfer_id)
+        self._hub_send(payee_id, "PUT", path, body, "transactionRequests",
+                       "transaction_request")
+
+    def _refuse_request_payment(self, payer_id: int, rtp: _Rtp, result: Result) -> None:
+        self._forget_prepare((payer_id, rtp.transfer_id))
+        self._hub_error(payer_id, f"/transfers/{rtp.transfer_id}", "transfers",
+                        code_of(result), result.name)
+        rtp.transfer_id = ""
 
     def _fspiop_transfer_id(self, flight: _Flight) -> str:
         if flight.hub_driven:
@@ -1002,10 +1281,43 @@ class FspiopConnector:
             self._hub_quote(payee_id, credit)
             return
         prepare = self._prepares.get((payer_id, credit.transfer_id))
+        if prepare is None and self.writer is not None:
+            # Re-sent after a restart: the prepare is read back from the store.
+            if len(self._loading) < limits.PREPARE_LOADS_PENDING_MAX:
+                self._loading.append((payee_id, credit))
+                if self._loader is None or self._loader.done():
+                    self._loader = asyncio.ensure_future(self._load_prepares())
+                return
+        self._forward_prepare(payee_id, credit, prepare)
+
+    async def _load_prepares(self) -> None:
+        """Read back the prepares of credit requests re-sent after a restart, in batches."""
+        while self._loading:
+            batch, self._loading = self._loading, []
+            keys = [(credit.payer_participant_id, credit.transfer_id) for _, credit in batch]
+            try:
+                found = await self.writer.store.get_many(keys)
+            except Exception:  # noqa: BLE001 - without it the transfer is rejected
+                log.exception("fspiop.prepare_store_read_failed count=%d", len(keys))
+                found = {}
+            for (payee_id, credit), key in zip(batch, keys):
+                prepare = self._prepares.get(key)
+                raw = found.get(key)
+                if prepare is None and raw is not None:
+                    stored = decode_prepare(raw)
+                    prepare = _Prepare(stored.body, tuple(map(tuple, stored.headers)),
+                                       stored.payee_participant_id, stored.transaction_id, "")
+                    self._prepares.put(key, prepare)
+                self._forward_prepare(payee_id, credit, prepare)
+            self.sender.flush()
+
+    def _forward_prepare(self, payee_id: int, credit: CreditRequest,
+                         prepare: _Prepare | None) -> None:
+        payer_id = credit.payer_participant_id
         flight = _Flight(payer_id, payee_id, credit.transfer_id, credit.condition)
         if prepare is None or prepare.payee_id != payee_id:
-            reason = ("the prepare was not kept across a switch restart" if prepare is None
-                      else "payeeFsp does not hold the payee's alias")
+            reason = ("the prepare was not kept across a switch restart (no prepare store)"
+                      if prepare is None else "payeeFsp does not hold the payee's alias")
             self._payee_answer(flight, False, reason)
             return
         self._flights.put(credit.transfer_id, flight)
@@ -1027,10 +1339,10 @@ class FspiopConnector:
             if party_type == "MSISDN":
                 identifier = identifier.lstrip("+")
         else:
-            party_type, identifier = "ACCOUNT_ID", credit.payee_account_ref or "unknown"
+            party_type, identifier = _party_of_account(credit.payee_account_ref)
         amount = {"currency": credit.currency,
                   "amount": wire.amount_text(credit.amount_minor, credit.currency)}
-        self._hub_send(payee_id, "POST", "/quotes", {
+        quote = {
             "quoteId": flight.quote_id, "transactionId": transfer_id,
             "payee": {"partyIdInfo": {"partyIdType": party_type,
                                       "partyIdentifier": identifier[:128],
@@ -1040,7 +1352,13 @@ class FspiopConnector:
             "amountType": "RECEIVE", "amount": amount,
             "transactionType": {"scenario": "TRANSFER", "initiator": "PAYER",
                                 "initiatorType": "BUSINESS"},
-            "expiration": wire.time_text(credit.expires_at_ns)}, "quotes", "quote")
+            "expiration": wire.time_text(credit.expires_at_ns)}
+        if _CORRELATION_ID(credit.request_to_pay_id):
+            # Paying this DFSP's own transaction request (request id = transactionRequestId).
+            quote["transactionRequestId"] = credit.request_to_pay_id
+            quote["transactionType"] = {"scenario": "PAYMENT", "initiator": "PAYEE",
+                                        "initiatorType": "BUSINESS"}
+        self._hub_send(payee_id, "POST", "/quotes", quote, "quotes", "quote")
 
     def _fulfilment_for_payer(self, outcome: TransferOutcome) -> str:
         if outcome.fulfilment:
@@ -1085,7 +1403,7 @@ class FspiopConnector:
                                 (outcome.reason or outcome.result.name))
             # The payee's copy of the outcome follows this one (the core sends the payer's
             # first) and retires the flight.
-            self._prepares.pop(key, None)
+            self._forget_prepare(key)
             return
         # The payee's side.
         flight_id = derived_id("transfer", payer_id, outcome.transfer_id) \
@@ -1103,23 +1421,36 @@ class FspiopConnector:
 
     def _on_refused(self, participant_id: int, refused: Refused) -> None:
         if refused.request_type is RequestType.TRANSFER:
-            self._prepares.pop((participant_id, refused.id), None)
+            if refused.result not in _ALREADY_RECORDED:
+                self._forget_prepare((participant_id, refused.id))
             self._hub_error(participant_id, f"/transfers/{refused.id}", "transfers",
                             code_of(refused.result), refused.result.name)
+        elif refused.request_type is RequestType.REQUEST_TO_PAY:
+            self._tell_requester(participant_id, refused.id, None, refused.result)
+        elif refused.request_type is RequestType.REQUEST_TO_PAY_DECISION:
+            rtp = self._rtps.get(derived_id("transaction_request",
+                                            refused.scope_participant_id, refused.id))
+            if rtp is not None and rtp.transfer_id:
+                self._refuse_request_payment(participant_id, rtp, refused.result)
         elif refused.request_type is RequestType.PAYEE_ANSWER:
             self._hub_error(participant_id, f"/transfers/{refused.id}", "transfers",
                             code_of(refused.result), refused.result.name)
 
 
 async def start_fspiop_connector(gateway, config: FspiopConnectorConfig,
-                                 registry=None) -> FspiopConnector:
+                                 registry=None, store: PrepareStore | None = None
+                                 ) -> FspiopConnector:
     """What the composition root calls: build, register metrics, listen."""
-    connector = FspiopConnector(gateway, config)
+    connector = FspiopConnector(gateway, config, store)
     if registry is not None:
         connector.register_metrics(registry)
     await connector.start()
     return connector
 
+
+# A core request-to-pay's state, as the FSPIOP requester hears it (others: an /error).
+_REQUEST_STATES = {RequestToPayState.OPEN: "RECEIVED", RequestToPayState.APPROVED: "ACCEPTED",
+                   RequestToPayState.DECLINED: "REJECTED"}
 
 _C = FspiopConnector
 # (method, resource, number of path segments, ends with /error) -> handler.

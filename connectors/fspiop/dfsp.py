@@ -45,7 +45,8 @@ class Dfsp:
     def __init__(self, fsp_id: str, hub_url: str, api_key: str, signing_key_pem: bytes | None,
                  *, ilp_secret: bytes = b"dfsp-secret", parties: dict | None = None,
                  reject_quotes: bool = False, fulfil: bool = True,
-                 transfer_state: str = "COMMITTED", connections: int = 4) -> None:
+                 transfer_state: str = "COMMITTED", connections: int = 4,
+                 fulfil_secret: bytes | None = None) -> None:
         self.fsp_id = fsp_id
         self.hub_url = hub_url
         self.api_key = api_key
@@ -55,6 +56,8 @@ class Dfsp:
         self.reject_quotes = reject_quotes
         self.fulfil = fulfil
         self.transfer_state = transfer_state
+        # Set: fulfil prepares with this secret instead of the quote's (a wrong fulfilment).
+        self.fulfil_secret = fulfil_secret
         self.connections = connections
         self.received: deque[Received] = deque(maxlen=RECEIVED_KEPT_MAX)
         self.waiters: dict[str, asyncio.Future] = {}  # callback path -> future
@@ -229,6 +232,8 @@ class Dfsp:
         prepare = _decode.decode(request.body)
         fulfilment = self.quotes.pop(prepare["transferId"], None) or sdk_fulfilment(
             self.ilp_secret, prepare["ilpPacket"])
+        if self.fulfil_secret is not None:
+            fulfilment = sdk_fulfilment(self.fulfil_secret, prepare["ilpPacket"])
         self._reply(request, "PUT", f"/transfers/{prepare['transferId']}", {
             "fulfilment": fulfilment, "completedTimestamp": wire.time_text(time.time_ns()),
             "transferState": self.transfer_state}, "transfers")

@@ -77,6 +77,16 @@ FSPIOP_CODES: dict[Result, tuple[str, int]] = {
     _R.ADMIN_FUNDS_INSUFFICIENT: ("2001", 500),
     _R.ADMIN_CAP_BELOW_POSITION: ("2001", 500),
     _R.ADMIN_ACCOUNT_OVERFLOW: ("2001", 500),
+    # G2P results (connectors/g2p) are answered to programmes on the G2P API only, like
+    # operator requests: should one leak here it is the hub's fault.
+    _R.G2P_NOT_A_PROGRAMME: ("2001", 500),
+    _R.G2P_MESSAGE_TOO_LARGE: ("2001", 500),
+    _R.G2P_BATCH_TOO_LARGE: ("2001", 500),
+    _R.G2P_BATCH_NOT_FOUND: ("2001", 500),
+    _R.G2P_BATCH_CLOSED: ("2001", 500),
+    _R.G2P_REFERENCE_DUPLICATE: ("2001", 500),
+    _R.G2P_PAYEE_UNMAPPED: ("2001", 500),
+    _R.G2P_BATCH_STATE: ("2001", 500),
 }
 
 # Codes the hub writes that are not a Result (header and protocol checks of FSPIOP itself).

@@ -20,6 +20,16 @@ TASKS_IN_FLIGHT_MAX = 8_192
 # Transfers: what the hub keeps to forward a prepare and its fulfil with the original
 # signatures. Bounded by the core's in-flight table (core.in_flight_max) at most.
 TRANSFERS_REMEMBERED_MAX = core_limits.IN_FLIGHT_MAX_DEFAULT * 2
+# Prepares written to the prepare store (connectors/fspiop/store.py) and not yet durable:
+# past it a new prepare is answered 503 (2005) before anything is recorded.
+PREPARES_UNWRITTEN_MAX = 16_384
+# Credit requests re-sent after a restart whose prepare is being read back from the store.
+PREPARE_LOADS_PENDING_MAX = core_limits.IN_FLIGHT_MAX_DEFAULT
+# A stored prepare whose transfer never reported final (a crash between the outcome and its
+# delete) is pruned this long after the prepare's own expiry; pruning runs at start and
+# every PREPARES_PRUNE_INTERVAL_S.
+PREPARES_KEPT_PAST_EXPIRY_S = 3_600
+PREPARES_PRUNE_INTERVAL_S = 600
 # FSPIOP ids are UUIDs (CorrelationId); party ids at most 128 characters (PartyIdentifier).
 CORRELATION_ID_LENGTH = 36
 PARTY_IDENTIFIER_LENGTH_MAX = 128

@@ -21,10 +21,13 @@ from switch.core.money import exponent
 _W = dict(frozen=True, kw_only=True, omit_defaults=True)
 _STRICT = dict(_W, forbid_unknown_fields=True)
 
-CorrelationId = Annotated[str, Meta(
-    pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[1-7][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$(?!\n)")]
+CORRELATION_ID_PATTERN = (
+    r"^[0-9a-f]{8}-[0-9a-f]{4}-[1-7][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$(?!\n)")
+CorrelationId = Annotated[str, Meta(pattern=CORRELATION_ID_PATTERN)]
 FspId = Annotated[str, Meta(min_length=1, max_length=limits.FSP_ID_LENGTH_MAX,
                             pattern=r"^[A-Za-z0-9._-]+$(?!\n)")]
+# A DFSP's JWS public key (PEM; RSA for RS256); "" for none. Parsed when registered.
+PublicKeyPem = Annotated[str, Meta(max_length=limits.PUBLIC_KEY_PEM_BYTES_MAX)]
 AmountText = Annotated[str, Meta(max_length=32,
                                  pattern=r"^([0]|([1-9][0-9]{0,17}))([.][0-9]{0,3}[1-9])?$(?!\n)")]
 CurrencyCode = Annotated[str, Meta(pattern=r"^[A-Z]{3}$(?!\n)")]
@@ -162,6 +165,8 @@ class TransactionRequestsPostRequest(msgspec.Struct, **_W):
     payer: PartyIdInfo
     amount: Money
     transactionType: dict  # noqa: N815
+    note: Annotated[str, Meta(min_length=1, max_length=128)] | None = None
+    expiration: DateTimeText | None = None
 
 
 class TransactionRequestsIDPutResponse(msgspec.Struct, **_STRICT):

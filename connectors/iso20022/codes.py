@@ -62,8 +62,10 @@ REASONS: tuple[tuple[str, str, tuple[Result, ...]], ...] = (
     ("NOOR", "NoOriginalTransactionReceived", (R.TRANSFER_NOT_FOUND, R.REQUEST_NOT_FOUND)),
 )
 
-# Results that have no ISO meaning at all (operator requests: no bank ever sees them).
-NOT_SENT_TO_BANKS = frozenset(member for member in Result if int(member) >= 6000)
+# Results that have no ISO meaning at all (operator requests, and the G2P API's own answers
+# to programmes, 37xx: no bank ever sees them).
+NOT_SENT_TO_BANKS = frozenset(member for member in Result
+                              if int(member) >= 6000 or 3700 <= int(member) < 3800)
 
 _OUT: dict[Result, str] = {}
 for _code, _name, _results in REASONS:

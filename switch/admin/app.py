@@ -184,7 +184,8 @@ async def api_propose(request: Request, data: ProposalRequest) -> ProposalView:
     """Propose a change; it is carried out only when a *different* operator with the role
     it needs approves it. `kind` selects the body: `fund`, `defund`, `net_debit_cap`,
     `daily_limit`, `callback_url`, `category` (operator), `currency`, `onboard`,
-    `account`, `rotate_key`, `certificate` (admin)."""
+    `account`, `rotate_key`, `certificate`, `mobilemoney_wallet`, `fspiop_participant`
+    (admin)."""
     return await service_of(request).propose(caller_of(request), data)
 
 

@@ -100,8 +100,8 @@ async def add_participant(server, name: str, kind: str, currencies: list[str], *
                           participant_id: int | None = None) -> ParticipantCreated:
     """Create a participant with accounts in `currencies`, funded (prefunded currencies)
     or capped (deferred-net ones), and issue its first API key."""
-    if kind not in ("bank", "wallet"):
-        raise OnboardingError(Result.VALIDATION_ERROR, "kind must be bank or wallet")
+    if kind not in ("bank", "wallet", "government"):
+        raise OnboardingError(Result.VALIDATION_ERROR, "kind must be bank, wallet or government")
     for currency in currencies:
         # Checked first, so a refusal leaves neither credentials nor a half-made participant.
         if server.core.currency(currency) is None:

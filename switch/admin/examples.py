@@ -33,6 +33,8 @@ from switch.admin.types import (
     DailyLimitProposal,
     Decision,
     DefundProposal,
+    G2PBatchProposal,
+    FspiopParticipantProposal,
     MobileMoneyWalletProposal,
     DirectoryPanel,
     FundProposal,
@@ -97,9 +99,18 @@ PROPOSALS: list[tuple[str, ProposalBody]] = [
                                              "a3bf4f1b2b0b822cd15d6c15b0f00a08")),
     ("Put a participant in another directory category",
      CategoryProposal(participant_id=2, category="B")),
+    ("Pause a programme's G2P batch", G2PBatchProposal(
+        participant_id=5, transaction_id="pension-2026-12", action="pause",
+        note="the ministry asked to hold December's pensions")),
     ("Put a wallet on the GSMA Mobile Money API hub",
      MobileMoneyWalletProposal(participant_id=4, api_url="https://mm.carteira.example/mm",
                                credit_type="transfer", auth="oauth2")),
+    ("Put a DFSP on the FSPIOP hub, with its JWS key (PEM, shortened here)",
+     FspiopParticipantProposal(participant_id=5, fsp_id="bankfive",
+                               endpoint="https://fspiop.bankfive.example/inbound",
+                               public_key_pem="-----BEGIN PUBLIC KEY-----\nMIIBIjANBgkqhkiG9w0B"
+                                              "AQEFAAOCAQ8AMIIBCgKCAQEA...\n-----END PUBLIC KEY-----\n",
+                               note="key from the letter of 2 May")),
 ]
 DECISIONS = [("Approve", Decision(approve=True, note="checked against the signed letter")),
              ("Reject", Decision(approve=False, note="amount differs from the letter"))]

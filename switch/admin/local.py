@@ -34,6 +34,7 @@ class LocalSwitch:
         self.clock_ns = clock_ns
         self.directory_path = directory_path
         self.submitted: list[object] = []  # every operator event, in order (tests read it)
+        self.g2p_batches: dict[tuple[int, str], object] = {}  # see g2p_batch_action
         self._settings: dict[int, dict] = {}
         # The directory's category rules (switch/directory/config.py); no directory runs here.
         self.directory_config = DirectoryConfig()
@@ -58,8 +59,8 @@ class LocalSwitch:
 
     async def register_participant(self, participant_id: int, name: str, kind: str,
                                    callback_url: str) -> None:
-        if kind not in ("bank", "wallet"):
-            raise ValueError("kind must be bank or wallet")
+        if kind not in ("bank", "wallet", "government"):
+            raise ValueError("kind must be bank, wallet or government")
         row = self._settings.setdefault(participant_id, {"keys": {}, "certificates": set()})
         row.update(kind=kind, callback_url=callback_url)
 
@@ -105,6 +106,28 @@ class LocalSwitch:
         return self._categories.get(participant_id) or config.participant_categories.get(
             str(participant_id), config.participant_category_default)
 
+    async def g2p_batches(self, limit: int = 200) -> list[dict]:
+        return []
+
+    async def g2p_report(self, batch_id: int) -> dict | None:
+        return None
+
+    async def g2p_batch_action(self, participant_id: int, transaction_id: str,
+                               action: str):
+        """The state table of switch/g2p over batches a test puts in `g2p_batches`
+        ((programme, transaction id) -> BatchState): no engine runs here."""
+        from switch.core.results import Result
+        from switch.g2p.types import BATCH_ACTIONS
+
+        state = self.g2p_batches.get((participant_id, transaction_id))
+        if state is None:
+            return Result.G2P_BATCH_NOT_FOUND
+        allowed, target = BATCH_ACTIONS[action]
+        if state not in allowed:
+            return Result.G2P_BATCH_STATE
+        self.g2p_batches[(participant_id, transaction_id)] = target
+        return Result.OK
+
     def set_participant_category(self, participant_id: int, category: str) -> None:
         if category not in self.directory_config.participant_buckets:
             raise ValueError(f"no bucket category {category!r}")
@@ -113,6 +136,19 @@ class LocalSwitch:
     def set_mobilemoney_wallet(self, participant_id: int, settings: dict) -> None:
         """Recorded for the tests: no hub runs in-process here."""
         self.mobilemoney_wallets = {**getattr(self, "mobilemoney_wallets", {}),
+                                    participant_id: dict(settings)}
+
+    def check_fspiop_participant(self, participant_id: int, settings: dict) -> None:
+        """No hub runs in-process here: an FSP id is checked for uniqueness only."""
+        taken = {values["fsp_id"]: pid for pid, values in
+                 getattr(self, "fspiop_participants", {}).items()}
+        if taken.get(settings["fsp_id"], participant_id) != participant_id:
+            raise ValueError(f"FSP id {settings['fsp_id']!r} belongs to another participant")
+
+    def set_fspiop_participant(self, participant_id: int, settings: dict) -> None:
+        """Recorded for the tests (see check_fspiop_participant)."""
+        self.check_fspiop_participant(participant_id, settings)
+        self.fspiop_participants = {**getattr(self, "fspiop_participants", {}),
                                     participant_id: dict(settings)}
 
     def authenticate(self, api_key: str) -> int | None:

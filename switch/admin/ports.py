@@ -139,6 +139,21 @@ class SwitchPort(Protocol):
     def participant_category(self, participant_id: int) -> str:
         """The participant's directory bucket category now."""
 
+    async def g2p_batches(self, limit: int = 200) -> list[dict]:
+        """Summaries of the newest G2P batches (switch/g2p/reports.summary)."""
+        ...
+
+    async def g2p_report(self, batch_id: int) -> dict | None:
+        """A batch's report written to files: the summary with `files` {csv, json,
+        summary}; None for no such batch."""
+        ...
+
+    async def g2p_batch_action(self, participant_id: int, transaction_id: str,
+                               action: str) -> Result:
+        """Pause, resume or cancel a programme's G2P batch: OK, G2P_BATCH_NOT_FOUND,
+        G2P_BATCH_STATE, or SERVICE_UNAVAILABLE when the switch runs no G2P engine."""
+        ...
+
     def set_participant_category(self, participant_id: int, category: str) -> None:
         """Put the participant in `category` from its next lookup on (no restart)."""
 
@@ -146,6 +161,14 @@ class SwitchPort(Protocol):
         """Put the participant on the GSMA Mobile Money API hub with these settings
         (MobileMoneyWalletProposal's fields), at once. ValueError when the hub is not
         running or refuses a value."""
+
+    def check_fspiop_participant(self, participant_id: int, settings: dict) -> None:
+        """ValueError if the FSPIOP hub would refuse these settings (FspiopParticipantProposal's
+        fields: an unusable key, an FSP id another participant has), or is not running."""
+
+    def set_fspiop_participant(self, participant_id: int, settings: dict) -> None:
+        """Register the participant on the FSPIOP hub with these settings, at once (its
+        next request is verified with the new key). ValueError as `check_fspiop_participant`."""
 
     # observability
     def metrics_text(self) -> bytes:

@@ -39,6 +39,7 @@ from switch.admin.passwords import Passwords, PasswordsBusy
 from switch.admin.ports import AdminStore, AuditEntry, SwitchPort, SwitchUnavailable
 from switch.admin.ratelimit import LoginLimiter
 from switch.admin.types import (
+    G2PBatchProposal,
     PROPOSAL_ROLES,
     AccountProposal,
     AdminRefusal,
@@ -56,6 +57,7 @@ from switch.admin.types import (
     Decision,
     DefundProposal,
     DirectoryPanel,
+    FspiopParticipantProposal,
     FundProposal,
     Health,
     KeyRotationProposal,
@@ -438,7 +440,13 @@ class AdminService:
                                    f"no bucket category {body.category!r}")
             return body
         if isinstance(body, (CallbackUrlProposal, KeyRotationProposal, CertificateProposal,
-                             MobileMoneyWalletProposal)):
+                             G2PBatchProposal, MobileMoneyWalletProposal)):
+            return body
+        if isinstance(body, FspiopParticipantProposal):
+            try:
+                self.switch.check_fspiop_participant(body.participant_id, _settings(body))
+            except ValueError as error:
+                raise AdminRefusal(AdminResult.VALIDATION_ERROR, str(error)[:200]) from None
             return body
         state = core.currency(body.currency)
         if state is None:
@@ -616,9 +624,17 @@ class AdminService:
             elif isinstance(body, CategoryProposal):
                 self._participant(body.participant_id)
                 switch.set_participant_category(body.participant_id, body.category)
+            elif isinstance(body, G2PBatchProposal):
+                self._participant(body.participant_id)
+                result = await switch.g2p_batch_action(body.participant_id,
+                                                       body.transaction_id, body.action)
+                return _Outcome(result, "" if result == Result.OK else body.action)
             elif isinstance(body, MobileMoneyWalletProposal):
                 self._participant(body.participant_id)
-                switch.set_mobilemoney_wallet(body.participant_id, _mobilemoney_settings(body))
+                switch.set_mobilemoney_wallet(body.participant_id, _settings(body))
+            elif isinstance(body, FspiopParticipantProposal):
+                self._participant(body.participant_id)
+                switch.set_fspiop_participant(body.participant_id, _settings(body))
             else:
                 assert isinstance(body, KeyRotationProposal)
                 self._participant(body.participant_id)
@@ -693,31 +709,40 @@ class AdminService:
         return _Outcome(Result.OK, f"api key {key_id}", key_id, api_key)
 
     async def restore_settings(self) -> int:
-        """At start: put participants back in the directory categories the operators chose
-        (executed onboarding and category proposals, in order). Returns how many were set."""
+        """At start: re-apply what operators chose outside the journal, the latest executed
+        proposal of each participant: its directory category (onboarding and category
+        proposals), its GSMA Mobile Money wallet settings, its FSPIOP hub registration
+        (which replaces one from the configuration file). Returns how many were set."""
         if self.switch is None:
             return 0
-        chosen: dict[int, str] = {}
-        for proposal in await self.store.executed_proposals(("onboard", "category")):
-            if proposal.body.category:
-                chosen[proposal.body.participant_id] = proposal.body.category
-        for participant_id, category in chosen.items():
+        switch = self.switch
+        return (await self._restore_latest(
+                    ("onboard", "category"), lambda body: body.category or None,
+                    switch.set_participant_category, "category_restore_failed")
+                + await self._restore_latest(
+                    ("mobilemoney_wallet",), _settings, switch.set_mobilemoney_wallet,
+                    "mobilemoney_restore_failed")
+                + await self._restore_latest(
+                    ("fspiop_participant",), _settings, switch.set_fspiop_participant,
+                    "fspiop_restore_failed"))
+
+    async def _restore_latest(self, kinds: tuple[str, ...], value_of, apply,
+                              event: str) -> int:
+        """Apply, per participant, the value (`value_of(body)`, None: nothing) of the latest
+        executed proposal of `kinds`; one the switch now refuses (its configuration changed)
+        is logged and skipped. Returns how many were applied or tried."""
+        chosen: dict[int, object] = {}
+        for proposal in await self.store.executed_proposals(kinds):
+            value = value_of(proposal.body)
+            if value is not None:
+                chosen[proposal.body.participant_id] = value
+        for participant_id, value in chosen.items():
             try:
-                self.switch.set_participant_category(participant_id, category)
-            except ValueError as error:  # a category the configuration no longer has
-                log.warning("event=category_restore_failed participant_id=%d why=%s",
-                            participant_id, error)
-        # Wallets on the GSMA Mobile Money hub: the latest executed settings of each.
-        wallets: dict[int, MobileMoneyWalletProposal] = {}
-        for proposal in await self.store.executed_proposals(("mobilemoney_wallet",)):
-            wallets[proposal.body.participant_id] = proposal.body
-        for participant_id, body in wallets.items():
-            try:
-                self.switch.set_mobilemoney_wallet(participant_id, _mobilemoney_settings(body))
-            except ValueError as error:  # the hub is not enabled in this configuration
-                log.warning("event=mobilemoney_restore_failed participant_id=%d why=%s",
-                            participant_id, error)
-        return len(chosen) + len(wallets)
+                apply(participant_id, value)
+            except ValueError as error:
+                log.warning("event=%s participant_id=%d why=%s", event, participant_id,
+                            str(error)[:200])
+        return len(chosen)
 
     async def resume_approved(self) -> int:
         """At start: carry out proposals approved before a crash. Returns how many were
@@ -1019,8 +1044,9 @@ def _proposal_view(proposal: Proposal) -> ProposalView:
     )
 
 
-def _mobilemoney_settings(body: MobileMoneyWalletProposal) -> dict:
-    """The hub's settings for a wallet, from its proposal (everything but the note)."""
+def _settings(body: MobileMoneyWalletProposal | FspiopParticipantProposal) -> dict:
+    """A hub's settings for a participant, from its proposal (everything but the kind and
+    the note)."""
     settings = msgspec.to_builtins(body)
     settings.pop("kind", None)
     settings.pop("note", None)

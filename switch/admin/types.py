@@ -10,14 +10,16 @@ renumber a member; a new check gets a new number where it runs.
 from __future__ import annotations
 
 from enum import IntEnum
-from typing import Annotated, Union
+from typing import Annotated, Literal, Union
 
 import msgspec
 from msgspec import Meta
 
+from connectors.fspiop.wire import FspId, PublicKeyPem
 from switch.admin import limits
 from switch.core import limits as core_limits
 from switch.core.messages import CallbackUrl, Currency, SchemeRules
+from switch.g2p.types import TransactionId
 
 # -- constrained scalars --------------------------------------------------------------------
 
@@ -297,7 +299,7 @@ class OnboardProposal(msgspec.Struct, tag="onboard", **_PROPOSAL):
 
     participant_id: Annotated[int, Meta(ge=0, le=core_limits.PARTICIPANT_ID_MAX)] = 0  # 0: next
     name: Name
-    participant_kind: Annotated[str, Meta(pattern=r"^(bank|wallet)$(?!\n)")] = "bank"
+    participant_kind: Annotated[str, Meta(pattern=r"^(bank|wallet|government)$(?!\n)")] = "bank"
     currencies: Annotated[list[Currency], Meta(max_length=core_limits.CURRENCIES_MAX)] = []
     callback_url: CallbackUrl = ""
     category: Annotated[str, Meta(max_length=16, pattern=r"^[A-Za-z0-9_-]*$(?!\n)")] = ""  # "": default
@@ -383,6 +385,16 @@ class DailyLimitProposal(msgspec.Struct, tag="daily_limit", **_PROPOSAL):
     note: Note = ""
 
 
+class G2PBatchProposal(msgspec.Struct, tag="g2p_batch", **_PROPOSAL):
+    """Pause, resume or cancel a programme's G2P batch (docs/g2p.md): rows not submitted
+    yet wait (pause) or are never paid (cancel); rows in flight finish."""
+
+    participant_id: ParticipantId  # the programme
+    transaction_id: TransactionId  # the G2P API's grammar (switch/g2p/types.py)
+    action: Literal["pause", "resume", "cancel"]
+    note: Note = ""
+
+
 class MobileMoneyWalletProposal(msgspec.Struct, tag="mobilemoney_wallet", **_PROPOSAL):
     """Put a participant on the GSMA Mobile Money API hub (connectors/mobilemoney), or change
     how it is reached there: its API root for the credits it receives, the transaction type
@@ -402,10 +414,26 @@ class MobileMoneyWalletProposal(msgspec.Struct, tag="mobilemoney_wallet", **_PRO
     note: Note = ""
 
 
+class FspiopParticipantProposal(msgspec.Struct, tag="fspiop_participant", **_PROPOSAL):
+    """Put a participant on the FSPIOP hub (connectors/fspiop, docs/fspiop.md), or change
+    how it is reached there: its FSP id, the base URL of its FSPIOP API (where the hub
+    sends requests and callbacks; "" for a participant of another protocol that only needs
+    an FSP id), its JWS public key (PEM) and whether every request must be signed. From
+    the next request on: a request signed with the key it replaces is refused."""
+
+    participant_id: ParticipantId
+    fsp_id: FspId
+    endpoint: CallbackUrl = ""
+    public_key_pem: PublicKeyPem = ""
+    signature_required: bool = True
+    note: Note = ""
+
+
 ProposalBody = Union[
     FundProposal, DefundProposal, NetDebitCapProposal, DailyLimitProposal, CurrencyProposal,
     OnboardProposal, AccountProposal, CallbackUrlProposal, KeyRotationProposal,
-    CertificateProposal, CategoryProposal, MobileMoneyWalletProposal,
+    CertificateProposal, CategoryProposal, G2PBatchProposal, MobileMoneyWalletProposal,
+    FspiopParticipantProposal,
 ]
 
 # The role a proposal kind needs, of its maker and of its checker alike.
@@ -413,8 +441,9 @@ PROPOSAL_ROLES: dict[str, Role] = {
     "fund": Role.OPERATOR, "defund": Role.OPERATOR, "net_debit_cap": Role.OPERATOR,
     "daily_limit": Role.OPERATOR, "callback_url": Role.OPERATOR, "category": Role.OPERATOR,
     "currency": Role.ADMIN, "onboard": Role.ADMIN, "account": Role.ADMIN,
-    "rotate_key": Role.ADMIN, "certificate": Role.ADMIN,
+    "rotate_key": Role.ADMIN, "certificate": Role.ADMIN, "g2p_batch": Role.OPERATOR,
     "mobilemoney_wallet": Role.ADMIN,
+    "fspiop_participant": Role.ADMIN,
 }
 KEY_ISSUING_KINDS = frozenset({"onboard", "rotate_key"})
 

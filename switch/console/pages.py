@@ -11,6 +11,8 @@ are identical on both surfaces. No handler here may change anything itself.
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import re
 import secrets
 from datetime import datetime, timezone
@@ -22,7 +24,7 @@ import msgspec
 from litestar import Request, Response, get, post
 from litestar.params import FromPath, FromQuery
 from litestar.datastructures import Cookie
-from litestar.response import Redirect, ServerSentEvent, Template
+from litestar.response import File, Redirect, ServerSentEvent, Template
 from litestar.response.sse import ServerSentEventMessage
 
 from switch.admin import limits
@@ -41,6 +43,7 @@ from switch.admin.types import (
     Decision,
     DefundProposal,
     FundProposal,
+    G2PBatchProposal,
     KeyRotationProposal,
     NetDebitCapProposal,
     OnboardProposal,
@@ -134,9 +137,22 @@ def _iso(value_ns: int) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value_ns // 1_000_000 % 1000:03d}Z"
 
 
+def _pem_fingerprint(pem: str) -> str:
+    """A public key as a checker compares it with the participant's letter: SHA-256 of its
+    DER (`openssl pkey -pubin -outform DER | sha256sum`), the first 16 hex digits."""
+    body = "".join(line.strip() for line in pem.strip().splitlines()
+                   if line.strip() and not line.startswith("-----"))
+    try:
+        der = base64.b64decode(body, validate=True)
+    except ValueError:
+        return "not PEM"
+    return hashlib.sha256(der).hexdigest()[:16] + "…"
+
+
 def template_callback(engine) -> None:
     env = engine.engine
     env.filters["money"] = _money
+    env.filters["pem_fingerprint"] = _pem_fingerprint
     env.filters["ts"] = _ts
     env.filters["iso"] = _iso
     env.filters["pct"] = _pct
@@ -520,6 +536,55 @@ async def directory_page(request: Request) -> Template:
                 panel=await service_of(request).directory_panel())
 
 
+@get("/programmes", include_in_schema=False)
+async def programmes_page(request: Request) -> Template:
+    """G2P batches: progress, rates, failures by reason, reports; pause, resume and cancel
+    are proposals (maker-checker)."""
+    service = service_of(request)
+    return page(request, "programmes.html", "programmes",
+                batches=await service.switch.g2p_batches())
+
+
+@get("/programmes/batches", include_in_schema=False)
+async def programmes_batches(request: Request) -> Template:
+    """The batches table alone: htmx polls it every few seconds."""
+    service = service_of(request)
+    return Template("_batches.html", context={
+        "batches": await service.switch.g2p_batches(), "names": service.names(),
+        "session": request.state.get("session"),
+        "is_operator": request.state.get("session").role >= Role.OPERATOR})
+
+
+_REPORT_KINDS = {"csv": ("csv", "text/csv"), "json": ("json", "application/json"),
+                 "summary": ("summary", "application/json")}
+
+
+@get("/programmes/{batch_id:int}/report/{kind:str}", include_in_schema=False)
+async def programmes_report(request: Request, batch_id: FromPath[int],
+                            kind: FromPath[str]) -> Response:
+    """A batch's report, written to a file page by page and sent from the file."""
+    chosen = _REPORT_KINDS.get(kind)
+    if chosen is None:
+        raise AdminRefusal(AdminResult.VALIDATION_ERROR, "report kind: csv, json or summary")
+    written = await service_of(request).switch.g2p_report(batch_id)
+    if written is None:
+        raise AdminRefusal(AdminResult.VALIDATION_ERROR, "no such batch")
+    path = written["files"][chosen[0]]
+    suffix = "summary.json" if kind == "summary" else kind
+    return File(path=path, filename=f"g2p-{written['transaction_id']}.{suffix}",
+                media_type=chosen[1])
+
+
+@post("/programmes/action", include_in_schema=False)
+async def programmes_action(request: Request) -> Response:
+    form = await form_of(request)
+    body = convert_form({key: form.get(key, "") for key in
+                         ("participant_id", "transaction_id", "action", "note")},
+                        G2PBatchProposal)
+    await service_of(request).propose(caller_of(request), body)
+    return back("/approvals", "proposed")
+
+
 @get("/audit", include_in_schema=False)
 async def audit_page(request: Request, before_seq: FromQuery[int] = 0,
                      actor: FromQuery[str] = "", action: FromQuery[str] = "") -> Template:
@@ -562,6 +627,7 @@ CONSOLE_HANDLERS = [
     participant_account, participant_rotate, approvals_page, approvals_propose,
     approvals_currency, approvals_decide, transfers_page, timeline_page, directory_page,
     audit_page, audit_verify_page, users_page, users_create, users_disable,
+    programmes_page, programmes_batches, programmes_report, programmes_action,
 ]
 
 CONSOLE_DIR = Path(__file__).resolve().parent

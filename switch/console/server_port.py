@@ -156,6 +156,46 @@ class ServerSwitch:
             return ""
         return directory.participant_category(directory_participant_id(participant_id))
 
+    async def g2p_batches(self, limit: int = 200) -> list[dict]:
+        """Summaries of the newest G2P batches ([] when no G2P engine runs)."""
+        from switch.g2p import reports
+
+        engine = self.server.g2p_engine
+        if engine is None:
+            return []
+        listed = []
+        for record in await engine.store.list_batches(None, limit):
+            view = await engine.batch_view(record.batch_id)
+            if view is not None:
+                listed.append(reports.summary(*view))
+        return listed
+
+    async def g2p_report(self, batch_id: int) -> dict | None:
+        """Write a batch's report files (CSV, the spec's JSON, the summary) into the data
+        directory, page by page; their paths, or None for no such batch."""
+        from switch.g2p import reports
+
+        engine = self.server.g2p_engine
+        if engine is None:
+            return None
+        view = await engine.batch_view(batch_id)
+        if view is None:
+            return None
+        record, counts, _rate = view
+        return await reports.write_files(
+            engine.store, record, counts,
+            os.path.join(self.server.config.data_dir, "g2p-reports"))
+
+    async def g2p_batch_action(self, participant_id: int, transaction_id: str,
+                               action: str) -> Result:
+        engine = self.server.g2p_engine
+        if engine is None:
+            return Result.SERVICE_UNAVAILABLE
+        batch = await engine.store.find_batch(participant_id, transaction_id)
+        if batch is None:
+            return Result.G2P_BATCH_NOT_FOUND
+        return await engine.batch_action(batch.batch_id, action)
+
     def set_participant_category(self, participant_id: int, category: str) -> None:
         self._directory().set_participant_category(directory_participant_id(participant_id),
                                                    category)
@@ -165,6 +205,20 @@ class ServerSwitch:
         if connector is None:
             raise ValueError("the Mobile Money API hub is not enabled (mobilemoney_enabled)")
         connector.set_wallet_settings(participant_id, settings)
+
+    def _fspiop(self):
+        connector = self.server.fspiop_connector
+        if connector is None:
+            raise ValueError("the FSPIOP hub is not enabled (fspiop_enabled)")
+        return connector
+
+    def check_fspiop_participant(self, participant_id: int, settings: dict) -> None:
+        connector = self._fspiop()
+        connector.check_participant(connector.participant_entry(participant_id, settings))
+
+    def set_fspiop_participant(self, participant_id: int, settings: dict) -> None:
+        connector = self._fspiop()
+        connector.set_participant(connector.participant_entry(participant_id, settings))
 
     def metrics_text(self) -> bytes:
         return self.server.registry.render().encode()

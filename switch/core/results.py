@@ -81,6 +81,16 @@ class Result(IntEnum):
     ADMIN_FUNDS_INSUFFICIENT = 6401
     ADMIN_CAP_BELOW_POSITION = 6402
     ADMIN_ACCOUNT_OVERFLOW = 6403
+    # -- G2P disbursement (switch/g2p, connectors/g2p), answered before the core, in the
+    # order the G2P connector checks a message, then a row, then an operator's batch action.
+    G2P_NOT_A_PROGRAMME = 3701
+    G2P_MESSAGE_TOO_LARGE = 3702
+    G2P_BATCH_TOO_LARGE = 3703
+    G2P_BATCH_NOT_FOUND = 3704
+    G2P_BATCH_CLOSED = 3705
+    G2P_REFERENCE_DUPLICATE = 3706
+    G2P_PAYEE_UNMAPPED = 3707
+    G2P_BATCH_STATE = 3708
 
 
 # Members the core never emits: the shell, a connector or the directory answers them before
@@ -93,6 +103,14 @@ SHELL_ONLY = frozenset({
     Result.MALFORMED_SYNTAX,
     Result.PARTY_NOT_FOUND,
     Result.LOOKUP_RATE_LIMITED,
+    Result.G2P_NOT_A_PROGRAMME,
+    Result.G2P_MESSAGE_TOO_LARGE,
+    Result.G2P_BATCH_TOO_LARGE,
+    Result.G2P_BATCH_NOT_FOUND,
+    Result.G2P_BATCH_CLOSED,
+    Result.G2P_REFERENCE_DUPLICATE,
+    Result.G2P_PAYEE_UNMAPPED,
+    Result.G2P_BATCH_STATE,
 })
 
 # What each member means, for docs/result-codes.md and for error descriptions on the wire
@@ -151,6 +169,14 @@ DESCRIPTIONS: dict[Result, str] = {
     Result.ADMIN_FUNDS_INSUFFICIENT: "Operator: the withdrawal is more than the available balance.",
     Result.ADMIN_CAP_BELOW_POSITION: "Operator: the new cap is below the participant's current net debit.",
     Result.ADMIN_ACCOUNT_OVERFLOW: "Operator: a ledger account's totals would pass 2**64-1 minor units (detail names it).",
+    Result.G2P_NOT_A_PROGRAMME: "G2P: only a participant of kind government may disburse.",
+    Result.G2P_MESSAGE_TOO_LARGE: "G2P: more rows in one message than a message may carry.",
+    Result.G2P_BATCH_TOO_LARGE: "G2P: the batch would pass its row maximum (1,000,000).",
+    Result.G2P_BATCH_NOT_FOUND: "G2P: no such batch for this programme (another programme's batch is not found).",
+    Result.G2P_BATCH_CLOSED: "G2P: the batch was cancelled: it takes no more rows.",
+    Result.G2P_REFERENCE_DUPLICATE: "G2P: the row's reference_id is in the batch already with other content.",
+    Result.G2P_PAYEE_UNMAPPED: "G2P: the mapper has no account linked to the beneficiary's national ID.",
+    Result.G2P_BATCH_STATE: "G2P: the batch's state does not allow this action (pause, resume, cancel).",
 }
 
 

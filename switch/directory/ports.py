@@ -73,6 +73,10 @@ class DirectoryStore(Protocol):
 
     async def delete_mapper_link(self, id_token: bytes, participant_id: str) -> bool: ...
 
+    async def get_mapper_links(self, id_tokens: list[bytes]) -> dict[bytes, MapperLink]:
+        """The links held for these tokens, in one read (G2P batches resolve thousands)."""
+        ...
+
     async def close(self) -> None: ...
 
 

@@ -580,6 +580,17 @@ class Directory:
             return id_token
         return mapper_rules.resolution(await self.store.get_mapper_link(id_token))
 
+    async def mapper_resolve_tokens(self, id_tokens: list[bytes]
+                                    ) -> list[MapperResolution | Rejection]:
+        """`mapper_resolve` for identity tokens a caller already holds (G2P batch rows
+        keep only the token), answered in order with one store read."""
+        links = await self.store.get_mapper_links(list(set(id_tokens)))
+        return [mapper_rules.resolution(links.get(token)) for token in id_tokens]
+
+    def identity_token(self, national_id: str, field: str = "id") -> bytes | Rejection:
+        """The identity token of a national ID, or the Rejection naming `field` (pure)."""
+        return self._token(national_id, field)
+
     async def mapper_unlink(self, id_value: str, participant_id: str) -> Rejection | None:
         id_token = self._token(id_value, "id")
         if type(id_token) is Rejection:

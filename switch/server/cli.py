@@ -68,7 +68,7 @@ def run(config_path, data_dir, postgres_dsn, redis_url, stream_port, admin_port,
 @click.group()
 def participant() -> None:
     """Participants: list them, and propose changes (onboarding, funding, limits, keys,
-    certificates, callback URL, category) for a second operator to approve.
+    certificates, callback URL, category, FSPIOP hub) for a second operator to approve.
 
     Log in first with `ponte admin login`; the approver runs `ponte admin approve ID`.
     """
@@ -83,7 +83,7 @@ _note = click.option("--note", default="", help="Why (shown to the checker, audi
 
 @participant.command("add")
 @click.argument("name")
-@click.option("--kind", type=click.Choice(["bank", "wallet"]), required=True)
+@click.option("--kind", type=click.Choice(["bank", "wallet", "government"]), required=True)
 @click.option("--currency", "currencies", multiple=True, required=True)
 @click.option("--participant-id", type=int, default=0, help="Default: the next free id.")
 @click.option("--callback-url", default="")
@@ -212,6 +212,29 @@ def participant_category(participant_id, category, note, session_file) -> None:
     """Propose a directory bucket category (its alias-lookup budget); no restart needed."""
     propose(session_file, _participant_body("category", participant_id, note,
                                             category=category))
+
+
+@participant.command("fspiop")
+@click.argument("participant_id", type=int)
+@click.argument("fsp_id")
+@click.option("--endpoint", default="",
+              help="Base URL of its FSPIOP API (where the hub sends requests and callbacks); "
+                   "omit for a participant of another protocol that needs an FSP id only.")
+@click.option("--public-key-file", type=click.File("r"), default=None,
+              help="Its JWS public key (PEM; RSA for RS256).")
+@click.option("--signature-required/--signature-optional", default=True, show_default=True,
+              help="Refuse its unsigned requests.")
+@_note
+@session_option
+def participant_fspiop(participant_id, fsp_id, endpoint, public_key_file, signature_required,
+                       note, session_file) -> None:
+    """Propose putting a participant on the FSPIOP hub, or changing its FSP id, endpoint or
+    JWS key (admin; docs/fspiop.md). Applied when approved, without a restart: its next
+    request is verified with the new key."""
+    propose(session_file, _participant_body(
+        "fspiop_participant", participant_id, note, fsp_id=fsp_id, endpoint=endpoint,
+        public_key_pem=public_key_file.read() if public_key_file is not None else "",
+        signature_required=signature_required))
 
 
 @participant.command("key")

@@ -144,6 +144,10 @@ class ServerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     # (host, port, callbacks, signing key path...), converted when the server starts it.
     http_enabled: bool = False
     http: dict = {}
+    # The G2P connector and batch engine (connectors/g2p, switch/g2p), configured by its own
+    # G2PConfig table (host, port, pacing...), converted when the server starts it.
+    g2p_enabled: bool = False
+    g2p: dict = {}
     # The ISO 20022 connector (connectors/iso20022): banks' pacs/camt/pain messages over
     # HTTPS, configured by its own Iso20022Config table (listener, banks, TLS, signing).
     iso20022_enabled: bool = False

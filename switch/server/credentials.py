@@ -28,7 +28,9 @@ from switch.core.messages import callback_url_valid
 from switch.server import limits
 from switch.server.gateway import hash_api_key
 
-KINDS = ("bank", "wallet")
+# A government participant is a G2P programme: it disburses to banks and wallets
+# (docs/g2p.md).
+KINDS = ("bank", "wallet", "government")
 
 
 class ParticipantRecord(msgspec.Struct, frozen=True, kw_only=True):

@@ -135,10 +135,17 @@ from switch.core.messages import (
 )
 from switch.core.fees import fee_minor as scheme_fee_minor
 from switch.core.results import Result
-from switch.directory.types import DirectoryResult, Rejection, RegisterAlias
+from switch.directory.types import DirectoryResult, MapperLinkRequest, Rejection, RegisterAlias
 from switch.directory.types import ResolveRequest as DirectoryResolve
 from switch.server import limits
-from switch.server.shell import ITEM_ADMIN, ITEM_STATUS, ITEM_SUBMIT, ITEM_TIMER, InboundItem
+from switch.server.shell import (
+    ITEM_ADMIN,
+    ITEM_ROUTED,
+    ITEM_STATUS,
+    ITEM_SUBMIT,
+    ITEM_TIMER,
+    InboundItem,
+)
 
 log = logging.getLogger("ponte.server.gateway")
 
@@ -386,6 +393,21 @@ class Gateway:
         self._enqueue((ITEM_SUBMIT, participant_id, message, origin))
         return Result.OK
 
+    def submit_routed(self, participant_id: int, message: TransferRequest,
+                      route: tuple[int, str], origin: Origin | None = None) -> Result:
+        """`submit` for a transfer whose payee was decided already — a G2P row the mapper
+        routed (switch/g2p): `route` is (payee participant id, account reference), and the
+        payee alias is what the switch records (a national ID only as its identity token).
+        No directory lookup, no charge: the mapper's resolve was the lookup."""
+        if not self._accepting or self._draining:
+            return Result.SERVICE_UNAVAILABLE
+        if len(self._inbound) >= self.inbound_max:
+            if self.metrics is not None:
+                self.metrics.inbound_refused_total += 1
+            return Result.SERVER_BUSY
+        self._enqueue((ITEM_ROUTED, participant_id, message, (origin, route)))
+        return Result.OK
+
     async def status(self, participant_id: int, query: StatusQuery) -> Outbound:
         """Where a transfer stands, answered once the state it reveals is durable."""
         if not self._accepting:
@@ -592,6 +614,38 @@ class Gateway:
                                directory_result=int(rejection.result), field=rejection.field,
                                retry_after_ms=rejection.retry_after_ms)
         return AliasAnswer(result=Result.OK, alias_type=alias_type, alias_value=alias_value)
+
+    # -- G2P mapper (connectors/g2p) -------------------------------------------------
+
+    def participant_kind(self, participant_id: int) -> str:
+        """bank, wallet or government ("" for an unknown participant)."""
+        record = self._credentials.record(participant_id)
+        return "" if record is None else record.kind
+
+    def identity_token(self, national_id: str):
+        """The identity token (bytes) of a national ID, or the directory's Rejection."""
+        return self._directory.identity_token(national_id)
+
+    async def mapper_link(self, participant_id: int, national_id: str, account_ref: str,
+                          timestamp_ns: int):
+        """Link a national ID to one of this participant's accounts: (MapperResolution or
+        Rejection, notices for the participants that held the link before)."""
+        return await asyncio.wait_for(self._directory.mapper_link(MapperLinkRequest(
+            id=national_id, participant_id=directory_participant_id(participant_id),
+            account_ref=account_ref, timestamp_ns=timestamp_ns), time.time_ns()),
+            limits.DIRECTORY_TIMEOUT_S)
+
+    async def mapper_unlink(self, participant_id: int, national_id: str):
+        return await asyncio.wait_for(self._directory.mapper_unlink(
+            national_id, directory_participant_id(participant_id)), limits.DIRECTORY_TIMEOUT_S)
+
+    async def mapper_resolve_tokens(self, id_tokens: list[bytes]) -> list:
+        """(payee participant id, account reference) or a Rejection per token, in order."""
+        answers = await asyncio.wait_for(self._directory.mapper_resolve_tokens(id_tokens),
+                                         limits.DIRECTORY_TIMEOUT_S)
+        return [answer if type(answer) is Rejection
+                else (int(answer.account_provider_info.code), answer.account_ref)
+                for answer in answers]
 
     # -- read-only views -------------------------------------------------------------
 

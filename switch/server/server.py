@@ -142,6 +142,8 @@ class SwitchServer:
         self.admin_server = None
         self.console = None  # switch.console.server_port.Console when console_enabled
         self.http_connector = None
+        self.g2p_connector = None  # connectors.g2p.app.G2PConnector when g2p_enabled
+        self.g2p_engine = None  # switch.g2p.engine.Engine, with it
         self.iso20022_connector = None  # connectors.iso20022 when iso20022_enabled
         self.mobilemoney_connector = None  # connectors/mobilemoney, when enabled
         self.fspiop_connector = None  # connectors/fspiop, when fspiop_enabled
@@ -150,7 +152,9 @@ class SwitchServer:
         self.recovered_from_sequence = 0  # the snapshot's journal position (0: none)
         self.snapshots: SnapshotWriter | None = None
         self.history: HistoryWriter | None = None
-        self.replay_seconds = 0.0
+        self.replay_seconds = 0.0  # the whole recovery: snapshot read and load, tail replay
+        self.snapshot_load_seconds = 0.0  # of which: the snapshot read, checked and loaded
+        self._loaded_at = 0.0
         self._sequencer_task: asyncio.Task | None = None
         self._closers: list = []
         self._stopped = asyncio.Event()
@@ -250,8 +254,9 @@ class SwitchServer:
         self.gateway.open()
         self.gateway.open_held_grace()
         self.started_ns = time.time_ns()
-        log.info("server_started replayed_events=%d replay_s=%.3f in_flight=%d",
-                 self.replayed_events, self.replay_seconds, self.core.in_flight_count)
+        log.info("server_started replayed_events=%d replay_s=%.3f snapshot_load_s=%.3f "
+                 "in_flight=%d", self.replayed_events, self.replay_seconds,
+                 self.snapshot_load_seconds, self.core.in_flight_count)
 
     async def _recover(self, archive: OutcomeArchive) -> None:
         """The newest valid snapshot, then the journal after it; a damaged or off-chain
@@ -287,6 +292,7 @@ class SwitchServer:
         with _collector_paused():
             await self._recover_newest(archive, open_journal)
         self.replay_seconds = time.perf_counter() - started
+        self.snapshot_load_seconds = self._loaded_at - started
         self.ledger.check_invariants()
 
     def _snapshot_writer(self, journal_dir: str | None) -> SnapshotWriter | None:
@@ -344,6 +350,7 @@ class SwitchServer:
             start = snapshot.position
         archive.bind(self.core)
         self.replayed_events = 0
+        self._loaded_at = time.perf_counter()  # the snapshot read, checked and loaded
         await open_journal(start)
         self.recovered_from_sequence = start.sequence
 
@@ -416,6 +423,7 @@ class SwitchServer:
         with _collector_paused():
             await self._recover_newest(archive, open_follower)
         self.replay_seconds = time.perf_counter() - started
+        self.snapshot_load_seconds = self._loaded_at - started
         self.ledger.check_invariants()
         self.started_ns = time.time_ns()
         log.info("standby_started replayed_events=%d replay_s=%.3f sequence=%d",
@@ -547,7 +555,8 @@ class SwitchServer:
         report: dict = {"durable_sequence": self.durable_sequence,
                         "recovered_from_sequence": self.recovered_from_sequence,
                         "replayed_events": self.replayed_events,
-                        "replay_s": round(self.replay_seconds, 3)}
+                        "replay_s": round(self.replay_seconds, 3),
+                        "snapshot_load_s": round(self.snapshot_load_seconds, 3)}
         if self.snapshots is not None:
             status = self.snapshots.status
             report["snapshot"] = {
@@ -555,6 +564,7 @@ class SwitchServer:
                 "age_s": round((time.time_ns() - status.written_ns) / 1e9, 1)
                 if status.written_ns else None,
                 "bytes": status.bytes, "taken": status.taken, "failed": status.failed,
+                "writing": self.snapshots._child is not None,
                 "skipped_at_start": status.skipped_at_start,
                 "write_s": round(status.write_s, 3), "fork_ms": round(status.fork_s * 1e3, 2),
                 "recent": msgspec.to_builtins(status.recent)}
@@ -653,6 +663,12 @@ class SwitchServer:
             return
         drain_s = self.config.shutdown_drain_s if drain_s is None else drain_s
         gateway = self.gateway
+        # G2P first: no new batch rows while transfers in flight drain (rows submitted and
+        # not final are submitted again, with the same ids, at the next start).
+        if self.g2p_connector is not None:
+            await self.g2p_connector.close()
+        if self.g2p_engine is not None:
+            await self.g2p_engine.close()
         gateway.drain()
         if self.stream_server is not None:
             self.stream_server.stop_accepting()

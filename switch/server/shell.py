@@ -71,6 +71,10 @@ ITEM_SUBMIT = 0  # extra: the origin (a connection: Origin and maybe Sink) or No
 ITEM_STATUS = 1  # extra: where the answer goes (the loop's future)
 ITEM_ADMIN = 2  # extra: where the answer goes; participant_id 0
 ITEM_TIMER = 3  # message: TimerFired; participant_id 0, extra None
+# A transfer whose payee was decided before it reached the switch (a G2P row the mapper
+# routed, switch/g2p): extra is (origin, (payee participant id, account reference)). Its
+# payee alias is already in recorded form (a national ID only as its identity token).
+ITEM_ROUTED = 4
 
 InboundItem = tuple[int, int, Any, Any]
 # A directory route for one lookup: (payee or payer participant id, its account
@@ -409,6 +413,18 @@ class Shell:
                                         extra, tick)
                 if event is None:
                     continue
+            elif kind == ITEM_ROUTED:
+                origin, route = extra
+                kind, extra = ITEM_SUBMIT, origin  # from here on, like any submission
+                if origin is not None:
+                    counted = tick.origins.get(id(origin))
+                    if counted is None:
+                        tick.origins[id(origin)] = [origin, 1]
+                    else:
+                        counted[1] += 1
+                event = TransferRequested(payer_participant_id=participant_id,
+                                          payee_participant_id=route[0],
+                                          payee_account_ref=route[1], request=message)
             elif kind == ITEM_TIMER:
                 event = message
             elif kind == ITEM_STATUS:

@@ -26,7 +26,7 @@ _SQLITE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS participant_credentials (
     participant_id INTEGER PRIMARY KEY CHECK (participant_id >= 1),
     name TEXT NOT NULL UNIQUE,
-    kind TEXT NOT NULL CHECK (kind IN ('bank', 'wallet')),
+    kind TEXT NOT NULL CHECK (kind IN ('bank', 'wallet', 'government')),
     callback_url TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS participant_api_keys (
@@ -43,6 +43,31 @@ CREATE TABLE IF NOT EXISTS participant_certificates (
 """
 
 
+def _allow_government_kind(db) -> None:
+    """A file made before the `government` kind (G2P programmes) has the older CHECK;
+    SQLite cannot alter a constraint, so the table is rebuilt with the current one, rows
+    and all, in one transaction (the keys and certificates refer to it by name)."""
+    (sql,) = db.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND "
+                        "name = 'participant_credentials'").fetchone()
+    if "government" in sql:
+        return
+    db.execute("PRAGMA foreign_keys = OFF")
+    try:
+        db.execute("BEGIN IMMEDIATE")
+        db.execute(_SQLITE_SCHEMA.split(";")[0].replace(
+            "IF NOT EXISTS participant_credentials", "participant_credentials_new"))
+        db.execute("INSERT INTO participant_credentials_new SELECT participant_id, name, kind, "
+                   "callback_url FROM participant_credentials")
+        db.execute("DROP TABLE participant_credentials")
+        db.execute("ALTER TABLE participant_credentials_new RENAME TO participant_credentials")
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    finally:
+        db.execute("PRAGMA foreign_keys = ON")
+
+
 class EmbeddedCredentialStore:
     """SQLite, in WAL mode with synchronous=FULL: a credential write survives a crash."""
 
@@ -50,6 +75,7 @@ class EmbeddedCredentialStore:
         self.path = path
         self._db = open_sqlite(path)
         self._db.executescript(_SQLITE_SCHEMA)
+        _allow_government_kind(self._db)
 
     async def load(self) -> CredentialsSnapshot:
         db = self._db

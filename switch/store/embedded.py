@@ -411,6 +411,20 @@ class EmbeddedDirectoryStore:
         return MapperLink(id_token=bytes(row[0]), participant_id=row[1], account_ref=row[2],
                           linked_ns=row[3])
 
+    async def get_mapper_links(self, id_tokens: list[bytes]) -> dict[bytes, MapperLink]:
+        found = {}
+        step = 500  # SQLite's bound on host parameters is 32,766; stay far below
+        for start in range(0, len(id_tokens), step):
+            chunk = id_tokens[start:start + step]
+            for row in self._db.execute(
+                    "SELECT id_token, participant_id, account_ref, linked_ns FROM "
+                    "directory_mapper_links WHERE id_token IN "
+                    f"({','.join('?' * len(chunk))})", chunk):
+                token = bytes(row[0])
+                found[token] = MapperLink(id_token=token, participant_id=row[1],
+                                          account_ref=row[2], linked_ns=row[3])
+        return found
+
     async def put_mapper_link(self, link: MapperLink, expected: MapperLink | None) -> bool:
         with self._write() as db:
             if expected is None:

@@ -498,6 +498,15 @@ class PostgresDirectoryStore:
         return MapperLink(id_token=id_token, participant_id=row[0], account_ref=row[1],
                           linked_ns=row[2])
 
+    async def get_mapper_links(self, id_tokens: list[bytes]) -> dict[bytes, MapperLink]:
+        async with self.pool.acquire() as connection:
+            rows = await connection.fetch(
+                "SELECT id_token, participant_id, account_ref, linked_ns FROM "
+                "directory_mapper_links WHERE id_token = ANY($1::bytea[])", id_tokens)
+        return {bytes(row[0]): MapperLink(id_token=bytes(row[0]), participant_id=row[1],
+                                          account_ref=row[2], linked_ns=row[3])
+                for row in rows}
+
     async def put_mapper_link(self, link: MapperLink, expected: MapperLink | None) -> bool:
         async with self.pool.acquire() as connection:
             if expected is None:

@@ -195,3 +195,34 @@ async def test_a_favicon_is_served_without_a_session(app):
         assert b"<svg" in icon.content
         login_page = (await client.get("/login")).text
         assert 'rel="icon"' in login_page
+
+
+async def test_an_fspiop_proposal_shows_the_checker_its_fsp_id_endpoint_and_key(
+        app, embedded_world):
+    """The approvals page lists an `fspiop_participant` proposal with what a checker
+    compares against the DFSP's letter: FSP id, endpoint, the key's SHA-256 fingerprint."""
+    import base64
+    import hashlib
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from switch.admin.types import FspiopParticipantProposal
+
+    public = rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key()
+    der = public.public_bytes(serialization.Encoding.DER,
+                              serialization.PublicFormat.SubjectPublicKeyInfo)
+    pem = public.public_bytes(serialization.Encoding.PEM,
+                              serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    assert base64.b64encode(der).decode() in pem.replace("\n", "")
+    await embedded_world.service.propose(embedded_world.caller("alice"),
+                                         FspiopParticipantProposal(
+        participant_id=BANK_B, fsp_id="bank-b-fsp", endpoint="https://b.example/fspiop",
+        public_key_pem=pem, signature_required=False))
+    async with AsyncTestClient(app=app) as client:
+        await login(client, "ada")
+        approvals = (await client.get("/approvals")).text
+        row = re.search(r'<tr data-proposal="p-[0-9a-f]+">.*?</tr>', approvals, re.S).group(0)
+        assert "bank-b-fsp" in row and "https://b.example/fspiop" in row
+        assert hashlib.sha256(der).hexdigest()[:16] in row
+        assert "signature optional" in row and "Approve" in row

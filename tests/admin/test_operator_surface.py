@@ -15,6 +15,7 @@ from switch.admin.passwords import Passwords
 from switch.admin.ports import AuditEntry
 from switch.admin.service import AdminService
 from switch.admin.types import (
+    G2PBatchProposal,
     PROPOSAL_ROLES,
     AccountProposal,
     AdminRefusal,
@@ -26,6 +27,7 @@ from switch.admin.types import (
     DailyLimitProposal,
     Decision,
     DefundProposal,
+    FspiopParticipantProposal,
     FundProposal,
     KeyRotationProposal,
     MobileMoneyWalletProposal,
@@ -37,6 +39,7 @@ from switch.admin.types import (
 )
 from switch.core.messages import CurrencyAdded, SchemeRules
 from switch.core.results import Result, SettlementModel
+from switch.g2p.types import BatchState
 
 FINGERPRINT = "ab" * 32
 
@@ -55,7 +58,10 @@ def state(world) -> tuple:
                           switch.participant_settings(pid), switch.participant_category(pid),
                           frozenset(switch.certificates(pid)) if switch._settings.get(pid)
                           else frozenset(),
-                          str(getattr(switch, "mobilemoney_wallets", {}).get(pid)))
+                          str(getattr(switch, "mobilemoney_wallets", {}).get(pid)),
+                          str({key: value for key, value in switch.g2p_batches.items()
+                               if key[0] == pid}),
+                          str(getattr(switch, "fspiop_participants", {}).get(pid)))
                     for pid in core.participant_ids()}
     balances = {(pid, currency): world.balance(pid, currency)
                 for pid in core.participant_ids() for currency in core.participant(pid).currencies}
@@ -81,6 +87,9 @@ EVERY_KIND: list[ProposalBody] = [
     CertificateProposal(participant_id=BANK_A, fingerprint_sha256=FINGERPRINT),
     CategoryProposal(participant_id=BANK_A, category="B"),
     MobileMoneyWalletProposal(participant_id=BANK_A, api_url="https://bank-a.example/mm"),
+    G2PBatchProposal(participant_id=BANK_A, transaction_id="pension-1", action="pause"),
+    FspiopParticipantProposal(participant_id=BANK_A, fsp_id="bank-a",
+                              endpoint="https://bank-a.example/fspiop"),
 ]
 
 
@@ -99,6 +108,8 @@ async def test_every_change_waits_for_a_second_operator(world, body):
         await world.switch.submit(CurrencyAdded(
             request_id="cur-usd", currency="USD", ledger_id=840,
             settlement_model=SettlementModel.PREFUNDED_RTGS))
+    if isinstance(body, G2PBatchProposal):  # a batch to pause (no G2P engine runs here)
+        world.switch.g2p_batches[(BANK_A, "pension-1")] = BatchState.ACTIVE
     maker, checker = _maker_checker(body)
     before = state(world)
     submitted = len(world.switch.submitted)

@@ -274,3 +274,29 @@ def test_the_archive_is_rebuilt_by_replaying_the_journal():
     restored = OutcomeArchive(1_000, rig.core.config).restore(archive.snapshot())
     assert restored.snapshot() == archive.snapshot()
     assert restored.get(PAYER, "t0", PAYER) == rig.shell.archive.get(PAYER, "t0", PAYER)
+
+
+def test_a_routed_transfer_takes_its_route_without_a_lookup_and_is_idempotent():
+    """G2P rows (ITEM_ROUTED): the mapper decided the payee, so the shell asks no lookup,
+    records the alias as given (already an identity token) and steps the core with the
+    route; a resend under the same id is answered from what was recorded."""
+    from switch.server.shell import ITEM_ROUTED
+
+    rig = Rig()
+    payee = Party(alias_type="NATIONAL_ID", alias_value="ab" * 32)
+    message = transfer("g2p.1.1.0", payee=payee)
+    items = [(ITEM_ROUTED, PAYER, message, ("engine", (PAYEE, "acc-9")))]
+    assert rig.shell.lookups(items) == []
+    tick = rig.tick(items, routes=[])
+    (sent,) = [message for to, message, _origin in tick.sends if to == PAYEE]
+    assert type(sent) is CreditRequest
+    assert (sent.payee_account_ref, sent.payee_alias) == ("acc-9", payee)
+    assert tick.origins[id("engine")][1] == 1
+    (record,) = tick.records
+    (event,) = codec.decode_tick(record)  # the journal reads it back
+    assert type(event) is TransferRequested and event.payee_participant_id == PAYEE
+    rig.commit()
+    again = rig.tick([(ITEM_ROUTED, PAYER, message, ("engine", (PAYEE, "acc-9")))], routes=[])
+    (answer,) = [message for to, message, _origin in again.sends if to == PAYER]
+    assert type(answer) is TransferOutcome and answer.state is TransferState.FORWARDED
+    assert rig.core.in_flight_count == 1

@@ -9,7 +9,9 @@ Only the sockets, the disk and the clock are fakes: this file holds no copy of t
 rules. Everything random comes from one `random.Random(seed)`, so a seed replays exactly.
 
 Faults: message loss, duplication, reordering and delay; slow, silent, crashing,
-double-answering, flip-flopping and late participants; at the shell's seams a commit that
+double-answering, flip-flopping and late participants; conditional transfers (some payers
+attach an Interledger condition, as FSPIOP does) whose payees answer with the right
+fulfilment, a wrong one or none; at the shell's seams a commit that
 is delayed (the next ticks are decided meanwhile), a commit that fails (fail-stop), a
 connection lost just before a release, a directory outage for a tick; switch crashes that
 lose every undurable record and unreleased tick, followed by recovery from the journal (all
@@ -24,6 +26,7 @@ but the seed's generator, or a seed would stop replaying.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import heapq
 from collections import deque
@@ -106,6 +109,23 @@ CURRENCIES = (("BRL", 986, SettlementModel.PREFUNDED_RTGS), ("KES", 404, Settlem
 PROFILES = ("normal", "normal", "slow", "silent", "crashing", "double", "flip", "late")
 NONE = "none"  # a participant's view of a transfer the switch never recorded
 ARCHIVE_MAX = 1 << 16
+CONDITIONAL_RATE = 0.3  # payments that carry a condition (FSPIOP's, through its hub)
+# A payee's answer to a conditional credit: the right fulfilment, a wrong one, none at all.
+FULFILMENT_RIGHT_RATE, FULFILMENT_WRONG_RATE = 0.8, 0.1
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def condition_of(fulfilment: str) -> str:
+    """SHA-256 of the fulfilment's 32 bytes (computed here, not by the core's code); "" for
+    anything that is not 32 bytes of base64url."""
+    try:
+        preimage = base64.urlsafe_b64decode(fulfilment + "=")
+    except ValueError:
+        return ""
+    return b64url(hashlib.sha256(preimage).digest()) if len(preimage) == 32 else ""
 
 
 def fake_national_id_token(national_id: str) -> str:
@@ -137,6 +157,7 @@ class Sent:
     view: object = None  # TransferState when final, or NONE
     # rtp: when this participant learnt the request-to-pay can no longer create it
     request_gone_ns: int | None = None
+    condition: str = ""  # a conditional transfer: its outcome must carry the fulfilment
 
 
 @dataclass
@@ -149,6 +170,7 @@ class Received:
     deadline_ns: int
     next_try_ns: int = 0
     view: object = None
+    fulfilment: str = ""  # what it answers a conditional credit with (right, wrong or "")
 
 
 @dataclass
@@ -241,6 +263,9 @@ class Sim:
         self.last_commit = None
         self.directory: dict[tuple[str, str], tuple[int, str]] = {}
         self.participants: dict[int, Participant] = {}
+        # condition -> its fulfilment: what payer and payee agreed (FSPIOP's quote).
+        self.fulfilments: dict[str, str] = {}
+        self.conditional_answers: dict[str, int] = {"right": 0, "wrong": 0, "none": 0}
         # Expectations derived from what the core decided (rebuilt on recovery).
         self.admin_durable: dict[tuple[int, str], int] = {}  # net admin credit per account
         self.admin_posted_durable = 0
@@ -341,6 +366,12 @@ class Sim:
                     self.committed_minor += held
                     self.check(now_ns < record.deadline_ns and now_ns < record.expires_at_ns,
                                f"{key} committed at or after its deadline")
+                    condition = getattr(record.event.request, "condition", "")
+                    if condition:
+                        self.check(record.fulfilment == self.fulfilments.get(condition)
+                                   and condition_of(record.fulfilment) == condition,
+                                   f"{key} committed without its condition's fulfilment "
+                                   f"(got {record.fulfilment!r})")
                 else:
                     day_key = (payer, record.currency, record.day)
                     if day_key in self.daily:
@@ -861,11 +892,12 @@ class Sim:
             payee = self.alias_of(rng.choice(others))
             if rng.random() < 0.02:
                 payee = Party(alias_type="MSISDN", alias_value="+0unknown")
+            condition = self.new_condition() if rng.random() < CONDITIONAL_RATE else ""
             request = TransferRequest(
                 transfer_id=participant.next_id("t"), payee=payee, amount_minor=amount,
                 currency=currency, expires_at_ns=self.now_ns + rng.randint(1, 30) * S,
                 payer_account_ref=f"acc-{participant.participant_id}-0",
-                payer_user_ref=f"user-{rng.randrange(5)}",
+                payer_user_ref=f"user-{rng.randrange(5)}", condition=condition,
             )
             self.send_transfer(participant, request, "transfer")
         elif choice < 0.65 and participant.committed_in:
@@ -903,11 +935,20 @@ class Sim:
             self.send(participant, PayeeAnswer(payer_participant_id=participant.participant_id,
                                                transfer_id=sent.transfer_id, accepted=True))
 
+    def new_condition(self) -> str:
+        """A fulfilment the payee will know (FSPIOP: the payee's quote makes it) and its
+        condition, which the payer attaches."""
+        fulfilment = b64url(self.rng.getrandbits(256).to_bytes(32, "big"))
+        condition = condition_of(fulfilment)
+        self.fulfilments[condition] = fulfilment
+        return condition
+
     def send_transfer(self, participant: Participant, request, kind: str) -> None:
         frame = codec.encode_inbound_msgpack(request)
         participant.sent[request.transfer_id] = Sent(
             request.transfer_id, frame, request.expires_at_ns, kind,
-            next_try_ns=self.now_ns + self.rng.randint(300, 2_000) * MS)
+            next_try_ns=self.now_ns + self.rng.randint(300, 2_000) * MS,
+            condition=getattr(request, "condition", ""))
         if participant.up:
             self.network("inbound", participant.participant_id, frame)
 
@@ -956,6 +997,17 @@ class Sim:
             received = Received(key[0], key[1], accepted=rng.random() < 0.85,
                                 deadline_ns=message.expires_at_ns,
                                 next_try_ns=message.expires_at_ns + rng.randint(100, 1_000) * MS)
+            if message.condition:
+                roll = rng.random()
+                if roll < FULFILMENT_RIGHT_RATE:
+                    choice, received.fulfilment = "right", self.fulfilments.get(
+                        message.condition, "")
+                elif roll < FULFILMENT_RIGHT_RATE + FULFILMENT_WRONG_RATE:
+                    choice = "wrong"
+                    received.fulfilment = b64url(rng.getrandbits(256).to_bytes(32, "big"))
+                else:
+                    choice = "none"
+                self.conditional_answers[choice] += 1
             participant.received[key] = received
             known = participant.views.get(key)  # the outcome overtook the request
             if known is not None:
@@ -971,7 +1023,8 @@ class Sim:
         else:
             delay = rng.randint(0, 50) * MS
         answer = PayeeAnswer(payer_participant_id=key[0], transfer_id=key[1],
-                             accepted=received.accepted, reason="" if received.accepted else "no")
+                             accepted=received.accepted, reason="" if received.accepted else "no",
+                             fulfilment=received.fulfilment)
         self.at(self.now_ns + delay, "answer", participant.participant_id, answer)
         if profile == "double" or (profile == "flip" and rng.random() < 0.5):
             second = answer if profile == "double" else msgspec.structs.replace(
@@ -1003,6 +1056,10 @@ class Sim:
             sent = participant.sent.get(outcome.transfer_id)
             if sent is not None:
                 sent.view = outcome.state
+                if sent.condition and outcome.state == TransferState.COMMITTED:
+                    # The payer's proof that the payee accepted: the condition's preimage.
+                    self.check(condition_of(outcome.fulfilment) == sent.condition,
+                               f"{key} COMMITTED to its payer without the fulfilment")
         if outcome.payee_participant_id == pid:
             received = participant.received.get(key)
             if received is not None:

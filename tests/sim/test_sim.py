@@ -52,6 +52,7 @@ def test_the_simulation_really_injects_faults():
     results = set()
     profiles = set()
     planted = set()
+    answers = {"right": 0, "wrong": 0, "none": 0}
     for seed in range(70):  # RETURN_EXCEEDS_ORIGINAL is rare: first seen at seed 62
         sim = run_seed(seed, ledger.Ledger)
         crashes += sim.crashes
@@ -59,6 +60,10 @@ def test_the_simulation_really_injects_faults():
         results |= sim.results_seen
         profiles |= {p.profile for p in sim.participants.values()}
         planted |= set(sim.planted)
+        for choice, count in sim.conditional_answers.items():
+            answers[choice] += count
+    # Conditional transfers: payees answer with the right fulfilment, a wrong one, none.
+    assert all(count > 0 for count in answers.values()), answers
     assert crashes >= 10
     assert restored >= 1  # some restarts recover from a core snapshot + the journal after it
     assert {"crashing", "double", "flip"} <= profiles  # (silent/slow/late become normal at the drain)
@@ -69,6 +74,7 @@ def test_the_simulation_really_injects_faults():
                      Result.SERVER_BUSY, Result.RETURN_EXCEEDS_ORIGINAL,
                      Result.PAYER_REJECTED_REQUEST, Result.REQUEST_EXPIRED,
                      Result.EXISTS_WITH_DIFFERENT_AMOUNT,
+                     Result.FULFILMENT_INVALID,  # a wrong fulfilment, or none: voided
                      # issue 10: approvals naming used ids, accounts full to 2**64
                      # (PAYEE_ACCOUNT_OVERFLOW too, but in ~1 seed in 40: seeds 92, 137, ...)
                      Result.EXISTS_WITH_DIFFERENT_BODY, Result.EXISTS_WITH_DIFFERENT_PARTY,
@@ -118,6 +124,19 @@ def test_planted_bug_posting_twice_is_caught(monkeypatch, capsys):
     assert "posted twice" in message
     with capsys.disabled():
         print(f"\nplanted post-twice bug caught by seed {seed}: {message.splitlines()[0]}")
+
+
+def test_planted_bug_committing_without_the_condition_is_caught(monkeypatch, capsys):
+    """A core that takes any fulfilment (a wrong one, or none) for a conditional transfer."""
+    from switch.core import transfers
+
+    monkeypatch.setattr(transfers, "fulfils", lambda fulfilment, condition: True)
+    caught = first_failing_seed(range(50))
+    assert caught is not None, "the simulation missed a core that ignores conditions"
+    seed, message = caught
+    assert "fulfilment" in message
+    with capsys.disabled():
+        print(f"\nplanted condition bug caught by seed {seed}: {message.splitlines()[0]}")
 
 
 def test_planted_bug_releasing_a_reply_before_its_record_is_durable_is_caught(monkeypatch,

@@ -80,13 +80,16 @@ def check_against_spec(method: str, path: str, headers: dict, body: bytes) -> No
     OAS30Validator({**schema, "components": document["components"]}).validate(json.loads(body))
 
 
-async def hub(tmp_path, *, rules: SchemeRules | None = None, **fspiop):
-    """A switch with the FSPIOP hub on (hub key RS256) and two funded banks."""
+async def hub(tmp_path, *, rules: SchemeRules | None = None, server: dict | None = None,
+              **fspiop):
+    """A switch with the FSPIOP hub on (hub key RS256) and three funded banks; `server`:
+    more ServerConfig fields (the console, the HTTP connector...)."""
     hub_private, hub_public = rsa_pair()
     key_path = tmp_path / "hub.pem"
     key_path.write_bytes(hub_private)
     server = await start_test_server(str(tmp_path / "data"), fspiop_enabled=True, fspiop={
-        "port": 0, "hub_fsp_id": "ponte", "signing_key_path": str(key_path), **fspiop})
+        "port": 0, "hub_fsp_id": "ponte", "signing_key_path": str(key_path), **fspiop},
+        **(server or {}))
     banks = await onboard(server, ["payerfsp", "payeefsp", "streambank"], rules=rules)
     return server, banks, hub_public
 

@@ -26,6 +26,18 @@ def test_every_result_has_one_fspiop_code():
     assert errors.code_of(Result.PAYER_INSUFFICIENT_LIQUIDITY) == "4001"
 
 
+def test_every_error_status_the_hub_answers_can_be_written():
+    """Every HTTP status of the error table (and of the codes the hub answers itself) is
+    one the server writes: an unknown one was an assertion, answered 500 with a traceback
+    logged for a client's request."""
+    from connectors.http.server import Response
+
+    statuses = {status for _code, status in errors.FSPIOP_CODES.values()}
+    statuses |= {errors.status_of_code(code) for code in errors._STATUS_BY_CODE}
+    for status in statuses:
+        assert Response(status, b"").status == status
+
+
 @pytest.fixture
 async def world(tmp_path):
     server, banks, _ = await hub(tmp_path)
