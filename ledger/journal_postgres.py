@@ -13,11 +13,11 @@ database's `ledger_journal_cover`) at open, again in the background once the par
 writes is half full (a short connection and transaction of its own, off the commit path),
 and before any COPY that would reach past what it has seen covered — so a commit never
 fails for want of a partition. One writer per journal name, held with a session advisory
-lock. Each writer that opens a journal takes the
-next epoch (`journal_epochs`) and writes it into every record; the database refuses a record
-of any other epoch (a trigger, in the committing transaction), so a writer that lost its
-lock to another can never commit again (`JournalFenced`). It must never update or delete a
-journal row.
+lock. Each writer that opens a journal takes the next epoch (`journal_epochs`) and writes
+it into every record; the database refuses a record of any other epoch (a trigger, in the
+committing transaction), so a writer that lost its lock to another can never commit again
+(`JournalFenced`). It must never update or delete a journal row (archiving old partitions
+is `ledger/journal_archive.py`'s, an operator's command).
 """
 
 from __future__ import annotations
