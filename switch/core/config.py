@@ -19,11 +19,19 @@ class CoreConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     outcome are kept for idempotent answers) + requests_to_pay_retained_max * ~1 KB."""
 
     # Final transfers kept for idempotent resends and status queries. A final transfer is
-    # dropped only when the table is full AND its expiry has passed (so a resend of it is
-    # refused as expired instead of creating a second transfer). Older ones: ConsultStore.
+    # dropped only when the table is full AND (see finals_kept_until_expiry) its expiry has
+    # passed, so a resend of it is refused as expired instead of creating a second
+    # transfer. Older ones: ConsultStore.
     transfers_retained_max: Annotated[int, Meta(ge=1, le=limits.TABLE_MAX_CEILING)] = (
         limits.TRANSFERS_RETAINED_MAX_DEFAULT
     )
+    # True: the table is the only memory of a final transfer before its expiry, so it may
+    # not drop one earlier (the table then bounds rate x expiry). False: something outside
+    # the core answers resends, status queries and returns of the transfers it dropped
+    # (the server's outcome archive and durable history, which see every final first), so
+    # the table only holds what is in flight and the most recent finals. The server sets it
+    # from `history_enabled`.
+    finals_kept_until_expiry: bool = True
     # Transfers reserved and waiting for the payee. Beyond it new transfers get SERVER_BUSY.
     # The ledger's pending_max must be at least twice this (payment leg + fee leg).
     in_flight_max: Annotated[int, Meta(ge=1, le=limits.TABLE_MAX_CEILING)] = (

@@ -171,14 +171,17 @@ class TransferFlow:
 
     def _room_for_transfer(self, now_ns: int) -> bool:
         """Room for one more record. Drops the oldest final transfer if the table is full and
-        that transfer's expiry has passed (a resend of it is then refused as expired)."""
-        if self._in_flight >= self.config.in_flight_max:
+        that transfer's expiry has passed (a resend of it is then refused as expired) — or
+        at once, when `finals_kept_until_expiry` is off (the shell answers for it then)."""
+        config = self.config
+        if self._in_flight >= config.in_flight_max:
             return False
         transfers = self._transfers
-        if len(transfers) < self.config.transfers_retained_max:
+        if len(transfers) < config.transfers_retained_max:
             return True
         final = self._transfers_final
-        if not final or transfers[final[0]].expires_at_ns > now_ns:
+        if not final or (config.finals_kept_until_expiry
+                         and transfers[final[0]].expires_at_ns > now_ns):
             return False
         del transfers[final.popleft()]
         assert len(transfers) < self.config.transfers_retained_max

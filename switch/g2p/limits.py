@@ -19,9 +19,9 @@ REFERENCE_LIST_MAX = 10_000
 OPEN_BATCHES_PER_PROGRAMME_MAX = 64
 BATCHES_LISTED_MAX = 1_000
 
-# The engine's window: rows submitted and not yet final, over all batches. It must stay far
-# below what the core retains (its in-flight table and its final transfers), so that a row
-# re-submitted after a restart always finds its transfer held (see docs/g2p.md).
+# The engine's window: rows submitted and not yet final, over all batches. It stays within
+# the core's in-flight table; a row re-submitted after a restart finds its transfer held by
+# the core, the outcome archive or the durable history (see docs/g2p.md).
 IN_FLIGHT_ROWS_MAX_DEFAULT = 4_096
 IN_FLIGHT_ROWS_MAX_CEILING = 65_536
 # Rows taken from the store, resolved and submitted in one pump step (and the most the rate
@@ -60,8 +60,7 @@ NOTE_LENGTH_MAX = 99
 
 assert MESSAGE_ROWS_MAX <= BATCH_ROWS_MAX
 assert SUBMIT_CHUNK_MAX <= IN_FLIGHT_ROWS_MAX_DEFAULT <= IN_FLIGHT_ROWS_MAX_CEILING
-# The window stays well inside the core's tables (defaults): see the comment above.
-assert IN_FLIGHT_ROWS_MAX_CEILING * 4 <= core_limits.IN_FLIGHT_MAX_DEFAULT * 4
-assert IN_FLIGHT_ROWS_MAX_CEILING * 16 <= core_limits.TRANSFERS_RETAINED_MAX_DEFAULT
+# The window stays inside the core's in-flight table (defaults): see the comment above.
+assert IN_FLIGHT_ROWS_MAX_CEILING <= core_limits.IN_FLIGHT_MAX_DEFAULT
 assert STATUS_ROWS_MAX <= REPORT_PAGE_ROWS
 assert FLUSH_ROWS_MAX >= SUBMIT_CHUNK_MAX

@@ -211,6 +211,13 @@ class ServerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
             raise ValueError("ledger.pending_max must be at least 2 * core.in_flight_max")
         if self.core.in_flight_max > self.core.transfers_retained_max:
             raise ValueError("core.in_flight_max must not exceed core.transfers_retained_max")
+        # With a durable history the outcome archive and the history answer for every final
+        # transfer the core drops, so its table need not hold rate x expiry of them; without
+        # one, the core's table is the only memory of a transfer before its expiry.
+        kept = not self.history_enabled
+        if self.core.finals_kept_until_expiry is not kept:
+            msgspec.structs.force_setattr(self, "core", msgspec.structs.replace(
+                self.core, finals_kept_until_expiry=kept))
 
 
 def _dec_hook(type_, value):

@@ -46,7 +46,7 @@ COMMIT_INTERVAL_S_MAX = 0.1
 IDLE_WAKE_S = 1.0
 
 # -- snapshots and journal segments ---------------------------------------------------
-SNAPSHOT_EVERY_EVENTS_DEFAULT = 2_000_000
+SNAPSHOT_EVERY_EVENTS_DEFAULT = 500_000
 SNAPSHOT_EVERY_S_DEFAULT = 600.0
 SNAPSHOT_EVERY_S_MIN = 1.0
 SNAPSHOTS_RETAINED_DEFAULT = 3  # the newest may be damaged: keep fallbacks

@@ -313,6 +313,12 @@ class Shell:
                     if core.transfer_record(*key) is None and archive.final(*key) is None:
                         history.append(key)
                 continue
+            if kind == ITEM_ROUTED:  # routed already; a resend may be in the history only
+                key = (participant_id, message.transfer_id)
+                if durable and core.transfer_record(*key) is None and (
+                        archive.final(*key) is None):
+                    history.append(key)
+                continue
             if kind != ITEM_SUBMIT:
                 continue
             if message_type is TransferRequest or message_type is ReturnRequest:
@@ -422,6 +428,14 @@ class Shell:
                         tick.origins[id(origin)] = [origin, 1]
                     else:
                         counted[1] += 1
+                if self.core.transfer_record(participant_id, message.transfer_id) is None:
+                    # A resend of a transfer the core dropped: answered as a resend, never
+                    # handed to the core (it would take the id for a new transfer).
+                    final = self._final(participant_id, message.transfer_id)
+                    if final is not None:
+                        self._answer_from_history(participant_id, message, final, origin,
+                                                  tick)
+                        continue
                 event = TransferRequested(payer_participant_id=participant_id,
                                           payee_participant_id=route[0],
                                           payee_account_ref=route[1], request=message)

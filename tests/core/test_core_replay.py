@@ -137,6 +137,35 @@ def small_world(ledger_cls, retained: int, in_flight: int) -> World:
         expiry_ms_max=60_000))
 
 
+def test_without_finals_kept_until_expiry_a_full_table_drops_the_oldest_final_at_once(
+        ledger_cls):
+    """With a durable history behind it (the server's setting then), the core's table bounds
+    what is in flight and the recent finals only, not rate x expiry: a full table drops its
+    oldest final though it has not expired, never a transfer in flight."""
+    world = World(ledger_cls, config=CoreConfig(
+        transfers_retained_max=4, in_flight_max=2, debug_checks=True, expiry_ms_max=60_000,
+        finals_kept_until_expiry=False))
+    events = []
+    for _ in range(3):
+        event, _ = world.send_transfer(expires_in_ns=30 * S)
+        world.answer(event)
+        events.append(event)
+    waiting, _ = world.send_transfer(expires_in_ns=30 * S)  # in flight, never dropped
+    assert world.core.transfers_retained == 4
+    for dropped in events:
+        event, _ = world.send_transfer(expires_in_ns=30 * S)
+        assert world.core.transfer_outcome(BANK_A, dropped.request.transfer_id) is None
+        assert world.core.transfer_outcome(BANK_A, waiting.request.transfer_id) is not None
+        world.answer(event)
+    assert world.core.transfers_retained == 4
+    # At in_flight_max, SERVER_BUSY as ever, and nothing dropped.
+    world.send_transfer(expires_in_ns=30 * S)
+    assert world.core.in_flight_count == 2
+    before = world.fingerprint()
+    assert refusal(world.step(world.transfer_event())).result == Result.SERVER_BUSY
+    assert world.fingerprint() == before
+
+
 def test_final_transfers_are_dropped_only_after_their_expiry(ledger_cls):
     world = small_world(ledger_cls, retained=4, in_flight=2)
     events = []

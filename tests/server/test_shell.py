@@ -300,3 +300,50 @@ def test_a_routed_transfer_takes_its_route_without_a_lookup_and_is_idempotent():
     (answer,) = [message for to, message, _origin in again.sends if to == PAYER]
     assert type(answer) is TransferOutcome and answer.state is TransferState.FORWARDED
     assert rig.core.in_flight_count == 1
+
+
+@pytest.mark.parametrize("routed", [False, True], ids=["looked-up", "routed"])
+def test_a_resend_of_a_transfer_the_core_dropped_before_its_expiry_is_never_paid_twice(
+        routed):
+    """With a durable history (finals_kept_until_expiry off) the core drops finals long
+    before their expiry. A resend of one — through a door (lookup) or from the G2P engine
+    (routed) — is answered from the archive as the resend it is, never stepped into the
+    core as a new transfer (found: routed resends reached the core)."""
+    from switch.server.shell import ITEM_ROUTED
+
+    rig = Rig(transfers_retained_max=4, in_flight_max=2, finals_kept_until_expiry=False)
+
+    def item(transfer_id: str, amount_minor: int = 100):
+        message = transfer(transfer_id, amount_minor)
+        if routed:
+            return (ITEM_ROUTED, PAYER, message, ("engine", ROUTE))
+        return (ITEM_SUBMIT, PAYER, message, "door")
+
+    def pay(transfer_id: str):
+        rig.tick([item(transfer_id)])
+        rig.tick([(ITEM_SUBMIT, PAYEE, PayeeAnswer(payer_participant_id=PAYER,
+                                                     transfer_id=transfer_id, accepted=True),
+                   "payee")])
+        rig.commit()
+
+    for transfer_id in ("first", "t1", "t2", "t3", "t4"):
+        pay(transfer_id)
+    assert rig.core.transfer_record(PAYER, "first") is None  # dropped, not expired
+    assert rig.shell.archive.final(PAYER, "first") is not None
+    def accounts():
+        ids = [rig.core.account_id(pid, "KES") for pid in (PAYER, PAYEE)]
+        return rig.core.ledger.lookup_accounts(ids)
+
+    balance = accounts()
+    records = len(rig.records)
+    again = rig.tick([item("first")])
+    assert again.records == [] and len(rig.records) == records  # nothing new journaled
+    (answer,) = [message for to, message, _origin in again.sends if to == PAYER]
+    assert type(answer) is TransferOutcome and answer.state is TransferState.COMMITTED
+    assert not [m for to, m, _o in again.sends if to == PAYEE]  # no second credit request
+    assert accounts() == balance
+    # The same id with another amount is refused as a different transfer, not paid.
+    changed = rig.tick([item("first", 999)])
+    (refusal,) = [message for to, message, _origin in changed.sends if to == PAYER]
+    assert refusal.result is Result.EXISTS_WITH_DIFFERENT_AMOUNT, refusal
+    assert changed.records == []
