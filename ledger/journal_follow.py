@@ -63,6 +63,7 @@ class PostgresFollower(JournalEnds):
                  standby: str) -> None:
         assert 0 < poll_interval_s <= FOLLOW_POLL_INTERVAL_S_MAX
         self.connection = connection
+        self.dsn: str | None = None  # handed to the writer it becomes (partition upkeep)
         self.name = name
         self.on_record = on_record
         self.poll_interval_s = poll_interval_s
@@ -91,6 +92,7 @@ class PostgresFollower(JournalEnds):
             await _require_schema(connection)
             follower = cls(connection, name, start, on_record,
                            poll_interval_s=poll_interval_s, standby=standby)
+            follower.dsn = dsn
             # Listen first: a record committed while the first read runs still wakes us.
             await connection.add_listener(NOTIFY_CHANNEL, follower._notified)
             end = start
@@ -211,9 +213,12 @@ class PostgresFollower(JournalEnds):
         self.connection = None
         logger.info("journal_promoted journal=%s epoch=%d sequence=%d", self.name, epoch,
                     self._durable.sequence)
-        return PostgresJournal(connection, self.name, self._durable,
-                               commit_records_max=commit_records_max,
-                               commit_bytes_max=commit_bytes_max, epoch=epoch)
+        journal = PostgresJournal(connection, self.name, self._durable,
+                                  commit_records_max=commit_records_max,
+                                  commit_bytes_max=commit_bytes_max, epoch=epoch,
+                                  dsn=self.dsn)
+        await journal.ensure_partitions()  # the partitions ahead, before its first commit
+        return journal
 
     async def close(self) -> None:
         self._closed = True

@@ -47,6 +47,25 @@ FOLLOW_PROGRESS_INTERVAL_S = 1.0
 # Records per newest-first window when find_transfer searches the PostgreSQL journal.
 POSTGRES_FIND_WINDOW_RECORDS_MAX = 256
 
+# PostgreSQL journal partitions (switch/store/migrations/0022_journal_partitions.sql): the
+# records (group-committed ticks) per partition, bounded as the settings table's CHECK
+# bounds them; the default is a day or so of ticks at a steady load. The writer makes the
+# next partition once the one it writes is half full, in a transaction of its own, and
+# retries a failed attempt no sooner than PARTITION_UPKEEP_RETRY_S later.
+JOURNAL_PARTITION_RECORDS_MIN = 16
+JOURNAL_PARTITION_RECORDS_MAX = 1 << 40
+JOURNAL_PARTITION_RECORDS_DEFAULT = 1_000_000
+PARTITION_UPKEEP_RETRY_S = 5.0
+# `ponte journal archive`: one segment file holds at most this many bytes of records
+# (uncompressed; a partition's records of one journal are cut into several when larger), so
+# reading one back — verify, restore — needs a bounded amount of memory.
+ARCHIVE_SEGMENT_BYTES_MAX = 256 * 1024 * 1024
+# A detach waits (without holding up commits) for every transaction that may still read the
+# partition, such as a standby's first replay: bounded, but generously.
+ARCHIVE_DETACH_TIMEOUT_S = 3600.0
+# Renaming a partition before its detach waits this long for the partition's readers.
+ARCHIVE_RENAME_LOCK_TIMEOUT_MS = 10_000
+
 # Snapshots kept on disk; older ones are deleted after a new one is durable.
 SNAPSHOTS_RETAINED_MAX = 3
 # A snapshot is the whole ledger state: accounts_max (2**28) accounts x ~100 B is the
@@ -63,6 +82,10 @@ assert 1 <= COMMIT_RECORDS_MAX_DEFAULT <= COMMIT_RECORDS_MAX_LIMIT
 assert COMMIT_BYTES_MAX_DEFAULT >= RECORD_PAYLOAD_BYTES_MAX + 96
 assert SNAPSHOTS_RETAINED_MAX >= 2  # keep a fallback if the newest one is damaged
 assert POSTGRES_FETCH_ROWS_MAX >= 1
+assert (JOURNAL_PARTITION_RECORDS_MIN <= JOURNAL_PARTITION_RECORDS_DEFAULT
+        <= JOURNAL_PARTITION_RECORDS_MAX)
+assert JOURNAL_PARTITION_RECORDS_MIN // 2 >= 1  # the upkeep's headroom is half a partition
+assert ARCHIVE_SEGMENT_BYTES_MAX >= RECORD_PAYLOAD_BYTES_MAX + 96  # one record always fits
 assert 0 < FOLLOW_POLL_INTERVAL_S_DEFAULT <= FOLLOW_POLL_INTERVAL_S_MAX
 assert FOLLOW_FETCH_ROWS_MAX >= 1
 assert POSTGRES_FIND_WINDOW_RECORDS_MAX >= 1

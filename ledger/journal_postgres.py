@@ -6,13 +6,18 @@ buffered records with one binary COPY, which PostgreSQL commits as one transacti
 returns the last durable sequence. A transaction is atomic, so there is no torn tail here:
 every verification failure is corruption and stops start-up with the sequence that failed.
 
-The schema is `switch/store/migrations/0001_ledger_journal.sql` (and 0005, fencing),
-applied by `ponte db migrate`; this module never creates or alters tables. One writer per
-journal name, held with a session advisory lock. Each writer that opens a journal takes the
-next epoch (`journal_epochs`) and writes it into every record; the database refuses a record
-of any other epoch (a trigger, in the committing transaction), so a writer that lost its
-lock to another can never commit again (`JournalFenced`). It must never update or delete a
-journal row.
+The schema is `switch/store/migrations/0001_ledger_journal.sql` (0005, fencing; 0022,
+partitions), applied by `ponte db migrate`; this module never alters a table. The table is
+partitioned by sequence: the writer makes sure the partitions ahead of it exist (the
+database's `ledger_journal_cover`) at open, again in the background once the partition it
+writes is half full (a short connection and transaction of its own, off the commit path),
+and before any COPY that would reach past what it has seen covered — so a commit never
+fails for want of a partition. One writer per journal name, held with a session advisory
+lock. Each writer that opens a journal takes the next epoch (`journal_epochs`) and writes
+it into every record; the database refuses a record of any other epoch (a trigger, in the
+committing transaction), so a writer that lost its lock to another can never commit again
+(`JournalFenced`). It must never update or delete a journal row (archiving old partitions
+is `ledger/journal_archive.py`'s, an operator's command).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
+import time
 from contextlib import aclosing
 from typing import AsyncIterator, Callable
 
@@ -53,6 +59,7 @@ from ledger.journal_limits import (
     COMMIT_RECORDS_MAX_DEFAULT,
     COMMIT_RECORDS_MAX_LIMIT,
     JOURNAL_NAME_BYTES_MAX,
+    PARTITION_UPKEEP_RETRY_S,
     POSTGRES_CONNECT_TIMEOUT_S,
     POSTGRES_FETCH_ROWS_MAX,
     POSTGRES_FIND_WINDOW_RECORDS_MAX,
@@ -70,6 +77,9 @@ logger = logging.getLogger("ponte.ledger.journal")
 JOURNAL_COLUMNS = ("journal_name", "sequence", "kind", "header", "payload", "epoch")
 # The SQLSTATE the fencing trigger raises (switch/store/migrations/0005_journal_epochs.sql).
 FENCED_SQLSTATE = "PNF01"
+# What PostgreSQL answers for a row no partition takes ("no partition of relation ... found
+# for row"): the whole statement is refused, nothing of it written.
+NO_PARTITION_SQLSTATE = "23514"
 LOCK_KEY_PREFIX = "ponte.journal:"
 
 
@@ -103,6 +113,30 @@ async def _require_schema(connection) -> None:
                              "migrate`")
     if not await connection.fetchval("SELECT to_regclass('journal_epochs') IS NOT NULL"):
         raise JournalMissing("table journal_epochs missing: run `ponte db migrate`")
+    if not await connection.fetchval(
+            "SELECT to_regclass('ledger_journal_settings') IS NOT NULL"):
+        raise JournalMissing("the journal is not partitioned yet (migration 0022): run "
+                             "`ponte db migrate`")
+
+
+async def partition_records(connection) -> int:
+    """Records per journal partition made from now on (the database's setting)."""
+    return await connection.fetchval(
+        "SELECT journal_partition_records FROM ledger_journal_settings")
+
+
+async def cover_partitions(connection, first_sequence: int, last_sequence: int) -> int:
+    """Make sure sequences first..last have partitions (in one short transaction of the
+    database's own function, serialised with every other caller); the end (exclusive) of
+    the run of partitions from `first_sequence`, always > last_sequence."""
+    assert 1 <= first_sequence <= last_sequence
+    return await connection.fetchval("SELECT ledger_journal_cover($1, $2)",
+                                     first_sequence, last_sequence)
+
+
+def _missing_partition(error: BaseException) -> bool:
+    return (getattr(error, "sqlstate", None) == NO_PARTITION_SQLSTATE
+            and "no partition" in str(error))
 
 
 async def try_writer_lock(connection, name: str) -> bool:
@@ -172,9 +206,14 @@ def verify_row(row, expected: JournalPosition) -> tuple[Record, JournalPosition]
         raise JournalCorrupt(RecordProblem.BAD_CHECKSUM, sequence, None,
                              f"row sequence={row['sequence']}")
     if fields.sequence != sequence or row["sequence"] != sequence:
+        gap = ""
+        if row["sequence"] == fields.sequence > sequence:  # whole records are not there
+            gap = (f": records {sequence}..{fields.sequence - 1} are not in the table "
+                   f"(archived? start from a snapshot that covers them, or put them back "
+                   f"with `ponte journal restore`)")
         raise JournalCorrupt(RecordProblem.SEQUENCE_OUT_OF_ORDER, sequence, None,
                              f"row sequence={row['sequence']} header sequence="
-                             f"{fields.sequence}")
+                             f"{fields.sequence}{gap}")
     if row["kind"] != fields.kind:
         raise JournalCorrupt(RecordProblem.COLUMN_MISMATCH, sequence, None,
                              f"kind column={row['kind']} header kind={fields.kind}")
@@ -190,12 +229,22 @@ class PostgresJournal(JournalEnds):
     `await PostgresJournal.open(dsn, name=...)`; it owns its connection."""
 
     def __init__(self, connection, name: str, end: JournalPosition, *,
-                 commit_records_max: int, commit_bytes_max: int, epoch: int) -> None:
+                 commit_records_max: int, commit_bytes_max: int, epoch: int,
+                 dsn: str | None = None) -> None:
         assert 1 <= commit_records_max <= COMMIT_RECORDS_MAX_LIMIT
         assert epoch >= 1
         self.connection = connection
         self.name = name
         self.epoch = epoch  # written into every record; the database checks it
+        # Partition upkeep: every sequence below `_covered_end` (from the durable end on)
+        # has a partition, as far as this writer has seen; past `_durable + _headroom` it
+        # asks for more in the background, on a connection of its own to `dsn`.
+        self.dsn = dsn
+        self._covered_end = 0
+        self._headroom = 0
+        self._upkeep: asyncio.Future | None = None
+        self._upkeep_retry_at = 0.0
+        self.partitions_made_late = 0  # COPYs that had to wait for a partition (upkeep late)
         self.commit_records_max = commit_records_max
         self.commit_bytes_max = commit_bytes_max
         self._appended = end
@@ -244,11 +293,83 @@ class PostgresJournal(JournalEnds):
                     if on_record is not None:
                         on_record(record)
             await check_start(connection, name, start, end)
+            journal = cls(connection, name, end, commit_records_max=commit_records_max,
+                          commit_bytes_max=commit_bytes_max, epoch=epoch, dsn=dsn)
+            await journal.ensure_partitions()
         except BaseException:
             await connection.close()
             raise
-        return cls(connection, name, end, commit_records_max=commit_records_max,
-                   commit_bytes_max=commit_bytes_max, epoch=epoch)
+        return journal
+
+    # -- partitions ------------------------------------------------------------------------
+
+    async def ensure_partitions(self) -> int:
+        """Before the first commit (open, a standby's promotion): partitions for the next
+        half partition of records, on the journal's own connection. The covered end."""
+        records = await partition_records(self.connection)
+        self._headroom = max(1, records // 2)
+        first = self._durable.sequence + 1
+        self._covered_end = await cover_partitions(self.connection, first,
+                                                   first + self._headroom)
+        return self._covered_end
+
+    def _upkeep_due(self) -> bool:
+        if self._durable.sequence + self._headroom < self._covered_end:
+            return False
+        if self._upkeep is not None and not self._upkeep.done():
+            return False
+        return self.dsn is not None and time.monotonic() >= self._upkeep_retry_at
+
+    async def _upkeep_run(self) -> None:
+        """The next partition, made while commits go on: its own connection and
+        transaction (ATTACH locks the table only against other DDL, never a COPY)."""
+        first = self._durable.sequence + 1
+        try:
+            connection = await _connect(self.dsn)
+            try:
+                self._headroom = max(1, await partition_records(connection) // 2)
+                end = await cover_partitions(connection, first, first + self._headroom)
+            finally:
+                await connection.close()
+        except Exception as error:  # noqa: BLE001 - retried later; a COPY never waits on it
+            self._upkeep_retry_at = time.monotonic() + PARTITION_UPKEEP_RETRY_S
+            logger.error("journal_partition_upkeep_failed journal=%s error=%r", self.name,
+                         error)
+            return
+        self._covered_end = max(self._covered_end, end)
+        logger.info("journal_partitions_ready journal=%s durable_sequence=%d "
+                    "covered_end=%d", self.name, self._durable.sequence, self._covered_end)
+
+    async def _copy_rows(self, rows: list[tuple]) -> None:
+        """One COPY of `rows`, with partitions for all of them: made first (on the commit
+        path, logged) if the background upkeep has not got there, and made again and the
+        COPY repeated once if the database still finds none — then it refused the whole
+        COPY and nothing was written (an operator archived a partition this writer had
+        counted on)."""
+        first, last = rows[0][1], rows[-1][1]
+        if last >= self._covered_end:
+            self.partitions_made_late += 1
+            logger.warning("journal_partition_late journal=%s sequence=%d covered_end=%d",
+                           self.name, last, self._covered_end)
+            self._covered_end = await cover_partitions(self.connection, first,
+                                                       last + self._headroom)
+        try:
+            await self.connection.copy_records_to_table(
+                "ledger_journal", records=rows, columns=JOURNAL_COLUMNS,
+                timeout=POSTGRES_STATEMENT_TIMEOUT_S,
+            )
+        except Exception as error:
+            if not _missing_partition(error):
+                raise
+            logger.warning("journal_partition_missing journal=%s sequence=%d..%d error=%s",
+                           self.name, first, last, error)
+            self.partitions_made_late += 1
+            self._covered_end = await cover_partitions(self.connection, first,
+                                                       last + self._headroom)
+            await self.connection.copy_records_to_table(
+                "ledger_journal", records=rows, columns=JOURNAL_COLUMNS,
+                timeout=POSTGRES_STATEMENT_TIMEOUT_S,
+            )
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -298,10 +419,7 @@ class PostgresJournal(JournalEnds):
             last = rows[-1]
             end = JournalPosition(sequence=last[1], record_hash=last[3][HEADER_BYTES - 32:])
             try:
-                await self.connection.copy_records_to_table(
-                    "ledger_journal", records=rows, columns=JOURNAL_COLUMNS,
-                    timeout=POSTGRES_STATEMENT_TIMEOUT_S,
-                )
+                await self._copy_rows(rows)
             except BaseException as error:
                 # Whether the COPY committed is unknown (a dropped connection after COMMIT
                 # looks the same as one before): stop, and let recovery read what is there.
@@ -316,6 +434,8 @@ class PostgresJournal(JournalEnds):
                 raise JournalFailed(f"commit failed for journal={self.name}: {error!r}") \
                     from error
             self._durable = end
+            if self._upkeep_due():
+                self._upkeep = asyncio.ensure_future(self._upkeep_run())
             return end.sequence
 
     # -- state -----------------------------------------------------------------------------
@@ -354,8 +474,12 @@ class PostgresJournal(JournalEnds):
         needle = struct.pack("<Q", transfer_id)
         newest_failed: FoundTransfer | None = None
         high = self._durable.sequence
-        while high >= 1:
-            low = max(1, high - POSTGRES_FIND_WINDOW_RECORDS_MAX + 1)
+        # Records older than the table's first one were archived (`ponte journal archive`):
+        # no window below it can hold anything.
+        oldest = await self.connection.fetchval(
+            "SELECT min(sequence) FROM ledger_journal WHERE journal_name = $1", self.name) or 1
+        while high >= oldest:
+            low = max(oldest, high - POSTGRES_FIND_WINDOW_RECORDS_MAX + 1)
             rows = await self.connection.fetch(
                 "SELECT sequence, kind, header, payload FROM ledger_journal "
                 "WHERE journal_name = $1 AND sequence BETWEEN $2 AND $3 AND kind = $4 "
@@ -387,6 +511,12 @@ class PostgresJournal(JournalEnds):
         if self._closed:
             return
         self._closed = True
+        if self._upkeep is not None and not self._upkeep.done():
+            self._upkeep.cancel()
+            try:
+                await self._upkeep
+            except asyncio.CancelledError:
+                pass
         await self.connection.close()  # ends the session: releases the advisory lock
 
 

@@ -323,17 +323,31 @@ async def serve(config: ServerConfig) -> int:
     take over), tune, run until SIGINT/SIGTERM (or a sequencer failure), stop gracefully.
     The exit status: 0, or EXIT_SOFTWARE after a failure."""
     loop = asyncio.get_running_loop()
+    # Handlers first: a SIGTERM while the journal replays (its /health already answers)
+    # stops the switch gracefully as soon as it has started, instead of killing it.
+    started: list[SwitchServer] = []
+    stop_asked = []
+
+    def ask_stop() -> None:
+        stop_asked.append(True)
+        if started:
+            started[0].request_stop()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, ask_stop)
     if config.role == "standby":
         server = await start_standby(config)
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, server.request_stop)
+        started.append(server)
+        if stop_asked:
+            server.request_stop()
         if not await _follow_until_primary(server):
             await server.stop()  # stopped while a standby: nothing was written
             return 0
     else:
         server = await start_switch(config)
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, server.request_stop)
+        started.append(server)
+        if stop_asked:
+            server.request_stop()
     tune_process(server)
     await server.wait_stopped()
     failed = server.failed

@@ -13,6 +13,7 @@ import json
 
 import click
 
+from ledger import journal_limits
 from switch.admin.cli import api, operator, propose, session_option
 from connectors.sim import limits as sim_limits
 
@@ -314,15 +315,16 @@ def demo(seconds, tps, seed, reject_rate, keep_data) -> None:
 
 @click.group()
 def journal() -> None:
-    """The switch's journal offline: verify the chain and the snapshots, print records."""
+    """The switch's journal offline: verify the chain and the snapshots, print records;
+    on PostgreSQL, archive old partitions to segment files and restore them."""
 
 
-def _offline_config(config_path, data_dir, postgres_dsn):
+def _offline_config(config_path, data_dir, postgres_dsn, journal_name=None):
     import msgspec
 
     from switch.server.config import load_config
 
-    overrides = {"data_dir": data_dir}
+    overrides = {"data_dir": data_dir, "journal_name": journal_name}
     if postgres_dsn:
         overrides.update(postgres_dsn=postgres_dsn, journal="postgres", store="postgres")
     try:
@@ -337,6 +339,13 @@ _journal_options = [
     click.option("--data-dir", default=None, help="The switch's data directory."),
     click.option("--postgres-dsn", default=None,
                  help="Verify the PostgreSQL journal instead of the data directory's files."),
+    click.option("--journal-name", default=None,
+                 help="PostgreSQL: which journal of the table (default: the config's, "
+                      "\"switch\")."),
+    click.option("--archive", "archive_dir", default=None,
+                 type=click.Path(exists=True, file_okay=False),
+                 help="PostgreSQL: the directory `ponte journal archive` wrote; the chain is "
+                      "read from the genesis through its segments, then the table."),
 ]
 
 
@@ -346,76 +355,109 @@ def _with_journal_options(command):
     return command
 
 
+class _journal_errors:
+    """What a journal command reports when it fails, on stderr, with exit status 1 — a
+    damaged journal or archive, a refusal, an unreachable database or directory — never
+    a traceback."""
+
+    def __init__(self, verb: str) -> None:
+        self.verb = verb
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, _traceback) -> bool:
+        if error is None:
+            return False
+        import asyncpg
+
+        from ledger.journal_archive import ArchiveRefused
+        from ledger.journal_format import JournalCorrupt, JournalMissing
+
+        if isinstance(error, JournalCorrupt):
+            where = f" offset {error.offset}" if error.offset is not None else ""
+            message = (f"{self.verb}: journal damaged: {error} (sequence {error.sequence}"
+                       f"{where})")
+        elif isinstance(error, ArchiveRefused):
+            message = f"{self.verb} refused: {error}"
+        elif isinstance(error, JournalMissing):
+            message = f"journal missing: {error}"
+        elif isinstance(error, AssertionError):
+            message = f"ledger invariants broken after replay: {error}"
+        elif isinstance(error, (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)):
+            message = f"{self.verb} failed: {type(error).__name__}: {error}"
+        else:
+            return False
+        click.echo(message, err=True)
+        raise SystemExit(1) from None
+
+
 @journal.command("verify")
 @_with_journal_options
 @click.option("--json", "as_json", is_flag=True, help="One JSON document.")
-def journal_verify(config_path, data_dir, postgres_dsn, as_json) -> None:
+def journal_verify(config_path, data_dir, postgres_dsn, journal_name, archive_dir,
+                   as_json) -> None:
     """Verify the journal's hash chain end to end (every segment, archived ones included,
-    or every PostgreSQL row), check each snapshot against the chain, rebuild the core from
-    the newest usable snapshot and the records after it, check the ledger's invariants,
-    and print the head hash (publish it outside the system). Exit 1 on any problem."""
+    or every PostgreSQL row — from the genesis through --archive's segments, or from the
+    table's first row, which must follow the last archived record or a snapshot), check
+    each snapshot (files, or `switch_snapshot` rows) against the chain, rebuild the core
+    from the newest usable snapshot and the records after it, check the ledger's
+    invariants, and print the head hash (publish it outside the system). Exit 1 on any
+    problem, naming the damaged segment, row or snapshot."""
     import asyncio
 
-    from ledger.journal_format import JournalCorrupt
-
-    config = _offline_config(config_path, data_dir, postgres_dsn)
-    try:
+    config = _offline_config(config_path, data_dir, postgres_dsn, journal_name)
+    if archive_dir is not None and config.journal != "postgres":
+        raise click.UsageError("--archive is for a PostgreSQL journal (--postgres-dsn); a "
+                               "file journal's archived segments stay in its directory")
+    with _journal_errors("verify"):
         if config.journal == "postgres":
-            report = asyncio.run(_verify_postgres(config))
+            report = asyncio.run(_verify_postgres(config, archive_dir))
         else:
             report = _verify_files(config)
-    except JournalCorrupt as error:
-        click.echo(f"journal damaged: {error} (sequence {error.sequence}, offset "
-                   f"{error.offset}): {error.detail}", err=True)
-        raise SystemExit(1) from None
-    except AssertionError as error:
-        click.echo(f"ledger invariants broken after replay: {error}", err=True)
-        raise SystemExit(1) from None
     if as_json:
         click.echo(json.dumps(report))
     else:
-        click.echo(f"records {report['records']}  head sequence {report['head_sequence']}")
+        click.echo(f"records {report['records']}  head sequence {report['head_sequence']}"
+                   f"  (first record follows: {report['anchor']})")
         click.echo(f"head hash {report['head_hash']}")
         for snapshot in report["snapshots"]:
             verdict = "ok" if not snapshot["problem"] else f"PROBLEM: {snapshot['problem']}"
             click.echo(f"snapshot {snapshot['path']} sequence {snapshot['sequence']}: {verdict}")
-        click.echo("ledger invariants ok" if report["invariants"] else "no core rebuilt")
+        if report["invariants"]:
+            click.echo(f"ledger invariants ok (core rebuilt from "
+                       f"{report['rebuilt_from'] or 'the genesis'})")
+        else:
+            click.echo("no core rebuilt")
     if any(snapshot["problem"] for snapshot in report["snapshots"]):
+        raise SystemExit(1)
+    if not report["invariants"] and report["records"]:
+        click.echo("no core could be rebuilt: no usable snapshot covers the start of the "
+                   "records read (give --archive DIR to read from the genesis)", err=True)
         raise SystemExit(1)
 
 
-def _verify_files(config) -> dict:
-    from switch.server.offline import verify_file_journal
-
-    state = verify_file_journal(config)
+def _report(state) -> dict:
     return {
         "records": state.records, "head_sequence": state.head.sequence,
         "head_hash": state.head.record_hash.hex(), "segments": state.segments,
         "archived_segments": state.archived_segments, "rebuilt_from": state.rebuilt_from,
-        "invariants": state.core is not None,
+        "invariants": state.core is not None, "anchor": state.anchor,
         "snapshots": [{"path": c.path, "sequence": c.sequence, "problem": c.problem}
                       for c in state.snapshots],
     }
 
 
-async def _verify_postgres(config) -> dict:
-    import asyncpg
+def _verify_files(config) -> dict:
+    from switch.server.offline import verify_file_journal
 
-    from ledger.journal_format import GENESIS, JournalPosition
-    from ledger.journal_postgres import _verified_records
+    return _report(verify_file_journal(config))
 
-    connection = await asyncpg.connect(config.postgres_dsn.reveal())
-    try:
-        head = GENESIS
-        records = 0
-        async for record in _verified_records(connection, config.journal_name, GENESIS):
-            records += 1
-            head = JournalPosition(sequence=record.sequence, record_hash=record.record_hash)
-    finally:
-        await connection.close()
-    return {"records": records, "head_sequence": head.sequence,
-            "head_hash": head.record_hash.hex(), "segments": 0, "archived_segments": 0,
-            "rebuilt_from": 0, "invariants": False, "snapshots": []}
+
+async def _verify_postgres(config, archive_dir) -> dict:
+    from switch.server.offline import verify_postgres_journal
+
+    return _report(await verify_postgres_journal(config, archive_dir=archive_dir))
 
 
 @journal.command("inspect")
@@ -423,33 +465,211 @@ async def _verify_postgres(config) -> dict:
 @click.option("--from", "from_sequence", type=click.IntRange(min=1), default=1,
               show_default=True, help="First record to print.")
 @click.option("--count", type=click.IntRange(1, 1_000_000), default=100, show_default=True)
-def journal_inspect(config_path, data_dir, postgres_dsn, from_sequence, count) -> None:
+def journal_inspect(config_path, data_dir, postgres_dsn, journal_name, archive_dir,
+                    from_sequence, count) -> None:
     """Print journal records for an auditor: sequence, time, hash, and each event as JSON
-    (verified as they are read; national IDs appear only as identity tokens)."""
-    import datetime
-
-    import msgspec
+    (verified as they are read; national IDs appear only as identity tokens). On
+    PostgreSQL, --archive reads the archived segments first."""
+    import asyncio
 
     from ledger.journal_format import GENESIS
-    from switch.server.journal import decode_tick
     from switch.server.offline import file_records
 
-    config = _offline_config(config_path, data_dir, postgres_dsn)
-    if config.journal == "postgres":
-        raise click.UsageError("inspect reads the file journal; for PostgreSQL use "
-                               "`ponte journal verify --postgres-dsn` and SQL")
-    printed = 0
-    for record in file_records(config.data_dir, GENESIS):
-        if record.sequence < from_sequence:
-            continue
+    config = _offline_config(config_path, data_dir, postgres_dsn, journal_name)
+    if archive_dir is not None and config.journal != "postgres":
+        raise click.UsageError("--archive is for a PostgreSQL journal (--postgres-dsn)")
+    with _journal_errors("inspect"):
+        if config.journal == "postgres":
+            asyncio.run(_inspect_postgres(config, archive_dir, from_sequence, count))
+        else:
+            _print_records(file_records(config.data_dir, GENESIS), from_sequence, count)
+
+
+async def _inspect_postgres(config, archive_dir, from_sequence: int, count: int) -> None:
+    from contextlib import aclosing
+
+    from switch.server.offline import postgres_journal_records
+
+    printer = _RecordPrinter(from_sequence, count)
+    async with aclosing(postgres_journal_records(config, archive_dir=archive_dir)) as records:
+        async for record in records:
+            if printer.done(record):
+                break
+
+
+def _print_records(records, from_sequence: int, count: int) -> None:
+    printer = _RecordPrinter(from_sequence, count)
+    for record in records:
+        if printer.done(record):
+            break
+
+
+class _RecordPrinter:
+    def __init__(self, from_sequence: int, count: int) -> None:
+        self.from_sequence = from_sequence
+        self.count = count
+        self.printed = 0
+
+    def done(self, record) -> bool:
+        """Print `record` if it is wanted; True once `count` records were printed."""
+        import datetime
+
+        import msgspec
+
+        from switch.server.journal import decode_tick
+
+        if record.sequence < self.from_sequence:
+            return False
         when = datetime.datetime.fromtimestamp(record.now_ns / 1e9, datetime.timezone.utc)
         click.echo(f"#{record.sequence} {when:%Y-%m-%dT%H:%M:%S.%fZ} "
                    f"hash={record.record_hash.hex()[:16]}")
         for _now_ns, event in decode_tick(record):
-            click.echo(f"  {type(event).__name__} {msgspec.json.encode(_readable(event)).decode()}")
-        printed += 1
-        if printed >= count:
-            break
+            click.echo(f"  {type(event).__name__} "
+                       f"{msgspec.json.encode(_readable(event)).decode()}")
+        self.printed += 1
+        return self.printed >= self.count
+
+
+@journal.command("archive")
+@click.option("--postgres-dsn", required=True, help="The database of the journal table.")
+@click.option("--to", "archive_dir", required=True, type=click.Path(file_okay=False),
+              help="Directory for the segment files (one sub-directory per journal name); "
+                   "use the same one every time, and back it up.")
+@click.option("--delete", is_flag=True,
+              help="Drop the detached partitions (and tables an earlier run kept, once "
+                   "their files read back whole from --to). Default: keep each detached "
+                   "partition as a plain table ledger_journal_detached_<sequence>.")
+def journal_archive(postgres_dsn, archive_dir, delete) -> None:
+    """Archive the PostgreSQL journal's old partitions: each partition, oldest first,
+    whose records the oldest retained snapshot (switch_snapshot) of every journal in it
+    covers — and that holds no journal's newest record — is written as hash-chained,
+    xz-compressed segment files (the file journal's format), fsynced, read back and
+    verified, recorded in ledger_journal_archive, and only then detached (without
+    stopping commits). Without --delete the detached table is kept, so nothing is gone
+    for good until the files are safe elsewhere. Exit 1 when nothing can be archived or a
+    chain does not verify (that partition stays)."""
+    import asyncio
+
+    with _journal_errors("archive"), _archive_progress() as progress:
+        report = asyncio.run(_archive(postgres_dsn, archive_dir, delete, progress))
+    for warning in report.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    for segment in report.segments:
+        click.echo(f"archived {segment.journal_name} {segment.base.sequence + 1}.."
+                   f"{segment.last.sequence} -> {segment.path}")
+    for name in report.kept:
+        click.echo(f"detached and kept {name}")
+    for name in report.dropped:
+        click.echo(f"dropped {name}")
+    if report.stopped_at:
+        click.echo(f"stopped: {report.stopped_at}")
+
+
+async def _archive(postgres_dsn, archive_dir, delete, progress):
+    from ledger.journal_archive import archive_partitions
+
+    return await archive_partitions(postgres_dsn, archive_dir, delete=delete,
+                                    progress=progress)
+
+
+class _archive_progress:
+    """A rich progress bar per partition, shown for partitions of many records."""
+
+    shown_from_records = 10_000
+
+    def __enter__(self):
+        self._progress = None
+        self._tasks: dict[str, int] = {}
+        return self.update
+
+    def update(self, partition: str, done: int, total: int) -> None:
+        if total < self.shown_from_records:
+            return
+        if self._progress is None:
+            from rich.console import Console
+            from rich.progress import Progress
+
+            self._progress = Progress(console=Console(stderr=True), transient=False)
+            self._progress.start()
+        if partition not in self._tasks:
+            self._tasks[partition] = self._progress.add_task(partition, total=total)
+        self._progress.update(self._tasks[partition], completed=done)
+
+    def __exit__(self, *exc_info) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+
+@journal.command("restore")
+@click.option("--postgres-dsn", required=True, help="The database to put the records into.")
+@click.option("--from", "archive_dir", required=True,
+              type=click.Path(exists=True, file_okay=False),
+              help="The directory `ponte journal archive --to` wrote.")
+@click.option("--journal-name", "journal_names", multiple=True,
+              help="Only these journals (default: every journal the directory holds).")
+def journal_restore(postgres_dsn, archive_dir, journal_names) -> None:
+    """Put archived records back into the journal table (migrations applied first), so
+    the journal reads from the genesis again: for each journal, every archived record
+    before the table's first one, verified on the chain and joined to that row, in one
+    transaction (all or nothing). Restored rows carry epoch 0. Exit 1 on any mismatch."""
+    import asyncio
+
+    with _journal_errors("restore"):
+        report = asyncio.run(_restore(postgres_dsn, archive_dir, list(journal_names)))
+    for name, count in sorted(report.restored.items()):
+        click.echo(f"restored {count} records of journal {name}")
+    for name in report.complete:
+        click.echo(f"journal {name} lacked nothing")
+
+
+async def _restore(postgres_dsn, archive_dir, journal_names):
+    from ledger.journal_archive import ArchiveRefused, archive_journals, restore_archive
+    from switch.store.migrate import migrate_dsn
+
+    if not archive_journals(archive_dir):  # refused before the database is touched
+        raise ArchiveRefused(f"{archive_dir} holds no journal's segments (expected "
+                             f"<journal name>/seg-*.journal.xz, as `ponte journal archive` "
+                             f"writes them)")
+    await migrate_dsn(postgres_dsn)
+    return await restore_archive(postgres_dsn, archive_dir, names=journal_names or None)
+
+
+@journal.command("partitions")
+@click.option("--postgres-dsn", required=True)
+@click.option("--records", "partition_records", default=None,
+              type=click.IntRange(journal_limits.JOURNAL_PARTITION_RECORDS_MIN,
+                                  journal_limits.JOURNAL_PARTITION_RECORDS_MAX),
+              help="Set the size (records, i.e. ticks) of partitions made from now on.")
+def journal_partitions(postgres_dsn, partition_records) -> None:
+    """The PostgreSQL journal's partitions: sequence range and rows per journal; with
+    --records, the size of the partitions made from now on (existing ones keep theirs)."""
+    import asyncio
+
+    with _journal_errors("partitions"):
+        asyncio.run(_partitions(postgres_dsn, partition_records))
+
+
+async def _partitions(postgres_dsn, partition_records) -> None:
+    from ledger.journal_archive import list_partitions
+    from ledger.journal_postgres import _connect, _require_schema
+
+    connection = await _connect(postgres_dsn)
+    try:
+        await _require_schema(connection)
+        if partition_records is not None:
+            await connection.execute(
+                "UPDATE ledger_journal_settings SET journal_partition_records = $1",
+                partition_records)
+        size = await connection.fetchval(
+            "SELECT journal_partition_records FROM ledger_journal_settings")
+        click.echo(f"journal_partition_records {size}")
+        for partition in await list_partitions(connection):
+            rows = ", ".join(f"{name} {r.first_sequence}..{r.last_sequence}"
+                             for name, r in partition.journals.items()) or "empty"
+            click.echo(f"{partition.name} {partition.first_sequence}.."
+                       f"{partition.end_sequence - 1}: {rows}")
+    finally:
+        await connection.close()
 
 
 def _readable(value):

@@ -286,6 +286,7 @@ class SwitchServer:
         journal is replayed (if its first segments are still there)."""
         config = self.config
         started = time.perf_counter()
+        log.info("recovery_started journal=%s", config.journal)
         self.snapshots = None
         journal_dir = None
         if config.journal == "file":

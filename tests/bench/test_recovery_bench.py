@@ -75,3 +75,36 @@ def test_record_build_replay_restart_and_snapshots_under_load_on_a_real_switch(t
     assert load["payments"] == 400 and load["snapshots"] >= 1
     assert load["snapshot_bytes"] > 0 and load["fork_pause_ms"] > 0
     assert 0 <= load["payments_during_snapshots"] <= 400
+
+
+@pytest.mark.slow
+def test_sigterm_while_the_journal_replays_stops_the_switch_gracefully(tmp_path):
+    """A SIGTERM during recovery (a long journal, no snapshot yet) stops the switch with
+    its graceful stop and exit 0 once it has started — it used to kill it (exit -15) when
+    it came before the handlers were installed, after /health already answered."""
+    import signal
+    import time
+
+    from switch.launcher import SwitchProcess
+
+    with Progress(console=Console(quiet=True)) as progress:
+        recording = rb.record(str(tmp_path), 200)
+        rb.build(recording, 400_000, 256 * 1024 * 1024, progress)
+    switch = SwitchProcess({**recording.config, "snapshots_enabled": False})
+    with open(switch.log_path, "rb") as file:
+        earlier = len(file.read())  # the recording's own lines
+
+    def this_run() -> str:
+        with open(switch.log_path, "rb") as file:
+            return file.read()[earlier:].decode(errors="replace")
+
+    switch.start(wait_healthy=False)
+    deadline = time.monotonic() + 60
+    while "recovery_started" not in this_run():
+        assert time.monotonic() < deadline and switch.process.poll() is None
+        time.sleep(0.01)
+    assert "server_started" not in this_run()  # still replaying 400,000 transfers
+    switch.process.send_signal(signal.SIGTERM)
+    assert switch.process.wait(120) == 0, this_run()
+    log = this_run()
+    assert "server_started" in log and "server_stopped" in log
