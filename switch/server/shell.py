@@ -370,6 +370,21 @@ class Shell:
                 final = _final_decoder.decode(data)
         return final
 
+    def _answered_without_core(self, participant_id: int, message, origin,
+                               tick: Tick) -> bool:
+        """For a transfer or return id the core does not hold: answered here (True) when
+        it is a resend of one the archive or the history holds, or refused
+        SERVICE_UNAVAILABLE when the history could not say — never handed to the core,
+        which would take the id for a new transfer."""
+        final = self._final(participant_id, message.transfer_id)
+        if final is not None:
+            self._answer_from_history(participant_id, message, final, origin, tick)
+            return True
+        if (participant_id, message.transfer_id) in self._history_unknown:
+            self._refuse(tick, participant_id, message, Result.SERVICE_UNAVAILABLE, origin)
+            return True
+        return False
+
     def _answer_from_history(self, participant_id: int, message, final: FinalTransfer,
                              origin, tick: Tick) -> None:
         """A resend of a transfer (or return) only the history holds: compared with what
@@ -441,18 +456,9 @@ class Shell:
                         tick.origins[id(origin)] = [origin, 1]
                     else:
                         counted[1] += 1
-                if self.core.transfer_record(participant_id, message.transfer_id) is None:
-                    # A resend of a transfer the core dropped: answered as a resend, never
-                    # handed to the core (it would take the id for a new transfer).
-                    final = self._final(participant_id, message.transfer_id)
-                    if final is not None:
-                        self._answer_from_history(participant_id, message, final, origin,
-                                                  tick)
-                        continue
-                    if (participant_id, message.transfer_id) in self._history_unknown:
-                        self._refuse(tick, participant_id, message,
-                                     Result.SERVICE_UNAVAILABLE, origin)
-                        continue
+                if self.core.transfer_record(participant_id, message.transfer_id) is None and (
+                        self._answered_without_core(participant_id, message, origin, tick)):
+                    continue
                 event = TransferRequested(payer_participant_id=participant_id,
                                           payee_participant_id=route[0],
                                           payee_account_ref=route[1], request=message)
@@ -499,13 +505,7 @@ class Shell:
             if held is not None:
                 route = held  # the core answers the resend from its record
             else:
-                final = self._final(participant_id, message.transfer_id)
-                if final is not None:
-                    self._answer_from_history(participant_id, message, final, origin, tick)
-                    return None
-                if (participant_id, message.transfer_id) in self._history_unknown:
-                    self._refuse(tick, participant_id, message, Result.SERVICE_UNAVAILABLE,
-                                 origin)
+                if self._answered_without_core(participant_id, message, origin, tick):
                     return None
                 if route is None:
                     # Archived when routes were asked, forgotten since: ask again.
@@ -523,21 +523,15 @@ class Shell:
         if message_type is PayeeAnswer:
             return PayeeAnswered(payee_participant_id=participant_id, answer=message)
         if message_type is ReturnRequest:
-            unknown = self._history_unknown
-            if self.core.transfer_record(participant_id, message.transfer_id) is None:
-                final = self._final(participant_id, message.transfer_id)
-                if final is not None:
-                    self._answer_from_history(participant_id, message, final, origin, tick)
-                    return None
-                if (participant_id, message.transfer_id) in unknown:
-                    self._refuse(tick, participant_id, message, Result.SERVICE_UNAVAILABLE,
-                                 origin)
-                    return None
+            if self.core.transfer_record(participant_id, message.transfer_id) is None and (
+                    self._answered_without_core(participant_id, message, origin, tick)):
+                return None
             original = None
             ref = message.original
             if self.core.transfer_record(ref.payer_participant_id, ref.transfer_id) is None:
                 original = self._final(ref.payer_participant_id, ref.transfer_id)
-                if original is None and (ref.payer_participant_id, ref.transfer_id) in unknown:
+                if original is None and (ref.payer_participant_id, ref.transfer_id) in (
+                        self._history_unknown):
                     self._refuse(tick, participant_id, message, Result.SERVICE_UNAVAILABLE,
                                  origin)
                     return None
