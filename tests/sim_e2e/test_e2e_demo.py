@@ -5,11 +5,9 @@ another demo running on the same box cannot fail these tests."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
-import urllib.request
 
 import pytest
 

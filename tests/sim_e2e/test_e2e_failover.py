@@ -13,37 +13,14 @@ import time
 import asyncpg
 import pytest
 
-from connectors.sdk.stream_client import StreamClient
-from e2e_helpers import assert_books_reconcile
-from switch.core.messages import TransferOutcome, TransferRequest
+from e2e_helpers import assert_books_reconcile, pay_and_collect, payee_aliases, statuses
+from switch.core.messages import TransferOutcome
 from switch.launcher import SwitchProcess, sim_server_config
-from test_e2e_recovery import payee_aliases
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
 SECRETS = {"api_key_pepper": "pepper-" + "p" * 32, "directory_secret": "dir-" + "d" * 32,
            "admin_token": "admin-" + "a" * 24}
-
-
-async def pay_and_collect(ports: list[int], api_key: str, aliases, prefix: str):
-    client = await StreamClient.connect(
-        "127.0.0.1", ports[0], api_key=api_key,
-        fallback_addresses=[("127.0.0.1", port) for port in ports[1:]])
-    futures = [client.submit_transfer(TransferRequest(
-        transfer_id=f"{prefix}-{i}", payee=alias, amount_minor=100 + i, currency="KES",
-        expires_at_ns=time.time_ns() + 30 * 10**9, payer_user_ref=f"t{i}"))
-        for i, alias in enumerate(aliases)]
-    outcomes = await asyncio.wait_for(asyncio.gather(*futures), 60)
-    participant_id = client.participant_id
-    await client.close()
-    return participant_id, outcomes
-
-
-async def statuses(port: int, api_key: str, participant_id: int, transfer_ids: list[str]):
-    client = await StreamClient.connect("127.0.0.1", port, api_key=api_key)
-    answers = [await client.status(participant_id, transfer_id) for transfer_id in transfer_ids]
-    await client.close()
-    return answers
 
 
 async def journal_epochs(dsn: str) -> list[int]:

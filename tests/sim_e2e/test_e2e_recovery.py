@@ -10,43 +10,11 @@ import time
 
 import pytest
 
-from connectors.sim.population import Population, load_profile
-from e2e_helpers import PROFILE, assert_books_reconcile
 from connectors.sdk.stream_client import StreamClient
-from switch.core.messages import Party, TransferOutcome, TransferRequest
+from e2e_helpers import assert_books_reconcile, pay_and_collect, payee_aliases, statuses
+from switch.core.messages import TransferOutcome
 
 pytestmark = pytest.mark.slow
-
-
-def payee_aliases(count: int) -> list[Party]:
-    population = Population.build(load_profile(PROFILE), 1)
-    aliases = []
-    for customer in population.customers("wallet_a"):
-        for alias in customer.aliases:
-            if alias.kind.value == "MSISDN":
-                aliases.append(Party(alias_type="MSISDN", alias_value=alias.value))
-        if len(aliases) == count:
-            return aliases
-    return aliases
-
-
-async def pay_and_collect(port: int, api_key: str, aliases: list[Party], prefix: str):
-    client = await StreamClient.connect("127.0.0.1", port, api_key=api_key)
-    futures = [client.submit_transfer(TransferRequest(
-        transfer_id=f"{prefix}-{i}", payee=alias, amount_minor=100 + i, currency="KES",
-        expires_at_ns=time.time_ns() + 30 * 10**9, payer_user_ref=f"t{i}"))
-        for i, alias in enumerate(aliases)]
-    outcomes = await asyncio.wait_for(asyncio.gather(*futures), 30)
-    participant_id = client.participant_id
-    await client.close()
-    return participant_id, outcomes
-
-
-async def statuses(port: int, api_key: str, participant_id: int, transfer_ids: list[str]):
-    client = await StreamClient.connect("127.0.0.1", port, api_key=api_key)
-    answers = [await client.status(participant_id, transfer_id) for transfer_id in transfer_ids]
-    await client.close()
-    return answers
 
 
 def test_sigkill_mid_traffic_then_restart_resumes_and_reconciles(rig):
