@@ -379,6 +379,7 @@ def replay_and_snapshot(recording: Recording, built: Built, tail_events: int,
         for now_ns, event in decode_tick(record):
             counts["events"] += 1
             step(event, now_ns)  # a ProtocolError here means the built journal is wrong
+        archive.forget_written()  # as the server's replay does (SwitchServer._replay_record)
         if record.sequence == snapshot_at:
             started = time.perf_counter()
             position = JournalPosition(

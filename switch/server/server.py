@@ -392,6 +392,11 @@ class SwitchServer:
                 pass  # not acted on live either (and not journaled by this server)
         if self.role == "standby" and self._archive.durable:
             self._standby_history()
+        else:
+            # As at the end of a live tick: memory keeps at most outcomes_archived_max
+            # confirmed outcomes. Without this a long replay (or a standby following for
+            # days) kept every final it saw, ~900 bytes a transfer.
+            self._archive.forget_written()
 
     def _standby_history(self) -> None:
         """A standby stores no history (its primary does), yet its archive queues every

@@ -295,3 +295,37 @@ async def test_a_history_store_that_cannot_be_read_refuses_unknown_ids_and_never
             if client is not None:
                 await client.close()
         await server.stop(drain_s=0)
+
+
+async def test_a_full_replay_keeps_memory_bounded_by_outcomes_archived_max(tmp_path):
+    """The replay at a restart trims the memory archive as a live tick does: without a
+    durable history it holds at most outcomes_archived_max outcomes after replaying a
+    journal of many more (it kept every final it replayed, ~900 bytes a transfer, and a
+    50M-transfer replay ran out of memory)."""
+    options = {**TINY, "history_enabled": False}
+    server = await start_test_server(str(tmp_path), **options)
+    participants = await onboard(server, ["bank_a", "bank_b"])
+    payer, payee = await clients(server, participants)
+    try:
+        assert (await payee.register_aliases([AliasRegistration(
+            alias_type="MSISDN", alias_value=PAYEE_ALIAS.alias_value, account_ref="acc-1",
+            owner_national_id="1234567890", display_name="Jane Doe")])).registered == 1
+        for round_ in range(5):
+            await asyncio.sleep(1.1)  # past the earlier ones' expiry: the core may drop them
+            for index in range(6):  # the core's table (8) keeps finals until they expire
+                outcome = await asyncio.wait_for(
+                    payer.submit_transfer(short(f"r{round_}-{index}")), 10)
+                assert outcome.state is TransferState.COMMITTED, outcome
+    finally:
+        await payer.close()
+        await payee.close()
+        await server.stop()
+    server = await start_test_server(str(tmp_path), **options)
+    try:
+        archive = server.shell.archive
+        assert server.replayed_events > 30
+        assert archive._archived > TINY["outcomes_archived_max"]  # it archived many...
+        assert len(archive._finals) <= TINY["outcomes_archived_max"]  # ...and kept few
+        assert len(archive._order) <= TINY["outcomes_archived_max"]
+    finally:
+        await server.stop()
