@@ -195,12 +195,11 @@ def _start_settlement(server: SwitchServer) -> None:
 async def _start_listeners(server: SwitchServer) -> None:
     config = server.config
     _start_settlement(server)
+    server.gateway.signature_policy = SignaturePolicy(server)
     if config.stream_enabled:
         from connectors.stream.server import start_stream_server
 
-        server.stream_server = await start_stream_server(
-            server.gateway, config, server.registry,
-            signature_required=signature_required_participants(config.http))
+        server.stream_server = await start_stream_server(server.gateway, config, server.registry)
     if config.http_enabled:
         from connectors.http.app import HttpConnectorConfig, start_http_connector
 
@@ -275,6 +274,38 @@ async def _start_g2p(server: SwitchServer) -> None:
                    lambda: engine.in_flight)
     registry.gauge("ponte_g2p_pacing_yields_total", "G2P pump steps skipped for live "
                    "traffic.", lambda: engine.yields_total, kind="counter")
+
+
+class SignaturePolicy:
+    """`participant_id in policy`: must this participant sign its requests? A participant's
+    security policy is declared with its keys in one connector's table — `[http]
+    participant_keys` (`signature_required`), an FSPIOP participant registered with a key
+    (required by default), an `[iso20022]` bank (`signature_required`) — and holds on every
+    door: a door that can check the signature checks it, the stream asks for mTLS + key at
+    Hello, and a door with no key for it (or none at all, G2P) refuses. Read live from the
+    connectors, so an FSPIOP registration approved at run time holds at once."""
+
+    __slots__ = ("server", "declared")
+
+    def __init__(self, server: SwitchServer) -> None:
+        self.server = server
+        # Known before the HTTP connector starts, so the stream applies it from the start.
+        self.declared = signature_required_participants(server.config.http)
+
+    def __contains__(self, participant_id: object) -> bool:
+        server = self.server
+        if participant_id in self.declared:
+            return True
+        http = server.http_connector
+        if http is not None and participant_id in http.signature_required:
+            return True
+        fspiop = server.fspiop_connector
+        if fspiop is not None:
+            dfsp = fspiop.dfsps.get(participant_id)
+            if dfsp is not None and dfsp.signature_required:
+                return True
+        iso = server.iso20022_connector
+        return iso is not None and participant_id in iso.inbound.signature_required
 
 
 def signature_required_participants(http_table: dict) -> frozenset[int]:

@@ -620,7 +620,12 @@ class FspiopConnector:
             return _error("3100", "FSPIOP-Source is not the authenticated participant", 403)
         # Deployed Mojaloop software does not sign PUT /parties (the SDK's
         # JWS_SIGN_PUT_PARTIES defaults to false): verified when signed, not required.
-        required = dfsp.signature_required and not (resource == b"parties" and method == b"PUT")
+        required = (dfsp.signature_required or dfsp.participant_id in self.gateway.signature_policy
+                    ) and not (resource == b"parties" and method == b"PUT")
+        if method in _BODY_METHODS and required and dfsp.key is None:
+            # Its policy (declared for another door) asks for signatures; no key here.
+            return _error("3105", "this participant must sign its requests: no key registered "
+                          "for it on this connector", 401)
         if method in _BODY_METHODS and dfsp.key is not None and (
                 required or b"fspiop-signature" in headers):
             uri = request.path if request.query is None else \

@@ -94,6 +94,8 @@ def http_error(status: int, detail: str) -> Response:
 
 _UNAUTHORIZED = error(Result.VALIDATION_ERROR, "missing or unknown API key", 401)
 _NOT_JSON = error(Result.VALIDATION_ERROR, "Content-Type must be application/json", 415)
+_SIGNATURE_REQUIRED = error(Result.INVALID_SIGNATURE, "this participant's policy requires "
+                            "signed requests, which this door does not verify", 401)
 
 
 def now_text() -> str:
@@ -193,6 +195,10 @@ class G2PConnector:
             return _UNAUTHORIZED
         if participant_id is None:
             return _UNAUTHORIZED
+        if participant_id in self.gateway.signature_policy:
+            # G2P Connect's `signature` field is not verified here, so a participant whose
+            # policy requires signed requests cannot use this door (docs/g2p.md).
+            return _SIGNATURE_REQUIRED
         return participant_id
 
     async def _post(self, request: Request, kind: str, sync: bool) -> Response:

@@ -333,11 +333,15 @@ class HttpConnector:
             return _NOT_JSON
         key = self.keys.get(caller)
         if key is None:
+            if caller in self.gateway.signature_policy:
+                # Its policy (declared for another door) requires signatures, and this
+                # door holds no key to check them with: refused, never let through.
+                return _SIGNATURE_REQUIRED
             return caller  # no registered key: a signature, if any, cannot be checked
         try:
             found = signature_from_headers(request.headers)
             if found is None:
-                if caller in self.signature_required:
+                if caller in self.signature_required or caller in self.gateway.signature_policy:
                     return _SIGNATURE_REQUIRED
                 return caller
             uri = request.path if request.query is None else request.path + b"?" + request.query

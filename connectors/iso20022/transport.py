@@ -261,11 +261,14 @@ class Inbound:
         if media not in _XML_TYPES:
             return _NOT_XML
         key = self.keys.get(caller)
+        required = caller in self.signature_required or caller in self.gateway.signature_policy
+        if key is None and required:
+            return _SIGNATURE_REQUIRED  # no key here to check the signature its policy asks for
         if key is not None:
             try:
                 found = signature_from_headers(request.headers)
                 if found is None:
-                    if caller in self.signature_required:
+                    if required:
                         return _SIGNATURE_REQUIRED
                 else:
                     verify_detached(found[0], found[1], request.body, key)

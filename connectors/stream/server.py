@@ -281,7 +281,8 @@ class StreamConnection(asyncio.Protocol):
             self._fail(StreamError.AUTHENTICATION_FAILED)
             return
         server = self.server
-        if participant_id in server.signature_required and not (
+        if (participant_id in server.signature_required
+                or participant_id in self.gateway.signature_policy) and not (
                 hello.api_key and self._certificate_participant == participant_id):
             self._fail(StreamError.MTLS_REQUIRED, "this participant must sign its requests: "
                        "on the stream, connect with its client certificate and API key")

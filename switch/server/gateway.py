@@ -113,7 +113,7 @@ import hmac
 import logging
 import time
 from collections import OrderedDict, deque
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Container, Protocol
 
 from switch.core.messages import (
     ALIAS_TYPE_NUMBERS,
@@ -227,6 +227,12 @@ class Gateway:
         # connectors serve a participant its own windows, statements and reconciliations
         # through it (`participant_windows`, `statement`, `reconcile`); None otherwise.
         self.settlement = None
+        # The participants whose security policy requires signed requests, whichever
+        # table declared it (HTTP keys, FSPIOP participants, ISO 20022 banks): every door
+        # reads it at authentication and either checks a signature or refuses (the stream
+        # asks for mTLS + key at Hello). Set by the composition root; read live, so a
+        # registration made at run time holds at once.
+        self.signature_policy: Container[int] = frozenset()
 
     # -- lifecycle (the server calls these) ------------------------------------------
 
