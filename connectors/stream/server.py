@@ -72,6 +72,8 @@ def server_ssl_context(cert_path: str, key_path: str, client_ca_path: str = "") 
 
 
 class StreamConnection(asyncio.Protocol):
+    session = True  # a live session: revocation and suspension close it (Gateway.close_sessions)
+
     def __init__(self, server: StreamServer) -> None:
         self.server = server
         self.gateway = server.gateway

@@ -80,14 +80,18 @@ class LocalSwitch:
     async def set_callback_url(self, participant_id: int, callback_url: str) -> None:
         self._row(participant_id)["callback_url"] = callback_url
 
-    async def issue_api_key(self, participant_id: int, revoke_others: bool) -> tuple[str, str]:
+    async def issue_api_key(self, participant_id: int,
+                            revoke_others: bool) -> tuple[str, str, int]:
         row = self._row(participant_id)
         key_id = f"k{participant_id}-{secrets.token_hex(4)}"
         api_key = secrets.token_urlsafe(32)
         if revoke_others:
             row["keys"].clear()
         row["keys"][key_id] = hashlib.sha256(api_key.encode()).digest()
-        return key_id, api_key
+        return key_id, api_key, 0  # no connectors here: no live sessions
+
+    def close_sessions(self, participant_id: int, reason: str) -> int:
+        return 0  # no connectors here: no live sessions
 
     async def add_certificate(self, participant_id: int, fingerprint: bytes) -> None:
         if len(fingerprint) != 32:

@@ -126,9 +126,15 @@ class SwitchPort(Protocol):
 
     async def set_callback_url(self, participant_id: int, callback_url: str) -> None: ...
 
-    async def issue_api_key(self, participant_id: int, revoke_others: bool) -> tuple[str, str]:
-        """Issue a new API key (revoking the others when asked): (key_id, key), the key
-        returned once and stored only as its hash."""
+    async def issue_api_key(self, participant_id: int,
+                            revoke_others: bool) -> tuple[str, str, int]:
+        """Issue a new API key (revoking the others when asked, which closes at once every
+        live session they authenticated): (key_id, key, sessions closed), the key returned
+        once and stored only as its hash."""
+
+    def close_sessions(self, participant_id: int, reason: str) -> int:
+        """Close every live session of the participant now, on every door (its suspension);
+        returns how many were closed, for the audit record."""
 
     async def add_certificate(self, participant_id: int, fingerprint: bytes) -> None:
         """Accept a TLS client certificate (SHA-256 of its DER) as the participant's."""

@@ -326,8 +326,9 @@ class AdminService:
     # -- the switch ------------------------------------------------------------------------
 
     async def _submit(self, caller: Caller, action: str, target: str, event,
-                      detail: dict) -> None:
-        """Submit one operator event; audit its answer; refuse unless it is OK."""
+                      detail: dict, then: Callable[[], dict] | None = None) -> None:
+        """Submit one operator event; audit its answer; refuse unless it is OK. `then`, once
+        the switch said OK: its effect outside the core, whose result joins the audit."""
         detail = {**detail, "request_id": event.request_id}
         try:
             answer = await asyncio.wait_for(self.switch.submit(event), self.submit_timeout_s)
@@ -343,6 +344,8 @@ class AdminService:
                               {**detail, "core_result": name})
             raise AdminRefusal(AdminResult.SWITCH_REFUSED, f"{name} {answer.detail}".strip(),
                                core_result=int(answer.result))
+        if then is not None:
+            detail.update(then())
         await self._audit(caller, action, target, AdminResult.OK, detail)
 
     @staticmethod
@@ -424,9 +427,13 @@ class AdminService:
         await self.require(caller, Role.OPERATOR, action, target)
         self._participant(participant_id)
         event_type = ParticipantSuspended if suspend else ParticipantResumed
+        # A suspended participant's live sessions close at once, on every door, and the
+        # audit record of the suspension says how many (docs/operator-guide.md).
+        then = (lambda: {"sessions_closed": self.switch.close_sessions(
+            participant_id, "participant suspended")}) if suspend else None
         await self._submit(caller, action, target, event_type(
             request_id=self._request_id(action.split(".")[1]), participant_id=participant_id),
-            {})
+            {}, then=then)
         return self.participant(participant_id)
 
     # -- settlement (switch/settlement, docs/settlement.md) -------------------------------------
@@ -761,9 +768,12 @@ class AdminService:
                     return _Outcome(Result.SERVICE_UNAVAILABLE,
                                     "interrupted by a restart before its key could be shown; "
                                     "propose it again")
-                key_id, api_key = await switch.issue_api_key(body.participant_id,
-                                                             body.revoke_others)
-                return _Outcome(Result.OK, f"api key {key_id}", key_id, api_key)
+                key_id, api_key, closed = await switch.issue_api_key(body.participant_id,
+                                                                     body.revoke_others)
+                detail = f"api key {key_id}"
+                if body.revoke_others:
+                    detail += f"; others revoked, {closed} live sessions closed"
+                return _Outcome(Result.OK, detail, key_id, api_key)
         except AdminRefusal as refusal:
             return _Outcome(Result.ADMIN_PARTICIPANT_NOT_FOUND, refusal.detail)
         except ValueError as error:
@@ -824,7 +834,7 @@ class AdminService:
         if not reveal:
             return _Outcome(Result.OK, "carried out after a restart: no API key was issued; "
                                        "propose a key rotation")
-        key_id, api_key = await switch.issue_api_key(participant_id, False)
+        key_id, api_key, _ = await switch.issue_api_key(participant_id, False)
         return _Outcome(Result.OK, f"api key {key_id}", key_id, api_key)
 
     async def restore_settings(self) -> int:

@@ -130,11 +130,18 @@ class ServerSwitch:
         credentials = await self._credentials_row(participant_id)
         await credentials.set_callback_url(participant_id, callback_url)
 
-    async def issue_api_key(self, participant_id: int, revoke_others: bool) -> tuple[str, str]:
+    async def issue_api_key(self, participant_id: int,
+                            revoke_others: bool) -> tuple[str, str, int]:
         credentials = await self._credentials_row(participant_id)
-        api_key = await credentials.issue_key(participant_id, revoke_others=revoke_others)
+        closed = 0
+        if revoke_others:
+            closed = await credentials.revoke_keys(participant_id, "API key revoked")
+        api_key = await credentials.issue_key(participant_id)
         key_id = api_key.split("_")[1]  # ponte_<key id>_<secret>
-        return key_id, api_key
+        return key_id, api_key, closed
+
+    def close_sessions(self, participant_id: int, reason: str) -> int:
+        return self.server.gateway.close_sessions(participant_id, None, reason)
 
     async def add_certificate(self, participant_id: int, fingerprint: bytes) -> None:
         credentials = await self._credentials_row(participant_id)

@@ -692,9 +692,14 @@ class Gateway:
         """Close at once every live session of `participant_id` — only those a key
         authenticated when `key_hash` (the key's `hash_api_key`) is given (revocation),
         all of them when it is None (suspension). Each attached sink is told
-        ``close(reason)`` and detached. Returns how many closed, for the audit record."""
+        ``close(reason)`` and detached. Only sessions close (a sink with `session = True`,
+        the stream's connections): the HTTP, FSPIOP, ISO 20022, Mobile Money and G2P doors
+        are stateless — each request carries its credential and a suspended or revoked one
+        is refused at the next — and stay attached, so a resumed participant is served
+        again. Returns how many closed, for the audit record."""
         closing = [sink for sink in self._sinks.get(participant_id, ())
-                   if key_hash is None or getattr(sink, "key_hash", None) == key_hash]
+                   if getattr(sink, "session", False) and (
+                       key_hash is None or getattr(sink, "key_hash", None) == key_hash)]
         for sink in closing:
             try:
                 sink.close(reason)

@@ -5,8 +5,15 @@ console inside the server process when `console_enabled`."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+
 import httpx
 import pytest
+
+from connectors.sdk import ACCEPT
+from connectors.sdk.stream_client import StreamClient
+from connectors.stream.protocol import StreamError
 
 from console_traffic import Traffic, msisdn, start_server
 from switch.admin.passwords import Passwords
@@ -155,18 +162,40 @@ async def test_the_in_process_bootstrap_is_audited_as_system(running):
     assert all(created.api_key not in r.detail for r in records)
 
 
-async def test_a_suspension_through_the_console_refuses_real_transfers(running):
+async def reconnect(server, traffic, name: str, api_key: str) -> None:
+    await traffic.clients[name].close()
+    traffic.clients[name] = await StreamClient.connect(
+        "127.0.0.1", server.stream_port, api_key=api_key, on_credit_request=lambda _r: ACCEPT)
+
+
+async def test_a_suspension_through_the_console_closes_sessions_and_refuses_transfers(running):
+    """Suspension ends the participant's live stream session at once (SESSION_REVOKED, the
+    count in the audit record); reconnecting, it is refused PAYER_BLOCKED until resumed.
+    Its stateless doors stay attached, so it is served again once resumed."""
     server, traffic, console = running
     bank_a = traffic.participant_ids["bank-a"]
+    live = traffic.clients["bank-a"]
+    api_key = await server.credentials.issue_key(bank_a)  # the session's key stays valid
     async with session(console, "bob") as bob:
         answer = await bob.post(f"/api/admin/participants/{bank_a}/suspend")
         assert answer.status_code == 200
+        for _ in range(100):
+            if live.protocol_error is not None:
+                break
+            await asyncio.sleep(0.02)
+        assert live.protocol_error.error is StreamError.SESSION_REVOKED
+        assert live.protocol_error.detail == "participant suspended"
+        assert not server.gateway.attached(bank_a)
+        await reconnect(server, traffic, "bank-a", api_key)
         _, future = traffic.transfer("bank-a", 1, 100)
         outcome = await future
         assert outcome.result == Result.PAYER_BLOCKED
         await bob.post(f"/api/admin/participants/{bank_a}/resume")
         _, future = traffic.transfer("bank-a", 1, 100)
         assert (await future).result == Result.OK
+        suspended = [r for r in (await bob.get("/api/admin/audit", params={
+            "actor": "bob"})).json() if r["action"] == "participant.suspend"]
+        assert json.loads(suspended[0]["detail"])["sessions_closed"] == 1
         metrics = (await bob.get("/metrics")).text
         assert 'ponte_transfers_total{state="REJECTED",result="PAYER_BLOCKED"} 1' in metrics
         assert 'ponte_transfers_total{state="COMMITTED",result="OK"} 1' in metrics
@@ -284,3 +313,19 @@ async def test_verify_audit_command_detects_a_tail_truncated_after_the_anchor(ru
     assert truncated.exit_code == 1, truncated.output
     assert f"BROKEN at record {anchored_seq - 1}" in truncated.output
     assert "removed from its end" in truncated.output
+
+
+async def test_a_key_rotation_closes_the_revoked_keys_live_sessions_and_says_how_many(running):
+    server, traffic, console = running
+    bank_b = traffic.participant_ids["bank-b"]
+    live = traffic.clients["bank-b"]
+    async with session(console, "alice") as alice, session(console, "ada") as ada:
+        rotated = await _carried_out(alice, ada, {"kind": "rotate_key", "participant_id": bank_b,
+                                                  "revoke_others": True})
+        assert rotated["state"] == "executed", rotated
+        for _ in range(100):
+            if live.protocol_error is not None:
+                break
+            await asyncio.sleep(0.02)
+        assert live.protocol_error.error is StreamError.SESSION_REVOKED
+        assert "others revoked, 1 live sessions closed" in json.dumps(rotated), rotated
