@@ -20,6 +20,7 @@ from bench.e2e_bench import e2e_command  # noqa: E402
 from bench.g2p_bench import g2p_command  # noqa: E402
 from bench.iso20022_bench import iso20022_command  # noqa: E402
 from bench.e2e_mobilemoney import mobilemoney_command  # noqa: E402
+from bench.flood_bench import flood_command  # noqa: E402
 from bench.fspiop_bench import fspiop_command  # noqa: E402
 from bench.ledger_bench import ledger_command  # noqa: E402 - registered after the group
 from bench.locust.command import locust_command  # noqa: E402
@@ -41,3 +42,4 @@ bench.add_command(locust_command)
 bench.add_command(iso20022_command)
 bench.add_command(settlement_command)
 bench.add_command(recovery_command)
+bench.add_command(flood_command)
