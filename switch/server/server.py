@@ -827,4 +827,8 @@ class Maintenance:
         if self._snapshot_due(events_decided):
             self.events_at_last = events_decided
             self.last_ns = time.monotonic_ns()
-            server.snapshots.take(server.core, server.shell.archive, server.journal.position)
+            durable_first = [path for observer in server.backends.observers
+                             if hasattr(observer, "before_snapshot")
+                             for path in observer.before_snapshot()]
+            server.snapshots.take(server.core, server.shell.archive, server.journal.position,
+                                  durable_first)

@@ -204,16 +204,19 @@ class SnapshotWriter:
         self.reap()
         return self._child is not None
 
-    def take(self, core, archive, position: JournalPosition) -> bool:
+    def take(self, core, archive, position: JournalPosition,
+             durable_first: list[str] = ()) -> bool:
         """Fork a child that snapshots `core` and `archive` at `position` (durable, and the
-        core's state is exactly the journal up to it). False if a child is still busy."""
+        core's state is exactly the journal up to it). `durable_first`: files the child
+        fsyncs before it writes the snapshot (the settlement entry log, whose entries the
+        snapshot covers). False if a child is still busy."""
         if self.busy:
             return False
         started = time.perf_counter()
         started_ns = time.time_ns()
         pid = os.fork()
         if pid == 0:  # the child: never return into the parent's code
-            os._exit(self._child_main(core, archive, position))
+            os._exit(self._child_main(core, archive, position, durable_first))
         self.status.fork_s = time.perf_counter() - started
         self._child = pid
         self._child_position = position
@@ -221,10 +224,12 @@ class SnapshotWriter:
         self._child_started_ns = started_ns
         return True
 
-    def _child_main(self, core, archive, position: JournalPosition) -> int:
+    def _child_main(self, core, archive, position: JournalPosition,
+                    durable_first: list[str] = ()) -> int:
         try:
             _close_inherited_descriptors()
             gc.disable()  # the frozen heap is shared copy-on-write: don't walk it
+            _fsync_paths(durable_first)
             state = encode_server_snapshot(core, archive, position)
             path = self.store.write(state, position)
             if self.table is not None:
@@ -279,6 +284,24 @@ class SnapshotWriter:
             self.reap()
             if self._child is not None:
                 time.sleep(0.01)
+
+
+def _fsync_paths(paths) -> None:
+    """Each file's data, then each directory's entries, on the disk."""
+    directories = set()
+    for path in paths:
+        descriptor = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+        directories.add(os.path.dirname(path) or ".")
+    for directory in directories:
+        descriptor = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
 
 
 def _read_file(path: str) -> bytes:

@@ -229,6 +229,21 @@ class EntryLog:
         for window_file in self._current.values():
             self._write(window_file)
 
+    def before_snapshot(self) -> list[str]:
+        """A snapshot is about to be taken: write every buffer now (page cache, cheap) and
+        name the files that must reach the disk before the snapshot does. A recovery from
+        that snapshot replays only the journal after it, so the entries before it must be
+        durable first: the snapshot's writer fsyncs these paths (`durable_paths`), then
+        writes the snapshot. Without it a power cut could keep the snapshot and lose the
+        entries it covers, and statements would silently miss them."""
+        self.flush()
+        paths = []
+        for window_file in self._current.values():
+            if os.path.exists(window_file.path):
+                paths.append(window_file.path)
+                paths.append(self._index_path(window_file.window_id))
+        return paths
+
     def size(self, window_id: int) -> int:
         """Bytes of `window_id`'s entries on disk (after `flush`): a reader reads only up to
         this, so entries appended while it reads are not half-read."""
