@@ -1,6 +1,6 @@
 """The docs name only what exists: every link and every repository path a page quotes
 (`switch/...`, `ledger/...`, `connectors/...`, `bench/...`, `tests/...`, `docs/...`) is in
-this repository. A page describing a module that is gone, or pointing outside the
+this repository — the README too. A page describing a module that is gone, or pointing outside the
 repository, fails here instead of misleading a reader."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PAGES = sorted((ROOT / "docs").glob("*.md"))
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]  # the README first
 _LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
 _QUOTED_PATH = re.compile(
     r"`((?:\.\./)+[^`\s]*|(?:switch|ledger|connectors|bench|tests|docs)/[A-Za-z0-9_./-]*"
