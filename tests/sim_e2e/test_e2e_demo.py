@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 import re
 import signal
+import subprocess
+import sys
 
 import pytest
 
@@ -166,6 +168,28 @@ def test_books_that_do_not_reconcile_fail_the_demo(rig):
     text = out.getvalue()
     assert "books do not reconcile" in text
     assert books["name"] in text[text.index("books do not reconcile"):]
+
+
+def test_a_real_demo_whose_books_do_not_reconcile_exits_1():
+    """The whole `ponte demo` process, with its books made to disagree by one minor unit
+    (the simulators' final report altered inside the demo, before its end check): it says
+    so and exits 1, and its children are gone. The check itself is tested above; this is
+    the run around it."""
+    wrapper = (
+        "import sys, switch.demo as demo\n"
+        "check = demo._summary\n"
+        "def off_by_one(console, switch, final, movements, money):\n"
+        "    final['books'][0]['position_minor'] += 1\n"
+        "    return check(console, switch, final, movements, money)\n"
+        "demo._summary = off_by_one\n"
+        "from switch.cli import main\n"
+        "sys.argv = ['ponte', 'demo', '--seconds', '2', '--tps', '100']\n"
+        "main()\n")
+    process = subprocess.run([sys.executable, "-c", wrapper], capture_output=True, text=True,
+                             timeout=180, env={**os.environ, "COLUMNS": "80"})
+    out = process.stdout + process.stderr
+    assert process.returncode == 1, out
+    assert "books do not reconcile" in out
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
