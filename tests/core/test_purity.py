@@ -1,6 +1,7 @@
 """The core and the ledger do no I/O: checked on their source and on a real import.
 
-Every module of `switch/core/` and `ledger/` is inspected, except the ledger's durability
+Every module of `switch/core/` and `ledger/` is inspected — and the server's deciding shell
+(`switch/server/shell.py` with the two server modules it imports) — except the ledger's durability
 layer — `ledger/journal*.py`, `ledger/recovery*.py`, `ledger/snapshot*.py` — which writes
 files and talks to PostgreSQL by design (the server calls it; the state machines never do).
 
@@ -36,8 +37,15 @@ OS_ALLOWED = {"environ"}  # ledger/__init__.py reads PONTE_PURE_PYTHON once at i
 EXEMPT = re.compile(r"^(journal|recovery|snapshot)")
 
 
+# The server's deciding shell (and what it imports from the server) decides like the core:
+# the simulator runs it on fake I/O, so it must do none itself (issue 17).
+SHELL_MODULES = [ROOT / "switch" / "server" / name
+                 for name in ("shell.py", "limits.py", "metrics.py")]
+
+
 def pure_modules() -> list[Path]:
-    files = sorted((ROOT / "switch" / "core").glob("*.py")) + sorted((ROOT / "ledger").glob("*.py"))
+    files = (sorted((ROOT / "switch" / "core").glob("*.py"))
+             + sorted((ROOT / "ledger").glob("*.py")) + SHELL_MODULES)
     return [path for path in files if not (path.parent.name == "ledger" and EXEMPT.match(path.name))]
 
 

@@ -186,6 +186,7 @@ def test_planted_bug_releasing_a_reply_before_its_record_is_durable_is_caught(mo
     assert caught is not None, "the simulation missed a shell that releases too early"
     seed, message = caught
     assert "released with" in message
+    assert seed == 0, f"caught only by seed {seed}: the first seed must catch it"
     with capsys.disabled():
         print(f"\nplanted early-release bug caught by seed {seed}: {message.splitlines()[0]}")
 
