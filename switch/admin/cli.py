@@ -24,22 +24,11 @@ from pathlib import Path
 
 import click
 
-ADMIN_DB_NAME = "admin.sqlite3"
-
-
-def embedded_path(data_dir: str) -> str:
-    return str(Path(data_dir) / ADMIN_DB_NAME)
+from switch.store.admin_store import open_admin_store
 
 
 async def open_store(data_dir: str, postgres_dsn: str | None):
-    if postgres_dsn:
-        from switch.store.admin_postgres import PostgresAdminStore
-
-        return await PostgresAdminStore.connect(postgres_dsn)
-    from switch.store.admin_embedded import EmbeddedAdminStore
-
-    Path(data_dir).mkdir(parents=True, exist_ok=True)
-    return EmbeddedAdminStore(embedded_path(data_dir))
+    return await open_admin_store(data_dir, postgres_dsn)
 
 
 def _store_options(function):

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import secrets
-from pathlib import Path
 
 from switch.admin import limits
 from switch.admin.app import ConsoleServer
@@ -27,8 +26,8 @@ from switch.console.pages import create_console_app
 from switch.core.messages import AdminAnswer
 from switch.core.results import Result, TransferState
 from switch.server.gateway import directory_participant_id
+from switch.store.admin_store import open_admin_store
 
-ADMIN_DB_NAME = "admin.sqlite3"
 DIRECTORY_FILE = "directory.sqlite3"  # switch/app.py keeps the directory here
 # Callback deliveries that failed for good (connectors/http/callbacks.py CallbackStats, when
 # the server registers them): given up after retries, or refused by the participant.
@@ -360,17 +359,11 @@ class Console:
         await self.store.close()
 
 
-async def open_admin_store(server):
+async def _server_admin_store(server):
     config = server.config
-    if config.store == "postgres":
-        from switch.store.admin_postgres import PostgresAdminStore
-        from switch.store.migrate import migrate_dsn
-
-        await migrate_dsn(config.postgres_dsn.reveal())
-        return await PostgresAdminStore.connect(config.postgres_dsn.reveal())
-    from switch.store.admin_embedded import EmbeddedAdminStore
-
-    return EmbeddedAdminStore(str(Path(config.data_dir) / ADMIN_DB_NAME))
+    return await open_admin_store(
+        config.data_dir,
+        config.postgres_dsn.reveal() if config.store == "postgres" else None, migrate=True)
 
 
 async def attach_console(server, host: str = "127.0.0.1", port: int = 0, *,
@@ -378,7 +371,7 @@ async def attach_console(server, host: str = "127.0.0.1", port: int = 0, *,
                          store=None) -> Console:
     """Start the operator console on a started `SwitchServer`, in its loop."""
     adapter = ServerSwitch(server)
-    store = store or await open_admin_store(server)
+    store = store or await _server_admin_store(server)
     service = AdminService(store, adapter, passwords=passwords,
                            settlement=getattr(server, "settlement", None))
     app = create_console_app(service, secure_cookies=bool(ssl_certfile))
@@ -427,16 +420,7 @@ def create_operators(data_dir: str, operators, actor: str, postgres_dsn: str = "
     import asyncio
 
     async def create() -> list[tuple[str, str, str]]:
-        if postgres_dsn:
-            from switch.store.admin_postgres import PostgresAdminStore
-            from switch.store.migrate import migrate_dsn
-
-            await migrate_dsn(postgres_dsn)
-            store = await PostgresAdminStore.connect(postgres_dsn)
-        else:
-            from switch.store.admin_embedded import EmbeddedAdminStore
-
-            store = EmbeddedAdminStore(str(Path(data_dir) / ADMIN_DB_NAME))
+        store = await open_admin_store(data_dir, postgres_dsn or None, migrate=True)
         try:
             return await bootstrap_operators(AdminService(store, switch=None), operators, actor)
         finally:
