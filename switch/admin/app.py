@@ -290,7 +290,8 @@ async def api_settlement_windows(
      responses=RESPONSES["api_settlement_window"])
 async def api_settlement_window(request: Request, window_id: FromPath[int]) -> WindowDetail:
     """One window: every participant's net position (live while open; sum with the hub's
-    fees: 0), the reserved settlement postings, dues, and the bilateral matrix."""
+    fees: 0), the settlement postings made at its confirmation, dues, and the bilateral
+    matrix."""
     return service_of(request).settlement_window(window_id)
 
 

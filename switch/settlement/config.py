@@ -31,7 +31,8 @@ class SettlementConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
     settlement_agent_bic: Bic = "PONTXXAA"
     settlement_agent_name: Name140 = "Ponte settlement account"
     settlement_account_id: Code35 = "PONTE-SETTLEMENT"
-    # The RTGS (the central bank): the instructions' InstdAgt, the statements' servicer.
+    # The RTGS (the central bank): the instructions' InstdAgt. (The statements' servicer,
+    # Svcr, is the settlement agent above: it holds the accounts they report.)
     central_bank_bic: Bic = "CBNKXXAA"
     # The clearing system the participants are members of (ClrSysId/Prtry).
     clearing_system: Code35 = "PONTE"
