@@ -229,6 +229,7 @@ class SnapshotWriter:
         try:
             _close_inherited_descriptors()
             gc.disable()  # the frozen heap is shared copy-on-write: don't walk it
+            os.nice(CHILD_NICENESS)  # on a busy box the sequencer gets the CPU first
             _fsync_paths(durable_first)
             state = encode_server_snapshot(core, archive, position)
             path = self.store.write(state, position)
@@ -284,6 +285,9 @@ class SnapshotWriter:
             self.reap()
             if self._child is not None:
                 time.sleep(0.01)
+
+
+CHILD_NICENESS = 10
 
 
 def _fsync_paths(paths) -> None:
