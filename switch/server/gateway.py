@@ -2,9 +2,15 @@
 talk to the switch. A connector authenticates a participant, hands the gateway decoded core
 messages (`switch.core.messages.Inbound`) and receives `Outbound` messages through a sink.
 
-It is plain I/O adapters — authentication, delivery to sinks, the bounded inbound queue,
-directory calls — never a decision: the deciding shell (`switch/server/shell.py`) decides
-what to journal, answer and release, and the sequencer carries it out. The gateway must
+It is I/O adapters — authentication, delivery to sinks, the bounded inbound queue,
+directory calls. The deciding shell (`switch/server/shell.py`) decides what to journal,
+answer and release, and the sequencer carries it out. The gateway keeps only admission and
+delivery choices that depend on connections, not on the state of any transfer (so the
+simulator, which runs the shell, does not run them): refusing new work while draining or
+overloaded and status queries past `status_per_participant_max`, which of a participant's
+doors a message goes to (its origin, else the oldest, else the callback fallback), the
+credit requests held after a restart until a door is used, and the remembered routes of
+recent lookups. The gateway must
 never reveal an outcome before the sequencer says it is durable, never block the event
 loop, and never take a participant id from a message body (only from `authenticate`).
 
