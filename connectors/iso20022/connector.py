@@ -53,6 +53,7 @@ from connectors.iso20022.inbound import (
     digest,
     header_id,
     open_envelope,
+    returned_currency,
     split_body,
 )
 from connectors.iso20022.outbound import Writer, Written, batch, iso_id, transfer_status
@@ -495,6 +496,14 @@ class Iso20022Connector:
         """Submit or act on each taken message; True if the switch was busy. `done` gets
         those taken, once durable (their _Taking told True)."""
         state = self.state
+        for item in [item for item in taken if type(item[1]) is Submit
+                     and type(item[1].message) is ReturnRequest]:
+            problem = await self._return_currency_problem(participant_id, item[0],
+                                                          item[1].message)
+            if problem is not None:
+                taken.remove(item)
+                rejects.append(self._reject(participant_id, item[0].biz_msg_id, problem,
+                                            now_ns))
         kept = False
         for envelope, action, _read in taken:
             if type(action) is Submit and action.passthrough is not None:
@@ -548,6 +557,27 @@ class Iso20022Connector:
             if attempt is not None and not attempt.future.done():
                 attempt.future.set_result(True)
         return busy
+
+    async def _return_currency_problem(self, participant_id: int, envelope,
+                                       request: ReturnRequest) -> Invalid | None:
+        """AM03 for a pacs.004 in another currency than its original's. The core's
+        ReturnRequest has no currency (a return moves the original's), so unchecked a
+        return "in JPY" of a BRL transfer moved BRL, its amount read with JPY's decimals.
+        Asked of the switch like the mobile-money connector's reversal; an original the
+        bank is no party to is left to the core, which refuses it."""
+        currency = returned_currency(envelope)
+        original = request.original
+        answer = await self.gateway.status(participant_id, StatusQuery(
+            payer_participant_id=original.payer_participant_id,
+            transfer_id=original.transfer_id))
+        if type(answer) is ErrorAnswer:
+            return Invalid("MS03", f"not taken: {Result(answer.result).name}; send it "
+                                   "again later")
+        if type(answer) is TransferOutcome and answer.currency not in ("", currency):
+            return Invalid(reason_for(Result.CURRENCY_NOT_SUPPORTED),
+                           f"RtrdIntrBkSttlmAmt is in {currency}, the returned transfer "
+                           f"in {answer.currency}", "TxInf/RtrdIntrBkSttlmAmt")
+        return None
 
     def _reject(self, participant_id: int, reference: str, error: Invalid, now_ns: int
                 ) -> Written:

@@ -739,8 +739,17 @@ def pacs004(envelope: Envelope, context: Context) -> Submit:
     }, ReturnRequest)
     mine = OriginalRefs(msg_id, envelope.definition, "", "", return_id, "",
                         header.findtext(p("CreDtTm")).strip())
-    # The currency travels with the original; the core checks the return against it.
+    # The core's ReturnRequest has no currency (a return moves the original's): the
+    # connector checks `returned_currency` against the original's before submitting.
     return Submit(request, Passthrough(mine, None, "pacs.004"))
+
+
+def returned_currency(envelope: Envelope) -> str:
+    """A pacs.004's RtrdIntrBkSttlmAmt/@Ccy. Read apart from `pacs004` so that what the
+    BizMsgIdr window hashes (the Submit) stays as it was: a resend across an upgrade is
+    still the same message."""
+    p = envelope.p
+    return envelope.message.find(p("TxInf/RtrdIntrBkSttlmAmt")).get("Ccy")
 
 
 def pacs028(envelope: Envelope, context: Context) -> AskStatus:

@@ -60,3 +60,12 @@ def test_result_codes_doc_has_the_iso_column():
     assert "| ISO 20022 |" in text
     assert "| 4001 | `PAYER_INSUFFICIENT_LIQUIDITY` |" in text
     assert "`AM04` |" in text
+
+
+def test_iso20022_doc_lists_every_row_of_the_table():
+    # docs/iso20022.md copies the one table by hand; it once lacked FULFILMENT_INVALID
+    # (FF01) and RETURN_WINDOW_CLOSED (TM01).
+    text = (ROOT / "docs" / "iso20022.md").read_text()
+    for code, name, results in REASONS:
+        row = f"| `{code}` | {name} | " + ", ".join(f"`{r.name}`" for r in results) + " |"
+        assert row in text, row

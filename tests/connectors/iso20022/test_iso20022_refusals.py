@@ -1,19 +1,21 @@
 """Bad input to the ISO 20022 connector: every refusal is an admi.002 (XSD-valid, naming
 the rejected BizMsgIdr) or a typed HTTP error, and nothing is written: no transfer, no
-credit sent, no money moved, the other bank unaffected."""
+credit sent, no money moved, the other bank unaffected. And well-formed messages the switch
+itself refuses: a pacs.008 it cannot pay (a pacs.002 RJCT with the reason-code table's
+code) and a pacs.004 in another currency than its original (admi.002 AM03)."""
 
 from __future__ import annotations
 
 import pytest
 
-from connectors.iso20022.bank import envelope, now_text
+from connectors.iso20022.bank import agent, envelope, new_id, now_text
 from connectors.iso20022.connector import outbound_problem
 from connectors.iso20022.inbound import split_body
 from connectors.iso20022.common import Invalid
 from switch.core.messages import StatusQuery
 from switch.core.results import Result
 
-from iso_helpers import ALIAS_B, MEMBER_B, SWITCH, eventually, sample
+from iso_helpers import ALIAS_B, FUNDING_MINOR, MEMBER_B, SWITCH, eventually, sample
 
 ADMI = "{urn:iso:std:iso:20022:tech:xsd:admi.002.001.01}"
 
@@ -256,3 +258,85 @@ def test_split_body_bounds_a_batch():
         split_body(b'<Batch xmlns="urn:ponte:xsd:batch">' + envelope * 101 + b"</Batch>")
     with pytest.raises(Invalid):
         split_body(b'<Batch xmlns="urn:ponte:xsd:batch"></Batch>')
+
+
+# -- what the switch itself refuses -------------------------------------------------------
+
+P2 = "FIToFIPmtStsRpt/TxInfAndSts/"
+UNKNOWN_PROXY = "+5511900000000"  # no bank registered it
+
+
+@pytest.mark.parametrize("proxy, amount, code, result", [
+    (UNKNOWN_PROXY, "5.00", "AC01", Result.PARTY_NOT_FOUND),
+    # One centavo more than bank A's whole prefunding (FUNDING_MINOR).
+    (ALIAS_B, "10000000.01", "AM04", Result.PAYER_INSUFFICIENT_LIQUIDITY),
+])
+async def test_a_pacs008_the_switch_refuses_gets_a_pacs002_rjct_with_the_tables_code(
+        iso, proxy, amount, code, result):
+    # Valid ISO and the scheme's rules: taken (202), then refused by the directory or the
+    # ledger, which the payer bank learns from a pacs.002 RJCT quoting its own MsgId.
+    status, answer = await iso.a.post(sample("pacs.008-proxy.xml", TX="TX-NO", MSG="M-TX-NO",
+                                             AMOUNT=amount, PROXY=proxy, CDTR_AGT=MEMBER_B))
+    assert (status, answer) == (202, b"")
+    await eventually(lambda: iso.a.of("pacs.002.001.10"))
+    (final,) = iso.a.of("pacs.002.001.10")
+    assert outbound_problem(final.body) is None
+    assert final.find(P2 + "OrgnlGrpInf/OrgnlMsgId") == "M-TX-NO"
+    assert final.find(P2 + "OrgnlTxId") == "TX-NO"
+    assert final.find(P2 + "TxSts") == "RJCT"
+    assert final.find(P2 + "StsRsnInf/Rsn/Cd") == code
+    ponte = f"PONTE {int(result)} {result.name}"
+    assert final.find(P2 + "StsRsnInf/AddtlInf").startswith(ponte)
+    # No money moved, the payee bank was never asked.
+    assert iso.position(1)["debits_pending"] == 0
+    assert iso.position(1)["debits_posted"] == 0
+    assert iso.position(2)["credits_posted"] == FUNDING_MINOR
+    assert iso.b.of("pacs.008.001.08") == []
+    iso.check_valid()
+
+
+def return_of(original_msg: str, original_tx: str, return_id: str, amount: str,
+              currency: str, biz_msg_id: str) -> bytes:
+    """Bank B's pacs.004 returning (part of) a credit the switch sent it."""
+    document = (
+        f"<PmtRtr><GrpHdr><MsgId>{new_id('R')}</MsgId><CreDtTm>{now_text()}</CreDtTm>"
+        f"<NbOfTxs>1</NbOfTxs><SttlmInf><SttlmMtd>CLRG</SttlmMtd></SttlmInf></GrpHdr>"
+        f"<TxInf><RtrId>{return_id}</RtrId><OrgnlGrpInf><OrgnlMsgId>{original_msg}</OrgnlMsgId>"
+        f"<OrgnlMsgNmId>pacs.008.001.08</OrgnlMsgNmId></OrgnlGrpInf>"
+        f"<OrgnlInstrId>1</OrgnlInstrId><OrgnlTxId>{original_tx}</OrgnlTxId>"
+        f'<RtrdIntrBkSttlmAmt Ccy="{currency}">{amount}</RtrdIntrBkSttlmAmt>'
+        f"<ChrgBr>SLEV</ChrgBr><InstgAgt>{agent(MEMBER_B)}</InstgAgt>"
+        f"<InstdAgt>{agent(SWITCH)}</InstdAgt>"
+        f"<RtrRsnInf><Rsn><Cd>AC04</Cd></Rsn></RtrRsnInf></TxInf></PmtRtr>")
+    return envelope(MEMBER_B, SWITCH, biz_msg_id, "pacs.004.001.10", document)
+
+
+async def test_a_return_in_another_currency_than_the_original_is_refused_am03(iso):
+    status, _ = await iso.a.post(good("TX-CCY", AMOUNT="25.00"))
+    assert status == 202
+    await eventually(lambda: any(item.find(P2 + "TxSts") == "ACSC"
+                                 for item in iso.b.of("pacs.002.001.10")))
+    (credit,) = iso.b.of("pacs.008.001.08")
+    original_msg = credit.find("FIToFICstmrCdtTrf/GrpHdr/MsgId")
+    # "1000 JPY" of a BRL transfer: JPY has no decimals, so it reads as 1000 minor units;
+    # unchecked, the switch took it and returned 10.00 BRL.
+    status, answer = await iso.b.post(return_of(original_msg, "TX-CCY", "RT-CCY", "1000",
+                                                "JPY", "B-RT-CCY-1"))
+    assert status == 400, answer
+    reference, code, detail = admi(answer)
+    assert (reference, code) == ("B-RT-CCY-1", "AM03")
+    assert "JPY" in detail and "BRL" in detail
+    assert iso.a.of("pacs.004.001.10") == []
+    assert iso.position(2)["debits_posted"] == 0
+    answer = await iso.server.gateway.status(2, StatusQuery(payer_participant_id=2,
+                                                            transfer_id="RT-CCY"))
+    assert answer.result is Result.TRANSFER_NOT_FOUND
+    # The same return in the original's currency is taken and moves the money.
+    status, answer = await iso.b.post(return_of(original_msg, "TX-CCY", "RT-CCY", "10.00",
+                                                "BRL", "B-RT-CCY-2"))
+    assert (status, answer) == (202, b"")
+    await eventually(lambda: iso.a.of("pacs.004.001.10"))
+    (returned,) = iso.a.of("pacs.004.001.10")
+    assert returned.find("PmtRtr/TxInf/RtrdIntrBkSttlmAmt") == "10.00"
+    await eventually(lambda: iso.position(2)["debits_posted"] == 1_000)
+    iso.check_valid()
