@@ -289,9 +289,8 @@ class G2PConnector:
                 answer, moved = await self.gateway.mapper_link(
                     caller, self._national_id(item.id), account_ref, linked_ns)
                 if type(answer) is Rejection:
-                    code = ("rjct.timestamp.invalid"
-                            if answer.result is DirectoryResult.MAPPER_LINK_STALE
-                            else "rjct.id.invalid")
+                    code = ("rjct.timestamp.invalid"  # stale, or ahead of the clock
+                            if answer.field == "timestamp_ns" else "rjct.id.invalid")
                     entry.update(status="rjct", status_reason_code=code,
                                  status_reason_message=answer.result.name.lower())
                 else:

@@ -66,6 +66,12 @@ CLAIM_WINDOW_MS_MAX = 90 * DAY_MS
 CLAIMS_EXPIRED_PER_CALL_MAX = 1_000
 CLAIMS_LISTED_MAX = 1_000
 
+# --- G2P mapper -------------------------------------------------------------------------
+
+# How far ahead of the switch's clock a link's own timestamp may be (clock skew): a link
+# from the future would make every later link by another participant stale.
+MAPPER_LINK_AHEAD_MS_MAX = 5 * 60 * 1_000
+
 # --- Anti-enumeration buckets -----------------------------------------------------------
 
 # Token counts are kept scaled by TOKEN_SCALE so that a refill of r tokens per minute is

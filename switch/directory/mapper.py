@@ -9,6 +9,7 @@ the identity is known here only as its token.
 
 from __future__ import annotations
 
+from switch.directory import limits
 from switch.directory.types import (
     AccountProviderInfo,
     DirectoryResult,
@@ -20,6 +21,7 @@ from switch.directory.types import (
 )
 
 R = DirectoryResult
+_NS_PER_MS = 1_000_000
 
 
 def financial_address(participant_id: str, account_ref: str) -> str:
@@ -29,8 +31,12 @@ def financial_address(participant_id: str, account_ref: str) -> str:
 
 def link(
     current: MapperLink | None, id_token: bytes, participant_id: str, account_ref: str,
-    linked_ns: int,
+    linked_ns: int, now_ns: int | None = None,
 ) -> tuple[MapperLink | Rejection, list[Notice]]:
+    # A link stamped ahead of the clock would make every later link stale: the beneficiary
+    # locked in at that bank. Only clock skew is allowed (None: the caller has no clock).
+    if now_ns is not None and linked_ns > now_ns + limits.MAPPER_LINK_AHEAD_MS_MAX * _NS_PER_MS:
+        return Rejection(result=R.FIELD_MALFORMED, field="timestamp_ns"), []
     if current is not None and linked_ns < current.linked_ns:
         return Rejection(result=R.MAPPER_LINK_STALE, field="timestamp_ns"), []
     new = MapperLink(id_token=id_token, participant_id=participant_id,

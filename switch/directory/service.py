@@ -567,7 +567,7 @@ class Directory:
         for _ in range(_CAS_ATTEMPTS_MAX):
             current = await self.store.get_mapper_link(id_token)
             link, notices = mapper_rules.link(current, id_token, participant_id, account_ref,
-                                              linked_ns)
+                                              linked_ns, now_ns)
             if type(link) is Rejection:
                 return link, []
             if await self.store.put_mapper_link(link, current):
