@@ -633,6 +633,11 @@ class MobileMoneyConnector:
             if outcome.payee_participant_id != caller_id:
                 return error_response(Result.RETURN_PARTIES_MISMATCH, "only the original "
                                       "payee reverses a transaction", at_ns)
+            # A resend that came in while this status query was out found nothing to
+            # match; whichever was submitted first decides it now.
+            known = self._known(caller_id, entry.correlation_id, entry.body_hash, at_ns)
+            if known is not None:
+                return known
             if given is not None and body.currency != outcome.currency:
                 return error_response(Result.CURRENCY_NOT_SUPPORTED, "not the original's "
                                       "currency", at_ns)

@@ -132,20 +132,21 @@ class TransactionRequest(msgspec.Struct, **_REQUEST):
     requesting_organisation_transaction_reference: Text256 = ""
     one_time_code: Text256 = ""
     geo_code: GeoCode = ""
-    sender_kyc: msgspec.Raw | None = None  # accepted, never read: KYC stays with the wallet
-    recipient_kyc: msgspec.Raw | None = None
+    sender_kyc: msgspec.Raw = msgspec.Raw()  # accepted, never read: KYC stays with the wallet
+    recipient_kyc: msgspec.Raw = msgspec.Raw()
     original_transaction_reference: Text256 = ""
     servicing_identity: Text256 = ""
     fees: Fees | None = None
     requesting_lei: Lei = ""
     receiving_lei: Lei = ""
     metadata: MetadataList | None = None
-    international_transfer_information: msgspec.Raw | None = None
+    international_transfer_information: msgspec.Raw = msgspec.Raw()
 
 
 class ReversalRequest(msgspec.Struct, **_REQUEST):
     """requestReversal: POST /transactions/{transactionReference}/reversals. Without an
-    amount the whole (remaining) original is returned."""
+    amount it asks for the whole original amount, not what is left of it: after a partial
+    reversal the core refuses it (RETURN_EXCEEDS_ORIGINAL, the cap on the sum)."""
 
     type: Literal["reversal", "adjustment"]
     amount: AmountText | None = None
@@ -185,8 +186,8 @@ class QuotationRequest(msgspec.Struct, **_REQUEST):
     request_date: datetime.datetime
     debit_party: Parties
     credit_party: Parties
-    sender_kyc: msgspec.Raw | None = None
-    recipient_kyc: msgspec.Raw | None = None
+    sender_kyc: msgspec.Raw = msgspec.Raw()
+    recipient_kyc: msgspec.Raw = msgspec.Raw()
     type: TransactionType | None = None
     sub_type: Text256 = ""
     chosen_delivery_method: Literal["directtoaccount", "agent", "personaldelivery"] | None = None
