@@ -472,6 +472,10 @@ class HttpConnector:
         body = _decode_body(self._decision_decoder, request.body)
         if type(body) is Response:
             return body
+        if body.approved and not body.transfer_id:
+            # At the door, as the docs say, not after a 202 (the core refuses it too).
+            return error_response(Result.VALIDATION_ERROR, "$.transfer_id: required when "
+                                  "approving (the id of the new transfer)")
         message = RequestToPayDecision(
             payee_participant_id=payee_id, request_id=request_id, approved=body.approved,
             transfer_id=body.transfer_id, expires_at_ns=body.expires_at_ns,

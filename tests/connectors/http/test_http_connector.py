@@ -268,10 +268,11 @@ async def test_bad_path_ids_are_refused(switch, payer_and_payee):
 
 async def test_an_approval_must_name_a_transfer_id_of_the_id_grammar(switch, payer_and_payee):
     """The transfer an approval creates is named in the body: it must be an `Id` like every
-    other transfer id (it becomes a status path), or the decision is refused at the door."""
+    other transfer id (it becomes a status path) and present, or the decision is refused at
+    the door."""
     payer, _, _, payee_handler = payer_and_payee
     json_type = ((b"content-type", b"application/json"),)
-    for transfer_id in ("a/b", "a b", "t-1\n", "caf\u00e9", "x" * 65):
+    for transfer_id in ("a/b", "a b", "t-1\n", "caf\u00e9", "x" * 65, ""):
         body = msgspec.json.encode({"approved": True, "transfer_id": transfer_id,
                                     "expires_at_ns": time.time_ns() + 60 * 10**9})
         status, answer = await raw(switch, b"PUT", b"/requests-to-pay/2/rtp-hostile", body,
