@@ -141,6 +141,7 @@ def _traffic_run(offered_per_s: float, seconds: float, close_every_s: float | No
             return
 
         def loop() -> None:
+            from switch.admin.client import OperatorApiError
             from switch.launcher import AdminError
 
             while not done.wait(close_every_s):
@@ -151,8 +152,8 @@ def _traffic_run(offered_per_s: float, seconds: float, close_every_s: float | No
                     switch.propose_and_approve({"kind": "settlement_close", "currency": "KES",
                                                 "window_id": rows[0]["window_id"]})
                     closes.append(time.perf_counter() - started)
-                except (AdminError, OSError):
-                    continue
+                except (AdminError, OperatorApiError, OSError):
+                    continue  # the run is ending: its switch is stopping
         threading.Thread(target=loop, name="closer", daemon=True).start()
 
     try:
