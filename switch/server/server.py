@@ -830,5 +830,8 @@ class Maintenance:
             durable_first = [path for observer in server.backends.observers
                              if hasattr(observer, "before_snapshot")
                              for path in observer.before_snapshot()]
+            history = server.backends.history
+            if history is not None and hasattr(history, "durable_paths"):
+                durable_first += history.durable_paths()
             server.snapshots.take(server.core, server.shell.archive, server.journal.position,
                                   durable_first)

@@ -360,7 +360,8 @@ async def test_a_snapshot_is_taken_only_after_the_entries_it_covers_are_written_
     """A recovery from a snapshot replays only the journal after it, so the entries before
     it must be on the disk first: at each snapshot the entry log has written every buffer
     and the snapshot's child is handed those files to fsync before it writes (a power cut
-    could otherwise keep the snapshot and lose the entries, and statements miss them)."""
+    could otherwise keep the snapshot and lose the entries, and statements miss them).
+    The same holds for the durable history's files."""
     from switch.settlement.entries import EntryLog
 
     server = await start(tmp_path, snapshot_every_events=20)
@@ -390,6 +391,8 @@ async def test_a_snapshot_is_taken_only_after_the_entries_it_covers_are_written_
             assert buffers == [0] * len(buffers)  # every buffer written before the fork
             assert all(size == written for size, written in sizes)
             assert set(durable_first) >= {path for path in files if os.path.exists(path)}
+        # The durable history's SQLite files too: its commits do not fsync on their own.
+        assert any(path.endswith("history.sqlite3-wal") for path in seen[-1][0]), seen[-1][0]
     finally:
         if payers is not None:
             await payers.close()
