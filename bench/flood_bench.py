@@ -29,9 +29,15 @@ import time
 
 import click
 
-from bench.recovery_bench import ALIASES, CURRENCY, FUNDING_MINOR, LEDGER_ID, _clients, _payment
-from switch.core.messages import AliasRegistration
-from switch.core.results import TransferState
+from bench.recovery_bench import (
+    ALIASES,
+    CURRENCY,
+    FUNDING_MINOR,
+    LEDGER_ID,
+    _clients,
+    _load,
+    _register,
+)
 from switch.launcher import SwitchProcess, sim_server_config
 
 RATE = 2_000.0
@@ -98,55 +104,18 @@ def _flooder_main(port: int, api_key: str, payer_id: int, pipelined: int, second
 
 async def _victim(port: int, keys: dict[str, str], rate: float, seconds: float,
                   tag: str) -> list[float]:
-    """Payments at exactly `rate` for `seconds`: latencies (ms) after the warm-up."""
-    clients = await _clients(port, keys)
-    latencies: list[float] = []
-    failures: list[str] = []
-    pending = set()
-    try:
-        loop = asyncio.get_running_loop()
-        total = int(rate * seconds)
-        started = loop.time()
-        for index in range(total):
-            due = started + index / rate
-            delay = due - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            submitted = time.perf_counter()
-            payer, request = _payment(index, f"{tag}-{index:08d}", time.time_ns())
-            future = clients[payer].submit_transfer(request)
-            warm = index >= rate * WARMUP_S
-
-            def done(future, submitted=submitted, warm=warm) -> None:
-                answer = None if future.cancelled() or future.exception() else future.result()
-                if getattr(answer, "state", None) is TransferState.COMMITTED:
-                    if warm:
-                        latencies.append((time.perf_counter() - submitted) * 1e3)
-                else:
-                    failures.append(repr(answer or future))
-
-            future.add_done_callback(done)
-            pending.add(future)
-            future.add_done_callback(pending.discard)
-        if pending:
-            await asyncio.wait(pending, timeout=60)
-    finally:
-        for client in clients.values():
-            await client.close()
-    if failures:
-        raise RuntimeError(f"{len(failures)} of the victim's payments did not commit: "
-                           f"{failures[:3]}")
-    return latencies
+    """Payments at exactly `rate` for `seconds` (recovery_bench's paced load): latencies
+    (ms) after the warm-up."""
+    samples = await _load(port, keys, rate, seconds, tag)
+    warm_from_ns = samples[0][0] + int(WARMUP_S * 1e9)
+    return [latency_ns / 1e6 for submitted_ns, latency_ns in samples
+            if submitted_ns >= warm_from_ns]
 
 
-async def _register(port: int, keys: dict[str, str]) -> None:
+async def _register_aliases(port: int, keys: dict[str, str]) -> None:
     clients = await _clients(port, keys)
     try:
-        for name, client in clients.items():
-            answer = await client.register_aliases([AliasRegistration(
-                alias_type="MSISDN", alias_value=ALIASES[name], account_ref=f"{name}-1",
-                owner_national_id="1234567890", display_name=name)])
-            assert answer.registered == 1, answer
+        await _register(clients)
     finally:
         for client in clients.values():
             await client.close()
@@ -201,7 +170,7 @@ def run_flood(*, quick: bool, rate: float, seconds: float | None, runs: int | No
         keys = {name: created[name]["api_key"] for name in ALIASES}
         flooder = {"api_key": created["bank_c"]["api_key"], "pipelined": pipelined,
                    "participant_id": created["bank_c"]["participant_id"]}
-        asyncio.run(_register(switch.stream_port, keys))
+        asyncio.run(_register_aliases(switch.stream_port, keys))
         phases: dict[str, list[dict]] = {"baseline": [], "flood": []}
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                       console=console, transient=True) as progress:

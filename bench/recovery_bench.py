@@ -121,14 +121,19 @@ def _payment(index: int, transfer_id: str, now_ns: int) -> tuple[str, TransferRe
         expires_at_ns=now_ns + int(EXPIRY_S * 1e9), payer_user_ref="bench-user")
 
 
+async def _register(clients: dict[str, StreamClient]) -> None:
+    """Each bank's alias (ALIASES), which `_payment` pays."""
+    for name, client in clients.items():
+        answer = await client.register_aliases([AliasRegistration(
+            alias_type="MSISDN", alias_value=ALIASES[name], account_ref=f"{name}-1",
+            owner_national_id="1234567890", display_name=name)])
+        assert answer.registered == 1, answer
+
+
 async def _record_traffic(port: int, keys: dict[str, str], transfers: int) -> None:
     clients = await _clients(port, keys)
     try:
-        for name, client in clients.items():
-            answer = await client.register_aliases([AliasRegistration(
-                alias_type="MSISDN", alias_value=ALIASES[name], account_ref=f"{name}-1",
-                owner_national_id="1234567890", display_name=name)])
-            assert answer.registered == 1, answer
+        await _register(clients)
         window = asyncio.Semaphore(IN_FLIGHT_WINDOW)
 
         async def one(index: int) -> TransferState:
@@ -479,9 +484,10 @@ def restart_runs(recording: Recording, replayed: Replayed, server_config: dict,
 # -- 5. snapshots under load ----------------------------------------------------------------
 
 
-async def _load(port: int, keys: dict[str, str], offered_per_s: float, seconds: float
-                ) -> list[tuple[int, int]]:
-    """Payments at exactly `offered_per_s`: (submitted wall ns, latency ns) of each."""
+async def _load(port: int, keys: dict[str, str], offered_per_s: float, seconds: float,
+                tag: str = "load") -> list[tuple[int, int]]:
+    """Payments at exactly `offered_per_s`: (submitted wall ns, latency ns) of each; ids
+    `<tag>-<index>` (a tag per run on the same switch)."""
     clients = await _clients(port, keys)
     samples: list[tuple[int, int]] = []
     failures: list[str] = []
@@ -496,7 +502,7 @@ async def _load(port: int, keys: dict[str, str], offered_per_s: float, seconds: 
             if delay > 0:
                 await asyncio.sleep(delay)
             submitted_ns = time.time_ns()
-            payer, request = _payment(index, f"load-{index:09d}", submitted_ns)
+            payer, request = _payment(index, f"{tag}-{index:09d}", submitted_ns)
             future = clients[payer].submit_transfer(request)
 
             def done(future, submitted_ns=submitted_ns) -> None:
