@@ -35,7 +35,7 @@ SAMPLE_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "tests", "
 
 
 def _messages():
-    from connectors.iso20022.bank import envelope, new_id, now_text, pacs002, pacs008
+    from connectors.iso20022.bank import pacs002, pacs008
     _, p8 = pacs008("BANKA001", "PONTE", "BANKB002", "TX-BENCH", "25.00", "BRL",
                     proxy=("MSISDN", "+5511987650001"))
     p2 = pacs002("BANKB002", "PONTE", "PBENCH", "1", "TX-BENCH", "ACCP")

@@ -47,7 +47,7 @@ from msgspec import Meta
 import switch
 from connectors.fspiop import errors, ilp, jws, limits, wire
 from connectors.fspiop.store import PrepareStore, PrepareWriter, StoredPrepare, decode_prepare
-from connectors.fspiop.errors import code_of, error_body, result_body
+from connectors.fspiop.errors import code_of, error_body
 from connectors.http.callbacks import CallbackPolicy, CallbackSender
 from connectors.http.jws import JwsError, JwsMalformed, Signer, VerifyKey
 from connectors.http.server import HttpServer, Request, Response

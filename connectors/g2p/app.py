@@ -21,7 +21,6 @@ batch is "not found", like one that does not exist).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 import time
@@ -44,7 +43,6 @@ from switch.g2p.types import (
     G2PConfig,
     NewRow,
     PayeeKind,
-    RowStatus,
 )
 
 log = logging.getLogger("ponte.g2p")

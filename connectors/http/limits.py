@@ -6,7 +6,6 @@ else in `connectors/http/` hard-codes one.
 """
 
 from switch.core import limits as core_limits
-from switch.core import limits as core_limits
 
 # -- requests the switch accepts --------------------------------------------------------
 # The largest core message (a transfer with every optional reference at its maximum) is

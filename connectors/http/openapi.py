@@ -818,7 +818,7 @@ def render_docs(document: dict) -> str:
         "<h2>Authentication</h2><ul>",
     ]
     for name, scheme in schemes.items():
-        where = (f"header <code>Authorization: Bearer &lt;api key&gt;</code>"
+        where = ("header <code>Authorization: Bearer &lt;api key&gt;</code>"
                  if scheme["type"] == "http" else
                  f"header <code>{html.escape(scheme['name'])}: &lt;api key&gt;</code>")
         parts.append(f"<li><code>{name}</code>: {where}. "

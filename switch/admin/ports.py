@@ -22,6 +22,7 @@ from switch.admin.types import (
     User,
 )
 from switch.core.messages import AdminAnswer
+from switch.core.results import Result
 
 
 class AuditEntry:

@@ -52,7 +52,6 @@ from switch.g2p.types import (
     PendingRow,
     RowReason,
     RowStatus,
-    parse_transfer_id,
     reason_for,
     transfer_id,
 )

@@ -14,7 +14,6 @@ raw national ID: a row names its beneficiary by the directory's identity token.
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 
 from switch.g2p.ports import ROW_ADDED, ROW_DUPLICATE, ROW_EXISTS

@@ -4,7 +4,6 @@ state table, and a routed item reaches the core with the route it carries, once.
 
 from __future__ import annotations
 
-import time
 
 import pytest
 

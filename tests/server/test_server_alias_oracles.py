@@ -17,7 +17,6 @@ import time
 
 import pytest
 
-from connectors.http.app import HttpConnector, HttpConnectorConfig
 from connectors.sdk.http_client import HttpClient, SwitchError
 from connectors.sdk.stream_client import StreamClient
 from switch.core.messages import Party, Refused, TransferRequest

@@ -6,7 +6,6 @@ forked snapshot writers."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 import asyncpg

@@ -14,7 +14,6 @@ import os
 import httpx
 import msgspec
 import pytest
-from lxml import etree
 
 from settlement_helpers import KES, Payers, assert_valid, deferred_net_world, pacs002
 from switch.admin.service import Caller

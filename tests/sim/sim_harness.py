@@ -38,7 +38,6 @@ import msgspec
 from ledger import LedgerConfig, PendingStatus
 from switch.core import (
     CoreConfig,
-    ProtocolError,
     RequestToPayState,
     Result,
     SettlementModel,
@@ -52,7 +51,6 @@ from switch.core.limits import NET_DEBIT_CAP_MINOR_MAX, NS_PER_DAY
 from switch.core.messages import (
     AdminAnswer,
     ArmTimer,
-    CancelTimer,
     ConsultStore,
     CreditRequest,
     CurrencyAdded,
@@ -67,17 +65,12 @@ from switch.core.messages import (
     ParticipantSuspended,
     Party,
     PayeeAnswer,
-    PayeeAnswered,
     Refused,
-    RefundLookupToken,
     RequestToPay,
-    RequestToPayDecided,
     RequestToPayDecision,
     RequestToPayNotice,
     RequestToPayOutcome,
-    RequestToPayRequested,
     ReturnRequest,
-    ReturnRequested,
     SchemeRules,
     SchemeRulesChanged,
     Send,
@@ -85,7 +78,6 @@ from switch.core.messages import (
     SettlementConfirmed,
     SettlementScheduleSet,
     SettlementWindowClosed,
-    StatusQueried,
     StatusQuery,
     TimerFired,
     TransferOutcome,
@@ -752,7 +744,6 @@ class Sim:
         participant)."""
         core = self.core
         windows = {w.window_id: w for w in core.settlement_windows()}
-        rolled_into = {source: w.window_id for w in windows.values() for source in w.rolled_from}
         pending = posted = 0
         carried = [c for c, _ledger_id, _model in CURRENCIES if core.currency(c) is not None]
         for currency in carried:

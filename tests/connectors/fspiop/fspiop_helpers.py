@@ -4,10 +4,8 @@ registered on it, and the independent OpenAPI check of what the hub sends."""
 from __future__ import annotations
 
 import functools
-import os
 from pathlib import Path
 
-import pytest
 import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa

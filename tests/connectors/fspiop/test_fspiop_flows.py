@@ -3,9 +3,7 @@ against the spec, and the hub's own checks."""
 
 from __future__ import annotations
 
-import asyncio
 
-import msgspec
 import pytest
 
 from connectors.fspiop import ilp

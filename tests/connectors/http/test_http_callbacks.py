@@ -243,8 +243,6 @@ async def test_a_changed_callback_url_is_used_from_the_next_message_on(tmp_path,
     from connectors.http.app import HttpConnector, HttpConnectorConfig
     from switch.core.messages import (
         CurrencyAdded,
-        FundsDeposited,
-        ParticipantAccountOpened,
         ParticipantAdded,
     )
     from switch.core.results import SettlementModel

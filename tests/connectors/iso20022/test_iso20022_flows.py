@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from connectors.iso20022.bank import agent, envelope, new_id, now_text, pacs002
+from connectors.iso20022.bank import agent, envelope, new_id, now_text
 from switch.core.messages import Party, TransferRequest
 from switch.core.results import Result, TransferState
 

@@ -6,7 +6,6 @@ is checked against gsma-mobile-money-api-1.1.2.yaml by an independent validator
 
 from __future__ import annotations
 
-import asyncio
 
 import pytest
 

@@ -140,7 +140,6 @@ async def test_a_signature_policy_holds_on_the_stream_too(tmp_path, pki):
     """A participant whose policy requires signed requests cannot pay unsigned over the
     stream: it must connect with a registered client certificate AND its API key, else the
     Hello is refused with a typed MTLS_REQUIRED. Others are unaffected."""
-    from connectors.stream.protocol import StreamError
 
     # Plain TCP: no certificate is possible, so the key alone is refused.
     plain = await start_test_server(str(tmp_path / "plain"), http=_signature_policy(1))
