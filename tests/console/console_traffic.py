@@ -102,8 +102,20 @@ class Traffic:
         interval_s = 1.0 / per_s
         while True:
             payer, payee = next(pairs)
-            self.transfer(payer, payee, 1_00)
+            if self.clients[payer].protocol_error is None:  # a suspended one's session ended
+                self.transfer(payer, payee, 1_00)
             await asyncio.sleep(interval_s)
+
+    async def reconnect(self, name: str) -> None:
+        """A new session for `name` after the switch ended its old one (a suspension):
+        a new key, the same payee behaviour."""
+        participant_id = self.participant_ids[name]
+        api_key = await self.server.credentials.issue_key(participant_id)
+        old = self.clients[name]
+        self.clients[name] = await StreamClient.connect(
+            "127.0.0.1", self.server.stream_port, api_key=api_key,
+            on_credit_request=lambda _request: ACCEPT)
+        await old.close()
 
     def start(self, per_s: float) -> None:
         self.stop()

@@ -73,6 +73,8 @@ def test_log_in_and_watch_live_numbers_move(new_page, switch):
 
 
 def test_suspend_a_participant_and_see_its_transfers_rejected(new_page, switch):
+    """Suspending ends the participant's live session at once; connected again, its
+    transfers and those to it are refused, the console shows it; resumed, it pays again."""
     bank_a = switch.traffic.participant_ids["bank-a"]
     page = new_page("bob")
     page.goto(f"/participants/{bank_a}")
@@ -80,6 +82,10 @@ def test_suspend_a_participant_and_see_its_transfers_rejected(new_page, switch):
     page.wait_for_url(re.compile(r"notice=suspended"))
     assert page.locator("#participant-status").inner_text() == "suspended"
     try:
+        # Its live session ended at once; connecting again, its transfers are refused.
+        wait_until(lambda: switch.traffic.clients["bank-a"].protocol_error is not None)
+        assert switch.traffic.clients["bank-a"].protocol_error.detail == "participant suspended"
+        switch.call(switch.traffic.reconnect("bank-a"))
         transfer_id, outcome = switch.send("bank-a", 1)
         assert outcome.state == TransferState.REJECTED
         assert outcome.result == Result.PAYER_BLOCKED
