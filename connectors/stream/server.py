@@ -56,8 +56,6 @@ log = logging.getLogger("ponte.connectors.stream")
 NESTING_DETAIL = "nested deeper than the decoder allows"
 
 _OK = Result.OK
-_STATUS_BUSY = ErrorAnswer(result=Result.SERVER_BUSY, detail="status queries in flight")
-_RESOLVES_BUSY = ErrorAnswer(result=Result.SERVER_BUSY, detail="resolves in flight")
 
 
 def server_ssl_context(cert_path: str, key_path: str, client_ca_path: str = "") -> ssl.SSLContext:
@@ -94,6 +92,7 @@ class StreamConnection(asyncio.Protocol):
         self._resume_at = int(server.window_max * limits.WINDOW_RESUME_FRACTION)
         self._paused_window = False
         self._paused_write = False
+        self._paused_calls = False  # awaited calls at a bound: read no more until answers
         self._reading_paused = False
         self._closed = False
         self._handshake_timer: asyncio.TimerHandle | None = None
@@ -102,6 +101,7 @@ class StreamConnection(asyncio.Protocol):
         self._status_queries = 0
         self._resolves = 0
         self.status_queries_peak = 0  # the most ever awaited at once (tests, ops)
+        self.paused_for_calls = 0  # times reading stopped at a call bound (tests, ops)
         self.peer = ""
 
     # -- asyncio.Protocol --------------------------------------------------------------
@@ -178,7 +178,8 @@ class StreamConnection(asyncio.Protocol):
     def _process(self) -> None:
         reader = self._reader
         handle = self._handle
-        while not self._closed and not self._paused_window and not self._paused_write:
+        while not (self._closed or self._paused_window or self._paused_write
+                   or self._paused_calls):
             data = reader.next_frame()
             if data is None:
                 return
@@ -310,24 +311,31 @@ class StreamConnection(asyncio.Protocol):
 
     # -- awaited calls -------------------------------------------------------------------
 
+    # Back-pressure on awaited calls: at a bound (status queries, resolves, calls of any
+    # kind) the connection is not read until answers free room — TCP pushes back on the
+    # sender, and a flood of queries costs the switch no more than the bounded number it
+    # is answering (reading and refusing each excess frame would cost it a decode and a
+    # reply apiece, taken from every other participant's payments).
+
+    def _calls_full(self) -> bool:
+        return (self._status_queries >= limits.STATUS_QUERIES_IN_FLIGHT_MAX
+                or self._resolves >= limits.RESOLVES_IN_FLIGHT_MAX
+                or len(self._calls) >= limits.CALLS_IN_FLIGHT_MAX)
+
+    def _calls_resumable(self) -> bool:
+        """Half of every bound free again (not one: reading resumes for a batch of frames,
+        not for each answer)."""
+        return (self._status_queries <= limits.STATUS_QUERIES_IN_FLIGHT_MAX // 2
+                and self._resolves <= limits.RESOLVES_IN_FLIGHT_MAX // 2
+                and len(self._calls) <= limits.CALLS_IN_FLIGHT_MAX // 2)
+
     def _call(self, corr: int, message) -> None:
-        # Past a bound the answer is SERVER_BUSY now: nothing is queued for the sequencer
-        # or the directory, so a flood costs the flooder, not the other participants.
         is_status = type(message) is StatusQuery
-        if len(self._calls) >= limits.CALLS_IN_FLIGHT_MAX:
-            self._reply(corr, ErrorAnswer(result=Result.SERVER_BUSY, detail="calls in flight"))
-            return
         if is_status:
-            if self._status_queries >= limits.STATUS_QUERIES_IN_FLIGHT_MAX:
-                self._reply(corr, _STATUS_BUSY)
-                return
             self._status_queries += 1
             if self._status_queries > self.status_queries_peak:
                 self.status_queries_peak = self._status_queries
         else:
-            if self._resolves >= limits.RESOLVES_IN_FLIGHT_MAX:
-                self._reply(corr, _RESOLVES_BUSY)
-                return
             self._resolves += 1
         gateway = self.gateway
         participant_id = self.participant_id
@@ -349,9 +357,6 @@ class StreamConnection(asyncio.Protocol):
         self._track(asyncio.ensure_future(call()))
 
     def _register(self, frame: RegisterAliases) -> None:
-        if len(self._calls) >= limits.CALLS_IN_FLIGHT_MAX:
-            self._reply(frame.corr, ErrorAnswer(result=Result.SERVER_BUSY, detail="calls"))
-            return
         participant_id = self.participant_id
 
         async def call() -> None:
@@ -364,9 +369,17 @@ class StreamConnection(asyncio.Protocol):
     def _track(self, task: asyncio.Task) -> None:
         self._calls.add(task)
         task.add_done_callback(self._call_done)
+        if not self._paused_calls and self._calls_full():
+            self._paused_calls = True
+            self.paused_for_calls += 1
+            self._update_reading()
 
     def _call_done(self, task: asyncio.Task) -> None:
         self._calls.discard(task)
+        if self._paused_calls and self._calls_resumable():
+            self._paused_calls = False
+            self._update_reading()
+            self._process()
         if not task.cancelled() and task.exception() is not None:
             log.error("stream_call_failed participant_id=%s error=%r", self.participant_id,
                       task.exception())
@@ -419,7 +432,7 @@ class StreamConnection(asyncio.Protocol):
         transport = self.transport
         if transport is None or self._closed:
             return
-        paused = self._paused_window or self._paused_write
+        paused = self._paused_window or self._paused_write or self._paused_calls
         if paused and not self._reading_paused:
             transport.pause_reading()
             self._reading_paused = True

@@ -177,6 +177,9 @@ class ServerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     status_per_participant_max: Annotated[
         int, Meta(ge=1, le=limits.STATUS_PER_PARTICIPANT_MAX_CEILING)
     ] = limits.STATUS_PER_PARTICIPANT_MAX_DEFAULT
+    status_rate_per_participant: Annotated[
+        float, Meta(ge=0.0, le=limits.STATUS_RATE_PER_PARTICIPANT_MAX)
+    ] = limits.STATUS_RATE_PER_PARTICIPANT_DEFAULT
     # After a restart: how long a participant has to connect (or call over HTTP) before
     # the credit requests held for it go to its callback URL (docs/operations.md).
     held_grace_s: Annotated[float, Meta(ge=0.0, le=limits.HELD_GRACE_S_MAX)] = (

@@ -7,7 +7,8 @@ directory calls. The deciding shell (`switch/server/shell.py`) decides what to j
 answer and release, and the sequencer carries it out. The gateway keeps only admission and
 delivery choices that depend on connections, not on the state of any transfer (so the
 simulator, which runs the shell, does not run them): refusing new work while draining or
-overloaded and status queries past `status_per_participant_max`, which of a participant's
+overloaded, status queries past `status_per_participant_max` (and their pacing at
+`status_rate_per_participant`), which of a participant's
 doors a message goes to (its origin, else the oldest, else the callback fallback), the
 credit requests held after a restart until a door is used, and the remembered routes of
 recent lookups. The gateway must
@@ -88,8 +89,10 @@ callbacks of that loop, never from another thread).
        # -> TransferOutcome, or Refused(TRANSFER_NOT_FOUND), or ErrorAnswer(SERVER_BUSY)
 
    A participant may have at most ``status_per_participant_max`` status queries waiting at
-   once; past it they are answered SERVER_BUSY without queuing, so one participant's
-   query flood cannot crowd out another's payments.
+   once; past it they are answered SERVER_BUSY without queuing. Its queries are also paced
+   at ``status_rate_per_participant`` a second (a burst of one second's worth): past the
+   rate a query waits for its turn before it is queued. Together they keep one
+   participant's query flood from crowding out another's payments.
 
    and, for aliases, ``await gateway.register_alias(participant_id, alias_type=...,
    alias_value=..., account_ref=..., owner_national_id=..., display_name=...,
@@ -117,6 +120,7 @@ import asyncio
 import hashlib
 import hmac
 import logging
+import math
 import time
 from collections import OrderedDict, deque
 from typing import Any, Callable, Container, Protocol
@@ -184,6 +188,11 @@ ANONYMOUS_USER = "anonymous"
 _NEW_WORK = (TransferRequest, RequestToPay, ReturnRequest)
 
 
+def _wake(waker: asyncio.Future) -> None:
+    if not waker.done():  # its query may have been cancelled meanwhile
+        waker.set_result(None)
+
+
 def _never() -> bool:
     return False
 
@@ -202,6 +211,7 @@ class Gateway:
 
     def __init__(self, *, core, directory, credentials, inbound_max: int,
                  status_per_participant_max: int = limits.STATUS_PER_PARTICIPANT_MAX_DEFAULT,
+                 status_rate_per_participant: float = limits.STATUS_RATE_PER_PARTICIPANT_DEFAULT,
                  held_grace_s: float = limits.HELD_GRACE_S_DEFAULT) -> None:
         assert 1 <= inbound_max <= limits.INBOUND_QUEUE_MAX_CEILING
         assert 1 <= status_per_participant_max <= limits.STATUS_PER_PARTICIPANT_MAX_CEILING
@@ -214,6 +224,11 @@ class Gateway:
         # flow. Set by the server.
         self.overloaded: Callable[[], bool] = _never
         self.status_per_participant_max = status_per_participant_max
+        # Pacing (GCRA): participant -> the monotonic time its next query may be queued.
+        self._status_interval_s = (1.0 / status_rate_per_participant
+                                   if status_rate_per_participant else 0.0)
+        self._status_burst_s = 1.0 if status_rate_per_participant else 0.0
+        self._status_next_at: dict[int, float] = {}
         self.held_grace_s = held_grace_s
         self._inbound: deque[InboundItem] = deque()
         self._wakeup = asyncio.Event()
@@ -442,10 +457,24 @@ class Gateway:
             if self.metrics is not None:
                 self.metrics.inbound_refused_total += 1
             return ErrorAnswer(result=Result.SERVER_BUSY, detail="status queries")
-        future = asyncio.get_running_loop().create_future()
         self._status_waiting[participant_id] = waiting + 1
-        self._enqueue((ITEM_STATUS, participant_id, query, future))
         try:
+            if self._status_interval_s:
+                loop = asyncio.get_running_loop()
+                turn = self._status_turn(participant_id, loop.time())
+                if turn > 0:
+                    # Woken on the slot grid, with the rest of its slot (one tick for all).
+                    slot = limits.STATUS_PACING_SLOT_S
+                    wake_at = math.ceil(turn / slot) * slot
+                    waker = loop.create_future()
+                    loop.call_at(wake_at, _wake, waker)
+                    await waker
+                    if not self._accepting:
+                        return ErrorAnswer(result=Result.SERVICE_UNAVAILABLE)
+                    if len(self._inbound) >= self.inbound_max:
+                        return ErrorAnswer(result=Result.SERVER_BUSY, detail="status queries")
+            future = asyncio.get_running_loop().create_future()
+            self._enqueue((ITEM_STATUS, participant_id, query, future))
             return await future
         finally:
             left = self._status_waiting[participant_id] - 1
@@ -453,6 +482,16 @@ class Gateway:
                 self._status_waiting[participant_id] = left
             else:
                 del self._status_waiting[participant_id]
+
+    def _status_turn(self, participant_id: int, now: float) -> float:
+        """When (on the clock of `now`) this participant's next status query may be queued;
+        0.0 when that is now."""
+        next_at = self._status_next_at.get(participant_id, 0.0)
+        earliest = now - self._status_burst_s  # unused turns carry over, one second's worth
+        if next_at < earliest:
+            next_at = earliest
+        self._status_next_at[participant_id] = next_at + self._status_interval_s
+        return next_at if next_at > now else 0.0
 
     async def admin(self, event) -> Any:
         """Submit an operator event (switch.core.messages.AdminEvent); the core's

@@ -19,6 +19,16 @@ INBOUND_QUEUE_MAX_CEILING = 1 << 22
 # flood cannot fill the queue ahead of everyone's payments.
 STATUS_PER_PARTICIPANT_MAX_DEFAULT = 256
 STATUS_PER_PARTICIPANT_MAX_CEILING = 1 << 16
+# Status queries one participant may have decided per second, with a burst of one second's
+# worth: past it a query waits (counted among the waiting above) until its turn. The bound
+# on waiting queries alone does not stop a flood — as fast as answers come back, a flooder
+# sends more, and each costs the switch's one deciding core the same as a payment.
+# 0: no pacing.
+STATUS_RATE_PER_PARTICIPANT_DEFAULT = 1_000.0
+# Paced queries wake on this grid (seconds), all of one slot together: one sequencer tick
+# for the lot instead of one per query (each tick has a fixed cost).
+STATUS_PACING_SLOT_S = 0.02
+STATUS_RATE_PER_PARTICIPANT_MAX = 1_000_000.0
 
 # -- the stream listener (connectors/stream/limits.py has the same numbers, which a test
 # compares: the server's configuration may not ask the connector for more than it takes)

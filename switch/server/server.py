@@ -237,6 +237,7 @@ class SwitchServer:
                                credentials=self.credentials,
                                inbound_max=config.inbound_queue_max,
                                status_per_participant_max=config.status_per_participant_max,
+                               status_rate_per_participant=config.status_rate_per_participant,
                                held_grace_s=config.held_grace_s)
         self.gateway.metrics = self.metrics
         # Revoked keys close the live sessions they opened (edge-defects branch).

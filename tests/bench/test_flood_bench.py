@@ -22,5 +22,11 @@ def test_a_small_flood_run_measures_both_phases():
     queries = flood["flood"]
     assert queries["queries_sent"] > 300 and queries["answered_per_s"] > 0
     assert queries["errors"] == 0
+    # The excess is held back (TCP back-pressure, pacing), never refused at the door.
+    assert queries["server_busy_per_s"] == 0
+    assert 0 < baseline["switch_cpu_share"] and 0 < flood["switch_cpu_share"]
+    low, high = result["baseline"]["p99_range_ms"]
+    assert low <= result["baseline"]["p99_ms"] <= high
+    assert result["flood_p99_within_baseline_range"] == (result["flood"]["p99_ms"] <= high)
     assert result["p99_ratio_flood_vs_baseline"] == round(
         result["flood"]["p99_ms"] / result["baseline"]["p99_ms"], 3)

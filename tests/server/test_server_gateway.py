@@ -275,3 +275,46 @@ async def test_one_participants_status_flood_is_bounded_and_others_are_answered(
         assert again.result is Result.TRANSFER_NOT_FOUND
     finally:
         await server.stop(drain_s=0)
+
+
+async def test_a_participants_status_queries_are_paced_and_others_are_not_held_back(tmp_path):
+    """Issue 18 item 6: bounding waiting queries alone does not stop a flood (a flooder
+    sends more as fast as answers come back). Past `status_rate_per_participant` a second
+    (a burst of one second's worth) a query waits for its turn before it is queued; every
+    one is still answered, and another participant's query is answered while the
+    flooder's paced ones are still waiting."""
+    server = await start_test_server(str(tmp_path), status_per_participant_max=256,
+                                     status_rate_per_participant=20.0)
+    try:
+        participants = await onboard(server, ["bank_a", "bank_b"])
+        flooder, other = participants["bank_a"][0], participants["bank_b"][0]
+        query = StatusQuery(payer_participant_id=flooder, transfer_id="nothing")
+        flood = [asyncio.ensure_future(server.gateway.status(flooder, query))
+                 for _ in range(40)]  # 20 in the burst, 20 paced over the next second
+        calm = await server.gateway.status(other, StatusQuery(
+            payer_participant_id=other, transfer_id="nothing"))
+        assert calm.result is Result.TRANSFER_NOT_FOUND
+        waiting = sum(not future.done() for future in flood)
+        assert waiting >= 10  # the other's answer did not wait behind the flooder's turns
+        answers = await asyncio.gather(*flood)
+        assert [a.result for a in answers] == [Result.TRANSFER_NOT_FOUND] * 40
+    finally:
+        await server.stop(drain_s=0)
+
+
+def test_status_pacing_turns_follow_the_rate_with_a_one_second_burst():
+    """The pacing arithmetic (GCRA): a second's worth at once, then one turn per interval;
+    unused time carries over up to one second; rate 0 turns pacing off."""
+    from switch.server.gateway import Gateway
+
+    gateway = Gateway(core=None, directory=None, credentials=None, inbound_max=16,
+                      status_rate_per_participant=10.0)
+    turns = [gateway._status_turn(7, 100.0) for _ in range(15)]
+    assert turns[:11] == [0.0] * 11  # the burst, and the turn that falls on now
+    assert [round(turn, 6) for turn in turns[11:]] == [100.1, 100.2, 100.3, 100.4]
+    assert gateway._status_turn(8, 100.0) == 0.0  # another participant has its own turns
+    # At 100.5 the queued turns have passed: the next is now, the one after it 0.1 s on.
+    assert gateway._status_turn(7, 100.5) == 0.0
+    assert round(gateway._status_turn(7, 100.5), 6) == 100.6
+    assert Gateway(core=None, directory=None, credentials=None, inbound_max=16,
+                   status_rate_per_participant=0.0)._status_interval_s == 0.0
