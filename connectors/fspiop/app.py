@@ -326,6 +326,8 @@ class FspiopConnector:
         self._rtp_transactions = _Bounded(limits.QUOTES_PENDING_MAX)
         self._prepares = _Bounded(limits.TRANSFERS_REMEMBERED_MAX)
         self._flights = _Bounded(limits.TRANSFERS_REMEMBERED_MAX)
+        # FSPIOP transfer id -> (payer id, Ponte transfer id, payee id) of final transfers.
+        self._finished = _Bounded(limits.FINISHED_REMEMBERED_MAX)
         self._status_queries: dict[int, int] = {}
         self.writer = PrepareWriter(store) if store is not None else None
         self._loading: list[tuple[int, CreditRequest]] = []  # re-sent credits, prepare read
@@ -1057,8 +1059,13 @@ class FspiopConnector:
     def get_transfer(self, dfsp: _Dfsp, request: Request, segments):
         transfer_id = segments[1]
         flight = self._flights.get(transfer_id)
-        payer_id = flight.payer_id if flight is not None else dfsp.participant_id
-        ponte_id = flight.transfer_id if flight is not None else transfer_id
+        payer_id, ponte_id = dfsp.participant_id, transfer_id  # unknown: asked as its payer
+        if flight is not None:
+            payer_id, ponte_id = flight.payer_id, flight.transfer_id
+        else:
+            finished = self._finished.get(transfer_id)
+            if finished is not None and dfsp.participant_id in (finished[0], finished[2]):
+                payer_id, ponte_id = finished[0], finished[1]
         waiting = self._status_queries.get(dfsp.participant_id, 0)
         if waiting >= limits.STATUS_QUERIES_IN_FLIGHT_PER_PARTICIPANT_MAX:
             return _error("2005", "status queries in flight", 503)
@@ -1414,6 +1421,7 @@ class FspiopConnector:
         flight_id = derived_id("transfer", payer_id, outcome.transfer_id) \
             if not self._speaks_fspiop(payer_id) else outcome.transfer_id
         flight = self._flights.pop(flight_id, None)
+        self._finished.put(flight_id, (payer_id, outcome.transfer_id, participant_id))
         path = f"/transfers/{flight_id}"
         if outcome.state == TransferState.COMMITTED:
             if flight is not None and flight.reserved:

@@ -20,6 +20,11 @@ TASKS_IN_FLIGHT_MAX = 8_192
 # Transfers: what the hub keeps to forward a prepare and its fulfil with the original
 # signatures. Bounded by the core's in-flight table (core.in_flight_max) at most.
 TRANSFERS_REMEMBERED_MAX = core_limits.IN_FLIGHT_MAX_DEFAULT * 2
+# Final transfers whose parties the hub still knows by FSPIOP transfer id (~200 bytes
+# each), so the payee DFSP may GET one after it is final: the core's status query needs
+# the payer, which the payee's request does not name. Older ones, and those final before
+# a restart, are answered for the payer only (3208 to the payee).
+FINISHED_REMEMBERED_MAX = 200_000
 # Prepares written to the prepare store (connectors/fspiop/store.py) and not yet durable:
 # past it a new prepare is answered 503 (2005) before anything is recorded.
 PREPARES_UNWRITTEN_MAX = 16_384

@@ -15,8 +15,7 @@ touch the core (the input is a copy).
 
 from __future__ import annotations
 
-import csv
-import io
+import re
 from datetime import datetime, timezone
 from typing import Iterator, NamedTuple
 
@@ -90,16 +89,23 @@ def lines(source: StatementInput) -> Iterator[Line]:
 
 
 def _timestamps():
-    """iso_datetime with the second's text cached: entries come in time order."""
-    cache = [-1, ""]
+    """iso_datetime (to the millisecond) with the last millisecond's text and the last
+    second's prefix cached: entries come in time order, many to a millisecond under load."""
+    cache = [-1, "", -1, ""]  # millisecond, its text; second, its prefix
 
     def stamp(at_ns: int) -> str:
-        second = at_ns // iso.NS_PER_S
-        if second != cache[0]:
-            cache[0] = second
-            cache[1] = datetime.fromtimestamp(second, tz=timezone.utc).strftime(
+        milli = at_ns // 1_000_000
+        if milli == cache[0]:
+            return cache[1]
+        second = milli // 1000
+        if second != cache[2]:
+            cache[2] = second
+            cache[3] = datetime.fromtimestamp(second, tz=timezone.utc).strftime(
                 "%Y-%m-%dT%H:%M:%S.")
-        return f"{cache[1]}{at_ns // 1_000_000 % 1000:03d}Z"
+        text = f"{cache[3]}{milli % 1000:03d}Z"
+        cache[0] = milli
+        cache[1] = text
+        return text
     return stamp
 
 
@@ -189,32 +195,41 @@ def _camt_chunks(source: StatementInput) -> Iterator[bytes]:
     yield "".join(parts).encode("utf-8", "surrogatepass")
 
 
+_CSV_FORMULA_STARTS = frozenset(("=", "+", "-", "@", "\t", "\r"))
+_csv_needs_quotes = re.compile(r'[,"\r\n]').search
+
+
 def _csv_cell(value: str) -> str:
-    """A participant-supplied text as a CSV cell a spreadsheet will not run as a formula."""
-    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+    """A participant-supplied text as a CSV cell: one a spreadsheet will not run as a
+    formula, quoted as RFC 4180 says when it holds a comma, a quote or a line break."""
+    if value[:1] in _CSV_FORMULA_STARTS:
+        value = "'" + value
+    if _csv_needs_quotes(value):
+        value = '"' + value.replace('"', '""') + '"'
+    return value
 
 
 def _csv_chunks(source: StatementInput) -> Iterator[bytes]:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
+    """The CSV lines written directly: every column but the end-to-end id is ours and
+    needs no quoting (ids keep to the one id grammar, amounts and times are digits),
+    which makes this several times cheaper than the csv module's writer per cell."""
     currency = source.currency
     stamp = _timestamps()
     amount = _amounts(currency)
     window = source.window_id
     chunk_bytes = limits.STATEMENT_CHUNK_BYTES
-    rows = []
+    parts = [",".join(CSV_COLUMNS) + "\n"]
+    size = 0
     for (at_ns, reference, booking, debit, amount_minor, transfer_id, payer, payee,
          end_to_end_id, _window_id) in lines(source):
-        rows.append((window, stamp(at_ns), booking, "DBIT" if debit else "CRDT", amount_minor,
-                     amount(amount_minor), currency, payer or "", transfer_id, payee or "",
-                     _csv_cell(end_to_end_id) if end_to_end_id else "", reference))
-        if len(rows) >= 512:
-            writer.writerows(rows)
-            rows.clear()
-            if out.tell() >= chunk_bytes:
-                yield out.getvalue().encode("utf-8", "surrogatepass")
-                out.seek(0)
-                out.truncate()
-    writer.writerows(rows)
-    yield out.getvalue().encode("utf-8", "surrogatepass")
+        part = (f"{window},{stamp(at_ns)},{booking},{'DBIT' if debit else 'CRDT'},"
+                f"{amount_minor},{amount(amount_minor)},{currency},{payer or ''},"
+                f"{transfer_id},{payee or ''},"
+                f"{_csv_cell(end_to_end_id) if end_to_end_id else ''},{reference}\n")
+        parts.append(part)
+        size += len(part)
+        if size >= chunk_bytes:
+            yield "".join(parts).encode("utf-8", "surrogatepass")
+            parts.clear()
+            size = 0
+    yield "".join(parts).encode("utf-8", "surrogatepass")

@@ -122,6 +122,24 @@ def test_csv_statement_has_the_same_entries(tmp_path):
     assert "'=HYPERLINK(1)" in text
 
 
+def test_csv_statement_quotes_what_a_participant_wrote_and_nothing_else_breaks_a_row(tmp_path):
+    """End-to-end ids are the one free text in a row: commas, quotes and line breaks in
+    them are quoted (RFC 4180), so a CSV reader gets every row back whole, with the id as
+    sent (formula starts guarded)."""
+    import csv
+    import io
+
+    sent = ["a,b", 'say "hi"', "two\nlines", "cr\rhere", "-1,2", "plain", "ünïcode"]
+    entries = [entry._replace(end_to_end_id=value)
+               for entry, value in zip(entries_of(len(sent)), sent)]
+    text = b"".join(statement_chunks(source(tmp_path, entries, "csv"))).decode()
+    rows = list(csv.DictReader(io.StringIO(text, newline="")))
+    payments = [row for row in rows if row["entry"] != "FEE"]  # one per entry sent
+    assert [row["end_to_end_id"] for row in payments] == [
+        "'" + value if value.startswith("-") else value for value in sent]
+    assert all(len(row) == len(rows[0]) and None not in row for row in rows)
+
+
 def test_a_participant_sees_only_its_own_entries(tmp_path):
     mixed = entries_of(20, participant=1, other=2) + entries_of(20, participant=3, other=4)
     data = b"".join(statement_chunks(source(tmp_path, mixed, "camt053", participant=3)))

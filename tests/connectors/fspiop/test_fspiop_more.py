@@ -173,11 +173,10 @@ async def test_status_query_answers_the_current_state(world):
     _spec_checked(payer, payee)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "defect: after the transfer is final the hub forgets which payer it belongs to "
-    "(connectors/fspiop/app.py get_transfer) and asks the core as if the payee had paid: "
-    "3208, though the core answers either party (StatusQuery)"))
 async def test_payee_may_ask_the_state_of_a_final_transfer(world):
+    """Once final, the hub still knows the transfer's parties (a bounded table of recent
+    final transfers), so the payee's GET asks the core with the right payer: COMMITTED,
+    not 3208."""
     _server, _banks, _hub_public, payer, payee = world
     # RESERVED: the PATCH tells the payee (and this test) that the hub retired the transfer.
     payee.transfer_state = "RESERVED"
