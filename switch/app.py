@@ -274,6 +274,11 @@ async def _start_g2p(server: SwitchServer) -> None:
                    lambda: engine.in_flight)
     registry.gauge("ponte_g2p_pacing_yields_total", "G2P pump steps skipped for live "
                    "traffic.", lambda: engine.yields_total, kind="counter")
+    registry.gauge("ponte_g2p_rows_retried_total", "G2P rows tried again because their "
+                   "payee did not answer in time.", lambda: engine.rows_retried_total,
+                   kind="counter")
+    registry.gauge("ponte_g2p_window_rows", "G2P rows the engine lets be in flight now "
+                   "(adapts to the payees).", lambda: engine.window)
 
 
 class SignaturePolicy:

@@ -203,8 +203,9 @@ class TransferFlow:
             day=now_ns // _NS_PER_DAY,
         )
         self._transfers[key] = record
-        if self._observer is not None:  # a transfer starts RECEIVED (TRANSFER_NEXT's root)
-            self._observer(record.payer_participant_id, record.transfer_id, _RECEIVED, now_ns)
+        observer = self._transition_observer
+        if observer is not None:  # a transfer starts RECEIVED (TRANSFER_NEXT's root)
+            observer(record.payer_participant_id, record.transfer_id, _RECEIVED, now_ns)
         return record
 
     def _admit(self, record: TransferRecord, payer: Participant, payee: Participant,
@@ -396,8 +397,9 @@ class TransferFlow:
         """Enter a state that is not final (`_finish` enters those): along the graph only."""
         assert state in _TRANSFER_NEXT[record.state], (record.state, state)
         record.state = state
-        if self._observer is not None:
-            self._observer(record.payer_participant_id, record.transfer_id, state, now_ns)
+        observer = self._transition_observer
+        if observer is not None:
+            observer(record.payer_participant_id, record.transfer_id, state, now_ns)
 
     def _answer_resend(self, record: TransferRecord, event, sender: int) -> list[Command]:
         result = _compare_requests(record.event, event)

@@ -20,7 +20,9 @@ How a row is paid (docs/g2p.md, "The batch life cycle"):
 
 Pacing: at most `rate_rows_per_s`, at most `in_flight_rows_max` rows in flight, and
 nothing while the switch's inbound queue is deeper than `live_queue_depth_max` (live
-payments first).
+payments first). The window adapts to the payees: a row whose transfer expired (its payee
+did not answer in time) halves it, each paid row widens it by one again; such a row is
+tried again under its next attempt, up to `PAYEE_UNAVAILABLE_ATTEMPTS_MAX` attempts.
 
 It must never hold a raw national ID (rows carry identity tokens), never hold a batch's
 rows in memory beyond one page and the window, and never submit a row whose attempt could
@@ -142,6 +144,10 @@ class Engine:
         self.rows_paid_total = 0
         self.rows_failed_total = 0
         self.yields_total = 0  # pump steps skipped for live traffic
+        self.rows_retried_total = 0  # rows tried again after their payee did not answer
+        # The adaptive window (see the module docstring) and when it was last cut.
+        self.window = config.in_flight_rows_max
+        self._window_cut_at = 0.0
 
     # -- life cycle ------------------------------------------------------------------
 
@@ -229,7 +235,7 @@ class Engine:
             now = time.monotonic()
             tokens = min(burst, tokens + (now - last) * rate)
             last = now
-            room = config.in_flight_rows_max - len(self._flying)
+            room = self.window - len(self._flying)
             gateway = self.gateway
             if not self.open and not self._resubmit:
                 self._wake.clear()
@@ -407,14 +413,32 @@ class Engine:
             batch.counts.paid_minor += row.amount_minor
             self.rows_paid_total += 1
             batch.probe = False
+            if self.window < self.config.in_flight_rows_max:
+                self.window += 1
         elif result in FUNDING_RESULTS:
             self._back_to_pending(batch, row, result)
+        elif result is Result.TRANSFER_EXPIRED and (
+                row.attempt + 1 < limits.PAYEE_UNAVAILABLE_ATTEMPTS_MAX):
+            # Its payee did not answer in time; nothing was paid. Fewer rows at once, and
+            # this one again under its next attempt.
+            self._cut_window()
+            self.rows_retried_total += 1
+            self._back_to_pending(batch, row, result, pause=False)
         else:
+            if result is Result.TRANSFER_EXPIRED:
+                self._cut_window()
             reason = reason_for(result, payee_reason)
             self._outcomes.append((batch_id, row.row_no, row.attempt, int(RowStatus.FAILED),
                                    int(reason), int(result), row.attempt))
             self._count_failed(batch, reason, row.amount_minor, pending=False)
         self._after_outcome(batch)
+
+    def _cut_window(self) -> None:
+        now = time.monotonic()
+        if now - self._window_cut_at >= limits.WINDOW_CUT_INTERVAL_S:
+            self._window_cut_at = now
+            self.window = max(min(limits.WINDOW_ROWS_MIN, self.config.in_flight_rows_max),
+                              self.window // 2)
 
     def _refused(self, tid: str, result: Result) -> None:
         entry = self._flying.get(tid)

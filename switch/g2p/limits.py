@@ -44,6 +44,15 @@ LIVE_QUEUE_DEPTH_MAX_DEFAULT = 256
 FUNDING_PROBE_S_DEFAULT = 5.0
 # How far ahead a row's transfer expires.
 TRANSFER_EXPIRY_MS_DEFAULT = 60_000
+# A row whose payee did not answer in time (its transfer expired, nothing paid) is tried
+# again under its next attempt while its attempt number (funding pauses count too) is below
+# this; then it fails `payee_unavailable`.
+PAYEE_UNAVAILABLE_ATTEMPTS_MAX = 3
+# The engine's window adapts to the payees: an expired row halves it (at most once a
+# second, down to this), each paid row widens it by one again, up to `in_flight_rows_max`
+# — so payees that answer slowly are sent fewer rows at once instead of having them expire.
+WINDOW_ROWS_MIN = 64
+WINDOW_CUT_INTERVAL_S = 1.0
 # Callbacks (on-disburse, on-link, moved-out notices) waiting for delivery.
 CALLBACK_QUEUE_MAX = 4_096
 CALLBACK_ATTEMPTS_MAX = 6

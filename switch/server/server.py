@@ -92,7 +92,8 @@ class ServerBackends:
 
 
 def _observers(first, more: list):
-    """One observer calling `first`, then each of `more` (the archive alone when none)."""
+    """One observer calling `first`, then each of `more` (the archive alone when none);
+    told of final states only when every one of them wants no more (`finals_only`)."""
     if not more:
         return first
     rest = tuple(observer.observe for observer in more)
@@ -102,6 +103,7 @@ def _observers(first, more: list):
         for each in rest:
             each(payer_participant_id, transfer_id, state, now_ns)
 
+    observe.finals_only = all(getattr(each, "finals_only", False) for each in (first, *rest))
     return observe
 
 

@@ -165,7 +165,7 @@ class OutcomeArchive:
 
     def observe(self, payer_participant_id: int, transfer_id: str, state: TransferState,
                 now_ns: int) -> None:
-        """The core's observer: every transition of every transfer, live or replayed."""
+        """The core's observer: every final state of every transfer, live or replayed."""
         if state not in _FINAL:
             return
         recent = self._recent
@@ -180,6 +180,9 @@ class OutcomeArchive:
                 self._archive(key, _final_encoder.encode(FinalTransfer(
                     event=event, outcome=record.outcome, forwarded=record.forwarded,
                     returned_minor=record.returned_minor)), record.decided_at_ns)
+
+    # Final states only: the core does not call it for the others (switch/core/machine.py).
+    observe.finals_only = True
 
     def _archive(self, key: tuple[int, str], data: bytes, decided_at_ns: int) -> None:
         self._finals[key] = (self._archived, data)

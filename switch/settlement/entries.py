@@ -194,6 +194,9 @@ class EntryLog:
         if len(buffer) >= limits.ENTRY_BUFFER_BYTES_MAX:
             self._write(current)
 
+    # Final states only: the core does not call it for the others (switch/core/machine.py).
+    observe.finals_only = True
+
     def _start(self, currency: str, window_id: int) -> _WindowFile:
         """The currency's next window receives its first entry: finish the previous file
         and forget the files of windows the core no longer retains."""

@@ -31,6 +31,26 @@ from switch.core.messages import (
 )
 
 
+def test_an_observer_marked_finals_only_is_told_the_final_state_alone(ledger_cls):
+    """The server's observers (archive, settlement entry log) want final states only and
+    say so (`finals_only`): the core does not call them for the others."""
+    every, finals = [], []
+
+    def final_observer(payer, tid, state, now):
+        finals.append(state)
+
+    final_observer.finals_only = True
+    for observer, seen in ((lambda p, t, state, n: every.append(state), every),
+                           (final_observer, finals)):
+        world = World(ledger_cls, observer=observer)
+        event, _ = world.send_transfer(amount_minor=10_000)
+        world.advance(5 * MS)
+        world.answer(event, accepted=True)
+    assert every == [TransferState.RECEIVED, TransferState.RESERVED, TransferState.FORWARDED,
+                     TransferState.COMMITTED]
+    assert finals == [TransferState.COMMITTED]
+
+
 def test_commit_path_goes_through_every_live_state_and_moves_money(ledger_cls):
     seen = []
     world = World(ledger_cls, observer=lambda payer, tid, state, now: seen.append(state))

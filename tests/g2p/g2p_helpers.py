@@ -104,12 +104,12 @@ class World:
     """A switch with the G2P connector, two banks, a wallet and a funded programme."""
 
     async def start(self, data_dir: str, *, programme_funding_minor: int = 10**9,
-                    g2p: dict | None = None, **overrides) -> World:
+                    g2p: dict | None = None, rules=None, decider=None, **overrides) -> World:
         self.server = await start_test_server(
             data_dir, g2p_enabled=True,
             g2p={"port": 0, "funding_probe_s": 0.2, **(g2p or {})}, **overrides)
         server = self.server
-        await add_currency(server, CURRENCY, LEDGER_ID)
+        await add_currency(server, CURRENCY, LEDGER_ID, rules=rules)
         self.ids: dict[str, int] = {}
         self.keys: dict[str, str] = {}
         self.recorders: dict[str, CallbackRecorder] = {}
@@ -128,7 +128,7 @@ class World:
         for name in ("bank-a", "wallet-b", "bank-c"):
             self.streams[name] = await StreamClient.connect(
                 "127.0.0.1", server.stream_port, api_key=self.keys[name],
-                on_credit_request=payee_decider)
+                on_credit_request=decider or payee_decider)
         self.clients = {name: G2PClient(server.g2p_connector.port, key)
                         for name, key in self.keys.items()}
         return self

@@ -143,3 +143,50 @@ async def test_a_batch_sent_in_many_messages_completes(tmp_path):
             stored.paid, stored.pending, stored.submitted)
     finally:
         await world.close()
+
+
+async def test_a_row_whose_payee_did_not_answer_is_tried_again_and_the_window_narrows(tmp_path):
+    """A payee that does not answer in time is not a failed row at once: the transfer
+    expires (nothing paid), the engine halves its window and tries the row again under its
+    next attempt; a payee silent every time fails the row `payee_unavailable` after
+    PAYEE_UNAVAILABLE_ATTEMPTS_MAX attempts. Nothing is paid twice."""
+    from switch.core.messages import SchemeRules
+    from switch.g2p import limits as g2p_limits
+    from tests.g2p.g2p_helpers import payee_decider
+
+    asked: dict[str, int] = {}
+
+    def decider(credit):
+        account = credit.payee_account_ref
+        asked[account] = asked.get(account, 0) + 1
+        if account.startswith("silent-once"):  # no answer the first time: it expires
+            return None if asked[account] == 1 else payee_decider(credit)
+        if account.startswith("silent"):  # never an answer
+            return None
+        return payee_decider(credit)
+
+    world = await World().start(str(tmp_path), rules=SchemeRules(payee_timeout_ms=300),
+                                decider=decider, g2p={"in_flight_rows_max": 512})
+    try:
+        engine = world.server.g2p_engine
+        rows = [("o1", world.fa("bank-a", "silent-once-1"), "1.00"),
+                ("s2", world.fa("bank-a", "silent-2"), "2.00"),
+                ("p3", world.fa("bank-c", "acc-3"), "3.00")]
+        before = {name: world.balance(name) for name in world.ids}
+        status, answer = await world.clients["programme"].post(
+            "/disburse", disburse_body("retry-1", rows))
+        assert status == 200, answer
+        assert await engine.wait_idle(60)
+        status, body = await world.clients["programme"].get("/g2p/batches/retry-1/summary")
+        summary = msgspec.json.decode(body)
+        assert (summary["paid"], summary["failed"]) == (2, 1), summary
+        assert summary["failed_by_reason"] == {"payee_unavailable": 1}
+        assert asked["silent-once-1"] == 2  # asked again, paid the second time
+        assert asked["silent-2"] == g2p_limits.PAYEE_UNAVAILABLE_ATTEMPTS_MAX
+        assert engine.rows_retried_total == 1 + (g2p_limits.PAYEE_UNAVAILABLE_ATTEMPTS_MAX - 1)
+        assert engine.window < 512  # narrowed by the expiries (then widened by each payment)
+        after = {name: world.balance(name) for name in world.ids}
+        assert before["programme"] - after["programme"] == 100 + 300 == summary["paid_minor"]
+        assert after["bank-a"] - before["bank-a"] == 100
+    finally:
+        await world.close()
