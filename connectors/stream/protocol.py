@@ -52,7 +52,7 @@ class StreamError(IntEnum):
     TOO_MANY_CONNECTIONS = 10
     SLOW_CONSUMER = 11  # the client does not read what it is sent
     SERVER_SHUTTING_DOWN = 12
-    TOO_MANY_CALLS = 13  # more resolve/status calls awaited than CALLS_IN_FLIGHT_MAX
+    TOO_MANY_CALLS = 13  # reserved: at the calls bound the server stops reading instead
     SESSION_REVOKED = 14  # the key it was opened with was revoked, or the participant
     # suspended (the detail says which): do not reconnect with the same credentials
     MTLS_REQUIRED = 15  # the participant's policy requires signed requests; on the stream
