@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sqlite3
 import tempfile
 import time
@@ -194,9 +195,12 @@ def run(*, rows: int, live_per_s: float, unloaded_s: float, seed: int = 1,
             sims.wait(60)
             sims = None
 
-            # 2. The same traffic while the batch is paid.
-            expected_s = rows / 10_000 + 10
-            sims = _live(switch, credentials, work_dir, "loaded", live_per_s, expected_s,
+            # 2. The same traffic while the batch is paid: the simulated banks and wallets
+            # are also the rows' payees, so they run until the batch completes (then stop
+            # on SIGINT). (They once ran for the time the target allows: past it every row
+            # expired for want of a payee, `payee_unavailable`.)
+            deadline_s = 120 + rows / 2_000
+            sims = _live(switch, credentials, work_dir, "loaded", live_per_s, deadline_s + 60,
                          seed + 1)
             sims.wait_for("ready", 300)
             sampler = ResourceSampler(switch.pid, interval_s=0.5)
@@ -216,12 +220,13 @@ def run(*, rows: int, live_per_s: float, unloaded_s: float, seed: int = 1,
                     progress_rss.append((summary["progress"], latest.rss_bytes))
                 if summary["state"] == "completed":
                     break
-                if time.perf_counter() - started > 120 + rows / 2_000:
+                if time.perf_counter() - started > deadline_s:
                     raise RuntimeError(f"the batch did not complete: {summary}")
                 time.sleep(0.5)
             batch_s = time.perf_counter() - started
             sampler.stop()
-            loaded = _final(sims, expected_s + 300)
+            sims.process.send_signal(signal.SIGINT)  # the live traffic ends with the batch
+            loaded = _final(sims, 300)
             sims.wait(60)
             sims = None
             after = switch.positions()[programme["participant_id"]]["accounts"]["KES"]
