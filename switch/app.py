@@ -229,7 +229,6 @@ async def _start_listeners(server: SwitchServer) -> None:
             server.registry, store=await open_prepare_store(
                 config.data_dir, config.postgres_dsn.reveal() if "postgres" in (
                     config.journal, config.store) else ""))
-    await _start_admin(server)
     if config.console_enabled:
         from switch.console.server_port import attach_console
 
@@ -237,6 +236,9 @@ async def _start_listeners(server: SwitchServer) -> None:
                                               config.console_port,
                                               ssl_certfile=config.console_tls_cert,
                                               ssl_keyfile=config.console_tls_key)
+    # Last: /health answers once every other door listens (a launcher that waited for it
+    # once logged in to a console that was not listening yet).
+    await _start_admin(server)
 
 
 G2P_FILE = "g2p.sqlite3"
