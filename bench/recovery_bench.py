@@ -465,7 +465,7 @@ def restart_runs(recording: Recording, replayed: Replayed, server_config: dict,
                 recording.participant_ids["bank_a"], replayed.newest_transfer,
                 time.monotonic() + ACCEPTING_TIMEOUT_S))
             accepting_s = time.perf_counter() - started
-            health = switch.get("/health")
+            health = switch.wait_healthy()  # /health opens last, after every door
         finally:
             switch.kill()
         if state is not TransferState.COMMITTED:
