@@ -9,9 +9,10 @@ Three cases, each a median of several runs unless said otherwise:
   close is timed once (a window closes once); the positions it computes, read again on the
   next window with as many participants (`settlement_live`), are timed `runs` times.
 - `traffic`: a switch process with the simulated population at `--offered`/s (10,000 by
-  default) for `--seconds`, once as is and once with an operator closing the currency's
-  window every `--close-every-s` through the console (maker-checker); the simulators'
-  p50/p99 of both runs, and how many closes happened while traffic flowed.
+  default) for `--seconds`, `--traffic-runs` times as is and as many with an operator
+  closing the currency's window every `--close-every-s` through the console
+  (maker-checker), alternating; the simulators' p50/p99 (medians, and each run's p99), and
+  how many closes happened while traffic flowed.
 - `statement`: a participant's camt.053 and CSV of a window of `--entries` entries (2,000,000
   by default) streamed from its entry log: entries per second, and the generator's peak
   traced memory beside the same for a window ten times smaller (flat: about equal).
@@ -54,9 +55,9 @@ T0_NS = 1_700_000_000 * 10**9
 CLOSE_TARGET_MS = 1_000.0
 STATEMENT_TARGET_PER_S = 200_000
 DEFAULTS = {"transfers": 10_000_000, "participants": 100, "offered": 10_000.0, "seconds": 20.0,
-            "entries": 2_000_000, "runs": 5, "close_every_s": 2.0}
+            "entries": 2_000_000, "runs": 5, "close_every_s": 2.0, "traffic_runs": 3}
 QUICK = {"transfers": 100_000, "participants": 20, "offered": 2_000.0, "seconds": 5.0,
-         "entries": 100_000, "runs": 3, "close_every_s": 1.0}
+         "entries": 100_000, "runs": 3, "close_every_s": 1.0, "traffic_runs": 1}
 
 
 # -- close -------------------------------------------------------------------------------------
@@ -168,19 +169,36 @@ def _traffic_run(offered_per_s: float, seconds: float, close_every_s: float | No
 
 
 def measure_traffic(offered_per_s: float, seconds: float, close_every_s: float,
-                    seed: int = 1) -> dict:
-    baseline = _traffic_run(offered_per_s, seconds, None, seed)
-    closing = _traffic_run(offered_per_s, seconds, close_every_s, seed)
+                    runs: int = 1, seed: int = 1) -> dict:
+    """`runs` pairs, alternating without and with closes (a drift of the box hits both),
+    reported as medians with each side's range: the p99 with closes is "within noise" when
+    it lies inside the range of the runs without."""
+    baselines, closings = [], []
+    for _ in range(runs):
+        baselines.append(_traffic_run(offered_per_s, seconds, None, seed))
+        closings.append(_traffic_run(offered_per_s, seconds, close_every_s, seed))
+
+    def median(rows, key):
+        return round(statistics.median(row[key] for row in rows), 3)
+
+    p99, baseline_p99 = median(closings, "p99_ms"), median(baselines, "p99_ms")
+    baseline_range = [min(r["p99_ms"] for r in baselines), max(r["p99_ms"] for r in baselines)]
     return {"case": "traffic", "offered_per_s": offered_per_s, "seconds": seconds,
-            "close_every_s": close_every_s, "closes": closing["closes"],
-            "close_roundtrip_ms_median": closing["close_roundtrip_ms_median"],
-            "transfers_per_s": closing["transfers_per_s"],
-            "baseline_transfers_per_s": baseline["transfers_per_s"],
-            "p50_ms": closing["p50_ms"], "p99_ms": closing["p99_ms"],
-            "baseline_p50_ms": baseline["p50_ms"], "baseline_p99_ms": baseline["p99_ms"],
-            "p99_ratio": round(closing["p99_ms"] / baseline["p99_ms"], 3)
-            if baseline["p99_ms"] else None,
-            "books_reconciled": closing["books_reconciled"] and baseline["books_reconciled"]}
+            "runs": runs, "close_every_s": close_every_s,
+            "closes": sum(r["closes"] for r in closings),
+            "close_roundtrip_ms_median": statistics.median(
+                r["close_roundtrip_ms_median"] for r in closings
+                if r["close_roundtrip_ms_median"] is not None) if any(
+                r["closes"] for r in closings) else None,
+            "transfers_per_s": median(closings, "transfers_per_s"),
+            "baseline_transfers_per_s": median(baselines, "transfers_per_s"),
+            "p50_ms": median(closings, "p50_ms"), "p99_ms": p99,
+            "baseline_p50_ms": median(baselines, "p50_ms"), "baseline_p99_ms": baseline_p99,
+            "p99_ms_runs": [r["p99_ms"] for r in closings],
+            "baseline_p99_ms_runs": [r["p99_ms"] for r in baselines],
+            "p99_ratio": round(p99 / baseline_p99, 3) if baseline_p99 else None,
+            "p99_within_baseline_range": p99 <= baseline_range[1],
+            "books_reconciled": all(r["books_reconciled"] for r in baselines + closings)}
 
 
 # -- statements --------------------------------------------------------------------------------
@@ -263,15 +281,18 @@ def measure_statements(entries: int, runs: int) -> list[dict]:
 @click.option("--seconds", type=float, default=None, help="seconds of traffic per run")
 @click.option("--close-every-s", type=float, default=None)
 @click.option("--entries", type=int, default=None, help="entries in the statement's window")
+@click.option("--traffic-runs", type=click.IntRange(min=1), default=None,
+              help="pairs of traffic runs, without and with closes [3; quick 1]")
 @click.option("--traffic/--no-traffic", default=True, show_default=True,
               help="run the traffic case (switch and simulator processes)")
 def settlement_command(as_json, quick, transfers, participants, offered, seconds,
-                       close_every_s, entries, traffic) -> None:
+                       close_every_s, entries, traffic_runs, traffic) -> None:
     """Settlement: window close cost, traffic during closes, statement throughput."""
     settings = dict(QUICK if quick else DEFAULTS)
     for name, value in (("transfers", transfers), ("participants", participants),
                         ("offered", offered), ("seconds", seconds),
-                        ("close_every_s", close_every_s), ("entries", entries)):
+                        ("close_every_s", close_every_s), ("entries", entries),
+                        ("traffic_runs", traffic_runs)):
         if value is not None:
             settings[name] = value
     results = [measure_close(settings["transfers"], settings["participants"],
@@ -280,7 +301,7 @@ def settlement_command(as_json, quick, transfers, participants, offered, seconds
         click.echo(_line(results[-1]))
     if traffic:
         results.append(measure_traffic(settings["offered"], settings["seconds"],
-                                       settings["close_every_s"]))
+                                       settings["close_every_s"], settings["traffic_runs"]))
         if not as_json:
             click.echo(_line(results[-1]))
     for result in measure_statements(settings["entries"], settings["runs"]):
@@ -300,7 +321,8 @@ def _line(result: dict) -> str:
     if result["case"] == "traffic":
         return (f"traffic   {result['transfers_per_s']:,.0f}/s with {result['closes']} closes: "
                 f"p50 {result['p50_ms']:.2f} ms, p99 {result['p99_ms']:.2f} ms "
-                f"(without closes: p99 {result['baseline_p99_ms']:.2f} ms)")
+                f"(without closes: p99 {result['baseline_p99_ms']:.2f} ms, runs "
+                f"{result['baseline_p99_ms_runs']}; medians of {result['runs']})")
     return (f"statement {result['format']:<8} {result['entries']:,} entries: "
             f"{result['entries_per_s']:,}/s, peak {result['peak_traced_bytes'] / 2**20:.1f} MiB "
             f"(a tenth: {result['peak_traced_bytes_tenth'] / 2**20:.1f} MiB)")
