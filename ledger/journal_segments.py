@@ -30,6 +30,7 @@ import re
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
+from ledger.files import STEP_BYTES, remove_gradually, remove_leftovers, write_all
 from ledger.journal import FileJournal, read_records
 from ledger.journal_format import (
     GENESIS,
@@ -224,6 +225,22 @@ class SegmentedJournal(FileJournal):
         return path
 
 
+def _compress(source_path: str, target_path: str) -> None:
+    """xz of one segment, reaching the disk a step at a time (ledger/files.py)."""
+    compressor = lzma.LZMACompressor(preset=1)
+    fd = os.open(target_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+    try:
+        unsynced = 0
+        with open(source_path, "rb") as source:
+            while chunk := source.read(1 << 22):
+                unsynced = write_all(fd, compressor.compress(chunk), sync_every=STEP_BYTES,
+                                     unsynced=unsynced)
+        write_all(fd, compressor.flush())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def archive_segments(directory: str, covered_sequence: int, *, policy: str) -> list[str]:
     """Compress ("compress") or remove ("delete") every sealed segment whose records are all
     at or before `covered_sequence` (a retained snapshot's position); "keep" does nothing.
@@ -233,23 +250,20 @@ def archive_segments(directory: str, covered_sequence: int, *, policy: str) -> l
     assert policy in ("compress", "delete", "keep"), policy
     if policy == "keep":
         return []
+    remove_leftovers(directory)
     segments = list_segments(directory)
     done = []
     for segment, following in zip(segments, segments[1:]):
         if following.base.sequence > covered_sequence:
             break  # this segment holds records after the snapshot
         if policy == "delete":
-            os.unlink(segment.path)
+            remove_gradually(segment.path)
         elif not segment.archived:
             target = segment.path + ARCHIVE_SUFFIX
             temporary = target + ".tmp"
-            with open(segment.path, "rb") as source, lzma.open(temporary, "wb", preset=1) as out:
-                while chunk := source.read(1 << 22):
-                    out.write(chunk)
-            with open(temporary, "rb") as written:
-                os.fsync(written.fileno())
+            _compress(segment.path, temporary)
             os.replace(temporary, target)
-            os.unlink(segment.path)
+            remove_gradually(segment.path)
         else:
             continue
         done.append(segment.name)

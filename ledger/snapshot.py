@@ -35,6 +35,7 @@ import zlib
 
 import msgspec
 
+from ledger.files import STEP_BYTES, remove_gradually, remove_leftovers, write_all
 from ledger.journal_format import JournalPosition
 from ledger.journal_limits import SNAPSHOT_BYTES_MAX, SNAPSHOTS_RETAINED_MAX
 
@@ -107,6 +108,7 @@ class FileSnapshotStore:
         self.directory = directory
         self.retained_max = retained_max
         os.makedirs(directory, exist_ok=True)
+        remove_leftovers(directory)
 
     def _paths_newest_first(self) -> list[tuple[int, str]]:
         found = []
@@ -129,8 +131,8 @@ class FileSnapshotStore:
         header = encode_snapshot_header(position, state)
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
         try:
-            _write_all(fd, memoryview(header))
-            _write_all(fd, memoryview(state), sync_every=SYNC_CHUNK_BYTES)
+            unsynced = write_all(fd, header)
+            write_all(fd, state, sync_every=STEP_BYTES, unsynced=unsynced)
             os.fsync(fd)
         except BaseException:
             os.close(fd)
@@ -150,7 +152,7 @@ class FileSnapshotStore:
 
     def _prune(self) -> None:
         for _, path in self._paths_newest_first()[self.retained_max:]:
-            os.unlink(path)
+            remove_gradually(path)
 
     def load_newest(self) -> Snapshot | None:
         """The newest snapshot that verifies; damaged ones are skipped with a warning."""
@@ -173,20 +175,3 @@ class FileSnapshotStore:
 
     def sequences(self) -> list[int]:
         return [sequence for sequence, _ in self._paths_newest_first()]
-
-
-# A snapshot reaches the disk this much at a time: hundreds of MB flushed at once by one
-# fsync queue ahead of the journal's own fdatasync on the same disk, and every reply
-# waits behind them (~150-250 ms stalls measured by `ponte bench recovery`).
-SYNC_CHUNK_BYTES = 8 << 20
-
-
-def _write_all(fd: int, view: memoryview, sync_every: int = 0) -> None:
-    unsynced = 0
-    while view:
-        written = os.write(fd, view[:sync_every] if sync_every else view)
-        view = view[written:]
-        unsynced += written
-        if sync_every and unsynced >= sync_every:
-            os.fdatasync(fd)
-            unsynced = 0

@@ -129,6 +129,7 @@ async def start_switch(config: ServerConfig) -> SwitchServer:
     except BaseException:
         await server.stop(drain_s=0)
         raise
+    server.listening()
     return server
 
 
@@ -149,6 +150,7 @@ async def take_over(server: SwitchServer) -> None:
     """Follow until the primary is gone, become the primary, then open the listeners a
     start opens (the clients' next address now answers)."""
     await server.take_over(_start_listeners)
+    server.listening()
 
 
 async def _start_admin(server: SwitchServer) -> None:

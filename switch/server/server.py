@@ -48,6 +48,7 @@ from switch.server.credentials import CredentialIndex
 from switch.server.gateway import Gateway
 from ledger.journal_format import GENESIS, JournalCorrupt, JournalLocked, JournalPosition
 from switch.server.history import HistoryWriter
+from switch.server.huge_pages import HugePages
 from switch.server.journal import SwitchJournal, decode_tick, journal_directory
 from switch.server.metrics import MetricsRegistry, ServerMetrics
 from switch.server.sequencer import Sequencer, SequencerFailed
@@ -331,7 +332,8 @@ class SwitchServer:
                                           retained_max=config.snapshots_retained)
         return SnapshotWriter(config.data_dir, retained_max=config.snapshots_retained,
                               archive_policy=config.journal_archive,
-                              journal_directory=journal_dir, table=table)
+                              journal_directory=journal_dir, table=table,
+                              huge_pages=HugePages() if config.snapshot_huge_pages else None)
 
     async def _recover_newest(self, archive: OutcomeArchive, open_journal) -> None:
         """From the newest snapshot that loads and fits the journal (a damaged or off-chain
@@ -432,6 +434,13 @@ class SwitchServer:
                 "or the same data_dir/secrets.json)")
 
     # -- standby ---------------------------------------------------------------------
+
+    def listening(self) -> None:
+        """The listeners are open (after a start or a takeover): collapse the heap into
+        huge pages for the snapshots' forks now, in the background — not during recovery,
+        whose page faults would wait on the collapse."""
+        if self.snapshots is not None and self.snapshots.huge_pages is not None:
+            self.snapshots.huge_pages.collapse_soon()
 
     async def start_standby(self) -> None:
         """Start as a standby: the same core and ledger as a start — from the newest
@@ -602,6 +611,8 @@ class SwitchServer:
                 "skipped_at_start": status.skipped_at_start,
                 "write_s": round(status.write_s, 3), "fork_ms": round(status.fork_s * 1e3, 2),
                 "recent": msgspec.to_builtins(status.recent)}
+            if self.snapshots.huge_pages is not None:
+                report["snapshot"]["huge_pages"] = self.snapshots.huge_pages.report()
         if journal is not None and journal.segmented:  # a standby has none while following
             from ledger.journal_segments import list_segments
 

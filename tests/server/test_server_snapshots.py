@@ -18,7 +18,7 @@ from ledger.journal_segments import list_segments
 from switch.cli import main as ponte
 from switch.core.messages import AliasRegistration, Party, StatusQuery, TransferRequest
 from switch.core.results import TransferState
-from switch.server.snapshots import SNAPSHOT_DIRECTORY
+from switch.server.snapshots import SNAPSHOT_DIRECTORY, _yield_to_everything
 from switch.testing import onboard, start_test_server
 
 PAYEE_ALIAS = Party(alias_type="MSISDN", alias_value="+254700000001")
@@ -176,3 +176,16 @@ async def test_a_journal_written_before_segments_becomes_the_first_segment(tmp_p
         assert not (tmp_path / "switch.journal").exists()
     finally:
         await again.stop(drain_s=0)
+
+
+def test_the_snapshot_child_runs_only_when_a_cpu_is_otherwise_idle():
+    pid = os.fork()
+    if pid == 0:
+        try:
+            _yield_to_everything()
+            os._exit(0 if os.sched_getscheduler(0) == os.SCHED_IDLE else 3)
+        except BaseException:  # noqa: BLE001 - a forked child must never return into pytest
+            os._exit(4)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert os.sched_getscheduler(0) != os.SCHED_IDLE  # the parent keeps its policy
