@@ -86,8 +86,8 @@ class ServerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
         limits.SNAPSHOT_EVERY_S_DEFAULT)
     snapshots_retained: Annotated[int, Meta(ge=2, le=limits.SNAPSHOTS_RETAINED_MAX)] = (
         limits.SNAPSHOTS_RETAINED_DEFAULT)
-    # The heap in transparent huge pages (MADV_HUGEPAGE + MADV_COLLAPSE, in the background
-    # after recovery and after each snapshot): the snapshot's fork pause is ~6x shorter.
+    # The heap collapsed into transparent huge pages (MADV_COLLAPSE, in the background once
+    # the listeners are open): a snapshot's fork pause is ~4x shorter.
     snapshot_huge_pages: bool = True
     # File journal segments: rotate past this size; sealed segments every retained snapshot
     # covers are compressed (lzma), deleted, or kept.

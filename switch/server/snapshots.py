@@ -180,7 +180,7 @@ class SnapshotWriter:
         self.journal_directory = journal_directory  # None: PostgreSQL (no segments)
         self.table = table  # a PostgreSQL journal's shared snapshots
         # The heap in huge pages keeps the fork short (switch/server/huge_pages.py): the
-        # server collapses it after recovery, and the writer again after each snapshot.
+        # server collapses it once its listeners are open.
         self.huge_pages = huge_pages
         self.status = SnapshotStatus()
         self._child: int | None = None
@@ -276,8 +276,6 @@ class SnapshotWriter:
                 write_s=round(self.status.write_s, 3),
                 fork_ms=round(self.status.fork_s * 1e3, 2)))
             del recent[:-SNAPSHOTS_RECENT_MAX]
-            if self.huge_pages is not None:  # the parent's writes split the shared ones
-                self.huge_pages.collapse_soon()
             log.info("snapshot_taken sequence=%d bytes=%d write_s=%.3f fork_ms=%.1f",
                      position.sequence, self.status.bytes, self.status.write_s,
                      self.status.fork_s * 1000)
@@ -295,19 +293,17 @@ class SnapshotWriter:
                 time.sleep(0.01)
 
 
-CHILD_NICENESS = 19
+CHILD_NICENESS = 10
 
 
 def _yield_to_everything() -> None:
-    """The child runs only when a CPU is otherwise idle (SCHED_IDLE: a waking sequencer
-    preempts it at once, where under a nice value it could wait out the child's slice);
-    the lowest nice value where the policy is not allowed. Its writes go to the disk a
-    step at a time and old files are removed by steps (ledger/files.py), so the journal's
-    fdatasync never queues behind them."""
-    try:
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-    except (AttributeError, OSError):
-        os.nice(CHILD_NICENESS)
+    """The child runs at a low priority, so on a busy box the sequencer gets the CPU first.
+    Not SCHED_IDLE: a starved child holding a filesystem-journal handle in one of its
+    writes would hold up the switch's own fdatasync behind it (priority inversion); at
+    nice 10 it still gets a share. Its writes go to the disk a step at a time and old files
+    are removed by steps (ledger/files.py), so the journal's fdatasync never queues behind
+    much of them."""
+    os.nice(CHILD_NICENESS)
 
 
 def _fsync_paths(paths) -> None:
