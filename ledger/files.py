@@ -59,7 +59,12 @@ def remove_leftovers(directory: str) -> None:
 
 
 def _truncate_and_unlink(path: str) -> None:
-    fd = os.open(path, os.O_WRONLY)
+    """Tolerates a file already gone: a snapshot child of a killed switch may still be
+    removing it while the next start finishes the same removal."""
+    try:
+        fd = os.open(path, os.O_WRONLY)
+    except FileNotFoundError:
+        return
     try:
         size = os.fstat(fd).st_size
         while size > 0:
@@ -69,4 +74,7 @@ def _truncate_and_unlink(path: str) -> None:
             time.sleep(REMOVE_PAUSE_S)
     finally:
         os.close(fd)
-    os.unlink(path)
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass

@@ -79,6 +79,7 @@ class HugePages:
         self.supported: bool | None = None  # None: not tried yet
         self.runs = 0
         self.last_run_s = 0.0
+        self.anon_huge_bytes = 0  # after the last run (reading it walks the page tables)
         self._thread: threading.Thread | None = None
 
     def collapse_soon(self) -> None:
@@ -120,8 +121,9 @@ class HugePages:
         self.supported = True
         self.runs += 1
         self.last_run_s = time.perf_counter() - started
+        self.anon_huge_bytes = anon_huge_bytes()
         log.info("huge_pages_collapsed ranges=%d bytes=%d anon_huge_bytes=%d seconds=%.3f",
-                 len(ranges), collapsed, anon_huge_bytes(), self.last_run_s)
+                 len(ranges), collapsed, self.anon_huge_bytes, self.last_run_s)
         return collapsed
 
     def _refused(self) -> None:
@@ -131,4 +133,4 @@ class HugePages:
 
     def report(self) -> dict:
         return {"supported": self.supported, "runs": self.runs,
-                "last_run_s": round(self.last_run_s, 3), "anon_huge_bytes": anon_huge_bytes()}
+                "last_run_s": round(self.last_run_s, 3), "anon_huge_bytes": self.anon_huge_bytes}

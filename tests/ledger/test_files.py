@@ -93,3 +93,12 @@ def test_pruning_snapshots_goes_through_the_gradual_removal(tmp_path, monkeypatc
     assert removed == [".snapshot-00000000000000000001.psnap.removing"]
     assert store.sequences() == [2]
 
+
+
+def test_a_removal_someone_else_finished_is_no_error(tmp_path):
+    path = tmp_path / ".snapshot-1.psnap.removing"
+    path.write_bytes(b"x" * 10)
+    files._truncate_and_unlink(str(path))
+    files._truncate_and_unlink(str(path))  # gone already: the other remover won
+    remove_leftovers(str(tmp_path))
+    assert os.listdir(tmp_path) == []

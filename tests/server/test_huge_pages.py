@@ -53,7 +53,7 @@ def test_a_touched_anonymous_mapping_is_collapsed_into_huge_pages():
     assert huge_pages.supported is True and huge_pages.runs == 1
     assert collapsed >= len(block) - 2 * HUGE_PAGE_BYTES
     assert anon_huge_bytes() - before >= len(block) - 2 * HUGE_PAGE_BYTES
-    assert huge_pages.report()["anon_huge_bytes"] == anon_huge_bytes()
+    assert huge_pages.report()["anon_huge_bytes"] == huge_pages.anon_huge_bytes > 0
     huge_pages.collapse_soon()  # in the background, once at a time
     huge_pages.wait(60)
     assert huge_pages.runs == 2
