@@ -614,13 +614,13 @@ class SwitchServer:
             if self.snapshots.huge_pages is not None:
                 report["snapshot"]["huge_pages"] = self.snapshots.huge_pages.report()
         if journal is not None and journal.segmented:  # a standby has none while following
-            from ledger.journal_segments import list_segments
+            from ledger.journal_segments import list_segments, segments_bytes
 
             segments = list_segments(journal.backend.directory)
             report["journal"] = {
                 "segments": len(segments),
                 "archived_segments": sum(segment.archived for segment in segments),
-                "bytes": sum(os.path.getsize(segment.path) for segment in segments),
+                "bytes": segments_bytes(segments),
                 "segment_bytes": journal.segment_bytes}
         if self.history is not None:
             report["history"] = {"backlog_rows": self.history.backlog,

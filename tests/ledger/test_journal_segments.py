@@ -14,6 +14,7 @@ from ledger.journal_segments import (
     archive_segments,
     list_segments,
     read_directory,
+    segments_bytes,
 )
 
 KIND = 16
@@ -173,3 +174,13 @@ def test_an_archive_interrupted_before_the_rename_leaves_the_original(tmp_path):
     assert payloads(tmp_path)[0] == b"payload-1"
     archive_segments(str(tmp_path), ends[1].sequence, policy="compress")
     assert payloads(tmp_path) == [f"payload-{i}".encode() for i in range(1, 21)]
+
+
+def test_the_size_of_segments_one_of_which_was_archived_since_it_was_listed(tmp_path):
+    build(tmp_path)
+    segments = list_segments(str(tmp_path))
+    whole = sum(os.path.getsize(segment.path) for segment in segments)
+    assert segments_bytes(segments) == whole
+    os.unlink(segments[0].path)  # what a snapshot child's archive does meanwhile
+    assert segments_bytes(segments) == sum(
+        os.path.getsize(segment.path) for segment in segments[1:])
