@@ -30,7 +30,7 @@ import re
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
-from ledger.files import STEP_BYTES, remove_gradually, remove_leftovers, write_all
+from ledger.journal_files import STEP_BYTES, remove_gradually, remove_leftovers, write_all
 from ledger.journal import FileJournal, read_records
 from ledger.journal_format import (
     GENESIS,
@@ -239,7 +239,7 @@ def segments_bytes(segments) -> int:
 
 
 def _compress(source_path: str, target_path: str) -> None:
-    """xz of one segment, reaching the disk a step at a time (ledger/files.py)."""
+    """xz of one segment, reaching the disk a step at a time (ledger/journal_files.py)."""
     compressor = lzma.LZMACompressor(preset=1)
     fd = os.open(target_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
     try:

@@ -35,7 +35,7 @@ import zlib
 
 import msgspec
 
-from ledger.files import STEP_BYTES, remove_gradually, remove_leftovers, write_all
+from ledger.journal_files import STEP_BYTES, remove_gradually, remove_leftovers, write_all
 from ledger.journal_format import JournalPosition
 from ledger.journal_limits import SNAPSHOT_BYTES_MAX, SNAPSHOTS_RETAINED_MAX
 

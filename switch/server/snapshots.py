@@ -301,7 +301,7 @@ def _yield_to_everything() -> None:
     Not SCHED_IDLE: a starved child holding a filesystem-journal handle in one of its
     writes would hold up the switch's own fdatasync behind it (priority inversion); at
     nice 10 it still gets a share. Its writes go to the disk a step at a time and old files
-    are removed by steps (ledger/files.py), so the journal's fdatasync never queues behind
+    are removed by steps (ledger/journal_files.py), so the journal's fdatasync never queues behind
     much of them."""
     os.nice(CHILD_NICENESS)
 

@@ -1,4 +1,4 @@
-"""ledger/files.py: large files written and removed a step at a time, and a removal a crash
+"""ledger/journal_files.py: large files written and removed a step at a time, and a removal a crash
 interrupted finished at the next start, never left looking like a snapshot or segment."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ import os
 
 import pytest
 
-from ledger import files
-from ledger.files import remove_gradually, remove_leftovers, write_all
+from ledger import journal_files as files
+from ledger.journal_files import remove_gradually, remove_leftovers, write_all
 from ledger.journal_format import JournalPosition
 from ledger.snapshot import FileSnapshotStore
 
