@@ -235,7 +235,7 @@ class SnapshotWriter:
         try:
             _close_inherited_descriptors()
             gc.disable()  # the frozen heap is shared copy-on-write: don't walk it
-            _yield_to_everything()
+            _lower_priority()
             _fsync_paths(durable_first)
             state = encode_server_snapshot(core, archive, position)
             path = self.store.write(state, position)
@@ -296,7 +296,7 @@ class SnapshotWriter:
 CHILD_NICENESS = 10
 
 
-def _yield_to_everything() -> None:
+def _lower_priority() -> None:
     """The child runs at a low priority, so on a busy box the sequencer gets the CPU first.
     Not SCHED_IDLE: a starved child holding a filesystem-journal handle in one of its
     writes would hold up the switch's own fdatasync behind it (priority inversion); at

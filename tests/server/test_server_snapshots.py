@@ -18,7 +18,7 @@ from ledger.journal_segments import list_segments
 from switch.cli import main as ponte
 from switch.core.messages import AliasRegistration, Party, StatusQuery, TransferRequest
 from switch.core.results import TransferState
-from switch.server.snapshots import SNAPSHOT_DIRECTORY, _yield_to_everything
+from switch.server.snapshots import SNAPSHOT_DIRECTORY, _lower_priority
 from switch.testing import onboard, start_test_server
 
 PAYEE_ALIAS = Party(alias_type="MSISDN", alias_value="+254700000001")
@@ -183,7 +183,7 @@ def test_the_snapshot_child_runs_at_a_lower_priority_than_the_sequencer():
     pid = os.fork()
     if pid == 0:
         try:
-            _yield_to_everything()
+            _lower_priority()
             os._exit(0 if os.getpriority(os.PRIO_PROCESS, 0) == min(19, parent + 10) else 3)
         except BaseException:  # noqa: BLE001 - a forked child must never return into pytest
             os._exit(4)
