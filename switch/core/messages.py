@@ -112,7 +112,7 @@ _EVENT = dict(frozen=True, kw_only=True, forbid_unknown_fields=True, array_like=
 # -- wire: shared pieces -----------------------------------------------------------------
 
 
-class Party(msgspec.Struct, **_WIRE):
+class Party(msgspec.Struct, **_WIRE, gc=False):
     """An alias as the payer's customer typed it (MSISDN, EMAIL, NATIONAL_ID, HANDLE, RANDOM,
     ACCOUNT); the directory owns the alias types and their normalisation."""
 
@@ -205,7 +205,7 @@ class StatusQuery(msgspec.Struct, tag="status_query", **_WIRE):
     transfer_id: Id
 
 
-class RequestToPay(msgspec.Struct, tag="request_to_pay", **_WIRE):
+class RequestToPay(msgspec.Struct, tag="request_to_pay", **_WIRE, gc=False):
     """The payee asks the payer to pay; the payer approves (it becomes a transfer) or declines."""
 
     request_id: Id
@@ -307,7 +307,7 @@ class RequestToPayNotice(msgspec.Struct, tag="request_to_pay_notice", **_WIRE):
     purpose: str = ""
 
 
-class RequestToPayOutcome(msgspec.Struct, tag="request_to_pay_outcome", **_WIRE):
+class RequestToPayOutcome(msgspec.Struct, tag="request_to_pay_outcome", **_WIRE, gc=False):
     """A request-to-pay's state, sent to the payee (and the payer once it is final)."""
 
     payee_participant_id: int
