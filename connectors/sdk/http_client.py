@@ -56,6 +56,7 @@ from switch.core.messages import (
     Party,
     ParticipantView,
     Refused,
+    RequestType,
     RequestToPay,
     RequestToPayDecision,
     RequestToPayNotice,
@@ -394,7 +395,7 @@ class HttpClient(TransferWaiting):
         except SwitchError as error:
             if not isinstance(error.result, Result) or error.http_status == 401:
                 raise
-            return Refused(request_type="status_query",
+            return Refused(request_type=RequestType.STATUS_QUERY,
                            scope_participant_id=payer_participant_id, id=transfer_id,
                            result=error.result)
         return _decode_outcome(response.body)
@@ -547,7 +548,8 @@ class HttpClient(TransferWaiting):
             return
         error = _error(response)
         result = error.result if isinstance(error.result, Result) else Result.VALIDATION_ERROR
-        request_type = "return" if pending.path == b"/returns" else "transfer"
+        request_type = (RequestType.RETURN if pending.path == b"/returns"
+                        else RequestType.TRANSFER)
         self._finish(key, Refused(request_type=request_type, scope_participant_id=key[0],
                                   id=key[1], result=result))
 
@@ -643,7 +645,8 @@ class HttpClient(TransferWaiting):
             if not future.done():
                 result = getattr(error, "result", Result.COMMUNICATION_ERROR)
                 future.set_result(Refused(
-                    request_type="request_to_pay", scope_participant_id=self.participant_id,
+                    request_type=RequestType.REQUEST_TO_PAY,
+                    scope_participant_id=self.participant_id,
                     id=request.request_id,
                     result=result if isinstance(result, Result) else Result.VALIDATION_ERROR))
 
@@ -711,9 +714,9 @@ class HttpClient(TransferWaiting):
                         self._finish(key, message)
                 result = handler.on_transfer_outcome(message)
             elif kind is Refused:
-                if message.request_type in ("transfer", "return"):
+                if message.request_type in (RequestType.TRANSFER, RequestType.RETURN):
                     self._finish((message.scope_participant_id, message.id), message)
-                elif message.request_type == "request_to_pay":
+                elif message.request_type == RequestType.REQUEST_TO_PAY:
                     self._request_to_pay_answered(message.id, message)
                 result = handler.on_refused(message)
             elif kind is RequestToPayNotice:

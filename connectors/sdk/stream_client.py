@@ -57,6 +57,7 @@ from switch.core.messages import (
     Party,
     PayeeAnswer,
     Refused,
+    RequestType,
     RequestToPay,
     RequestToPayDecision,
     RequestToPayOutcome,
@@ -548,12 +549,12 @@ class StreamClient(TransferWaiting):
                 if self._answers.pop(key, None) is not None:
                     self._corr_answer.pop(self._answer_corr.pop(key, 0), None)
         elif message_type is Refused:
-            if message.request_type in ("transfer", "return"):
+            if message.request_type in (RequestType.TRANSFER, RequestType.RETURN):
                 key = (message.scope_participant_id, message.id)
                 pending = self._transfers.get(key)
                 if pending is not None:
                     self._refused(key, pending, message)
-            elif message.request_type == "request_to_pay":
+            elif message.request_type == RequestType.REQUEST_TO_PAY:
                 pending = self._requests_to_pay.pop(message.id, None)
                 if pending is not None and not pending.future.done():
                     pending.future.set_result(message)

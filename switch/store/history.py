@@ -22,7 +22,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
-from switch.store.embedded import open_sqlite, write_transaction
+from switch.store.embedded import open_sqlite, select_by_keys, write_transaction
 
 Key = tuple[int, str]
 Row = tuple[Key, bytes, int]  # (key, FinalTransfer bytes, decided_at_ns)
@@ -90,14 +90,9 @@ class EmbeddedHistoryStore:
                 [(key[0], key[1], decided, final) for key, final, decided in rows])
 
     def _get(self, keys: list[Key]) -> dict[Key, bytes]:
-        found = {}
-        query = ("SELECT final FROM transfer_history WHERE payer_participant_id = ? "
-                 "AND transfer_id = ?")
-        for key in keys:
-            row = self._db.execute(query, key).fetchone()
-            if row is not None:
-                found[key] = row[0]
-        return found
+        return {(row[0], row[1]): row[2] for row in select_by_keys(
+            self._db, "payer_participant_id, transfer_id, final", "transfer_history",
+            ("payer_participant_id", "transfer_id"), keys)}
 
     def _prune(self, decided_before_ns: int) -> int:
         with write_transaction(self._db) as db:

@@ -329,3 +329,26 @@ async def test_a_full_replay_keeps_memory_bounded_by_outcomes_archived_max(tmp_p
         assert len(archive._order) <= TINY["outcomes_archived_max"]
     finally:
         await server.stop()
+
+
+@pytest.mark.parametrize("wanted", [0, 1, 3, 255, 256, 257, 700])
+async def test_the_embedded_history_answers_a_batch_as_one_select_a_key_would(tmp_path, wanted):
+    """`get_many` reads keys in padded chunks of VALUES joined with the table: across chunk
+    boundaries, with repeated keys and absent ones, it finds exactly the stored rows."""
+    from switch.store.history import EmbeddedHistoryStore
+
+    store = EmbeddedHistoryStore(str(tmp_path / "history.db"))
+    try:
+        rows = [((index % 7 + 1, f"tx-{index}"), f"final-{index}".encode(), index)
+                for index in range(0, 1_400, 2)]
+        await store.put_many(rows)
+        keys = [(index % 7 + 1, f"tx-{index}") for index in range(wanted)]
+        keys += keys[:3] + [(9, "tx-0"), (1, "tx-00")]  # repeats; near misses of stored keys
+        expected = {key: final for key, final, _ in rows if key in set(keys)}
+        assert await store.get_many(keys) == expected
+        one_by_one = {key: store._db.execute(
+            "SELECT final FROM transfer_history WHERE payer_participant_id = ? "
+            "AND transfer_id = ?", key).fetchone() for key in keys}
+        assert expected == {key: row[0] for key, row in one_by_one.items() if row is not None}
+    finally:
+        await store.close()
