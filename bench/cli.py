@@ -18,6 +18,7 @@ from bench.core_bench import core_command  # noqa: E402
 from bench.directory_bench import directory_command  # noqa: E402
 from bench.e2e_bench import e2e_command  # noqa: E402
 from bench.g2p_bench import g2p_command  # noqa: E402
+from bench.instructions_bench import instructions_command  # noqa: E402
 from bench.iso20022_bench import iso20022_command  # noqa: E402
 from bench.e2e_mobilemoney import mobilemoney_command  # noqa: E402
 from bench.flood_bench import flood_command  # noqa: E402
@@ -31,6 +32,7 @@ from bench.step_bench import step_command  # noqa: E402
 
 bench.add_command(ledger_command)
 bench.add_command(core_command)
+bench.add_command(instructions_command)
 bench.add_command(directory_command)
 bench.add_command(e2e_command)
 bench.add_command(g2p_command)
