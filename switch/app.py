@@ -120,8 +120,75 @@ async def open_directory(config: ServerConfig, directory_secret: str
     return directory, closers
 
 
+# -- the tables of the parts a config enables -----------------------------------------
+# Each part reads its table through one of these, at start; `check_tables` runs them all
+# first, so a bad table stops a start before anything opens (and never a standby's
+# takeover, when the listeners would open).
+
+
+def settlement_config(config: ServerConfig):
+    from switch.settlement.config import SettlementConfig
+
+    return msgspec.convert(config.settlement, SettlementConfig)
+
+
+def http_config(config: ServerConfig):
+    from connectors.http.app import HttpConnectorConfig
+
+    return msgspec.convert(config.http, HttpConnectorConfig)
+
+
+def iso20022_config(config: ServerConfig):
+    from connectors.iso20022.connector import Iso20022Config
+
+    return msgspec.convert(config.iso20022, Iso20022Config)
+
+
+def mobilemoney_config(config: ServerConfig):
+    from connectors.mobilemoney.hub import load_config
+
+    return load_config(config.mobilemoney)
+
+
+def fspiop_config(config: ServerConfig):
+    from connectors.fspiop.app import FspiopConnectorConfig
+
+    return msgspec.convert(config.fspiop, FspiopConnectorConfig)
+
+
+def g2p_config(config: ServerConfig):
+    from switch.g2p.types import G2PConfig
+
+    return msgspec.convert(config.g2p, G2PConfig)
+
+
+_TABLES: tuple[tuple[str, Callable[[ServerConfig], bool], Callable[[ServerConfig], object]],
+               ...] = (
+    ("settlement", lambda config: True, settlement_config),
+    ("http", lambda config: config.http_enabled or bool(config.http.get("participant_keys")),
+     http_config),
+    ("iso20022", lambda config: config.iso20022_enabled, iso20022_config),
+    ("mobilemoney", lambda config: config.mobilemoney_enabled, mobilemoney_config),
+    ("fspiop", lambda config: config.fspiop_enabled, fspiop_config),
+    ("g2p", lambda config: config.g2p_enabled, g2p_config),
+)
+
+
+def check_tables(config: ServerConfig) -> None:
+    """ValueError naming the table (`[fspiop] ...`) if an enabled part's table is invalid:
+    a wrong type, an unknown key, or a rule of the part's own (half a TLS setting)."""
+    for name, enabled, convert in _TABLES:
+        if enabled(config):
+            try:
+                convert(config)
+            except (msgspec.ValidationError, ValueError) as error:
+                raise ValueError(f"[{name}] {error}") from None
+
+
 async def start_switch(config: ServerConfig) -> SwitchServer:
-    """A started switch: backends opened, journal replayed, listeners accepting."""
+    """A started switch: backends opened, journal replayed, listeners accepting.
+    ValueError, before anything is opened, for an invalid table (`check_tables`)."""
+    check_tables(config)
     server = SwitchServer(config, await open_backends(config))
     try:
         await server.start()
@@ -135,7 +202,9 @@ async def start_switch(config: ServerConfig) -> SwitchServer:
 
 async def start_standby(config: ServerConfig) -> SwitchServer:
     """A standby: backends opened, the primary's journal replayed and followed, only the
-    admin surface (health, metrics) listening. `take_over(server)` makes it the primary."""
+    admin surface (health, metrics) listening. `take_over(server)` makes it the primary.
+    ValueError, before anything is opened, for an invalid table (`check_tables`)."""
+    check_tables(config)
     server = SwitchServer(config, await open_backends(config))
     try:
         await server.start_standby()
@@ -165,10 +234,9 @@ async def _start_admin(server: SwitchServer) -> None:
 def _settlement_entries(config: ServerConfig, backends: ServerBackends) -> None:
     """The settlement entry log (switch/settlement/entries.py): an observer of the core
     from the recovery on, a primary's and a standby's alike."""
-    from switch.settlement.config import SettlementConfig
     from switch.settlement.entries import EntryLog
 
-    settlement = msgspec.convert(config.settlement, SettlementConfig)
+    settlement = settlement_config(config)
     entries = EntryLog(settlement.entries_dir or os.path.join(config.data_dir, "settlement"))
     backends.observers.append(entries)
 
@@ -182,7 +250,6 @@ def _start_settlement(server: SwitchServer) -> None:
     """Settlement's documents, once the server is open (a start, or a standby's takeover):
     the operator surface and the connectors reach it through `server.settlement` and
     `gateway.settlement`."""
-    from switch.settlement.config import SettlementConfig
     from switch.settlement.entries import EntryLog
     from switch.settlement.service import SettlementService
 
@@ -190,7 +257,7 @@ def _start_settlement(server: SwitchServer) -> None:
         return
     (entries,) = [o for o in server.backends.observers if isinstance(o, EntryLog)]
     server.settlement = SettlementService(
-        server, entries, msgspec.convert(server.config.settlement, SettlementConfig))
+        server, entries, settlement_config(server.config))
     server.gateway.settlement = server.settlement
 
 
@@ -203,31 +270,31 @@ async def _start_listeners(server: SwitchServer) -> None:
 
         server.stream_server = await start_stream_server(server.gateway, config, server.registry)
     if config.http_enabled:
-        from connectors.http.app import HttpConnectorConfig, start_http_connector
+        from connectors.http.app import start_http_connector
 
         server.http_connector = await start_http_connector(
-            server.gateway, msgspec.convert(config.http, HttpConnectorConfig), server.registry)
+            server.gateway, http_config(config), server.registry)
     if config.g2p_enabled:
         await _start_g2p(server)
     if config.iso20022_enabled:
-        from connectors.iso20022.connector import Iso20022Config, start_iso20022_connector
+        from connectors.iso20022.connector import start_iso20022_connector
         from switch.store.iso20022_state import open_state_log
 
         server.iso20022_connector = await start_iso20022_connector(
-            server.gateway, msgspec.convert(config.iso20022, Iso20022Config), server.registry,
+            server.gateway, iso20022_config(config), server.registry,
             state_log=await open_state_log(config.data_dir, config.postgres_dsn.reveal() if
                                            "postgres" in (config.journal, config.store) else ""))
     if config.mobilemoney_enabled:
-        from connectors.mobilemoney.hub import load_config, start_mobilemoney_connector
+        from connectors.mobilemoney.hub import start_mobilemoney_connector
 
         server.mobilemoney_connector = await start_mobilemoney_connector(
-            server.gateway, load_config(config.mobilemoney), server.registry)
+            server.gateway, mobilemoney_config(config), server.registry)
     if config.fspiop_enabled:
-        from connectors.fspiop.app import FspiopConnectorConfig, start_fspiop_connector
+        from connectors.fspiop.app import start_fspiop_connector
         from switch.store.fspiop_prepares import open_prepare_store
 
         server.fspiop_connector = await start_fspiop_connector(
-            server.gateway, msgspec.convert(config.fspiop, FspiopConnectorConfig),
+            server.gateway, fspiop_config(config),
             server.registry, store=await open_prepare_store(
                 config.data_dir, config.postgres_dsn.reveal() if "postgres" in (
                     config.journal, config.store) else ""))
@@ -251,10 +318,9 @@ async def _start_g2p(server: SwitchServer) -> None:
     """The G2P batch store (PostgreSQL when the switch's store is, else SQLite in the
     data directory), the batch engine and the G2P Connect API (docs/g2p.md)."""
     from connectors.g2p.app import start_g2p
-    from switch.g2p.types import G2PConfig
 
     config = server.config
-    g2p_config = msgspec.convert(config.g2p, G2PConfig)
+    table = g2p_config(config)
     if config.store == "postgres":
         from switch.store.g2p_store import PostgresG2PStore
 
@@ -265,7 +331,7 @@ async def _start_g2p(server: SwitchServer) -> None:
         store = EmbeddedG2PStore(os.path.join(config.data_dir, G2P_FILE))
     server._closers.append(store.close)
     server.g2p_connector, server.g2p_engine = await start_g2p(
-        server.gateway, g2p_config, store, os.path.join(config.data_dir, G2P_REPORTS))
+        server.gateway, table, store, os.path.join(config.data_dir, G2P_REPORTS))
     engine = server.g2p_engine
     registry = server.registry
     registry.gauge("ponte_g2p_rows_submitted_total", "G2P rows submitted as transfers.",
@@ -326,7 +392,7 @@ def signature_required_participants(http_table: dict) -> frozenset[int]:
         return frozenset()
     from connectors.http.app import HttpConnectorConfig
 
-    http = msgspec.convert(http_table, HttpConnectorConfig)
+    http = msgspec.convert(http_table, HttpConnectorConfig)  # checked by check_tables
     return frozenset(entry.participant_id for entry in http.participant_keys
                      if entry.signature_required)
 

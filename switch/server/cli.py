@@ -43,7 +43,7 @@ def run(config_path, data_dir, postgres_dsn, redis_url, stream_port, admin_port,
     import msgspec
     import uvloop
 
-    from switch.app import serve
+    from switch.app import check_tables, serve
     from switch.server.config import load_config
     from switch.server.server import StartRefused
 
@@ -55,6 +55,7 @@ def run(config_path, data_dir, postgres_dsn, redis_url, stream_port, admin_port,
         overrides.update(postgres_dsn=postgres_dsn, journal="postgres", store="postgres")
     try:
         config = load_config(config_path, **overrides)
+        check_tables(config)
     except (msgspec.ValidationError, ValueError, OSError) as error:
         raise click.UsageError(f"configuration: {error}") from None
     try:
