@@ -143,3 +143,63 @@ async def test_keys_and_endpoints_through_maker_checker_without_a_restart(tmp_pa
         assert restarted.fspiop_connector.dfsps[banks["payeefsp"][0]].fsp_id == "payeefsp"
     finally:
         await restarted.stop(drain_s=0)
+
+
+async def test_ponte_participant_fspiop_proposes_and_a_second_admin_puts_it_on_the_hub(
+        tmp_path):
+    """The CLI door of the same proposal: `ponte participant fspiop` by one admin, `ponte
+    admin approve` by another; a bad key file is refused before any checker sees it."""
+    import asyncio
+    import re
+
+    from click.testing import CliRunner
+
+    from switch.cli import main as ponte
+
+    server, banks, _ = await hub(tmp_path, server={"console_enabled": True,
+                                                   "console_port": 0})
+    runner = CliRunner()
+
+    def run(*argv: str, password: str = ""):
+        return runner.invoke(ponte, list(argv), input=password + "\n" if password else None)
+
+    try:
+        created = await bootstrap_operators(server.console.service, OPERATORS, "test")
+        sessions = {}
+        for username, password, _role in created:
+            sessions[username] = ["--session-file", str(tmp_path / f"{username}.json")]
+            login = await asyncio.to_thread(
+                run, "admin", "login", "--url", server.console.url, "--username", username,
+                "--password-stdin", *sessions[username], password=password)
+            assert login.exit_code == 0, login.output
+        participant_id = banks["payeefsp"][0]
+        _private, public = rsa_pair()
+        key_file = tmp_path / "payee.pem"
+        key_file.write_bytes(public)
+        bad_file = tmp_path / "bad.pem"
+        bad_file.write_text("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n")
+
+        refused = await asyncio.to_thread(
+            run, "participant", "fspiop", str(participant_id), "payeefsp",
+            "--endpoint", "http://127.0.0.1:9/", "--public-key-file", str(bad_file),
+            *sessions["alice"])
+        assert refused.exit_code != 0 and "VALIDATION_ERROR" in refused.output
+        viewer = await asyncio.to_thread(
+            run, "participant", "fspiop", str(participant_id), "payeefsp", *sessions["vic"])
+        assert viewer.exit_code != 0 and "ROLE_INSUFFICIENT" in viewer.output
+        assert participant_id not in server.fspiop_connector.dfsps
+
+        proposed = await asyncio.to_thread(
+            run, "participant", "fspiop", str(participant_id), "payeefsp",
+            "--endpoint", "http://127.0.0.1:9/", "--public-key-file", str(key_file),
+            "--note", "joins the hub", *sessions["alice"])
+        assert proposed.exit_code == 0, proposed.output
+        (proposal_id,) = re.findall(r"proposed (p-[0-9a-f]{16})", proposed.output)
+        assert participant_id not in server.fspiop_connector.dfsps  # not before approval
+        approved = await asyncio.to_thread(run, "admin", "approve", proposal_id,
+                                           *sessions["ada"])
+        assert approved.exit_code == 0 and "executed" in approved.output, approved.output
+        dfsp = server.fspiop_connector.dfsps[participant_id]
+        assert (dfsp.fsp_id, dfsp.endpoint) == ("payeefsp", "http://127.0.0.1:9/")
+    finally:
+        await server.stop(drain_s=0)
