@@ -7,9 +7,10 @@ whatever else the machine does. Each case runs `bench/instructions_harness.py` a
 under callgrind, and the difference divided by the difference in size is the work per item:
 start-up, imports and set-up cancel out.
 
-Cases: the core's four `ponte bench core` cases (per transfer), and the whole switch path
-in one process (server + both SDK clients, per payment; see the harness), with the defaults
-and with durable history and snapshots off ("lean", the switch as it was before issue 11).
+Cases: the core's four `ponte bench core` cases (per transfer), and the switch process's
+whole path per payment (the stream SDK clients run in a process valgrind does not follow;
+see the harness), with the defaults and with durable history and snapshots off ("lean",
+the switch as it was before issue 11).
 `--baseline DIR` measures the same cases on another checkout (e.g. `git worktree add
 /tmp/before <rev>` and `python setup.py build_ext --inplace` there) and gives the ratio.
 Cases the baseline cannot run (a config key it does not know) say so instead of a figure.
@@ -59,7 +60,7 @@ CASES = (
          ("core", "core+codec", "nofee"), (2_000, 12_000), (500, 2_500)),
     Case("core+codec-fee", "core step + codecs, fee leg", "transfer",
          ("core", "core+codec", "fee"), (2_000, 12_000), (500, 2_500)),
-    Case("switch", "server + 2 stream SDK clients in one process, defaults", "payment",
+    Case("switch", "the switch process (stream connector to ledger), defaults", "payment",
          ("switch",), (1_000, 4_000), (200, 1_000)),
     Case("switch-lean", "the same, durable history and snapshots off", "payment",
          ("switch", *LEAN), (1_000, 4_000), (200, 1_000)),
