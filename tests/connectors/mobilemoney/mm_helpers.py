@@ -200,9 +200,11 @@ class Hub:
         await self.server.stop(drain_s=0)
 
 
-async def start_hub(data_dir: str, *, rules=None, wallet_settings: dict | None = None) -> Hub:
+async def start_hub(data_dir: str, *, rules=None, wallet_settings: dict | None = None,
+                    **server_options) -> Hub:
+    """`server_options`: more ServerConfig fields (the HTTP connector, for one)."""
     server = await start_test_server(data_dir, mobilemoney_enabled=True,
-                                     mobilemoney={"port": 0})
+                                     mobilemoney={"port": 0}, **server_options)
     participants = await onboard(server, ["bank", "walleta", "walletb"], rules=rules)
     wallets = {"walleta": TestWallet("walleta", {"a-cust-1", "a-cust-2"}),
                "walletb": TestWallet("walletb", {"b-cust-1", "b-cust-2"})}

@@ -119,3 +119,68 @@ def _expiry() -> int:
     import time
 
     return time.time_ns() + 20 * 10**9
+
+
+async def test_wallet_and_http_bank_pay_each_other(tmp_path):
+    """A bank on the HTTP connector (its SDK, callbacks to its receiver) and a wallet on the
+    GSMA API: each pays the other's customer through the one core and ledger."""
+    from connectors.sdk.http_client import HttpClient, ParticipantHandler
+    from switch.testing import onboard
+
+    class Bank(ParticipantHandler):
+        def __init__(self) -> None:
+            self.credit_requests = []
+
+        def on_credit_request(self, message):
+            self.credit_requests.append(message)
+            return True
+
+    hub = await start_hub(str(tmp_path), http_enabled=True, http={"port": 0})
+    bank = Bank()
+    client = HttpClient(f"http://127.0.0.1:{hub.server.http_connector.port}", "", handler=bank)
+    try:
+        receiver = await client.start_receiver()
+        (bank_id, api_key), = (await onboard(hub.server, ["httpbank"])).values()
+        await hub.server.credentials.set_callback_url(bank_id, receiver)
+        client.api_key = api_key
+        await client.connect()
+        answer = await hub.server.gateway.register_alias(
+            bank_id, alias_type="MSISDN", alias_value="+254700000150", account_ref="h-cust-1",
+            owner_national_id="1000000150", display_name="Http Customer")
+        assert int(answer.result) == 0, answer
+
+        def balance() -> dict[str, int]:
+            found = hub.server.positions()
+            return {name: found[pid]["KES"]["credits_posted"] - found[pid]["KES"]["debits_posted"]
+                    for name, pid in (("walleta", hub.id("walleta")),
+                                      ("walletb", hub.id("walletb")), ("httpbank", bank_id))}
+
+        before = balance()
+
+        correlation_id = new_id()
+        path = "/transactions/type/transfer"
+        status, state, _ = await hub.call("POST", path, payment("+254700000150", amount="7.25"),
+                                          correlation_id=correlation_id)
+        assert status == 202, state
+        callback = await hub.wallets["walleta"].callback_for(correlation_id)
+        check_callback(path, callback)
+        assert callback["transactionStatus"] == "completed", callback
+        (credit,) = bank.credit_requests
+        assert (credit.amount_minor, credit.payee_account_ref) == (725, "h-cust-1")
+
+        outcome = await client.submit_transfer(TransferRequest(
+            transfer_id="http-to-wallet-1", payee=Party(
+                alias_type="MSISDN", alias_value=msisdn("walletb", 1)),
+            amount_minor=333, currency="KES", expires_at_ns=_expiry(), payer_user_ref="u7"))
+        assert outcome.state.name == "COMMITTED", outcome
+        credit_body = [body for method, _p, _h, body in hub.wallets["walletb"].received
+                       if method == "POST"][-1]
+        assert b'"amount":"3.33"' in credit_body and b'"b-cust-1"' in credit_body
+
+        after = balance()
+        assert after["walleta"] == before["walleta"] - 725
+        assert after["httpbank"] == before["httpbank"] + 725 - 333
+        assert after["walletb"] == before["walletb"] + 333
+    finally:
+        await client.close()
+        await hub.close()
