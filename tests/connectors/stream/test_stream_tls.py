@@ -5,76 +5,27 @@ client without a certificate cannot even finish the TLS handshake."""
 
 from __future__ import annotations
 
-import datetime
-import hashlib
-import ipaddress
 import ssl
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from pki_helpers import Pki
 
-pytest.importorskip("cryptography")
-
-from cryptography import x509  # noqa: E402
-from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
-from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
-from cryptography.x509.oid import NameOID  # noqa: E402
-
-from connectors.sdk import SdkError  # noqa: E402
-from connectors.sdk.stream_client import StreamClient  # noqa: E402
-from switch.testing import onboard, start_test_server  # noqa: E402
-
-
-def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-
-
-def _certificate(subject: str, key, issuer_name, issuer_key, *, ca: bool = False,
-                 server: bool = False) -> x509.Certificate:
-    now = datetime.datetime.now(datetime.timezone.utc)
-    builder = (x509.CertificateBuilder()
-               .subject_name(_name(subject)).issuer_name(issuer_name)
-               .public_key(key.public_key()).serial_number(x509.random_serial_number())
-               .not_valid_before(now - datetime.timedelta(minutes=5))
-               .not_valid_after(now + datetime.timedelta(days=1))
-               .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
-    if server:
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False)
-    return builder.sign(issuer_key, hashes.SHA256())
-
-
-def _write(path, certificate=None, key=None) -> str:
-    data = b""
-    if certificate is not None:
-        data += certificate.public_bytes(serialization.Encoding.PEM)
-    if key is not None:
-        data += key.private_bytes(serialization.Encoding.PEM,
-                                  serialization.PrivateFormat.PKCS8,
-                                  serialization.NoEncryption())
-    path.write_bytes(data)
-    return str(path)
+from connectors.sdk import SdkError
+from connectors.sdk.stream_client import StreamClient
+from switch.testing import onboard, start_test_server
 
 
 @pytest.fixture
 def pki(tmp_path):
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = _certificate("Ponte Test CA", ca_key, _name("Ponte Test CA"), ca_key, ca=True)
-    server_key = ec.generate_private_key(ec.SECP256R1())
-    server = _certificate("switch", server_key, ca.subject, ca_key, server=True)
-    clients = {}
-    for name in ("bank_a", "bank_b", "stranger"):
-        key = ec.generate_private_key(ec.SECP256R1())
-        certificate = _certificate(name, key, ca.subject, ca_key)
-        clients[name] = (
-            _write(tmp_path / f"{name}.pem", certificate, key),
-            hashlib.sha256(certificate.public_bytes(serialization.Encoding.DER)).digest(),
-        )
+    authority = Pki(tmp_path, ("switch", "bank_a", "bank_b", "stranger"))
     return {
-        "ca": _write(tmp_path / "ca.pem", ca),
-        "server_cert": _write(tmp_path / "server.pem", server),
-        "server_key": _write(tmp_path / "server.key", key=server_key),
-        "clients": clients,
+        "ca": authority.ca,
+        "server_cert": authority.path("switch"),
+        "server_key": authority.path("switch"),  # one PEM holds the certificate and key
+        "clients": {name: (authority.path(name), authority.der_sha256(name))
+                    for name in ("bank_a", "bank_b", "stranger")},
     }
 
 
