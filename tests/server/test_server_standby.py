@@ -204,3 +204,14 @@ async def test_a_primary_whose_epoch_was_taken_cannot_commit_and_stops(tmp_path,
             await connection.close()
     finally:
         await primary.stop(drain_s=0)
+
+
+async def test_a_standby_with_a_bad_connector_table_is_refused_at_its_start(tmp_path):
+    """Not at its takeover, when the listeners open: the table is checked before anything
+    (no database is contacted: the DSN here points nowhere)."""
+    data_dir = tmp_path / "standby"
+    with pytest.raises(ValueError, match=r"^\[fspiop\] .*tls_cert and tls_key go together"):
+        await start_test_standby(str(data_dir), **backends("postgresql://127.0.0.1:1/none"),
+                                 fspiop_enabled=True,
+                                 fspiop={"port": 0, "tls_cert": "server.pem"})
+    assert not data_dir.exists()
