@@ -27,19 +27,24 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import click
 import msgspec
 
+from switch.demo import Stopped, stop_signals
+
 HARNESS = Path(__file__).with_name("instructions_harness.py")
 CODE_DIR = Path(__file__).resolve().parent.parent
 LEAN = ("snapshots_enabled=false", "history_enabled=false")
 _COLLECTED = re.compile(r"Collected : (\d+)")
 RUN_TIMEOUT_S = 1_800
+STOP_WAIT_S = 10.0  # after SIGTERM to a run's process group, before SIGKILL
 
 
 class Case(msgspec.Struct, frozen=True):
@@ -85,19 +90,57 @@ def collected(valgrind_stderr: str) -> int:
     return int(match.group(1))
 
 
+# Runs in progress: each is the leader of its own process group (valgrind, the harness and
+# the clients it execs), stopped as a whole by `stop_runs` on an interrupt or a timeout.
+_runs: set[subprocess.Popen] = set()
+_runs_lock = threading.Lock()
+
+
+def _stop_run(process: subprocess.Popen) -> None:
+    for signum, wait_s in ((signal.SIGTERM, STOP_WAIT_S), (signal.SIGKILL, None)):
+        try:
+            os.killpg(process.pid, signum)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(wait_s)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def stop_runs() -> None:
+    """Stop every run in progress and its children."""
+    with _runs_lock:
+        running = list(_runs)
+    for process in running:
+        _stop_run(process)
+
+
 def count(code_dir: Path, case: Case, size: int) -> int:
     """Instructions of one harness run of `case` at `size` on the code in `code_dir`."""
     env = {**os.environ, "PYTHONPATH": str(code_dir), "PYTHONHASHSEED": "0"}
-    process = subprocess.run(
+    process = subprocess.Popen(
         ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
          str(HARNESS), *harness_argv(case, size)],
-        env=env, cwd=code_dir, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
-    if process.returncode != 0 or f"done {size}" not in process.stdout:
+        env=env, cwd=code_dir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True)
+    with _runs_lock:
+        _runs.add(process)
+    try:
+        stdout, stderr = process.communicate(timeout=RUN_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        _stop_run(process)
+        raise CountError(f"no result in {RUN_TIMEOUT_S} s") from None
+    finally:
+        with _runs_lock:
+            _runs.discard(process)
+    if process.returncode != 0 or f"done {size}" not in stdout:
         # The program's own last words, not valgrind's summary (lines starting "==pid==").
-        lines = [line for line in (process.stderr + process.stdout).splitlines()
+        lines = [line for line in (stderr + stdout).splitlines()
                  if line.strip() and not line.startswith("==")] or ["no output"]
         raise CountError(f"exit {process.returncode}: {lines[-1][:200]}")
-    return collected(process.stderr)
+    return collected(stderr)
 
 
 def per_item(code_dir: Path, case: Case, sizes: tuple[int, int]) -> float:
@@ -108,7 +151,7 @@ def per_item(code_dir: Path, case: Case, sizes: tuple[int, int]) -> float:
 def measure(code_dir: Path, case: Case, sizes: tuple[int, int]) -> tuple[float | None, str]:
     try:
         return per_item(code_dir, case, sizes), ""
-    except (CountError, subprocess.TimeoutExpired) as error:
+    except CountError as error:
         return None, str(error)
 
 
@@ -126,8 +169,13 @@ def run_all(quick: bool, baseline: Path | None, cases: tuple[Case, ...],
             progress()
         return figure
 
-    with ThreadPoolExecutor(2) as pool:
+    pool = ThreadPoolExecutor(2)
+    try:
         figures = dict(zip(jobs, pool.map(job, jobs)))
+    finally:  # interrupted: nothing new starts, and what runs is stopped, then joined
+        pool.shutdown(wait=False, cancel_futures=True)
+        stop_runs()
+        pool.shutdown(wait=True)
     results = []
     for case in cases:
         value, error = figures[(case, CODE_DIR)]
@@ -158,15 +206,20 @@ def instructions_command(as_json: bool, quick: bool, baseline: Path | None,
         raise click.ClickException("valgrind is not installed (apt-get install valgrind)")
     cases = tuple(case for case in CASES if not names or case.name in names)
     baseline = baseline.resolve() if baseline is not None else None
-    if as_json:
-        results = run_all(quick, baseline, cases)
-    else:
-        from rich.progress import Progress
+    try:
+        with stop_signals():
+            if as_json:
+                results = run_all(quick, baseline, cases)
+            else:
+                from rich.progress import Progress
 
-        with Progress(transient=True) as progress:
-            task = progress.add_task("callgrind runs", total=len(cases) * (
-                2 if baseline is not None else 1))
-            results = run_all(quick, baseline, cases, lambda: progress.advance(task))
+                with Progress(transient=True) as progress:
+                    task = progress.add_task("callgrind runs", total=len(cases) * (
+                        2 if baseline is not None else 1))
+                    results = run_all(quick, baseline, cases, lambda: progress.advance(task))
+    except Stopped as stop:  # every run stopped by run_all on the way out
+        click.echo(f"{stop} received: stopped", err=True)
+        raise SystemExit(128 + stop.signum) from None
     failed = [row for row in results if row["instructions_per_item"] is None]
     if as_json:
         click.echo(json.dumps({"code": str(CODE_DIR), "baseline": str(baseline or ""),

@@ -64,10 +64,11 @@ class Stopped(KeyboardInterrupt):
 
 
 @contextlib.contextmanager
-def _stop_signals():
-    """While the demo runs, SIGINT and SIGTERM raise `Stopped` once; a repeat during the
-    cleanup is ignored, so the cleanup itself is never cut short (each of its waits is
-    bounded: a child that does not stop in time is killed)."""
+def stop_signals():
+    """While a command runs (the demo, `ponte bench instructions`), SIGINT and SIGTERM raise
+    `Stopped` once; a repeat during the cleanup is ignored, so the cleanup itself is never
+    cut short (each of its waits is bounded: a child that does not stop in time is
+    killed)."""
     received: list[int] = []
 
     def handler(signum, frame) -> None:
@@ -86,7 +87,7 @@ def _stop_signals():
 
 def run_demo(*, seconds: float, tps: float, seed: int, reject_rate: float,
              keep_data: bool = False) -> int:
-    with _stop_signals():
+    with stop_signals():
         return _run_demo(seconds=seconds, tps=tps, seed=seed, reject_rate=reject_rate,
                          keep_data=keep_data)
 

@@ -4,9 +4,12 @@ baseline that cannot run a case says so instead of a figure."""
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import time
 
+import psutil
 import pytest
 from click.testing import CliRunner
 
@@ -79,3 +82,28 @@ def test_a_failed_run_is_named_by_the_programs_error_not_valgrinds_summary():
                                   lean.sizes, lean.sizes_quick)
     with pytest.raises(instructions_bench.CountError, match="unknown field `no_such_key`"):
         instructions_bench.count(CODE_DIR, bad, 5)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_stops_the_command_and_every_run_it_started(signum):
+    """valgrind, the harness's switch and the clients it execs run in a process group of
+    their own: the command stops them all and exits 128 + the signal."""
+    command = subprocess.Popen([sys.executable, "-m", "switch.cli", "bench", "instructions",
+                                "--json", "--case", "switch"], cwd=CODE_DIR,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    parent = psutil.Process(command.pid)
+    deadline = time.monotonic() + 60
+    descendants: list[psutil.Process] = []
+    while time.monotonic() < deadline and not any(
+            "clients" in " ".join(p.cmdline()) for p in descendants if p.is_running()):
+        time.sleep(0.2)
+        try:
+            descendants = parent.children(recursive=True)
+        except psutil.NoSuchProcess:
+            break
+    assert any("valgrind" in " ".join(p.cmdline()) or "callgrind" in p.name()
+               for p in descendants), [p.cmdline() for p in descendants]
+    command.send_signal(signum)
+    assert command.wait(60) == 128 + signum, command.stderr.read()
+    _, alive = psutil.wait_procs(descendants, timeout=15)
+    assert alive == []
