@@ -301,8 +301,8 @@ def _lower_priority() -> None:
     Not SCHED_IDLE: a starved child holding a filesystem-journal handle in one of its
     writes would hold up the switch's own fdatasync behind it (priority inversion); at
     nice 10 it still gets a share. Its writes go to the disk a step at a time and old files
-    are removed by steps (ledger/journal_files.py), so the journal's fdatasync never queues behind
-    much of them."""
+    are removed by steps (ledger/journal_files.py), so the journal's fdatasync never queues
+    behind much of them."""
     os.nice(CHILD_NICENESS)
 
 

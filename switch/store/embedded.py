@@ -65,6 +65,7 @@ def write_transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         raise
     db.execute("COMMIT")
 
+
 # Keys per statement of `select_by_keys`, in powers of two so at most nine statement texts
 # exist (sqlite3 caches compiled statements by text; 2 bind variables a key).
 KEYS_PER_SELECT_MAX = 256
@@ -171,6 +172,11 @@ def alias_row(record: AliasRecord) -> tuple:
     )
 
 
+# The same columns named by table, for a join (`select_by_keys`).
+_ALIAS_COLUMNS_QUALIFIED = ", ".join(
+    f"directory_aliases.{name}" for name in ALIAS_COLUMNS.split(", "))
+
+
 def alias_from_row(row) -> AliasRecord:
     return AliasRecord(
         alias_type=AliasType(row[0]), alias_key=row[1], participant_id=row[2],
@@ -249,9 +255,8 @@ class EmbeddedDirectoryStore:
         return self._get(self._db, alias_type, alias_key)
 
     async def get_aliases(self, keys):
-        columns = ", ".join(f"directory_aliases.{name}" for name in ALIAS_COLUMNS.split(", "))
         return {(row[0], row[1]): alias_from_row(row) for row in select_by_keys(
-            self._db, columns, "directory_aliases", ("alias_type", "alias_key"),
+            self._db, _ALIAS_COLUMNS_QUALIFIED, "directory_aliases", ("alias_type", "alias_key"),
             [(int(alias_type), alias_key) for alias_type, alias_key in keys])}
 
     async def insert_aliases(self, records: list[AliasRecord], config: DirectoryConfig):
