@@ -18,10 +18,11 @@ How a row is paid (docs/g2p.md, "The batch life cycle"):
    paid twice. The engine's window (`in_flight_rows_max`) is far smaller than the core's
    tables, so a row's transfer is always still held when it is asked again.
 
-Pacing: at most `rate_rows_per_s`, at most `in_flight_rows_max` rows in flight, and
-nothing while the switch's inbound queue is deeper than `live_queue_depth_max` (live
-payments first). The window adapts to the payees: a row whose transfer expired (its payee
-did not answer in time) halves it, each paid row widens it by one again; such a row is
+Pacing: at most `rate_rows_per_s`, at most the window's rows in flight, and nothing while
+the switch's inbound queue is deeper than `live_queue_depth_max` (live payments first). The
+window (`switch/g2p/window.py`, up to `in_flight_rows_max`) follows the rows' round trips:
+it shrinks when they slow down (a queue is building, in which live payments wait too) and
+halves when a row's transfer expired (its payee did not answer in time); such a row is
 tried again under its next attempt, up to `PAYEE_UNAVAILABLE_ATTEMPTS_MAX` attempts.
 
 It must never hold a raw national ID (rows carry identity tokens), never hold a batch's
@@ -41,6 +42,7 @@ import msgspec
 from switch.core.messages import Refused, TransferOutcome, TransferRequest
 from switch.core.results import TRANSFER_FINAL_STATES, Result, TransferState
 from switch.g2p import limits
+from switch.g2p.window import Window
 from switch.g2p.types import (
     BATCH_ACTIONS,
     FUNDING_RESULTS,
@@ -129,8 +131,9 @@ class Engine:
         self.on_batch_done = on_batch_done
         self.open: dict[int, _Open] = {}
         self._sinks: dict[int, _ProgrammeSink] = {}
-        # transfer id -> (batch id, row, route): rows submitted and not final (the window).
-        self._flying: dict[str, tuple[int, PendingRow, tuple[int, str]]] = {}
+        # transfer id -> (batch id, row, route, monotonic time submitted): rows submitted
+        # and not final (the window).
+        self._flying: dict[str, tuple[int, PendingRow, tuple[int, str], float]] = {}
         self._resubmit: deque[tuple[int, PendingRow, tuple[int, str]]] = deque()
         self._outcomes: list[tuple] = []
         self._unsubmitted: list[tuple] = []
@@ -145,9 +148,8 @@ class Engine:
         self.rows_failed_total = 0
         self.yields_total = 0  # pump steps skipped for live traffic
         self.rows_retried_total = 0  # rows tried again after their payee did not answer
-        # The adaptive window (see the module docstring) and when it was last cut.
-        self.window = config.in_flight_rows_max
-        self._window_cut_at = 0.0
+        self.window_control = Window(limits.WINDOW_ROWS_MIN, config.in_flight_rows_max,
+                                     time.monotonic())
 
     # -- life cycle ------------------------------------------------------------------
 
@@ -186,6 +188,11 @@ class Engine:
         for participant_id, sink in self._sinks.items():
             self.gateway.detach(participant_id, sink)
         self._sinks.clear()
+
+    @property
+    def window(self) -> int:
+        """Rows the engine may have in flight now."""
+        return self.window_control.size
 
     def _adopt(self, record: BatchRecord, counts: BatchCounts) -> _Open:
         batch = self.open.get(record.batch_id)
@@ -263,6 +270,7 @@ class Engine:
                 submitted = 0
                 await asyncio.sleep(0.5)
             tokens -= submitted
+            self.window_control.used(len(self._flying))
             if submitted == 0:
                 await asyncio.sleep(limits.PUMP_INTERVAL_S)
 
@@ -380,7 +388,7 @@ class Engine:
         result = self.gateway.submit_routed(record.programme_id, message, route, sink)
         if result is not Result.OK:
             return False
-        self._flying[tid] = (batch_id, row, route)
+        self._flying[tid] = (batch_id, row, route, time.monotonic())
         batch.in_flight += 1
         self.rows_submitted_total += 1
         return True
@@ -402,10 +410,12 @@ class Engine:
         entry = self._flying.pop(tid, None)
         if entry is None:
             return  # a repeated answer, or not a G2P transfer
-        batch_id, row, _route = entry
+        batch_id, row, _route, submitted_at = entry
         batch = self.open[batch_id]
         batch.in_flight -= 1
         if state is TransferState.COMMITTED:
+            now = time.monotonic()
+            self.window_control.paid(now - submitted_at, now)
             self._outcomes.append((batch_id, row.row_no, row.attempt, int(RowStatus.PAID), 0,
                                    0, row.attempt))
             batch.counts.submitted -= 1
@@ -413,38 +423,29 @@ class Engine:
             batch.counts.paid_minor += row.amount_minor
             self.rows_paid_total += 1
             batch.probe = False
-            if self.window < self.config.in_flight_rows_max:
-                self.window += 1
         elif result in FUNDING_RESULTS:
             self._back_to_pending(batch, row, result)
         elif result is Result.TRANSFER_EXPIRED and (
                 row.attempt + 1 < limits.PAYEE_UNAVAILABLE_ATTEMPTS_MAX):
             # Its payee did not answer in time; nothing was paid. Fewer rows at once, and
             # this one again under its next attempt.
-            self._cut_window()
+            self.window_control.expired(time.monotonic())
             self.rows_retried_total += 1
             self._back_to_pending(batch, row, result, pause=False)
         else:
             if result is Result.TRANSFER_EXPIRED:
-                self._cut_window()
+                self.window_control.expired(time.monotonic())
             reason = reason_for(result, payee_reason)
             self._outcomes.append((batch_id, row.row_no, row.attempt, int(RowStatus.FAILED),
                                    int(reason), int(result), row.attempt))
             self._count_failed(batch, reason, row.amount_minor, pending=False)
         self._after_outcome(batch)
 
-    def _cut_window(self) -> None:
-        now = time.monotonic()
-        if now - self._window_cut_at >= limits.WINDOW_CUT_INTERVAL_S:
-            self._window_cut_at = now
-            self.window = max(min(limits.WINDOW_ROWS_MIN, self.config.in_flight_rows_max),
-                              self.window // 2)
-
     def _refused(self, tid: str, result: Result) -> None:
         entry = self._flying.get(tid)
         if entry is None:
             return
-        batch_id, row, route = entry
+        batch_id, row, route, _submitted_at = entry
         batch = self.open[batch_id]
         if result in RETRY_RESULTS:
             # Nothing was recorded: the same id is submitted again.

@@ -9,6 +9,10 @@ BATCH_ROWS_MAX = 1_000_000
 # One /disburse message: rows, and its body in bytes (about 300 bytes a row).
 MESSAGE_ROWS_MAX = 10_000
 REQUEST_BODY_BYTES_MAX = 8 * 1024 * 1024
+# Rows a connector validates, answers or reports between two turns of the event loop: a
+# 10,000-row message or report page must not hold live payments back for tens of
+# milliseconds (~10 us a row: ~5 ms a turn).
+ROWS_PER_LOOP_TURN = 512
 # Mapper requests in one link / update / unlink / resolve message.
 MAPPER_ITEMS_MAX = 1_000
 # Rows answered by one txn/status or search (beyond: ask by reference list or download
@@ -48,11 +52,9 @@ TRANSFER_EXPIRY_MS_DEFAULT = 60_000
 # again under its next attempt while its attempt number (funding pauses count too) is below
 # this; then it fails `payee_unavailable`.
 PAYEE_UNAVAILABLE_ATTEMPTS_MAX = 3
-# The engine's window adapts to the payees: an expired row halves it (at most once a
-# second, down to this), each paid row widens it by one again, up to `in_flight_rows_max`
-# — so payees that answer slowly are sent fewer rows at once instead of having them expire.
+# The engine's window (switch/g2p/window.py) follows the rows' round trips between this and
+# `in_flight_rows_max`, starting here.
 WINDOW_ROWS_MIN = 64
-WINDOW_CUT_INTERVAL_S = 1.0
 # Callbacks (on-disburse, on-link, moved-out notices) waiting for delivery.
 CALLBACK_QUEUE_MAX = 4_096
 CALLBACK_ATTEMPTS_MAX = 6

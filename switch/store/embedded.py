@@ -73,9 +73,9 @@ KEYS_PER_SELECT_MAX = 256
 
 def select_by_keys(db: sqlite3.Connection, columns: str, table: str, key_columns: tuple[str, str],
                    keys: list[tuple]) -> Iterator[tuple]:
-    """The rows of `table` whose two-column primary key is one of `keys`, in one statement
-    per 256 keys: a join of a VALUES list with the table, which SQLite answers by primary-key
-    searches. One SELECT per key cost ~6 µs a key in Python and SQLite; this ~1.3 µs. The
+    """The rows of `table` whose two-column primary key (or unique key) is one of `keys`, in
+    one statement per 256 keys: a join of a VALUES list with the table, which SQLite answers
+    by index searches. One SELECT per key cost ~6 µs a key in Python and SQLite; this ~1.3 µs. The
     chunk is padded to a power of two by repeating its first key (rows come back once per
     match: callers key them by primary key). Values travel only as bound parameters."""
     first, second = key_columns

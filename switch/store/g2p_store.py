@@ -29,7 +29,11 @@ from switch.g2p.types import (
     RowStatus,
     RowView,
 )
-from switch.store.embedded import open_sqlite, write_transaction
+from switch.store.embedded import open_sqlite, select_by_keys, write_transaction
+
+# A stored row's content, by (batch, reference): what a resent row is compared with.
+_STORED_ROW_COLUMNS = ("g2p_rows.reference_id, g2p_rows.payee_kind, g2p_rows.payee_key, "
+                       "g2p_rows.amount_minor")
 
 _SQLITE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS g2p_batches (
@@ -210,11 +214,12 @@ class EmbeddedG2PStore:
                 codes = []
                 fresh = []
                 seen: dict[str, NewRow] = {}
+                stored = {reference: (kind, key, amount) for reference, kind, key, amount
+                          in select_by_keys(db, _STORED_ROW_COLUMNS, "g2p_rows",
+                                            ("batch_id", "reference_id"),
+                                            [(batch_id, row.reference_id) for row in rows])}
                 for row in rows:
-                    existing = db.execute(
-                        "SELECT payee_kind, payee_key, amount_minor FROM g2p_rows WHERE "
-                        "batch_id = ? AND reference_id = ?", (batch_id, row.reference_id)
-                    ).fetchone()
+                    existing = stored.get(row.reference_id)
                     if existing is None and row.reference_id in seen:
                         earlier = seen[row.reference_id]
                         existing = (earlier.payee_kind, earlier.payee_key, earlier.amount_minor)
