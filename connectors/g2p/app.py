@@ -22,6 +22,7 @@ batch is "not found", like one that does not exist).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 import time
@@ -509,17 +510,7 @@ class G2PConnector:
                       f"{account_ref}@{int(provider)}", amount_minor)
 
     def _amount(self, text: str, currency: str) -> int | None:
-        match = _AMOUNT.match(text)
-        if match is None:
-            return None
-        digits = exponent(currency)
-        fraction = match.group(2)
-        if len(fraction) > max(1, digits) or (digits == 0 and fraction != "0"):
-            return None
-        amount_minor = int(match.group(1)) * 10 ** digits + int(fraction.ljust(digits, "0") or 0)
-        if not 1 <= amount_minor <= core_limits.AMOUNT_MINOR_MAX:
-            return None
-        return amount_minor
+        return _amount_minor(text, currency)
 
     async def _own_batch(self, caller: int, transaction_id: str):
         batch = await self.store.find_batch(caller, transaction_id)
@@ -657,6 +648,23 @@ class G2PConnector:
             "disbursements_status": [reports.spec_row(record, row) for row in rows],
             "pagination": {"page_size": page_size, "page_number": page,
                            "total_count": record.rows_total}}), headers=headers)
+
+
+@functools.lru_cache(maxsize=4_096)
+def _amount_minor(text: str, currency: str) -> int | None:
+    """A row's decimal amount in minor units, or None if malformed or out of bounds
+    (cached: a programme's rows repeat a few amounts)."""
+    match = _AMOUNT.match(text)
+    if match is None:
+        return None
+    digits = exponent(currency)
+    fraction = match.group(2)
+    if len(fraction) > max(1, digits) or (digits == 0 and fraction != "0"):
+        return None
+    amount_minor = int(match.group(1)) * 10 ** digits + int(fraction.ljust(digits, "0") or 0)
+    if not 1 <= amount_minor <= core_limits.AMOUNT_MINOR_MAX:
+        return None
+    return amount_minor
 
 
 class _RecordShim:

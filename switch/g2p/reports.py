@@ -10,6 +10,7 @@ only as its identity token (`token:<hex>@nid`); the raw ID is nowhere to be writ
 from __future__ import annotations
 
 import datetime
+import functools
 import os
 import time
 
@@ -83,9 +84,10 @@ def csv_lines(record: BatchRecord, rows: list[RowView]) -> str:
         for row in rows)
 
 
+@functools.lru_cache(maxsize=4_096)
 def amount_text(amount_minor: int, currency: str) -> str:
     """G2P Connect's decimal amount ("12.50") from integer minor units (the currency's
-    ISO 4217 exponent, switch/core/money.py)."""
+    ISO 4217 exponent, switch/core/money.py); cached, as a batch repeats a few amounts."""
     digits = exponent(currency)
     if digits == 0:
         return f"{amount_minor}.0"

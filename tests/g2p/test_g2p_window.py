@@ -9,6 +9,8 @@ from switch.g2p.window import (
     CONTROL_INTERVAL_S,
     CONTROL_SAMPLES_MIN,
     EXPIRY_CUT_INTERVAL_S,
+    QUEUE_FACTOR,
+    QUEUE_SLACK_S,
     Window,
 )
 
@@ -47,7 +49,7 @@ def test_a_queue_building_shrinks_it_and_never_below_the_minimum():
         feed.interval(0.004)
     grown = feed.window.size
     assert grown > 500
-    shrunk = feed.interval(0.004 * 1.5 + 0.003)  # above base x 1.5 + 2 ms
+    shrunk = feed.interval(0.004 * QUEUE_FACTOR + QUEUE_SLACK_S + 0.001)  # a queue
     assert shrunk == grown - grown // 5
     for _ in range(BASE_INTERVALS - 22):  # the fast intervals are still the base
         feed.interval(0.050)
@@ -58,7 +60,7 @@ def test_a_round_trip_within_the_slack_is_no_queue():
     feed = Feed(Window(64, 4_096, now=0.0))
     feed.interval(0.004)
     before = feed.window.size
-    assert feed.interval(0.004 * 1.5 + 0.0019) > before
+    assert feed.interval(0.004 * QUEUE_FACTOR + QUEUE_SLACK_S * 0.9) > before
 
 
 def test_it_does_not_grow_while_the_engine_leaves_it_unused():
