@@ -28,7 +28,14 @@ import msgspec
 from connectors.sim.population import load_profile
 from bench.sampler import ResourceSampler
 from connectors.sim.books import BooksReport, reconcile
-from switch.launcher import SimProcess, SwitchProcess, onboard_population, sim_server_config
+from switch.launcher import (
+    SimProcess,
+    SwitchProcess,
+    free_port,
+    join_mobilemoney_wallet,
+    onboard_population,
+    sim_server_config,
+)
 
 PROFILE = "quick"
 LEDGER_ID = 404
@@ -51,15 +58,21 @@ class BooksDoNotReconcile(AssertionError):
 
 def run_stream(*, offered_per_s: float, seconds: float, seed: int = 1,
                data_dir: str | None = None, series: list | None = None,
-               switch_config: dict | None = None, during=None) -> dict:
+               switch_config: dict | None = None, during=None,
+               mobilemoney_wallet: bool = False) -> dict:
     """One stream run; the `--json` result dict. Appends per-second samples to `series`.
     `switch_config`: more ServerConfig fields (e.g. a PostgreSQL journal). `during(switch)`,
     when given, is called once traffic starts (the settlement bench closes windows
-    meanwhile; it must return at once)."""
+    meanwhile; it must return at once). `mobilemoney_wallet`: the population's first wallet
+    joins through the GSMA Mobile Money API (the simulator's wallet, as in the demo) and
+    pays and is paid only through it; its books are reconciled like everyone's."""
     profile = load_profile(PROFILE)
     with tempfile.TemporaryDirectory(prefix="ponte-bench-e2e-", dir=data_dir) as work_dir:
-        config = sim_server_config(work_dir, core=BENCH_CORE, ledger=BENCH_LEDGER,
-                                   **(switch_config or {}))
+        extra = dict(switch_config or {})
+        if mobilemoney_wallet:
+            hub_port = free_port()
+            extra.update(mobilemoney_enabled=True, mobilemoney={"port": hub_port})
+        config = sim_server_config(work_dir, core=BENCH_CORE, ledger=BENCH_LEDGER, **extra)
         switch = SwitchProcess(config)
         sims = None
         sampler = None
@@ -68,10 +81,16 @@ def run_stream(*, offered_per_s: float, seconds: float, seed: int = 1,
             names = [(p.participant_id, p.kind.value) for p in profile.participants]
             credentials = onboard_population(switch, names, profile.currency, LEDGER_ID,
                                              FUNDING_MINOR)
+            joined = {"name": None, "sim": {}}
+            if mobilemoney_wallet:
+                joined = join_mobilemoney_wallet(
+                    switch, [name for name, kind in names if kind == "wallet"], credentials,
+                    hub_port)
             sims = SimProcess({
                 "port": switch.stream_port,
                 "participants": [{"name": name, "api_key": c["api_key"],
-                                  "opening_position_minor": FUNDING_MINOR}
+                                  "opening_position_minor": FUNDING_MINOR,
+                                  **(joined["sim"] if name == joined["name"] else {})}
                                  for name, c in credentials.items()],
                 "profile": PROFILE, "seed": seed, "tps": offered_per_s, "seconds": seconds,
                 "options": {"expiry_s": EXPIRY_S, "seed": seed},
@@ -134,7 +153,17 @@ def run_stream(*, offered_per_s: float, seconds: float, seed: int = 1,
             "transfers": done,
             "results": final["results"],
             "books_reconciled": True,
+            **({"mobilemoney_wallet": _wallet_books(final["books"], joined["name"])}
+               if mobilemoney_wallet else {}),
         }
+
+
+def _wallet_books(books: list[dict], name: str) -> dict:
+    """What the wallet on the Mobile Money API paid and was paid (from its own books)."""
+    report = next(msgspec.convert(entry, BooksReport) for entry in books
+                  if entry["name"] == name)
+    return {"name": name, "committed_out": report.committed_out,
+            "committed_in": report.committed_in}
 
 
 @click.command("e2e")
@@ -148,7 +177,11 @@ def run_stream(*, offered_per_s: float, seconds: float, seed: int = 1,
 @click.option("--seed", type=int, default=1, show_default=True)
 @click.option("--report-dir", "--report", "report_dir", default=None,
               help="Report folder [reports/e2e-<time>/].")
-def e2e_command(as_json, quick, transport, offered, seconds, seed, report_dir) -> None:
+@click.option("--mobilemoney-wallet", is_flag=True,
+              help="Stream runs: one of the wallets joins through the GSMA Mobile Money API "
+                   "(the simulator's wallet, as in the demo).")
+def e2e_command(as_json, quick, transport, offered, seconds, seed, report_dir,
+                mobilemoney_wallet) -> None:
     """End-to-end: switch + simulated participants as processes, durable journal."""
     rates = OFFERED_QUICK if quick else OFFERED_DEFAULT
     if offered:
@@ -158,7 +191,8 @@ def e2e_command(as_json, quick, transport, offered, seconds, seed, report_dir) -
     series: list = []
     if transport in ("stream", "all"):
         for rate in rates:
-            result = run_stream(offered_per_s=rate, seconds=seconds, seed=seed, series=series)
+            result = run_stream(offered_per_s=rate, seconds=seconds, seed=seed, series=series,
+                                mobilemoney_wallet=mobilemoney_wallet)
             results.append(result)
             if not as_json:
                 click.echo(_line(result))
@@ -185,4 +219,8 @@ def _line(result: dict) -> str:
     return (f"{result['transport']:>6}  offered {result['offered_per_s']:>9,.0f}/s  "
             f"done {result['transfers_per_s']:>9,.0f}/s  p50 {result['p50_ms']:7.2f} ms  "
             f"p99 {result['p99_ms']:7.2f} ms  success {result['success_rate'] * 100:6.2f}%  "
-            f"switch peak RSS {result['peak_rss_bytes'] / 2**20:,.0f} MiB")
+            f"switch peak RSS {result['peak_rss_bytes'] / 2**20:,.0f} MiB"
+            + (f"  ({result['mobilemoney_wallet']['name']} on the Mobile Money API: paid "
+               f"{result['mobilemoney_wallet']['committed_out']:,}, paid to "
+               f"{result['mobilemoney_wallet']['committed_in']:,})"
+               if "mobilemoney_wallet" in result else ""))

@@ -43,6 +43,7 @@ from switch.launcher import (
     SimProcess,
     SwitchProcess,
     free_port,
+    join_mobilemoney_wallet,
     onboard_population,
     sim_server_config,
 )
@@ -136,7 +137,9 @@ def _run_demo(*, seconds: float, tps: float, seed: int, reject_rate: float,
             f"{name} {money(funding[name])}" for name in credentials))
         # One wallet joins through the GSMA Mobile Money API: an operator puts it on the
         # hub (maker-checker), and it pays and is credited only through that API.
-        mobilemoney = _mobilemoney_wallet(switch, profile, credentials, mobilemoney_port)
+        mobilemoney = join_mobilemoney_wallet(
+            switch, [p.participant_id for p in profile.participants if p.kind.value == "wallet"],
+            credentials, mobilemoney_port)
         console.print(f"GSMA Mobile Money API: http://127.0.0.1:{mobilemoney_port}  "
                       f"({mobilemoney['name']} joins this way)")
         sims = SimProcess({
@@ -182,17 +185,6 @@ def _run_demo(*, seconds: float, tps: float, seed: int, reject_rate: float,
             elif data_dir:
                 shutil.rmtree(data_dir, ignore_errors=True)
     return status
-
-
-def _mobilemoney_wallet(switch: SwitchProcess, profile, credentials: dict,
-                        hub_port: int) -> dict:
-    """Put the profile's first wallet on the Mobile Money hub; its simulator settings."""
-    name = next(p.participant_id for p in profile.participants if p.kind.value == "wallet")
-    wallet_port = free_port()
-    switch.set_mobilemoney_wallet(credentials[name]["participant_id"],
-                                  f"http://127.0.0.1:{wallet_port}")
-    return {"name": name, "sim": {"protocol": "mobilemoney", "wallet_port": wallet_port,
-                                  "hub_url": f"http://127.0.0.1:{hub_port}"}}
 
 
 def _stats_line(record: dict) -> str:

@@ -381,6 +381,20 @@ def onboard_population(switch: SwitchProcess, names_kinds: list[tuple[str, str]]
             for name, kind in names_kinds}
 
 
+def join_mobilemoney_wallet(switch: SwitchProcess, wallet_names: list[str],
+                            credentials: dict, hub_port: int) -> dict:
+    """Put the first of `wallet_names` on the switch's GSMA Mobile Money hub (maker-checker)
+    with a free port for its own API; {"name", "sim"}: `sim` are the fields that make the
+    simulator host it as a wallet speaking only that API (connectors/sim/mobilemoney.py).
+    The demo and `ponte bench e2e --mobilemoney-wallet` join one wallet this way."""
+    name = wallet_names[0]
+    wallet_port = free_port()
+    switch.set_mobilemoney_wallet(credentials[name]["participant_id"],
+                                  f"http://127.0.0.1:{wallet_port}")
+    return {"name": name, "sim": {"protocol": "mobilemoney", "wallet_port": wallet_port,
+                                  "hub_url": f"http://127.0.0.1:{hub_port}"}}
+
+
 class SimProcess:
     """`python -m connectors.sim run --config FILE`, its JSON lines on a queue."""
 

@@ -179,11 +179,16 @@ class SimMobileMoneyWallet(SimParticipant):
         if type(request) is ReturnRequest:
             return  # returns of received credits are not part of this wallet's traffic
         payee = request.payee
+        identifier_type = _IDENTIFIER.get(payee.alias_type)
+        if identifier_type is None:
+            # The API has no identifier type for a national ID (nor a random key): this
+            # wallet's customers cannot name a payee that way, so it is not part of its
+            # traffic. (Sent as an `accountid`, the hub refuses it, formatError.)
+            return
         body = _encode({
             "amount": _amount(request.amount_minor, exponent), "currency": currency,
             "debitParty": [{"key": "accountid", "value": customer}],
-            "creditParty": [{"key": _IDENTIFIER.get(payee.alias_type, "accountid"),
-                             "value": payee.alias_value}],
+            "creditParty": [{"key": identifier_type, "value": payee.alias_value}],
             "requestingOrganisationTransactionReference": request.transfer_id,
             "requestDate": _date()})
         path = b"/transactions/type/transfer"
