@@ -56,8 +56,9 @@ def agent(member: str) -> str:
 
 def pacs008(sender: str, switch: str, payee_member: str, tx_id: str, amount: str,
             currency: str, proxy: tuple[str, str] | None = None, account: str = "",
-            msg_id: str | None = None) -> tuple[str, bytes]:
-    """A FedNow-style customer credit transfer; the creditor by proxy or by account."""
+            msg_id: str | None = None, debtor_account: str = "") -> tuple[str, bytes]:
+    """A FedNow-style customer credit transfer; the creditor by proxy or by account; the
+    debtor's account `debtor_account` (default `ACC-<sender>-1`)."""
     msg_id = msg_id or new_id()
     creditor_account = (
         f"<CdtrAcct><Id><Othr><Id>{account or 'NOTPROVIDED'}</Id></Othr></Id>"
@@ -71,7 +72,8 @@ def pacs008(sender: str, switch: str, payee_member: str, tx_id: str, amount: str
         f'<IntrBkSttlmAmt Ccy="{currency}">{amount}</IntrBkSttlmAmt>'
         f"<IntrBkSttlmDt>{today()}</IntrBkSttlmDt><ChrgBr>SLEV</ChrgBr>"
         f"<InstgAgt>{agent(sender)}</InstgAgt><InstdAgt>{agent(switch)}</InstdAgt>"
-        f"<Dbtr><Nm>Ana Costa</Nm></Dbtr><DbtrAcct><Id><Othr><Id>ACC-{sender}-1</Id></Othr>"
+        f"<Dbtr><Nm>Ana Costa</Nm></Dbtr><DbtrAcct><Id><Othr><Id>"
+        f"{debtor_account or f'ACC-{sender}-1'}</Id></Othr>"
         f"</Id></DbtrAcct><DbtrAgt>{agent(sender)}</DbtrAgt><CdtrAgt>{agent(payee_member)}"
         f"</CdtrAgt><Cdtr><Nm>Maria Silva</Nm></Cdtr>{creditor_account}"
         f"<RmtInf><Ustrd>Invoice {tx_id}</Ustrd></RmtInf></CdtTrfTxInf></FIToFICstmrCdtTrf>")
