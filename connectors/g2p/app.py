@@ -491,7 +491,7 @@ class G2PConnector:
             return "rjct.schedule_ts.invalid"  # immediate disbursement only
         if row.currency_code and row.currency_code != currency:
             return "rjct.currency_code.invalid"
-        amount_minor = self._amount(row.amount, currency)
+        amount_minor = _amount_minor(row.amount, currency)
         if amount_minor is None:
             return "rjct.amount.invalid"
         payee = row.payee_fa
@@ -508,9 +508,6 @@ class G2PConnector:
             return "rjct.payee_fa.invalid"
         return NewRow(row.reference_id, int(PayeeKind.FINANCIAL_ADDRESS),
                       f"{account_ref}@{int(provider)}", amount_minor)
-
-    def _amount(self, text: str, currency: str) -> int | None:
-        return _amount_minor(text, currency)
 
     async def _own_batch(self, caller: int, transaction_id: str):
         batch = await self.store.find_batch(caller, transaction_id)

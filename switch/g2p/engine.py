@@ -42,7 +42,6 @@ import msgspec
 from switch.core.messages import Refused, TransferOutcome, TransferRequest
 from switch.core.results import TRANSFER_FINAL_STATES, Result, TransferState
 from switch.g2p import limits
-from switch.g2p.window import Window
 from switch.g2p.types import (
     BATCH_ACTIONS,
     FUNDING_RESULTS,
@@ -59,6 +58,7 @@ from switch.g2p.types import (
     reason_for,
     transfer_id,
 )
+from switch.g2p.window import Window
 
 log = logging.getLogger("ponte.g2p")
 

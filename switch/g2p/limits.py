@@ -9,9 +9,9 @@ BATCH_ROWS_MAX = 1_000_000
 # One /disburse message: rows, and its body in bytes (about 300 bytes a row).
 MESSAGE_ROWS_MAX = 10_000
 REQUEST_BODY_BYTES_MAX = 8 * 1024 * 1024
-# Rows a connector validates, answers or reports between two turns of the event loop: a
-# 10,000-row message or report page must not hold live payments back for tens of
-# milliseconds (~10 us a row: ~5 ms a turn).
+# Rows of a /disburse message validated, or answered, between two turns of the event loop:
+# a 10,000-row message must not hold live payments back for tens of milliseconds (~7 us a
+# row: a few ms a turn).
 ROWS_PER_LOOP_TURN = 512
 # Mapper requests in one link / update / unlink / resolve message.
 MAPPER_ITEMS_MAX = 1_000
