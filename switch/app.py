@@ -280,10 +280,12 @@ async def _start_listeners(server: SwitchServer) -> None:
         from connectors.iso20022.connector import start_iso20022_connector
         from switch.store.iso20022_state import open_state_log
 
+        dsn = config.postgres_dsn.reveal() if "postgres" in (config.journal,
+                                                              config.store) else ""
         server.iso20022_connector = await start_iso20022_connector(
             server.gateway, iso20022_config(config), server.registry,
-            state_log=await open_state_log(config.data_dir, config.postgres_dsn.reveal() if
-                                           "postgres" in (config.journal, config.store) else ""))
+            state_log=await open_state_log(config.data_dir, dsn),
+            outbox_log=await open_state_log(config.data_dir, dsn, "outbox"))
     if config.mobilemoney_enabled:
         from connectors.mobilemoney.hub import start_mobilemoney_connector
 

@@ -19,7 +19,9 @@ content as read) is acknowledged without reaching the switch again; the same Biz
 other content is refused (admi.002 DUPL). Outbound ids are deterministic (outbound.py).
 What must survive a restart (passthroughs, references, recalls, the BizMsgIdr window,
 camt.052 sequences) is kept in the connector's store (state.py), in the order its
-docstring gives.
+docstring gives; every message owed to a bank is kept in the outbox (outbox.py) from the
+moment it is written until the bank acknowledges it, and goes out only once its records
+are on disk, so a restart delivers what was owed, in order, exactly once by BizMsgIdr.
 
 It must never decide an outcome, never take a participant id from a message (only from the
 transport's authentication: member ids in a message must be the sender's), and never
@@ -56,7 +58,15 @@ from connectors.iso20022.inbound import (
     returned_currency,
     split_body,
 )
-from connectors.iso20022.outbound import Writer, Written, batch, iso_id, transfer_status
+from connectors.iso20022.outbound import (
+    Writer,
+    Written,
+    batch,
+    iso_id,
+    possible_duplicate,
+    transfer_status,
+)
+from connectors.iso20022.outbox import Outbox, Owed
 from connectors.iso20022.state import RecallCase, State, StateLog, StateUnavailable
 from connectors.iso20022.transport import Delivery, DeliveryPolicy, Inbound
 from switch.core import limits as core_limits
@@ -176,20 +186,21 @@ class BankSink:
         self.connector.deliver(self.participant_id, message)
 
     def flush(self) -> None:
-        self.connector.delivery.flush()
-        self.connector.state.kick()
+        self.connector.flush()
 
     def close(self, reason: str) -> None:
         """Nothing to end: every request carries its own credentials."""
 
 
 class Iso20022Connector:
-    """`state_log`: where the connector keeps what must survive a restart (state.py); the
-    composition root gives it the switch's (switch/store/iso20022_state.py). None: memory
-    only (the mapping's own tests, the bench's stages)."""
+    """`state_log`, `outbox_log`: where the connector keeps what must survive a restart
+    (state.py) and what it owes banks (outbox.py); the composition root gives it the
+    switch's (switch/store/iso20022_state.py). None: memory only (the mapping's own tests,
+    the bench's stages)."""
 
     def __init__(self, gateway, config: Iso20022Config = Iso20022Config(),
-                 state_log: StateLog | None = None) -> None:
+                 state_log: StateLog | None = None, outbox_log: StateLog | None = None
+                 ) -> None:
         self.gateway = gateway
         self.config = config
         self.loop = asyncio.get_running_loop()
@@ -198,7 +209,8 @@ class Iso20022Connector:
             bank.participant_id: (bank.member_id, *bank.other_member_ids)
             for bank in config.banks})
         self.writer = Writer(self.members)
-        self.state = State(state_log)
+        self.state = State(state_log, on_synced=self._synced)
+        self.outbox = Outbox(outbox_log, on_synced=self._synced)
         # (participant, BizMsgIdr) of messages taken but not yet durable: a resend waits.
         self._taking: dict[tuple[int, str], asyncio.Future] = {}
         self._report_timers: dict[int, asyncio.TimerHandle] = {}  # per bank
@@ -215,7 +227,8 @@ class Iso20022Connector:
                 client_ssl.load_cert_chain(config.client_cert, config.client_key or None)
         self.delivery = Delivery(
             {bank.participant_id: (bank.endpoint_url, bank.batch_max) for bank in config.banks},
-            policy=config.delivery, signer=signer, client_ssl=client_ssl)
+            policy=config.delivery, signer=signer, client_ssl=client_ssl,
+            durable=self._durable, acknowledged=self._acknowledged)
         keys = {bank.participant_id: VerifyKey(bank.public_key_pem.encode())
                 for bank in config.banks if bank.public_key_pem}
         self.inbound = Inbound(
@@ -233,6 +246,8 @@ class Iso20022Connector:
         # Before the sinks attach: the credits the switch re-sends after a restart go out
         # with what their payer banks' messages carried.
         await self.state.load(time.time_ns())
+        await self.outbox.load()
+        self._restore()
         for participant_id, sink in self.sinks.items():
             self.gateway.attach(participant_id, sink)
         server_ssl = None
@@ -264,17 +279,27 @@ class Iso20022Connector:
             self.gateway.detach(participant_id, sink)
         await self.delivery.close(grace_ms)
         await self.state.close()
+        await self.outbox.close()
 
     def register_metrics(self, registry) -> None:
         stats = self.delivery.stats
-        for field in ("delivered_total", "requests_total", "retried_total", "given_up_total",
-                      "refused_total", "dropped_queue_full_total",
+        for field in ("delivered_total", "requests_total", "retried_total", "stalled_total",
+                      "refused_total", "restored_total", "dropped_queue_full_total",
                       "dropped_no_endpoint_total"):
             registry.gauge(f"ponte_iso20022_delivery_{field}",
                            f"ISO 20022 delivery to banks: {field.replace('_', ' ')}.",
                            lambda field=field: getattr(stats, field), kind="counter")
         registry.gauge("ponte_iso20022_rejected_total", "Bank messages answered with admi.002.",
                        lambda: self.rejected_total, kind="counter")
+        registry.gauge("ponte_iso20022_outbox_owed",
+                       "Messages owed to ISO 20022 banks: written, not yet acknowledged.",
+                       lambda: self.outbox.owed)
+        registry.gauge("ponte_iso20022_outbox_resent_skipped_total",
+                       "Messages written again (after a restart) while the first was owed.",
+                       lambda: self.outbox.resent_skipped_total, kind="counter")
+        registry.gauge("ponte_iso20022_outbox_rewrites_total",
+                       "Times the ISO 20022 outbox was rewritten from what is owed.",
+                       lambda: self.outbox.log.rewrites, kind="counter")
         registry.gauge("ponte_iso20022_state_records_written_total",
                        "Records the ISO 20022 connector wrote to its store.",
                        lambda: self.state.records_written, kind="counter")
@@ -291,7 +316,46 @@ class Iso20022Connector:
                 log.error("iso20022.outbound_invalid definition=%s problem=%s",
                           written.definition, problem)
                 return
-        self.delivery.send(written)
+        if not self.delivery.room(written.participant_id):
+            return
+        owed = self.outbox.add(written)
+        if owed is None:
+            return  # owed already (written again after a restart): the first goes
+        owed.after = self.state.log.appended  # its references go to disk with it
+        self.delivery.send(owed)
+
+    def flush(self) -> None:
+        """Start writing both logs and sending what is durable: once per released batch."""
+        self.state.kick()
+        self.outbox.log.kick()
+        self.delivery.flush()
+
+    def _durable(self, owed: Owed) -> bool:
+        return owed.index <= self.outbox.log.synced and owed.after <= self.state.log.synced
+
+    def _synced(self) -> None:
+        self.delivery.pump()
+
+    def _acknowledged(self, participant_id: int, sequence: int) -> None:
+        self.outbox.done(participant_id, sequence)
+        self.outbox.log.kick()
+
+    def _restore(self) -> None:
+        """What was owed when the switch stopped goes first, in order; what is owed to a
+        bank no longer configured (or without an endpoint) is dropped, loudly."""
+        for participant_id, lane in self.outbox.lanes.items():
+            if not lane:
+                continue
+            if participant_id in self.delivery.lanes:
+                for owed in lane.values():
+                    owed.written.body = possible_duplicate(owed.written.body)
+                    self.delivery.restore(owed)
+            else:
+                log.warning("iso20022.outbox_dropped participant_id=%d messages=%d (no "
+                            "endpoint configured for it)", participant_id, len(lane))
+                self.outbox.done(participant_id, next(reversed(lane)))
+        self.outbox.log.kick()
+        self.delivery.flush()
 
     def deliver(self, participant_id: int, message) -> None:
         now_ns = time.time_ns()
@@ -390,8 +454,7 @@ class Iso20022Connector:
             for (participant_id, currency) in list(self.state.reports):
                 if participant_id == bank.participant_id:
                     self._flush_report(participant_id, currency)
-            self.delivery.flush()
-            self.state.kick()
+            self.flush()
             self._arm_report(bank)
         self._report_timers[bank.participant_id] = self.loop.call_later(
             bank.report_interval_ms / 1000, fire)
@@ -551,7 +614,7 @@ class Iso20022Connector:
             done.append((envelope.biz_msg_id, read))
         if durable.left > 0:
             await durable.future
-        self.delivery.flush()
+        self.flush()
         for biz_msg_id, _read in done:
             attempt = self._taking.get((participant_id, biz_msg_id))
             if attempt is not None and not attempt.future.done():
@@ -604,7 +667,7 @@ class Iso20022Connector:
             result = answer.result
             written = self.writer.refusal(participant_id, refs, result, now_ns, related)
         self._send(written)
-        self.delivery.flush()
+        self.flush()
 
     async def _forward_recall(self, recall: Recall) -> None:
         payer = recall.payer_participant_id
@@ -623,7 +686,7 @@ class Iso20022Connector:
                       else "the payee participant does not take recalls through ISO 20022")
             self._send(self.writer.recall_answer(payer, recall.case_id, recall.refs, "RJCR",
                                                  "RJCR", refusal, detail, now_ns, "refused"))
-            self.delivery.flush()
+            self.flush()
             return
         payee = answer.payee_participant_id
         written = self.writer.recall(payee, payer, recall.transfer_id, recall.case_id,
@@ -638,7 +701,7 @@ class Iso20022Connector:
             self.state.close_recall(written.biz_msg_id)
             return
         self._send(written)
-        self.delivery.flush()
+        self.flush()
 
     def _check_recall_answer(self, participant_id: int, answer: RecallAnswer) -> None:
         case = self.state.recalls.get(answer.case_id)
@@ -703,11 +766,12 @@ def outbound_problem(body: bytes) -> str | None:
 
 
 async def start_iso20022_connector(gateway, config: Iso20022Config, registry=None,
-                                   state_log: StateLog | None = None) -> Iso20022Connector:
-    """What the composition root calls: build, load its store (`state_log`), register
-    metrics, attach the banks' sinks, listen. Stop with `await connector.close()` before
-    the gateway closes (it closes the store too)."""
-    connector = Iso20022Connector(gateway, config, state_log)
+                                   state_log: StateLog | None = None,
+                                   outbox_log: StateLog | None = None) -> Iso20022Connector:
+    """What the composition root calls: build, load its store (`state_log`) and its outbox
+    (`outbox_log`), register metrics, attach the banks' sinks, listen. Stop with `await
+    connector.close()` before the gateway closes (it closes the store too)."""
+    connector = Iso20022Connector(gateway, config, state_log, outbox_log)
     if registry is not None:
         connector.register_metrics(registry)
     await connector.start()

@@ -56,6 +56,13 @@ MEMBER_TEXTS_MAX = 4096
 STATE_RECORD_BYTES_MAX = 64 * 1024
 STATE_COMPACT_BYTES_MIN = 64 * 1024 * 1024
 STATE_KEPT_AGE_MS_MAX = core_limits.EXPIRY_MS_MAX_CEILING + 3600 * 1000
+# The outbox (outbox.py): the log's size below which it is never rewritten. What is owed is
+# small (a bank acknowledges within a round trip), so at a payment rate of thousands a
+# second it is rewritten every few seconds, from frames it keeps: a copy, no encoding.
+OUTBOX_COMPACT_BYTES_MIN = 64 * 1024 * 1024
+# One owed message as recorded: the largest the switch writes is a camt.052 of
+# REPORT_ENTRIES_MAX entries (about 400 bytes each: 3.9 MB).
+OUTBOX_RECORD_BYTES_MAX = 32 * 1024 * 1024
 # camt.052 entries waiting for the next intraday report, per participant.
 REPORT_ENTRIES_MAX = 10_000
 
@@ -77,3 +84,5 @@ assert DELIVERY_ATTEMPTS_MAX >= 1
 assert BATCH_MESSAGES_MAX * 4096 <= REQUEST_BODY_BYTES_MAX
 assert PASS_THROUGH_BYTES_MAX + 4096 <= STATE_RECORD_BYTES_MAX  # + references and header
 assert STATE_RECORD_BYTES_MAX < STATE_COMPACT_BYTES_MIN
+assert REPORT_ENTRIES_MAX * 2048 + MESSAGE_BYTES_MAX <= OUTBOX_RECORD_BYTES_MAX
+assert OUTBOX_RECORD_BYTES_MAX < OUTBOX_COMPACT_BYTES_MIN

@@ -103,6 +103,17 @@ def batch(bodies: list[bytes]) -> bytes:
                      b'">', *(body[body.index(b"?>") + 2:] for body in bodies), b"</Batch>"))
 
 
+def possible_duplicate(body: bytes) -> bytes:
+    """The envelope marked `AppHdr/PssblDplct` true (head.001: it may have been sent
+    before), as the switch re-sends what it owed a bank when it stopped: the bank applies
+    it once by its BizMsgIdr either way; the flag tells its operators why they see it
+    again. The AppHdr's own CreDt is the first in the envelope (its Rltd's comes after)."""
+    if b"<PssblDplct>" in body[:body.index(b"</AppHdr>")]:
+        return body
+    end = body.index(b"</CreDt>") + len(b"</CreDt>")
+    return body[:end] + b"<PssblDplct>true</PssblDplct>" + body[end:]
+
+
 class Writer:
     """Builds every outbound message. `members` names participants; `clock` formats times."""
 

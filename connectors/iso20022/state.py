@@ -177,7 +177,8 @@ class StateLog(Protocol):
     async def close(self) -> None: ...
 
 
-def _frames(data: bytes) -> tuple[list[bytes], int]:
+def _frames(data: bytes, record_bytes_max: int = limits.STATE_RECORD_BYTES_MAX
+            ) -> tuple[list[bytes], int]:
     """The payloads of every whole frame, and where the last whole frame ends: a frame
     past its bound, cut short or failing its CRC ends the log there."""
     payloads = []
@@ -185,7 +186,7 @@ def _frames(data: bytes) -> tuple[list[bytes], int]:
     while offset + _FRAME.size <= len(data):
         length, crc = _FRAME.unpack_from(data, offset)
         end = offset + _FRAME.size + length
-        if length > limits.STATE_RECORD_BYTES_MAX or end > len(data):
+        if length > record_bytes_max or end > len(data):
             break
         payload = data[offset + _FRAME.size:end]
         if zlib.crc32(payload) != crc:
@@ -195,20 +196,136 @@ def _frames(data: bytes) -> tuple[list[bytes], int]:
     return payloads, offset
 
 
-def _frame(record) -> bytes:
+def _frame(record, record_bytes_max: int = limits.STATE_RECORD_BYTES_MAX) -> bytes:
     payload = msgspec.msgpack.encode(record)
-    assert len(payload) <= limits.STATE_RECORD_BYTES_MAX, len(payload)
+    assert len(payload) <= record_bytes_max, len(payload)
     return _FRAME.pack(len(payload), zlib.crc32(payload)) + payload
 
 
 # -- the state -----------------------------------------------------------------------------
 
 
+class RecordLog:
+    """Framed records onto a `StateLog`, several appends per write (group commit, one write
+    at a time), rewritten from `live()` when the log has grown past twice what is live (and
+    `compact_bytes_min()`). The connector's store and its outbox each have one."""
+
+    def __init__(self, file: StateLog | None, name: str, live, compact_bytes_min,
+                 prune=None, on_synced=None,
+                 record_bytes_max: int = limits.STATE_RECORD_BYTES_MAX) -> None:
+        self.file = file
+        self.name = name
+        self.record_bytes_max = record_bytes_max
+        self._live = live  # () -> iterable of the frames of what is live
+        self._compact_bytes_min = compact_bytes_min  # () -> int (read at each write)
+        self._prune = prune  # (now_ns) -> None, before a rewrite
+        self.on_synced = on_synced  # () -> None, after each write
+        self.loaded = False
+        self._pending: list[bytes] = []
+        self.appended = 0  # records appended since start
+        self.synced = 0  # of which on disk
+        self._writing: asyncio.Future | None = None
+        self._failed: BaseException | None = None
+        self.log_bytes = 0
+        self.live_bytes = 0  # the log's size after the last rewrite (or load)
+        self.records_written = 0
+        self.rewrites = 0
+
+    async def load(self) -> list[bytes]:
+        """The payloads of every whole record (a torn tail is cut off)."""
+        if self.file is None:
+            self.loaded = True
+            return []
+        data = await self.file.read()
+        payloads, whole = _frames(data, self.record_bytes_max)
+        if whole != len(data):  # a crash during a write: cut the torn tail off
+            log.warning("iso20022.%s_tail_cut bytes=%d", self.name, len(data) - whole)
+            await self.file.cut(data[:whole])
+        self.log_bytes = self.live_bytes = whole
+        self.loaded = True
+        return payloads
+
+    def append(self, frame: bytes) -> None:
+        if self.file is None:
+            self.appended += 1
+            self.synced = self.appended
+            return
+        self._pending.append(frame)
+        self.appended += 1
+
+    def kick(self) -> None:
+        """Start writing what is pending (if nothing is being written)."""
+        if self._pending and self._writing is None and self._failed is None \
+                and self.loaded:
+            self._start_write()
+
+    async def sync(self) -> None:
+        """Return once every record appended so far is on disk; StateUnavailable if the
+        log cannot be written."""
+        if self.file is None:
+            return
+        target = self.appended
+        while self.synced < target:
+            if self._failed is not None:
+                raise StateUnavailable(str(self._failed))
+            if self._writing is None:
+                self._start_write()
+            # A task that records its result before it ends (never a done-callback, which
+            # runs only after this await could already have looped).
+            await asyncio.shield(self._writing)
+
+    async def close(self) -> None:
+        if self.file is None:
+            return
+        try:
+            await self.sync()
+        except StateUnavailable:
+            pass  # logged when it failed
+        await self.file.close()
+
+    def _start_write(self) -> None:
+        assert self._writing is None
+        upto = self.appended
+        if self.log_bytes > max(2 * self.live_bytes, self._compact_bytes_min()):
+            # Everything pending is in memory already: the rewrite carries it.
+            self._pending.clear()
+            if self._prune is not None:
+                self._prune(time.time_ns())
+            data = b"".join(self._live())
+            write, rewrite = self.file.rewrite, True
+        else:
+            data = b"".join(self._pending)
+            self._pending.clear()
+            write, rewrite = self.file.append, False
+        self._writing = asyncio.ensure_future(self._write(write, data, upto, rewrite))
+
+    async def _write(self, write, data: bytes, upto: int, rewrite: bool) -> None:
+        try:
+            await write(data)
+        except BaseException as error:  # noqa: BLE001 - every later sync raises it
+            self._failed = error
+            self._writing = None
+            log.error("iso20022.%s_write_failed error=%r", self.name, error)
+            return
+        self._writing = None
+        self.synced = upto
+        self.records_written = upto
+        if rewrite:
+            self.rewrites += 1
+            self.log_bytes = self.live_bytes = len(data)
+        else:
+            self.log_bytes += len(data)
+        if self._pending:
+            self._start_write()
+        if self.on_synced is not None:
+            self.on_synced()
+
+
 class State:
     """The connector's memory (bounded maps) and, with a `log`, what it writes there.
     Without one (tests of the mapping, the bench's stages) it is memory only."""
 
-    def __init__(self, log: StateLog | None) -> None:
+    def __init__(self, log: StateLog | None, on_synced=None) -> None:
         self.sent: Bounded = Bounded(limits.REFERENCES_MAX)
         self.passthrough: Bounded = Bounded(limits.PASS_THROUGH_MAX)  # key -> (pt, at_ns)
         self.credits: Bounded = Bounded(limits.PASS_THROUGH_MAX)  # key -> (kind, at_ns)
@@ -217,57 +334,52 @@ class State:
         self.reports: dict[tuple[int, str], list[TransferOutcome]] = {}
         self.report_sequence: dict[tuple[int, str], int] = {}
         self._file = log
-        self._loaded = False
-        self._pending: list[bytes] = []
-        self._appended = 0  # records appended since start
-        self._synced = 0  # of which on disk
-        self._writing: asyncio.Future | None = None
-        self._failed: BaseException | None = None
-        self._log_bytes = 0
-        self._live_bytes = 0  # the log's size after the last rewrite (or load)
-        self.records_written = 0
-        self.rewrites = 0
+        self.log = RecordLog(log, "state", lambda: map(_frame, self._records()),
+                             lambda: limits.STATE_COMPACT_BYTES_MIN, self._prune, on_synced)
 
     @property
     def durable(self) -> bool:
         return self._file is not None
 
+    @property
+    def records_written(self) -> int:
+        return self.log.records_written
+
+    @property
+    def rewrites(self) -> int:
+        return self.log.rewrites
+
     # -- start and stop ------------------------------------------------------------------
 
     async def load(self, now_ns: int) -> None:
         """Replay the log into memory (before the connector serves anything)."""
-        if self._file is None:
-            return
-        data = await self._file.read()
-        payloads, whole = _frames(data)
-        if whole != len(data):  # a crash during a write: cut the torn tail off
-            log.warning("iso20022.state_tail_cut bytes=%d", len(data) - whole)
-            await self._file.cut(data[:whole])
-        self._log_bytes = whole
+        payloads = await self.log.load()
         apply = self._apply
         for payload in payloads:
             apply(_DECODER.decode(payload))
         self._prune(now_ns)
-        self._live_bytes = self._log_bytes
-        self._loaded = True
-        log.info("iso20022.state_loaded records=%d bytes=%d passthroughs=%d references=%d "
-                 "recalls=%d", len(payloads), self._log_bytes, len(self.passthrough),
-                 len(self.sent), len(self.recalls))
+        if self._file is not None:
+            log.info("iso20022.state_loaded records=%d bytes=%d passthroughs=%d "
+                     "references=%d recalls=%d", len(payloads), self.log.log_bytes,
+                     len(self.passthrough), len(self.sent), len(self.recalls))
 
     async def close(self) -> None:
-        if self._file is None:
-            return
-        try:
-            await self.sync()
-        except StateUnavailable:
-            pass  # logged when it failed
-        await self._file.close()
+        await self.log.close()
+
+    def kick(self) -> None:
+        """Start writing what is pending: the records of outbound messages need no waiter
+        to reach the disk soon."""
+        self.log.kick()
+
+    async def sync(self) -> None:
+        """Return once every record appended so far is on disk; StateUnavailable if the
+        store cannot be written."""
+        await self.log.sync()
 
     # -- changes: memory now, the log at the next write ---------------------------------
 
     def _append(self, record) -> None:
-        self._pending.append(_frame(record))
-        self._appended += 1
+        self.log.append(_frame(record))
 
     def see(self, participant_id: int, biz_msg_id: str, digest: bytes) -> None:
         """A message taken (memory only: `log_seen` once it is durable)."""
@@ -421,64 +533,6 @@ class State:
         for (participant_id, _currency), entries in self.reports.items():
             for outcome in entries:
                 yield ReportEntry(participant_id, outcome)
-
-    # -- writing -------------------------------------------------------------------------
-
-    def kick(self) -> None:
-        """Start writing what is pending (if nothing is being written): the records of
-        outbound messages need no waiter to reach the disk soon."""
-        if self._pending and self._writing is None and self._failed is None \
-                and self._loaded:
-            self._start_write()
-
-    async def sync(self) -> None:
-        """Return once every record appended so far is on disk; StateUnavailable if the
-        store cannot be written."""
-        if self._file is None:
-            return
-        target = self._appended
-        while self._synced < target:
-            if self._failed is not None:
-                raise StateUnavailable(str(self._failed))
-            if self._writing is None:
-                self._start_write()
-            # A task that records its result before it ends (never a done-callback, which
-            # runs only after this await could already have looped).
-            await asyncio.shield(self._writing)
-
-    def _start_write(self) -> None:
-        assert self._writing is None
-        upto = self._appended
-        if self._log_bytes > max(2 * self._live_bytes, limits.STATE_COMPACT_BYTES_MIN):
-            # Everything pending is in memory already: the rewrite carries it.
-            self._pending.clear()
-            self._prune(time.time_ns())
-            data = b"".join(_frame(record) for record in self._records())
-            write, rewrite = self._file.rewrite, True
-        else:
-            data = b"".join(self._pending)
-            self._pending.clear()
-            write, rewrite = self._file.append, False
-        self._writing = asyncio.ensure_future(self._write(write, data, upto, rewrite))
-
-    async def _write(self, write, data: bytes, upto: int, rewrite: bool) -> None:
-        try:
-            await write(data)
-        except BaseException as error:  # noqa: BLE001 - every later sync raises it
-            self._failed = error
-            self._writing = None
-            log.error("iso20022.state_write_failed error=%r", error)
-            return
-        self._writing = None
-        self._synced = upto
-        self.records_written = upto
-        if rewrite:
-            self.rewrites += 1
-            self._log_bytes = self._live_bytes = len(data)
-        else:
-            self._log_bytes += len(data)
-        if self._pending:
-            self._start_write()
 
 
 def _key(record) -> tuple:

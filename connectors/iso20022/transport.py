@@ -9,14 +9,19 @@ the same participant), and optionally by a detached JWS over the body
 body)`, whose (status, body) is the answer: 202 once what was taken is durable, 400 with
 admi.002 envelopes for what was not.
 
-Out: `Delivery` keeps one lane per bank: a bounded queue, one request in flight at a time
-(so messages arrive in the order the switch released them), each request a batch of what
-is queued (at most the bank's `batch_max`), POSTed to the bank's endpoint, signed with the
-switch's key when one is configured. The bank's 2xx is the acknowledgement; no answer, a
-timeout, 408, 429 or 5xx is retried with exponential back-off and jitter (the same bytes:
-the BizMsgIdr lets the bank apply each message once), any other 4xx is a refusal (logged,
-counted, not retried). A message-queue transport would offer the same two calls (`send`,
-`flush`) and call the same `receive`.
+Out: `Delivery` keeps one lane per bank: the messages owed to it (the connector's outbox,
+outbox.py, bounded at `queue_max`), one request in flight at a time (so messages arrive in
+the order the switch released them), each request a batch of what is owed and durable (at
+most the bank's `batch_max`; a message goes only once `durable(owed)` says its records are
+on disk), POSTed to the bank's endpoint, signed with the switch's key when one is
+configured. The bank's 2xx is the acknowledgement (`acknowledged`: the outbox marks the
+batch done); no answer, a timeout, 408, 429 or 5xx is retried with exponential back-off and
+jitter (the same bytes: the BizMsgIdr lets the bank apply each message once), for as long
+as it takes — after `attempts_max` failures in a row the lane counts as stalled, is logged
+and goes on at the longest back-off, since what it owes must still arrive, in order; any
+other 4xx is a refusal (logged, counted, done: no resend would change it). A message-queue
+transport would offer the same calls (`send`, `restore`, `flush`) and call the same
+`receive`.
 
 It must never interpret a message, never block the loop, and never hold more than
 DELIVERY_QUEUE_PER_PARTICIPANT_MAX messages for one bank.
@@ -29,7 +34,6 @@ import logging
 import random
 import ssl as ssl_module
 from collections import deque
-from functools import partial
 
 import msgspec
 
@@ -39,7 +43,8 @@ from connectors.http.jws import COMPACT_HEADER, JwsError, JwsMalformed, Signer, 
     signature_from_headers, verify_detached
 from connectors.http.server import HttpServer, Request, Response
 from connectors.iso20022 import limits
-from connectors.iso20022.outbound import Written, batch
+from connectors.iso20022.outbound import batch
+from connectors.iso20022.outbox import Owed
 from switch.core.results import Result
 
 log = logging.getLogger("ponte.iso20022")
@@ -66,8 +71,9 @@ class DeliveryStats(msgspec.Struct, kw_only=True):
     delivered_total: int = 0  # messages a bank acknowledged (2xx)
     requests_total: int = 0  # POSTs acknowledged (each a message or a batch)
     retried_total: int = 0
-    given_up_total: int = 0
+    stalled_total: int = 0  # times a lane failed attempts_max times in a row
     refused_total: int = 0  # messages a bank refused with a 4xx
+    restored_total: int = 0  # messages owed before a restart, queued again at start
     dropped_queue_full_total: int = 0
     dropped_no_endpoint_total: int = 0
 
@@ -82,26 +88,31 @@ class _Lane:
         self.pool = ConnectionPool(url, connections_max=1, in_flight_per_connection_max=1,
                                    timeout_ms=policy.timeout_ms, ssl=delivery.ssl_for(url),
                                    content_type=XML)
-        self.queue: deque[Written] = deque()
-        self.sending: list[Written] = []
-        self.attempts = 0
+        self.queue: deque[Owed] = deque()
+        self.sending: list[Owed] = []
         self.failures = 0
         self.waiting = False
 
     def pump(self) -> None:
-        if self.sending or self.waiting or not self.queue or self.pool.closed:
+        queue = self.queue
+        if self.sending or self.waiting or not queue or self.pool.closed:
             return
-        count = min(self.batch_max, len(self.queue))
-        items = [self.queue.popleft() for _ in range(count)]
-        body = items[0].body if count == 1 else batch([item.body for item in items])
+        durable = self.delivery.durable
+        items = []
+        while queue and len(items) < self.batch_max and durable(queue[0]):
+            items.append(queue.popleft())
+        if not items:
+            return  # the head's records are still being written: the next sync pumps
+        body = items[0].written.body if len(items) == 1 else batch(
+            [item.written.body for item in items])
         signer = self.delivery.signer
         headers = ((COMPACT_HEADER, signer.sign(body)),) if signer is not None else ()
         future = self.pool.try_send(b"POST", b"", body, headers, self._on_room)
         if future is None:
-            self.queue.extendleft(reversed(items))  # a connection is opening: on_room
+            queue.extendleft(reversed(items))  # a connection is opening: on_room
             return
         self.sending = items
-        future.add_done_callback(partial(self._done, body, headers))
+        future.add_done_callback(self._done)
 
     def _on_room(self, error: BaseException | None) -> None:
         if error is None:
@@ -109,9 +120,10 @@ class _Lane:
         else:
             self._failed(f"connect: {error}")
 
-    def _done(self, body, headers, future: asyncio.Future) -> None:
+    def _done(self, future: asyncio.Future) -> None:
         items, self.sending = self.sending, []
-        stats = self.delivery.stats
+        delivery = self.delivery
+        stats = delivery.stats
         if future.cancelled():
             error = "cancelled"
         elif future.exception() is not None:
@@ -121,15 +133,16 @@ class _Lane:
             if 200 <= status < 300:
                 stats.delivered_total += len(items)
                 stats.requests_total += 1
-                self.attempts = 0
                 self.failures = 0
+                delivery.acknowledged(self.participant_id, items[-1].sequence)
                 self.pump()
                 return
             if not (status >= 500 or status in (408, 429)):
                 stats.refused_total += len(items)
                 log.warning("iso20022.delivery_refused participant_id=%d status=%d "
                             "messages=%d", self.participant_id, status, len(items))
-                self.attempts = 0
+                self.failures = 0
+                delivery.acknowledged(self.participant_id, items[-1].sequence)
                 self.pump()
                 return
             error = f"status {status}"
@@ -137,26 +150,20 @@ class _Lane:
         self._failed(error)
 
     def _failed(self, error: str) -> None:
-        stats = self.delivery.stats
-        self.attempts += 1
-        if self.attempts >= self.delivery.policy.attempts_max:
-            # Given up: the head batch is dropped (its state stays retrievable by pacs.028).
-            count = min(self.batch_max, len(self.queue))
-            for _ in range(count):
-                self.queue.popleft()
-            stats.given_up_total += count
-            self.attempts = 0
-            log.warning("iso20022.delivery_given_up participant_id=%d messages=%d error=%s",
-                        self.participant_id, count, error)
-        else:
-            stats.retried_total += 1
+        delivery = self.delivery
+        policy = delivery.policy
         self.failures += 1
-        policy = self.delivery.policy
+        delivery.stats.retried_total += 1
+        if self.failures == policy.attempts_max:
+            delivery.stats.stalled_total += 1
+            log.warning("iso20022.delivery_stalled participant_id=%d owed=%d error=%s "
+                        "(retried at the longest back-off until the bank answers)",
+                        self.participant_id, len(self.queue), error)
         ceiling_ms = min(policy.backoff_ms_max,
                          policy.backoff_ms_min << min(self.failures - 1, 30))
-        delay_ms = ceiling_ms / 2 + self.delivery.rng.uniform(0, ceiling_ms / 2)
+        delay_ms = ceiling_ms / 2 + delivery.rng.uniform(0, ceiling_ms / 2)
         self.waiting = True
-        self.delivery.loop.call_later(delay_ms / 1000, self._resume)
+        delivery.loop.call_later(delay_ms / 1000, self._resume)
 
     def _resume(self) -> None:
         self.waiting = False
@@ -164,17 +171,25 @@ class _Lane:
 
 
 class Delivery:
-    """Every bank's lane. `send` queues, `flush` starts sending (once per released batch)."""
+    """Every bank's lane. `send` queues what the outbox owes, `flush` starts sending (once
+    per released batch and once per write of the logs).
+
+    `durable(owed)`: whether a message's records are on disk (it may go);
+    `acknowledged(participant_id, sequence)`: the bank has its lane up to `sequence`."""
 
     def __init__(self, endpoints: dict[int, tuple[str, int]], *,
                  policy: DeliveryPolicy = DeliveryPolicy(), signer: Signer | None = None,
                  client_ssl: ssl_module.SSLContext | None = None,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None,
+                 durable=lambda owed: True, acknowledged=lambda participant_id, sequence: None
+                 ) -> None:
         self.loop = asyncio.get_running_loop()
         self.policy = policy
         self.signer = signer
         self.client_ssl = client_ssl
         self.rng = rng or random.Random()
+        self.durable = durable
+        self.acknowledged = acknowledged
         self.stats = DeliveryStats()
         self.lanes: dict[int, _Lane] = {}
         for participant_id, (url, batch_max) in endpoints.items():
@@ -185,16 +200,29 @@ class Delivery:
     def ssl_for(self, url: str) -> ssl_module.SSLContext | None:
         return self.client_ssl if url.startswith("https:") else None
 
-    def send(self, written: Written) -> None:
-        lane = self.lanes.get(written.participant_id)
+    def room(self, participant_id: int) -> bool:
+        """Whether a message for this bank can be owed (counted as dropped when not)."""
+        lane = self.lanes.get(participant_id)
         if lane is None:
             self.stats.dropped_no_endpoint_total += 1
-            return
+            return False
         if len(lane.queue) + len(lane.sending) >= self.policy.queue_max:
             self.stats.dropped_queue_full_total += 1
-            return
-        lane.queue.append(written)
+            log.error("iso20022.delivery_queue_full participant_id=%d owed=%d (a message "
+                      "dropped: the bank can ask for its status with a pacs.028)",
+                      participant_id, len(lane.queue) + len(lane.sending))
+            return False
+        return True
+
+    def send(self, owed: Owed) -> None:
+        lane = self.lanes[owed.written.participant_id]
+        lane.queue.append(owed)
         self._dirty.add(lane)
+
+    def restore(self, owed: Owed) -> None:
+        """A message owed before a restart: first in its lane, before anything new."""
+        self.stats.restored_total += 1
+        self.send(owed)
 
     def flush(self) -> None:
         if self._dirty:
@@ -202,11 +230,18 @@ class Delivery:
                 lane.pump()
             self._dirty.clear()
 
+    def pump(self) -> None:
+        """The logs have synced: every lane with something owed may go."""
+        for lane in self.lanes.values():
+            if lane.queue:
+                lane.pump()
+
     @property
     def pending(self) -> int:
         return sum(len(lane.queue) + len(lane.sending) for lane in self.lanes.values())
 
     async def close(self, grace_ms: int = 5_000) -> None:
+        """Deliver what can be within `grace_ms`; what is still owed stays in the outbox."""
         self.flush()
         deadline = self.loop.time() + grace_ms / 1000
         while self.pending and self.loop.time() < deadline:

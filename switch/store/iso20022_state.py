@@ -1,9 +1,10 @@
-"""The ISO 20022 connector's store on the switch's backends (`StateLog`,
-connectors/iso20022/state.py, says what it keeps and in what order): a file in the data
-directory (`iso20022/state.log`, written and fdatasync'ed in a thread of its own) or, when
-the switch keeps its journal or its stores in PostgreSQL, the `iso20022_state` table
-(migration 0036), so a standby that takes over, or a primary started on another machine,
-finds what its predecessor kept.
+"""The ISO 20022 connector's store and outbox on the switch's backends (`StateLog`,
+connectors/iso20022/state.py and outbox.py say what they keep and in what order): files in
+the data directory (`iso20022/state.log`, `iso20022/outbox.log`, each written and
+fdatasync'ed in a thread of its own) or, when the switch keeps its journal or its stores
+in PostgreSQL, the `iso20022_state` and `iso20022_outbox` tables (migrations 0036, 0040),
+so a standby that takes over, or a primary started on another machine, finds what its
+predecessor kept and owed.
 
 Both hold bytes the connector framed; neither reads them. They must never block the loop.
 """
@@ -16,16 +17,18 @@ from concurrent.futures import ThreadPoolExecutor
 
 DIRECTORY = "iso20022"  # in the data directory
 FILE_NAME = "state.log"
+LOGS = {"state": (FILE_NAME, "iso20022_state"), "outbox": ("outbox.log", "iso20022_outbox")}
 
 
 class FileStateLog:
-    """`<directory>/state.log`, from one thread of its own."""
+    """`<directory>/<file_name>`, from one thread of its own."""
 
-    def __init__(self, directory: str) -> None:
+    def __init__(self, directory: str, file_name: str = FILE_NAME) -> None:
         self.directory = directory
-        self.path = os.path.join(directory, FILE_NAME)
+        self.path = os.path.join(directory, file_name)
         self._fd: int | None = None
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="ponte-iso20022-state")
+        self._executor = ThreadPoolExecutor(
+            1, thread_name_prefix=f"ponte-iso20022-{file_name.partition('.')[0]}")
 
     async def _run(self, function, *args):
         return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
@@ -100,21 +103,26 @@ def _fsync_directory(path: str) -> None:
 
 
 class PostgresStateLog:
-    """The `iso20022_state` table: one row per write, in `position` order."""
+    """The `iso20022_state` (or `iso20022_outbox`) table: one row per write, in `position`
+    order."""
 
-    def __init__(self, pool) -> None:
+    def __init__(self, pool, table: str = "iso20022_state") -> None:
+        assert table in ("iso20022_state", "iso20022_outbox"), table
         self._pool = pool
+        self._table = table
+        self._select = f"SELECT records FROM {table} ORDER BY position"
+        self._insert = f"INSERT INTO {table} (records) VALUES ($1)"
+        self._delete = f"DELETE FROM {table}"
 
     @classmethod
-    async def connect(cls, dsn: str) -> PostgresStateLog:
+    async def connect(cls, dsn: str, table: str = "iso20022_state") -> PostgresStateLog:
         import asyncpg
 
-        return cls(await asyncpg.create_pool(dsn, min_size=1, max_size=1))
+        return cls(await asyncpg.create_pool(dsn, min_size=1, max_size=1), table)
 
     async def read(self) -> bytes:
         async with self._pool.acquire() as connection:
-            rows = await connection.fetch(
-                "SELECT records FROM iso20022_state ORDER BY position")
+            rows = await connection.fetch(self._select)
         return b"".join(bytes(row[0]) for row in rows)
 
     async def cut(self, valid: bytes) -> None:
@@ -123,24 +131,24 @@ class PostgresStateLog:
     async def append(self, data: bytes) -> None:
         if data:
             async with self._pool.acquire() as connection:
-                await connection.execute("INSERT INTO iso20022_state (records) VALUES ($1)",
-                                         data)
+                await connection.execute(self._insert, data)
 
     async def rewrite(self, data: bytes) -> None:
         async with self._pool.acquire() as connection, connection.transaction():
-            await connection.execute("DELETE FROM iso20022_state")
+            await connection.execute(self._delete)
             if data:
-                await connection.execute("INSERT INTO iso20022_state (records) VALUES ($1)",
-                                         data)
+                await connection.execute(self._insert, data)
 
     async def close(self) -> None:
         await self._pool.close()
 
 
-async def open_state_log(data_dir: str, postgres_dsn: str = ""
+async def open_state_log(data_dir: str, postgres_dsn: str = "", name: str = "state"
                          ) -> FileStateLog | PostgresStateLog:
-    """PostgreSQL when the switch keeps its journal or its stores there (migrated already),
-    else `iso20022/state.log` in the data directory."""
+    """The log `name` ("state" or "outbox"): PostgreSQL when the switch keeps its journal
+    or its stores there (migrated already), else `iso20022/<name>.log` in the data
+    directory."""
+    file_name, table = LOGS[name]
     if postgres_dsn:
-        return await PostgresStateLog.connect(postgres_dsn)
-    return FileStateLog(os.path.join(data_dir, DIRECTORY))
+        return await PostgresStateLog.connect(postgres_dsn, table)
+    return FileStateLog(os.path.join(data_dir, DIRECTORY), file_name)

@@ -157,7 +157,8 @@ async def iso(tmp_path, request):
     key_a = await _participant(server, 1)
     key_b = await _participant(server, 2)
     connector = Iso20022Connector(server.gateway, config,
-                                  FileStateLog(str(tmp_path / "iso20022")))
+                                  FileStateLog(str(tmp_path / "iso20022")),
+                                  FileStateLog(str(tmp_path / "iso20022"), "outbox.log"))
     await connector.start()
     http = HttpConnector(server.gateway, HttpConnectorConfig(port=0))
     await http.start()

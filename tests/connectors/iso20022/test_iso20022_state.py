@@ -143,7 +143,7 @@ async def test_the_log_is_rewritten_from_memory_when_it_grows(tmp_path, monkeypa
         state.forget((1, f"T{index}"))
         await state.sync()
     assert state.rewrites >= 1
-    assert state._log_bytes < 3 * 4096
+    assert state.log.log_bytes < 3 * 4096
     if isinstance(state._file, FileStateLog):
         assert os.path.getsize(os.path.join(str(tmp_path), FILE_NAME)) < 3 * 4096
     state.keep((1, "LIVE"), passthrough("LIVE"), now_ns)
