@@ -16,8 +16,8 @@ most the bank's `batch_max`; a message goes only once `durable(owed)` says its r
 on disk), POSTed to the bank's endpoint, signed with the switch's key when one is
 configured. The bank's 2xx is the acknowledgement (`acknowledged`: the outbox marks the
 batch done); no answer, a timeout, 408, 429 or 5xx is retried with exponential back-off and
-jitter (the same bytes: the BizMsgIdr lets the bank apply each message once), for as long
-as it takes — after `attempts_max` failures in a row the lane counts as stalled, is logged
+jitter (the same message, flagged AppHdr/PssblDplct: the BizMsgIdr lets the bank apply
+each message once), for as long as it takes — after `attempts_max` failures in a row the lane counts as stalled, is logged
 and goes on at the longest back-off, since what it owes must still arrive, in order; any
 other 4xx is a refusal (logged, counted, done: no resend would change it). A message-queue
 transport would offer the same calls (`send`, `restore`, `flush`) and call the same
@@ -43,7 +43,7 @@ from connectors.http.jws import COMPACT_HEADER, JwsError, JwsMalformed, Signer, 
     signature_from_headers, verify_detached
 from connectors.http.server import HttpServer, Request, Response
 from connectors.iso20022 import limits
-from connectors.iso20022.outbound import batch
+from connectors.iso20022.outbound import batch, possible_duplicate
 from connectors.iso20022.outbox import Owed
 from switch.core.results import Result
 
@@ -146,6 +146,8 @@ class _Lane:
                 self.pump()
                 return
             error = f"status {status}"
+        for item in items:  # sent again: possibly a duplicate (head.001 PssblDplct)
+            item.written.body = possible_duplicate(item.written.body)
         self.queue.extendleft(reversed(items))
         self._failed(error)
 

@@ -214,6 +214,8 @@ async def test_a_bank_down_longer_than_every_retry_still_gets_everything_in_orde
     assert finals == tx_ids
     ids = [item.biz_msg_id for item in iso.a.received]
     assert len(ids) == len(set(ids))
+    head = "{urn:iso:std:iso:20022:tech:xsd:head.001.001.02}"
+    assert final_status(iso.a, tx_ids[0]).root[0].findtext(head + "PssblDplct") == "true"
     await eventually(lambda: iso.connector.outbox.owed == 0)
     iso.check_valid()
 
