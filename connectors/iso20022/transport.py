@@ -92,6 +92,7 @@ class _Lane:
         self.sending: list[Owed] = []
         self.failures = 0
         self.waiting = False
+        self.full = False  # the last message owed to it was dropped: the lane was full
 
     def pump(self) -> None:
         queue = self.queue
@@ -210,10 +211,13 @@ class Delivery:
             return False
         if len(lane.queue) + len(lane.sending) >= self.policy.queue_max:
             self.stats.dropped_queue_full_total += 1
-            log.error("iso20022.delivery_queue_full participant_id=%d owed=%d (a message "
-                      "dropped: the bank can ask for its status with a pacs.028)",
-                      participant_id, len(lane.queue) + len(lane.sending))
+            if not lane.full:  # once each time it fills: not a line per message
+                lane.full = True
+                log.error("iso20022.delivery_queue_full participant_id=%d owed=%d (messages "
+                          "dropped until it drains: the bank can ask for their status with "
+                          "a pacs.028)", participant_id, len(lane.queue) + len(lane.sending))
             return False
+        lane.full = False
         return True
 
     def send(self, owed: Owed) -> None:

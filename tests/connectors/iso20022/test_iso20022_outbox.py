@@ -220,6 +220,29 @@ async def test_a_bank_down_longer_than_every_retry_still_gets_everything_in_orde
     iso.check_valid()
 
 
+async def test_what_is_owed_to_one_bank_is_bounded_and_the_excess_counted(iso):
+    from connectors.iso20022.transport import DeliveryPolicy
+
+    delivery = iso.connector.delivery
+    delivery.policy = DeliveryPolicy(queue_max=3, backoff_ms_min=10, backoff_ms_max=40)
+    iso.a.fail_first = 10**9  # bank A is down
+    for index in range(5):
+        status, answer = await iso.a.post(sample(
+            "pacs.008-proxy.xml", TX=f"TX-FULL-{index}", AMOUNT="1.00", PROXY=ALIAS_B,
+            CDTR_AGT=MEMBER_B))
+        assert status == 202, answer
+    # Each payment owes bank A its final pacs.002 and a camt.054: 10, of which 3 are kept.
+    await eventually(lambda: delivery.stats.dropped_queue_full_total == 7, seconds=15)
+    assert iso.connector.outbox.owed == 3
+    assert iso.connector.outbox.lanes[1] and len(iso.connector.outbox.lanes[1]) == 3
+    iso.a.fail_first = 0
+    await eventually(lambda: len(iso.a.received) == 3)
+    await eventually(lambda: iso.connector.outbox.owed == 0)
+    await asyncio.sleep(0.1)
+    assert len(iso.a.received) == 3
+    iso.check_valid()
+
+
 # -- a real switch process, killed while a bank is down -----------------------------------
 
 
