@@ -8,9 +8,9 @@ connector's store: one write and fdatasync for every message of a tick). The ban
 or its refusal (a 4xx, which no resend would change), marks every message of the request
 done (`done`): a `Done` record, written with the next group, no waiter. After a crash the
 log replays into the lanes (`load`) and those messages go out first, with their first
-BizMsgIdr and content, flagged AppHdr/PssblDplct: a bank that had applied one before the crash sees its BizMsgIdr again
-and acknowledges it without applying it twice (exactly once by BizMsgIdr, the transport's
-contract). A message the core writes again after a restart (a credit re-sent for a transfer
+BizMsgIdr and content, flagged AppHdr/PssblDplct: a bank that had applied one before the
+crash sees its BizMsgIdr again and acknowledges it without applying it twice (exactly once
+by BizMsgIdr, the transport's contract). A message the core writes again after a restart (a credit re-sent for a transfer
 still waiting) is not queued twice while the first is owed.
 
 Bounded like the lanes it mirrors (`DeliveryPolicy.queue_max` messages a bank). The log

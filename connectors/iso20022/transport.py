@@ -17,9 +17,9 @@ on disk), POSTed to the bank's endpoint, signed with the switch's key when one i
 configured. The bank's 2xx is the acknowledgement (`acknowledged`: the outbox marks the
 batch done); no answer, a timeout, 408, 429 or 5xx is retried with exponential back-off and
 jitter (the same message, flagged AppHdr/PssblDplct: the BizMsgIdr lets the bank apply
-each message once), for as long as it takes — after `attempts_max` failures in a row the lane counts as stalled, is logged
-and goes on at the longest back-off, since what it owes must still arrive, in order; any
-other 4xx is a refusal (logged, counted, done: no resend would change it). A message-queue
+each message once), for as long as it takes: after `attempts_max` failures in a row the
+lane counts as stalled, is logged and goes on at the longest back-off, since what it owes
+must still arrive, in order; any other 4xx is a refusal (logged, counted, done: no resend would change it). A message-queue
 transport would offer the same calls (`send`, `restore`, `flush`) and call the same
 `receive`.
 
