@@ -25,7 +25,9 @@ One command, six phases, figures as medians of several runs:
    `--offered` per second with a snapshot every `--snapshot-every-s`: snapshot write time,
    size and fork pause (medians over the snapshots), and payment latency p99 for payments
    submitted while a snapshot child was writing against the others, in the same run (the
-   switch reports each snapshot's wall-clock window in /health).
+   switch reports each snapshot's wall-clock window in /health); and the switch's own tick
+   latency p99 (decisions to release, `ponte_tick_latency_seconds`, which the sequencer
+   files by whether a child was writing) over the load, both ways.
 6. **Failover.** Standby takeover after SIGKILL of the primary and e2e throughput with a
    synchronous PostgreSQL replica against without (bench/failover_bench.py).
 
@@ -42,6 +44,7 @@ import asyncio
 import gc
 import json
 import os
+import re
 import shutil
 import statistics
 import struct
@@ -527,6 +530,36 @@ async def _load(port: int, keys: dict[str, str], offered_per_s: float, seconds: 
     return samples
 
 
+_TICK_BUCKET = re.compile(
+    r'^ponte_tick_latency_seconds_bucket\{snapshot="(\w+)",le="([^"]+)"\} (\d+)', re.M)
+
+
+def tick_latency_buckets(metrics_text: str) -> dict[str, list[tuple[float, int]]]:
+    """The cumulative buckets of `ponte_tick_latency_seconds` per series, from /metrics."""
+    found: dict[str, list[tuple[float, int]]] = {}
+    for series, le, count in _TICK_BUCKET.findall(metrics_text):
+        found.setdefault(series, []).append((float(le), int(count)))
+    return found
+
+
+def histogram_quantile(cumulative: list[tuple[float, int]], q: float) -> float:
+    """The q-quantile of cumulative buckets [(upper bound, count)], interpolated linearly
+    inside its bucket, as Prometheus' histogram_quantile does (the last bucket is +Inf:
+    its lower bound is returned)."""
+    total = cumulative[-1][1]
+    rank = q * total
+    lower_bound, lower_count = 0.0, 0
+    for upper_bound, count in cumulative:
+        if count >= rank:
+            if upper_bound == float("inf"):
+                return lower_bound
+            width = count - lower_count
+            return lower_bound + (upper_bound - lower_bound) * (
+                (rank - lower_count) / width if width else 1.0)
+        lower_bound, lower_count = upper_bound, count
+    return lower_bound
+
+
 def _percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
@@ -547,12 +580,14 @@ def snapshots_under_load(recording: Recording, server_config: dict, offered_per_
         while (switch.get("/health").get("history", {}).get("unconfirmed", 0) > 0
                and time.monotonic() < deadline):
             time.sleep(0.2)
+        ticks_before = tick_latency_buckets(switch.get("/metrics"))
         samples = asyncio.run(_load(switch.stream_port, recording.keys, offered_per_s,
                                     seconds))
         deadline = time.monotonic() + 300  # the snapshots started under load finish
         while switch.get("/health")["snapshot"]["writing"] and time.monotonic() < deadline:
             time.sleep(0.2)
         snapshot = switch.get("/health")["snapshot"]
+        ticks_after = tick_latency_buckets(switch.get("/metrics"))
     finally:
         code = switch.stop()
         progress.update(task, completed=1, total=1)
@@ -589,6 +624,18 @@ def snapshots_under_load(recording: Recording, server_config: dict, offered_per_
     if inside:
         figures["p99_impact_ms"] = round(figures["p99_ms_during_snapshot"]
                                          - figures["p99_ms_outside"], 3)
+    # The switch's own measure: a tick's latency from its decisions to their release
+    # (ponte_tick_latency_seconds, by whether a snapshot child was writing), over the load.
+    for series, name in (("idle", "outside"), ("writing", "during_snapshot")):
+        deltas = [(le, after - dict(ticks_before.get(series, [])).get(le, 0))
+                  for le, after in ticks_after.get(series, [])]
+        figures[f"tick_count_{name}"] = int(deltas[-1][1]) if deltas else 0
+        figures[f"tick_p99_ms_{name}"] = (round(histogram_quantile(deltas, 0.99) * 1000, 3)
+                                          if deltas and deltas[-1][1] else None)
+    if figures["tick_p99_ms_during_snapshot"] is not None \
+            and figures["tick_p99_ms_outside"] is not None:
+        figures["tick_p99_impact_ms"] = round(figures["tick_p99_ms_during_snapshot"]
+                                              - figures["tick_p99_ms_outside"], 3)
     figures["_series"] = {"samples": samples, "windows": windows}
     return figures
 
@@ -752,7 +799,8 @@ def _print_summary(console, result: dict) -> None:
         f"snapshot under load: {load['snapshot_bytes'] / 2**20:.0f} MiB written in "
         f"{load['snapshot_write_s']} s, fork pause {load['fork_pause_ms']} ms; payment p99 "
         f"{load['p99_ms_during_snapshot']} ms while writing vs {load['p99_ms_outside']} ms "
-        "otherwise",
+        f"otherwise; tick p99 {load['tick_p99_ms_during_snapshot']} vs "
+        f"{load['tick_p99_ms_outside']} ms",
     ]
     if "takeover" in result:
         lines.append(f"standby takeover after kill -9: {result['takeover']['takeover_s']} s "

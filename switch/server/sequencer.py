@@ -29,7 +29,7 @@ from switch.core.messages import ArmTimer, ErrorAnswer, RefundLookupToken
 from switch.core.results import Result
 from switch.server import limits
 from switch.server.gateway import Gateway
-from switch.server.metrics import LATENCY_BUCKETS_S, ServerMetrics
+from switch.server.metrics import LATENCY_BUCKETS_S, TICK_LATENCY_BUCKETS_S, ServerMetrics
 from switch.server.shell import ITEM_ADMIN, ITEM_STATUS, Shell, Tick
 
 log = logging.getLogger("ponte.server.sequencer")
@@ -281,7 +281,7 @@ class Sequencer:
         ServerMetrics.observe_series(
             metrics.tick_latency_writing if maintenance is not None
             and maintenance.snapshot_writing else metrics.tick_latency_idle,
-            LATENCY_BUCKETS_S, latency_s)
+            TICK_LATENCY_BUCKETS_S, latency_s)
         if tick.sends:
             self.gateway.deliver(tick.sends)
         for future, answer in tick.replies:

@@ -75,6 +75,25 @@ def test_record_build_replay_restart_and_snapshots_under_load_on_a_real_switch(t
     assert load["payments"] == 400 and load["snapshots"] >= 1
     assert load["snapshot_bytes"] > 0 and load["fork_pause_ms"] > 0
     assert 0 <= load["payments_during_snapshots"] <= 400
+    # The switch's own tick latency over the load, both ways: counted ticks, a p99 each.
+    assert load["tick_count_outside"] + load["tick_count_during_snapshot"] > 0
+    assert load["tick_p99_ms_outside"] is None or load["tick_p99_ms_outside"] > 0
+    if load["tick_count_during_snapshot"]:
+        assert load["tick_p99_ms_during_snapshot"] > 0
+        assert "tick_p99_impact_ms" in load or load["tick_p99_ms_outside"] is None
+
+
+def test_a_p99_is_read_off_cumulative_buckets_like_prometheus():
+    buckets = [(0.001, 10), (0.002, 60), (0.005, 100), (float("inf"), 100)]
+    assert rb.histogram_quantile(buckets, 0.5) == pytest.approx(0.0018)
+    assert rb.histogram_quantile(buckets, 0.99) == pytest.approx(0.002 + 0.003 * 39 / 40)
+    overflow = [(0.001, 10), (float("inf"), 100)]
+    assert rb.histogram_quantile(overflow, 0.99) == 0.001
+    text = ('ponte_tick_latency_seconds_bucket{snapshot="idle",le="0.001"} 3\n'
+            'ponte_tick_latency_seconds_bucket{snapshot="idle",le="+Inf"} 4\n'
+            'ponte_tick_latency_seconds_bucket{snapshot="writing",le="0.001"} 1\n')
+    assert rb.tick_latency_buckets(text) == {"idle": [(0.001, 3), (float("inf"), 4)],
+                                             "writing": [(0.001, 1)]}
 
 
 @pytest.mark.slow
