@@ -5,7 +5,7 @@
 
 `core`: `bench.core_bench.measure(CASE, "compiled", fee, N, 1)`, the core's work per
 transfer. `switch`: a real server in this process (`start_test_server`: journal file, SQLite
-directory, stream sockets) and, in a child process, two stream SDK clients: the payer and
+directory, stream sockets; tuned like the `ponte run` process: GIL interval, collector) and, in a child process, two stream SDK clients: the payer and
 an auto-accepting payee; N payments by alias, 64 in flight, every one checked COMMITTED.
 The child is started by exec, which valgrind does not follow, so the count is the
 switch's work alone (what `ponte bench e2e` reports as the switch's CPU).
@@ -49,6 +49,12 @@ async def serve(payments: int, overrides: dict) -> None:
 
     with tempfile.TemporaryDirectory() as data_dir:
         server = await start_test_server(data_dir, **overrides)
+        try:  # the process-wide settings `ponte run` applies (GIL interval, collector)
+            from switch.app import tune_process
+        except ImportError:  # before issue 17 the server's start() applied them itself
+            pass
+        else:
+            tune_process(server)
         try:
             keys = await onboard(server, ["bank_a", "bank_b"])
             clients = await asyncio.create_subprocess_exec(
