@@ -21,8 +21,8 @@ from switch.launcher import SwitchProcess, free_port, sim_server_config
 from switch.store.iso20022_state import FileStateLog
 
 from iso_helpers import ALIAS_B, MEMBER_B, eventually, sample
-from test_iso20022_restart import (ALIAS_B as ALIAS_KES, MEMBER_A as MEMBER_KES_A, SWITCH,
-                                   credit_of, final_status, iso_table, pacs008)
+from test_iso20022_restart import (MEMBER_A as MEMBER_KES_A, SWITCH, credit_of,
+                                   final_status, iso_table, onboard_banks, pacs008)
 
 P2 = "FIToFIPmtStsRpt/TxInfAndSts/"
 
@@ -262,22 +262,7 @@ async def test_what_was_owed_to_a_bank_is_delivered_after_a_sigkill(tmp_path):
     tx_ids = [f"TX-OWED-{index}" for index in range(5)]
     try:
         await asyncio.to_thread(switch.start)
-        await asyncio.to_thread(switch.add_currency, "KES", 404)
-        keys = {}
-        for name in ("bank_a", "bank_b"):
-            created = await asyncio.to_thread(switch.onboard_participant, name, "bank",
-                                              ["KES"], funding_minor=10**12)
-            keys[created["participant_id"]] = created["api_key"]
-        bank_a.connect(url, keys[1])
-        bank_b.connect(url, keys[2])
-        from connectors.sdk.http_client import HttpClient
-
-        client = HttpClient(f"http://127.0.0.1:{config['http']['port']}", keys[2])
-        await client.connect()
-        await client.register_alias(alias_type="MSISDN", alias_value=ALIAS_KES,
-                                    account_ref="ACC-B-1", owner_national_id="1234567890",
-                                    display_name="Maria Silva")
-        await client.close()
+        await onboard_banks(switch, config, url, bank_a, bank_b)
         for index, tx_id in enumerate(tx_ids):  # one at a time: committed in this order
             status, body = await bank_a.post(pacs008(tx_id))
             assert status == 202, body

@@ -219,6 +219,29 @@ async def test_what_banks_rely_on_survives_a_restart(tmp_path, backends):
 # -- a real switch process, killed -------------------------------------------------------
 
 
+async def onboard_banks(switch: SwitchProcess, config: dict, url: str, bank_a: Bank,
+                        bank_b: Bank) -> None:
+    """KES, bank A (participant 1) and bank B (2), funded, connected to the switch's ISO
+    port at `url`; bank B's customer's alias ALIAS_B registered through the HTTP API."""
+    from connectors.sdk.http_client import HttpClient
+
+    await asyncio.to_thread(switch.add_currency, "KES", 404)
+    keys = {}
+    for name in ("bank_a", "bank_b"):
+        created = await asyncio.to_thread(switch.onboard_participant, name, "bank",
+                                          ["KES"], funding_minor=10**12)
+        keys[created["participant_id"]] = created["api_key"]
+    assert sorted(keys) == [1, 2]
+    bank_a.connect(url, keys[1])
+    bank_b.connect(url, keys[2])
+    client = HttpClient(f"http://127.0.0.1:{config['http']['port']}", keys[2])
+    await client.connect()
+    await client.register_alias(alias_type="MSISDN", alias_value=ALIAS_B,
+                                account_ref="ACC-B-1", owner_national_id="1234567890",
+                                display_name="Maria Silva")
+    await client.close()
+
+
 @pytest.mark.slow
 async def test_what_banks_rely_on_survives_a_sigkill(tmp_path):
     bank_a = Bank(MEMBER_A, SWITCH)
@@ -233,23 +256,7 @@ async def test_what_banks_rely_on_survives_a_sigkill(tmp_path):
     switch = SwitchProcess(config)
     try:
         await asyncio.to_thread(switch.start)
-        await asyncio.to_thread(switch.add_currency, "KES", 404)
-        keys = {}
-        for name in ("bank_a", "bank_b"):
-            created = await asyncio.to_thread(switch.onboard_participant, name, "bank",
-                                              ["KES"], funding_minor=10**12)
-            keys[created["participant_id"]] = created["api_key"]
-        assert sorted(keys) == [1, 2]
-        bank_a.connect(url, keys[1])
-        bank_b.connect(url, keys[2])
-        from connectors.sdk.http_client import HttpClient
-
-        client = HttpClient(f"http://127.0.0.1:{config['http']['port']}", keys[2])
-        await client.connect()
-        await client.register_alias(alias_type="MSISDN", alias_value=ALIAS_B,
-                                    account_ref="ACC-B-1", owner_national_id="1234567890",
-                                    display_name="Maria Silva")
-        await client.close()
+        await onboard_banks(switch, config, url, bank_a, bank_b)
         # Settled, then recalled (the recall waits for bank B); another one pending.
         status, body = await bank_a.post(pacs008("TX-K1"))
         assert status == 202, body
