@@ -75,6 +75,7 @@ from switch.core.views import CoreViews
 __all__ = ["CoreSnapshot", "Observer", "RequestToPayRecord", "SwitchCore", "TransferRecord"]
 
 _NS_PER_MS = limits.NS_PER_MS
+_COMMANDS_PER_STEP_MAX = limits.COMMANDS_PER_STEP_MAX
 
 Observer = Callable[[int, str, TransferState, int], None]
 
@@ -156,7 +157,7 @@ class SwitchCore(TransferFlow, ReturnFlow, RequestToPayFlow, OperatorFlow, Settl
         commands = self._handlers[event_type](event, now_ns)
         if event_type is not StatusQueried:
             self._now_ns = now_ns
-        assert len(commands) <= limits.COMMANDS_PER_STEP_MAX
+        assert len(commands) <= _COMMANDS_PER_STEP_MAX
         if self.config.debug_checks:
             self.check_invariants()
         return commands

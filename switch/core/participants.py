@@ -73,8 +73,11 @@ class ParticipantAccount(msgspec.Struct, kw_only=True):
         return self.currency.rules.daily_total_max_minor
 
     def daily_room_minor(self, day: int) -> int:
-        used = self.daily_used_minor if day == self.daily_day else 0
-        return self.daily_max_minor() - used
+        # daily_max_minor() written out: this runs once per transfer.
+        limit = self.daily_total_max_minor
+        if limit is None:
+            limit = self.currency.rules.daily_total_max_minor
+        return limit - self.daily_used_minor if day == self.daily_day else limit
 
     def daily_add(self, day: int, amount_minor: int) -> None:
         if day != self.daily_day:

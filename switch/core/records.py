@@ -44,6 +44,11 @@ TRANSFER_NEXT: dict[TransferState, frozenset[TransferState]] = {
     _T.REJECTED: frozenset(),
     _T.EXPIRED: frozenset(),
 }
+# The final states each state may go to (TRANSFER_NEXT's edges into TRANSFER_FINAL_STATES):
+# `_finish` asserts both with one lookup on the per-transfer path.
+TRANSFER_FINAL_NEXT: dict[TransferState, frozenset[TransferState]] = {
+    state: nxt & TRANSFER_FINAL_STATES for state, nxt in TRANSFER_NEXT.items()
+}
 # Why each edge is taken (docs/core.md).
 TRANSFER_EDGES: dict[tuple[TransferState, TransferState], str] = {
     (_T.RECEIVED, _T.RESERVED): "every recorded check passed; the ledger holds the reserve",

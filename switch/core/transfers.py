@@ -37,6 +37,9 @@ from switch.core.messages import (
 )
 from switch.core.participants import CurrencyState, Participant, ParticipantAccount
 from switch.core.records import (
+    TRANSFER_FINAL_NEXT as _TRANSFER_FINAL_NEXT,
+)
+from switch.core.records import (
     TRANSFER_NEXT as _TRANSFER_NEXT,
 )
 from switch.core.records import (
@@ -49,7 +52,6 @@ from switch.core.records import (
     refuse as _refuse,
 )
 from switch.core.results import (
-    TRANSFER_FINAL_STATES,
     ParticipantStatus,
     ProtocolError,
     RequestToPayState,
@@ -87,6 +89,8 @@ _COMMITTED = TransferState.COMMITTED
 _REJECTED = TransferState.REJECTED
 _EXPIRED = TransferState.EXPIRED
 _OK = Result.OK
+_PAYEE_REJECTED = Result.PAYEE_REJECTED
+_SEQUENCE_MAX = limits.SEQUENCE_MAX
 _ACTIVE = ParticipantStatus.ACTIVE
 _CODE_PAYMENT, _CODE_RETURN = int(TransferCode.PAYMENT), int(TransferCode.RETURN)
 _CODE_FEE = int(TransferCode.FEE)
@@ -190,7 +194,7 @@ class TransferFlow:
     def _record_transfer(self, key: tuple[int, str], event, payee_id: int, amount_minor: int,
                          currency: str, expires_at_ns: int, now_ns: int) -> TransferRecord:
         self._seq += 1
-        assert self._seq <= limits.SEQUENCE_MAX
+        assert self._seq <= _SEQUENCE_MAX
         record = TransferRecord(
             seq=self._seq,
             event=event,
@@ -232,7 +236,8 @@ class TransferFlow:
             return self._reject_at_admission(record, Result.AMOUNT_ABOVE_TRANSFER_MAX, now_ns)
         if amount_minor > payer_account.daily_room_minor(record.day):
             return self._reject_at_admission(record, Result.PAYER_DAILY_LIMIT_EXCEEDED, now_ns)
-        fee = 0 if original is not None else fee_minor(rules, amount_minor)
+        fee = (fee_minor(rules, amount_minor)
+               if original is None and (rules.fee_fixed_minor or rules.fee_bps) else 0)
         refusal = self._ledger_reserve(record, payer_account, payee_account, currency, fee,
                                        now_ns)
         if refusal is not _OK:
@@ -289,11 +294,12 @@ class TransferFlow:
         answer = event.answer
         sender = event.payee_participant_id
         transfer_id = answer.transfer_id
-        if not id_valid(transfer_id):
-            return [_refuse(sender, RequestType.PAYEE_ANSWER, answer.payer_participant_id, transfer_id,
-                            Result.ID_INVALID)]
         record = self._transfers.get((answer.payer_participant_id, transfer_id))
         if record is None:
+            # Checked only here: every id the table holds passed the same check when recorded.
+            if not id_valid(transfer_id):
+                return [_refuse(sender, RequestType.PAYEE_ANSWER, answer.payer_participant_id,
+                                transfer_id, Result.ID_INVALID)]
             return [ConsultStore(participant_id=sender,
                                  payer_participant_id=answer.payer_participant_id,
                                  transfer_id=transfer_id,
@@ -308,9 +314,10 @@ class TransferFlow:
             # The deadline passed before the answer (its timer has not fired yet): expire
             # now, so the answer is the same whichever of the two the shell fed first.
             return self._expire(record, now_ns, cancel_timer=True)
-        result = Result.PAYEE_REJECTED
+        result = _PAYEE_REJECTED
         if answer.accepted:
-            condition = _condition_of(record)
+            request = record.event.request  # _condition_of(record), written out
+            condition = request.condition if type(request) is TransferRequest else ""
             if not condition:
                 return self._commit(record, now_ns)
             if fulfils(answer.fulfilment, condition):
@@ -325,13 +332,11 @@ class TransferFlow:
     def _tell_both(self, record: TransferRecord, cancel_timer: bool) -> list[Command]:
         """The final outcome, one object for both parties (and the timer's end)."""
         outcome = record.outcome
-        commands: list[Command] = [
-            Send(participant_id=record.payer_participant_id, message=outcome),
-            Send(participant_id=record.payee_participant_id, message=outcome),
-        ]
+        to_payer = Send(participant_id=record.payer_participant_id, message=outcome)
+        to_payee = Send(participant_id=record.payee_participant_id, message=outcome)
         if cancel_timer:
-            commands.insert(0, CancelTimer(timer_id=record.seq))
-        return commands
+            return [CancelTimer(timer_id=record.seq), to_payer, to_payee]
+        return [to_payer, to_payee]
 
     def _commit(self, record: TransferRecord, now_ns: int) -> list[Command]:
         self._ledger_post(record, now_ns)
@@ -363,8 +368,7 @@ class TransferFlow:
     def _finish(self, record: TransferRecord, state: TransferState, result: Result,
                 now_ns: int) -> None:
         """Enter a final state: the one place that does, so a transfer ends exactly once."""
-        assert state in _TRANSFER_NEXT[record.state], (record.state, state)
-        assert state in TRANSFER_FINAL_STATES, state
+        assert state in _TRANSFER_FINAL_NEXT[record.state], (record.state, state)
         if record.forwarded:
             assert record.state == _FORWARDED
             self._in_flight -= 1
@@ -485,12 +489,12 @@ class TransferFlow:
     def _ledger_post(self, record: TransferRecord, now_ns: int) -> None:
         legs.finish(self.ledger, self._buffer, seq=record.seq,
                     payer_participant_id=record.payer_participant_id,
-                    with_fee=bool(record.fee_minor), post=True, now_ns=now_ns)
+                    with_fee=record.fee_minor > 0, post=True, now_ns=now_ns)
 
     def _ledger_void(self, record: TransferRecord, now_ns: int) -> None:
         legs.finish(self.ledger, self._buffer, seq=record.seq,
                     payer_participant_id=record.payer_participant_id,
-                    with_fee=bool(record.fee_minor), post=False, now_ns=now_ns)
+                    with_fee=record.fee_minor > 0, post=False, now_ns=now_ns)
         record.payer_account.daily_release(record.day, record.amount_minor)
         if record.original is not None:
             record.original.returned_minor -= record.amount_minor
