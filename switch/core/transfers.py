@@ -108,11 +108,6 @@ def fulfils(fulfilment: str, condition: str) -> bool:
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode() == condition
 
 
-def _condition_of(record: TransferRecord) -> str:
-    request = record.event.request
-    return request.condition if type(request) is TransferRequest else ""
-
-
 class TransferFlow:
     """See the module docstring."""
 
@@ -316,7 +311,7 @@ class TransferFlow:
             return self._expire(record, now_ns, cancel_timer=True)
         result = _PAYEE_REJECTED
         if answer.accepted:
-            request = record.event.request  # _condition_of(record), written out
+            request = record.event.request  # a return carries no condition
             condition = request.condition if type(request) is TransferRequest else ""
             if not condition:
                 return self._commit(record, now_ns)

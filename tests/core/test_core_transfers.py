@@ -261,6 +261,25 @@ def test_answer_for_an_unknown_transfer_asks_the_store(world):
     assert consult.result_if_absent == Result.TRANSFER_NOT_FOUND
 
 
+@pytest.mark.parametrize("transfer_id", ["", "-x", "a\n", "x" * 65, "tx/1", "tx 1", "é"])
+def test_answer_naming_an_id_outside_the_grammar_is_refused_and_changes_nothing(world,
+                                                                             transfer_id):
+    """Built by hand (not decoded), an answer can carry any string: the core refuses it
+    ID_INVALID, after its table lookup (which cannot hold such an id), and nothing moves."""
+    from switch.core.messages import PayeeAnswer, PayeeAnswered, RequestType
+
+    event, _ = world.send_transfer()
+    before = (world.available(BANK_A, "BRL"), world.available(BANK_B, "BRL"))
+    commands = world.step(PayeeAnswered(payee_participant_id=BANK_B, answer=PayeeAnswer(
+        payer_participant_id=BANK_A, transfer_id=transfer_id, accepted=True)))
+    refused = refusal(commands)
+    assert refused.result == Result.ID_INVALID
+    assert refused.request_type == RequestType.PAYEE_ANSWER
+    assert (world.available(BANK_A, "BRL"), world.available(BANK_B, "BRL")) == before
+    # The transfer in flight is untouched: its own answer still commits it.
+    assert outcome_to(world.answer(event), BANK_A).state == TransferState.COMMITTED
+
+
 def test_suspended_payee_still_finishes_in_flight_transfers(world):
     from switch.core.messages import ParticipantSuspended
 
