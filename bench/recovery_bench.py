@@ -27,7 +27,10 @@ One command, six phases, figures as medians of several runs:
    submitted while a snapshot child was writing against the others, in the same run (the
    switch reports each snapshot's wall-clock window in /health); and the switch's own tick
    latency p99 (decisions to release, `ponte_tick_latency_seconds`, which the sequencer
-   files by whether a child was writing) over the load, both ways.
+   files by whether a child was writing) over the load, both ways. Pauses of the whole
+   machine (a virtual machine its host stopped, found from /proc/stat by
+   `bench.sampler.HostFreezes`) are listed, and the payments' p99 is also given without
+   the payments in flight across one: no process on the box can cause or avoid those.
 6. **Failover.** Standby takeover after SIGKILL of the primary and e2e throughput with a
    synchronous PostgreSQL replica against without (bench/failover_bench.py).
 
@@ -60,6 +63,7 @@ from connectors.sdk.stream_client import StreamClient
 from ledger.journal_format import HEADER_BYTES, JournalPosition, Record
 from ledger.journal_segments import SegmentedJournal, list_segments
 from ledger.snapshot import FileSnapshotStore
+from bench.sampler import HostFreezes, touched_by
 from switch.core.messages import AliasRegistration, Party, TransferRequest
 from switch.core.results import TransferState
 from switch.launcher import SwitchProcess, sim_server_config
@@ -581,8 +585,20 @@ def snapshots_under_load(recording: Recording, server_config: dict, offered_per_
                and time.monotonic() < deadline):
             time.sleep(0.2)
         ticks_before = tick_latency_buckets(switch.get("/metrics"))
-        samples = asyncio.run(_load(switch.stream_port, recording.keys, offered_per_s,
-                                    seconds))
+        host = HostFreezes()  # a pause of the whole machine, told apart from the switch's
+        host.start()
+        # This process holds the recording and what the phases before left; a full
+        # collection over them under load held its GIL for ~0.6 s once a run (2026-12-05:
+        # gen-2 637 ms, right on the payments' 1 s stall), which the payments timed here
+        # then showed as the switch's. Frozen, as the simulators' load generator does.
+        gc.collect()
+        gc.freeze()
+        try:
+            samples = asyncio.run(_load(switch.stream_port, recording.keys, offered_per_s,
+                                        seconds))
+        finally:
+            gc.unfreeze()
+            host.stop()
         deadline = time.monotonic() + 300  # the snapshots started under load finish
         while switch.get("/health")["snapshot"]["writing"] and time.monotonic() < deadline:
             time.sleep(0.2)
@@ -600,6 +616,11 @@ def snapshots_under_load(recording: Recording, server_config: dict, offered_per_
     if not windows:
         raise RuntimeError("no snapshot was written under load")
     inside, outside, warmup = [], [], []
+    # The same two classes without the payments in flight while the machine was paused.
+    inside_clear, outside_clear = [], []
+    freezes = [f for f in host.freezes()
+               if f.ended_ns >= load_started_ns and f.started_ns <= samples[-1][0]
+               + samples[-1][1]]
     warm_from_ns = load_started_ns + int(LOAD_WARMUP_S * 1e9)
     for submitted_ns, latency_ns in samples:
         if submitted_ns < warm_from_ns:  # connections, caches: reported on their own
@@ -607,6 +628,8 @@ def snapshots_under_load(recording: Recording, server_config: dict, offered_per_
             continue
         writing = any(start <= submitted_ns <= end for start, end in windows)
         (inside if writing else outside).append(latency_ns / 1e6)
+        if not touched_by(freezes, submitted_ns, submitted_ns + latency_ns):
+            (inside_clear if writing else outside_clear).append(latency_ns / 1e6)
     figures = {
         "offered_per_s": offered_per_s, "seconds": seconds, "payments": len(samples),
         "snapshots": len(taken),
@@ -624,6 +647,21 @@ def snapshots_under_load(recording: Recording, server_config: dict, offered_per_
     if inside:
         figures["p99_impact_ms"] = round(figures["p99_ms_during_snapshot"]
                                          - figures["p99_ms_outside"], 3)
+    # Pauses of the whole machine (a virtual machine its host stopped: no process in it ran,
+    # bench.sampler.HostFreezes) and the payments' p99 without those in flight across one.
+    figures["host_freezes"] = [{"at_s": round((f.started_ns - load_started_ns) / 1e9, 2),
+                                "ms": round(f.ms), "cpu_accounted": f.accounted}
+                               for f in freezes]
+    figures["payments_in_host_freezes"] = (len(inside) + len(outside)
+                                           - len(inside_clear) - len(outside_clear))
+    figures["p99_ms_outside_no_freeze"] = (round(_percentile(outside_clear, 0.99), 3)
+                                           if outside_clear else None)
+    figures["p99_ms_during_snapshot_no_freeze"] = (round(_percentile(inside_clear, 0.99), 3)
+                                                   if inside_clear else None)
+    if inside_clear and outside_clear:
+        figures["p99_impact_ms_no_freeze"] = round(
+            figures["p99_ms_during_snapshot_no_freeze"] - figures["p99_ms_outside_no_freeze"],
+            3)
     # The switch's own measure: a tick's latency from its decisions to their release
     # (ponte_tick_latency_seconds, by whether a snapshot child was writing), over the load.
     for series, name in (("idle", "outside"), ("writing", "during_snapshot")):
@@ -636,7 +674,8 @@ def snapshots_under_load(recording: Recording, server_config: dict, offered_per_
             and figures["tick_p99_ms_outside"] is not None:
         figures["tick_p99_impact_ms"] = round(figures["tick_p99_ms_during_snapshot"]
                                               - figures["tick_p99_ms_outside"], 3)
-    figures["_series"] = {"samples": samples, "windows": windows}
+    figures["_series"] = {"samples": samples, "windows": windows,
+                          "freezes": [(f.started_ns, f.ended_ns) for f in freezes]}
     return figures
 
 
@@ -659,7 +698,9 @@ def _plot(path: str, load: dict) -> None:
               label="p50 per 250 ms")
     for begin, end in load["_series"]["windows"]:
         axis.axvspan((begin - start) / 1e9, (end - start) / 1e9, color="orange", alpha=0.25)
-    axis.set_xlabel("seconds (orange: a snapshot child writing)")
+    for begin, end in load["_series"].get("freezes", []):
+        axis.axvspan((begin - start) / 1e9, (end - start) / 1e9, color="red", alpha=0.5)
+    axis.set_xlabel("seconds (orange: a snapshot child writing; red: the machine paused)")
     axis.set_ylabel("payment latency, ms")
     axis.set_title(f"Payments at {load['offered_per_s']:,.0f}/s while snapshots are written")
     axis.legend()
@@ -801,6 +842,11 @@ def _print_summary(console, result: dict) -> None:
         f"{load['p99_ms_during_snapshot']} ms while writing vs {load['p99_ms_outside']} ms "
         f"otherwise; tick p99 {load['tick_p99_ms_during_snapshot']} vs "
         f"{load['tick_p99_ms_outside']} ms",
+        f"machine paused by its host under load: {len(load['host_freezes'])} time(s) "
+        f"({', '.join(str(f['ms']) + ' ms' for f in load['host_freezes']) or 'none'}); "
+        f"payment p99 without the payments in flight across a pause: "
+        f"{load['p99_ms_during_snapshot_no_freeze']} ms while writing vs "
+        f"{load['p99_ms_outside_no_freeze']} ms otherwise",
     ]
     if "takeover" in result:
         lines.append(f"standby takeover after kill -9: {result['takeover']['takeover_s']} s "

@@ -157,3 +157,93 @@ class ResourceSampler:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+# -- the machine itself stopping ----------------------------------------------------------
+#
+# A virtual machine can be paused by its host: every process in it stops, the clock goes on,
+# and the kernel accounts no CPU time (busy, idle or stolen) for the pause. A bench on such a
+# box sees a latency spike that no process in it caused. `HostFreezes` finds those pauses from
+# /proc/stat alone: between two of its samples, wall time passed but the CPU time the kernel
+# accounted over all CPUs (`cpu` line: user .. steal) is far below CPUs x wall time. A process
+# that is merely slow or descheduled cannot cause that (the other states are accounted
+# instead), so the test does not depend on the bench's own process being scheduled.
+
+HOST_FREEZE_GAP_MS_MIN = 150.0  # shorter gaps are the sampler's own jitter
+HOST_FREEZE_ACCOUNTED_MAX = 0.5  # a pause: under half the expected CPU time accounted
+
+
+def read_cpu_ticks() -> tuple[int, int]:
+    """(ticks accounted over all CPUs since boot: user..steal, number of CPUs) from
+    /proc/stat (Linux)."""
+    with open("/proc/stat", "rb") as f:
+        text = f.read()
+    lines = text.split(b"\n")
+    total = sum(int(value) for value in lines[0].split()[1:9])
+    cpus = sum(1 for line in lines[1:] if line.startswith(b"cpu"))
+    return total, cpus
+
+
+class HostFreeze(msgspec.Struct, frozen=True, kw_only=True):
+    started_ns: int  # wall clock (time.time_ns) of the last sample before the pause
+    ended_ns: int  # ... and of the first one after it
+    accounted: float  # CPU time the kernel accounted over the gap / CPUs x the gap
+
+    @property
+    def ms(self) -> float:
+        return (self.ended_ns - self.started_ns) / 1e6
+
+
+class HostFreezes:
+    """Samples /proc/stat every `interval_s` on a thread (bounded ring) between `start()`
+    and `stop()`; `freezes()` lists the gaps the machine itself was paused."""
+
+    def __init__(self, interval_s: float = 0.05,
+                 samples_max: int = limits.SAMPLER_SAMPLES_MAX_DEFAULT) -> None:
+        if not 0.01 <= interval_s <= 1.0:
+            raise ValueError(f"interval_s must be in [0.01, 1], not {interval_s}")
+        self.interval_s = interval_s
+        self._ring: collections.deque[tuple[int, int]] = collections.deque(maxlen=samples_max)
+        self._cpus = read_cpu_ticks()[1]
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def sample(self) -> None:
+        self._ring.append((time.time_ns(), read_cpu_ticks()[0]))
+
+    def start(self) -> None:
+        assert self._thread is None, "already started"
+        self._thread = threading.Thread(target=self._run, name="ponte-host-freezes",
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=self.interval_s + 5.0)
+            assert not self._thread.is_alive(), "host freeze sampler did not stop"
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.sample()
+            self._stop.wait(self.interval_s)
+
+    def freezes(self, gap_ms_min: float = HOST_FREEZE_GAP_MS_MIN,
+                accounted_max: float = HOST_FREEZE_ACCOUNTED_MAX) -> list[HostFreeze]:
+        samples = list(self._ring)
+        found = []
+        for (then_ns, then_ticks), (now_ns, now_ticks) in zip(samples, samples[1:]):
+            gap_ns = now_ns - then_ns
+            if gap_ns < gap_ms_min * 1e6:
+                continue
+            expected = self._cpus * gap_ns / 1e9 * _CLOCK_TICKS_PER_S
+            accounted = (now_ticks - then_ticks) / expected
+            if accounted < accounted_max:
+                found.append(HostFreeze(started_ns=then_ns, ended_ns=now_ns,
+                                        accounted=round(accounted, 3)))
+        return found
+
+
+def touched_by(freezes: list[HostFreeze], started_ns: int, ended_ns: int) -> bool:
+    """Whether [started_ns, ended_ns] (a payment in flight) overlaps one of `freezes`."""
+    return any(f.started_ns <= ended_ns and started_ns <= f.ended_ns for f in freezes)

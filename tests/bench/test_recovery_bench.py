@@ -81,6 +81,12 @@ def test_record_build_replay_restart_and_snapshots_under_load_on_a_real_switch(t
     if load["tick_count_during_snapshot"]:
         assert load["tick_p99_ms_during_snapshot"] > 0
         assert "tick_p99_impact_ms" in load or load["tick_p99_ms_outside"] is None
+    # Pauses of the machine are listed (usually none) and the payments they held counted.
+    assert all(freeze["ms"] >= 150 for freeze in load["host_freezes"])
+    assert 0 <= load["payments_in_host_freezes"] <= 400
+    if not load["host_freezes"]:
+        assert load["payments_in_host_freezes"] == 0
+        assert load["p99_ms_outside_no_freeze"] == load["p99_ms_outside"]
 
 
 def test_a_p99_is_read_off_cumulative_buckets_like_prometheus():

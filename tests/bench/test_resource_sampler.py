@@ -105,3 +105,44 @@ def test_the_thread_samples_a_child_until_it_exits():
 def test_bad_arguments_are_refused(interval_s, samples_max):
     with pytest.raises(ValueError):
         ResourceSampler(os.getpid(), interval_s=interval_s, samples_max=samples_max)
+
+
+# -- pauses of the whole machine ---------------------------------------------------------
+
+
+def test_host_freezes_reads_real_proc_stat_and_finds_no_pause_on_a_running_box():
+    from bench.sampler import HostFreezes, read_cpu_ticks
+
+    ticks, cpus = read_cpu_ticks()
+    assert ticks > 0 and cpus == os.cpu_count()
+    host = HostFreezes(interval_s=0.02)
+    host.start()
+    burn_cpu_s(0.3)  # busy or idle, every tick is accounted to some state
+    host.stop()
+    assert len(host._ring) >= 5
+    assert host.freezes() == []
+
+
+def test_a_gap_with_the_cpu_time_unaccounted_is_a_pause_and_a_slow_sampler_is_not():
+    """What /proc/stat showed on 2026-12-05 across a payment stall: 713 ms of wall time
+    with 22 of the expected 143 ticks accounted (2 CPUs). A sampler that was only late
+    (its process descheduled, the machine running) sees the ticks accounted to others."""
+    from bench.sampler import _CLOCK_TICKS_PER_S, HostFreezes, touched_by
+
+    host = HostFreezes()
+    host._cpus = 2
+    per_ms = 2 * _CLOCK_TICKS_PER_S / 1000  # ticks accounted per ms of wall time
+    ns, ticks, ring = 10**18, 1_000_000, []
+    for step_ms, accounted in ((50, 1.0), (50, 1.0), (713, 22 / 143), (50, 1.0), (600, 1.0),
+                               (50, 1.0)):
+        ring.append((ns, ticks))
+        ns += int(step_ms * 1e6)
+        ticks += round(step_ms * per_ms * accounted)
+    ring.append((ns, ticks))
+    host._ring.extend(ring)
+    (freeze,) = host.freezes()
+    assert round(freeze.ms) == 713 and freeze.accounted < 0.2
+    assert freeze.started_ns == ring[2][0]
+    # A payment in flight across it is touched; one that ended before it is not.
+    assert touched_by([freeze], freeze.started_ns - 5_000_000, freeze.started_ns + 1)
+    assert not touched_by([freeze], ring[0][0], ring[1][0])
