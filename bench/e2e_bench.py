@@ -11,7 +11,11 @@ ledger and the run fails loudly if they differ. The HTTP transport is bench/e2e_
 (`run_http`), owned by the HTTP connector.
 
     --json   {"results": [{"transport", "offered_per_s", "transfers_per_s", "p50_ms",
-              "p90_ms", "p99_ms", "success_rate", "peak_rss_bytes"}, ...]}
+              "p90_ms", "p99_ms", "success_rate", "peak_rss_bytes", "host_freezes"}, ...]}
+
+`host_freezes` (stream runs): the moments the whole machine was paused by its host (a
+virtual machine stopped: every process, so the payments in flight wait with it;
+`bench.sampler.HostFreezes`), each {"at_s" from the traffic's start, "ms"}.
 
 It must never measure anything but public surfaces (stream in, stream out, /admin positions).
 """
@@ -21,12 +25,13 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 
 import click
 import msgspec
 
 from connectors.sim.population import load_profile
-from bench.sampler import ResourceSampler
+from bench.sampler import HostFreezes, ResourceSampler
 from connectors.sim.books import BooksReport, reconcile
 from switch.launcher import (
     SimProcess,
@@ -76,6 +81,7 @@ def run_stream(*, offered_per_s: float, seconds: float, seed: int = 1,
         switch = SwitchProcess(config)
         sims = None
         sampler = None
+        host = None
         try:
             switch.start()
             names = [(p.participant_id, p.kind.value) for p in profile.participants]
@@ -100,6 +106,9 @@ def run_stream(*, offered_per_s: float, seconds: float, seed: int = 1,
                 during(switch)
             sampler = ResourceSampler(switch.pid, interval_s=0.5)
             sampler.start()
+            host = HostFreezes()  # pauses of the whole machine, not the switch's doing
+            host.start()
+            traffic_started_ns = time.time_ns()
             final = None
             while True:
                 record = sims.next_record(seconds + 120)
@@ -135,6 +144,8 @@ def run_stream(*, offered_per_s: float, seconds: float, seed: int = 1,
         finally:
             if sampler is not None:
                 sampler.stop()
+            if host is not None:
+                host.stop()
             if sims is not None:
                 sims.stop()
             switch.stop()
@@ -153,6 +164,10 @@ def run_stream(*, offered_per_s: float, seconds: float, seed: int = 1,
             "transfers": done,
             "results": final["results"],
             "books_reconciled": True,
+            # The machine paused by its host (a VM): every process stopped, the latencies
+            # of the payments in flight include it (bench.sampler.HostFreezes).
+            "host_freezes": [{"at_s": round((f.started_ns - traffic_started_ns) / 1e9, 2),
+                              "ms": round(f.ms)} for f in host.freezes()],
             **({"mobilemoney_wallet": _wallet_books(final["books"], joined["name"])}
                if mobilemoney_wallet else {}),
         }
@@ -220,6 +235,9 @@ def _line(result: dict) -> str:
             f"done {result['transfers_per_s']:>9,.0f}/s  p50 {result['p50_ms']:7.2f} ms  "
             f"p99 {result['p99_ms']:7.2f} ms  success {result['success_rate'] * 100:6.2f}%  "
             f"switch peak RSS {result['peak_rss_bytes'] / 2**20:,.0f} MiB"
+            + (f"  machine paused by its host {len(result['host_freezes'])}x: "
+               + ", ".join(f"{f['ms']} ms at {f['at_s']} s" for f in result["host_freezes"])
+               if result.get("host_freezes") else "")
             + (f"  ({result['mobilemoney_wallet']['name']} on the Mobile Money API: paid "
                f"{result['mobilemoney_wallet']['committed_out']:,}, paid to "
                f"{result['mobilemoney_wallet']['committed_in']:,})"

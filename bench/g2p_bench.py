@@ -23,7 +23,11 @@ Measured:
              "live_per_s", "live_p99_unloaded_ms", "live_p99_loaded_ms", "live_p99_ratio",
              "report_csv_seconds", "report_json_seconds", "peak_rss_bytes",
              "rss_growth_bytes_after_25pct", "rss_growth_bytes_second_half",
-             "ledger_reconciled"}]}
+             "ledger_reconciled", "host_freezes"}]}
+
+`host_freezes` lists the moments the whole machine was paused by its host (a virtual
+machine stopped: every process, so either p99 may hold one; `bench.sampler.HostFreezes`),
+each as {"phase": "unloaded"|"loaded", "at_s", "ms"}.
 
 The live p99 during the batch is the simulators' p99 over their loaded run, which lasts
 rows/10,000 + 10 seconds: the batch is most of it at 1,000,000 rows; with --quick it is
@@ -46,7 +50,7 @@ import urllib.request
 import click
 import msgspec
 
-from bench.sampler import ResourceSampler
+from bench.sampler import HostFreezes, ResourceSampler
 from connectors.sim.population import Population, load_profile
 from switch.directory.config import DirectoryConfig, Secret
 from switch.directory.identity import identity_token
@@ -177,7 +181,7 @@ def run(*, rows: int, live_per_s: float, unloaded_s: float, seed: int = 1,
                                    g2p={"port": g2p_port, "rate_rows_per_s": rate_rows_per_s,
                                         "live_queue_depth_max": live_queue_depth_max})
         switch = SwitchProcess(config)
-        sims = sampler = None
+        sims = sampler = host = None
         try:
             switch.start()
             names = [(p.participant_id, p.kind.value) for p in profile.participants]
@@ -190,6 +194,10 @@ def run(*, rows: int, live_per_s: float, unloaded_s: float, seed: int = 1,
             _load_mapper(work_dir, national_ids, _payees(profile, seed, credentials))
             switch.start()
 
+            # Pauses of the whole machine (a VM its host stopped) inflate either p99; listed.
+            host = HostFreezes()
+            host.start()
+            phases_ns = [("unloaded", time.time_ns())]
             # 1. Ordinary traffic alone.
             sims = _live(switch, credentials, work_dir, "unloaded", live_per_s, unloaded_s,
                          seed)
@@ -209,6 +217,7 @@ def run(*, rows: int, live_per_s: float, unloaded_s: float, seed: int = 1,
             sampler = ResourceSampler(switch.pid, interval_s=0.5)
             sampler.start()
             before = switch.positions()[programme["participant_id"]]["accounts"]["KES"]
+            phases_ns.append(("loaded", time.time_ns()))
             started = time.perf_counter()
             for start in range(0, rows, MESSAGE_ROWS):
                 _post(g2p_port, programme["api_key"], "/disburse/sync/disburse",
@@ -247,6 +256,8 @@ def run(*, rows: int, live_per_s: float, unloaded_s: float, seed: int = 1,
         finally:
             if sampler is not None:
                 sampler.stop()
+            if host is not None:
+                host.stop()
             if sims is not None:
                 sims.stop()
             switch.stop()
@@ -270,7 +281,22 @@ def run(*, rows: int, live_per_s: float, unloaded_s: float, seed: int = 1,
             "rss_growth_bytes_after_25pct": (max(quarter) - quarter[0]) if quarter else 0,
             "rss_growth_bytes_second_half": (max(half) - half[0]) if half else 0,
             "ledger_reconciled": debited == summary["paid_minor"],
+            "host_freezes": _freezes_by_phase(host.freezes(), phases_ns),
         }
+
+
+def _freezes_by_phase(freezes, phases_ns: list[tuple[str, int]]) -> list[dict]:
+    """Each pause of the machine with the phase it fell in and its time from that phase's
+    start (bench.sampler.HostFreezes)."""
+    listed = []
+    for freeze in freezes:
+        name, start_ns = phases_ns[0]
+        for phase, phase_start_ns in phases_ns:
+            if freeze.started_ns >= phase_start_ns:
+                name, start_ns = phase, phase_start_ns
+        listed.append({"phase": name, "at_s": round((freeze.started_ns - start_ns) / 1e9, 2),
+                       "ms": round(freeze.ms)})
+    return listed
 
 
 @click.command("g2p")

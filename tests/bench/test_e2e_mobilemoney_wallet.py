@@ -22,6 +22,8 @@ def test_a_wallet_on_the_mobile_money_api_pays_and_is_paid_in_the_e2e_bench(tmp_
     assert outcome.exit_code == 0, outcome.output
     (result,) = json.loads(outcome.output.splitlines()[0])["results"]
     assert result["books_reconciled"] is True  # run_stream raises when they do not
+    # Pauses of the machine are listed (usually none), each at least the detector's gap.
+    assert all(freeze["ms"] >= 150 for freeze in result["host_freezes"])
     wallet = result["mobilemoney_wallet"]
     assert wallet["committed_out"] > 0 and wallet["committed_in"] > 0
     # Nothing refused: the simulator's wallet names payees only by identifier types the
