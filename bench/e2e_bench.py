@@ -131,6 +131,7 @@ def run_stream(*, offered_per_s: float, seconds: float, seed: int = 1,
                     final = record
             sims.wait(60)
             sampler.stop()
+            host.stop()  # the traffic's pauses only, not the reconciliation's
             if final is None:
                 raise RuntimeError(f"the simulator gave no final report:\n{sims.stderr_tail()}")
             positions = switch.positions()

@@ -211,13 +211,13 @@ def run(*, rows: int, live_per_s: float, unloaded_s: float, seed: int = 1,
             # on SIGINT). (They once ran for the time the target allows: past it every row
             # expired for want of a payee, `payee_unavailable`.)
             deadline_s = 120 + rows / 2_000
+            phases_ns.append(("loaded", time.time_ns()))  # its simulators start now
             sims = _live(switch, credentials, work_dir, "loaded", live_per_s, deadline_s + 60,
                          seed + 1)
             sims.wait_for("ready", 300)
             sampler = ResourceSampler(switch.pid, interval_s=0.5)
             sampler.start()
             before = switch.positions()[programme["participant_id"]]["accounts"]["KES"]
-            phases_ns.append(("loaded", time.time_ns()))
             started = time.perf_counter()
             for start in range(0, rows, MESSAGE_ROWS):
                 _post(g2p_port, programme["api_key"], "/disburse/sync/disburse",
@@ -238,6 +238,7 @@ def run(*, rows: int, live_per_s: float, unloaded_s: float, seed: int = 1,
             batch_s = time.perf_counter() - started
             sampler.stop()
             sims.process.send_signal(signal.SIGINT)  # the live traffic ends with the batch
+            host.stop()  # the two traffic phases' pauses, not the reports'
             loaded = _final(sims, 300)
             sims.wait(60)
             sims = None

@@ -586,14 +586,15 @@ def snapshots_under_load(recording: Recording, server_config: dict, offered_per_
             time.sleep(0.2)
         ticks_before = tick_latency_buckets(switch.get("/metrics"))
         host = HostFreezes()  # a pause of the whole machine, told apart from the switch's
-        host.start()
-        # This process holds the recording and what the phases before left; a full
-        # collection over them under load held its GIL for ~0.6 s once a run (2026-12-05:
-        # gen-2 637 ms, right on the payments' 1 s stall), which the payments timed here
-        # then showed as the switch's. Frozen, as the simulators' load generator does.
-        gc.collect()
-        gc.freeze()
         try:
+            host.start()
+            # This process holds the recording and what the phases before left; a full
+            # collection over them under load held its GIL for ~0.6 s once a run
+            # (2026-12-05: gen-2 637 ms, right on the payments' 1 s stall), which the
+            # payments timed here then showed as the switch's. Frozen, as the simulators'
+            # load generator does.
+            gc.collect()
+            gc.freeze()
             samples = asyncio.run(_load(switch.stream_port, recording.keys, offered_per_s,
                                         seconds))
         finally:
@@ -618,9 +619,9 @@ def snapshots_under_load(recording: Recording, server_config: dict, offered_per_
     inside, outside, warmup = [], [], []
     # The same two classes without the payments in flight while the machine was paused.
     inside_clear, outside_clear = [], []
+    load_done_ns = max(submitted_ns + latency_ns for submitted_ns, latency_ns in samples)
     freezes = [f for f in host.freezes()
-               if f.ended_ns >= load_started_ns and f.started_ns <= samples[-1][0]
-               + samples[-1][1]]
+               if f.ended_ns >= load_started_ns and f.started_ns <= load_done_ns]
     warm_from_ns = load_started_ns + int(LOAD_WARMUP_S * 1e9)
     for submitted_ns, latency_ns in samples:
         if submitted_ns < warm_from_ns:  # connections, caches: reported on their own

@@ -167,7 +167,9 @@ class ResourceSampler:
 # /proc/stat alone: between two of its samples, wall time passed but the CPU time the kernel
 # accounted over all CPUs (`cpu` line: user .. steal) is far below CPUs x wall time. A process
 # that is merely slow or descheduled cannot cause that (the other states are accounted
-# instead), so the test does not depend on the bench's own process being scheduled.
+# instead), so the test does not depend on the bench's own process being scheduled. It is
+# reliable on a busy machine (under load, when it matters): a tickless kernel derives an idle
+# CPU's idle time from its clock, so a pause while every CPU idles may be counted as idle.
 
 HOST_FREEZE_GAP_MS_MIN = 150.0  # shorter gaps are the sampler's own jitter
 HOST_FREEZE_ACCOUNTED_MAX = 0.5  # a pause: under half the expected CPU time accounted
@@ -187,11 +189,8 @@ def read_cpu_ticks() -> tuple[int, int]:
 class HostFreeze(msgspec.Struct, frozen=True, kw_only=True):
     started_ns: int  # wall clock (time.time_ns) of the last sample before the pause
     ended_ns: int  # ... and of the first one after it
+    ms: float  # the gap on the monotonic clock (a wall-clock step is not a pause)
     accounted: float  # CPU time the kernel accounted over the gap / CPUs x the gap
-
-    @property
-    def ms(self) -> float:
-        return (self.ended_ns - self.started_ns) / 1e6
 
 
 class HostFreezes:
@@ -203,13 +202,18 @@ class HostFreezes:
         if not 0.01 <= interval_s <= 1.0:
             raise ValueError(f"interval_s must be in [0.01, 1], not {interval_s}")
         self.interval_s = interval_s
-        self._ring: collections.deque[tuple[int, int]] = collections.deque(maxlen=samples_max)
+        if not 1 <= samples_max <= limits.SERIES_SAMPLES_MAX:
+            raise ValueError(f"samples_max must be in [1, {limits.SERIES_SAMPLES_MAX}]")
+        # (monotonic ns, wall ns, ticks); the oldest fall out past samples_max.
+        self._ring: collections.deque[tuple[int, int, int]] = collections.deque(
+            maxlen=samples_max)
         self._cpus = read_cpu_ticks()[1]
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.error: BaseException | None = None  # what stopped the thread, if anything did
 
     def sample(self) -> None:
-        self._ring.append((time.time_ns(), read_cpu_ticks()[0]))
+        self._ring.append((time.monotonic_ns(), time.time_ns(), read_cpu_ticks()[0]))
 
     def start(self) -> None:
         assert self._thread is None, "already started"
@@ -224,23 +228,35 @@ class HostFreezes:
             assert not self._thread.is_alive(), "host freeze sampler did not stop"
 
     def _run(self) -> None:
-        while not self._stop.is_set():
-            self.sample()
-            self._stop.wait(self.interval_s)
+        try:
+            while not self._stop.is_set():
+                self.sample()
+                self._stop.wait(self.interval_s)
+        except Exception as error:  # noqa: BLE001 - reported by freezes(), never silent
+            self.error = error
+
+    def accounted(self) -> float:
+        """CPU time accounted over everything sampled / CPUs x the time it spans (~1.0)."""
+        (first_ns, _, first_ticks), (last_ns, _, last_ticks) = self._ring[0], self._ring[-1]
+        expected = self._cpus * (last_ns - first_ns) / 1e9 * _CLOCK_TICKS_PER_S
+        return (last_ticks - first_ticks) / expected if expected else 1.0
 
     def freezes(self, gap_ms_min: float = HOST_FREEZE_GAP_MS_MIN,
                 accounted_max: float = HOST_FREEZE_ACCOUNTED_MAX) -> list[HostFreeze]:
+        if self.error is not None:
+            raise RuntimeError(f"the host freeze sampler stopped: {self.error!r}")
         samples = list(self._ring)
         found = []
-        for (then_ns, then_ticks), (now_ns, now_ticks) in zip(samples, samples[1:]):
+        for (then_ns, then_wall, then_ticks), (now_ns, now_wall, now_ticks) in zip(
+                samples, samples[1:]):
             gap_ns = now_ns - then_ns
             if gap_ns < gap_ms_min * 1e6:
                 continue
             expected = self._cpus * gap_ns / 1e9 * _CLOCK_TICKS_PER_S
             accounted = (now_ticks - then_ticks) / expected
             if accounted < accounted_max:
-                found.append(HostFreeze(started_ns=then_ns, ended_ns=now_ns,
-                                        accounted=round(accounted, 3)))
+                found.append(HostFreeze(started_ns=then_wall, ended_ns=now_wall,
+                                        ms=gap_ns / 1e6, accounted=round(accounted, 3)))
         return found
 
 
