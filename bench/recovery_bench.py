@@ -826,6 +826,10 @@ def recovery_command(as_json, quick, transfers, tail_events, runs, offered_per_s
     _print_summary(console, result)
 
 
+def _ms(value: float | None) -> str:
+    return "n/a (no such payment)" if value is None else f"{value} ms"
+
+
 def _print_summary(console, result: dict) -> None:
     journal, replay = result["journal"], result["full_replay"]
     load = result["snapshots_under_load"]
@@ -846,8 +850,8 @@ def _print_summary(console, result: dict) -> None:
         f"machine paused by its host under load: {len(load['host_freezes'])} time(s) "
         f"({', '.join(str(f['ms']) + ' ms' for f in load['host_freezes']) or 'none'}); "
         f"payment p99 without the payments in flight across a pause: "
-        f"{load['p99_ms_during_snapshot_no_freeze']} ms while writing vs "
-        f"{load['p99_ms_outside_no_freeze']} ms otherwise",
+        f"{_ms(load['p99_ms_during_snapshot_no_freeze'])} while writing vs "
+        f"{_ms(load['p99_ms_outside_no_freeze'])} otherwise",
     ]
     if "takeover" in result:
         lines.append(f"standby takeover after kill -9: {result['takeover']['takeover_s']} s "

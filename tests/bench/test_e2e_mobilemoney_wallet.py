@@ -24,6 +24,12 @@ def test_a_wallet_on_the_mobile_money_api_pays_and_is_paid_in_the_e2e_bench(tmp_
     assert result["books_reconciled"] is True  # run_stream raises when they do not
     # Pauses of the machine are listed (usually none), each at least the detector's gap.
     assert all(freeze["ms"] >= 150 for freeze in result["host_freezes"])
+    assert result["host_freeze_count"] == len(result["host_freezes"])
+    assert result["host_freeze_ms_total"] == pytest.approx(
+        sum(freeze["ms"] for freeze in result["host_freezes"]), abs=len(result["host_freezes"]))
+    # report.md shows the scalars (lists of objects stay in report.json).
+    report = (tmp_path / "report" / "report.md").read_text()
+    assert "host_freeze_count" in report
     wallet = result["mobilemoney_wallet"]
     assert wallet["committed_out"] > 0 and wallet["committed_in"] > 0
     # Nothing refused: the simulator's wallet names payees only by identifier types the
