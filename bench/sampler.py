@@ -68,7 +68,48 @@ def read_rss_bytes(pid: int) -> int:
     raise ProcessGone(pid)  # a zombie has released its memory and has no VmRSS line
 
 
-class ResourceSampler:
+class _Periodic:
+    """`start()` a daemon thread that calls `sample()` every `interval_s` until `stop()`, or
+    until `sample()` returns None (what it samples is gone); usable as a context manager."""
+
+    interval_s: float
+    _thread_name = "ponte-sampler"
+
+    def _init_thread(self, interval_s: float) -> None:
+        self.interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def sample(self):  # pragma: no cover - every subclass defines it
+        raise NotImplementedError
+
+    def start(self) -> None:
+        assert self._thread is None, "already started"
+        self._thread = threading.Thread(target=self._run, name=self._thread_name, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=self.interval_s + 5.0)
+            assert not self._thread.is_alive(), f"{self._thread_name} did not stop"
+
+    def _run(self) -> None:
+        # Sample, then wait the rest of the interval; waking on stop() ends it at once.
+        while not self._stop.is_set():
+            if self.sample() is None:
+                return
+            self._stop.wait(self.interval_s)
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+class ResourceSampler(_Periodic):
     """Samples one pid: call `sample()` yourself, or `start()` a thread that samples every
     `interval_s` until `stop()` (or use it as a context manager). When the process exits,
     sampling stops and `process_exited` becomes True; the samples taken are kept."""
@@ -84,13 +125,12 @@ class ResourceSampler:
         if not 1 <= samples_max <= limits.SERIES_SAMPLES_MAX:
             raise ValueError(f"samples_max must be in [1, {limits.SERIES_SAMPLES_MAX}]")
         self.pid = pid
-        self.interval_s = interval_s
+        self._init_thread(interval_s)
+        self._thread_name = f"ponte-sampler-{pid}"
         self.samples_max = samples_max
         self.process_exited = False
         self._ring: collections.deque[ResourceSample] = collections.deque(maxlen=samples_max)
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._start_monotonic_s = time.monotonic()
         self._previous: tuple[float, float] | None = None  # (monotonic_s, cpu_s)
         # Fail now, not in a background thread, if the pid is wrong.
@@ -131,32 +171,6 @@ class ResourceSampler:
         with self._lock:
             return self._ring[-1] if self._ring else None
 
-    def start(self) -> None:
-        assert self._thread is None, "already started"
-        self._thread = threading.Thread(
-            target=self._run, name=f"ponte-sampler-{self.pid}", daemon=True
-        )
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=self.interval_s + 5.0)
-            assert not self._thread.is_alive(), "sampler thread did not stop"
-
-    def _run(self) -> None:
-        # Sample, then wait the rest of the interval; waking on stop() ends it at once.
-        while not self._stop.is_set():
-            if self.sample() is None:
-                return
-            self._stop.wait(self.interval_s)
-
-    def __enter__(self) -> ResourceSampler:
-        self.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
 
 # -- the machine itself stopping ----------------------------------------------------------
@@ -193,7 +207,7 @@ class HostFreeze(msgspec.Struct, frozen=True, kw_only=True):
     accounted: float  # CPU time the kernel accounted over the gap / CPUs x the gap
 
 
-class HostFreezes:
+class HostFreezes(_Periodic):
     """Samples /proc/stat every `interval_s` on a thread (bounded ring) between `start()`
     and `stop()`; `freezes()` lists the gaps the machine itself was paused."""
 
@@ -201,39 +215,24 @@ class HostFreezes:
                  samples_max: int = limits.SAMPLER_SAMPLES_MAX_DEFAULT) -> None:
         if not 0.01 <= interval_s <= 1.0:
             raise ValueError(f"interval_s must be in [0.01, 1], not {interval_s}")
-        self.interval_s = interval_s
+        self._init_thread(interval_s)
+        self._thread_name = "ponte-host-freezes"
         if not 1 <= samples_max <= limits.SERIES_SAMPLES_MAX:
             raise ValueError(f"samples_max must be in [1, {limits.SERIES_SAMPLES_MAX}]")
         # (monotonic ns, wall ns, ticks); the oldest fall out past samples_max.
         self._ring: collections.deque[tuple[int, int, int]] = collections.deque(
             maxlen=samples_max)
         self._cpus = read_cpu_ticks()[1]
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self.error: BaseException | None = None  # what stopped the thread, if anything did
 
-    def sample(self) -> None:
-        self._ring.append((time.monotonic_ns(), time.time_ns(), read_cpu_ticks()[0]))
-
-    def start(self) -> None:
-        assert self._thread is None, "already started"
-        self._thread = threading.Thread(target=self._run, name="ponte-host-freezes",
-                                        daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=self.interval_s + 5.0)
-            assert not self._thread.is_alive(), "host freeze sampler did not stop"
-
-    def _run(self) -> None:
+    def sample(self) -> bool | None:
+        """One sample; None (the thread ends) once reading failed: `freezes()` says so."""
         try:
-            while not self._stop.is_set():
-                self.sample()
-                self._stop.wait(self.interval_s)
+            self._ring.append((time.monotonic_ns(), time.time_ns(), read_cpu_ticks()[0]))
         except Exception as error:  # noqa: BLE001 - reported by freezes(), never silent
             self.error = error
+            return None
+        return True
 
     def accounted(self) -> float:
         """CPU time accounted over everything sampled / CPUs x the time it spans (~1.0)."""
