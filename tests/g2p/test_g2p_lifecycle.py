@@ -126,6 +126,13 @@ async def test_operators_pause_resume_and_cancel_by_maker_checker(tmp_path):
         assert summary["paid"] + summary["cancelled"] == 1_500, summary
         assert 0 < summary["cancelled"] < 1_500
         assert world.balance("programme") == 10**9 - summary["paid_minor"]
+        # The store agrees with the summary: no row is left pending or submitted.
+        engine = world.server.g2p_engine
+        (batch_id,) = [b.record.batch_id for b in engine.open.values()
+                       if b.record.transaction_id == "cash-1"]
+        stored = await engine.store.counts(batch_id)
+        assert (stored.pending, stored.submitted) == (0, 0), stored
+        assert (stored.paid, stored.cancelled) == (summary["paid"], summary["cancelled"])
         # A cancelled batch takes no more rows.
         status, answer = await programme.post("/disburse", disburse_body(
             "cash-1", [("late", world.fa("wallet-b", "w-late"), "1.00")]))
