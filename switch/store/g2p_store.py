@@ -16,6 +16,8 @@ from __future__ import annotations
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
 
+import msgspec
+
 from switch.g2p.ports import ROW_ADDED, ROW_DUPLICATE, ROW_EXISTS
 from switch.g2p.types import (
     REASON_NAMES,
@@ -29,7 +31,7 @@ from switch.g2p.types import (
     RowStatus,
     RowView,
 )
-from switch.store.embedded import open_sqlite, select_by_keys, write_transaction
+from switch.store.embedded import execute_rows, open_sqlite, select_by_keys, write_transaction
 
 # A stored row's content, by (batch, reference): what a resent row is compared with.
 _STORED_ROW_COLUMNS = ("g2p_rows.reference_id, g2p_rows.payee_kind, g2p_rows.payee_key, "
@@ -111,6 +113,9 @@ _PENDING_COLUMNS = ("row_no, payee_kind, payee_key, amount_minor, attempt, statu
                     "payee_participant_id, payee_account_ref, expires_at_ns")
 _VIEW_COLUMNS = ("row_no, reference_id, payee_kind, payee_key, amount_minor, status, reason, "
                  "result, attempt, payee_participant_id, updated_ns")
+
+
+_PENDING_ROWS = msgspec.json.Decoder(list[PendingRow])
 
 
 def _batch(row) -> BatchRecord:
@@ -250,9 +255,9 @@ class EmbeddedG2PStore:
                         fresh.append(row)
                 if total + len(fresh) > rows_max:
                     raise _TooMany
-                db.executemany(
-                    "INSERT INTO g2p_rows (batch_id, row_no, reference_id, payee_kind, "
-                    "payee_key, amount_minor, updated_ns) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                execute_rows(
+                    db, lambda values: "INSERT INTO g2p_rows (batch_id, row_no, reference_id, "
+                    f"payee_kind, payee_key, amount_minor, updated_ns) VALUES {values}",
                     [(batch_id, total + index + 1, row.reference_id, row.payee_kind,
                       row.payee_key, row.amount_minor, now_ns)
                      for index, row in enumerate(fresh)])
@@ -269,49 +274,63 @@ class EmbeddedG2PStore:
 
     async def pending_rows(self, batch_id, after_row_no, limit):
         def work():
-            return [PendingRow(*row) for row in self._db.execute(
-                f"SELECT {_PENDING_COLUMNS} FROM g2p_rows WHERE batch_id = ? AND status = 0 "
-                "AND row_no > ? ORDER BY row_no LIMIT ?", (batch_id, after_row_no, limit))]
+            return self._rows(f"SELECT {_PENDING_COLUMNS} FROM g2p_rows WHERE batch_id = ? "
+                              "AND status = 0 AND row_no > ? ORDER BY row_no LIMIT ?",
+                              (batch_id, after_row_no, limit))
         return await self._run(work)
 
     async def submitted_rows(self, batch_id, limit):
         def work():
-            return [PendingRow(*row) for row in self._db.execute(
-                f"SELECT {_PENDING_COLUMNS} FROM g2p_rows WHERE batch_id = ? AND status = 1 "
-                "ORDER BY row_no LIMIT ?", (batch_id, limit))]
+            return self._rows(f"SELECT {_PENDING_COLUMNS} FROM g2p_rows WHERE batch_id = ? "
+                              "AND status = 1 ORDER BY row_no LIMIT ?", (batch_id, limit))
         return await self._run(work)
+
+    def _rows(self, query: str, parameters: tuple) -> list[PendingRow]:
+        """The rows of `query` (selecting `_PENDING_COLUMNS`) as one JSON array SQLite builds
+        in one step, decoded by msgspec: not a step, and a GIL hand-off, per row (see
+        `execute_rows`)."""
+        (document,) = self._db.execute(
+            f"SELECT json_group_array(json_array({_PENDING_COLUMNS})) FROM ({query})",
+            parameters).fetchone()
+        return _PENDING_ROWS.decode(document)
 
     async def mark_submitted(self, batch_id, rows, now_ns):
         def work():
             with write_transaction(self._db) as db:
-                db.executemany(
-                    "UPDATE g2p_rows SET status = 1, attempt = ?, payee_participant_id = ?, "
-                    "payee_account_ref = ?, expires_at_ns = ?, updated_ns = ? "
-                    "WHERE batch_id = ? AND row_no = ? AND status = 0",
-                    [(attempt, payee_id, account_ref, expires_at_ns, now_ns, batch_id, row_no)
-                     for row_no, attempt, payee_id, account_ref, expires_at_ns in rows])
+                execute_rows(
+                    db, lambda values: "WITH marked(row_no, attempt, payee_id, account_ref, "
+                    f"expires_at_ns, batch_id) AS (VALUES {values}) UPDATE g2p_rows SET "
+                    "status = 1, attempt = marked.attempt, payee_participant_id = "
+                    "marked.payee_id, payee_account_ref = marked.account_ref, expires_at_ns = "
+                    "marked.expires_at_ns, updated_ns = ? FROM marked WHERE "
+                    "g2p_rows.batch_id = marked.batch_id AND g2p_rows.row_no = marked.row_no "
+                    "AND g2p_rows.status = 0",
+                    [(*row, batch_id) for row in rows], now_ns)
         await self._run(work)
 
     async def record_outcomes(self, outcomes, now_ns):
         def work():
             with write_transaction(self._db) as db:
-                db.executemany(
-                    "UPDATE g2p_rows SET status = ?, reason = ?, result = ?, attempt = ?, "
-                    "updated_ns = ? WHERE batch_id = ? AND row_no = ? AND status = 1 "
-                    "AND attempt = ?",
-                    [(status, reason, result, next_attempt, now_ns, batch_id, row_no, attempt)
-                     for batch_id, row_no, attempt, status, reason, result, next_attempt
-                     in outcomes])
+                execute_rows(
+                    db, lambda values: "WITH outcome(batch_id, row_no, attempt, status, "
+                    f"reason, result, next_attempt) AS (VALUES {values}) UPDATE g2p_rows SET "
+                    "status = outcome.status, reason = outcome.reason, result = outcome.result, "
+                    "attempt = outcome.next_attempt, updated_ns = ? FROM outcome WHERE "
+                    "g2p_rows.batch_id = outcome.batch_id AND g2p_rows.row_no = outcome.row_no "
+                    "AND g2p_rows.status = 1 AND g2p_rows.attempt = outcome.attempt",
+                    outcomes, now_ns)
         await self._run(work)
 
     async def fail_unsubmitted(self, outcomes, now_ns):
         def work():
             with write_transaction(self._db) as db:
-                db.executemany(
-                    "UPDATE g2p_rows SET status = 3, reason = ?, result = ?, updated_ns = ? "
-                    "WHERE batch_id = ? AND row_no = ? AND status = 0",
-                    [(reason, result, now_ns, batch_id, row_no)
-                     for batch_id, row_no, reason, result in outcomes])
+                execute_rows(
+                    db, lambda values: "WITH failed(batch_id, row_no, reason, result) AS "
+                    f"(VALUES {values}) UPDATE g2p_rows SET status = 3, reason = failed.reason, "
+                    "result = failed.result, updated_ns = ? FROM failed WHERE "
+                    "g2p_rows.batch_id = failed.batch_id AND g2p_rows.row_no = failed.row_no "
+                    "AND g2p_rows.status = 0",
+                    outcomes, now_ns)
         await self._run(work)
 
     async def cancel_pending(self, batch_id, now_ns):

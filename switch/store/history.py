@@ -22,7 +22,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
-from switch.store.embedded import open_sqlite, select_by_keys, write_transaction
+from switch.store.embedded import execute_rows, open_sqlite, select_by_keys, write_transaction
 
 Key = tuple[int, str]
 Row = tuple[Key, bytes, int]  # (key, FinalTransfer bytes, decided_at_ns)
@@ -83,8 +83,10 @@ class EmbeddedHistoryStore:
 
     def _put(self, rows: list[Row]) -> None:
         with write_transaction(self._db) as db:
-            db.executemany(
-                "INSERT INTO transfer_history VALUES (?, ?, ?, ?) ON CONFLICT "
+            # Many rows a statement, not executemany (see `execute_rows`); a key twice in
+            # one statement is updated in row order, as executemany did.
+            execute_rows(
+                db, lambda values: f"INSERT INTO transfer_history VALUES {values} ON CONFLICT "
                 "(payer_participant_id, transfer_id) DO UPDATE SET "
                 "decided_at_ns = excluded.decided_at_ns, final = excluded.final",
                 [(key[0], key[1], decided, final) for key, final, decided in rows])
