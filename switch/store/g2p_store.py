@@ -37,18 +37,30 @@ from switch.store.embedded import execute_rows, open_sqlite, select_by_keys, wri
 _STORED_ROW_COLUMNS = ("g2p_rows.reference_id, g2p_rows.payee_kind, g2p_rows.payee_key, "
                        "g2p_rows.amount_minor")
 
-# Rows are found by payee through an index on a short key: an identity token's first 8 hex
-# characters (32 random bits; the full key is compared after), a financial address whole.
-# The whole 64-character token made the index the upload's cost: a 10,000-row message's
-# random inserts dirtied most of a million-row index (22 s and 5.9 GB written to add a
-# million rows, against 11 s and 1.4 GB with this one and the checkpoint below; docs/g2p.md).
-# One expression for the index and the query (SQLite uses the index only for the same one).
+# Rows are found by payee through an index on (batch, run of rows, short key): a run is
+# `_RUN_ROWS` consecutive rows, the short key an identity token's first 8 hex characters
+# (32 random bits; the full key is compared after) or a financial address whole. Tokens are
+# random, so an index on the key alone took each 10,000-row message's inserts all over a
+# million-row index: every commit wrote most of its pages again. The whole 64-character token
+# cost 22 s and 5.9 GB to add a million rows, the short key alone 11 s and 1.4 GB, and while a
+# batch was uploaded the journal's commits waited behind those writes (live p99 x9,
+# docs/g2p.md). Under a run, a message's inserts land in one or two runs' few pages; a lookup
+# probes each run of the programme's batches (60 for a million rows). One expression for the
+# index and the query (SQLite uses the index only for the same one).
 _TOKEN_SHORT_CHARS = 8
 
 
 def _payee_short_sql(table: str) -> str:
     return (f"(CASE {table}payee_kind WHEN {int(PayeeKind.NATIONAL_ID)} THEN "
             f"substr({table}payee_key, 1, {_TOKEN_SHORT_CHARS}) ELSE {table}payee_key END)")
+
+
+_RUN_SHIFT = 14
+_RUN_ROWS = 1 << _RUN_SHIFT
+
+
+def _payee_index_sql(table: str) -> str:
+    return f"{table}batch_id, ({table}row_no >> {_RUN_SHIFT}), {_payee_short_sql(table)}"
 
 
 _PAYEE_SHORT = _payee_short_sql("r.")
@@ -61,6 +73,7 @@ def _payee_short(payee_key: str) -> str:
     """The index's short key of a stored payee key (`_PAYEE_SHORT`): a financial address
     always holds an "@", an identity token never does."""
     return payee_key if "@" in payee_key else payee_key[:_TOKEN_SHORT_CHARS]
+
 
 
 _SQLITE_SCHEMA = f"""
@@ -95,7 +108,8 @@ CREATE TABLE IF NOT EXISTS g2p_rows (
     UNIQUE (batch_id, reference_id)
 );
 DROP INDEX IF EXISTS g2p_rows_payee;
-CREATE INDEX IF NOT EXISTS g2p_rows_payee_short ON g2p_rows ({_payee_short_sql("")});
+DROP INDEX IF EXISTS g2p_rows_payee_short;
+CREATE INDEX IF NOT EXISTS g2p_rows_payee_run ON g2p_rows ({_payee_index_sql("")});
 CREATE INDEX IF NOT EXISTS g2p_rows_status ON g2p_rows (batch_id, status, row_no);
 CREATE TABLE IF NOT EXISTS g2p_mapper_txns (
     participant_id INTEGER NOT NULL,
@@ -121,6 +135,18 @@ _PENDING_COLUMNS = ("row_no, payee_kind, payee_key, amount_minor, attempt, statu
                     "payee_participant_id, payee_account_ref, expires_at_ns")
 _VIEW_COLUMNS = ("row_no, reference_id, payee_kind, payee_key, amount_minor, status, reason, "
                  "result, attempt, payee_participant_id, updated_ns")
+# Every run of every batch of the programme, each probed through the index (`CROSS JOIN`:
+# the runs first).
+_ROWS_BY_PAYEE = (
+    "WITH RECURSIVE runs(batch_id, transaction_id, run, last) AS ("
+    f"SELECT batch_id, transaction_id, 0, rows_total >> {_RUN_SHIFT} FROM g2p_batches "
+    "WHERE programme_id = ?1 UNION ALL "
+    "SELECT batch_id, transaction_id, run + 1, last FROM runs WHERE run < last) "
+    "SELECT runs.transaction_id, "
+    + ", ".join("r." + column.strip() for column in _VIEW_COLUMNS.split(","))
+    + " FROM runs CROSS JOIN g2p_rows r WHERE r.batch_id = runs.batch_id AND "
+    f"(r.row_no >> {_RUN_SHIFT}) = runs.run AND {_PAYEE_SHORT} = ?2 AND r.payee_key = ?3 "
+    "ORDER BY r.batch_id, r.row_no LIMIT ?4")
 
 
 _PENDING_ROWS = msgspec.json.Decoder(list[PendingRow])
@@ -380,12 +406,8 @@ class EmbeddedG2PStore:
 
     async def rows_by_payee(self, programme_id, payee_key, limit):
         def work():
-            return [(row[0], _view(row[1:])) for row in self._db.execute(
-                f"SELECT b.transaction_id, {', '.join('r.' + c.strip() for c in _VIEW_COLUMNS.split(','))} "
-                "FROM g2p_rows r JOIN g2p_batches b ON b.batch_id = r.batch_id "
-                f"WHERE {_PAYEE_SHORT} = ? AND r.payee_key = ? AND b.programme_id = ? "
-                "ORDER BY r.batch_id, r.row_no LIMIT ?",
-                (_payee_short(payee_key), payee_key, programme_id, limit))]
+            return [(row[0], _view(row[1:])) for row in self._db.execute(_ROWS_BY_PAYEE, (
+                programme_id, _payee_short(payee_key), payee_key, limit))]
         return await self._run(work)
 
     # -- mapper transactions and notices -----------------------------------------------
