@@ -75,7 +75,6 @@ def _payee_short(payee_key: str) -> str:
     return payee_key if "@" in payee_key else payee_key[:_TOKEN_SHORT_CHARS]
 
 
-
 _SQLITE_SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS g2p_batches (
     batch_id INTEGER PRIMARY KEY,
